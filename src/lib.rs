@@ -1,0 +1,23 @@
+//! ship-hub: find, pair with and stay connected to SHIP (EEBus "Smart Home IP") peers.
+//!
+//! Layers, bottom up (see `docs/architecture.md`):
+//!
+//! * [`ski`], [`ship_id`] — the [`Ski`] and [`ShipId`] newtypes that identify every node.
+//! * [`identity`] — certificate creation and loading, lenient SKI extraction from peer
+//!   certificates.
+//! * [`protocol`] — the sans-IO SHIP engine: message model, EEBus-JSON codec, handshake state
+//!   machine and timers. No tokio, no sockets, no clock, no randomness.
+//! * [`transport`] — rustls configurations and verifiers for SHIP, and the WebSocket layer.
+//!
+//! Each layer only uses the ones below it.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod identity;
+pub mod protocol;
+pub mod ship_id;
+pub mod ski;
+pub mod transport;
+
+pub use ship_id::{ShipId, ShipIdError};
+pub use ski::{Ski, SkiParseError};
