@@ -1,0 +1,156 @@
+//! How the application hears about peers: the [`Callbacks`] trait and the thread that calls it.
+//!
+//! Every call is made from one dedicated thread ("ship-hub-callbacks"), fed by a queue that the
+//! supervisors append to. That gives three guarantees:
+//!
+//! * calls for one SKI arrive in the order things happened (one queue, one consumer);
+//! * no call is made while any lock of the hub is held, and a callback may call any
+//!   [`crate::hub::Hub`] method — the methods never wait for the callback thread;
+//! * a slow callback delays later callbacks, never the protocol: connections keep running (a
+//!   callback may even block, e.g. to ask a user on a terminal). A panicking callback is caught
+//!   and logged; the thread carries on.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread;
+
+use tokio::sync::oneshot;
+
+use crate::hub::DisconnectReason;
+use crate::protocol::{ConnectionState, DetailedState};
+use crate::{ShipId, Ski};
+
+/// Extra information with a state change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StateDetail {
+    /// The detailed protocol state (ship-protocol.md §6) of the connection behind the change,
+    /// where there is one.
+    pub detailed: Option<DetailedState>,
+    /// For [`ConnectionState::Error`] and [`ConnectionState::RemoteDeniedTrust`]: what happened.
+    pub error: Option<String>,
+}
+
+/// What the hub knows about a peer that asks to be trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PairingRequest {
+    /// The SKI its certificate proved.
+    pub ski: Ski,
+    /// The address it connected from.
+    pub address: std::net::SocketAddr,
+}
+
+/// The application's view of the hub. Every method has a default that does nothing (or, for
+/// [`Callbacks::pairing_requested`], refuses), so an application implements only what it needs.
+///
+/// See the module documentation for the threading guarantees.
+pub trait Callbacks: Send + Sync + 'static {
+    /// The connection state of `ski` as the application sees it changed (one of the ten
+    /// states of ship-protocol.md §6). A connection that merely lost a double-connection
+    /// arbitration produces no change.
+    fn state_changed(&self, ski: Ski, state: ConnectionState, detail: &StateDetail) {
+        let _ = (ski, state, detail);
+    }
+
+    /// `ski` reached data exchange (SHIP Completed). Not repeated when a double connection is
+    /// replaced by its twin.
+    fn connected(&self, ski: Ski, ship_id: Option<&ShipId>) {
+        let _ = (ski, ship_id);
+    }
+
+    /// `ski`, previously reported as connected, has no connection in data exchange any more.
+    fn disconnected(&self, ski: Ski, reason: &DisconnectReason) {
+        let _ = (ski, reason);
+    }
+
+    /// An unpaired peer connected and asks to be trusted. Return `true` to let it wait (in hello
+    /// `pending`) until [`crate::hub::Hub::approve`] or [`crate::hub::Hub::deny`] decides, or
+    /// `false` to refuse it at once. The default refuses.
+    fn pairing_requested(&self, request: &PairingRequest) -> bool {
+        let _ = request;
+        false
+    }
+
+    /// A data message (its SPINE payload, byte for byte as received) arrived from `ski`.
+    fn data_received(&self, ski: Ski, payload: &[u8]) {
+        let _ = (ski, payload);
+    }
+
+    /// The peer's SHIP ID became known (from its `accessMethods`).
+    fn ship_id_learned(&self, ski: Ski, ship_id: &ShipId) {
+        let _ = (ski, ship_id);
+    }
+}
+
+/// Callbacks that do nothing and refuse every pairing request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoCallbacks;
+
+impl Callbacks for NoCallbacks {}
+
+/// One queued call.
+pub(crate) enum CallbackEvent {
+    StateChanged(Ski, ConnectionState, StateDetail),
+    Connected(Ski, Option<ShipId>),
+    Disconnected(Ski, DisconnectReason),
+    PairingRequested(PairingRequest, oneshot::Sender<bool>),
+    DataReceived(Ski, Vec<u8>),
+    ShipIdLearned(Ski, ShipId),
+    /// The hub shut down: deliver what is queued before this, then end the thread.
+    Stop,
+}
+
+/// The sending side of the callback queue. Cloned into every supervisor.
+#[derive(Clone)]
+pub(crate) struct CallbackQueue {
+    tx: mpsc::Sender<CallbackEvent>,
+}
+
+impl CallbackQueue {
+    /// Queues a call. Never blocks; a call after the dispatcher stopped is dropped.
+    pub(crate) fn push(&self, event: CallbackEvent) {
+        let _ = self.tx.send(event);
+    }
+}
+
+/// Starts the callback thread. It ends when every [`CallbackQueue`] is dropped; `done` fires then.
+pub(crate) fn start_dispatcher(
+    callbacks: Arc<dyn Callbacks>,
+) -> std::io::Result<(CallbackQueue, oneshot::Receiver<()>)> {
+    let (tx, rx) = mpsc::channel::<CallbackEvent>();
+    let (done_tx, done_rx) = oneshot::channel();
+    thread::Builder::new()
+        .name("ship-hub-callbacks".into())
+        .spawn(move || {
+            for event in rx {
+                if matches!(event, CallbackEvent::Stop) {
+                    break;
+                }
+                let result = catch_unwind(AssertUnwindSafe(|| dispatch(&*callbacks, event)));
+                if result.is_err() {
+                    tracing::error!("an application callback panicked; continuing");
+                }
+            }
+            let _ = done_tx.send(());
+        })?;
+    Ok((CallbackQueue { tx }, done_rx))
+}
+
+fn dispatch(callbacks: &dyn Callbacks, event: CallbackEvent) {
+    match event {
+        CallbackEvent::StateChanged(ski, state, detail) => {
+            callbacks.state_changed(ski, state, &detail)
+        }
+        CallbackEvent::Connected(ski, ship_id) => callbacks.connected(ski, ship_id.as_ref()),
+        CallbackEvent::Disconnected(ski, reason) => callbacks.disconnected(ski, &reason),
+        CallbackEvent::PairingRequested(request, answer) => {
+            let wait = callbacks.pairing_requested(&request);
+            let _ = answer.send(wait);
+        }
+        CallbackEvent::DataReceived(ski, payload) => callbacks.data_received(ski, &payload),
+        CallbackEvent::ShipIdLearned(ski, ship_id) => callbacks.ship_id_learned(ski, &ship_id),
+        CallbackEvent::Stop => {}
+    }
+}

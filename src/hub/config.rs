@@ -1,0 +1,154 @@
+//! The Hub's configuration: identity, addresses, limits and every timer, with the SHIP
+//! specification's values as defaults.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::hub::backoff::BackoffTiers;
+use crate::hub::callbacks::{Callbacks, NoCallbacks};
+use crate::hub::trust::{MemoryTrustStore, TrustStore};
+use crate::identity::Identity;
+use crate::protocol::ProtocolConfig;
+use crate::transport::{TlsOptions, WsOptions};
+use crate::ShipId;
+
+/// The TCP port ship-hub listens on unless told otherwise (the port ship-go's examples use).
+pub const DEFAULT_PORT: u16 = 4711;
+
+/// Limits on what the Hub admits (architecture.md: "a slow or hostile peer costs one bounded
+/// task, never the hub").
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Live connections (any state after the WebSocket upgrade), incoming and outgoing together.
+    /// An incoming connection beyond it gets HTTP 503 at the upgrade (§10 / ship-protocol.md
+    /// §3); an outgoing dial beyond it fails with a typed error. Default 10.
+    pub max_connections: usize,
+    /// Incoming connections in their TLS + WebSocket handshake at once. A TCP connection beyond
+    /// it is closed at once, before any TLS work. Default 32.
+    pub max_handshakes_in_progress: usize,
+    /// Deadline for TLS + WebSocket of one connection, incoming or outgoing. Default 10 s.
+    pub transport_handshake_timeout: Duration,
+    /// Backstop deadline from TCP accept/dial to SHIP Completed. The protocol's own timers
+    /// (CMI 30 s, hello 120 s + prolongations) end most handshakes earlier; this bounds a peer
+    /// that keeps prolonging forever. Default 10 min.
+    pub handshake_deadline: Duration,
+    /// Outgoing data messages queued per connection before [`crate::hub::Hub::send_data`]
+    /// reports back-pressure. Default 256.
+    pub max_queued_data: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 10,
+            max_handshakes_in_progress: 32,
+            transport_handshake_timeout: Duration::from_secs(10),
+            handshake_deadline: Duration::from_secs(600),
+            max_queued_data: 256,
+        }
+    }
+}
+
+/// Hub-level timers (the protocol's own timers live in [`ProtocolConfig`]).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct HubTimers {
+    /// WebSocket ping interval on an established connection. Default 50 s (ship-go's value).
+    pub keepalive_interval: Duration,
+    /// How long a ping may go unanswered before the connection is declared dead. A dead peer is
+    /// therefore detected within `keepalive_interval + keepalive_timeout` (default 60 s, the
+    /// value ship-go uses).
+    pub keepalive_timeout: Duration,
+    /// How long the node with the smaller SKI leaves a double connection to the bigger-SKI node
+    /// before settling it itself (§12.2.3, ship-protocol.md §7). Default 3 s.
+    pub double_connection_grace: Duration,
+    /// Reconnect delays for paired peers (§8).
+    pub reconnect: BackoffTiers,
+    /// Overall deadline of [`crate::hub::Hub::shutdown`]. Default 5 s.
+    pub shutdown_deadline: Duration,
+}
+
+impl Default for HubTimers {
+    fn default() -> Self {
+        HubTimers {
+            keepalive_interval: Duration::from_secs(50),
+            keepalive_timeout: Duration::from_secs(10),
+            double_connection_grace: Duration::from_secs(3),
+            reconnect: BackoffTiers::default(),
+            shutdown_deadline: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Everything a [`crate::hub::Hub`] is started with.
+///
+/// Build it with [`HubConfig::new`] and adjust the public fields; every field has the
+/// specification's value (or a documented choice) as default.
+#[non_exhaustive]
+pub struct HubConfig {
+    /// This node's certificate and key.
+    pub identity: Identity,
+    /// This node's SHIP ID (announced in mDNS and in `accessMethods`).
+    pub ship_id: ShipId,
+    /// Where to listen. Default `0.0.0.0:4711`; port 0 picks a free port.
+    pub bind: SocketAddr,
+    /// The WebSocket path announced and served. Default `/ship/`.
+    pub path: String,
+    /// Admission limits.
+    pub limits: Limits,
+    /// Hub timers.
+    pub timers: HubTimers,
+    /// The SHIP protocol's timers.
+    pub protocol: ProtocolConfig,
+    /// TLS choices.
+    pub tls: TlsOptions,
+    /// WebSocket choices (maximum message size).
+    pub websocket: WsOptions,
+    /// Accept every unknown peer without asking (SHIP's `register=true`). Off by default: the
+    /// specification forbids it, because anyone on the LAN can then pair with the node. See
+    /// `docs/pairing.md`.
+    pub auto_accept: bool,
+    /// Where pairings are kept. Default: in memory only.
+    pub trust_store: Arc<dyn TrustStore>,
+    /// The application's callbacks. Default: none.
+    pub callbacks: Arc<dyn Callbacks>,
+    /// Seed of the hub's random numbers (reconnect jitter). `None` seeds from the OS.
+    pub rng_seed: Option<u64>,
+}
+
+impl HubConfig {
+    /// A configuration with every default, for this identity and SHIP ID.
+    pub fn new(identity: Identity, ship_id: ShipId) -> Self {
+        HubConfig {
+            identity,
+            ship_id,
+            bind: SocketAddr::from((Ipv4Addr::UNSPECIFIED, DEFAULT_PORT)),
+            path: "/ship/".to_owned(),
+            limits: Limits::default(),
+            timers: HubTimers::default(),
+            protocol: ProtocolConfig::default(),
+            tls: TlsOptions::default(),
+            websocket: WsOptions::default(),
+            auto_accept: false,
+            trust_store: Arc::new(MemoryTrustStore::default()),
+            callbacks: Arc::new(NoCallbacks),
+            rng_seed: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for HubConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubConfig")
+            .field("ski", &self.identity.ski())
+            .field("ship_id", &self.ship_id)
+            .field("bind", &self.bind)
+            .field("path", &self.path)
+            .field("limits", &self.limits)
+            .field("timers", &self.timers)
+            .field("auto_accept", &self.auto_accept)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,460 @@
+//! The [`Hub`] handle and the state its tasks share.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::callbacks::{CallbackEvent, CallbackQueue, start_dispatcher};
+use super::config::HubConfig;
+use super::dial::DialAddress;
+use super::listener::accept_loop;
+use super::metrics::{Metrics, MetricsSnapshot};
+use super::supervisor::{Command, Supervisor};
+use super::trust::{PairedPeer, TrustStore, TrustStoreError};
+use crate::protocol::{CloseCause, ConnectionState};
+use crate::transport::ShipTls;
+use crate::{ShipId, Ski};
+
+/// What a supervisor publishes about its peer, read by [`Hub`] methods without asking it.
+#[derive(Debug, Clone)]
+pub(crate) struct PeerStatus {
+    pub(crate) state: ConnectionState,
+    pub(crate) connected: bool,
+    pub(crate) ship_id: Option<ShipId>,
+    pub(crate) pending_request: bool,
+}
+
+/// The registry's entry for one peer: how to reach its supervisor.
+pub(crate) struct PeerEntry {
+    commands: mpsc::UnboundedSender<Command>,
+    status: watch::Receiver<PeerStatus>,
+    data: mpsc::Sender<Vec<u8>>,
+}
+
+/// Why a connected peer is no longer connected.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// We closed it (disconnect, unpair).
+    Local,
+    /// The hub shut down.
+    Shutdown,
+    /// No pong within the keepalive timeout: the peer or the network is gone.
+    KeepaliveTimeout,
+    /// The SHIP connection ended, with the protocol's cause (the peer closed, a timeout, …).
+    Protocol(CloseCause),
+    /// Anything else.
+    Error(String),
+}
+
+impl std::fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DisconnectReason::Local => f.write_str("closed locally"),
+            DisconnectReason::Shutdown => f.write_str("hub shut down"),
+            DisconnectReason::KeepaliveTimeout => f.write_str("keepalive timeout"),
+            DisconnectReason::Protocol(cause) => write!(f, "{cause}"),
+            DisconnectReason::Error(text) => f.write_str(text),
+        }
+    }
+}
+
+/// Errors of [`Hub`] methods.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HubError {
+    /// The listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The TLS configuration could not be built from the identity.
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+    /// The callback thread could not be started.
+    #[error("cannot start the callback thread: {0}")]
+    Thread(std::io::Error),
+    /// The SKI is this hub's own (a node never pairs with or connects to itself).
+    #[error("{0} is this hub's own SKI")]
+    OwnSki(Ski),
+    /// The peer is not in data exchange.
+    #[error("peer {0} is not connected")]
+    NotConnected(Ski),
+    /// No pairing request from this peer is waiting for a decision.
+    #[error("no pairing request from {0} is pending")]
+    NoPendingRequest(Ski),
+    /// The peer's outgoing queue is full (it does not read fast enough).
+    #[error("the outgoing queue to {0} is full")]
+    Backpressure(Ski),
+    /// The payload is not JSON.
+    #[error("the data payload is not valid JSON: {0}")]
+    InvalidPayload(String),
+    /// The trust store failed.
+    #[error(transparent)]
+    TrustStore(#[from] TrustStoreError),
+    /// The hub is shutting down or shut down.
+    #[error("the hub is shut down")]
+    ShutDown,
+}
+
+/// What [`Hub::shutdown`] did, phase by phase (ship-protocol.md §10).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Phase 1: the listener stopped accepting.
+    pub listener_stopped: bool,
+    /// Phase 3: dials and reconnect timers cancelled (number of peers that had one).
+    pub peers_stopped: usize,
+    /// Phase 4: every connection ended within the deadline (with its SHIP close).
+    pub connections_closed_in_time: bool,
+    /// Tasks still running at the deadline and aborted (0 in a clean shutdown).
+    pub tasks_aborted: usize,
+    /// The callback thread delivered every queued call and ended.
+    pub callbacks_finished: bool,
+    /// How long the whole shutdown took.
+    pub elapsed: Duration,
+}
+
+/// State shared by the hub's tasks. Locks inside are short and never held across an await or
+/// a callback.
+pub(crate) struct Shared {
+    pub(crate) config: HubConfig,
+    pub(crate) local_ski: Ski,
+    pub(crate) tls: ShipTls,
+    pub(crate) registry: Mutex<HashMap<Ski, PeerEntry>>,
+    pub(crate) trust: Arc<dyn TrustStore>,
+    pub(crate) callbacks: CallbackQueue,
+    pub(crate) connections: Arc<Semaphore>,
+    pub(crate) handshakes: Arc<Semaphore>,
+    pub(crate) metrics: Metrics,
+    pub(crate) tracker: TaskTracker,
+    /// Shutdown phase 1: the listener and admissions stop.
+    pub(crate) stop_accepting: CancellationToken,
+    /// Shutdown phases 3–4: supervisors cancel dials and close their links.
+    pub(crate) stop: CancellationToken,
+    /// The shutdown deadline passed: links drop their sockets at once.
+    pub(crate) abort: CancellationToken,
+    pub(crate) auto_accept: AtomicBool,
+    seeds: Mutex<rand::rngs::StdRng>,
+}
+
+impl Shared {
+    /// Delivers a command to the supervisor of `ski`, creating the supervisor on first sight.
+    pub(crate) fn route(self: &Arc<Self>, ski: Ski, command: Command) -> Result<(), HubError> {
+        if ski == self.local_ski {
+            return Err(HubError::OwnSki(ski));
+        }
+        let mut registry = self.registry.lock().expect("registry lock");
+        let command = match registry.get(&ski) {
+            Some(entry) => match entry.commands.send(command) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::SendError(command)) => {
+                    registry.remove(&ski);
+                    command
+                }
+            },
+            None => command,
+        };
+        if self.stop.is_cancelled() {
+            return Err(HubError::ShutDown);
+        }
+        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        let (data_tx, data_rx) = mpsc::channel(self.config.limits.max_queued_data.max(1));
+        let (status_tx, status_rx) = watch::channel(PeerStatus {
+            state: ConnectionState::None,
+            connected: false,
+            ship_id: None,
+            pending_request: false,
+        });
+        let seed = {
+            use rand::Rng;
+            self.seeds.lock().expect("seed lock").next_u64()
+        };
+        let supervisor =
+            Supervisor::new(ski, self.clone(), commands_rx, status_tx, data_rx, seed);
+        let _ = commands_tx.send(command);
+        registry.insert(
+            ski,
+            PeerEntry { commands: commands_tx, status: status_rx, data: data_tx },
+        );
+        self.tracker.spawn(supervisor.run());
+        Ok(())
+    }
+
+    fn status(&self, ski: &Ski) -> Option<PeerStatus> {
+        let registry = self.registry.lock().expect("registry lock");
+        registry.get(ski).map(|entry| entry.status.borrow().clone())
+    }
+}
+
+/// A running SHIP hub: listens, dials paired peers, and keeps them connected.
+///
+/// Cheap to clone; every clone controls the same hub. All methods except [`Hub::start`] and
+/// [`Hub::shutdown`] are synchronous and never wait for a peer or for a callback, so they may be
+/// called from inside [`super::Callbacks`] methods.
+#[derive(Clone)]
+pub struct Hub {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    callbacks_done: Arc<Mutex<Option<oneshot::Receiver<()>>>>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("ski", &self.shared.local_ski)
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// Binds the listener and starts the hub; paired peers with a known address are dialled.
+    pub async fn start(config: HubConfig) -> Result<Hub, HubError> {
+        let local_ski = config.identity.ski();
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .map_err(|source| HubError::Bind { addr: config.bind, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| HubError::Bind { addr: config.bind, source })?;
+        let (callbacks, callbacks_done) =
+            start_dispatcher(config.callbacks.clone()).map_err(HubError::Thread)?;
+        let seed = config.rng_seed.unwrap_or_else(rand::random);
+        let paired = config.trust_store.load_all()?;
+        let tls = ShipTls::new(&config.identity, config.tls.clone())
+            .map_err(|error| HubError::Tls(error.to_string()))?;
+        let shared = Arc::new_cyclic(|weak: &Weak<Shared>| {
+            let observer_target = weak.clone();
+            let tls = tls.with_client_certificate_observer(Arc::new(move |ski: Ski| {
+                if let Some(shared) = observer_target.upgrade() {
+                    let _ = shared.route_existing(ski, Command::ClientCertificateSeen);
+                }
+            }));
+            Shared {
+                local_ski,
+                tls,
+                registry: Mutex::new(HashMap::new()),
+                trust: config.trust_store.clone(),
+                callbacks,
+                connections: Arc::new(Semaphore::new(config.limits.max_connections)),
+                handshakes: Arc::new(Semaphore::new(config.limits.max_handshakes_in_progress)),
+                metrics: Metrics::default(),
+                tracker: TaskTracker::new(),
+                stop_accepting: CancellationToken::new(),
+                stop: CancellationToken::new(),
+                abort: CancellationToken::new(),
+                auto_accept: AtomicBool::new(config.auto_accept),
+                seeds: Mutex::new(rand::SeedableRng::seed_from_u64(seed)),
+                config,
+            }
+        });
+        shared.tracker.spawn(accept_loop(shared.clone(), listener));
+        for peer in paired {
+            if peer.ski == local_ski {
+                continue;
+            }
+            let ski = peer.ski;
+            let _ = shared.route(ski, Command::Paired(peer));
+        }
+        tracing::info!(ski = %local_ski, addr = %local_addr, "hub started");
+        Ok(Hub {
+            shared,
+            local_addr,
+            callbacks_done: Arc::new(Mutex::new(Some(callbacks_done))),
+        })
+    }
+
+    /// This hub's SKI.
+    pub fn local_ski(&self) -> Ski {
+        self.shared.local_ski
+    }
+
+    /// The address the listener is bound to (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Pairs with `ski`: stores it in the trust store and dials it whenever an address is known.
+    /// A pairing request from this peer that is waiting is approved.
+    pub fn pair(&self, ski: Ski, ship_id: Option<ShipId>) -> Result<(), HubError> {
+        self.pair_at(ski, ship_id, None)
+    }
+
+    /// Like [`Hub::pair`], with an address to dial the peer at (kept as a static address).
+    pub fn pair_at(
+        &self,
+        ski: Ski,
+        ship_id: Option<ShipId>,
+        address: Option<SocketAddr>,
+    ) -> Result<(), HubError> {
+        if ski == self.shared.local_ski {
+            return Err(HubError::OwnSki(ski));
+        }
+        let mut peer = self.shared.trust.get(&ski)?.unwrap_or_else(|| PairedPeer::new(ski));
+        if ship_id.is_some() {
+            peer.ship_id = ship_id;
+        }
+        self.shared.trust.upsert(peer.clone())?;
+        self.shared.route(ski, Command::Paired(peer))?;
+        if let Some(address) = address {
+            self.shared.route(ski, Command::Address(DialAddress::fixed(address)))?;
+        }
+        Ok(())
+    }
+
+    /// Tells the hub where `ski` can be dialled (for example from a configuration file).
+    pub fn add_address(&self, ski: Ski, address: DialAddress) -> Result<(), HubError> {
+        self.shared.route(ski, Command::Address(address))
+    }
+
+    /// Removes the pairing of `ski` and closes its connections (connectionClose with reason
+    /// `removedConnection`). It is not redialled.
+    pub fn unpair(&self, ski: Ski) -> Result<(), HubError> {
+        self.shared.trust.remove(&ski)?;
+        match self.shared.route_existing(ski, Command::Unpaired) {
+            Ok(()) | Err(HubError::NotConnected(_)) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Approves the waiting pairing request of `ski`: it is stored as paired and its hello
+    /// turns `ready`.
+    pub fn approve(&self, ski: Ski) -> Result<(), HubError> {
+        let status = self.shared.status(&ski).ok_or(HubError::NoPendingRequest(ski))?;
+        if !status.pending_request {
+            return Err(HubError::NoPendingRequest(ski));
+        }
+        let mut peer = self.shared.trust.get(&ski)?.unwrap_or_else(|| PairedPeer::new(ski));
+        if peer.ship_id.is_none() {
+            peer.ship_id = status.ship_id;
+        }
+        self.shared.trust.upsert(peer.clone())?;
+        self.shared.route_existing(ski, Command::Paired(peer))
+    }
+
+    /// Refuses the waiting pairing request of `ski` (hello `aborted`, close 4452).
+    pub fn deny(&self, ski: Ski) -> Result<(), HubError> {
+        let status = self.shared.status(&ski).ok_or(HubError::NoPendingRequest(ski))?;
+        if !status.pending_request {
+            return Err(HubError::NoPendingRequest(ski));
+        }
+        self.shared.route_existing(ski, Command::Deny)
+    }
+
+    /// Closes the connections to `ski` gracefully. A paired peer is redialled by the usual
+    /// backoff rules; use [`Hub::unpair`] to stop that.
+    pub fn disconnect(&self, ski: Ski) -> Result<(), HubError> {
+        self.shared.route_existing(ski, Command::Disconnect)
+    }
+
+    /// The connection state of `ski` as the application sees it.
+    pub fn connection_state(&self, ski: Ski) -> ConnectionState {
+        self.shared.status(&ski).map_or(ConnectionState::None, |s| s.state)
+    }
+
+    /// Sends a data message (its SPINE payload, any JSON value) to `ski`. Queued if a replaced
+    /// double connection is still completing its handshake.
+    pub fn send_data(&self, ski: Ski, payload: &[u8]) -> Result<(), HubError> {
+        serde_json::from_slice::<serde::de::IgnoredAny>(payload)
+            .map_err(|e| HubError::InvalidPayload(e.to_string()))?;
+        let registry = self.shared.registry.lock().expect("registry lock");
+        let entry = registry.get(&ski).ok_or(HubError::NotConnected(ski))?;
+        if !entry.status.borrow().connected {
+            return Err(HubError::NotConnected(ski));
+        }
+        entry.data.try_send(payload.to_vec()).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => HubError::Backpressure(ski),
+            mpsc::error::TrySendError::Closed(_) => HubError::NotConnected(ski),
+        })
+    }
+
+    /// The peers in data exchange, with their SHIP IDs where known, sorted by SKI.
+    pub fn connected_peers(&self) -> Vec<(Ski, Option<ShipId>)> {
+        let registry = self.shared.registry.lock().expect("registry lock");
+        let mut peers: Vec<(Ski, Option<ShipId>)> = registry
+            .iter()
+            .filter_map(|(ski, entry)| {
+                let status = entry.status.borrow();
+                status.connected.then(|| (*ski, status.ship_id.clone()))
+            })
+            .collect();
+        peers.sort_by(|a, b| a.0.cmp(&b.0));
+        peers
+    }
+
+    /// Turns auto-accept on or off. On means every unknown peer is paired without asking: the
+    /// SHIP specification forbids that mode, since anyone on the LAN can then connect; see
+    /// `docs/pairing.md`.
+    pub fn set_auto_accept(&self, on: bool) {
+        self.shared.auto_accept.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether auto-accept is on.
+    pub fn auto_accept(&self) -> bool {
+        self.shared.auto_accept.load(Ordering::Relaxed)
+    }
+
+    /// Counters since start.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.shared.metrics.snapshot()
+    }
+
+    /// Shuts the hub down in phases (ship-protocol.md §10): stop accepting; cancel dials and
+    /// reconnect timers; close every connection with connectionClose and wait for the confirm
+    /// (up to its maxTime), then the WebSocket close frame; all within the configured overall
+    /// deadline, after which remaining connections are dropped. Every task the hub spawned has
+    /// ended when this returns.
+    pub async fn shutdown(&self) -> ShutdownReport {
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + self.shared.config.timers.shutdown_deadline;
+        let mut report = ShutdownReport::default();
+        // Phase 1: stop accepting.
+        self.shared.stop_accepting.cancel();
+        report.listener_stopped = true;
+        // Phase 2 (withdrawing the mDNS announcement) belongs to discovery.
+        // Phases 3 and 4: supervisors cancel dials and close their links gracefully.
+        report.peers_stopped = self.shared.registry.lock().expect("registry lock").len();
+        self.shared.stop.cancel();
+        self.shared.tracker.close();
+        report.connections_closed_in_time =
+            tokio::time::timeout_at(deadline, self.shared.tracker.wait()).await.is_ok();
+        if !report.connections_closed_in_time {
+            report.tasks_aborted = self.shared.tracker.len();
+            self.shared.abort.cancel();
+            self.shared.tracker.wait().await;
+        }
+        // Last: the callback thread delivers what is queued, then ends. A callback that never
+        // returns cannot be ended from here; it is reported instead of waited for forever.
+        self.shared.callbacks.push(CallbackEvent::Stop);
+        let done = self.callbacks_done.lock().expect("callbacks lock").take();
+        if let Some(done) = done {
+            let grace = deadline.saturating_duration_since(tokio::time::Instant::now())
+                + Duration::from_secs(1);
+            report.callbacks_finished = tokio::time::timeout(grace, done).await.is_ok();
+        }
+        report.elapsed = started.elapsed();
+        report
+    }
+}
+
+impl Shared {
+    /// Like [`Shared::route`], but only to an existing supervisor (never creates one).
+    pub(crate) fn route_existing(&self, ski: Ski, command: Command) -> Result<(), HubError> {
+        let registry = self.registry.lock().expect("registry lock");
+        match registry.get(&ski) {
+            Some(entry) => entry.commands.send(command).map_err(|_| HubError::NotConnected(ski)),
+            None => Err(HubError::NotConnected(ski)),
+        }
+    }
+}

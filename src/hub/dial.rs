@@ -1,0 +1,162 @@
+//! Dialling a peer: TCP, then TLS expecting the peer's SKI, then the WebSocket upgrade, over every
+//! known address in turn.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::Shared;
+use super::link::run_link;
+use super::metrics::FailureCause;
+use super::supervisor::LinkRunner;
+use crate::Ski;
+use crate::transport::{self, TransportError};
+
+/// Where a peer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AddressSource {
+    /// The last address a connection to the peer succeeded at (kept across restarts).
+    LastKnown,
+    /// Given by the application or the configuration.
+    Static,
+    /// Seen in an mDNS announcement.
+    Discovered,
+}
+
+/// One address to dial a peer at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialAddress {
+    /// IP and port (IPv6 link-local addresses carry their scope id).
+    pub addr: SocketAddr,
+    /// The WebSocket path (mDNS TXT `path`, default `/ship/`).
+    pub path: String,
+    /// A DNS-form host name for SNI (the mDNS host name), if known.
+    pub host: Option<String>,
+    /// Where the address came from.
+    pub source: AddressSource,
+}
+
+impl DialAddress {
+    /// An address the application or configuration gives.
+    pub fn fixed(addr: SocketAddr) -> Self {
+        DialAddress { addr, path: "/ship/".into(), host: None, source: AddressSource::Static }
+    }
+
+    pub(crate) fn last_known(addr: SocketAddr) -> Self {
+        DialAddress { addr, path: "/ship/".into(), host: None, source: AddressSource::LastKnown }
+    }
+
+    pub(crate) fn is_discovered(&self) -> bool {
+        self.source == AddressSource::Discovered
+    }
+
+    /// Dial order: the last address that worked, then static, then discovered.
+    pub(crate) fn rank(&self) -> AddressSource {
+        self.source
+    }
+
+    /// Folds what another sighting of the same address knows into this one.
+    pub(crate) fn merge(&mut self, other: DialAddress) {
+        if other.source < self.source {
+            self.source = other.source;
+        }
+        if other.source == AddressSource::Discovered || self.path.is_empty() {
+            self.path = other.path;
+        }
+        if other.host.is_some() {
+            self.host = other.host;
+        }
+    }
+}
+
+/// A dial that reached a WebSocket: ready to run as a link.
+pub(crate) struct Dialled {
+    pub(crate) runner: LinkRunner,
+    pub(crate) remote: SocketAddr,
+    pub(crate) started: Instant,
+}
+
+/// Why a dial failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DialError {
+    /// No address is known for the peer.
+    #[error("no address known for the peer")]
+    NoAddress,
+    /// The hub already holds its maximum number of connections.
+    #[error("connection limit reached ({0} connections)")]
+    ConnectionLimit(usize),
+    /// TCP, TLS or WebSocket failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// TCP + TLS + WebSocket took longer than the transport handshake timeout.
+    #[error("TLS + WebSocket handshake timed out")]
+    Timeout,
+    /// The dial was cancelled (shutdown, unpair, or the peer dialled us first).
+    #[error("dial cancelled")]
+    Cancelled,
+}
+
+impl DialError {
+    pub(crate) fn cause(&self) -> FailureCause {
+        match self {
+            DialError::ConnectionLimit(_) => FailureCause::RefusedByCap,
+            DialError::Transport(error) => FailureCause::from_transport(error),
+            DialError::Timeout => FailureCause::HandshakeTimeout,
+            DialError::NoAddress | DialError::Cancelled => FailureCause::Other,
+        }
+    }
+}
+
+/// Dials `ski` at each candidate address in turn; the first that completes TCP + TLS (with the
+/// expected SKI) + WebSocket wins.
+pub(crate) async fn dial(
+    shared: Arc<Shared>,
+    ski: Ski,
+    candidates: Vec<DialAddress>,
+) -> Result<Dialled, DialError> {
+    if candidates.is_empty() {
+        return Err(DialError::NoAddress);
+    }
+    let limit = shared.config.limits.max_connections;
+    let permit = shared
+        .connections
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| DialError::ConnectionLimit(limit))?;
+    let mut last = DialError::NoAddress;
+    for candidate in candidates {
+        let started = super::link::now();
+        let host = candidate.host.clone().unwrap_or_else(|| transport::DEFAULT_SERVER_NAME.to_owned());
+        let attempt = transport::dial(
+            &shared.tls,
+            candidate.addr,
+            &host,
+            ski,
+            &candidate.path,
+            &shared.config.websocket,
+        );
+        match tokio::time::timeout(shared.config.limits.transport_handshake_timeout, attempt).await {
+            Ok(Ok(socket)) => {
+                let runner: LinkRunner = Box::new(move |start| {
+                    Box::pin(run_link(
+                        socket,
+                        start.connection,
+                        start.setup,
+                        start.commands,
+                        start.data,
+                        start.events,
+                        permit,
+                    ))
+                });
+                return Ok(Dialled { runner, remote: candidate.addr, started });
+            }
+            Ok(Err(error)) => {
+                tracing::debug!(%ski, addr = %candidate.addr, %error, "dial attempt failed");
+                last = DialError::Transport(error);
+            }
+            Err(_) => last = DialError::Timeout,
+        }
+    }
+    Err(last)
+}

@@ -1,0 +1,227 @@
+//! One connection to a peer: the task that pumps bytes between a [`ShipSocket`] and the sans-IO
+//! [`protocol::Connection`], keeps the connection alive with WebSocket pings, and reports to its
+//! supervisor.
+//!
+//! The task owns the socket and the protocol state; its supervisor talks to it only through a
+//! command channel and hears from it only through the event channel. When the task ends it
+//! sends exactly one [`LinkEvent::Ended`] and drops its admission permits, so a connection slot
+//! is free again the moment the connection is gone.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio::time::sleep_until;
+use tokio_util::sync::CancellationToken;
+
+use crate::ShipId;
+use crate::protocol::{
+    self, CloseCause, CloseReason, ConnectionState, DetailedState, Event, Transmit,
+};
+use crate::transport::{ShipSocket, SocketEvent};
+
+/// Identifies one link within its supervisor.
+pub(crate) type LinkId = u64;
+
+/// What a supervisor tells a link.
+#[derive(Debug)]
+pub(crate) enum LinkCommand {
+    /// The user trusts the peer (hello pending → ready).
+    Approve,
+    /// The user or the application refuses the peer (hello aborted).
+    Deny,
+    /// Close gracefully (connectionClose announce, wait for confirm up to maxTime).
+    Close(CloseReason),
+    /// Send a WebSocket ping now and report the pong (double-connection liveness check).
+    Ping,
+}
+
+/// What a link tells its supervisor.
+#[derive(Debug)]
+pub(crate) enum LinkEvent {
+    State(ConnectionState, DetailedState),
+    PeerShipId(ShipId),
+    Data(Vec<u8>),
+    /// A pong arrived (after [`LinkCommand::Ping`] or a keepalive ping).
+    Pong,
+    /// The link is gone; nothing follows.
+    Ended(LinkEnd),
+}
+
+/// Why a link ended.
+#[derive(Debug, Clone)]
+pub(crate) enum LinkEnd {
+    /// The protocol engine closed, with its cause.
+    Protocol(CloseCause),
+    /// No pong within the keepalive timeout.
+    KeepaliveTimeout,
+    /// The handshake did not reach Completed within the hub's backstop deadline.
+    HandshakeDeadline,
+    /// The hub's shutdown deadline passed and the link was dropped without a SHIP close.
+    Aborted,
+}
+
+/// Parameters of a link's task.
+pub(crate) struct LinkSetup {
+    pub(crate) id: LinkId,
+    pub(crate) keepalive_interval: Duration,
+    pub(crate) keepalive_timeout: Duration,
+    pub(crate) handshake_deadline: Instant,
+    /// Fired by the hub when its shutdown deadline passed: drop the socket at once.
+    pub(crate) abort: CancellationToken,
+}
+
+/// The channels a supervisor keeps for one link.
+pub(crate) struct LinkChannels {
+    pub(crate) commands: mpsc::UnboundedSender<LinkCommand>,
+    pub(crate) data: mpsc::Sender<Vec<u8>>,
+}
+
+/// Runs one link until it ends. `permits` (admission permits) are dropped when it returns.
+pub(crate) async fn run_link<S, P>(
+    mut socket: ShipSocket<S>,
+    mut connection: protocol::Connection,
+    setup: LinkSetup,
+    mut commands: mpsc::UnboundedReceiver<LinkCommand>,
+    mut data: mpsc::Receiver<Vec<u8>>,
+    events: mpsc::UnboundedSender<(LinkId, LinkEvent)>,
+    permits: P,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let id = setup.id;
+    let report = |event: LinkEvent| {
+        let _ = events.send((id, event));
+    };
+    let mut cause: Option<CloseCause> = None;
+    let mut end: Option<LinkEnd> = None;
+    let mut socket_open = true;
+    let mut transport_reported = false;
+    let mut commands_open = true;
+    let mut completed = false;
+    let mut next_ping = tokio::time::Instant::now() + setup.keepalive_interval;
+    let mut pong_deadline: Option<tokio::time::Instant> = None;
+
+    loop {
+        // 1. Everything the engine wants sent, in order.
+        while let Some(transmit) = connection.poll_transmit() {
+            match transmit {
+                Transmit::Message(bytes) if socket_open => {
+                    if socket.send(bytes).await.is_err() {
+                        socket_open = false;
+                        connection.handle_transport_closed(now());
+                    }
+                }
+                Transmit::Message(_) => {}
+                Transmit::Close { code, reason } => {
+                    if socket_open {
+                        let _ = socket.close(code, &reason).await;
+                        socket_open = false;
+                    }
+                }
+            }
+        }
+        // 2. Everything that happened, to the supervisor.
+        while let Some(event) = connection.poll_event() {
+            match event {
+                Event::StateChanged { state, detail } => {
+                    if state == ConnectionState::Completed {
+                        completed = true;
+                    }
+                    report(LinkEvent::State(state, detail));
+                }
+                Event::PeerShipId(ship_id) => report(LinkEvent::PeerShipId(ship_id)),
+                Event::Data(payload) => report(LinkEvent::Data(payload)),
+                Event::Closed(c) => cause = Some(c),
+            }
+        }
+        if connection.is_closed() || end.is_some() {
+            break;
+        }
+        if !socket_open {
+            // The transport is gone but the engine has not concluded yet: tell it, once.
+            if transport_reported {
+                break;
+            }
+            transport_reported = true;
+            connection.handle_transport_closed(now());
+            continue;
+        }
+
+        let timeout = connection.poll_timeout().map(tokio::time::Instant::from_std);
+        let deadline = tokio::time::Instant::from_std(setup.handshake_deadline);
+        tokio::select! {
+            biased;
+            _ = setup.abort.cancelled() => {
+                end = Some(LinkEnd::Aborted);
+            }
+            event = socket.next_event() => match event {
+                Ok(SocketEvent::Message(bytes)) => connection.handle_message(&bytes, now()),
+                Ok(SocketEvent::Pong(_)) => {
+                    pong_deadline = None;
+                    report(LinkEvent::Pong);
+                }
+                Ok(SocketEvent::Closed { .. }) | Err(_) => {
+                    socket_open = false;
+                    connection.handle_transport_closed(now());
+                }
+            },
+            command = commands.recv(), if commands_open => match command {
+                Some(LinkCommand::Approve) => connection.approve_trust(now()),
+                Some(LinkCommand::Deny) => connection.deny_trust(now()),
+                Some(LinkCommand::Close(reason)) => connection.close(reason, now()),
+                Some(LinkCommand::Ping) => {
+                    if socket.ping(Vec::new()).await.is_ok() && pong_deadline.is_none() {
+                        pong_deadline =
+                            Some(tokio::time::Instant::now() + setup.keepalive_timeout);
+                    }
+                }
+                None => {
+                    // The supervisor is gone: close politely.
+                    commands_open = false;
+                    connection.close(CloseReason::Unspecific, now());
+                }
+            },
+            payload = data.recv(), if completed => {
+                if let Some(payload) = payload {
+                    if let Err(error) = connection.send_data(&payload, now()) {
+                        tracing::debug!(%error, "dropping outgoing data");
+                    }
+                }
+            }
+            _ = sleep_until_opt(timeout) => connection.handle_timeout(now()),
+            _ = sleep_until(deadline), if !completed => {
+                end = Some(LinkEnd::HandshakeDeadline);
+            }
+            _ = sleep_until(next_ping), if completed && pong_deadline.is_none() => {
+                next_ping = tokio::time::Instant::now() + setup.keepalive_interval;
+                if socket.ping(Vec::new()).await.is_ok() {
+                    pong_deadline = Some(tokio::time::Instant::now() + setup.keepalive_timeout);
+                }
+            }
+            _ = sleep_until_opt(pong_deadline) => {
+                end = Some(LinkEnd::KeepaliveTimeout);
+            }
+        }
+    }
+
+    if matches!(end, Some(LinkEnd::HandshakeDeadline)) && socket_open {
+        let _ = socket.close(4001, "handshake deadline").await;
+    }
+    drop(socket);
+    drop(permits);
+    let end = end.unwrap_or_else(|| LinkEnd::Protocol(cause.unwrap_or(CloseCause::TransportClosed)));
+    report(LinkEvent::Ended(end));
+}
+
+/// The current instant, in the clock tokio uses (so paused test time drives the engine too).
+pub(crate) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

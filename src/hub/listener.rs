@@ -1,0 +1,117 @@
+//! The accept loop: admits TCP connections, runs TLS and the WebSocket upgrade, and hands each
+//! connection to the supervisor of the SKI its certificate proved. It never waits for a
+//! connection's handshake itself: each admitted connection gets its own bounded task.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::Shared;
+use super::link::{now, run_link};
+use super::metrics::FailureCause;
+use super::supervisor::{Command, LinkRunner, NewLink};
+use crate::transport;
+
+/// Accepts until the hub's accept token is cancelled (shutdown phase 1).
+pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.stop_accepting.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((tcp, remote)) => {
+                let Ok(permit) = shared.handshakes.clone().try_acquire_owned() else {
+                    tracing::debug!(%remote, "too many handshakes in progress: dropping");
+                    shared.metrics.record_failure(FailureCause::RefusedByCap);
+                    continue;
+                };
+                let _ = tcp.set_nodelay(true);
+                shared.tracker.spawn(admit(shared.clone(), tcp, remote, permit));
+            }
+            Err(error) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+    tracing::debug!("listener stopped");
+}
+
+/// TLS + WebSocket for one incoming connection, within the transport handshake timeout.
+async fn admit(
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    remote: SocketAddr,
+    handshake_permit: OwnedSemaphorePermit,
+) {
+    shared.metrics.record_incoming();
+    let started = now();
+    let work = async {
+        let (tls, ski) = shared.tls.accept(tcp).await?;
+        if ski == shared.local_ski {
+            return Err(AdmitError::OwnSki);
+        }
+        let mut connection_permit = None;
+        let socket = transport::accept_websocket(tls, &shared.config.websocket, || {
+            connection_permit = shared.connections.clone().try_acquire_owned().ok();
+            connection_permit.is_some()
+        })
+        .await?;
+        let permit = connection_permit.ok_or(AdmitError::Full)?;
+        Ok::<_, AdmitError>((socket, ski, permit))
+    };
+    let outcome = tokio::select! {
+        _ = shared.stop_accepting.cancelled() => return,
+        outcome = tokio::time::timeout(shared.config.limits.transport_handshake_timeout, work) => outcome,
+    };
+    drop(handshake_permit);
+    let (socket, ski, permit) = match outcome {
+        Ok(Ok(admitted)) => admitted,
+        Ok(Err(error)) => {
+            tracing::debug!(%remote, %error, "incoming connection refused");
+            shared.metrics.record_failure(error.cause());
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%remote, "incoming connection: TLS + WebSocket timed out");
+            shared.metrics.record_failure(FailureCause::HandshakeTimeout);
+            return;
+        }
+    };
+    let runner: LinkRunner = Box::new(move |start| {
+        Box::pin(run_link(
+            socket,
+            start.connection,
+            start.setup,
+            start.commands,
+            start.data,
+            start.events,
+            permit,
+        ))
+    });
+    let _ = shared.route(ski, Command::Incoming(NewLink { runner, remote, started }));
+}
+
+#[derive(Debug, thiserror::Error)]
+enum AdmitError {
+    #[error("the peer presented our own SKI")]
+    OwnSki,
+    #[error("connection limit reached (answered 503)")]
+    Full,
+    #[error(transparent)]
+    Transport(#[from] transport::TransportError),
+}
+
+impl AdmitError {
+    fn cause(&self) -> FailureCause {
+        match self {
+            AdmitError::OwnSki => FailureCause::Tls,
+            AdmitError::Full => FailureCause::RefusedByCap,
+            AdmitError::Transport(error) => FailureCause::from_transport(error),
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! The Hub: every peer, its pairing, its connections, and what the application sees of them.
+//!
+//! * [`Hub`] — the handle: start, pair/unpair, approve/deny, send data, shutdown.
+//! * one supervisor task per remote SKI owns that peer's dial loop, links, double-connection
+//!   arbitration and visible state (`supervisor`); one link task per connection drives the
+//!   sans-IO protocol engine over the socket (`link`); the listener only admits (`listener`).
+//! * [`Callbacks`] — how the application hears about it all.
+//! * [`TrustStore`] — where pairings live; [`Backoff`] — reconnect delays (§8).
+
+mod arbitration;
+pub mod backoff;
+pub mod callbacks;
+pub mod config;
+mod core;
+mod dial;
+mod link;
+mod listener;
+pub mod metrics;
+mod supervisor;
+pub mod trust;
+
+pub use backoff::{Backoff, BackoffTiers};
+pub use callbacks::{Callbacks, NoCallbacks, PairingRequest, StateDetail};
+pub use config::{HubConfig, HubTimers, Limits};
+pub use core::{DisconnectReason, Hub, HubError, ShutdownReport};
+pub(crate) use core::{PeerStatus, Shared};
+pub use dial::{AddressSource, DialAddress, DialError};
+pub use metrics::{FailureCause, MetricsSnapshot};
+pub use trust::{FileTrustStore, MemoryTrustStore, PairedPeer, TrustStore, TrustStoreError};
