@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::hub::backoff::BackoffTiers;
 use crate::hub::callbacks::{Callbacks, NoCallbacks};
+use crate::hub::net::{Network, TcpNetwork};
 use crate::hub::trust::{MemoryTrustStore, TrustStore};
 use crate::identity::Identity;
 use crate::protocol::ProtocolConfig;
@@ -114,6 +115,8 @@ pub struct HubConfig {
     pub trust_store: Arc<dyn TrustStore>,
     /// The application's callbacks. Default: none.
     pub callbacks: Arc<dyn Callbacks>,
+    /// The byte streams: TCP by default, an in-memory network in tests.
+    pub network: Arc<dyn Network>,
     /// Seed of the hub's random numbers (reconnect jitter). `None` seeds from the OS.
     pub rng_seed: Option<u64>,
 }
@@ -134,6 +137,7 @@ impl HubConfig {
             auto_accept: false,
             trust_store: Arc::new(MemoryTrustStore::default()),
             callbacks: Arc::new(NoCallbacks),
+            network: Arc::new(TcpNetwork),
             rng_seed: None,
         }
     }

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -222,7 +221,9 @@ impl Hub {
     /// Binds the listener and starts the hub; paired peers with a known address are dialled.
     pub async fn start(config: HubConfig) -> Result<Hub, HubError> {
         let local_ski = config.identity.ski();
-        let listener = TcpListener::bind(config.bind)
+        let listener = config
+            .network
+            .bind(config.bind)
             .await
             .map_err(|source| HubError::Bind { addr: config.bind, source })?;
         let local_addr = listener

@@ -8,6 +8,7 @@ use std::time::Instant;
 use super::Shared;
 use super::link::run_link;
 use super::metrics::FailureCause;
+use super::net::BoxIo;
 use super::supervisor::LinkRunner;
 use crate::Ski;
 use crate::transport::{self, TransportError};
@@ -128,14 +129,7 @@ pub(crate) async fn dial(
     for candidate in candidates {
         let started = super::link::now();
         let host = candidate.host.clone().unwrap_or_else(|| transport::DEFAULT_SERVER_NAME.to_owned());
-        let attempt = transport::dial(
-            &shared.tls,
-            candidate.addr,
-            &host,
-            ski,
-            &candidate.path,
-            &shared.config.websocket,
-        );
+        let attempt = dial_once(&shared, candidate.addr, &host, ski, &candidate.path);
         match tokio::time::timeout(shared.config.limits.transport_handshake_timeout, attempt).await {
             Ok(Ok(socket)) => {
                 let runner: LinkRunner = Box::new(move |start| {
@@ -159,4 +153,28 @@ pub(crate) async fn dial(
         }
     }
     Err(last)
+}
+
+/// TCP (through the hub's [`super::net::Network`]) + TLS expecting `ski` + WebSocket at `path`.
+/// Like ship-go, a server that answers the upgrade at `path` with an HTTP error is tried once
+/// more at `/`.
+async fn dial_once(
+    shared: &Shared,
+    addr: SocketAddr,
+    host: &str,
+    ski: Ski,
+    path: &str,
+) -> Result<transport::ShipSocket<tokio_rustls::client::TlsStream<BoxIo>>, TransportError> {
+    let mut path = path.to_owned();
+    loop {
+        let io = shared.config.network.connect(addr).await.map_err(TransportError::from)?;
+        let tls = shared.tls.connect(io, host, ski).await?;
+        match transport::connect_websocket(tls, host, addr.port(), &path, &shared.config.websocket).await {
+            Err(error) if error.http_status().is_some() && path != "/" => {
+                tracing::debug!(%addr, %path, %error, "WebSocket upgrade refused: retrying at /");
+                path = "/".to_owned();
+            }
+            result => return result,
+        }
+    }
 }

@@ -5,17 +5,17 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::Shared;
 use super::link::{now, run_link};
 use super::metrics::FailureCause;
+use super::net::{BoxIo, Listener};
 use super::supervisor::{Command, LinkRunner, NewLink};
 use crate::transport;
 
 /// Accepts until the hub's accept token is cancelled (shutdown phase 1).
-pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+pub(crate) async fn accept_loop(shared: Arc<Shared>, mut listener: Box<dyn Listener>) {
     loop {
         let accepted = tokio::select! {
             _ = shared.stop_accepting.cancelled() => break,
@@ -28,7 +28,6 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
                     shared.metrics.record_failure(FailureCause::RefusedByCap);
                     continue;
                 };
-                let _ = tcp.set_nodelay(true);
                 shared.tracker.spawn(admit(shared.clone(), tcp, remote, permit));
             }
             Err(error) => {
@@ -44,7 +43,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
 /// TLS + WebSocket for one incoming connection, within the transport handshake timeout.
 async fn admit(
     shared: Arc<Shared>,
-    tcp: TcpStream,
+    tcp: BoxIo,
     remote: SocketAddr,
     handshake_permit: OwnedSemaphorePermit,
 ) {

@@ -16,6 +16,7 @@ mod dial;
 mod link;
 mod listener;
 pub mod metrics;
+pub mod net;
 mod supervisor;
 pub mod trust;
 
@@ -26,4 +27,5 @@ pub use core::{DisconnectReason, Hub, HubError, ShutdownReport};
 pub(crate) use core::{PeerStatus, Shared};
 pub use dial::{AddressSource, DialAddress, DialError};
 pub use metrics::{FailureCause, MetricsSnapshot};
+pub use net::{MemoryLan, MemoryNetwork, Network, TcpNetwork};
 pub use trust::{FileTrustStore, MemoryTrustStore, PairedPeer, TrustStore, TrustStoreError};
