@@ -1,21 +1,22 @@
 //! How the application hears about peers: the [`Callbacks`] trait and the thread that calls it.
 //!
-//! Every call is made from one dedicated thread ("ship-hub-callbacks"), fed by a queue that the
-//! supervisors append to. That gives three guarantees:
+//! Every call is made from one dispatcher task, fed by a queue that the supervisors append to.
+//! That gives three guarantees:
 //!
 //! * calls for one SKI arrive in the order things happened (one queue, one consumer);
 //! * no call is made while any lock of the hub is held, and a callback may call any
-//!   [`crate::hub::Hub`] method — the methods never wait for the callback thread;
-//! * a slow callback delays later callbacks, never the protocol: connections keep running (a
-//!   callback may even block, e.g. to ask a user on a terminal). A panicking callback is caught
-//!   and logged; the thread carries on.
+//!   [`crate::hub::Hub`] method — the methods never wait for the dispatcher;
+//! * a slow callback delays later callbacks, never the protocol: connections keep running.
+//!   Callbacks run on the tokio runtime, so one that has slow work to do (asking a user on a
+//!   terminal, writing a database) should hand it to a thread or `spawn_blocking` and return.
+//!   A panicking callback is caught and logged; the dispatcher carries on.
+//!
+//! (A task rather than an OS thread keeps the whole hub on tokio's clock, so tests can run it
+//! under paused, virtual time.)
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::mpsc;
-use std::thread;
-
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::hub::DisconnectReason;
 use crate::protocol::{ConnectionState, DetailedState};
@@ -105,7 +106,7 @@ pub(crate) enum CallbackEvent {
 /// The sending side of the callback queue. Cloned into every supervisor.
 #[derive(Clone)]
 pub(crate) struct CallbackQueue {
-    tx: mpsc::Sender<CallbackEvent>,
+    tx: mpsc::UnboundedSender<CallbackEvent>,
 }
 
 impl CallbackQueue {
@@ -115,27 +116,26 @@ impl CallbackQueue {
     }
 }
 
-/// Starts the callback thread. It ends when every [`CallbackQueue`] is dropped; `done` fires then.
+/// Starts the dispatcher task (call inside a tokio runtime). It ends at [`CallbackEvent::Stop`]
+/// or when every [`CallbackQueue`] is dropped; `done` fires then.
 pub(crate) fn start_dispatcher(
     callbacks: Arc<dyn Callbacks>,
-) -> std::io::Result<(CallbackQueue, oneshot::Receiver<()>)> {
-    let (tx, rx) = mpsc::channel::<CallbackEvent>();
+) -> (CallbackQueue, oneshot::Receiver<()>) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<CallbackEvent>();
     let (done_tx, done_rx) = oneshot::channel();
-    thread::Builder::new()
-        .name("ship-hub-callbacks".into())
-        .spawn(move || {
-            for event in rx {
-                if matches!(event, CallbackEvent::Stop) {
-                    break;
-                }
-                let result = catch_unwind(AssertUnwindSafe(|| dispatch(&*callbacks, event)));
-                if result.is_err() {
-                    tracing::error!("an application callback panicked; continuing");
-                }
+    tokio::spawn(async move {
+        while let Some(event) = rx.recv().await {
+            if matches!(event, CallbackEvent::Stop) {
+                break;
             }
-            let _ = done_tx.send(());
-        })?;
-    Ok((CallbackQueue { tx }, done_rx))
+            let result = catch_unwind(AssertUnwindSafe(|| dispatch(&*callbacks, event)));
+            if result.is_err() {
+                tracing::error!("an application callback panicked; continuing");
+            }
+        }
+        let _ = done_tx.send(());
+    });
+    (CallbackQueue { tx }, done_rx)
 }
 
 fn dispatch(callbacks: &dyn Callbacks, event: CallbackEvent) {

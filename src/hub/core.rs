@@ -28,6 +28,31 @@ pub(crate) struct PeerStatus {
     pub(crate) connected: bool,
     pub(crate) ship_id: Option<ShipId>,
     pub(crate) pending_request: bool,
+    pub(crate) links: Vec<ConnectionInfo>,
+}
+
+/// Which side opened a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Direction {
+    /// The peer dialled us (we are the SHIP server).
+    Incoming,
+    /// We dialled the peer (we are the SHIP client).
+    Outgoing,
+}
+
+/// One live connection to a peer, as [`Hub::connections`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionInfo {
+    /// Who opened it.
+    pub direction: Direction,
+    /// The peer's address.
+    pub remote: SocketAddr,
+    /// The connection's own protocol state.
+    pub state: ConnectionState,
+    /// A close was requested (it is on its way out).
+    pub closing: bool,
 }
 
 /// The registry's entry for one peer: how to reach its supervisor.
@@ -80,9 +105,6 @@ pub enum HubError {
     /// The TLS configuration could not be built from the identity.
     #[error("TLS setup failed: {0}")]
     Tls(String),
-    /// The callback thread could not be started.
-    #[error("cannot start the callback thread: {0}")]
-    Thread(std::io::Error),
     /// The SKI is this hub's own (a node never pairs with or connects to itself).
     #[error("{0} is this hub's own SKI")]
     OwnSki(Ski),
@@ -118,7 +140,7 @@ pub struct ShutdownReport {
     pub connections_closed_in_time: bool,
     /// Tasks still running at the deadline and aborted (0 in a clean shutdown).
     pub tasks_aborted: usize,
-    /// The callback thread delivered every queued call and ended.
+    /// The callback dispatcher delivered every queued call and ended.
     pub callbacks_finished: bool,
     /// How long the whole shutdown took.
     pub elapsed: Duration,
@@ -174,6 +196,7 @@ impl Shared {
             connected: false,
             ship_id: None,
             pending_request: false,
+            links: Vec::new(),
         });
         let seed = {
             use rand::Rng;
@@ -229,8 +252,7 @@ impl Hub {
         let local_addr = listener
             .local_addr()
             .map_err(|source| HubError::Bind { addr: config.bind, source })?;
-        let (callbacks, callbacks_done) =
-            start_dispatcher(config.callbacks.clone()).map_err(HubError::Thread)?;
+        let (callbacks, callbacks_done) = start_dispatcher(config.callbacks.clone());
         let seed = config.rng_seed.unwrap_or_else(rand::random);
         let paired = config.trust_store.load_all()?;
         let tls = ShipTls::new(&config.identity, config.tls.clone())
@@ -380,6 +402,12 @@ impl Hub {
         })
     }
 
+    /// The live connections to `ski` (normally at most one; two while a double connection is
+    /// settled).
+    pub fn connections(&self, ski: Ski) -> Vec<ConnectionInfo> {
+        self.shared.status(&ski).map(|s| s.links).unwrap_or_default()
+    }
+
     /// The peers in data exchange, with their SHIP IDs where known, sorted by SKI.
     pub fn connected_peers(&self) -> Vec<(Ski, Option<ShipId>)> {
         let registry = self.shared.registry.lock().expect("registry lock");
@@ -435,7 +463,7 @@ impl Hub {
             self.shared.abort.cancel();
             self.shared.tracker.wait().await;
         }
-        // Last: the callback thread delivers what is queued, then ends. A callback that never
+        // Last: the callback dispatcher delivers what is queued, then ends. A callback that never
         // returns cannot be ended from here; it is reported instead of waited for forever.
         self.shared.callbacks.push(CallbackEvent::Stop);
         let done = self.callbacks_done.lock().expect("callbacks lock").take();

@@ -128,7 +128,7 @@ pub(crate) async fn dial(
     let mut last = DialError::NoAddress;
     for candidate in candidates {
         let started = super::link::now();
-        let host = candidate.host.clone().unwrap_or_else(|| transport::DEFAULT_SERVER_NAME.to_owned());
+        let host = candidate.host.clone().unwrap_or_else(|| transport::FALLBACK_SERVER_NAME.to_owned());
         let attempt = dial_once(&shared, candidate.addr, &host, ski, &candidate.path);
         match tokio::time::timeout(shared.config.limits.transport_handshake_timeout, attempt).await {
             Ok(Ok(socket)) => {
@@ -164,13 +164,13 @@ async fn dial_once(
     host: &str,
     ski: Ski,
     path: &str,
-) -> Result<transport::ShipSocket<tokio_rustls::client::TlsStream<BoxIo>>, TransportError> {
+) -> Result<transport::ShipSocket<BoxIo>, TransportError> {
     let mut path = path.to_owned();
     loop {
         let io = shared.config.network.connect(addr).await.map_err(TransportError::from)?;
         let tls = shared.tls.connect(io, host, ski).await?;
         match transport::connect_websocket(tls, host, addr.port(), &path, &shared.config.websocket).await {
-            Err(error) if error.http_status().is_some() && path != "/" => {
+            Err(error) if error.is_path_rejected() && path != "/" => {
                 tracing::debug!(%addr, %path, %error, "WebSocket upgrade refused: retrying at /");
                 path = "/".to_owned();
             }

@@ -23,7 +23,7 @@ pub mod trust;
 pub use backoff::{Backoff, BackoffTiers};
 pub use callbacks::{Callbacks, NoCallbacks, PairingRequest, StateDetail};
 pub use config::{HubConfig, HubTimers, Limits};
-pub use core::{DisconnectReason, Hub, HubError, ShutdownReport};
+pub use core::{ConnectionInfo, Direction, DisconnectReason, Hub, HubError, ShutdownReport};
 pub(crate) use core::{PeerStatus, Shared};
 pub use dial::{AddressSource, DialAddress, DialError};
 pub use metrics::{FailureCause, MetricsSnapshot};

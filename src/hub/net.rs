@@ -85,6 +85,8 @@ pub struct MemoryLan {
 
 #[derive(Default)]
 struct LanState {
+    /// Connection set-up delays are drawn from this, up to `max_latency`.
+    jitter: Option<(rand::rngs::StdRng, std::time::Duration)>,
     listeners: HashMap<SocketAddr, mpsc::UnboundedSender<(BoxIo, SocketAddr)>>,
     /// Unordered host pairs that cannot reach each other.
     partitions: Vec<(IpAddr, IpAddr)>,
@@ -102,6 +104,15 @@ impl MemoryLan {
     /// A new, empty LAN.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A LAN whose connections take a random time (uniform in `0..=max`, drawn from `seed`) to
+    /// set up, so that different seeds produce different interleavings of crossing dials.
+    pub fn with_latency(seed: u64, max: std::time::Duration) -> Self {
+        use rand::SeedableRng;
+        let lan = Self::default();
+        lan.inner.lock().expect("lan lock").jitter = Some((rand::rngs::StdRng::seed_from_u64(seed), max));
+        lan
     }
 
     /// A network handle for the host with address `ip`.
@@ -183,6 +194,20 @@ impl Network for MemoryNetwork {
         let lan = self.lan.clone();
         let local = self.ephemeral();
         Box::pin(async move {
+            let delay = {
+                use rand::Rng;
+                let mut state = lan.inner.lock().expect("lan lock");
+                match &mut state.jitter {
+                    Some((rng, max)) => {
+                        let nanos = rng.random_range(0..=max.as_nanos() as u64);
+                        std::time::Duration::from_nanos(nanos)
+                    }
+                    None => std::time::Duration::ZERO,
+                }
+            };
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             let mut state = lan.inner.lock().expect("lan lock");
             if MemoryLan::partitioned(&state, local.ip(), addr.ip()) {
                 return Err(io::Error::new(io::ErrorKind::TimedOut, "host unreachable (partition)"));

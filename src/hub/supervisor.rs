@@ -33,7 +33,7 @@ use super::callbacks::{CallbackEvent, PairingRequest, StateDetail};
 use super::dial::{self, DialAddress, DialError, Dialled};
 use super::link::{LinkChannels, LinkCommand, LinkEnd, LinkEvent, LinkId, LinkSetup, now};
 use super::trust::PairedPeer;
-use super::{DisconnectReason, PeerStatus};
+use super::{ConnectionInfo, Direction, DisconnectReason, PeerStatus};
 use crate::protocol::{
     self, CloseReason, ConnectionParams, ConnectionState, DetailedState, Role, Trust,
 };
@@ -83,12 +83,6 @@ pub(crate) enum Command {
     /// Discovery lost the peer's announcement: forget the discovered addresses (the last
     /// successful and static ones stay: §8).
     AddressesLost,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Direction {
-    Incoming,
-    Outgoing,
 }
 
 struct Link {
@@ -198,8 +192,8 @@ impl Supervisor {
             self.begin_stop();
         }
         self.schedule_dial();
-        self.refresh_visible();
         loop {
+            self.refresh_visible();
             if self.try_retire() {
                 return;
             }
@@ -709,6 +703,21 @@ impl Supervisor {
                 changed
             });
         }
+        let links: Vec<ConnectionInfo> = self
+            .links
+            .iter()
+            .map(|l| ConnectionInfo {
+                direction: l.direction,
+                remote: l.remote,
+                state: l.state,
+                closing: l.closing,
+            })
+            .collect();
+        self.status.send_if_modified(|s| {
+            let changed = s.links != links;
+            s.links = links;
+            changed
+        });
         if state == ConnectionState::Completed && !self.visible.connected {
             self.visible.connected = true;
             self.status.send_modify(|s| s.connected = true);

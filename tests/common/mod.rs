@@ -1,0 +1,145 @@
+//! Shared helpers of the hub tests: a recording [`Callbacks`] implementation and node builders.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use ship_hub::hub::{
+    Callbacks, DisconnectReason, Hub, HubConfig, MemoryLan, PairingRequest, StateDetail,
+};
+use ship_hub::identity::{CertificateSubject, Identity};
+use ship_hub::protocol::ConnectionState;
+use ship_hub::{ShipId, Ski};
+use tokio::sync::Notify;
+
+/// One thing the application was told.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Seen {
+    State(Ski, ConnectionState),
+    Connected(Ski),
+    Disconnected(Ski, String),
+    PairingRequested(Ski),
+    Data(Ski, Vec<u8>),
+    ShipId(Ski, ShipId),
+}
+
+/// Records every callback, with the (virtual) time it arrived.
+#[derive(Default)]
+pub struct Recorder {
+    pub seen: Mutex<Vec<(tokio::time::Instant, Seen)>>,
+    pub changed: Notify,
+    /// What `pairing_requested` answers.
+    pub let_wait: AtomicBool,
+    /// Runs inside `connected` (to test re-entrancy).
+    pub on_connected: OnceLock<Box<dyn Fn(Ski) + Send + Sync>>,
+}
+
+impl Recorder {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Recorder::default())
+    }
+
+    fn push(&self, seen: Seen) {
+        self.seen.lock().unwrap().push((tokio::time::Instant::now(), seen));
+        self.changed.notify_waiters();
+    }
+
+    pub fn all(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().iter().map(|(_, s)| s.clone()).collect()
+    }
+
+    pub fn timed(&self) -> Vec<(tokio::time::Instant, Seen)> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn count(&self, pred: impl Fn(&Seen) -> bool) -> usize {
+        self.all().iter().filter(|s| pred(s)).count()
+    }
+
+    /// Waits until `pred` holds for some recorded item, at most `limit`.
+    pub async fn wait_for(&self, limit: Duration, pred: impl Fn(&Seen) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.changed.notified();
+            if self.all().iter().any(&pred) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.all().iter().any(&pred);
+            }
+        }
+    }
+}
+
+impl Callbacks for Recorder {
+    fn state_changed(&self, ski: Ski, state: ConnectionState, _detail: &StateDetail) {
+        self.push(Seen::State(ski, state));
+    }
+    fn connected(&self, ski: Ski, _ship_id: Option<&ShipId>) {
+        self.push(Seen::Connected(ski));
+        if let Some(f) = self.on_connected.get() {
+            f(ski);
+        }
+    }
+    fn disconnected(&self, ski: Ski, reason: &DisconnectReason) {
+        self.push(Seen::Disconnected(ski, reason.to_string()));
+    }
+    fn pairing_requested(&self, request: &PairingRequest) -> bool {
+        self.push(Seen::PairingRequested(request.ski));
+        self.let_wait.load(Ordering::SeqCst)
+    }
+    fn data_received(&self, ski: Ski, payload: &[u8]) {
+        self.push(Seen::Data(ski, payload.to_vec()));
+    }
+    fn ship_id_learned(&self, ski: Ski, ship_id: &ShipId) {
+        self.push(Seen::ShipId(ski, ship_id.clone()));
+    }
+}
+
+/// A fresh identity (P-256 key generation is cheap).
+pub fn identity(name: &str) -> Identity {
+    Identity::generate(&CertificateSubject {
+        common_name: name.into(),
+        organization: "ship-hub tests".into(),
+        country: "DE".into(),
+    })
+    .expect("identity")
+}
+
+/// Two identities ordered by SKI: (smaller, bigger).
+pub fn ordered_identities() -> (Identity, Identity) {
+    let a = identity("a");
+    let b = identity("b");
+    if a.ski() < b.ski() { (a, b) } else { (b, a) }
+}
+
+/// A config for a hub on the in-memory LAN at 10.0.0.`host`:4711.
+pub fn lan_config(lan: &MemoryLan, host: u8, identity: Identity, recorder: &Arc<Recorder>) -> HubConfig {
+    let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, host));
+    let ship_id = ShipId::new(format!("test-node-{host}")).unwrap();
+    let mut config = HubConfig::new(identity, ship_id);
+    config.bind = SocketAddr::new(ip, 4711);
+    config.network = Arc::new(lan.host(ip));
+    config.callbacks = recorder.clone();
+    config.rng_seed = Some(u64::from(host));
+    config
+}
+
+pub fn lan_addr(host: u8) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, host)), 4711)
+}
+
+/// A config for a hub on 127.0.0.1 with an OS-chosen port.
+pub fn loopback_config(identity: Identity, name: &str, recorder: &Arc<Recorder>) -> HubConfig {
+    let mut config = HubConfig::new(identity, ShipId::new(name).unwrap());
+    config.bind = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.callbacks = recorder.clone();
+    config
+}
+
+/// Starts a hub, panicking with the error.
+pub async fn start(config: HubConfig) -> Hub {
+    Hub::start(config).await.expect("hub starts")
+}

@@ -1,0 +1,266 @@
+//! The Hub over real TCP on 127.0.0.1 (OS-chosen ports): pairing, pairing requests, data both
+//! ways, the connection cap, silent clients, re-entrant callbacks, unpair and shutdown.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::{Recorder, Seen, identity, loopback_config, start};
+use ship_hub::hub::{Hub, HubError, MemoryTrustStore, TrustStore};
+use ship_hub::protocol::ConnectionState;
+use ship_hub::transport::{self, ShipTls, TlsOptions, WsOptions};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Two hubs that trust each other (one knows the other's address) pair and exchange data both
+/// ways; the SHIP IDs are learned and stored.
+#[tokio::test]
+async fn two_hubs_pair_and_exchange_data_both_ways() {
+    let (ra, rb) = (Recorder::new(), Recorder::new());
+    let trust_a = Arc::new(MemoryTrustStore::default());
+    let mut ca = loopback_config(identity("a"), "node-a", &ra);
+    ca.trust_store = trust_a.clone();
+    let a = start(ca).await;
+    let b = start(loopback_config(identity("b"), "node-b", &rb)).await;
+    b.pair(a.local_ski(), None).unwrap();
+    a.pair_at(b.local_ski(), None, Some(b.local_addr())).unwrap();
+
+    assert!(ra.wait_for(WAIT, |s| *s == Seen::Connected(b.local_ski())).await, "{:?}", ra.all());
+    assert!(rb.wait_for(WAIT, |s| *s == Seen::Connected(a.local_ski())).await, "{:?}", rb.all());
+    assert_eq!(a.connected_peers().len(), 1);
+    assert_eq!(a.connection_state(b.local_ski()), ConnectionState::Completed);
+
+    a.send_data(b.local_ski(), br#"{"datagram":[{"header":[]},{"payload":[]}]}"#).unwrap();
+    b.send_data(a.local_ski(), br#"{"hello":"from b"}"#).unwrap();
+    assert!(rb.wait_for(WAIT, |s| *s == Seen::Data(a.local_ski(), br#"{"datagram":[{"header":[]},{"payload":[]}]}"#.to_vec())).await);
+    assert!(ra.wait_for(WAIT, |s| *s == Seen::Data(b.local_ski(), br#"{"hello":"from b"}"#.to_vec())).await);
+    assert!(ra.wait_for(WAIT, |s| matches!(s, Seen::ShipId(k, id) if *k == b.local_ski() && id.as_str() == "node-b")).await);
+    let stored = trust_a.get(&b.local_ski()).unwrap().expect("paired");
+    assert_eq!(stored.ship_id.as_ref().map(|s| s.as_str()), Some("node-b"));
+    assert_eq!(stored.last_address, Some(b.local_addr()));
+
+    assert!(matches!(a.send_data(b.local_ski(), b"not json"), Err(HubError::InvalidPayload(_))));
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// By default an unknown peer's pairing request is refused: the dialler sees RemoteDeniedTrust
+/// and the refusing hub never reaches data exchange with it.
+#[tokio::test]
+async fn pairing_request_refused_when_the_callback_says_no() {
+    let (ra, rb) = (Recorder::new(), Recorder::new());
+    let a = start(loopback_config(identity("a"), "node-a", &ra)).await;
+    let b = start(loopback_config(identity("b"), "node-b", &rb)).await;
+    a.pair_at(b.local_ski(), None, Some(b.local_addr())).unwrap();
+    assert!(rb.wait_for(WAIT, |s| *s == Seen::PairingRequested(a.local_ski())).await);
+    assert!(ra.wait_for(WAIT, |s| *s == Seen::State(b.local_ski(), ConnectionState::RemoteDeniedTrust)).await, "{:?}", ra.all());
+    assert_eq!(rb.count(|s| matches!(s, Seen::Connected(_))), 0);
+    assert!(b.connected_peers().is_empty());
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// A pending request is approved by the user: both sides complete and the approving side stores
+/// the pairing.
+#[tokio::test]
+async fn pending_pairing_request_then_approve() {
+    let (ra, rb) = (Recorder::new(), Recorder::new());
+    rb.let_wait.store(true, Ordering::SeqCst);
+    let trust_b = Arc::new(MemoryTrustStore::default());
+    let a = start(loopback_config(identity("a"), "node-a", &ra)).await;
+    let mut cb = loopback_config(identity("b"), "node-b", &rb);
+    cb.trust_store = trust_b.clone();
+    let b = start(cb).await;
+    a.pair_at(b.local_ski(), None, Some(b.local_addr())).unwrap();
+    assert!(rb.wait_for(WAIT, |s| *s == Seen::State(a.local_ski(), ConnectionState::ReceivedPairingRequest)).await, "{:?}", rb.all());
+    assert_eq!(b.connection_state(a.local_ski()), ConnectionState::ReceivedPairingRequest);
+    b.approve(a.local_ski()).unwrap();
+    assert!(rb.wait_for(WAIT, |s| *s == Seen::Connected(a.local_ski())).await, "{:?}", rb.all());
+    assert!(ra.wait_for(WAIT, |s| *s == Seen::Connected(b.local_ski())).await, "{:?}", ra.all());
+    assert!(trust_b.get(&a.local_ski()).unwrap().is_some());
+    assert!(matches!(b.approve(a.local_ski()), Err(HubError::NoPendingRequest(_))));
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// A pending request is denied by the user: the dialler sees RemoteDeniedTrust, nothing is stored.
+#[tokio::test]
+async fn pending_pairing_request_then_deny() {
+    let (ra, rb) = (Recorder::new(), Recorder::new());
+    rb.let_wait.store(true, Ordering::SeqCst);
+    let trust_b = Arc::new(MemoryTrustStore::default());
+    let a = start(loopback_config(identity("a"), "node-a", &ra)).await;
+    let mut cb = loopback_config(identity("b"), "node-b", &rb);
+    cb.trust_store = trust_b.clone();
+    let b = start(cb).await;
+    a.pair_at(b.local_ski(), None, Some(b.local_addr())).unwrap();
+    assert!(rb.wait_for(WAIT, |s| *s == Seen::State(a.local_ski(), ConnectionState::ReceivedPairingRequest)).await);
+    b.deny(a.local_ski()).unwrap();
+    assert!(ra.wait_for(WAIT, |s| *s == Seen::State(b.local_ski(), ConnectionState::RemoteDeniedTrust)).await, "{:?}", ra.all());
+    assert!(trust_b.get(&a.local_ski()).unwrap().is_none());
+    assert_eq!(rb.count(|s| matches!(s, Seen::Connected(_))), 0);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// A callback that calls back into the hub (state, send, connected peers) does not deadlock.
+#[tokio::test]
+async fn callback_calling_back_into_the_hub() {
+    let (ra, rb) = (Recorder::new(), Recorder::new());
+    let a = start(loopback_config(identity("a"), "node-a", &ra)).await;
+    let b = start(loopback_config(identity("b"), "node-b", &rb)).await;
+    let a_handle: Hub = a.clone();
+    let _ = ra.on_connected.set(Box::new(move |ski| {
+        assert_eq!(a_handle.connection_state(ski), ConnectionState::Completed);
+        assert_eq!(a_handle.connected_peers().len(), 1);
+        a_handle.send_data(ski, br#"{"from":"callback"}"#).unwrap();
+        let _ = a_handle.metrics();
+    }));
+    b.pair(a.local_ski(), None).unwrap();
+    a.pair_at(b.local_ski(), None, Some(b.local_addr())).unwrap();
+    assert!(rb.wait_for(WAIT, |s| *s == Seen::Data(a.local_ski(), br#"{"from":"callback"}"#.to_vec())).await, "{:?}", rb.all());
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// The 11th incoming connection gets HTTP 503 while the 10 admitted ones keep exchanging data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eleventh_incoming_connection_gets_503_and_the_ten_keep_working() {
+    let rs = Recorder::new();
+    let server = start(loopback_config(identity("server"), "server", &rs)).await;
+    let mut clients = Vec::new();
+    for i in 0..10 {
+        let rc = Recorder::new();
+        let client = start(loopback_config(identity("client"), &format!("client-{i}"), &rc)).await;
+        server.pair(client.local_ski(), None).unwrap();
+        client.pair_at(server.local_ski(), None, Some(server.local_addr())).unwrap();
+        assert!(rc.wait_for(WAIT, |s| *s == Seen::Connected(server.local_ski())).await, "client {i}: {:?}", rc.all());
+        clients.push((client, rc));
+    }
+    assert_eq!(server.connected_peers().len(), 10);
+
+    // The 11th: a raw dial, so the 503 itself is visible.
+    let extra = identity("extra");
+    server.pair(extra.ski(), None).unwrap();
+    let tls = ShipTls::new(&extra, TlsOptions::default()).unwrap();
+    let error = transport::dial(&tls, server.local_addr(), server.local_ski(), "/ship/", &WsOptions::default())
+        .await
+        .err()
+        .expect("the 11th connection is refused");
+    assert!(error.is_service_unavailable(), "{error}");
+
+    for (i, (client, rc)) in clients.iter().enumerate() {
+        let payload = format!(r#"{{"n":{i}}}"#);
+        server.send_data(client.local_ski(), payload.as_bytes()).unwrap();
+        assert!(rc.wait_for(WAIT, |s| *s == Seen::Data(server.local_ski(), payload.as_bytes().to_vec())).await);
+    }
+    for (client, _) in &clients {
+        client.shutdown().await;
+    }
+    server.shutdown().await;
+}
+
+/// 200 TCP clients that never speak are dropped at the transport handshake deadline; a paired
+/// peer connected meanwhile is unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_tcp_clients_are_dropped_at_the_deadline_and_paired_peers_are_unaffected() {
+    let (ra, rb) = (Recorder::new(), Recorder::new());
+    let mut ca = loopback_config(identity("a"), "node-a", &ra);
+    ca.limits.transport_handshake_timeout = Duration::from_secs(2);
+    ca.limits.max_handshakes_in_progress = 300;
+    let a = start(ca).await;
+    let b = start(loopback_config(identity("b"), "node-b", &rb)).await;
+    a.pair(b.local_ski(), None).unwrap();
+    b.pair_at(a.local_ski(), None, Some(a.local_addr())).unwrap();
+    assert!(ra.wait_for(WAIT, |s| *s == Seen::Connected(b.local_ski())).await);
+
+    let mut silent = Vec::new();
+    for _ in 0..200 {
+        silent.push(tokio::net::TcpStream::connect(a.local_addr()).await.unwrap());
+    }
+    // Each silent client is closed by the hub: reading gives EOF (or a reset).
+    let started = std::time::Instant::now();
+    for mut stream in silent {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf))
+            .await
+            .expect("closed by the hub before 30 s")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+    }
+    assert!(started.elapsed() < Duration::from_secs(30));
+    b.send_data(a.local_ski(), br#"{"still":"here"}"#).unwrap();
+    assert!(ra.wait_for(WAIT, |s| *s == Seen::Data(b.local_ski(), br#"{"still":"here"}"#.to_vec())).await);
+    assert_eq!(ra.count(|s| matches!(s, Seen::Disconnected(..))), 0);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Unpairing while the peer is mid-handshake (pending for the user on the other side) closes the
+/// connection and stops redialling.
+#[tokio::test]
+async fn unpair_during_a_handshake_closes_and_stops_redialling() {
+    let (ra, rb) = (Recorder::new(), Recorder::new());
+    rb.let_wait.store(true, Ordering::SeqCst);
+    let a = start(loopback_config(identity("a"), "node-a", &ra)).await;
+    let b = start(loopback_config(identity("b"), "node-b", &rb)).await;
+    a.pair_at(b.local_ski(), None, Some(b.local_addr())).unwrap();
+    assert!(rb.wait_for(WAIT, |s| *s == Seen::PairingRequested(a.local_ski())).await);
+    a.unpair(b.local_ski()).unwrap();
+    assert!(ra.wait_for(WAIT, |s| *s == Seen::State(b.local_ski(), ConnectionState::None)).await, "{:?}", ra.all());
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(a.connections(b.local_ski()).is_empty());
+    assert_eq!(rb.count(|s| *s == Seen::PairingRequested(a.local_ski())), 1, "redialled after unpair");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Shutdown in the middle of a handshake and of data exchange ends within its deadline; the
+/// connected peer sees a SHIP close (a disconnect with the peer's close, not a keepalive timeout).
+#[tokio::test]
+async fn shutdown_mid_handshake_and_data_is_graceful_and_bounded() {
+    let (ra, rb, rc) = (Recorder::new(), Recorder::new(), Recorder::new());
+    rc.let_wait.store(true, Ordering::SeqCst);
+    let a = start(loopback_config(identity("a"), "node-a", &ra)).await;
+    let b = start(loopback_config(identity("b"), "node-b", &rb)).await;
+    let c = start(loopback_config(identity("c"), "node-c", &rc)).await;
+    b.pair(a.local_ski(), None).unwrap();
+    a.pair_at(b.local_ski(), None, Some(b.local_addr())).unwrap();
+    a.pair_at(c.local_ski(), None, Some(c.local_addr())).unwrap();
+    assert!(rb.wait_for(WAIT, |s| *s == Seen::Connected(a.local_ski())).await);
+    assert!(rc.wait_for(WAIT, |s| *s == Seen::PairingRequested(a.local_ski())).await);
+    for i in 0..20 {
+        let _ = a.send_data(b.local_ski(), format!(r#"{{"i":{i}}}"#).as_bytes());
+    }
+    let report = a.shutdown().await;
+    assert!(report.connections_closed_in_time, "{report:?}");
+    assert_eq!(report.tasks_aborted, 0);
+    assert!(report.elapsed <= Duration::from_secs(5), "{report:?}");
+    assert!(rb.wait_for(WAIT, |s| matches!(s, Seen::Disconnected(k, _) if *k == a.local_ski())).await);
+    let reason = rb.all().into_iter().find_map(|s| match s {
+        Seen::Disconnected(_, reason) => Some(reason),
+        _ => None,
+    });
+    assert!(!reason.unwrap().contains("keepalive"));
+    // The data sent before the shutdown arrived (flushed before the close).
+    assert!(rb.wait_for(WAIT, |s| *s == Seen::Data(a.local_ski(), br#"{"i":19}"#.to_vec())).await);
+    b.shutdown().await;
+    c.shutdown().await;
+}
+
+/// A hub refuses a connection that presents its own SKI, and pairing with itself.
+#[tokio::test]
+async fn own_ski_is_refused() {
+    let ra = Recorder::new();
+    let me = identity("me");
+    let twin = me.clone();
+    let a = start(loopback_config(me, "node-a", &ra)).await;
+    assert!(matches!(a.pair(a.local_ski(), None), Err(HubError::OwnSki(_))));
+    let tls = ShipTls::new(&twin, TlsOptions::default()).unwrap();
+    let result = transport::dial(&tls, a.local_addr(), a.local_ski(), "/ship/", &WsOptions::default()).await;
+    assert!(result.is_err(), "a connection with our own SKI must not be admitted");
+    a.shutdown().await;
+}

@@ -1,0 +1,202 @@
+//! Hub behaviour on a simulated LAN under tokio's paused clock: every timer (backoff, grace
+//! period, keepalive, SHIP timers) runs in virtual time, so minutes of protocol time take
+//! milliseconds and every run with one seed is the same run.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Recorder, Seen, lan_addr, lan_config, ordered_identities, start};
+use ship_hub::hub::{BackoffTiers, Direction, MemoryLan, MemoryTrustStore};
+use ship_hub::protocol::ConnectionState;
+
+fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap()
+}
+
+/// Both hubs know each other and dial at the same instant (first backoff tier 0–0 s), with
+/// connection set-up latencies drawn from the seed. For every seed exactly one connection
+/// survives, both sides hold that same connection within 5 s, and neither application sees a
+/// disconnect or a second connect.
+#[test]
+fn crossing_dials_leave_one_connection_for_1000_seeds() {
+    for seed in 0..1000u64 {
+        paused_runtime().block_on(crossing_dials(seed));
+    }
+}
+
+async fn crossing_dials(seed: u64) {
+    let lan = MemoryLan::with_latency(seed, Duration::from_millis(40));
+    let (small, big) = ordered_identities();
+    let (small_ski, big_ski) = (small.ski(), big.ski());
+    let (rs, rb) = (Recorder::new(), Recorder::new());
+    let mut cs = lan_config(&lan, 1, small, &rs);
+    let mut cb = lan_config(&lan, 2, big, &rb);
+    for config in [&mut cs, &mut cb] {
+        config.timers.reconnect = BackoffTiers::from_secs([(0.0, 0.0), (3.0, 10.0), (10.0, 20.0)]);
+        config.rng_seed = Some(seed);
+    }
+    let hs = start(cs).await;
+    let hb = start(cb).await;
+    hs.pair_at(big_ski, None, Some(lan_addr(2))).unwrap();
+    hb.pair_at(small_ski, None, Some(lan_addr(1))).unwrap();
+
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let on_small = hs.connections(big_ski);
+    let on_big = hb.connections(small_ski);
+    assert_eq!(on_small.len(), 1, "seed {seed}: small side holds {on_small:?}");
+    assert_eq!(on_big.len(), 1, "seed {seed}: big side holds {on_big:?}");
+    assert_eq!(on_small[0].state, ConnectionState::Completed, "seed {seed}");
+    assert_eq!(on_big[0].state, ConnectionState::Completed, "seed {seed}");
+    // The same connection: the side that dialled it sees it outgoing, the other incoming.
+    assert_ne!(on_small[0].direction, on_big[0].direction, "seed {seed}: two different connections survived");
+    for (recorder, peer) in [(&rs, big_ski), (&rb, small_ski)] {
+        assert_eq!(recorder.count(|s| *s == Seen::Connected(peer)), 1, "seed {seed}: {:?}", recorder.all());
+        assert_eq!(recorder.count(|s| matches!(s, Seen::Disconnected(..))), 0, "seed {seed}: {:?}", recorder.all());
+    }
+    hs.shutdown().await;
+    hb.shutdown().await;
+}
+
+/// The peer loses power while connected and comes back with the same identity: the old
+/// connection is a zombie (black-holed, no close). The new connection wins within the grace
+/// period whichever side has the bigger SKI, and the surviving side never reports a disconnect.
+#[test]
+fn restarted_peer_replaces_its_zombie_connection_either_ski_order() {
+    for survivor_is_bigger in [true, false] {
+        paused_runtime().block_on(zombie(survivor_is_bigger));
+    }
+}
+
+async fn zombie(survivor_is_bigger: bool) {
+    let lan = MemoryLan::new();
+    let (small, big) = ordered_identities();
+    let (survivor_id, restarter_id) = if survivor_is_bigger { (big, small) } else { (small, big) };
+    let (survivor_ski, restarter_ski) = (survivor_id.ski(), restarter_id.ski());
+    let restarter_key = restarter_id.clone();
+    let (rs, rr) = (Recorder::new(), Recorder::new());
+    let restarter_trust = Arc::new(MemoryTrustStore::default());
+    let survivor = start(lan_config(&lan, 1, survivor_id, &rs)).await;
+    let mut config = lan_config(&lan, 2, restarter_id, &rr);
+    config.trust_store = restarter_trust.clone();
+    let restarter = start(config).await;
+    survivor.pair_at(restarter_ski, None, Some(lan_addr(2))).unwrap();
+    restarter.pair_at(survivor_ski, None, Some(lan_addr(1))).unwrap();
+    assert!(rs.wait_for(Duration::from_secs(10), |s| *s == Seen::Connected(restarter_ski)).await);
+
+    // Power loss: every pipe to host 2 goes silent; its hub is gone without a word.
+    lan.crash(lan_addr(2).ip());
+    restarter.shutdown().await;
+    // It boots again at once with the same identity and pairings, and dials.
+    let rr2 = Recorder::new();
+    let mut config = lan_config(&lan, 2, restarter_key, &rr2);
+    config.trust_store = restarter_trust;
+    let restarted = start(config).await;
+    assert!(rr2.wait_for(Duration::from_secs(5), |s| *s == Seen::Connected(survivor_ski)).await);
+    // Within the 3 s grace period the survivor is down to the new connection.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let links = survivor.connections(restarter_ski);
+    assert_eq!(links.len(), 1, "survivor holds {links:?}");
+    assert_eq!(links[0].state, ConnectionState::Completed);
+    assert_eq!(survivor.connection_state(restarter_ski), ConnectionState::Completed);
+    assert_eq!(rs.count(|s| matches!(s, Seen::Disconnected(..))), 0, "{:?}", rs.all());
+    assert_eq!(rs.count(|s| *s == Seen::Connected(restarter_ski)), 1, "{:?}", rs.all());
+    survivor.shutdown().await;
+    restarted.shutdown().await;
+}
+
+/// A partition black-holes the connection: keepalive detects it within interval + timeout, the
+/// paired peer is redialled while the partition lasts (and fails), and after the heal it is back
+/// within the last tier's bound.
+#[test]
+fn partition_then_heal_reconnects_within_the_tier_bound() {
+    paused_runtime().block_on(async {
+        let lan = MemoryLan::new();
+        let (a_id, b_id) = ordered_identities();
+        let (a_ski, b_ski) = (a_id.ski(), b_id.ski());
+        let (ra, rb) = (Recorder::new(), Recorder::new());
+        let a = start(lan_config(&lan, 1, a_id, &ra)).await;
+        let b = start(lan_config(&lan, 2, b_id, &rb)).await;
+        a.pair_at(b_ski, None, Some(lan_addr(2))).unwrap();
+        b.pair_at(a_ski, None, Some(lan_addr(1))).unwrap();
+        assert!(ra.wait_for(Duration::from_secs(10), |s| *s == Seen::Connected(b_ski)).await);
+
+        let cut = tokio::time::Instant::now();
+        lan.partition(lan_addr(1).ip(), lan_addr(2).ip());
+        // Default keepalive: 50 s interval + 10 s timeout.
+        assert!(ra.wait_for(Duration::from_secs(61), |s| matches!(s, Seen::Disconnected(k, _) if *k == b_ski)).await);
+        assert!(tokio::time::Instant::now() - cut <= Duration::from_secs(60));
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert_ne!(a.connection_state(b_ski), ConnectionState::Completed);
+
+        lan.heal();
+        let healed = tokio::time::Instant::now();
+        let connects_before = ra.count(|s| *s == Seen::Connected(b_ski));
+        tokio::time::sleep(Duration::from_secs(25)).await;
+        assert_eq!(ra.count(|s| *s == Seen::Connected(b_ski)), connects_before + 1, "{:?}", ra.all());
+        let reconnected = ra
+            .timed()
+            .into_iter()
+            .filter(|(_, s)| *s == Seen::Connected(b_ski))
+            .map(|(t, _)| t)
+            .last()
+            .unwrap();
+        // Tier 3 draws at most 20 s; the handshake takes no virtual time beyond that.
+        assert!(reconnected - healed <= Duration::from_secs(21), "took {:?}", reconnected - healed);
+        a.shutdown().await;
+        b.shutdown().await;
+    });
+}
+
+/// The peer is gone for 10 minutes (no listener: every dial is refused at once). The gaps between
+/// dial attempts are exactly the drawn delays, and each lies in its tier: 1st 0–3 s, 2nd 3–10 s,
+/// then 10–20 s. When the peer is back it is connected within 20 s.
+#[test]
+fn peer_down_ten_minutes_is_redialled_inside_the_tiers() {
+    paused_runtime().block_on(async {
+        let lan = MemoryLan::new();
+        let (a_id, b_id) = ordered_identities();
+        let (a_ski, b_ski) = (a_id.ski(), b_id.ski());
+        let b_key = b_id.clone();
+        let ra = Recorder::new();
+        let a = start(lan_config(&lan, 1, a_id, &ra)).await;
+        a.pair_at(b_ski, None, Some(lan_addr(2))).unwrap();
+        let down_until = tokio::time::Instant::now() + Duration::from_secs(600);
+        tokio::time::sleep_until(down_until).await;
+
+        let dials: Vec<tokio::time::Instant> = ra
+            .timed()
+            .into_iter()
+            .filter(|(_, s)| *s == Seen::State(b_ski, ConnectionState::Initiated))
+            .map(|(t, _)| t)
+            .collect();
+        assert!(dials.len() >= 30, "only {} dials in 10 minutes", dials.len());
+        for (i, pair) in dials.windows(2).enumerate() {
+            let gap = pair[1] - pair[0];
+            let attempt = i + 2; // the gap before the 2nd, 3rd, ... attempt
+            let (lo, hi) = match attempt {
+                2 => (3, 10),
+                _ => (10, 20),
+            };
+            assert!(
+                gap >= Duration::from_secs(lo) && gap <= Duration::from_secs(hi),
+                "gap before attempt {attempt}: {gap:?} not in {lo}..={hi} s"
+            );
+        }
+
+        let rb = Recorder::new();
+        let b = start(lan_config(&lan, 2, b_key, &rb)).await;
+        b.pair(a_ski, None).unwrap();
+        let back = tokio::time::Instant::now();
+        assert!(ra.wait_for(Duration::from_secs(21), |s| *s == Seen::Connected(b_ski)).await);
+        assert!(tokio::time::Instant::now() - back <= Duration::from_secs(21));
+        a.shutdown().await;
+        b.shutdown().await;
+    });
+}
