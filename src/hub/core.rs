@@ -167,6 +167,9 @@ pub(crate) struct Shared {
     pub(crate) abort: CancellationToken,
     pub(crate) auto_accept: AtomicBool,
     seeds: Mutex<rand::rngs::StdRng>,
+    /// Updates of stored pairings (last address, SHIP ID, last seen), applied in order by the
+    /// trust writer task.
+    trust_writes: mpsc::UnboundedSender<PairedPeer>,
 }
 
 impl Shared {
@@ -213,6 +216,12 @@ impl Shared {
         Ok(())
     }
 
+    /// Queues an update of a stored pairing for the trust writer. The update is skipped if
+    /// the pairing was removed meanwhile (an unpair is never undone by a late update).
+    pub(crate) fn store_later(&self, peer: PairedPeer) {
+        let _ = self.trust_writes.send(peer);
+    }
+
     fn status(&self, ski: &Ski) -> Option<PeerStatus> {
         let registry = self.registry.lock().expect("registry lock");
         registry.get(ski).map(|entry| entry.status.borrow().clone())
@@ -255,6 +264,7 @@ impl Hub {
         let (callbacks, callbacks_done) = start_dispatcher(config.callbacks.clone());
         let seed = config.rng_seed.unwrap_or_else(rand::random);
         let paired = config.trust_store.load_all()?;
+        let (trust_writes, trust_queue) = mpsc::unbounded_channel();
         let tls = ShipTls::new(&config.identity, config.tls.clone())
             .map_err(|error| HubError::Tls(error.to_string()))?;
         let shared = Arc::new_cyclic(|weak: &Weak<Shared>| {
@@ -279,10 +289,16 @@ impl Hub {
                 abort: CancellationToken::new(),
                 auto_accept: AtomicBool::new(config.auto_accept),
                 seeds: Mutex::new(rand::SeedableRng::seed_from_u64(seed)),
+                trust_writes,
                 config,
             }
         });
         shared.tracker.spawn(accept_loop(shared.clone(), listener));
+        shared.tracker.spawn(trust_writer(
+            shared.trust.clone(),
+            trust_queue,
+            shared.stop.clone(),
+        ));
         for peer in paired {
             if peer.ski == local_ski {
                 continue;
@@ -484,6 +500,42 @@ impl Shared {
         match registry.get(&ski) {
             Some(entry) => entry.commands.send(command).map_err(|_| HubError::NotConnected(ski)),
             None => Err(HubError::NotConnected(ski)),
+        }
+    }
+}
+
+/// Applies pairing updates one at a time, off the runtime's worker threads. Ends at shutdown
+/// once the queue is empty.
+async fn trust_writer(
+    trust: Arc<dyn TrustStore>,
+    mut queue: mpsc::UnboundedReceiver<PairedPeer>,
+    stop: CancellationToken,
+) {
+    loop {
+        let peer = tokio::select! {
+            biased;
+            peer = queue.recv() => match peer {
+                Some(peer) => peer,
+                None => return,
+            },
+            _ = stop.cancelled() => match queue.try_recv() {
+                Ok(peer) => peer,
+                Err(_) => return,
+            },
+        };
+        let trust = trust.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            // Only update a pairing that still exists.
+            match trust.get(&peer.ski)? {
+                Some(_) => trust.upsert(peer),
+                None => Ok(()),
+            }
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "could not update the trust store"),
+            Err(error) => tracing::warn!(%error, "trust store update panicked"),
         }
     }
 }
