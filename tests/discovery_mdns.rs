@@ -341,3 +341,94 @@ async fn ipv6_link_local_addresses_keep_their_scope_id() {
         }
     }
 }
+
+/// Browses with a bare `mdns-sd` daemon to look at the record as it came off the wire.
+fn raw_browser() -> (
+    mdns_sd::ServiceDaemon,
+    mdns_sd::Receiver<mdns_sd::ServiceEvent>,
+) {
+    let daemon = mdns_sd::ServiceDaemon::new().expect("start raw mDNS daemon");
+    let events = daemon.browse("_ship._tcp.local.").expect("browse");
+    (daemon, events)
+}
+
+async fn next_raw<T>(receiver: &mdns_sd::Receiver<T>) -> T {
+    tokio::time::timeout(PATIENCE, receiver.recv_async())
+        .await
+        .expect("timed out waiting for a raw mDNS event")
+        .expect("raw mDNS daemon stopped")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a private network namespace: run via .ci/test"]
+async fn txtvers_is_the_first_txt_string_on_the_wire() {
+    let _serial = SERIAL.lock().await;
+    assert_private_namespace();
+    let a_ski = ski(0xa7);
+    let a = start(a_ski);
+    let (raw, events) = raw_browser();
+    let mut a_txt = txt(a_ski, "wire-order-a");
+    a_txt.serial = Some(TxtValue::new(TxtField::Serial, "SN-1").unwrap());
+    a.announce(Announcement::new(a_txt, 4771)).unwrap();
+    let keys = loop {
+        if let mdns_sd::ServiceEvent::ServiceResolved(resolved) = next_raw(&events).await {
+            // mdns-sd keeps the wire order of the TXT strings when decoding.
+            break resolved
+                .txt_properties
+                .iter()
+                .map(|p| p.key().to_owned())
+                .collect::<Vec<_>>();
+        }
+    };
+    assert_eq!(
+        keys,
+        [
+            "txtvers", "id", "path", "ski", "brand", "model", "type", "register", "serial", "cat"
+        ]
+    );
+    let _ = raw.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a private network namespace: run via .ci/test"]
+async fn a_record_with_a_bad_txt_is_refused_and_not_visible() {
+    let _serial = SERIAL.lock().await;
+    assert_private_namespace();
+    let b = start(ski(0xb8));
+    let mut b_events = b.subscribe();
+    let raw = mdns_sd::ServiceDaemon::new().expect("start raw mDNS daemon");
+    let properties = [
+        ("txtvers", "2".to_owned()),
+        ("id", "bad-version".to_owned()),
+        ("path", "/ship/".to_owned()),
+        ("ski", ski(0xa8).to_string()),
+        ("register", "false".to_owned()),
+    ];
+    let info = mdns_sd::ServiceInfo::new(
+        "_ship._tcp.local.",
+        "bad-version",
+        "bad-version.local.",
+        (),
+        4781,
+        &properties[..],
+    )
+    .unwrap()
+    .enable_addr_auto();
+    raw.register(info).unwrap();
+    let error = with_timeout(async {
+        loop {
+            if let Ok(DiscoveryEvent::Refused { instance, error }) = b_events.recv().await
+                && instance.starts_with("bad-version.")
+            {
+                return error;
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        error,
+        ship_hub::discovery::TxtError::UnsupportedVersion { found: "2".into() }
+    );
+    assert!(b.visible_service(&ski(0xa8)).is_none());
+    let _ = raw.shutdown();
+}

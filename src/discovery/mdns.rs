@@ -261,25 +261,27 @@ impl Discovery for MdnsDiscovery {
         let info = self.service_info(&announcement)?;
         let fullname = info.get_fullname().to_owned();
         let mut announced = lock(&self.announced);
-        if let Some(old) = announced.as_ref()
+        let same_name = announced
+            .as_ref()
+            .filter(|old| old.registered.eq_ignore_ascii_case(&fullname));
+        // Re-announcing under the same name keeps a name the daemon chose after a conflict.
+        let in_use = same_name.map_or_else(|| fullname.clone(), |old| old.in_use.clone());
+        self.daemon.register(info).map_err(daemon_error)?;
+        let previous = announced.replace(Announced {
+            registered: fullname.clone(),
+            in_use,
+        });
+        if let Some(old) = previous
             && !old.registered.eq_ignore_ascii_case(&fullname)
         {
-            // A new name: say goodbye under the old one first. Its status is not awaited.
+            // A new name: goodbye under the old one, after the new one is out, so that peers
+            // never see our SKI lost. Its status is not awaited.
             drop(
                 self.daemon
                     .unregister(&old.registered)
                     .map_err(daemon_error)?,
             );
         }
-        let keep_in_use = announced
-            .as_ref()
-            .filter(|old| old.registered.eq_ignore_ascii_case(&fullname))
-            .map(|old| old.in_use.clone());
-        self.daemon.register(info).map_err(daemon_error)?;
-        *announced = Some(Announced {
-            in_use: keep_in_use.unwrap_or_else(|| fullname.clone()),
-            registered: fullname,
-        });
         Ok(())
     }
 

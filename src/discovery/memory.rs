@@ -152,9 +152,6 @@ impl Discovery for InMemoryDiscovery {
     fn announce(&self, announcement: Announcement) -> Result<(), DiscoveryError> {
         let mut state = self.lan.state();
         let mut current = self.current();
-        if let Some(old) = current.take() {
-            state.remove(&old);
-        }
         // Conflict resolution as mdns-sd does it (RFC 6762 §9): a name held by another node is
         // suffixed with " (2)", " (3)", ... until free.
         let wanted = announcement.instance_name.as_str().to_owned();
@@ -190,7 +187,12 @@ impl Discovery for InMemoryDiscovery {
             addresses,
         };
         state.publish(Some(self.id), sighting);
-        *current = Some(instance);
+        // Publish first, then drop a record under an old name: the SKI never looks lost.
+        if let Some(old) = current.replace(instance.clone())
+            && old != instance
+        {
+            state.remove(&old);
+        }
         Ok(())
     }
 
