@@ -12,8 +12,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use ship_hub::discovery::{
-    Announcement, Discovery, DiscoveryEvent, InstanceName, MdnsConfig, MdnsDiscovery, ShipTxt,
-    TxtField, TxtValue, VisibleService,
+    Announcement, Discovery, DiscoveryEvent, InstanceName, InterfaceSelection, MdnsConfig,
+    MdnsDiscovery, ShipTxt, TxtField, TxtValue, VisibleService,
 };
 use ship_hub::{ShipId, Ski};
 
@@ -173,14 +173,29 @@ async fn two_instances_with_default_names_are_both_visible() {
     let a_ann = Announcement::new(txt(a_ski, "default-a"), 4731);
     let b_ann = Announcement::new(txt(b_ski, "default-b"), 4732);
     assert_ne!(a_ann.instance_name, b_ann.instance_name);
+    let (a_name, b_name) = (a_ann.instance_name.clone(), b_ann.instance_name.clone());
     a.announce(a_ann).unwrap();
     b.announce(b_ann).unwrap();
     wait_for(&watcher, "both visible", |v| {
         find(v, a_ski).is_some() && find(v, b_ski).is_some()
     })
     .await;
-    let visible: BTreeSet<Ski> = watcher.visible().iter().map(|s| s.ski).collect();
-    assert_eq!(visible, BTreeSet::from([a_ski, b_ski]));
+    let ours: Vec<VisibleService> = watcher
+        .visible()
+        .into_iter()
+        .filter(|s| s.ski == a_ski || s.ski == b_ski)
+        .collect();
+    assert_eq!(ours.len(), 2);
+    assert_ne!(ours[0].instances, ours[1].instances);
+    // Neither had to be renamed: the default names already differ.
+    assert_eq!(
+        a.announced_instance().unwrap(),
+        format!("{}._ship._tcp.local.", a_name)
+    );
+    assert_eq!(
+        b.announced_instance().unwrap(),
+        format!("{}._ship._tcp.local.", b_name)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,6 +249,7 @@ async fn reannounce_with_register_changed_is_seen_by_the_other_side() {
         find(v, a_ski).is_some_and(|s| !s.txt.register)
     })
     .await;
+    let mut b_events = b.subscribe();
     a_txt.register = true;
     a.announce(Announcement::new(a_txt.clone(), 4751)).unwrap();
     let took = wait_for(&b, "b sees a with register=true", |v| {
@@ -242,6 +258,10 @@ async fn reannounce_with_register_changed_is_seen_by_the_other_side() {
     .await;
     eprintln!("measure: re-announce took {took:?}");
     assert_eq!(b.visible_service(&a_ski).unwrap().txt, a_txt);
+    // An update, never a loss in between.
+    while let Ok(event) = b_events.try_recv() {
+        assert_ne!(event, DiscoveryEvent::Lost(a_ski));
+    }
 }
 
 /// A veth pair made by a test inside the private namespace, deleted again on drop.
@@ -431,4 +451,32 @@ async fn a_record_with_a_bad_txt_is_refused_and_not_visible() {
     );
     assert!(b.visible_service(&ski(0xa8)).is_none());
     let _ = raw.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a private network namespace: run via .ci/test"]
+async fn interfaces_selected_by_name_or_address_see_each_other() {
+    let _serial = SERIAL.lock().await;
+    assert_private_namespace();
+    let (a_ski, b_ski) = (ski(0xa9), ski(0xb9));
+    let mut a_config = MdnsConfig::new(a_ski);
+    a_config.interfaces = InterfaceSelection::Names(vec!["lo".into()]);
+    let mut b_config = MdnsConfig::new(b_ski);
+    b_config.interfaces = InterfaceSelection::Addresses(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]);
+    let a = MdnsDiscovery::new(a_config).unwrap();
+    let b = MdnsDiscovery::new(b_config).unwrap();
+    a.announce(Announcement::new(txt(a_ski, "by-name-a"), 4791))
+        .unwrap();
+    b.announce(Announcement::new(txt(b_ski, "by-address-b"), 4792))
+        .unwrap();
+    let a_at = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 4791);
+    let b_at = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 4792);
+    wait_for(&b, "b sees a on lo", |v| {
+        find(v, a_ski).is_some_and(|s| s.addresses.contains(&a_at))
+    })
+    .await;
+    wait_for(&a, "a sees b on lo", |v| {
+        find(v, b_ski).is_some_and(|s| s.addresses.contains(&b_at))
+    })
+    .await;
 }

@@ -16,7 +16,7 @@
 //!   daemon from the selected interfaces and follow address changes.
 //! * Own records are dropped by SKI (we hear our own announcements on every interface).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
@@ -30,7 +30,7 @@ use tokio::sync::broadcast;
 
 use super::service::{Announcement, DiscoveryEvent, Sighting, VisibleService, dialable_address};
 use super::shared::Shared;
-use super::txt::{SERVICE_TYPE, ShipTxt};
+use super::txt::{SERVICE_TYPE, ShipTxt, TxtError};
 use super::{Discovery, DiscoveryError};
 use crate::Ski;
 
@@ -64,6 +64,7 @@ impl InterfaceSelection {
 
 /// Configuration of an [`MdnsDiscovery`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MdnsConfig {
     /// Our SKI: records carrying it are ours and never become visible.
     pub own_ski: Ski,
@@ -146,8 +147,9 @@ impl MdnsDiscovery {
         thread::Builder::new()
             .name("ship-mdns-browse".into())
             .spawn(move || {
+                let mut refused = HashMap::new();
                 while let Ok(event) = browse.recv() {
-                    on_service_event(&browse_shared, event);
+                    on_service_event(&browse_shared, &mut refused, event);
                 }
                 browse_shared.clear();
             })
@@ -159,11 +161,6 @@ impl MdnsDiscovery {
             shared,
             announced,
         })
-    }
-
-    /// The full instance name we currently announce under (after any conflict rename).
-    pub fn announced_instance(&self) -> Option<String> {
-        lock(&self.announced).as_ref().map(|a| a.in_use.clone())
     }
 
     fn service_info(&self, announcement: &Announcement) -> Result<ServiceInfo, DiscoveryError> {
@@ -216,26 +213,37 @@ fn on_daemon_event(shared: &Shared, announced: &Mutex<Option<Announced>>, event:
     }
 }
 
-fn on_service_event(shared: &Shared, event: ServiceEvent) {
+/// Feeds one browse event into the registry. `refused` remembers the error of each refused
+/// instance so that a peer re-announcing the same bad record is reported once.
+fn on_service_event(shared: &Shared, refused: &mut HashMap<String, TxtError>, event: ServiceEvent) {
     match event {
         ServiceEvent::ServiceResolved(resolved) => match sighting_of(&resolved) {
-            Ok(sighting) => shared.observe(sighting),
+            Ok(sighting) => {
+                refused.remove(&resolved.fullname);
+                shared.observe(sighting);
+            }
             Err(error) => {
-                tracing::debug!(instance = %resolved.fullname, %error, "refusing SHIP record");
                 shared.forget(&resolved.fullname);
-                shared.emit(DiscoveryEvent::Refused {
-                    instance: resolved.fullname.clone(),
-                    error,
-                });
+                if refused.get(&resolved.fullname) != Some(&error) {
+                    tracing::debug!(instance = %resolved.fullname, %error, "refusing SHIP record");
+                    refused.insert(resolved.fullname.clone(), error.clone());
+                    shared.emit(DiscoveryEvent::Refused {
+                        instance: resolved.fullname.clone(),
+                        error,
+                    });
+                }
             }
         },
-        ServiceEvent::ServiceRemoved(_, fullname) => shared.forget(&fullname),
+        ServiceEvent::ServiceRemoved(_, fullname) => {
+            refused.remove(&fullname);
+            shared.forget(&fullname);
+        }
         other => tracing::trace!(event = ?other, "mDNS browse event"),
     }
 }
 
 /// Converts a resolution of `mdns-sd` into a [`Sighting`]; fails on a bad TXT record.
-fn sighting_of(resolved: &ResolvedService) -> Result<Sighting, super::TxtError> {
+fn sighting_of(resolved: &ResolvedService) -> Result<Sighting, TxtError> {
     let txt = ShipTxt::from_properties(resolved.txt_properties.iter().map(|p| (p.key(), p.val())))?;
     let addresses: BTreeSet<_> = resolved
         .addresses
@@ -303,6 +311,10 @@ impl Discovery for MdnsDiscovery {
                 Err(_) => Err(DiscoveryError::Closed),
             }
         })
+    }
+
+    fn announced_instance(&self) -> Option<String> {
+        lock(&self.announced).as_ref().map(|a| a.in_use.clone())
     }
 
     fn subscribe(&self) -> broadcast::Receiver<DiscoveryEvent> {

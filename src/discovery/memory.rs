@@ -137,11 +137,6 @@ impl InMemoryDiscovery {
     fn current(&self) -> MutexGuard<'_, Option<String>> {
         self.current.lock().unwrap_or_else(|e| e.into_inner())
     }
-
-    /// The full instance name we currently announce under (after any conflict rename).
-    pub fn announced_instance(&self) -> Option<String> {
-        self.current().clone()
-    }
 }
 
 fn full_name(instance: &str) -> String {
@@ -202,6 +197,10 @@ impl Discovery for InMemoryDiscovery {
             state.remove(&instance);
         }
         Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn announced_instance(&self) -> Option<String> {
+        self.current().clone()
     }
 
     fn subscribe(&self) -> broadcast::Receiver<DiscoveryEvent> {

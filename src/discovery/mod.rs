@@ -72,6 +72,11 @@ pub trait Discovery: Send + Sync {
     /// been sent (or there was nothing to withdraw).
     fn withdraw(&self) -> BoxFuture<'_, Result<(), DiscoveryError>>;
 
+    /// The full instance name (`<name>._ship._tcp.local.`) we announce under, `None` when not
+    /// announced. It differs from the name asked for after a name conflict was resolved
+    /// ([`DiscoveryEvent::Renamed`]).
+    fn announced_instance(&self) -> Option<String>;
+
     /// A new receiver of [`DiscoveryEvent`]s from now on.
     fn subscribe(&self) -> broadcast::Receiver<DiscoveryEvent>;
 

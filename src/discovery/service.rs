@@ -82,6 +82,7 @@ impl fmt::Debug for InstanceName {
 
 /// Our own service as announced (§7.3).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Announcement {
     /// The instance name; a conflict with another node's name is resolved by the
     /// implementation (see `docs/discovery.md`).
@@ -128,6 +129,7 @@ pub struct Sighting {
 
 /// A SHIP node visible on the LAN, merged over all its sightings (one per SKI).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct VisibleService {
     /// The SKI the node claims in its TXT record.
     pub ski: Ski,

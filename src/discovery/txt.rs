@@ -233,6 +233,7 @@ fn check_short(key: &'static str, value: &str) -> Result<(), TxtError> {
 ///
 /// Every field is valid by construction: the limits live in the field types.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct ShipTxt {
     /// `id`: the SHIP ID (at most 63 bytes).
     pub id: ShipId,
