@@ -12,8 +12,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use ship_hub::discovery::{
-    Announcement, Discovery, DiscoveryEvent, InstanceName, InterfaceSelection, MdnsConfig,
-    MdnsDiscovery, ShipTxt, TxtField, TxtValue, VisibleService,
+    Announcement, DeviceCategories, Discovery, DiscoveryEvent, InstanceName, InterfaceSelection,
+    MdnsConfig, MdnsDiscovery, ShipTxt, TxtField, TxtValue, VisibleService,
 };
 use ship_hub::{ShipId, Ski};
 
@@ -57,7 +57,7 @@ fn txt(ski: Ski, id: &str) -> ShipTxt {
     txt.brand = Some(TxtValue::new(TxtField::Brand, "Acme").unwrap());
     txt.model = Some(TxtValue::new(TxtField::Model, "Gateway").unwrap());
     txt.device_type = Some(TxtValue::new(TxtField::DeviceType, "EnergyManagementSystem").unwrap());
-    txt.categories = vec![2];
+    txt.categories = DeviceCategories::new(vec![2]).unwrap();
     txt
 }
 
@@ -233,6 +233,11 @@ async fn conflicting_instance_names_are_resolved_and_both_visible() {
     }
     assert_eq!(renamed.as_deref(), b.announced_instance().as_deref());
     assert_eq!(Some(b_seen.instances[0].clone()), b.announced_instance());
+
+    // The goodbye of the renamed announcement removes it, and only it.
+    with_timeout(b.withdraw()).await.unwrap();
+    wait_for(&watcher, "b gone", |v| find(v, b_ski).is_none()).await;
+    assert!(watcher.visible_service(&a_ski).is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,7 @@
 //! The SHIP TXT record codec (SHIP §7.3.2): encoding order, limits, strict and lenient parsing.
 
 use proptest::prelude::*;
-use ship_hub::discovery::{ServicePath, ShipTxt, TxtError, TxtField, TxtValue};
+use ship_hub::discovery::{DeviceCategories, ServicePath, ShipTxt, TxtError, TxtField, TxtValue};
 use ship_hub::{ShipId, Ski};
 
 const SKI_HEX: &str = "0123456789abcdef0123456789abcdef01234567";
@@ -15,7 +15,7 @@ fn full_txt() -> ShipTxt {
     txt.model = Some(TxtValue::new(TxtField::Model, "EMS 1").unwrap());
     txt.device_type = Some(TxtValue::new(TxtField::DeviceType, "EnergyManagementSystem").unwrap());
     txt.serial = Some(TxtValue::new(TxtField::Serial, "SN-0042").unwrap());
-    txt.categories = vec![1, 2];
+    txt.categories = DeviceCategories::new(vec![1, 2]).unwrap();
     txt
 }
 
@@ -204,6 +204,35 @@ fn overlong_values_are_refused_when_building_not_truncated() {
 }
 
 #[test]
+fn categories_are_validated_and_parsed() {
+    assert_eq!(
+        DeviceCategories::parse(" 1, 2 ,7").unwrap().as_slice(),
+        &[1, 2, 7]
+    );
+    assert_eq!(DeviceCategories::new(vec![3, 1]).unwrap().encode(), "3,1");
+    for bad in ["", "1,,2", "0", "x", "256", "1;2"] {
+        assert_eq!(
+            DeviceCategories::parse(bad),
+            Err(TxtError::InvalidCategory { found: bad.into() }),
+            "{bad:?}"
+        );
+    }
+    assert!(matches!(
+        DeviceCategories::new(vec![0]),
+        Err(TxtError::InvalidCategory { .. })
+    ));
+    // 64 three-digit entries do not fit one TXT string.
+    assert_eq!(
+        DeviceCategories::new(vec![200; 64]),
+        Err(TxtError::TooLong {
+            key: "cat",
+            len: 64 * 4 - 1,
+            max: 251
+        })
+    );
+}
+
+#[test]
 fn overlong_path_on_receive_is_refused() {
     let mut entries = mandatory_entries();
     entries[2] = format!("path=/{}", "p".repeat(40));
@@ -318,7 +347,7 @@ proptest! {
         txt.brand = brand.map(|b| TxtValue::new(TxtField::Brand, b).unwrap());
         txt.serial = serial.map(|s| TxtValue::new(TxtField::Serial, s).unwrap());
         txt.register = register;
-        txt.categories = categories;
+        txt.categories = DeviceCategories::new(categories).unwrap();
         prop_assert_eq!(ShipTxt::from_rdata(&txt.to_rdata()).unwrap(), txt);
     }
 }

@@ -121,40 +121,13 @@ impl MdnsDiscovery {
     /// documentation).
     pub fn new(config: MdnsConfig) -> Result<Self, DiscoveryError> {
         let daemon = ServiceDaemon::new().map_err(daemon_error)?;
-        if let Some(kinds) = config.interfaces.if_kinds() {
-            daemon
-                .disable_interface(IfKind::All)
-                .map_err(daemon_error)?;
-            daemon.enable_interface(kinds).map_err(daemon_error)?;
-        }
         let shared = Arc::new(Shared::new(Some(config.own_ski)));
         let announced = Arc::new(Mutex::new(None));
-
-        let monitor = daemon.monitor().map_err(daemon_error)?;
-        let monitor_shared = shared.clone();
-        let monitor_announced = announced.clone();
-        thread::Builder::new()
-            .name("ship-mdns-monitor".into())
-            .spawn(move || {
-                while let Ok(event) = monitor.recv() {
-                    on_daemon_event(&monitor_shared, &monitor_announced, event);
-                }
-            })
-            .map_err(|e| DiscoveryError::Daemon(e.to_string()))?;
-
-        let browse = daemon.browse(SERVICE_TYPE).map_err(daemon_error)?;
-        let browse_shared = shared.clone();
-        thread::Builder::new()
-            .name("ship-mdns-browse".into())
-            .spawn(move || {
-                let mut refused = HashMap::new();
-                while let Ok(event) = browse.recv() {
-                    on_service_event(&browse_shared, &mut refused, event);
-                }
-                browse_shared.clear();
-            })
-            .map_err(|e| DiscoveryError::Daemon(e.to_string()))?;
-
+        if let Err(error) = start(&daemon, &config, &shared, &announced) {
+            // Do not leave a daemon thread behind on the multicast sockets.
+            let _ = daemon.shutdown();
+            return Err(error);
+        }
         Ok(MdnsDiscovery {
             daemon,
             config,
@@ -182,6 +155,48 @@ impl MdnsDiscovery {
         }
         Ok(info)
     }
+}
+
+/// Applies the interface selection and starts the monitor and browse threads. Both end when the
+/// daemon shuts down (their channels close).
+fn start(
+    daemon: &ServiceDaemon,
+    config: &MdnsConfig,
+    shared: &Arc<Shared>,
+    announced: &Arc<Mutex<Option<Announced>>>,
+) -> Result<(), DiscoveryError> {
+    if let Some(kinds) = config.interfaces.if_kinds() {
+        daemon
+            .disable_interface(IfKind::All)
+            .map_err(daemon_error)?;
+        daemon.enable_interface(kinds).map_err(daemon_error)?;
+    }
+
+    let monitor = daemon.monitor().map_err(daemon_error)?;
+    let monitor_shared = shared.clone();
+    let monitor_announced = announced.clone();
+    thread::Builder::new()
+        .name("ship-mdns-monitor".into())
+        .spawn(move || {
+            while let Ok(event) = monitor.recv() {
+                on_daemon_event(&monitor_shared, &monitor_announced, event);
+            }
+        })
+        .map_err(|e| DiscoveryError::Daemon(e.to_string()))?;
+
+    let browse = daemon.browse(SERVICE_TYPE).map_err(daemon_error)?;
+    let browse_shared = shared.clone();
+    thread::Builder::new()
+        .name("ship-mdns-browse".into())
+        .spawn(move || {
+            let mut refused = HashMap::new();
+            while let Ok(event) = browse.recv() {
+                on_service_event(&browse_shared, &mut refused, event);
+            }
+            browse_shared.clear();
+        })
+        .map_err(|e| DiscoveryError::Daemon(e.to_string()))?;
+    Ok(())
 }
 
 fn on_daemon_event(shared: &Shared, announced: &Mutex<Option<Announced>>, event: DaemonEvent) {

@@ -34,7 +34,7 @@ pub use service::{
     dialable_address,
 };
 pub use txt::{
-    SERVICE_TYPE, ServicePath, ShipTxt, TXT_VERSION, TxtError, TxtField, TxtValue, parse_categories,
+    DeviceCategories, SERVICE_TYPE, ServicePath, ShipTxt, TXT_VERSION, TxtError, TxtField, TxtValue,
 };
 
 use futures_util::future::BoxFuture;

@@ -252,9 +252,8 @@ pub struct ShipTxt {
     pub register: bool,
     /// `serial`.
     pub serial: Option<TxtValue>,
-    /// `cat`: device categories (1 grid connection hub, 2 energy management system,
-    /// 3 e-mobility, 4 HVAC, 5 inverter, 6 domestic appliance, 7 metering). Empty = no `cat` key.
-    pub categories: Vec<u8>,
+    /// `cat`: device categories. Empty = no `cat` key.
+    pub categories: DeviceCategories,
 }
 
 impl ShipTxt {
@@ -269,7 +268,7 @@ impl ShipTxt {
             device_type: None,
             register: false,
             serial: None,
-            categories: Vec::new(),
+            categories: DeviceCategories::default(),
         }
     }
 
@@ -295,8 +294,7 @@ impl ShipTxt {
             out.push((TxtField::Serial.key(), serial.as_str().to_owned()));
         }
         if !self.categories.is_empty() {
-            let list: Vec<String> = self.categories.iter().map(u8::to_string).collect();
-            out.push(("cat", list.join(",")));
+            out.push(("cat", self.categories.encode()));
         }
         out
     }
@@ -307,7 +305,7 @@ impl ShipTxt {
         let mut out = Vec::new();
         for (key, value) in self.to_properties() {
             let entry = format!("{key}={value}");
-            // Every value is bounded (id 63, others 32 bytes): an entry never exceeds 255.
+            // Every value is bounded (id 63, cat 251, others 32 bytes): an entry fits 255 bytes.
             out.push(u8::try_from(entry.len()).unwrap_or(u8::MAX));
             out.extend_from_slice(entry.as_bytes());
         }
@@ -401,18 +399,18 @@ impl<'a> Found<'a> {
         }
     }
 
-    fn categories(&self) -> Vec<u8> {
+    fn categories(&self) -> DeviceCategories {
         let Some(Some(value)) = self.slot("cat") else {
-            return Vec::new();
+            return DeviceCategories::default();
         };
         match std::str::from_utf8(value)
             .ok()
-            .and_then(|text| parse_categories(text).ok())
+            .and_then(|text| DeviceCategories::parse(text).ok())
         {
             Some(list) => list,
             None => {
                 tracing::debug!(cat = ?String::from_utf8_lossy(value), "ignoring an invalid TXT `cat`");
-                Vec::new()
+                DeviceCategories::default()
             }
         }
     }
@@ -455,15 +453,59 @@ fn parse_register(value: &str) -> Result<bool, TxtError> {
     }
 }
 
-/// Parses a `cat` value such as `1,2` (spaces around entries are tolerated).
-pub fn parse_categories(value: &str) -> Result<Vec<u8>, TxtError> {
-    value
-        .split(',')
-        .map(|entry| match entry.trim().parse::<u8>() {
-            Ok(number) if number != 0 => Ok(number),
-            _ => Err(TxtError::InvalidCategory {
-                found: value.to_owned(),
-            }),
-        })
-        .collect()
+/// The device categories of TXT `cat` (§7.3.2): 1 grid connection hub, 2 energy management
+/// system, 3 e-mobility, 4 HVAC, 5 inverter, 6 domestic appliance, 7 metering. Numbers from 1
+/// to 255 (later versions may define more), in the order given. The encoded `cat=...` string
+/// must fit one TXT string (255 bytes).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct DeviceCategories(Vec<u8>);
+
+impl DeviceCategories {
+    /// The longest encoded list: a TXT string is at most 255 bytes, minus `cat=`.
+    pub const MAX_ENCODED_LEN: usize = 255 - 4;
+
+    /// Validates a list.
+    pub fn new(categories: Vec<u8>) -> Result<Self, TxtError> {
+        let list = DeviceCategories(categories);
+        let encoded = list.encode();
+        if list.0.contains(&0) {
+            return Err(TxtError::InvalidCategory { found: encoded });
+        }
+        if encoded.len() > Self::MAX_ENCODED_LEN {
+            return Err(TxtError::TooLong {
+                key: "cat",
+                len: encoded.len(),
+                max: Self::MAX_ENCODED_LEN,
+            });
+        }
+        Ok(list)
+    }
+
+    /// Parses a `cat` value such as `1,2` (spaces around entries are tolerated).
+    pub fn parse(value: &str) -> Result<Self, TxtError> {
+        let invalid = || TxtError::InvalidCategory {
+            found: value.to_owned(),
+        };
+        let list = value
+            .split(',')
+            .map(|entry| entry.trim().parse::<u8>().map_err(|_| invalid()))
+            .collect::<Result<Vec<u8>, TxtError>>()?;
+        DeviceCategories::new(list)
+    }
+
+    /// The comma-separated form, e.g. `1,2`.
+    pub fn encode(&self) -> String {
+        let list: Vec<String> = self.0.iter().map(u8::to_string).collect();
+        list.join(",")
+    }
+
+    /// The category numbers.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Whether there are none (then no `cat` key is sent).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
