@@ -17,7 +17,7 @@
 //! services ([`VisibleServices`]).
 //!
 //! Security: the `ski` of a TXT record is only a claim. A dial to a sighted address must
-//! expect that SKI and TLS must enforce it (SHIP §9 / §12.1).
+//! expect that SKI and TLS must enforce it (SHIP §9, `docs/discovery.md`).
 
 mod mdns;
 mod memory;

@@ -27,7 +27,7 @@ pub enum InstanceNameError {
 }
 
 /// A DNS-SD service instance name: the human-readable part before `._ship._tcp.local.`
-/// (§7.3.1, RFC 6763 §4.1.1): 1 to 63 bytes of UTF-8 without control characters.
+/// (§7.3, RFC 6763 §4.1.1): 1 to 63 bytes of UTF-8 without control characters.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct InstanceName(String);
 
@@ -52,7 +52,7 @@ impl InstanceName {
 
     /// The default name of a node: its model (or `ship-hub`) and the first 8 hex digits of its
     /// SKI, e.g. `ship-hub-3f2a9c01`. Two nodes with default settings therefore announce
-    /// different names and do not hide each other (§7.3.1 asks for names unique on the LAN).
+    /// different names and do not hide each other (§7.3 asks for names unique on the LAN).
     pub fn default_for(txt: &ShipTxt) -> Self {
         let base = txt
             .model

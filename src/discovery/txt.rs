@@ -27,7 +27,7 @@ use std::str::FromStr;
 
 use crate::{ShipId, ShipIdError, Ski, SkiParseError};
 
-/// The DNS-SD service type of SHIP nodes (§7.3.1).
+/// The DNS-SD service type of SHIP nodes (§7.3).
 pub const SERVICE_TYPE: &str = "_ship._tcp.local.";
 
 /// The only TXT record version this crate reads and writes (`txtvers=1`, §7.3.2).
