@@ -8,11 +8,13 @@
 //! * [`protocol`] — the sans-IO SHIP engine: message model, EEBus-JSON codec, handshake state
 //!   machine and timers. No tokio, no sockets, no clock, no randomness.
 //! * [`transport`] — rustls configurations and verifiers for SHIP, and the WebSocket layer.
+//! * [`discovery`] — mDNS announcement and browsing (`_ship._tcp`), TXT codec, visible services.
 //!
 //! Each layer only uses the ones below it.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod discovery;
 pub mod identity;
 pub mod protocol;
 pub mod ship_id;
