@@ -6,6 +6,8 @@
 //! namespace tests"). Each test first checks that it really is in a private namespace and fails
 //! loudly otherwise.
 
+mod common;
+use common::assert_private_namespace;
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -23,27 +25,6 @@ const PATIENCE: Duration = Duration::from_secs(30);
 /// The tests share the namespace's loopback: run them one at a time so that one test's
 /// records do not show up in another's and the shared CPU is not swamped.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Fails (never skips) unless the only interfaces are loopback and veths made for the tests.
-fn assert_private_namespace() {
-    let dev = std::fs::read_to_string("/proc/self/net/dev").expect("read /proc/self/net/dev");
-    let interfaces: Vec<&str> = dev
-        .lines()
-        .skip(2)
-        .filter_map(|line| line.split(':').next())
-        .map(str::trim)
-        .collect();
-    let foreign: Vec<&&str> = interfaces
-        .iter()
-        .filter(|name| **name != "lo" && !name.starts_with("shipt"))
-        .collect();
-    assert!(
-        foreign.is_empty(),
-        "refusing to start an mDNS daemon: interfaces {foreign:?} exist, so this is not a \
-         private network namespace. Run: unshare -n sh -c 'tests/netns-setup.sh && cargo test \
-         --test discovery_mdns -- --include-ignored'"
-    );
-}
 
 fn ski(byte: u8) -> Ski {
     let mut bytes = [byte; 20];

@@ -14,6 +14,7 @@ use super::callbacks::{CallbackEvent, CallbackQueue, start_dispatcher};
 use super::config::HubConfig;
 use super::dial::DialAddress;
 use super::listener::accept_loop;
+use super::sightings;
 use super::metrics::{Metrics, MetricsSnapshot};
 use super::supervisor::{Command, Supervisor};
 use super::trust::{PairedPeer, TrustStore, TrustStoreError};
@@ -123,6 +124,9 @@ pub enum HubError {
     /// The trust store failed.
     #[error(transparent)]
     TrustStore(#[from] TrustStoreError),
+    /// The discovery refused the announcement.
+    #[error("discovery: {0}")]
+    Discovery(crate::discovery::DiscoveryError),
     /// The hub is shutting down or shut down.
     #[error("the hub is shut down")]
     ShutDown,
@@ -134,6 +138,8 @@ pub enum HubError {
 pub struct ShutdownReport {
     /// Phase 1: the listener stopped accepting.
     pub listener_stopped: bool,
+    /// Phase 2: the mDNS announcement was withdrawn (false without a discovery).
+    pub announcement_withdrawn: bool,
     /// Phase 3: dials and reconnect timers cancelled (number of peers that had one).
     pub peers_stopped: usize,
     /// Phase 4: every connection ended within the deadline (with its SHIP close).
@@ -294,6 +300,12 @@ impl Hub {
             }
         });
         shared.tracker.spawn(accept_loop(shared.clone(), listener));
+        if let Some(discovery) = shared.config.discovery.clone() {
+            discovery
+                .announce(sightings::announcement(&shared, local_addr.port()))
+                .map_err(HubError::Discovery)?;
+            shared.tracker.spawn(sightings::follow(shared.clone(), discovery));
+        }
         shared.tracker.spawn(trust_writer(
             shared.trust.clone(),
             trust_queue,
@@ -346,6 +358,11 @@ impl Hub {
         }
         self.shared.trust.upsert(peer.clone())?;
         self.shared.route(ski, Command::Paired(peer))?;
+        if let Some(service) = self.shared.config.discovery.as_ref().and_then(|d| d.visible_service(&ski)) {
+            for address in sightings::dial_addresses(&service) {
+                self.shared.route(ski, Command::Address(address))?;
+            }
+        }
         if let Some(address) = address {
             self.shared.route(ski, Command::Address(DialAddress::fixed(address)))?;
         }
@@ -441,8 +458,22 @@ impl Hub {
     /// Turns auto-accept on or off. On means every unknown peer is paired without asking: the
     /// SHIP specification forbids that mode, since anyone on the LAN can then connect; see
     /// `docs/pairing.md`.
-    pub fn set_auto_accept(&self, on: bool) {
-        self.shared.auto_accept.store(on, Ordering::Relaxed);
+    pub fn set_auto_accept(&self, on: bool) -> Result<(), HubError> {
+        let before = self.shared.auto_accept.swap(on, Ordering::Relaxed);
+        if before != on {
+            if let Some(discovery) = &self.shared.config.discovery {
+                // `register` changed: re-announce (SHIP §7.3.2).
+                discovery
+                    .announce(sightings::announcement(&self.shared, self.local_addr.port()))
+                    .map_err(HubError::Discovery)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The SHIP services visible on the LAN (empty without a discovery).
+    pub fn visible_services(&self) -> Vec<crate::discovery::VisibleService> {
+        self.shared.config.discovery.as_ref().map(|d| d.visible()).unwrap_or_default()
     }
 
     /// Whether auto-accept is on.
@@ -467,7 +498,11 @@ impl Hub {
         // Phase 1: stop accepting.
         self.shared.stop_accepting.cancel();
         report.listener_stopped = true;
-        // Phase 2 (withdrawing the mDNS announcement) belongs to discovery.
+        // Phase 2: withdraw the mDNS announcement (goodbye).
+        if let Some(discovery) = &self.shared.config.discovery {
+            report.announcement_withdrawn =
+                matches!(tokio::time::timeout_at(deadline, discovery.withdraw()).await, Ok(Ok(())));
+        }
         // Phases 3 and 4: supervisors cancel dials and close their links gracefully.
         report.peers_stopped = self.shared.registry.lock().expect("registry lock").len();
         self.shared.stop.cancel();

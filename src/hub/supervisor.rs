@@ -39,6 +39,9 @@ use crate::protocol::{
 };
 use crate::{ShipId, Ski};
 
+/// At most this many addresses are kept per peer.
+const MAX_ADDRESSES: usize = 8;
+
 /// Starts a link task once the supervisor has built its protocol engine and channels. Erases
 /// the socket type, so links over TCP, in-memory duplex streams or a simulated network are all
 /// supervised alike.
@@ -78,9 +81,6 @@ pub(crate) enum Command {
     Disconnect,
     /// An address to dial this peer at.
     Address(DialAddress),
-    /// Discovery lost the peer's announcement: forget the discovered addresses (the last
-    /// successful and static ones stay: §8).
-    AddressesLost,
 }
 
 struct Link {
@@ -296,9 +296,6 @@ impl Supervisor {
                 self.add_address(address);
                 self.schedule_dial();
             }
-            Command::AddressesLost => {
-                self.addresses.retain(|a| !a.is_discovered());
-            }
         }
         self.refresh_visible();
     }
@@ -307,9 +304,12 @@ impl Supervisor {
         if let Some(existing) = self.addresses.iter_mut().find(|a| a.addr == address.addr) {
             existing.merge(address);
         } else {
-            self.addresses.push(address);
+            // Newest first within its rank (the sort below is stable).
+            self.addresses.insert(0, address);
         }
         self.addresses.sort_by_key(|a| a.rank());
+        // Bound the list (a peer that changes its address often): keep the best-ranked.
+        self.addresses.truncate(MAX_ADDRESSES);
     }
 
     // ----- links ------------------------------------------------------------------------
