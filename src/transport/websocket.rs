@@ -1,0 +1,403 @@
+//! The WebSocket layer of SHIP (SHIP §10, ship-protocol.md §3).
+//!
+//! * The upgrade requires the subprotocol `ship`, and the server echoes it.
+//! * SHIP messages are binary frames; a text frame is a protocol error (closed with 1003).
+//! * Messages above [`WsOptions::max_message_size`] are refused (closed with 1009).
+//! * An accepting hub that is full answers the upgrade with HTTP 503 (`admit` returns false).
+//! * Pings from the peer are answered by the WebSocket library; [`ShipSocket::ping`] sends
+//!   our own keepalive pings and [`SocketEvent::Pong`] reports the answers.
+
+use std::borrow::Cow;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode, header};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use super::error::{TransportError, WebSocketError, from_tls_io};
+use super::tls::TlsStream;
+use crate::Ski;
+
+/// The WebSocket subprotocol SHIP requires (§10.2).
+pub const SHIP_SUBPROTOCOL: &str = "ship";
+
+/// Default maximum size of one incoming SHIP message: 100 KiB, the cap ship-go applies, so a
+/// message we accept is one a ship-go peer could have sent.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 100 * 1024;
+
+/// Close code for a text frame (RFC 6455 "unsupported data").
+const CLOSE_UNSUPPORTED_DATA: u16 = 1003;
+/// Close code for an oversize message (RFC 6455 "message too big").
+const CLOSE_MESSAGE_TOO_BIG: u16 = 1009;
+
+/// Choices in the WebSocket layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WsOptions {
+    /// The largest incoming message (and frame) accepted, in bytes; a bigger one closes the
+    /// connection with 1009 and [`WebSocketError::MessageTooLarge`].
+    pub max_message_size: usize,
+}
+
+impl Default for WsOptions {
+    fn default() -> Self {
+        WsOptions {
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+        }
+    }
+}
+
+impl WsOptions {
+    fn config(&self) -> WebSocketConfig {
+        WebSocketConfig::default()
+            .max_message_size(Some(self.max_message_size))
+            .max_frame_size(Some(self.max_message_size))
+    }
+}
+
+/// What [`ShipSocket::next_event`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SocketEvent {
+    /// A SHIP message (one binary frame's payload).
+    Message(Vec<u8>),
+    /// The answer to one of our pings.
+    Pong(Vec<u8>),
+    /// The peer closed the WebSocket; our close reply has been sent.
+    Closed {
+        /// The peer's close code, if it sent one (e.g. 1000, 4450).
+        code: Option<u16>,
+        /// The peer's close reason.
+        reason: String,
+    },
+}
+
+/// Why the server refused an upgrade, remembered across the handshake callback.
+enum Refusal {
+    MissingSubprotocol,
+    WrongSubprotocol(String),
+    Full,
+}
+
+fn error_response(status: StatusCode, text: &str) -> ErrorResponse {
+    let mut response = ErrorResponse::new(Some(text.to_owned()));
+    *response.status_mut() = status;
+    response
+}
+
+/// Runs the server side of the WebSocket upgrade on a TLS stream (§10.2).
+///
+/// The client must offer the subprotocol `ship` (else HTTP 400 and
+/// [`WebSocketError::MissingSubprotocol`] / [`WebSocketError::WrongSubprotocol`]); then
+/// `admit` is asked, during the upgrade, whether there is room for this connection: `false`
+/// answers HTTP 503 and returns [`WebSocketError::Refused`]. Any request path is accepted.
+pub async fn accept_websocket<S>(
+    tls: TlsStream<S>,
+    options: &WsOptions,
+    admit: impl FnOnce() -> bool,
+) -> Result<ShipSocket<S>, TransportError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let peer_ski = tls.peer_ski();
+    // Boxed so the handshake callback is `Unpin` whatever `admit` is.
+    let admit = Box::new(admit);
+    let mut refusal = None;
+    let callback = |request: &Request, mut response: Response| {
+        let offered: Vec<String> = request
+            .headers()
+            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(|token| token.trim().to_owned())
+            .filter(|token| !token.is_empty())
+            .collect();
+        if offered.is_empty() {
+            refusal = Some(Refusal::MissingSubprotocol);
+            return Err(error_response(
+                StatusCode::BAD_REQUEST,
+                "SHIP requires the WebSocket subprotocol \"ship\"",
+            ));
+        }
+        if !offered.iter().any(|token| token == SHIP_SUBPROTOCOL) {
+            refusal = Some(Refusal::WrongSubprotocol(offered.join(", ")));
+            return Err(error_response(
+                StatusCode::BAD_REQUEST,
+                "SHIP requires the WebSocket subprotocol \"ship\"",
+            ));
+        }
+        if !admit() {
+            refusal = Some(Refusal::Full);
+            return Err(error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "this SHIP node is at capacity",
+            ));
+        }
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(SHIP_SUBPROTOCOL),
+        );
+        Ok(response)
+    };
+    let result =
+        tokio_tungstenite::accept_hdr_async_with_config(tls, callback, Some(options.config()))
+            .await;
+    match (result, refusal) {
+        (Ok(inner), _) => Ok(ShipSocket::new(inner, peer_ski, options)),
+        (Err(_), Some(Refusal::MissingSubprotocol)) => {
+            Err(WebSocketError::MissingSubprotocol.into())
+        }
+        (Err(_), Some(Refusal::WrongSubprotocol(offered))) => {
+            Err(WebSocketError::WrongSubprotocol(offered).into())
+        }
+        (Err(_), Some(Refusal::Full)) => Err(WebSocketError::Refused.into()),
+        (Err(error), None) => Err(from_tungstenite(error)),
+    }
+}
+
+/// Runs the client side of the WebSocket upgrade to `wss://host:port/path` with the
+/// subprotocol `ship` (§10.2). The server must echo `ship`.
+///
+/// An HTTP refusal is reported as [`WebSocketError::ServiceUnavailable`] (503) or
+/// [`WebSocketError::Http`]; [`TransportError::is_path_rejected`] tells whether ship-go's retry
+/// with the path `/` applies (it needs a new TLS connection: [`dial`](super::dial) does that).
+pub async fn connect_websocket<S>(
+    tls: TlsStream<S>,
+    host: &str,
+    port: u16,
+    path: &str,
+    options: &WsOptions,
+) -> Result<ShipSocket<S>, TransportError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let peer_ski = tls.peer_ski();
+    let host = host.trim_end_matches('.');
+    let host: Cow<'_, str> = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]").into()
+    } else {
+        host.into()
+    };
+    let path = if path.starts_with('/') {
+        Cow::Borrowed(path)
+    } else {
+        Cow::Owned(format!("/{path}"))
+    };
+    let url = format!("wss://{host}:{port}{path}");
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| WebSocketError::Protocol(format!("invalid URL {url}: {e}")))?;
+    request.headers_mut().insert(
+        header::SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static(SHIP_SUBPROTOCOL),
+    );
+    let (inner, _response) =
+        tokio_tungstenite::client_async_with_config(request, tls, Some(options.config()))
+            .await
+            .map_err(from_tungstenite)?;
+    tracing::debug!(peer = %peer_ski, %url, "WebSocket connected");
+    Ok(ShipSocket::new(inner, peer_ski, options))
+}
+
+/// An event or violation received but not yet returned, kept so that
+/// [`ShipSocket::next_event`] stays cancel-safe while it answers it.
+#[derive(Debug)]
+enum Pending {
+    Closed { code: Option<u16>, reason: String },
+    TextFrame,
+    TooLarge { size: usize, max: usize },
+}
+
+/// An established SHIP WebSocket: binary messages in and out, pings, close.
+///
+/// One object serves both directions; the hub's connection task uses it from one task with
+/// `tokio::select!` over [`next_event`](Self::next_event) (cancel-safe) and its own queues.
+#[derive(Debug)]
+pub struct ShipSocket<S> {
+    inner: WebSocketStream<TlsStream<S>>,
+    peer_ski: Ski,
+    max_message_size: usize,
+    pending: Option<Pending>,
+}
+
+impl<S> ShipSocket<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    fn new(inner: WebSocketStream<TlsStream<S>>, peer_ski: Ski, options: &WsOptions) -> Self {
+        ShipSocket {
+            inner,
+            peer_ski,
+            max_message_size: options.max_message_size,
+            pending: None,
+        }
+    }
+
+    /// The peer's SKI, from its verified TLS certificate.
+    pub fn peer_ski(&self) -> Ski {
+        self.peer_ski
+    }
+
+    /// The largest incoming message this socket accepts, in bytes.
+    pub fn max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+
+    /// The TLS stream underneath (e.g. for the negotiated protocol version).
+    pub fn tls(&self) -> &TlsStream<S> {
+        self.inner.get_ref()
+    }
+
+    /// Sends one SHIP message as a binary frame and flushes it.
+    ///
+    /// Not cancel-safe: if the future is dropped before it completes, the message may or may
+    /// not be sent. Do not use it as a `select!` branch; call it from a handler.
+    pub async fn send(&mut self, message: Vec<u8>) -> Result<(), TransportError> {
+        self.inner
+            .send(Message::Binary(message.into()))
+            .await
+            .map_err(from_tungstenite)
+    }
+
+    /// Sends a WebSocket ping (keepalive, §10); the answer arrives as [`SocketEvent::Pong`].
+    pub async fn ping(&mut self, payload: Vec<u8>) -> Result<(), TransportError> {
+        self.inner
+            .send(Message::Ping(payload.into()))
+            .await
+            .map_err(from_tungstenite)
+    }
+
+    /// Waits for the next event: a SHIP message, a pong, or the peer's close.
+    ///
+    /// Pings from the peer are answered automatically and not reported. A text frame or an
+    /// oversize message closes the connection (1003 / 1009) and returns
+    /// [`WebSocketError::TextFrame`] / [`WebSocketError::MessageTooLarge`]. After the close
+    /// was reported, further calls return [`WebSocketError::Closed`].
+    ///
+    /// Cancel-safe: if the future is dropped before it completes, no received message is lost;
+    /// a close or violation already received is reported by the next call.
+    pub async fn next_event(&mut self) -> Result<SocketEvent, TransportError> {
+        loop {
+            if let Some(pending) = &self.pending {
+                match pending {
+                    Pending::Closed { .. } => {
+                        // Sends our close reply, which tungstenite has queued.
+                        let _ = self.inner.flush().await;
+                    }
+                    Pending::TextFrame => {
+                        self.close_quietly(CLOSE_UNSUPPORTED_DATA, "SHIP uses binary frames only")
+                            .await;
+                    }
+                    Pending::TooLarge { .. } => {
+                        self.close_quietly(CLOSE_MESSAGE_TOO_BIG, "message too big")
+                            .await;
+                    }
+                }
+                return match self.pending.take() {
+                    Some(Pending::Closed { code, reason }) => {
+                        Ok(SocketEvent::Closed { code, reason })
+                    }
+                    Some(Pending::TextFrame) => Err(WebSocketError::TextFrame.into()),
+                    Some(Pending::TooLarge { size, max }) => {
+                        Err(WebSocketError::MessageTooLarge { size, max }.into())
+                    }
+                    None => continue,
+                };
+            }
+            match self.inner.next().await {
+                None => return Err(WebSocketError::Closed.into()),
+                Some(Ok(Message::Binary(bytes))) => return Ok(SocketEvent::Message(bytes.into())),
+                Some(Ok(Message::Pong(bytes))) => return Ok(SocketEvent::Pong(bytes.into())),
+                Some(Ok(Message::Ping(_) | Message::Frame(_))) => continue,
+                Some(Ok(Message::Text(_))) => self.pending = Some(Pending::TextFrame),
+                Some(Ok(Message::Close(frame))) => {
+                    let (code, reason) = match frame {
+                        Some(frame) => (Some(u16::from(frame.code)), frame.reason.to_string()),
+                        None => (None, String::new()),
+                    };
+                    self.pending = Some(Pending::Closed { code, reason });
+                }
+                Some(Err(tungstenite::Error::Capacity(
+                    tungstenite::error::CapacityError::MessageTooLong { size, max_size },
+                ))) => {
+                    self.pending = Some(Pending::TooLarge {
+                        size,
+                        max: max_size,
+                    });
+                }
+                Some(Err(error)) => return Err(from_tungstenite(error)),
+            }
+        }
+    }
+
+    /// Closes the WebSocket with `code` and `reason` (truncated to the 123 bytes a close frame
+    /// allows) and flushes the close frame. Closing an already closed socket is not an error.
+    pub async fn close(&mut self, code: u16, reason: &str) -> Result<(), TransportError> {
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: truncate(reason, 123).into(),
+        };
+        match self.inner.close(Some(frame)).await {
+            Ok(())
+            | Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                Ok(())
+            }
+            Err(error) => Err(from_tungstenite(error)),
+        }
+    }
+
+    async fn close_quietly(&mut self, code: u16, reason: &str) {
+        if let Err(error) = self.close(code, reason).await {
+            tracing::debug!(peer = %self.peer_ski, %error, "closing after a protocol violation failed");
+        }
+    }
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Maps a tungstenite error to ours.
+fn from_tungstenite(error: tungstenite::Error) -> TransportError {
+    use tungstenite::Error;
+    use tungstenite::error::{CapacityError, ProtocolError, SubProtocolError};
+    let ws = match error {
+        Error::Io(io) => return from_tls_io(io),
+        Error::ConnectionClosed | Error::AlreadyClosed => WebSocketError::Closed,
+        Error::Capacity(CapacityError::MessageTooLong { size, max_size }) => {
+            WebSocketError::MessageTooLarge {
+                size,
+                max: max_size,
+            }
+        }
+        Error::Http(response) => match response.status() {
+            StatusCode::SERVICE_UNAVAILABLE => WebSocketError::ServiceUnavailable,
+            status => WebSocketError::Http(status.as_u16()),
+        },
+        Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+            WebSocketError::ResetWithoutClose
+        }
+        Error::Protocol(ProtocolError::SecWebSocketSubProtocolError(
+            SubProtocolError::NoSubProtocol,
+        )) => WebSocketError::MissingSubprotocol,
+        Error::Protocol(ProtocolError::SecWebSocketSubProtocolError(other)) => {
+            WebSocketError::WrongSubprotocol(other.to_string())
+        }
+        other => WebSocketError::Protocol(other.to_string()),
+    };
+    TransportError::WebSocket(ws)
+}
