@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Recorder, Seen, lan_addr, lan_config, ordered_identities, start};
-use ship_hub::hub::{BackoffTiers, Direction, MemoryLan, MemoryTrustStore};
+use ship_hub::hub::{BackoffTier, BackoffTiers, MemoryLan, MemoryTrustStore};
 use ship_hub::protocol::ConnectionState;
 
 fn paused_runtime() -> tokio::runtime::Runtime {
@@ -38,7 +38,8 @@ async fn crossing_dials(seed: u64) {
     let mut cs = lan_config(&lan, 1, small, &rs);
     let mut cb = lan_config(&lan, 2, big, &rb);
     for config in [&mut cs, &mut cb] {
-        config.timers.reconnect = BackoffTiers::from_secs([(0.0, 0.0), (3.0, 10.0), (10.0, 20.0)]);
+        let tier = |lo, hi| BackoffTier::new(Duration::from_secs(lo), Duration::from_secs(hi)).unwrap();
+        config.timers.reconnect = BackoffTiers::new(vec![tier(0, 0), tier(3, 10), tier(10, 20)]).unwrap();
         config.rng_seed = Some(seed);
     }
     let hs = start(cs).await;

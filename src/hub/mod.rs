@@ -20,7 +20,7 @@ pub mod net;
 mod supervisor;
 pub mod trust;
 
-pub use backoff::{Backoff, BackoffTiers};
+pub use backoff::{Backoff, BackoffConfigError, BackoffTier, BackoffTiers};
 pub use callbacks::{Callbacks, NoCallbacks, PairingRequest, StateDetail};
 pub use config::{HubConfig, HubTimers, Limits};
 pub use core::{ConnectionInfo, Direction, DisconnectReason, Hub, HubError, ShutdownReport};

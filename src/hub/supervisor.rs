@@ -128,7 +128,8 @@ pub(crate) struct Supervisor {
     next_link: LinkId,
     link_events_tx: mpsc::UnboundedSender<(LinkId, LinkEvent)>,
     link_events: mpsc::UnboundedReceiver<(LinkId, LinkEvent)>,
-    backoff: Backoff<StdRng>,
+    backoff: Backoff,
+    rng: StdRng,
     dial: Dial,
     grace_deadline: Option<tokio::time::Instant>,
     pending_answer: Option<(LinkId, oneshot::Receiver<bool>)>,
@@ -156,10 +157,7 @@ impl Supervisor {
             addresses.push(DialAddress::last_known(address));
         }
         let (link_events_tx, link_events) = mpsc::unbounded_channel();
-        let backoff = Backoff::new(
-            shared.config.timers.reconnect.clone(),
-            StdRng::seed_from_u64(seed),
-        );
+        let backoff = Backoff::new(shared.config.timers.reconnect.clone());
         Supervisor {
             ski,
             peer_ship_id: pairing.as_ref().and_then(|p| p.ship_id.clone()),
@@ -175,6 +173,7 @@ impl Supervisor {
             link_events_tx,
             link_events,
             backoff,
+            rng: StdRng::seed_from_u64(seed),
             dial: Dial::Idle,
             grace_deadline: None,
             pending_answer: None,
@@ -526,7 +525,7 @@ impl Supervisor {
                 peer.last_address = Some(address);
                 self.add_address(DialAddress::last_known(address));
             }
-            peer.touch();
+            peer.last_seen = Some(std::time::SystemTime::now());
             if self.peer_ship_id.is_some() {
                 peer.ship_id = self.peer_ship_id.clone();
             }
@@ -611,7 +610,7 @@ impl Supervisor {
         {
             return;
         }
-        let delay = self.backoff.next_delay();
+        let delay = self.backoff.next_delay(&mut self.rng);
         self.dial = Dial::Waiting(tokio::time::Instant::now() + delay);
     }
 
