@@ -241,7 +241,7 @@ impl Tool {
         Self::new(p)
     }
 
-    fn pump(&mut self) {
+    pub fn pump(&mut self) {
         while let Some(transmit) = self.dut.poll_transmit() {
             match transmit {
                 Transmit::Message(bytes) => self.received.push_back(bytes),

@@ -57,10 +57,12 @@ pub(super) enum State {
     DataExchange(AccessMethodsProgress),
     /// We announced the close and wait for the confirm (§13.4.7).
     ExpectCloseConfirm { reason: CloseReason },
-    /// We sent hello `aborted` and close after the abort delay.
+    /// Hello was aborted (by us: we close after the abort delay; by the peer: we give it
+    /// twice that delay to close first).
     AbortDelay {
         cause: CloseCause,
         state: ConnectionState,
+        detail: DetailedState,
     },
     /// Nothing more happens.
     Closed,
@@ -166,9 +168,11 @@ impl Connection {
         let state = std::mem::replace(&mut self.state, State::Closed);
         match state {
             State::Closed => {}
-            State::AbortDelay { cause, state } => {
-                self.finish(cause, state, Some(DetailedState::HelloAbortDone));
-            }
+            State::AbortDelay {
+                cause,
+                state,
+                detail,
+            } => self.finish(cause, state, Some(detail)),
             State::ExpectHello(_) => self.finish(
                 CloseCause::TransportClosed,
                 ConnectionState::RemoteDeniedTrust,

@@ -9,9 +9,9 @@ use super::message::{
 use super::state::{ConnectionState, DetailedState};
 use super::timer::Timer;
 
-/// Something the driver must do on the WebSocket, in order.
+/// Something the driver must do on the WebSocket, in order. Deliberately exhaustive: a driver
+/// has to handle every variant.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Transmit {
     /// Send one binary WebSocket message.
     Message(Vec<u8>),

@@ -286,9 +286,14 @@ impl Connection {
                 self.send_handshake_error(HandshakeErrorCode::Timeout);
                 self.fail(CloseCause::Timeout(timer));
             }
-            (Timer::AbortClose, State::AbortDelay { cause, state }) => {
-                self.finish(cause, state, Some(DetailedState::HelloAbortDone));
-            }
+            (
+                Timer::AbortClose,
+                State::AbortDelay {
+                    cause,
+                    state,
+                    detail,
+                },
+            ) => self.finish(cause, state, Some(detail)),
             (Timer::CloseConfirm, State::ExpectCloseConfirm { reason }) => {
                 self.finish(CloseCause::LocalClose(reason), ConnectionState::None, None);
             }

@@ -9,7 +9,9 @@
 //!   `T_hello_prolong_waiting_gap`. A peer wait below `T_hello_prolong_min` cannot be prolonged
 //!   in time: we abort.
 //! * A `pending` without `prolongationRequest` while we are ready is ignored (HELLO_004).
-//! * Abort: hello `aborted`, then the WebSocket close 4452 after the abort delay.
+//! * Abort: hello `aborted`, then the WebSocket close 4452 after the abort delay. The side that
+//!   receives `aborted` leaves the close to the aborting side and closes itself only after twice
+//!   the abort delay.
 
 use std::time::{Duration, Instant};
 
@@ -61,11 +63,18 @@ impl Connection {
             other => return self.reject(MessageKind::ConnectionHello, other),
         };
         match message.phase {
-            HelloPhase::Aborted => self.finish(
-                CloseCause::RemoteDeniedTrust,
-                ConnectionState::RemoteDeniedTrust,
-                Some(DetailedState::HelloRemoteAbortDone),
-            ),
+            HelloPhase::Aborted => {
+                // The aborting side closes (§13.4.4.1); we close only if it does not.
+                self.enter(DetailedState::HelloRemoteAbortDone);
+                self.timers.clear();
+                self.timers
+                    .set(Timer::AbortClose, now + 2 * self.config.abort_close_delay);
+                self.state = State::AbortDelay {
+                    cause: CloseCause::RemoteDeniedTrust,
+                    state: ConnectionState::RemoteDeniedTrust,
+                    detail: DetailedState::HelloRemoteAbortDone,
+                };
+            }
             HelloPhase::Ready => {
                 hello.peer_ready = true;
                 match hello.local {
@@ -171,7 +180,11 @@ impl Connection {
         self.timers.clear();
         self.timers
             .set(Timer::AbortClose, now + self.config.abort_close_delay);
-        self.state = State::AbortDelay { cause, state };
+        self.state = State::AbortDelay {
+            cause,
+            state,
+            detail: DetailedState::HelloAbortDone,
+        };
     }
 
     /// A hello timer fired.
