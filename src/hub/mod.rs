@@ -1,0 +1,9 @@
+//! The hub: pairs with SHIP peers and keeps them connected.
+//!
+//! This module holds the hub's self-contained building blocks:
+//!
+//! * [`backoff`] — reconnect delays for paired peers (§8).
+
+pub mod backoff;
+
+pub use backoff::{Backoff, BackoffConfigError, BackoffTier, BackoffTiers};
