@@ -3,7 +3,11 @@
 //! This module holds the hub's self-contained building blocks:
 //!
 //! * [`backoff`] — reconnect delays for paired peers (§8).
+//! * [`trust`] — the durable record of pairings (trust store).
 
 pub mod backoff;
 
 pub use backoff::{Backoff, BackoffConfigError, BackoffTier, BackoffTiers};
+pub mod trust;
+
+pub use trust::{FileTrustStore, MemoryTrustStore, PairedPeer, TrustStore, TrustStoreError};
