@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod discovery;
 pub mod hub;
 pub mod identity;
 pub mod protocol;

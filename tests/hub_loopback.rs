@@ -37,7 +37,15 @@ async fn two_hubs_pair_and_exchange_data_both_ways() {
     assert!(rb.wait_for(WAIT, |s| *s == Seen::Data(a.local_ski(), br#"{"datagram":[{"header":[]},{"payload":[]}]}"#.to_vec())).await);
     assert!(ra.wait_for(WAIT, |s| *s == Seen::Data(b.local_ski(), br#"{"hello":"from b"}"#.to_vec())).await);
     assert!(ra.wait_for(WAIT, |s| matches!(s, Seen::ShipId(k, id) if *k == b.local_ski() && id.as_str() == "node-b")).await);
-    let stored = trust_a.get(&b.local_ski()).unwrap().expect("paired");
+    // The trust store is updated in the background: wait for it.
+    let mut stored = trust_a.get(&b.local_ski()).unwrap().expect("paired");
+    for _ in 0..100 {
+        if stored.ship_id.is_some() && stored.last_address.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stored = trust_a.get(&b.local_ski()).unwrap().expect("paired");
+    }
     assert_eq!(stored.ship_id.as_ref().map(|s| s.as_str()), Some("node-b"));
     assert_eq!(stored.last_address, Some(b.local_addr()));
 

@@ -18,6 +18,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::discovery::VisibleService;
 use crate::hub::DisconnectReason;
 use crate::protocol::{ConnectionState, DetailedState};
 use crate::{ShipId, Ski};
@@ -79,6 +80,12 @@ pub trait Callbacks: Send + Sync + 'static {
         let _ = (ski, payload);
     }
 
+    /// The SHIP services visible on the LAN changed (deduplicated by SKI, sorted by SKI, never
+    /// this hub itself). Only called when the hub has a discovery.
+    fn visible_services_changed(&self, services: &[VisibleService]) {
+        let _ = services;
+    }
+
     /// The peer's SHIP ID became known (from its `accessMethods`).
     fn ship_id_learned(&self, ski: Ski, ship_id: &ShipId) {
         let _ = (ski, ship_id);
@@ -99,6 +106,7 @@ pub(crate) enum CallbackEvent {
     PairingRequested(PairingRequest, oneshot::Sender<bool>),
     DataReceived(Ski, Vec<u8>),
     ShipIdLearned(Ski, ShipId),
+    VisibleServices(Vec<VisibleService>),
     /// The hub shut down: deliver what is queued before this, then end the thread.
     Stop,
 }
@@ -151,6 +159,7 @@ fn dispatch(callbacks: &dyn Callbacks, event: CallbackEvent) {
         }
         CallbackEvent::DataReceived(ski, payload) => callbacks.data_received(ski, &payload),
         CallbackEvent::ShipIdLearned(ski, ship_id) => callbacks.ship_id_learned(ski, &ship_id),
+        CallbackEvent::VisibleServices(services) => callbacks.visible_services_changed(&services),
         CallbackEvent::Stop => {}
     }
 }

@@ -13,6 +13,7 @@ use crate::identity::Identity;
 use crate::protocol::ProtocolConfig;
 use crate::transport::{TlsOptions, WsOptions};
 use crate::ShipId;
+use crate::discovery::{DeviceCategories, Discovery, InstanceName, ServicePath, TxtValue};
 
 /// The TCP port ship-hub listens on unless told otherwise (the port ship-go's examples use).
 pub const DEFAULT_PORT: u16 = 4711;
@@ -83,6 +84,27 @@ impl Default for HubTimers {
     }
 }
 
+/// What the hub announces about itself over mDNS (SHIP §7.3.2); the SHIP ID, SKI and `register`
+/// come from the rest of the configuration.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct DeviceInfo {
+    /// The instance name; `None` = a name unique on the LAN derived from the model and SKI.
+    pub instance_name: Option<InstanceName>,
+    /// The WebSocket path announced (TXT `path`). Default `/ship/`. The listener accepts any path.
+    pub path: ServicePath,
+    /// TXT `brand` (at most 32 bytes).
+    pub brand: Option<TxtValue>,
+    /// TXT `model` (at most 32 bytes).
+    pub model: Option<TxtValue>,
+    /// TXT `type` (at most 32 bytes).
+    pub device_type: Option<TxtValue>,
+    /// TXT `serial` (at most 32 bytes).
+    pub serial: Option<TxtValue>,
+    /// TXT `cat`: device categories.
+    pub categories: DeviceCategories,
+}
+
 /// Everything a [`crate::hub::Hub`] is started with.
 ///
 /// Build it with [`HubConfig::new`] and adjust the public fields; every field has the
@@ -95,8 +117,11 @@ pub struct HubConfig {
     pub ship_id: ShipId,
     /// Where to listen. Default `0.0.0.0:4711`; port 0 picks a free port.
     pub bind: SocketAddr,
-    /// The WebSocket path announced and served. Default `/ship/`.
-    pub path: String,
+    /// What is announced over mDNS.
+    pub device: DeviceInfo,
+    /// How the hub announces itself and finds peers; `None` = no discovery (peers are dialled
+    /// at addresses given with [`crate::hub::Hub::pair_at`] or [`crate::hub::Hub::add_address`]).
+    pub discovery: Option<Arc<dyn Discovery>>,
     /// Admission limits.
     pub limits: Limits,
     /// Hub timers.
@@ -128,7 +153,8 @@ impl HubConfig {
             identity,
             ship_id,
             bind: SocketAddr::from((Ipv4Addr::UNSPECIFIED, DEFAULT_PORT)),
-            path: "/ship/".to_owned(),
+            device: DeviceInfo::default(),
+            discovery: None,
             limits: Limits::default(),
             timers: HubTimers::default(),
             protocol: ProtocolConfig::default(),
@@ -149,7 +175,8 @@ impl std::fmt::Debug for HubConfig {
             .field("ski", &self.identity.ski())
             .field("ship_id", &self.ship_id)
             .field("bind", &self.bind)
-            .field("path", &self.path)
+            .field("device", &self.device)
+            .field("discovery", &self.discovery.is_some())
             .field("limits", &self.limits)
             .field("timers", &self.timers)
             .field("auto_accept", &self.auto_accept)

@@ -14,6 +14,7 @@ use super::callbacks::{CallbackEvent, CallbackQueue, start_dispatcher};
 use super::config::HubConfig;
 use super::dial::DialAddress;
 use super::listener::accept_loop;
+use super::sightings;
 use super::metrics::{Metrics, MetricsSnapshot};
 use super::supervisor::{Command, Supervisor};
 use super::trust::{PairedPeer, TrustStore, TrustStoreError};
@@ -123,6 +124,9 @@ pub enum HubError {
     /// The trust store failed.
     #[error(transparent)]
     TrustStore(#[from] TrustStoreError),
+    /// The discovery refused the announcement.
+    #[error("discovery: {0}")]
+    Discovery(crate::discovery::DiscoveryError),
     /// The hub is shutting down or shut down.
     #[error("the hub is shut down")]
     ShutDown,
@@ -134,6 +138,8 @@ pub enum HubError {
 pub struct ShutdownReport {
     /// Phase 1: the listener stopped accepting.
     pub listener_stopped: bool,
+    /// Phase 2: the mDNS announcement was withdrawn (false without a discovery).
+    pub announcement_withdrawn: bool,
     /// Phase 3: dials and reconnect timers cancelled (number of peers that had one).
     pub peers_stopped: usize,
     /// Phase 4: every connection ended within the deadline (with its SHIP close).
@@ -167,6 +173,9 @@ pub(crate) struct Shared {
     pub(crate) abort: CancellationToken,
     pub(crate) auto_accept: AtomicBool,
     seeds: Mutex<rand::rngs::StdRng>,
+    /// Updates of stored pairings (last address, SHIP ID, last seen), applied in order by the
+    /// trust writer task.
+    trust_writes: mpsc::UnboundedSender<PairedPeer>,
 }
 
 impl Shared {
@@ -213,6 +222,12 @@ impl Shared {
         Ok(())
     }
 
+    /// Queues an update of a stored pairing for the trust writer. The update is skipped if
+    /// the pairing was removed meanwhile (an unpair is never undone by a late update).
+    pub(crate) fn store_later(&self, peer: PairedPeer) {
+        let _ = self.trust_writes.send(peer);
+    }
+
     fn status(&self, ski: &Ski) -> Option<PeerStatus> {
         let registry = self.registry.lock().expect("registry lock");
         registry.get(ski).map(|entry| entry.status.borrow().clone())
@@ -255,6 +270,7 @@ impl Hub {
         let (callbacks, callbacks_done) = start_dispatcher(config.callbacks.clone());
         let seed = config.rng_seed.unwrap_or_else(rand::random);
         let paired = config.trust_store.load_all()?;
+        let (trust_writes, trust_queue) = mpsc::unbounded_channel();
         let tls = ShipTls::new(&config.identity, config.tls.clone())
             .map_err(|error| HubError::Tls(error.to_string()))?;
         let shared = Arc::new_cyclic(|weak: &Weak<Shared>| {
@@ -279,10 +295,22 @@ impl Hub {
                 abort: CancellationToken::new(),
                 auto_accept: AtomicBool::new(config.auto_accept),
                 seeds: Mutex::new(rand::SeedableRng::seed_from_u64(seed)),
+                trust_writes,
                 config,
             }
         });
         shared.tracker.spawn(accept_loop(shared.clone(), listener));
+        if let Some(discovery) = shared.config.discovery.clone() {
+            discovery
+                .announce(sightings::announcement(&shared, local_addr.port()))
+                .map_err(HubError::Discovery)?;
+            shared.tracker.spawn(sightings::follow(shared.clone(), discovery));
+        }
+        shared.tracker.spawn(trust_writer(
+            shared.trust.clone(),
+            trust_queue,
+            shared.stop.clone(),
+        ));
         for peer in paired {
             if peer.ski == local_ski {
                 continue;
@@ -330,6 +358,11 @@ impl Hub {
         }
         self.shared.trust.upsert(peer.clone())?;
         self.shared.route(ski, Command::Paired(peer))?;
+        if let Some(service) = self.shared.config.discovery.as_ref().and_then(|d| d.visible_service(&ski)) {
+            for address in sightings::dial_addresses(&service) {
+                self.shared.route(ski, Command::Address(address))?;
+            }
+        }
         if let Some(address) = address {
             self.shared.route(ski, Command::Address(DialAddress::fixed(address)))?;
         }
@@ -425,8 +458,22 @@ impl Hub {
     /// Turns auto-accept on or off. On means every unknown peer is paired without asking: the
     /// SHIP specification forbids that mode, since anyone on the LAN can then connect; see
     /// `docs/pairing.md`.
-    pub fn set_auto_accept(&self, on: bool) {
-        self.shared.auto_accept.store(on, Ordering::Relaxed);
+    pub fn set_auto_accept(&self, on: bool) -> Result<(), HubError> {
+        let before = self.shared.auto_accept.swap(on, Ordering::Relaxed);
+        if before != on {
+            if let Some(discovery) = &self.shared.config.discovery {
+                // `register` changed: re-announce (SHIP §7.3.2).
+                discovery
+                    .announce(sightings::announcement(&self.shared, self.local_addr.port()))
+                    .map_err(HubError::Discovery)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The SHIP services visible on the LAN (empty without a discovery).
+    pub fn visible_services(&self) -> Vec<crate::discovery::VisibleService> {
+        self.shared.config.discovery.as_ref().map(|d| d.visible()).unwrap_or_default()
     }
 
     /// Whether auto-accept is on.
@@ -451,7 +498,11 @@ impl Hub {
         // Phase 1: stop accepting.
         self.shared.stop_accepting.cancel();
         report.listener_stopped = true;
-        // Phase 2 (withdrawing the mDNS announcement) belongs to discovery.
+        // Phase 2: withdraw the mDNS announcement (goodbye).
+        if let Some(discovery) = &self.shared.config.discovery {
+            report.announcement_withdrawn =
+                matches!(tokio::time::timeout_at(deadline, discovery.withdraw()).await, Ok(Ok(())));
+        }
         // Phases 3 and 4: supervisors cancel dials and close their links gracefully.
         report.peers_stopped = self.shared.registry.lock().expect("registry lock").len();
         self.shared.stop.cancel();
@@ -484,6 +535,42 @@ impl Shared {
         match registry.get(&ski) {
             Some(entry) => entry.commands.send(command).map_err(|_| HubError::NotConnected(ski)),
             None => Err(HubError::NotConnected(ski)),
+        }
+    }
+}
+
+/// Applies pairing updates one at a time, off the runtime's worker threads. Ends at shutdown
+/// once the queue is empty.
+async fn trust_writer(
+    trust: Arc<dyn TrustStore>,
+    mut queue: mpsc::UnboundedReceiver<PairedPeer>,
+    stop: CancellationToken,
+) {
+    loop {
+        let peer = tokio::select! {
+            biased;
+            peer = queue.recv() => match peer {
+                Some(peer) => peer,
+                None => return,
+            },
+            _ = stop.cancelled() => match queue.try_recv() {
+                Ok(peer) => peer,
+                Err(_) => return,
+            },
+        };
+        let trust = trust.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            // Only update a pairing that still exists.
+            match trust.get(&peer.ski)? {
+                Some(_) => trust.upsert(peer),
+                None => Ok(()),
+            }
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "could not update the trust store"),
+            Err(error) => tracing::warn!(%error, "trust store update panicked"),
         }
     }
 }

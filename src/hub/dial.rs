@@ -47,10 +47,6 @@ impl DialAddress {
         DialAddress { addr, path: "/ship/".into(), host: None, source: AddressSource::LastKnown }
     }
 
-    pub(crate) fn is_discovered(&self) -> bool {
-        self.source == AddressSource::Discovered
-    }
-
     /// Dial order: the last address that worked, then static, then discovered.
     pub(crate) fn rank(&self) -> AddressSource {
         self.source

@@ -169,7 +169,17 @@ pub(crate) async fn run_link<S, P>(
             command = commands.recv(), if commands_open => match command {
                 Some(LinkCommand::Approve) => connection.approve_trust(now()),
                 Some(LinkCommand::Deny) => connection.deny_trust(now()),
-                Some(LinkCommand::Close(reason)) => connection.close(reason, now()),
+                Some(LinkCommand::Close(reason)) => {
+                    // Data the application queued before the close goes out first (§13.4.7).
+                    if completed {
+                        while let Ok(payload) = data.try_recv() {
+                            if let Err(error) = connection.send_data(&payload, now()) {
+                                tracing::debug!(%error, "dropping outgoing data at close");
+                            }
+                        }
+                    }
+                    connection.close(reason, now());
+                }
                 Some(LinkCommand::Ping) => {
                     if socket.ping(Vec::new()).await.is_ok() && pong_deadline.is_none() {
                         pong_deadline =

@@ -17,12 +17,13 @@ mod link;
 mod listener;
 pub mod metrics;
 pub mod net;
+mod sightings;
 mod supervisor;
 pub mod trust;
 
 pub use backoff::{Backoff, BackoffConfigError, BackoffTier, BackoffTiers};
 pub use callbacks::{Callbacks, NoCallbacks, PairingRequest, StateDetail};
-pub use config::{HubConfig, HubTimers, Limits};
+pub use config::{DeviceInfo, HubConfig, HubTimers, Limits};
 pub use core::{ConnectionInfo, Direction, DisconnectReason, Hub, HubError, ShutdownReport};
 pub(crate) use core::{PeerStatus, Shared};
 pub use dial::{AddressSource, DialAddress, DialError};

@@ -195,7 +195,7 @@ impl Network for MemoryNetwork {
         let local = self.ephemeral();
         Box::pin(async move {
             let delay = {
-                use rand::Rng;
+                use rand::RngExt;
                 let mut state = lan.inner.lock().expect("lan lock");
                 match &mut state.jitter {
                     Some((rng, max)) => {

@@ -39,6 +39,9 @@ use crate::protocol::{
 };
 use crate::{ShipId, Ski};
 
+/// At most this many addresses are kept per peer.
+const MAX_ADDRESSES: usize = 8;
+
 /// Starts a link task once the supervisor has built its protocol engine and channels. Erases
 /// the socket type, so links over TCP, in-memory duplex streams or a simulated network are all
 /// supervised alike.
@@ -72,17 +75,12 @@ pub(crate) enum Command {
     Paired(PairedPeer),
     /// The pairing was removed (from the trust store already).
     Unpaired,
-    /// The user approved the pending pairing request (stored already).
-    Approve,
     /// The user refused the pending pairing request.
     Deny,
     /// Close the peer's connections (a paired peer is redialled by the backoff rules).
     Disconnect,
     /// An address to dial this peer at.
     Address(DialAddress),
-    /// Discovery lost the peer's announcement: forget the discovered addresses (the last
-    /// successful and static ones stay: §8).
-    AddressesLost,
 }
 
 struct Link {
@@ -139,6 +137,11 @@ pub(crate) struct Supervisor {
     /// A double connection was settled lately: if that leaves no connection, the bigger-SKI
     /// side redials at once (§7 rule 3).
     settled_double: bool,
+    /// A connection in data exchange ended while a replacement was underway: until this
+    /// deadline the peer stays "connected"; the reason is reported if the replacement fails.
+    replacing: Option<(tokio::time::Instant, DisconnectReason)>,
+    /// When a client certificate with this SKI last arrived (an incoming TLS handshake).
+    incoming_seen: Option<tokio::time::Instant>,
     stopping: bool,
 }
 
@@ -180,6 +183,8 @@ impl Supervisor {
             visible: Visible { state: ConnectionState::None, connected: false },
             last_failure: None,
             settled_double: false,
+            replacing: None,
+            incoming_seen: None,
             stopping: false,
         }
     }
@@ -211,6 +216,7 @@ impl Supervisor {
                 _ = sleep_until_opt(dial_wait) => self.start_dial(),
                 result = join_dial(&mut self.dial) => self.dial_finished(result),
                 _ = sleep_until_opt(self.grace_deadline) => self.grace_expired(),
+                _ = sleep_until_opt(self.replacing.as_ref().map(|r| r.0)) => self.replacement_expired(),
                 Some((id, answer)) = wait_answer(&mut self.pending_answer) => {
                     self.pairing_answered(id, answer)
                 }
@@ -237,6 +243,7 @@ impl Supervisor {
         match command {
             Command::Incoming(new) => self.add_link(new, Direction::Incoming),
             Command::ClientCertificateSeen => {
+                self.incoming_seen = Some(tokio::time::Instant::now());
                 if self.we_decide() && self.live_links().count() > 0 {
                     tracing::debug!(ski = %self.ski, "second connection in TLS: closing the older");
                     self.cancel_dial();
@@ -272,17 +279,6 @@ impl Supervisor {
                     self.close_link(id, CloseReason::RemovedConnection);
                 }
             }
-            Command::Approve => {
-                if self.pairing.is_none() {
-                    // Hub::approve stored the pairing; mirror it here.
-                    self.pairing = self.shared.trust.get(&self.ski).ok().flatten();
-                }
-                let waiting: Vec<LinkId> =
-                    self.links.iter().filter(|l| l.awaiting_trust).map(|l| l.id).collect();
-                for id in waiting {
-                    self.approve_link(id);
-                }
-            }
             Command::Deny => {
                 let waiting: Vec<LinkId> =
                     self.links.iter().filter(|l| l.awaiting_trust).map(|l| l.id).collect();
@@ -300,9 +296,6 @@ impl Supervisor {
                 self.add_address(address);
                 self.schedule_dial();
             }
-            Command::AddressesLost => {
-                self.addresses.retain(|a| !a.is_discovered());
-            }
         }
         self.refresh_visible();
     }
@@ -311,9 +304,12 @@ impl Supervisor {
         if let Some(existing) = self.addresses.iter_mut().find(|a| a.addr == address.addr) {
             existing.merge(address);
         } else {
-            self.addresses.push(address);
+            // Newest first within its rank (the sort below is stable).
+            self.addresses.insert(0, address);
         }
         self.addresses.sort_by_key(|a| a.rank());
+        // Bound the list (a peer that changes its address often): keep the best-ranked.
+        self.addresses.truncate(MAX_ADDRESSES);
     }
 
     // ----- links ------------------------------------------------------------------------
@@ -348,6 +344,8 @@ impl Supervisor {
             },
             now(),
         );
+        let initial_state = connection.state();
+        let initial_detail = connection.detailed_state();
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let (data_tx, data_rx) = mpsc::channel(self.shared.config.limits.max_queued_data.max(1));
         let setup = LinkSetup {
@@ -371,8 +369,8 @@ impl Supervisor {
             started: new.started,
             remote: new.remote,
             channels: LinkChannels { commands: commands_tx, data: data_tx },
-            state: ConnectionState::InProgress,
-            detail: None,
+            state: initial_state,
+            detail: Some(initial_detail),
             completed: false,
             closing: false,
             ponged: true,
@@ -467,6 +465,9 @@ impl Supervisor {
     }
 
     fn close_link(&mut self, id: LinkId, reason: CloseReason) {
+        if self.active_link().is_some_and(|l| l.id == id) {
+            self.flush_data_to(id);
+        }
         if let Some(link) = self.link_mut(id) {
             if !link.closing {
                 link.closing = true;
@@ -506,6 +507,7 @@ impl Supervisor {
     }
 
     fn link_completed(&mut self, id: LinkId) {
+        self.replacing = None;
         self.backoff.reset();
         self.last_failure = None;
         let Some(link) = self.links.iter().find(|l| l.id == id) else { return };
@@ -548,14 +550,10 @@ impl Supervisor {
         self.shared.callbacks.push(CallbackEvent::ShipIdLearned(self.ski, ship_id));
     }
 
-    /// Persists a pairing without blocking the runtime on the file system.
+    /// Persists a pairing update without blocking the runtime on the file system (the hub's
+    /// trust writer applies updates one at a time, in order).
     fn store(&self, peer: PairedPeer) {
-        let trust = self.shared.trust.clone();
-        self.shared.tracker.spawn_blocking(move || {
-            if let Err(error) = trust.upsert(peer) {
-                tracing::warn!(%error, "could not update the trust store");
-            }
-        });
+        self.shared.store_later(peer);
     }
 
     fn link_ended(&mut self, id: LinkId, end: LinkEnd) {
@@ -568,35 +566,78 @@ impl Supervisor {
         if let Some(cause) = &failure {
             self.shared.metrics.record_failure(cause.0);
         }
-        if !self.links.is_empty() {
-            // A twin lives on: this one merely lost the arbitration (or the twin replaces it).
-            if self.links.iter().any(|l| l.completed) {
-                return;
-            }
-            if link.completed {
-                // The replacement is still in its handshake: the peer stays "connected".
-                return;
-            }
+        let reason = reason_of(&end, link.closing);
+        if self.links.iter().any(|l| l.completed && !l.closing) {
+            // A twin in data exchange lives on: this one merely lost the arbitration.
             return;
         }
-        self.grace_deadline = None;
+        if self.visible.connected && !self.stopping {
+            let replacement_underway = self.live_links().count() > 0
+                || (!link.closing
+                    && (matches!(self.dial, Dial::Running(_)) || self.incoming_in_tls()));
+            if link.completed && replacement_underway {
+                // The peer replaced this connection (double connection settled by the
+                // bigger-SKI side, or a restarted peer): it stays "connected" while the
+                // replacement completes its handshake (§7 rule 5).
+                let deadline = tokio::time::Instant::now()
+                    + self.shared.config.limits.transport_handshake_timeout
+                    + self.shared.config.protocol.handshake_wait * 4;
+                self.replacing = Some((deadline, reason));
+                return;
+            }
+            if self.replacing.is_some() && replacement_underway {
+                return;
+            }
+        }
+        if !self.links.is_empty() {
+            return;
+        }
         if let Some((state, text)) = failure.map(|f| (f.1, f.2)) {
             self.last_failure = Some((state, text));
         }
+        self.connection_lost(reason);
+    }
+
+    /// The last connection is gone and no replacement is underway: report it and redial.
+    fn connection_lost(&mut self, reason: DisconnectReason) {
+        self.grace_deadline = None;
+        let reason = self.replacing.take().map_or(reason, |(_, first)| first);
         if self.visible.connected {
             self.visible.connected = false;
-            self.shared.callbacks.push(CallbackEvent::Disconnected(self.ski, reason_of(&end, link.closing)));
+            self.shared.callbacks.push(CallbackEvent::Disconnected(self.ski, reason));
             self.status.send_modify(|s| s.connected = false);
         }
         // Redial (paired peers only, §8).
-        if self.pairing.is_some() && !self.stopping {
+        if self.pairing.is_some() && !self.stopping && self.links.is_empty() {
             if self.settled_double && self.we_decide() {
-                self.dial = Dial::Waiting(tokio::time::Instant::now());
+                // Arbitration left nothing (two rules, crossing clocks): not a failure to back
+                // off from (§7 rule 3).
+                if matches!(self.dial, Dial::Idle) {
+                    self.dial = Dial::Waiting(tokio::time::Instant::now());
+                }
             } else {
                 self.schedule_dial();
             }
         }
         self.settled_double = false;
+    }
+
+    /// The replacement did not complete in time.
+    fn replacement_expired(&mut self) {
+        if let Some((_, reason)) = self.replacing.take() {
+            if !self.links.iter().any(|l| l.completed && !l.closing) {
+                self.replacing = Some((tokio::time::Instant::now(), reason.clone()));
+                self.connection_lost(reason);
+            }
+        }
+    }
+
+    /// A client certificate with this SKI arrived lately: an incoming connection is in its TLS
+    /// handshake.
+    fn incoming_in_tls(&self) -> bool {
+        self.incoming_seen.is_some_and(|at| {
+            at.elapsed() <= self.shared.config.limits.transport_handshake_timeout
+        })
     }
 
     // ----- dialling ---------------------------------------------------------------------
@@ -645,7 +686,11 @@ impl Supervisor {
                 tracing::debug!(ski = %self.ski, %error, "dial failed");
                 self.shared.metrics.record_failure(error.cause());
                 self.last_failure = Some((ConnectionState::Error, error.to_string()));
-                self.schedule_dial();
+                if self.replacing.is_some() && self.links.is_empty() && !self.incoming_in_tls() {
+                    self.connection_lost(DisconnectReason::Error(error.to_string()));
+                } else {
+                    self.schedule_dial();
+                }
             }
         }
         self.refresh_visible();
@@ -731,7 +776,7 @@ impl Supervisor {
         if let Some(link) = self.links.iter().find(|l| l.completed && !l.closing) {
             return (ConnectionState::Completed, detail(link.detail, None));
         }
-        if self.visible.connected && !self.links.is_empty() {
+        if self.visible.connected && (!self.links.is_empty() || self.replacing.is_some()) {
             // A replacement is in its handshake: stay connected.
             return (ConnectionState::Completed, detail(None, None));
         }
@@ -758,6 +803,18 @@ impl Supervisor {
     }
 
     // ----- helpers ----------------------------------------------------------------------
+
+    /// Moves every payload the application queued to link `id` (before it is closed), so the
+    /// close does not lose data that was accepted by [`super::Hub::send_data`].
+    fn flush_data_to(&mut self, id: LinkId) {
+        let Some(link) = self.links.iter().find(|l| l.id == id) else { return };
+        let sender = link.channels.data.clone();
+        for payload in self.held.take().into_iter().chain(std::iter::from_fn(|| self.data_rx.try_recv().ok())) {
+            if sender.try_send(payload).is_err() {
+                tracing::warn!(ski = %self.ski, "outgoing queue full at close: data dropped");
+            }
+        }
+    }
 
     /// The bigger-SKI node decides double connections (§12.2.3).
     fn we_decide(&self) -> bool {

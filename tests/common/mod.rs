@@ -143,3 +143,22 @@ pub fn loopback_config(identity: Identity, name: &str, recorder: &Arc<Recorder>)
 pub async fn start(config: HubConfig) -> Hub {
     Hub::start(config).await.expect("hub starts")
 }
+
+/// Fails (never skips) unless the only interfaces are loopback and veths made for the tests
+/// (`shipt*`): a test that creates an mDNS daemon must run in a private network namespace.
+pub fn assert_private_namespace() {
+    let dev = std::fs::read_to_string("/proc/self/net/dev").expect("read /proc/self/net/dev");
+    let foreign: Vec<String> = dev
+        .lines()
+        .skip(2)
+        .filter_map(|line| line.split(':').next())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| name != "lo" && !name.starts_with("shipt"))
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "refusing to start an mDNS daemon: interfaces {foreign:?} exist, so this is not a \
+         private network namespace. Run the suite with `bash .ci/test`, or: unshare -n sh -c \
+         'tests/netns-setup.sh && cargo test -- --include-ignored'"
+    );
+}

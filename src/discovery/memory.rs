@@ -1,0 +1,226 @@
+//! An in-memory LAN for tests: several [`InMemoryDiscovery`]s attach to one [`InMemoryLan`] and
+//! see each other's announcements at once, with no sockets and no timers. Records live until
+//! they are withdrawn or until the test expires them ([`InMemoryLan::expire`]), which stands in
+//! for an mDNS TTL running out. Dropping a discovery without withdrawing is a crash: its
+//! records stay on the LAN until expired.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use futures_util::future::BoxFuture;
+use tokio::sync::broadcast;
+
+use super::service::{Announcement, DiscoveryEvent, Sighting, VisibleService, dialable_address};
+use super::shared::Shared;
+use super::txt::SERVICE_TYPE;
+use super::{Discovery, DiscoveryError};
+use crate::Ski;
+
+/// A simulated LAN. Cloning gives another handle to the same LAN.
+#[derive(Debug, Clone, Default)]
+pub struct InMemoryLan {
+    state: Arc<Mutex<LanState>>,
+}
+
+#[derive(Debug, Default)]
+struct LanState {
+    next_member: u64,
+    members: Vec<(u64, Weak<Shared>)>,
+    /// Full instance name → (announcing member, or `None` for an injected record; sighting).
+    records: BTreeMap<String, (Option<u64>, Sighting)>,
+}
+
+impl LanState {
+    fn live_members(&mut self) -> Vec<Arc<Shared>> {
+        self.members.retain(|(_, member)| member.strong_count() > 0);
+        self.members
+            .iter()
+            .filter_map(|(_, m)| m.upgrade())
+            .collect()
+    }
+
+    fn publish(&mut self, owner: Option<u64>, sighting: Sighting) {
+        self.records
+            .insert(sighting.instance.clone(), (owner, sighting.clone()));
+        for member in self.live_members() {
+            member.observe(sighting.clone());
+        }
+    }
+
+    fn remove(&mut self, instance: &str) -> bool {
+        if self.records.remove(instance).is_none() {
+            return false;
+        }
+        for member in self.live_members() {
+            member.forget(instance);
+        }
+        true
+    }
+}
+
+impl InMemoryLan {
+    /// An empty LAN.
+    pub fn new() -> Self {
+        InMemoryLan::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, LanState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Attaches a node with SKI `own_ski` whose announcements are reachable at `ips` (the port
+    /// comes from each announcement). It sees every record already on the LAN at once.
+    pub fn attach(&self, own_ski: Ski, ips: Vec<IpAddr>) -> InMemoryDiscovery {
+        let shared = Arc::new(Shared::new(Some(own_ski)));
+        let mut state = self.state();
+        let id = state.next_member;
+        state.next_member += 1;
+        state.members.push((id, Arc::downgrade(&shared)));
+        for (_, sighting) in state.records.values() {
+            shared.observe(sighting.clone());
+        }
+        InMemoryDiscovery {
+            lan: self.clone(),
+            id,
+            ips,
+            shared,
+            current: Mutex::new(None),
+        }
+    }
+
+    /// Puts a record on the LAN as if some node announced it (e.g. a second instance or a
+    /// second address of a known SKI). It stays until expired.
+    pub fn inject(&self, sighting: Sighting) {
+        self.state().publish(None, sighting);
+    }
+
+    /// Lets the record of one full instance name expire (its TTL ran out). Returns whether
+    /// there was such a record.
+    pub fn expire(&self, instance: &str) -> bool {
+        self.state().remove(instance)
+    }
+
+    /// Lets every record carrying `ski` expire. Returns how many there were.
+    pub fn expire_ski(&self, ski: &Ski) -> usize {
+        let mut state = self.state();
+        let instances: Vec<String> = state
+            .records
+            .iter()
+            .filter(|(_, (_, s))| s.txt.ski == *ski)
+            .map(|(name, _)| name.clone())
+            .collect();
+        instances
+            .iter()
+            .filter(|instance| state.remove(instance))
+            .count()
+    }
+
+    /// The full instance names currently on the LAN.
+    pub fn instances(&self) -> Vec<String> {
+        self.state().records.keys().cloned().collect()
+    }
+}
+
+/// One node's view of an [`InMemoryLan`].
+#[derive(Debug)]
+pub struct InMemoryDiscovery {
+    lan: InMemoryLan,
+    id: u64,
+    ips: Vec<IpAddr>,
+    shared: Arc<Shared>,
+    /// The full instance name we announce under, if announced.
+    current: Mutex<Option<String>>,
+}
+
+impl InMemoryDiscovery {
+    fn current(&self) -> MutexGuard<'_, Option<String>> {
+        self.current.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn full_name(instance: &str) -> String {
+    format!("{instance}.{SERVICE_TYPE}")
+}
+
+impl Discovery for InMemoryDiscovery {
+    fn announce(&self, announcement: Announcement) -> Result<(), DiscoveryError> {
+        let mut state = self.lan.state();
+        let mut current = self.current();
+        // Conflict resolution as mdns-sd does it (RFC 6762 §9): a name held by another node is
+        // suffixed with " (2)", " (3)", ... until free.
+        let wanted = announcement.instance_name.as_str().to_owned();
+        let taken = |state: &LanState, name: &str| {
+            state
+                .records
+                .get(&full_name(name))
+                .is_some_and(|(owner, _)| *owner != Some(self.id))
+        };
+        let mut name = wanted.clone();
+        let mut suffix = 2;
+        while taken(&state, &name) {
+            name = format!("{wanted} ({suffix})");
+            suffix += 1;
+        }
+        if name != wanted {
+            self.shared.emit(DiscoveryEvent::Renamed {
+                from: wanted,
+                to: name.clone(),
+            });
+        }
+        let instance = full_name(&name);
+        let ski = announcement.txt.ski.to_string();
+        let addresses: BTreeSet<_> = self
+            .ips
+            .iter()
+            .map(|ip| dialable_address(*ip, 0, announcement.port))
+            .collect();
+        let sighting = Sighting {
+            instance: instance.clone(),
+            host: format!("ship-{}.local.", &ski[..12]),
+            txt: announcement.txt,
+            addresses,
+        };
+        state.publish(Some(self.id), sighting);
+        // Publish first, then drop a record under an old name: the SKI never looks lost.
+        if let Some(old) = current.replace(instance.clone())
+            && old != instance
+        {
+            state.remove(&old);
+        }
+        Ok(())
+    }
+
+    fn withdraw(&self) -> BoxFuture<'_, Result<(), DiscoveryError>> {
+        let mut state = self.lan.state();
+        if let Some(instance) = self.current().take() {
+            state.remove(&instance);
+        }
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn announced_instance(&self) -> Option<String> {
+        self.current().clone()
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<DiscoveryEvent> {
+        self.shared.subscribe()
+    }
+
+    fn visible(&self) -> Vec<VisibleService> {
+        self.shared.visible()
+    }
+
+    fn visible_service(&self, ski: &Ski) -> Option<VisibleService> {
+        self.shared.visible_service(ski)
+    }
+}
+
+impl Drop for InMemoryDiscovery {
+    fn drop(&mut self) {
+        // Detach only: records stay on the LAN like those of a crashed node.
+        let mut state = self.lan.state();
+        state.members.retain(|(id, _)| *id != self.id);
+        self.shared.clear();
+    }
+}

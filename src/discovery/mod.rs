@@ -1,0 +1,88 @@
+//! Discovery: announcing ourselves and seeing other SHIP nodes over mDNS/DNS-SD (SHIP §7).
+//!
+//! The Hub holds an `Arc<dyn Discovery>`. It [`announce`](Discovery::announce)s its own service
+//! (again whenever something in it changes, e.g. `register`), [`withdraw`](Discovery::withdraw)s
+//! it at shutdown (goodbye), and learns about peers from [`DiscoveryEvent`]s and from the
+//! [`visible`](Discovery::visible) snapshot.
+//!
+//! Two implementations:
+//!
+//! * [`MdnsDiscovery`]: the real thing, on `mdns-sd`. Creating one joins multicast groups on
+//!   network interfaces: tests must run it inside a private network namespace (see
+//!   `docs/discovery.md`, "Running the namespace tests").
+//! * [`InMemoryLan`] / [`InMemoryDiscovery`]: several discoveries attached to one simulated LAN,
+//!   with expiry on command, for Hub tests.
+//!
+//! The pure parts, usable on their own: the TXT codec ([`ShipTxt`]) and the registry of visible
+//! services ([`VisibleServices`]).
+//!
+//! Security: the `ski` of a TXT record is only a claim. A dial to a sighted address must
+//! expect that SKI and TLS must enforce it (SHIP §9, `docs/discovery.md`).
+
+mod mdns;
+mod memory;
+mod registry;
+mod service;
+mod shared;
+mod txt;
+
+pub use mdns::{InterfaceSelection, MdnsConfig, MdnsDiscovery};
+pub use memory::{InMemoryDiscovery, InMemoryLan};
+pub use registry::VisibleServices;
+pub use service::{
+    Announcement, DiscoveryEvent, InstanceName, InstanceNameError, Sighting, VisibleService,
+    dialable_address,
+};
+pub use txt::{
+    DeviceCategories, SERVICE_TYPE, ServicePath, ShipTxt, TXT_VERSION, TxtError, TxtField, TxtValue,
+};
+
+use futures_util::future::BoxFuture;
+use tokio::sync::broadcast;
+
+use crate::Ski;
+
+/// Why a discovery operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DiscoveryError {
+    /// The mDNS daemon refused or failed (its message).
+    #[error("mDNS daemon: {0}")]
+    Daemon(String),
+    /// The discovery was shut down.
+    #[error("the discovery has been shut down")]
+    Closed,
+}
+
+/// Announces our SHIP service and reports the SHIP services visible on the LAN (SHIP §7).
+///
+/// Object-safe; share it as `Arc<dyn Discovery>`.
+///
+/// To follow the visible services without missing a change, call
+/// [`subscribe`](Discovery::subscribe) first, then [`visible`](Discovery::visible), then apply
+/// events. If the receiver lags ([`broadcast::error::RecvError::Lagged`]), take a new
+/// `visible()` snapshot.
+pub trait Discovery: Send + Sync {
+    /// Announces our service, or replaces the current announcement (re-announce, e.g. after
+    /// `register` changed). Returns once the announcement is handed to the implementation;
+    /// announcing on the network continues in the background.
+    fn announce(&self, announcement: Announcement) -> Result<(), DiscoveryError>;
+
+    /// Withdraws our announcement (mDNS goodbye, TTL 0). The future ends once the goodbye has
+    /// been sent (or there was nothing to withdraw).
+    fn withdraw(&self) -> BoxFuture<'_, Result<(), DiscoveryError>>;
+
+    /// The full instance name (`<name>._ship._tcp.local.`) we announce under, `None` when not
+    /// announced. It differs from the name asked for after a name conflict was resolved
+    /// ([`DiscoveryEvent::Renamed`]).
+    fn announced_instance(&self) -> Option<String>;
+
+    /// A new receiver of [`DiscoveryEvent`]s from now on.
+    fn subscribe(&self) -> broadcast::Receiver<DiscoveryEvent>;
+
+    /// The visible services, sorted by SKI, without our own.
+    fn visible(&self) -> Vec<VisibleService>;
+
+    /// One visible service: where `ski` can be dialled and with which path.
+    fn visible_service(&self, ski: &Ski) -> Option<VisibleService>;
+}

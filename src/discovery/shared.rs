@@ -1,0 +1,74 @@
+//! The state both implementations share: the registry and the event sender, behind one lock so
+//! that a snapshot and the event stream never disagree.
+
+use std::sync::{Mutex, MutexGuard};
+
+use tokio::sync::broadcast;
+
+use super::registry::VisibleServices;
+use super::service::{DiscoveryEvent, Sighting, VisibleService};
+use crate::Ski;
+
+/// How many events a slow subscriber may fall behind before it sees `Lagged`.
+const EVENT_CAPACITY: usize = 256;
+
+#[derive(Debug)]
+pub(super) struct Shared {
+    registry: Mutex<VisibleServices>,
+    events: broadcast::Sender<DiscoveryEvent>,
+}
+
+impl Shared {
+    pub(super) fn new(own_ski: Option<Ski>) -> Self {
+        Shared {
+            registry: Mutex::new(VisibleServices::new(own_ski)),
+            events: broadcast::channel(EVENT_CAPACITY).0,
+        }
+    }
+
+    fn registry(&self) -> MutexGuard<'_, VisibleServices> {
+        // The registry holds no invariant a panicking holder could break halfway.
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn observe(&self, sighting: Sighting) {
+        let mut registry = self.registry();
+        for event in registry.observe(sighting) {
+            self.emit(event);
+        }
+    }
+
+    pub(super) fn forget(&self, instance: &str) {
+        let mut registry = self.registry();
+        for event in registry.forget(instance) {
+            self.emit(event);
+        }
+    }
+
+    pub(super) fn clear(&self) {
+        let mut registry = self.registry();
+        for event in registry.clear() {
+            self.emit(event);
+        }
+    }
+
+    pub(super) fn emit(&self, event: DiscoveryEvent) {
+        tracing::debug!(?event, "discovery event");
+        // No subscriber is not an error: the registry still holds the state.
+        let _ = self.events.send(event);
+    }
+
+    pub(super) fn subscribe(&self) -> broadcast::Receiver<DiscoveryEvent> {
+        // Subscribing under the lock orders it against concurrent registry changes.
+        let _registry = self.registry();
+        self.events.subscribe()
+    }
+
+    pub(super) fn visible(&self) -> Vec<VisibleService> {
+        self.registry().list()
+    }
+
+    pub(super) fn visible_service(&self, ski: &Ski) -> Option<VisibleService> {
+        self.registry().get(ski)
+    }
+}

@@ -1,0 +1,127 @@
+//! The Hub fed by the in-memory discovery, on a simulated LAN under tokio's paused clock:
+//! peers found by announcement only, expired records, and TXT records that lie about the SKI.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Recorder, Seen, identity, lan_addr, lan_config, start};
+use ship_hub::discovery::{InMemoryLan, ShipTxt, Sighting};
+use ship_hub::hub::{MemoryLan, MemoryTrustStore};
+use ship_hub::protocol::ConnectionState;
+use ship_hub::ShipId;
+
+fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap()
+}
+
+/// Two hubs with no static addresses find each other through announcements only, pair (each
+/// trusts the other's SKI) and exchange data; the application sees the visible services.
+#[test]
+fn hubs_found_by_announcement_pair_and_exchange_data() {
+    paused_runtime().block_on(async {
+        let net = MemoryLan::new();
+        let mdns = InMemoryLan::new();
+        let (ida, idb) = (identity("a"), identity("b"));
+        let (a_ski, b_ski) = (ida.ski(), idb.ski());
+        let (ra, rb) = (Recorder::new(), Recorder::new());
+        let mut ca = lan_config(&net, 1, ida, &ra);
+        ca.discovery = Some(Arc::new(mdns.attach(a_ski, vec![lan_addr(1).ip()])));
+        let mut cb = lan_config(&net, 2, idb, &rb);
+        cb.discovery = Some(Arc::new(mdns.attach(b_ski, vec![lan_addr(2).ip()])));
+        let a = start(ca).await;
+        let b = start(cb).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(a.visible_services().iter().map(|s| s.ski).collect::<Vec<_>>(), vec![b_ski]);
+        b.pair(a_ski, None).unwrap();
+        a.pair(b_ski, None).unwrap();
+        assert!(ra.wait_for(Duration::from_secs(10), |s| *s == Seen::Connected(b_ski)).await, "{:?}", ra.all());
+        assert!(rb.wait_for(Duration::from_secs(10), |s| *s == Seen::Connected(a_ski)).await);
+        a.send_data(b_ski, br#"{"x":1}"#).unwrap();
+        assert!(rb.wait_for(Duration::from_secs(5), |s| *s == Seen::Data(a_ski, br#"{"x":1}"#.to_vec())).await);
+        a.shutdown().await;
+        b.shutdown().await;
+    });
+}
+
+/// A paired peer whose mDNS record expired (and who comes back without announcing) is redialled
+/// at its last known address.
+#[test]
+fn paired_peer_with_expired_record_is_still_redialled() {
+    paused_runtime().block_on(async {
+        let net = MemoryLan::new();
+        let mdns = InMemoryLan::new();
+        let (ida, idb) = (identity("a"), identity("b"));
+        let (a_ski, b_ski) = (ida.ski(), idb.ski());
+        let b_key = idb.clone();
+        let b_trust = Arc::new(MemoryTrustStore::default());
+        let (ra, rb) = (Recorder::new(), Recorder::new());
+        let mut ca = lan_config(&net, 1, ida, &ra);
+        ca.discovery = Some(Arc::new(mdns.attach(a_ski, vec![lan_addr(1).ip()])));
+        let mut cb = lan_config(&net, 2, idb, &rb);
+        cb.discovery = Some(Arc::new(mdns.attach(b_ski, vec![lan_addr(2).ip()])));
+        cb.trust_store = b_trust.clone();
+        let a = start(ca).await;
+        let b = start(cb).await;
+        b.pair(a_ski, None).unwrap();
+        a.pair(b_ski, None).unwrap();
+        assert!(ra.wait_for(Duration::from_secs(10), |s| *s == Seen::Connected(b_ski)).await);
+
+        // B goes away; its record expires; A no longer sees it.
+        b.shutdown().await;
+        mdns.expire_ski(&b_ski);
+        assert!(ra.wait_for(Duration::from_secs(60), |s| matches!(s, Seen::Disconnected(k, _) if *k == b_ski)).await);
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert!(a.visible_services().is_empty());
+
+        // B comes back at the same address, without any announcement.
+        let rb2 = Recorder::new();
+        let mut cb2 = lan_config(&net, 2, b_key, &rb2);
+        cb2.trust_store = b_trust;
+        let b2 = start(cb2).await;
+        let before = ra.count(|s| *s == Seen::Connected(b_ski));
+        tokio::time::sleep(Duration::from_secs(21)).await;
+        assert_eq!(ra.count(|s| *s == Seen::Connected(b_ski)), before + 1, "{:?}", ra.all());
+        assert_eq!(a.connection_state(b_ski), ConnectionState::Completed);
+        a.shutdown().await;
+        b2.shutdown().await;
+    });
+}
+
+/// A record that claims SKI X at the address of a node whose certificate proves SKI Y: the dial
+/// expects X, TLS refuses Y, and it is never connected; dials follow the backoff tiers (no storm).
+#[test]
+fn peer_whose_txt_ski_lies_is_never_connected() {
+    paused_runtime().block_on(async {
+        let net = MemoryLan::new();
+        let mdns = InMemoryLan::new();
+        let (ida, liar) = (identity("a"), identity("liar"));
+        let claimed = identity("claimed").ski();
+        let a_ski = ida.ski();
+        let (ra, rl) = (Recorder::new(), Recorder::new());
+        let mut ca = lan_config(&net, 1, ida, &ra);
+        ca.discovery = Some(Arc::new(mdns.attach(a_ski, vec![lan_addr(1).ip()])));
+        let a = start(ca).await;
+        let mut cl = lan_config(&net, 2, liar, &rl);
+        cl.auto_accept = true;
+        let _liar = start(cl).await;
+        // The lie: an announcement of `claimed` at the liar's address.
+        mdns.inject(Sighting {
+            instance: "liar._ship._tcp.local.".into(),
+            host: "liar.local.".into(),
+            txt: ShipTxt::new(ShipId::new("liar").unwrap(), claimed),
+            addresses: BTreeSet::from([lan_addr(2)]),
+        });
+        a.pair(claimed, None).unwrap();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(ra.count(|s| matches!(s, Seen::Connected(_))), 0);
+        assert_ne!(a.connection_state(claimed), ConnectionState::Completed);
+        let dials = ra.count(|s| *s == Seen::State(claimed, ConnectionState::Initiated));
+        // 60 s of tiers 0–3, 3–10, 10–20, ...: between 3 and 7 attempts.
+        assert!((3..=7).contains(&dials), "{dials} dials in 60 s");
+
+        a.shutdown().await;
+    });
+}
