@@ -8,6 +8,7 @@
 //! * [`protocol`] — the sans-IO SHIP engine: message model, EEBus-JSON codec, handshake state
 //!   machine and timers. No tokio, no sockets, no clock, no randomness.
 //! * [`transport`] — rustls configurations and verifiers for SHIP, and the WebSocket layer.
+//! * [`discovery`] — mDNS announcement and browsing (`_ship._tcp`), TXT codec, visible services.
 //!
 //! Each layer only uses the ones below it.
 #![forbid(unsafe_code)]
