@@ -114,11 +114,17 @@ fn tc_ship_hello_001_ready_ready_enters_protocol_handshake() {
     let mut tool = Tool::through_cmi(Role::Server);
     assert!(matches!(
         tool.next(),
-        Some(ShipMessage::ConnectionHello(ConnectionHello { phase: HelloPhase::Ready, .. }))
+        Some(ShipMessage::ConnectionHello(ConnectionHello {
+            phase: HelloPhase::Ready,
+            ..
+        }))
     ));
     tool.send(&msg::hello_ready(60_000));
     assert_eq!(tool.state(), ConnectionState::InProgress);
-    assert!(tool.take_all().is_empty(), "the server waits for announceMax");
+    assert!(
+        tool.take_all().is_empty(),
+        "the server waits for announceMax"
+    );
     tool.send(&msg::announce_max());
     assert_eq!(tool.take_all(), vec![msg::select()]);
 }
@@ -175,7 +181,10 @@ fn tc_ship_hello_003_ready_carries_waiting_and_aborts_on_silence() {
     tool.advance(ms(u64::from(waiting) + 2_000));
     assert_eq!(tool.take_all(), vec![msg::hello_aborted()]);
     assert!(tool.is_closed());
-    assert_eq!(tool.closed_cause(), Some(&CloseCause::Timeout(Timer::HelloWait)));
+    assert_eq!(
+        tool.closed_cause(),
+        Some(&CloseCause::Timeout(Timer::HelloWait))
+    );
 }
 
 #[test]
@@ -237,7 +246,10 @@ fn tc_ship_prot_002_client_echoes_select_then_sends_pin_state() {
 fn tc_ship_prot_003_server_silent_tool_gets_error_1() {
     let mut tool = Tool::through_hello(Role::Server);
     tool.advance(12 * SECOND);
-    assert_eq!(tool.take_all(), vec![msg::handshake_error(HandshakeErrorCode::Timeout)]);
+    assert_eq!(
+        tool.take_all(),
+        vec![msg::handshake_error(HandshakeErrorCode::Timeout)]
+    );
     assert!(tool.is_closed());
 }
 
@@ -245,7 +257,10 @@ fn tc_ship_prot_003_server_silent_tool_gets_error_1() {
 fn tc_ship_prot_004_client_silent_tool_gets_error_1() {
     let mut tool = Tool::through_hello(Role::Client);
     tool.advance(12 * SECOND);
-    assert_eq!(tool.take_all(), vec![msg::handshake_error(HandshakeErrorCode::Timeout)]);
+    assert_eq!(
+        tool.take_all(),
+        vec![msg::handshake_error(HandshakeErrorCode::Timeout)]
+    );
     assert!(tool.is_closed());
 }
 
@@ -343,7 +358,10 @@ fn tc_ship_amdata_001_burst_of_data_am_request_data() {
     assert_eq!(tool.take_all(), vec![msg::am("Server-Ship-Id")]);
     assert_eq!(
         tool.data(),
-        vec![DISCOVERY_READ.as_bytes().to_vec(), USE_CASE_READ.as_bytes().to_vec()]
+        vec![
+            DISCOVERY_READ.as_bytes().to_vec(),
+            USE_CASE_READ.as_bytes().to_vec()
+        ]
     );
     // the application answers both reads
     tool.dut.send_data(b"{\"reply\":1}", tool.now).unwrap();
@@ -374,7 +392,9 @@ fn tc_ship_amdata_002_data_flows_while_own_am_request_is_pending() {
 #[test]
 fn tc_ship_amdata_003_am_answered_while_our_spine_read_is_unanswered() {
     let mut tool = Tool::established(Role::Client);
-    tool.dut.send_data(DISCOVERY_READ.as_bytes(), tool.now).unwrap();
+    tool.dut
+        .send_data(DISCOVERY_READ.as_bytes(), tool.now)
+        .unwrap();
     tool.pump();
     assert!(matches!(tool.next(), Some(ShipMessage::Data(_))));
     tool.send(&msg::am_request());
@@ -428,6 +448,8 @@ fn tc_ship_msg_002_unknown_type_is_ignored_and_am_still_answered() {
 #[test]
 fn tc_ship_msg_003_whitespace_padded_am_request_is_answered() {
     let mut tool = Tool::established(Role::Server);
-    tool.send_bytes(b"\x01 \t\r\n{ \t\r\n\"accessMethodsRequest\" \t\r\n: \t\r\n[ \t\r\n] \t\r\n} \t\r\n");
+    tool.send_bytes(
+        b"\x01 \t\r\n{ \t\r\n\"accessMethodsRequest\" \t\r\n: \t\r\n[ \t\r\n] \t\r\n} \t\r\n",
+    );
     assert_eq!(tool.take_all(), vec![msg::am("Server-Ship-Id")]);
 }

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use ship_hub::protocol::codec;
 use ship_hub::protocol::message::*;
-use ship_hub::protocol::{Connection, ConnectionState, Event, ProtocolConfig, Role, Transmit, Trust};
+use ship_hub::protocol::{
+    Connection, ConnectionState, Event, ProtocolConfig, Role, Transmit, Trust,
+};
 use support::{msg, params};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -45,9 +47,10 @@ impl Node {
             assert_eq!(self.closed_event, 0, "no event after Closed: {event:?}");
             match event {
                 Event::Closed(_) => self.closed_event += 1,
-                Event::StateChanged { state: ConnectionState::Completed, .. } => {
-                    self.completed = true
-                }
+                Event::StateChanged {
+                    state: ConnectionState::Completed,
+                    ..
+                } => self.completed = true,
                 _ => {}
             }
         }
@@ -97,7 +100,10 @@ impl Net {
     }
 
     fn next_timeout(&self) -> Option<Instant> {
-        self.nodes.iter().filter_map(|n| n.conn.poll_timeout()).min()
+        self.nodes
+            .iter()
+            .filter_map(|n| n.conn.poll_timeout())
+            .min()
     }
 
     fn fire_timers(&mut self) -> bool {
@@ -155,7 +161,7 @@ impl Net {
             // the application decides
             90..=99 => {
                 let now = self.now;
-                if extra % 4 == 0 {
+                if extra.is_multiple_of(4) {
                     self.nodes[to].conn.deny_trust(now);
                 } else {
                     self.nodes[to].conn.approve_trust(now);
