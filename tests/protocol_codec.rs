@@ -139,7 +139,9 @@ fn to_plain(value: serde_json::Value) -> serde_json::Value {
         }
         Value::Array(items) if items.is_empty() => Value::Object(Default::default()),
         Value::Array(items) => Value::Array(items.into_iter().map(to_plain).collect()),
-        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, to_plain(v))).collect()),
+        Value::Object(map) => {
+            Value::Object(map.into_iter().map(|(k, v)| (k, to_plain(v))).collect())
+        }
         other => other,
     }
 }
@@ -197,7 +199,11 @@ fn every_message_encodes_to_the_golden_bytes() {
 #[test]
 fn every_golden_message_decodes_back() {
     for (message, type_byte, json) in golden() {
-        assert_eq!(codec::decode(&wire(type_byte, &json)), Ok(message), "{json}");
+        assert_eq!(
+            codec::decode(&wire(type_byte, &json)),
+            Ok(message),
+            "{json}"
+        );
     }
 }
 
@@ -205,7 +211,8 @@ fn every_golden_message_decodes_back() {
 fn plain_json_decodes() {
     for (message, type_byte, json) in golden() {
         let plain = to_plain(serde_json::from_str(&json).unwrap()).to_string();
-        let decoded = codec::decode(&wire(type_byte, &plain)).unwrap_or_else(|e| panic!("{plain}: {e}"));
+        let decoded =
+            codec::decode(&wire(type_byte, &plain)).unwrap_or_else(|e| panic!("{plain}: {e}"));
         // The payload is passed through; compare it in its own (plain) form.
         if let ShipMessage::Data(data) = &decoded {
             assert_eq!(data.protocol_id, "ee1.0");
@@ -231,10 +238,14 @@ fn plain_json_examples_decode() {
 fn whitespace_around_every_token_decodes_tc_ship_msg_003() {
     for (message, type_byte, json) in golden() {
         let padded = pad(&json);
-        let decoded = codec::decode(&wire(type_byte, &padded)).unwrap_or_else(|e| panic!("{padded:?}: {e}"));
+        let decoded =
+            codec::decode(&wire(type_byte, &padded)).unwrap_or_else(|e| panic!("{padded:?}: {e}"));
         if let (ShipMessage::Data(got), ShipMessage::Data(_)) = (&decoded, &message) {
             // the payload keeps the peer's own whitespace inside it
-            assert_eq!(got.payload.get(), pad(spine_payload()).trim_matches([' ', '\t', '\r', '\n']));
+            assert_eq!(
+                got.payload.get(),
+                pad(spine_payload()).trim_matches([' ', '\t', '\r', '\n'])
+            );
             continue;
         }
         assert_eq!(decoded, message, "{padded:?}");
@@ -288,12 +299,30 @@ fn data_extension_round_trips() {
 #[test]
 fn bad_input_gets_typed_errors() {
     assert_eq!(codec::decode(&[]), Err(DecodeError::Empty));
-    assert_eq!(codec::decode(&[0xFF, 0x00]), Err(DecodeError::UnknownType(0xFF)));
-    assert_eq!(codec::decode(&[0x02]), Err(DecodeError::MissingValue(MessageType::Data)));
-    assert_eq!(codec::decode(&[0x02, 0x00]), Err(DecodeError::MissingValue(MessageType::Data)));
-    assert_eq!(codec::decode(&[0x00, 0x01]), Err(DecodeError::InvalidCmi(vec![1])));
-    assert_eq!(codec::decode(&[0x00]), Err(DecodeError::MissingValue(MessageType::Init)));
-    assert_eq!(codec::decode(&[0x01, 0x00]), Err(DecodeError::MissingValue(MessageType::Control)));
+    assert_eq!(
+        codec::decode(&[0xFF, 0x00]),
+        Err(DecodeError::UnknownType(0xFF))
+    );
+    assert_eq!(
+        codec::decode(&[0x02]),
+        Err(DecodeError::MissingValue(MessageType::Data))
+    );
+    assert_eq!(
+        codec::decode(&[0x02, 0x00]),
+        Err(DecodeError::MissingValue(MessageType::Data))
+    );
+    assert_eq!(
+        codec::decode(&[0x00, 0x01]),
+        Err(DecodeError::InvalidCmi(vec![1]))
+    );
+    assert_eq!(
+        codec::decode(&[0x00]),
+        Err(DecodeError::MissingValue(MessageType::Init))
+    );
+    assert_eq!(
+        codec::decode(&[0x01, 0x00]),
+        Err(DecodeError::MissingValue(MessageType::Control))
+    );
     assert_eq!(codec::decode(b"\x01\xff\xfe"), Err(DecodeError::NotUtf8));
     assert!(matches!(codec::decode(b"\x01{"), Err(DecodeError::Json(_))));
     assert_eq!(codec::decode(b"\x01{}"), Err(DecodeError::NotAMessage));
@@ -304,11 +333,18 @@ fn bad_input_gets_typed_errors() {
     );
     assert!(matches!(
         codec::decode(b"\x02{\"connectionHello\":[{\"phase\":\"ready\"}]}"),
-        Err(DecodeError::WrongType { expected: 1, found: 2, .. })
+        Err(DecodeError::WrongType {
+            expected: 1,
+            found: 2,
+            ..
+        })
     ));
     assert_eq!(
         codec::decode(b"\x01{\"connectionHello\":[{\"waiting\":1}]}"),
-        Err(DecodeError::MissingField { message: "connectionHello", field: "phase" })
+        Err(DecodeError::MissingField {
+            message: "connectionHello",
+            field: "phase"
+        })
     );
     assert!(matches!(
         codec::decode(b"\x01{\"connectionHello\":[{\"phase\":\"maybe\"}]}"),
@@ -316,7 +352,10 @@ fn bad_input_gets_typed_errors() {
     ));
     assert!(matches!(
         codec::decode(b"\x01{\"connectionHello\":[{\"phase\":\"ready\"},{\"waiting\":-1}]}"),
-        Err(DecodeError::InvalidField { field: "waiting", .. })
+        Err(DecodeError::InvalidField {
+            field: "waiting",
+            ..
+        })
     ));
     assert!(matches!(
         codec::decode(b"\x01{\"connectionHello\":\"ready\"}"),
@@ -327,8 +366,12 @@ fn bad_input_gets_typed_errors() {
 #[test]
 fn unknown_fields_are_skipped() {
     assert_eq!(
-        codec::decode(b"\x01{\"accessMethods\":[{\"id\":\"x\"},{\"dnsSd_mDns\":[]},{\"future\":7}]}"),
-        Ok(ShipMessage::AccessMethods(AccessMethods { id: Some("x".into()) }))
+        codec::decode(
+            b"\x01{\"accessMethods\":[{\"id\":\"x\"},{\"dnsSd_mDns\":[]},{\"future\":7}]}"
+        ),
+        Ok(ShipMessage::AccessMethods(AccessMethods {
+            id: Some("x".into())
+        }))
     );
 }
 
@@ -338,6 +381,9 @@ fn strings_are_escaped() {
         id: Some("a\"b\\c\u{1}ü".into()),
     });
     let bytes = codec::encode(&message);
-    assert_eq!(&bytes[1..], "{\"accessMethods\":[{\"id\":\"a\\\"b\\\\c\\u0001ü\"}]}".as_bytes());
+    assert_eq!(
+        &bytes[1..],
+        "{\"accessMethods\":[{\"id\":\"a\\\"b\\\\c\\u0001ü\"}]}".as_bytes()
+    );
     assert_eq!(codec::decode(&bytes), Ok(message));
 }

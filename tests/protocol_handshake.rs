@@ -23,7 +23,12 @@ fn assert_closed_once_last(side: &Side) {
         .filter(|(_, e)| matches!(e, Event::Closed(_)))
         .map(|(i, _)| i)
         .collect();
-    assert_eq!(closed, vec![side.events.len() - 1], "Closed exactly once, last: {:?}", side.events);
+    assert_eq!(
+        closed,
+        vec![side.events.len() - 1],
+        "Closed exactly once, last: {:?}",
+        side.events
+    );
 }
 
 fn completed_pair() -> Pair {
@@ -48,9 +53,19 @@ fn happy_path_both_roles_reach_completed() {
     ];
     assert_eq!(pair.client.states(), expected);
     assert_eq!(pair.server.states(), expected);
-    assert_eq!(pair.client.conn.peer_ship_id(), Some(&ship_id("Server-Ship-Id")));
-    assert_eq!(pair.server.conn.peer_ship_id(), Some(&ship_id("Client-Ship-Id")));
-    assert!(pair.client.events.contains(&Event::PeerShipId(ship_id("Server-Ship-Id"))));
+    assert_eq!(
+        pair.client.conn.peer_ship_id(),
+        Some(&ship_id("Server-Ship-Id"))
+    );
+    assert_eq!(
+        pair.server.conn.peer_ship_id(),
+        Some(&ship_id("Client-Ship-Id"))
+    );
+    assert!(
+        pair.client
+            .events
+            .contains(&Event::PeerShipId(ship_id("Server-Ship-Id")))
+    );
     assert_eq!(pair.client.conn.detailed_state(), DetailedState::Complete);
     // every timer is stopped once completed
     assert_eq!(pair.client.conn.poll_timeout(), None);
@@ -61,16 +76,41 @@ fn happy_path_both_roles_reach_completed() {
 #[test]
 fn happy_path_wire_sequence() {
     let pair = completed_pair();
-    let client: Vec<MessageKind> = pair.client.sent_messages().iter().map(|m| m.kind()).collect();
-    let server: Vec<MessageKind> = pair.server.sent_messages().iter().map(|m| m.kind()).collect();
+    let client: Vec<MessageKind> = pair
+        .client
+        .sent_messages()
+        .iter()
+        .map(|m| m.kind())
+        .collect();
+    let server: Vec<MessageKind> = pair
+        .server
+        .sent_messages()
+        .iter()
+        .map(|m| m.kind())
+        .collect();
     use MessageKind::*;
     assert_eq!(
         client,
-        vec![Cmi, ConnectionHello, AnnounceMax, Select, ConnectionPinState, AccessMethodsRequest, AccessMethods]
+        vec![
+            Cmi,
+            ConnectionHello,
+            AnnounceMax,
+            Select,
+            ConnectionPinState,
+            AccessMethodsRequest,
+            AccessMethods
+        ]
     );
     assert_eq!(
         server,
-        vec![Cmi, ConnectionHello, Select, ConnectionPinState, AccessMethodsRequest, AccessMethods]
+        vec![
+            Cmi,
+            ConnectionHello,
+            Select,
+            ConnectionPinState,
+            AccessMethodsRequest,
+            AccessMethods
+        ]
     );
 }
 
@@ -86,7 +126,10 @@ fn detailed_states_are_emitted_in_order() {
             _ => None,
         })
         .collect();
-    assert_eq!(details, vec![4, 5, 7, 8, 13, 18, 20, 21, 25, 26, 27, 31, 36, 37, 38]);
+    assert_eq!(
+        details,
+        vec![4, 5, 7, 8, 13, 18, 20, 21, 25, 26, 27, 31, 36, 37, 38]
+    );
     let details: Vec<u8> = pair
         .client
         .events
@@ -96,7 +139,10 @@ fn detailed_states_are_emitted_in_order() {
             _ => None,
         })
         .collect();
-    assert_eq!(details, vec![1, 2, 3, 7, 8, 13, 19, 22, 24, 26, 27, 31, 36, 37, 38]);
+    assert_eq!(
+        details,
+        vec![1, 2, 3, 7, 8, 13, 19, 22, 24, 26, 27, 31, 36, 37, 38]
+    );
 }
 
 #[test]
@@ -120,17 +166,29 @@ fn send_data_errors_are_typed() {
         Err(SendDataError::NotReady(ConnectionState::Initiated))
     );
     pair.drive();
-    assert!(matches!(pair.client.conn.send_data(b"{", now), Err(SendDataError::NotJson(_))));
-    assert!(matches!(pair.client.conn.send_data(b"\xff", now), Err(SendDataError::NotJson(_))));
+    assert!(matches!(
+        pair.client.conn.send_data(b"{", now),
+        Err(SendDataError::NotJson(_))
+    ));
+    assert!(matches!(
+        pair.client.conn.send_data(b"\xff", now),
+        Err(SendDataError::NotJson(_))
+    ));
     pair.client.conn.close(CloseReason::Unspecific, now);
-    assert_eq!(pair.client.conn.send_data(b"{}", now), Err(SendDataError::Closed));
+    assert_eq!(
+        pair.client.conn.send_data(b"{}", now),
+        Err(SendDataError::Closed)
+    );
 }
 
 #[test]
 fn pending_server_then_approve() {
     let mut pair = Pair::new(Trust::Trusted, Trust::Pending);
     pair.drive();
-    assert_eq!(pair.server.conn.state(), ConnectionState::ReceivedPairingRequest);
+    assert_eq!(
+        pair.server.conn.state(),
+        ConnectionState::ReceivedPairingRequest
+    );
     assert_eq!(pair.client.conn.state(), ConnectionState::InProgress);
     pair.advance(20 * SECOND);
     let now = pair.now;
@@ -138,7 +196,11 @@ fn pending_server_then_approve() {
     pair.drive();
     assert_eq!(pair.server.conn.state(), ConnectionState::Completed);
     assert_eq!(pair.client.conn.state(), ConnectionState::Completed);
-    assert!(pair.server.states().contains(&ConnectionState::ReceivedPairingRequest));
+    assert!(
+        pair.server
+            .states()
+            .contains(&ConnectionState::ReceivedPairingRequest)
+    );
     // our `ready` after approval carries the remaining wait: 120 s - 20 s
     let hellos: Vec<ConnectionHello> = pair
         .server
@@ -158,13 +220,19 @@ fn pending_server_then_approve() {
 fn both_pending_then_both_approve() {
     let mut pair = Pair::new(Trust::Pending, Trust::Pending);
     pair.drive();
-    assert_eq!(pair.client.conn.state(), ConnectionState::ReceivedPairingRequest);
+    assert_eq!(
+        pair.client.conn.state(),
+        ConnectionState::ReceivedPairingRequest
+    );
     pair.advance(5 * SECOND);
     let now = pair.now;
     pair.client.conn.approve_trust(now);
     pair.drive();
     // approval completes hello only once the peer is ready too
-    assert_eq!(pair.client.conn.detailed_state(), DetailedState::HelloReadyListen);
+    assert_eq!(
+        pair.client.conn.detailed_state(),
+        DetailedState::HelloReadyListen
+    );
     pair.advance(5 * SECOND);
     let now = pair.now;
     pair.server.conn.approve_trust(now);
@@ -180,7 +248,12 @@ fn approve_before_hello_starts_ready() {
     pair.server.conn.approve_trust(now);
     pair.drive();
     assert_eq!(pair.server.conn.state(), ConnectionState::Completed);
-    assert!(!pair.server.states().contains(&ConnectionState::ReceivedPairingRequest));
+    assert!(
+        !pair
+            .server
+            .states()
+            .contains(&ConnectionState::ReceivedPairingRequest)
+    );
 }
 
 #[test]
@@ -192,15 +265,27 @@ fn pending_then_deny() {
     pair.server.conn.deny_trust(now);
     pair.drive();
     // the aborted hello went out; the close follows after the abort delay
-    assert_eq!(pair.server.sent_messages().last(), Some(&msg::hello_aborted()));
+    assert_eq!(
+        pair.server.sent_messages().last(),
+        Some(&msg::hello_aborted())
+    );
     assert_eq!(pair.server.conn.state(), ConnectionState::None);
     assert_eq!(pair.client.conn.state(), ConnectionState::RemoteDeniedTrust);
     assert_eq!(pair.client.closed_cause(), None, "the aborting side closes");
     pair.advance(SECOND);
-    assert_eq!(pair.client.closed_cause(), Some(&CloseCause::RemoteDeniedTrust));
+    assert_eq!(
+        pair.client.closed_cause(),
+        Some(&CloseCause::RemoteDeniedTrust)
+    );
     assert_eq!(pair.server.close.as_ref().map(|c| c.0), Some(4452));
-    assert_eq!(pair.server.closed_cause(), Some(&CloseCause::LocalDeniedTrust));
-    assert_eq!(pair.server.conn.detailed_state(), DetailedState::HelloAbortDone);
+    assert_eq!(
+        pair.server.closed_cause(),
+        Some(&CloseCause::LocalDeniedTrust)
+    );
+    assert_eq!(
+        pair.server.conn.detailed_state(),
+        DetailedState::HelloAbortDone
+    );
     assert!(pair.server.conn.is_closed());
     assert!(pair.client.conn.is_closed());
     assert_closed_once_last(&pair.server);
@@ -215,7 +300,10 @@ fn remote_abort_is_remote_denied_trust() {
     pair.client.conn.deny_trust(now);
     pair.advance(2 * SECOND);
     assert_eq!(pair.server.conn.state(), ConnectionState::RemoteDeniedTrust);
-    assert_eq!(pair.server.conn.detailed_state(), DetailedState::HelloRemoteAbortDone);
+    assert_eq!(
+        pair.server.conn.detailed_state(),
+        DetailedState::HelloRemoteAbortDone
+    );
     assert!(pair.server.closed_cause().unwrap().is_remote_denied_trust());
     assert!(pair.client.closed_cause().unwrap().is_local_denied_trust());
     assert_closed_once_last(&pair.server);
@@ -247,18 +335,27 @@ fn hello_times_out_without_prolongation() {
     pair.advance(59 * SECOND);
     assert!(pair.client.close.is_none());
     pair.advance(SECOND);
-    assert_eq!(pair.client.sent_messages().last(), Some(&msg::hello_aborted()));
+    assert_eq!(
+        pair.client.sent_messages().last(),
+        Some(&msg::hello_aborted())
+    );
     assert!(pair.client.events.contains(&Event::StateChanged {
         state: ConnectionState::InProgress,
         detail: DetailedState::HelloPendingTimeout
     }));
     assert_eq!(pair.server.conn.state(), ConnectionState::RemoteDeniedTrust);
     pair.advance(SECOND);
-    assert_eq!(pair.client.closed_cause(), Some(&CloseCause::Timeout(Timer::HelloWait)));
+    assert_eq!(
+        pair.client.closed_cause(),
+        Some(&CloseCause::Timeout(Timer::HelloWait))
+    );
     assert_eq!(pair.client.close.as_ref().map(|c| c.0), Some(4452));
     assert!(!pair.client.sent_messages().iter().any(|m| matches!(
         m,
-        ShipMessage::ConnectionHello(ConnectionHello { prolongation_request: Some(true), .. })
+        ShipMessage::ConnectionHello(ConnectionHello {
+            prolongation_request: Some(true),
+            ..
+        })
     )));
 }
 
@@ -274,14 +371,23 @@ fn hello_prolongation_extends_the_peers_timer() {
     pair.advance(89 * SECOND);
     assert_eq!(pair.server.sent_messages().len(), 2); // CMI, hello
     pair.advance(SECOND);
-    assert_eq!(pair.client.sent_messages().last(), Some(&msg::hello_prolongation_request()));
+    assert_eq!(
+        pair.client.sent_messages().last(),
+        Some(&msg::hello_prolongation_request())
+    );
     // Extended, not restarted: 120 + 120 = 240 s, 150 s left at 90 s.
-    assert_eq!(pair.server.sent_messages().last(), Some(&msg::hello_ready(150_000)));
+    assert_eq!(
+        pair.server.sent_messages().last(),
+        Some(&msg::hello_ready(150_000))
+    );
     // Next request when 30 s are left again: 90 + 150 - 30 = 210 s -> 360 s, 150 s left.
     pair.advance(119 * SECOND);
     assert_eq!(pair.server.sent_messages().len(), 3);
     pair.advance(SECOND);
-    assert_eq!(pair.server.sent_messages().last(), Some(&msg::hello_ready(150_000)));
+    assert_eq!(
+        pair.server.sent_messages().last(),
+        Some(&msg::hello_ready(150_000))
+    );
     assert_eq!(pair.now - start, 210 * SECOND);
     // The user approves: done.
     let now = pair.now;
@@ -310,7 +416,10 @@ fn hello_prolongation_without_answer_aborts() {
     tool.advance(15 * SECOND);
     assert_eq!(tool.take_all(), vec![msg::hello_aborted()]);
     tool.advance(SECOND);
-    assert_eq!(tool.closed_cause(), Some(&CloseCause::Timeout(Timer::HelloProlongationReply)));
+    assert_eq!(
+        tool.closed_cause(),
+        Some(&CloseCause::Timeout(Timer::HelloProlongationReply))
+    );
 }
 
 #[test]
@@ -321,7 +430,10 @@ fn peer_wait_below_minimum_aborts() {
     tool.send(&msg::hello_ready(500));
     assert_eq!(tool.take_all(), vec![msg::hello_aborted()]);
     tool.advance(SECOND);
-    assert_eq!(tool.closed_cause(), Some(&CloseCause::PeerWaitTooShort { waiting_ms: 500 }));
+    assert_eq!(
+        tool.closed_cause(),
+        Some(&CloseCause::PeerWaitTooShort { waiting_ms: 500 })
+    );
 }
 
 #[test]
@@ -346,12 +458,21 @@ fn protocol_handshake_waits_time_out_with_error_1() {
     tool.advance(Duration::from_millis(9_999));
     assert!(!tool.is_closed());
     tool.advance(Duration::from_millis(1));
-    assert_eq!(tool.take_all(), vec![msg::handshake_error(HandshakeErrorCode::Timeout)]);
-    assert_eq!(tool.closed_cause(), Some(&CloseCause::Timeout(Timer::ProtocolHandshake)));
+    assert_eq!(
+        tool.take_all(),
+        vec![msg::handshake_error(HandshakeErrorCode::Timeout)]
+    );
+    assert_eq!(
+        tool.closed_cause(),
+        Some(&CloseCause::Timeout(Timer::ProtocolHandshake))
+    );
     // client waiting for select
     let mut tool = Tool::through_hello(Role::Client);
     tool.advance(10 * SECOND);
-    assert_eq!(tool.take_all(), vec![msg::handshake_error(HandshakeErrorCode::Timeout)]);
+    assert_eq!(
+        tool.take_all(),
+        vec![msg::handshake_error(HandshakeErrorCode::Timeout)]
+    );
     assert!(tool.is_closed());
     // server waiting for the select echo
     let mut tool = Tool::through_hello(Role::Server);
@@ -361,7 +482,10 @@ fn protocol_handshake_waits_time_out_with_error_1() {
     tool.advance(Duration::from_millis(9_999)); // the wait restarted with the select
     assert!(!tool.is_closed());
     tool.advance(Duration::from_millis(1));
-    assert_eq!(tool.take_all(), vec![msg::handshake_error(HandshakeErrorCode::Timeout)]);
+    assert_eq!(
+        tool.take_all(),
+        vec![msg::handshake_error(HandshakeErrorCode::Timeout)]
+    );
     assert!(tool.is_closed());
     assert!(tool.closed_cause().unwrap().is_timeout());
 }
@@ -372,7 +496,10 @@ fn pin_state_wait_times_out() {
         let mut tool = Tool::through_protocol(role);
         tool.advance(10 * SECOND);
         assert!(tool.is_closed());
-        assert_eq!(tool.closed_cause(), Some(&CloseCause::Timeout(Timer::PinState)));
+        assert_eq!(
+            tool.closed_cause(),
+            Some(&CloseCause::Timeout(Timer::PinState))
+        );
     }
 }
 
@@ -383,7 +510,10 @@ fn access_methods_wait_times_out() {
         tool.advance(Duration::from_millis(9_999));
         assert!(!tool.is_closed());
         tool.advance(Duration::from_millis(1));
-        assert_eq!(tool.closed_cause(), Some(&CloseCause::Timeout(Timer::AccessMethods)));
+        assert_eq!(
+            tool.closed_cause(),
+            Some(&CloseCause::Timeout(Timer::AccessMethods))
+        );
     }
 }
 
@@ -394,15 +524,24 @@ fn selection_mismatch_sends_error_3() {
     let mut offer = ProtocolHandshake::ship_1_0(HandshakeType::AnnounceMax);
     offer.formats = vec!["XML".into()];
     tool.send(&ShipMessage::ProtocolHandshake(offer));
-    assert_eq!(tool.take_all(), vec![msg::handshake_error(HandshakeErrorCode::SelectionMismatch)]);
-    assert!(matches!(tool.closed_cause(), Some(CloseCause::SelectionMismatch { .. })));
+    assert_eq!(
+        tool.take_all(),
+        vec![msg::handshake_error(HandshakeErrorCode::SelectionMismatch)]
+    );
+    assert!(matches!(
+        tool.closed_cause(),
+        Some(CloseCause::SelectionMismatch { .. })
+    ));
     assert!(tool.is_closed());
     // client: a select with a version we did not offer
     let mut tool = Tool::through_hello(Role::Client);
     let mut choice = ProtocolHandshake::ship_1_0(HandshakeType::Select);
     choice.version = ProtocolVersion { major: 2, minor: 0 };
     tool.send(&ShipMessage::ProtocolHandshake(choice));
-    assert_eq!(tool.take_all(), vec![msg::handshake_error(HandshakeErrorCode::SelectionMismatch)]);
+    assert_eq!(
+        tool.take_all(),
+        vec![msg::handshake_error(HandshakeErrorCode::SelectionMismatch)]
+    );
     // server: an echo that differs from our select
     let mut tool = Tool::through_hello(Role::Server);
     tool.send(&msg::announce_max());
@@ -410,7 +549,10 @@ fn selection_mismatch_sends_error_3() {
     let mut echo = ProtocolHandshake::ship_1_0(HandshakeType::Select);
     echo.formats.push("JSON-UTF16".into());
     tool.send(&ShipMessage::ProtocolHandshake(echo));
-    assert_eq!(tool.take_all(), vec![msg::handshake_error(HandshakeErrorCode::SelectionMismatch)]);
+    assert_eq!(
+        tool.take_all(),
+        vec![msg::handshake_error(HandshakeErrorCode::SelectionMismatch)]
+    );
     assert_eq!(tool.state(), ConnectionState::Error);
 }
 
@@ -431,7 +573,9 @@ fn peer_handshake_error_closes() {
     assert!(tool.take_all().is_empty());
     assert_eq!(
         tool.closed_cause(),
-        Some(&CloseCause::RemoteHandshakeError(HandshakeErrorCode::SelectionMismatch))
+        Some(&CloseCause::RemoteHandshakeError(
+            HandshakeErrorCode::SelectionMismatch
+        ))
     );
 }
 
@@ -439,7 +583,10 @@ fn peer_handshake_error_closes() {
 fn pin_required_is_a_named_failure() {
     let mut tool = Tool::through_protocol(Role::Server);
     tool.send(&msg::pin(PinState::Required));
-    assert_eq!(tool.closed_cause(), Some(&CloseCause::PinRequired(PinState::Required)));
+    assert_eq!(
+        tool.closed_cause(),
+        Some(&CloseCause::PinRequired(PinState::Required))
+    );
     assert!(tool.is_closed());
     assert!(tool.closed_cause().unwrap().to_string().contains("PIN"));
 }
@@ -451,14 +598,75 @@ fn unexpected_message_in_every_state() {
     let hello = msg::hello_ready(60_000);
     type Setup = fn() -> Tool;
     let cases: Vec<(&str, Setup, ShipMessage, K, Vec<ShipMessage>)> = vec![
-        ("server ExpectCmi", || Tool::new(params(Role::Server, Trust::Trusted)), hello.clone(), K::Cmi, vec![ShipMessage::Cmi]),
-        ("client ExpectCmi", || { let mut t = Tool::new(params(Role::Client, Trust::Trusted)); t.take_all(); t }, hello.clone(), K::Cmi, vec![]),
-        ("ExpectHello", || { let mut t = Tool::through_cmi(Role::Server); t.take_all(); t }, msg::announce_max(), K::ConnectionHello, vec![]),
-        ("ExpectAnnounceMax", || Tool::through_hello(Role::Server), hello.clone(), K::AnnounceMax, vec![msg::handshake_error(HandshakeErrorCode::UnexpectedMessage)]),
-        ("ExpectSelect", || Tool::through_hello(Role::Client), hello.clone(), K::Select, vec![msg::handshake_error(HandshakeErrorCode::UnexpectedMessage)]),
-        ("ExpectSelectEcho", || { let mut t = Tool::through_hello(Role::Server); t.send(&msg::announce_max()); t.take_all(); t }, msg::pin_none(), K::Select, vec![msg::handshake_error(HandshakeErrorCode::UnexpectedMessage)]),
-        ("ExpectPinState", || Tool::through_protocol(Role::Client), msg::am_request(), K::ConnectionPinState, vec![]),
-        ("DataExchange", || Tool::established(Role::Server), hello.clone(), K::Data, vec![]),
+        (
+            "server ExpectCmi",
+            || Tool::new(params(Role::Server, Trust::Trusted)),
+            hello.clone(),
+            K::Cmi,
+            vec![ShipMessage::Cmi],
+        ),
+        (
+            "client ExpectCmi",
+            || {
+                let mut t = Tool::new(params(Role::Client, Trust::Trusted));
+                t.take_all();
+                t
+            },
+            hello.clone(),
+            K::Cmi,
+            vec![],
+        ),
+        (
+            "ExpectHello",
+            || {
+                let mut t = Tool::through_cmi(Role::Server);
+                t.take_all();
+                t
+            },
+            msg::announce_max(),
+            K::ConnectionHello,
+            vec![],
+        ),
+        (
+            "ExpectAnnounceMax",
+            || Tool::through_hello(Role::Server),
+            hello.clone(),
+            K::AnnounceMax,
+            vec![msg::handshake_error(HandshakeErrorCode::UnexpectedMessage)],
+        ),
+        (
+            "ExpectSelect",
+            || Tool::through_hello(Role::Client),
+            hello.clone(),
+            K::Select,
+            vec![msg::handshake_error(HandshakeErrorCode::UnexpectedMessage)],
+        ),
+        (
+            "ExpectSelectEcho",
+            || {
+                let mut t = Tool::through_hello(Role::Server);
+                t.send(&msg::announce_max());
+                t.take_all();
+                t
+            },
+            msg::pin_none(),
+            K::Select,
+            vec![msg::handshake_error(HandshakeErrorCode::UnexpectedMessage)],
+        ),
+        (
+            "ExpectPinState",
+            || Tool::through_protocol(Role::Client),
+            msg::am_request(),
+            K::ConnectionPinState,
+            vec![],
+        ),
+        (
+            "DataExchange",
+            || Tool::established(Role::Server),
+            hello.clone(),
+            K::Data,
+            vec![],
+        ),
     ];
     for (name, setup, message, expected, replies) in cases {
         let mut tool = setup();
@@ -473,7 +681,13 @@ fn unexpected_message_in_every_state() {
         assert!(tool.is_closed(), "{name}");
         assert_eq!(tool.close.as_ref().map(|c| c.0), Some(4001), "{name}");
         assert_eq!(tool.state(), ConnectionState::Error, "{name}");
-        assert!(tool.closed_cause().unwrap().to_string().contains("expected"), "{name}");
+        assert!(
+            tool.closed_cause()
+                .unwrap()
+                .to_string()
+                .contains("expected"),
+            "{name}"
+        );
     }
 }
 
@@ -523,11 +737,19 @@ fn close_announce_confirm() {
         pair.client.sent_messages().last(),
         Some(&msg::close_announce(500, CloseReason::Unspecific))
     );
-    assert_eq!(pair.server.sent_messages().last(), Some(&msg::close_confirm()));
-    assert_eq!(pair.client.closed_cause(), Some(&CloseCause::LocalClose(CloseReason::Unspecific)));
+    assert_eq!(
+        pair.server.sent_messages().last(),
+        Some(&msg::close_confirm())
+    );
+    assert_eq!(
+        pair.client.closed_cause(),
+        Some(&CloseCause::LocalClose(CloseReason::Unspecific))
+    );
     assert_eq!(
         pair.server.closed_cause(),
-        Some(&CloseCause::RemoteClosed { reason: Some(CloseReason::Unspecific) })
+        Some(&CloseCause::RemoteClosed {
+            reason: Some(CloseReason::Unspecific)
+        })
     );
     assert_eq!(pair.client.close.as_ref().map(|c| c.0), Some(1000));
     assert_eq!(pair.client.conn.state(), ConnectionState::None);
@@ -554,12 +776,18 @@ fn close_without_confirm_ends_at_max_time() {
     tool.take_all();
     tool.dut.close(CloseReason::RemovedConnection, tool.now);
     tool.pump();
-    assert_eq!(tool.take_all(), vec![msg::close_announce(2_000, CloseReason::RemovedConnection)]);
+    assert_eq!(
+        tool.take_all(),
+        vec![msg::close_announce(2_000, CloseReason::RemovedConnection)]
+    );
     tool.advance(Duration::from_millis(1_999));
     assert!(!tool.is_closed());
     tool.advance(Duration::from_millis(1));
     assert!(tool.is_closed());
-    assert_eq!(tool.closed_cause(), Some(&CloseCause::LocalClose(CloseReason::RemovedConnection)));
+    assert_eq!(
+        tool.closed_cause(),
+        Some(&CloseCause::LocalClose(CloseReason::RemovedConnection))
+    );
 }
 
 #[test]
@@ -567,18 +795,35 @@ fn close_flushes_queued_data_first() {
     let mut pair = completed_pair();
     let now = pair.now;
     for i in 0..3 {
-        pair.client.conn.send_data(format!("{{\"n\":{i}}}").as_bytes(), now).unwrap();
+        pair.client
+            .conn
+            .send_data(format!("{{\"n\":{i}}}").as_bytes(), now)
+            .unwrap();
     }
     pair.client.conn.close(CloseReason::Unspecific, now);
     pair.drive();
     assert_eq!(
         pair.server.data(),
-        vec![b"{\"n\":0}".to_vec(), b"{\"n\":1}".to_vec(), b"{\"n\":2}".to_vec()]
+        vec![
+            b"{\"n\":0}".to_vec(),
+            b"{\"n\":1}".to_vec(),
+            b"{\"n\":2}".to_vec()
+        ]
     );
-    let kinds: Vec<MessageKind> = pair.client.sent_messages().iter().map(|m| m.kind()).collect();
+    let kinds: Vec<MessageKind> = pair
+        .client
+        .sent_messages()
+        .iter()
+        .map(|m| m.kind())
+        .collect();
     assert_eq!(
         &kinds[kinds.len() - 4..],
-        &[MessageKind::Data, MessageKind::Data, MessageKind::Data, MessageKind::ConnectionClose]
+        &[
+            MessageKind::Data,
+            MessageKind::Data,
+            MessageKind::Data,
+            MessageKind::ConnectionClose
+        ]
     );
     assert!(pair.server.closed_cause().unwrap().is_graceful());
 }
@@ -601,7 +846,10 @@ fn transport_closed_reports_once() {
     while let Some(e) = pair.client.conn.poll_event() {
         pair.client.events.push(e);
     }
-    assert_eq!(pair.client.closed_cause(), Some(&CloseCause::TransportClosed));
+    assert_eq!(
+        pair.client.closed_cause(),
+        Some(&CloseCause::TransportClosed)
+    );
     assert_closed_once_last(&pair.client);
     assert!(pair.client.conn.is_closed());
     assert_eq!(pair.client.conn.poll_transmit(), None);
@@ -624,6 +872,8 @@ fn deny_after_hello_announces_removed_connection() {
     let mut tool = Tool::established(Role::Client);
     tool.dut.deny_trust(tool.now);
     tool.pump();
-    assert_eq!(tool.take_all(), vec![msg::close_announce(500, CloseReason::RemovedConnection)]);
+    assert_eq!(
+        tool.take_all(),
+        vec![msg::close_announce(500, CloseReason::RemovedConnection)]
+    );
 }
-

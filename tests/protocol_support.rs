@@ -75,10 +75,10 @@ impl Side {
     pub fn states(&self) -> Vec<ConnectionState> {
         let mut states: Vec<ConnectionState> = Vec::new();
         for event in &self.events {
-            if let Event::StateChanged { state, .. } = event {
-                if states.last() != Some(state) {
-                    states.push(*state);
-                }
+            if let Event::StateChanged { state, .. } = event
+                && states.last() != Some(state)
+            {
+                states.push(*state);
             }
         }
         states
@@ -190,10 +190,13 @@ impl Pair {
 
     /// The earliest timer of either side.
     pub fn next_timeout(&self) -> Option<Instant> {
-        [self.client.conn.poll_timeout(), self.server.conn.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.client.conn.poll_timeout(),
+            self.server.conn.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Advances the virtual clock by `duration`, firing timers on the way.
@@ -276,9 +279,12 @@ impl Tool {
     }
 
     /// The next message the DUT sent, decoded.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Option<ShipMessage> {
         let bytes = self.received.pop_front()?;
-        Some(codec::decode(&bytes).unwrap_or_else(|e| panic!("DUT sent undecodable {bytes:?}: {e}")))
+        Some(
+            codec::decode(&bytes).unwrap_or_else(|e| panic!("DUT sent undecodable {bytes:?}: {e}")),
+        )
     }
 
     /// Takes every message the DUT sent so far.
@@ -319,7 +325,11 @@ pub mod msg {
     use serde_json::value::RawValue;
     use ship_hub::protocol::message::*;
 
-    pub fn hello(phase: HelloPhase, waiting: Option<u32>, prolongation: Option<bool>) -> ShipMessage {
+    pub fn hello(
+        phase: HelloPhase,
+        waiting: Option<u32>,
+        prolongation: Option<bool>,
+    ) -> ShipMessage {
         ShipMessage::ConnectionHello(ConnectionHello {
             phase,
             waiting,

@@ -91,7 +91,8 @@ pub enum DecodeError {
 /// Decodes one complete SHIP message (one WebSocket binary message).
 pub fn decode(bytes: &[u8]) -> Result<ShipMessage, DecodeError> {
     let (&type_byte, value) = bytes.split_first().ok_or(DecodeError::Empty)?;
-    let message_type = MessageType::from_byte(type_byte).ok_or(DecodeError::UnknownType(type_byte))?;
+    let message_type =
+        MessageType::from_byte(type_byte).ok_or(DecodeError::UnknownType(type_byte))?;
     if message_type == MessageType::Init {
         return match value {
             [0x00] => Ok(ShipMessage::Cmi),
@@ -101,7 +102,10 @@ pub fn decode(bytes: &[u8]) -> Result<ShipMessage, DecodeError> {
     }
     let end = value.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     let value = &value[..end];
-    if value.iter().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
+    if value
+        .iter()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+    {
         return Err(DecodeError::MissingValue(message_type));
     }
     let text = std::str::from_utf8(value).map_err(|_| DecodeError::NotUtf8)?;
@@ -186,8 +190,13 @@ impl<'a> Fields<'a> {
         self.0.iter().find(|(k, _)| k == name).map(|(_, v)| *v)
     }
 
-    fn require(&self, message: &'static str, field: &'static str) -> Result<&'a RawValue, DecodeError> {
-        self.get(field).ok_or(DecodeError::MissingField { message, field })
+    fn require(
+        &self,
+        message: &'static str,
+        field: &'static str,
+    ) -> Result<&'a RawValue, DecodeError> {
+        self.get(field)
+            .ok_or(DecodeError::MissingField { message, field })
     }
 }
 
@@ -213,7 +222,10 @@ fn optional<'a, T: Deserialize<'a>>(
     message: &'static str,
     field: &'static str,
 ) -> Result<Option<T>, DecodeError> {
-    fields.get(field).map(|raw| scalar(raw, message, field)).transpose()
+    fields
+        .get(field)
+        .map(|raw| scalar(raw, message, field))
+        .transpose()
 }
 
 fn name_of<T: Copy>(
@@ -310,7 +322,10 @@ fn decode_pin_state(body: &RawValue) -> Result<ConnectionPinState, DecodeError> 
                 raw,
                 M,
                 "inputPermission",
-                &[("busy", PinInputPermission::Busy), ("ok", PinInputPermission::Ok)],
+                &[
+                    ("busy", PinInputPermission::Busy),
+                    ("ok", PinInputPermission::Ok),
+                ],
             )
         })
         .transpose()?;
@@ -332,7 +347,11 @@ fn decode_data(body: &RawValue) -> Result<Data, DecodeError> {
     const M: &str = "data";
     let fields = Fields::parse(body, M)?;
     let header = Fields::parse(fields.require(M, "header")?, "header")?;
-    let protocol_id: String = scalar(header.require("header", "protocolId")?, "header", "protocolId")?;
+    let protocol_id: String = scalar(
+        header.require("header", "protocolId")?,
+        "header",
+        "protocolId",
+    )?;
     let payload = fields.require(M, "payload")?.to_owned();
     let extension = match fields.get("extension") {
         None => None,
@@ -360,7 +379,10 @@ fn decode_close(body: &RawValue) -> Result<ConnectionClose, DecodeError> {
         fields.require(M, "phase")?,
         M,
         "phase",
-        &[("announce", ClosePhase::Announce), ("confirm", ClosePhase::Confirm)],
+        &[
+            ("announce", ClosePhase::Announce),
+            ("confirm", ClosePhase::Confirm),
+        ],
     )?;
     let reason = fields
         .get("reason")
@@ -411,7 +433,10 @@ pub fn encode_into(message: &ShipMessage, out: &mut Vec<u8>) {
                 o.number("waiting", waiting.into());
             }
             if let Some(request) = hello.prolongation_request {
-                o.raw("prolongationRequest", if request { "true" } else { "false" });
+                o.raw(
+                    "prolongationRequest",
+                    if request { "true" } else { "false" },
+                );
             }
         }),
         ShipMessage::ProtocolHandshake(handshake) => object(out, |o| {
@@ -509,7 +534,9 @@ impl EebusObject<'_> {
     }
 
     fn number(&mut self, name: &str, value: u64) {
-        self.field(name, |out| out.extend_from_slice(value.to_string().as_bytes()));
+        self.field(name, |out| {
+            out.extend_from_slice(value.to_string().as_bytes())
+        });
     }
 
     fn raw(&mut self, name: &str, value: &str) {

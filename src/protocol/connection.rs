@@ -27,7 +27,7 @@ pub struct Connection {
     pub(super) trust: Trust,
     pub(super) known_peer_ship_id: Option<ShipId>,
     pub(super) config: ProtocolConfig,
-    pub(super) state: State,
+    pub(super) stage: Stage,
     app_state: ConnectionState,
     detail: DetailedState,
     pub(super) timers: TimerTable,
@@ -38,9 +38,9 @@ pub struct Connection {
     closed: bool,
 }
 
-/// The handshake state, named for what it waits for; each holds only its own data.
+/// The handshake stage, named for what it waits for; each holds only its own data.
 #[derive(Debug)]
-pub(super) enum State {
+pub(super) enum Stage {
     /// Server: the client's CMI. Client: the server's CMI reply (§13.4.3).
     ExpectCmi,
     /// The peer's hello (§13.4.4.1).
@@ -99,7 +99,7 @@ impl Connection {
             trust: params.trust,
             known_peer_ship_id: params.known_peer_ship_id,
             config: params.config,
-            state: State::ExpectCmi,
+            stage: Stage::ExpectCmi,
             app_state: ConnectionState::Initiated,
             detail: DetailedState::CmiInitStart,
             timers: TimerTable::default(),
@@ -130,25 +130,24 @@ impl Connection {
             reason,
             ..
         })) = &received
+            && self.on_close_announce(*reason)
         {
-            if self.on_close_announce(*reason) {
-                return;
-            }
+            return;
         }
-        let state = std::mem::replace(&mut self.state, State::Closed);
-        match state {
-            State::Closed | State::AbortDelay { .. } => {
+        let stage = std::mem::replace(&mut self.stage, Stage::Closed);
+        match stage {
+            Stage::Closed | Stage::AbortDelay { .. } => {
                 tracing::debug!(?received, "message after the end of the handshake ignored");
-                self.state = state;
+                self.stage = stage;
             }
-            State::ExpectCmi => self.on_cmi(received, now),
-            State::ExpectHello(hello) => self.on_hello(hello, received, now),
-            State::ExpectAnnounceMax => self.on_announce_max(received, now),
-            State::ExpectSelect => self.on_select(received, now),
-            State::ExpectSelectEcho { selected } => self.on_select_echo(selected, received, now),
-            State::ExpectPinState => self.on_pin_state(received, now),
-            State::DataExchange(progress) => self.on_data_exchange(progress, received, now),
-            State::ExpectCloseConfirm { reason } => self.on_close_confirm(reason, received),
+            Stage::ExpectCmi => self.on_cmi(received, now),
+            Stage::ExpectHello(hello) => self.on_hello(hello, received, now),
+            Stage::ExpectAnnounceMax => self.on_announce_max(received, now),
+            Stage::ExpectSelect => self.on_select(received, now),
+            Stage::ExpectSelectEcho { selected } => self.on_select_echo(selected, received, now),
+            Stage::ExpectPinState => self.on_pin_state(received, now),
+            Stage::DataExchange(progress) => self.on_data_exchange(progress, received, now),
+            Stage::ExpectCloseConfirm { reason } => self.on_close_confirm(reason, received),
         }
     }
 
@@ -165,23 +164,23 @@ impl Connection {
         if self.closed {
             return;
         }
-        let state = std::mem::replace(&mut self.state, State::Closed);
-        match state {
-            State::Closed => {}
-            State::AbortDelay {
+        let stage = std::mem::replace(&mut self.stage, Stage::Closed);
+        match stage {
+            Stage::Closed => {}
+            Stage::AbortDelay {
                 cause,
                 state,
                 detail,
             } => self.finish(cause, state, Some(detail)),
-            State::ExpectHello(_) => self.finish(
+            Stage::ExpectHello(_) => self.finish(
                 CloseCause::TransportClosed,
                 ConnectionState::RemoteDeniedTrust,
                 None,
             ),
-            State::ExpectCloseConfirm { reason } => {
+            Stage::ExpectCloseConfirm { reason } => {
                 self.finish(CloseCause::LocalClose(reason), ConnectionState::None, None);
             }
-            State::DataExchange(_) => {
+            Stage::DataExchange(_) => {
                 self.finish(CloseCause::TransportClosed, ConnectionState::None, None);
             }
             _ => self.fail(CloseCause::TransportClosed),
@@ -193,17 +192,17 @@ impl Connection {
     /// The application trusts the peer: while hello is pending we switch to `ready`
     /// (§13.4.4.1); before hello, we will start `ready`. Otherwise nothing happens.
     pub fn approve_trust(&mut self, now: Instant) {
-        let state = std::mem::replace(&mut self.state, State::Closed);
-        match state {
-            State::ExpectCmi => {
+        let stage = std::mem::replace(&mut self.stage, Stage::Closed);
+        match stage {
+            Stage::ExpectCmi => {
                 self.trust = Trust::Trusted;
-                self.state = state;
+                self.stage = stage;
             }
-            State::ExpectHello(hello) if hello.local == LocalHello::Pending => {
+            Stage::ExpectHello(hello) if hello.local == LocalHello::Pending => {
                 self.trust = Trust::Trusted;
                 self.become_ready(hello, now);
             }
-            state => self.state = state,
+            stage => self.stage = stage,
         }
     }
 
@@ -211,16 +210,16 @@ impl Connection {
     /// with 4452 after [`ProtocolConfig::abort_close_delay`]; before hello we close at once;
     /// after hello we announce the close with `removedConnection` (TC_SHIP_TERM_001).
     pub fn deny_trust(&mut self, now: Instant) {
-        let state = std::mem::replace(&mut self.state, State::Closed);
-        match state {
-            State::ExpectCmi => {
+        let stage = std::mem::replace(&mut self.stage, Stage::Closed);
+        match stage {
+            Stage::ExpectCmi => {
                 self.finish(CloseCause::LocalDeniedTrust, ConnectionState::None, None)
             }
-            State::ExpectHello(_) => {
+            Stage::ExpectHello(_) => {
                 self.abort_hello(CloseCause::LocalDeniedTrust, ConnectionState::None, now)
             }
-            state => {
-                self.state = state;
+            stage => {
+                self.stage = stage;
                 self.close(CloseReason::RemovedConnection, now);
             }
         }
@@ -230,9 +229,9 @@ impl Connection {
     /// `payload`, verbatim. Data may flow once the PIN step is done, also while our
     /// access-methods request is still unanswered (TC_SHIP_AMDATA_002).
     pub fn send_data(&mut self, payload: &[u8], _now: Instant) -> Result<(), SendDataError> {
-        match self.state {
-            State::DataExchange(_) => {}
-            State::ExpectCloseConfirm { .. } | State::AbortDelay { .. } | State::Closed => {
+        match self.stage {
+            Stage::DataExchange(_) => {}
+            Stage::ExpectCloseConfirm { .. } | Stage::AbortDelay { .. } | Stage::Closed => {
                 return Err(SendDataError::Closed);
             }
             _ => return Err(SendDataError::NotReady(self.app_state)),
@@ -254,9 +253,9 @@ impl Connection {
     /// WebSocket close follows on the peer's confirm or when `maxTime` has passed. Before the
     /// CMI is done there is no SHIP channel yet: the connection closes at once.
     pub fn close(&mut self, reason: CloseReason, now: Instant) {
-        match self.state {
-            State::Closed | State::AbortDelay { .. } | State::ExpectCloseConfirm { .. } => {}
-            State::ExpectCmi => {
+        match self.stage {
+            Stage::Closed | Stage::AbortDelay { .. } | Stage::ExpectCloseConfirm { .. } => {}
+            Stage::ExpectCmi => {
                 self.finish(CloseCause::LocalClose(reason), ConnectionState::None, None)
             }
             _ => {
@@ -268,7 +267,7 @@ impl Connection {
                 }));
                 self.timers.clear();
                 self.timers.set(Timer::CloseConfirm, now + max_time);
-                self.state = State::ExpectCloseConfirm { reason };
+                self.stage = Stage::ExpectCloseConfirm { reason };
             }
         }
     }
@@ -340,7 +339,8 @@ impl Connection {
 
     pub(super) fn send(&mut self, message: &ShipMessage) {
         tracing::trace!(kind = %message.kind(), "send");
-        self.transmits.push_back(Transmit::Message(codec::encode(message)));
+        self.transmits
+            .push_back(Transmit::Message(codec::encode(message)));
     }
 
     pub(super) fn emit(&mut self, event: Event) {
@@ -362,7 +362,7 @@ impl Connection {
     ) {
         tracing::debug!(%cause, "connection ends");
         self.timers.clear();
-        self.state = State::Closed;
+        self.stage = Stage::Closed;
         self.set_state(state, detail.unwrap_or(self.detail));
         let mut reason = cause.to_string();
         truncate_to(&mut reason, 123);
@@ -380,12 +380,12 @@ impl Connection {
             max_time: None,
             reason: None,
         });
-        let (cause, state) = match &self.state {
-            State::ExpectCmi | State::Closed | State::AbortDelay { .. } => return false,
-            State::ExpectCloseConfirm { reason } => {
+        let (cause, state) = match &self.stage {
+            Stage::ExpectCmi | Stage::Closed | Stage::AbortDelay { .. } => return false,
+            Stage::ExpectCloseConfirm { reason } => {
                 (CloseCause::LocalClose(*reason), ConnectionState::None)
             }
-            State::ExpectHello(_) => (
+            Stage::ExpectHello(_) => (
                 CloseCause::RemoteClosed { reason },
                 ConnectionState::RemoteDeniedTrust,
             ),

@@ -3,9 +3,7 @@
 use crate::ShipId;
 
 use super::codec::DecodeError;
-use super::message::{
-    CloseReason, HandshakeErrorCode, MessageKind, PinState, ProtocolVersion,
-};
+use super::message::{CloseReason, HandshakeErrorCode, MessageKind, PinState, ProtocolVersion};
 use super::state::{ConnectionState, DetailedState};
 use super::timer::Timer;
 
@@ -156,7 +154,10 @@ impl CloseCause {
 
     /// An orderly end (`connectionClose` either way).
     pub fn is_graceful(&self) -> bool {
-        matches!(self, CloseCause::RemoteClosed { .. } | CloseCause::LocalClose(_))
+        matches!(
+            self,
+            CloseCause::RemoteClosed { .. } | CloseCause::LocalClose(_)
+        )
     }
 }
 

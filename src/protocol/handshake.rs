@@ -8,7 +8,7 @@ use crate::ShipId;
 
 use super::codec::DecodeError;
 use super::config::Role;
-use super::connection::{AccessMethodsProgress, Connection, State};
+use super::connection::{AccessMethodsProgress, Connection, Stage};
 use super::event::{CloseCause, Event};
 use super::message::{
     AccessMethods, ClosePhase, CloseReason, ConnectionClose, ConnectionPinState, Data,
@@ -59,7 +59,7 @@ impl Connection {
                 self.timers
                     .set(Timer::ProtocolHandshake, now + self.config.handshake_wait);
                 self.enter(DetailedState::ProtHServerListenConfirm);
-                self.state = State::ExpectSelectEcho { selected };
+                self.stage = Stage::ExpectSelectEcho { selected };
             }
             Ok(ShipMessage::ProtocolHandshakeError(error)) => self.remote_handshake_error(error),
             other => self.reject(MessageKind::AnnounceMax, other),
@@ -120,9 +120,9 @@ impl Connection {
     }
 
     fn send_handshake_error(&mut self, error: HandshakeErrorCode) {
-        self.send(&ShipMessage::ProtocolHandshakeError(ProtocolHandshakeError {
-            error,
-        }));
+        self.send(&ShipMessage::ProtocolHandshakeError(
+            ProtocolHandshakeError { error },
+        ));
     }
 
     // ----- PIN, §13.4.4.3 -------------------------------------------------------------------
@@ -137,7 +137,7 @@ impl Connection {
         self.timers
             .set(Timer::PinState, now + self.config.handshake_wait);
         self.enter(DetailedState::PinCheckListen);
-        self.state = State::ExpectPinState;
+        self.stage = Stage::ExpectPinState;
     }
 
     pub(super) fn on_pin_state(
@@ -169,7 +169,7 @@ impl Connection {
         self.send(&ShipMessage::AccessMethodsRequest);
         self.timers
             .set(Timer::AccessMethods, now + self.config.access_methods_wait);
-        self.state = State::DataExchange(AccessMethodsProgress::Requested);
+        self.stage = Stage::DataExchange(AccessMethodsProgress::Requested);
     }
 
     pub(super) fn on_data_exchange(
@@ -178,7 +178,7 @@ impl Connection {
         received: Result<ShipMessage, DecodeError>,
         _now: Instant,
     ) {
-        self.state = State::DataExchange(progress);
+        self.stage = Stage::DataExchange(progress);
         match received {
             Err(error) => tracing::debug!(%error, "undecodable message in data exchange ignored"),
             Ok(ShipMessage::Data(data)) => self.deliver(data),
@@ -208,12 +208,15 @@ impl Connection {
         let Some(received) = methods.id.as_deref().and_then(|id| ShipId::new(id).ok()) else {
             return self.fail(CloseCause::InvalidShipId(methods.id));
         };
-        let stored = self.peer_ship_id.as_ref().or(self.known_peer_ship_id.as_ref());
-        if let Some(stored) = stored {
-            if *stored != received {
-                let stored = stored.clone();
-                return self.fail(CloseCause::ShipIdMismatch { stored, received });
-            }
+        let stored = self
+            .peer_ship_id
+            .as_ref()
+            .or(self.known_peer_ship_id.as_ref());
+        if let Some(stored) = stored
+            && *stored != received
+        {
+            let stored = stored.clone();
+            return self.fail(CloseCause::ShipIdMismatch { stored, received });
         }
         if progress == AccessMethodsProgress::Answered {
             return;
@@ -223,7 +226,7 @@ impl Connection {
         self.emit(Event::PeerShipId(received));
         self.enter(DetailedState::Approved);
         self.enter(DetailedState::Complete);
-        self.state = State::DataExchange(AccessMethodsProgress::Answered);
+        self.stage = Stage::DataExchange(AccessMethodsProgress::Answered);
     }
 
     // ----- close, §13.4.7 -------------------------------------------------------------------
@@ -233,7 +236,7 @@ impl Connection {
         reason: CloseReason,
         received: Result<ShipMessage, DecodeError>,
     ) {
-        self.state = State::ExpectCloseConfirm { reason };
+        self.stage = Stage::ExpectCloseConfirm { reason };
         match received {
             Ok(ShipMessage::ConnectionClose(ConnectionClose {
                 phase: ClosePhase::Confirm,
@@ -277,32 +280,32 @@ impl Connection {
     // ----- timers ---------------------------------------------------------------------------
 
     pub(super) fn on_timer(&mut self, timer: Timer, now: Instant) {
-        let state = std::mem::replace(&mut self.state, State::Closed);
-        match (timer, state) {
-            (_, State::ExpectHello(hello)) => self.on_hello_timer(timer, hello, now),
-            (Timer::ProtocolHandshake, state) => {
-                self.state = state;
+        let stage = std::mem::replace(&mut self.stage, Stage::Closed);
+        match (timer, stage) {
+            (_, Stage::ExpectHello(hello)) => self.on_hello_timer(timer, hello, now),
+            (Timer::ProtocolHandshake, stage) => {
+                self.stage = stage;
                 self.enter(DetailedState::ProtHTimeout);
                 self.send_handshake_error(HandshakeErrorCode::Timeout);
                 self.fail(CloseCause::Timeout(timer));
             }
             (
                 Timer::AbortClose,
-                State::AbortDelay {
+                Stage::AbortDelay {
                     cause,
                     state,
                     detail,
                 },
             ) => self.finish(cause, state, Some(detail)),
-            (Timer::CloseConfirm, State::ExpectCloseConfirm { reason }) => {
+            (Timer::CloseConfirm, Stage::ExpectCloseConfirm { reason }) => {
                 self.finish(CloseCause::LocalClose(reason), ConnectionState::None, None);
             }
             (Timer::Cmi | Timer::PinState | Timer::AccessMethods, _) => {
                 self.fail(CloseCause::Timeout(timer));
             }
-            (_, state) => {
+            (_, stage) => {
                 tracing::debug!(%timer, "stale timer ignored");
-                self.state = state;
+                self.stage = stage;
             }
         }
     }

@@ -17,16 +17,19 @@ use std::time::{Duration, Instant};
 
 use super::codec::DecodeError;
 use super::config::{Role, Trust};
-use super::connection::{Connection, Hello, LocalHello, State, millis};
+use super::connection::{Connection, Hello, LocalHello, Stage, millis};
 use super::event::CloseCause;
-use super::message::{ConnectionHello, HandshakeType, HelloPhase, MessageKind, ProtocolHandshake, ShipMessage};
+use super::message::{
+    ConnectionHello, HandshakeType, HelloPhase, MessageKind, ProtocolHandshake, ShipMessage,
+};
 use super::state::{ConnectionState, DetailedState};
 use super::timer::Timer;
 
 impl Connection {
     /// CMI done: send our hello and wait for the peer's.
     pub(super) fn start_hello(&mut self, now: Instant) {
-        self.timers.set(Timer::HelloWait, now + self.config.hello_init);
+        self.timers
+            .set(Timer::HelloWait, now + self.config.hello_init);
         let local = match self.trust {
             Trust::Pending => LocalHello::Pending,
             _ => LocalHello::Ready,
@@ -46,7 +49,7 @@ impl Connection {
         self.enter(init);
         self.send_hello(phase, now);
         self.enter(listen);
-        self.state = State::ExpectHello(Hello {
+        self.stage = Stage::ExpectHello(Hello {
             local,
             peer_ready: false,
         });
@@ -69,7 +72,7 @@ impl Connection {
                 self.timers.clear();
                 self.timers
                     .set(Timer::AbortClose, now + 2 * self.config.abort_close_delay);
-                self.state = State::AbortDelay {
+                self.stage = Stage::AbortDelay {
                     cause: CloseCause::RemoteDeniedTrust,
                     state: ConnectionState::RemoteDeniedTrust,
                     detail: DetailedState::HelloRemoteAbortDone,
@@ -81,7 +84,7 @@ impl Connection {
                     LocalHello::Ready => self.hello_ok(now),
                     LocalHello::Pending => {
                         self.timers.stop(Timer::HelloProlongationReply);
-                        self.state = State::ExpectHello(hello);
+                        self.stage = Stage::ExpectHello(hello);
                         if let Some(waiting) = message.waiting {
                             self.schedule_prolongation(waiting, now);
                         }
@@ -90,7 +93,7 @@ impl Connection {
             }
             HelloPhase::Pending => {
                 hello.peer_ready = false;
-                self.state = State::ExpectHello(hello);
+                self.stage = Stage::ExpectHello(hello);
                 if message.prolongation_request == Some(true) {
                     self.prolong(hello, now);
                 } else if hello.local == LocalHello::Pending {
@@ -140,7 +143,7 @@ impl Connection {
             self.hello_ok(now);
         } else {
             self.enter(DetailedState::HelloReadyListen);
-            self.state = State::ExpectHello(hello);
+            self.stage = Stage::ExpectHello(hello);
         }
     }
 
@@ -155,16 +158,16 @@ impl Connection {
         match self.role {
             Role::Client => {
                 self.enter(DetailedState::ProtHClientInit);
-                self.send(&ShipMessage::ProtocolHandshake(ProtocolHandshake::ship_1_0(
-                    HandshakeType::AnnounceMax,
-                )));
+                self.send(&ShipMessage::ProtocolHandshake(
+                    ProtocolHandshake::ship_1_0(HandshakeType::AnnounceMax),
+                ));
                 self.enter(DetailedState::ProtHClientListenChoice);
-                self.state = State::ExpectSelect;
+                self.stage = Stage::ExpectSelect;
             }
             Role::Server => {
                 self.enter(DetailedState::ProtHServerInit);
                 self.enter(DetailedState::ProtHServerListenProposal);
-                self.state = State::ExpectAnnounceMax;
+                self.stage = Stage::ExpectAnnounceMax;
             }
         }
     }
@@ -180,7 +183,7 @@ impl Connection {
         self.timers.clear();
         self.timers
             .set(Timer::AbortClose, now + self.config.abort_close_delay);
-        self.state = State::AbortDelay {
+        self.stage = Stage::AbortDelay {
             cause,
             state,
             detail: DetailedState::HelloAbortDone,
@@ -207,13 +210,13 @@ impl Connection {
                     Timer::HelloProlongationReply,
                     now + self.config.hello_prolong_waiting_gap,
                 );
-                self.state = State::ExpectHello(hello);
+                self.stage = Stage::ExpectHello(hello);
             }
             Timer::HelloProlongationReply => {
                 self.enter(DetailedState::HelloPendingTimeout);
                 self.abort_hello(CloseCause::Timeout(timer), ConnectionState::Error, now);
             }
-            _ => self.state = State::ExpectHello(hello),
+            _ => self.stage = Stage::ExpectHello(hello),
         }
     }
 
@@ -222,7 +225,9 @@ impl Connection {
         let remaining = self
             .timers
             .get(Timer::HelloWait)
-            .map_or(Duration::ZERO, |deadline| deadline.saturating_duration_since(now));
+            .map_or(Duration::ZERO, |deadline| {
+                deadline.saturating_duration_since(now)
+            });
         self.send(&ShipMessage::ConnectionHello(ConnectionHello {
             phase,
             waiting: Some(millis(remaining)),
