@@ -121,7 +121,7 @@ fn peer_whose_txt_ski_lies_is_never_connected() {
         let dials = ra.count(|s| *s == Seen::State(claimed, ConnectionState::Initiated));
         // 60 s of tiers 0–3, 3–10, 10–20, ...: between 3 and 7 attempts.
         assert!((3..=7).contains(&dials), "{dials} dials in 60 s");
-
+        assert!(a.metrics().failures_total() >= dials as u64);
         a.shutdown().await;
     });
 }

@@ -241,7 +241,11 @@ impl Supervisor {
 
     fn handle_command(&mut self, command: Command) {
         match command {
-            Command::Incoming(new) => self.add_link(new, Direction::Incoming),
+            Command::Incoming(new) => {
+                // The TLS handshake that was announced early has become this link.
+                self.incoming_seen = None;
+                self.add_link(new, Direction::Incoming);
+            }
             Command::ClientCertificateSeen => {
                 self.incoming_seen = Some(tokio::time::Instant::now());
                 if self.we_decide() && self.live_links().count() > 0 {
