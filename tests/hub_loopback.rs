@@ -239,9 +239,10 @@ async fn shutdown_mid_handshake_and_data_is_graceful_and_bounded() {
     a.pair_at(b.local_ski(), None, Some(b.local_addr())).unwrap();
     a.pair_at(c.local_ski(), None, Some(c.local_addr())).unwrap();
     assert!(rb.wait_for(WAIT, |s| *s == Seen::Connected(a.local_ski())).await);
+    assert!(ra.wait_for(WAIT, |s| *s == Seen::Connected(b.local_ski())).await);
     assert!(rc.wait_for(WAIT, |s| *s == Seen::PairingRequested(a.local_ski())).await);
     for i in 0..20 {
-        let _ = a.send_data(b.local_ski(), format!(r#"{{"i":{i}}}"#).as_bytes());
+        a.send_data(b.local_ski(), format!(r#"{{"i":{i}}}"#).as_bytes()).unwrap();
     }
     let report = a.shutdown().await;
     assert!(report.connections_closed_in_time, "{report:?}");
@@ -271,4 +272,23 @@ async fn own_ski_is_refused() {
     let result = transport::dial(&tls, a.local_addr(), a.local_ski(), "/ship/", &WsOptions::default()).await;
     assert!(result.is_err(), "a connection with our own SKI must not be admitted");
     a.shutdown().await;
+}
+
+/// `disconnect` closes the connection gracefully on both sides; the pairing stays, so the peer is
+/// redialled by the first backoff tier (0–3 s) and connected again.
+#[tokio::test]
+async fn disconnect_closes_gracefully_and_the_paired_peer_is_redialled() {
+    let (ra, rb) = (Recorder::new(), Recorder::new());
+    let a = start(loopback_config(identity("a"), "node-a", &ra)).await;
+    let b = start(loopback_config(identity("b"), "node-b", &rb)).await;
+    b.pair(a.local_ski(), None).unwrap();
+    a.pair_at(b.local_ski(), None, Some(b.local_addr())).unwrap();
+    assert!(ra.wait_for(WAIT, |s| *s == Seen::Connected(b.local_ski())).await);
+    a.disconnect(b.local_ski()).unwrap();
+    assert!(ra.wait_for(WAIT, |s| matches!(s, Seen::Disconnected(k, r) if *k == b.local_ski() && r.contains("locally"))).await, "{:?}", ra.all());
+    assert!(rb.wait_for(WAIT, |s| matches!(s, Seen::Disconnected(k, _) if *k == a.local_ski())).await);
+    assert!(ra.wait_for(WAIT, |_| ra.count(|s| *s == Seen::Connected(b.local_ski())) == 2).await, "{:?}", ra.all());
+    assert!(matches!(a.disconnect(ship_hub::Ski::from_bytes([7; 20])), Err(HubError::NotConnected(_))));
+    a.shutdown().await;
+    b.shutdown().await;
 }
