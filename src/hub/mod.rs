@@ -4,6 +4,7 @@
 //!
 //! * [`backoff`] — reconnect delays for paired peers (§8).
 //! * [`trust`] — the durable record of pairings (trust store).
+//! * [`address_book`] — every address known per peer and the order to dial them (§8).
 
 pub mod backoff;
 
@@ -11,3 +12,8 @@ pub use backoff::{Backoff, BackoffConfigError, BackoffTier, BackoffTiers};
 pub mod trust;
 
 pub use trust::{FileTrustStore, MemoryTrustStore, PairedPeer, TrustStore, TrustStoreError};
+pub mod address_book;
+
+pub use address_book::{
+    AddressBook, AddressError, AddressSource, DEFAULT_SHIP_PATH, DialCandidate,
+};
