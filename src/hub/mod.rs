@@ -5,6 +5,7 @@
 //! * [`backoff`] — reconnect delays for paired peers (§8).
 //! * [`trust`] — the durable record of pairings (trust store).
 //! * [`address_book`] — every address known per peer and the order to dial them (§8).
+//! * [`metrics`] — lock-free counters of dials, handshakes and failures, and their snapshot.
 
 pub mod backoff;
 
@@ -17,3 +18,6 @@ pub mod address_book;
 pub use address_book::{
     AddressBook, AddressError, AddressSource, DEFAULT_SHIP_PATH, DialCandidate,
 };
+pub mod metrics;
+
+pub use metrics::{FailureCause, FailureCounts, HandshakeTimeSummary, HubMetrics, MetricsSnapshot};
