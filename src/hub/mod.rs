@@ -7,17 +7,14 @@
 //! * [`address_book`] — every address known per peer and the order to dial them (§8).
 //! * [`metrics`] — lock-free counters of dials, handshakes and failures, and their snapshot.
 
-pub mod backoff;
-
-pub use backoff::{Backoff, BackoffConfigError, BackoffTier, BackoffTiers};
-pub mod trust;
-
-pub use trust::{FileTrustStore, MemoryTrustStore, PairedPeer, TrustStore, TrustStoreError};
 pub mod address_book;
+pub mod backoff;
+pub mod metrics;
+pub mod trust;
 
 pub use address_book::{
     AddressBook, AddressError, AddressSource, DEFAULT_SHIP_PATH, DialCandidate,
 };
-pub mod metrics;
-
+pub use backoff::{Backoff, BackoffConfigError, BackoffTier, BackoffTiers};
 pub use metrics::{FailureCause, FailureCounts, HandshakeTimeSummary, HubMetrics, MetricsSnapshot};
+pub use trust::{FileTrustStore, MemoryTrustStore, PairedPeer, TrustStore, TrustStoreError};
