@@ -268,7 +268,8 @@ impl RecordV1 {
 /// }
 /// ```
 ///
-/// A missing file is an empty store (created by the first pairing). A file that is not valid JSON,
+/// A missing file is an empty store (created by the first pairing, with mode 0600 on Unix; its
+/// directory must exist). A file that is not valid JSON,
 /// does not match the format, lists a SKI twice or carries another version is an error naming the
 /// file, and is never overwritten. Writes go to `.<file name>.tmp` in the same directory, which
 /// is fsynced and renamed over the file, and then the directory is fsynced; a temporary file left
