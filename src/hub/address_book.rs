@@ -21,7 +21,9 @@
 //!
 //! The book is a plain data structure: no clock (recency is the order of events), no I/O. It does
 //! not know who is paired; the hub asks it only about peers it means to dial and calls
-//! [`AddressBook::forget`] when a peer is unpaired.
+//! [`AddressBook::forget`] when a peer is unpaired. Each peer's entry is bounded, the number of
+//! peers is not: on a LAN where anyone can announce SKIs, the hub should also forget an unpaired
+//! SKI once [`AddressBook::withdraw_instance`] reports its sighting gone.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap, VecDeque};
