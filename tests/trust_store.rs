@@ -6,8 +6,8 @@
 //! `--exact writer_child_process --ignored` and the environment variable `WRITER_PATH_VAR`
 //! set. `writer_child_process` is `#[ignore]`d, so a plain `cargo test` lists it as ignored; run
 //! with `--ignored` but without the variable it does nothing (it is a helper, not a test, and its
-//! ignore reason says so).
-#![cfg(unix)]
+//! ignore reason says so). `Child::kill` is SIGKILL on Unix and TerminateProcess on Windows:
+//! either way the writer gets no chance to clean up.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -222,7 +222,7 @@ fn a_writer_killed_at_random_never_corrupts_the_store() {
         record(&mut progress, &line);
         assert!(progress.ready, "the writer's first line is {line:?}");
         std::thread::sleep(Duration::from_micros(rng.random_range(0..20_000)));
-        writer.0.kill().unwrap(); // SIGKILL on Unix
+        writer.0.kill().unwrap(); // SIGKILL on Unix: no chance to clean up
         let status = writer.0.wait().unwrap();
         assert!(!status.success(), "the writer ended on its own: {status}");
         // The reader thread ends at EOF once the child is gone.

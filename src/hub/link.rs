@@ -148,7 +148,9 @@ pub(crate) async fn run_link<S, P>(
             continue;
         }
 
-        let timeout = connection.poll_timeout().map(tokio::time::Instant::from_std);
+        let timeout = connection
+            .poll_timeout()
+            .map(tokio::time::Instant::from_std);
         let deadline = tokio::time::Instant::from_std(setup.handshake_deadline);
         tokio::select! {
             biased;
@@ -220,7 +222,8 @@ pub(crate) async fn run_link<S, P>(
     }
     drop(socket);
     drop(permits);
-    let end = end.unwrap_or_else(|| LinkEnd::Protocol(cause.unwrap_or(CloseCause::TransportClosed)));
+    let end =
+        end.unwrap_or_else(|| LinkEnd::Protocol(cause.unwrap_or(CloseCause::TransportClosed)));
     report(LinkEvent::Ended(end));
 }
 

@@ -15,7 +15,8 @@
 //! that is replaced by its twin (double connection, zombie) keeps the peer "connected" until the
 //! twin completes — no `disconnected`, no second `connected` (ship-protocol.md §7 rule 5).
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -27,10 +28,11 @@ use tokio::task::JoinHandle;
 use tokio::time::sleep_until;
 
 use super::Shared;
+use super::address_book::{AddressBook, AddressSource, DEFAULT_SHIP_PATH, DialCandidate};
 use super::arbitration::{self, Arbitration, LinkFacts};
 use super::backoff::Backoff;
 use super::callbacks::{CallbackEvent, PairingRequest, StateDetail};
-use super::dial::{self, DialAddress, DialError, Dialled};
+use super::dial::{self, DialError, Dialled};
 use super::link::{LinkChannels, LinkCommand, LinkEnd, LinkEvent, LinkId, LinkSetup, now};
 use super::trust::PairedPeer;
 use super::{ConnectionInfo, Direction, DisconnectReason, PeerStatus};
@@ -38,9 +40,6 @@ use crate::protocol::{
     self, CloseReason, ConnectionParams, ConnectionState, DetailedState, Role, Trust,
 };
 use crate::{ShipId, Ski};
-
-/// At most this many addresses are kept per peer.
-const MAX_ADDRESSES: usize = 8;
 
 /// Starts a link task once the supervisor has built its protocol engine and channels. Erases
 /// the socket type, so links over TCP, in-memory duplex streams or a simulated network are all
@@ -79,8 +78,17 @@ pub(crate) enum Command {
     Deny,
     /// Close the peer's connections (a paired peer is redialled by the backoff rules).
     Disconnect,
-    /// An address to dial this peer at.
-    Address(DialAddress),
+    /// A configured address to dial this peer at (with the WebSocket path).
+    StaticAddress(SocketAddr, String),
+    /// Discovery sees the peer: its instance, host name (for SNI), addresses and TXT path.
+    Sighting {
+        instance: String,
+        host: String,
+        addresses: Vec<SocketAddr>,
+        path: String,
+    },
+    /// Discovery lost the peer's announcement. Its addresses stay as a last resort (§8).
+    SightingLost,
 }
 
 struct Link {
@@ -88,6 +96,8 @@ struct Link {
     direction: Direction,
     started: Instant,
     remote: SocketAddr,
+    /// For a link we dialled: the candidate that worked.
+    dialled: Option<DialCandidate>,
     channels: LinkChannels,
     state: ConnectionState,
     detail: Option<DetailedState>,
@@ -121,7 +131,10 @@ pub(crate) struct Supervisor {
     held: Option<Vec<u8>>,
     pairing: Option<PairedPeer>,
     peer_ship_id: Option<ShipId>,
-    addresses: Vec<DialAddress>,
+    /// Every address known for this peer (one SKI's book).
+    addresses: AddressBook,
+    /// DNS-form host names (SNI) of discovered addresses.
+    hosts: HashMap<IpAddr, String>,
     links: Vec<Link>,
     next_link: LinkId,
     link_events_tx: mpsc::UnboundedSender<(LinkId, LinkEvent)>,
@@ -155,9 +168,9 @@ impl Supervisor {
         seed: u64,
     ) -> Self {
         let pairing = shared.trust.get(&ski).ok().flatten();
-        let mut addresses = Vec::new();
+        let mut addresses = AddressBook::new();
         if let Some(address) = pairing.as_ref().and_then(|p| p.last_address) {
-            addresses.push(DialAddress::last_known(address));
+            let _ = addresses.record_dialled(ski, address, DEFAULT_SHIP_PATH);
         }
         let (link_events_tx, link_events) = mpsc::unbounded_channel();
         let backoff = Backoff::new(shared.config.timers.reconnect.clone());
@@ -171,6 +184,7 @@ impl Supervisor {
             data_rx,
             held: None,
             addresses,
+            hosts: HashMap::new(),
             links: Vec::new(),
             next_link: 0,
             link_events_tx,
@@ -180,7 +194,10 @@ impl Supervisor {
             dial: Dial::Idle,
             grace_deadline: None,
             pending_answer: None,
-            visible: Visible { state: ConnectionState::None, connected: false },
+            visible: Visible {
+                state: ConnectionState::None,
+                connected: false,
+            },
             last_failure: None,
             settled_double: false,
             replacing: None,
@@ -244,7 +261,7 @@ impl Supervisor {
             Command::Incoming(new) => {
                 // The TLS handshake that was announced early has become this link.
                 self.incoming_seen = None;
-                self.add_link(new, Direction::Incoming);
+                self.add_link(new, Direction::Incoming, None);
             }
             Command::ClientCertificateSeen => {
                 self.incoming_seen = Some(tokio::time::Instant::now());
@@ -256,19 +273,25 @@ impl Supervisor {
                         self.close_link(id, CloseReason::Unspecific);
                     }
                     self.settled_double = true;
-                    self.shared.metrics.record_replacement();
+                    self.shared.metrics.double_connection_replaced();
                 }
             }
             Command::Paired(peer) => {
                 if let Some(address) = peer.last_address {
-                    self.add_address(DialAddress::last_known(address));
+                    let _ = self
+                        .addresses
+                        .record_dialled(self.ski, address, DEFAULT_SHIP_PATH);
                 }
                 if peer.ship_id.is_some() {
                     self.peer_ship_id = peer.ship_id.clone();
                 }
                 self.pairing = Some(peer);
-                let waiting: Vec<LinkId> =
-                    self.links.iter().filter(|l| l.awaiting_trust).map(|l| l.id).collect();
+                let waiting: Vec<LinkId> = self
+                    .links
+                    .iter()
+                    .filter(|l| l.awaiting_trust)
+                    .map(|l| l.id)
+                    .collect();
                 for id in waiting {
                     self.approve_link(id);
                 }
@@ -284,8 +307,12 @@ impl Supervisor {
                 }
             }
             Command::Deny => {
-                let waiting: Vec<LinkId> =
-                    self.links.iter().filter(|l| l.awaiting_trust).map(|l| l.id).collect();
+                let waiting: Vec<LinkId> = self
+                    .links
+                    .iter()
+                    .filter(|l| l.awaiting_trust)
+                    .map(|l| l.id)
+                    .collect();
                 for id in waiting {
                     self.deny_link(id);
                 }
@@ -296,36 +323,61 @@ impl Supervisor {
                     self.close_link(id, CloseReason::Unspecific);
                 }
             }
-            Command::Address(address) => {
-                self.add_address(address);
+            Command::StaticAddress(address, path) => {
+                if let Err(error) = self.addresses.add_static(self.ski, address, &path) {
+                    tracing::warn!(ski = %self.ski, %error, "static address not usable");
+                }
                 self.schedule_dial();
+            }
+            Command::Sighting {
+                instance,
+                host,
+                addresses,
+                path,
+            } => {
+                for address in &addresses {
+                    self.hosts.insert(address.ip(), host.clone());
+                }
+                if let Err(error) = self
+                    .addresses
+                    .record_sighting(self.ski, &instance, addresses, &path)
+                {
+                    tracing::debug!(ski = %self.ski, %error, "sighting not usable");
+                }
+                self.schedule_dial();
+            }
+            Command::SightingLost => {
+                let instances: Vec<String> = self
+                    .addresses
+                    .dial_candidates(&self.ski)
+                    .into_iter()
+                    .filter_map(|c| match c.source {
+                        AddressSource::Discovered { instance } => Some(instance),
+                        _ => None,
+                    })
+                    .collect();
+                for instance in instances {
+                    self.addresses.withdraw_instance(&instance);
+                }
             }
         }
         self.refresh_visible();
     }
 
-    fn add_address(&mut self, address: DialAddress) {
-        if let Some(existing) = self.addresses.iter_mut().find(|a| a.addr == address.addr) {
-            existing.merge(address);
-        } else {
-            // Newest first within its rank (the sort below is stable).
-            self.addresses.insert(0, address);
-        }
-        self.addresses.sort_by_key(|a| a.rank());
-        // Bound the list (a peer that changes its address often): keep the best-ranked.
-        self.addresses.truncate(MAX_ADDRESSES);
-    }
-
     // ----- links ------------------------------------------------------------------------
 
-    fn add_link(&mut self, new: NewLink, direction: Direction) {
+    fn add_link(&mut self, new: NewLink, direction: Direction, dialled: Option<DialCandidate>) {
         if self.stopping {
             // Admitted just before the stop: run it only to close it.
         }
         let id = self.next_link;
         self.next_link += 1;
         let trusted = self.pairing.is_some();
-        let auto = !trusted && self.shared.auto_accept.load(std::sync::atomic::Ordering::Relaxed);
+        let auto = !trusted
+            && self
+                .shared
+                .auto_accept
+                .load(std::sync::atomic::Ordering::Relaxed);
         if auto {
             let peer = PairedPeer::new(self.ski);
             match self.shared.trust.upsert(peer.clone()) {
@@ -333,7 +385,11 @@ impl Supervisor {
                 Err(error) => tracing::warn!(%error, "auto-accept: could not store the pairing"),
             }
         }
-        let trust = if self.pairing.is_some() { Trust::Trusted } else { Trust::Pending };
+        let trust = if self.pairing.is_some() {
+            Trust::Trusted
+        } else {
+            Trust::Pending
+        };
         let role = match direction {
             Direction::Incoming => Role::Server,
             Direction::Outgoing => Role::Client,
@@ -372,7 +428,11 @@ impl Supervisor {
             direction,
             started: new.started,
             remote: new.remote,
-            channels: LinkChannels { commands: commands_tx, data: data_tx },
+            dialled,
+            channels: LinkChannels {
+                commands: commands_tx,
+                data: data_tx,
+            },
             state: initial_state,
             detail: Some(initial_detail),
             completed: false,
@@ -387,7 +447,10 @@ impl Supervisor {
         if trust == Trust::Pending {
             let (answer_tx, answer_rx) = oneshot::channel();
             self.shared.callbacks.push(CallbackEvent::PairingRequested(
-                PairingRequest { ski: self.ski, address: new.remote },
+                PairingRequest {
+                    ski: self.ski,
+                    address: new.remote,
+                },
                 answer_tx,
             ));
             self.pending_answer = Some((id, answer_rx));
@@ -399,12 +462,17 @@ impl Supervisor {
     fn arbitrate(&mut self, new: LinkId) {
         let facts: Vec<LinkFacts> = self
             .live_links()
-            .map(|l| LinkFacts { id: l.id, started: l.started, completed: l.completed, answered_ping: l.ponged })
+            .map(|l| LinkFacts {
+                id: l.id,
+                started: l.started,
+                completed: l.completed,
+                answered_ping: l.ponged,
+            })
             .collect();
         if facts.len() < 2 {
             return;
         }
-        self.shared.metrics.record_replacement();
+        self.shared.metrics.double_connection_replaced();
         self.settled_double = true;
         let _ = new;
         match arbitration::on_new_link(self.shared.local_ski, self.ski, &facts) {
@@ -431,7 +499,12 @@ impl Supervisor {
         self.grace_deadline = None;
         let facts: Vec<LinkFacts> = self
             .live_links()
-            .map(|l| LinkFacts { id: l.id, started: l.started, completed: l.completed, answered_ping: l.ponged })
+            .map(|l| LinkFacts {
+                id: l.id,
+                started: l.started,
+                completed: l.completed,
+                answered_ping: l.ponged,
+            })
             .collect();
         for id in arbitration::after_grace(&facts) {
             self.close_link(id, CloseReason::Unspecific);
@@ -444,7 +517,11 @@ impl Supervisor {
             link.awaiting_trust = false;
             let _ = link.channels.commands.send(LinkCommand::Approve);
         }
-        if self.pending_answer.as_ref().is_some_and(|(pending, _)| *pending == id) {
+        if self
+            .pending_answer
+            .as_ref()
+            .is_some_and(|(pending, _)| *pending == id)
+        {
             self.pending_answer = None;
         }
     }
@@ -455,7 +532,11 @@ impl Supervisor {
             link.closing = true;
             let _ = link.channels.commands.send(LinkCommand::Deny);
         }
-        if self.pending_answer.as_ref().is_some_and(|(pending, _)| *pending == id) {
+        if self
+            .pending_answer
+            .as_ref()
+            .is_some_and(|(pending, _)| *pending == id)
+        {
             self.pending_answer = None;
         }
     }
@@ -497,7 +578,9 @@ impl Supervisor {
             LinkEvent::PeerShipId(ship_id) => self.ship_id_learned(ship_id),
             LinkEvent::Data(payload) => {
                 if self.links.iter().any(|l| l.id == id && l.completed) {
-                    self.shared.callbacks.push(CallbackEvent::DataReceived(self.ski, payload));
+                    self.shared
+                        .callbacks
+                        .push(CallbackEvent::DataReceived(self.ski, payload));
                 }
             }
             LinkEvent::Pong => {
@@ -514,22 +597,29 @@ impl Supervisor {
         self.replacing = None;
         self.backoff.reset();
         self.last_failure = None;
-        let Some(link) = self.links.iter().find(|l| l.id == id) else { return };
-        let started = link.started;
-        self.shared.metrics.record_completed(now().saturating_duration_since(started));
-        // Remember where we reached the peer: the dialled address, or the peer's IP with the
-        // port it is known to listen on.
-        let reached = match link.direction {
-            Direction::Outgoing => Some(link.remote),
-            Direction::Incoming => self
-                .addresses
-                .first()
-                .map(|a| SocketAddr::new(link.remote.ip(), a.addr.port())),
+        let Some(link) = self.links.iter().find(|l| l.id == id) else {
+            return;
         };
+        let started = link.started;
+        self.shared
+            .metrics
+            .handshake_completed(now().saturating_duration_since(started));
+        // Remember where we reached the peer: the dialled address, or (incoming) the peer's IP
+        // with its last known listening port.
+        match (&link.direction, &link.dialled) {
+            (Direction::Outgoing, Some(candidate)) => {
+                let _ = self
+                    .addresses
+                    .record_dialled(self.ski, candidate.address, &candidate.path);
+            }
+            _ => {
+                let _ = self.addresses.record_incoming(self.ski, link.remote);
+            }
+        }
+        let reached = self.addresses.last_successful(&self.ski).map(|c| c.address);
         if let Some(mut peer) = self.pairing.clone() {
             if let Some(address) = reached {
                 peer.last_address = Some(address);
-                self.add_address(DialAddress::last_known(address));
             }
             peer.last_seen = Some(std::time::SystemTime::now());
             if self.peer_ship_id.is_some() {
@@ -545,13 +635,16 @@ impl Supervisor {
             return;
         }
         self.peer_ship_id = Some(ship_id.clone());
-        self.status.send_modify(|s| s.ship_id = Some(ship_id.clone()));
+        self.status
+            .send_modify(|s| s.ship_id = Some(ship_id.clone()));
         if let Some(mut peer) = self.pairing.clone() {
             peer.ship_id = Some(ship_id.clone());
             self.pairing = Some(peer.clone());
             self.store(peer);
         }
-        self.shared.callbacks.push(CallbackEvent::ShipIdLearned(self.ski, ship_id));
+        self.shared
+            .callbacks
+            .push(CallbackEvent::ShipIdLearned(self.ski, ship_id));
     }
 
     /// Persists a pairing update without blocking the runtime on the file system (the hub's
@@ -561,14 +654,20 @@ impl Supervisor {
     }
 
     fn link_ended(&mut self, id: LinkId, end: LinkEnd) {
-        let Some(index) = self.links.iter().position(|l| l.id == id) else { return };
+        let Some(index) = self.links.iter().position(|l| l.id == id) else {
+            return;
+        };
         let link = self.links.remove(index);
-        if self.pending_answer.as_ref().is_some_and(|(pending, _)| *pending == id) {
+        if self
+            .pending_answer
+            .as_ref()
+            .is_some_and(|(pending, _)| *pending == id)
+        {
             self.pending_answer = None;
         }
         let failure = failure_of(&end, link.closing);
         if let Some(cause) = &failure {
-            self.shared.metrics.record_failure(cause.0);
+            self.shared.metrics.failure(cause.0);
         }
         let reason = reason_of(&end, link.closing);
         if self.links.iter().any(|l| l.completed && !l.closing) {
@@ -608,7 +707,9 @@ impl Supervisor {
         let reason = self.replacing.take().map_or(reason, |(_, first)| first);
         if self.visible.connected {
             self.visible.connected = false;
-            self.shared.callbacks.push(CallbackEvent::Disconnected(self.ski, reason));
+            self.shared
+                .callbacks
+                .push(CallbackEvent::Disconnected(self.ski, reason));
             self.status.send_modify(|s| s.connected = false);
         }
         // Redial (paired peers only, §8).
@@ -639,9 +740,8 @@ impl Supervisor {
     /// A client certificate with this SKI arrived lately: an incoming connection is in its TLS
     /// handshake.
     fn incoming_in_tls(&self) -> bool {
-        self.incoming_seen.is_some_and(|at| {
-            at.elapsed() <= self.shared.config.limits.transport_handshake_timeout
-        })
+        self.incoming_seen
+            .is_some_and(|at| at.elapsed() <= self.shared.config.limits.transport_handshake_timeout)
     }
 
     // ----- dialling ---------------------------------------------------------------------
@@ -649,7 +749,7 @@ impl Supervisor {
     fn schedule_dial(&mut self) {
         if self.stopping
             || self.pairing.is_none()
-            || self.addresses.is_empty()
+            || !self.addresses.contains(&self.ski)
             || !matches!(self.dial, Dial::Idle)
             || self.live_links().count() > 0
         {
@@ -666,9 +766,12 @@ impl Supervisor {
         }
         let shared = self.shared.clone();
         let ski = self.ski;
-        let candidates = self.addresses.clone();
-        self.shared.metrics.record_dial_attempt();
-        let handle = self.shared.tracker.spawn(dial::dial(shared, ski, candidates));
+        let candidates = self.addresses.dial_candidates(&self.ski);
+        self.shared.metrics.dial_attempt();
+        let handle =
+            self.shared
+                .tracker
+                .spawn(dial::dial(shared, ski, candidates, self.hosts.clone()));
         self.dial = Dial::Running(handle);
     }
 
@@ -683,12 +786,16 @@ impl Supervisor {
         self.dial = Dial::Idle;
         match result {
             Ok(dialled) => {
-                let new = NewLink { runner: dialled.runner, remote: dialled.remote, started: dialled.started };
-                self.add_link(new, Direction::Outgoing);
+                let new = NewLink {
+                    runner: dialled.runner,
+                    remote: dialled.candidate.address,
+                    started: dialled.started,
+                };
+                self.add_link(new, Direction::Outgoing, Some(dialled.candidate));
             }
             Err(error) => {
                 tracing::debug!(ski = %self.ski, %error, "dial failed");
-                self.shared.metrics.record_failure(error.cause());
+                self.shared.metrics.failure(error.cause());
                 self.last_failure = Some((ConnectionState::Error, error.to_string()));
                 if self.replacing.is_some() && self.links.is_empty() && !self.incoming_in_tls() {
                     self.connection_lost(DisconnectReason::Error(error.to_string()));
@@ -737,7 +844,9 @@ impl Supervisor {
         let (state, detail) = self.derive_state();
         if state != self.visible.state {
             self.visible.state = state;
-            self.shared.callbacks.push(CallbackEvent::StateChanged(self.ski, state, detail));
+            self.shared
+                .callbacks
+                .push(CallbackEvent::StateChanged(self.ski, state, detail));
             let pending = self.links.iter().any(|l| l.awaiting_trust);
             self.status.send_modify(|s| {
                 s.state = state;
@@ -769,14 +878,18 @@ impl Supervisor {
         if state == ConnectionState::Completed && !self.visible.connected {
             self.visible.connected = true;
             self.status.send_modify(|s| s.connected = true);
-            self.shared
-                .callbacks
-                .push(CallbackEvent::Connected(self.ski, self.peer_ship_id.clone()));
+            self.shared.callbacks.push(CallbackEvent::Connected(
+                self.ski,
+                self.peer_ship_id.clone(),
+            ));
         }
     }
 
     fn derive_state(&mut self) -> (ConnectionState, StateDetail) {
-        let detail = |detailed: Option<DetailedState>, error: Option<String>| StateDetail { detailed, error };
+        let detail = |detailed: Option<DetailedState>, error: Option<String>| StateDetail {
+            detailed,
+            error,
+        };
         if let Some(link) = self.links.iter().find(|l| l.completed && !l.closing) {
             return (ConnectionState::Completed, detail(link.detail, None));
         }
@@ -784,7 +897,12 @@ impl Supervisor {
             // A replacement is in its handshake: stay connected.
             return (ConnectionState::Completed, detail(None, None));
         }
-        if let Some(link) = self.links.iter().filter(|l| !l.closing).max_by_key(|l| l.started) {
+        if let Some(link) = self
+            .links
+            .iter()
+            .filter(|l| !l.closing)
+            .max_by_key(|l| l.started)
+        {
             let state = if link.awaiting_trust {
                 ConnectionState::ReceivedPairingRequest
             } else {
@@ -811,9 +929,16 @@ impl Supervisor {
     /// Moves every payload the application queued to link `id` (before it is closed), so the
     /// close does not lose data that was accepted by [`super::Hub::send_data`].
     fn flush_data_to(&mut self, id: LinkId) {
-        let Some(link) = self.links.iter().find(|l| l.id == id) else { return };
+        let Some(link) = self.links.iter().find(|l| l.id == id) else {
+            return;
+        };
         let sender = link.channels.data.clone();
-        for payload in self.held.take().into_iter().chain(std::iter::from_fn(|| self.data_rx.try_recv().ok())) {
+        for payload in self
+            .held
+            .take()
+            .into_iter()
+            .chain(std::iter::from_fn(|| self.data_rx.try_recv().ok()))
+        {
             if sender.try_send(payload).is_err() {
                 tracing::warn!(ski = %self.ski, "outgoing queue full at close: data dropped");
             }
@@ -835,7 +960,9 @@ impl Supervisor {
 
     /// The newest live link in data exchange: where outgoing data goes.
     fn active_link(&self) -> Option<&Link> {
-        self.live_links().filter(|l| l.completed).max_by_key(|l| l.started)
+        self.live_links()
+            .filter(|l| l.completed)
+            .max_by_key(|l| l.started)
     }
 }
 
@@ -864,11 +991,23 @@ fn failure_of(
         }
         LinkEnd::Protocol(cause) => {
             if cause.is_remote_denied_trust() {
-                Some((FailureCause::TrustDenied, ConnectionState::RemoteDeniedTrust, cause.to_string()))
+                Some((
+                    FailureCause::TrustDenied,
+                    ConnectionState::RemoteDeniedTrust,
+                    cause.to_string(),
+                ))
             } else if cause.is_timeout() {
-                Some((FailureCause::HandshakeTimeout, ConnectionState::Error, cause.to_string()))
+                Some((
+                    FailureCause::HandshakeTimeout,
+                    ConnectionState::Error,
+                    cause.to_string(),
+                ))
             } else {
-                Some((FailureCause::Protocol, ConnectionState::Error, cause.to_string()))
+                Some((
+                    FailureCause::Protocol,
+                    ConnectionState::Error,
+                    cause.to_string(),
+                ))
             }
         }
     }
@@ -901,7 +1040,9 @@ async fn join_dial(dial: &mut Dial) -> Result<Dialled, DialError> {
     }
 }
 
-async fn wait_answer(pending: &mut Option<(LinkId, oneshot::Receiver<bool>)>) -> Option<(LinkId, bool)> {
+async fn wait_answer(
+    pending: &mut Option<(LinkId, oneshot::Receiver<bool>)>,
+) -> Option<(LinkId, bool)> {
     match pending {
         Some((id, rx)) => {
             let answer = rx.await.unwrap_or(false);
@@ -911,9 +1052,7 @@ async fn wait_answer(pending: &mut Option<(LinkId, oneshot::Receiver<bool>)>) ->
     }
 }
 
-async fn reserve(
-    sender: Option<&mpsc::Sender<Vec<u8>>>,
-) -> Option<mpsc::Permit<'_, Vec<u8>>> {
+async fn reserve(sender: Option<&mpsc::Sender<Vec<u8>>>) -> Option<mpsc::Permit<'_, Vec<u8>>> {
     match sender {
         Some(sender) => sender.reserve().await.ok(),
         None => std::future::pending().await,

@@ -177,9 +177,8 @@ impl ShipTls {
             .connect(name, stream)
             .await
             .map_err(from_tls_io)?;
-        let peer_ski = peer_ski(stream.get_ref().1.peer_certificates()).ok_or_else(|| {
-            TlsError::Other("the server presented no certificate".into())
-        })?;
+        let peer_ski = peer_ski(stream.get_ref().1.peer_certificates())
+            .ok_or_else(|| TlsError::Other("the server presented no certificate".into()))?;
         tracing::debug!(peer = %peer_ski, "TLS connected");
         Ok(TlsStream {
             inner: tokio_rustls::TlsStream::Client(stream),
