@@ -444,17 +444,6 @@ impl Supervisor {
             self.close_link(id, CloseReason::Unspecific);
             return;
         }
-        if trust == Trust::Pending {
-            let (answer_tx, answer_rx) = oneshot::channel();
-            self.shared.callbacks.push(CallbackEvent::PairingRequested(
-                PairingRequest {
-                    ski: self.ski,
-                    address: new.remote,
-                },
-                answer_tx,
-            ));
-            self.pending_answer = Some((id, answer_rx));
-        }
         self.arbitrate(id);
     }
 
@@ -510,6 +499,22 @@ impl Supervisor {
             self.close_link(id, CloseReason::Unspecific);
         }
         self.refresh_visible();
+    }
+
+    /// The unknown peer on link `id` reached hello `pending`: ask the application whether it may
+    /// wait for the user. Asking at hello (not at admission) means a refusal goes out as hello
+    /// `aborted`, so the peer learns it was refused (RemoteDeniedTrust) instead of seeing a drop.
+    fn ask_application(&mut self, id: LinkId) {
+        let Some(link) = self.links.iter().find(|l| l.id == id) else { return };
+        if !link.awaiting_trust || self.pending_answer.as_ref().is_some_and(|(p, _)| *p == id) {
+            return;
+        }
+        let (answer_tx, answer_rx) = oneshot::channel();
+        self.shared.callbacks.push(CallbackEvent::PairingRequested(
+            PairingRequest { ski: self.ski, address: link.remote },
+            answer_tx,
+        ));
+        self.pending_answer = Some((id, answer_rx));
     }
 
     fn approve_link(&mut self, id: LinkId) {
@@ -573,6 +578,9 @@ impl Supervisor {
                 }
                 if state == ConnectionState::Completed {
                     self.link_completed(id);
+                }
+                if state == ConnectionState::ReceivedPairingRequest {
+                    self.ask_application(id);
                 }
             }
             LinkEvent::PeerShipId(ship_id) => self.ship_id_learned(ship_id),
