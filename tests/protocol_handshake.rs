@@ -877,3 +877,11 @@ fn deny_after_hello_announces_removed_connection() {
         vec![msg::close_announce(500, CloseReason::RemovedConnection)]
     );
 }
+
+#[test]
+fn connection_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<ship_hub::protocol::Connection>();
+    assert_send_sync::<Event>();
+    assert_send_sync::<CloseCause>();
+}
