@@ -255,6 +255,11 @@ async fn eleventh_incoming_connection_gets_503_and_the_ten_keep_working() {
         );
         clients.push((client, rc));
     }
+    assert!(
+        rs.wait_for(WAIT, |_| rs.count(|s| matches!(s, Seen::Connected(_)))
+            == 10)
+            .await
+    );
     assert_eq!(server.connected_peers().len(), 10);
 
     // The 11th: a raw dial, so the 503 itself is visible.

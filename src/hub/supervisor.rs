@@ -158,6 +158,15 @@ pub(crate) struct Supervisor {
     stopping: bool,
 }
 
+impl Link {
+    /// An unknown peer waits in hello `pending` for the user's decision.
+    fn is_pairing_request(&self) -> bool {
+        self.awaiting_trust
+            && !self.closing
+            && self.state == ConnectionState::ReceivedPairingRequest
+    }
+}
+
 impl Supervisor {
     pub(crate) fn new(
         ski: Ski,
@@ -505,13 +514,18 @@ impl Supervisor {
     /// wait for the user. Asking at hello (not at admission) means a refusal goes out as hello
     /// `aborted`, so the peer learns it was refused (RemoteDeniedTrust) instead of seeing a drop.
     fn ask_application(&mut self, id: LinkId) {
-        let Some(link) = self.links.iter().find(|l| l.id == id) else { return };
+        let Some(link) = self.links.iter().find(|l| l.id == id) else {
+            return;
+        };
         if !link.awaiting_trust || self.pending_answer.as_ref().is_some_and(|(p, _)| *p == id) {
             return;
         }
         let (answer_tx, answer_rx) = oneshot::channel();
         self.shared.callbacks.push(CallbackEvent::PairingRequested(
-            PairingRequest { ski: self.ski, address: link.remote },
+            PairingRequest {
+                ski: self.ski,
+                address: link.remote,
+            },
             answer_tx,
         ));
         self.pending_answer = Some((id, answer_rx));
@@ -855,13 +869,13 @@ impl Supervisor {
             self.shared
                 .callbacks
                 .push(CallbackEvent::StateChanged(self.ski, state, detail));
-            let pending = self.links.iter().any(|l| l.awaiting_trust);
+            let pending = self.links.iter().any(|l| l.is_pairing_request());
             self.status.send_modify(|s| {
                 s.state = state;
                 s.pending_request = pending;
             });
         } else {
-            let pending = self.links.iter().any(|l| l.awaiting_trust);
+            let pending = self.links.iter().any(|l| l.is_pairing_request());
             self.status.send_if_modified(|s| {
                 let changed = s.pending_request != pending;
                 s.pending_request = pending;
@@ -911,12 +925,7 @@ impl Supervisor {
             .filter(|l| !l.closing)
             .max_by_key(|l| l.started)
         {
-            let state = if link.awaiting_trust {
-                ConnectionState::ReceivedPairingRequest
-            } else {
-                link.state
-            };
-            return (state, detail(link.detail, None));
+            return (link.state, detail(link.detail, None));
         }
         if let Some((state, text)) = self.last_failure.take() {
             if state != self.visible.state {
