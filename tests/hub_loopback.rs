@@ -497,3 +497,38 @@ async fn disconnect_closes_gracefully_and_the_paired_peer_is_redialled() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// Dropping the last handle without `shutdown` stops the hub: the port is released and the
+/// peer sees the connection end.
+#[tokio::test]
+async fn dropping_the_last_handle_stops_the_hub() {
+    let (ra, rb) = (Recorder::new(), Recorder::new());
+    let a = start(loopback_config(identity("a"), "node-a", &ra)).await;
+    let b = start(loopback_config(identity("b"), "node-b", &rb)).await;
+    b.pair(a.local_ski(), None).unwrap();
+    a.pair_at(b.local_ski(), None, Some(b.local_addr()))
+        .unwrap();
+    assert!(
+        rb.wait_for(WAIT, |s| *s == Seen::Connected(a.local_ski()))
+            .await
+    );
+    let a_addr = a.local_addr();
+    drop(a);
+    assert!(
+        rb.wait_for(WAIT, |s| matches!(s, Seen::Disconnected(..)))
+            .await,
+        "{:?}",
+        rb.all()
+    );
+    // The listener is gone: the port can be bound again.
+    let mut rebound = false;
+    for _ in 0..100 {
+        if std::net::TcpListener::bind(a_addr).is_ok() {
+            rebound = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(rebound, "the dropped hub still holds {a_addr}");
+    b.shutdown().await;
+}

@@ -250,6 +250,27 @@ pub struct Hub {
     shared: Arc<Shared>,
     local_addr: SocketAddr,
     callbacks_done: Arc<Mutex<Option<oneshot::Receiver<()>>>>,
+    _last_handle: Arc<StopOnDrop>,
+}
+
+/// Stops the hub abruptly when the last [`Hub`] handle is dropped without
+/// [`Hub::shutdown`]: the listener closes, dials stop, connections are dropped without a SHIP
+/// close, and the tasks end on their own. (The tasks hold the shared state, so without this a
+/// forgotten hub would run forever.)
+struct StopOnDrop {
+    shared: Arc<Shared>,
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if !self.shared.abort.is_cancelled() {
+            tracing::debug!(ski = %self.shared.local_ski, "last Hub handle dropped: stopping");
+        }
+        self.shared.stop_accepting.cancel();
+        self.shared.stop.cancel();
+        self.shared.abort.cancel();
+        self.shared.callbacks.push(CallbackEvent::Stop);
+    }
 }
 
 impl std::fmt::Debug for Hub {
@@ -332,6 +353,9 @@ impl Hub {
         }
         tracing::info!(ski = %local_ski, addr = %local_addr, "hub started");
         Ok(Hub {
+            _last_handle: Arc::new(StopOnDrop {
+                shared: shared.clone(),
+            }),
             shared,
             local_addr,
             callbacks_done: Arc::new(Mutex::new(Some(callbacks_done))),
