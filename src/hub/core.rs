@@ -519,7 +519,7 @@ impl Hub {
                 status.connected.then(|| (*ski, status.ship_id.clone()))
             })
             .collect();
-        peers.sort_by(|a, b| a.0.cmp(&b.0));
+        peers.sort_by_key(|peer| peer.0);
         peers
     }
 
@@ -528,16 +528,13 @@ impl Hub {
     /// `docs/pairing.md`.
     pub fn set_auto_accept(&self, on: bool) -> Result<(), HubError> {
         let before = self.shared.auto_accept.swap(on, Ordering::Relaxed);
-        if before != on {
-            if let Some(discovery) = &self.shared.config.discovery {
-                // `register` changed: re-announce (SHIP §7.3.2).
-                discovery
-                    .announce(sightings::announcement(
-                        &self.shared,
-                        self.local_addr.port(),
-                    ))
-                    .map_err(HubError::Discovery)?;
-            }
+        if before != on
+            && let Some(discovery) = &self.shared.config.discovery
+        {
+            // `register` changed: re-announce (SHIP §7.3.2).
+            discovery
+                .announce(sightings::announcement(&self.shared, self.local_addr.port()))
+                .map_err(HubError::Discovery)?;
         }
         Ok(())
     }

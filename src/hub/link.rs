@@ -195,10 +195,10 @@ pub(crate) async fn run_link<S, P>(
                 }
             },
             payload = data.recv(), if completed => {
-                if let Some(payload) = payload {
-                    if let Err(error) = connection.send_data(&payload, now()) {
-                        tracing::debug!(%error, "dropping outgoing data");
-                    }
+                if let Some(payload) = payload
+                    && let Err(error) = connection.send_data(&payload, now())
+                {
+                    tracing::debug!(%error, "dropping outgoing data");
                 }
             }
             _ = sleep_until_opt(timeout) => connection.handle_timeout(now()),
@@ -232,7 +232,7 @@ pub(crate) fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
-async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+pub(crate) async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(deadline) => sleep_until(deadline).await,
         None => std::future::pending().await,
