@@ -168,10 +168,12 @@ pub(crate) fn from_rustls(error: &rustls::Error) -> TlsError {
     match error {
         Error::InvalidCertificate(Cert::Other(other)) => {
             match other.0.downcast_ref::<VerifierRejection>() {
-                Some(VerifierRejection::UnexpectedSki { expected, got }) => TlsError::UnexpectedSki {
-                    expected: *expected,
-                    got: *got,
-                },
+                Some(VerifierRejection::UnexpectedSki { expected, got }) => {
+                    TlsError::UnexpectedSki {
+                        expected: *expected,
+                        got: *got,
+                    }
+                }
                 Some(VerifierRejection::Certificate(e)) => TlsError::Certificate(e.clone()),
                 None => TlsError::Other(error.to_string()),
             }

@@ -32,7 +32,7 @@ use crate::identity::{Identity, parse_peer_certificate};
 pub const FALLBACK_SERVER_NAME: &str = "ship-node.local";
 
 /// Choices in the TLS configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TlsOptions {
     /// Also offer/accept TLS 1.3 (with `TLS13_AES_128_GCM_SHA256`). Default `false`: SHIP §9
@@ -40,12 +40,6 @@ pub struct TlsOptions {
     /// learns within the handshake whether the server accepted its certificate (see
     /// `docs/tls.md`).
     pub offer_tls13: bool,
-}
-
-impl Default for TlsOptions {
-    fn default() -> Self {
-        TlsOptions { offer_tls13: false }
-    }
 }
 
 /// The TLS side of a SHIP node: built once per hub from its [`Identity`], then used for every
@@ -177,9 +171,8 @@ impl ShipTls {
             .connect(name, stream)
             .await
             .map_err(from_tls_io)?;
-        let peer_ski = peer_ski(stream.get_ref().1.peer_certificates()).ok_or_else(|| {
-            TlsError::Other("the server presented no certificate".into())
-        })?;
+        let peer_ski = peer_ski(stream.get_ref().1.peer_certificates())
+            .ok_or_else(|| TlsError::Other("the server presented no certificate".into()))?;
         tracing::debug!(peer = %peer_ski, "TLS connected");
         Ok(TlsStream {
             inner: tokio_rustls::TlsStream::Client(stream),

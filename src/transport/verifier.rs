@@ -115,7 +115,6 @@ impl ServerCertVerifier for ExpectedServer {
     }
 }
 
-
 /// The accepting side's verifier: requires a client certificate, accepts any well-formed SHIP
 /// certificate (whether the SKI is trusted is the hub's decision, after the handshake) and
 /// tells the observer the SKI early: as soon as the client's CertificateVerify signature has

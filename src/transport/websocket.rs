@@ -108,6 +108,8 @@ where
     // Boxed so the handshake callback is `Unpin` whatever `admit` is.
     let admit = Box::new(admit);
     let mut refusal = None;
+    // The callback's signature (and its large error type) is tungstenite's.
+    #[allow(clippy::result_large_err)]
     let callback = |request: &Request, mut response: Response| {
         let offered: Vec<String> = request
             .headers()
