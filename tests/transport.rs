@@ -830,3 +830,32 @@ async fn works_over_an_in_memory_duplex_stream() {
     );
     assert_eq!(server.peer_ski(), b.ski());
 }
+
+#[tokio::test]
+async fn records_limited_to_1024_bytes_still_carry_large_messages() {
+    let a = identity("a");
+    let b = identity("b");
+    let mut options = TlsOptions::default();
+    options.max_fragment_size = Some(1024);
+    let server_tls = ShipTls::new(&a, options.clone()).unwrap();
+    let client_tls = ShipTls::new(&b, options).unwrap();
+    let (listener, addr) = listener().await;
+    let ws = WsOptions::default();
+    let (accepted, dialled) = tokio::join!(
+        accept_one(&listener, &server_tls, &ws),
+        dial(&client_tls, addr, a.ski(), "/ship/", &ws)
+    );
+    let (mut server, _) = accepted.unwrap();
+    let mut client = dialled.unwrap();
+    let message: Vec<u8> = (0..20_000u32).map(|i| i as u8).collect();
+    client.send(message.clone()).await.unwrap();
+    assert_eq!(
+        server.next_event().await.unwrap(),
+        SocketEvent::Message(message.clone())
+    );
+    server.send(message.clone()).await.unwrap();
+    assert_eq!(
+        client.next_event().await.unwrap(),
+        SocketEvent::Message(message)
+    );
+}

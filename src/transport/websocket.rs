@@ -403,3 +403,22 @@ fn from_tungstenite(error: tungstenite::Error) -> TransportError {
     };
     TransportError::WebSocket(ws)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_reasons_are_truncated_on_a_char_boundary() {
+        assert_eq!(truncate("short", 123), "short");
+        let long = "ä".repeat(100); // 200 bytes
+        let cut = truncate(&long, 123);
+        assert_eq!(cut.len(), 122);
+        assert!(long.starts_with(cut));
+    }
+
+    #[test]
+    fn default_message_cap_is_ship_gos_100_kib() {
+        assert_eq!(WsOptions::default().max_message_size, 100 * 1024);
+    }
+}
