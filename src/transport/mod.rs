@@ -7,6 +7,15 @@
 //! * accepting: [`ShipTls::accept`] → [`accept_websocket`] → [`ShipSocket`];
 //! * dialling: [`dial`] (TCP + [`ShipTls::connect`] + [`connect_websocket`], with ship-go's
 //!   retry without the path).
+//!
+//! Neither the TLS handshake nor the WebSocket upgrade has a timeout of its own: a peer that
+//! stops sending stalls it forever, so callers wrap them in `tokio::time::timeout` (the hub
+//! bounds every pending handshake).
+//!
+//! [`ShipSocket`] is one object for both directions, not split into halves: the connection task
+//! drives it from one task with `tokio::select!`, using [`ShipSocket::next_event`] (cancel-safe)
+//! as a branch and calling [`ShipSocket::send`] / [`ShipSocket::ping`] / [`ShipSocket::close`]
+//! (not cancel-safe) from the branch handlers. After any error from it, drop the socket.
 
 mod dial;
 mod error;
