@@ -118,10 +118,10 @@ async fn mutual_tls_and_websocket_over_loopback_in_both_roles() {
         assert_eq!(client_ski, client_id.ski());
         assert_eq!(server.peer_ski(), client_id.ski());
         assert_eq!(client.peer_ski(), server_id.ski());
-        for tls in [server.tls(), client.tls()] {
-            assert_eq!(tls.protocol_version().as_deref(), Some("TLSv1_2"));
+        for socket in [&server, &client] {
+            assert_eq!(socket.protocol_version(), Some("TLSv1_2"));
             assert_eq!(
-                tls.cipher_suite().as_deref(),
+                socket.cipher_suite(),
                 Some("TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256")
             );
         }
@@ -146,7 +146,7 @@ async fn tls13_is_negotiated_when_both_sides_offer_it() {
     let (mut server, client_ski) = accepted.unwrap();
     let mut client = dialled.unwrap();
     assert_eq!(client_ski, b.ski());
-    assert_eq!(client.tls().protocol_version().as_deref(), Some("TLSv1_3"));
+    assert_eq!(client.protocol_version(), Some("TLSv1_3"));
     exercise(&mut server, &mut client).await;
 
     // A TLS 1.3 node still talks to a default (TLS 1.2 only) node.
@@ -158,10 +158,7 @@ async fn tls13_is_negotiated_when_both_sides_offer_it() {
         dial(&client_tls, addr, plain.ski(), "/ship/", &ws)
     );
     accepted.unwrap();
-    assert_eq!(
-        dialled.unwrap().tls().protocol_version().as_deref(),
-        Some("TLSv1_2")
-    );
+    assert_eq!(dialled.unwrap().protocol_version(), Some("TLSv1_2"));
 }
 
 #[tokio::test]
@@ -858,4 +855,65 @@ async fn records_limited_to_1024_bytes_still_carry_large_messages() {
         client.next_event().await.unwrap(),
         SocketEvent::Message(message)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_halves_read_and_write_from_different_tasks() {
+    let a = identity("a");
+    let b = identity("b");
+    let (tls_a, tls_b) = (ship_tls(&a), ship_tls(&b));
+    let (listener, addr) = listener().await;
+    let ws = WsOptions::default();
+    let (accepted, dialled) = tokio::join!(
+        accept_one(&listener, &tls_a, &ws),
+        dial(&tls_b, addr, a.ski(), "/ship/", &ws)
+    );
+    let (server, _) = accepted.unwrap();
+    let mut client = dialled.unwrap();
+    let (mut reader, writer) = server.split();
+    assert_eq!(reader.peer_ski(), b.ski());
+    assert_eq!(writer.peer_ski(), b.ski());
+
+    // The reader waits in its own task while the writer sends from this one.
+    let reading = tokio::spawn(async move {
+        let mut received = Vec::new();
+        loop {
+            match reader.next_event().await.unwrap() {
+                SocketEvent::Message(m) => received.push(m),
+                SocketEvent::Closed { code, .. } => {
+                    assert_eq!(code, Some(1000));
+                    return received;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    });
+    for i in 0..10u8 {
+        writer.send(vec![2, i]).await.unwrap();
+    }
+    for i in 0..10u8 {
+        assert_eq!(
+            client.next_event().await.unwrap(),
+            SocketEvent::Message(vec![2, i])
+        );
+        client.send(vec![1, i]).await.unwrap();
+    }
+    // The reader task answers the client's ping through the shared connection.
+    client.ping(b"p".to_vec()).await.unwrap();
+    assert_eq!(
+        client.next_event().await.unwrap(),
+        SocketEvent::Pong(b"p".to_vec())
+    );
+    client.close(1000, "done").await.unwrap();
+    let received = reading.await.unwrap();
+    let expected: Vec<Vec<u8>> = (0..10u8).map(|i| vec![1, i]).collect();
+    assert_eq!(received, expected);
+    // The server's close reply.
+    assert!(matches!(
+        client.next_event().await.unwrap(),
+        SocketEvent::Closed {
+            code: Some(1000),
+            ..
+        }
+    ));
 }
