@@ -917,3 +917,40 @@ async fn split_halves_read_and_write_from_different_tasks() {
         }
     ));
 }
+
+#[tokio::test]
+async fn client_never_resumes_a_session() {
+    // A server that would resume if asked (rustls defaults: session cache, TLS 1.2 session ids).
+    let server_id = identity("server");
+    let server_config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(server_id.certificate_der().to_vec())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+                server_id.private_key_der().to_vec(),
+            )),
+        )
+        .unwrap(),
+    );
+    let client_tls = ship_tls(&identity("client"));
+    let (listener, addr) = listener().await;
+    for _ in 0..2 {
+        let acceptor = tokio_rustls::TlsAcceptor::from(server_config.clone());
+        let server = async {
+            let (tcp, _) = listener.accept().await.unwrap();
+            acceptor.accept(tcp).await.unwrap()
+        };
+        let (stream, connected) =
+            tokio::join!(server, connect_tls(addr, &client_tls, server_id.ski()));
+        connected.unwrap();
+        assert_eq!(
+            stream.get_ref().1.handshake_kind(),
+            Some(rustls::HandshakeKind::Full)
+        );
+    }
+}
