@@ -343,3 +343,35 @@ async fn split_halves_read_and_write_from_different_tasks() {
         }
     ));
 }
+
+/// The hub spawns these futures on a multi-threaded runtime: they must be `Send` (a compile-time
+/// check; the functions below only need to type-check).
+#[test]
+fn handles_and_futures_are_send() {
+    fn is_send<T: Send>(_: &T) {}
+    fn is_send_sync<T: Send + Sync>() {}
+    is_send_sync::<ShipTls>();
+    is_send_sync::<TransportError>();
+
+    async fn upgrade<S>(tls: &ShipTls, stream: S, ws: &WsOptions) -> Result<(), TransportError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+    {
+        let (stream, _) = tls.accept(stream).await?;
+        let mut socket = accept_websocket(stream, ws, || true).await?;
+        socket.next_event().await?;
+        socket.send(Vec::new()).await?;
+        socket.close(1000, "").await
+    }
+    fn check(tls: &ShipTls, ws: &WsOptions, stream: tokio::io::DuplexStream, ski: Ski) {
+        is_send(&upgrade(tls, stream, ws));
+        is_send(&dial(
+            tls,
+            "127.0.0.1:1".parse().unwrap(),
+            ski,
+            "/ship/",
+            ws,
+        ));
+    }
+    let _ = check;
+}
