@@ -208,7 +208,7 @@ fn partition_then_heal_reconnects_within_the_tier_bound() {
             .into_iter()
             .filter(|(_, s)| *s == Seen::Connected(b_ski))
             .map(|(t, _)| t)
-            .last()
+            .next_back()
             .unwrap();
         // Tier 3 draws at most 20 s; the handshake takes no virtual time beyond that.
         assert!(

@@ -533,7 +533,10 @@ impl Hub {
         {
             // `register` changed: re-announce (SHIP §7.3.2).
             discovery
-                .announce(sightings::announcement(&self.shared, self.local_addr.port()))
+                .announce(sightings::announcement(
+                    &self.shared,
+                    self.local_addr.port(),
+                ))
                 .map_err(HubError::Discovery)?;
         }
         Ok(())

@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 use tokio::net::TcpStream;
 
 use super::error::TransportError;
+use super::socket::ShipSocket;
 use super::tls::ShipTls;
-use super::websocket::{ShipSocket, WsOptions, connect_websocket};
+use super::websocket::{WsOptions, connect_websocket};
 use crate::Ski;
 
 /// Dials `addr` by IP: TCP, TLS expecting `expected` (SNI is

@@ -192,3 +192,64 @@ pub(crate) fn from_rustls(error: &rustls::Error) -> TlsError {
         other => TlsError::Other(other.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn through_tokio_rustls(error: rustls::Error) -> TransportError {
+        from_tls_io(io::Error::new(io::ErrorKind::InvalidData, error))
+    }
+
+    #[test]
+    fn verifier_rejections_survive_the_trip_through_rustls() {
+        let expected = Ski::from_bytes([1; 20]);
+        let got = Ski::from_bytes([2; 20]);
+        let error =
+            through_tokio_rustls(VerifierRejection::UnexpectedSki { expected, got }.into_rustls());
+        assert!(error.is_unexpected_ski());
+        let error = through_tokio_rustls(
+            VerifierRejection::Certificate(CertificateError::MissingSki).into_rustls(),
+        );
+        assert!(matches!(
+            error,
+            TransportError::Tls(TlsError::Certificate(CertificateError::MissingSki))
+        ));
+    }
+
+    #[test]
+    fn rustls_failures_map_to_named_errors() {
+        let no_suites = through_tokio_rustls(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::NoCipherSuitesInCommon,
+        ));
+        assert!(matches!(
+            no_suites,
+            TransportError::Tls(TlsError::NoCommonCipherSuite)
+        ));
+        assert!(
+            no_suites
+                .to_string()
+                .contains("TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256")
+        );
+        assert!(matches!(
+            through_tokio_rustls(rustls::Error::NoCertificatesPresented),
+            TransportError::Tls(TlsError::NoClientCertificate)
+        ));
+        assert!(matches!(
+            through_tokio_rustls(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::BadSignature
+            )),
+            TransportError::Tls(TlsError::BadSignature)
+        ));
+        let plain = from_tls_io(io::Error::from(io::ErrorKind::UnexpectedEof));
+        assert!(matches!(plain, TransportError::Io(_)));
+    }
+
+    #[test]
+    fn path_rejection_is_404_or_400() {
+        assert!(TransportError::from(WebSocketError::Http(404)).is_path_rejected());
+        assert!(TransportError::from(WebSocketError::Http(400)).is_path_rejected());
+        assert!(!TransportError::from(WebSocketError::Http(500)).is_path_rejected());
+        assert!(TransportError::from(WebSocketError::ServiceUnavailable).is_service_unavailable());
+    }
+}

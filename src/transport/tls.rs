@@ -32,7 +32,7 @@ use crate::identity::{Identity, parse_peer_certificate};
 pub const FALLBACK_SERVER_NAME: &str = "ship-node.local";
 
 /// Choices in the TLS configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TlsOptions {
     /// Also offer/accept TLS 1.3 (with `TLS13_AES_128_GCM_SHA256`). Default `false`: SHIP §9
@@ -40,12 +40,10 @@ pub struct TlsOptions {
     /// learns within the handshake whether the server accepted its certificate (see
     /// `docs/tls.md`).
     pub offer_tls13: bool,
-}
-
-impl Default for TlsOptions {
-    fn default() -> Self {
-        TlsOptions { offer_tls13: false }
-    }
+    /// Largest TLS record we send, in bytes (32..=16384 plus header, see rustls'
+    /// `max_fragment_size`). SHIP allows peers to limit records to 1024 bytes; `None` (the
+    /// default) sends records of up to 16 KiB.
+    pub max_fragment_size: Option<usize>,
 }
 
 /// The TLS side of a SHIP node: built once per hub from its [`Identity`], then used for every
@@ -54,6 +52,7 @@ impl Default for TlsOptions {
 pub struct ShipTls {
     provider: Arc<CryptoProvider>,
     versions: &'static [&'static SupportedProtocolVersion],
+    max_fragment_size: Option<usize>,
     certified_key: Arc<CertifiedKey>,
     observer: Option<ClientCertificateObserver>,
     server: Arc<ServerConfig>,
@@ -75,6 +74,14 @@ static TLS12_AND_13: &[&SupportedProtocolVersion] =
 impl ShipTls {
     /// Builds the configurations for `identity`.
     pub fn new(identity: &Identity, options: TlsOptions) -> Result<Self, TransportError> {
+        if let Some(size) = options.max_fragment_size
+            && !(32..=16_389).contains(&size)
+        {
+            return Err(TlsError::Configuration(format!(
+                "max_fragment_size {size} is outside 32..=16389"
+            ))
+            .into());
+        }
         let mut cipher_suites = Vec::new();
         if options.offer_tls13 {
             cipher_suites.push(ring_provider::cipher_suite::TLS13_AES_128_GCM_SHA256);
@@ -103,10 +110,12 @@ impl ShipTls {
             vec![CertificateDer::from(identity.certificate_der().to_vec())],
             signing_key,
         ));
-        let server = server_config(&provider, versions, &certified_key, None)?;
+        let max_fragment_size = options.max_fragment_size;
+        let server = server_config(&provider, versions, max_fragment_size, &certified_key, None)?;
         Ok(ShipTls {
             provider,
             versions,
+            max_fragment_size,
             certified_key,
             observer: None,
             server,
@@ -126,6 +135,7 @@ impl ShipTls {
         if let Ok(server) = server_config(
             &self.provider,
             self.versions,
+            self.max_fragment_size,
             &self.certified_key,
             self.observer.clone(),
         ) {
@@ -196,6 +206,7 @@ impl ShipTls {
             .with_client_cert_resolver(Arc::new(OwnCertificate(self.certified_key.clone())));
         config.resumption = Resumption::disabled();
         config.enable_sni = true;
+        config.max_fragment_size = self.max_fragment_size;
         Ok(Arc::new(config))
     }
 }
@@ -203,6 +214,7 @@ impl ShipTls {
 fn server_config(
     provider: &Arc<CryptoProvider>,
     versions: &'static [&'static SupportedProtocolVersion],
+    max_fragment_size: Option<usize>,
     certified_key: &Arc<CertifiedKey>,
     observer: Option<ClientCertificateObserver>,
 ) -> Result<Arc<ServerConfig>, TransportError> {
@@ -213,6 +225,7 @@ fn server_config(
         .with_cert_resolver(Arc::new(OwnCertificate(certified_key.clone())));
     config.session_storage = Arc::new(NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
+    config.max_fragment_size = max_fragment_size;
     Ok(Arc::new(config))
 }
 
@@ -333,5 +346,49 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<S> {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sni_is_a_dns_name_even_for_ip_addresses() {
+        let dns = |name: &str| match sni_name(name).unwrap() {
+            ServerName::DnsName(dns) => dns.as_ref().to_owned(),
+            other => panic!("not a DNS name: {other:?}"),
+        };
+        assert_eq!(dns("192.168.1.20"), FALLBACK_SERVER_NAME);
+        assert_eq!(dns("fe80::1"), FALLBACK_SERVER_NAME);
+        assert_eq!(dns(""), FALLBACK_SERVER_NAME);
+        assert_eq!(dns("Demo-EVSE.local."), "Demo-EVSE.local");
+        assert!(matches!(
+            sni_name("not a host name"),
+            Err(TransportError::Tls(TlsError::InvalidServerName(_)))
+        ));
+    }
+
+    #[test]
+    fn fragment_size_outside_rustls_range_is_a_configuration_error() {
+        let identity = Identity::generate(&crate::identity::CertificateSubject {
+            common_name: "x".into(),
+            organization: String::new(),
+            country: String::new(),
+        })
+        .unwrap();
+        let options = TlsOptions {
+            max_fragment_size: Some(16),
+            ..TlsOptions::default()
+        };
+        assert!(matches!(
+            ShipTls::new(&identity, options),
+            Err(TransportError::Tls(TlsError::Configuration(_)))
+        ));
+        let options = TlsOptions {
+            max_fragment_size: Some(1024),
+            ..TlsOptions::default()
+        };
+        assert!(ShipTls::new(&identity, options).is_ok());
     }
 }

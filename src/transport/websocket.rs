@@ -5,23 +5,20 @@
 //! * Messages above [`WsOptions::max_message_size`] are refused (closed with 1009).
 //! * An accepting hub that is full answers the upgrade with HTTP 503 (`admit` returns false).
 //! * Pings from the peer are answered by the WebSocket library; [`ShipSocket::ping`] sends
-//!   our own keepalive pings and [`SocketEvent::Pong`] reports the answers.
+//!   our own keepalive pings and `SocketEvent::Pong` reports the answers.
 
 use std::borrow::Cow;
 
-use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode, header};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::error::{TransportError, WebSocketError, from_tls_io};
+use super::socket::ShipSocket;
 use super::tls::TlsStream;
-use crate::Ski;
 
 /// The WebSocket subprotocol SHIP requires (§10.2).
 pub const SHIP_SUBPROTOCOL: &str = "ship";
@@ -29,11 +26,6 @@ pub const SHIP_SUBPROTOCOL: &str = "ship";
 /// Default maximum size of one incoming SHIP message: 100 KiB, the cap ship-go applies, so a
 /// message we accept is one a ship-go peer could have sent.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 100 * 1024;
-
-/// Close code for a text frame (RFC 6455 "unsupported data").
-const CLOSE_UNSUPPORTED_DATA: u16 = 1003;
-/// Close code for an oversize message (RFC 6455 "message too big").
-const CLOSE_MESSAGE_TOO_BIG: u16 = 1009;
 
 /// Choices in the WebSocket layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,23 +50,6 @@ impl WsOptions {
             .max_message_size(Some(self.max_message_size))
             .max_frame_size(Some(self.max_message_size))
     }
-}
-
-/// What [`ShipSocket::next_event`] reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SocketEvent {
-    /// A SHIP message (one binary frame's payload).
-    Message(Vec<u8>),
-    /// The answer to one of our pings.
-    Pong(Vec<u8>),
-    /// The peer closed the WebSocket; our close reply has been sent.
-    Closed {
-        /// The peer's close code, if it sent one (e.g. 1000, 4450).
-        code: Option<u16>,
-        /// The peer's close reason.
-        reason: String,
-    },
 }
 
 /// Why the server refused an upgrade, remembered across the handshake callback.
@@ -108,6 +83,8 @@ where
     // Boxed so the handshake callback is `Unpin` whatever `admit` is.
     let admit = Box::new(admit);
     let mut refusal = None;
+    // The callback's signature (and its large error type) is tungstenite's.
+    #[allow(clippy::result_large_err)]
     let callback = |request: &Request, mut response: Response| {
         let offered: Vec<String> = request
             .headers()
@@ -206,161 +183,7 @@ where
     Ok(ShipSocket::new(inner, peer_ski, options))
 }
 
-/// An event or violation received but not yet returned, kept so that
-/// [`ShipSocket::next_event`] stays cancel-safe while it answers it.
-#[derive(Debug)]
-enum Pending {
-    Closed { code: Option<u16>, reason: String },
-    TextFrame,
-    TooLarge { size: usize, max: usize },
-}
-
-/// An established SHIP WebSocket: binary messages in and out, pings, close.
-///
-/// One object serves both directions; the hub's connection task uses it from one task with
-/// `tokio::select!` over [`next_event`](Self::next_event) (cancel-safe) and its own queues.
-#[derive(Debug)]
-pub struct ShipSocket<S> {
-    inner: WebSocketStream<TlsStream<S>>,
-    peer_ski: Ski,
-    max_message_size: usize,
-    pending: Option<Pending>,
-}
-
-impl<S> ShipSocket<S>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-{
-    fn new(inner: WebSocketStream<TlsStream<S>>, peer_ski: Ski, options: &WsOptions) -> Self {
-        ShipSocket {
-            inner,
-            peer_ski,
-            max_message_size: options.max_message_size,
-            pending: None,
-        }
-    }
-
-    /// The peer's SKI, from its verified TLS certificate.
-    pub fn peer_ski(&self) -> Ski {
-        self.peer_ski
-    }
-
-    /// The largest incoming message this socket accepts, in bytes.
-    pub fn max_message_size(&self) -> usize {
-        self.max_message_size
-    }
-
-    /// The TLS stream underneath (e.g. for the negotiated protocol version).
-    pub fn tls(&self) -> &TlsStream<S> {
-        self.inner.get_ref()
-    }
-
-    /// Sends one SHIP message as a binary frame and flushes it.
-    ///
-    /// Not cancel-safe: if the future is dropped before it completes, the message may or may
-    /// not be sent. Do not use it as a `select!` branch; call it from a handler.
-    pub async fn send(&mut self, message: Vec<u8>) -> Result<(), TransportError> {
-        self.inner
-            .send(Message::Binary(message.into()))
-            .await
-            .map_err(from_tungstenite)
-    }
-
-    /// Sends a WebSocket ping (keepalive, §10); the answer arrives as [`SocketEvent::Pong`].
-    pub async fn ping(&mut self, payload: Vec<u8>) -> Result<(), TransportError> {
-        self.inner
-            .send(Message::Ping(payload.into()))
-            .await
-            .map_err(from_tungstenite)
-    }
-
-    /// Waits for the next event: a SHIP message, a pong, or the peer's close.
-    ///
-    /// Pings from the peer are answered automatically and not reported. A text frame or an
-    /// oversize message closes the connection (1003 / 1009) and returns
-    /// [`WebSocketError::TextFrame`] / [`WebSocketError::MessageTooLarge`]. After the close
-    /// was reported, further calls return [`WebSocketError::Closed`].
-    ///
-    /// Cancel-safe: if the future is dropped before it completes, no received message is lost;
-    /// a close or violation already received is reported by the next call.
-    pub async fn next_event(&mut self) -> Result<SocketEvent, TransportError> {
-        loop {
-            if let Some(pending) = &self.pending {
-                match pending {
-                    Pending::Closed { .. } => {
-                        // Sends our close reply, which tungstenite has queued.
-                        let _ = self.inner.flush().await;
-                    }
-                    Pending::TextFrame => {
-                        self.close_quietly(CLOSE_UNSUPPORTED_DATA, "SHIP uses binary frames only")
-                            .await;
-                    }
-                    Pending::TooLarge { .. } => {
-                        self.close_quietly(CLOSE_MESSAGE_TOO_BIG, "message too big")
-                            .await;
-                    }
-                }
-                return match self.pending.take() {
-                    Some(Pending::Closed { code, reason }) => {
-                        Ok(SocketEvent::Closed { code, reason })
-                    }
-                    Some(Pending::TextFrame) => Err(WebSocketError::TextFrame.into()),
-                    Some(Pending::TooLarge { size, max }) => {
-                        Err(WebSocketError::MessageTooLarge { size, max }.into())
-                    }
-                    None => continue,
-                };
-            }
-            match self.inner.next().await {
-                None => return Err(WebSocketError::Closed.into()),
-                Some(Ok(Message::Binary(bytes))) => return Ok(SocketEvent::Message(bytes.into())),
-                Some(Ok(Message::Pong(bytes))) => return Ok(SocketEvent::Pong(bytes.into())),
-                Some(Ok(Message::Ping(_) | Message::Frame(_))) => continue,
-                Some(Ok(Message::Text(_))) => self.pending = Some(Pending::TextFrame),
-                Some(Ok(Message::Close(frame))) => {
-                    let (code, reason) = match frame {
-                        Some(frame) => (Some(u16::from(frame.code)), frame.reason.to_string()),
-                        None => (None, String::new()),
-                    };
-                    self.pending = Some(Pending::Closed { code, reason });
-                }
-                Some(Err(tungstenite::Error::Capacity(
-                    tungstenite::error::CapacityError::MessageTooLong { size, max_size },
-                ))) => {
-                    self.pending = Some(Pending::TooLarge {
-                        size,
-                        max: max_size,
-                    });
-                }
-                Some(Err(error)) => return Err(from_tungstenite(error)),
-            }
-        }
-    }
-
-    /// Closes the WebSocket with `code` and `reason` (truncated to the 123 bytes a close frame
-    /// allows) and flushes the close frame. Closing an already closed socket is not an error.
-    pub async fn close(&mut self, code: u16, reason: &str) -> Result<(), TransportError> {
-        let frame = CloseFrame {
-            code: CloseCode::from(code),
-            reason: truncate(reason, 123).into(),
-        };
-        match self.inner.close(Some(frame)).await {
-            Ok(())
-            | Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
-                Ok(())
-            }
-            Err(error) => Err(from_tungstenite(error)),
-        }
-    }
-
-    async fn close_quietly(&mut self, code: u16, reason: &str) {
-        if let Err(error) = self.close(code, reason).await {
-            tracing::debug!(peer = %self.peer_ski, %error, "closing after a protocol violation failed");
-        }
-    }
-}
-
-fn truncate(text: &str, max: usize) -> &str {
+pub(crate) fn truncate(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;
     }
@@ -372,7 +195,7 @@ fn truncate(text: &str, max: usize) -> &str {
 }
 
 /// Maps a tungstenite error to ours.
-fn from_tungstenite(error: tungstenite::Error) -> TransportError {
+pub(crate) fn from_tungstenite(error: tungstenite::Error) -> TransportError {
     use tungstenite::Error;
     use tungstenite::error::{CapacityError, ProtocolError, SubProtocolError};
     let ws = match error {
@@ -400,4 +223,23 @@ fn from_tungstenite(error: tungstenite::Error) -> TransportError {
         other => WebSocketError::Protocol(other.to_string()),
     };
     TransportError::WebSocket(ws)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_reasons_are_truncated_on_a_char_boundary() {
+        assert_eq!(truncate("short", 123), "short");
+        let long = "ä".repeat(100); // 200 bytes
+        let cut = truncate(&long, 123);
+        assert_eq!(cut.len(), 122);
+        assert!(long.starts_with(cut));
+    }
+
+    #[test]
+    fn default_message_cap_is_ship_gos_100_kib() {
+        assert_eq!(WsOptions::default().max_message_size, 100 * 1024);
+    }
 }

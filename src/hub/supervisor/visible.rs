@@ -38,8 +38,6 @@ impl Supervisor {
             self.connection_lost(reason);
         }
     }
-        }
-    }
 
     /// A client certificate with this SKI arrived lately: an incoming connection is in its TLS
     /// handshake.
@@ -113,10 +111,10 @@ impl Supervisor {
         {
             return (link.state, detail(link.detail, None));
         }
-        if let Some((state, text)) = self.last_failure.take() {
-            if state != self.visible.state {
-                return (state, detail(None, Some(text)));
-            }
+        if let Some((state, text)) = self.last_failure.take()
+            && state != self.visible.state
+        {
+            return (state, detail(None, Some(text)));
         }
         if matches!(self.dial, Dial::Running(_)) {
             return (ConnectionState::Initiated, detail(None, None));
