@@ -12,9 +12,11 @@
 //! model is a typed [`DecodeError`], never a panic. A `data` payload is kept as the exact bytes
 //! the peer sent ([`RawValue`]).
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::fmt;
 
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::message::{
@@ -115,7 +117,7 @@ pub fn decode(bytes: &[u8]) -> Result<ShipMessage, DecodeError> {
     let [(name, body)] = top.0.as_slice() else {
         return Err(DecodeError::NotAMessage);
     };
-    let message = match name.as_str() {
+    let message = match name.as_ref() {
         "connectionHello" => ShipMessage::ConnectionHello(decode_hello(body)?),
         "messageProtocolHandshake" => ShipMessage::ProtocolHandshake(decode_handshake(body)?),
         "messageProtocolHandshakeError" => {
@@ -158,7 +160,7 @@ fn message_name(message: &ShipMessage) -> &'static str {
 
 /// The members of one model object, from either a JSON object or an EEBus array of
 /// single-key objects (members of all array elements merged; for a repeated name the first one found is used).
-struct Fields<'a>(Vec<(String, &'a RawValue)>);
+struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
 
 impl<'a> Fields<'a> {
     fn parse(raw: &'a RawValue, message: &'static str) -> Result<Self, DecodeError> {
@@ -200,9 +202,55 @@ impl<'a> Fields<'a> {
     }
 }
 
-fn members(text: &str) -> Result<Vec<(String, &RawValue)>, String> {
-    let map: HashMap<String, &RawValue> = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    Ok(map.into_iter().collect())
+fn members(text: &str) -> Result<Vec<(Cow<'_, str>, &RawValue)>, String> {
+    serde_json::from_str::<Members<'_>>(text)
+        .map(|m| m.0)
+        .map_err(|e| e.to_string())
+}
+
+/// The members of one JSON object in document order, keys borrowed where possible.
+struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MembersVisitor;
+        impl<'de> Visitor<'de> for MembersVisitor {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::new();
+                while let Some((Key(key), value)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
+                    members.push((key, value));
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(MembersVisitor)
+    }
+}
+
+/// An object key, borrowed from the input unless it contains escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(key)))
+            }
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(key.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
 }
 
 fn scalar<'a, T: Deserialize<'a>>(
