@@ -32,23 +32,36 @@ pub enum ConnectionState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
 #[non_exhaustive]
-#[allow(missing_docs)] // the names are the specification's; groups are documented below
 pub enum DetailedState {
     // CMI, §13.4.3
+    /// CMI not started yet (§13.4.3).
     CmiInitStart = 0,
+    /// Client: sending its CMI.
     CmiClientSend = 1,
+    /// Client: waiting for the server's CMI.
     CmiClientWait = 2,
+    /// Client: checking the server's CMI.
     CmiClientEvaluate = 3,
+    /// Server: waiting for the client's CMI.
     CmiServerWait = 4,
+    /// Server: checking the client's CMI.
     CmiServerEvaluate = 5,
     // Hello, §13.4.4.1
+    /// Hello started (§13.4.4.1).
     Hello = 6,
+    /// We are ready: sending hello `ready`.
     HelloReadyInit = 7,
+    /// We are ready: waiting for the peer's `ready`.
     HelloReadyListen = 8,
+    /// We were ready and our wait ran out.
     HelloReadyTimeout = 9,
+    /// We are pending: sending hello `pending`.
     HelloPendingInit = 10,
+    /// We are pending: the user decides (ReceivedPairingRequest).
     HelloPendingListen = 11,
+    /// We were pending and a wait ran out.
     HelloPendingTimeout = 12,
+    /// Both sides ready.
     HelloOk = 13,
     /// We sent hello `aborted` and close after the abort delay.
     HelloAbort = 14,
@@ -59,24 +72,42 @@ pub enum DetailedState {
     /// Closed after the peer stayed pending (unused by ship-hub).
     HelloRejected = 17,
     // Protocol handshake, §13.4.4.2
+    /// Server: protocol handshake started (§13.4.4.2).
     ProtHServerInit = 18,
+    /// Client: protocol handshake started, sending `announceMax`.
     ProtHClientInit = 19,
+    /// Server: waiting for `announceMax`.
     ProtHServerListenProposal = 20,
+    /// Server: waiting for the echo of its `select`.
     ProtHServerListenConfirm = 21,
+    /// Client: waiting for `select`.
     ProtHClientListenChoice = 22,
+    /// A protocol-handshake wait ran out.
     ProtHTimeout = 23,
+    /// Client: protocol agreed.
     ProtHClientOk = 24,
+    /// Server: protocol agreed.
     ProtHServerOk = 25,
     // PIN, §13.4.4.3
+    /// PIN check started, our state sent (§13.4.4.3).
     PinCheckInit = 26,
+    /// Waiting for the peer's PIN state.
     PinCheckListen = 27,
+    /// The peer's PIN state cannot be satisfied.
     PinCheckError = 28,
+    /// PIN check: peer busy (unused).
     PinCheckBusyInit = 29,
+    /// PIN check: waiting while the peer is busy (unused).
     PinCheckBusyWait = 30,
+    /// No PIN needed on either side.
     PinCheckOk = 31,
+    /// PIN entry started (unused).
     PinAskInit = 32,
+    /// PIN entry being processed (unused).
     PinAskProcess = 33,
+    /// PIN entry restricted (unused).
     PinAskRestricted = 34,
+    /// PIN accepted (unused).
     PinAskOk = 35,
     // Access methods, §13.4.6 (in parallel with data exchange, §13.4.5)
     /// Our access-methods request is pending; data already flows.
