@@ -234,7 +234,10 @@ impl Supervisor {
             }
             LinkEvent::PeerShipId(ship_id) => self.ship_id_learned(ship_id),
             LinkEvent::Data(payload) => {
-                if self.links.iter().any(|l| l.id == id && l.completed) {
+                // The engine delivers data only after hello (both sides trust each other) and the
+                // PIN step; data may precede Completed while our access-methods request is still
+                // unanswered, and is delivered at once (§13.4.6, TC_SHIP_AMDATA_002).
+                if self.links.iter().any(|l| l.id == id && !l.awaiting_trust) {
                     self.shared
                         .callbacks
                         .push(CallbackEvent::DataReceived(self.ski, payload));
