@@ -15,6 +15,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod discovery;
+pub mod hub;
 pub mod identity;
 pub mod protocol;
 pub mod ship_id;

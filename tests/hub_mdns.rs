@@ -52,17 +52,47 @@ async fn two_hubs_discover_pair_and_exchange_data_over_mdns() {
     b.pair(a_ski, None).unwrap();
 
     // Default names: both visible to each other.
-    assert!(wait_until(PATIENCE, || a.visible_services().iter().any(|s| s.ski == b_ski)).await);
-    assert!(wait_until(PATIENCE, || b.visible_services().iter().any(|s| s.ski == a_ski)).await);
-    assert!(ra.wait_for(PATIENCE, |s| *s == Seen::Connected(b_ski)).await, "{:?}", ra.all());
-    assert!(rb.wait_for(PATIENCE, |s| *s == Seen::Connected(a_ski)).await, "{:?}", rb.all());
+    assert!(
+        wait_until(PATIENCE, || a
+            .visible_services()
+            .iter()
+            .any(|s| s.ski == b_ski))
+        .await
+    );
+    assert!(
+        wait_until(PATIENCE, || b
+            .visible_services()
+            .iter()
+            .any(|s| s.ski == a_ski))
+        .await
+    );
+    assert!(
+        ra.wait_for(PATIENCE, |s| *s == Seen::Connected(b_ski))
+            .await,
+        "{:?}",
+        ra.all()
+    );
+    assert!(
+        rb.wait_for(PATIENCE, |s| *s == Seen::Connected(a_ski))
+            .await,
+        "{:?}",
+        rb.all()
+    );
     a.send_data(b_ski, br#"{"over":"mdns"}"#).unwrap();
-    assert!(rb.wait_for(PATIENCE, |s| *s == Seen::Data(a_ski, br#"{"over":"mdns"}"#.to_vec())).await);
+    assert!(
+        rb.wait_for(PATIENCE, |s| *s
+            == Seen::Data(a_ski, br#"{"over":"mdns"}"#.to_vec()))
+            .await
+    );
 
     let report = b.shutdown().await;
     assert!(report.announcement_withdrawn, "{report:?}");
     assert!(
-        wait_until(PATIENCE, || !a.visible_services().iter().any(|s| s.ski == b_ski)).await,
+        wait_until(PATIENCE, || !a
+            .visible_services()
+            .iter()
+            .any(|s| s.ski == b_ski))
+        .await,
         "B's withdrawn announcement is still visible to A"
     );
     a.shutdown().await;

@@ -38,8 +38,10 @@ async fn crossing_dials(seed: u64) {
     let mut cs = lan_config(&lan, 1, small, &rs);
     let mut cb = lan_config(&lan, 2, big, &rb);
     for config in [&mut cs, &mut cb] {
-        let tier = |lo, hi| BackoffTier::new(Duration::from_secs(lo), Duration::from_secs(hi)).unwrap();
-        config.timers.reconnect = BackoffTiers::new(vec![tier(0, 0), tier(3, 10), tier(10, 20)]).unwrap();
+        let tier =
+            |lo, hi| BackoffTier::new(Duration::from_secs(lo), Duration::from_secs(hi)).unwrap();
+        config.timers.reconnect =
+            BackoffTiers::new(vec![tier(0, 0), tier(3, 10), tier(10, 20)]).unwrap();
         config.rng_seed = Some(seed);
     }
     let hs = start(cs).await;
@@ -51,15 +53,32 @@ async fn crossing_dials(seed: u64) {
 
     let on_small = hs.connections(big_ski);
     let on_big = hb.connections(small_ski);
-    assert_eq!(on_small.len(), 1, "seed {seed}: small side holds {on_small:?}");
+    assert_eq!(
+        on_small.len(),
+        1,
+        "seed {seed}: small side holds {on_small:?}"
+    );
     assert_eq!(on_big.len(), 1, "seed {seed}: big side holds {on_big:?}");
     assert_eq!(on_small[0].state, ConnectionState::Completed, "seed {seed}");
     assert_eq!(on_big[0].state, ConnectionState::Completed, "seed {seed}");
     // The same connection: the side that dialled it sees it outgoing, the other incoming.
-    assert_ne!(on_small[0].direction, on_big[0].direction, "seed {seed}: two different connections survived");
+    assert_ne!(
+        on_small[0].direction, on_big[0].direction,
+        "seed {seed}: two different connections survived"
+    );
     for (recorder, peer) in [(&rs, big_ski), (&rb, small_ski)] {
-        assert_eq!(recorder.count(|s| *s == Seen::Connected(peer)), 1, "seed {seed}: {:?}", recorder.all());
-        assert_eq!(recorder.count(|s| matches!(s, Seen::Disconnected(..))), 0, "seed {seed}: {:?}", recorder.all());
+        assert_eq!(
+            recorder.count(|s| *s == Seen::Connected(peer)),
+            1,
+            "seed {seed}: {:?}",
+            recorder.all()
+        );
+        assert_eq!(
+            recorder.count(|s| matches!(s, Seen::Disconnected(..))),
+            0,
+            "seed {seed}: {:?}",
+            recorder.all()
+        );
     }
     hs.shutdown().await;
     hb.shutdown().await;
@@ -78,7 +97,11 @@ fn restarted_peer_replaces_its_zombie_connection_either_ski_order() {
 async fn zombie(survivor_is_bigger: bool) {
     let lan = MemoryLan::new();
     let (small, big) = ordered_identities();
-    let (survivor_id, restarter_id) = if survivor_is_bigger { (big, small) } else { (small, big) };
+    let (survivor_id, restarter_id) = if survivor_is_bigger {
+        (big, small)
+    } else {
+        (small, big)
+    };
     let (survivor_ski, restarter_ski) = (survivor_id.ski(), restarter_id.ski());
     let restarter_key = restarter_id.clone();
     let (rs, rr) = (Recorder::new(), Recorder::new());
@@ -87,9 +110,17 @@ async fn zombie(survivor_is_bigger: bool) {
     let mut config = lan_config(&lan, 2, restarter_id, &rr);
     config.trust_store = restarter_trust.clone();
     let restarter = start(config).await;
-    survivor.pair_at(restarter_ski, None, Some(lan_addr(2))).unwrap();
-    restarter.pair_at(survivor_ski, None, Some(lan_addr(1))).unwrap();
-    assert!(rs.wait_for(Duration::from_secs(10), |s| *s == Seen::Connected(restarter_ski)).await);
+    survivor
+        .pair_at(restarter_ski, None, Some(lan_addr(2)))
+        .unwrap();
+    restarter
+        .pair_at(survivor_ski, None, Some(lan_addr(1)))
+        .unwrap();
+    assert!(
+        rs.wait_for(Duration::from_secs(10), |s| *s
+            == Seen::Connected(restarter_ski))
+            .await
+    );
 
     // Power loss: every pipe to host 2 goes silent; its hub is gone without a word.
     lan.crash(lan_addr(2).ip());
@@ -99,15 +130,32 @@ async fn zombie(survivor_is_bigger: bool) {
     let mut config = lan_config(&lan, 2, restarter_key, &rr2);
     config.trust_store = restarter_trust;
     let restarted = start(config).await;
-    assert!(rr2.wait_for(Duration::from_secs(5), |s| *s == Seen::Connected(survivor_ski)).await);
+    assert!(
+        rr2.wait_for(Duration::from_secs(5), |s| *s
+            == Seen::Connected(survivor_ski))
+            .await
+    );
     // Within the 3 s grace period the survivor is down to the new connection.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let links = survivor.connections(restarter_ski);
     assert_eq!(links.len(), 1, "survivor holds {links:?}");
     assert_eq!(links[0].state, ConnectionState::Completed);
-    assert_eq!(survivor.connection_state(restarter_ski), ConnectionState::Completed);
-    assert_eq!(rs.count(|s| matches!(s, Seen::Disconnected(..))), 0, "{:?}", rs.all());
-    assert_eq!(rs.count(|s| *s == Seen::Connected(restarter_ski)), 1, "{:?}", rs.all());
+    assert_eq!(
+        survivor.connection_state(restarter_ski),
+        ConnectionState::Completed
+    );
+    assert_eq!(
+        rs.count(|s| matches!(s, Seen::Disconnected(..))),
+        0,
+        "{:?}",
+        rs.all()
+    );
+    assert_eq!(
+        rs.count(|s| *s == Seen::Connected(restarter_ski)),
+        1,
+        "{:?}",
+        rs.all()
+    );
     survivor.shutdown().await;
     restarted.shutdown().await;
 }
@@ -126,12 +174,21 @@ fn partition_then_heal_reconnects_within_the_tier_bound() {
         let b = start(lan_config(&lan, 2, b_id, &rb)).await;
         a.pair_at(b_ski, None, Some(lan_addr(2))).unwrap();
         b.pair_at(a_ski, None, Some(lan_addr(1))).unwrap();
-        assert!(ra.wait_for(Duration::from_secs(10), |s| *s == Seen::Connected(b_ski)).await);
+        assert!(
+            ra.wait_for(Duration::from_secs(10), |s| *s == Seen::Connected(b_ski))
+                .await
+        );
 
         let cut = tokio::time::Instant::now();
         lan.partition(lan_addr(1).ip(), lan_addr(2).ip());
         // Default keepalive: 50 s interval + 10 s timeout.
-        assert!(ra.wait_for(Duration::from_secs(61), |s| matches!(s, Seen::Disconnected(k, _) if *k == b_ski)).await);
+        assert!(
+            ra.wait_for(
+                Duration::from_secs(61),
+                |s| matches!(s, Seen::Disconnected(k, _) if *k == b_ski)
+            )
+            .await
+        );
         assert!(tokio::time::Instant::now() - cut <= Duration::from_secs(60));
         tokio::time::sleep(Duration::from_secs(120)).await;
         assert_ne!(a.connection_state(b_ski), ConnectionState::Completed);
@@ -140,16 +197,25 @@ fn partition_then_heal_reconnects_within_the_tier_bound() {
         let healed = tokio::time::Instant::now();
         let connects_before = ra.count(|s| *s == Seen::Connected(b_ski));
         tokio::time::sleep(Duration::from_secs(25)).await;
-        assert_eq!(ra.count(|s| *s == Seen::Connected(b_ski)), connects_before + 1, "{:?}", ra.all());
+        assert_eq!(
+            ra.count(|s| *s == Seen::Connected(b_ski)),
+            connects_before + 1,
+            "{:?}",
+            ra.all()
+        );
         let reconnected = ra
             .timed()
             .into_iter()
             .filter(|(_, s)| *s == Seen::Connected(b_ski))
             .map(|(t, _)| t)
-            .last()
+            .next_back()
             .unwrap();
         // Tier 3 draws at most 20 s; the handshake takes no virtual time beyond that.
-        assert!(reconnected - healed <= Duration::from_secs(21), "took {:?}", reconnected - healed);
+        assert!(
+            reconnected - healed <= Duration::from_secs(21),
+            "took {:?}",
+            reconnected - healed
+        );
         a.shutdown().await;
         b.shutdown().await;
     });
@@ -177,7 +243,11 @@ fn peer_down_ten_minutes_is_redialled_inside_the_tiers() {
             .filter(|(_, s)| *s == Seen::State(b_ski, ConnectionState::Initiated))
             .map(|(t, _)| t)
             .collect();
-        assert!(dials.len() >= 30, "only {} dials in 10 minutes", dials.len());
+        assert!(
+            dials.len() >= 30,
+            "only {} dials in 10 minutes",
+            dials.len()
+        );
         for (i, pair) in dials.windows(2).enumerate() {
             let gap = pair[1] - pair[0];
             let attempt = i + 2; // the gap before the 2nd, 3rd, ... attempt
@@ -195,7 +265,10 @@ fn peer_down_ten_minutes_is_redialled_inside_the_tiers() {
         let b = start(lan_config(&lan, 2, b_key, &rb)).await;
         b.pair(a_ski, None).unwrap();
         let back = tokio::time::Instant::now();
-        assert!(ra.wait_for(Duration::from_secs(21), |s| *s == Seen::Connected(b_ski)).await);
+        assert!(
+            ra.wait_for(Duration::from_secs(21), |s| *s == Seen::Connected(b_ski))
+                .await
+        );
         assert!(tokio::time::Instant::now() - back <= Duration::from_secs(21));
         a.shutdown().await;
         b.shutdown().await;

@@ -51,7 +51,11 @@ fn newest(live: &[LinkFacts]) -> Option<LinkId> {
 /// peer `remote`, seen from the node `local`.
 pub(crate) fn on_new_link(local: Ski, remote: Ski, live: &[LinkFacts]) -> Arbitration {
     let keep = newest(live);
-    let others: Vec<LinkId> = live.iter().map(|l| l.id).filter(|id| Some(*id) != keep).collect();
+    let others: Vec<LinkId> = live
+        .iter()
+        .map(|l| l.id)
+        .filter(|id| Some(*id) != keep)
+        .collect();
     if local > remote {
         Arbitration::Close(others)
     } else {
@@ -67,7 +71,10 @@ pub(crate) fn after_grace(live: &[LinkFacts]) -> Vec<LinkId> {
     }
     let answered: Vec<LinkFacts> = live.iter().copied().filter(|l| l.answered_ping).collect();
     let keep = newest(if answered.is_empty() { live } else { &answered });
-    live.iter().map(|l| l.id).filter(|id| Some(*id) != keep).collect()
+    live.iter()
+        .map(|l| l.id)
+        .filter(|id| Some(*id) != keep)
+        .collect()
 }
 
 #[cfg(test)]
@@ -93,10 +100,19 @@ mod tests {
     fn bigger_ski_keeps_the_most_recent_and_closes_the_rest() {
         let base = Instant::now();
         let live = [
-            LinkFacts { started: base, ..facts(1, 0, true) },
-            LinkFacts { started: base + Duration::from_millis(5), ..facts(2, 0, true) },
+            LinkFacts {
+                started: base,
+                ..facts(1, 0, true)
+            },
+            LinkFacts {
+                started: base + Duration::from_millis(5),
+                ..facts(2, 0, true)
+            },
         ];
-        assert_eq!(on_new_link(ski(9), ski(1), &live), Arbitration::Close(vec![1]));
+        assert_eq!(
+            on_new_link(ski(9), ski(1), &live),
+            Arbitration::Close(vec![1])
+        );
     }
 
     #[test]
@@ -104,28 +120,52 @@ mod tests {
         // Our dial started before the peer's incoming connection but finished after it.
         let base = Instant::now();
         let live = [
-            LinkFacts { started: base + Duration::from_millis(5), ..facts(1, 0, true) },
-            LinkFacts { started: base, ..facts(2, 0, true) },
+            LinkFacts {
+                started: base + Duration::from_millis(5),
+                ..facts(1, 0, true)
+            },
+            LinkFacts {
+                started: base,
+                ..facts(2, 0, true)
+            },
         ];
-        assert_eq!(on_new_link(ski(9), ski(1), &live), Arbitration::Close(vec![2]));
+        assert_eq!(
+            on_new_link(ski(9), ski(1), &live),
+            Arbitration::Close(vec![2])
+        );
     }
 
     #[test]
     fn smaller_ski_only_pings_the_older_links() {
         let base = Instant::now();
         let live = [
-            LinkFacts { started: base, ..facts(1, 0, true) },
-            LinkFacts { started: base + Duration::from_millis(5), ..facts(2, 0, true) },
+            LinkFacts {
+                started: base,
+                ..facts(1, 0, true)
+            },
+            LinkFacts {
+                started: base + Duration::from_millis(5),
+                ..facts(2, 0, true)
+            },
         ];
-        assert_eq!(on_new_link(ski(1), ski(9), &live), Arbitration::PingAndWait(vec![1]));
+        assert_eq!(
+            on_new_link(ski(1), ski(9), &live),
+            Arbitration::PingAndWait(vec![1])
+        );
     }
 
     #[test]
     fn after_grace_closes_the_silent_zombie() {
         let base = Instant::now();
         let live = [
-            LinkFacts { started: base, ..facts(1, 0, false) },
-            LinkFacts { started: base + Duration::from_millis(5), ..facts(2, 0, true) },
+            LinkFacts {
+                started: base,
+                ..facts(1, 0, false)
+            },
+            LinkFacts {
+                started: base + Duration::from_millis(5),
+                ..facts(2, 0, true)
+            },
         ];
         assert_eq!(after_grace(&live), vec![1]);
     }
@@ -134,9 +174,18 @@ mod tests {
     fn after_grace_keeps_the_newest_of_the_answering() {
         let base = Instant::now();
         let live = [
-            LinkFacts { started: base, ..facts(1, 0, true) },
-            LinkFacts { started: base + Duration::from_millis(5), ..facts(2, 0, true) },
-            LinkFacts { started: base + Duration::from_millis(9), ..facts(3, 0, false) },
+            LinkFacts {
+                started: base,
+                ..facts(1, 0, true)
+            },
+            LinkFacts {
+                started: base + Duration::from_millis(5),
+                ..facts(2, 0, true)
+            },
+            LinkFacts {
+                started: base + Duration::from_millis(9),
+                ..facts(3, 0, false)
+            },
         ];
         // 3 is the newest but did not answer: it goes, and of 1 and 2 the newer stays.
         let mut closed = after_grace(&live);
@@ -156,8 +205,14 @@ mod tests {
         let base = Instant::now();
         for (a_dial_ms, b_dial_ms) in [(0u64, 1u64), (1, 0), (0, 0), (7, 3)] {
             let a_view = [
-                LinkFacts { started: base + Duration::from_millis(a_dial_ms), ..facts(1, 0, true) },
-                LinkFacts { started: base + Duration::from_millis(b_dial_ms), ..facts(2, 0, true) },
+                LinkFacts {
+                    started: base + Duration::from_millis(a_dial_ms),
+                    ..facts(1, 0, true)
+                },
+                LinkFacts {
+                    started: base + Duration::from_millis(b_dial_ms),
+                    ..facts(2, 0, true)
+                },
             ];
             let Arbitration::Close(closed_by_a) = on_new_link(ski(9), ski(1), &a_view) else {
                 panic!("the bigger side decides")

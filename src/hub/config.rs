@@ -5,6 +5,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::ShipId;
+use crate::discovery::{DeviceCategories, Discovery, InstanceName, ServicePath, TxtValue};
 use crate::hub::backoff::BackoffTiers;
 use crate::hub::callbacks::{Callbacks, NoCallbacks};
 use crate::hub::net::{Network, TcpNetwork};
@@ -12,8 +14,6 @@ use crate::hub::trust::{MemoryTrustStore, TrustStore};
 use crate::identity::Identity;
 use crate::protocol::ProtocolConfig;
 use crate::transport::{TlsOptions, WsOptions};
-use crate::ShipId;
-use crate::discovery::{DeviceCategories, Discovery, InstanceName, ServicePath, TxtValue};
 
 /// The TCP port ship-hub listens on unless told otherwise (the port ship-go's examples use).
 pub const DEFAULT_PORT: u16 = 4711;

@@ -10,12 +10,12 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::address_book::{DEFAULT_SHIP_PATH, check_dialable};
 use super::callbacks::{CallbackEvent, CallbackQueue, start_dispatcher};
 use super::config::HubConfig;
-use super::dial::DialAddress;
 use super::listener::accept_loop;
+use super::metrics::{HubMetrics, MetricsSnapshot};
 use super::sightings;
-use super::metrics::{Metrics, MetricsSnapshot};
 use super::supervisor::{Command, Supervisor};
 use super::trust::{PairedPeer, TrustStore, TrustStoreError};
 use crate::protocol::{CloseCause, ConnectionState};
@@ -124,6 +124,9 @@ pub enum HubError {
     /// The trust store failed.
     #[error(transparent)]
     TrustStore(#[from] TrustStoreError),
+    /// The address cannot be dialled (unspecified, port 0, multicast, link-local without scope).
+    #[error("address not usable: {0}")]
+    Address(String),
     /// The discovery refused the announcement.
     #[error("discovery: {0}")]
     Discovery(crate::discovery::DiscoveryError),
@@ -163,7 +166,7 @@ pub(crate) struct Shared {
     pub(crate) callbacks: CallbackQueue,
     pub(crate) connections: Arc<Semaphore>,
     pub(crate) handshakes: Arc<Semaphore>,
-    pub(crate) metrics: Metrics,
+    pub(crate) metrics: HubMetrics,
     pub(crate) tracker: TaskTracker,
     /// Shutdown phase 1: the listener and admissions stop.
     pub(crate) stop_accepting: CancellationToken,
@@ -211,12 +214,15 @@ impl Shared {
             use rand::Rng;
             self.seeds.lock().expect("seed lock").next_u64()
         };
-        let supervisor =
-            Supervisor::new(ski, self.clone(), commands_rx, status_tx, data_rx, seed);
+        let supervisor = Supervisor::new(ski, self.clone(), commands_rx, status_tx, data_rx, seed);
         let _ = commands_tx.send(command);
         registry.insert(
             ski,
-            PeerEntry { commands: commands_tx, status: status_rx, data: data_tx },
+            PeerEntry {
+                commands: commands_tx,
+                status: status_rx,
+                data: data_tx,
+            },
         );
         self.tracker.spawn(supervisor.run());
         Ok(())
@@ -244,6 +250,27 @@ pub struct Hub {
     shared: Arc<Shared>,
     local_addr: SocketAddr,
     callbacks_done: Arc<Mutex<Option<oneshot::Receiver<()>>>>,
+    _last_handle: Arc<StopOnDrop>,
+}
+
+/// Stops the hub abruptly when the last [`Hub`] handle is dropped without
+/// [`Hub::shutdown`]: the listener closes, dials stop, connections are dropped without a SHIP
+/// close, and the tasks end on their own. (The tasks hold the shared state, so without this a
+/// forgotten hub would run forever.)
+struct StopOnDrop {
+    shared: Arc<Shared>,
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if !self.shared.abort.is_cancelled() {
+            tracing::debug!(ski = %self.shared.local_ski, "last Hub handle dropped: stopping");
+        }
+        self.shared.stop_accepting.cancel();
+        self.shared.stop.cancel();
+        self.shared.abort.cancel();
+        self.shared.callbacks.push(CallbackEvent::Stop);
+    }
 }
 
 impl std::fmt::Debug for Hub {
@@ -263,10 +290,14 @@ impl Hub {
             .network
             .bind(config.bind)
             .await
-            .map_err(|source| HubError::Bind { addr: config.bind, source })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| HubError::Bind { addr: config.bind, source })?;
+            .map_err(|source| HubError::Bind {
+                addr: config.bind,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| HubError::Bind {
+            addr: config.bind,
+            source,
+        })?;
         let (callbacks, callbacks_done) = start_dispatcher(config.callbacks.clone());
         let seed = config.rng_seed.unwrap_or_else(rand::random);
         let paired = config.trust_store.load_all()?;
@@ -288,7 +319,7 @@ impl Hub {
                 callbacks,
                 connections: Arc::new(Semaphore::new(config.limits.max_connections)),
                 handshakes: Arc::new(Semaphore::new(config.limits.max_handshakes_in_progress)),
-                metrics: Metrics::default(),
+                metrics: HubMetrics::new(),
                 tracker: TaskTracker::new(),
                 stop_accepting: CancellationToken::new(),
                 stop: CancellationToken::new(),
@@ -304,7 +335,9 @@ impl Hub {
             discovery
                 .announce(sightings::announcement(&shared, local_addr.port()))
                 .map_err(HubError::Discovery)?;
-            shared.tracker.spawn(sightings::follow(shared.clone(), discovery));
+            shared
+                .tracker
+                .spawn(sightings::follow(shared.clone(), discovery));
         }
         shared.tracker.spawn(trust_writer(
             shared.trust.clone(),
@@ -320,6 +353,9 @@ impl Hub {
         }
         tracing::info!(ski = %local_ski, addr = %local_addr, "hub started");
         Ok(Hub {
+            _last_handle: Arc::new(StopOnDrop {
+                shared: shared.clone(),
+            }),
             shared,
             local_addr,
             callbacks_done: Arc::new(Mutex::new(Some(callbacks_done))),
@@ -352,26 +388,40 @@ impl Hub {
         if ski == self.shared.local_ski {
             return Err(HubError::OwnSki(ski));
         }
-        let mut peer = self.shared.trust.get(&ski)?.unwrap_or_else(|| PairedPeer::new(ski));
+        let mut peer = self
+            .shared
+            .trust
+            .get(&ski)?
+            .unwrap_or_else(|| PairedPeer::new(ski));
         if ship_id.is_some() {
             peer.ship_id = ship_id;
         }
         self.shared.trust.upsert(peer.clone())?;
         self.shared.route(ski, Command::Paired(peer))?;
-        if let Some(service) = self.shared.config.discovery.as_ref().and_then(|d| d.visible_service(&ski)) {
-            for address in sightings::dial_addresses(&service) {
-                self.shared.route(ski, Command::Address(address))?;
-            }
+        if let Some(service) = self
+            .shared
+            .config
+            .discovery
+            .as_ref()
+            .and_then(|d| d.visible_service(&ski))
+        {
+            self.shared
+                .route(ski, sightings::sighting_command(&service))?;
         }
         if let Some(address) = address {
-            self.shared.route(ski, Command::Address(DialAddress::fixed(address)))?;
+            self.add_address(ski, address)?;
         }
         Ok(())
     }
 
-    /// Tells the hub where `ski` can be dialled (for example from a configuration file).
-    pub fn add_address(&self, ski: Ski, address: DialAddress) -> Result<(), HubError> {
-        self.shared.route(ski, Command::Address(address))
+    /// Tells the hub where `ski` can be dialled (a static address, e.g. from a configuration
+    /// file; WebSocket path `/ship/`). Only paired peers are dialled.
+    pub fn add_address(&self, ski: Ski, address: SocketAddr) -> Result<(), HubError> {
+        check_dialable(address).map_err(|e| HubError::Address(e.to_string()))?;
+        self.shared.route(
+            ski,
+            Command::StaticAddress(address, DEFAULT_SHIP_PATH.to_owned()),
+        )
     }
 
     /// Removes the pairing of `ski` and closes its connections (connectionClose with reason
@@ -387,11 +437,18 @@ impl Hub {
     /// Approves the waiting pairing request of `ski`: it is stored as paired and its hello
     /// turns `ready`.
     pub fn approve(&self, ski: Ski) -> Result<(), HubError> {
-        let status = self.shared.status(&ski).ok_or(HubError::NoPendingRequest(ski))?;
+        let status = self
+            .shared
+            .status(&ski)
+            .ok_or(HubError::NoPendingRequest(ski))?;
         if !status.pending_request {
             return Err(HubError::NoPendingRequest(ski));
         }
-        let mut peer = self.shared.trust.get(&ski)?.unwrap_or_else(|| PairedPeer::new(ski));
+        let mut peer = self
+            .shared
+            .trust
+            .get(&ski)?
+            .unwrap_or_else(|| PairedPeer::new(ski));
         if peer.ship_id.is_none() {
             peer.ship_id = status.ship_id;
         }
@@ -401,7 +458,10 @@ impl Hub {
 
     /// Refuses the waiting pairing request of `ski` (hello `aborted`, close 4452).
     pub fn deny(&self, ski: Ski) -> Result<(), HubError> {
-        let status = self.shared.status(&ski).ok_or(HubError::NoPendingRequest(ski))?;
+        let status = self
+            .shared
+            .status(&ski)
+            .ok_or(HubError::NoPendingRequest(ski))?;
         if !status.pending_request {
             return Err(HubError::NoPendingRequest(ski));
         }
@@ -416,7 +476,9 @@ impl Hub {
 
     /// The connection state of `ski` as the application sees it.
     pub fn connection_state(&self, ski: Ski) -> ConnectionState {
-        self.shared.status(&ski).map_or(ConnectionState::None, |s| s.state)
+        self.shared
+            .status(&ski)
+            .map_or(ConnectionState::None, |s| s.state)
     }
 
     /// Sends a data message (its SPINE payload, any JSON value) to `ski`. Queued if a replaced
@@ -429,16 +491,22 @@ impl Hub {
         if !entry.status.borrow().connected {
             return Err(HubError::NotConnected(ski));
         }
-        entry.data.try_send(payload.to_vec()).map_err(|error| match error {
-            mpsc::error::TrySendError::Full(_) => HubError::Backpressure(ski),
-            mpsc::error::TrySendError::Closed(_) => HubError::NotConnected(ski),
-        })
+        entry
+            .data
+            .try_send(payload.to_vec())
+            .map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => HubError::Backpressure(ski),
+                mpsc::error::TrySendError::Closed(_) => HubError::NotConnected(ski),
+            })
     }
 
     /// The live connections to `ski` (normally at most one; two while a double connection is
     /// settled).
     pub fn connections(&self, ski: Ski) -> Vec<ConnectionInfo> {
-        self.shared.status(&ski).map(|s| s.links).unwrap_or_default()
+        self.shared
+            .status(&ski)
+            .map(|s| s.links)
+            .unwrap_or_default()
     }
 
     /// The peers in data exchange, with their SHIP IDs where known, sorted by SKI.
@@ -451,7 +519,7 @@ impl Hub {
                 status.connected.then(|| (*ski, status.ship_id.clone()))
             })
             .collect();
-        peers.sort_by(|a, b| a.0.cmp(&b.0));
+        peers.sort_by_key(|peer| peer.0);
         peers
     }
 
@@ -460,20 +528,28 @@ impl Hub {
     /// `docs/pairing.md`.
     pub fn set_auto_accept(&self, on: bool) -> Result<(), HubError> {
         let before = self.shared.auto_accept.swap(on, Ordering::Relaxed);
-        if before != on {
-            if let Some(discovery) = &self.shared.config.discovery {
-                // `register` changed: re-announce (SHIP §7.3.2).
-                discovery
-                    .announce(sightings::announcement(&self.shared, self.local_addr.port()))
-                    .map_err(HubError::Discovery)?;
-            }
+        if before != on
+            && let Some(discovery) = &self.shared.config.discovery
+        {
+            // `register` changed: re-announce (SHIP §7.3.2).
+            discovery
+                .announce(sightings::announcement(
+                    &self.shared,
+                    self.local_addr.port(),
+                ))
+                .map_err(HubError::Discovery)?;
         }
         Ok(())
     }
 
     /// The SHIP services visible on the LAN (empty without a discovery).
     pub fn visible_services(&self) -> Vec<crate::discovery::VisibleService> {
-        self.shared.config.discovery.as_ref().map(|d| d.visible()).unwrap_or_default()
+        self.shared
+            .config
+            .discovery
+            .as_ref()
+            .map(|d| d.visible())
+            .unwrap_or_default()
     }
 
     /// Whether auto-accept is on.
@@ -500,15 +576,19 @@ impl Hub {
         report.listener_stopped = true;
         // Phase 2: withdraw the mDNS announcement (goodbye).
         if let Some(discovery) = &self.shared.config.discovery {
-            report.announcement_withdrawn =
-                matches!(tokio::time::timeout_at(deadline, discovery.withdraw()).await, Ok(Ok(())));
+            report.announcement_withdrawn = matches!(
+                tokio::time::timeout_at(deadline, discovery.withdraw()).await,
+                Ok(Ok(()))
+            );
         }
         // Phases 3 and 4: supervisors cancel dials and close their links gracefully.
         report.peers_stopped = self.shared.registry.lock().expect("registry lock").len();
         self.shared.stop.cancel();
         self.shared.tracker.close();
         report.connections_closed_in_time =
-            tokio::time::timeout_at(deadline, self.shared.tracker.wait()).await.is_ok();
+            tokio::time::timeout_at(deadline, self.shared.tracker.wait())
+                .await
+                .is_ok();
         if !report.connections_closed_in_time {
             report.tasks_aborted = self.shared.tracker.len();
             self.shared.abort.cancel();
@@ -533,7 +613,10 @@ impl Shared {
     pub(crate) fn route_existing(&self, ski: Ski, command: Command) -> Result<(), HubError> {
         let registry = self.registry.lock().expect("registry lock");
         match registry.get(&ski) {
-            Some(entry) => entry.commands.send(command).map_err(|_| HubError::NotConnected(ski)),
+            Some(entry) => entry
+                .commands
+                .send(command)
+                .map_err(|_| HubError::NotConnected(ski)),
             None => Err(HubError::NotConnected(ski)),
         }
     }

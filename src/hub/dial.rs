@@ -1,11 +1,13 @@
 //! Dialling a peer: TCP, then TLS expecting the peer's SKI, then the WebSocket upgrade, over every
 //! known address in turn.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::Shared;
+use super::address_book::DialCandidate;
 use super::link::run_link;
 use super::metrics::FailureCause;
 use super::net::BoxIo;
@@ -13,63 +15,11 @@ use super::supervisor::LinkRunner;
 use crate::Ski;
 use crate::transport::{self, TransportError};
 
-/// Where a peer came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum AddressSource {
-    /// The last address a connection to the peer succeeded at (kept across restarts).
-    LastKnown,
-    /// Given by the application or the configuration.
-    Static,
-    /// Seen in an mDNS announcement.
-    Discovered,
-}
-
-/// One address to dial a peer at.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DialAddress {
-    /// IP and port (IPv6 link-local addresses carry their scope id).
-    pub addr: SocketAddr,
-    /// The WebSocket path (mDNS TXT `path`, default `/ship/`).
-    pub path: String,
-    /// A DNS-form host name for SNI (the mDNS host name), if known.
-    pub host: Option<String>,
-    /// Where the address came from.
-    pub source: AddressSource,
-}
-
-impl DialAddress {
-    /// An address the application or configuration gives.
-    pub fn fixed(addr: SocketAddr) -> Self {
-        DialAddress { addr, path: "/ship/".into(), host: None, source: AddressSource::Static }
-    }
-
-    pub(crate) fn last_known(addr: SocketAddr) -> Self {
-        DialAddress { addr, path: "/ship/".into(), host: None, source: AddressSource::LastKnown }
-    }
-
-    /// Dial order: the last address that worked, then static, then discovered.
-    pub(crate) fn rank(&self) -> AddressSource {
-        self.source
-    }
-
-    /// Folds what another sighting of the same address knows into this one.
-    pub(crate) fn merge(&mut self, other: DialAddress) {
-        if other.source < self.source {
-            self.source = other.source;
-        }
-        if other.source == AddressSource::Discovered || self.path.is_empty() {
-            self.path = other.path;
-        }
-        if other.host.is_some() {
-            self.host = other.host;
-        }
-    }
-}
-
 /// A dial that reached a WebSocket: ready to run as a link.
 pub(crate) struct Dialled {
     pub(crate) runner: LinkRunner,
-    pub(crate) remote: SocketAddr,
+    /// The candidate that worked (its address and path are remembered for the next dial).
+    pub(crate) candidate: DialCandidate,
     pub(crate) started: Instant,
 }
 
@@ -98,7 +48,7 @@ impl DialError {
     pub(crate) fn cause(&self) -> FailureCause {
         match self {
             DialError::ConnectionLimit(_) => FailureCause::RefusedByCap,
-            DialError::Transport(error) => FailureCause::from_transport(error),
+            DialError::Transport(error) => transport_cause(error),
             DialError::Timeout => FailureCause::HandshakeTimeout,
             DialError::NoAddress | DialError::Cancelled => FailureCause::Other,
         }
@@ -110,7 +60,8 @@ impl DialError {
 pub(crate) async fn dial(
     shared: Arc<Shared>,
     ski: Ski,
-    candidates: Vec<DialAddress>,
+    candidates: Vec<DialCandidate>,
+    hosts: HashMap<IpAddr, String>,
 ) -> Result<Dialled, DialError> {
     if candidates.is_empty() {
         return Err(DialError::NoAddress);
@@ -124,9 +75,13 @@ pub(crate) async fn dial(
     let mut last = DialError::NoAddress;
     for candidate in candidates {
         let started = super::link::now();
-        let host = candidate.host.clone().unwrap_or_else(|| transport::FALLBACK_SERVER_NAME.to_owned());
-        let attempt = dial_once(&shared, candidate.addr, &host, ski, &candidate.path);
-        match tokio::time::timeout(shared.config.limits.transport_handshake_timeout, attempt).await {
+        let host = hosts
+            .get(&candidate.address.ip())
+            .cloned()
+            .unwrap_or_else(|| transport::FALLBACK_SERVER_NAME.to_owned());
+        let attempt = dial_once(&shared, candidate.address, &host, ski, &candidate.path);
+        match tokio::time::timeout(shared.config.limits.transport_handshake_timeout, attempt).await
+        {
             Ok(Ok(socket)) => {
                 let runner: LinkRunner = Box::new(move |start| {
                     Box::pin(run_link(
@@ -139,10 +94,14 @@ pub(crate) async fn dial(
                         permit,
                     ))
                 });
-                return Ok(Dialled { runner, remote: candidate.addr, started });
+                return Ok(Dialled {
+                    runner,
+                    candidate,
+                    started,
+                });
             }
             Ok(Err(error)) => {
-                tracing::debug!(%ski, addr = %candidate.addr, %error, "dial attempt failed");
+                tracing::debug!(%ski, addr = %candidate.address, %error, "dial attempt failed");
                 last = DialError::Transport(error);
             }
             Err(_) => last = DialError::Timeout,
@@ -163,14 +122,30 @@ async fn dial_once(
 ) -> Result<transport::ShipSocket<BoxIo>, TransportError> {
     let mut path = path.to_owned();
     loop {
-        let io = shared.config.network.connect(addr).await.map_err(TransportError::from)?;
+        let io = shared
+            .config
+            .network
+            .connect(addr)
+            .await
+            .map_err(TransportError::from)?;
         let tls = shared.tls.connect(io, host, ski).await?;
-        match transport::connect_websocket(tls, host, addr.port(), &path, &shared.config.websocket).await {
+        match transport::connect_websocket(tls, host, addr.port(), &path, &shared.config.websocket)
+            .await
+        {
             Err(error) if error.is_path_rejected() && path != "/" => {
                 tracing::debug!(%addr, %path, %error, "WebSocket upgrade refused: retrying at /");
                 path = "/".to_owned();
             }
             result => return result,
         }
+    }
+}
+
+/// The metrics cause of a transport failure.
+pub(crate) fn transport_cause(error: &TransportError) -> FailureCause {
+    match error {
+        TransportError::Tls(_) => FailureCause::Tls,
+        TransportError::WebSocket(_) => FailureCause::WebSocket,
+        _ => FailureCause::Other,
     }
 }

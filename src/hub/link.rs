@@ -148,7 +148,9 @@ pub(crate) async fn run_link<S, P>(
             continue;
         }
 
-        let timeout = connection.poll_timeout().map(tokio::time::Instant::from_std);
+        let timeout = connection
+            .poll_timeout()
+            .map(tokio::time::Instant::from_std);
         let deadline = tokio::time::Instant::from_std(setup.handshake_deadline);
         tokio::select! {
             biased;
@@ -193,10 +195,10 @@ pub(crate) async fn run_link<S, P>(
                 }
             },
             payload = data.recv(), if completed => {
-                if let Some(payload) = payload {
-                    if let Err(error) = connection.send_data(&payload, now()) {
-                        tracing::debug!(%error, "dropping outgoing data");
-                    }
+                if let Some(payload) = payload
+                    && let Err(error) = connection.send_data(&payload, now())
+                {
+                    tracing::debug!(%error, "dropping outgoing data");
                 }
             }
             _ = sleep_until_opt(timeout) => connection.handle_timeout(now()),
@@ -220,7 +222,8 @@ pub(crate) async fn run_link<S, P>(
     }
     drop(socket);
     drop(permits);
-    let end = end.unwrap_or_else(|| LinkEnd::Protocol(cause.unwrap_or(CloseCause::TransportClosed)));
+    let end =
+        end.unwrap_or_else(|| LinkEnd::Protocol(cause.unwrap_or(CloseCause::TransportClosed)));
     report(LinkEvent::Ended(end));
 }
 
@@ -229,7 +232,7 @@ pub(crate) fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
-async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+pub(crate) async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(deadline) => sleep_until(deadline).await,
         None => std::future::pending().await,

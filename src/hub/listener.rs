@@ -25,10 +25,12 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, mut listener: Box<dyn Liste
             Ok((tcp, remote)) => {
                 let Ok(permit) = shared.handshakes.clone().try_acquire_owned() else {
                     tracing::debug!(%remote, "too many handshakes in progress: dropping");
-                    shared.metrics.record_failure(FailureCause::RefusedByCap);
+                    shared.metrics.failure(FailureCause::RefusedByCap);
                     continue;
                 };
-                shared.tracker.spawn(admit(shared.clone(), tcp, remote, permit));
+                shared
+                    .tracker
+                    .spawn(admit(shared.clone(), tcp, remote, permit));
             }
             Err(error) => {
                 // EMFILE and friends: back off briefly instead of spinning.
@@ -47,7 +49,7 @@ async fn admit(
     remote: SocketAddr,
     handshake_permit: OwnedSemaphorePermit,
 ) {
-    shared.metrics.record_incoming();
+    shared.metrics.incoming_accepted();
     let started = now();
     let work = async {
         let (tls, ski) = shared.tls.accept(tcp).await?;
@@ -72,12 +74,12 @@ async fn admit(
         Ok(Ok(admitted)) => admitted,
         Ok(Err(error)) => {
             tracing::debug!(%remote, %error, "incoming connection refused");
-            shared.metrics.record_failure(error.cause());
+            shared.metrics.failure(error.cause());
             return;
         }
         Err(_) => {
             tracing::debug!(%remote, "incoming connection: TLS + WebSocket timed out");
-            shared.metrics.record_failure(FailureCause::HandshakeTimeout);
+            shared.metrics.failure(FailureCause::HandshakeTimeout);
             return;
         }
     };
@@ -92,7 +94,14 @@ async fn admit(
             permit,
         ))
     });
-    let _ = shared.route(ski, Command::Incoming(NewLink { runner, remote, started }));
+    let _ = shared.route(
+        ski,
+        Command::Incoming(NewLink {
+            runner,
+            remote,
+            started,
+        }),
+    );
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,7 +119,7 @@ impl AdmitError {
         match self {
             AdmitError::OwnSki => FailureCause::Tls,
             AdmitError::Full => FailureCause::RefusedByCap,
-            AdmitError::Transport(error) => FailureCause::from_transport(error),
+            AdmitError::Transport(error) => super::dial::transport_cause(error),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! * [`Callbacks`] — how the application hears about it all.
 //! * [`TrustStore`] — where pairings live; [`Backoff`] — reconnect delays (§8).
 
+pub mod address_book;
 mod arbitration;
 pub mod backoff;
 pub mod callbacks;
@@ -21,12 +22,13 @@ mod sightings;
 mod supervisor;
 pub mod trust;
 
+pub use address_book::{AddressBook, AddressSource, DialCandidate};
 pub use backoff::{Backoff, BackoffConfigError, BackoffTier, BackoffTiers};
 pub use callbacks::{Callbacks, NoCallbacks, PairingRequest, StateDetail};
 pub use config::{DeviceInfo, HubConfig, HubTimers, Limits};
 pub use core::{ConnectionInfo, Direction, DisconnectReason, Hub, HubError, ShutdownReport};
 pub(crate) use core::{PeerStatus, Shared};
-pub use dial::{AddressSource, DialAddress, DialError};
-pub use metrics::{FailureCause, MetricsSnapshot};
+pub use dial::DialError;
+pub use metrics::{FailureCause, FailureCounts, HandshakeTimeSummary, HubMetrics, MetricsSnapshot};
 pub use net::{MemoryLan, MemoryNetwork, Network, TcpNetwork};
 pub use trust::{FileTrustStore, MemoryTrustStore, PairedPeer, TrustStore, TrustStoreError};

@@ -111,13 +111,18 @@ impl MemoryLan {
     pub fn with_latency(seed: u64, max: std::time::Duration) -> Self {
         use rand::SeedableRng;
         let lan = Self::default();
-        lan.inner.lock().expect("lan lock").jitter = Some((rand::rngs::StdRng::seed_from_u64(seed), max));
+        lan.inner.lock().expect("lan lock").jitter =
+            Some((rand::rngs::StdRng::seed_from_u64(seed), max));
         lan
     }
 
     /// A network handle for the host with address `ip`.
     pub fn host(&self, ip: IpAddr) -> MemoryNetwork {
-        MemoryNetwork { lan: self.clone(), ip, next_port: Arc::new(AtomicU16::new(40000)) }
+        MemoryNetwork {
+            lan: self.clone(),
+            ip,
+            next_port: Arc::new(AtomicU16::new(40000)),
+        }
     }
 
     /// Cuts `a` off from `b`: new connections fail, and existing ones silently swallow
@@ -151,7 +156,10 @@ impl MemoryLan {
     }
 
     fn partitioned(state: &LanState, a: IpAddr, b: IpAddr) -> bool {
-        state.partitions.iter().any(|(x, y)| (*x == a && *y == b) || (*x == b && *y == a))
+        state
+            .partitions
+            .iter()
+            .any(|(x, y)| (*x == a && *y == b) || (*x == b && *y == a))
     }
 }
 
@@ -165,7 +173,9 @@ pub struct MemoryNetwork {
 
 impl std::fmt::Debug for MemoryNetwork {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryNetwork").field("ip", &self.ip).finish()
+        f.debug_struct("MemoryNetwork")
+            .field("ip", &self.ip)
+            .finish()
     }
 }
 
@@ -177,13 +187,20 @@ impl MemoryNetwork {
 
 impl Network for MemoryNetwork {
     fn bind(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<Box<dyn Listener>>> {
-        let addr = if addr.port() == 0 { self.ephemeral() } else { SocketAddr::new(self.ip, addr.port()) };
+        let addr = if addr.port() == 0 {
+            self.ephemeral()
+        } else {
+            SocketAddr::new(self.ip, addr.port())
+        };
         let lan = self.lan.clone();
         Box::pin(async move {
             let (tx, rx) = mpsc::unbounded_channel();
             let mut state = lan.inner.lock().expect("lan lock");
             if state.listeners.get(&addr).is_some_and(|l| !l.is_closed()) {
-                return Err(io::Error::new(io::ErrorKind::AddrInUse, format!("{addr} in use")));
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("{addr} in use"),
+                ));
             }
             state.listeners.insert(addr, tx);
             Ok(Box::new(MemoryListener { addr, incoming: rx }) as Box<dyn Listener>)
@@ -210,20 +227,32 @@ impl Network for MemoryNetwork {
             }
             let mut state = lan.inner.lock().expect("lan lock");
             if MemoryLan::partitioned(&state, local.ip(), addr.ip()) {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "host unreachable (partition)"));
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "host unreachable (partition)",
+                ));
             }
             let Some(listener) = state.listeners.get(&addr).cloned() else {
-                return Err(io::Error::new(io::ErrorKind::ConnectionRefused, "connection refused"));
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionRefused,
+                    "connection refused",
+                ));
             };
             let (client, server) = tokio::io::duplex(64 * 1024);
             let fault = Arc::new(Fault::default());
             state.pipes.retain(|(_, _, f)| Arc::strong_count(f) > 1);
             state.pipes.push((local.ip(), addr.ip(), fault.clone()));
-            let server = FaultyStream { inner: server, fault: fault.clone() };
-            listener
-                .send((Box::new(server), local))
-                .map_err(|_| io::Error::new(io::ErrorKind::ConnectionRefused, "connection refused"))?;
-            Ok(Box::new(FaultyStream { inner: client, fault }) as BoxIo)
+            let server = FaultyStream {
+                inner: server,
+                fault: fault.clone(),
+            };
+            listener.send((Box::new(server), local)).map_err(|_| {
+                io::Error::new(io::ErrorKind::ConnectionRefused, "connection refused")
+            })?;
+            Ok(Box::new(FaultyStream {
+                inner: client,
+                fault,
+            }) as BoxIo)
         })
     }
 }
@@ -270,7 +299,11 @@ struct FaultyStream {
 }
 
 impl AsyncRead for FaultyStream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         if self.fault.is_black_holed() {
             return Poll::Pending;
         }
@@ -286,7 +319,11 @@ impl AsyncRead for FaultyStream {
 }
 
 impl AsyncWrite for FaultyStream {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         if self.fault.is_black_holed() {
             return Poll::Ready(Ok(data.len()));
         }

@@ -12,7 +12,6 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::Shared;
 use super::callbacks::CallbackEvent;
-use super::dial::{AddressSource, DialAddress};
 use super::supervisor::Command;
 use crate::discovery::{Announcement, Discovery, DiscoveryEvent, ShipTxt, VisibleService};
 
@@ -26,7 +25,9 @@ pub(crate) fn announcement(shared: &Shared, port: u16) -> Announcement {
     txt.device_type = device.device_type.clone();
     txt.serial = device.serial.clone();
     txt.categories = device.categories.clone();
-    txt.register = shared.auto_accept.load(std::sync::atomic::Ordering::Relaxed);
+    txt.register = shared
+        .auto_accept
+        .load(std::sync::atomic::Ordering::Relaxed);
     let announcement = Announcement::new(txt, port);
     match &device.instance_name {
         Some(name) => announcement.with_instance_name(name.clone()),
@@ -51,7 +52,10 @@ pub(crate) async fn follow(shared: Arc<Shared>, discovery: Arc<dyn Discovery>) {
                 feed(&shared, &service);
                 publish(&shared, &discovery);
             }
-            Ok(DiscoveryEvent::Lost(_)) => publish(&shared, &discovery),
+            Ok(DiscoveryEvent::Lost(ski)) => {
+                let _ = shared.route_existing(ski, Command::SightingLost);
+                publish(&shared, &discovery);
+            }
             Ok(DiscoveryEvent::Refused { instance, error }) => {
                 tracing::info!(%instance, %error, "ignoring a SHIP announcement with a bad TXT record");
             }
@@ -71,10 +75,12 @@ pub(crate) async fn follow(shared: Arc<Shared>, discovery: Arc<dyn Discovery>) {
 
 /// Tells the application what is visible now (deduplicated by SKI, sorted by SKI).
 fn publish(shared: &Shared, discovery: &Arc<dyn Discovery>) {
-    shared.callbacks.push(CallbackEvent::VisibleServices(discovery.visible()));
+    shared
+        .callbacks
+        .push(CallbackEvent::VisibleServices(discovery.visible()));
 }
 
-/// Gives the supervisor of a paired SKI every address the service was seen at.
+/// Gives the supervisor of a paired SKI the sighting (it keeps the addresses in its book).
 fn feed(shared: &Arc<Shared>, service: &VisibleService) {
     if service.ski == shared.local_ski {
         return;
@@ -82,24 +88,18 @@ fn feed(shared: &Arc<Shared>, service: &VisibleService) {
     if !matches!(shared.trust.get(&service.ski), Ok(Some(_))) {
         return;
     }
-    for address in dial_addresses(service) {
-        let _ = shared.route(service.ski, Command::Address(address));
-    }
+    let _ = shared.route(service.ski, sighting_command(service));
 }
 
-/// The dial candidates a sighting gives.
-pub(crate) fn dial_addresses(service: &VisibleService) -> Vec<DialAddress> {
-    let host = service.instances.first().map(|i| host_label(i));
-    service
-        .addresses
-        .iter()
-        .map(|addr| DialAddress {
-            addr: *addr,
-            path: service.path().to_owned(),
-            host: host.clone(),
-            source: AddressSource::Discovered,
-        })
-        .collect()
+/// The supervisor command for a sighting.
+pub(crate) fn sighting_command(service: &VisibleService) -> Command {
+    let instance = service.instances.first().cloned().unwrap_or_default();
+    Command::Sighting {
+        host: host_label(&instance),
+        instance,
+        addresses: service.addresses.iter().copied().collect(),
+        path: service.path().to_owned(),
+    }
 }
 
 /// A DNS-form SNI name from an instance name: its first label, made DNS-safe, under `.local`.
@@ -109,9 +109,19 @@ fn host_label(instance: &str) -> String {
         .next()
         .unwrap_or(instance)
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .take(63)
         .collect();
     let label = label.trim_matches('-');
-    if label.is_empty() { "ship-node.local".to_owned() } else { format!("{label}.local") }
+    if label.is_empty() {
+        "ship-node.local".to_owned()
+    } else {
+        format!("{label}.local")
+    }
 }

@@ -42,12 +42,20 @@ impl Recorder {
     }
 
     fn push(&self, seen: Seen) {
-        self.seen.lock().unwrap().push((tokio::time::Instant::now(), seen));
+        self.seen
+            .lock()
+            .unwrap()
+            .push((tokio::time::Instant::now(), seen));
         self.changed.notify_waiters();
     }
 
     pub fn all(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().iter().map(|(_, s)| s.clone()).collect()
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, s)| s.clone())
+            .collect()
     }
 
     pub fn timed(&self) -> Vec<(tokio::time::Instant, Seen)> {
@@ -116,7 +124,12 @@ pub fn ordered_identities() -> (Identity, Identity) {
 }
 
 /// A config for a hub on the in-memory LAN at 10.0.0.`host`:4711.
-pub fn lan_config(lan: &MemoryLan, host: u8, identity: Identity, recorder: &Arc<Recorder>) -> HubConfig {
+pub fn lan_config(
+    lan: &MemoryLan,
+    host: u8,
+    identity: Identity,
+    recorder: &Arc<Recorder>,
+) -> HubConfig {
     let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, host));
     let ship_id = ShipId::new(format!("test-node-{host}")).unwrap();
     let mut config = HubConfig::new(identity, ship_id);

@@ -16,7 +16,11 @@ use ship_hub::protocol::ConnectionState;
 use ship_hub::{ShipId, Ski};
 
 #[derive(Parser)]
-#[command(name = "ship-gateway", version, about = "SHIP (EEBus) gateway: pairs with and stays connected to energy devices")]
+#[command(
+    name = "ship-gateway",
+    version,
+    about = "SHIP (EEBus) gateway: pairs with and stays connected to energy devices"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Commands>,
@@ -139,7 +143,10 @@ fn run(data_dir: Option<PathBuf>, port: u16) -> Result<(), String> {
                 Hub::start(config).await.map_err(|e| e.to_string())?
             }
         };
-        println!("ship-gateway: SKI {ski}, SHIP ID {ship_id}, listening on {}", hub.local_addr());
+        println!(
+            "ship-gateway: SKI {ski}, SHIP ID {ship_id}, listening on {}",
+            hub.local_addr()
+        );
         wait_for_signal().await;
         let report = hub.shutdown().await;
         tracing::info!(?report, "shut down");

@@ -1,0 +1,363 @@
+//! The supervisor's links: admitting one, settling double connections, the pairing decision,
+//! and what happens when a link reaches data exchange or ends.
+
+use super::visible::{failure_of, reason_of};
+use super::*;
+
+impl Supervisor {
+    pub(super) fn add_link(
+        &mut self,
+        new: NewLink,
+        direction: Direction,
+        dialled: Option<DialCandidate>,
+    ) {
+        if self.stopping {
+            // Admitted just before the stop: run it only to close it.
+        }
+        let id = self.next_link;
+        self.next_link += 1;
+        let trusted = self.pairing.is_some();
+        let auto = !trusted
+            && self
+                .shared
+                .auto_accept
+                .load(std::sync::atomic::Ordering::Relaxed);
+        if auto {
+            let peer = PairedPeer::new(self.ski);
+            match self.shared.trust.upsert(peer.clone()) {
+                Ok(()) => self.pairing = Some(peer),
+                Err(error) => tracing::warn!(%error, "auto-accept: could not store the pairing"),
+            }
+        }
+        let trust = if self.pairing.is_some() {
+            Trust::Trusted
+        } else {
+            Trust::Pending
+        };
+        let role = match direction {
+            Direction::Incoming => Role::Server,
+            Direction::Outgoing => Role::Client,
+        };
+        let connection = protocol::Connection::new(
+            ConnectionParams {
+                role,
+                local_ship_id: self.shared.config.ship_id.clone(),
+                trust,
+                known_peer_ship_id: self.peer_ship_id.clone(),
+                config: self.shared.config.protocol.clone(),
+            },
+            now(),
+        );
+        let initial_state = connection.state();
+        let initial_detail = connection.detailed_state();
+        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        let (data_tx, data_rx) = mpsc::channel(self.shared.config.limits.max_queued_data.max(1));
+        let setup = LinkSetup {
+            id,
+            keepalive_interval: self.shared.config.timers.keepalive_interval,
+            keepalive_timeout: self.shared.config.timers.keepalive_timeout,
+            handshake_deadline: new.started + self.shared.config.limits.handshake_deadline,
+            abort: self.shared.abort.clone(),
+        };
+        let future = (new.runner)(LinkStart {
+            connection,
+            setup,
+            commands: commands_rx,
+            data: data_rx,
+            events: self.link_events_tx.clone(),
+        });
+        self.shared.tracker.spawn(future);
+        self.links.push(Link {
+            id,
+            direction,
+            started: new.started,
+            remote: new.remote,
+            dialled,
+            channels: LinkChannels {
+                commands: commands_tx,
+                data: data_tx,
+            },
+            state: initial_state,
+            detail: Some(initial_detail),
+            completed: false,
+            closing: false,
+            ponged: true,
+            awaiting_trust: trust == Trust::Pending,
+        });
+        if self.stopping {
+            self.close_link(id, CloseReason::Unspecific);
+            return;
+        }
+        self.arbitrate(id);
+    }
+
+    /// A new link `new` exists next to older live ones: settle it (§12.2.3, ship-protocol.md §7).
+    pub(super) fn arbitrate(&mut self, new: LinkId) {
+        let facts: Vec<LinkFacts> = self
+            .live_links()
+            .map(|l| LinkFacts {
+                id: l.id,
+                started: l.started,
+                completed: l.completed,
+                answered_ping: l.ponged,
+            })
+            .collect();
+        if facts.len() < 2 {
+            return;
+        }
+        self.shared.metrics.double_connection_replaced();
+        self.settled_double = true;
+        let _ = new;
+        match arbitration::on_new_link(self.shared.local_ski, self.ski, &facts) {
+            Arbitration::Close(ids) => {
+                for id in ids {
+                    self.close_link(id, CloseReason::Unspecific);
+                }
+            }
+            Arbitration::PingAndWait(ids) => {
+                for id in ids {
+                    if let Some(link) = self.link_mut(id) {
+                        link.ponged = false;
+                        let _ = link.channels.commands.send(LinkCommand::Ping);
+                    }
+                }
+                self.grace_deadline = Some(
+                    tokio::time::Instant::now() + self.shared.config.timers.double_connection_grace,
+                );
+            }
+        }
+    }
+
+    pub(super) fn grace_expired(&mut self) {
+        self.grace_deadline = None;
+        let facts: Vec<LinkFacts> = self
+            .live_links()
+            .map(|l| LinkFacts {
+                id: l.id,
+                started: l.started,
+                completed: l.completed,
+                answered_ping: l.ponged,
+            })
+            .collect();
+        for id in arbitration::after_grace(&facts) {
+            self.close_link(id, CloseReason::Unspecific);
+        }
+        self.refresh_visible();
+    }
+
+    /// The unknown peer on link `id` reached hello `pending`: ask the application whether it may
+    /// wait for the user. Asking at hello (not at admission) means a refusal goes out as hello
+    /// `aborted`, so the peer learns it was refused (RemoteDeniedTrust) instead of seeing a drop.
+    pub(super) fn ask_application(&mut self, id: LinkId) {
+        let Some(link) = self.links.iter().find(|l| l.id == id) else {
+            return;
+        };
+        if !link.awaiting_trust || self.pending_answer.as_ref().is_some_and(|(p, _)| *p == id) {
+            return;
+        }
+        let (answer_tx, answer_rx) = oneshot::channel();
+        self.shared.callbacks.push(CallbackEvent::PairingRequested(
+            PairingRequest {
+                ski: self.ski,
+                address: link.remote,
+            },
+            answer_tx,
+        ));
+        self.pending_answer = Some((id, answer_rx));
+    }
+
+    pub(super) fn approve_link(&mut self, id: LinkId) {
+        if let Some(link) = self.link_mut(id) {
+            link.awaiting_trust = false;
+            let _ = link.channels.commands.send(LinkCommand::Approve);
+        }
+        if self
+            .pending_answer
+            .as_ref()
+            .is_some_and(|(pending, _)| *pending == id)
+        {
+            self.pending_answer = None;
+        }
+    }
+
+    pub(super) fn deny_link(&mut self, id: LinkId) {
+        if let Some(link) = self.link_mut(id) {
+            link.awaiting_trust = false;
+            link.closing = true;
+            let _ = link.channels.commands.send(LinkCommand::Deny);
+        }
+        if self
+            .pending_answer
+            .as_ref()
+            .is_some_and(|(pending, _)| *pending == id)
+        {
+            self.pending_answer = None;
+        }
+    }
+
+    pub(super) fn pairing_answered(&mut self, id: LinkId, may_wait: bool) {
+        self.pending_answer = None;
+        if !may_wait && self.links.iter().any(|l| l.id == id && l.awaiting_trust) {
+            self.deny_link(id);
+        }
+        self.refresh_visible();
+    }
+
+    pub(super) fn close_link(&mut self, id: LinkId, reason: CloseReason) {
+        if self.active_link().is_some_and(|l| l.id == id) {
+            self.flush_data_to(id);
+        }
+        if let Some(link) = self.link_mut(id)
+            && !link.closing
+        {
+            link.closing = true;
+            let _ = link.channels.commands.send(LinkCommand::Close(reason));
+        }
+    }
+
+    pub(super) fn handle_link_event(&mut self, id: LinkId, event: LinkEvent) {
+        match event {
+            LinkEvent::State(state, detail) => {
+                if let Some(link) = self.link_mut(id) {
+                    link.state = state;
+                    link.detail = Some(detail);
+                    if state == ConnectionState::Completed {
+                        link.completed = true;
+                    }
+                }
+                if state == ConnectionState::Completed {
+                    self.link_completed(id);
+                }
+                if state == ConnectionState::ReceivedPairingRequest {
+                    self.ask_application(id);
+                }
+            }
+            LinkEvent::PeerShipId(ship_id) => self.ship_id_learned(ship_id),
+            LinkEvent::Data(payload) => {
+                // The engine delivers data only after hello (both sides trust each other) and the
+                // PIN step; data may precede Completed while our access-methods request is still
+                // unanswered, and is delivered at once (§13.4.6, TC_SHIP_AMDATA_002).
+                if self.links.iter().any(|l| l.id == id && !l.awaiting_trust) {
+                    self.shared
+                        .callbacks
+                        .push(CallbackEvent::DataReceived(self.ski, payload));
+                }
+            }
+            LinkEvent::Pong => {
+                if let Some(link) = self.link_mut(id) {
+                    link.ponged = true;
+                }
+            }
+            LinkEvent::Ended(end) => self.link_ended(id, end),
+        }
+        self.refresh_visible();
+    }
+
+    pub(super) fn link_completed(&mut self, id: LinkId) {
+        self.replacing = None;
+        self.backoff.reset();
+        self.last_failure = None;
+        let Some(link) = self.links.iter().find(|l| l.id == id) else {
+            return;
+        };
+        let started = link.started;
+        self.shared
+            .metrics
+            .handshake_completed(now().saturating_duration_since(started));
+        // Remember where we reached the peer: the dialled address, or (incoming) the peer's IP
+        // with its last known listening port.
+        match (&link.direction, &link.dialled) {
+            (Direction::Outgoing, Some(candidate)) => {
+                let _ = self
+                    .addresses
+                    .record_dialled(self.ski, candidate.address, &candidate.path);
+            }
+            _ => {
+                let _ = self.addresses.record_incoming(self.ski, link.remote);
+            }
+        }
+        let reached = self.addresses.last_successful(&self.ski).map(|c| c.address);
+        if let Some(mut peer) = self.pairing.clone() {
+            if let Some(address) = reached {
+                peer.last_address = Some(address);
+            }
+            peer.last_seen = Some(std::time::SystemTime::now());
+            if self.peer_ship_id.is_some() {
+                peer.ship_id = self.peer_ship_id.clone();
+            }
+            self.pairing = Some(peer.clone());
+            self.store(peer);
+        }
+    }
+
+    pub(super) fn ship_id_learned(&mut self, ship_id: ShipId) {
+        if self.peer_ship_id.as_ref() == Some(&ship_id) {
+            return;
+        }
+        self.peer_ship_id = Some(ship_id.clone());
+        self.status
+            .send_modify(|s| s.ship_id = Some(ship_id.clone()));
+        if let Some(mut peer) = self.pairing.clone() {
+            peer.ship_id = Some(ship_id.clone());
+            self.pairing = Some(peer.clone());
+            self.store(peer);
+        }
+        self.shared
+            .callbacks
+            .push(CallbackEvent::ShipIdLearned(self.ski, ship_id));
+    }
+
+    /// Persists a pairing update without blocking the runtime on the file system (the hub's
+    /// trust writer applies updates one at a time, in order).
+    pub(super) fn store(&self, peer: PairedPeer) {
+        self.shared.store_later(peer);
+    }
+
+    pub(super) fn link_ended(&mut self, id: LinkId, end: LinkEnd) {
+        let Some(index) = self.links.iter().position(|l| l.id == id) else {
+            return;
+        };
+        let link = self.links.remove(index);
+        if self
+            .pending_answer
+            .as_ref()
+            .is_some_and(|(pending, _)| *pending == id)
+        {
+            self.pending_answer = None;
+        }
+        let failure = failure_of(&end, link.closing);
+        if let Some(cause) = &failure {
+            self.shared.metrics.failure(cause.0);
+        }
+        let reason = reason_of(&end, link.closing);
+        if self.links.iter().any(|l| l.completed && !l.closing) {
+            // A twin in data exchange lives on: this one merely lost the arbitration.
+            return;
+        }
+        if self.visible.connected && !self.stopping {
+            let replacement_underway = self.live_links().count() > 0
+                || (!link.closing
+                    && (matches!(self.dial, Dial::Running(_)) || self.incoming_in_tls()));
+            if link.completed && replacement_underway {
+                // The peer replaced this connection (double connection settled by the
+                // bigger-SKI side, or a restarted peer): it stays "connected" while the
+                // replacement completes its handshake (§7 rule 5).
+                let deadline = tokio::time::Instant::now()
+                    + self.shared.config.limits.transport_handshake_timeout
+                    + self.shared.config.protocol.handshake_wait * 4;
+                self.replacing = Some((deadline, reason));
+                return;
+            }
+            if self.replacing.is_some() && replacement_underway {
+                return;
+            }
+        }
+        if !self.links.is_empty() {
+            return;
+        }
+        if let Some((state, text)) = failure.map(|f| (f.1, f.2)) {
+            self.last_failure = Some((state, text));
+        }
+        self.connection_lost(reason);
+    }
+}

@@ -1,0 +1,184 @@
+//! What the application sees of the peer: the derived state, `connected` / `disconnected`, and
+//! the grace given to a replacement connection (docs/connection-lifecycle.md).
+
+use super::*;
+
+impl Supervisor {
+    /// The last connection is gone and no replacement is underway: report it and redial.
+    pub(super) fn connection_lost(&mut self, reason: DisconnectReason) {
+        self.grace_deadline = None;
+        let reason = self.replacing.take().map_or(reason, |(_, first)| first);
+        if self.visible.connected {
+            self.visible.connected = false;
+            self.shared
+                .callbacks
+                .push(CallbackEvent::Disconnected(self.ski, reason));
+            self.status.send_modify(|s| s.connected = false);
+        }
+        // Redial (paired peers only, §8).
+        if self.pairing.is_some() && !self.stopping && self.links.is_empty() {
+            if self.settled_double && self.we_decide() {
+                // Arbitration left nothing (two rules, crossing clocks): not a failure to back
+                // off from (§7 rule 3).
+                if matches!(self.dial, Dial::Idle) {
+                    self.dial = Dial::Waiting(tokio::time::Instant::now());
+                }
+            } else {
+                self.schedule_dial();
+            }
+        }
+        self.settled_double = false;
+    }
+
+    /// The replacement did not complete in time.
+    pub(super) fn replacement_expired(&mut self) {
+        if let Some((_, reason)) = self.replacing.take()
+            && !self.links.iter().any(|l| l.completed && !l.closing)
+        {
+            self.connection_lost(reason);
+        }
+    }
+
+    /// A client certificate with this SKI arrived lately: an incoming connection is in its TLS
+    /// handshake.
+    pub(super) fn incoming_in_tls(&self) -> bool {
+        self.incoming_seen
+            .is_some_and(|at| at.elapsed() <= self.shared.config.limits.transport_handshake_timeout)
+    }
+
+    pub(super) fn refresh_visible(&mut self) {
+        let (state, detail) = self.derive_state();
+        if state != self.visible.state {
+            self.visible.state = state;
+            self.shared
+                .callbacks
+                .push(CallbackEvent::StateChanged(self.ski, state, detail));
+            let pending = self.links.iter().any(|l| l.is_pairing_request());
+            self.status.send_modify(|s| {
+                s.state = state;
+                s.pending_request = pending;
+            });
+        } else {
+            let pending = self.links.iter().any(|l| l.is_pairing_request());
+            self.status.send_if_modified(|s| {
+                let changed = s.pending_request != pending;
+                s.pending_request = pending;
+                changed
+            });
+        }
+        let links: Vec<ConnectionInfo> = self
+            .links
+            .iter()
+            .map(|l| ConnectionInfo {
+                direction: l.direction,
+                remote: l.remote,
+                state: l.state,
+                closing: l.closing,
+            })
+            .collect();
+        self.status.send_if_modified(|s| {
+            let changed = s.links != links;
+            s.links = links;
+            changed
+        });
+        if state == ConnectionState::Completed && !self.visible.connected {
+            self.visible.connected = true;
+            self.status.send_modify(|s| s.connected = true);
+            self.shared.callbacks.push(CallbackEvent::Connected(
+                self.ski,
+                self.peer_ship_id.clone(),
+            ));
+        }
+    }
+
+    pub(super) fn derive_state(&mut self) -> (ConnectionState, StateDetail) {
+        let detail = |detailed: Option<DetailedState>, error: Option<String>| StateDetail {
+            detailed,
+            error,
+        };
+        if let Some(link) = self.links.iter().find(|l| l.completed && !l.closing) {
+            return (ConnectionState::Completed, detail(link.detail, None));
+        }
+        if self.visible.connected && (!self.links.is_empty() || self.replacing.is_some()) {
+            // A replacement is in its handshake: stay connected.
+            return (ConnectionState::Completed, detail(None, None));
+        }
+        if let Some(link) = self
+            .links
+            .iter()
+            .filter(|l| !l.closing)
+            .max_by_key(|l| l.started)
+        {
+            return (link.state, detail(link.detail, None));
+        }
+        if let Some((state, text)) = self.last_failure.take()
+            && state != self.visible.state
+        {
+            return (state, detail(None, Some(text)));
+        }
+        if matches!(self.dial, Dial::Running(_)) {
+            return (ConnectionState::Initiated, detail(None, None));
+        }
+        if self.pairing.is_some() && !self.stopping {
+            return (ConnectionState::Queued, detail(None, None));
+        }
+        (ConnectionState::None, detail(None, None))
+    }
+}
+
+/// How a link's end shows to the application, if it is a failure: (metrics cause, visible state,
+/// text).
+pub(super) fn failure_of(
+    end: &LinkEnd,
+    closed_by_us: bool,
+) -> Option<(crate::hub::metrics::FailureCause, ConnectionState, String)> {
+    use crate::hub::metrics::FailureCause;
+    match end {
+        LinkEnd::Aborted => None,
+        LinkEnd::KeepaliveTimeout => Some((
+            FailureCause::Other,
+            ConnectionState::Error,
+            "no pong within the keepalive timeout".into(),
+        )),
+        LinkEnd::HandshakeDeadline => Some((
+            FailureCause::HandshakeTimeout,
+            ConnectionState::Error,
+            "handshake deadline passed".into(),
+        )),
+        LinkEnd::Protocol(cause) if closed_by_us => {
+            let _ = cause;
+            None
+        }
+        LinkEnd::Protocol(cause) => {
+            if cause.is_remote_denied_trust() {
+                Some((
+                    FailureCause::TrustDenied,
+                    ConnectionState::RemoteDeniedTrust,
+                    cause.to_string(),
+                ))
+            } else if cause.is_timeout() {
+                Some((
+                    FailureCause::HandshakeTimeout,
+                    ConnectionState::Error,
+                    cause.to_string(),
+                ))
+            } else {
+                Some((
+                    FailureCause::Protocol,
+                    ConnectionState::Error,
+                    cause.to_string(),
+                ))
+            }
+        }
+    }
+}
+
+pub(super) fn reason_of(end: &LinkEnd, closed_by_us: bool) -> DisconnectReason {
+    match end {
+        LinkEnd::Aborted => DisconnectReason::Shutdown,
+        LinkEnd::KeepaliveTimeout => DisconnectReason::KeepaliveTimeout,
+        LinkEnd::HandshakeDeadline => DisconnectReason::Error("handshake deadline".into()),
+        LinkEnd::Protocol(_) if closed_by_us => DisconnectReason::Local,
+        LinkEnd::Protocol(cause) => DisconnectReason::Protocol(cause.clone()),
+    }
+}

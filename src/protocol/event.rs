@@ -1,0 +1,177 @@
+//! What a [`super::Connection`] hands back: transmits, events, close causes and errors.
+
+use crate::ShipId;
+
+use super::codec::DecodeError;
+use super::message::{CloseReason, HandshakeErrorCode, MessageKind, PinState, ProtocolVersion};
+use super::state::{ConnectionState, DetailedState};
+use super::timer::Timer;
+
+/// Something the driver must do on the WebSocket, in order. Deliberately exhaustive: a driver
+/// has to handle every variant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transmit {
+    /// Send one binary WebSocket message.
+    Message(Vec<u8>),
+    /// Send a WebSocket close frame with this code and reason, then end the connection.
+    Close {
+        /// The WebSocket close code (4452 hello aborted, 4450 SHIP ID mismatch, 4001 error,
+        /// 1000 after a graceful `connectionClose`).
+        code: u16,
+        /// Human-readable reason (at most 123 bytes).
+        reason: String,
+    },
+}
+
+/// Something the application should hear about, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The state changed (emitted for every detailed state entered).
+    StateChanged {
+        /// The application state.
+        state: ConnectionState,
+        /// The detailed protocol state.
+        detail: DetailedState,
+    },
+    /// The peer told us its SHIP ID in `accessMethods` (§13.4.6); emitted once.
+    PeerShipId(ShipId),
+    /// A data payload (SPINE JSON) exactly as the peer sent it (§13.4.5).
+    Data(Vec<u8>),
+    /// The connection ended. Emitted exactly once, as the last event.
+    Closed(CloseCause),
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CloseCause {
+    /// A wait ran out.
+    #[error("timed out waiting ({0})")]
+    Timeout(Timer),
+    /// The peer sent hello `aborted` (§13.4.4.1).
+    #[error("the peer denied trust (hello aborted)")]
+    RemoteDeniedTrust,
+    /// The application denied trust while hello was running.
+    #[error("trust denied locally (hello aborted)")]
+    LocalDeniedTrust,
+    /// A valid message the current state does not accept.
+    #[error("unexpected message: expected {expected}, got {got}")]
+    UnexpectedMessage {
+        /// What the state waits for.
+        expected: MessageKind,
+        /// What arrived.
+        got: MessageKind,
+    },
+    /// Bytes that are no SHIP message, where the handshake needs one.
+    #[error("undecodable message: {0}")]
+    Decode(DecodeError),
+    /// The protocol handshake found no common version/format, or a `select` that differs
+    /// from the offer (§13.4.4.2).
+    #[error("protocol selection mismatch (version {}.{}, formats {formats:?})", version.major, version.minor)]
+    SelectionMismatch {
+        /// The version the peer sent.
+        version: ProtocolVersion,
+        /// The formats the peer sent.
+        formats: Vec<String>,
+    },
+    /// The peer sent `messageProtocolHandshakeError`.
+    #[error("the peer reported a protocol handshake error ({0:?})")]
+    RemoteHandshakeError(HandshakeErrorCode),
+    /// The peer wants a PIN (§13.4.4.3); PIN entry is not implemented.
+    #[error("the peer requires PIN verification (pinState {}), which is not supported", .0.as_str())]
+    PinRequired(PinState),
+    /// The peer's hello wait is below `T_hello_prolong_min`: it cannot be prolonged in time.
+    #[error("the peer's hello wait ({waiting_ms} ms) is too short to prolong")]
+    PeerWaitTooShort {
+        /// The `waiting` it sent.
+        waiting_ms: u32,
+    },
+    /// The peer's `accessMethods` has no `id` or an invalid one.
+    #[error("the peer sent an invalid SHIP ID {0:?}")]
+    InvalidShipId(Option<String>),
+    /// The peer's SHIP ID differs from the one stored for its SKI (close 4450).
+    #[error("SHIP id mismatch: stored {stored}, received {received}")]
+    ShipIdMismatch {
+        /// The stored SHIP ID.
+        stored: ShipId,
+        /// What the peer sent.
+        received: ShipId,
+    },
+    /// The peer announced the close (§13.4.7); we confirmed.
+    #[error("closed by the peer ({})", reason.map_or("no reason", |r| r.as_str()))]
+    RemoteClosed {
+        /// The reason it gave.
+        reason: Option<CloseReason>,
+    },
+    /// We closed on the application's request (§13.4.7).
+    #[error("closed locally ({})", .0.as_str())]
+    LocalClose(CloseReason),
+    /// The transport ended under us.
+    #[error("the transport closed")]
+    TransportClosed,
+}
+
+impl CloseCause {
+    /// A wait ran out.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, CloseCause::Timeout(_))
+    }
+
+    /// Which wait ran out.
+    pub fn timer(&self) -> Option<Timer> {
+        match self {
+            CloseCause::Timeout(timer) => Some(*timer),
+            _ => None,
+        }
+    }
+
+    /// The peer denied trust.
+    pub fn is_remote_denied_trust(&self) -> bool {
+        matches!(self, CloseCause::RemoteDeniedTrust)
+    }
+
+    /// We denied trust.
+    pub fn is_local_denied_trust(&self) -> bool {
+        matches!(self, CloseCause::LocalDeniedTrust)
+    }
+
+    /// The peer's SHIP ID differs from the stored one.
+    pub fn is_ship_id_mismatch(&self) -> bool {
+        matches!(self, CloseCause::ShipIdMismatch { .. })
+    }
+
+    /// A protocol violation by the peer (unexpected or undecodable message, mismatch).
+    pub fn is_protocol_violation(&self) -> bool {
+        matches!(
+            self,
+            CloseCause::UnexpectedMessage { .. }
+                | CloseCause::Decode(_)
+                | CloseCause::SelectionMismatch { .. }
+                | CloseCause::InvalidShipId(_)
+        )
+    }
+
+    /// An orderly end (`connectionClose` either way).
+    pub fn is_graceful(&self) -> bool {
+        matches!(
+            self,
+            CloseCause::RemoteClosed { .. } | CloseCause::LocalClose(_)
+        )
+    }
+}
+
+/// Why [`super::Connection::send_data`] refused a payload.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendDataError {
+    /// The payload is not one JSON value.
+    #[error("data payload is not JSON: {0}")]
+    NotJson(String),
+    /// Data exchange has not started (PIN step not done, §13.4.5).
+    #[error("data exchange has not started (state {0:?})")]
+    NotReady(ConnectionState),
+    /// The connection is closing or closed.
+    #[error("the connection is closing or closed")]
+    Closed,
+}

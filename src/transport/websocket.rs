@@ -1,0 +1,245 @@
+//! The WebSocket layer of SHIP (SHIP §10, ship-protocol.md §3).
+//!
+//! * The upgrade requires the subprotocol `ship`, and the server echoes it.
+//! * SHIP messages are binary frames; a text frame is a protocol error (closed with 1003).
+//! * Messages above [`WsOptions::max_message_size`] are refused (closed with 1009).
+//! * An accepting hub that is full answers the upgrade with HTTP 503 (`admit` returns false).
+//! * Pings from the peer are answered by the WebSocket library; [`ShipSocket::ping`] sends
+//!   our own keepalive pings and `SocketEvent::Pong` reports the answers.
+
+use std::borrow::Cow;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::tungstenite;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode, header};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use super::error::{TransportError, WebSocketError, from_tls_io};
+use super::socket::ShipSocket;
+use super::tls::TlsStream;
+
+/// The WebSocket subprotocol SHIP requires (§10.2).
+pub const SHIP_SUBPROTOCOL: &str = "ship";
+
+/// Default maximum size of one incoming SHIP message: 100 KiB, the cap ship-go applies, so a
+/// message we accept is one a ship-go peer could have sent.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 100 * 1024;
+
+/// Choices in the WebSocket layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WsOptions {
+    /// The largest incoming message (and frame) accepted, in bytes; a bigger one closes the
+    /// connection with 1009 and [`WebSocketError::MessageTooLarge`].
+    pub max_message_size: usize,
+}
+
+impl Default for WsOptions {
+    fn default() -> Self {
+        WsOptions {
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+        }
+    }
+}
+
+impl WsOptions {
+    fn config(&self) -> WebSocketConfig {
+        WebSocketConfig::default()
+            .max_message_size(Some(self.max_message_size))
+            .max_frame_size(Some(self.max_message_size))
+    }
+}
+
+/// Why the server refused an upgrade, remembered across the handshake callback.
+enum Refusal {
+    MissingSubprotocol,
+    WrongSubprotocol(String),
+    Full,
+}
+
+fn error_response(status: StatusCode, text: &str) -> ErrorResponse {
+    let mut response = ErrorResponse::new(Some(text.to_owned()));
+    *response.status_mut() = status;
+    response
+}
+
+/// Runs the server side of the WebSocket upgrade on a TLS stream (§10.2).
+///
+/// The client must offer the subprotocol `ship` (else HTTP 400 and
+/// [`WebSocketError::MissingSubprotocol`] / [`WebSocketError::WrongSubprotocol`]); then
+/// `admit` is asked, during the upgrade, whether there is room for this connection: `false`
+/// answers HTTP 503 and returns [`WebSocketError::Refused`]. Any request path is accepted.
+pub async fn accept_websocket<S>(
+    tls: TlsStream<S>,
+    options: &WsOptions,
+    admit: impl FnOnce() -> bool,
+) -> Result<ShipSocket<S>, TransportError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let peer_ski = tls.peer_ski();
+    // Boxed so the handshake callback is `Unpin` whatever `admit` is.
+    let admit = Box::new(admit);
+    let mut refusal = None;
+    // The callback's signature (and its large error type) is tungstenite's.
+    #[allow(clippy::result_large_err)]
+    let callback = |request: &Request, mut response: Response| {
+        let offered: Vec<String> = request
+            .headers()
+            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(|token| token.trim().to_owned())
+            .filter(|token| !token.is_empty())
+            .collect();
+        if offered.is_empty() {
+            refusal = Some(Refusal::MissingSubprotocol);
+            return Err(error_response(
+                StatusCode::BAD_REQUEST,
+                "SHIP requires the WebSocket subprotocol \"ship\"",
+            ));
+        }
+        if !offered.iter().any(|token| token == SHIP_SUBPROTOCOL) {
+            refusal = Some(Refusal::WrongSubprotocol(offered.join(", ")));
+            return Err(error_response(
+                StatusCode::BAD_REQUEST,
+                "SHIP requires the WebSocket subprotocol \"ship\"",
+            ));
+        }
+        if !admit() {
+            refusal = Some(Refusal::Full);
+            return Err(error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "this SHIP node is at capacity",
+            ));
+        }
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(SHIP_SUBPROTOCOL),
+        );
+        Ok(response)
+    };
+    let result =
+        tokio_tungstenite::accept_hdr_async_with_config(tls, callback, Some(options.config()))
+            .await;
+    match (result, refusal) {
+        (Ok(inner), _) => Ok(ShipSocket::new(inner, peer_ski, options)),
+        (Err(_), Some(Refusal::MissingSubprotocol)) => {
+            Err(WebSocketError::MissingSubprotocol.into())
+        }
+        (Err(_), Some(Refusal::WrongSubprotocol(offered))) => {
+            Err(WebSocketError::WrongSubprotocol(offered).into())
+        }
+        (Err(_), Some(Refusal::Full)) => Err(WebSocketError::Refused.into()),
+        (Err(error), None) => Err(from_tungstenite(error)),
+    }
+}
+
+/// Runs the client side of the WebSocket upgrade to `wss://host:port/path` with the
+/// subprotocol `ship` (§10.2). The server must echo `ship`.
+///
+/// An HTTP refusal is reported as [`WebSocketError::ServiceUnavailable`] (503) or
+/// [`WebSocketError::Http`]; [`TransportError::is_path_rejected`] tells whether ship-go's retry
+/// with the path `/` applies (it needs a new TLS connection: [`dial`](super::dial) does that).
+pub async fn connect_websocket<S>(
+    tls: TlsStream<S>,
+    host: &str,
+    port: u16,
+    path: &str,
+    options: &WsOptions,
+) -> Result<ShipSocket<S>, TransportError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let peer_ski = tls.peer_ski();
+    let host = host.trim_end_matches('.');
+    let host: Cow<'_, str> = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]").into()
+    } else {
+        host.into()
+    };
+    let path = if path.starts_with('/') {
+        Cow::Borrowed(path)
+    } else {
+        Cow::Owned(format!("/{path}"))
+    };
+    let url = format!("wss://{host}:{port}{path}");
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| WebSocketError::Protocol(format!("invalid URL {url}: {e}")))?;
+    request.headers_mut().insert(
+        header::SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static(SHIP_SUBPROTOCOL),
+    );
+    let (inner, _response) =
+        tokio_tungstenite::client_async_with_config(request, tls, Some(options.config()))
+            .await
+            .map_err(from_tungstenite)?;
+    tracing::debug!(peer = %peer_ski, %url, "WebSocket connected");
+    Ok(ShipSocket::new(inner, peer_ski, options))
+}
+
+pub(crate) fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Maps a tungstenite error to ours.
+pub(crate) fn from_tungstenite(error: tungstenite::Error) -> TransportError {
+    use tungstenite::Error;
+    use tungstenite::error::{CapacityError, ProtocolError, SubProtocolError};
+    let ws = match error {
+        Error::Io(io) => return from_tls_io(io),
+        Error::ConnectionClosed | Error::AlreadyClosed => WebSocketError::Closed,
+        Error::Capacity(CapacityError::MessageTooLong { size, max_size }) => {
+            WebSocketError::MessageTooLarge {
+                size,
+                max: max_size,
+            }
+        }
+        Error::Http(response) => match response.status() {
+            StatusCode::SERVICE_UNAVAILABLE => WebSocketError::ServiceUnavailable,
+            status => WebSocketError::Http(status.as_u16()),
+        },
+        Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+            WebSocketError::ResetWithoutClose
+        }
+        Error::Protocol(ProtocolError::SecWebSocketSubProtocolError(
+            SubProtocolError::NoSubProtocol,
+        )) => WebSocketError::MissingSubprotocol,
+        Error::Protocol(ProtocolError::SecWebSocketSubProtocolError(other)) => {
+            WebSocketError::WrongSubprotocol(other.to_string())
+        }
+        other => WebSocketError::Protocol(other.to_string()),
+    };
+    TransportError::WebSocket(ws)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_reasons_are_truncated_on_a_char_boundary() {
+        assert_eq!(truncate("short", 123), "short");
+        let long = "ä".repeat(100); // 200 bytes
+        let cut = truncate(&long, 123);
+        assert_eq!(cut.len(), 122);
+        assert!(long.starts_with(cut));
+    }
+
+    #[test]
+    fn default_message_cap_is_ship_gos_100_kib() {
+        assert_eq!(WsOptions::default().max_message_size, 100 * 1024);
+    }
+}

@@ -1,0 +1,282 @@
+//! Crash safety of `FileTrustStore`: a writer process killed with SIGKILL at random moments never
+//! leaves a corrupt, empty or half-written trust store, and never loses a pairing it was not
+//! changing.
+//!
+//! The writer is this same test binary, re-run as a child process with
+//! `--exact writer_child_process --ignored` and the environment variable `WRITER_PATH_VAR`
+//! set. `writer_child_process` is `#[ignore]`d, so a plain `cargo test` lists it as ignored; run
+//! with `--ignored` but without the variable it does nothing (it is a helper, not a test, and its
+//! ignore reason says so). `Child::kill` is SIGKILL on Unix and TerminateProcess on Windows:
+//! either way the writer gets no chance to clean up.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use ship_hub::hub::{FileTrustStore, PairedPeer, TrustStore};
+use ship_hub::{ShipId, Ski};
+
+/// Path of the store file the child writes to.
+const WRITER_PATH_VAR: &str = "SHIP_HUB_TRUST_WRITER_PATH";
+/// Step the child starts at (the file holds the state after the step before it).
+const WRITER_START_VAR: &str = "SHIP_HUB_TRUST_WRITER_START";
+/// Prefix of the child's progress lines on stdout (libtest prints its own lines there too).
+const LINE_PREFIX: &str = "TRUST-WRITER";
+
+/// How often the parent kills the writer.
+const KILLS: usize = 250;
+
+/// A pairing made before any write cycle; the writer never touches it.
+fn sentinel() -> PairedPeer {
+    let mut peer = PairedPeer::new(Ski::from_bytes([0x5e; 20]));
+    peer.ship_id = Some(ShipId::new("sentinel-ship-id").unwrap());
+    peer.name = Some("paired before the crashes".into());
+    peer.last_address = Some(SocketAddr::from(([10, 0, 0, 1], 4712)));
+    peer.last_seen = Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+    peer
+}
+
+fn churn_peer(byte: u8, step: u64) -> PairedPeer {
+    let mut peer = PairedPeer::new(Ski::from_bytes([byte; 20]));
+    peer.ship_id = Some(ShipId::new(format!("churn-{byte}-{step}")).unwrap());
+    // Names of varying length make successive files differ in size too.
+    peer.name = Some("x".repeat((step % 97) as usize));
+    peer.last_seen = Some(UNIX_EPOCH + Duration::from_secs(step));
+    peer
+}
+
+const X: u8 = 0x11;
+const Y: u8 = 0xee;
+
+/// The one mutation of `step` (steps start at 1): a four-step cycle that pairs X, pairs Y,
+/// unpairs X, unpairs Y. Every step changes the file.
+fn apply(store: &dyn TrustStore, step: u64) {
+    match step % 4 {
+        1 => store.upsert(churn_peer(X, step)).unwrap(),
+        2 => store.upsert(churn_peer(Y, step)).unwrap(),
+        3 => assert!(store.remove(&Ski::from_bytes([X; 20])).unwrap()),
+        _ => assert!(store.remove(&Ski::from_bytes([Y; 20])).unwrap()),
+    }
+}
+
+/// The store's content after `step` steps (0 = only the sentinel).
+fn state_after(step: u64) -> Vec<PairedPeer> {
+    let mut peers = vec![sentinel()];
+    let cycle_start = step - step % 4;
+    match step % 4 {
+        1 => peers.push(churn_peer(X, cycle_start + 1)),
+        2 => {
+            peers.push(churn_peer(X, cycle_start + 1));
+            peers.push(churn_peer(Y, cycle_start + 2));
+        }
+        3 => peers.push(churn_peer(Y, cycle_start + 2)),
+        _ => {}
+    }
+    peers.sort_by_key(|p| p.ski);
+    peers
+}
+
+#[test]
+fn the_step_model_changes_the_content_at_every_step() {
+    for step in 1..20 {
+        assert_ne!(state_after(step), state_after(step - 1), "step {step}");
+    }
+}
+
+#[test]
+fn the_step_model_matches_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileTrustStore::new(dir.path().join("trust.json"));
+    store.upsert(sentinel()).unwrap();
+    for step in 1..=9 {
+        apply(&store, step);
+        assert_eq!(store.load_all().unwrap(), state_after(step), "step {step}");
+    }
+}
+
+#[test]
+#[ignore = "child-process helper of a_writer_killed_at_random_never_corrupts_the_store; does \
+            nothing unless SHIP_HUB_TRUST_WRITER_PATH is set"]
+fn writer_child_process() {
+    let Some(path) = std::env::var_os(WRITER_PATH_VAR) else {
+        return;
+    };
+    let mut step: u64 = std::env::var(WRITER_START_VAR)
+        .expect("start step")
+        .parse()
+        .expect("start step is a number");
+    let store = FileTrustStore::open(PathBuf::from(path)).expect("the store opens");
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{LINE_PREFIX} ready").unwrap();
+    out.flush().unwrap();
+    loop {
+        writeln!(out, "{LINE_PREFIX} begin {step}").unwrap();
+        out.flush().unwrap();
+        apply(&store, step);
+        writeln!(out, "{LINE_PREFIX} end {step}").unwrap();
+        out.flush().unwrap();
+        step += 1;
+    }
+}
+
+/// What the parent learnt from one child's progress lines.
+#[derive(Debug, Default)]
+struct Progress {
+    ready: bool,
+    last_begun: Option<u64>,
+    last_ended: Option<u64>,
+}
+
+fn record(progress: &mut Progress, line: &str) {
+    let mut words = line.split_whitespace();
+    match (
+        words.next(),
+        words.next().map(|n| n.parse::<u64>().unwrap()),
+    ) {
+        (Some("ready"), None) => progress.ready = true,
+        (Some("begin"), Some(n)) => progress.last_begun = Some(n),
+        (Some("end"), Some(n)) => progress.last_ended = Some(n),
+        other => panic!("unexpected line from the writer: {other:?}"),
+    }
+}
+
+/// The writer process; killed when dropped, so a failing assertion leaves no writer behind.
+struct Writer(std::process::Child);
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_writer(path: &Path, start: u64) -> (Writer, mpsc::Receiver<String>) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "writer_child_process",
+            "--ignored",
+            "--nocapture",
+        ])
+        .args(["--test-threads", "1"])
+        .env(WRITER_PATH_VAR, path)
+        .env(WRITER_START_VAR, start.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines_tx, lines_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            // libtest prints "test writer_child_process ... " without a newline before the
+            // child's first line, so the prefix need not start the line.
+            if let Some(at) = line.find(LINE_PREFIX)
+                && lines_tx
+                    .send(line[at + LINE_PREFIX.len()..].trim().to_owned())
+                    .is_err()
+            {
+                break;
+            }
+        }
+    });
+    (Writer(child), lines_rx)
+}
+
+#[test]
+fn a_writer_killed_at_random_never_corrupts_the_store() {
+    // A new kill schedule each run; SHIP_HUB_KILL_SEED replays a failing one.
+    let seed = match std::env::var("SHIP_HUB_KILL_SEED") {
+        Ok(text) => text.parse().expect("SHIP_HUB_KILL_SEED is a number"),
+        Err(_) => SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    };
+    eprintln!("kill schedule seed {seed} (replay with SHIP_HUB_KILL_SEED={seed})");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trust.json");
+    FileTrustStore::open(&path)
+        .unwrap()
+        .upsert(sentinel())
+        .unwrap();
+
+    // Steps completed so far; the file holds `state_after(done)`.
+    let mut done = 0u64;
+    let mut killed_mid_write = 0usize;
+    // Of those, how many left the new content (the rename had happened).
+    let mut mid_write_new = 0usize;
+    for kill in 0..KILLS {
+        let (mut writer, lines) = spawn_writer(&path, done + 1);
+        let mut progress = Progress::default();
+        let line = lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the writer starts");
+        record(&mut progress, &line);
+        assert!(progress.ready, "the writer's first line is {line:?}");
+        std::thread::sleep(Duration::from_micros(rng.random_range(0..20_000)));
+        writer.0.kill().unwrap(); // SIGKILL on Unix: no chance to clean up
+        let status = writer.0.wait().unwrap();
+        assert!(!status.success(), "the writer ended on its own: {status}");
+        // The reader thread ends at EOF once the child is gone.
+        while let Ok(line) = lines.recv() {
+            record(&mut progress, &line);
+        }
+
+        let bytes = std::fs::read(&path).unwrap();
+        serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_else(|e| {
+            panic!(
+                "kill {kill}: the file is not JSON ({e}): {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        let found = FileTrustStore::open(&path)
+            .and_then(|store| store.load_all())
+            .unwrap_or_else(|e| panic!("kill {kill}: {e}"));
+        assert!(
+            found.contains(&sentinel()),
+            "kill {kill}: the sentinel pairing was lost"
+        );
+
+        // Either the write in flight happened or it did not; nothing else is acceptable.
+        done = match (progress.last_begun, progress.last_ended) {
+            (None, _) => {
+                assert_eq!(found, state_after(done), "kill {kill} before any write");
+                done
+            }
+            (Some(begun), ended) if ended == Some(begun) => {
+                assert_eq!(found, state_after(begun), "kill {kill} after step {begun}");
+                begun
+            }
+            (Some(begun), _) => {
+                killed_mid_write += 1;
+                if found == state_after(begun) {
+                    mid_write_new += 1;
+                    begun
+                } else {
+                    assert_eq!(
+                        found,
+                        state_after(begun - 1),
+                        "kill {kill} during step {begun}"
+                    );
+                    begun - 1
+                }
+            }
+        };
+    }
+    eprintln!(
+        "{KILLS} kills, {killed_mid_write} during a write ({mid_write_new} of them after the \
+         rename), {done} steps written; seed {seed}"
+    );
+    assert!(
+        killed_mid_write > 0,
+        "no kill landed during a write, so the test proved nothing"
+    );
+}
