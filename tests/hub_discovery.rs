@@ -7,19 +7,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Recorder, Seen, identity, lan_addr, lan_config, start};
+use common::{Recorder, Seen, identity, lan_addr, lan_config, paused_runtime, start};
 use ship_hub::ShipId;
 use ship_hub::discovery::{InMemoryLan, ShipTxt, Sighting};
-use ship_hub::hub::{MemoryLan, MemoryTrustStore};
+use ship_hub::hub::{MemoryLan, MemoryTrustStore, TrustStore};
 use ship_hub::protocol::ConnectionState;
-
-fn paused_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .unwrap()
-}
 
 /// Two hubs with no static addresses find each other through announcements only, pair (each
 /// trusts the other's SKI) and exchange data; the application sees the visible services.
@@ -159,5 +151,90 @@ fn peer_whose_txt_ski_lies_is_never_connected() {
         assert!((3..=7).contains(&dials), "{dials} dials in 60 s");
         assert!(a.metrics().failures.total() >= dials as u64);
         a.shutdown().await;
+    });
+}
+
+/// The application hears about visible services through `visible_services_changed`
+/// (deduplicated, sorted by SKI, never itself), and `set_auto_accept` re-announces with the new
+/// `register` flag, which the other side sees.
+#[test]
+fn visible_services_are_reported_and_register_changes_are_reannounced() {
+    paused_runtime().block_on(async {
+        let net = MemoryLan::new();
+        let mdns = InMemoryLan::new();
+        let (ida, idb, idc) = (identity("a"), identity("b"), identity("c"));
+        let (a_ski, b_ski, c_ski) = (ida.ski(), idb.ski(), idc.ski());
+        let (ra, rb, rc) = (Recorder::new(), Recorder::new(), Recorder::new());
+        let mut ca = lan_config(&net, 1, ida, &ra);
+        ca.discovery = Some(Arc::new(mdns.attach(a_ski, vec![lan_addr(1).ip()])));
+        let mut cb = lan_config(&net, 2, idb, &rb);
+        cb.discovery = Some(Arc::new(mdns.attach(b_ski, vec![lan_addr(2).ip()])));
+        let mut cc = lan_config(&net, 3, idc, &rc);
+        cc.discovery = Some(Arc::new(mdns.attach(c_ski, vec![lan_addr(3).ip()])));
+        let a = start(ca).await;
+        let b = start(cb).await;
+        let c = start(cc).await;
+        let mut others = vec![b_ski, c_ski];
+        others.sort();
+        assert!(
+            ra.wait_for(Duration::from_secs(5), |s| *s
+                == Seen::Visible(others.clone()))
+                .await,
+            "{:?}",
+            ra.all()
+        );
+        assert!(!a.visible_services()[0].txt.register);
+        assert!(!a.auto_accept());
+
+        b.set_auto_accept(true).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let seen_b = a
+            .visible_services()
+            .into_iter()
+            .find(|s| s.ski == b_ski)
+            .unwrap();
+        assert!(seen_b.txt.register, "re-announcement not seen");
+        a.shutdown().await;
+        b.shutdown().await;
+        c.shutdown().await;
+    });
+}
+
+/// With auto-accept on, an unknown peer is paired without asking the application (and stored);
+/// with it off (the default), nothing is paired without an explicit decision.
+#[test]
+fn auto_accept_pairs_unknown_peers_only_when_switched_on() {
+    paused_runtime().block_on(async {
+        let net = MemoryLan::new();
+        let (ida, idb) = (identity("a"), identity("b"));
+        let (a_ski, b_ski) = (ida.ski(), idb.ski());
+        let (ra, rb) = (Recorder::new(), Recorder::new());
+        let trust_b = Arc::new(MemoryTrustStore::default());
+        let a = start(lan_config(&net, 1, ida, &ra)).await;
+        let mut cb = lan_config(&net, 2, idb, &rb);
+        cb.trust_store = trust_b.clone();
+        let b = start(cb).await;
+        // Off: A's pairing request is refused (the recorder says no), nothing stored.
+        a.pair_at(b_ski, None, Some(lan_addr(2))).unwrap();
+        assert!(
+            rb.wait_for(Duration::from_secs(10), |s| *s
+                == Seen::PairingRequested(a_ski))
+                .await
+        );
+        assert!(trust_b.get(&a_ski).unwrap().is_none());
+        assert_eq!(rb.count(|s| matches!(s, Seen::Connected(_))), 0);
+        // On: the next dial is accepted without a question.
+        b.set_auto_accept(true).unwrap();
+        let asked = rb.count(|s| matches!(s, Seen::PairingRequested(_)));
+        assert!(
+            rb.wait_for(Duration::from_secs(60), |s| *s == Seen::Connected(a_ski))
+                .await,
+            "{:?}",
+            rb.all()
+        );
+        assert_eq!(rb.count(|s| matches!(s, Seen::PairingRequested(_))), asked);
+        assert!(trust_b.get(&a_ski).unwrap().is_some());
+        a.shutdown().await;
+        b.shutdown().await;
     });
 }

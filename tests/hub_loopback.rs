@@ -119,10 +119,16 @@ async fn pairing_request_refused_when_the_callback_says_no() {
     b.shutdown().await;
 }
 
-/// A pending request is approved by the user: both sides complete and the approving side stores
-/// the pairing.
-#[tokio::test]
-async fn pending_pairing_request_then_approve() {
+/// A dials B, which does not know A and lets it wait: returns once B shows the pairing request.
+struct PendingRequest {
+    a: Hub,
+    b: Hub,
+    ra: Arc<Recorder>,
+    rb: Arc<Recorder>,
+    trust_b: Arc<MemoryTrustStore>,
+}
+
+async fn pending_request() -> PendingRequest {
     let (ra, rb) = (Recorder::new(), Recorder::new());
     rb.let_wait.store(true, Ordering::SeqCst);
     let trust_b = Arc::new(MemoryTrustStore::default());
@@ -132,16 +138,28 @@ async fn pending_pairing_request_then_approve() {
     let b = start(cb).await;
     a.pair_at(b.local_ski(), None, Some(b.local_addr()))
         .unwrap();
-    assert!(
-        rb.wait_for(WAIT, |s| *s
-            == Seen::State(
-                a.local_ski(),
-                ConnectionState::ReceivedPairingRequest
-            ))
-        .await,
-        "{:?}",
-        rb.all()
-    );
+    let request = Seen::State(a.local_ski(), ConnectionState::ReceivedPairingRequest);
+    assert!(rb.wait_for(WAIT, |s| *s == request).await, "{:?}", rb.all());
+    PendingRequest {
+        a,
+        b,
+        ra,
+        rb,
+        trust_b,
+    }
+}
+
+/// A pending request is approved by the user: both sides complete and the approving side stores
+/// the pairing.
+#[tokio::test]
+async fn pending_pairing_request_then_approve() {
+    let PendingRequest {
+        a,
+        b,
+        ra,
+        rb,
+        trust_b,
+    } = pending_request().await;
     assert_eq!(
         b.connection_state(a.local_ski()),
         ConnectionState::ReceivedPairingRequest
@@ -171,23 +189,13 @@ async fn pending_pairing_request_then_approve() {
 /// A pending request is denied by the user: the dialler sees RemoteDeniedTrust, nothing is stored.
 #[tokio::test]
 async fn pending_pairing_request_then_deny() {
-    let (ra, rb) = (Recorder::new(), Recorder::new());
-    rb.let_wait.store(true, Ordering::SeqCst);
-    let trust_b = Arc::new(MemoryTrustStore::default());
-    let a = start(loopback_config(identity("a"), "node-a", &ra)).await;
-    let mut cb = loopback_config(identity("b"), "node-b", &rb);
-    cb.trust_store = trust_b.clone();
-    let b = start(cb).await;
-    a.pair_at(b.local_ski(), None, Some(b.local_addr()))
-        .unwrap();
-    assert!(
-        rb.wait_for(WAIT, |s| *s
-            == Seen::State(
-                a.local_ski(),
-                ConnectionState::ReceivedPairingRequest
-            ))
-        .await
-    );
+    let PendingRequest {
+        a,
+        b,
+        ra,
+        rb,
+        trust_b,
+    } = pending_request().await;
     b.deny(a.local_ski()).unwrap();
     assert!(
         ra.wait_for(WAIT, |s| *s

@@ -7,17 +7,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Recorder, Seen, lan_addr, lan_config, ordered_identities, start};
+use common::{Recorder, Seen, lan_addr, lan_config, ordered_identities, paused_runtime, start};
 use ship_hub::hub::{BackoffTier, BackoffTiers, MemoryLan, MemoryTrustStore};
 use ship_hub::protocol::ConnectionState;
-
-fn paused_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .unwrap()
-}
 
 /// Both hubs know each other and dial at the same instant (first backoff tier 0–0 s), with
 /// connection set-up latencies drawn from the seed. For every seed exactly one connection

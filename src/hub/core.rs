@@ -437,13 +437,7 @@ impl Hub {
     /// Approves the waiting pairing request of `ski`: it is stored as paired and its hello
     /// turns `ready`.
     pub fn approve(&self, ski: Ski) -> Result<(), HubError> {
-        let status = self
-            .shared
-            .status(&ski)
-            .ok_or(HubError::NoPendingRequest(ski))?;
-        if !status.pending_request {
-            return Err(HubError::NoPendingRequest(ski));
-        }
+        let status = self.pending_request(ski)?;
         let mut peer = self
             .shared
             .trust
@@ -458,14 +452,16 @@ impl Hub {
 
     /// Refuses the waiting pairing request of `ski` (hello `aborted`, close 4452).
     pub fn deny(&self, ski: Ski) -> Result<(), HubError> {
-        let status = self
-            .shared
-            .status(&ski)
-            .ok_or(HubError::NoPendingRequest(ski))?;
-        if !status.pending_request {
-            return Err(HubError::NoPendingRequest(ski));
-        }
+        self.pending_request(ski)?;
         self.shared.route_existing(ski, Command::Deny)
+    }
+
+    /// The status of `ski` if a pairing request of it waits for a decision.
+    fn pending_request(&self, ski: Ski) -> Result<PeerStatus, HubError> {
+        match self.shared.status(&ski) {
+            Some(status) if status.pending_request => Ok(status),
+            _ => Err(HubError::NoPendingRequest(ski)),
+        }
     }
 
     /// Closes the connections to `ski` gracefully. A paired peer is redialled by the usual

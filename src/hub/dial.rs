@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::Shared;
 use super::address_book::DialCandidate;
-use super::link::run_link;
+use super::link::runner;
 use super::metrics::FailureCause;
 use super::net::BoxIo;
 use super::supervisor::LinkRunner;
@@ -83,17 +83,7 @@ pub(crate) async fn dial(
         match tokio::time::timeout(shared.config.limits.transport_handshake_timeout, attempt).await
         {
             Ok(Ok(socket)) => {
-                let runner: LinkRunner = Box::new(move |start| {
-                    Box::pin(run_link(
-                        socket,
-                        start.connection,
-                        start.setup,
-                        start.commands,
-                        start.data,
-                        start.events,
-                        permit,
-                    ))
-                });
+                let runner = runner(socket, permit);
                 return Ok(Dialled {
                     runner,
                     candidate,

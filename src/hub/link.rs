@@ -238,3 +238,23 @@ pub(crate) async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
         None => std::future::pending().await,
     }
 }
+
+/// Wraps an established socket as a link runner for a supervisor. `permit` (the connection's
+/// admission permit) lives as long as the link task.
+pub(crate) fn runner<S, P>(socket: ShipSocket<S>, permit: P) -> super::supervisor::LinkRunner
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    P: Send + 'static,
+{
+    Box::new(move |start| {
+        Box::pin(run_link(
+            socket,
+            start.connection,
+            start.setup,
+            start.commands,
+            start.data,
+            start.events,
+            permit,
+        ))
+    })
+}

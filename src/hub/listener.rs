@@ -8,10 +8,10 @@ use std::sync::Arc;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::Shared;
-use super::link::{now, run_link};
+use super::link::{now, runner};
 use super::metrics::FailureCause;
 use super::net::{BoxIo, Listener};
-use super::supervisor::{Command, LinkRunner, NewLink};
+use super::supervisor::{Command, NewLink};
 use crate::transport;
 
 /// Accepts until the hub's accept token is cancelled (shutdown phase 1).
@@ -83,17 +83,7 @@ async fn admit(
             return;
         }
     };
-    let runner: LinkRunner = Box::new(move |start| {
-        Box::pin(run_link(
-            socket,
-            start.connection,
-            start.setup,
-            start.commands,
-            start.data,
-            start.events,
-            permit,
-        ))
-    });
+    let runner = runner(socket, permit);
     let _ = shared.route(
         ski,
         Command::Incoming(NewLink {

@@ -298,12 +298,7 @@ impl Supervisor {
                     self.peer_ship_id = peer.ship_id.clone();
                 }
                 self.pairing = Some(peer);
-                let waiting: Vec<LinkId> = self
-                    .links
-                    .iter()
-                    .filter(|l| l.awaiting_trust)
-                    .map(|l| l.id)
-                    .collect();
+                let waiting = self.links_awaiting_trust();
                 for id in waiting {
                     self.approve_link(id);
                 }
@@ -319,12 +314,7 @@ impl Supervisor {
                 }
             }
             Command::Deny => {
-                let waiting: Vec<LinkId> = self
-                    .links
-                    .iter()
-                    .filter(|l| l.awaiting_trust)
-                    .map(|l| l.id)
-                    .collect();
+                let waiting = self.links_awaiting_trust();
                 for id in waiting {
                     self.deny_link(id);
                 }
@@ -489,6 +479,15 @@ impl Supervisor {
                 tracing::warn!(ski = %self.ski, "outgoing queue full at close: data dropped");
             }
         }
+    }
+
+    /// Links whose peer waits for a trust decision.
+    fn links_awaiting_trust(&self) -> Vec<LinkId> {
+        self.links
+            .iter()
+            .filter(|l| l.awaiting_trust)
+            .map(|l| l.id)
+            .collect()
     }
 
     /// The bigger-SKI node decides double connections (§12.2.3).

@@ -23,6 +23,8 @@ pub enum Seen {
     PairingRequested(Ski),
     Data(Ski, Vec<u8>),
     ShipId(Ski, ShipId),
+    /// The visible services, by SKI.
+    Visible(Vec<Ski>),
 }
 
 /// Records every callback, with the (virtual) time it arrived.
@@ -104,6 +106,9 @@ impl Callbacks for Recorder {
     fn ship_id_learned(&self, ski: Ski, ship_id: &ShipId) {
         self.push(Seen::ShipId(ski, ship_id.clone()));
     }
+    fn visible_services_changed(&self, services: &[ship_hub::discovery::VisibleService]) {
+        self.push(Seen::Visible(services.iter().map(|s| s.ski).collect()));
+    }
 }
 
 /// A fresh identity (P-256 key generation is cheap).
@@ -174,4 +179,13 @@ pub fn assert_private_namespace() {
          private network namespace. Run the suite with `bash .ci/test`, or: unshare -n sh -c \
          'tests/netns-setup.sh && cargo test -- --include-ignored'"
     );
+}
+
+/// A single-threaded runtime on tokio's paused clock: every timer runs in virtual time.
+pub fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap()
 }

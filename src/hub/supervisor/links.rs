@@ -88,26 +88,29 @@ impl Supervisor {
             self.close_link(id, CloseReason::Unspecific);
             return;
         }
-        self.arbitrate(id);
+        self.arbitrate();
     }
 
-    /// A new link `new` exists next to older live ones: settle it (§12.2.3, ship-protocol.md §7).
-    pub(super) fn arbitrate(&mut self, new: LinkId) {
-        let facts: Vec<LinkFacts> = self
-            .live_links()
+    /// What the arbitration needs to know about the live links.
+    fn link_facts(&self) -> Vec<LinkFacts> {
+        self.live_links()
             .map(|l| LinkFacts {
                 id: l.id,
                 started: l.started,
                 completed: l.completed,
                 answered_ping: l.ponged,
             })
-            .collect();
+            .collect()
+    }
+
+    /// A link was added next to older live ones: settle it (§12.2.3, ship-protocol.md §7).
+    pub(super) fn arbitrate(&mut self) {
+        let facts = self.link_facts();
         if facts.len() < 2 {
             return;
         }
         self.shared.metrics.double_connection_replaced();
         self.settled_double = true;
-        let _ = new;
         match arbitration::on_new_link(self.shared.local_ski, self.ski, &facts) {
             Arbitration::Close(ids) => {
                 for id in ids {
@@ -130,15 +133,7 @@ impl Supervisor {
 
     pub(super) fn grace_expired(&mut self) {
         self.grace_deadline = None;
-        let facts: Vec<LinkFacts> = self
-            .live_links()
-            .map(|l| LinkFacts {
-                id: l.id,
-                started: l.started,
-                completed: l.completed,
-                answered_ping: l.ponged,
-            })
-            .collect();
+        let facts = self.link_facts();
         for id in arbitration::after_grace(&facts) {
             self.close_link(id, CloseReason::Unspecific);
         }
