@@ -11,20 +11,22 @@ mod common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{Recorder, Seen, identity, loopback_config, start};
 use eebus::cert::{self as eebus_cert, CertParams};
 use eebus::model::{self as spine, Datagram, MsgCounter};
-use eebus::runtime::{Node, ShipConnection, TrustStore as EebusTrust};
+use eebus::runtime::{Node, PendingPeer, ShipConnection, TrustReporter, TrustStore as EebusTrust};
 use eebus::ship::{
-    Data, DataMessage, Header as ShipHeader, ProtocolId, ShipMessage, Ski as EebusSki,
-    spine_datagram, spine_message,
+    AbortReason, ConnectionClose, ConnectionClosePhase, ConnectionCloseReason, Data, DataMessage,
+    EndMessage, Header as ShipHeader, ProtocolId, ShipMessage, Ski as EebusSki, spine_datagram,
+    spine_message,
 };
 use eebus::tls::ShipTls;
 use ship_hub::Ski;
 use ship_hub::hub::Hub;
-use ship_hub::protocol::ConnectionState;
+use ship_hub::protocol::{ConnectionState, ShipMessage as ShipMessageOurs};
 use tokio::sync::{mpsc, oneshot};
 
 /// Generous: a handshake on a loaded 2-core machine takes well under a second.
@@ -88,7 +90,7 @@ fn their_datagram(counter: u64) -> Datagram {
 enum TheirEvent {
     /// A SHIP data message arrived.
     Data(DataMessage),
-    /// Their connection ended (with their error, or our `connectionClose`).
+    /// Their connection ended: the `connectionClose` they received (Debug form), or their error.
     Ended(String),
 }
 
@@ -101,7 +103,8 @@ enum TheirCommand {
 /// The eebus side of one connection, driven the way their own `runtime::Hub` drives its links:
 /// one task reads with the cancel-safe `ShipConnection::next_message`, feeds every message to
 /// their SHIP state machine (`handle_message` + `flush`, which answers our control messages
-/// such as `accessMethodsRequest`) and forwards data messages; sends go through the same task.
+/// such as `accessMethodsRequest` and `connectionClose`) and forwards data messages; sends go
+/// through the same task.
 struct TheirSide {
     peer: EebusSki,
     commands: mpsc::Sender<TheirCommand>,
@@ -118,29 +121,30 @@ impl TheirSide {
                 tokio::select! {
                     command = command_rx.recv() => match command {
                         Some(TheirCommand::Send(message, done)) => {
-                            let _ = done.send(connection.send_ship(&message).await.map_err(|e| e.to_string()));
+                            let sent = connection.send_ship(&message).await;
+                            let _ = done.send(sent.map_err(|e| e.to_string()));
                         }
                         Some(TheirCommand::PeerShipId(answer)) => {
                             let _ = answer.send(connection.peer_ship_id().map(str::to_owned));
                         }
-                        None => break "test finished".to_owned(),
+                        None => break "the test dropped the driver".to_owned(),
                     },
                     message = connection.next_message() => {
                         let message = match message {
                             Ok(message) => message,
-                            Err(error) => break format!("their read: {error}"),
+                            Err(error) => break format!("their read failed: {error}"),
                         };
                         if let Err(error) = connection.handle_message(&message) {
-                            break format!("their state machine: {error}");
+                            break format!("their state machine refused: {error}");
                         }
                         if let Err(error) = connection.flush().await {
-                            break format!("their flush: {error}");
+                            break format!("their flush failed: {error}");
                         }
                         match message {
                             ShipMessage::Data(data) => {
                                 let _ = event_tx.send(TheirEvent::Data(data));
                             }
-                            ShipMessage::End(end) => break format!("connectionClose from us: {end:?}"),
+                            ShipMessage::End(end) => break format!("{end:?}"),
                             _ => {}
                         }
                     }
@@ -176,15 +180,41 @@ impl TheirSide {
         result.await.expect("their driver answers")
     }
 
-    /// The next data message they received, within [`WAIT`].
-    async fn next_data(&mut self) -> DataMessage {
+    /// The next event, within [`WAIT`].
+    async fn next_event(&mut self) -> TheirEvent {
         match tokio::time::timeout(WAIT, self.events.recv()).await {
-            Ok(Some(TheirEvent::Data(data))) => data,
-            Ok(Some(TheirEvent::Ended(why))) => panic!("their connection ended: {why}"),
+            Ok(Some(event)) => event,
             Ok(None) => panic!("their driver is gone"),
-            Err(_) => panic!("no data message reached them within {WAIT:?}"),
+            Err(_) => panic!("nothing happened on their side within {WAIT:?}"),
         }
     }
+
+    /// The next data message they received.
+    async fn next_data(&mut self) -> DataMessage {
+        match self.next_event().await {
+            TheirEvent::Data(data) => data,
+            TheirEvent::Ended(why) => panic!("their connection ended: {why}"),
+        }
+    }
+
+    /// How their connection ended (skipping data still in flight).
+    async fn ended(&mut self) -> String {
+        loop {
+            if let TheirEvent::Ended(why) = self.next_event().await {
+                return why;
+            }
+        }
+    }
+}
+
+/// A `connectionClose` announce (§13.4.7) in their message types, as their
+/// `Handshake::close` builds it.
+fn their_close_announce(max_time: Duration) -> ShipMessage {
+    ShipMessage::End(EndMessage::ConnectionClose(ConnectionClose {
+        phase: Some(ConnectionClosePhase::Announce),
+        max_time: Some(u32::try_from(max_time.as_millis()).unwrap()),
+        reason: Some(ConnectionCloseReason::Unspecific),
+    }))
 }
 
 /// The protocolId and payload of a data message, as their types hold them.
@@ -262,11 +292,8 @@ async fn exchange_data(hub: &Hub, recorder: &Arc<Recorder>, their: &mut TheirSid
     assert_eq!(decoded, Some(datagram));
 }
 
-/// Direction 1: the eebus node dials our hub, which pre-trusts its SKI; both reach data
-/// exchange and data flows both ways.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn eebus_dials_our_hub_and_data_flows_both_ways() {
-    trace_from_env();
+/// Our hub (recording callbacks) on 127.0.0.1, OS-chosen port.
+async fn our_hub() -> (Hub, Arc<Recorder>) {
     let recorder = Recorder::new();
     let hub = start(loopback_config(
         identity("ship-hub"),
@@ -274,12 +301,41 @@ async fn eebus_dials_our_hub_and_data_flows_both_ways() {
         &recorder,
     ))
     .await;
-    let their_trust = EebusTrust::new();
-    their_trust.trust(theirs(hub.local_ski()));
-    let node = eebus_node(their_trust);
+    (hub, recorder)
+}
+
+/// Waits until our hub reports `ski` in data exchange, and checks the state agrees.
+async fn wait_connected(hub: &Hub, recorder: &Recorder, ski: Ski) {
+    assert!(
+        recorder
+            .wait_for(WAIT, |s| *s == Seen::Connected(ski))
+            .await,
+        "{:?}",
+        recorder.all()
+    );
+    assert_eq!(hub.connection_state(ski), ConnectionState::Completed);
+}
+
+/// Waits until our hub learned `ski`'s SHIP ID from its `accessMethods` (§13.4.6).
+async fn wait_ship_id(recorder: &Recorder, ski: Ski, ship_id: &str) {
+    assert!(
+        recorder
+            .wait_for(
+                WAIT,
+                |s| matches!(s, Seen::ShipId(k, id) if *k == ski && id.as_str() == ship_id)
+            )
+            .await,
+        "{:?}",
+        recorder.all()
+    );
+}
+
+/// Direction 1 set up: an eebus node that trusts our hub dials it; our hub pre-trusts the
+/// node's SKI. Returns their side, driven, once both ends are in data exchange.
+async fn eebus_dials_us(hub: &Hub, recorder: &Recorder) -> (TheirSide, Ski) {
+    let node = eebus_node(EebusTrust::with([theirs(hub.local_ski())]));
     let their_ski = ours(node.ski());
     hub.pair(their_ski, None).expect("pair");
-
     let connection = tokio::time::timeout(WAIT, node.connect(hub.local_addr()))
         .await
         .expect("their dial in time")
@@ -287,62 +343,50 @@ async fn eebus_dials_our_hub_and_data_flows_both_ways() {
     assert_eq!(
         ours(connection.peer()),
         hub.local_ski(),
-        "they identified our hub by its SKI"
+        "they identified us by our SKI"
     );
-    assert!(connection.is_open());
-    let mut their = TheirSide::drive(connection);
-    assert!(
-        recorder
-            .wait_for(WAIT, |s| *s == Seen::Connected(their_ski))
-            .await,
-        "{:?}",
-        recorder.all()
-    );
-    assert_eq!(hub.connection_state(their_ski), ConnectionState::Completed);
-
-    exchange_data(&hub, &recorder, &mut their, their_ski).await;
-
-    // Each side learned the other's SHIP ID through accessMethods (§13.4.6).
-    assert_eq!(their.peer_ship_id().await.as_deref(), Some(OUR_SHIP_ID));
-    assert!(
-        recorder
-            .wait_for(WAIT, |s| matches!(s, Seen::ShipId(k, id) if *k == their_ski && id.as_str() == THEIR_SHIP_ID))
-            .await,
-        "{:?}",
-        recorder.all()
-    );
-    hub.shutdown().await;
+    assert!(connection.is_open(), "their SHIP layer is in data exchange");
+    let their = TheirSide::drive(connection);
+    wait_connected(hub, recorder, their_ski).await;
+    (their, their_ski)
 }
 
-/// Direction 2: our hub dials the eebus node, which pre-trusts our SKI; both reach data
-/// exchange and data flows both ways.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn our_hub_dials_eebus_and_data_flows_both_ways() {
-    trace_from_env();
-    let recorder = Recorder::new();
-    let hub = start(loopback_config(
-        identity("ship-hub"),
-        OUR_SHIP_ID,
-        &recorder,
-    ))
-    .await;
-    let their_trust = EebusTrust::new();
-    their_trust.trust(theirs(hub.local_ski()));
-    let node = Arc::new(eebus_node(their_trust));
+/// An eebus node listening on 127.0.0.1 (OS-chosen port), accepting one connection with
+/// `accept_reporting` (pending peers go to the returned channel).
+#[allow(clippy::type_complexity)]
+async fn eebus_listening(
+    trust: EebusTrust,
+) -> (
+    Arc<Node>,
+    SocketAddr,
+    tokio::task::JoinHandle<Result<ShipConnection, eebus::runtime::ConnectionError>>,
+    mpsc::UnboundedReceiver<PendingPeer>,
+) {
+    let node = Arc::new(eebus_node(trust));
     let listener = node.listen("127.0.0.1:0").await.expect("their listener");
-    let address: SocketAddr = listener.local_addr().unwrap();
-    let their_ski = ours(node.ski());
-
+    let address = listener.local_addr().unwrap();
+    let (pending_tx, pending) = mpsc::unbounded_channel();
     let acceptor = {
         let node = node.clone();
         tokio::spawn(async move {
             let (stream, _) = listener.accept().await.expect("a TCP connection");
-            node.accept(stream).await
+            let report: TrustReporter = Box::new(move |peer| {
+                let _ = pending_tx.send(peer);
+            });
+            node.accept_reporting(stream, Some(report)).await
         })
     };
+    (node, address, acceptor, pending)
+}
+
+/// Direction 2 set up: our hub dials an eebus node that trusts our SKI. Returns their side,
+/// driven, once both ends are in data exchange.
+async fn we_dial_eebus(hub: &Hub, recorder: &Recorder) -> (TheirSide, Ski) {
+    let trust = EebusTrust::with([theirs(hub.local_ski())]);
+    let (node, address, acceptor, _pending) = eebus_listening(trust).await;
+    let their_ski = ours(node.ski());
     hub.pair_at(their_ski, None, Some(address))
         .expect("pair_at");
-
     let connection = tokio::time::timeout(WAIT, acceptor)
         .await
         .expect("their accept in time")
@@ -351,28 +395,237 @@ async fn our_hub_dials_eebus_and_data_flows_both_ways() {
     assert_eq!(
         ours(connection.peer()),
         hub.local_ski(),
-        "they identified our hub by its SKI"
+        "they identified us by our SKI"
     );
-    assert!(connection.is_open());
-    let mut their = TheirSide::drive(connection);
-    assert!(
-        recorder
-            .wait_for(WAIT, |s| *s == Seen::Connected(their_ski))
-            .await,
-        "{:?}",
-        recorder.all()
-    );
-    assert_eq!(hub.connection_state(their_ski), ConnectionState::Completed);
+    assert!(connection.is_open(), "their SHIP layer is in data exchange");
+    let their = TheirSide::drive(connection);
+    wait_connected(hub, recorder, their_ski).await;
+    (their, their_ski)
+}
 
+/// Direction 1: the eebus node dials our hub, which pre-trusts its SKI; both reach data
+/// exchange, data flows both ways, and each learns the other's SHIP ID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eebus_dials_our_hub_and_data_flows_both_ways() {
+    trace_from_env();
+    let (hub, recorder) = our_hub().await;
+    let (mut their, their_ski) = eebus_dials_us(&hub, &recorder).await;
     exchange_data(&hub, &recorder, &mut their, their_ski).await;
-
     assert_eq!(their.peer_ship_id().await.as_deref(), Some(OUR_SHIP_ID));
+    wait_ship_id(&recorder, their_ski, THEIR_SHIP_ID).await;
+    hub.shutdown().await;
+}
+
+/// Direction 2: our hub dials the eebus node, which pre-trusts our SKI; both reach data
+/// exchange, data flows both ways, and each learns the other's SHIP ID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_hub_dials_eebus_and_data_flows_both_ways() {
+    trace_from_env();
+    let (hub, recorder) = our_hub().await;
+    let (mut their, their_ski) = we_dial_eebus(&hub, &recorder).await;
+    exchange_data(&hub, &recorder, &mut their, their_ski).await;
+    assert_eq!(their.peer_ship_id().await.as_deref(), Some(OUR_SHIP_ID));
+    wait_ship_id(&recorder, their_ski, THEIR_SHIP_ID).await;
+    hub.shutdown().await;
+}
+
+/// Our shutdown announces `connectionClose` (§13.4.7) and eebus confirms it: they see our
+/// announce, and our shutdown reports every connection closed in time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_shutdown_is_a_confirmed_close_for_eebus() {
+    trace_from_env();
+    let (hub, recorder) = our_hub().await;
+    let (mut their, _their_ski) = eebus_dials_us(&hub, &recorder).await;
+    let report = hub.shutdown().await;
+    let end = their.ended().await;
+    assert!(
+        end.contains("Announce"),
+        "they saw our connectionClose announce: {end}"
+    );
+    assert!(report.connections_closed_in_time, "{report:?}");
+    assert_eq!(report.tasks_aborted, 0, "{report:?}");
+}
+
+/// eebus announces `connectionClose` (§13.4.7, their message types); our hub confirms it and
+/// tells the application the peer is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eebus_close_announce_is_confirmed_and_reported_by_our_hub() {
+    trace_from_env();
+    let (hub, recorder) = our_hub().await;
+    let (mut their, their_ski) = we_dial_eebus(&hub, &recorder).await;
+    their
+        .send(their_close_announce(Duration::from_secs(2)))
+        .await;
+    let end = their.ended().await;
+    assert!(
+        end.contains("Confirm"),
+        "our hub answered with a confirm: {end}"
+    );
     assert!(
         recorder
-            .wait_for(WAIT, |s| matches!(s, Seen::ShipId(k, id) if *k == their_ski && id.as_str() == THEIR_SHIP_ID))
+            .wait_for(
+                WAIT,
+                |s| matches!(s, Seen::Disconnected(k, _) if *k == their_ski)
+            )
             .await,
         "{:?}",
         recorder.all()
     );
+    hub.unpair(their_ski).unwrap();
     hub.shutdown().await;
+}
+
+/// An eebus node our hub does not know dials it: the application is asked, says no, and eebus
+/// sees its handshake aborted by the peer (hello `aborted`, §13.4.4.1); nothing connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_eebus_node_refused_by_our_application() {
+    trace_from_env();
+    let (hub, recorder) = our_hub().await;
+    let node = eebus_node(EebusTrust::with([theirs(hub.local_ski())]));
+    let their_ski = ours(node.ski());
+    let result = tokio::time::timeout(WAIT, node.connect(hub.local_addr()))
+        .await
+        .expect("their dial ends in time");
+    match result {
+        Err(eebus::runtime::ConnectionError::Aborted(AbortReason::PeerAborted)) => {}
+        other => panic!("expected their handshake aborted by us, got {other:?}"),
+    }
+    assert_eq!(
+        recorder.count(|s| *s == Seen::PairingRequested(their_ski)),
+        1,
+        "{:?}",
+        recorder.all()
+    );
+    assert_eq!(recorder.count(|s| matches!(s, Seen::Connected(_))), 0);
+    hub.shutdown().await;
+}
+
+/// An eebus node our hub does not know dials it; our application lets it wait (hello
+/// `pending`), then approves: both reach data exchange and data flows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eebus_waits_in_our_pending_hello_until_we_approve() {
+    trace_from_env();
+    let (hub, recorder) = our_hub().await;
+    recorder.let_wait.store(true, Ordering::SeqCst);
+    let node = eebus_node(EebusTrust::with([theirs(hub.local_ski())]));
+    let their_ski = ours(node.ski());
+    let address = hub.local_addr();
+    let dial = tokio::spawn(async move { node.connect(address).await });
+    assert!(
+        recorder
+            .wait_for(WAIT, |s| *s
+                == Seen::State(their_ski, ConnectionState::ReceivedPairingRequest))
+            .await,
+        "{:?}",
+        recorder.all()
+    );
+    hub.approve(their_ski).expect("approve");
+    let connection = tokio::time::timeout(WAIT, dial)
+        .await
+        .expect("their dial ends in time")
+        .unwrap()
+        .expect("their dial reaches data exchange after our approval");
+    let mut their = TheirSide::drive(connection);
+    wait_connected(&hub, &recorder, their_ski).await;
+    exchange_data(&hub, &recorder, &mut their, their_ski).await;
+    hub.shutdown().await;
+}
+
+/// Our hub dials an eebus node that does not know it yet: eebus reports a pending peer with
+/// our SKI (its hello `pending`), its user approves through its trust store, and both reach
+/// data exchange.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_hub_waits_in_eebus_pending_hello_until_they_approve() {
+    trace_from_env();
+    let (hub, recorder) = our_hub().await;
+    let trust = EebusTrust::new();
+    let (node, address, acceptor, mut pending) = eebus_listening(trust.clone()).await;
+    let their_ski = ours(node.ski());
+    hub.pair_at(their_ski, None, Some(address))
+        .expect("pair_at");
+    let asking = tokio::time::timeout(WAIT, pending.recv())
+        .await
+        .expect("eebus reports a pending peer in time")
+        .expect("a pending peer");
+    assert_eq!(
+        ours(asking.ski),
+        hub.local_ski(),
+        "the pending peer is our hub, by SKI"
+    );
+    assert_ne!(hub.connection_state(their_ski), ConnectionState::Completed);
+    trust.trust(asking.ski);
+    let connection = tokio::time::timeout(WAIT, acceptor)
+        .await
+        .expect("their accept ends in time")
+        .unwrap()
+        .expect("their accept reaches data exchange after their approval");
+    let mut their = TheirSide::drive(connection);
+    wait_connected(&hub, &recorder, their_ski).await;
+    exchange_data(&hub, &recorder, &mut their, their_ski).await;
+    hub.shutdown().await;
+}
+
+/// Regression for the refusal above, without sockets or timing: a server connection whose
+/// application denies trust while CMI is still running (the usual case in the hub, whose
+/// pairing callback answers before the peer's CMI arrives) still tells the peer in SHIP terms,
+/// CMI answered, then hello `aborted` (§13.4.4.1), then the 4452 close after the abort delay,
+/// instead of a bare close that eebus reports as `ConnectionError::Closed`.
+#[test]
+fn denial_before_cmi_is_sent_as_hello_aborted() {
+    use ship_hub::ShipId;
+    use ship_hub::protocol::message::{ConnectionHello, HelloPhase};
+    use ship_hub::protocol::{
+        CloseCause, Connection, ConnectionParams, Event, ProtocolConfig, Role, Transmit, Trust,
+        codec,
+    };
+
+    let start = std::time::Instant::now();
+    let config = ProtocolConfig::default();
+    let abort_delay = config.abort_close_delay;
+    let mut connection = Connection::new(
+        ConnectionParams {
+            role: Role::Server,
+            local_ship_id: ShipId::new(OUR_SHIP_ID).unwrap(),
+            trust: Trust::Pending,
+            known_peer_ship_id: None,
+            config,
+        },
+        start,
+    );
+    connection.deny_trust(start);
+    assert!(
+        connection.poll_transmit().is_none(),
+        "nothing before the peer's CMI"
+    );
+    assert!(!connection.is_closed());
+
+    connection.handle_message(&[0x00, 0x00], start);
+    let mut sent = Vec::new();
+    while let Some(Transmit::Message(bytes)) = connection.poll_transmit() {
+        sent.push(codec::decode(&bytes).expect("our own message decodes"));
+    }
+    assert_eq!(
+        sent,
+        vec![
+            ShipMessageOurs::Cmi,
+            ShipMessageOurs::ConnectionHello(ConnectionHello {
+                phase: HelloPhase::Aborted,
+                waiting: None,
+                prolongation_request: None,
+            }),
+        ]
+    );
+
+    connection.handle_timeout(start + abort_delay);
+    match connection.poll_transmit() {
+        Some(Transmit::Close { code, .. }) => assert_eq!(code, 4452),
+        other => panic!("expected the 4452 close, got {other:?}"),
+    }
+    let closed = std::iter::from_fn(|| connection.poll_event())
+        .find_map(|event| match event {
+            Event::Closed(cause) => Some(cause),
+            _ => None,
+        })
+        .expect("a Closed event");
+    assert_eq!(closed, CloseCause::LocalDeniedTrust);
 }
