@@ -330,6 +330,16 @@ async fn wait_ship_id(recorder: &Recorder, ski: Ski, ship_id: &str) {
     );
 }
 
+/// eebus announces SHIP 1.1 when it dials and accepts 1.0 when it is dialled; either way the
+/// connection settles on what we speak, SHIP 1.0 with `JSON-UTF8` (§13.4.4.2).
+fn assert_agreed(connection: &ShipConnection) {
+    assert_eq!(
+        connection.ship_version(),
+        Some(eebus::ship::ShipVersion::V1_0)
+    );
+    assert_eq!(connection.message_format(), Some("JSON-UTF8"));
+}
+
 /// Direction 1 set up: an eebus node that trusts our hub dials it; our hub pre-trusts the
 /// node's SKI. Returns their side, driven, once both ends are in data exchange.
 async fn eebus_dials_us(hub: &Hub, recorder: &Recorder) -> (TheirSide, Ski) {
@@ -346,6 +356,7 @@ async fn eebus_dials_us(hub: &Hub, recorder: &Recorder) -> (TheirSide, Ski) {
         "they identified us by our SKI"
     );
     assert!(connection.is_open(), "their SHIP layer is in data exchange");
+    assert_agreed(&connection);
     let their = TheirSide::drive(connection);
     wait_connected(hub, recorder, their_ski).await;
     (their, their_ski)
@@ -398,6 +409,7 @@ async fn we_dial_eebus(hub: &Hub, recorder: &Recorder) -> (TheirSide, Ski) {
         "they identified us by our SKI"
     );
     assert!(connection.is_open(), "their SHIP layer is in data exchange");
+    assert_agreed(&connection);
     let their = TheirSide::drive(connection);
     wait_connected(hub, recorder, their_ski).await;
     (their, their_ski)
@@ -628,4 +640,110 @@ fn denial_before_cmi_is_sent_as_hello_aborted() {
         })
         .expect("a Closed event");
     assert_eq!(closed, CloseCause::LocalDeniedTrust);
+}
+
+/// Both sans-IO state machines fed to each other in memory (no socket, no clock), in both
+/// roles: every message each side produces is accepted by the other's decoder and state
+/// machine, both reach data exchange on SHIP 1.0 / `JSON-UTF8` (eebus announces 1.1, we select
+/// the lower), and the access-methods exchange carries each SHIP ID across.
+#[test]
+fn sans_io_handshakes_agree_in_both_roles() {
+    use eebus::ship::{Event as TheirHandshakeEvent, Handshake, HandshakeConfig, ShipVersion};
+    use ship_hub::ShipId;
+    use ship_hub::protocol::{
+        Connection, ConnectionParams, Event, ProtocolConfig, Role, Transmit, Trust,
+    };
+
+    for our_role in [Role::Client, Role::Server] {
+        let now = std::time::Instant::now();
+        let mut ours = Connection::new(
+            ConnectionParams {
+                role: our_role,
+                local_ship_id: ShipId::new(OUR_SHIP_ID).unwrap(),
+                trust: Trust::Trusted,
+                known_peer_ship_id: None,
+                config: ProtocolConfig::default(),
+            },
+            now,
+        );
+        let mut config = HandshakeConfig::default();
+        config.ship_id = Some(THEIR_SHIP_ID.into());
+        let their_role = match our_role {
+            Role::Client => eebus::ship::Role::Server,
+            _ => eebus::ship::Role::Client,
+        };
+        let level = eebus::ship::TrustLevel::USER_VERIFIED;
+        let mut theirs = Handshake::new(
+            their_role,
+            config,
+            eebus::ship::Trust::Trusted(level),
+            Duration::ZERO,
+        );
+
+        let mut their_events = Vec::new();
+        let mut our_events = Vec::new();
+        // Shuttle messages until neither side has anything more to say.
+        let pump = |ours: &mut Connection,
+                    theirs: &mut Handshake,
+                    their_events: &mut Vec<TheirHandshakeEvent>,
+                    our_events: &mut Vec<Event>| {
+            loop {
+                let mut moved = false;
+                while let Some(transmit) = ours.poll_transmit() {
+                    moved = true;
+                    let Transmit::Message(bytes) = transmit else {
+                        panic!("we closed: {transmit:?}");
+                    };
+                    let message = ShipMessage::decode(&bytes).expect("they decode our message");
+                    theirs
+                        .handle_message(message, Duration::ZERO)
+                        .expect("their state machine takes it");
+                }
+                while let Some(message) = theirs.poll_transmit() {
+                    moved = true;
+                    ours.handle_message(&message.encode().expect("they encode"), now);
+                }
+                their_events.extend(std::iter::from_fn(|| theirs.poll_event()));
+                our_events.extend(std::iter::from_fn(|| ours.poll_event()));
+                if !moved {
+                    break;
+                }
+            }
+        };
+        pump(&mut ours, &mut theirs, &mut their_events, &mut our_events);
+        assert!(theirs.is_ready_for_data(), "{our_role:?}: {their_events:?}");
+        assert_eq!(theirs.ship_version(), Some(ShipVersion::V1_0));
+        assert!(
+            their_events.iter().any(|e| matches!(
+                e,
+                TheirHandshakeEvent::Ready { version, format }
+                    if *version == ShipVersion::V1_0 && format == "JSON-UTF8"
+            )),
+            "{our_role:?}: {their_events:?}"
+        );
+        assert_eq!(
+            ours.state(),
+            ConnectionState::Completed,
+            "{our_role:?}: {our_events:?}"
+        );
+        assert_eq!(
+            ours.peer_ship_id().map(|id| id.as_str()),
+            Some(THEIR_SHIP_ID)
+        );
+
+        // Their access-methods request (their runtime sends it once data exchange opens).
+        theirs.request_access_methods();
+        pump(&mut ours, &mut theirs, &mut their_events, &mut our_events);
+        let learned = their_events.iter().find_map(|e| match e {
+            TheirHandshakeEvent::PeerAccessMethods(methods) => methods.id.clone(),
+            _ => None,
+        });
+        assert_eq!(learned.as_deref(), Some(OUR_SHIP_ID), "{our_role:?}");
+        assert!(
+            !their_events
+                .iter()
+                .any(|e| matches!(e, TheirHandshakeEvent::Aborted(_))),
+            "{our_role:?}: {their_events:?}"
+        );
+    }
 }
