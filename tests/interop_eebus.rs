@@ -74,15 +74,15 @@ fn their_data_message(payload: serde_json::Value) -> ShipMessage {
 
 /// A SPINE datagram built with their model: a read with a message counter.
 fn their_datagram(counter: u64) -> Datagram {
-    let mut datagram = Datagram::default();
-    datagram.header = Some(spine::Header {
-        specification_version: Some(spine::SpecificationVersion::from("1.3.0")),
-        msg_counter: Some(MsgCounter(counter)),
-        cmd_classifier: Some(spine::CmdClassifier::Read),
-        ..Default::default()
-    });
-    datagram.payload = Some(Default::default());
-    datagram
+    Datagram {
+        header: Some(spine::Header {
+            specification_version: Some(spine::SpecificationVersion::from("1.3.0")),
+            msg_counter: Some(MsgCounter(counter)),
+            cmd_classifier: Some(spine::CmdClassifier::Read),
+            ..Default::default()
+        }),
+        payload: Some(Default::default()),
+    }
 }
 
 /// What the eebus side's driver reports to the test.
@@ -666,8 +666,10 @@ fn sans_io_handshakes_agree_in_both_roles() {
             },
             now,
         );
-        let mut config = HandshakeConfig::default();
-        config.ship_id = Some(THEIR_SHIP_ID.into());
+        let config = HandshakeConfig {
+            ship_id: Some(THEIR_SHIP_ID.into()),
+            ..HandshakeConfig::default()
+        };
         let their_role = match our_role {
             Role::Client => eebus::ship::Role::Server,
             _ => eebus::ship::Role::Client,
