@@ -749,3 +749,214 @@ fn sans_io_handshakes_agree_in_both_roles() {
         );
     }
 }
+
+/// A SPINE device in their model: one CEM entity with a generic client feature.
+fn spine_engine(unique: &str) -> eebus::spine::Engine {
+    use eebus::model::{DeviceType, EntityType, FeatureType, Role as SpineRole};
+    use eebus::spine::{Engine, LocalDevice, LocalEntity, LocalFeature};
+
+    let mut device = LocalDevice::new("i:99999", unique, DeviceType::EnergyManagementSystem)
+        .expect("a valid device address");
+    device
+        .add_entity(
+            LocalEntity::new([1], EntityType::CEM).with_feature(LocalFeature::new(
+                1,
+                FeatureType::Generic,
+                SpineRole::Client,
+            )),
+        )
+        .expect("an entity");
+    Engine::new(device)
+}
+
+/// The next payload our hub delivered from `ski` after the first `*seen` ones (unbounded:
+/// the caller puts a deadline around it). Cancel-safe: `*seen` moves only on success.
+async fn next_data_from(recorder: &Recorder, ski: Ski, seen: &mut usize) -> Vec<u8> {
+    let index = *seen;
+    let nth = || {
+        recorder
+            .all()
+            .into_iter()
+            .filter_map(|s| match s {
+                Seen::Data(k, bytes) if k == ski => Some(bytes),
+                _ => None,
+            })
+            .nth(index)
+    };
+    loop {
+        let changed = recorder.changed.notified();
+        if let Some(bytes) = nth() {
+            *seen += 1;
+            return bytes;
+        }
+        changed.await;
+    }
+}
+
+/// Their full runtime (`eebus::runtime::Hub` with a SPINE `Engine`) dials our hub. Our hub is
+/// the SHIP transport for a SPINE device kept in their model on our side, so the bytes in both
+/// directions are produced and consumed by their SPINE engines: their hub's opening detailed
+/// discovery reaches us and is answered, our read of their detailed discovery is answered, and
+/// each side ends up having discovered the other device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eebus_runtime_hub_and_spine_discovery_through_our_hub() {
+    use eebus::model::Function;
+    use eebus::runtime::{Hub as EebusHub, HubEvent};
+    use eebus::spine::{device_address, node_management};
+
+    trace_from_env();
+    let (hub, recorder) = our_hub().await;
+    let node = eebus_node(EebusTrust::with([theirs(hub.local_ski())]));
+    let their_ski = ours(node.ski());
+    hub.pair(their_ski, None).expect("pair");
+    let their_device = device_address("i:99999", "eebus-side").unwrap();
+    let our_device = device_address("i:99999", "ship-hub-side").unwrap();
+
+    // Their runtime, driven by their own event loop in a task of its own.
+    let mut their_hub = EebusHub::new(node, spine_engine("eebus-side"));
+    their_hub.dial(hub.local_addr());
+    let (event_tx, mut their_events) = mpsc::unbounded_channel();
+    let their_loop = tokio::spawn(async move {
+        while let Ok(event) = their_hub.next().await {
+            if event_tx.send(event).is_err() {
+                break;
+            }
+        }
+    });
+    let mut next_their_event = async || {
+        tokio::time::timeout(WAIT, their_events.recv())
+            .await
+            .expect("an event from their hub in time")
+            .expect("their hub loop runs")
+    };
+
+    // Both runtimes report the connection.
+    loop {
+        match next_their_event().await {
+            HubEvent::Connected { ski, version } => {
+                assert_eq!(ours(ski), hub.local_ski());
+                assert_eq!(version, Some(eebus::ship::ShipVersion::V1_0));
+                break;
+            }
+            HubEvent::HandshakeFailed { error, .. } => panic!("their dial failed: {error}"),
+            _ => {}
+        }
+    }
+    wait_connected(&hub, &recorder, their_ski).await;
+
+    // Our side's SPINE device (their model, our transport) reads their detailed discovery.
+    let started = tokio::time::Instant::now();
+    let mut our_spine = spine_engine("ship-hub-side");
+    let our_read = our_spine.read(
+        &node_management(&their_device),
+        &node_management(&our_device),
+        Function::NodeManagementDetailedDiscoveryData,
+        Duration::ZERO,
+    );
+    while let Some(datagram) = our_spine.poll_transmit() {
+        let bytes = serde_json::to_vec(&spine::to_json_value(&datagram).unwrap()).unwrap();
+        hub.send_data(their_ski, &bytes).expect("our send");
+    }
+
+    // Everything their runtime sends us goes into our SPINE device and its answers go back,
+    // until our device has its read answered and knows theirs, and their runtime reports the
+    // device behind our hub as discovered (both of its opening reads answered).
+    let mut seen = 0;
+    let mut answered_our_read = false;
+    let mut discovered_by_them = false;
+    let exchange = async {
+        while !(answered_our_read && our_spine.peer(&their_device).is_some() && discovered_by_them)
+        {
+            tokio::select! {
+                event = their_events.recv() => match event.expect("their hub loop runs") {
+                    HubEvent::PeerDiscovered { ski, device } => {
+                        assert_eq!(ours(ski), hub.local_ski());
+                        assert_eq!(device, our_device);
+                        discovered_by_them = true;
+                    }
+                    HubEvent::Disconnected { reason, .. } => panic!("they disconnected: {reason:?}"),
+                    _ => {}
+                },
+                bytes = next_data_from(&recorder, their_ski, &mut seen) => {
+                    let value: serde_json::Value =
+                        serde_json::from_slice(&bytes).expect("JSON from them");
+                    let datagram = spine::from_json_value(value).expect("a SPINE datagram");
+                    // Byte for byte: what we delivered is exactly their encoder's output.
+                    assert_eq!(
+                        serde_json::to_vec(&spine::to_json_value(&datagram).unwrap()).unwrap(),
+                        bytes
+                    );
+                    let header = datagram.header.clone().expect("a SPINE header");
+                    if header.msg_counter_reference == Some(our_read) {
+                        answered_our_read = true;
+                    }
+                    our_spine.handle_datagram(&datagram, started.elapsed());
+                    while let Some(answer) = our_spine.poll_transmit() {
+                        let bytes =
+                            serde_json::to_vec(&spine::to_json_value(&answer).unwrap()).unwrap();
+                        hub.send_data(their_ski, &bytes).expect("our answer");
+                    }
+                }
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, exchange)
+        .await
+        .expect("the SPINE discovery completes on both sides in time");
+    their_loop.abort();
+    hub.shutdown().await;
+}
+
+/// SHIP data exchange starts when the PIN step is done (§13.4.5); the access-methods exchange
+/// runs alongside and must not hold data back (ship-protocol.md §4 step 5, TC_SHIP_AMDATA_001).
+/// eebus's runtime sends its opening SPINE reads at exactly that moment, before it reads (and
+/// answers) our `accessMethodsRequest`. Here their connection sends two data messages first and
+/// only then starts answering control messages: our application gets both, in order, after
+/// `connected`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_sent_before_answering_our_access_methods_request_is_delivered() {
+    trace_from_env();
+    let (hub, recorder) = our_hub().await;
+    let node = eebus_node(EebusTrust::with([theirs(hub.local_ski())]));
+    let their_ski = ours(node.ski());
+    hub.pair(their_ski, None).expect("pair");
+    let mut connection = tokio::time::timeout(WAIT, node.connect(hub.local_addr()))
+        .await
+        .expect("their dial in time")
+        .expect("their dial reaches data exchange");
+    // Nothing has been read on their side yet, so our accessMethodsRequest is unanswered.
+    let first = serde_json::json!({"early": 1});
+    let second = serde_json::json!({"early": 2});
+    connection
+        .send_ship(&their_data_message(first.clone()))
+        .await
+        .expect("their send");
+    connection
+        .send_ship(&their_data_message(second.clone()))
+        .await
+        .expect("their send");
+    let _their = TheirSide::drive(connection);
+    wait_connected(&hub, &recorder, their_ski).await;
+    let [first, second] = [first, second].map(|v| serde_json::to_vec(&v).unwrap());
+    assert!(
+        recorder
+            .wait_for(WAIT, |s| *s == Seen::Data(their_ski, second.clone()))
+            .await,
+        "{:?}",
+        recorder.all()
+    );
+    let order: Vec<Seen> = recorder
+        .all()
+        .into_iter()
+        .filter(|s| matches!(s, Seen::Connected(_) | Seen::Data(..)))
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            Seen::Connected(their_ski),
+            Seen::Data(their_ski, first),
+            Seen::Data(their_ski, second)
+        ]
+    );
+    hub.shutdown().await;
+}

@@ -98,6 +98,10 @@ struct Link {
     ponged: bool,
     /// Waiting for a user decision (hello pending).
     awaiting_trust: bool,
+    /// Data that arrived in data exchange before the link completed (our access-methods
+    /// request still unanswered, §13.4.6); delivered right after `connected`, in order, at most
+    /// `limits.max_queued_data` messages.
+    early_data: Vec<Vec<u8>>,
 }
 
 enum Dial {
@@ -375,6 +379,7 @@ impl Supervisor {
             closing: false,
             ponged: true,
             awaiting_trust: trust == Trust::Pending,
+            early_data: Vec::new(),
         });
         if self.stopping {
             self.close_link(id, CloseReason::Unspecific);
@@ -492,8 +497,13 @@ impl Supervisor {
             }
             LinkEvent::PeerShipId(ship_id) => self.ship_id_learned(ship_id),
             LinkEvent::Data(payload) => {
-                if self.links.iter().any(|l| l.id == id && l.completed) {
-                    self.shared.callbacks.push(CallbackEvent::DataReceived(self.ski, payload));
+                let limit = self.shared.config.limits.max_queued_data;
+                match self.links.iter_mut().find(|l| l.id == id) {
+                    Some(link) if link.completed => {
+                        self.shared.callbacks.push(CallbackEvent::DataReceived(self.ski, payload));
+                    }
+                    Some(link) if link.early_data.len() < limit => link.early_data.push(payload),
+                    _ => tracing::warn!(ski = %self.ski, "data before completion dropped"),
                 }
             }
             LinkEvent::Pong => {
@@ -504,6 +514,12 @@ impl Supervisor {
             LinkEvent::Ended(end) => self.link_ended(id, end),
         }
         self.refresh_visible();
+        // After `connected` (queued by refresh_visible), never before it.
+        if let Some(link) = self.links.iter_mut().find(|l| l.id == id && l.completed) {
+            for payload in std::mem::take(&mut link.early_data) {
+                self.shared.callbacks.push(CallbackEvent::DataReceived(self.ski, payload));
+            }
+        }
     }
 
     fn link_completed(&mut self, id: LinkId) {
