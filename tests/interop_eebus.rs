@@ -793,13 +793,26 @@ async fn next_data_from(recorder: &Recorder, ski: Ski, seen: &mut usize) -> Vec<
     }
 }
 
-/// Their full runtime (`eebus::runtime::Hub` with a SPINE `Engine`) dials our hub. Our hub is
-/// the SHIP transport for a SPINE device kept in their model on our side, so the bytes in both
-/// directions are produced and consumed by their SPINE engines: their hub's opening detailed
-/// discovery reaches us and is answered, our read of their detailed discovery is answered, and
-/// each side ends up having discovered the other device.
+/// Their full runtime (`eebus::runtime::Hub` with a SPINE `Engine`) dials our hub (which
+/// pre-trusts it). See [`spine_discovery_through_our_hub`].
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn eebus_runtime_hub_and_spine_discovery_through_our_hub() {
+async fn eebus_runtime_hub_dials_us_and_spine_discovery_completes_both_ways() {
+    spine_discovery_through_our_hub(true).await;
+}
+
+/// Our hub dials their full runtime (`eebus::runtime::Hub` listening, trusting our SKI). See
+/// [`spine_discovery_through_our_hub`].
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_hub_dials_eebus_runtime_hub_and_spine_discovery_completes_both_ways() {
+    spine_discovery_through_our_hub(false).await;
+}
+
+/// Our hub is the SHIP transport for a SPINE device kept in their model on our side, so the
+/// bytes in both directions are produced and consumed by their SPINE engines: their runtime's
+/// two opening reads (detailed discovery, use cases) reach us and are answered, our read of
+/// their detailed discovery is answered, and each side ends up having discovered the other
+/// device (their runtime's `PeerDiscovered` needs both its opening reads answered).
+async fn spine_discovery_through_our_hub(they_dial: bool) {
     use eebus::model::Function;
     use eebus::runtime::{Hub as EebusHub, HubEvent};
     use eebus::spine::{device_address, node_management};
@@ -808,13 +821,22 @@ async fn eebus_runtime_hub_and_spine_discovery_through_our_hub() {
     let (hub, recorder) = our_hub().await;
     let node = eebus_node(EebusTrust::with([theirs(hub.local_ski())]));
     let their_ski = ours(node.ski());
-    hub.pair(their_ski, None).expect("pair");
     let their_device = device_address("i:99999", "eebus-side").unwrap();
     let our_device = device_address("i:99999", "ship-hub-side").unwrap();
 
     // Their runtime, driven by their own event loop in a task of its own.
     let mut their_hub = EebusHub::new(node, spine_engine("eebus-side"));
-    their_hub.dial(hub.local_addr());
+    if they_dial {
+        hub.pair(their_ski, None).expect("pair");
+        their_hub.dial(hub.local_addr());
+    } else {
+        let address = their_hub
+            .listen("127.0.0.1:0")
+            .await
+            .expect("their listener");
+        hub.pair_at(their_ski, None, Some(address))
+            .expect("pair_at");
+    }
     let (event_tx, mut their_events) = mpsc::unbounded_channel();
     let their_loop = tokio::spawn(async move {
         while let Ok(event) = their_hub.next().await {
@@ -838,7 +860,7 @@ async fn eebus_runtime_hub_and_spine_discovery_through_our_hub() {
                 assert_eq!(version, Some(eebus::ship::ShipVersion::V1_0));
                 break;
             }
-            HubEvent::HandshakeFailed { error, .. } => panic!("their dial failed: {error}"),
+            HubEvent::HandshakeFailed { error, .. } => panic!("their handshake failed: {error}"),
             _ => {}
         }
     }
