@@ -25,7 +25,7 @@ use eebus::ship::{
 };
 use eebus::tls::ShipTls;
 use ship_hub::Ski;
-use ship_hub::hub::Hub;
+use ship_hub::hub::{Direction, Hub};
 use ship_hub::protocol::{ConnectionState, ShipMessage as ShipMessageOurs};
 use tokio::sync::{mpsc, oneshot};
 
@@ -304,6 +304,11 @@ async fn our_hub() -> (Hub, Arc<Recorder>) {
     (hub, recorder)
 }
 
+/// The directions of our hub's live connections to `ski`.
+fn directions(hub: &Hub, ski: Ski) -> Vec<Direction> {
+    hub.connections(ski).iter().map(|c| c.direction).collect()
+}
+
 /// Waits until our hub reports `ski` in data exchange, and checks the state agrees.
 async fn wait_connected(hub: &Hub, recorder: &Recorder, ski: Ski) {
     assert!(
@@ -359,6 +364,7 @@ async fn eebus_dials_us(hub: &Hub, recorder: &Recorder) -> (TheirSide, Ski) {
     assert_agreed(&connection);
     let their = TheirSide::drive(connection);
     wait_connected(hub, recorder, their_ski).await;
+    assert_eq!(directions(hub, their_ski), vec![Direction::Incoming]);
     (their, their_ski)
 }
 
@@ -412,6 +418,7 @@ async fn we_dial_eebus(hub: &Hub, recorder: &Recorder) -> (TheirSide, Ski) {
     assert_agreed(&connection);
     let their = TheirSide::drive(connection);
     wait_connected(hub, recorder, their_ski).await;
+    assert_eq!(directions(hub, their_ski), vec![Direction::Outgoing]);
     (their, their_ski)
 }
 
