@@ -131,7 +131,12 @@ pub(crate) async fn run_link<S, P>(
                     report(LinkEvent::State(state, detail));
                 }
                 Event::PeerShipId(ship_id) => report(LinkEvent::PeerShipId(ship_id)),
-                Event::Data(payload) => report(LinkEvent::Data(payload)),
+                Event::Data(payload) => {
+                    // Data from the peer proves data exchange is open (before Completed while
+                    // our access-methods request is unanswered): we may send too.
+                    completed = true;
+                    report(LinkEvent::Data(payload));
+                }
                 Event::Closed(c) => cause = Some(c),
             }
         }

@@ -36,6 +36,8 @@ pub struct Connection {
     pub(super) peer_ship_id: Option<ShipId>,
     /// Set once the final [`Transmit::Close`] was polled or the transport closed.
     closed: bool,
+    /// The application denied trust before hello started: hello opens with `aborted`.
+    pub(super) denied_before_hello: bool,
 }
 
 /// The handshake stage, named for what it waits for; each holds only its own data.
@@ -107,6 +109,7 @@ impl Connection {
             events: VecDeque::new(),
             peer_ship_id: None,
             closed: false,
+            denied_before_hello: false,
         };
         connection
             .timers
@@ -207,13 +210,16 @@ impl Connection {
     }
 
     /// The application does not trust the peer: during hello we send `aborted` and close
-    /// with 4452 after [`ProtocolConfig::abort_close_delay`]; before hello we close at once;
-    /// after hello we announce the close with `removedConnection` (TC_SHIP_TERM_001).
+    /// with 4452 after [`ProtocolConfig::abort_close_delay`]; before hello (CMI still
+    /// running) the same happens as soon as hello starts, so the peer is told in SHIP terms
+    /// (§13.4.4.1) rather than seeing a bare close; after hello we announce the close with
+    /// `removedConnection` (TC_SHIP_TERM_001).
     pub fn deny_trust(&mut self, now: Instant) {
         let stage = std::mem::replace(&mut self.stage, Stage::Closed);
         match stage {
             Stage::ExpectCmi => {
-                self.finish(CloseCause::LocalDeniedTrust, ConnectionState::None, None)
+                self.denied_before_hello = true;
+                self.stage = stage;
             }
             Stage::ExpectHello(_) => {
                 self.abort_hello(CloseCause::LocalDeniedTrust, ConnectionState::None, now)

@@ -28,6 +28,9 @@ use super::timer::Timer;
 impl Connection {
     /// CMI done: send our hello and wait for the peer's.
     pub(super) fn start_hello(&mut self, now: Instant) {
+        if self.denied_before_hello {
+            return self.abort_hello(CloseCause::LocalDeniedTrust, ConnectionState::None, now);
+        }
         self.timers
             .set(Timer::HelloWait, now + self.config.hello_init);
         let local = match self.trust {

@@ -216,12 +216,9 @@ impl Supervisor {
                 if let Some(link) = self.link_mut(id) {
                     link.state = state;
                     link.detail = Some(detail);
-                    if state == ConnectionState::Completed {
-                        link.completed = true;
-                    }
                 }
                 if state == ConnectionState::Completed {
-                    self.link_completed(id);
+                    self.data_exchange_open(id);
                 }
                 if state == ConnectionState::ReceivedPairingRequest {
                     self.ask_application(id);
@@ -230,9 +227,13 @@ impl Supervisor {
             LinkEvent::PeerShipId(ship_id) => self.ship_id_learned(ship_id),
             LinkEvent::Data(payload) => {
                 // The engine delivers data only after hello (both sides trust each other) and the
-                // PIN step; data may precede Completed while our access-methods request is still
-                // unanswered, and is delivered at once (§13.4.6, TC_SHIP_AMDATA_002).
+                // PIN step. Data may come before Completed, while our access-methods request is
+                // still unanswered (eebus sends its first SPINE reads then): it proves data
+                // exchange is open, so the peer is reported connected first, and the data is
+                // delivered at once, never held back (§13.4.6, TC_SHIP_AMDATA_001/002).
                 if self.links.iter().any(|l| l.id == id && !l.awaiting_trust) {
+                    self.data_exchange_open(id);
+                    self.refresh_visible();
                     self.shared
                         .callbacks
                         .push(CallbackEvent::DataReceived(self.ski, payload));
@@ -248,7 +249,17 @@ impl Supervisor {
         self.refresh_visible();
     }
 
-    pub(super) fn link_completed(&mut self, id: LinkId) {
+    /// Link `id` is in data exchange (its engine reached Completed, or the peer's data proves
+    /// it): once per link.
+    fn data_exchange_open(&mut self, id: LinkId) {
+        match self.link_mut(id) {
+            Some(link) if !link.completed => link.completed = true,
+            _ => return,
+        }
+        self.link_completed(id);
+    }
+
+    fn link_completed(&mut self, id: LinkId) {
         self.replacing = None;
         self.backoff.reset();
         self.last_failure = None;
