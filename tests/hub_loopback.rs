@@ -419,7 +419,9 @@ async fn shutdown_mid_handshake_and_data_is_graceful_and_bounded() {
     let report = a.shutdown().await;
     assert!(report.connections_closed_in_time, "{report:?}");
     assert_eq!(report.tasks_aborted, 0);
-    assert!(report.elapsed <= Duration::from_secs(5), "{report:?}");
+    // A correctness bound, not a speed claim: the configured overall deadline (5 s by default)
+    // plus slack for a loaded machine; the graceful closes above prove nothing was cut short.
+    assert!(report.elapsed <= Duration::from_secs(5 + 2), "{report:?}");
     assert!(
         rb.wait_for(
             WAIT,

@@ -2,16 +2,15 @@
 //! leaves a corrupt, empty or half-written trust store, and never loses a pairing it was not
 //! changing.
 //!
-//! The writer is this same test binary, re-run as a child process with
-//! `--exact writer_child_process --ignored` and the environment variable `WRITER_PATH_VAR`
-//! set. `writer_child_process` is `#[ignore]`d, so a plain `cargo test` lists it as ignored; run
-//! with `--ignored` but without the variable it does nothing (it is a helper, not a test, and its
-//! ignore reason says so). `Child::kill` is SIGKILL on Unix and TerminateProcess on Windows:
+//! The writer is this same test binary, re-run as a child process with `--exact
+//! writer_process_reports_each_step_and_leaves_the_model_state` and the environment variable
+//! `SHIP_HUB_TRUST_WRITER_PATH` set; without the variable that test checks the writer's loop
+//! in-process (so it is an honest test in every run, never an empty one). `Child::kill` is SIGKILL on Unix and TerminateProcess on Windows:
 //! either way the writer gets no chance to clean up.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -99,22 +98,15 @@ fn the_step_model_matches_the_store() {
     }
 }
 
-#[test]
-#[ignore = "child-process helper of a_writer_killed_at_random_never_corrupts_the_store; does \
-            nothing unless SHIP_HUB_TRUST_WRITER_PATH is set"]
-fn writer_child_process() {
-    let Some(path) = std::env::var_os(WRITER_PATH_VAR) else {
-        return;
-    };
-    let mut step: u64 = std::env::var(WRITER_START_VAR)
-        .expect("start step")
-        .parse()
-        .expect("start step is a number");
-    let store = FileTrustStore::open(PathBuf::from(path)).expect("the store opens");
-    let mut out = std::io::stdout().lock();
+/// The writer's loop: opens the store at `path`, reports `ready`, then for each step from `start`
+/// reports `begin N`, applies the step and reports `end N`. Runs forever when `steps` is `None`
+/// (the child process of the kill test), else for that many steps.
+fn writer_loop(path: &Path, start: u64, steps: Option<u64>, out: &mut dyn Write) {
+    let store = FileTrustStore::open(path.to_path_buf()).expect("the store opens");
     writeln!(out, "{LINE_PREFIX} ready").unwrap();
     out.flush().unwrap();
-    loop {
+    let mut step = start;
+    while steps.is_none_or(|n| step < start + n) {
         writeln!(out, "{LINE_PREFIX} begin {step}").unwrap();
         out.flush().unwrap();
         apply(&store, step);
@@ -122,6 +114,43 @@ fn writer_child_process() {
         out.flush().unwrap();
         step += 1;
     }
+}
+
+/// The entry point of the kill test's child process (with `SHIP_HUB_TRUST_WRITER_PATH` set it
+/// becomes the endless writer). Run as an ordinary test, it runs the same loop for eight steps
+/// in a temporary directory and checks its progress lines and the store it leaves.
+#[test]
+fn writer_process_reports_each_step_and_leaves_the_model_state() {
+    if let Some(path) = std::env::var_os(WRITER_PATH_VAR) {
+        let start: u64 = std::env::var(WRITER_START_VAR)
+            .expect("start step")
+            .parse()
+            .expect("start step is a number");
+        writer_loop(Path::new(&path), start, None, &mut std::io::stdout().lock());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trust.json");
+    FileTrustStore::new(path.clone())
+        .upsert(sentinel())
+        .unwrap();
+    let mut out = Vec::new();
+    writer_loop(&path, 1, Some(8), &mut out);
+    let lines: Vec<String> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let mut expected = vec![format!("{LINE_PREFIX} ready")];
+    for step in 1..=8 {
+        expected.push(format!("{LINE_PREFIX} begin {step}"));
+        expected.push(format!("{LINE_PREFIX} end {step}"));
+    }
+    assert_eq!(lines, expected);
+    assert_eq!(
+        FileTrustStore::new(path).load_all().unwrap(),
+        state_after(8)
+    );
 }
 
 /// What the parent learnt from one child's progress lines.
@@ -159,8 +188,7 @@ fn spawn_writer(path: &Path, start: u64) -> (Writer, mpsc::Receiver<String>) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "writer_child_process",
-            "--ignored",
+            "writer_process_reports_each_step_and_leaves_the_model_state",
             "--nocapture",
         ])
         .args(["--test-threads", "1"])
@@ -175,7 +203,7 @@ fn spawn_writer(path: &Path, start: u64) -> (Writer, mpsc::Receiver<String>) {
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            // libtest prints "test writer_child_process ... " without a newline before the
+            // libtest prints "test writer_process_… ... " without a newline before the
             // child's first line, so the prefix need not start the line.
             if let Some(at) = line.find(LINE_PREFIX)
                 && lines_tx
