@@ -543,3 +543,15 @@ async fn dropping_the_last_handle_stops_the_hub() {
     assert!(rebound, "the dropped hub still holds {a_addr}");
     b.shutdown().await;
 }
+
+/// `start` fails with a typed error when the port is taken.
+#[tokio::test]
+async fn start_fails_with_a_typed_error_when_the_port_is_taken() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut config = loopback_config(identity("a"), "node-a", &Recorder::new());
+    config.bind = taken.local_addr().unwrap();
+    match Hub::start(config).await {
+        Err(HubError::Bind { addr, .. }) => assert_eq!(addr, taken.local_addr().unwrap()),
+        other => panic!("expected a bind error, got {other:?}"),
+    }
+}

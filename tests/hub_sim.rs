@@ -7,8 +7,10 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Recorder, Seen, lan_addr, lan_config, ordered_identities, paused_runtime, start};
-use ship_hub::hub::{BackoffTier, BackoffTiers, MemoryLan, MemoryTrustStore};
+use common::{
+    Recorder, Seen, identity, lan_addr, lan_config, ordered_identities, paused_runtime, start,
+};
+use ship_hub::hub::{BackoffTier, BackoffTiers, FailureCause, MemoryLan, MemoryTrustStore};
 use ship_hub::protocol::ConnectionState;
 
 /// Both hubs know each other and dial at the same instant (first backoff tier 0–0 s), with
@@ -264,5 +266,43 @@ fn peer_down_ten_minutes_is_redialled_inside_the_tiers() {
         assert!(tokio::time::Instant::now() - back <= Duration::from_secs(21));
         a.shutdown().await;
         b.shutdown().await;
+    });
+}
+
+/// An outgoing dial beyond `max_connections` fails with a typed error (counted as refused by the
+/// cap, shown as Error with the reason) while the admitted connection keeps working.
+#[test]
+fn outgoing_dial_beyond_the_connection_cap_fails_with_a_typed_error() {
+    paused_runtime().block_on(async {
+        let lan = MemoryLan::new();
+        let (ida, idb, idc) = (identity("a"), identity("b"), identity("c"));
+        let (a_ski, b_ski, c_ski) = (ida.ski(), idb.ski(), idc.ski());
+        let (ra, rb, rc) = (Recorder::new(), Recorder::new(), Recorder::new());
+        let mut ca = lan_config(&lan, 1, ida, &ra);
+        ca.limits.max_connections = 1;
+        let a = start(ca).await;
+        let b = start(lan_config(&lan, 2, idb, &rb)).await;
+        let c = start(lan_config(&lan, 3, idc, &rc)).await;
+        b.pair(a_ski, None).unwrap();
+        c.pair(a_ski, None).unwrap();
+        a.pair_at(b_ski, None, Some(lan_addr(2))).unwrap();
+        assert!(
+            ra.wait_for(Duration::from_secs(10), |s| *s == Seen::Connected(b_ski))
+                .await
+        );
+        a.pair_at(c_ski, None, Some(lan_addr(3))).unwrap();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_ne!(a.connection_state(c_ski), ConnectionState::Completed);
+        assert!(a.metrics().failures.get(FailureCause::RefusedByCap) >= 1);
+        assert!(ra.count(|s| *s == Seen::State(c_ski, ConnectionState::Error)) >= 1);
+        assert_eq!(a.connection_state(b_ski), ConnectionState::Completed);
+        a.send_data(b_ski, br#"{"still":"working"}"#).unwrap();
+        assert!(
+            rb.wait_for(Duration::from_secs(5), |s| matches!(s, Seen::Data(..)))
+                .await
+        );
+        for hub in [a, b, c] {
+            hub.shutdown().await;
+        }
     });
 }
