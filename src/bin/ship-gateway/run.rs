@@ -115,6 +115,12 @@ async fn serve(
     device: DeviceInfo,
 ) -> Result<(), GatewayError> {
     let ski = identity.ski();
+    // Before anything is announced: a signal that arrives once `listening` is out must start the
+    // phased shutdown, not kill the process.
+    let signals = Signals::install().map_err(|source| GatewayError::Io {
+        what: "installing the SIGINT/SIGTERM handlers".into(),
+        source,
+    })?;
     let log = Arc::new(EventLog::new(settings.json));
     let hub_cell: Arc<OnceLock<Hub>> = Arc::new(OnceLock::new());
     let prompt = if settings.prompt && !settings.auto_accept && std::io::stdin().is_terminal() {
@@ -246,7 +252,7 @@ async fn serve(
         }
     }
 
-    let signal = wait_for_signal().await;
+    let signal = signals.wait().await;
     log.emit(Event::Stopping {
         signal: signal.into(),
     });
@@ -260,21 +266,26 @@ async fn serve(
     Ok(())
 }
 
-/// Waits for SIGINT or SIGTERM and names it.
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
-        (Ok(mut int), Ok(mut term)) => tokio::select! {
-            _ = int.recv() => "SIGINT",
-            _ = term.recv() => "SIGTERM",
-        },
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-            "SIGINT"
+/// SIGINT and SIGTERM, caught from installation on.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Waits for either and names it.
+    async fn wait(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
         }
     }
 }
-
