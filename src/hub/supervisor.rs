@@ -241,7 +241,14 @@ impl Supervisor {
 
     fn handle_command(&mut self, command: Command) {
         match command {
-            Command::Incoming(new) => self.add_link(new, Direction::Incoming),
+            Command::Incoming(new) => {
+                // The connection whose client certificate was seen is past TLS now: it no longer
+                // counts as a replacement in its TLS handshake (otherwise its own end, within
+                // `transport_handshake_timeout` of its accept, would wait for a replacement that
+                // never comes instead of reporting the disconnect).
+                self.incoming_seen = None;
+                self.add_link(new, Direction::Incoming)
+            }
             Command::ClientCertificateSeen => {
                 self.incoming_seen = Some(tokio::time::Instant::now());
                 if self.we_decide() && self.live_links().count() > 0 {
