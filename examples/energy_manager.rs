@@ -50,8 +50,13 @@ struct Manager {
 
 impl Callbacks for Manager {
     fn pairing_requested(&self, request: &PairingRequest) -> bool {
-        println!("device {} asks to pair (from {})", request.ski, request.address);
-        let Some(hub) = self.hub.get().cloned() else { return false };
+        println!(
+            "device {} asks to pair (from {})",
+            request.ski, request.address
+        );
+        let Some(hub) = self.hub.get().cloned() else {
+            return false;
+        };
         let ski = request.ski;
         if self.approve_all {
             tokio::spawn(async move { answer(&hub, ski, true).await });
@@ -98,7 +103,9 @@ async fn answer(hub: &Hub, ski: Ski, yes: bool) {
     for _ in 0..100 {
         let result = if yes { hub.approve(ski) } else { hub.deny(ski) };
         match result {
-            Err(HubError::NoPendingRequest(_)) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(HubError::NoPendingRequest(_)) => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
             Ok(()) => {
                 println!("device {ski} {}", if yes { "accepted" } else { "refused" });
                 return;
@@ -127,7 +134,10 @@ impl Callbacks for Wallbox {
     fn data_received(&self, ski: Ski, payload: &[u8]) {
         let counter = serde_json::from_slice::<serde_json::Value>(payload)
             .ok()
-            .and_then(|v| v.pointer("/datagram/0/header/3/msgCounter").and_then(|c| c.as_u64()))
+            .and_then(|v| {
+                v.pointer("/datagram/0/header/3/msgCounter")
+                    .and_then(|c| c.as_u64())
+            })
             .unwrap_or(0);
         let measurement = format!(
             r#"{{"datagram":[{{"header":[{{"specificationVersion":"1.3.0"}},{{"msgCounterReference":{counter}}},{{"cmdClassifier":"notify"}}]}},{{"payload":[{{"cmd":[[{{"measurementListData":[{{"measurementData":[[{{"measurementId":1}},{{"value":[{{"number":{}}},{{"scale":0}}]}}]]}}]}}]]}}]}}]}}"#,
@@ -156,7 +166,10 @@ async fn main() {
         approve_all: args.yes,
         received: AtomicU64::new(0),
     });
-    let mut config = HubConfig::new(identity("Energy Manager"), ShipId::new("EnergyManager-1").unwrap());
+    let mut config = HubConfig::new(
+        identity("Energy Manager"),
+        ShipId::new("EnergyManager-1").unwrap(),
+    );
     config.callbacks = manager.clone();
     config.bind = match args.demo_seconds {
         Some(_) => SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -170,7 +183,11 @@ async fn main() {
         }
     };
     let _ = manager.hub.set(hub.clone());
-    println!("energy manager {} listening on {}", hub.local_ski(), hub.local_addr());
+    println!(
+        "energy manager {} listening on {}",
+        hub.local_ski(),
+        hub.local_addr()
+    );
 
     // The periodic heartbeat to every connected device.
     let sender = hub.clone();
@@ -192,11 +209,16 @@ async fn main() {
 
     let wallbox = match args.demo_seconds {
         Some(_) => {
-            let wallbox = Arc::new(Wallbox { hub: OnceLock::new() });
-            let mut config = HubConfig::new(identity("Wallbox"), ShipId::new("Wallbox-Demo-1").unwrap());
+            let wallbox = Arc::new(Wallbox {
+                hub: OnceLock::new(),
+            });
+            let mut config =
+                HubConfig::new(identity("Wallbox"), ShipId::new("Wallbox-Demo-1").unwrap());
             config.callbacks = wallbox.clone();
             config.bind = SocketAddr::from(([127, 0, 0, 1], 0));
-            let device = Hub::start(config).await.expect("starting the simulated wallbox");
+            let device = Hub::start(config)
+                .await
+                .expect("starting the simulated wallbox");
             let _ = wallbox.hub.set(device.clone());
             println!("simulated wallbox {} dials the manager", device.local_ski());
             device

@@ -45,7 +45,10 @@ struct Args {
 /// `0123456789abcdef…` → `0123 4567 89ab …`, easier to compare by eye.
 fn grouped(ski: Ski) -> String {
     let text = ski.to_string();
-    let groups: Vec<&str> = (0..text.len()).step_by(4).map(|i| &text[i..i + 4]).collect();
+    let groups: Vec<&str> = (0..text.len())
+        .step_by(4)
+        .map(|i| &text[i..i + 4])
+        .collect();
     groups.join(" ")
 }
 
@@ -84,7 +87,9 @@ struct Node {
 
 impl Callbacks for Node {
     fn pairing_requested(&self, request: &PairingRequest) -> bool {
-        let Some(hub) = self.hub.get().cloned() else { return false };
+        let Some(hub) = self.hub.get().cloned() else {
+            return false;
+        };
         let (ski, yes, name) = (request.ski, self.yes, self.name);
         tokio::spawn(async move {
             let question = format!(
@@ -95,7 +100,11 @@ impl Callbacks for Node {
             let accepted = confirm(question, yes).await;
             // The request turns pending right after this callback returns: retry briefly.
             for _ in 0..100 {
-                let result = if accepted { hub.approve(ski) } else { hub.deny(ski) };
+                let result = if accepted {
+                    hub.approve(ski)
+                } else {
+                    hub.deny(ski)
+                };
                 match result {
                     Err(HubError::NoPendingRequest(_)) => {
                         tokio::time::sleep(Duration::from_millis(20)).await
@@ -113,12 +122,20 @@ impl Callbacks for Node {
     }
 
     fn data_received(&self, ski: Ski, payload: &[u8]) {
-        println!("[{}] data from {ski}: {}", self.name, String::from_utf8_lossy(payload));
+        println!(
+            "[{}] data from {ski}: {}",
+            self.name,
+            String::from_utf8_lossy(payload)
+        );
         let _ = self.seen.send(Seen::Data(self.name));
     }
 
     fn visible_services_changed(&self, services: &[VisibleService]) {
-        let names: Vec<&str> = services.iter().filter_map(|s| s.instances.first()).map(String::as_str).collect();
+        let names: Vec<&str> = services
+            .iter()
+            .filter_map(|s| s.instances.first())
+            .map(String::as_str)
+            .collect();
         println!("[{}] visible: {names:?}", self.name);
     }
 }
@@ -147,8 +164,16 @@ async fn start(
     };
     let identity = Identity::generate(&subject).expect("generating a certificate");
     let discovery = MdnsDiscovery::new(MdnsConfig::new(identity.ski())).expect("starting mDNS");
-    let node = Arc::new(Node { name, hub: OnceLock::new(), yes, seen: seen.clone() });
-    let mut config = HubConfig::new(identity, ShipId::new(format!("lan-pairing-{name}")).unwrap());
+    let node = Arc::new(Node {
+        name,
+        hub: OnceLock::new(),
+        yes,
+        seen: seen.clone(),
+    });
+    let mut config = HubConfig::new(
+        identity,
+        ShipId::new(format!("lan-pairing-{name}")).unwrap(),
+    );
     config.bind = SocketAddr::from(([0, 0, 0, 0], 0));
     let mut device = DeviceInfo::default();
     device.instance_name = Some(InstanceName::new(instance).unwrap());
@@ -176,12 +201,19 @@ async fn main() {
     let (controller, _c) = start("controller", "lan-pairing EMS", args.yes, &tx).await;
     let (device, _d) = start("device", "lan-pairing heat pump", args.yes, &tx).await;
     println!("the device shows its SKI: {}", grouped(device.local_ski()));
-    println!("the controller shows its SKI: {}", grouped(controller.local_ski()));
+    println!(
+        "the controller shows its SKI: {}",
+        grouped(controller.local_ski())
+    );
 
     let script = async {
         // 1. The controller waits until the device is visible over mDNS.
         let service = loop {
-            if let Some(s) = controller.visible_services().into_iter().find(|s| s.ski == device.local_ski()) {
+            if let Some(s) = controller
+                .visible_services()
+                .into_iter()
+                .find(|s| s.ski == device.local_ski())
+            {
                 break s;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -198,7 +230,9 @@ async fn main() {
             return Err("not confirmed");
         }
         // 3. Pair: stored as trusted, dialled at the address mDNS gave.
-        controller.pair(service.ski, Some(service.txt.id.clone())).map_err(|_| "pair failed")?;
+        controller
+            .pair(service.ski, Some(service.txt.id.clone()))
+            .map_err(|_| "pair failed")?;
         let mut connected = 0;
         while connected < 2 {
             match seen.recv().await {

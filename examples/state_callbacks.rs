@@ -47,7 +47,9 @@ struct Printer {
 
 impl Printer {
     fn say(&self, ski: Option<Ski>, text: std::fmt::Arguments<'_>) {
-        let peer = ski.map(|s| s.to_string()[..8].to_owned()).unwrap_or_default();
+        let peer = ski
+            .map(|s| s.to_string()[..8].to_owned())
+            .unwrap_or_default();
         println!(
             "{:>7.3}s [{}] {peer:8} {text}",
             self.started.elapsed().as_secs_f64(),
@@ -87,7 +89,10 @@ impl Callbacks for Printer {
 
     fn data_received(&self, ski: Ski, payload: &[u8]) {
         let text = String::from_utf8_lossy(payload);
-        self.say(Some(ski), format_args!("data {} bytes: {text}", payload.len()));
+        self.say(
+            Some(ski),
+            format_args!("data {} bytes: {text}", payload.len()),
+        );
         let _ = self.milestones.send(Milestone::Data(self.node));
     }
 
@@ -118,7 +123,9 @@ async fn node(
         started,
         milestones: milestones.clone(),
     });
-    Hub::start(config).await.expect("starting a hub on loopback")
+    Hub::start(config)
+        .await
+        .expect("starting a hub on loopback")
 }
 
 async fn wait_for(
@@ -147,19 +154,27 @@ async fn main() {
 
     let script = async {
         b.pair(a.local_ski(), None).expect("b trusts a");
-        a.pair_at(b.local_ski(), None, Some(b.local_addr())).expect("a pairs with b");
+        a.pair_at(b.local_ski(), None, Some(b.local_addr()))
+            .expect("a pairs with b");
         wait_for(
             &mut milestones,
-            &[Milestone::Connected("node a"), Milestone::Connected("node b")],
+            &[
+                Milestone::Connected("node a"),
+                Milestone::Connected("node b"),
+            ],
         )
         .await;
-        a.send_data(b.local_ski(), br#"{"hello":"from a"}"#).expect("a sends");
+        a.send_data(b.local_ski(), br#"{"hello":"from a"}"#)
+            .expect("a sends");
         wait_for(&mut milestones, &[Milestone::Data("node b")]).await;
         println!("--- node a unpairs node b");
         a.unpair(b.local_ski()).expect("a unpairs b");
         wait_for(
             &mut milestones,
-            &[Milestone::Disconnected("node a"), Milestone::Disconnected("node b")],
+            &[
+                Milestone::Disconnected("node a"),
+                Milestone::Disconnected("node b"),
+            ],
         )
         .await
     };

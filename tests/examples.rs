@@ -52,16 +52,30 @@ fn energy_manager_accepts_the_simulated_wallbox_and_exchanges_spine_datagrams() 
         .and_then(|l| l.split_whitespace().next())
         .expect(&out)
         .to_owned();
-    assert!(out.contains(&format!("device {wallbox} asks to pair")), "{out}");
+    assert!(
+        out.contains(&format!("device {wallbox} asks to pair")),
+        "{out}"
+    );
     assert!(out.contains(&format!("device {wallbox} accepted")), "{out}");
-    assert!(out.contains(&format!("device {wallbox} connected (SHIP ID Wallbox-Demo-1)")), "{out}");
-    assert!(out.contains(&format!("sent heartbeat 1 to {wallbox}")), "{out}");
+    assert!(
+        out.contains(&format!(
+            "device {wallbox} connected (SHIP ID Wallbox-Demo-1)"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("sent heartbeat 1 to {wallbox}")),
+        "{out}"
+    );
     let received = out
         .lines()
         .find(|l| l.starts_with("received ") && l.contains(&wallbox))
         .expect(&out);
     assert!(received.contains("measurementListData"), "{received}");
-    let summary = out.lines().find(|l| l.starts_with("summary: received ")).expect(&out);
+    let summary = out
+        .lines()
+        .find(|l| l.starts_with("summary: received "))
+        .expect(&out);
     assert!(!summary.starts_with("summary: received 0 "), "{summary}");
 }
 
@@ -78,8 +92,18 @@ fn energy_manager_refuses_devices_without_yes_when_there_is_no_terminal() {
 fn state_callbacks_prints_every_transition_of_both_nodes() {
     let (_, out) = run("state_callbacks", &["--demo-seconds", "20"]);
     for node in ["node a", "node b"] {
-        let lines: Vec<&str> = out.lines().filter(|l| l.contains(&format!("[{node}]"))).collect();
-        let order = ["state Queued", "state InProgress", "state Trusted", "state Pin", "state Completed", "connected"];
+        let lines: Vec<&str> = out
+            .lines()
+            .filter(|l| l.contains(&format!("[{node}]")))
+            .collect();
+        let order = [
+            "state Queued",
+            "state InProgress",
+            "state Trusted",
+            "state Pin",
+            "state Completed",
+            "connected",
+        ];
         let mut at = 0;
         for wanted in order {
             let found = lines[at..].iter().position(|l| l.contains(wanted));
@@ -88,11 +112,23 @@ fn state_callbacks_prints_every_transition_of_both_nodes() {
             };
             at += offset;
         }
-        assert!(lines.iter().any(|l| l.contains("disconnected")), "[{node}]\n{out}");
+        assert!(
+            lines.iter().any(|l| l.contains("disconnected")),
+            "[{node}]\n{out}"
+        );
     }
-    assert!(out.contains("[node b]") && out.contains("data 18 bytes"), "{out}");
-    assert!(out.contains("closed by the peer (removedConnection)"), "{out}");
-    assert!(out.trim_end().ends_with("done: every transition printed"), "{out}");
+    assert!(
+        out.contains("[node b]") && out.contains("data 18 bytes"),
+        "{out}"
+    );
+    assert!(
+        out.contains("closed by the peer (removedConnection)"),
+        "{out}"
+    );
+    assert!(
+        out.trim_end().ends_with("done: every transition printed"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -113,9 +149,16 @@ fn lan_pairing_finds_and_pairs_over_mdns_in_a_private_namespace() {
          cargo test --test examples -- --ignored'"
     );
     let (_, out) = run("lan_pairing", &["--yes", "--demo-seconds", "60"]);
-    assert!(out.contains("[controller] found lan-pairing heat pump"), "{out}");
+    assert!(
+        out.contains("[controller] found lan-pairing heat pump"),
+        "{out}"
+    );
     assert!(out.contains("[device] a controller asks to pair"), "{out}");
     assert!(out.contains("[controller] connected to"), "{out}");
     assert!(out.contains("[device] data from"), "{out}");
-    assert!(out.trim_end().ends_with("paired over mDNS and exchanged data"), "{out}");
+    assert!(
+        out.trim_end()
+            .ends_with("paired over mDNS and exchanged data"),
+        "{out}"
+    );
 }

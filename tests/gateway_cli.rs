@@ -74,7 +74,15 @@ impl Running {
         let mut child = Command::new(BIN)
             .arg("--data-dir")
             .arg(dir)
-            .args(["run", "--no-mdns", "--bind", "127.0.0.1", "--port", "0", "--json"])
+            .args([
+                "run",
+                "--no-mdns",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--json",
+            ])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -133,7 +141,10 @@ impl Running {
     }
 
     fn address(&mut self) -> String {
-        self.event("listening")["address"].as_str().unwrap().to_owned()
+        self.event("listening")["address"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     fn terminate(&mut self) -> std::process::ExitStatus {
@@ -167,10 +178,17 @@ fn ski_creates_the_identity_once_and_prints_the_same_ski_every_time() {
     let dir = tmp.path().join("fresh/nested");
     let first = ski_of(&dir);
     assert_eq!(first.len(), 40);
-    assert!(first.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+    assert!(
+        first
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+    );
     assert_eq!(ski_of(&dir), first);
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(dir.join("key.pem")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(dir.join("key.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o077, 0, "key.pem is readable by others: {mode:o}");
     let json = gateway(&dir, &["--json", "ski"]);
     assert_ok(&json);
@@ -203,8 +221,14 @@ fn pair_list_and_unpair_edit_the_store_when_no_gateway_runs() {
     let list = gateway(dir, &["list"]);
     assert_ok(&list);
     let text = stdout(&list);
-    assert!(text.contains(OTHER_SKI) && text.contains("Wallbox-1"), "{text}");
-    assert!(text.contains("127.0.0.1:4712") && text.contains("never"), "{text}");
+    assert!(
+        text.contains(OTHER_SKI) && text.contains("Wallbox-1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("127.0.0.1:4712") && text.contains("never"),
+        "{text}"
+    );
     let json = gateway(dir, &["--json", "list"]);
     assert_ok(&json);
     let rows: Value = serde_json::from_str(&stdout(&json)).unwrap();
@@ -258,7 +282,10 @@ fn unpairing_a_peer_that_is_not_paired_fails() {
         &["unpair", "0202020202020202020202020202020202020202"],
     );
     assert_one_line_error(&output, 1, "is not paired");
-    assert_eq!(std::fs::read(tmp.path().join("pairings.json")).unwrap(), before);
+    assert_eq!(
+        std::fs::read(tmp.path().join("pairings.json")).unwrap(),
+        before
+    );
 }
 
 #[test]
@@ -268,7 +295,10 @@ fn pairing_with_the_own_ski_is_refused() {
     assert_one_line_error(&gateway(tmp.path(), &["pair", &own]), 1, "own SKI");
     let peer = format!("{own}@127.0.0.1:4711");
     assert_one_line_error(
-        &gateway(tmp.path(), &["run", "--no-mdns", "--port", "0", "--peer", &peer]),
+        &gateway(
+            tmp.path(),
+            &["run", "--no-mdns", "--port", "0", "--peer", &peer],
+        ),
         1,
         "own SKI",
     );
@@ -278,7 +308,11 @@ fn pairing_with_the_own_ski_is_refused() {
 fn a_corrupt_trust_store_is_reported_and_never_overwritten() {
     let tmp = tempdir();
     let store = tmp.path().join("pairings.json");
-    for content in ["", "{\"version\":1,\"peers\":[", "{\"version\":7,\"peers\":[]}"] {
+    for content in [
+        "",
+        "{\"version\":1,\"peers\":[",
+        "{\"version\":7,\"peers\":[]}",
+    ] {
         std::fs::write(&store, content).unwrap();
         for args in [
             &["list"][..],
@@ -288,7 +322,11 @@ fn a_corrupt_trust_store_is_reported_and_never_overwritten() {
         ] {
             let output = gateway(tmp.path(), args);
             assert_one_line_error(&output, 1, "pairings.json");
-            assert_eq!(std::fs::read_to_string(&store).unwrap(), content, "{args:?}");
+            assert_eq!(
+                std::fs::read_to_string(&store).unwrap(),
+                content,
+                "{args:?}"
+            );
         }
     }
 }
@@ -324,13 +362,23 @@ fn a_corrupt_or_half_identity_is_reported_and_kept() {
     std::fs::write(dir.join("cert.pem"), "garbage").unwrap();
     assert_one_line_error(&gateway(dir, &["ski"]), 1, "cert.pem");
     assert_one_line_error(
-        &gateway(dir, &["run", "--no-mdns", "--bind", "127.0.0.1", "--port", "0"]),
+        &gateway(
+            dir,
+            &["run", "--no-mdns", "--bind", "127.0.0.1", "--port", "0"],
+        ),
         1,
         "cert.pem",
     );
-    assert_eq!(std::fs::read_to_string(dir.join("cert.pem")).unwrap(), "garbage");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("cert.pem")).unwrap(),
+        "garbage"
+    );
     std::fs::remove_file(dir.join("cert.pem")).unwrap();
-    assert_one_line_error(&gateway(dir, &["ski"]), 1, "refusing to create a new identity");
+    assert_one_line_error(
+        &gateway(dir, &["ski"]),
+        1,
+        "refusing to create a new identity",
+    );
     assert!(!dir.join("cert.pem").exists());
 }
 
@@ -363,7 +411,10 @@ fn bad_static_peers_and_config_files_are_reported() {
     for (content, needle) in [
         ("port = \"many\"", "gateway.toml"),
         ("colour = 1", "colour"),
-        ("[device]\nbrand = \"a brand name that is far longer than thirty-two bytes\"", "brand"),
+        (
+            "[device]\nbrand = \"a brand name that is far longer than thirty-two bytes\"",
+            "brand",
+        ),
         ("[limits]\nmax_connections = 0", "max_connections"),
     ] {
         std::fs::write(&config, content).unwrap();
@@ -378,8 +429,16 @@ fn bad_static_peers_and_config_files_are_reported() {
 fn send_needs_a_running_gateway_and_a_json_payload() {
     let tmp = tempdir();
     ski_of(tmp.path());
-    assert_one_line_error(&gateway(tmp.path(), &["send", OTHER_SKI, "{\"a\":1}"]), 1, "no ship-gateway is running");
-    assert_one_line_error(&gateway(tmp.path(), &["send", OTHER_SKI, "not json"]), 1, "not JSON");
+    assert_one_line_error(
+        &gateway(tmp.path(), &["send", OTHER_SKI, "{\"a\":1}"]),
+        1,
+        "no ship-gateway is running",
+    );
+    assert_one_line_error(
+        &gateway(tmp.path(), &["send", OTHER_SKI, "not json"]),
+        1,
+        "not JSON",
+    );
 }
 
 #[test]
@@ -406,7 +465,10 @@ fn run_from_a_config_file_prints_its_address_and_stops_in_phases_on_sigterm() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     // Human-readable by default: "HH:MM:SS listening on 127.0.0.1:PORT (SKI …, SHIP ID …)".
-    let rest = first.split_once(" listening on 127.0.0.1:").expect(&first).1;
+    let rest = first
+        .split_once(" listening on 127.0.0.1:")
+        .expect(&first)
+        .1;
     let port: u16 = rest.split_whitespace().next().unwrap().parse().unwrap();
     assert_ne!(port, 0);
     assert!(first.contains("SHIP ID Gateway-Test-1"), "{first}");
@@ -419,7 +481,10 @@ fn run_from_a_config_file_prints_its_address_and_stops_in_phases_on_sigterm() {
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
-    assert!(rest.iter().any(|l| l.contains("SIGTERM: shutting down")), "{rest:?}");
+    assert!(
+        rest.iter().any(|l| l.contains("SIGTERM: shutting down")),
+        "{rest:?}"
+    );
     assert!(rest.last().unwrap().contains("stopped after"), "{rest:?}");
     assert!(!data.join("control.sock").exists());
 }
@@ -442,21 +507,50 @@ fn pair_and_unpair_reach_a_running_gateway_through_its_control_socket() {
     let tmp = tempdir();
     let mut running = Running::start(tmp.path(), &[]);
     running.address();
-    let output = gateway(tmp.path(), &["pair", OTHER_SKI, "--name", "Heat pump", "--address", "127.0.0.1:9"]);
+    let output = gateway(
+        tmp.path(),
+        &[
+            "pair",
+            OTHER_SKI,
+            "--name",
+            "Heat pump",
+            "--address",
+            "127.0.0.1:9",
+        ],
+    );
     assert_ok(&output);
-    assert!(stdout(&output).contains("running gateway"), "{}", stdout(&output));
-    running.wait_for("paired", |v| v["event"] == "paired" && v["ski"] == OTHER_SKI);
+    assert!(
+        stdout(&output).contains("running gateway"),
+        "{}",
+        stdout(&output)
+    );
+    running.wait_for("paired", |v| {
+        v["event"] == "paired" && v["ski"] == OTHER_SKI
+    });
     // The gateway now tries to reach it (nothing listens there).
     running.wait_for("state", |v| v["event"] == "state" && v["ski"] == OTHER_SKI);
     let listed = stdout(&gateway(tmp.path(), &["--json", "list"]));
     assert!(listed.contains("Heat pump"), "{listed}");
 
     let unknown = "0303030303030303030303030303030303030303";
-    assert_one_line_error(&gateway(tmp.path(), &["unpair", unknown]), 1, "is not paired");
-    assert_one_line_error(&gateway(tmp.path(), &["send", OTHER_SKI, "{}"]), 1, "not connected");
+    assert_one_line_error(
+        &gateway(tmp.path(), &["unpair", unknown]),
+        1,
+        "is not paired",
+    );
+    assert_one_line_error(
+        &gateway(tmp.path(), &["send", OTHER_SKI, "{}"]),
+        1,
+        "not connected",
+    );
     assert_ok(&gateway(tmp.path(), &["unpair", OTHER_SKI]));
-    running.wait_for("unpaired", |v| v["event"] == "unpaired" && v["ski"] == OTHER_SKI);
-    assert_eq!(stdout(&gateway(tmp.path(), &["--json", "list"])).trim(), "[]");
+    running.wait_for("unpaired", |v| {
+        v["event"] == "unpaired" && v["ski"] == OTHER_SKI
+    });
+    assert_eq!(
+        stdout(&gateway(tmp.path(), &["--json", "list"])).trim(),
+        "[]"
+    );
     assert!(running.terminate().success());
 }
 
@@ -494,12 +588,19 @@ fn auto_accept_warns_loudly_and_trusts_an_unknown_peer() {
     assert!(warning["message"].as_str().unwrap().contains("auto-accept"));
     let peer = format!("{a_ski}@{}", listening["address"].as_str().unwrap());
     let mut b = Running::start(&b_dir, &["--peer", &peer]);
-    a.wait_for("connected", |v| v["event"] == "connected" && v["ski"] == b_ski.as_str());
-    b.wait_for("connected", |v| v["event"] == "connected" && v["ski"] == a_ski.as_str());
+    a.wait_for("connected", |v| {
+        v["event"] == "connected" && v["ski"] == b_ski.as_str()
+    });
+    b.wait_for("connected", |v| {
+        v["event"] == "connected" && v["ski"] == a_ski.as_str()
+    });
     assert!(b.terminate().success());
     assert!(a.terminate().success());
     let stderr = a.stderr_lines().join("\n");
-    assert!(stderr.contains("WARNING") && stderr.contains("auto-accept"), "{stderr}");
+    assert!(
+        stderr.contains("WARNING") && stderr.contains("auto-accept"),
+        "{stderr}"
+    );
 }
 
 /// `discover` lists a gateway that announces itself over mDNS. Needs a private network
@@ -514,8 +615,24 @@ fn discover_lists_a_gateway_announced_over_mdns() {
     let mut a = Command::new(BIN)
         .arg("--data-dir")
         .arg(&a_dir)
-        .args(["run", "--bind", "127.0.0.1", "--port", "0", "--json", "--name", "Discover Me"])
-        .args(["--brand", "TestBrand", "--model", "TestModel", "--type", "Gateway"])
+        .args([
+            "run",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--json",
+            "--name",
+            "Discover Me",
+        ])
+        .args([
+            "--brand",
+            "TestBrand",
+            "--model",
+            "TestModel",
+            "--type",
+            "Gateway",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .spawn()
@@ -525,7 +642,12 @@ fn discover_lists_a_gateway_announced_over_mdns() {
         let output = gateway(&b_dir, &["--json", "discover", "--seconds", "3"]);
         assert_ok(&output);
         let rows: Value = serde_json::from_str(&stdout(&output)).unwrap();
-        if let Some(row) = rows.as_array().unwrap().iter().find(|r| r["ski"] == a_ski.as_str()) {
+        if let Some(row) = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["ski"] == a_ski.as_str())
+        {
             found = Some(row.clone());
             break;
         }
@@ -556,4 +678,3 @@ fn assert_private_namespace() {
          --test gateway_cli -- --ignored'"
     );
 }
-

@@ -47,7 +47,15 @@ impl Running {
         let mut child = Command::new(BIN)
             .arg("--data-dir")
             .arg(dir)
-            .args(["run", "--no-mdns", "--bind", "127.0.0.1", "--port", port, "--json"])
+            .args([
+                "run",
+                "--no-mdns",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                port,
+                "--json",
+            ])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -95,7 +103,9 @@ impl Running {
     }
 
     fn connected(&mut self, limit: Duration, peer: &str) {
-        self.next(limit, "connected", |v| v["event"] == "connected" && v["ski"] == peer);
+        self.next(limit, "connected", |v| {
+            v["event"] == "connected" && v["ski"] == peer
+        });
     }
 
     fn data(&mut self, peer: &str, bytes: usize) {
@@ -132,7 +142,12 @@ impl Drop for Running {
 fn paired(dir: &Path) -> Vec<Ski> {
     let store = FileTrustStore::open(dir.join("pairings.json"))
         .unwrap_or_else(|e| panic!("trust store of {}: {e}", dir.display()));
-    store.load_all().unwrap().into_iter().map(|p| p.ski).collect()
+    store
+        .load_all()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.ski)
+        .collect()
 }
 
 fn send(dir: &Path, peer: &str, payload: &str) {
@@ -193,7 +208,10 @@ fn two_gateways_pair_exchange_data_and_come_back_after_kill_9() {
     // The peer's SHIP ID was learnt and kept.
     let list = gateway(&a_dir, &["--json", "list"]);
     let rows: Value = serde_json::from_slice(&list.stdout).unwrap();
-    assert_eq!(rows[0]["ship_id"], format!("ship-gateway-{}", &b_ski[..12]).as_str());
+    assert_eq!(
+        rows[0]["ship_id"],
+        format!("ship-gateway-{}", &b_ski[..12]).as_str()
+    );
     assert_eq!(rows[0]["name"], "gateway b");
     assert!(rows[0]["last_seen"].is_u64(), "{rows}");
 }

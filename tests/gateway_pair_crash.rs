@@ -22,7 +22,12 @@ fn ski(n: u32) -> Ski {
 fn stored(dir: &Path) -> BTreeSet<Ski> {
     let store = FileTrustStore::open(dir.join("pairings.json"))
         .unwrap_or_else(|e| panic!("the trust store is unreadable: {e}"));
-    store.load_all().unwrap().into_iter().map(|p| p.ski).collect()
+    store
+        .load_all()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.ski)
+        .collect()
 }
 
 /// A store of `n` peers written in one go (so that each later write takes a while).

@@ -26,7 +26,7 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Run the gateway: listen for SHIP peers, announce over mDNS and keep paired peers connected.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print this gateway's SKI (creates the identity on first use; the same SKI every later run).
     Ski,
     /// List the SHIP services visible on the LAN (mDNS), then exit.

@@ -17,7 +17,10 @@ pub(crate) fn ski(data_dir: Option<PathBuf>, json: bool) -> Result<(), GatewayEr
     let dir = DataDir::open(data_dir, true)?;
     let identity = dir.identity(&data_dir::subject("ship-gateway", "ship-hub"))?;
     if json {
-        println!("{}", serde_json::json!({ "ski": identity.ski().to_string() }));
+        println!(
+            "{}",
+            serde_json::json!({ "ski": identity.ski().to_string() })
+        );
     } else {
         println!("{}", identity.ski());
     }
@@ -91,7 +94,11 @@ pub(crate) fn unpair(data_dir: Option<PathBuf>, ski: Ski) -> Result<(), GatewayE
 }
 
 /// `send`: one data message through the running gateway.
-pub(crate) fn send(data_dir: Option<PathBuf>, ski: Ski, payload: String) -> Result<(), GatewayError> {
+pub(crate) fn send(
+    data_dir: Option<PathBuf>,
+    ski: Ski,
+    payload: String,
+) -> Result<(), GatewayError> {
     serde_json::from_str::<serde::de::IgnoredAny>(&payload)
         .map_err(|e| GatewayError::Setting(format!("the payload is not JSON: {e}")))?;
     let dir = DataDir::open(data_dir, false)?;
@@ -123,9 +130,11 @@ impl PeerRow {
             ship_id: peer.ship_id.as_ref().map(|s| s.to_string()),
             name: peer.name.clone(),
             last_address: peer.last_address.map(|a| a.to_string()),
-            last_seen: peer
-                .last_seen
-                .map(|t| t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)),
+            last_seen: peer.last_seen.map(|t| {
+                t.duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0)
+            }),
         }
     }
 }

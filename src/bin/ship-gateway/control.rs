@@ -214,7 +214,8 @@ impl ControlServer {
                     }
                 })
                 .map_err(|e| e.to_string())?;
-            hub.pair_at(ski, ship_id, address).map_err(|e| e.to_string())
+            hub.pair_at(ski, ship_id, address)
+                .map_err(|e| e.to_string())
         })
         .await
         .map_err(|e| e.to_string())??;
@@ -239,7 +240,9 @@ impl ControlServer {
         self.log.emit(Event::Unpaired {
             ski: ski.to_string(),
         });
-        Ok(format!("unpaired {ski}; the running gateway disconnected it"))
+        Ok(format!(
+            "unpaired {ski}; the running gateway disconnected it"
+        ))
     }
 
     fn send(&self, ski: Ski, payload: String) -> Result<String, String> {

@@ -75,7 +75,10 @@ pub(crate) enum Event {
         error: Option<String>,
     },
     /// A peer reached data exchange.
-    Connected { ski: String, ship_id: Option<String> },
+    Connected {
+        ski: String,
+        ship_id: Option<String>,
+    },
     /// A connected peer is no longer connected.
     Disconnected { ski: String, reason: String },
     /// An unknown peer asks to be trusted; `decision` is `asking` (on the terminal) or `refused`.
@@ -181,18 +184,30 @@ impl Event {
     }
 }
 
-/// Writes events to stdout, one line each.
+/// Writes events to stdout, one line each. Events that happen before `listening` (a paired
+/// peer queued while the hub starts) are held back and written right after it, so `listening`
+/// is always the first line.
 #[derive(Debug)]
 pub(crate) struct EventLog {
     json: bool,
-    out: Mutex<std::io::Stdout>,
+    out: Mutex<Output>,
+}
+
+#[derive(Debug)]
+struct Output {
+    stdout: std::io::Stdout,
+    /// Lines held back until `listening` is out; `None` once it is.
+    held: Option<Vec<String>>,
 }
 
 impl EventLog {
     pub(crate) fn new(json: bool) -> EventLog {
         EventLog {
             json,
-            out: Mutex::new(std::io::stdout()),
+            out: Mutex::new(Output {
+                stdout: std::io::stdout(),
+                held: Some(Vec::new()),
+            }),
         }
     }
 
@@ -217,8 +232,18 @@ impl EventLog {
                 event.human()
             )
         };
+        let listening = matches!(event, Event::Listening { .. });
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
+        let Output { stdout, held } = &mut *out;
+        match held {
+            Some(lines) if !listening => lines.push(line),
+            _ => {
+                let _ = writeln!(stdout, "{line}");
+                for line in held.take().unwrap_or_default() {
+                    let _ = writeln!(stdout, "{line}");
+                }
+                let _ = stdout.flush();
+            }
+        }
     }
 }

@@ -26,7 +26,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use clap::error::ErrorKind;
 
-use cli::{Cli, Command, RunArgs};
+use cli::{Cli, Command};
 use error::GatewayError;
 use settings::{RunSettings, one_line};
 
@@ -64,8 +64,8 @@ fn execute(cli: Cli) -> Result<(), GatewayError> {
         json,
         command,
     } = cli;
-    match command.unwrap_or(Command::Run(RunArgs::default())) {
-        Command::Run(args) => run::run(RunSettings::resolve(args, data_dir, json)?),
+    match command.unwrap_or_else(|| Command::Run(Box::default())) {
+        Command::Run(args) => run::run(RunSettings::resolve(*args, data_dir, json)?),
         Command::Ski => commands::ski(data_dir, json),
         Command::Discover { seconds } => discover::discover(data_dir, seconds, json),
         Command::Pair {

@@ -5,12 +5,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use ship_hub::ShipId;
 use ship_hub::discovery::{
     Discovery, InstanceName, InterfaceSelection, MdnsConfig, MdnsDiscovery, TxtField, TxtValue,
 };
 use ship_hub::hub::{DeviceInfo, Hub, HubConfig, HubError, TrustStore};
 use ship_hub::identity::Identity;
-use ship_hub::ShipId;
 
 use crate::callbacks::GatewayCallbacks;
 use crate::control::{self, ControlServer};

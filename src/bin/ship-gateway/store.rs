@@ -84,12 +84,13 @@ impl LockedTrustStore {
         exclusive: bool,
         f: impl FnOnce(&FileTrustStore) -> Result<T, TrustStoreError>,
     ) -> Result<T, TrustStoreError> {
-        let _lock =
-            FileLock::acquire(&self.lock_path, exclusive).map_err(|source| TrustStoreError::Io {
+        let _lock = FileLock::acquire(&self.lock_path, exclusive).map_err(|source| {
+            TrustStoreError::Io {
                 path: self.lock_path.clone(),
                 operation: "lock",
                 source,
-            })?;
+            }
+        })?;
         f(&self.inner)
     }
 
