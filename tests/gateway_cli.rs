@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -677,4 +677,199 @@ fn assert_private_namespace() {
          namespace. Run `bash .ci/test`, or: unshare -n sh -c 'ip link set lo up && cargo test \
          --test gateway_cli -- --ignored'"
     );
+}
+
+/// `run` on a terminal (a pseudo-terminal made by `script`), its events read from the terminal.
+struct OnTerminal {
+    child: Child,
+    input: std::process::ChildStdin,
+    events: mpsc::Receiver<Value>,
+    seen: Vec<Value>,
+}
+
+impl OnTerminal {
+    fn start(dir: &Path) -> OnTerminal {
+        let command = format!(
+            "{BIN} --data-dir {} run --no-mdns --bind 127.0.0.1 --port 0 --json",
+            dir.display()
+        );
+        let mut child = Command::new("script")
+            .args(["-qfec", &command, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("script (util-linux) makes the terminal for this test");
+        let input = child.stdin.take().unwrap();
+        let (tx, events) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                // The terminal also shows the prompt (stderr) and echoes what is typed.
+                let line = line.trim_matches(|c: char| c == '\r' || c.is_whitespace());
+                if let Some(value) = line
+                    .starts_with('{')
+                    .then(|| serde_json::from_str::<Value>(line).ok())
+                    .flatten()
+                {
+                    if tx.send(value).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        OnTerminal {
+            child,
+            input,
+            events,
+            seen: Vec::new(),
+        }
+    }
+
+    fn wait_for(&mut self, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.events.recv_timeout(left) {
+                Ok(value) => {
+                    self.seen.push(value.clone());
+                    if f(&value) {
+                        return value;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!("no {what} event on the terminal; saw {:#?}", self.seen);
+    }
+
+    fn answer(&mut self, text: &str) {
+        use std::io::Write;
+        self.input.write_all(text.as_bytes()).unwrap();
+        self.input.flush().unwrap();
+    }
+}
+
+impl Drop for OnTerminal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a gateway on a terminal and a second one that dials it as an unknown peer; answers the
+/// terminal's question with `answer`. Returns both, after the pairing request was asked.
+fn ask_on_terminal(dir: &Path, answer: &str) -> (OnTerminal, Running, String, String) {
+    let (a_dir, b_dir) = (dir.join("a"), dir.join("b"));
+    let a_ski = ski_of(&a_dir);
+    let b_ski = ski_of(&b_dir);
+    let mut a = OnTerminal::start(&a_dir);
+    let listening = a.wait_for("listening", |v| v["event"] == "listening");
+    let peer = format!("{a_ski}@{}", listening["address"].as_str().unwrap());
+    let b = Running::start(&b_dir, &["--peer", &peer]);
+    let request = a.wait_for("pairing_requested", |v| v["event"] == "pairing_requested");
+    assert_eq!(request["ski"], b_ski.as_str());
+    assert_eq!(request["decision"], "asking");
+    a.answer(answer);
+    (a, b, a_ski, b_ski)
+}
+
+#[test]
+fn on_a_terminal_the_user_approves_a_pairing_request() {
+    let tmp = tempdir();
+    let (mut a, mut b, a_ski, b_ski) = ask_on_terminal(tmp.path(), "y\n");
+    a.wait_for("paired", |v| {
+        v["event"] == "paired" && v["ski"] == b_ski.as_str() && v["by"] == "prompt"
+    });
+    a.wait_for("connected", |v| {
+        v["event"] == "connected" && v["ski"] == b_ski.as_str()
+    });
+    b.wait_for("connected", |v| {
+        v["event"] == "connected" && v["ski"] == a_ski.as_str()
+    });
+    let listed = stdout(&gateway(&tmp.path().join("a"), &["--json", "list"]));
+    assert!(listed.contains(&b_ski), "{listed}");
+}
+
+#[test]
+fn on_a_terminal_the_user_refuses_a_pairing_request() {
+    let tmp = tempdir();
+    let (mut a, mut b, a_ski, b_ski) = ask_on_terminal(tmp.path(), "n\n");
+    a.wait_for("warning", |v| {
+        v["event"] == "warning" && v["message"].as_str().unwrap().contains("refused")
+    });
+    b.wait_for("denied trust", |v| {
+        v["event"] == "state" && v["ski"] == a_ski.as_str() && v["state"] == "RemoteDeniedTrust"
+    });
+    let listed = stdout(&gateway(&tmp.path().join("a"), &["--json", "list"]));
+    assert!(!listed.contains(&b_ski), "{listed}");
+}
+
+/// The README's first command, `ship-gateway run`, on defaults on a fresh machine: it creates
+/// the default data dir and the identity and announces itself over mDNS. The one setting
+/// overridden is the port (`--port 0`: tests never use a fixed port). As root the default data
+/// dir is /var/lib/ship-gateway: the test mounts a fresh tmpfs there in a private mount
+/// namespace; otherwise it points XDG_DATA_HOME at a temporary directory.
+#[test]
+#[ignore = "needs a private network namespace: run via .ci/test"]
+fn run_on_defaults_creates_the_data_dir_and_announces_itself() {
+    assert_private_namespace();
+    let tmp = tempdir();
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    let mut command = if root {
+        let mut c = Command::new("unshare");
+        c.args(["-m", "sh", "-c"]).arg(format!(
+            "mount -t tmpfs tmpfs /var/lib && exec {BIN} run --port 0 --json"
+        ));
+        c
+    } else {
+        let mut c = Command::new(BIN);
+        c.env("XDG_DATA_HOME", tmp.path())
+            .args(["run", "--port", "0", "--json"]);
+        c
+    };
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("a listening line").unwrap();
+    let listening: Value = serde_json::from_str(&first).unwrap();
+    let expected_dir = if root {
+        PathBuf::from("/var/lib/ship-gateway")
+    } else {
+        tmp.path().join("ship-gateway")
+    };
+    assert_eq!(listening["event"], "listening");
+    assert_eq!(listening["data_dir"], expected_dir.to_str().unwrap());
+    assert_eq!(listening["mdns"], true);
+    assert_eq!(listening["auto_accept"], false);
+    let address: std::net::SocketAddr = listening["address"].as_str().unwrap().parse().unwrap();
+    assert!(address.ip().is_unspecified(), "{address}");
+    // Announced: a discover in the same namespace sees it.
+    let ski = listening["ski"].as_str().unwrap().to_owned();
+    let mut seen = false;
+    for _ in 0..5 {
+        let output = gateway(
+            &tmp.path().join("other"),
+            &["--json", "discover", "--seconds", "3"],
+        );
+        assert_ok(&output);
+        if stdout(&output).contains(&ski) {
+            seen = true;
+            break;
+        }
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(child.wait().unwrap().success());
+    assert!(seen, "the default gateway was not discovered");
+    assert!(rest.last().unwrap().contains("\"stopped\""), "{rest:?}");
 }

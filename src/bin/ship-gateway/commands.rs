@@ -197,3 +197,18 @@ pub(crate) fn utc(time: SystemTime) -> String {
         rest % 60
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(UNIX_EPOCH), "1970-01-01 00:00:00");
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_441_902);
+        assert_eq!(utc(t), "2026-11-23 13:51:42");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(utc(leap), "2000-02-29 00:00:00");
+    }
+}

@@ -162,7 +162,11 @@ impl Event {
                     .iter()
                     .map(|s| format!("{} [{}]", s.name, &s.ski[..12]))
                     .collect();
-                format!("visible: {}", names.join(", "))
+                if names.is_empty() {
+                    "visible: no SHIP services".to_owned()
+                } else {
+                    format!("visible: {}", names.join(", "))
+                }
             }
             Event::Data { ski, bytes } => format!("{ski} sent {bytes} bytes"),
             Event::DataSent { ski, bytes } => format!("{ski} <- {bytes} bytes"),
@@ -245,5 +249,32 @@ impl EventLog {
                 let _ = stdout.flush();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_labels_drop_the_service_type() {
+        assert_eq!(
+            instance_label("Garage wallbox._ship._tcp.local."),
+            "Garage wallbox"
+        );
+        assert_eq!(instance_label("odd"), "odd");
+    }
+
+    #[test]
+    fn json_events_are_tagged_with_their_kind() {
+        let value = serde_json::to_value(Event::Data {
+            ski: "ab".into(),
+            bytes: 3,
+        })
+        .unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"event": "data", "ski": "ab", "bytes": 3})
+        );
     }
 }

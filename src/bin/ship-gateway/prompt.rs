@@ -91,3 +91,15 @@ pub(crate) fn start(
         })?;
     Ok(tx)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn skis_are_shown_in_groups_of_four() {
+        let ski: ship_hub::Ski = "0123456789abcdef0123456789abcdef01234567".parse().unwrap();
+        assert_eq!(
+            super::grouped(ski),
+            "0123 4567 89ab cdef 0123 4567 89ab cdef 0123 4567"
+        );
+    }
+}

@@ -231,3 +231,92 @@ pub(crate) fn resolve_address(text: &str) -> Result<SocketAddr, String> {
         .next()
         .ok_or_else(|| format!("{text:?} resolves to no address"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SKI: &str = "0101010101010101010101010101010101010101";
+
+    fn args(flags: &[&str]) -> RunArgs {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            run: RunArgs,
+        }
+        let mut argv = vec!["run"];
+        argv.extend_from_slice(flags);
+        Wrapper::parse_from(argv).run
+    }
+
+    #[test]
+    fn a_peer_is_ski_at_host_and_port() {
+        let peer = parse_peer(&format!("{SKI}@127.0.0.1:4712")).unwrap();
+        assert_eq!(peer.ski.to_string(), SKI);
+        assert_eq!(peer.address, "127.0.0.1:4712".parse().unwrap());
+        let v6 = parse_peer(&format!("{SKI}@[::1]:4712")).unwrap();
+        assert_eq!(v6.address, "[::1]:4712".parse().unwrap());
+        for bad in [
+            SKI,
+            "@127.0.0.1:1",
+            &format!("{SKI}@"),
+            &format!("{SKI}@127.0.0.1"),
+        ] {
+            assert!(parse_peer(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn flags_override_the_file_and_peers_are_combined() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("g.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "port = 1000\nmdns = false\npeers = [\"{SKI}@127.0.0.1:1\"]\n[device]\nbrand = \
+                 \"FileBrand\"\nmodel = \"FileModel\"\n[limits]\nmax_connections = 3\n"
+            ),
+        )
+        .unwrap();
+        let other = "0202020202020202020202020202020202020202";
+        let settings = RunSettings::resolve(
+            args(&[
+                "--config",
+                file.to_str().unwrap(),
+                "--port",
+                "2000",
+                "--brand",
+                "FlagBrand",
+                "--peer",
+                &format!("{other}@127.0.0.1:2"),
+                "--peer",
+                &format!("{SKI}@127.0.0.1:1"),
+            ]),
+            None,
+            false,
+        )
+        .unwrap();
+        assert_eq!(settings.port, 2000);
+        assert!(!settings.mdns);
+        assert_eq!(settings.device.brand, "FlagBrand");
+        assert_eq!(settings.device.model, "FileModel");
+        assert_eq!(settings.max_connections, Some(3));
+        let peers: Vec<String> = settings.peers.iter().map(|p| p.ski.to_string()).collect();
+        assert_eq!(peers, [SKI, other], "file first, duplicates dropped");
+    }
+
+    #[test]
+    fn defaults_without_a_file() {
+        let settings = RunSettings::resolve(args(&[]), None, false).unwrap();
+        assert_eq!(settings.port, ship_hub::hub::config::DEFAULT_PORT);
+        assert!(settings.mdns && settings.prompt && !settings.auto_accept && !settings.json);
+        assert_eq!(settings.bind, None);
+        assert_eq!(settings.device.name, None);
+    }
+
+    #[test]
+    fn multi_line_messages_become_one_line() {
+        assert_eq!(one_line("a\n  | b\n\n c \n"), "a | b c");
+    }
+}
