@@ -707,14 +707,14 @@ impl OnTerminal {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
                 // The terminal also shows the prompt (stderr) and echoes what is typed.
                 let line = line.trim_matches(|c: char| c == '\r' || c.is_whitespace());
-                if let Some(value) = line
+                let value = line
                     .starts_with('{')
                     .then(|| serde_json::from_str::<Value>(line).ok())
-                    .flatten()
+                    .flatten();
+                if let Some(value) = value
+                    && tx.send(value).is_err()
                 {
-                    if tx.send(value).is_err() {
-                        break;
-                    }
+                    break;
                 }
             }
         });
