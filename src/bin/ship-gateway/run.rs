@@ -205,20 +205,25 @@ async fn serve(
         });
     }
 
+    // The control socket (pair/unpair/send while running). Without it the gateway still runs;
+    // those commands then fail with a clear error.
     let control_path = dir.control_path();
-    let listener = match control::bind(&control_path) {
-        Ok(listener) => listener,
+    let control_task = match control::bind(&control_path) {
+        Ok(listener) => {
+            let server = Arc::new(ControlServer {
+                hub: hub.clone(),
+                trust: trust.clone(),
+                log: log.clone(),
+            });
+            Some(tokio::spawn(server.serve(listener)))
+        }
         Err(error) => {
-            hub.shutdown().await;
-            return Err(error);
+            log.emit(Event::Warning {
+                message: format!("{error}: pair, unpair and send cannot reach this gateway"),
+            });
+            None
         }
     };
-    let server = Arc::new(ControlServer {
-        hub: hub.clone(),
-        trust: trust.clone(),
-        log: log.clone(),
-    });
-    let control_task = tokio::spawn(server.serve(listener));
 
     log.emit(Event::Listening {
         address: hub.local_addr(),
@@ -231,24 +236,26 @@ async fn serve(
 
     for peer in settings.peers.clone() {
         let (hub_for_peer, trust_for_peer) = (hub.clone(), trust.clone());
-        let newly = tokio::task::spawn_blocking(move || -> Result<bool, GatewayError> {
+        let outcome = tokio::task::spawn_blocking(move || -> Result<bool, GatewayError> {
             let known = trust_for_peer.get(&peer.ski)?.is_some();
             trust_for_peer.merge(peer.ski, |p| p.last_address = Some(peer.address))?;
             hub_for_peer.pair_at(peer.ski, None, Some(peer.address))?;
             Ok(!known)
         })
-        .await
-        .map_err(|e| GatewayError::Setting(format!("pairing a static peer: {e}")))?;
-        match newly {
-            Ok(true) => log.emit(Event::Paired {
+        .await;
+        match outcome {
+            Ok(Ok(true)) => log.emit(Event::Paired {
                 ski: peer.ski.to_string(),
                 by: "--peer".into(),
             }),
-            Ok(false) => {}
-            Err(error) => {
-                hub.shutdown().await;
-                return Err(error);
-            }
+            Ok(Ok(false)) => {}
+            // One static peer that cannot be stored must not take the others down.
+            Ok(Err(error)) => log.emit(Event::Warning {
+                message: format!("static peer {}: {error}", peer.ski),
+            }),
+            Err(error) => log.emit(Event::Warning {
+                message: format!("static peer {}: {error}", peer.ski),
+            }),
         }
     }
 
@@ -256,8 +263,10 @@ async fn serve(
     log.emit(Event::Stopping {
         signal: signal.into(),
     });
-    control_task.abort();
-    let _ = std::fs::remove_file(&control_path);
+    if let Some(task) = control_task {
+        task.abort();
+        let _ = std::fs::remove_file(&control_path);
+    }
     let report = hub.shutdown().await;
     log.emit(Event::Stopped {
         connections_closed_in_time: report.connections_closed_in_time,
