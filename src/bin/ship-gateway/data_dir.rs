@@ -3,7 +3,7 @@
 //! ```text
 //! <data dir>/cert.pem, key.pem     this gateway's identity (key mode 0600)
 //! <data dir>/pairings.json         the trust store (FileTrustStore format, version 1)
-//! <data dir>/.pairings.json.lock   advisory lock around every trust-store operation
+//! <data dir>/.pairings.json.lock   advisory lock around every trust-store change
 //! <data dir>/gateway.lock          held by the running gateway for its whole life
 //! <data dir>/control.sock          the running gateway's control socket (mode 0600)
 //! ```

@@ -5,7 +5,7 @@
 //! serializes writers inside one process. Two processes (a running gateway and a `ship-gateway
 //! pair`) could still interleave their read-modify-write cycles and lose one update, or share
 //! its temporary file. Every operation here therefore holds an exclusive `flock` on
-//! `.pairings.json.lock` (shared for reads). The kernel drops the lock when a process dies, so a
+//! `.pairings.json.lock`; reads need none (the file is replaced atomically). The kernel drops the lock when a process dies, so a
 //! `kill -9` in the middle of a write never leaves the store locked.
 
 use std::fs::{File, OpenOptions};
@@ -111,12 +111,15 @@ impl LockedTrustStore {
 }
 
 impl TrustStore for LockedTrustStore {
+    // Reads take no lock: the file is only ever replaced by an atomic rename, so a reader sees
+    // the old or the new store. (This also lets a user who may read but not write the data dir
+    // run `list`.)
     fn load_all(&self) -> Result<Vec<PairedPeer>, TrustStoreError> {
-        self.locked(false, |s| s.load_all())
+        self.inner.load_all()
     }
 
     fn get(&self, ski: &Ski) -> Result<Option<PairedPeer>, TrustStoreError> {
-        self.locked(false, |s| s.get(ski))
+        self.inner.get(ski)
     }
 
     fn upsert(&self, peer: PairedPeer) -> Result<(), TrustStoreError> {
