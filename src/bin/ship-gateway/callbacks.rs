@@ -60,22 +60,29 @@ impl Callbacks for GatewayCallbacks {
 
     fn pairing_requested(&self, request: &PairingRequest) -> bool {
         let name = self.name_of(request.ski);
-        let asked = match &self.prompt {
-            Some(prompt) => prompt
-                .send(PairingPrompt {
-                    ski: request.ski,
-                    address: request.address,
-                    name: name.clone(),
-                })
-                .is_ok(),
-            None => false,
-        };
+        // The event goes out before the question is asked, so it always precedes the answer.
+        let asking = self.prompt.is_some();
         self.log.emit(Event::PairingRequested {
             ski: request.ski.to_string(),
             address: request.address,
-            name,
-            decision: if asked { "asking" } else { "refused" }.into(),
+            name: name.clone(),
+            decision: if asking { "asking" } else { "refused" }.into(),
         });
+        let Some(prompt) = &self.prompt else {
+            return false;
+        };
+        let asked = prompt
+            .send(PairingPrompt {
+                ski: request.ski,
+                address: request.address,
+                name,
+            })
+            .is_ok();
+        if !asked {
+            self.log.emit(Event::Warning {
+                message: format!("the pairing prompt is gone: {} refused", request.ski),
+            });
+        }
         asked
     }
 

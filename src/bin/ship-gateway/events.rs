@@ -215,6 +215,14 @@ impl EventLog {
         }
     }
 
+    /// Runs `f` (which writes to the terminal, e.g. a question on stderr) while no event line
+    /// can be written: on a terminal stdout and stderr share the screen, and a line must never be
+    /// cut in two by another.
+    pub(crate) fn exclusively<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        f()
+    }
+
     /// Writes one event. A closed stdout is ignored (the gateway keeps running).
     pub(crate) fn emit(&self, event: Event) {
         let now = SystemTime::now()

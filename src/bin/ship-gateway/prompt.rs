@@ -50,17 +50,18 @@ pub(crate) fn start(
                 let approve = if closed {
                     false
                 } else {
-                    let mut err = std::io::stderr().lock();
-                    let _ = writeln!(
-                        err,
-                        "\nPairing request from {} at {}\n  SKI {}\nCompare the SKI with the \
-                         one the device shows. Trust this device? [y/N] ",
-                        request.name.as_deref().unwrap_or("an unnamed device"),
-                        request.address,
-                        grouped(request.ski)
-                    );
-                    let _ = err.flush();
-                    drop(err);
+                    log.exclusively(|| {
+                        let mut err = std::io::stderr().lock();
+                        let _ = writeln!(
+                            err,
+                            "\nPairing request from {} at {}\n  SKI {}\nCompare the SKI with \
+                             the one the device shows. Trust this device? [y/N] ",
+                            request.name.as_deref().unwrap_or("an unnamed device"),
+                            request.address,
+                            grouped(request.ski)
+                        );
+                        let _ = err.flush();
+                    });
                     let mut answer = String::new();
                     match stdin.lock().read_line(&mut answer) {
                         Ok(0) | Err(_) => {
