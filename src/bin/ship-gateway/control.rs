@@ -140,8 +140,14 @@ impl ControlServer {
     /// Accepts connections, one request each.
     pub(crate) async fn serve(self: Arc<Self>, listener: tokio::net::UnixListener) {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of file descriptors, for example: do not spin.
+                    tracing::warn!(%error, "control socket: accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
             };
             let server = self.clone();
             tokio::spawn(async move {
