@@ -1,0 +1,121 @@
+//! The gateway's [`Callbacks`]: every event goes to the [`EventLog`]; pairing requests go to the
+//! terminal prompt (when there is one) or are refused; `--echo` answers data.
+
+use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
+
+use ship_hub::discovery::VisibleService;
+use ship_hub::hub::{Callbacks, DisconnectReason, Hub, PairingRequest, StateDetail};
+use ship_hub::protocol::ConnectionState;
+use ship_hub::{ShipId, Ski};
+
+use crate::events::{Event, EventLog, ServiceRow, instance_label};
+use crate::prompt::PairingPrompt;
+
+/// The gateway's callbacks.
+pub(crate) struct GatewayCallbacks {
+    pub(crate) log: Arc<EventLog>,
+    /// Set right after the hub started (callbacks only need it once peers connect).
+    pub(crate) hub: Arc<OnceLock<Hub>>,
+    /// The terminal prompt, when stdin is a terminal and prompting is on.
+    pub(crate) prompt: Option<mpsc::Sender<PairingPrompt>>,
+    /// Answer every data message with the same payload (test aid).
+    pub(crate) echo: bool,
+}
+
+impl GatewayCallbacks {
+    /// The name a peer announces over mDNS, if it is visible.
+    fn name_of(&self, ski: Ski) -> Option<String> {
+        let hub = self.hub.get()?;
+        hub.visible_services()
+            .into_iter()
+            .find(|s| s.ski == ski)
+            .and_then(|s| s.instances.first().map(|i| instance_label(i)))
+    }
+}
+
+impl Callbacks for GatewayCallbacks {
+    fn state_changed(&self, ski: Ski, state: ConnectionState, detail: &StateDetail) {
+        self.log.emit(Event::State {
+            ski: ski.to_string(),
+            state: format!("{state:?}"),
+            detailed: detail.detailed.map(|d| format!("{d:?}")),
+            error: detail.error.clone(),
+        });
+    }
+
+    fn connected(&self, ski: Ski, ship_id: Option<&ShipId>) {
+        self.log.emit(Event::Connected {
+            ski: ski.to_string(),
+            ship_id: ship_id.map(|s| s.to_string()),
+        });
+    }
+
+    fn disconnected(&self, ski: Ski, reason: &DisconnectReason) {
+        self.log.emit(Event::Disconnected {
+            ski: ski.to_string(),
+            reason: reason.to_string(),
+        });
+    }
+
+    fn pairing_requested(&self, request: &PairingRequest) -> bool {
+        let name = self.name_of(request.ski);
+        // The event goes out before the question is asked, so it always precedes the answer.
+        let asking = self.prompt.is_some();
+        self.log.emit(Event::PairingRequested {
+            ski: request.ski.to_string(),
+            address: request.address,
+            name: name.clone(),
+            decision: if asking { "asking" } else { "refused" }.into(),
+        });
+        let Some(prompt) = &self.prompt else {
+            return false;
+        };
+        let asked = prompt
+            .send(PairingPrompt {
+                ski: request.ski,
+                address: request.address,
+                name,
+            })
+            .is_ok();
+        if !asked {
+            self.log.emit(Event::Warning {
+                message: format!("the pairing prompt is gone: {} refused", request.ski),
+            });
+        }
+        asked
+    }
+
+    fn data_received(&self, ski: Ski, payload: &[u8]) {
+        self.log.emit(Event::Data {
+            ski: ski.to_string(),
+            bytes: payload.len(),
+        });
+        if self.echo
+            && let Some(hub) = self.hub.get()
+        {
+            match hub.send_data(ski, payload) {
+                Ok(()) => self.log.emit(Event::DataSent {
+                    ski: ski.to_string(),
+                    bytes: payload.len(),
+                }),
+                Err(error) => self.log.emit(Event::Warning {
+                    message: format!("echo to {ski}: {error}"),
+                }),
+            }
+        }
+    }
+
+    fn visible_services_changed(&self, services: &[VisibleService]) {
+        self.log.emit(Event::VisibleServices {
+            services: services.iter().map(ServiceRow::of).collect(),
+        });
+    }
+
+    fn ship_id_learned(&self, ski: Ski, ship_id: &ShipId) {
+        self.log.emit(Event::ShipId {
+            ski: ski.to_string(),
+            ship_id: ship_id.to_string(),
+        });
+    }
+}

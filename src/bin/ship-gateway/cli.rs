@@ -1,0 +1,128 @@
+//! The command line (clap): subcommands and flags. See `docs/gateway.md` for the manual.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use ship_hub::{ShipId, Ski};
+
+/// SHIP (EEBus) gateway: pairs with and stays connected to energy devices.
+#[derive(Debug, Parser)]
+#[command(name = "ship-gateway", version)]
+pub(crate) struct Cli {
+    /// Where the identity (cert.pem, key.pem) and pairings (pairings.json) are kept.
+    /// Default: /var/lib/ship-gateway as root, else $XDG_DATA_HOME/ship-gateway or
+    /// ~/.local/share/ship-gateway.
+    #[arg(long, value_name = "DIR", global = true)]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Machine-readable output: one JSON object per line on stdout.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the gateway: listen for SHIP peers, announce over mDNS and keep paired peers connected.
+    Run(Box<RunArgs>),
+    /// Print this gateway's SKI (creates the identity on first use; the same SKI every later run).
+    Ski,
+    /// List the SHIP services visible on the LAN (mDNS), then exit.
+    Discover {
+        /// How long to listen for announcements.
+        #[arg(long, default_value_t = 5, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=3600))]
+        seconds: u64,
+    },
+    /// Trust a peer: store its SKI as paired (a running gateway dials it at once).
+    Pair {
+        /// The peer's SKI: 40 hex digits (spaces, '-' and ':' are ignored).
+        ski: Ski,
+        /// The peer's SHIP ID, if known (a different one later closes with 4450).
+        #[arg(long, value_name = "ID")]
+        ship_id: Option<ShipId>,
+        /// A name for the peer, shown by `list`.
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// Where to dial the peer (when mDNS does not find it).
+        #[arg(long, value_name = "HOST:PORT")]
+        address: Option<String>,
+    },
+    /// Remove a pairing (a running gateway closes the connection and stops dialling it).
+    Unpair {
+        /// The peer's SKI.
+        ski: Ski,
+    },
+    /// List paired peers with their last address and when they were last seen.
+    List,
+    /// Send one data message (a JSON SPINE payload) to a connected peer through the running
+    /// gateway.
+    Send {
+        /// The peer's SKI.
+        ski: Ski,
+        /// The payload: any JSON value.
+        payload: String,
+    },
+}
+
+/// Flags of `run`. Every flag overrides the same setting of `--config`.
+#[derive(Debug, Args, Default)]
+pub(crate) struct RunArgs {
+    /// A TOML configuration file (see docs/gateway.md for its keys).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// The IP address to listen on. Default: every address ([::], or 0.0.0.0 without IPv6).
+    #[arg(long, value_name = "IP")]
+    pub(crate) bind: Option<IpAddr>,
+    /// The TCP port to listen on (0 = any free port; the address is printed). Default 4711.
+    #[arg(long, value_name = "PORT")]
+    pub(crate) port: Option<u16>,
+    /// Device name: the certificate's CN and the mDNS instance name.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) name: Option<String>,
+    /// Brand announced over mDNS (at most 32 bytes).
+    #[arg(long, value_name = "BRAND")]
+    pub(crate) brand: Option<String>,
+    /// Model announced over mDNS (at most 32 bytes).
+    #[arg(long, value_name = "MODEL")]
+    pub(crate) model: Option<String>,
+    /// Serial number announced over mDNS (at most 32 bytes).
+    #[arg(long, value_name = "SERIAL")]
+    pub(crate) serial: Option<String>,
+    /// Device type announced over mDNS, e.g. EnergyManagementSystem (at most 32 bytes).
+    #[arg(long = "type", value_name = "TYPE")]
+    pub(crate) device_type: Option<String>,
+    /// This gateway's SHIP ID. Default: ship-gateway-<first 12 hex digits of the SKI>.
+    #[arg(long, value_name = "ID")]
+    pub(crate) ship_id: Option<ShipId>,
+    /// A static peer: trusted and dialled at HOST:PORT (repeatable).
+    #[arg(long = "peer", value_name = "SKI@HOST:PORT")]
+    pub(crate) peers: Vec<String>,
+    /// Do not use mDNS (no announcement, no browsing): only static peers and incoming
+    /// connections.
+    #[arg(long)]
+    pub(crate) no_mdns: bool,
+    /// Use only this network interface for mDNS (repeatable). Default: every interface.
+    #[arg(long = "interface", value_name = "NAME")]
+    pub(crate) interfaces: Vec<String>,
+    /// Most live connections at once (further incoming ones get HTTP 503).
+    #[arg(long, value_name = "N")]
+    pub(crate) max_connections: Option<usize>,
+    /// Most incoming TLS/WebSocket handshakes in progress at once.
+    #[arg(long, value_name = "N")]
+    pub(crate) max_handshakes: Option<usize>,
+    /// Largest incoming SHIP message in bytes.
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_message_bytes: Option<usize>,
+    /// DANGEROUS: trust every peer that connects, without asking (SHIP register=true). Anyone on
+    /// the LAN can then pair with this gateway. See docs/pairing.md.
+    #[arg(long)]
+    pub(crate) auto_accept: bool,
+    /// Never ask on the terminal: refuse every unknown peer (pair it with `ship-gateway pair`).
+    #[arg(long)]
+    pub(crate) no_prompt: bool,
+    /// Test aid: answer every data message with the same payload.
+    #[arg(long, hide = true)]
+    pub(crate) echo: bool,
+}

@@ -1,0 +1,267 @@
+//! How `pair`, `unpair` and `send` reach a running gateway: a unix socket in the data dir.
+//!
+//! * The running gateway holds an exclusive `flock` on `gateway.lock` for its whole life and
+//!   serves `control.sock` (mode 0600: only its owner may control it).
+//! * A command first tries to take `gateway.lock` shared, without waiting. If it gets it, no
+//!   gateway runs: it keeps the lock (so no gateway starts in the middle) and edits
+//!   `pairings.json` itself, under the trust store's own lock. If it does not, a gateway runs:
+//!   the command sends one JSON line over the socket and the gateway applies it through its hub
+//!   (so a new pairing is dialled at once and an unpaired peer is disconnected at once), then
+//!   answers with one JSON line.
+//!
+//! Either way every change goes through [`crate::store::LockedTrustStore`], so two processes
+//! never interleave their read-modify-write cycles, and the atomic replace of the file means a
+//! killed writer leaves the old or the new store, never a torn one.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use ship_hub::hub::{Hub, HubError, TrustStore};
+use ship_hub::{ShipId, Ski};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+
+use crate::data_dir::DataDir;
+use crate::error::GatewayError;
+use crate::events::{Event, EventLog};
+use crate::store::{FileLock, LockedTrustStore};
+
+/// A request to the running gateway.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub(crate) enum Request {
+    /// Trust a peer and dial it.
+    Pair {
+        ski: Ski,
+        ship_id: Option<ShipId>,
+        name: Option<String>,
+        address: Option<SocketAddr>,
+    },
+    /// Remove a pairing and disconnect.
+    Unpair { ski: Ski },
+    /// Send a data message to a connected peer.
+    Send { ski: Ski, payload: String },
+}
+
+/// The gateway's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Response {
+    pub(crate) ok: bool,
+    pub(crate) message: String,
+}
+
+/// How a command reached the store.
+pub(crate) enum Reach {
+    /// A gateway runs and answered.
+    Running(Response),
+    /// No gateway runs; the lock keeps one from starting until it is dropped.
+    NotRunning(FileLock),
+}
+
+/// The largest request read from the socket.
+const MAX_REQUEST: u64 = 1 << 20;
+
+/// How long a command waits for a gateway that holds its lock but has not opened its socket yet.
+const CONNECT_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Sends `request` to the running gateway, or reports that none runs (see the module docs).
+pub(crate) fn reach(dir: &DataDir, request: &Request) -> Result<Reach, GatewayError> {
+    let lock_path = dir.gateway_lock_path();
+    let lock = FileLock::try_acquire(&lock_path, false).map_err(|source| GatewayError::Io {
+        what: format!("locking {}", lock_path.display()),
+        source,
+    })?;
+    if let Some(lock) = lock {
+        return Ok(Reach::NotRunning(lock));
+    }
+    let path = dir.control_path();
+    let error = |reason: String| GatewayError::Control {
+        path: path.clone(),
+        reason,
+    };
+    let started = Instant::now();
+    let stream = loop {
+        match UnixStream::connect(&path) {
+            Ok(stream) => break stream,
+            Err(e) if started.elapsed() < CONNECT_PATIENCE => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => return Err(error(format!("the gateway holds its lock but: {e}"))),
+        }
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| error(e.to_string()))?;
+    let mut line = serde_json::to_string(request).map_err(|e| error(e.to_string()))?;
+    line.push('\n');
+    (&stream)
+        .write_all(line.as_bytes())
+        .map_err(|e| error(e.to_string()))?;
+    let mut answer = String::new();
+    BufReader::new(&stream)
+        .read_line(&mut answer)
+        .map_err(|e| error(e.to_string()))?;
+    let response: Response = serde_json::from_str(answer.trim())
+        .map_err(|e| error(format!("unreadable answer {answer:?}: {e}")))?;
+    Ok(Reach::Running(response))
+}
+
+/// The running gateway's side: serves requests until the task is dropped.
+pub(crate) struct ControlServer {
+    pub(crate) hub: Hub,
+    pub(crate) trust: Arc<LockedTrustStore>,
+    pub(crate) log: Arc<EventLog>,
+}
+
+/// Binds the control socket at `path` (replacing a stale one: the caller holds the gateway
+/// lock, so no other gateway uses it).
+pub(crate) fn bind(path: &Path) -> Result<tokio::net::UnixListener, GatewayError> {
+    use std::os::unix::fs::PermissionsExt;
+    let error = |source| GatewayError::Io {
+        what: format!("control socket {}", path.display()),
+        source,
+    };
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(error(e)),
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(error)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(error)?;
+    Ok(listener)
+}
+
+impl ControlServer {
+    /// Accepts connections, one request each.
+    pub(crate) async fn serve(self: Arc<Self>, listener: tokio::net::UnixListener) {
+        loop {
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of file descriptors, for example: do not spin.
+                    tracing::warn!(%error, "control socket: accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let server = self.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut line = String::new();
+                let mut reader = tokio::io::BufReader::new(read.take(MAX_REQUEST));
+                let response = match reader.read_line(&mut line).await {
+                    Ok(_) => match serde_json::from_str::<Request>(line.trim()) {
+                        Ok(request) => server.handle(request).await,
+                        Err(e) => Response {
+                            ok: false,
+                            message: format!("bad request: {e}"),
+                        },
+                    },
+                    Err(e) => Response {
+                        ok: false,
+                        message: format!("bad request: {e}"),
+                    },
+                };
+                if let Ok(mut text) = serde_json::to_string(&response) {
+                    text.push('\n');
+                    let _ = write.write_all(text.as_bytes()).await;
+                }
+            });
+        }
+    }
+
+    async fn handle(&self, request: Request) -> Response {
+        let result = match request {
+            Request::Pair {
+                ski,
+                ship_id,
+                name,
+                address,
+            } => self.pair(ski, ship_id, name, address).await,
+            Request::Unpair { ski } => self.unpair(ski).await,
+            Request::Send { ski, payload } => self.send(ski, payload),
+        };
+        match result {
+            Ok(message) => Response { ok: true, message },
+            Err(message) => Response { ok: false, message },
+        }
+    }
+
+    async fn pair(
+        &self,
+        ski: Ski,
+        ship_id: Option<ShipId>,
+        name: Option<String>,
+        address: Option<SocketAddr>,
+    ) -> Result<String, String> {
+        if ski == self.hub.local_ski() {
+            return Err(GatewayError::OwnSki(ski).to_string());
+        }
+        let trust = self.trust.clone();
+        let hub = self.hub.clone();
+        let stored_ship_id = ship_id.clone();
+        tokio::task::spawn_blocking(move || {
+            // Store the extras first: pair_at hands the stored record to the peer's supervisor.
+            trust
+                .merge(ski, |peer| {
+                    if stored_ship_id.is_some() {
+                        peer.ship_id = stored_ship_id;
+                    }
+                    if name.is_some() {
+                        peer.name = name;
+                    }
+                    if address.is_some() {
+                        peer.last_address = address;
+                    }
+                })
+                .map_err(|e| e.to_string())?;
+            hub.pair_at(ski, ship_id, address)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        self.log.emit(Event::Paired {
+            ski: ski.to_string(),
+            by: "pair command".into(),
+        });
+        Ok(format!("paired {ski}; the running gateway dials it now"))
+    }
+
+    async fn unpair(&self, ski: Ski) -> Result<String, String> {
+        let trust = self.trust.clone();
+        let hub = self.hub.clone();
+        tokio::task::spawn_blocking(move || {
+            if trust.get(&ski).map_err(|e| e.to_string())?.is_none() {
+                return Err(GatewayError::NotPaired(ski).to_string());
+            }
+            hub.unpair(ski).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        self.log.emit(Event::Unpaired {
+            ski: ski.to_string(),
+        });
+        Ok(format!(
+            "unpaired {ski}; the running gateway disconnected it"
+        ))
+    }
+
+    fn send(&self, ski: Ski, payload: String) -> Result<String, String> {
+        match self.hub.send_data(ski, payload.as_bytes()) {
+            Ok(()) => {
+                self.log.emit(Event::DataSent {
+                    ski: ski.to_string(),
+                    bytes: payload.len(),
+                });
+                Ok(format!("sent {} bytes to {ski}", payload.len()))
+            }
+            Err(HubError::NotConnected(_)) => Err(format!("{ski} is not connected")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}

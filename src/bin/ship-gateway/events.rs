@@ -1,0 +1,288 @@
+//! What `run` reports: one line per event on stdout, human-readable or JSON (`--json`).
+//!
+//! The JSON schema is documented in `docs/gateway.md` ("Event stream") and kept stable: every
+//! object has `"event"` (its kind) and `"ts_ms"` (milliseconds since the Unix epoch); new fields
+//! may be added, existing ones keep their names and meaning.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use ship_hub::discovery::VisibleService;
+
+/// One service in a `visible_services` event or in `discover`'s output.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ServiceRow {
+    pub(crate) name: String,
+    pub(crate) ski: String,
+    pub(crate) ship_id: String,
+    pub(crate) addresses: Vec<String>,
+    pub(crate) brand: Option<String>,
+    pub(crate) model: Option<String>,
+    #[serde(rename = "type")]
+    pub(crate) device_type: Option<String>,
+    pub(crate) register: bool,
+}
+
+impl ServiceRow {
+    pub(crate) fn of(service: &VisibleService) -> ServiceRow {
+        let txt = &service.txt;
+        ServiceRow {
+            name: service
+                .instances
+                .first()
+                .map(|i| instance_label(i))
+                .unwrap_or_default(),
+            ski: service.ski.to_string(),
+            ship_id: txt.id.to_string(),
+            addresses: service.addresses.iter().map(|a| a.to_string()).collect(),
+            brand: txt.brand.as_ref().map(|v| v.as_str().to_owned()),
+            model: txt.model.as_ref().map(|v| v.as_str().to_owned()),
+            device_type: txt.device_type.as_ref().map(|v| v.as_str().to_owned()),
+            register: txt.register,
+        }
+    }
+}
+
+/// `Garage wallbox._ship._tcp.local.` → `Garage wallbox`.
+pub(crate) fn instance_label(instance: &str) -> String {
+    instance
+        .strip_suffix("._ship._tcp.local.")
+        .unwrap_or(instance)
+        .replace("\\032", " ")
+}
+
+/// Something that happened, as reported on stdout.
+#[derive(Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub(crate) enum Event {
+    /// The gateway is listening (always the first event).
+    Listening {
+        address: SocketAddr,
+        ski: String,
+        ship_id: String,
+        data_dir: String,
+        mdns: bool,
+        auto_accept: bool,
+    },
+    /// A peer's connection state changed (one of the ten SHIP states).
+    State {
+        ski: String,
+        state: String,
+        detailed: Option<String>,
+        error: Option<String>,
+    },
+    /// A peer reached data exchange.
+    Connected {
+        ski: String,
+        ship_id: Option<String>,
+    },
+    /// A connected peer is no longer connected.
+    Disconnected { ski: String, reason: String },
+    /// An unknown peer asks to be trusted; `decision` is `asking` (on the terminal) or `refused`.
+    PairingRequested {
+        ski: String,
+        address: SocketAddr,
+        name: Option<String>,
+        decision: String,
+    },
+    /// A pairing was added (by `pair`, a prompt, or a static peer).
+    Paired { ski: String, by: String },
+    /// A pairing was removed by `unpair`.
+    Unpaired { ski: String },
+    /// The SHIP services visible on the LAN changed.
+    VisibleServices { services: Vec<ServiceRow> },
+    /// A data message arrived (its size in bytes).
+    Data { ski: String, bytes: usize },
+    /// A data message was sent on request of `ship-gateway send` or `--echo`.
+    DataSent { ski: String, bytes: usize },
+    /// A peer's SHIP ID became known.
+    ShipId { ski: String, ship_id: String },
+    /// A warning the operator should see (for example auto-accept on).
+    Warning { message: String },
+    /// A signal arrived: the phased shutdown starts.
+    Stopping { signal: String },
+    /// The shutdown finished (the last event).
+    Stopped {
+        connections_closed_in_time: bool,
+        elapsed_ms: u128,
+    },
+}
+
+impl Event {
+    fn human(&self) -> String {
+        match self {
+            Event::Listening {
+                address,
+                ski,
+                ship_id,
+                data_dir,
+                mdns,
+                auto_accept,
+            } => format!(
+                "listening on {address} (SKI {ski}, SHIP ID {ship_id}, data dir {data_dir}, mDNS {}{})",
+                if *mdns { "on" } else { "off" },
+                if *auto_accept { ", AUTO-ACCEPT ON" } else { "" }
+            ),
+            Event::State {
+                ski,
+                state,
+                detailed,
+                error,
+            } => {
+                let mut line = format!("{ski} state {state}");
+                if let Some(detailed) = detailed {
+                    line.push_str(&format!(" ({detailed})"));
+                }
+                if let Some(error) = error {
+                    line.push_str(&format!(": {error}"));
+                }
+                line
+            }
+            Event::Connected { ski, ship_id } => match ship_id {
+                Some(id) => format!("{ski} connected (SHIP ID {id})"),
+                None => format!("{ski} connected"),
+            },
+            Event::Disconnected { ski, reason } => format!("{ski} disconnected: {reason}"),
+            Event::PairingRequested {
+                ski,
+                address,
+                name,
+                decision,
+            } => format!(
+                "{ski} asks to pair from {address}{}: {decision}",
+                name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
+            ),
+            Event::Paired { ski, by } => format!("{ski} paired ({by})"),
+            Event::Unpaired { ski } => format!("{ski} unpaired"),
+            Event::VisibleServices { services } => {
+                let names: Vec<String> = services
+                    .iter()
+                    .map(|s| format!("{} [{}]", s.name, &s.ski[..12]))
+                    .collect();
+                if names.is_empty() {
+                    "visible: no SHIP services".to_owned()
+                } else {
+                    format!("visible: {}", names.join(", "))
+                }
+            }
+            Event::Data { ski, bytes } => format!("{ski} sent {bytes} bytes"),
+            Event::DataSent { ski, bytes } => format!("{ski} <- {bytes} bytes"),
+            Event::ShipId { ski, ship_id } => format!("{ski} has SHIP ID {ship_id}"),
+            Event::Warning { message } => format!("WARNING: {message}"),
+            Event::Stopping { signal } => format!("{signal}: shutting down"),
+            Event::Stopped {
+                connections_closed_in_time,
+                elapsed_ms,
+            } => format!(
+                "stopped after {elapsed_ms} ms{}",
+                if *connections_closed_in_time {
+                    ""
+                } else {
+                    " (some connections did not close in time)"
+                }
+            ),
+        }
+    }
+}
+
+/// Writes events to stdout, one line each. Events that happen before `listening` (a paired
+/// peer queued while the hub starts) are held back and written right after it, so `listening`
+/// is always the first line.
+#[derive(Debug)]
+pub(crate) struct EventLog {
+    json: bool,
+    out: Mutex<Output>,
+}
+
+#[derive(Debug)]
+struct Output {
+    stdout: std::io::Stdout,
+    /// Lines held back until `listening` is out; `None` once it is.
+    held: Option<Vec<String>>,
+}
+
+impl EventLog {
+    pub(crate) fn new(json: bool) -> EventLog {
+        EventLog {
+            json,
+            out: Mutex::new(Output {
+                stdout: std::io::stdout(),
+                held: Some(Vec::new()),
+            }),
+        }
+    }
+
+    /// Runs `f` (which writes to the terminal, e.g. a question on stderr) while no event line
+    /// can be written: on a terminal stdout and stderr share the screen, and a line must never be
+    /// cut in two by another.
+    pub(crate) fn exclusively<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        f()
+    }
+
+    /// Writes one event. A closed stdout is ignored (the gateway keeps running).
+    pub(crate) fn emit(&self, event: Event) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let line = if self.json {
+            let mut value = serde_json::to_value(&event).unwrap_or(serde_json::Value::Null);
+            if let Some(object) = value.as_object_mut() {
+                object.insert("ts_ms".into(), serde_json::json!(now.as_millis() as u64));
+            }
+            value.to_string()
+        } else {
+            let secs = now.as_secs() % 86_400;
+            format!(
+                "{:02}:{:02}:{:02} {}",
+                secs / 3600,
+                secs / 60 % 60,
+                secs % 60,
+                event.human()
+            )
+        };
+        let listening = matches!(event, Event::Listening { .. });
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let Output { stdout, held } = &mut *out;
+        match held {
+            Some(lines) if !listening => lines.push(line),
+            _ => {
+                let _ = writeln!(stdout, "{line}");
+                for line in held.take().unwrap_or_default() {
+                    let _ = writeln!(stdout, "{line}");
+                }
+                let _ = stdout.flush();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_labels_drop_the_service_type() {
+        assert_eq!(
+            instance_label("Garage wallbox._ship._tcp.local."),
+            "Garage wallbox"
+        );
+        assert_eq!(instance_label("odd"), "odd");
+    }
+
+    #[test]
+    fn json_events_are_tagged_with_their_kind() {
+        let value = serde_json::to_value(Event::Data {
+            ski: "ab".into(),
+            bytes: 3,
+        })
+        .unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"event": "data", "ski": "ab", "bytes": 3})
+        );
+    }
+}

@@ -1,0 +1,300 @@
+//! `ship-gateway run`: the long-running gateway.
+
+use std::io::IsTerminal;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use ship_hub::ShipId;
+use ship_hub::discovery::{
+    Discovery, InstanceName, InterfaceSelection, MdnsConfig, MdnsDiscovery, TxtField, TxtValue,
+};
+use ship_hub::hub::{DeviceInfo, Hub, HubConfig, HubError, TrustStore};
+use ship_hub::identity::Identity;
+
+use crate::callbacks::GatewayCallbacks;
+use crate::control::{self, ControlServer};
+use crate::data_dir::{self, DataDir};
+use crate::error::GatewayError;
+use crate::events::{Event, EventLog};
+use crate::prompt;
+use crate::settings::RunSettings;
+use crate::store::{FileLock, LockedTrustStore};
+
+/// How long `run` waits for a `pair`/`unpair` that is editing the store to let go of the gateway
+/// lock before concluding that another gateway runs.
+const LOCK_PATIENCE: Duration = Duration::from_secs(3);
+
+/// Runs the gateway until SIGINT or SIGTERM.
+pub(crate) fn run(settings: RunSettings) -> Result<(), GatewayError> {
+    init_tracing();
+    let dir = DataDir::open(settings.data_dir.clone(), true)?;
+    let _running = take_gateway_lock(&dir)?;
+    let name = settings.device.name.as_deref().unwrap_or("ship-gateway");
+    let identity = dir.identity(&data_dir::subject(name, &settings.device.brand))?;
+    let ski = identity.ski();
+    let trust = Arc::new(dir.trust_store()?);
+    let ship_id = match &settings.device.ship_id {
+        Some(id) => id.clone(),
+        None => ShipId::new(format!("ship-gateway-{}", &ski.to_string()[..12]))
+            .map_err(|e| GatewayError::Setting(e.to_string()))?,
+    };
+    for peer in &settings.peers {
+        if peer.ski == ski {
+            return Err(GatewayError::OwnSki(ski));
+        }
+    }
+    let device = device_info(&settings)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| GatewayError::Io {
+            what: "starting the tokio runtime".into(),
+            source,
+        })?;
+    runtime.block_on(serve(settings, dir, identity, ship_id, trust, device))
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Takes the lock that marks this data dir as served by a running gateway.
+fn take_gateway_lock(dir: &DataDir) -> Result<FileLock, GatewayError> {
+    let path = dir.gateway_lock_path();
+    let started = std::time::Instant::now();
+    loop {
+        match FileLock::try_acquire(&path, true) {
+            Ok(Some(lock)) => return Ok(lock),
+            Ok(None) if started.elapsed() < LOCK_PATIENCE => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Ok(None) => return Err(GatewayError::AlreadyRunning(dir.path().to_owned())),
+            Err(source) => {
+                return Err(GatewayError::Io {
+                    what: format!("locking {}", path.display()),
+                    source,
+                });
+            }
+        }
+    }
+}
+
+fn device_info(settings: &RunSettings) -> Result<DeviceInfo, GatewayError> {
+    let device = &settings.device;
+    let value = |field: TxtField, text: &str| {
+        TxtValue::new(field, text).map_err(|e| GatewayError::Setting(format!("device {e}")))
+    };
+    let mut info = DeviceInfo::default();
+    if let Some(name) = &device.name {
+        info.instance_name = Some(
+            InstanceName::new(name.clone())
+                .map_err(|e| GatewayError::Setting(format!("device name: {e}")))?,
+        );
+    }
+    info.brand = Some(value(TxtField::Brand, &device.brand)?);
+    info.model = Some(value(TxtField::Model, &device.model)?);
+    info.device_type = Some(value(TxtField::DeviceType, &device.device_type)?);
+    if let Some(serial) = &device.serial {
+        info.serial = Some(value(TxtField::Serial, serial)?);
+    }
+    Ok(info)
+}
+
+async fn serve(
+    settings: RunSettings,
+    dir: DataDir,
+    identity: Identity,
+    ship_id: ShipId,
+    trust: Arc<LockedTrustStore>,
+    device: DeviceInfo,
+) -> Result<(), GatewayError> {
+    let ski = identity.ski();
+    // Before anything is announced: a signal that arrives once `listening` is out must start the
+    // phased shutdown, not kill the process.
+    let signals = Signals::install().map_err(|source| GatewayError::Io {
+        what: "installing the SIGINT/SIGTERM handlers".into(),
+        source,
+    })?;
+    let log = Arc::new(EventLog::new(settings.json));
+    let hub_cell: Arc<OnceLock<Hub>> = Arc::new(OnceLock::new());
+    let prompt = if settings.prompt && !settings.auto_accept && std::io::stdin().is_terminal() {
+        Some(
+            prompt::start(hub_cell.clone(), log.clone()).map_err(|source| GatewayError::Io {
+                what: "starting the pairing prompt".into(),
+                source,
+            })?,
+        )
+    } else {
+        None
+    };
+    let callbacks = Arc::new(GatewayCallbacks {
+        log: log.clone(),
+        hub: hub_cell.clone(),
+        prompt,
+        echo: settings.echo,
+    });
+    let discovery: Option<Arc<dyn Discovery>> = if settings.mdns {
+        let mut config = MdnsConfig::new(ski);
+        if !settings.interfaces.is_empty() {
+            config.interfaces = InterfaceSelection::Names(settings.interfaces.clone());
+        }
+        Some(Arc::new(
+            MdnsDiscovery::new(config).map_err(|e| GatewayError::Mdns(e.to_string()))?,
+        ))
+    } else {
+        None
+    };
+
+    let binds: Vec<SocketAddr> = match settings.bind {
+        Some(ip) => vec![SocketAddr::new(ip, settings.port)],
+        None => vec![
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), settings.port),
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), settings.port),
+        ],
+    };
+    let mut started = None;
+    for (index, bind) in binds.iter().enumerate() {
+        let mut config = HubConfig::new(identity.clone(), ship_id.clone());
+        config.bind = *bind;
+        config.device = device.clone();
+        config.discovery = discovery.clone();
+        config.auto_accept = settings.auto_accept;
+        config.trust_store = trust.clone();
+        config.callbacks = callbacks.clone();
+        if let Some(n) = settings.max_connections {
+            config.limits.max_connections = n;
+        }
+        if let Some(n) = settings.max_handshakes {
+            config.limits.max_handshakes_in_progress = n;
+        }
+        if let Some(n) = settings.max_message_bytes {
+            config.websocket.max_message_size = n;
+        }
+        match Hub::start(config).await {
+            Ok(hub) => {
+                started = Some(hub);
+                break;
+            }
+            Err(HubError::Bind { addr, source })
+                if source.kind() == std::io::ErrorKind::AddrInUse =>
+            {
+                return Err(GatewayError::PortInUse { addr });
+            }
+            // No IPv6 on this host: try the next (IPv4) address.
+            Err(HubError::Bind { .. }) if index + 1 < binds.len() => continue,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    let Some(hub) = started else {
+        return Err(GatewayError::Setting("no address to listen on".into()));
+    };
+    let _ = hub_cell.set(hub.clone());
+
+    if settings.auto_accept {
+        let message = "auto-accept is ON: every device that connects is trusted without asking; \
+                       anyone on this network can pair with this gateway (see docs/pairing.md)";
+        eprintln!("ship-gateway: WARNING: {message}");
+        log.emit(Event::Warning {
+            message: message.into(),
+        });
+    }
+
+    // The control socket (pair/unpair/send while running). Without it the gateway still runs;
+    // those commands then fail with a clear error.
+    let control_path = dir.control_path();
+    let control_task = match control::bind(&control_path) {
+        Ok(listener) => {
+            let server = Arc::new(ControlServer {
+                hub: hub.clone(),
+                trust: trust.clone(),
+                log: log.clone(),
+            });
+            Some(tokio::spawn(server.serve(listener)))
+        }
+        Err(error) => {
+            log.emit(Event::Warning {
+                message: format!("{error}: pair, unpair and send cannot reach this gateway"),
+            });
+            None
+        }
+    };
+
+    log.emit(Event::Listening {
+        address: hub.local_addr(),
+        ski: ski.to_string(),
+        ship_id: ship_id.to_string(),
+        data_dir: dir.path().display().to_string(),
+        mdns: settings.mdns,
+        auto_accept: settings.auto_accept,
+    });
+
+    for peer in settings.peers.clone() {
+        let (hub_for_peer, trust_for_peer) = (hub.clone(), trust.clone());
+        let outcome = tokio::task::spawn_blocking(move || -> Result<bool, GatewayError> {
+            let known = trust_for_peer.get(&peer.ski)?.is_some();
+            trust_for_peer.merge(peer.ski, |p| p.last_address = Some(peer.address))?;
+            hub_for_peer.pair_at(peer.ski, None, Some(peer.address))?;
+            Ok(!known)
+        })
+        .await;
+        match outcome {
+            Ok(Ok(true)) => log.emit(Event::Paired {
+                ski: peer.ski.to_string(),
+                by: "--peer".into(),
+            }),
+            Ok(Ok(false)) => {}
+            // One static peer that cannot be stored must not take the others down.
+            Ok(Err(error)) => log.emit(Event::Warning {
+                message: format!("static peer {}: {error}", peer.ski),
+            }),
+            Err(error) => log.emit(Event::Warning {
+                message: format!("static peer {}: {error}", peer.ski),
+            }),
+        }
+    }
+
+    let signal = signals.wait().await;
+    log.emit(Event::Stopping {
+        signal: signal.into(),
+    });
+    if let Some(task) = control_task {
+        task.abort();
+        let _ = std::fs::remove_file(&control_path);
+    }
+    let report = hub.shutdown().await;
+    log.emit(Event::Stopped {
+        connections_closed_in_time: report.connections_closed_in_time,
+        elapsed_ms: report.elapsed.as_millis(),
+    });
+    Ok(())
+}
+
+/// SIGINT and SIGTERM, caught from installation on.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Waits for either and names it.
+    async fn wait(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
+    }
+}

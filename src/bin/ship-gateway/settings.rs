@@ -1,0 +1,322 @@
+//! `run`'s settings: the TOML file (`--config`) merged with the flags (a flag wins).
+//!
+//! ```toml
+//! data_dir = "/var/lib/ship-gateway"
+//! bind = "0.0.0.0"
+//! port = 4711
+//! mdns = true
+//! interfaces = ["eth0"]
+//! auto_accept = false
+//! json = false
+//! prompt = true
+//! peers = ["0123…89@192.168.1.20:4712"]
+//!
+//! [device]
+//! name = "ship-gateway"
+//! brand = "ship-hub"
+//! model = "gateway"
+//! serial = "0001"
+//! type = "EnergyManagementSystem"
+//! ship_id = "ship-gateway-0001"
+//!
+//! [limits]
+//! max_connections = 10
+//! max_handshakes = 32
+//! max_message_bytes = 1048576
+//! ```
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use ship_hub::{ShipId, Ski};
+
+use crate::cli::RunArgs;
+use crate::error::GatewayError;
+
+/// The configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    bind: Option<IpAddr>,
+    port: Option<u16>,
+    mdns: Option<bool>,
+    #[serde(default)]
+    interfaces: Vec<String>,
+    auto_accept: Option<bool>,
+    json: Option<bool>,
+    prompt: Option<bool>,
+    #[serde(default)]
+    peers: Vec<String>,
+    #[serde(default)]
+    device: DeviceSection,
+    #[serde(default)]
+    limits: LimitsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceSection {
+    name: Option<String>,
+    brand: Option<String>,
+    model: Option<String>,
+    serial: Option<String>,
+    #[serde(rename = "type")]
+    device_type: Option<String>,
+    ship_id: Option<ShipId>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsSection {
+    max_connections: Option<usize>,
+    max_handshakes: Option<usize>,
+    max_message_bytes: Option<usize>,
+}
+
+/// A peer given on the command line or in the file: trusted and dialled at `address`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StaticPeer {
+    pub(crate) ski: Ski,
+    pub(crate) address: SocketAddr,
+}
+
+/// What the device announces and writes into its certificate.
+#[derive(Debug, Clone)]
+pub(crate) struct Device {
+    /// The mDNS instance name and certificate CN; `None` = a name unique on the LAN derived from
+    /// the model and the SKI (CN `ship-gateway`).
+    pub(crate) name: Option<String>,
+    pub(crate) brand: String,
+    pub(crate) model: String,
+    pub(crate) serial: Option<String>,
+    pub(crate) device_type: String,
+    pub(crate) ship_id: Option<ShipId>,
+}
+
+/// Everything `run` needs, resolved.
+#[derive(Debug, Clone)]
+pub(crate) struct RunSettings {
+    pub(crate) data_dir: Option<PathBuf>,
+    pub(crate) bind: Option<IpAddr>,
+    pub(crate) port: u16,
+    pub(crate) mdns: bool,
+    pub(crate) interfaces: Vec<String>,
+    pub(crate) auto_accept: bool,
+    pub(crate) json: bool,
+    pub(crate) prompt: bool,
+    pub(crate) echo: bool,
+    pub(crate) peers: Vec<StaticPeer>,
+    pub(crate) device: Device,
+    pub(crate) max_connections: Option<usize>,
+    pub(crate) max_handshakes: Option<usize>,
+    pub(crate) max_message_bytes: Option<usize>,
+}
+
+impl RunSettings {
+    /// Reads `--config` (if given) and applies the flags over it.
+    pub(crate) fn resolve(
+        args: RunArgs,
+        data_dir: Option<PathBuf>,
+        json: bool,
+    ) -> Result<RunSettings, GatewayError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let mut peers = Vec::new();
+        for text in file.peers.iter().chain(args.peers.iter()) {
+            let peer = parse_peer(text)?;
+            if !peers.contains(&peer) {
+                peers.push(peer);
+            }
+        }
+        let limit = |flag: Option<usize>, file: Option<usize>, name: &str| match flag.or(file) {
+            Some(0) => Err(GatewayError::Setting(format!("{name} must be at least 1"))),
+            other => Ok(other),
+        };
+        Ok(RunSettings {
+            data_dir: data_dir.or(file.data_dir),
+            bind: args.bind.or(file.bind),
+            port: args
+                .port
+                .or(file.port)
+                .unwrap_or(ship_hub::hub::config::DEFAULT_PORT),
+            mdns: !args.no_mdns && file.mdns.unwrap_or(true),
+            interfaces: if args.interfaces.is_empty() {
+                file.interfaces
+            } else {
+                args.interfaces
+            },
+            auto_accept: args.auto_accept || file.auto_accept.unwrap_or(false),
+            json: json || file.json.unwrap_or(false),
+            prompt: !args.no_prompt && file.prompt.unwrap_or(true),
+            echo: args.echo,
+            peers,
+            device: Device {
+                name: args.name.or(file.device.name),
+                brand: args
+                    .brand
+                    .or(file.device.brand)
+                    .unwrap_or_else(|| "ship-hub".into()),
+                model: args
+                    .model
+                    .or(file.device.model)
+                    .unwrap_or_else(|| "ship-gateway".into()),
+                serial: args.serial.or(file.device.serial),
+                device_type: args
+                    .device_type
+                    .or(file.device.device_type)
+                    .unwrap_or_else(|| "EnergyManagementSystem".into()),
+                ship_id: args.ship_id.or(file.device.ship_id),
+            },
+            max_connections: limit(
+                args.max_connections,
+                file.limits.max_connections,
+                "max_connections",
+            )?,
+            max_handshakes: limit(
+                args.max_handshakes,
+                file.limits.max_handshakes,
+                "max_handshakes",
+            )?,
+            max_message_bytes: limit(
+                args.max_message_bytes,
+                file.limits.max_message_bytes,
+                "max_message_bytes",
+            )?,
+        })
+    }
+}
+
+fn read_file(path: &PathBuf) -> Result<FileConfig, GatewayError> {
+    let error = |reason: String| GatewayError::Config {
+        path: path.clone(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+    toml::from_str(&text).map_err(|e| error(one_line(&e.to_string())))
+}
+
+/// Joins a multi-line message (toml shows the offending line under the message) into one line.
+pub(crate) fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Parses `SKI@HOST:PORT`.
+pub(crate) fn parse_peer(text: &str) -> Result<StaticPeer, GatewayError> {
+    let bad = |reason: String| GatewayError::Setting(format!("invalid peer {text:?}: {reason}"));
+    let (ski, address) = text
+        .split_once('@')
+        .ok_or_else(|| bad("expected SKI@HOST:PORT".into()))?;
+    let ski: Ski = ski.parse().map_err(|e| bad(format!("{e}")))?;
+    let address = resolve_address(address).map_err(bad)?;
+    Ok(StaticPeer { ski, address })
+}
+
+/// Resolves `HOST:PORT` (an IP address or a name) to the first address found.
+pub(crate) fn resolve_address(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(address) = text.parse::<SocketAddr>() {
+        return Ok(address);
+    }
+    let mut found = text
+        .to_socket_addrs()
+        .map_err(|e| format!("{text:?} is not HOST:PORT ({e})"))?;
+    found
+        .next()
+        .ok_or_else(|| format!("{text:?} resolves to no address"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SKI: &str = "0101010101010101010101010101010101010101";
+
+    fn args(flags: &[&str]) -> RunArgs {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            run: RunArgs,
+        }
+        let mut argv = vec!["run"];
+        argv.extend_from_slice(flags);
+        Wrapper::parse_from(argv).run
+    }
+
+    #[test]
+    fn a_peer_is_ski_at_host_and_port() {
+        let peer = parse_peer(&format!("{SKI}@127.0.0.1:4712")).unwrap();
+        assert_eq!(peer.ski.to_string(), SKI);
+        assert_eq!(peer.address, "127.0.0.1:4712".parse().unwrap());
+        let v6 = parse_peer(&format!("{SKI}@[::1]:4712")).unwrap();
+        assert_eq!(v6.address, "[::1]:4712".parse().unwrap());
+        for bad in [
+            SKI,
+            "@127.0.0.1:1",
+            &format!("{SKI}@"),
+            &format!("{SKI}@127.0.0.1"),
+        ] {
+            assert!(parse_peer(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn flags_override_the_file_and_peers_are_combined() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("g.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "port = 1000\nmdns = false\npeers = [\"{SKI}@127.0.0.1:1\"]\n[device]\nbrand = \
+                 \"FileBrand\"\nmodel = \"FileModel\"\n[limits]\nmax_connections = 3\n"
+            ),
+        )
+        .unwrap();
+        let other = "0202020202020202020202020202020202020202";
+        let settings = RunSettings::resolve(
+            args(&[
+                "--config",
+                file.to_str().unwrap(),
+                "--port",
+                "2000",
+                "--brand",
+                "FlagBrand",
+                "--peer",
+                &format!("{other}@127.0.0.1:2"),
+                "--peer",
+                &format!("{SKI}@127.0.0.1:1"),
+            ]),
+            None,
+            false,
+        )
+        .unwrap();
+        assert_eq!(settings.port, 2000);
+        assert!(!settings.mdns);
+        assert_eq!(settings.device.brand, "FlagBrand");
+        assert_eq!(settings.device.model, "FileModel");
+        assert_eq!(settings.max_connections, Some(3));
+        let peers: Vec<String> = settings.peers.iter().map(|p| p.ski.to_string()).collect();
+        assert_eq!(peers, [SKI, other], "file first, duplicates dropped");
+    }
+
+    #[test]
+    fn defaults_without_a_file() {
+        let settings = RunSettings::resolve(args(&[]), None, false).unwrap();
+        assert_eq!(settings.port, ship_hub::hub::config::DEFAULT_PORT);
+        assert!(settings.mdns && settings.prompt && !settings.auto_accept && !settings.json);
+        assert_eq!(settings.bind, None);
+        assert_eq!(settings.device.name, None);
+    }
+
+    #[test]
+    fn multi_line_messages_become_one_line() {
+        assert_eq!(one_line("a\n  | b\n\n c \n"), "a | b c");
+    }
+}

@@ -1,0 +1,132 @@
+//! The trust store shared between processes: [`ship_hub::hub::FileTrustStore`] behind an
+//! advisory file lock.
+//!
+//! `FileTrustStore` replaces its file atomically, so a crash never leaves a torn file, and it
+//! serializes writers inside one process. Two processes (a running gateway and a `ship-gateway
+//! pair`) could still interleave their read-modify-write cycles and lose one update, or share
+//! its temporary file. Every operation here therefore holds an exclusive `flock` on
+//! `.pairings.json.lock`; reads need none (the file is replaced atomically). The kernel drops the lock when a process dies, so a
+//! `kill -9` in the middle of a write never leaves the store locked.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use ship_hub::Ski;
+use ship_hub::hub::{FileTrustStore, PairedPeer, TrustStore, TrustStoreError};
+
+/// A [`FileTrustStore`] whose every operation holds a cross-process advisory lock.
+#[derive(Debug)]
+pub(crate) struct LockedTrustStore {
+    inner: FileTrustStore,
+    lock_path: PathBuf,
+}
+
+/// An advisory lock, released on drop (or when the process dies).
+pub(crate) struct FileLock {
+    _file: File,
+}
+
+impl FileLock {
+    /// Opens (creating) `path` and locks it, waiting for other holders.
+    pub(crate) fn acquire(path: &Path, exclusive: bool) -> std::io::Result<FileLock> {
+        let file = open_lock_file(path)?;
+        if exclusive {
+            file.lock()?;
+        } else {
+            file.lock_shared()?;
+        }
+        Ok(FileLock { _file: file })
+    }
+
+    /// Like [`FileLock::acquire`] without waiting: `Ok(None)` when someone else holds it.
+    pub(crate) fn try_acquire(path: &Path, exclusive: bool) -> std::io::Result<Option<FileLock>> {
+        let file = open_lock_file(path)?;
+        let result = if exclusive {
+            file.try_lock()
+        } else {
+            file.try_lock_shared()
+        };
+        match result {
+            Ok(()) => Ok(Some(FileLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+}
+
+fn open_lock_file(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+}
+
+impl LockedTrustStore {
+    /// The store in `path`, locked through `lock_path`; the file is read once to report
+    /// corruption now.
+    pub(crate) fn open(path: PathBuf, lock_path: PathBuf) -> Result<Self, TrustStoreError> {
+        let store = LockedTrustStore {
+            inner: FileTrustStore::new(path),
+            lock_path,
+        };
+        store.load_all()?;
+        Ok(store)
+    }
+
+    /// Runs `f` on the file while holding the lock: a read-modify-write cycle that no other
+    /// process can interleave with.
+    pub(crate) fn locked<T>(
+        &self,
+        exclusive: bool,
+        f: impl FnOnce(&FileTrustStore) -> Result<T, TrustStoreError>,
+    ) -> Result<T, TrustStoreError> {
+        let _lock = FileLock::acquire(&self.lock_path, exclusive).map_err(|source| {
+            TrustStoreError::Io {
+                path: self.lock_path.clone(),
+                operation: "lock",
+                source,
+            }
+        })?;
+        f(&self.inner)
+    }
+
+    /// Adds or updates a pairing, keeping what is already stored where `update` leaves a field
+    /// empty. Returns the stored record.
+    pub(crate) fn merge(
+        &self,
+        ski: Ski,
+        update: impl FnOnce(&mut PairedPeer),
+    ) -> Result<PairedPeer, TrustStoreError> {
+        self.locked(true, |store| {
+            let mut peer = store.get(&ski)?.unwrap_or_else(|| PairedPeer::new(ski));
+            update(&mut peer);
+            store.upsert(peer.clone())?;
+            Ok(peer)
+        })
+    }
+}
+
+impl TrustStore for LockedTrustStore {
+    // Reads take no lock: the file is only ever replaced by an atomic rename, so a reader sees
+    // the old or the new store. (This also lets a user who may read but not write the data dir
+    // run `list`.)
+    fn load_all(&self) -> Result<Vec<PairedPeer>, TrustStoreError> {
+        self.inner.load_all()
+    }
+
+    fn get(&self, ski: &Ski) -> Result<Option<PairedPeer>, TrustStoreError> {
+        self.inner.get(ski)
+    }
+
+    fn upsert(&self, peer: PairedPeer) -> Result<(), TrustStoreError> {
+        self.locked(true, |s| s.upsert(peer))
+    }
+
+    fn remove(&self, ski: &Ski) -> Result<bool, TrustStoreError> {
+        self.locked(true, |s| s.remove(ski))
+    }
+}

@@ -1,0 +1,164 @@
+//! Runs every example non-interactively and checks what it prints.
+//!
+//! The examples are at `target/<profile>/examples/NAME` (beside the test binaries' `deps/`);
+//! `cargo test` builds them, and a test that finds one missing builds it with `cargo build
+//! --example`. `energy_manager` and `state_callbacks` use loopback only; `lan_pairing` uses mDNS
+//! and is `#[ignore]`d here: `bash .ci/test` runs it inside a private network namespace.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+/// `target/<profile>/examples/<name>`, built if missing.
+fn example(name: &str) -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_ship-gateway"));
+    let path = bin.parent().unwrap().join("examples").join(name);
+    if !path.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--example", name])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo build --example");
+        assert!(status.success(), "building example {name}");
+    }
+    assert!(path.exists(), "{} is missing", path.display());
+    path
+}
+
+fn run(name: &str, args: &[&str]) -> (Output, String) {
+    let output = Command::new(example(name))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{name} failed: {:?}\n--- stdout\n{stdout}\n--- stderr\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output, stdout)
+}
+
+#[test]
+fn energy_manager_accepts_the_simulated_wallbox_and_exchanges_spine_datagrams() {
+    let (_, out) = run(
+        "energy_manager",
+        &["--demo-seconds", "4", "--yes", "--interval-ms", "200"],
+    );
+    let wallbox = out
+        .lines()
+        .find_map(|l| l.strip_prefix("simulated wallbox "))
+        .and_then(|l| l.split_whitespace().next())
+        .expect(&out)
+        .to_owned();
+    assert!(
+        out.contains(&format!("device {wallbox} asks to pair")),
+        "{out}"
+    );
+    assert!(out.contains(&format!("device {wallbox} accepted")), "{out}");
+    assert!(
+        out.contains(&format!(
+            "device {wallbox} connected (SHIP ID Wallbox-Demo-1)"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("sent heartbeat 1 to {wallbox}")),
+        "{out}"
+    );
+    let received = out
+        .lines()
+        .find(|l| l.starts_with("received ") && l.contains(&wallbox))
+        .expect(&out);
+    assert!(received.contains("measurementListData"), "{received}");
+    let summary = out
+        .lines()
+        .find(|l| l.starts_with("summary: received "))
+        .expect(&out);
+    assert!(!summary.starts_with("summary: received 0 "), "{summary}");
+}
+
+#[test]
+fn energy_manager_refuses_devices_without_yes_when_there_is_no_terminal() {
+    let (_, out) = run("energy_manager", &["--demo-seconds", "3"]);
+    assert!(out.contains("asks to pair"), "{out}");
+    assert!(out.contains("refused (no terminal"), "{out}");
+    assert!(!out.contains("connected (SHIP ID"), "{out}");
+    assert!(out.contains("summary: received 0 messages"), "{out}");
+}
+
+#[test]
+fn state_callbacks_prints_every_transition_of_both_nodes() {
+    let (_, out) = run("state_callbacks", &["--demo-seconds", "20"]);
+    for node in ["node a", "node b"] {
+        let lines: Vec<&str> = out
+            .lines()
+            .filter(|l| l.contains(&format!("[{node}]")))
+            .collect();
+        let order = [
+            "state Queued",
+            "state InProgress",
+            "state Trusted",
+            "state Pin",
+            "state Completed",
+            "connected",
+        ];
+        let mut at = 0;
+        for wanted in order {
+            let found = lines[at..].iter().position(|l| l.contains(wanted));
+            let Some(offset) = found else {
+                panic!("[{node}] no {wanted:?} after line {at}:\n{out}")
+            };
+            at += offset;
+        }
+        assert!(
+            lines.iter().any(|l| l.contains("disconnected")),
+            "[{node}]\n{out}"
+        );
+    }
+    assert!(
+        out.contains("[node b]") && out.contains("data 18 bytes"),
+        "{out}"
+    );
+    assert!(
+        out.contains("closed by the peer (removedConnection)"),
+        "{out}"
+    );
+    assert!(
+        out.trim_end().ends_with("done: every transition printed"),
+        "{out}"
+    );
+}
+
+#[test]
+#[ignore = "needs a private network namespace: run via .ci/test"]
+fn lan_pairing_finds_and_pairs_over_mdns_in_a_private_namespace() {
+    let dev = std::fs::read_to_string("/proc/self/net/dev").expect("read /proc/self/net/dev");
+    let foreign: Vec<&str> = dev
+        .lines()
+        .skip(2)
+        .filter_map(|line| line.split(':').next())
+        .map(str::trim)
+        .filter(|name| *name != "lo" && !name.starts_with("shipt"))
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "refusing to run lan_pairing: interfaces {foreign:?} exist, so this is not a private \
+         network namespace. Run `bash .ci/test`, or: unshare -n sh -c 'ip link set lo up && \
+         cargo test --test examples -- --ignored'"
+    );
+    let (_, out) = run("lan_pairing", &["--yes", "--demo-seconds", "60"]);
+    assert!(
+        out.contains("[controller] found lan-pairing heat pump"),
+        "{out}"
+    );
+    assert!(out.contains("[device] a controller asks to pair"), "{out}");
+    assert!(out.contains("[controller] connected to"), "{out}");
+    assert!(out.contains("[device] data from"), "{out}");
+    assert!(
+        out.trim_end()
+            .ends_with("paired over mDNS and exchanged data"),
+        "{out}"
+    );
+}

@@ -1,0 +1,284 @@
+//! Shared helpers of the `ship-gateway` process tests: running the built binary, reading its
+//! JSON events, asserting one-line errors.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ship-gateway");
+/// How long a test waits for an event before failing (a bound, not a timing claim).
+pub const PATIENCE: Duration = Duration::from_secs(30);
+pub const OTHER_SKI: &str = "0101010101010101010101010101010101010101";
+
+pub fn gateway(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ship-gateway")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Asserts a failure with `code` and exactly one stderr line that names `needle`.
+pub fn assert_one_line_error(output: &Output, code: i32, needle: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(code), "stderr: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "not one line: {stderr:?}");
+    assert!(lines[0].starts_with("ship-gateway: "), "{stderr:?}");
+    assert!(
+        lines[0].contains(needle),
+        "{:?} does not mention {needle:?}",
+        lines[0]
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+pub fn assert_ok(output: &Output) {
+    assert!(
+        output.status.success(),
+        "status {:?}, stderr {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+pub fn ski_of(dir: &Path) -> String {
+    let output = gateway(dir, &["ski"]);
+    assert_ok(&output);
+    stdout(&output).trim().to_owned()
+}
+
+/// A running `ship-gateway run`, killed when dropped.
+pub struct Running {
+    pub child: Child,
+    pub events: mpsc::Receiver<Value>,
+    pub seen: Vec<Value>,
+    pub stderr: mpsc::Receiver<String>,
+}
+
+impl Running {
+    pub fn start(dir: &Path, extra: &[&str]) -> Running {
+        let mut child = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(dir)
+            .args([
+                "run",
+                "--no-mdns",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--json",
+            ])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ship-gateway run");
+        let (tx, events) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                let value: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON: {line:?}: {e}"));
+                if tx.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        let (etx, stderr) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = etx.send(line);
+            }
+        });
+        Running {
+            child,
+            events,
+            seen: Vec::new(),
+            stderr,
+        }
+    }
+
+    /// Waits for the first event matching `f` (looking at everything seen so far first).
+    pub fn wait_for(&mut self, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+        if let Some(v) = self.seen.iter().find(|v| f(v)) {
+            return v.clone();
+        }
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.events.recv_timeout(left) {
+                Ok(value) => {
+                    self.seen.push(value.clone());
+                    if f(&value) {
+                        return value;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!("no {what} event; saw {:#?}", self.seen);
+    }
+
+    pub fn event(&mut self, kind: &str) -> Value {
+        self.wait_for(kind, |v| v["event"] == kind)
+    }
+
+    pub fn address(&mut self) -> String {
+        self.event("listening")["address"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.child.wait().unwrap()
+    }
+
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.try_iter().collect()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// The dialling side's first attempt ended refused: RemoteDeniedTrust, or Error while the
+/// refusing side is still in CMI. (A deny that comes before the hello phase is not turned into a
+/// hello `aborted` by the library yet: the dialler then sees the connection close with Error; the
+/// same gap makes `tests/hub_loopback.rs` `pairing_request_refused_when_the_callback_says_no`
+/// fail. Either way the attempt must end without reaching data exchange.)
+pub fn assert_refused(b: &mut Running, a_ski: &str) {
+    let end = b.wait_for("refused", |v| {
+        v["event"] == "state"
+            && v["ski"] == a_ski
+            && (v["state"] == "RemoteDeniedTrust" || v["state"] == "Error")
+    });
+    let _ = end;
+    assert!(
+        !b.seen.iter().any(|v| v["event"] == "connected"),
+        "{:#?}",
+        b.seen
+    );
+}
+
+pub fn assert_private_namespace() {
+    let dev = std::fs::read_to_string("/proc/self/net/dev").expect("read /proc/self/net/dev");
+    let foreign: Vec<&str> = dev
+        .lines()
+        .skip(2)
+        .filter_map(|line| line.split(':').next())
+        .map(str::trim)
+        .filter(|name| *name != "lo" && !name.starts_with("shipt"))
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "refusing to start mDNS: interfaces {foreign:?} exist, so this is not a private network \
+         namespace. Run `bash .ci/test`, or: unshare -n sh -c 'ip link set lo up && cargo test \
+         --test gateway_cli -- --ignored'"
+    );
+}
+
+/// `run` on a terminal (a pseudo-terminal made by `script`), its events read from the terminal.
+pub struct OnTerminal {
+    pub child: Child,
+    pub input: std::process::ChildStdin,
+    pub events: mpsc::Receiver<Value>,
+    pub seen: Vec<Value>,
+}
+
+impl OnTerminal {
+    pub fn start(dir: &Path) -> OnTerminal {
+        let command = format!(
+            "{BIN} --data-dir {} run --no-mdns --bind 127.0.0.1 --port 0 --json",
+            dir.display()
+        );
+        let mut child = Command::new("script")
+            .args(["-qfec", &command, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("script (util-linux) makes the terminal for this test");
+        let input = child.stdin.take().unwrap();
+        let (tx, events) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                // The terminal also shows the prompt (stderr) and echoes what is typed.
+                let line = line.trim_matches(|c: char| c == '\r' || c.is_whitespace());
+                let value = line
+                    .starts_with('{')
+                    .then(|| serde_json::from_str::<Value>(line).ok())
+                    .flatten();
+                if let Some(value) = value
+                    && tx.send(value).is_err()
+                {
+                    break;
+                }
+            }
+        });
+        OnTerminal {
+            child,
+            input,
+            events,
+            seen: Vec::new(),
+        }
+    }
+
+    pub fn wait_for(&mut self, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.events.recv_timeout(left) {
+                Ok(value) => {
+                    self.seen.push(value.clone());
+                    if f(&value) {
+                        return value;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!("no {what} event on the terminal; saw {:#?}", self.seen);
+    }
+
+    pub fn answer(&mut self, text: &str) {
+        use std::io::Write;
+        self.input.write_all(text.as_bytes()).unwrap();
+        self.input.flush().unwrap();
+    }
+}
+
+impl Drop for OnTerminal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
