@@ -51,7 +51,8 @@ fn happy_path_both_roles_reach_completed() {
         ConnectionState::Completed,
     ];
     assert_eq!(pair.client.states(), expected);
-    assert_eq!(pair.server.states(), expected);
+    // The accepting side did not dial: its CMI is handshake work (InProgress), not Initiated.
+    assert_eq!(pair.server.states(), expected[1..].to_vec());
     assert_eq!(
         pair.client.conn.peer_ship_id(),
         Some(&ship_id("Server-Ship-Id"))

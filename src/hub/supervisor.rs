@@ -73,8 +73,10 @@ pub(crate) enum Command {
     /// A client certificate with this SKI arrived on a connection whose TLS handshake is still
     /// running: the bigger-SKI side settles a double connection now (§7 rule 1).
     ClientCertificateSeen,
-    /// The peer is paired now (stored in the trust store already).
-    Paired(PairedPeer),
+    /// The peer is paired now (stored in the trust store already). `dial_now`: the user just
+    /// paired it, so the first dial goes out at once; pairings restored at start-up take the
+    /// first backoff tier instead, so that a restarted hub does not dial every peer at once.
+    Paired { peer: PairedPeer, dial_now: bool },
     /// The pairing was removed (from the trust store already).
     Unpaired,
     /// The user refused the pending pairing request.
@@ -158,6 +160,8 @@ pub(crate) struct Supervisor {
     replacing: Option<(tokio::time::Instant, DisconnectReason)>,
     /// When a client certificate with this SKI last arrived (an incoming TLS handshake).
     incoming_seen: Option<tokio::time::Instant>,
+    /// The next dial goes out without a backoff delay (a fresh pairing by the user).
+    dial_soon: bool,
     stopping: bool,
 }
 
@@ -214,6 +218,7 @@ impl Supervisor {
             settled_double: false,
             replacing: None,
             incoming_seen: None,
+            dial_soon: false,
             stopping: false,
         }
     }
@@ -288,7 +293,8 @@ impl Supervisor {
                     self.shared.metrics.double_connection_replaced();
                 }
             }
-            Command::Paired(peer) => {
+            Command::Paired { peer, dial_now } => {
+                self.dial_soon |= dial_now;
                 if let Some(address) = peer.last_address {
                     let _ = self
                         .addresses
@@ -306,6 +312,8 @@ impl Supervisor {
             }
             Command::Unpaired => {
                 self.pairing = None;
+                // A later pairing starts afresh (the device may have been replaced).
+                self.peer_ship_id = None;
                 self.cancel_dial();
                 self.backoff.reset();
                 let ids: Vec<LinkId> = self.links.iter().map(|l| l.id).collect();
@@ -377,7 +385,11 @@ impl Supervisor {
         {
             return;
         }
-        let delay = self.backoff.next_delay(&mut self.rng);
+        let delay = if std::mem::take(&mut self.dial_soon) {
+            std::time::Duration::ZERO
+        } else {
+            self.backoff.next_delay(&mut self.rng)
+        };
         self.dial = Dial::Waiting(tokio::time::Instant::now() + delay);
     }
 

@@ -70,7 +70,7 @@
 //!
 //! [`Event::StateChanged`] carries the application [`ConnectionState`] and the
 //! [`DetailedState`] (ship-go's numbering), emitted for every detailed state entered, in order.
-//! Mapping: CMI → Initiated; hello → InProgress (our `pending` while waiting for the user →
+//! Mapping: client CMI → Initiated, server CMI → InProgress; hello → InProgress (our `pending` while waiting for the user →
 //! ReceivedPairingRequest); hello OK → Trusted; protocol handshake → InProgress; PIN → Pin;
 //! access methods pending → InProgress; answered → Completed; the peer aborted hello (or closed
 //! while we waited in hello) → RemoteDeniedTrust; our own abort or a graceful close → None;

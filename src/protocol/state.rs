@@ -122,13 +122,16 @@ pub enum DetailedState {
 
 impl DetailedState {
     /// The application state while the handshake is in this detailed state (ship-go's
-    /// mapping). After a close, [`super::Connection`] reports the close's own state instead
+    /// mapping, except that the server's CMI states are InProgress). After a close, [`super::Connection`] reports the close's own state instead
     /// (None, RemoteDeniedTrust or Error), keeping the last detailed state.
     pub fn connection_state(self) -> ConnectionState {
         use DetailedState::*;
         match self {
-            CmiInitStart | CmiClientSend | CmiClientWait | CmiClientEvaluate | CmiServerWait
-            | CmiServerEvaluate => ConnectionState::Initiated,
+            // Initiated means "this side dialled; CMI in progress" (ship-protocol.md §6); the
+            // accepting side's CMI is already handshake work: InProgress.
+            CmiInitStart | CmiClientSend | CmiClientWait | CmiClientEvaluate => {
+                ConnectionState::Initiated
+            }
             HelloPendingListen => ConnectionState::ReceivedPairingRequest,
             HelloOk => ConnectionState::Trusted,
             HelloAbort | HelloAbortDone => ConnectionState::None,
