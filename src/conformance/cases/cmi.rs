@@ -85,14 +85,14 @@ pub(crate) async fn cmi_wrong_reply(ctx: &Ctx, control_typed: bool) -> Outcome {
     accepted(ctx, async |peer: &mut Peer| {
         peer.expect("the DUT's CMI 00 00", WAIT, is_cmi).await?;
         peer.send(stimulus).await?;
-        let after = peer.expect_closed(WAIT).await?;
-        if let Some(first) = after.first() {
-            return Err(format!(
-                "sent {} after the bad CMI reply (must send nothing further)",
-                show(first)
-            ));
+        match peer.next(WAIT).await {
+            Some(Incoming::Closed(_)) => Ok("closed without sending anything further".into()),
+            Some(Incoming::Message(bytes)) => Err(format!(
+                "sent {} after the bad CMI reply (must send nothing further and close)",
+                show(&bytes)
+            )),
+            None => Err("did not close within 10 s of the bad CMI reply".into()),
         }
-        Ok("closed without sending anything further".into())
     })
     .await
 }
