@@ -94,7 +94,13 @@ async fn role_003_fails_when_the_device_cannot_be_server_and_client_at_once() {
         one_connection_at_a_time: true,
         ..Sabotage::default()
     };
-    fails("TC_SHIP_ROLE_003", sabotage, true, "FAIL: A (DUT as server)").await;
+    fails(
+        "TC_SHIP_ROLE_003",
+        sabotage,
+        true,
+        "FAIL: A (DUT as server)",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -150,7 +156,13 @@ async fn msg_003_fails_when_whitespace_is_not_tolerated() {
         strict_whitespace: true,
         ..Sabotage::default()
     };
-    fails("TC_SHIP_MSG_003", sabotage, false, "no accessMethods within").await;
+    fails(
+        "TC_SHIP_MSG_003",
+        sabotage,
+        false,
+        "no accessMethods within",
+    )
+    .await;
 }
 
 fn silent_on_bad_cmi() -> Sabotage {
@@ -191,12 +203,24 @@ fn talkative() -> Sabotage {
 
 #[tokio::test]
 async fn cmi_002_fails_when_the_client_talks_on_after_a_bad_cmi_reply() {
-    fails("TC_SHIP_CMI_002", talkative(), true, "after the bad CMI reply").await;
+    fails(
+        "TC_SHIP_CMI_002",
+        talkative(),
+        true,
+        "after the bad CMI reply",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn cmi_006_fails_when_the_client_talks_on_after_a_bad_cmi_reply() {
-    fails("TC_SHIP_CMI_006", talkative(), true, "after the bad CMI reply").await;
+    fails(
+        "TC_SHIP_CMI_006",
+        talkative(),
+        true,
+        "after the bad CMI reply",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -289,7 +313,13 @@ async fn prot_002_fails_when_the_client_announces_another_version() {
         announce_version: (2, 0),
         ..Sabotage::default()
     };
-    fails("TC_SHIP_PROT_002", sabotage, true, "announceMax: version 2.0").await;
+    fails(
+        "TC_SHIP_PROT_002",
+        sabotage,
+        true,
+        "announceMax: version 2.0",
+    )
+    .await;
 }
 
 fn slow() -> Sabotage {
@@ -395,7 +425,13 @@ async fn amdata_001_fails_when_an_am_request_after_data_is_dropped() {
         am_after_data_dropped: true,
         ..Sabotage::default()
     };
-    fails("TC_SHIP_AMDATA_001", sabotage, false, "no accessMethods within").await;
+    fails(
+        "TC_SHIP_AMDATA_001",
+        sabotage,
+        false,
+        "no accessMethods within",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -430,7 +466,11 @@ async fn amdata_004_fails_when_a_device_declared_not_to_query_does() {
 async fn cases_that_need_an_option_are_not_applicable_with_the_reason() {
     let report = run_against("TC_SHIP_MDNS_001", Sabotage::default(), false, |_| {}).await;
     assert_eq!(report.verdict, Verdict::NotApplicable);
-    assert!(report.evidence[0].contains("--mdns"), "{:?}", report.evidence);
+    assert!(
+        report.evidence[0].contains("--mdns"),
+        "{:?}",
+        report.evidence
+    );
     let report = run_against("TC_SHIP_TERM_001", Sabotage::default(), false, |d| {
         d.revoke_trust = None;
     })

@@ -82,6 +82,9 @@ pub struct Report {
     pub duration_ms: u64,
 }
 
+/// How many evidence entries (the last ones) the Markdown table shows per case.
+const TABLE_EVIDENCE: usize = 3;
+
 /// Start marker of the generated section in `docs/conformance.md`.
 pub const REPORT_BEGIN: &str = "<!-- ship-conformance report: begin (generated, do not edit) -->";
 /// End marker of the generated section in `docs/conformance.md`.
@@ -113,7 +116,9 @@ impl Report {
     pub fn to_markdown(&self) -> String {
         let mut out = String::new();
         out.push_str(&format!(
-            "Target: `{}` — {} pass, {} fail, {} not applicable, {:.0} s wall clock.\n\n",
+            "Target: `{}` — {} pass, {} fail, {} not applicable, {:.0} s wall clock. \
+             Evidence: the last {TABLE_EVIDENCE} observations per case (`--json` has all); \
+             t = seconds since the case's connection was established.\n\n",
             self.target,
             self.count(Verdict::Pass),
             self.count(Verdict::Fail),
@@ -122,12 +127,16 @@ impl Report {
         ));
         out.push_str("| case | verdict | time | evidence |\n|---|---|---|---|\n");
         for case in &self.cases {
-            let evidence = case
-                .evidence
+            // The table shows the deciding observations (the last ones); the JSON has all.
+            let skip = case.evidence.len().saturating_sub(TABLE_EVIDENCE);
+            let mut evidence = case.evidence[skip..]
                 .iter()
                 .map(|e| e.replace('|', "\\|"))
                 .collect::<Vec<_>>()
                 .join("; ");
+            if skip > 0 {
+                evidence = format!("… {evidence}");
+            }
             out.push_str(&format!(
                 "| {} | {} | {:.1} s | {} |\n",
                 case.id,

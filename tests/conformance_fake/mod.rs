@@ -148,14 +148,13 @@ impl FakeDut {
     /// again and again (like a DUT redialling a paired peer).
     pub async fn start(sabotage: Sabotage, dial: Option<SocketAddr>) -> FakeDut {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let identity = ship_hub::identity::Identity::generate(
-            &ship_hub::identity::CertificateSubject {
+        let identity =
+            ship_hub::identity::Identity::generate(&ship_hub::identity::CertificateSubject {
                 common_name: "fake dut".into(),
                 organization: String::new(),
                 country: String::new(),
-            },
-        )
-        .unwrap();
+            })
+            .unwrap();
         let key = certified(&identity);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -269,7 +268,9 @@ async fn dial_session(
     else {
         return;
     };
-    let mut request = format!("wss://{target}/ship/").into_client_request().unwrap();
+    let mut request = format!("wss://{target}/ship/")
+        .into_client_request()
+        .unwrap();
     request
         .headers_mut()
         .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("ship"));

@@ -123,7 +123,7 @@ pub(crate) async fn conn_001(ctx: &Ctx) -> Outcome {
     let b_tls_done = match b {
         Ok((b_tls_done, mut peer, result)) => {
             evidence.push(format!(
-                "B: TLS done at t={:.2}s",
+                "B: TLS done at t={:.3}s",
                 (b_tls_done - t0).as_secs_f64()
             ));
             evidence.extend(peer.take_log());
@@ -149,7 +149,7 @@ pub(crate) async fn conn_001(ctx: &Ctx) -> Outcome {
                 Some(_) => "after B's TLS handshake completed (on the tool's clock)",
                 None => "",
             };
-            evidence.push(format!("A closed by the DUT at t={when:.2}s {order}"));
+            evidence.push(format!("A closed by the DUT at t={when:.3}s {order}"));
         }
         None => {
             evidence.push("FAIL: the DUT kept the older connection A open for 30 s".into());

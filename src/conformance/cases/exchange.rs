@@ -12,6 +12,7 @@ use super::super::script::{self, WAIT, is_am_reply, is_am_request};
 use super::super::wire;
 use super::{Outcome, dialled};
 use crate::ShipId;
+use crate::protocol::codec::decode;
 use crate::protocol::message::{AccessMethods, ClosePhase, ShipMessage};
 
 /// MSG_001/002: how long the tool watches after the bad bytes.
@@ -203,9 +204,25 @@ pub(crate) async fn amdata_004(ctx: &Ctx) -> Outcome {
     }
     dialled(ctx, "amdata_004", async |peer: &mut Peer| {
         script::to_data_exchange_dialled(peer).await?;
-        peer.stays_open(NO_AM_REQUEST_WINDOW).await?;
-        if peer.has_kept(is_am_request) {
-            return Err("the DUT sent an accessMethodsRequest".into());
+        let deadline = Instant::now() + NO_AM_REQUEST_WINDOW;
+        loop {
+            if peer.has_kept(is_am_request) {
+                return Err("the DUT sent an accessMethodsRequest".into());
+            }
+            match peer
+                .next(deadline.saturating_duration_since(Instant::now()))
+                .await
+            {
+                None => break,
+                Some(Incoming::Closed(reason)) => {
+                    return Err(format!("the DUT closed ({reason})"));
+                }
+                Some(Incoming::Message(bytes)) => {
+                    if matches!(decode(&bytes), Ok(ShipMessage::AccessMethodsRequest)) {
+                        return Err("the DUT sent an accessMethodsRequest".into());
+                    }
+                }
+            }
         }
         Ok("no accessMethodsRequest in 120 s; connection up".into())
     })
