@@ -158,7 +158,8 @@ pub struct ToolConfig {
 
 impl ToolConfig {
     /// A configuration with `identities` and defaults: no target, no listener, every case,
-    /// default declarations, 8 cases at once, no mDNS, 5 min dial wait.
+    /// default declarations, 6 cases at once (with the listen lane's up to 2 connections this
+    /// stays within a DUT's typical cap of 10 connections), no mDNS, 5 min dial wait.
     pub fn new(identities: ToolIdentities) -> Self {
         ToolConfig {
             target: None,
@@ -166,7 +167,7 @@ impl ToolConfig {
             identities,
             only: String::new(),
             declarations: Declarations::default(),
-            parallel: 8,
+            parallel: 6,
             mdns: false,
             dial_wait: Duration::from_secs(300),
         }

@@ -178,10 +178,10 @@ impl Peer {
         within: Duration,
         want: impl Fn(&ShipMessage) -> bool,
     ) -> Step<ShipMessage> {
-        if let Some(i) = self.stash.iter().position(|(_, m)| want(m)) {
-            if let Some((_, message)) = self.stash.remove(i) {
-                return Ok(message);
-            }
+        if let Some(i) = self.stash.iter().position(|(_, m)| want(m))
+            && let Some((_, message)) = self.stash.remove(i)
+        {
+            return Ok(message);
         }
         let deadline = Instant::now() + within;
         loop {

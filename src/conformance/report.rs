@@ -74,7 +74,7 @@ impl CaseReport {
 pub struct Report {
     /// What was tested: `SKI@HOST:PORT` and/or the listening address.
     pub target: String,
-    /// The SHIP version of the report format (`1`).
+    /// The version of this report format (`1`); fields are only ever added.
     pub format_version: u32,
     /// One entry per case run, in catalogue order.
     pub cases: Vec<CaseReport>,

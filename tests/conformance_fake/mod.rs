@@ -186,6 +186,8 @@ impl FakeDut {
                         else {
                             return;
                         };
+                        // The callback's signature (and its large error type) is tungstenite's.
+                        #[allow(clippy::result_large_err)]
                         let callback = |_: &Request, mut response: Response| {
                             response
                                 .headers_mut()

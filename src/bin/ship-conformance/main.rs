@@ -65,7 +65,7 @@ struct Args {
     #[arg(long)]
     revoke_command: Option<String>,
     /// How many dialling cases run at once (each holds one connection to the DUT).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 6)]
     parallel: usize,
     /// Browse mDNS for TC_SHIP_MDNS_001. Only inside a private network namespace.
     #[arg(long)]
