@@ -182,6 +182,9 @@ pub(crate) struct Ctx {
     declarations: Declarations,
     mdns: bool,
     dial_wait: Duration,
+    /// Set when the DUT once failed to dial within `dial_wait`: later listen-lane cases then fail
+    /// at once instead of waiting again.
+    never_dialled: std::sync::atomic::AtomicBool,
 }
 
 /// Timeout for the TLS + WebSocket handshakes of one tool connection.
@@ -234,13 +237,19 @@ impl Ctx {
             .ok_or_else(|| "no --listen given".to_owned())?
             .lock()
             .await;
+        let never = "the DUT did not dial the tool within";
+        if self.never_dialled.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(format!(
+                "{never} {} s (in an earlier case)",
+                self.dial_wait.as_secs()
+            ));
+        }
         let (tcp, _) = tokio::time::timeout(self.dial_wait, listener.accept())
             .await
             .map_err(|_| {
-                format!(
-                    "the DUT did not dial the tool within {} s",
-                    self.dial_wait.as_secs()
-                )
+                self.never_dialled
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                format!("{never} {} s", self.dial_wait.as_secs())
             })?
             .map_err(|e| format!("accept failed: {e}"))?;
         let _ = tcp.set_nodelay(true);
@@ -291,6 +300,7 @@ pub async fn run(config: ToolConfig) -> Report {
         declarations: config.declarations,
         mdns: config.mdns,
         dial_wait: config.dial_wait,
+        never_dialled: std::sync::atomic::AtomicBool::new(false),
     });
     let selected: Vec<&CaseInfo> = CASES
         .iter()
