@@ -247,3 +247,19 @@ impl Peer {
 pub(crate) fn is_hello(message: &ShipMessage, phase: HelloPhase) -> bool {
     matches!(message, ShipMessage::ConnectionHello(ConnectionHello { phase: p, .. }) if *p == phase)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::show;
+
+    #[test]
+    fn bytes_are_shown_as_type_byte_and_json_or_as_hex() {
+        assert_eq!(show(&[0x00, 0x00]), "00 00");
+        assert_eq!(show(&[0xFF, 0x00]), "FF 00");
+        assert_eq!(show(&[0x02]), "02");
+        assert_eq!(show(b"\x01{\"a\":1}"), "01 {\"a\":1}");
+        let long = [&[0x02][..], "x".repeat(500).as_bytes()].concat();
+        assert!(show(&long).ends_with('…'));
+        assert!(show(&long).len() < 200);
+    }
+}
