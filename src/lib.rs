@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod conformance;
 pub mod discovery;
 pub mod hub;
 pub mod identity;

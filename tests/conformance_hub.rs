@@ -1,0 +1,111 @@
+//! ship-conformance against ship-hub on loopback: every applicable case must pass.
+//!
+//! The DUT is an in-process [`Hub`] configured like the gateway: its own SHIP ID, pre-paired with
+//! every tool SKI, the tool's listener paired with its address so the hub dials it. Runs minutes
+//! of real time (HELLO_002 ≈ 3 min), hence `#[ignore]`; `.ci/test` runs it.
+//!
+//! `SHIP_CONFORMANCE_REPORT=docs/conformance.md cargo test --test conformance_hub -- --ignored`
+//! also writes the report into docs/conformance.md.
+
+mod common;
+
+use std::sync::Arc;
+
+use ship_hub::ShipId;
+use ship_hub::conformance::identities::LISTENER;
+use ship_hub::conformance::{Declarations, Target, ToolConfig, ToolIdentities, Verdict, run};
+use ship_hub::hub::Hub;
+
+/// The cases that do not apply to ship-hub without a SPINE application, and why.
+const NOT_APPLICABLE: &[&str] = &[
+    "TC_SHIP_MDNS_001",   // needs --mdns in a namespace: tests/conformance_mdns.rs
+    "TC_SHIP_AMDATA_003", // PAR_clientDetailedDiscoverySupported=no (no SPINE application)
+    "TC_SHIP_AMDATA_004", // PAR_queryAccessMethods=yes: ship-hub queries access methods
+];
+
+/// A hub like the gateway's, trusting every tool identity; returns it and the tool config.
+pub async fn hub_and_tool(ship_id: &str) -> (Hub, ToolConfig) {
+    let dut = common::identity("dut");
+    let identities = ToolIdentities::generate(Some(dut.ski())).expect("tool identities");
+    let recorder = common::Recorder::new();
+    // Default limits (10 connections), as the gateway runs: the tool's 6 dialling cases plus
+    // the listen lane's up to 2 connections fit.
+    let config = common::loopback_config(dut, ship_id, &recorder);
+    let hub = common::start(config).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let listen_addr = listener.local_addr().unwrap();
+    for (name, ski) in identities.trusted() {
+        let address = (name == LISTENER).then_some(listen_addr);
+        hub.pair_at(ski, None, address).expect("pair");
+    }
+    let mut tool = ToolConfig::new(identities);
+    tool.target = Some(Target {
+        ski: hub.local_ski(),
+        addr: hub.local_addr(),
+        path: "/ship/".into(),
+    });
+    tool.listener = Some(listener);
+    let mut declarations = Declarations::default();
+    declarations.ship_id = Some(ShipId::new(ship_id).unwrap());
+    declarations.queries_access_methods = true;
+    let revoker = hub.clone();
+    declarations.revoke_trust = Some(Arc::new(move |ski| {
+        revoker.unpair(ski).expect("unpair");
+    }));
+    tool.declarations = declarations;
+    (hub, tool)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long: run via .ci/test"]
+async fn ship_hub_passes_every_applicable_case() {
+    let (hub, tool) = hub_and_tool("ship-hub-conformance-dut").await;
+    let report = run(tool).await;
+    hub.shutdown().await;
+    if let Ok(path) = std::env::var("SHIP_CONFORMANCE_REPORT") {
+        report
+            .write_into_markdown(std::path::Path::new(&path))
+            .expect("write the report");
+    }
+    let table = report.to_markdown();
+    assert_eq!(report.cases.len(), 33, "{table}");
+    for case in &report.cases {
+        let expected = if NOT_APPLICABLE.contains(&case.id.as_str()) {
+            Verdict::NotApplicable
+        } else {
+            Verdict::Pass
+        };
+        assert_eq!(
+            case.verdict, expected,
+            "{}: {:?}\n{table}",
+            case.id, case.evidence
+        );
+    }
+}
+
+/// The sub-second cases in which the tool dials, so a plain `cargo test` exercises the tool
+/// against ship-hub too (`SHIP_CONFORMANCE_ONLY=CMI,PROT` picks others).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ship_hub_passes_the_quick_cases() {
+    let (hub, mut tool) = hub_and_tool("ship-hub-conformance-dut").await;
+    tool.only = std::env::var("SHIP_CONFORMANCE_ONLY").unwrap_or_else(|_| {
+        "CMI_001,CMI_005,HELLO_001,PROT_001,PROT_005,PIN_001,TERM_001,AM_001,MSG_003,AMDATA_001"
+            .into()
+    });
+    let report = run(tool).await;
+    hub.shutdown().await;
+    let table = report.to_markdown();
+    println!("{table}");
+    assert!(!report.cases.is_empty());
+    for case in &report.cases {
+        assert_eq!(
+            case.verdict,
+            Verdict::Pass,
+            "{}: {:?}\n{table}",
+            case.id,
+            case.evidence
+        );
+    }
+}
