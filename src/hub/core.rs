@@ -349,7 +349,13 @@ impl Hub {
                 continue;
             }
             let ski = peer.ski;
-            let _ = shared.route(ski, Command::Paired { peer, dial_now: false });
+            let _ = shared.route(
+                ski,
+                Command::Paired {
+                    peer,
+                    dial_now: false,
+                },
+            );
         }
         tracing::info!(ski = %local_ski, addr = %local_addr, "hub started");
         Ok(Hub {
@@ -397,7 +403,13 @@ impl Hub {
             peer.ship_id = ship_id;
         }
         self.shared.trust.upsert(peer.clone())?;
-        self.shared.route(ski, Command::Paired { peer, dial_now: true })?;
+        self.shared.route(
+            ski,
+            Command::Paired {
+                peer,
+                dial_now: true,
+            },
+        )?;
         if let Some(service) = self
             .shared
             .config
@@ -447,8 +459,13 @@ impl Hub {
             peer.ship_id = status.ship_id;
         }
         self.shared.trust.upsert(peer.clone())?;
-        self.shared
-            .route_existing(ski, Command::Paired { peer, dial_now: false })
+        self.shared.route_existing(
+            ski,
+            Command::Paired {
+                peer,
+                dial_now: false,
+            },
+        )
     }
 
     /// Refuses the waiting pairing request of `ski` (hello `aborted`, close 4452).

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use ship_hub::ShipId;
 use ship_hub::discovery::{
-    Discovery, InstanceName, InterfaceSelection, MdnsConfig, MdnsDiscovery, TxtField, TxtValue,
+    DeviceCategories, Discovery, InstanceName, InterfaceSelection, MdnsConfig, MdnsDiscovery,
+    TxtField, TxtValue,
 };
 use ship_hub::hub::{DeviceInfo, Hub, HubConfig, HubError, TrustStore};
 use ship_hub::identity::Identity;
@@ -103,6 +104,10 @@ fn device_info(settings: &RunSettings) -> Result<DeviceInfo, GatewayError> {
     if let Some(serial) = &device.serial {
         info.serial = Some(value(TxtField::Serial, serial)?);
     }
+    // TXT `cat` must be present (TC_SHIP_MDNS_001): the gateway announces itself as an energy
+    // management system (category 2, SHIP §7.3.2).
+    info.categories = DeviceCategories::new(vec![2])
+        .map_err(|e| GatewayError::Setting(format!("device categories: {e}")))?;
     Ok(info)
 }
 
