@@ -5,6 +5,7 @@
 //! --example`. `energy_manager` and `state_callbacks` use loopback only; `lan_pairing` uses mDNS
 //! and is `#[ignore]`d here: `bash .ci/test` runs it inside a private network namespace.
 
+mod common;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
@@ -134,20 +135,7 @@ fn state_callbacks_prints_every_transition_of_both_nodes() {
 #[test]
 #[ignore = "needs a private network namespace: run via .ci/test"]
 fn lan_pairing_finds_and_pairs_over_mdns_in_a_private_namespace() {
-    let dev = std::fs::read_to_string("/proc/self/net/dev").expect("read /proc/self/net/dev");
-    let foreign: Vec<&str> = dev
-        .lines()
-        .skip(2)
-        .filter_map(|line| line.split(':').next())
-        .map(str::trim)
-        .filter(|name| *name != "lo" && !name.starts_with("shipt"))
-        .collect();
-    assert!(
-        foreign.is_empty(),
-        "refusing to run lan_pairing: interfaces {foreign:?} exist, so this is not a private \
-         network namespace. Run `bash .ci/test`, or: unshare -n sh -c 'ip link set lo up && \
-         cargo test --test examples -- --ignored'"
-    );
+    common::assert_private_namespace();
     let (_, out) = run("lan_pairing", &["--yes", "--demo-seconds", "60"]);
     assert!(
         out.contains("[controller] found lan-pairing heat pump"),

@@ -189,22 +189,11 @@ pub fn assert_refused(b: &mut Running, a_ski: &str) {
     );
 }
 
-pub fn assert_private_namespace() {
-    let dev = std::fs::read_to_string("/proc/self/net/dev").expect("read /proc/self/net/dev");
-    let foreign: Vec<&str> = dev
-        .lines()
-        .skip(2)
-        .filter_map(|line| line.split(':').next())
-        .map(str::trim)
-        .filter(|name| *name != "lo" && !name.starts_with("shipt"))
-        .collect();
-    assert!(
-        foreign.is_empty(),
-        "refusing to start mDNS: interfaces {foreign:?} exist, so this is not a private network \
-         namespace. Run `bash .ci/test`, or: unshare -n sh -c 'ip link set lo up && cargo test \
-         --test gateway_cli -- --ignored'"
-    );
-}
+/// The namespace guard every mDNS test uses (tests/common).
+#[path = "../common/mod.rs"]
+mod common;
+#[allow(unused_imports)]
+pub use common::assert_private_namespace;
 
 /// `run` on a terminal (a pseudo-terminal made by `script`), its events read from the terminal.
 pub struct OnTerminal {

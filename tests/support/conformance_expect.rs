@@ -1,0 +1,29 @@
+//! What a full ship-conformance run against ship-hub must report (shared by the in-process and
+//! the gateway-process runs; included with `#[path]`).
+
+use ship_hub::conformance::{Report, Verdict};
+
+/// The cases that do not apply to ship-hub, and why.
+pub const NOT_APPLICABLE: &[&str] = &[
+    "TC_SHIP_MDNS_001",   // needs --mdns in a namespace: tests/conformance_mdns.rs
+    "TC_SHIP_AMDATA_003", // PAR_clientDetailedDiscoverySupported=no (no SPINE application)
+    "TC_SHIP_AMDATA_004", // PAR_queryAccessMethods=yes: ship-hub queries access methods
+];
+
+/// All 33 cases ran; every applicable one passed, the others were declared not applicable.
+pub fn assert_every_applicable_case_passes(report: &Report) {
+    let table = report.to_markdown();
+    assert_eq!(report.cases.len(), 33, "{table}");
+    for case in &report.cases {
+        let expected = if NOT_APPLICABLE.contains(&case.id.as_str()) {
+            Verdict::NotApplicable
+        } else {
+            Verdict::Pass
+        };
+        assert_eq!(
+            case.verdict, expected,
+            "{}: {:?}\n{table}",
+            case.id, case.evidence
+        );
+    }
+}
