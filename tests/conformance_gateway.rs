@@ -7,6 +7,9 @@
 //! is started; trust is revoked for TERM_001 with `ship-gateway unpair`, which reaches the
 //! running gateway through its control socket. Runs minutes of real time (HELLO_002 ≈ 3 min),
 //! hence `#[ignore]`; `.ci/test` runs it.
+//!
+//! `SHIP_CONFORMANCE_REPORT=docs/conformance.md cargo test --test conformance_gateway --
+//! --ignored` also writes the report into docs/conformance.md.
 
 mod gateway_support;
 
@@ -70,6 +73,11 @@ async fn ship_gateway_passes_every_applicable_case() {
     tool.declarations = declarations;
 
     let report = run(tool).await;
+    if let Ok(path) = std::env::var("SHIP_CONFORMANCE_REPORT") {
+        report
+            .write_into_markdown(std::path::Path::new(&path))
+            .expect("write the report");
+    }
     let status = gateway_process.terminate();
     assert!(
         status.success(),
