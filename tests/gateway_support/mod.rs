@@ -191,7 +191,7 @@ pub fn assert_refused(b: &mut Running, a_ski: &str) {
 
 /// The namespace guard every mDNS test uses (tests/common).
 #[path = "../common/mod.rs"]
-mod common;
+pub mod common;
 #[allow(unused_imports)]
 pub use common::assert_private_namespace;
 
