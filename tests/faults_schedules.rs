@@ -134,14 +134,25 @@ struct World {
 }
 
 impl World {
-    async fn boot(&self, host: usize, identity: Identity, trust: Arc<MemoryTrustStore>, life: u64) -> Hub {
+    async fn boot(
+        &self,
+        host: usize,
+        identity: Identity,
+        trust: Arc<MemoryTrustStore>,
+        life: u64,
+    ) -> Hub {
         let recorder = Recorder::new();
         let mut config = lan_config(&self.lan, host as u8 + 1, identity, &recorder);
         config.trust_store = trust;
-        config.rng_seed = Some(self.seed.wrapping_mul(31).wrapping_add(host as u64 * 7 + life));
+        config.rng_seed = Some(
+            self.seed
+                .wrapping_mul(31)
+                .wrapping_add(host as u64 * 7 + life),
+        );
         if self.crossing_tier {
-            let tier =
-                |lo, hi| BackoffTier::new(Duration::from_secs(lo), Duration::from_secs(hi)).unwrap();
+            let tier = |lo, hi| {
+                BackoffTier::new(Duration::from_secs(lo), Duration::from_secs(hi)).unwrap()
+            };
             config.timers.reconnect =
                 BackoffTiers::new(vec![tier(0, 0), tier(3, 10), tier(10, 20)]).unwrap();
         }
@@ -199,7 +210,9 @@ impl World {
                         | (Direction::Outgoing, Direction::Incoming)
                 );
                 if !opposite {
-                    return Err(format!("host {i} and {j} hold different connections: {on_a:?} / {on_b:?}"));
+                    return Err(format!(
+                        "host {i} and {j} hold different connections: {on_a:?} / {on_b:?}"
+                    ));
                 }
             }
         }
@@ -223,8 +236,8 @@ async fn run_schedule(seed: u64, schedule: Schedule) {
         crossing_tier: schedule.crossing_tier,
         seed,
     };
-    for host in 0..schedule.hosts {
-        let identity = identities()[order[host]].clone();
+    for (host, &slot) in order.iter().enumerate().take(schedule.hosts) {
+        let identity = identities()[slot].clone();
         let trust = Arc::new(MemoryTrustStore::default());
         let hub = world.boot(host, identity.clone(), trust.clone(), 0).await;
         world.nodes.push(Node {

@@ -9,9 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::{Recorder, Seen, identity, loopback_config, start};
-use ship_hub::hub::{
-    Callbacks, DisconnectReason, FailureCause, Hub, PairingRequest, StateDetail,
-};
+use ship_hub::hub::{Callbacks, DisconnectReason, FailureCause, Hub, PairingRequest, StateDetail};
 use ship_hub::protocol::ConnectionState;
 use ship_hub::transport::{ShipTls, TlsOptions, WsOptions};
 use ship_hub::{ShipId, Ski};
@@ -57,7 +55,13 @@ fn rss_kib() -> u64 {
 
 /// Round trips victim → peer → victim, `rounds` per peer, one peer after another; returns the
 /// sorted latencies.
-async fn round_trips(victim: &Hub, rec: &Recorder, peers: &[Ski], rounds: usize, tag: &str) -> Vec<Duration> {
+async fn round_trips(
+    victim: &Hub,
+    rec: &Recorder,
+    peers: &[Ski],
+    rounds: usize,
+    tag: &str,
+) -> Vec<Duration> {
     static N: AtomicU64 = AtomicU64::new(0);
     let mut latencies = Vec::new();
     for _ in 0..rounds {
@@ -65,10 +69,15 @@ async fn round_trips(victim: &Hub, rec: &Recorder, peers: &[Ski], rounds: usize,
             let n = N.fetch_add(1, Ordering::SeqCst);
             let payload = format!(r#"{{"{tag}":{n}}}"#).into_bytes();
             let sent = Instant::now();
-            victim.send_data(peer, &payload).expect("send to a paired peer");
+            victim
+                .send_data(peer, &payload)
+                .expect("send to a paired peer");
             assert!(
-                rec.wait_for(WAIT, |s| matches!(s, Seen::Data(k, p) if *k == peer && *p == payload))
-                    .await,
+                rec.wait_for(
+                    WAIT,
+                    |s| matches!(s, Seen::Data(k, p) if *k == peer && *p == payload)
+                )
+                .await,
                 "no echo from {peer}"
             );
             latencies.push(sent.elapsed());
@@ -117,7 +126,9 @@ async fn unknown_ski_flood_while_ten_paired_peers_exchange_data() {
     }
 
     let rss_before = rss_kib();
-    let tasks_before = tokio::runtime::Handle::current().metrics().num_alive_tasks();
+    let tasks_before = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
     let quiet = round_trips(&victim, &rec, &skis, 20, "quiet").await;
 
     // The flood: one unknown SKI every 10 ms, at most 200 in flight.
@@ -176,14 +187,19 @@ async fn unknown_ski_flood_while_ten_paired_peers_exchange_data() {
     while flood_started.elapsed() < Duration::from_secs(flood_secs) {
         flooded.extend(round_trips(&victim, &rec, &skis, 1, "flood").await);
         max_rss = max_rss.max(rss_kib());
-        max_tasks = max_tasks.max(tokio::runtime::Handle::current().metrics().num_alive_tasks());
+        max_tasks = max_tasks.max(
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks(),
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     stop.store(true, Ordering::SeqCst);
     flooder.await.unwrap();
     flooded.sort();
     let metrics = victim.metrics();
-    let refused = rec.count(|s| matches!(s, Seen::State(k, ConnectionState::None) if !skis.contains(k)));
+    let refused =
+        rec.count(|s| matches!(s, Seen::State(k, ConnectionState::None) if !skis.contains(k)));
     println!("FLOOD metrics {metrics:?}");
     println!(
         "FLOOD {flood_secs} s: {} unknown-SKI connections attempted, {refused} refused by the application; round trips quiet n={} p50={:?} p99={:?}, during flood n={} p50={:?} p99={:?}; \
@@ -196,9 +212,18 @@ async fn unknown_ski_flood_while_ten_paired_peers_exchange_data() {
         p(&flooded, 0.5),
         p(&flooded, 0.99),
     );
-    assert!(attempts.load(Ordering::SeqCst) >= flood_secs * 50, "the flood did not run");
-    assert!(p(&flooded, 0.99) < Duration::from_secs(1), "p99 during the flood");
-    assert!(p(&quiet, 0.99) < Duration::from_secs(1), "p99 without the flood");
+    assert!(
+        attempts.load(Ordering::SeqCst) >= flood_secs * 50,
+        "the flood did not run"
+    );
+    assert!(
+        p(&flooded, 0.99) < Duration::from_secs(1),
+        "p99 during the flood"
+    );
+    assert!(
+        p(&quiet, 0.99) < Duration::from_secs(1),
+        "p99 without the flood"
+    );
     for echo in &echoes {
         assert_eq!(echo.disconnects.load(Ordering::SeqCst), 0);
     }
@@ -206,17 +231,25 @@ async fn unknown_ski_flood_while_ten_paired_peers_exchange_data() {
     // Bounded: the flooders' own tasks (≤ 200 in flight, each a few tasks) and the victim's
     // admissions (≤ 32 handshakes) and supervisors of unknown SKIs, not one per connection ever.
     assert!(max_tasks < tasks_before + 2_000, "{max_tasks} live tasks");
-    assert!(max_rss < rss_before + 512 * 1024, "RSS grew to {max_rss} KiB");
+    assert!(
+        max_rss < rss_before + 512 * 1024,
+        "RSS grew to {max_rss} KiB"
+    );
     // The unknown SKIs' supervisors retire: the live task count returns near the baseline.
     let mut settled = usize::MAX;
     for _ in 0..100 {
-        settled = tokio::runtime::Handle::current().metrics().num_alive_tasks();
+        settled = tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks();
         if settled <= tasks_before + 10 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(settled <= tasks_before + 10, "{settled} tasks alive after the flood (before: {tasks_before})");
+    assert!(
+        settled <= tasks_before + 10,
+        "{settled} tasks alive after the flood (before: {tasks_before})"
+    );
     for peer in &peers {
         peer.shutdown().await;
     }
@@ -259,7 +292,10 @@ async fn friend_of(victim: &Hub, rec: &Arc<Recorder>) -> (Hub, Arc<Recorder>) {
     friend
         .pair_at(victim.local_ski(), None, Some(victim.local_addr()))
         .unwrap();
-    assert!(rec.wait_for(WAIT, |s| *s == Seen::Connected(friend.local_ski())).await);
+    assert!(
+        rec.wait_for(WAIT, |s| *s == Seen::Connected(friend.local_ski()))
+            .await
+    );
     (friend, friend_rec)
 }
 
@@ -268,7 +304,8 @@ async fn friend_still_served(victim: &Hub, rec: &Recorder, friend: &Hub) {
         .send_data(victim.local_ski(), br#"{"still":"here"}"#)
         .unwrap();
     assert!(
-        rec.wait_for(WAIT, |s| *s == Seen::Data(friend.local_ski(), br#"{"still":"here"}"#.to_vec()))
+        rec.wait_for(WAIT, |s| *s
+            == Seen::Data(friend.local_ski(), br#"{"still":"here"}"#.to_vec()))
             .await
     );
     assert_eq!(rec.count(|s| matches!(s, Seen::Disconnected(..))), 0);

@@ -110,10 +110,7 @@ async fn hello_ready_waiting_0_is_accepted() {
     let victim = Victim::start().await;
     let (mut socket, ski) = trusted_client(&victim, "zero").await;
     advance(&mut socket, Stage::ExpectHello).await;
-    socket
-        .send(msg::hello_waiting("ready", "0"))
-        .await
-        .unwrap();
+    socket.send(msg::hello_waiting("ready", "0")).await.unwrap();
     harness::expect_message(&mut socket, "connectionHello").await;
     socket.send(msg::announce_max()).await.unwrap();
     harness::expect_message(&mut socket, "select").await;
@@ -166,7 +163,10 @@ async fn endless_prolongation_requests_end_at_the_handshake_deadline() {
     };
     let _ = tokio::time::timeout(WAIT, spam).await;
     let (end, _) = ending(&mut socket).await;
-    assert!(matches!(end, Ending::Closed(Some(4001)) | Ending::Dropped), "{end:?}");
+    assert!(
+        matches!(end, Ending::Closed(Some(4001)) | Ending::Dropped),
+        "{end:?}"
+    );
     assert_eq!(victim.data_from(ski), 0);
     victim.assert_serving().await;
     victim.stop().await;
@@ -262,13 +262,19 @@ async fn sloth(victim: &Victim) -> (ShipSocket<TcpStream>, ship_hub::Ski) {
             tokio::time::Instant::now() < deadline,
             "no back-pressure after {sent} messages"
         );
-        if sent % 16 == 0 {
+        if sent.is_multiple_of(16) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     };
-    assert!(matches!(error, HubError::Backpressure(k) if k == ski), "{error}");
+    assert!(
+        matches!(error, HubError::Backpressure(k) if k == ski),
+        "{error}"
+    );
     // Bounded: the queue (16) plus what the socket buffers held, not "everything sent".
-    assert!(sent < 10_000, "{sent} messages accepted before back-pressure");
+    assert!(
+        sent < 10_000,
+        "{sent} messages accepted before back-pressure"
+    );
     (socket, ski)
 }
 
@@ -289,7 +295,10 @@ async fn peer_that_stops_reading_gets_backpressure_and_is_dropped() {
     assert!(
         victim
             .rec
-            .wait_for(WAIT, |s| matches!(s, Seen::Disconnected(k, r) if *k == ski && r.contains("keepalive")))
+            .wait_for(
+                WAIT,
+                |s| matches!(s, Seen::Disconnected(k, r) if *k == ski && r.contains("keepalive"))
+            )
             .await,
         "{:?}",
         victim.rec.all()
@@ -368,8 +377,13 @@ fn expected(stage: Stage, name: &str) -> Expect {
         // access methods are answered at any time (AMDATA_001..003).
         (
             DataExchange,
-            "cmi 00 01" | "accessMethodsRequest" | "accessMethods" | "data" | "close confirm"
-            | "type FF" | "empty data 02",
+            "cmi 00 01"
+            | "accessMethodsRequest"
+            | "accessMethods"
+            | "data"
+            | "close confirm"
+            | "type FF"
+            | "empty data 02",
         ) => Expect::GoOn,
         (ExpectCmi, _) => Expect::Close(4001),
         (_, "close announce") => Expect::Close(1000),

@@ -185,7 +185,10 @@ async fn raw_tls_admitted(victim: &Victim, client: rustls::ClientConfig) -> bool
 
 /// A certificate from `params` for a fresh key of `alg`, its SKI set to SHA-1 of the key
 /// (the SHIP rule) unless `params` already pre-specifies one.
-fn certificate(mut params: CertificateParams, alg: &'static rcgen::SignatureAlgorithm) -> (Vec<u8>, Vec<u8>, Ski) {
+fn certificate(
+    mut params: CertificateParams,
+    alg: &'static rcgen::SignatureAlgorithm,
+) -> (Vec<u8>, Vec<u8>, Ski) {
     let key = KeyPair::generate_for(alg).unwrap();
     let ski = Ski::of_public_key(key.public_key_raw());
     if !matches!(params.key_identifier_method, KeyIdMethod::PreSpecified(_)) {
@@ -236,7 +239,8 @@ async fn dated_certificate_of_a_trusted_ski_is_accepted(from_year: i32, to_year:
     assert!(
         victim
             .rec
-            .wait_for(WAIT, |s| *s == Seen::Data(ski, br#"{"dated":true}"#.to_vec()))
+            .wait_for(WAIT, |s| *s
+                == Seen::Data(ski, br#"{"dated":true}"#.to_vec()))
             .await,
         "{:?}",
         victim.rec.all()
@@ -252,7 +256,11 @@ async fn rsa_certificate_is_refused() {
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
     params.key_identifier_method = KeyIdMethod::PreSpecified(vec![0x11; 20]);
     let cert = params.self_signed(&key).unwrap();
-    refused_at_tls(&victim, client_with(cert.der().to_vec(), key.serialize_der())).await;
+    refused_at_tls(
+        &victim,
+        client_with(cert.der().to_vec(), key.serialize_der()),
+    )
+    .await;
     victim.assert_serving().await;
     victim.stop().await;
 }
@@ -276,7 +284,11 @@ async fn certificate_without_ski_is_refused() {
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
     params.is_ca = IsCa::NoCa; // rcgen writes no SubjectKeyIdentifier for a leaf
     let cert = params.self_signed(&key).unwrap();
-    refused_at_tls(&victim, client_with(cert.der().to_vec(), key.serialize_der())).await;
+    refused_at_tls(
+        &victim,
+        client_with(cert.der().to_vec(), key.serialize_der()),
+    )
+    .await;
     victim.assert_serving().await;
     victim.stop().await;
 }
@@ -491,9 +503,7 @@ async fn oversize_frame_is_closed_with_1009() {
     let who = identity("big");
     victim.hub.pair(who.ski(), None).unwrap();
     let mut ws = raw_websocket(&victim, &who, Some("ship")).await.unwrap();
-    let _ = ws
-        .send(Message::Binary(vec![2u8; 200 * 1024].into()))
-        .await;
+    let _ = ws.send(Message::Binary(vec![2u8; 200 * 1024].into())).await;
     assert_eq!(close_code(&mut ws).await, Some(1009));
     victim.assert_serving().await;
     victim.stop().await;
@@ -575,8 +585,7 @@ async fn connection_over_the_cap_gets_503() {
         &WsOptions::default(),
     )
     .await
-    .err()
-    .expect("refused");
+    .expect_err("refused");
     assert!(error.is_service_unavailable(), "{error}");
     wait_failure(&victim, FailureCause::RefusedByCap, before).await;
     victim.assert_serving().await;
@@ -593,7 +602,10 @@ async fn silent_peer_after_the_upgrade_is_closed_by_the_cmi_timer() {
     let mut socket = connect(&victim, &who).await;
     let (ending, _) = harness::ending(&mut socket).await;
     assert!(
-        matches!(ending, harness::Ending::Closed(Some(4001)) | harness::Ending::Dropped),
+        matches!(
+            ending,
+            harness::Ending::Closed(Some(4001)) | harness::Ending::Dropped
+        ),
         "{ending:?}"
     );
     victim.assert_serving().await;

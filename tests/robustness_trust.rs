@@ -6,8 +6,8 @@ mod common;
 #[path = "robustness/harness.rs"]
 mod harness;
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use harness::{Victim, WAIT, connect, msg};
@@ -97,7 +97,10 @@ async fn untrusted_never_exchanges_data(let_wait: bool) {
         let mut socket = connect(&victim, &intruder).await;
         // The victim's application tries to send to it the whole time.
         let sent = victim.hub.send_data(ski, br#"{"secret":1}"#);
-        assert!(matches!(sent, Err(HubError::NotConnected(_))), "{name}: {sent:?}");
+        assert!(
+            matches!(sent, Err(HubError::NotConnected(_))),
+            "{name}: {sent:?}"
+        );
         let received = run_script(&mut socket, &script).await;
         assert!(
             !received.iter().any(|m| is_data(m)),
@@ -153,7 +156,10 @@ async fn auto_accept_off_pairs_only_on_an_explicit_decision() {
     assert!(trust.get(&ski).unwrap().is_none());
     let received = harness::ending(&mut socket).await.1;
     assert!(!received.iter().any(|m| is_data(m)));
-    assert!(trust.get(&ski).unwrap().is_none(), "paired without a decision");
+    assert!(
+        trust.get(&ski).unwrap().is_none(),
+        "paired without a decision"
+    );
     assert_eq!(victim.rec.count(|s| *s == Seen::Connected(ski)), 0);
 
     // 2. The user approves the next request: now (and only now) it is paired and connected.
@@ -161,12 +167,7 @@ async fn auto_accept_off_pairs_only_on_an_explicit_decision() {
     socket.send(msg::cmi()).await.unwrap();
     socket.send(msg::hello_ready()).await.unwrap();
     let requests = |v: &Victim| v.rec.count(|s| *s == Seen::PairingRequested(ski));
-    assert!(
-        victim
-            .rec
-            .wait_for(WAIT, |_| requests(&victim) == 2)
-            .await
-    );
+    assert!(victim.rec.wait_for(WAIT, |_| requests(&victim) == 2).await);
     victim.hub.approve(ski).unwrap();
     expect_ready(&mut socket).await;
     socket.send(msg::announce_max()).await.unwrap();
@@ -175,7 +176,10 @@ async fn auto_accept_off_pairs_only_on_an_explicit_decision() {
     socket.send(msg::pin_none()).await.unwrap();
     socket.send(msg::access_methods_request()).await.unwrap();
     harness::expect_message(&mut socket, "accessMethodsRequest").await;
-    socket.send(msg::access_methods("newcomer-1")).await.unwrap();
+    socket
+        .send(msg::access_methods("newcomer-1"))
+        .await
+        .unwrap();
     assert!(
         victim
             .rec

@@ -251,8 +251,10 @@ pub mod msg {
     pub fn data(payload: &str) -> Vec<u8> {
         let mut out = vec![2u8];
         out.extend_from_slice(
-            format!(r#"{{"data":[{{"header":[{{"protocolId":"ee1.0"}}]}},{{"payload":{payload}}}]}}"#)
-                .as_bytes(),
+            format!(
+                r#"{{"data":[{{"header":[{{"protocolId":"ee1.0"}}]}},{{"payload":{payload}}}]}}"#
+            )
+            .as_bytes(),
         );
         out
     }
