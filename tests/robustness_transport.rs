@@ -611,3 +611,86 @@ async fn silent_peer_after_the_upgrade_is_closed_by_the_cmi_timer() {
     victim.assert_serving().await;
     victim.stop().await;
 }
+
+/// Slow loris: TLS done, then the HTTP upgrade request one byte every 50 ms. The transport
+/// deadline (here 1 s) covers TLS and the upgrade together: dropped, counted as a timeout.
+#[tokio::test]
+async fn slow_loris_upgrade_is_dropped_at_the_transport_deadline() {
+    let victim = Victim::start_with(|c| {
+        c.limits.transport_handshake_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let who = identity("loris");
+    victim.hub.pair(who.ski(), None).unwrap();
+    let before = failures(&victim, FailureCause::HandshakeTimeout);
+    let tcp = TcpStream::connect(victim.addr()).await.unwrap();
+    let mut stream = tls(&who)
+        .connect(tcp, "127.0.0.1", victim.ski())
+        .await
+        .unwrap();
+    let request =
+        b"GET /ship/ HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+                    Sec-WebSocket-Protocol: ship\r\n\r\n";
+    let trickle = async {
+        for byte in request.iter().cycle().take(10_000) {
+            if stream.write_all(&[*byte]).await.is_err() || stream.flush().await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, trickle)
+        .await
+        .expect("the victim cuts the trickle within the failure bound");
+    wait_failure(&victim, FailureCause::HandshakeTimeout, before).await;
+    victim.assert_serving().await;
+    victim.stop().await;
+}
+
+/// 10,000 WebSocket pings from a trusted peer in data exchange: answered by the WebSocket
+/// layer (which may coalesce pongs to pings still unanswered), the link stays up (a data
+/// message afterwards is delivered), the friend is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_flood_is_answered_and_the_link_stays_up() {
+    let victim = Victim::start().await;
+    let who = identity("pinger");
+    victim.hub.pair(who.ski(), None).unwrap();
+    let mut socket = connect(&victim, &who).await;
+    harness::advance(&mut socket, harness::Stage::DataExchange).await;
+    let (mut reader, writer) = socket.split();
+    let (pong_tx, mut pong_rx) = tokio::sync::mpsc::unbounded_channel();
+    let pongs = tokio::spawn(async move {
+        loop {
+            match reader.next_event().await {
+                Ok(ship_hub::transport::SocketEvent::Pong(_)) => {
+                    let _ = pong_tx.send(());
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    for i in 0..10_000u32 {
+        writer.ping(i.to_be_bytes().to_vec()).await.unwrap();
+    }
+    writer
+        .send(msg::data(r#"{"after":"pings"}"#))
+        .await
+        .unwrap();
+    assert!(
+        victim
+            .rec
+            .wait_for(WAIT, |s| *s
+                == Seen::Data(who.ski(), br#"{"after":"pings"}"#.to_vec()))
+            .await,
+        "the link did not survive the ping flood"
+    );
+    tokio::time::timeout(WAIT, pong_rx.recv())
+        .await
+        .expect("pongs within the failure bound")
+        .expect("at least one pong");
+    victim.assert_serving().await;
+    pongs.abort();
+    victim.stop().await;
+}
