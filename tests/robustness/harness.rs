@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ship_hub::Ski;
-use ship_hub::hub::{Hub, HubConfig, ShutdownReport};
+use ship_hub::hub::{FailureCause, Hub, HubConfig, ShutdownReport};
 use ship_hub::identity::Identity;
 use ship_hub::transport::{self, ShipSocket, ShipTls, SocketEvent, TlsOptions, WsOptions};
 use tokio::net::TcpStream;
@@ -126,6 +126,23 @@ impl Victim {
         assert_eq!(report.tasks_aborted, 0, "{report:?}");
         report
     }
+}
+
+/// Waits until the victim counted one more failure of `cause` than `before`.
+pub async fn wait_failure(victim: &Victim, cause: FailureCause, before: u64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while victim.hub.metrics().failures.get(cause) <= before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {cause:?} failure counted: {:?}",
+            victim.hub.metrics()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+pub fn failures(victim: &Victim, cause: FailureCause) -> u64 {
+    victim.hub.metrics().failures.get(cause)
 }
 
 /// A SHIP TLS configuration for `identity`.
