@@ -135,6 +135,10 @@ async fn dial_once(
 pub(crate) fn transport_cause(error: &TransportError) -> FailureCause {
     match error {
         TransportError::Tls(_) => FailureCause::Tls,
+        // We answered 503 ourselves: our connection cap, not a WebSocket failure.
+        TransportError::WebSocket(crate::transport::WebSocketError::Refused) => {
+            FailureCause::RefusedByCap
+        }
         TransportError::WebSocket(_) => FailureCause::WebSocket,
         _ => FailureCause::Other,
     }

@@ -107,15 +107,24 @@ pub(crate) async fn run_link<S, P>(
         while let Some(transmit) = connection.poll_transmit() {
             match transmit {
                 Transmit::Message(bytes) if socket_open => {
-                    if socket.send(bytes).await.is_err() {
-                        socket_open = false;
-                        connection.handle_transport_closed(now());
+                    match unstalled(&setup, socket.send(bytes)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => {
+                            socket_open = false;
+                            connection.handle_transport_closed(now());
+                        }
+                        Err(stall) => {
+                            end = Some(stall);
+                            break;
+                        }
                     }
                 }
                 Transmit::Message(_) => {}
                 Transmit::Close { code, reason } => {
                     if socket_open {
-                        let _ = socket.close(code, &reason).await;
+                        if let Err(stall) = unstalled(&setup, socket.close(code, &reason)).await {
+                            end = Some(stall);
+                        }
                         socket_open = false;
                     }
                 }
@@ -188,7 +197,9 @@ pub(crate) async fn run_link<S, P>(
                     connection.close(reason, now());
                 }
                 Some(LinkCommand::Ping) => {
-                    if socket.ping(Vec::new()).await.is_ok() && pong_deadline.is_none() {
+                    if matches!(unstalled(&setup, socket.ping(Vec::new())).await, Ok(Ok(())))
+                        && pong_deadline.is_none()
+                    {
                         pong_deadline =
                             Some(tokio::time::Instant::now() + setup.keepalive_timeout);
                     }
@@ -212,8 +223,13 @@ pub(crate) async fn run_link<S, P>(
             }
             _ = sleep_until(next_ping), if completed && pong_deadline.is_none() => {
                 next_ping = tokio::time::Instant::now() + setup.keepalive_interval;
-                if socket.ping(Vec::new()).await.is_ok() {
-                    pong_deadline = Some(tokio::time::Instant::now() + setup.keepalive_timeout);
+                match unstalled(&setup, socket.ping(Vec::new())).await {
+                    Ok(Ok(())) => {
+                        pong_deadline =
+                            Some(tokio::time::Instant::now() + setup.keepalive_timeout);
+                    }
+                    Ok(Err(_)) => {}
+                    Err(stall) => end = Some(stall),
                 }
             }
             _ = sleep_until_opt(pong_deadline) => {
@@ -223,13 +239,28 @@ pub(crate) async fn run_link<S, P>(
     }
 
     if matches!(end, Some(LinkEnd::HandshakeDeadline)) && socket_open {
-        let _ = socket.close(4001, "handshake deadline").await;
+        let _ = unstalled(&setup, socket.close(4001, "handshake deadline")).await;
     }
     drop(socket);
     drop(permits);
     let end =
         end.unwrap_or_else(|| LinkEnd::Protocol(cause.unwrap_or(CloseCause::TransportClosed)));
     report(LinkEvent::Ended(end));
+}
+
+/// Runs one write to the socket unless the hub aborts first or the peer takes no data for
+/// `keepalive_timeout` (a peer that stops reading is as dead as one that stops answering pings:
+/// without this a full socket buffer would hold the link, its permit and the shutdown forever).
+async fn unstalled<F: std::future::Future>(
+    setup: &LinkSetup,
+    write: F,
+) -> Result<F::Output, LinkEnd> {
+    tokio::select! {
+        biased;
+        _ = setup.abort.cancelled() => Err(LinkEnd::Aborted),
+        _ = tokio::time::sleep(setup.keepalive_timeout) => Err(LinkEnd::KeepaliveTimeout),
+        output = write => Ok(output),
+    }
 }
 
 /// The current instant, in the clock tokio uses (so paused test time drives the engine too).
