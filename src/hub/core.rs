@@ -58,7 +58,9 @@ pub struct ConnectionInfo {
 
 /// The registry's entry for one peer: how to reach its supervisor.
 pub(crate) struct PeerEntry {
-    commands: mpsc::UnboundedSender<Command>,
+    /// Boxed: a queue allocates room for 32 entries up front, and `Command`'s largest variants
+    /// made that about 3.8 KiB per peer (docs/performance.md).
+    commands: mpsc::UnboundedSender<Box<Command>>,
     status: watch::Receiver<PeerStatus>,
     data: mpsc::Sender<Vec<u8>>,
 }
@@ -188,6 +190,7 @@ impl Shared {
             return Err(HubError::OwnSki(ski));
         }
         let mut registry = self.registry.lock().expect("registry lock");
+        let command = Box::new(command);
         let command = match registry.get(&ski) {
             Some(entry) => match entry.commands.send(command) {
                 Ok(()) => return Ok(()),
@@ -615,7 +618,7 @@ impl Shared {
         match registry.get(&ski) {
             Some(entry) => entry
                 .commands
-                .send(command)
+                .send(Box::new(command))
                 .map_err(|_| HubError::NotConnected(ski)),
             None => Err(HubError::NotConnected(ski)),
         }

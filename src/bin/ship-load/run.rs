@@ -73,6 +73,14 @@ struct Report {
     handshakes_per_second: f64,
     /// TCP connect → SHIP Completed at the client.
     handshake_latency: Latency,
+    /// CPU time the target spent per completed handshake during the handshake phase (user +
+    /// system, from /proc/PID/stat; includes anything else the target did meanwhile).
+    target_cpu_us_per_handshake: Option<f64>,
+    /// CPU time this load tool spent per completed handshake (client side of the same work).
+    client_cpu_us_per_handshake: Option<f64>,
+    /// 1e6 / (target + client CPU µs per handshake) × cores: the rate the two processes could
+    /// reach on this machine if they had every core to themselves (noise-independent).
+    cpu_bound_handshakes_per_second: Option<f64>,
     /// TCP connect → the target's first data message (sent from its `connected` callback).
     dial_to_greeting_latency: Option<Latency>,
     /// Completed → the target's first data message.
@@ -178,6 +186,8 @@ pub(crate) async fn run(args: RunArgs, nofile_limit: u64) -> Result<(), String> 
     let rss_before = args.target_pid.and_then(rss_kib);
 
     // Phase 1: handshakes.
+    let target_cpu_start = args.target_pid.and_then(cpu_seconds);
+    let client_cpu_start = cpu_seconds(std::process::id());
     let started = Instant::now();
     let mut tasks = JoinSet::new();
     for (index, (tls, ship_id)) in clients.into_iter().enumerate() {
@@ -199,6 +209,13 @@ pub(crate) async fn run(args: RunArgs, nofile_limit: u64) -> Result<(), String> 
         }
     }
     let handshake_elapsed = last_completed.duration_since(started).as_secs_f64();
+    let per_handshake = |start: Option<f64>, end: Option<f64>| match (start, end) {
+        (Some(a), Some(b)) if !latencies.is_empty() => Some(1e6 * (b - a) / latencies.len() as f64),
+        _ => None,
+    };
+    let target_cpu_us = per_handshake(target_cpu_start, args.target_pid.and_then(cpu_seconds));
+    let client_cpu_us = per_handshake(client_cpu_start, cpu_seconds(std::process::id()));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let mut report = Report {
         target: args.target.clone(),
         count: args.count,
@@ -211,6 +228,12 @@ pub(crate) async fn run(args: RunArgs, nofile_limit: u64) -> Result<(), String> 
             0.0
         },
         handshake_latency: Latency::of(&latencies),
+        target_cpu_us_per_handshake: target_cpu_us,
+        client_cpu_us_per_handshake: client_cpu_us,
+        cpu_bound_handshakes_per_second: match (target_cpu_us, client_cpu_us) {
+            (Some(t), Some(c)) if t + c > 0.0 => Some(cores * 1e6 / (t + c)),
+            _ => None,
+        },
         round_trips: args.round_trips,
         client_setup_s,
         nofile_limit,
