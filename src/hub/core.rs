@@ -565,6 +565,14 @@ impl Hub {
         self.shared.metrics.snapshot()
     }
 
+    /// How many tasks the hub runs right now: listener, supervisors, links, admissions, dials,
+    /// the trust writer and the discovery follower (not the callback dispatcher). A diagnostic
+    /// for leak tests (`tests/perf_memory.rs`), not a stable interface.
+    #[doc(hidden)]
+    pub fn task_count(&self) -> usize {
+        self.shared.tracker.len()
+    }
+
     /// Shuts the hub down in phases (ship-protocol.md §10): stop accepting; cancel dials and
     /// reconnect timers; close every connection with connectionClose and wait for the confirm
     /// (up to its maxTime), then the WebSocket close frame; all within the configured overall
