@@ -281,7 +281,7 @@ impl RecordV1 {
 /// looks at the file's metadata (size, modification and change times, inode) and parses the
 /// file again only when that changed since the store last read it (or after its own write);
 /// otherwise it answers from the contents it parsed then. (Parsing on every call made each
-/// lookup cost O(number of peers): a hub with 2,000 pairings needed 4 s to start; see
+/// lookup cost O(number of peers): a hub with 2,000 pairings needed 6 s to start; see
 /// docs/performance.md.) An in-place edit that keeps the size and lands within the file
 /// system's timestamp granularity of the store's last read could go unseen until the next
 /// change; editors that write a new file and rename it (most do) change the inode and are
