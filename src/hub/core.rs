@@ -633,8 +633,11 @@ impl Shared {
     }
 }
 
-/// Applies pairing updates one at a time, off the runtime's worker threads. Ends at shutdown
-/// once the queue is empty.
+/// Most pairing updates applied in one trust-store call.
+const MAX_TRUST_BATCH: usize = 1024;
+
+/// Applies pairing updates in order, in batches, off the runtime's worker threads. Ends at
+/// shutdown once the queue is empty.
 async fn trust_writer(
     trust: Arc<dyn TrustStore>,
     mut queue: mpsc::UnboundedReceiver<PairedPeer>,
@@ -652,13 +655,20 @@ async fn trust_writer(
                 Err(_) => return,
             },
         };
+        // Everything queued meanwhile goes in the same batch, the latest update per SKI (each is
+        // a whole record, sent in order): a file store then writes once, not once per update
+        // (docs/performance.md).
+        let mut batch = std::collections::BTreeMap::new();
+        batch.insert(peer.ski, peer);
+        while batch.len() < MAX_TRUST_BATCH
+            && let Ok(next) = queue.try_recv()
+        {
+            batch.insert(next.ski, next);
+        }
         let trust = trust.clone();
         let result = tokio::task::spawn_blocking(move || {
             // Only update a pairing that still exists.
-            match trust.get(&peer.ski)? {
-                Some(_) => trust.upsert(peer),
-                None => Ok(()),
-            }
+            trust.update_existing(batch.into_values().collect())
         })
         .await;
         match result {

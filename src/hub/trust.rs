@@ -83,6 +83,19 @@ pub trait TrustStore: Send + Sync {
 
     /// Removes the pairing of `ski`; returns whether it existed.
     fn remove(&self, ski: &Ski) -> Result<bool, TrustStoreError>;
+
+    /// Replaces the stored records of those `peers` that are still paired; a SKI that is not
+    /// stored (unpaired meanwhile) stays unpaired. The hub's background updates (last address,
+    /// last seen, SHIP ID) arrive here in batches. The default applies them one by one; a store
+    /// that can should apply them in one write ([`FileTrustStore`] does).
+    fn update_existing(&self, peers: Vec<PairedPeer>) -> Result<(), TrustStoreError> {
+        for peer in peers {
+            if self.get(&peer.ski)?.is_some() {
+                self.upsert(peer)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Why the trust store could not be read or written. Every variant names the file.
@@ -511,6 +524,23 @@ impl TrustStore for FileTrustStore {
         let mut peers = BTreeMap::clone(&peers);
         peers.insert(peer.ski, peer);
         self.write(&peers)
+    }
+
+    /// One read and at most one write for the whole batch.
+    fn update_existing(&self, updates: Vec<PairedPeer>) -> Result<(), TrustStoreError> {
+        let _writer = lock(&self.write_lock);
+        let stored = self.read()?;
+        let mut peers = BTreeMap::clone(&stored);
+        let mut changed = false;
+        for peer in updates {
+            if let Some(record) = peers.get_mut(&peer.ski)
+                && *record != peer
+            {
+                *record = peer;
+                changed = true;
+            }
+        }
+        if changed { self.write(&peers) } else { Ok(()) }
     }
 
     fn remove(&self, ski: &Ski) -> Result<bool, TrustStoreError> {

@@ -290,3 +290,46 @@ fn a_file_corrupted_after_it_was_read_is_reported_and_kept() {
     assert!(store.upsert(full_peer(2)).is_err());
     assert_eq!(fs::read_to_string(&path).unwrap(), "{ not json");
 }
+
+#[test]
+fn batched_updates_replace_only_pairings_that_still_exist() {
+    let (_dir, stores) = stores();
+    for store in stores {
+        store.upsert(PairedPeer::new(ski(1))).unwrap();
+        store.upsert(PairedPeer::new(ski(2))).unwrap();
+        store
+            .update_existing(vec![full_peer(1), full_peer(3), full_peer(2)])
+            .unwrap();
+        assert_eq!(store.load_all().unwrap(), vec![full_peer(1), full_peer(2)]);
+        // Nothing to change: no error, nothing added.
+        store.update_existing(vec![full_peer(1)]).unwrap();
+        store.update_existing(Vec::new()).unwrap();
+        assert_eq!(store.load_all().unwrap().len(), 2);
+    }
+}
+
+#[test]
+#[cfg(unix)]
+fn a_batch_lands_in_the_file_and_leaves_no_temporary() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trust.json");
+    let store = FileTrustStore::open(&path).unwrap();
+    for n in 1..=3 {
+        store.upsert(PairedPeer::new(ski(n))).unwrap();
+    }
+    let inode = |p: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata(p).unwrap().ino()
+    };
+    let before = inode(&path);
+    store
+        .update_existing(vec![full_peer(1), full_peer(2), full_peer(3)])
+        .unwrap();
+    // Written by renaming a new file into place.
+    assert_ne!(inode(&path), before);
+    assert_eq!(
+        FileTrustStore::open(&path).unwrap().load_all().unwrap(),
+        vec![full_peer(1), full_peer(2), full_peer(3)]
+    );
+    assert!(!dir.path().join(".trust.json.tmp").exists());
+}
