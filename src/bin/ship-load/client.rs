@@ -12,7 +12,7 @@ use ship_hub::protocol::{
     Role, Transmit, Trust,
 };
 use ship_hub::transport::{
-    self, ShipSocket, ShipTls, SocketEvent, TlsError, TransportError, WebSocketError, WsOptions,
+    self, ShipSocket, ShipTls, SocketEvent, TransportError, WebSocketError, WsOptions,
 };
 use ship_hub::{ShipId, Ski};
 use tokio::net::TcpStream;
@@ -42,9 +42,8 @@ impl Failure {
     fn of_transport(error: &TransportError) -> Failure {
         match error {
             TransportError::Io(_) => Failure::TcpConnect,
-            TransportError::Tls(TlsError::Other(_)) | TransportError::Tls(_) => Failure::Tls,
+            TransportError::Tls(_) => Failure::Tls,
             TransportError::WebSocket(WebSocketError::ServiceUnavailable) => Failure::Refused503,
-            TransportError::WebSocket(_) => Failure::WebSocket,
             _ => Failure::WebSocket,
         }
     }

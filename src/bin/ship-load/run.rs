@@ -393,3 +393,33 @@ async fn round_trips(session: &mut Session, plan: &Plan) -> Result<Vec<Duration>
     }
     Ok(samples)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_ski_at_a_loopback_address() {
+        let ski = "0123456789abcdef0123456789abcdef01234567";
+        let (parsed, addr) = parse_target(&format!("{ski}@127.0.0.1:4711")).unwrap();
+        assert_eq!(parsed.to_string(), ski);
+        assert_eq!(addr, SocketAddr::from(([127, 0, 0, 1], 4711)));
+        assert!(parse_target(&format!("{ski}@[::1]:4711")).is_ok());
+        assert!(parse_target("127.0.0.1:4711").is_err());
+        assert!(parse_target(&format!("{ski}@192.168.1.2:4711")).is_err());
+        assert!(parse_target("nothex@127.0.0.1:4711").is_err());
+    }
+
+    #[test]
+    fn payloads_are_json_of_about_the_size_asked() {
+        for size in [0, 20, 64, 1000] {
+            let text = payload(size);
+            serde_json::from_str::<serde_json::Value>(&text).unwrap();
+            assert!(
+                text.len().abs_diff(size.max(20)) <= 12,
+                "{size}: {}",
+                text.len()
+            );
+        }
+    }
+}
