@@ -58,7 +58,9 @@ pub struct ConnectionInfo {
 
 /// The registry's entry for one peer: how to reach its supervisor.
 pub(crate) struct PeerEntry {
-    commands: mpsc::UnboundedSender<Command>,
+    /// Boxed: a queue allocates room for 32 entries up front, and `Command`'s largest variants
+    /// made that about 3.8 KiB per peer (docs/performance.md).
+    commands: mpsc::UnboundedSender<Box<Command>>,
     status: watch::Receiver<PeerStatus>,
     data: mpsc::Sender<Vec<u8>>,
 }
@@ -188,6 +190,7 @@ impl Shared {
             return Err(HubError::OwnSki(ski));
         }
         let mut registry = self.registry.lock().expect("registry lock");
+        let command = Box::new(command);
         let command = match registry.get(&ski) {
             Some(entry) => match entry.commands.send(command) {
                 Ok(()) => return Ok(()),
@@ -576,6 +579,14 @@ impl Hub {
         self.shared.metrics.snapshot()
     }
 
+    /// How many tasks the hub runs right now: listener, supervisors, links, admissions, dials,
+    /// the trust writer and the discovery follower (not the callback dispatcher). A diagnostic
+    /// for leak tests (`tests/perf_memory.rs`), not a stable interface.
+    #[doc(hidden)]
+    pub fn task_count(&self) -> usize {
+        self.shared.tracker.len()
+    }
+
     /// Shuts the hub down in phases (ship-protocol.md §10): stop accepting; cancel dials and
     /// reconnect timers; close every connection with connectionClose and wait for the confirm
     /// (up to its maxTime), then the WebSocket close frame; all within the configured overall
@@ -629,15 +640,18 @@ impl Shared {
         match registry.get(&ski) {
             Some(entry) => entry
                 .commands
-                .send(command)
+                .send(Box::new(command))
                 .map_err(|_| HubError::NotConnected(ski)),
             None => Err(HubError::NotConnected(ski)),
         }
     }
 }
 
-/// Applies pairing updates one at a time, off the runtime's worker threads. Ends at shutdown
-/// once the queue is empty.
+/// Most pairing updates applied in one trust-store call.
+const MAX_TRUST_BATCH: usize = 1024;
+
+/// Applies pairing updates in order, in batches, off the runtime's worker threads. Ends at
+/// shutdown once the queue is empty.
 async fn trust_writer(
     trust: Arc<dyn TrustStore>,
     mut queue: mpsc::UnboundedReceiver<PairedPeer>,
@@ -655,13 +669,20 @@ async fn trust_writer(
                 Err(_) => return,
             },
         };
+        // Everything queued meanwhile goes in the same batch, the latest update per SKI (each is
+        // a whole record, sent in order): a file store then writes once, not once per update
+        // (docs/performance.md).
+        let mut batch = std::collections::BTreeMap::new();
+        batch.insert(peer.ski, peer);
+        while batch.len() < MAX_TRUST_BATCH
+            && let Ok(next) = queue.try_recv()
+        {
+            batch.insert(next.ski, next);
+        }
         let trust = trust.clone();
         let result = tokio::task::spawn_blocking(move || {
             // Only update a pairing that still exists.
-            match trust.get(&peer.ski)? {
-                Some(_) => trust.upsert(peer),
-                None => Ok(()),
-            }
+            trust.update_existing(batch.into_values().collect())
         })
         .await;
         match result {

@@ -44,8 +44,9 @@ pub(crate) enum LinkEvent {
     Data(Vec<u8>),
     /// A pong arrived (after [`LinkCommand::Ping`] or a keepalive ping).
     Pong,
-    /// The link is gone; nothing follows.
-    Ended(LinkEnd),
+    /// The link is gone; nothing follows. Boxed to keep the event small: a supervisor's event
+    /// queue allocates room for 32 events up front (docs/performance.md).
+    Ended(Box<LinkEnd>),
 }
 
 /// Why a link ended.
@@ -245,7 +246,7 @@ pub(crate) async fn run_link<S, P>(
     drop(permits);
     let end =
         end.unwrap_or_else(|| LinkEnd::Protocol(cause.unwrap_or(CloseCause::TransportClosed)));
-    report(LinkEvent::Ended(end));
+    report(LinkEvent::Ended(Box::new(end)));
 }
 
 /// Runs one write to the socket unless the hub aborts first or the peer takes no data for

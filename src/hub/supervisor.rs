@@ -130,7 +130,7 @@ struct Visible {
 pub(crate) struct Supervisor {
     ski: Ski,
     shared: Arc<Shared>,
-    commands: mpsc::UnboundedReceiver<Command>,
+    commands: mpsc::UnboundedReceiver<Box<Command>>,
     status: watch::Sender<PeerStatus>,
     data_rx: mpsc::Receiver<Vec<u8>>,
     held: Option<Vec<u8>>,
@@ -178,7 +178,7 @@ impl Supervisor {
     pub(crate) fn new(
         ski: Ski,
         shared: Arc<Shared>,
-        commands: mpsc::UnboundedReceiver<Command>,
+        commands: mpsc::UnboundedReceiver<Box<Command>>,
         status: watch::Sender<PeerStatus>,
         data_rx: mpsc::Receiver<Vec<u8>>,
         seed: u64,
@@ -243,7 +243,7 @@ impl Supervisor {
             let stop = self.shared.stop.clone();
             tokio::select! {
                 command = self.commands.recv() => match command {
-                    Some(command) => self.handle_command(command),
+                    Some(command) => self.handle_command(*command),
                     None => return,
                 },
                 Some((id, event)) = self.link_events.recv() => self.handle_link_event(id, event),

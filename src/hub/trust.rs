@@ -25,7 +25,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -83,6 +83,19 @@ pub trait TrustStore: Send + Sync {
 
     /// Removes the pairing of `ski`; returns whether it existed.
     fn remove(&self, ski: &Ski) -> Result<bool, TrustStoreError>;
+
+    /// Replaces the stored records of those `peers` that are still paired; a SKI that is not
+    /// stored (unpaired meanwhile) stays unpaired. The hub's background updates (last address,
+    /// last seen, SHIP ID) arrive here in batches. The default applies them one by one; a store
+    /// that can should apply them in one write ([`FileTrustStore`] does).
+    fn update_existing(&self, peers: Vec<PairedPeer>) -> Result<(), TrustStoreError> {
+        for peer in peers {
+            if self.get(&peer.ski)?.is_some() {
+                self.upsert(peer)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Why the trust store could not be read or written. Every variant names the file.
@@ -277,12 +290,51 @@ impl RecordV1 {
 /// that process are serialized by a mutex (held only around the synchronous file operations),
 /// writers in different processes are not.
 ///
-/// Every operation reads the file, so the file stays the truth even if the user edits it while
-/// the hub runs (the file is a few kilobytes; the hub keeps its own view in memory).
+/// The file stays the truth even if the user edits it while the hub runs: every operation first
+/// looks at the file's metadata (size, modification and change times, inode) and parses the
+/// file again only when that changed since the store last read it (or after its own write);
+/// otherwise it answers from the contents it parsed then. (Parsing on every call made each
+/// lookup cost O(number of peers): a hub with 2,000 pairings needed 6 s to start; see
+/// docs/performance.md.) An in-place edit that keeps the size and lands within the file
+/// system's timestamp granularity of the store's last read could go unseen until the next
+/// change; editors that write a new file and rename it (most do) change the inode and are
+/// always seen.
 #[derive(Debug)]
 pub struct FileTrustStore {
     path: PathBuf,
     write_lock: Mutex<()>,
+    /// The contents last read or written, with the file's stamp at that moment.
+    cache: Mutex<Option<(FileStamp, Peers)>>,
+}
+
+/// Parsed contents of a store file, shared between the cache and readers.
+type Peers = Arc<BTreeMap<Ski, PairedPeer>>;
+
+/// What identifies one version of the file without reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    #[cfg(unix)]
+    unix: (u64, u64, i64, i64),
+}
+
+impl FileStamp {
+    fn of(metadata: &fs::Metadata) -> FileStamp {
+        #[cfg(unix)]
+        use std::os::unix::fs::MetadataExt;
+        FileStamp {
+            len: metadata.len(),
+            modified: metadata.modified().ok(),
+            #[cfg(unix)]
+            unix: (
+                metadata.dev(),
+                metadata.ino(),
+                metadata.ctime(),
+                metadata.ctime_nsec(),
+            ),
+        }
+    }
 }
 
 impl FileTrustStore {
@@ -291,6 +343,7 @@ impl FileTrustStore {
         FileTrustStore {
             path: path.into(),
             write_lock: Mutex::new(()),
+            cache: Mutex::new(None),
         }
     }
 
@@ -332,14 +385,36 @@ impl FileTrustStore {
         }
     }
 
-    /// Reads and validates the whole file.
-    fn read(&self) -> Result<BTreeMap<Ski, PairedPeer>, TrustStoreError> {
+    /// The file's current stamp; `None` if it does not exist.
+    fn stamp(&self) -> Result<Option<FileStamp>, TrustStoreError> {
+        match fs::metadata(&self.path) {
+            Ok(metadata) => Ok(Some(FileStamp::of(&metadata))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Self::io_error(&self.path, "read", e)),
+        }
+    }
+
+    /// The whole file, validated: from the cache while the file's stamp is unchanged.
+    fn read(&self) -> Result<Peers, TrustStoreError> {
+        let Some(stamp) = self.stamp()? else {
+            *lock(&self.cache) = None;
+            return Ok(Arc::new(BTreeMap::new()));
+        };
+        if let Some((cached, peers)) = lock(&self.cache).as_ref()
+            && *cached == stamp
+        {
+            return Ok(peers.clone());
+        }
         let bytes = match fs::read(&self.path) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Arc::new(BTreeMap::new())),
             Err(e) => return Err(Self::io_error(&self.path, "read", e)),
         };
-        self.parse(&bytes)
+        let peers = Arc::new(self.parse(&bytes)?);
+        // Cached under the stamp taken before reading: if the file changed in between, the next
+        // call sees a different stamp and reads again.
+        *lock(&self.cache) = Some((stamp, peers.clone()));
+        Ok(peers)
     }
 
     fn parse(&self, bytes: &[u8]) -> Result<BTreeMap<Ski, PairedPeer>, TrustStoreError> {
@@ -388,6 +463,9 @@ impl FileTrustStore {
                 fs::rename(&temp, &self.path).map_err(|e| Self::io_error(&temp, "rename", e))
             })
             .and_then(|()| self.sync_directory());
+        // The next read parses what was written (normalised as the file holds it, e.g.
+        // `last_seen` in whole seconds) and caches it.
+        *lock(&self.cache) = None;
         if result.is_err() {
             // Best effort: the old file is intact; do not leave a half-written temporary behind.
             let _ = fs::remove_file(&temp);
@@ -430,29 +508,49 @@ impl FileTrustStore {
 
 impl TrustStore for FileTrustStore {
     fn load_all(&self) -> Result<Vec<PairedPeer>, TrustStoreError> {
-        Ok(self.read()?.into_values().collect())
+        Ok(self.read()?.values().cloned().collect())
     }
 
     fn get(&self, ski: &Ski) -> Result<Option<PairedPeer>, TrustStoreError> {
-        Ok(self.read()?.remove(ski))
+        Ok(self.read()?.get(ski).cloned())
     }
 
     fn upsert(&self, peer: PairedPeer) -> Result<(), TrustStoreError> {
         let _writer = lock(&self.write_lock);
-        let mut peers = self.read()?;
+        let peers = self.read()?;
         if peers.get(&peer.ski) == Some(&peer) {
             return Ok(());
         }
+        let mut peers = BTreeMap::clone(&peers);
         peers.insert(peer.ski, peer);
         self.write(&peers)
     }
 
+    /// One read and at most one write for the whole batch.
+    fn update_existing(&self, updates: Vec<PairedPeer>) -> Result<(), TrustStoreError> {
+        let _writer = lock(&self.write_lock);
+        let stored = self.read()?;
+        let mut peers = BTreeMap::clone(&stored);
+        let mut changed = false;
+        for peer in updates {
+            if let Some(record) = peers.get_mut(&peer.ski)
+                && *record != peer
+            {
+                *record = peer;
+                changed = true;
+            }
+        }
+        if changed { self.write(&peers) } else { Ok(()) }
+    }
+
     fn remove(&self, ski: &Ski) -> Result<bool, TrustStoreError> {
         let _writer = lock(&self.write_lock);
-        let mut peers = self.read()?;
-        if peers.remove(ski).is_none() {
+        let peers = self.read()?;
+        if !peers.contains_key(ski) {
             return Ok(false);
         }
+        let mut peers = BTreeMap::clone(&peers);
+        peers.remove(ski);
         self.write(&peers)?;
         Ok(true)
     }

@@ -44,9 +44,16 @@ impl Default for WsOptions {
     }
 }
 
+/// Capacity of a WebSocket's read buffer, in bytes. tungstenite's default (128 KiB) is zeroed
+/// in full on every read, so each idle connection kept 128 KiB resident and every read paid a
+/// 128 KiB memset (docs/performance.md). SHIP messages are small: 4 KiB holds most in one read,
+/// and a larger message (up to [`WsOptions::max_message_size`]) still arrives, over more reads.
+const READ_BUFFER_SIZE: usize = 4 * 1024;
+
 impl WsOptions {
     fn config(&self) -> WebSocketConfig {
         WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER_SIZE)
             .max_message_size(Some(self.max_message_size))
             .max_frame_size(Some(self.max_message_size))
     }
@@ -236,6 +243,13 @@ mod tests {
         let cut = truncate(&long, 123);
         assert_eq!(cut.len(), 122);
         assert!(long.starts_with(cut));
+    }
+
+    #[test]
+    fn read_buffer_is_small_but_messages_may_be_large() {
+        let config = WsOptions::default().config();
+        assert_eq!(config.read_buffer_size, READ_BUFFER_SIZE);
+        assert!(config.max_message_size > Some(READ_BUFFER_SIZE));
     }
 
     #[test]

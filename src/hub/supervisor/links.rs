@@ -244,7 +244,7 @@ impl Supervisor {
                     link.ponged = true;
                 }
             }
-            LinkEvent::Ended(end) => self.link_ended(id, end),
+            LinkEvent::Ended(end) => self.link_ended(id, *end),
         }
         self.refresh_visible();
     }

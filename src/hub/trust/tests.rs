@@ -246,3 +246,90 @@ fn concurrent_writers_in_one_process_lose_nothing() {
     let expected: Vec<_> = (0..80u8).filter(|n| n % 10 != 0).map(ski).collect();
     assert_eq!(skis, expected);
 }
+
+#[test]
+fn changes_made_to_the_file_while_the_store_is_open_are_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trust.json");
+    let store = FileTrustStore::open(&path).unwrap();
+    store.upsert(full_peer(1)).unwrap();
+    assert_eq!(store.get(&ski(1)).unwrap(), Some(full_peer(1)));
+
+    // Another writer replaces the file (write a new file and rename: a new inode).
+    let other = FileTrustStore::open(&path).unwrap();
+    other.upsert(full_peer(2)).unwrap();
+    assert_eq!(store.get(&ski(2)).unwrap(), Some(full_peer(2)));
+
+    // An edit in place (same inode, other length) that drops peer 1.
+    let text = fs::read_to_string(&path).unwrap();
+    let edited = FileTrustStore::new(dir.path().join("scratch.json"));
+    edited.upsert(full_peer(2)).unwrap();
+    let only_two = fs::read_to_string(edited.path()).unwrap();
+    assert_ne!(text.len(), only_two.len());
+    fs::write(&path, only_two).unwrap();
+    assert_eq!(store.get(&ski(1)).unwrap(), None);
+    assert_eq!(store.load_all().unwrap(), vec![full_peer(2)]);
+
+    // The file removed: an empty store.
+    fs::remove_file(&path).unwrap();
+    assert_eq!(store.get(&ski(2)).unwrap(), None);
+}
+
+#[test]
+fn a_file_corrupted_after_it_was_read_is_reported_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trust.json");
+    let store = FileTrustStore::open(&path).unwrap();
+    store.upsert(full_peer(1)).unwrap();
+    assert!(store.get(&ski(1)).unwrap().is_some());
+    fs::write(&path, "{ not json").unwrap();
+    assert!(matches!(
+        store.get(&ski(1)),
+        Err(TrustStoreError::Corrupt { .. })
+    ));
+    assert!(store.upsert(full_peer(2)).is_err());
+    assert_eq!(fs::read_to_string(&path).unwrap(), "{ not json");
+}
+
+#[test]
+fn batched_updates_replace_only_pairings_that_still_exist() {
+    let (_dir, stores) = stores();
+    for store in stores {
+        store.upsert(PairedPeer::new(ski(1))).unwrap();
+        store.upsert(PairedPeer::new(ski(2))).unwrap();
+        store
+            .update_existing(vec![full_peer(1), full_peer(3), full_peer(2)])
+            .unwrap();
+        assert_eq!(store.load_all().unwrap(), vec![full_peer(1), full_peer(2)]);
+        // Nothing to change: no error, nothing added.
+        store.update_existing(vec![full_peer(1)]).unwrap();
+        store.update_existing(Vec::new()).unwrap();
+        assert_eq!(store.load_all().unwrap().len(), 2);
+    }
+}
+
+#[test]
+#[cfg(unix)]
+fn a_batch_lands_in_the_file_and_leaves_no_temporary() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trust.json");
+    let store = FileTrustStore::open(&path).unwrap();
+    for n in 1..=3 {
+        store.upsert(PairedPeer::new(ski(n))).unwrap();
+    }
+    let inode = |p: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata(p).unwrap().ino()
+    };
+    let before = inode(&path);
+    store
+        .update_existing(vec![full_peer(1), full_peer(2), full_peer(3)])
+        .unwrap();
+    // Written by renaming a new file into place.
+    assert_ne!(inode(&path), before);
+    assert_eq!(
+        FileTrustStore::open(&path).unwrap().load_all().unwrap(),
+        vec![full_peer(1), full_peer(2), full_peer(3)]
+    );
+    assert!(!dir.path().join(".trust.json.tmp").exists());
+}
