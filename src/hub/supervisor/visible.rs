@@ -145,10 +145,8 @@ pub(super) fn failure_of(
             ConnectionState::Error,
             "handshake deadline passed".into(),
         )),
-        LinkEnd::Protocol(cause) if closed_by_us => {
-            let _ = cause;
-            None
-        }
+        // Closed by us, or an orderly connectionClose by the peer: not a failure.
+        LinkEnd::Protocol(cause) if closed_by_us || cause.is_graceful() => None,
         LinkEnd::Protocol(cause) => {
             if cause.is_remote_denied_trust() {
                 Some((
