@@ -555,3 +555,66 @@ async fn start_fails_with_a_typed_error_when_the_port_is_taken() {
         other => panic!("expected a bind error, got {other:?}"),
     }
 }
+
+/// Strangers cannot take the slots paired peers need: with two unknown peers waiting for a
+/// decision (the default `max_unpaired_connections`), a third unknown SKI gets 503, while a
+/// paired peer still connects and exchanges data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_peers_cannot_take_the_slots_of_paired_peers() {
+    let rs = Recorder::new();
+    rs.let_wait.store(true, Ordering::SeqCst);
+    let server = start(loopback_config(identity("server"), "server", &rs)).await;
+    let mut strangers = Vec::new();
+    for i in 0..2 {
+        let r = Recorder::new();
+        let stranger = start(loopback_config(
+            identity("stranger"),
+            &format!("stranger-{i}"),
+            &r,
+        ))
+        .await;
+        stranger
+            .pair_at(server.local_ski(), None, Some(server.local_addr()))
+            .unwrap();
+        let ski = stranger.local_ski();
+        assert!(
+            rs.wait_for(WAIT, |s| *s == Seen::PairingRequested(ski))
+                .await
+        );
+        strangers.push(stranger);
+    }
+    let third = identity("third");
+    let tls = ShipTls::new(&third, TlsOptions::default()).unwrap();
+    let Err(error) = transport::dial(
+        &tls,
+        server.local_addr(),
+        server.local_ski(),
+        "/ship/",
+        &WsOptions::default(),
+    )
+    .await
+    else {
+        panic!("a third stranger was admitted");
+    };
+    assert!(error.is_service_unavailable(), "{error}");
+
+    let rp = Recorder::new();
+    let paired = start(loopback_config(identity("paired"), "paired", &rp)).await;
+    server.pair(paired.local_ski(), None).unwrap();
+    paired
+        .pair_at(server.local_ski(), None, Some(server.local_addr()))
+        .unwrap();
+    assert!(
+        rp.wait_for(WAIT, |s| *s == Seen::Connected(server.local_ski()))
+            .await,
+        "{:?}",
+        rp.all()
+    );
+    paired
+        .send_data(server.local_ski(), br#"{"paired":true}"#)
+        .unwrap();
+    assert!(rs.wait_for(WAIT, |s| matches!(s, Seen::Data(..))).await);
+    for hub in strangers.into_iter().chain([paired, server]) {
+        hub.shutdown().await;
+    }
+}

@@ -27,6 +27,11 @@ pub struct Limits {
     /// An incoming connection beyond it gets HTTP 503 at the upgrade (§10 / ship-protocol.md
     /// §3); an outgoing dial beyond it fails with a typed error. Default 10.
     pub max_connections: usize,
+    /// Live incoming connections of peers that are not paired (pairing requests, unknown SKIs).
+    /// They count against `max_connections` too, and beyond this many they get HTTP 503, so
+    /// strangers can never take the slots paired peers need (with the defaults, at least 8 of
+    /// the 10 stay for paired peers). Default 2.
+    pub max_unpaired_connections: usize,
     /// Incoming connections in their TLS + WebSocket handshake at once. A TCP connection beyond
     /// it is closed at once, before any TLS work. Default 32.
     pub max_handshakes_in_progress: usize,
@@ -45,6 +50,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 10,
+            max_unpaired_connections: 2,
             max_handshakes_in_progress: 32,
             transport_handshake_timeout: Duration::from_secs(10),
             handshake_deadline: Duration::from_secs(600),

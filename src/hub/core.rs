@@ -168,6 +168,8 @@ pub(crate) struct Shared {
     pub(crate) callbacks: CallbackQueue,
     pub(crate) connections: Arc<Semaphore>,
     pub(crate) handshakes: Arc<Semaphore>,
+    /// Connections of peers that are not paired (see [`super::Limits::max_unpaired_connections`]).
+    pub(crate) unpaired: Arc<Semaphore>,
     pub(crate) metrics: HubMetrics,
     pub(crate) tracker: TaskTracker,
     /// Shutdown phase 1: the listener and admissions stop.
@@ -322,6 +324,7 @@ impl Hub {
                 callbacks,
                 connections: Arc::new(Semaphore::new(config.limits.max_connections)),
                 handshakes: Arc::new(Semaphore::new(config.limits.max_handshakes_in_progress)),
+                unpaired: Arc::new(Semaphore::new(config.limits.max_unpaired_connections)),
                 metrics: HubMetrics::new(),
                 tracker: TaskTracker::new(),
                 stop_accepting: CancellationToken::new(),

@@ -56,13 +56,29 @@ async fn admit(
         if ski == shared.local_ski {
             return Err(AdmitError::OwnSki);
         }
-        let mut connection_permit = None;
+        // A peer we have not paired takes one of the few unpaired slots as well, so strangers
+        // (pairing requests, floods of unknown SKIs) can never hold the slots paired peers need.
+        let paired = matches!(shared.trust.get(&ski), Ok(Some(_)));
+        let mut permits = None;
         let socket = transport::accept_websocket(tls, &shared.config.websocket, || {
-            connection_permit = shared.connections.clone().try_acquire_owned().ok();
-            connection_permit.is_some()
+            let unpaired = if paired {
+                None
+            } else {
+                match shared.unpaired.clone().try_acquire_owned() {
+                    Ok(permit) => Some(permit),
+                    Err(_) => return false,
+                }
+            };
+            permits = shared
+                .connections
+                .clone()
+                .try_acquire_owned()
+                .ok()
+                .map(|connection| (connection, unpaired));
+            permits.is_some()
         })
         .await?;
-        let permit = connection_permit.ok_or(AdmitError::Full)?;
+        let permit = permits.ok_or(AdmitError::Full)?;
         Ok::<_, AdmitError>((socket, ski, permit))
     };
     let outcome = tokio::select! {
