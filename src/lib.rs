@@ -25,3 +25,8 @@ pub mod transport;
 
 pub use ship_id::{ShipId, ShipIdError};
 pub use ski::{Ski, SkiParseError};
+
+/// The README's code examples, compiled as doctests so the front page cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
