@@ -471,10 +471,8 @@ async fn own_ski_is_refused() {
     a.shutdown().await;
 }
 
-/// `disconnect` closes the connection gracefully on both sides; the pairing stays, so the peer is
-/// redialled by the first backoff tier (0–3 s) and connected again.
-#[tokio::test]
-async fn disconnect_closes_gracefully_and_the_paired_peer_is_redialled() {
+/// Two hubs that trust each other (A knows B's address), once both report the other connected.
+async fn connected_pair() -> (Hub, Hub, Arc<Recorder>, Arc<Recorder>) {
     let (ra, rb) = (Recorder::new(), Recorder::new());
     let a = start(loopback_config(identity("a"), "node-a", &ra)).await;
     let b = start(loopback_config(identity("b"), "node-b", &rb)).await;
@@ -485,6 +483,18 @@ async fn disconnect_closes_gracefully_and_the_paired_peer_is_redialled() {
         ra.wait_for(WAIT, |s| *s == Seen::Connected(b.local_ski()))
             .await
     );
+    assert!(
+        rb.wait_for(WAIT, |s| *s == Seen::Connected(a.local_ski()))
+            .await
+    );
+    (a, b, ra, rb)
+}
+
+/// `disconnect` closes the connection gracefully on both sides; the pairing stays, so the peer is
+/// redialled by the first backoff tier (0–3 s) and connected again.
+#[tokio::test]
+async fn disconnect_closes_gracefully_and_the_paired_peer_is_redialled() {
+    let (a, b, ra, rb) = connected_pair().await;
     a.disconnect(b.local_ski()).unwrap();
     assert!(ra.wait_for(WAIT, |s| matches!(s, Seen::Disconnected(k, r) if *k == b.local_ski() && r.contains("locally"))).await, "{:?}", ra.all());
     assert!(
@@ -513,16 +523,7 @@ async fn disconnect_closes_gracefully_and_the_paired_peer_is_redialled() {
 /// peer sees the connection end.
 #[tokio::test]
 async fn dropping_the_last_handle_stops_the_hub() {
-    let (ra, rb) = (Recorder::new(), Recorder::new());
-    let a = start(loopback_config(identity("a"), "node-a", &ra)).await;
-    let b = start(loopback_config(identity("b"), "node-b", &rb)).await;
-    b.pair(a.local_ski(), None).unwrap();
-    a.pair_at(b.local_ski(), None, Some(b.local_addr()))
-        .unwrap();
-    assert!(
-        rb.wait_for(WAIT, |s| *s == Seen::Connected(a.local_ski()))
-            .await
-    );
+    let (a, b, _ra, rb) = connected_pair().await;
     let a_addr = a.local_addr();
     drop(a);
     assert!(

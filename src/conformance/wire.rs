@@ -85,14 +85,6 @@ pub(crate) fn access_methods(ship_id: &str) -> Vec<u8> {
     control(&format!(r#"{{"accessMethods":[{{"id":"{ship_id}"}}]}}"#))
 }
 
-/// `connectionClose` `confirm`.
-#[allow(dead_code)]
-pub(crate) fn close_confirm() -> Vec<u8> {
-    let mut bytes = vec![0x03];
-    bytes.extend_from_slice(br#"{"connectionClose":[{"phase":"confirm"}]}"#);
-    bytes
-}
-
 /// A SHIP `data` message carrying a SPINE read of `function` (TC_SHIP_AMDATA_001/002).
 pub(crate) fn spine_read(function: &str, counter: u32) -> Vec<u8> {
     let mut bytes = vec![0x02];
@@ -122,7 +114,6 @@ mod tests {
             pin_none(),
             access_methods_request(),
             access_methods("tool"),
-            close_confirm(),
             spine_read("nodeManagementDetailedDiscoveryData", 1),
         ] {
             decode(&bytes).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&bytes)));

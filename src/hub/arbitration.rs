@@ -80,17 +80,19 @@ pub(crate) fn after_grace(live: &[LinkFacts]) -> Vec<LinkId> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::OnceLock;
     use std::time::Duration;
 
     fn ski(byte: u8) -> Ski {
         Ski::from_bytes([byte; 20])
     }
 
-    fn facts(id: LinkId, started_ms: u64, answered: bool) -> LinkFacts {
-        let base = Instant::now();
+    /// A live link `id` whose TCP connection started `started_ms` after a common base.
+    fn link(id: LinkId, started_ms: u64, answered: bool) -> LinkFacts {
+        static BASE: OnceLock<Instant> = OnceLock::new();
         LinkFacts {
             id,
-            started: base + Duration::from_millis(started_ms),
+            started: *BASE.get_or_init(Instant::now) + Duration::from_millis(started_ms),
             completed: false,
             answered_ping: answered,
         }
@@ -98,17 +100,7 @@ mod tests {
 
     #[test]
     fn bigger_ski_keeps_the_most_recent_and_closes_the_rest() {
-        let base = Instant::now();
-        let live = [
-            LinkFacts {
-                started: base,
-                ..facts(1, 0, true)
-            },
-            LinkFacts {
-                started: base + Duration::from_millis(5),
-                ..facts(2, 0, true)
-            },
-        ];
+        let live = [link(1, 0, true), link(2, 5, true)];
         assert_eq!(
             on_new_link(ski(9), ski(1), &live),
             Arbitration::Close(vec![1])
@@ -118,17 +110,7 @@ mod tests {
     #[test]
     fn bigger_ski_closes_a_new_link_that_started_earlier() {
         // Our dial started before the peer's incoming connection but finished after it.
-        let base = Instant::now();
-        let live = [
-            LinkFacts {
-                started: base + Duration::from_millis(5),
-                ..facts(1, 0, true)
-            },
-            LinkFacts {
-                started: base,
-                ..facts(2, 0, true)
-            },
-        ];
+        let live = [link(1, 5, true), link(2, 0, true)];
         assert_eq!(
             on_new_link(ski(9), ski(1), &live),
             Arbitration::Close(vec![2])
@@ -137,17 +119,7 @@ mod tests {
 
     #[test]
     fn smaller_ski_only_pings_the_older_links() {
-        let base = Instant::now();
-        let live = [
-            LinkFacts {
-                started: base,
-                ..facts(1, 0, true)
-            },
-            LinkFacts {
-                started: base + Duration::from_millis(5),
-                ..facts(2, 0, true)
-            },
-        ];
+        let live = [link(1, 0, true), link(2, 5, true)];
         assert_eq!(
             on_new_link(ski(1), ski(9), &live),
             Arbitration::PingAndWait(vec![1])
@@ -156,37 +128,13 @@ mod tests {
 
     #[test]
     fn after_grace_closes_the_silent_zombie() {
-        let base = Instant::now();
-        let live = [
-            LinkFacts {
-                started: base,
-                ..facts(1, 0, false)
-            },
-            LinkFacts {
-                started: base + Duration::from_millis(5),
-                ..facts(2, 0, true)
-            },
-        ];
+        let live = [link(1, 0, false), link(2, 5, true)];
         assert_eq!(after_grace(&live), vec![1]);
     }
 
     #[test]
     fn after_grace_keeps_the_newest_of_the_answering() {
-        let base = Instant::now();
-        let live = [
-            LinkFacts {
-                started: base,
-                ..facts(1, 0, true)
-            },
-            LinkFacts {
-                started: base + Duration::from_millis(5),
-                ..facts(2, 0, true)
-            },
-            LinkFacts {
-                started: base + Duration::from_millis(9),
-                ..facts(3, 0, false)
-            },
-        ];
+        let live = [link(1, 0, true), link(2, 5, true), link(3, 9, false)];
         // 3 is the newest but did not answer: it goes, and of 1 and 2 the newer stays.
         let mut closed = after_grace(&live);
         closed.sort();
@@ -195,25 +143,15 @@ mod tests {
 
     #[test]
     fn one_link_needs_no_decision() {
-        assert!(after_grace(&[facts(1, 0, false)]).is_empty());
+        assert!(after_grace(&[link(1, 0, false)]).is_empty());
     }
 
     #[test]
     fn both_sides_agree_on_the_survivor_for_crossing_dials() {
         // Seen from the bigger side A: its own dial (id 1) and B's incoming (id 2). Only A acts;
         // B pings and waits, and by the end of the grace period A's choice is all that is left.
-        let base = Instant::now();
         for (a_dial_ms, b_dial_ms) in [(0u64, 1u64), (1, 0), (0, 0), (7, 3)] {
-            let a_view = [
-                LinkFacts {
-                    started: base + Duration::from_millis(a_dial_ms),
-                    ..facts(1, 0, true)
-                },
-                LinkFacts {
-                    started: base + Duration::from_millis(b_dial_ms),
-                    ..facts(2, 0, true)
-                },
-            ];
+            let a_view = [link(1, a_dial_ms, true), link(2, b_dial_ms, true)];
             let Arbitration::Close(closed_by_a) = on_new_link(ski(9), ski(1), &a_view) else {
                 panic!("the bigger side decides")
             };

@@ -226,7 +226,7 @@ impl Supervisor {
     /// The supervisor's task. Returns when the peer needs no owner any more (not paired, no
     /// link) or the hub shut down.
     pub(crate) async fn run(mut self) {
-        if self.stopping_now() {
+        if self.shared.stop.is_cancelled() {
             self.begin_stop();
         }
         self.schedule_dial();
@@ -265,10 +265,6 @@ impl Supervisor {
                 _ = stop.cancelled(), if !self.stopping => self.begin_stop(),
             }
         }
-    }
-
-    fn stopping_now(&self) -> bool {
-        self.shared.stop.is_cancelled()
     }
 
     // ----- commands ---------------------------------------------------------------------

@@ -47,7 +47,7 @@ impl Supervisor {
     }
 
     pub(super) fn refresh_visible(&mut self) {
-        let (state, detail) = self.derive_state();
+        let (state, detail) = self.next_visible_state();
         if state != self.visible.state {
             self.visible.state = state;
             self.shared
@@ -91,7 +91,10 @@ impl Supervisor {
         }
     }
 
-    pub(super) fn derive_state(&mut self) -> (ConnectionState, StateDetail) {
+    /// The state the application should see now. Derived from the links, the dial and the
+    /// pairing, except that the last link's failure is consumed here: it is shown once, then the
+    /// peer moves on to Queued or None.
+    pub(super) fn next_visible_state(&mut self) -> (ConnectionState, StateDetail) {
         let detail = |detailed: Option<DetailedState>, error: Option<String>| StateDetail {
             detailed,
             error,
