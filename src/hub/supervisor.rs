@@ -109,6 +109,9 @@ struct Link {
     completed: bool,
     /// A close was requested (arbitration, unpair, disconnect, shutdown).
     closing: bool,
+    /// Closed by us because a newer connection of this SKI replaces it: one still in its TLS
+    /// handshake when we decided (§7 rule 1), so not yet a link of this supervisor.
+    replaced: bool,
     /// Answered the last arbitration ping.
     ponged: bool,
     /// Waiting for a user decision (hello pending).
@@ -283,6 +286,9 @@ impl Supervisor {
                     self.cancel_dial();
                     let older: Vec<LinkId> = self.live_links().map(|l| l.id).collect();
                     for id in older {
+                        if let Some(link) = self.link_mut(id) {
+                            link.replaced = true;
+                        }
                         self.close_link(id, CloseReason::Unspecific);
                     }
                     self.settled_double = true;
