@@ -251,6 +251,76 @@ fn assert_one_connection_seen(recorder: &Recorder, peer: Ski, context: &str) {
     );
 }
 
+/// A paired peer that only ever dials in (we know no address to dial it at; the address it
+/// came from has no listening port) goes away: the hub waits quietly in Queued — no dial
+/// attempt, no Error state, no failure counted — for five minutes, and dials it as soon as an
+/// address is learnt.
+#[test]
+fn paired_peer_without_an_address_waits_quietly_until_one_is_learnt() {
+    paused_runtime().block_on(async {
+        let lan = MemoryLan::new();
+        let (a_id, b_id) = ordered_identities();
+        let (a_ski, b_ski) = (a_id.ski(), b_id.ski());
+        let b_key = b_id.clone();
+        let (ra, rb) = (Recorder::new(), Recorder::new());
+        let a = start(lan_config(&lan, 1, a_id, &ra)).await;
+        let b = start(lan_config(&lan, 2, b_id, &rb)).await;
+        a.pair(b_ski, None).unwrap();
+        b.pair_at(a_ski, None, Some(lan_addr(1))).unwrap();
+        assert!(
+            ra.wait_for(Duration::from_secs(10), |s| *s == Seen::Connected(b_ski))
+                .await
+        );
+        b.shutdown().await;
+        assert!(
+            ra.wait_for(
+                Duration::from_secs(10),
+                |s| matches!(s, Seen::Disconnected(k, _) if *k == b_ski)
+            )
+            .await
+        );
+        let before = a.metrics();
+        let gone = ra.all().len();
+        tokio::time::sleep(Duration::from_secs(300)).await;
+
+        let after = a.metrics();
+        assert_eq!(after.dial_attempts, before.dial_attempts, "{after:?}");
+        assert_eq!(after.failures.total(), before.failures.total(), "{after:?}");
+        assert_eq!(a.connection_state(b_ski), ConnectionState::Queued);
+        let since: Vec<Seen> = ra.all().split_off(gone);
+        assert!(
+            since
+                .iter()
+                .all(|s| *s == Seen::State(b_ski, ConnectionState::Queued)),
+            "while no address is known: {since:?}"
+        );
+        assert!(
+            !ra.all()
+                .iter()
+                .any(|s| *s == Seen::State(b_ski, ConnectionState::Error)),
+            "{:?}",
+            ra.all()
+        );
+
+        // The peer is back but does not dial; we learn its address and dial it.
+        let rb2 = Recorder::new();
+        let b2 = start(lan_config(&lan, 2, b_key, &rb2)).await;
+        b2.pair(a_ski, None).unwrap();
+        a.add_address(b_ski, lan_addr(2)).unwrap();
+        assert!(
+            ra.wait_for(Duration::from_secs(25), |_| ra
+                .count(|s| *s == Seen::Connected(b_ski))
+                == 2)
+                .await,
+            "{:?}",
+            ra.all()
+        );
+        assert_eq!(a.metrics().dial_attempts, before.dial_attempts + 1);
+        a.shutdown().await;
+        b2.shutdown().await;
+    });
+}
+
 /// The peer loses power while connected and comes back with the same identity: the old
 /// connection is a zombie (black-holed, no close). The new connection wins within the grace
 /// period whichever side has the bigger SKI, and the surviving side never reports a disconnect.

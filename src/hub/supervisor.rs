@@ -378,10 +378,14 @@ impl Supervisor {
 
     // ----- dialling ---------------------------------------------------------------------
 
+    /// Schedules the next dial of a paired peer. Without an address to dial (a peer that only
+    /// ever dialled in: the address it came from has no listening port) nothing is scheduled:
+    /// the peer waits quietly in Queued until an address is learnt (a sighting, a static
+    /// address, a pairing with a last address), which calls this again.
     fn schedule_dial(&mut self) {
         if self.stopping
             || self.pairing.is_none()
-            || !self.addresses.contains(&self.ski)
+            || self.addresses.dial_candidates(&self.ski).is_empty()
             || !matches!(self.dial, Dial::Idle)
             || self.live_links().count() > 0
         {
@@ -400,9 +404,14 @@ impl Supervisor {
             self.dial = Dial::Idle;
             return;
         }
+        let candidates = self.addresses.dial_candidates(&self.ski);
+        if candidates.is_empty() {
+            // Nothing to dial (see `schedule_dial`): not a failure.
+            self.dial = Dial::Idle;
+            return;
+        }
         let shared = self.shared.clone();
         let ski = self.ski;
-        let candidates = self.addresses.dial_candidates(&self.ski);
         self.shared.metrics.dial_attempt();
         let handle =
             self.shared
