@@ -186,23 +186,18 @@ impl Supervisor {
         data_rx: mpsc::Receiver<Vec<u8>>,
         seed: u64,
     ) -> Self {
-        let pairing = shared.trust.get(&ski).ok().flatten();
-        let mut addresses = AddressBook::new();
-        if let Some(address) = pairing.as_ref().and_then(|p| p.last_address) {
-            let _ = addresses.record_dialled(ski, address, DEFAULT_SHIP_PATH);
-        }
         let (link_events_tx, link_events) = mpsc::unbounded_channel();
         let backoff = Backoff::new(shared.config.timers.reconnect.clone());
         Supervisor {
             ski,
-            peer_ship_id: pairing.as_ref().and_then(|p| p.ship_id.clone()),
-            pairing,
+            peer_ship_id: None,
+            pairing: None,
             shared,
             commands,
             status,
             data_rx,
             held: None,
-            addresses,
+            addresses: AddressBook::new(),
             hosts: HashMap::new(),
             links: Vec::new(),
             next_link: 0,
@@ -229,6 +224,7 @@ impl Supervisor {
     /// The supervisor's task. Returns when the peer needs no owner any more (not paired, no
     /// link) or the hub shut down.
     pub(crate) async fn run(mut self) {
+        self.load_pairing().await;
         if self.shared.stop.is_cancelled() {
             self.begin_stop();
         }
@@ -268,6 +264,40 @@ impl Supervisor {
                 _ = stop.cancelled(), if !self.stopping => self.begin_stop(),
             }
         }
+    }
+
+    /// Reads the peer's pairing, before the first command is handled. The read runs here, on
+    /// the blocking pool, never in [`super::Shared::route`]: that holds the registry lock, and a
+    /// slow trust store must not stall every other peer's routing and the [`super::Hub`]
+    /// methods.
+    async fn load_pairing(&mut self) {
+        let trust = self.shared.trust.clone();
+        let ski = self.ski;
+        let read = tokio::task::spawn_blocking(move || trust.get(&ski));
+        let pairing = tokio::select! {
+            result = read => match result {
+                Ok(Ok(pairing)) => pairing,
+                Ok(Err(error)) => {
+                    tracing::warn!(%ski, %error, "could not read the pairing");
+                    None
+                }
+                Err(error) => {
+                    tracing::warn!(%ski, %error, "reading the pairing panicked");
+                    None
+                }
+            },
+            _ = self.shared.abort.cancelled() => None,
+        };
+        let Some(peer) = pairing else {
+            return;
+        };
+        if let Some(address) = peer.last_address {
+            let _ = self
+                .addresses
+                .record_dialled(ski, address, DEFAULT_SHIP_PATH);
+        }
+        self.peer_ship_id = peer.ship_id.clone();
+        self.pairing = Some(peer);
     }
 
     // ----- commands ---------------------------------------------------------------------
