@@ -296,8 +296,7 @@ fn paired_peer_without_an_address_waits_quietly_until_one_is_learnt() {
         );
         assert!(
             !ra.all()
-                .iter()
-                .any(|s| *s == Seen::State(b_ski, ConnectionState::Error)),
+                .contains(&Seen::State(b_ski, ConnectionState::Error)),
             "{:?}",
             ra.all()
         );
