@@ -289,8 +289,15 @@ impl std::fmt::Debug for Hub {
 
 impl Hub {
     /// Binds the listener and starts the hub; paired peers with a known address are dialled.
+    ///
+    /// All or nothing: every step that can fail (loading the pairings, TLS, binding, the first
+    /// announcement) runs before anything is spawned, so a start that fails leaves no listening
+    /// socket and no task behind.
     pub async fn start(config: HubConfig) -> Result<Hub, HubError> {
         let local_ski = config.identity.ski();
+        let paired = config.trust_store.load_all()?;
+        let tls = ShipTls::new(&config.identity, config.tls.clone())
+            .map_err(|error| HubError::Tls(error.to_string()))?;
         let listener = config
             .network
             .bind(config.bind)
@@ -303,12 +310,21 @@ impl Hub {
             addr: config.bind,
             source,
         })?;
+        if let Some(discovery) = &config.discovery {
+            // On failure the listener is dropped here: the port is free again.
+            discovery
+                .announce(sightings::announcement_of(
+                    &config,
+                    local_ski,
+                    config.auto_accept,
+                    local_addr.port(),
+                ))
+                .map_err(HubError::Discovery)?;
+        }
+        // Nothing below fails.
         let (callbacks, callbacks_done) = start_dispatcher(config.callbacks.clone());
         let seed = config.rng_seed.unwrap_or_else(rand::random);
-        let paired = config.trust_store.load_all()?;
         let (trust_writes, trust_queue) = mpsc::unbounded_channel();
-        let tls = ShipTls::new(&config.identity, config.tls.clone())
-            .map_err(|error| HubError::Tls(error.to_string()))?;
         let shared = Arc::new_cyclic(|weak: &Weak<Shared>| {
             let observer_target = weak.clone();
             let tls = tls.with_client_certificate_observer(Arc::new(move |ski: Ski| {
@@ -338,9 +354,6 @@ impl Hub {
         });
         shared.tracker.spawn(accept_loop(shared.clone(), listener));
         if let Some(discovery) = shared.config.discovery.clone() {
-            discovery
-                .announce(sightings::announcement(&shared, local_addr.port()))
-                .map_err(HubError::Discovery)?;
             shared
                 .tracker
                 .spawn(sightings::follow(shared.clone(), discovery));

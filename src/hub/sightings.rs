@@ -17,17 +17,29 @@ use crate::discovery::{Announcement, Discovery, DiscoveryEvent, ShipTxt, Visible
 
 /// Builds our announcement from the configuration (`register` = auto-accept).
 pub(crate) fn announcement(shared: &Shared, port: u16) -> Announcement {
-    let device = &shared.config.device;
-    let mut txt = ShipTxt::new(shared.config.ship_id.clone(), shared.local_ski);
+    let register = shared
+        .auto_accept
+        .load(std::sync::atomic::Ordering::Relaxed);
+    announcement_of(&shared.config, shared.local_ski, register, port)
+}
+
+/// Our announcement, before the hub's shared state exists (the first one, made by
+/// [`super::Hub::start`] before it spawns anything).
+pub(crate) fn announcement_of(
+    config: &super::HubConfig,
+    local_ski: crate::Ski,
+    register: bool,
+    port: u16,
+) -> Announcement {
+    let device = &config.device;
+    let mut txt = ShipTxt::new(config.ship_id.clone(), local_ski);
     txt.path = device.path.clone();
     txt.brand = device.brand.clone();
     txt.model = device.model.clone();
     txt.device_type = device.device_type.clone();
     txt.serial = device.serial.clone();
     txt.categories = device.categories.clone();
-    txt.register = shared
-        .auto_accept
-        .load(std::sync::atomic::Ordering::Relaxed);
+    txt.register = register;
     let announcement = Announcement::new(txt, port);
     match &device.instance_name {
         Some(name) => announcement.with_instance_name(name.clone()),

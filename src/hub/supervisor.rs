@@ -109,6 +109,9 @@ struct Link {
     completed: bool,
     /// A close was requested (arbitration, unpair, disconnect, shutdown).
     closing: bool,
+    /// Closed by us because a newer connection of this SKI replaces it: one still in its TLS
+    /// handshake when we decided (§7 rule 1), so not yet a link of this supervisor.
+    replaced: bool,
     /// Answered the last arbitration ping.
     ponged: bool,
     /// Waiting for a user decision (hello pending).
@@ -183,23 +186,18 @@ impl Supervisor {
         data_rx: mpsc::Receiver<Vec<u8>>,
         seed: u64,
     ) -> Self {
-        let pairing = shared.trust.get(&ski).ok().flatten();
-        let mut addresses = AddressBook::new();
-        if let Some(address) = pairing.as_ref().and_then(|p| p.last_address) {
-            let _ = addresses.record_dialled(ski, address, DEFAULT_SHIP_PATH);
-        }
         let (link_events_tx, link_events) = mpsc::unbounded_channel();
         let backoff = Backoff::new(shared.config.timers.reconnect.clone());
         Supervisor {
             ski,
-            peer_ship_id: pairing.as_ref().and_then(|p| p.ship_id.clone()),
-            pairing,
+            peer_ship_id: None,
+            pairing: None,
             shared,
             commands,
             status,
             data_rx,
             held: None,
-            addresses,
+            addresses: AddressBook::new(),
             hosts: HashMap::new(),
             links: Vec::new(),
             next_link: 0,
@@ -226,6 +224,7 @@ impl Supervisor {
     /// The supervisor's task. Returns when the peer needs no owner any more (not paired, no
     /// link) or the hub shut down.
     pub(crate) async fn run(mut self) {
+        self.load_pairing().await;
         if self.shared.stop.is_cancelled() {
             self.begin_stop();
         }
@@ -267,6 +266,40 @@ impl Supervisor {
         }
     }
 
+    /// Reads the peer's pairing, before the first command is handled. The read runs here, on
+    /// the blocking pool, never in [`super::Shared::route`]: that holds the registry lock, and a
+    /// slow trust store must not stall every other peer's routing and the [`super::Hub`]
+    /// methods.
+    async fn load_pairing(&mut self) {
+        let trust = self.shared.trust.clone();
+        let ski = self.ski;
+        let read = tokio::task::spawn_blocking(move || trust.get(&ski));
+        let pairing = tokio::select! {
+            result = read => match result {
+                Ok(Ok(pairing)) => pairing,
+                Ok(Err(error)) => {
+                    tracing::warn!(%ski, %error, "could not read the pairing");
+                    None
+                }
+                Err(error) => {
+                    tracing::warn!(%ski, %error, "reading the pairing panicked");
+                    None
+                }
+            },
+            _ = self.shared.abort.cancelled() => None,
+        };
+        let Some(peer) = pairing else {
+            return;
+        };
+        if let Some(address) = peer.last_address {
+            let _ = self
+                .addresses
+                .record_dialled(ski, address, DEFAULT_SHIP_PATH);
+        }
+        self.peer_ship_id = peer.ship_id.clone();
+        self.pairing = Some(peer);
+    }
+
     // ----- commands ---------------------------------------------------------------------
 
     fn handle_command(&mut self, command: Command) {
@@ -283,6 +316,9 @@ impl Supervisor {
                     self.cancel_dial();
                     let older: Vec<LinkId> = self.live_links().map(|l| l.id).collect();
                     for id in older {
+                        if let Some(link) = self.link_mut(id) {
+                            link.replaced = true;
+                        }
                         self.close_link(id, CloseReason::Unspecific);
                     }
                     self.settled_double = true;
@@ -372,10 +408,14 @@ impl Supervisor {
 
     // ----- dialling ---------------------------------------------------------------------
 
+    /// Schedules the next dial of a paired peer. Without an address to dial (a peer that only
+    /// ever dialled in: the address it came from has no listening port) nothing is scheduled:
+    /// the peer waits quietly in Queued until an address is learnt (a sighting, a static
+    /// address, a pairing with a last address), which calls this again.
     fn schedule_dial(&mut self) {
         if self.stopping
             || self.pairing.is_none()
-            || !self.addresses.contains(&self.ski)
+            || self.addresses.dial_candidates(&self.ski).is_empty()
             || !matches!(self.dial, Dial::Idle)
             || self.live_links().count() > 0
         {
@@ -394,9 +434,14 @@ impl Supervisor {
             self.dial = Dial::Idle;
             return;
         }
+        let candidates = self.addresses.dial_candidates(&self.ski);
+        if candidates.is_empty() {
+            // Nothing to dial (see `schedule_dial`): not a failure.
+            self.dial = Dial::Idle;
+            return;
+        }
         let shared = self.shared.clone();
         let ski = self.ski;
-        let candidates = self.addresses.dial_candidates(&self.ski);
         self.shared.metrics.dial_attempt();
         let handle =
             self.shared

@@ -81,6 +81,7 @@ impl Supervisor {
             detail: Some(initial_detail),
             completed: false,
             closing: false,
+            replaced: false,
             ponged: true,
             awaiting_trust: trust == Trust::Pending,
         });
@@ -341,7 +342,11 @@ impl Supervisor {
             return;
         }
         if self.visible.connected && !self.stopping {
+            // A replacement is underway: a live link; the incoming connection that made us close
+            // this one (still in TLS + WebSocket, so not yet a link); or, when the peer closed
+            // this one, our own dial or any incoming handshake of this SKI.
             let replacement_underway = self.live_links().count() > 0
+                || (link.replaced && self.incoming_in_tls())
                 || (!link.closing
                     && (matches!(self.dial, Dial::Running(_)) || self.incoming_in_tls()));
             if link.completed && replacement_underway {

@@ -20,8 +20,18 @@ impl Supervisor {
             if self.settled_double && self.we_decide() {
                 // Arbitration left nothing (two rules, crossing clocks): not a failure to back
                 // off from (§7 rule 3).
+                // An incoming connection that replaced ours and is still in its TLS handshake
+                // is the replacement: dial only if it has not arrived when its handshake time
+                // is up (one replacement, not a third connection).
                 if matches!(self.dial, Dial::Idle) {
-                    self.dial = Dial::Waiting(tokio::time::Instant::now());
+                    let now = tokio::time::Instant::now();
+                    let at = match self.incoming_seen {
+                        Some(seen) if self.incoming_in_tls() => {
+                            seen + self.shared.config.limits.transport_handshake_timeout
+                        }
+                        _ => now,
+                    };
+                    self.dial = Dial::Waiting(at.max(now));
                 }
             } else {
                 self.schedule_dial();
