@@ -14,7 +14,6 @@ use ship_hub::protocol::ConnectionState;
 use ship_hub::transport::{ShipTls, TlsOptions, WsOptions};
 use ship_hub::{ShipId, Ski};
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 
 const WAIT: Duration = Duration::from_secs(30);
 

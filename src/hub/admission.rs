@@ -260,11 +260,12 @@ mod tests {
     }
 
     fn limits(total: usize, reserved: usize, per_address: usize) -> Limits {
-        let mut limits = Limits::default();
-        limits.max_handshakes_in_progress = total;
-        limits.reserved_handshakes = reserved;
-        limits.max_handshakes_per_address = per_address;
-        limits
+        Limits {
+            max_handshakes_in_progress: total,
+            reserved_handshakes: reserved,
+            max_handshakes_per_address: per_address,
+            ..Limits::default()
+        }
     }
 
     #[test]
@@ -339,10 +340,11 @@ mod tests {
 
     #[test]
     fn strangers_are_limited_per_address_and_in_all() {
-        let mut limits = Limits::default();
-        limits.max_unpaired_connections = 2;
-        limits.max_unpaired_per_address = 1;
-        let admission = Admission::new(&limits);
+        let admission = Admission::new(&Limits {
+            max_unpaired_connections: 2,
+            max_unpaired_per_address: 1,
+            ..Limits::default()
+        });
         let first = admission.unpaired(ip(2)).unwrap();
         assert_eq!(
             admission.unpaired(ip(2)).unwrap_err(),

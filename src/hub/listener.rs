@@ -65,20 +65,22 @@ async fn admit(shared: Arc<Shared>, tcp: BoxIo, remote: SocketAddr, slot: Handsh
         // (pairing requests, floods of unknown SKIs) can never hold the slots paired peers need,
         // and one address cannot hold all of them.
         let paired = matches!(shared.trust.get(&ski), Ok(Some(_)));
-        let mut permits = Err(Refusal::Unpaired);
-        let socket = transport::accept_websocket(tls, &shared.config.websocket, || {
-            permits = admit_upgrade(&shared, remote, paired);
-            permits.is_ok()
+        // Set by the upgrade callback: the room taken, or why there was none.
+        let mut room = None;
+        let upgraded = transport::accept_websocket(tls, &shared.config.websocket, || {
+            let taken = admit_upgrade(&shared, remote, paired);
+            let admitted = taken.is_ok();
+            room = Some(taken);
+            admitted
         })
-        .await
-        .map_err(|error| match (&error, permits.as_ref()) {
-            (transport::TransportError::WebSocket(transport::WebSocketError::Refused), Err(r)) => {
-                AdmitError::Full(*r)
-            }
-            _ => AdmitError::Transport(error),
-        })?;
-        let permit = permits.map_err(AdmitError::Full)?;
-        Ok::<_, AdmitError>((socket, ski, permit))
+        .await;
+        match (upgraded, room) {
+            (Ok(socket), Some(Ok(permits))) => Ok((socket, ski, permits)),
+            (Err(_), Some(Err(refusal))) => Err(AdmitError::Full(refusal)),
+            (Err(error), _) => Err(AdmitError::Transport(error)),
+            // Not reached: the upgrade succeeds only once the callback found room.
+            (Ok(_), _) => Err(AdmitError::Full(Refusal::Connections)),
+        }
     };
     let outcome = tokio::select! {
         _ = shared.stop_accepting.cancelled() => return,
