@@ -54,9 +54,11 @@ pub struct Limits {
     /// work. Default 32.
     pub max_handshakes_in_progress: usize,
     /// Of `max_handshakes_in_progress`, this many are kept for connections from addresses of
-    /// paired peers (the addresses the hub knows for them: stored last address, configured
-    /// addresses, mDNS sightings, the source of their last connection), so that strangers that
-    /// fill every other slot cannot lock paired peers out. Default 8.
+    /// paired peers, so that strangers that fill every other slot cannot lock paired peers
+    /// out. These addresses are the ones a peer proved or was configured with: its stored last
+    /// address, configured addresses, the source of its last completed connection (not mDNS
+    /// sightings: anyone can announce any address). A paired peer connecting from elsewhere
+    /// takes an ordinary slot. Default 8.
     pub reserved_handshakes: usize,
     /// Incoming connections in their TLS + WebSocket handshake at once from one source address
     /// (IP). A TCP connection beyond it is closed at once, before any TLS work. Default 4.
