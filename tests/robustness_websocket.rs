@@ -334,3 +334,110 @@ async fn ping_flood_is_answered_and_the_link_stays_up() {
     pongs.abort();
     victim.stop().await;
 }
+
+/// Strangers' slots are limited per source address (`max_unpaired_per_address`, default 1):
+/// a second unknown key from 127.0.0.2 that, like the first, never sends its CMI gets HTTP 503,
+/// while an unknown key from 127.0.0.3 is still admitted. (Before: the two from one address
+/// held both strangers' slots and the third was refused.)
+#[tokio::test]
+async fn second_stranger_from_one_address_gets_503_while_another_address_is_admitted() {
+    let victim = Victim::start().await;
+    let (a, b, c) = (
+        identity("stranger-a"),
+        identity("stranger-b"),
+        identity("stranger-c"),
+    );
+    let _first = harness::connect_from(&victim, &a, [127, 0, 0, 2])
+        .await
+        .expect("the first stranger from 127.0.0.2 is admitted");
+    let before = failures(&victim, FailureCause::RefusedByCap);
+    let Err(error) = harness::connect_from(&victim, &b, [127, 0, 0, 2]).await else {
+        panic!("a second stranger from 127.0.0.2 was admitted");
+    };
+    assert!(error.is_service_unavailable(), "{error}");
+    wait_failure(&victim, FailureCause::RefusedByCap, before).await;
+    let _other = harness::connect_from(&victim, &c, [127, 0, 0, 3])
+        .await
+        .expect("a stranger from another address is admitted");
+    victim.assert_serving().await;
+    victim.stop().await;
+}
+
+/// A stranger that completes TLS and the upgrade and then never sends its CMI is closed at the
+/// strangers' CMI deadline (`unpaired_cmi_timeout`, here 1 s), not the protocol's 30 s, so it
+/// frees its strangers' slot early.
+#[tokio::test]
+async fn silent_stranger_is_closed_at_the_unpaired_cmi_deadline() {
+    let victim = Victim::start_with(|c| {
+        c.limits.unpaired_cmi_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let who = identity("silent-stranger");
+    let started = std::time::Instant::now();
+    let mut socket = harness::connect_from(&victim, &who, [127, 0, 0, 2])
+        .await
+        .expect("admitted");
+    let (ending, _) = harness::ending(&mut socket).await;
+    let closed_in = started.elapsed();
+    println!("SILENT STRANGER: closed after {closed_in:?} (unpaired CMI deadline 1 s)");
+    assert!(
+        matches!(
+            ending,
+            harness::Ending::Closed(Some(4001)) | harness::Ending::Dropped
+        ),
+        "{ending:?}"
+    );
+    assert!(closed_in < Duration::from_secs(10), "{closed_in:?}");
+    // Its slot is free again: another stranger from the same address is admitted.
+    let again = identity("next-stranger");
+    tokio::time::timeout(WAIT, async {
+        while harness::connect_from(&victim, &again, [127, 0, 0, 2])
+            .await
+            .is_err()
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the slot is given back");
+    victim.assert_serving().await;
+    victim.stop().await;
+}
+
+/// A stranger waiting in hello `pending` for the user's decision (the application lets it
+/// wait) holds its strangers' slot at most `unpaired_handshake_deadline` (here 2 s) from TCP
+/// accept, then is closed with 4001, however long the hello timers would let it wait (120 s,
+/// more with prolongations).
+#[tokio::test]
+async fn stranger_waiting_for_the_user_is_closed_at_the_unpaired_handshake_deadline() {
+    let victim = Victim::start_with(|c| {
+        c.limits.unpaired_handshake_deadline = Duration::from_secs(2);
+    })
+    .await;
+    victim
+        .rec
+        .let_wait
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let who = identity("waiting-stranger");
+    let started = std::time::Instant::now();
+    let mut socket = harness::connect_from(&victim, &who, [127, 0, 0, 2])
+        .await
+        .expect("admitted");
+    socket.send(msg::cmi()).await.unwrap();
+    harness::expect_message(&mut socket, "").await;
+    socket.send(msg::hello_ready()).await.unwrap();
+    harness::expect_message(&mut socket, "pending").await;
+    assert!(
+        victim
+            .rec
+            .wait_for(WAIT, |s| *s == Seen::PairingRequested(who.ski()))
+            .await
+    );
+    let (ending, _) = harness::ending(&mut socket).await;
+    let closed_in = started.elapsed();
+    println!("PENDING STRANGER: closed after {closed_in:?} (unpaired handshake deadline 2 s)");
+    assert_eq!(ending, harness::Ending::Closed(Some(4001)));
+    assert!(closed_in < Duration::from_secs(15), "{closed_in:?}");
+    victim.assert_serving().await;
+    victim.stop().await;
+}

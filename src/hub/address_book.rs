@@ -464,6 +464,19 @@ impl AddressBook {
         })
     }
 
+    /// The IPs `ski` proved to be at (its last connection that completed a handshake, dialled
+    /// or incoming) and its configured ones: where it may be expected to connect from. Sightings
+    /// are left out, since anyone can announce any address over mDNS.
+    pub fn proven_ips(&self, ski: &Ski) -> Vec<IpAddr> {
+        let Some(peer) = self.peers.get(ski) else {
+            return Vec::new();
+        };
+        let proven = peer.last_dialled.iter().map(|e| e.address.ip());
+        let incoming = peer.last_incoming.iter().map(|(address, _)| address.ip());
+        let configured = peer.statics.iter().map(|e| e.address.ip());
+        proven.chain(incoming).chain(configured).collect()
+    }
+
     /// Whether the book knows any address of `ski`.
     pub fn contains(&self, ski: &Ski) -> bool {
         self.peers.contains_key(ski)

@@ -32,14 +32,49 @@ pub struct Limits {
     /// strangers can never take the slots paired peers need (with the defaults, at least 8 of
     /// the 10 stay for paired peers). Default 2.
     pub max_unpaired_connections: usize,
-    /// Incoming connections in their TLS + WebSocket handshake at once. A TCP connection beyond
-    /// it is closed at once, before any TLS work. Default 32.
+    /// Incoming strangers' connections from one source address (IP) at once, counted like
+    /// `max_unpaired_connections` (from the WebSocket upgrade until the connection ends). Beyond
+    /// it the upgrade gets HTTP 503, so one host cannot hold every pairing slot. Default 1.
+    pub max_unpaired_per_address: usize,
+    /// How long an incoming connection of a peer that is not paired may take to send its CMI
+    /// after the WebSocket upgrade: the protocol's CMI timer (`ProtocolConfig::cmi_timeout`)
+    /// for such connections is the shorter of the two. SHIP permits 10–30 s (§13.4.3).
+    /// Default 10 s.
+    pub unpaired_cmi_timeout: Duration,
+    /// Backstop deadline, from TCP accept to SHIP Completed, for an incoming connection of a
+    /// peer that was not paired when it arrived (instead of `handshake_deadline`). A pairing
+    /// request waits in hello `pending` for the user's decision; the hello timers end it after
+    /// `T_hello_init` (120 s) unless the stranger keeps asking for prolongation, which this cuts
+    /// off. It also applies if the user approves late: the handshake must still finish within
+    /// it (the peer, now paired, reconnects otherwise). Default 4 min (`T_hello_init` plus one
+    /// `T_hello_inc`).
+    pub unpaired_handshake_deadline: Duration,
+    /// Incoming connections in their TLS + WebSocket handshake at once, including
+    /// `reserved_handshakes`. A TCP connection beyond it is closed at once, before any TLS
+    /// work. Default 32.
     pub max_handshakes_in_progress: usize,
-    /// Deadline for TLS + WebSocket of one connection, incoming or outgoing. Default 10 s.
+    /// Of `max_handshakes_in_progress`, this many are kept for connections from addresses of
+    /// paired peers, so that strangers that fill every other slot cannot lock paired peers
+    /// out. These addresses are the ones a peer proved or was configured with: its stored last
+    /// address, configured addresses, the source of its last completed connection (not mDNS
+    /// sightings: anyone can announce any address). A paired peer connecting from elsewhere
+    /// takes an ordinary slot. Default 8.
+    pub reserved_handshakes: usize,
+    /// Incoming connections in their TLS + WebSocket handshake at once from one source address
+    /// (IP). A TCP connection beyond it is closed at once, before any TLS work. Default 4.
+    pub max_handshakes_per_address: usize,
+    /// How long an incoming connection may take, from TCP accept, to deliver its complete TLS
+    /// ClientHello (a few hundred bytes, sent at once by every TLS client). A connection that
+    /// stays silent longer is closed, freeing its handshake slot long before
+    /// `transport_handshake_timeout`. Default 2 s.
+    pub client_hello_timeout: Duration,
+    /// Deadline for TLS + WebSocket of one connection, incoming or outgoing (for an incoming
+    /// one it includes `client_hello_timeout`). Default 10 s.
     pub transport_handshake_timeout: Duration,
     /// Backstop deadline from TCP accept/dial to SHIP Completed. The protocol's own timers
     /// (CMI 30 s, hello 120 s + prolongations) end most handshakes earlier; this bounds a peer
-    /// that keeps prolonging forever. Default 10 min.
+    /// that keeps prolonging forever. Default 10 min (`unpaired_handshake_deadline` for
+    /// strangers).
     pub handshake_deadline: Duration,
     /// Outgoing data messages queued per connection before [`crate::hub::Hub::send_data`]
     /// reports back-pressure. Default 256.
@@ -51,7 +86,13 @@ impl Default for Limits {
         Limits {
             max_connections: 10,
             max_unpaired_connections: 2,
+            max_unpaired_per_address: 1,
+            unpaired_cmi_timeout: Duration::from_secs(10),
+            unpaired_handshake_deadline: Duration::from_secs(240),
             max_handshakes_in_progress: 32,
+            reserved_handshakes: 8,
+            max_handshakes_per_address: 4,
+            client_hello_timeout: Duration::from_secs(2),
             transport_handshake_timeout: Duration::from_secs(10),
             handshake_deadline: Duration::from_secs(600),
             max_queued_data: 256,

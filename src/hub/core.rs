@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::address_book::{DEFAULT_SHIP_PATH, check_dialable};
+use super::admission::Admission;
 use super::callbacks::{CallbackEvent, CallbackQueue, start_dispatcher};
 use super::config::HubConfig;
 use super::listener::accept_loop;
@@ -167,9 +168,9 @@ pub(crate) struct Shared {
     pub(crate) trust: Arc<dyn TrustStore>,
     pub(crate) callbacks: CallbackQueue,
     pub(crate) connections: Arc<Semaphore>,
-    pub(crate) handshakes: Arc<Semaphore>,
-    /// Connections of peers that are not paired (see [`super::Limits::max_unpaired_connections`]).
-    pub(crate) unpaired: Arc<Semaphore>,
+    /// Handshake and strangers' slots of incoming connections, and the addresses of paired
+    /// peers that may take the reserved handshake slots.
+    pub(crate) admission: Admission,
     pub(crate) metrics: HubMetrics,
     pub(crate) tracker: TaskTracker,
     /// Shutdown phase 1: the listener and admissions stop.
@@ -339,8 +340,7 @@ impl Hub {
                 trust: config.trust_store.clone(),
                 callbacks,
                 connections: Arc::new(Semaphore::new(config.limits.max_connections)),
-                handshakes: Arc::new(Semaphore::new(config.limits.max_handshakes_in_progress)),
-                unpaired: Arc::new(Semaphore::new(config.limits.max_unpaired_connections)),
+                admission: Admission::new(&config.limits),
                 metrics: HubMetrics::new(),
                 tracker: TaskTracker::new(),
                 stop_accepting: CancellationToken::new(),

@@ -8,6 +8,7 @@
 //! * [`TrustStore`] — where pairings live; [`Backoff`] — reconnect delays (§8).
 
 pub mod address_book;
+mod admission;
 mod arbitration;
 pub mod backoff;
 pub mod callbacks;

@@ -229,6 +229,7 @@ impl Supervisor {
             self.begin_stop();
         }
         self.schedule_dial();
+        self.publish_addresses();
         loop {
             self.refresh_visible();
             if self.try_retire() {
@@ -403,6 +404,7 @@ impl Supervisor {
                 }
             }
         }
+        self.publish_addresses();
         self.refresh_visible();
     }
 
@@ -510,10 +512,21 @@ impl Supervisor {
         registry.remove(&self.ski);
         drop(registry);
         self.commands.close();
+        self.shared.admission.known.publish(self.ski, []);
         true
     }
 
     // ----- helpers ----------------------------------------------------------------------
+
+    /// Tells admission where this peer may connect from (only while it is paired): connections
+    /// from there may take the handshake slots reserved for paired peers.
+    fn publish_addresses(&self) {
+        let ips = match self.pairing {
+            Some(_) => self.addresses.proven_ips(&self.ski),
+            None => Vec::new(),
+        };
+        self.shared.admission.known.publish(self.ski, ips);
+    }
 
     /// Moves every payload the application queued to link `id` (before it is closed), so the
     /// close does not lose data that was accepted by [`super::Hub::send_data`].

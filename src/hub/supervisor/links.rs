@@ -38,13 +38,21 @@ impl Supervisor {
             Direction::Incoming => Role::Server,
             Direction::Outgoing => Role::Client,
         };
+        // A stranger gets less time: a short CMI wait and a shorter backstop (admission).
+        let limits = &self.shared.config.limits;
+        let mut config = self.shared.config.protocol.clone();
+        let mut handshake_deadline = limits.handshake_deadline;
+        if trust == Trust::Pending {
+            config.cmi_timeout = config.cmi_timeout.min(limits.unpaired_cmi_timeout);
+            handshake_deadline = handshake_deadline.min(limits.unpaired_handshake_deadline);
+        }
         let connection = protocol::Connection::new(
             ConnectionParams {
                 role,
                 local_ship_id: self.shared.config.ship_id.clone(),
                 trust,
                 known_peer_ship_id: self.peer_ship_id.clone(),
-                config: self.shared.config.protocol.clone(),
+                config,
             },
             now(),
         );
@@ -56,7 +64,7 @@ impl Supervisor {
             id,
             keepalive_interval: self.shared.config.timers.keepalive_interval,
             keepalive_timeout: self.shared.config.timers.keepalive_timeout,
-            handshake_deadline: new.started + self.shared.config.limits.handshake_deadline,
+            handshake_deadline: new.started + handshake_deadline,
             abort: self.shared.abort.clone(),
         };
         let future = (new.runner)(LinkStart {
@@ -283,6 +291,7 @@ impl Supervisor {
                 let _ = self.addresses.record_incoming(self.ski, link.remote);
             }
         }
+        self.publish_addresses();
         let reached = self.addresses.last_successful(&self.ski).map(|c| c.address);
         if let Some(mut peer) = self.pairing.clone() {
             if let Some(address) = reached {
