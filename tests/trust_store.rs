@@ -308,3 +308,76 @@ fn a_writer_killed_at_random_never_corrupts_the_store() {
         "no kill landed during a write, so the test proved nothing"
     );
 }
+
+/// How many unpair/update races each store is put through.
+const RACES: usize = 500;
+
+/// One unpair racing the hub's background updates of the same pairing, `races` times: a thread
+/// applies `update_existing` to the peer in a loop (a new `last_seen` each time, like a peer that
+/// keeps reconnecting) while the main thread removes the pairing at a random moment. Once the
+/// updater has stopped, the pairing must still be gone. Returns how many removals were undone.
+fn resurrections(store: std::sync::Arc<dyn TrustStore>, races: usize, seed: u64) -> usize {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let mut rng = StdRng::seed_from_u64(seed);
+    let ski = Ski::from_bytes([0x42; 20]);
+    let mut undone = 0;
+    for race in 0..races {
+        let mut peer = PairedPeer::new(ski);
+        peer.last_seen = Some(UNIX_EPOCH + Duration::from_secs(1_000));
+        store.upsert(peer.clone()).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let updates = Arc::new(AtomicU64::new(0));
+        let updater = {
+            let (store, stop, updates) = (store.clone(), stop.clone(), updates.clone());
+            std::thread::spawn(move || {
+                let mut seconds = 1_000;
+                while !stop.load(Ordering::Relaxed) {
+                    seconds += 1;
+                    let mut update = peer.clone();
+                    update.last_seen = Some(UNIX_EPOCH + Duration::from_secs(seconds));
+                    store.update_existing(vec![update]).unwrap();
+                    updates.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        };
+        // Let the updater run first, then unpair at a random moment of its loop.
+        while updates.load(Ordering::Relaxed) == 0 {
+            std::thread::yield_now();
+        }
+        std::thread::sleep(Duration::from_micros(rng.random_range(0..300)));
+        assert!(store.remove(&ski).unwrap(), "race {race}: the pairing was there");
+        // A few more updates after the removal; none may bring the pairing back.
+        let after = updates.load(Ordering::Relaxed) + 3;
+        while updates.load(Ordering::Relaxed) < after {
+            std::thread::yield_now();
+        }
+        stop.store(true, Ordering::Relaxed);
+        updater.join().unwrap();
+        if store.get(&ski).unwrap().is_some() {
+            undone += 1;
+            store.remove(&ski).unwrap();
+        }
+    }
+    undone
+}
+
+#[test]
+fn an_unpair_racing_background_updates_is_never_undone_in_500_races() {
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let dir = tempfile::tempdir().unwrap();
+    let memory: std::sync::Arc<dyn TrustStore> =
+        std::sync::Arc::new(ship_hub::hub::MemoryTrustStore::new());
+    let file: std::sync::Arc<dyn TrustStore> =
+        std::sync::Arc::new(FileTrustStore::new(dir.path().join("trust.json")));
+    let memory_undone = resurrections(memory, RACES, seed);
+    let file_undone = resurrections(file, RACES, seed);
+    eprintln!(
+        "{RACES} unpair/update races each (seed {seed}): {memory_undone} resurrections in \
+         MemoryTrustStore, {file_undone} in FileTrustStore"
+    );
+    assert_eq!((memory_undone, file_undone), (0, 0));
+}
