@@ -401,3 +401,88 @@ fn elli_fixture_recipe_patches_both_booleans_to_0x01() {
         patched.save(&dir).unwrap();
     }
 }
+
+/// Plants a symbolic link at `dir/name` pointing to a file of someone else's, runs `action`, and
+/// checks that it failed naming the link, and that the other file is untouched.
+#[cfg(unix)]
+fn assert_link_refused(
+    name: &str,
+    prepare: impl FnOnce(&Path),
+    action: impl FnOnce(&Path) -> Result<Identity, IdentityError>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "someone else's file").unwrap();
+    let ship = dir.path().join("ship");
+    std::fs::create_dir(&ship).unwrap();
+    prepare(&ship);
+    std::os::unix::fs::symlink(&victim, ship.join(name)).unwrap();
+    let err = action(&ship).map(|i| i.ski()).unwrap_err();
+    assert!(err.to_string().contains("symbolic link"), "{name}: {err}");
+    assert!(
+        err.to_string()
+            .contains(&*ship.join(name).to_string_lossy()),
+        "{name}: {err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "someone else's file",
+        "{name}: the link's target was written"
+    );
+    assert!(
+        std::fs::symlink_metadata(ship.join(name))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}
+
+#[test]
+#[cfg(unix)]
+fn a_link_planted_at_a_temporary_file_is_refused_on_creation() {
+    for name in ["key.pem.tmp", "cert.pem.tmp"] {
+        assert_link_refused(
+            name,
+            |_| {},
+            |dir| Identity::load_or_create(dir, &subject()),
+        );
+    }
+}
+
+#[test]
+#[cfg(unix)]
+fn a_link_planted_at_a_temporary_file_is_refused_on_save() {
+    for name in ["key.pem.tmp", "cert.pem.tmp"] {
+        let identity = Identity::generate(&subject()).unwrap();
+        assert_link_refused(
+            name,
+            |_| {},
+            |dir| identity.save(dir).map(|()| identity.clone()),
+        );
+    }
+}
+
+#[test]
+#[cfg(unix)]
+fn a_link_in_place_of_the_key_or_the_certificate_is_never_followed() {
+    for name in ["key.pem", "cert.pem"] {
+        let existing = |dir: &Path| {
+            Identity::generate(&subject()).unwrap().save(dir).unwrap();
+            std::fs::remove_file(dir.join(name)).unwrap();
+        };
+        assert_link_refused(name, existing, |dir| Identity::load(dir));
+        assert_link_refused(name, existing, |dir| {
+            Identity::load_or_create(dir, &subject())
+        });
+        let identity = Identity::generate(&subject()).unwrap();
+        assert_link_refused(name, existing, |dir| {
+            identity.save(dir).map(|()| identity.clone())
+        });
+        // Nothing there but the link: still never followed.
+        assert_link_refused(
+            name,
+            |_| {},
+            |dir| Identity::load_or_create(dir, &subject()),
+        );
+    }
+}

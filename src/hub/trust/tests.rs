@@ -483,3 +483,55 @@ fn a_zero_interval_writes_every_new_second_and_a_clock_set_back_is_written() {
         back.last_seen
     );
 }
+
+/// A store in `dir/trust.json` with a symbolic link planted at `dir/name`, pointing to a file
+/// of someone else's: every write (and, for a link in place of the store, every read) fails
+/// naming the link, and the other file is untouched.
+#[test]
+#[cfg(unix)]
+fn links_planted_at_the_store_or_its_temporary_file_are_never_followed() {
+    for name in [".trust.json.tmp", "trust.json"] {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "someone else's file").unwrap();
+        let link = dir.path().join(name);
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let store = FileTrustStore::new(dir.path().join("trust.json"));
+        let results = [
+            store.upsert(full_peer(1)).map(|_| ()),
+            store.remove(&ski(1)).map(|_| ()),
+            store.update_existing(&[ski(1)], &mut |_| {}),
+        ];
+        for result in results {
+            if name == ".trust.json.tmp" && result.is_ok() {
+                // Nothing to write: nothing touched.
+                continue;
+            }
+            let error = result.unwrap_err();
+            assert!(
+                matches!(error, TrustStoreError::Symlink { .. }),
+                "{name}: {error:?}"
+            );
+            assert!(
+                error.to_string().contains("symbolic link"),
+                "{name}: {error}"
+            );
+            assert_eq!(error.path(), link, "{name}");
+        }
+        if name == "trust.json" {
+            assert!(store.get(&ski(1)).is_err());
+            assert!(FileTrustStore::open(store.path()).is_err());
+        }
+        assert_eq!(
+            fs::read_to_string(&victim).unwrap(),
+            "someone else's file",
+            "{name}"
+        );
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+    }
+}
