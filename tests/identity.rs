@@ -182,15 +182,60 @@ fn load_or_create_creates_once_then_loads_the_same_identity() {
 }
 
 #[test]
-fn load_or_create_refuses_half_an_identity() {
+fn load_or_create_never_overwrites_a_key_without_its_certificate() {
     let dir = tempfile::tempdir().unwrap();
     Identity::generate(&subject())
         .unwrap()
         .save(dir.path())
         .unwrap();
-    std::fs::remove_file(dir.path().join("key.pem")).unwrap();
+    std::fs::remove_file(dir.path().join("cert.pem")).unwrap();
+    let key = std::fs::read(dir.path().join("key.pem")).unwrap();
     let err = Identity::load_or_create(dir.path(), &subject()).unwrap_err();
     assert!(matches!(err, IdentityError::Incomplete { .. }), "{err}");
+    assert_eq!(std::fs::read(dir.path().join("key.pem")).unwrap(), key);
+}
+
+#[test]
+fn a_certificate_without_its_key_is_an_interrupted_creation_and_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = Identity::generate(&subject()).unwrap();
+    old.save(dir.path()).unwrap();
+    std::fs::remove_file(dir.path().join("key.pem")).unwrap();
+    assert!(Identity::load_existing(dir.path()).unwrap().is_none());
+    let new = Identity::load_or_create(dir.path(), &subject()).unwrap();
+    assert_ne!(new.ski(), old.ski());
+    assert_eq!(Identity::load(dir.path()).unwrap().ski(), new.ski());
+}
+
+#[test]
+fn a_save_interrupted_between_its_renames_is_completed_by_the_next_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = Identity::generate(&subject()).unwrap();
+    old.save(dir.path()).unwrap();
+    // What a replacement killed after renaming the certificate leaves: the new certificate, the
+    // old key, the new key complete in its temporary file.
+    let new = Identity::generate(&subject()).unwrap();
+    let staging = tempfile::tempdir().unwrap();
+    new.save(staging.path()).unwrap();
+    std::fs::copy(staging.path().join("cert.pem"), dir.path().join("cert.pem")).unwrap();
+    std::fs::copy(
+        staging.path().join("key.pem"),
+        dir.path().join("key.pem.tmp"),
+    )
+    .unwrap();
+    let loaded = Identity::load_existing(dir.path()).unwrap().unwrap();
+    assert_eq!(loaded.ski(), new.ski());
+    assert!(!dir.path().join("key.pem.tmp").exists());
+    assert_eq!(Identity::load(dir.path()).unwrap().ski(), new.ski());
+    // Same at a first start: the certificate and the key's temporary file only.
+    std::fs::remove_file(dir.path().join("key.pem")).unwrap();
+    std::fs::copy(
+        staging.path().join("key.pem"),
+        dir.path().join("key.pem.tmp"),
+    )
+    .unwrap();
+    let loaded = Identity::load_or_create(dir.path(), &subject()).unwrap();
+    assert_eq!(loaded.ski(), new.ski());
 }
 
 #[test]
@@ -418,6 +463,10 @@ fn assert_link_refused(
     prepare(&ship);
     std::os::unix::fs::symlink(&victim, ship.join(name)).unwrap();
     let err = action(&ship).map(|i| i.ski()).unwrap_err();
+    assert!(
+        matches!(err, IdentityError::Symlink { .. }),
+        "{name}: {err:?}"
+    );
     assert!(err.to_string().contains("symbolic link"), "{name}: {err}");
     assert!(
         err.to_string()
