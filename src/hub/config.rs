@@ -117,6 +117,12 @@ pub struct HubTimers {
     pub reconnect: BackoffTiers,
     /// Overall deadline of [`crate::hub::Hub::shutdown`]. Default 5 s.
     pub shutdown_deadline: Duration,
+    /// A paired peer's `last_seen` is written to the trust store at most once per this interval
+    /// (unless the same update changes the peer's SHIP ID or last address, which are written at
+    /// once), so that a peer that reconnects often does not rewrite the store each time: an SD
+    /// card must last years. Default 10 min. Zero writes every change of `last_seen` (in the
+    /// store's precision: whole seconds for [`crate::hub::FileTrustStore`]).
+    pub last_seen_write_interval: Duration,
 }
 
 impl Default for HubTimers {
@@ -127,6 +133,7 @@ impl Default for HubTimers {
             double_connection_grace: Duration::from_secs(3),
             reconnect: BackoffTiers::default(),
             shutdown_deadline: Duration::from_secs(5),
+            last_seen_write_interval: Duration::from_secs(600),
         }
     }
 }

@@ -358,10 +358,11 @@ impl Hub {
                 .tracker
                 .spawn(sightings::follow(shared.clone(), discovery));
         }
-        shared.tracker.spawn(trust_writer(
+        shared.tracker.spawn(super::trust::writer::run(
             shared.trust.clone(),
             trust_queue,
             shared.stop.clone(),
+            shared.config.timers.last_seen_write_interval,
         ));
         for peer in paired {
             if peer.ski == local_ski {
@@ -659,52 +660,6 @@ impl Shared {
                 .send(Box::new(command))
                 .map_err(|_| HubError::NotConnected(ski)),
             None => Err(HubError::NotConnected(ski)),
-        }
-    }
-}
-
-/// Most pairing updates applied in one trust-store call.
-const MAX_TRUST_BATCH: usize = 1024;
-
-/// Applies pairing updates in order, in batches, off the runtime's worker threads. Ends at
-/// shutdown once the queue is empty.
-async fn trust_writer(
-    trust: Arc<dyn TrustStore>,
-    mut queue: mpsc::UnboundedReceiver<PairedPeer>,
-    stop: CancellationToken,
-) {
-    loop {
-        let peer = tokio::select! {
-            biased;
-            peer = queue.recv() => match peer {
-                Some(peer) => peer,
-                None => return,
-            },
-            _ = stop.cancelled() => match queue.try_recv() {
-                Ok(peer) => peer,
-                Err(_) => return,
-            },
-        };
-        // Everything queued meanwhile goes in the same batch, the latest update per SKI (each is
-        // a whole record, sent in order): a file store then writes once, not once per update
-        // (docs/performance.md).
-        let mut batch = std::collections::BTreeMap::new();
-        batch.insert(peer.ski, peer);
-        while batch.len() < MAX_TRUST_BATCH
-            && let Ok(next) = queue.try_recv()
-        {
-            batch.insert(next.ski, next);
-        }
-        let trust = trust.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            // Only update a pairing that still exists.
-            trust.update_existing(batch.into_values().collect())
-        })
-        .await;
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!(%error, "could not update the trust store"),
-            Err(error) => tracing::warn!(%error, "trust store update panicked"),
         }
     }
 }

@@ -90,15 +90,10 @@ impl DataDir {
 
     /// The identity if one exists (never creates one).
     pub(crate) fn existing_identity(&self) -> Result<Option<Identity>, GatewayError> {
-        if !self.path.join("cert.pem").exists() && !self.path.join("key.pem").exists() {
-            return Ok(None);
-        }
-        Identity::load(&self.path)
-            .map(Some)
-            .map_err(|source| GatewayError::Identity {
-                dir: self.path.clone(),
-                source,
-            })
+        Identity::load_existing(&self.path).map_err(|source| GatewayError::Identity {
+            dir: self.path.clone(),
+            source,
+        })
     }
 
     /// The trust store, checked once (a corrupt file is an error, never overwritten).

@@ -129,4 +129,76 @@ impl TrustStore for LockedTrustStore {
     fn remove(&self, ski: &Ski) -> Result<bool, TrustStoreError> {
         self.locked(true, |s| s.remove(ski))
     }
+
+    /// Under the same lock as `remove` (in this process and in any other), so a background
+    /// update never re-creates a pairing that an `unpair` removed.
+    fn update_existing(
+        &self,
+        skis: &[Ski],
+        update: &mut dyn FnMut(&mut PairedPeer),
+    ) -> Result<(), TrustStoreError> {
+        self.locked(true, |s| s.update_existing(skis, update))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    /// `unpair` racing the hub's background last-seen updates of the same peer, 500 times: a
+    /// thread applies `update_existing` in a loop (as the hub's trust writer does while the peer
+    /// reconnects) while the peer is paired and removed again at moments that move through the
+    /// loop. Once the updater went through two more updates, the pairing must still be gone.
+    #[test]
+    fn an_unpair_racing_last_seen_updates_is_never_undone_in_500_races() {
+        // In memory where there is a tmpfs: the race is about locking, and each of the thousands
+        // of writes would otherwise wait for a disk's fsync.
+        let dir = tempfile::tempdir_in("/dev/shm")
+            .or_else(|_| tempfile::tempdir())
+            .unwrap();
+        let store = LockedTrustStore::open(
+            dir.path().join("pairings.json"),
+            dir.path().join(".pairings.json.lock"),
+        )
+        .unwrap();
+        let ski = Ski::from_bytes([0x42; 20]);
+        let stop = AtomicBool::new(false);
+        let updates = AtomicU64::new(0);
+        let undone = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let mut seconds = 1_000;
+                while !stop.load(Ordering::Relaxed) {
+                    seconds += 1;
+                    let seen = UNIX_EPOCH + Duration::from_secs(seconds);
+                    store
+                        .update_existing(&[ski], &mut |peer| peer.last_seen = Some(seen))
+                        .unwrap();
+                    updates.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            let wait_for_updates = |n: u64| {
+                let target = updates.load(Ordering::Relaxed) + n;
+                while updates.load(Ordering::Relaxed) < target {
+                    std::thread::yield_now();
+                }
+            };
+            let mut undone = 0;
+            for race in 0..500u64 {
+                store.upsert(PairedPeer::new(ski)).unwrap();
+                wait_for_updates(1);
+                std::thread::sleep(Duration::from_micros(race * 7 % 500));
+                assert!(store.remove(&ski).unwrap(), "race {race}");
+                wait_for_updates(2);
+                if store.get(&ski).unwrap().is_some() {
+                    undone += 1;
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+            undone
+        });
+        eprintln!("500 unpair/last-seen races: {undone} unpairs undone");
+        assert_eq!(undone, 0, "unpairs undone by a background update");
+    }
 }
