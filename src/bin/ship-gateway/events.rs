@@ -12,6 +12,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use ship_hub::discovery::VisibleService;
 
+use crate::escape::Escaped;
+
 /// One service in a `visible_services` event or in `discover`'s output.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct ServiceRow {
@@ -137,15 +139,17 @@ impl Event {
                     line.push_str(&format!(" ({detailed})"));
                 }
                 if let Some(error) = error {
-                    line.push_str(&format!(": {error}"));
+                    line.push_str(&format!(": {}", Escaped(error)));
                 }
                 line
             }
             Event::Connected { ski, ship_id } => match ship_id {
-                Some(id) => format!("{ski} connected (SHIP ID {id})"),
+                Some(id) => format!("{ski} connected (SHIP ID {})", Escaped(id)),
                 None => format!("{ski} connected"),
             },
-            Event::Disconnected { ski, reason } => format!("{ski} disconnected: {reason}"),
+            Event::Disconnected { ski, reason } => {
+                format!("{ski} disconnected: {}", Escaped(reason))
+            }
             Event::PairingRequested {
                 ski,
                 address,
@@ -153,14 +157,16 @@ impl Event {
                 decision,
             } => format!(
                 "{ski} asks to pair from {address}{}: {decision}",
-                name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
+                name.as_ref()
+                    .map(|n| format!(" ({})", Escaped(n)))
+                    .unwrap_or_default()
             ),
             Event::Paired { ski, by } => format!("{ski} paired ({by})"),
             Event::Unpaired { ski } => format!("{ski} unpaired"),
             Event::VisibleServices { services } => {
                 let names: Vec<String> = services
                     .iter()
-                    .map(|s| format!("{} [{}]", s.name, &s.ski[..12]))
+                    .map(|s| format!("{} [{}]", Escaped(&s.name), &s.ski[..12]))
                     .collect();
                 if names.is_empty() {
                     "visible: no SHIP services".to_owned()
@@ -170,8 +176,8 @@ impl Event {
             }
             Event::Data { ski, bytes } => format!("{ski} sent {bytes} bytes"),
             Event::DataSent { ski, bytes } => format!("{ski} <- {bytes} bytes"),
-            Event::ShipId { ski, ship_id } => format!("{ski} has SHIP ID {ship_id}"),
-            Event::Warning { message } => format!("WARNING: {message}"),
+            Event::ShipId { ski, ship_id } => format!("{ski} has SHIP ID {}", Escaped(ship_id)),
+            Event::Warning { message } => format!("WARNING: {}", Escaped(message)),
             Event::Stopping { signal } => format!("{signal}: shutting down"),
             Event::Stopped {
                 connections_closed_in_time,
