@@ -625,3 +625,99 @@ fn run_on_defaults_creates_the_data_dir_and_announces_itself() {
     assert!(seen, "the default gateway was not discovered");
     assert!(rest.last().unwrap().contains("\"stopped\""), "{rest:?}");
 }
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// Finding: the control socket had no idle timeout and no cap, so silent clients held file
+/// descriptors until the gateway could not accept peers. 100 silent clients: 16 are served (the
+/// cap), the other 84 get a one-line error at once, the 16 are closed after the idle timeout,
+/// and a normal request works again.
+#[test]
+fn silent_control_clients_are_capped_and_closed_after_the_idle_timeout() {
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    const IDLE_SECS: u64 = 3;
+    let tmp = tempdir();
+    let mut running = Running::start(
+        tmp.path(),
+        &["--control-idle-timeout", &IDLE_SECS.to_string()],
+    );
+    running.address();
+    let pid = running.child.id();
+    let baseline = open_fds(pid);
+    let socket = tmp.path().join("control.sock");
+    let started = std::time::Instant::now();
+    let (tx, rx) = std::sync::mpsc::channel();
+    for n in 0..100 {
+        let mut stream = UnixStream::connect(&socket).unwrap();
+        let opened = std::time::Instant::now();
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            stream.set_read_timeout(Some(PATIENCE)).unwrap();
+            let mut answer = String::new();
+            let result = stream.read_to_string(&mut answer).map(|_| answer);
+            let _ = tx.send((n, result, opened.elapsed()));
+        });
+    }
+    drop(tx);
+    let connected_in = started.elapsed();
+    assert!(
+        connected_in < std::time::Duration::from_secs(IDLE_SECS),
+        "connecting 100 clients took {connected_in:?}, longer than the idle timeout"
+    );
+    let mut refused = Vec::new();
+    while refused.len() < 84 {
+        let (n, answer, after) = rx
+            .recv_timeout(PATIENCE)
+            .expect("84 clients refused at once");
+        let answer = answer.unwrap();
+        assert!(
+            answer.contains("busy") && answer.ends_with('\n'),
+            "{answer:?}"
+        );
+        assert_eq!(answer.lines().count(), 1, "{answer:?}");
+        refused.push((n, after));
+    }
+    // The refused ones are closed: only the 16 served ones hold descriptors.
+    let during = open_fds(pid);
+    assert!(
+        during <= baseline + 16 + 2,
+        "{during} fds open, {baseline} before"
+    );
+    // A request now gets a clear one-line error (the gateway is busy) ...
+    assert_one_line_error(&gateway(tmp.path(), &["pair", OTHER_SKI]), 1, "busy");
+    // ... and the 16 silent ones are closed after the idle timeout.
+    let mut idle = Vec::new();
+    for (n, answer, after) in rx.iter() {
+        let answer = answer.unwrap();
+        assert!(answer.contains("no request within"), "{answer:?}");
+        idle.push((n, after));
+    }
+    assert_eq!(idle.len(), 16, "{idle:?}");
+    let slowest = idle.iter().map(|(_, after)| *after).max().unwrap();
+    let fastest = idle.iter().map(|(_, after)| *after).min().unwrap();
+    assert!(
+        fastest
+            >= std::time::Duration::from_secs(IDLE_SECS) - std::time::Duration::from_millis(100)
+    );
+    println!(
+        "100 silent control clients: 84 refused at once, 16 closed after {fastest:?}..{slowest:?} (idle timeout {IDLE_SECS} s); fds {baseline} -> {during}"
+    );
+    // A normal request works again.
+    assert_ok(&gateway(tmp.path(), &["pair", OTHER_SKI]));
+    running.wait_for("paired", |v| {
+        v["event"] == "paired" && v["ski"] == OTHER_SKI
+    });
+    assert_one_line_error(
+        &gateway(tmp.path(), &["send", OTHER_SKI, "{}"]),
+        1,
+        "not connected",
+    );
+    let after = open_fds(pid);
+    assert!(after <= baseline + 2, "{after} fds open, {baseline} before");
+    assert!(running.terminate().success());
+}
