@@ -721,3 +721,66 @@ fn silent_control_clients_are_capped_and_closed_after_the_idle_timeout() {
     assert!(after <= baseline + 2, "{after} fds open, {baseline} before");
     assert!(running.terminate().success());
 }
+
+/// Finding: control `send` accepted a 122,882-byte message, which the peer (100 KiB limit) can
+/// only answer by closing the connection. `send` refuses a payload whose data message exceeds the
+/// limit with a one-line error before anything is queued; the largest payload that fits is
+/// delivered, and the connection stays up.
+#[test]
+fn send_refuses_a_payload_over_the_message_limit_and_delivers_the_largest_that_fits() {
+    use ship_hub::protocol::ShipMessage;
+    use ship_hub::protocol::codec::encode;
+    use ship_hub::protocol::message::Data;
+    let tmp = tempdir();
+    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    let a_ski = ski_of(&a_dir);
+    let b_ski = ski_of(&b_dir);
+    let mut a = Running::start(&a_dir, &["--auto-accept"]);
+    let peer = format!("{a_ski}@{}", a.address());
+    let mut b = Running::start(&b_dir, &["--peer", &peer]);
+    a.wait_for("connected", |v| {
+        v["event"] == "connected" && v["ski"] == b_ski.as_str()
+    });
+    b.wait_for("connected", |v| {
+        v["event"] == "connected" && v["ski"] == a_ski.as_str()
+    });
+
+    let string = |len: usize| format!("\"{}\"", "a".repeat(len - 2));
+    let too_big = gateway(&a_dir, &["send", &b_ski, &string(122_882)]);
+    assert_one_line_error(&too_big, 1, "the data payload is 122882 bytes");
+    assert_one_line_error(&too_big, 1, "102400");
+    assert!(
+        !a.seen.iter().any(|v| v["event"] == "data_sent"),
+        "{:#?}",
+        a.seen
+    );
+
+    let framing = encode(&ShipMessage::Data(Data {
+        protocol_id: Data::SPINE_PROTOCOL_ID.to_owned(),
+        payload: serde_json::value::RawValue::from_string("0".into()).unwrap(),
+        extension: None,
+    }))
+    .len()
+        - 1;
+    let largest = 100 * 1024 - framing;
+    assert_one_line_error(
+        &gateway(&a_dir, &["send", &b_ski, &string(largest + 1)]),
+        1,
+        "more than",
+    );
+    assert_ok(&gateway(&a_dir, &["send", &b_ski, &string(largest)]));
+    b.wait_for("data", |v| {
+        v["event"] == "data" && v["ski"] == a_ski.as_str() && v["bytes"] == largest
+    });
+    assert!(
+        !b.seen
+            .iter()
+            .chain(a.seen.iter())
+            .any(|v| v["event"] == "disconnected"),
+        "{:#?} {:#?}",
+        a.seen,
+        b.seen
+    );
+    assert!(b.terminate().success());
+    assert!(a.terminate().success());
+}

@@ -334,6 +334,7 @@ impl ControlServer {
                 Ok(format!("sent {} bytes to {ski}", payload.len()))
             }
             Err(HubError::NotConnected(_)) => Err(format!("{ski} is not connected")),
+            Err(e @ HubError::PayloadTooLarge { .. }) => Err(format!("{e}; nothing was sent")),
             Err(e) => Err(e.to_string()),
         }
     }
