@@ -279,6 +279,94 @@ mod tests {
         assert_eq!(instance_label("odd"), "odd");
     }
 
+    const HOSTILE: &str = "x\n12:00:00 0101 connected\x1b[2J\u{9b}\u{202e}\u{2066}y";
+
+    fn hostile_events() -> Vec<Event> {
+        let h = || HOSTILE.to_owned();
+        vec![
+            Event::State {
+                ski: "ab".into(),
+                state: "Error".into(),
+                detailed: None,
+                error: Some(h()),
+            },
+            Event::Connected {
+                ski: "ab".into(),
+                ship_id: Some(h()),
+            },
+            Event::Disconnected {
+                ski: "ab".into(),
+                reason: h(),
+            },
+            Event::PairingRequested {
+                ski: "ab".into(),
+                address: "127.0.0.1:1".parse().unwrap(),
+                name: Some(h()),
+                decision: "asking".into(),
+            },
+            Event::VisibleServices {
+                services: vec![ServiceRow {
+                    name: h(),
+                    ski: "0505050505050505050505050505050505050505".into(),
+                    ship_id: h(),
+                    addresses: vec![],
+                    brand: Some(h()),
+                    model: None,
+                    device_type: None,
+                    register: false,
+                }],
+            },
+            Event::ShipId {
+                ski: "ab".into(),
+                ship_id: h(),
+            },
+            Event::Warning { message: h() },
+        ]
+    }
+
+    #[test]
+    fn human_lines_show_peer_text_escaped() {
+        for event in hostile_events() {
+            let line = event.human();
+            assert!(
+                !line.chars().any(|c| c.is_control()
+                    || ('\u{2066}'..='\u{2069}').contains(&c)
+                    || ('\u{202a}'..='\u{202e}').contains(&c)),
+                "{line:?}"
+            );
+            assert!(
+                line.contains("x\\n12:00:00 0101 connected\\x1b[2J\\u{9b}\\u{202e}\\u{2066}y"),
+                "{line:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn json_lines_keep_peer_text_exact_and_escape_c0_controls() {
+        for event in hostile_events() {
+            let line = serde_json::to_string(&event).unwrap();
+            // serde_json escapes C0 controls (\n, \u001b); DEL, C1 and format characters are
+            // valid raw in JSON and stay as they are: JSON output is exact, for programs.
+            assert!(!line.chars().any(|c| (c as u32) < 0x20), "{line:?}");
+            let back: serde_json::Value = serde_json::from_str(&line).unwrap();
+            let texts: Vec<&str> = [
+                &back["error"],
+                &back["ship_id"],
+                &back["reason"],
+                &back["name"],
+                &back["message"],
+                &back["services"][0]["name"],
+            ]
+            .into_iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+            assert!(!texts.is_empty(), "{line}");
+            for text in texts {
+                assert_eq!(text, HOSTILE, "{line}");
+            }
+        }
+    }
+
     #[test]
     fn json_events_are_tagged_with_their_kind() {
         let value = serde_json::to_value(Event::Data {
