@@ -438,6 +438,64 @@ async fn stranger_waiting_for_the_user_is_closed_at_the_unpaired_handshake_deadl
     println!("PENDING STRANGER: closed after {closed_in:?} (unpaired handshake deadline 2 s)");
     assert_eq!(ending, harness::Ending::Closed(Some(4001)));
     assert!(closed_in < Duration::from_secs(15), "{closed_in:?}");
+
+/// A JSON string payload of exactly `len` bytes.
+fn string_payload(len: usize) -> String {
+    format!("\"{}\"", "a".repeat(len - 2))
+}
+
+/// Finding: `send_data` accepted a payload whose data message was bigger than the peer's message
+/// limit (100 KiB by default), so the peer closed the connection with 1009. The largest payload
+/// that fits (the limit minus the SHIP framing of the data message) is delivered; one byte more
+/// is refused with the typed error before it is queued, and the connection stays up.
+#[tokio::test]
+async fn a_payload_over_the_message_limit_is_refused_before_it_is_queued() {
+    use ship_hub::hub::HubError;
+    use ship_hub::protocol::ShipMessage;
+    use ship_hub::protocol::codec::encode;
+    use ship_hub::protocol::message::Data;
+
+    let victim = Victim::start().await;
+    let limit = WsOptions::default().max_message_size;
+    let friend = victim.friend.local_ski();
+    // The framing of a data message around its payload, from the encoder itself.
+    let framing = encode(&ShipMessage::Data(Data {
+        protocol_id: Data::SPINE_PROTOCOL_ID.to_owned(),
+        payload: serde_json::value::RawValue::from_string("0".into()).unwrap(),
+        extension: None,
+    }))
+    .len()
+        - 1;
+    let largest = string_payload(limit - framing);
+    victim.hub.send_data(friend, largest.as_bytes()).unwrap();
+    let expected = largest.clone().into_bytes();
+    let ski = victim.ski();
+    assert!(
+        victim
+            .friend_rec
+            .wait_for(WAIT, |s| *s == Seen::Data(ski, expected.clone()))
+            .await,
+        "the largest payload was not delivered"
+    );
+    let over = string_payload(limit - framing + 1);
+    match victim.hub.send_data(friend, over.as_bytes()) {
+        Err(HubError::PayloadTooLarge {
+            size,
+            limit: max_payload,
+            message_limit,
+        }) => {
+            assert_eq!(size, over.len());
+            assert_eq!(max_payload, largest.len());
+            assert_eq!(message_limit, limit);
+        }
+        other => panic!("{other:?}"),
+    }
+    // The figure of the finding: 122,882 bytes.
+    let finding = string_payload(122_882);
+    assert!(matches!(
+        victim.hub.send_data(friend, finding.as_bytes()),
+        Err(HubError::PayloadTooLarge { size: 122_882, .. })
+    ));
     victim.assert_serving().await;
     victim.stop().await;
 }

@@ -223,7 +223,7 @@ fn on_daemon_event(shared: &Shared, announced: &Mutex<Option<Announced>>, event:
                 to: change.new_name,
             });
         }
-        DaemonEvent::Error(error) => tracing::warn!(%error, "mDNS daemon error"),
+        DaemonEvent::Error(error) => tracing::warn!(?error, "mDNS daemon error"),
         other => tracing::trace!(event = ?other, "mDNS daemon event"),
     }
 }
@@ -240,7 +240,7 @@ fn on_service_event(shared: &Shared, refused: &mut HashMap<String, TxtError>, ev
             Err(error) => {
                 shared.forget(&resolved.fullname);
                 if refused.get(&resolved.fullname) != Some(&error) {
-                    tracing::debug!(instance = %resolved.fullname, %error, "refusing SHIP record");
+                    tracing::debug!(instance = ?resolved.fullname, ?error, "refusing SHIP record");
                     refused.insert(resolved.fullname.clone(), error.clone());
                     shared.emit(DiscoveryEvent::Refused {
                         instance: resolved.fullname.clone(),

@@ -124,6 +124,21 @@ pub enum HubError {
     /// The payload is not JSON.
     #[error("the data payload is not valid JSON: {0}")]
     InvalidPayload(String),
+    /// The data message carrying the payload would be larger than a peer accepts (the
+    /// WebSocket message limit, [`crate::transport::WsOptions::max_message_size`], 100 KiB by
+    /// default, assumed for the peer too): refused before it is queued.
+    #[error(
+        "the data payload is {size} bytes, more than the {limit} bytes a data message can carry \
+         (messages are limited to {message_limit} bytes, SHIP framing included)"
+    )]
+    PayloadTooLarge {
+        /// The payload's size in bytes (as sent: without surrounding whitespace).
+        size: usize,
+        /// The largest payload accepted, in bytes.
+        limit: usize,
+        /// The limit on the whole message, in bytes.
+        message_limit: usize,
+    },
     /// The trust store failed.
     #[error(transparent)]
     TrustStore(#[from] TrustStoreError),
@@ -516,10 +531,24 @@ impl Hub {
     }
 
     /// Sends a data message (its SPINE payload, any JSON value) to `ski`. Queued if a replaced
-    /// double connection is still completing its handshake.
+    /// double connection is still completing its handshake. A payload whose data message would
+    /// exceed the message-size limit ([`crate::transport::WsOptions::max_message_size`]) is
+    /// refused with [`HubError::PayloadTooLarge`].
     pub fn send_data(&self, ski: Ski, payload: &[u8]) -> Result<(), HubError> {
-        serde_json::from_slice::<serde::de::IgnoredAny>(payload)
-            .map_err(|e| HubError::InvalidPayload(e.to_string()))?;
+        let text = std::str::from_utf8(payload)
+            .map_err(|_| HubError::InvalidPayload("not UTF-8".to_owned()))?;
+        let raw: &serde_json::value::RawValue =
+            serde_json::from_str(text).map_err(|e| HubError::InvalidPayload(e.to_string()))?;
+        let message_limit = self.shared.config.websocket.max_message_size;
+        let message_len = crate::protocol::codec::data_message_len(raw);
+        if message_len > message_limit {
+            let framing = message_len - raw.get().len();
+            return Err(HubError::PayloadTooLarge {
+                size: raw.get().len(),
+                limit: message_limit.saturating_sub(framing),
+                message_limit,
+            });
+        }
         let registry = self.shared.registry.lock().expect("registry lock");
         let entry = registry.get(&ski).ok_or(HubError::NotConnected(ski))?;
         if !entry.status.borrow().connected {

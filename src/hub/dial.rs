@@ -123,7 +123,7 @@ async fn dial_once(
             .await
         {
             Err(error) if error.is_path_rejected() && path != "/" => {
-                tracing::debug!(%addr, %path, %error, "WebSocket upgrade refused: retrying at /");
+                tracing::debug!(%addr, ?path, %error, "WebSocket upgrade refused: retrying at /");
                 path = "/".to_owned();
             }
             result => return result,

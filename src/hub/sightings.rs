@@ -69,7 +69,11 @@ pub(crate) async fn follow(shared: Arc<Shared>, discovery: Arc<dyn Discovery>) {
                 publish(&shared, &discovery);
             }
             Ok(DiscoveryEvent::Refused { instance, error }) => {
-                tracing::info!(%instance, %error, "ignoring a SHIP announcement with a bad TXT record");
+                tracing::info!(
+                    ?instance,
+                    ?error,
+                    "ignoring a SHIP announcement with a bad TXT record"
+                );
             }
             Ok(DiscoveryEvent::Renamed { from, to }) => {
                 tracing::info!(%from, %to, "our mDNS instance name was taken: announced under a new name");

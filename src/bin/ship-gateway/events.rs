@@ -12,6 +12,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use ship_hub::discovery::VisibleService;
 
+use crate::escape::Escaped;
+
 /// One service in a `visible_services` event or in `discover`'s output.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct ServiceRow {
@@ -137,15 +139,17 @@ impl Event {
                     line.push_str(&format!(" ({detailed})"));
                 }
                 if let Some(error) = error {
-                    line.push_str(&format!(": {error}"));
+                    line.push_str(&format!(": {}", Escaped(error)));
                 }
                 line
             }
             Event::Connected { ski, ship_id } => match ship_id {
-                Some(id) => format!("{ski} connected (SHIP ID {id})"),
+                Some(id) => format!("{ski} connected (SHIP ID {})", Escaped(id)),
                 None => format!("{ski} connected"),
             },
-            Event::Disconnected { ski, reason } => format!("{ski} disconnected: {reason}"),
+            Event::Disconnected { ski, reason } => {
+                format!("{ski} disconnected: {}", Escaped(reason))
+            }
             Event::PairingRequested {
                 ski,
                 address,
@@ -153,14 +157,16 @@ impl Event {
                 decision,
             } => format!(
                 "{ski} asks to pair from {address}{}: {decision}",
-                name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
+                name.as_ref()
+                    .map(|n| format!(" ({})", Escaped(n)))
+                    .unwrap_or_default()
             ),
             Event::Paired { ski, by } => format!("{ski} paired ({by})"),
             Event::Unpaired { ski } => format!("{ski} unpaired"),
             Event::VisibleServices { services } => {
                 let names: Vec<String> = services
                     .iter()
-                    .map(|s| format!("{} [{}]", s.name, &s.ski[..12]))
+                    .map(|s| format!("{} [{}]", Escaped(&s.name), &s.ski[..12]))
                     .collect();
                 if names.is_empty() {
                     "visible: no SHIP services".to_owned()
@@ -170,8 +176,8 @@ impl Event {
             }
             Event::Data { ski, bytes } => format!("{ski} sent {bytes} bytes"),
             Event::DataSent { ski, bytes } => format!("{ski} <- {bytes} bytes"),
-            Event::ShipId { ski, ship_id } => format!("{ski} has SHIP ID {ship_id}"),
-            Event::Warning { message } => format!("WARNING: {message}"),
+            Event::ShipId { ski, ship_id } => format!("{ski} has SHIP ID {}", Escaped(ship_id)),
+            Event::Warning { message } => format!("WARNING: {}", Escaped(message)),
             Event::Stopping { signal } => format!("{signal}: shutting down"),
             Event::Stopped {
                 connections_closed_in_time,
@@ -271,6 +277,94 @@ mod tests {
             "Garage wallbox"
         );
         assert_eq!(instance_label("odd"), "odd");
+    }
+
+    const HOSTILE: &str = "x\n12:00:00 0101 connected\x1b[2J\u{9b}\u{202e}\u{2066}y";
+
+    fn hostile_events() -> Vec<Event> {
+        let h = || HOSTILE.to_owned();
+        vec![
+            Event::State {
+                ski: "ab".into(),
+                state: "Error".into(),
+                detailed: None,
+                error: Some(h()),
+            },
+            Event::Connected {
+                ski: "ab".into(),
+                ship_id: Some(h()),
+            },
+            Event::Disconnected {
+                ski: "ab".into(),
+                reason: h(),
+            },
+            Event::PairingRequested {
+                ski: "ab".into(),
+                address: "127.0.0.1:1".parse().unwrap(),
+                name: Some(h()),
+                decision: "asking".into(),
+            },
+            Event::VisibleServices {
+                services: vec![ServiceRow {
+                    name: h(),
+                    ski: "0505050505050505050505050505050505050505".into(),
+                    ship_id: h(),
+                    addresses: vec![],
+                    brand: Some(h()),
+                    model: None,
+                    device_type: None,
+                    register: false,
+                }],
+            },
+            Event::ShipId {
+                ski: "ab".into(),
+                ship_id: h(),
+            },
+            Event::Warning { message: h() },
+        ]
+    }
+
+    #[test]
+    fn human_lines_show_peer_text_escaped() {
+        for event in hostile_events() {
+            let line = event.human();
+            assert!(
+                !line.chars().any(|c| c.is_control()
+                    || ('\u{2066}'..='\u{2069}').contains(&c)
+                    || ('\u{202a}'..='\u{202e}').contains(&c)),
+                "{line:?}"
+            );
+            assert!(
+                line.contains("x\\n12:00:00 0101 connected\\x1b[2J\\u{9b}\\u{202e}\\u{2066}y"),
+                "{line:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn json_lines_keep_peer_text_exact_and_escape_c0_controls() {
+        for event in hostile_events() {
+            let line = serde_json::to_string(&event).unwrap();
+            // serde_json escapes C0 controls (\n, \u001b); DEL, C1 and format characters are
+            // valid raw in JSON and stay as they are: JSON output is exact, for programs.
+            assert!(!line.chars().any(|c| (c as u32) < 0x20), "{line:?}");
+            let back: serde_json::Value = serde_json::from_str(&line).unwrap();
+            let texts: Vec<&str> = [
+                &back["error"],
+                &back["ship_id"],
+                &back["reason"],
+                &back["name"],
+                &back["message"],
+                &back["services"][0]["name"],
+            ]
+            .into_iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+            assert!(!texts.is_empty(), "{line}");
+            for text in texts {
+                assert_eq!(text, HOSTILE, "{line}");
+            }
+        }
     }
 
     #[test]

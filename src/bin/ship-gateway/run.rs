@@ -219,6 +219,7 @@ async fn serve(
                 hub: hub.clone(),
                 trust: trust.clone(),
                 log: log.clone(),
+                limits: settings.control,
             });
             Some(tokio::spawn(server.serve(listener)))
         }
