@@ -44,6 +44,13 @@ pub struct Limits {
     /// Outgoing data messages queued per connection before [`crate::hub::Hub::send_data`]
     /// reports back-pressure. Default 256.
     pub max_queued_data: usize,
+    /// Candidate addresses one dial attempt has in TCP/TLS/WebSocket at once (the attempt
+    /// races them; the first verified one wins and the others are cancelled). Default 8.
+    pub max_dials_in_flight: usize,
+    /// Addresses learnt from mDNS kept per peer, current and withdrawn each (the most recent
+    /// ones; the last successful and configured addresses are always kept besides). Bounds
+    /// what fake announcements of a paired SKI can add to its dial. Default 8.
+    pub max_discovered_addresses: usize,
 }
 
 impl Default for Limits {
@@ -55,6 +62,8 @@ impl Default for Limits {
             transport_handshake_timeout: Duration::from_secs(10),
             handshake_deadline: Duration::from_secs(600),
             max_queued_data: 256,
+            max_dials_in_flight: 8,
+            max_discovered_addresses: 8,
         }
     }
 }
@@ -76,6 +85,14 @@ pub struct HubTimers {
     pub reconnect: BackoffTiers,
     /// Overall deadline of [`crate::hub::Hub::shutdown`]. Default 5 s.
     pub shutdown_deadline: Duration,
+    /// Least time between two `visible_services_changed` callbacks: changes in between are
+    /// coalesced into one call with the latest list (a burst of announcements costs one list
+    /// per interval). Default 1 s.
+    pub visible_services_interval: Duration,
+    /// Delay between the starts of two candidate addresses of one dial attempt (happy-eyeballs
+    /// style): the next address is tried when the previous ones have not succeeded within it,
+    /// or at once when they failed. Default 250 ms.
+    pub dial_stagger: Duration,
 }
 
 impl Default for HubTimers {
@@ -86,6 +103,8 @@ impl Default for HubTimers {
             double_connection_grace: Duration::from_secs(3),
             reconnect: BackoffTiers::default(),
             shutdown_deadline: Duration::from_secs(5),
+            visible_services_interval: Duration::from_secs(1),
+            dial_stagger: Duration::from_millis(250),
         }
     }
 }

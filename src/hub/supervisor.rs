@@ -162,6 +162,8 @@ pub(crate) struct Supervisor {
     incoming_seen: Option<tokio::time::Instant>,
     /// The next dial goes out without a backoff delay (a fresh pairing by the user).
     dial_soon: bool,
+    /// Hands fresh sightings to the running dial attempt, which tries them next.
+    dial_feed: Option<mpsc::UnboundedSender<Vec<(DialCandidate, String)>>>,
     stopping: bool,
 }
 
@@ -184,7 +186,8 @@ impl Supervisor {
         seed: u64,
     ) -> Self {
         let pairing = shared.trust.get(&ski).ok().flatten();
-        let mut addresses = AddressBook::new();
+        let mut addresses =
+            AddressBook::with_max_discovered(shared.config.limits.max_discovered_addresses);
         if let Some(address) = pairing.as_ref().and_then(|p| p.last_address) {
             let _ = addresses.record_dialled(ski, address, DEFAULT_SHIP_PATH);
         }
@@ -219,6 +222,7 @@ impl Supervisor {
             replacing: None,
             incoming_seen: None,
             dial_soon: false,
+            dial_feed: None,
             stopping: false,
         }
     }
@@ -350,6 +354,7 @@ impl Supervisor {
                 {
                     tracing::debug!(ski = %self.ski, %error, "sighting not usable");
                 }
+                self.feed_running_dial(&instance, &host);
                 self.schedule_dial();
             }
             Command::SightingLost => {
@@ -398,11 +403,33 @@ impl Supervisor {
         let ski = self.ski;
         let candidates = self.addresses.dial_candidates(&self.ski);
         self.shared.metrics.dial_attempt();
-        let handle =
-            self.shared
-                .tracker
-                .spawn(dial::dial(shared, ski, candidates, self.hosts.clone()));
+        let (feed, more) = mpsc::unbounded_channel();
+        self.dial_feed = Some(feed);
+        let handle = self.shared.tracker.spawn(dial::dial(
+            shared,
+            ski,
+            candidates,
+            self.hosts.clone(),
+            more,
+        ));
         self.dial = Dial::Running(handle);
+    }
+
+    /// A running dial attempt also tries the addresses of a fresh sighting, next.
+    fn feed_running_dial(&self, instance: &str, host: &str) {
+        let (Dial::Running(_), Some(feed)) = (&self.dial, &self.dial_feed) else {
+            return;
+        };
+        let fresh: Vec<(DialCandidate, String)> = self
+            .addresses
+            .dial_candidates(&self.ski)
+            .into_iter()
+            .filter(|c| matches!(&c.source, AddressSource::Discovered { instance: i } if i == instance))
+            .map(|c| (c, host.to_owned()))
+            .collect();
+        if !fresh.is_empty() {
+            let _ = feed.send(fresh);
+        }
     }
 
     fn cancel_dial(&mut self) {
