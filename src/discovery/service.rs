@@ -140,6 +140,9 @@ pub struct VisibleService {
     /// Every address it was seen at, over all instances and interfaces, sorted. IPv6
     /// link-local addresses carry their scope id so that they can be dialled.
     pub addresses: BTreeSet<SocketAddr>,
+    /// The same addresses in the order to dial them: those of the most recently seen instance
+    /// first (a fresh announcement is the likeliest to be right), each address once.
+    pub dial_order: Vec<SocketAddr>,
 }
 
 impl VisibleService {

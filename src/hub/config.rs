@@ -79,6 +79,13 @@ pub struct Limits {
     /// Outgoing data messages queued per connection before [`crate::hub::Hub::send_data`]
     /// reports back-pressure. Default 256.
     pub max_queued_data: usize,
+    /// Candidate addresses one dial attempt has in TCP/TLS/WebSocket at once (the attempt
+    /// races them; the first verified one wins and the others are cancelled). Default 8.
+    pub max_dials_in_flight: usize,
+    /// Addresses learnt from mDNS kept per peer, current and withdrawn each (the most recent
+    /// ones; the last successful and configured addresses are always kept besides). Bounds
+    /// what fake announcements of a paired SKI can add to its dial. Default 8.
+    pub max_discovered_addresses: usize,
 }
 
 impl Default for Limits {
@@ -96,6 +103,8 @@ impl Default for Limits {
             transport_handshake_timeout: Duration::from_secs(10),
             handshake_deadline: Duration::from_secs(600),
             max_queued_data: 256,
+            max_dials_in_flight: 8,
+            max_discovered_addresses: 8,
         }
     }
 }
@@ -123,6 +132,14 @@ pub struct HubTimers {
     /// card must last years. Default 10 min. Zero writes every change of `last_seen` (in the
     /// store's precision: whole seconds for [`crate::hub::FileTrustStore`]).
     pub last_seen_write_interval: Duration,
+    /// Least time between two `visible_services_changed` callbacks: changes in between are
+    /// coalesced into one call with the latest list (a burst of announcements costs one list
+    /// per interval). Default 1 s.
+    pub visible_services_interval: Duration,
+    /// Delay between the starts of two candidate addresses of one dial attempt (happy-eyeballs
+    /// style): the next address is tried when the previous ones have not succeeded within it,
+    /// or at once when they failed. Default 250 ms.
+    pub dial_stagger: Duration,
 }
 
 impl Default for HubTimers {
@@ -134,6 +151,8 @@ impl Default for HubTimers {
             reconnect: BackoffTiers::default(),
             shutdown_deadline: Duration::from_secs(5),
             last_seen_write_interval: Duration::from_secs(600),
+            visible_services_interval: Duration::from_secs(1),
+            dial_stagger: Duration::from_millis(250),
         }
     }
 }

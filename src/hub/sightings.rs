@@ -7,8 +7,10 @@
 //! mDNS record expired (ship-protocol.md §8).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::broadcast::error::RecvError;
+use tokio::time::Instant;
 
 use super::Shared;
 use super::callbacks::CallbackEvent;
@@ -48,25 +50,39 @@ pub(crate) fn announcement_of(
 }
 
 /// Follows `discovery` until the hub stops.
+///
+/// A sighting of a paired SKI reaches its supervisor at once. The application's
+/// `visible_services_changed` is coalesced: at most one call per
+/// [`HubTimers::visible_services_interval`](super::config::HubTimers::visible_services_interval),
+/// with the list as it is then, so a burst of announcements costs one list per interval
+/// instead of one per sighting. The paired SKIs are the discovery's preferred ones (their
+/// records are never evicted for strangers); the set is refreshed with each report.
 pub(crate) async fn follow(shared: Arc<Shared>, discovery: Arc<dyn Discovery>) {
     let mut events = discovery.subscribe();
-    publish(&shared, &discovery);
+    prefer_paired(&shared, &discovery);
+    let mut report = Coalesced::new(shared.config.timers.visible_services_interval);
     for service in discovery.visible() {
         feed(&shared, &service);
     }
     loop {
         let event = tokio::select! {
             _ = shared.stop.cancelled() => return,
+            () = report.due() => {
+                prefer_paired(&shared, &discovery);
+                publish(&shared, &discovery);
+                report.done();
+                continue;
+            }
             event = events.recv() => event,
         };
         match event {
             Ok(DiscoveryEvent::Seen(service)) => {
                 feed(&shared, &service);
-                publish(&shared, &discovery);
+                report.changed();
             }
             Ok(DiscoveryEvent::Lost(ski)) => {
                 let _ = shared.route_existing(ski, Command::SightingLost);
-                publish(&shared, &discovery);
+                report.changed();
             }
             Ok(DiscoveryEvent::Refused { instance, error }) => {
                 tracing::info!(
@@ -82,10 +98,56 @@ pub(crate) async fn follow(shared: Arc<Shared>, discovery: Arc<dyn Discovery>) {
                 for service in discovery.visible() {
                     feed(&shared, &service);
                 }
-                publish(&shared, &discovery);
+                report.changed();
             }
             Err(RecvError::Closed) => return,
         }
+    }
+}
+
+/// Rate-limits the visible-services report: the first change is reported at once, later ones
+/// at most once per interval.
+struct Coalesced {
+    interval: Duration,
+    last: Option<Instant>,
+    pending: bool,
+}
+
+impl Coalesced {
+    /// Starts with a report pending (the application learns the initial list at once).
+    fn new(interval: Duration) -> Self {
+        Coalesced {
+            interval,
+            last: None,
+            pending: true,
+        }
+    }
+
+    fn changed(&mut self) {
+        self.pending = true;
+    }
+
+    /// Resolves when a report is due; never while nothing changed.
+    async fn due(&self) {
+        if !self.pending {
+            return std::future::pending().await;
+        }
+        if let Some(last) = self.last {
+            tokio::time::sleep_until(last + self.interval).await;
+        }
+    }
+
+    fn done(&mut self) {
+        self.pending = false;
+        self.last = Some(Instant::now());
+    }
+}
+
+/// Tells the discovery which SKIs are paired, so that strangers never evict their records.
+fn prefer_paired(shared: &Shared, discovery: &Arc<dyn Discovery>) {
+    match shared.trust.load_all() {
+        Ok(peers) => discovery.set_preferred(peers.into_iter().map(|p| p.ski).collect()),
+        Err(error) => tracing::debug!(%error, "paired SKIs not readable for discovery"),
     }
 }
 
@@ -113,7 +175,7 @@ pub(crate) fn sighting_command(service: &VisibleService) -> Command {
     Command::Sighting {
         host: host_label(&instance),
         instance,
-        addresses: service.addresses.iter().copied().collect(),
+        addresses: service.dial_order.clone(),
         path: service.path().to_owned(),
     }
 }

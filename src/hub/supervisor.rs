@@ -165,6 +165,8 @@ pub(crate) struct Supervisor {
     incoming_seen: Option<tokio::time::Instant>,
     /// The next dial goes out without a backoff delay (a fresh pairing by the user).
     dial_soon: bool,
+    /// Hands fresh sightings to the running dial attempt, which tries them next.
+    dial_feed: Option<mpsc::UnboundedSender<Vec<(DialCandidate, String)>>>,
     stopping: bool,
 }
 
@@ -197,7 +199,9 @@ impl Supervisor {
             status,
             data_rx,
             held: None,
-            addresses: AddressBook::new(),
+            addresses: AddressBook::with_max_discovered(
+                shared.config.limits.max_discovered_addresses,
+            ),
             hosts: HashMap::new(),
             links: Vec::new(),
             next_link: 0,
@@ -217,6 +221,7 @@ impl Supervisor {
             replacing: None,
             incoming_seen: None,
             dial_soon: false,
+            dial_feed: None,
             stopping: false,
         }
     }
@@ -387,6 +392,7 @@ impl Supervisor {
                 {
                     tracing::debug!(ski = %self.ski, %error, "sighting not usable");
                 }
+                self.feed_running_dial(&instance, &host);
                 self.schedule_dial();
             }
             Command::SightingLost => {
@@ -445,11 +451,33 @@ impl Supervisor {
         let shared = self.shared.clone();
         let ski = self.ski;
         self.shared.metrics.dial_attempt();
-        let handle =
-            self.shared
-                .tracker
-                .spawn(dial::dial(shared, ski, candidates, self.hosts.clone()));
+        let (feed, more) = mpsc::unbounded_channel();
+        self.dial_feed = Some(feed);
+        let handle = self.shared.tracker.spawn(dial::dial(
+            shared,
+            ski,
+            candidates,
+            self.hosts.clone(),
+            more,
+        ));
         self.dial = Dial::Running(handle);
+    }
+
+    /// A running dial attempt also tries the addresses of a fresh sighting, next.
+    fn feed_running_dial(&self, instance: &str, host: &str) {
+        let (Dial::Running(_), Some(feed)) = (&self.dial, &self.dial_feed) else {
+            return;
+        };
+        let fresh: Vec<(DialCandidate, String)> = self
+            .addresses
+            .dial_candidates(&self.ski)
+            .into_iter()
+            .filter(|c| matches!(&c.source, AddressSource::Discovered { instance: i } if i == instance))
+            .map(|c| (c, host.to_owned()))
+            .collect();
+        if !fresh.is_empty() {
+            let _ = feed.send(fresh);
+        }
     }
 
     fn cancel_dial(&mut self) {
