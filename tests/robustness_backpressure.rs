@@ -164,7 +164,7 @@ async fn flood(f: Flood) {
     };
     let mut config = loopback_config(identity("victim"), "victim", &Recorder::new());
     config.callbacks = slow.clone();
-    
+
     config.limits.max_inbound_bytes_per_peer = f.per_peer;
     let victim = start(config).await;
     let mut peers = Vec::new();

@@ -310,7 +310,8 @@ impl Hub {
             addr: config.bind,
             source,
         })?;
-        let (callbacks, callbacks_done) = start_dispatcher(config.callbacks.clone(), &config.limits);
+        let (callbacks, callbacks_done) =
+            start_dispatcher(config.callbacks.clone(), &config.limits);
         let seed = config.rng_seed.unwrap_or_else(rand::random);
         let paired = config.trust_store.load_all()?;
         let (trust_writes, trust_queue) = mpsc::unbounded_channel();

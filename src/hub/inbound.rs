@@ -212,13 +212,19 @@ mod tests {
         let total = InboundTotal::new(2_000);
         let a = PeerBudget::new(1_000, total.clone());
         let b = PeerBudget::new(1_000, total.clone());
-        assert!(a.may_read(100_000), "an empty peer always reads one message");
+        assert!(
+            a.may_read(100_000),
+            "an empty peer always reads one message"
+        );
         let held = a.charge(300);
         assert!(a.may_read(100));
         assert!(!a.may_read(500), "over the peer's limit");
         let big = b.charge(1_300);
         assert!(!b.may_read(0), "b is over its own limit");
-        assert!(!a.may_read(100), "within a's limit but over the hub-wide one");
+        assert!(
+            !a.may_read(100),
+            "within a's limit but over the hub-wide one"
+        );
         drop(big);
         assert!(a.may_read(100));
         drop(held);

@@ -126,10 +126,12 @@ async fn serve(
         what: "installing the SIGINT/SIGTERM handlers".into(),
         source,
     })?;
-    let log = Arc::new(EventLog::new(settings.json).map_err(|source| GatewayError::Io {
-        what: "starting the event writer".into(),
-        source,
-    })?);
+    let log = Arc::new(
+        EventLog::new(settings.json).map_err(|source| GatewayError::Io {
+            what: "starting the event writer".into(),
+            source,
+        })?,
+    );
     let hub_cell: Arc<OnceLock<Hub>> = Arc::new(OnceLock::new());
     let prompt = if settings.prompt && !settings.auto_accept && std::io::stdin().is_terminal() {
         Some(

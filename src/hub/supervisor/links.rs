@@ -2,8 +2,8 @@
 //! and what happens when a link reaches data exchange or ends.
 
 use super::visible::{failure_of, reason_of};
-use crate::hub::inbound::Delivery;
 use super::*;
+use crate::hub::inbound::Delivery;
 
 impl Supervisor {
     pub(super) fn add_link(
