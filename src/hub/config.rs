@@ -47,7 +47,7 @@ pub struct Limits {
     /// Received data bytes of one peer that may wait inside the hub and in the application (a
     /// [`crate::hub::Delivery`] not yet dropped) before the hub stops reading that peer's
     /// socket, so TCP flow control slows the peer down (docs/architecture.md, "Backpressure").
-    /// Each message counts 128 bytes on top of its payload. A peer with nothing queued may
+    /// Each message counts 256 bytes on top of its payload. A peer with nothing queued may
     /// always send one more message, so the real bound is this or one message
     /// ([`crate::transport::WsOptions::max_message_size`]), whichever is larger. Default 1 MiB:
     /// ten messages of the default maximum size, far more than a SPINE exchange has in flight.

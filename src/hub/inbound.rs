@@ -17,7 +17,7 @@ use crate::Ski;
 
 /// Bookkeeping bytes charged per message on top of its payload, so that many tiny messages are
 /// bounded too (a queued message also costs its event, queue slot and vector header).
-pub(crate) const PER_MESSAGE_CHARGE: usize = 128;
+pub(crate) const PER_MESSAGE_CHARGE: usize = 256;
 
 /// The hub-wide count of charged inbound bytes, and the signal links wait on while over budget.
 #[derive(Debug)]
