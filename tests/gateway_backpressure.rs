@@ -382,7 +382,7 @@ async fn gateway_flood(peers: usize, secs: u64, line_ms: u64) -> (u64, u64, u64)
          {drained:?}; gateway RSS {rss_before} KiB -> max {max_rss} KiB (while draining max \
          {max_rss_drain} KiB) -> after {rss_after} KiB"
     );
-    let seen = seen.lock().unwrap();
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
     assert!(seen.warnings.is_empty(), "{:?}", seen.warnings);
     for ((hub, app), &n) in hubs.iter().zip(&apps).zip(&sent) {
         let ski = hub.local_ski().to_string();
@@ -398,7 +398,6 @@ async fn gateway_flood(peers: usize, secs: u64, line_ms: u64) -> (u64, u64, u64)
         assert_eq!(app.damaged.load(Ordering::SeqCst), 0);
     }
     assert!(sent.iter().all(|&n| n > 0), "a peer sent nothing: {sent:?}");
-    drop(seen);
     for hub in &hubs {
         hub.shutdown().await;
     }
