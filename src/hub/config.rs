@@ -86,6 +86,27 @@ pub struct Limits {
     /// ones; the last successful and configured addresses are always kept besides). Bounds
     /// what fake announcements of a paired SKI can add to its dial. Default 8.
     pub max_discovered_addresses: usize,
+    /// Received data bytes of one peer that may wait inside the hub and in the application (a
+    /// [`crate::hub::Delivery`] not yet dropped) before the hub stops reading that peer's
+    /// socket, so TCP flow control slows the peer down (docs/architecture.md, "Backpressure").
+    /// Each message counts 256 bytes on top of its payload. A peer with nothing queued may
+    /// always send one more message, so the real bound is this or one message
+    /// ([`crate::transport::WsOptions::max_message_size`]), whichever is larger. Default 1 MiB:
+    /// ten messages of the default maximum size, far more than a SPINE exchange has in flight.
+    pub max_inbound_bytes_per_peer: usize,
+    /// The same for all peers together: a backstop when `max_connections` is raised. Beyond it,
+    /// each peer may still have one message queued (so none is starved by the others). Default
+    /// 16 MiB: room for the default 10 connections' full budgets, about 2 % of a 1 GB board.
+    pub max_inbound_bytes_total: usize,
+    /// How long a connection may be left unread because its peer's inbound budget is used up,
+    /// counted from when a keepalive ping of ours went out unanswered (or from when reading
+    /// stopped, if later), before it is closed with
+    /// [`crate::hub::DisconnectReason::Backpressure`]: the peer's pong (or its close) cannot be
+    /// seen behind unread data, and an application that consumes nothing for this long cannot
+    /// serve the peer. While the application makes progress the link reads again and the
+    /// keepalive is not held against the peer for the time it was not read. Default 60 s (the
+    /// keepalive's own dead-peer window with the default timers).
+    pub max_inbound_stall: Duration,
 }
 
 impl Default for Limits {
@@ -105,6 +126,9 @@ impl Default for Limits {
             max_queued_data: 256,
             max_dials_in_flight: 8,
             max_discovered_addresses: 8,
+            max_inbound_bytes_per_peer: 1024 * 1024,
+            max_inbound_bytes_total: 16 * 1024 * 1024,
+            max_inbound_stall: Duration::from_secs(60),
         }
     }
 }

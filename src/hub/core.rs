@@ -76,6 +76,10 @@ pub enum DisconnectReason {
     Shutdown,
     /// No pong within the keepalive timeout: the peer or the network is gone.
     KeepaliveTimeout,
+    /// The application did not consume the peer's data: its inbound budget stayed used up for
+    /// [`crate::hub::Limits::max_inbound_stall`] while a ping was unanswered
+    /// (docs/architecture.md, "Backpressure").
+    Backpressure,
     /// The SHIP connection ended, with the protocol's cause (the peer closed, a timeout, …).
     Protocol(CloseCause),
     /// Anything else.
@@ -88,6 +92,9 @@ impl std::fmt::Display for DisconnectReason {
             DisconnectReason::Local => f.write_str("closed locally"),
             DisconnectReason::Shutdown => f.write_str("hub shut down"),
             DisconnectReason::KeepaliveTimeout => f.write_str("keepalive timeout"),
+            DisconnectReason::Backpressure => {
+                f.write_str("closed for backpressure: the application did not consume its data")
+            }
             DisconnectReason::Protocol(cause) => write!(f, "{cause}"),
             DisconnectReason::Error(text) => f.write_str(text),
         }
@@ -338,7 +345,8 @@ impl Hub {
                 .map_err(HubError::Discovery)?;
         }
         // Nothing below fails.
-        let (callbacks, callbacks_done) = start_dispatcher(config.callbacks.clone());
+        let (callbacks, callbacks_done) =
+            start_dispatcher(config.callbacks.clone(), &config.limits);
         let seed = config.rng_seed.unwrap_or_else(rand::random);
         let (trust_writes, trust_queue) = mpsc::unbounded_channel();
         let shared = Arc::new_cyclic(|weak: &Weak<Shared>| {
@@ -622,7 +630,11 @@ impl Hub {
 
     /// Counters since start.
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.shared.metrics.snapshot()
+        let mut snapshot = self.shared.metrics.snapshot();
+        let inbound = self.shared.callbacks.inbound();
+        snapshot.inbound_queued_bytes = inbound.queued() as u64;
+        snapshot.inbound_queued_peak_bytes = inbound.peak() as u64;
+        snapshot
     }
 
     /// How many tasks the hub runs right now: listener, supervisors, links, admissions, dials,

@@ -34,6 +34,7 @@ use super::arbitration::{self, Arbitration, LinkFacts};
 use super::backoff::Backoff;
 use super::callbacks::{CallbackEvent, PairingRequest, StateDetail};
 use super::dial::{self, DialError, Dialled};
+use super::inbound::PeerBudget;
 use super::link::{
     LinkChannels, LinkCommand, LinkEnd, LinkEvent, LinkId, LinkSetup, now, sleep_until_opt,
 };
@@ -137,6 +138,8 @@ pub(crate) struct Supervisor {
     status: watch::Sender<PeerStatus>,
     data_rx: mpsc::Receiver<Vec<u8>>,
     held: Option<Vec<u8>>,
+    /// The peer's inbound data budget, shared by its links (docs/architecture.md).
+    inbound: Arc<PeerBudget>,
     pairing: Option<PairedPeer>,
     peer_ship_id: Option<ShipId>,
     /// Every address known for this peer (one SKI's book).
@@ -188,7 +191,13 @@ impl Supervisor {
         data_rx: mpsc::Receiver<Vec<u8>>,
         seed: u64,
     ) -> Self {
+        // Unbounded in count, bounded in bytes: every data event holds its charge against
+        // `inbound`, and a link produces only a handful of other events per connection.
         let (link_events_tx, link_events) = mpsc::unbounded_channel();
+        let inbound = PeerBudget::new(
+            shared.config.limits.max_inbound_bytes_per_peer,
+            shared.callbacks.inbound().clone(),
+        );
         let backoff = Backoff::new(shared.config.timers.reconnect.clone());
         Supervisor {
             ski,
@@ -199,6 +208,7 @@ impl Supervisor {
             status,
             data_rx,
             held: None,
+            inbound,
             addresses: AddressBook::with_max_discovered(
                 shared.config.limits.max_discovered_addresses,
             ),

@@ -4,13 +4,15 @@
 //! object has `"event"` (its kind) and `"ts_ms"` (milliseconds since the Unix epoch); new fields
 //! may be added, existing ones keep their names and meaning.
 
+use std::collections::VecDeque;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use ship_hub::discovery::VisibleService;
+use ship_hub::hub::DeliveryToken;
 
 use crate::escape::Escaped;
 
@@ -104,6 +106,9 @@ pub(crate) enum Event {
     ShipId { ski: String, ship_id: String },
     /// A warning the operator should see (for example auto-accept on).
     Warning { message: String },
+    /// Stdout was not read fast enough and `count` non-data events were dropped (data events
+    /// are never dropped: they hold the peer back instead). See docs/gateway.md, "Output".
+    EventsDropped { count: u64 },
     /// A signal arrived: the phased shutdown starts.
     Stopping { signal: String },
     /// The shutdown finished (the last event).
@@ -178,6 +183,9 @@ impl Event {
             Event::DataSent { ski, bytes } => format!("{ski} <- {bytes} bytes"),
             Event::ShipId { ski, ship_id } => format!("{ski} has SHIP ID {}", Escaped(ship_id)),
             Event::Warning { message } => format!("WARNING: {}", Escaped(message)),
+            Event::EventsDropped { count } => {
+                format!("WARNING: stdout is not read fast enough: {count} events dropped")
+            }
             Event::Stopping { signal } => format!("{signal}: shutting down"),
             Event::Stopped {
                 connections_closed_in_time,
@@ -194,48 +202,164 @@ impl Event {
     }
 }
 
-/// Writes events to stdout, one line each. Events that happen before `listening` (a paired
-/// peer queued while the hub starts) are held back and written right after it, so `listening`
-/// is always the first line.
+/// Non-data lines that may wait for stdout; beyond this they are dropped and counted.
+pub(crate) const MAX_QUEUED_LINES: usize = 1024;
+
+/// At exit, how long the last lines may make no progress before the gateway exits anyway.
+const FLUSH_STALL: Duration = Duration::from_millis(500);
+
+/// Writes events to stdout, one line each, from a thread of its own: emitting never blocks the
+/// caller (a callback, a control-socket handler, the signal handling), however slow or stuck
+/// the reader of stdout is.
+///
+/// The overflow policy (docs/gateway.md, "Output"):
+///
+/// * a `data` line carries the peer's [`DeliveryToken`]: it always waits for its turn, and
+///   while it waits the peer's inbound budget stays charged, so the hub stops reading that
+///   peer's socket once the budget is used up. Data lines are therefore bounded by the budgets
+///   (docs/architecture.md, "Backpressure"), never dropped, and a blocked stdout slows the
+///   peers down instead of filling memory;
+/// * every other line is queued while fewer than [`MAX_QUEUED_LINES`] such lines wait;
+///   beyond that it is dropped and counted, and one `events_dropped` line with the count is
+///   written before the next line that fits again (or as soon as the queue has drained).
+///
+/// Events that happen before `listening` (a paired peer queued while the hub starts) are held
+/// back and written right after it, so `listening` is always the first line.
 #[derive(Debug)]
 pub(crate) struct EventLog {
-    json: bool,
-    out: Mutex<Output>,
+    shared: Arc<Shared>,
 }
 
 #[derive(Debug)]
-struct Output {
-    stdout: std::io::Stdout,
-    /// Lines held back until `listening` is out; `None` once it is.
-    held: Option<Vec<String>>,
+struct Shared {
+    json: bool,
+    queue: Mutex<Queue>,
+    /// Signalled when a line is queued (for the writer) and when the queue ran empty (for
+    /// [`EventLog::flush`]).
+    changed: Condvar,
+    /// Held by the writer while it writes one line, and by [`EventLog::exclusively`].
+    terminal: Mutex<()>,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    lines: VecDeque<Line>,
+    /// Lines without a token in `lines`.
+    others: usize,
+    /// Lines dropped since the last `events_dropped`.
+    dropped: u64,
+    /// `listening` was queued (at the front): the writer may start.
+    started: bool,
+    /// The writer is writing a line right now.
+    writing: bool,
+    /// Lines written so far.
+    written: u64,
+}
+
+#[derive(Debug)]
+struct Line {
+    text: String,
+    /// For a `data` line: the peer's budget share, released once the line is written.
+    token: Option<DeliveryToken>,
 }
 
 impl EventLog {
-    pub(crate) fn new(json: bool) -> EventLog {
-        EventLog {
+    /// Starts the writer thread.
+    pub(crate) fn new(json: bool) -> std::io::Result<EventLog> {
+        let shared = Arc::new(Shared {
             json,
-            out: Mutex::new(Output {
-                stdout: std::io::stdout(),
-                held: Some(Vec::new()),
-            }),
-        }
+            queue: Mutex::new(Queue::default()),
+            changed: Condvar::new(),
+            terminal: Mutex::new(()),
+        });
+        let writer = shared.clone();
+        std::thread::Builder::new()
+            .name("event-writer".into())
+            .spawn(move || writer.write_lines())?;
+        Ok(EventLog { shared })
     }
 
     /// Runs `f` (which writes to the terminal, e.g. a question on stderr) while no event line
-    /// can be written: on a terminal stdout and stderr share the screen, and a line must never be
-    /// cut in two by another.
+    /// is being written: on a terminal stdout and stderr share the screen, and a line must never
+    /// be cut in two by another.
     pub(crate) fn exclusively<T>(&self, f: impl FnOnce() -> T) -> T {
-        let _out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let _terminal = self
+            .shared
+            .terminal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         f()
     }
 
-    /// Writes one event. A closed stdout is ignored (the gateway keeps running).
+    /// Queues one event (dropped and counted if too many non-data lines wait). Never blocks.
     pub(crate) fn emit(&self, event: Event) {
+        self.queue(event, None);
+    }
+
+    /// Queues a `data` event holding the peer's budget share until the line is written. Never
+    /// blocks and never drops.
+    pub(crate) fn emit_data(&self, event: Event, token: DeliveryToken) {
+        self.queue(event, Some(token));
+    }
+
+    /// Waits until every queued line is written, at most `limit`, and gives up earlier when
+    /// no line could be written for [`FLUSH_STALL`] (at exit: a stdout nobody reads must not
+    /// hold the gateway).
+    pub(crate) fn flush(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let mut queue = self.shared.lock();
+        let mut progress = (queue.written, Instant::now());
+        while !queue.lines.is_empty() || queue.writing {
+            let now = Instant::now();
+            if queue.written != progress.0 {
+                progress = (queue.written, now);
+            }
+            let until = deadline.min(progress.1 + FLUSH_STALL);
+            let Some(left) = until.checked_duration_since(now) else {
+                return;
+            };
+            queue = self
+                .shared
+                .changed
+                .wait_timeout(queue, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    fn queue(&self, event: Event, token: Option<DeliveryToken>) {
+        let listening = matches!(event, Event::Listening { .. });
+        let text = self.shared.format(&event);
+        let mut queue = self.shared.lock();
+        if listening {
+            queue.started = true;
+            queue.others += 1;
+            queue.lines.push_front(Line { text, token: None });
+        } else if token.is_some() {
+            queue.lines.push_back(Line { text, token });
+        } else if queue.others >= MAX_QUEUED_LINES {
+            queue.dropped += 1;
+            return;
+        } else {
+            queue.others += 1;
+            queue.lines.push_back(Line { text, token: None });
+        }
+        drop(queue);
+        self.shared.changed.notify_all();
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn format(&self, event: &Event) -> String {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        let line = if self.json {
-            let mut value = serde_json::to_value(&event).unwrap_or(serde_json::Value::Null);
+        if self.json {
+            let mut value = serde_json::to_value(event).unwrap_or(serde_json::Value::Null);
             if let Some(object) = value.as_object_mut() {
                 object.insert("ts_ms".into(), serde_json::json!(now.as_millis() as u64));
             }
@@ -249,19 +373,54 @@ impl EventLog {
                 secs % 60,
                 event.human()
             )
-        };
-        let listening = matches!(event, Event::Listening { .. });
-        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
-        let Output { stdout, held } = &mut *out;
-        match held {
-            Some(lines) if !listening => lines.push(line),
-            _ => {
-                let _ = writeln!(stdout, "{line}");
-                for line in held.take().unwrap_or_default() {
-                    let _ = writeln!(stdout, "{line}");
+        }
+    }
+
+    /// The writer thread: one line at a time, in order; a closed stdout is ignored (lines are
+    /// then discarded as fast as they come, the gateway keeps running).
+    fn write_lines(&self) {
+        let stdout = std::io::stdout();
+        loop {
+            let line = {
+                let mut queue = self.lock();
+                loop {
+                    if !queue.started {
+                        queue = self.changed.wait(queue).unwrap_or_else(|e| e.into_inner());
+                        continue;
+                    }
+                    if queue.dropped > 0 && queue.others < MAX_QUEUED_LINES {
+                        // Output resumed (or the queue drained): say how much was lost, in the
+                        // place where it was lost.
+                        let count = std::mem::take(&mut queue.dropped);
+                        let text = self.format(&Event::EventsDropped { count });
+                        queue.others += 1;
+                        queue.lines.push_back(Line { text, token: None });
+                    }
+                    if let Some(line) = queue.lines.pop_front() {
+                        if line.token.is_none() {
+                            queue.others -= 1;
+                        }
+                        queue.writing = true;
+                        break line;
+                    }
+                    self.changed.notify_all();
+                    queue = self.changed.wait(queue).unwrap_or_else(|e| e.into_inner());
                 }
-                let _ = stdout.flush();
+            };
+            {
+                let _terminal = self.terminal.lock().unwrap_or_else(|e| e.into_inner());
+                let mut out = stdout.lock();
+                let _ = out.write_all(line.text.as_bytes());
+                let _ = out.write_all(b"\n");
+                let _ = out.flush();
             }
+            // The line is out: its token (if any) releases the peer's budget.
+            drop(line);
+            let mut queue = self.lock();
+            queue.writing = false;
+            queue.written += 1;
+            drop(queue);
+            self.changed.notify_all();
         }
     }
 }

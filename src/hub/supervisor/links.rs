@@ -3,6 +3,7 @@
 
 use super::visible::{failure_of, reason_of};
 use super::*;
+use crate::hub::inbound::Delivery;
 
 impl Supervisor {
     pub(super) fn add_link(
@@ -66,6 +67,9 @@ impl Supervisor {
             keepalive_timeout: self.shared.config.timers.keepalive_timeout,
             handshake_deadline: new.started + handshake_deadline,
             abort: self.shared.abort.clone(),
+            budget: self.inbound.clone(),
+            max_message: self.shared.config.websocket.max_message_size,
+            stall_limit: self.shared.config.limits.max_inbound_stall,
         };
         let future = (new.runner)(LinkStart {
             connection,
@@ -234,7 +238,7 @@ impl Supervisor {
                 }
             }
             LinkEvent::PeerShipId(ship_id) => self.ship_id_learned(ship_id),
-            LinkEvent::Data(payload) => {
+            LinkEvent::Data(payload, charge) => {
                 // The engine delivers data only after hello (both sides trust each other) and the
                 // PIN step. Data may come before Completed, while our access-methods request is
                 // still unanswered (eebus sends its first SPINE reads then): it proves data
@@ -245,7 +249,9 @@ impl Supervisor {
                     self.refresh_visible();
                     self.shared
                         .callbacks
-                        .push(CallbackEvent::DataReceived(self.ski, payload));
+                        .push(CallbackEvent::DataReceived(Delivery::new(
+                            self.ski, payload, charge,
+                        )));
                 }
             }
             LinkEvent::Pong => {

@@ -153,6 +153,11 @@ pub(super) fn failure_of(
             ConnectionState::Error,
             "no pong within the keepalive timeout".into(),
         )),
+        LinkEnd::Backpressure => Some((
+            FailureCause::Backpressure,
+            ConnectionState::Error,
+            "closed for backpressure: the application did not consume the peer's data".into(),
+        )),
         LinkEnd::HandshakeDeadline => Some((
             FailureCause::HandshakeTimeout,
             ConnectionState::Error,
@@ -188,6 +193,7 @@ pub(super) fn reason_of(end: &LinkEnd, closed_by_us: bool) -> DisconnectReason {
     match end {
         LinkEnd::Aborted => DisconnectReason::Shutdown,
         LinkEnd::KeepaliveTimeout => DisconnectReason::KeepaliveTimeout,
+        LinkEnd::Backpressure => DisconnectReason::Backpressure,
         LinkEnd::HandshakeDeadline => DisconnectReason::Error("handshake deadline".into()),
         LinkEnd::Protocol(_) if closed_by_us => DisconnectReason::Local,
         LinkEnd::Protocol(cause) => DisconnectReason::Protocol(cause.clone()),
