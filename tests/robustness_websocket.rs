@@ -438,6 +438,9 @@ async fn stranger_waiting_for_the_user_is_closed_at_the_unpaired_handshake_deadl
     println!("PENDING STRANGER: closed after {closed_in:?} (unpaired handshake deadline 2 s)");
     assert_eq!(ending, harness::Ending::Closed(Some(4001)));
     assert!(closed_in < Duration::from_secs(15), "{closed_in:?}");
+    victim.assert_serving().await;
+    victim.stop().await;
+}
 
 /// A JSON string payload of exactly `len` bytes.
 fn string_payload(len: usize) -> String {

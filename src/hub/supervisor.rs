@@ -199,6 +199,8 @@ impl Supervisor {
             shared.callbacks.inbound().clone(),
         );
         let backoff = Backoff::new(shared.config.timers.reconnect.clone());
+        let addresses =
+            AddressBook::with_max_discovered(shared.config.limits.max_discovered_addresses);
         Supervisor {
             ski,
             peer_ship_id: None,
@@ -209,9 +211,7 @@ impl Supervisor {
             data_rx,
             held: None,
             inbound,
-            addresses: AddressBook::with_max_discovered(
-                shared.config.limits.max_discovered_addresses,
-            ),
+            addresses,
             hosts: HashMap::new(),
             links: Vec::new(),
             next_link: 0,
@@ -482,7 +482,9 @@ impl Supervisor {
             .addresses
             .dial_candidates(&self.ski)
             .into_iter()
-            .filter(|c| matches!(&c.source, AddressSource::Discovered { instance: i } if i == instance))
+            .filter(
+                |c| matches!(&c.source, AddressSource::Discovered { instance: i } if i == instance),
+            )
             .map(|c| (c, host.to_owned()))
             .collect();
         if !fresh.is_empty() {

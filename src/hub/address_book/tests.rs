@@ -159,7 +159,9 @@ fn withdrawn_addresses_are_bounded_newest_first() {
         book.withdraw_instance(&instance);
     }
     let got = addresses(&book, &ski(1));
-    let expected: Vec<_> = (0..DEFAULT_MAX_DISCOVERED as u8).map(|i| v4(20 - i, 4712)).collect();
+    let expected: Vec<_> = (0..DEFAULT_MAX_DISCOVERED as u8)
+        .map(|i| v4(20 - i, 4712))
+        .collect();
     assert_eq!(got, expected);
 }
 
