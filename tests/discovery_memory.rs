@@ -262,7 +262,9 @@ async fn a_burst_of_10000_announcements_is_capped_keeping_the_newest() {
     let elapsed = started.elapsed();
     let visible = node.visible();
     assert!(visible.len() <= 1000, "{} services visible", visible.len());
-    let service = node.visible_service(&claimed).expect("the newest SKI is visible");
+    let service = node
+        .visible_service(&claimed)
+        .expect("the newest SKI is visible");
     assert_eq!(service.instances.len(), 4, "{:?}", service.instances);
     assert!(
         service

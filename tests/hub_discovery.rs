@@ -11,8 +11,8 @@ use std::time::Duration;
 use common::{Recorder, Seen, identity, lan_addr, lan_config, paused_runtime, start};
 use ship_hub::discovery::{InMemoryLan, ShipTxt, Sighting};
 use ship_hub::hub::{MemoryLan, MemoryTrustStore, Network, TrustStore};
-use ship_hub::{ShipId, Ski};
 use ship_hub::protocol::ConnectionState;
+use ship_hub::{ShipId, Ski};
 
 /// Two hubs with no static addresses find each other through announcements only, pair (each
 /// trusts the other's SKI) and exchange data; the application sees the visible services.

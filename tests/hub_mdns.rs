@@ -160,7 +160,9 @@ async fn a_paired_peer_is_connected_after_a_burst_of_10000_spoofed_services() {
         .unwrap();
     let burst_end = std::time::Instant::now();
     assert!(
-        wait_until(Duration::from_secs(60), || a.visible_services().len() >= 1000).await,
+        wait_until(Duration::from_secs(60), || a.visible_services().len()
+            >= 1000)
+        .await,
         "A's discovery fell behind: it sees {} services, {} re-subscriptions",
         a.visible_services().len(),
         discovery_a.resubscriptions()

@@ -134,7 +134,11 @@ impl VisibleServices {
 
     /// Removes every record (e.g. when the implementation shuts down); returns a `Lost` per SKI.
     pub fn clear(&mut self) -> Vec<DiscoveryEvent> {
-        let lost = self.by_ski.keys().map(|ski| DiscoveryEvent::Lost(*ski)).collect();
+        let lost = self
+            .by_ski
+            .keys()
+            .map(|ski| DiscoveryEvent::Lost(*ski))
+            .collect();
         self.records.clear();
         self.by_ski.clear();
         self.evictable.clear();

@@ -202,13 +202,12 @@ async fn attempt(
 ) {
     let started = super::link::now();
     let once = dial_once(&shared, candidate.address, &host, ski, &candidate.path);
-    let result = match tokio::time::timeout(shared.config.limits.transport_handshake_timeout, once)
-        .await
-    {
-        Ok(Ok(socket)) => Ok(socket),
-        Ok(Err(error)) => Err(DialError::Transport(error)),
-        Err(_) => Err(DialError::Timeout),
-    };
+    let result =
+        match tokio::time::timeout(shared.config.limits.transport_handshake_timeout, once).await {
+            Ok(Ok(socket)) => Ok(socket),
+            Ok(Err(error)) => Err(DialError::Transport(error)),
+            Err(_) => Err(DialError::Timeout),
+        };
     (candidate, started, result)
 }
 

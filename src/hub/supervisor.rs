@@ -424,7 +424,9 @@ impl Supervisor {
             .addresses
             .dial_candidates(&self.ski)
             .into_iter()
-            .filter(|c| matches!(&c.source, AddressSource::Discovered { instance: i } if i == instance))
+            .filter(
+                |c| matches!(&c.source, AddressSource::Discovered { instance: i } if i == instance),
+            )
             .map(|c| (c, host.to_owned()))
             .collect();
         if !fresh.is_empty() {

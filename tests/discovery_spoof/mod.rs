@@ -29,10 +29,7 @@ impl Spoofer {
         let daemon = ServiceDaemon::new().expect("spoofer daemon");
         let started = Instant::now();
         for n in 0..count {
-            let txt = ShipTxt::new(
-                ShipId::new(format!("spoof-{n}")).unwrap(),
-                spoofed_ski(n),
-            );
+            let txt = ShipTxt::new(ShipId::new(format!("spoof-{n}")).unwrap(), spoofed_ski(n));
             let properties = txt.to_properties();
             let info = ServiceInfo::new(
                 SERVICE_TYPE,
