@@ -72,3 +72,36 @@ pub fn rss_kib() -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// Announces one SHIP service (`ski` at 127.0.0.1:`port`) from a daemon of its own that does
+/// not browse, so that it does not digest the spoofer's records itself: what is measured is
+/// the listener's recovery, not this announcer's. Dropping it shuts the daemon down.
+pub struct Announcer {
+    daemon: ServiceDaemon,
+}
+
+impl Announcer {
+    /// Registers the service `name`.
+    pub fn announce(name: &str, ski: Ski, port: u16) -> Announcer {
+        let daemon = ServiceDaemon::new().expect("announcer daemon");
+        let txt = ShipTxt::new(ShipId::new(name).unwrap(), ski);
+        let properties = txt.to_properties();
+        let info = ServiceInfo::new(
+            SERVICE_TYPE,
+            name,
+            &format!("{name}.local."),
+            "127.0.0.1",
+            port,
+            &properties[..],
+        )
+        .expect("service info");
+        daemon.register(info).expect("register");
+        Announcer { daemon }
+    }
+}
+
+impl Drop for Announcer {
+    fn drop(&mut self) {
+        let _ = self.daemon.shutdown();
+    }
+}
