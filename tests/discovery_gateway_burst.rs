@@ -12,14 +12,12 @@ mod discovery_spoof;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{Recorder, assert_private_namespace, identity, loopback_config, start};
-use discovery_spoof::Spoofer;
+use discovery_spoof::{Announcer, Spoofer};
 use serde_json::Value;
-use ship_hub::discovery::{MdnsConfig, MdnsDiscovery};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ship-gateway");
 
@@ -117,15 +115,14 @@ async fn gateway_reports_coalesced_and_connects_a_paired_peer_after_a_10000_serv
     };
     wait_for("a full visible_services", Duration::from_secs(60), &full);
 
-    // The paired peer: an in-process hub that auto-accepts, announced over mDNS.
+    // The paired peer: an in-process hub that auto-accepts, announced from a daemon that does
+    // not browse (a fresh browsing daemon would first digest the 10,000 records itself).
     let rb = Recorder::new();
     let mut cb = loopback_config(idb, "burst-peer", &rb);
-    cb.discovery = Some(Arc::new(
-        MdnsDiscovery::new(MdnsConfig::new(b_ski)).expect("mDNS daemon"),
-    ));
     cb.auto_accept = true;
-    let announced = Instant::now();
     let b = start(cb).await;
+    let announced = Instant::now();
+    let announcer = Announcer::announce("burst-peer", b_ski, b.local_addr().port());
     let b_hex = b_ski.to_string();
     let connected_at = wait_for("connected", Duration::from_secs(60), &|v| {
         v["event"] == "connected" && v["ski"] == b_hex.as_str()
@@ -159,8 +156,8 @@ async fn gateway_reports_coalesced_and_connects_a_paired_peer_after_a_10000_serv
         .collect();
     eprintln!(
         "gateway burst: 10,000 announced in {registering:?}; {} visible_services lines in \
-         {elapsed:?} (largest list {}); paired peer connected {connected:?} after it started; \
-         gateway peak RSS {peak} KiB",
+         {elapsed:?} (largest list {}); paired peer connected {connected:?} after its \
+         announcement; gateway peak RSS {peak} KiB",
         lines.len(),
         lines.iter().max().copied().unwrap_or(0)
     );
@@ -172,7 +169,7 @@ async fn gateway_reports_coalesced_and_connects_a_paired_peer_after_a_10000_serv
         "{} visible_services lines in {elapsed:?}",
         lines.len()
     );
-    drop(spoofer);
+    drop((spoofer, announcer));
     b.shutdown().await;
     let _ = child.kill();
     let _ = child.wait();
