@@ -321,7 +321,7 @@ async fn friend_still_served(victim: &Hub, rec: &Recorder, friend: &Hub) {
     assert_eq!(rec.count(|s| matches!(s, Seen::Disconnected(..))), 0);
 }
 
-/// 1,000 half-open connections from 250 addresses (4 each, the per-address cap) with the
+/// 1,000 half-open connections from 250 addresses (4 each, within the per-address cap) with the
 /// default caps: the 24 handshake slots not reserved for paired peers are held until the
 /// client-hello deadline (2 s) and every other connection is refused at once (closed before
 /// any TLS work, counted as RefusedByCap). Every one is closed; the paired friend is
@@ -342,7 +342,7 @@ async fn thousand_half_open_connections_beyond_the_cap_are_refused_at_once() {
         failures.get(FailureCause::RefusedByCap),
     );
     println!(
-        "HALF-OPEN cap 32 (8 reserved), 4 per address, 250 addresses: {timeouts} held to the \
+        "HALF-OPEN cap 32 (8 reserved), 4 from each of 250 addresses: {timeouts} held to the \
          client-hello deadline, {refused} refused at once"
     );
     assert_eq!(timeouts + refused, 1000);

@@ -370,8 +370,8 @@ async fn paired_peer_is_served(
 }
 
 /// 100 TCP connections from one address (127.0.0.2) that never send a byte: with the defaults
-/// only `max_handshakes_per_address` (4) of them get a handshake slot, the rest are closed at
-/// once, and the 4 are closed at the client-hello deadline (2 s). A paired peer connecting
+/// only `max_handshakes_per_address` (8) of them get a handshake slot, the rest are closed at
+/// once, and the 8 are closed at the client-hello deadline (2 s). A paired peer connecting
 /// meanwhile is admitted at its first attempt. (Before: 32 of them held every handshake slot
 /// for the 10 s transport deadline and the paired peer's connection was dropped.)
 #[tokio::test]

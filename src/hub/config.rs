@@ -61,7 +61,10 @@ pub struct Limits {
     /// takes an ordinary slot. Default 8.
     pub reserved_handshakes: usize,
     /// Incoming connections in their TLS + WebSocket handshake at once from one source address
-    /// (IP). A TCP connection beyond it is closed at once, before any TLS work. Default 4.
+    /// (IP). A TCP connection beyond it is closed at once, before any TLS work. Default 8: one
+    /// hostile host cannot take more than a third of the open slots, while a host that runs
+    /// several SHIP nodes, or a conformance tester running its cases in parallel (six at once),
+    /// still gets through.
     pub max_handshakes_per_address: usize,
     /// How long an incoming connection may take, from TCP accept, to deliver its complete TLS
     /// ClientHello (a few hundred bytes, sent at once by every TLS client). A connection that
@@ -119,7 +122,7 @@ impl Default for Limits {
             unpaired_handshake_deadline: Duration::from_secs(240),
             max_handshakes_in_progress: 32,
             reserved_handshakes: 8,
-            max_handshakes_per_address: 4,
+            max_handshakes_per_address: 8,
             client_hello_timeout: Duration::from_secs(2),
             transport_handshake_timeout: Duration::from_secs(10),
             handshake_deadline: Duration::from_secs(600),
