@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Checks of the Debian package built by `cargo deb` (run by .ci/test; see docs/gateway.md,
+# "Debian package"). Each check prints `package: ok <what>` or `package: FAIL <what>`; the exit
+# status is non-zero if any failed.
+#
+#   bash tests/package.sh check DEB   contents, control fields, conffile, lintian, binary size and
+#                                     debug info, the unit's systemd-analyze security rating
+#   bash tests/package.sh start DEB   extracts DEB into a throwaway root and starts the gateway
+#                                     from there with the packaged config, as a non-root user, on
+#                                     loopback, with its data dir in a temporary directory. Run it
+#                                     only inside a private network namespace (mDNS is on, as
+#                                     packaged): .ci/test does.
+set -euo pipefail
+
+failed=0
+ok() { echo "package: ok $*"; }
+fail() { echo "package: FAIL $*"; failed=1; }
+check() { # check WHAT COMMAND...: runs COMMAND, ok/FAIL by its status
+  local what=$1; shift
+  if "$@"; then ok "$what"; else fail "$what"; fi
+}
+
+# The most the unit may score in `systemd-analyze security` (lower is better; <= 2.0 is "OK").
+MAX_EXPOSURE=2.0
+# The largest binary we ship (issue: under 10 MB on a Raspberry Pi).
+MAX_BINARY_BYTES=$((10 * 1000 * 1000))
+
+mode=${1:?usage: package.sh check|start DEB}
+deb=${2:?usage: package.sh check|start DEB}
+work=$(mktemp -d)
+pid=
+cleanup() {
+  if [ -n "$pid" ]; then kill -9 "$pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+case "$mode" in
+check)
+  dpkg-deb -c "$deb" >"$work/contents"
+  dpkg-deb -I "$deb" >"$work/info"
+  echo "--- dpkg-deb -c"; cat "$work/contents"
+  echo "--- dpkg-deb -I"; cat "$work/info"
+  has() { grep -qE "$1" "$work/contents"; }
+  check "the binary is /usr/bin/ship-gateway, mode 0755" has '^-rwxr-xr-x .* \./usr/bin/ship-gateway$'
+  check "the default config is /etc/ship-gateway/config.toml" has ' \./etc/ship-gateway/config\.toml$'
+  check "the systemd unit is installed" has ' \./(usr/)?lib/systemd/system/ship-gateway\.service$'
+  check "no debug symbols are shipped" bash -c "! grep -qE '\.(debug|dwp)$|/usr/lib/debug/' '$work/contents'"
+  check "the config is a conffile" bash -c "dpkg-deb -e '$deb' '$work/control' && grep -qx /etc/ship-gateway/config.toml '$work/control/conffiles'"
+  check "postinst creates the user and prints the SKI" grep -q 'ship-gateway ski' "$work/control/postinst"
+  check "the package depends on adduser" grep -qE '^ Depends:.*adduser' "$work/info"
+
+  dpkg-deb -x "$deb" "$work/root"
+  bin="$work/root/usr/bin/ship-gateway"
+  size=$(stat -c %s "$bin")
+  echo "binary size: $size bytes"
+  check "the binary is under 10 MB ($size bytes)" test "$size" -lt "$MAX_BINARY_BYTES"
+  check "the binary has no DWARF debug info" bash -c "! readelf -S '$bin' 2>/dev/null | grep -q '\.debug_info'"
+  check "the packaged config contains no static peer" bash -c "! grep -qE '^[[:space:]]*peers[[:space:]]*=' '$work/root/etc/ship-gateway/config.toml'"
+
+  unit=$(find "$work/root" -name ship-gateway.service | head -1)
+  echo "--- systemd-analyze security --offline=yes $unit"
+  systemd-analyze security --offline=yes "$unit" | tee "$work/security"
+  exposure=$(sed -n 's/.*Overall exposure level for .*: \([0-9.]*\) .*/\1/p' "$work/security")
+  check "the unit's exposure is $exposure (at most $MAX_EXPOSURE)" \
+    awk -v e="$exposure" -v m="$MAX_EXPOSURE" 'BEGIN { exit !(e != "" && e + 0 <= m + 0) }'
+  check "the unit runs as the ship-gateway user" grep -qx 'User=ship-gateway' "$unit"
+  check "the unit's data dir is /var/lib/ship-gateway, mode 0700" \
+    bash -c "grep -qx 'StateDirectory=ship-gateway' '$unit' && grep -qx 'StateDirectoryMode=0700' '$unit'"
+
+  echo "--- lintian"
+  # Lintian's verdict is shown in full; errors fail the check (warnings are reported only).
+  lintian --no-tag-display-limit "$deb" | tee "$work/lintian" || true
+  check "lintian reports no errors" bash -c "! grep -q '^E: ' '$work/lintian'"
+  ;;
+
+start)
+  root="$work/root"
+  dpkg-deb -x "$deb" "$root"
+  chmod 0755 "$work" "$root"
+  data="$work/data"
+  mkdir -m 0700 "$data"
+  # As root: drop to nobody (no capabilities, no groups). Otherwise we already are not root.
+  if [ "$(id -u)" = 0 ]; then
+    chown 65534:65534 "$data"
+    as_user=(setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-all)
+  else
+    as_user=()
+  fi
+  "${as_user[@]}" "$root/usr/bin/ship-gateway" run --config "$root/etc/ship-gateway/config.toml" \
+    --data-dir "$data" --bind 127.0.0.1 --port 0 --no-prompt \
+    >"$work/out" 2>"$work/err" </dev/null &
+  pid=$!
+  for _ in $(seq 300); do
+    grep -q 'listening on' "$work/out" && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "--- stdout"; cat "$work/out"; echo "--- stderr"; cat "$work/err"
+  line=$(grep -m1 'listening on' "$work/out" || true)
+  check "it starts and prints its listening line" test -n "$line"
+  ski=$(sed -n 's/.*(SKI \([0-9a-f]\{40\}\),.*/\1/p' <<<"$line")
+  address=$(sed -n 's/.*listening on \([^ ]*\) .*/\1/p' <<<"$line")
+  check "it prints its SKI ($ski)" test -n "$ski"
+  check "the SKI is the one 'ship-gateway ski' reports" \
+    test "$ski" = "$("${as_user[@]}" "$root/usr/bin/ship-gateway" --data-dir "$data" ski)"
+  check "it runs as a non-root user" bash -c "awk '/^Uid:/ { exit \$2 == 0 }' /proc/$pid/status"
+  check "it listens on loopback only ($address)" bash -c "[[ '$address' == 127.0.0.1:* ]]"
+  port=${address##*:}
+  check "it accepts a TCP connection on $address" bash -c "exec 3<>/dev/tcp/127.0.0.1/$port"
+  check "mDNS is on, as packaged" grep -q 'mDNS on' "$work/out"
+  check "the identity is in the data dir, key mode 0600" \
+    bash -c "test \"\$(stat -c %a '$data/key.pem')\" = 600"
+  kill -TERM "$pid"
+  status=0
+  wait "$pid" || status=$?
+  pid=
+  check "SIGTERM stops it with status 0" test "$status" = 0
+  ;;
+*)
+  echo "usage: package.sh check|start DEB" >&2
+  exit 2
+  ;;
+esac
+exit "$failed"
