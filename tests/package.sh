@@ -60,7 +60,9 @@ check)
 
   unit=$(find "$work/root" -name ship-gateway.service | head -1)
   echo "--- systemd-analyze security --offline=yes $unit"
-  systemd-analyze security --offline=yes "$unit" | tee "$work/security"
+  # Only what is not fully hardened (the full table has ~80 lines), and the verdict.
+  systemd-analyze security --offline=yes "$unit" >"$work/security"
+  grep -v '^✓' "$work/security"
   exposure=$(sed -n 's/.*Overall exposure level for .*: \([0-9.]*\) .*/\1/p' "$work/security")
   check "the unit's exposure is $exposure (at most $MAX_EXPOSURE)" \
     awk -v e="$exposure" -v m="$MAX_EXPOSURE" 'BEGIN { exit !(e != "" && e + 0 <= m + 0) }'
@@ -70,7 +72,7 @@ check)
 
   echo "--- lintian"
   # Lintian's verdict is shown in full; errors fail the check (warnings are reported only).
-  lintian --no-tag-display-limit "$deb" | tee "$work/lintian" || true
+  lintian --tag-display-limit 0 "$deb" 2>&1 | tee "$work/lintian" || true
   check "lintian reports no errors" bash -c "! grep -q '^E: ' '$work/lintian'"
   ;;
 
