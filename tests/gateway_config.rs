@@ -61,11 +61,7 @@ fn the_ship_id_is_stored_at_the_first_run_and_a_different_one_is_refused() {
 fn a_static_peer_from_a_config_file_is_dialled_and_its_stored_pairing_is_announced() {
     let tmp = tempdir();
     let config = tmp.path().join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!("peers = [\"{OTHER_SKI}@127.0.0.1:1\"]\n"),
-    )
-    .unwrap();
+    std::fs::write(&config, format!("peers = [\"{OTHER_SKI}@127.0.0.1:1\"]\n")).unwrap();
     let data = tmp.path().join("data");
     let mut running = Running::start(&data, &["--config", config.to_str().unwrap()]);
     running.wait_for("paired", |v| {
@@ -109,7 +105,15 @@ fn run_until_listening(dir: &Path, flags: &[&str], env: &[(&str, &str)]) -> Outp
         .arg("--data-dir")
         .arg(dir)
         .args(flags)
-        .args(["run", "--no-mdns", "--bind", "127.0.0.1", "--port", "0", "--json"])
+        .args([
+            "run",
+            "--no-mdns",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--json",
+        ])
         .env_remove("RUST_LOG")
         .env_remove("NO_COLOR")
         .stdin(Stdio::null())
@@ -147,7 +151,10 @@ fn diagnostics_on_a_pipe_have_no_colour_codes() {
     let output = run_until_listening(tmp.path(), &[], &[("RUST_LOG", "info")]);
     let stderr = stderr_text(&output);
     assert!(stderr.contains("hub started"), "{stderr}");
-    assert!(!stderr.contains('\x1b'), "colour codes on a pipe: {stderr:?}");
+    assert!(
+        !stderr.contains('\x1b'),
+        "colour codes on a pipe: {stderr:?}"
+    );
 }
 
 /// `-v` shows info diagnostics (more than the default warnings), `-q` only errors, each
@@ -160,16 +167,25 @@ fn verbose_and_quiet_flags_set_the_diagnostics_level() {
 
     let verbose = run_until_listening(tmp.path(), &["-v"], &[]);
     let stderr = stderr_text(&verbose);
-    assert!(stderr.contains("INFO") && stderr.contains("hub started"), "{stderr}");
+    assert!(
+        stderr.contains("INFO") && stderr.contains("hub started"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("DEBUG"), "{stderr}");
     assert!(!stderr.contains('\x1b'), "{stderr:?}");
 
     let debug = run_until_listening(tmp.path(), &["-vv"], &[("RUST_LOG", "error")]);
-    assert!(stderr_text(&debug).contains("DEBUG"), "-vv overrides RUST_LOG");
+    assert!(
+        stderr_text(&debug).contains("DEBUG"),
+        "-vv overrides RUST_LOG"
+    );
 
     let quiet = run_until_listening(tmp.path(), &["-q"], &[("RUST_LOG", "debug")]);
     let stderr = stderr_text(&quiet);
-    assert!(!stderr.contains("INFO") && !stderr.contains("DEBUG"), "{stderr}");
+    assert!(
+        !stderr.contains("INFO") && !stderr.contains("DEBUG"),
+        "{stderr}"
+    );
 
     let both = gateway(tmp.path(), &["-v", "-q", "ski"]);
     assert_one_line_error(&both, 2, "cannot be used with");

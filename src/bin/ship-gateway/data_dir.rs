@@ -27,7 +27,12 @@ const SYSTEM_DATA_DIR: &str = "/var/lib/ship-gateway";
 pub(crate) fn default_data_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("STATE_DIRECTORY").filter(|d| !d.is_empty()) {
         // systemd may list several directories separated by ':'; the first is ours.
-        let first = dir.to_string_lossy().split(':').next().unwrap_or("").to_owned();
+        let first = dir
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .to_owned();
         if !first.is_empty() {
             return PathBuf::from(first);
         }
@@ -145,10 +150,9 @@ impl DataDir {
         };
         match fs::read_to_string(&path) {
             Ok(text) => {
-                let stored: ShipId = text
-                    .trim()
-                    .parse()
-                    .map_err(|e| error(format!("is not a valid SHIP ID ({e}); fix or remove it")))?;
+                let stored: ShipId = text.trim().parse().map_err(|e| {
+                    error(format!("is not a valid SHIP ID ({e}); fix or remove it"))
+                })?;
                 match given {
                     Some(given) if *given != stored => Err(GatewayError::Setting(format!(
                         "SHIP ID {given:?} differs from the stored SHIP ID {:?} ({}): \

@@ -400,7 +400,8 @@ mod tests {
             s.device.brand,
             s.device.model,
             s.device.device_type,
-            s.max_connections.unwrap_or(ship_hub::hub::Limits::default().max_connections),
+            s.max_connections
+                .unwrap_or(ship_hub::hub::Limits::default().max_connections),
             s.max_handshakes
                 .unwrap_or(ship_hub::hub::Limits::default().max_handshakes_in_progress),
             s.max_message_bytes
@@ -424,9 +425,10 @@ mod tests {
         let uncommented: String = PACKAGED
             .lines()
             .map(|line| match line.strip_prefix("# ") {
-                Some(rest) if rest.split_once(" = ").is_some_and(|(key, _)| {
-                    key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
-                }) =>
+                Some(rest)
+                    if rest.split_once(" = ").is_some_and(|(key, _)| {
+                        key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                    }) =>
                 {
                     rest
                 }
@@ -460,7 +462,9 @@ mod tests {
             "control_idle_timeout_secs",
         ] {
             assert!(
-                uncommented.lines().any(|l| l.starts_with(&format!("{key} = "))),
+                uncommented
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{key} = "))),
                 "{key} missing from debian/config.toml"
             );
         }
