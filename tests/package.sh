@@ -82,8 +82,9 @@ start)
   chmod 0755 "$work" "$root"
   data="$work/data"
   mkdir -m 0700 "$data"
-  # As root: drop to nobody (no capabilities, no groups). Otherwise we already are not root.
-  if [ "$(id -u)" = 0 ]; then
+  # As the real root: drop to nobody (no capabilities, no groups). Otherwise (a non-root user,
+  # possibly mapped to root in the suite's user namespace) we already are not root.
+  if [ "$(id -u)" = 0 ] && awk '$1 == 0 && $2 == 0 { f = 1 } END { exit !f }' /proc/self/uid_map; then
     chown 65534:65534 "$data"
     as_user=(setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-all)
   else
@@ -106,7 +107,10 @@ start)
   check "it prints its SKI ($ski)" test -n "$ski"
   check "the SKI is the one 'ship-gateway ski' reports" \
     test "$ski" = "$("${as_user[@]}" "$root/usr/bin/ship-gateway" --data-dir "$data" ski)"
-  check "it runs as a non-root user" bash -c "awk '/^Uid:/ { exit \$2 == 0 }' /proc/$pid/status"
+  # Its uid as seen from the initial user namespace (the suite may run in a user namespace).
+  uid=$(awk '/^Uid:/ { print $2 }' "/proc/$pid/status")
+  outer_uid=$(awk -v u="$uid" 'u >= $1 && u < $1 + $3 { print $2 + u - $1 }' "/proc/$pid/uid_map")
+  check "it runs as a non-root user (uid $outer_uid)" test -n "$outer_uid" -a "$outer_uid" != 0
   check "it listens on loopback only ($address)" bash -c "[[ '$address' == 127.0.0.1:* ]]"
   port=${address##*:}
   check "it accepts a TCP connection on $address" bash -c "exec 3<>/dev/tcp/127.0.0.1/$port"
