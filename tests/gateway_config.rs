@@ -190,3 +190,23 @@ fn verbose_and_quiet_flags_set_the_diagnostics_level() {
     let both = gateway(tmp.path(), &["-v", "-q", "ski"]);
     assert_one_line_error(&both, 2, "cannot be used with");
 }
+
+/// Under systemd (`StateDirectory=`, as in the packaged unit, which passes no `--data-dir`) the
+/// default data dir is `$STATE_DIRECTORY`.
+#[test]
+fn the_default_data_dir_under_systemd_is_the_state_directory() {
+    let tmp = tempdir();
+    let state = tmp.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let output = Command::new(BIN)
+        .arg("ski")
+        .env("STATE_DIRECTORY", &state)
+        .env("HOME", tmp.path().join("home"))
+        .env_remove("XDG_DATA_HOME")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_ok(&output);
+    assert!(state.join("cert.pem").exists() && state.join("key.pem").exists());
+    assert_eq!(ski_of(&state), stdout(&output).trim());
+}
