@@ -210,3 +210,25 @@ fn the_default_data_dir_under_systemd_is_the_state_directory() {
     assert!(state.join("cert.pem").exists() && state.join("key.pem").exists());
     assert_eq!(ski_of(&state), stdout(&output).trim());
 }
+
+/// The stored SHIP ID is never read through a symbolic link (someone else's file): refused with
+/// a one-line error naming it, the link left alone.
+#[test]
+fn a_symbolic_link_at_the_stored_ship_id_is_refused() {
+    let tmp = tempdir();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::write(&elsewhere, "someone-elses-id\n").unwrap();
+    std::os::unix::fs::symlink(&elsewhere, data.join("ship_id")).unwrap();
+    let output = gateway(
+        &data,
+        &["run", "--no-mdns", "--bind", "127.0.0.1", "--port", "0"],
+    );
+    assert_one_line_error(&output, 1, "ship_id");
+    assert!(data.join("ship_id").is_symlink());
+    assert_eq!(
+        std::fs::read_to_string(&elsewhere).unwrap(),
+        "someone-elses-id\n"
+    );
+}

@@ -148,7 +148,7 @@ impl DataDir {
             path: path.clone(),
             reason,
         };
-        match fs::read_to_string(&path) {
+        match read_no_follow(&path) {
             Ok(text) => {
                 let stored: ShipId = text.trim().parse().map_err(|e| {
                     error(format!("is not a valid SHIP ID ({e}); fix or remove it"))
@@ -171,9 +171,7 @@ impl DataDir {
                     Some(id) => id.clone(),
                     None => derived()?,
                 };
-                let temporary = self.path.join(".ship_id.tmp");
-                fs::write(&temporary, format!("{id}\n"))
-                    .and_then(|()| fs::rename(&temporary, &path))
+                write_new(&self.path.join(".ship_id.tmp"), &path, &format!("{id}\n"))
                     .map_err(|e| error(format!("cannot store the SHIP ID: {e}")))?;
                 Ok(id)
             }
@@ -185,6 +183,42 @@ impl DataDir {
     pub(crate) fn control_path(&self) -> PathBuf {
         self.path.join("control.sock")
     }
+}
+
+/// Reads `path`, refusing to follow a symbolic link there (`ELOOP`).
+fn read_no_follow(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut text = String::new();
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)?
+        .read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// Writes `text` to `path` crash-safely: into `temporary`, created new (`O_EXCL`, so never
+/// through a link; one left by a crash is removed first), fsynced, then renamed over `path`.
+fn write_new(temporary: &Path, path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match fs::remove_file(temporary) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(temporary)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    fs::rename(temporary, path)?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// The subject written into a new certificate.
