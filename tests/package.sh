@@ -66,6 +66,11 @@ check)
   exposure=$(sed -n 's/.*Overall exposure level for .*: \([0-9.]*\) .*/\1/p' "$work/security")
   check "the unit's exposure is $exposure (at most $MAX_EXPOSURE)" \
     awk -v e="$exposure" -v m="$MAX_EXPOSURE" 'BEGIN { exit !(e != "" && e + 0 <= m + 0) }'
+  # systemd's own check of the unit file (syntax, unknown settings), with the binary's path moved
+  # into the extracted tree (verify also checks that ExecStart is executable).
+  sed "s|^ExecStart=/usr/bin/|ExecStart=$work/root/usr/bin/|" "$unit" >"$work/ship-gateway.service"
+  check "systemd-analyze verify finds nothing in the unit" \
+    bash -c "out=\$(systemd-analyze verify '$work/ship-gateway.service' 2>&1); echo \"\$out\"; test -z \"\$out\""
   check "the unit runs as the ship-gateway user" grep -qx 'User=ship-gateway' "$unit"
   check "the unit's data dir is /var/lib/ship-gateway, mode 0700" \
     bash -c "grep -qx 'StateDirectory=ship-gateway' '$unit' && grep -qx 'StateDirectoryMode=0700' '$unit'"
@@ -90,8 +95,14 @@ start)
   else
     as_user=()
   fi
-  "${as_user[@]}" "$root/usr/bin/ship-gateway" run --config "$root/etc/ship-gateway/config.toml" \
-    --data-dir "$data" --bind 127.0.0.1 --port 0 --no-prompt \
+  # The unit's own command line, with the installed paths moved into the throwaway root; then the
+  # test's overrides: its data dir, loopback and a free port.
+  unit=$(find "$root" -name ship-gateway.service | head -1)
+  exec_start=$(sed -n 's/^ExecStart=//p' "$unit")
+  read -r -a command <<<"${exec_start//\/etc\/ship-gateway\//$root/etc/ship-gateway/}"
+  command[0]=$root${command[0]}
+  echo "starting: ${command[*]} --data-dir $data --bind 127.0.0.1 --port 0"
+  "${as_user[@]}" "${command[@]}" --data-dir "$data" --bind 127.0.0.1 --port 0 \
     >"$work/out" 2>"$work/err" </dev/null &
   pid=$!
   for _ in $(seq 300); do
