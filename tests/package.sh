@@ -10,6 +10,9 @@
 #                                     loopback, with its data dir in a temporary directory. Run it
 #                                     only inside a private network namespace (mDNS is on, as
 #                                     packaged): .ci/test does.
+#   bash tests/package.sh postinst DEB  runs the postinst (first install, then an upgrade) in a
+#                                     private mount namespace with throwaway account databases:
+#                                     it creates the user and the data dir and prints the SKI
 set -euo pipefail
 
 failed=0
@@ -25,8 +28,8 @@ MAX_EXPOSURE=2.0
 # The largest binary we ship (issue: under 10 MB on a Raspberry Pi).
 MAX_BINARY_BYTES=$((10 * 1000 * 1000))
 
-mode=${1:?usage: package.sh check|start DEB}
-deb=${2:?usage: package.sh check|start DEB}
+mode=${1:?usage: package.sh check|start|postinst DEB}
+deb=${2:?usage: package.sh check|start|postinst DEB}
 work=$(mktemp -d)
 pid=
 cleanup() {
@@ -134,8 +137,50 @@ start)
   pid=
   check "SIGTERM stops it with status 0" test "$status" = 0
   ;;
+postinst)
+  # The maintainer script as dpkg runs it on a first install (`postinst configure`), in a private
+  # mount namespace where this machine's /etc (account databases, systemd links), /var/lib and
+  # /usr/bin are replaced by throwaway copies (so the user it creates and the files it writes vanish with
+  # the namespace), with the package's binary added to /usr/bin. Needs root (it creates a user).
+  if [ "$(id -u)" != 0 ] || ! awk '$1 == 0 && $2 == 0 { f = 1 } END { exit !f }' /proc/self/uid_map; then
+    echo "package: SKIPPED the postinst test needs root (it creates a system user)"
+    exit 0
+  fi
+  dpkg-deb -x "$deb" "$work/root"
+  dpkg-deb -e "$deb" "$work/control"
+  mkdir "$work/bin" "$work/etc"
+  cp "$work/root/usr/bin/ship-gateway" "$work/bin/"
+  unshare --mount --propagation private bash -euo pipefail -c '
+    work=$1
+    # /etc: an overlay whose writes (the account databases, systemd links) go to a tmpfs.
+    mount -t tmpfs tmpfs "$work/etc"
+    mkdir "$work/etc/upper" "$work/etc/work"
+    mount -t overlay overlay -o "lowerdir=/etc,upperdir=$work/etc/upper,workdir=$work/etc/work" /etc
+    mount -t tmpfs tmpfs /var/lib
+    mount -t overlay overlay -o "lowerdir=$work/bin:/usr/bin" /usr/bin
+    # From here on nothing outside the namespace can change.
+    sh "$work/control/postinst" configure >"$work/postinst.out" 2>&1 || echo "exit status $?" >>"$work/postinst.out"
+    echo "--- postinst configure"; cat "$work/postinst.out"
+    getent passwd ship-gateway >"$work/user" || true
+    stat -c "%U %a" /var/lib/ship-gateway >"$work/dir" 2>/dev/null || true
+    stat -c "%U %a" /var/lib/ship-gateway/key.pem >"$work/key" 2>/dev/null || true
+    runuser -u ship-gateway -- ship-gateway ski >"$work/ski" 2>&1 || true
+    # A second configure (an upgrade) keeps the identity.
+    sh "$work/control/postinst" configure 0.1.0-1 >"$work/again.out" 2>&1 || true
+  ' _ "$work"
+  cat "$work/user" "$work/dir" "$work/key" "$work/ski" 2>/dev/null
+  ski=$(cat "$work/ski")
+  check "postinst exits with status 0" bash -c "! grep -q '^exit status' '$work/postinst.out'"
+  check "postinst creates the ship-gateway system user" grep -q '^ship-gateway:' "$work/user"
+  check "the data dir /var/lib/ship-gateway belongs to it, mode 0700" grep -qx 'ship-gateway 700' "$work/dir"
+  check "the identity belongs to it, key mode 0600" grep -qx 'ship-gateway 600' "$work/key"
+  check "postinst prints the SKI the service will use ($ski)" \
+    grep -qx "ship-gateway: this gateway's SKI is $ski" "$work/postinst.out"
+  check "a second configure prints the same SKI" \
+    grep -qx "ship-gateway: this gateway's SKI is $ski" "$work/again.out"
+  ;;
 *)
-  echo "usage: package.sh check|start DEB" >&2
+  echo "usage: package.sh check|start|postinst DEB" >&2
   exit 2
   ;;
 esac
