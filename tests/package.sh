@@ -158,6 +158,10 @@ postinst)
     mount -t overlay overlay -o "lowerdir=/etc,upperdir=$work/etc/upper,workdir=$work/etc/work" /etc
     mount -t tmpfs tmpfs /var/lib
     mount -t overlay overlay -o "lowerdir=$work/bin:/usr/bin" /usr/bin
+    mount -t overlay overlay \
+      -o "lowerdir=$work/root/usr/lib/systemd/system:/usr/lib/systemd/system" /usr/lib/systemd/system
+    # As dpkg runs it (deb-systemd-helper insists).
+    export DPKG_MAINTSCRIPT_PACKAGE=ship-gateway DPKG_MAINTSCRIPT_NAME=postinst
     # From here on nothing outside the namespace can change.
     sh "$work/control/postinst" configure >"$work/postinst.out" 2>&1 || echo "exit status $?" >>"$work/postinst.out"
     echo "--- postinst configure"; cat "$work/postinst.out"
@@ -165,6 +169,7 @@ postinst)
     stat -c "%U %a" /var/lib/ship-gateway >"$work/dir" 2>/dev/null || true
     stat -c "%U %a" /var/lib/ship-gateway/key.pem >"$work/key" 2>/dev/null || true
     runuser -u ship-gateway -- ship-gateway ski >"$work/ski" 2>&1 || true
+    readlink /etc/systemd/system/multi-user.target.wants/ship-gateway.service >"$work/enabled" || true
     # A second configure (an upgrade) keeps the identity.
     sh "$work/control/postinst" configure 0.1.0-1 >"$work/again.out" 2>&1 || true
   ' _ "$work"
@@ -176,6 +181,7 @@ postinst)
   check "the identity belongs to it, key mode 0600" grep -qx 'ship-gateway 600' "$work/key"
   check "postinst prints the SKI the service will use ($ski)" \
     grep -qx "ship-gateway: this gateway's SKI is $ski" "$work/postinst.out"
+  check "the unit is enabled (multi-user.target.wants)" grep -q 'ship-gateway.service$' "$work/enabled"
   check "a second configure prints the same SKI" \
     grep -qx "ship-gateway: this gateway's SKI is $ski" "$work/again.out"
   ;;
