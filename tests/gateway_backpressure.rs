@@ -110,22 +110,26 @@ impl Drop for Gateway {
     }
 }
 
-/// Sends `n` small data messages from `hub` to `to`, waiting out the hub's own back-pressure.
-async fn send_small(hub: &ship_hub::hub::Hub, to: Ski, n: usize) {
+/// Sends small data messages from `hub` to `to` until `stop` or the connection is gone,
+/// waiting out the hub's own back-pressure; returns how many the hub accepted.
+async fn send_small(hub: ship_hub::hub::Hub, to: Ski, stop: Arc<AtomicBool>) -> u64 {
     let mut sent = 0;
-    while sent < n {
+    while !stop.load(Ordering::SeqCst) {
         match hub.send_data(to, format!(r#"{{"n":{sent}}}"#).as_bytes()) {
             Ok(()) => sent += 1,
             Err(HubError::Backpressure(_)) => tokio::time::sleep(Duration::from_millis(2)).await,
+            Err(HubError::NotConnected(_)) => break,
             Err(error) => panic!("sending: {error}"),
         }
     }
+    sent
 }
 
 /// Stdout piped into a process that never reads (this test holds the pipe and never reads it
-/// after `listening`), filled by 2,000 `data` lines: a new peer still completes its handshake,
-/// a control-socket `send` is answered at once, and SIGTERM ends the gateway within the
-/// shutdown deadline.
+/// after `listening`) while a paired peer keeps sending small data messages: the pipe fills,
+/// then the peer's inbound budget (its `data` lines wait for stdout), so the gateway stops
+/// reading that peer. Still a new peer completes its handshake, a control-socket `send` is
+/// answered at once, and SIGTERM ends the gateway within the shutdown deadline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_whose_stdout_is_never_read_keeps_serving_and_obeys_sigterm() {
     let tmp = tempdir();
@@ -139,12 +143,17 @@ async fn a_gateway_whose_stdout_is_never_read_keeps_serving_and_obeys_sigterm() 
     // `stdout` stays open and is never read again.
 
     let a_rec = Recorder::new();
-    let a = start(loopback_config(a_id, "a", &a_rec)).await;
+    let mut config = loopback_config(a_id, "a", &a_rec);
+    // Patient: held back by TCP flow control, it does not give up.
+    config.timers.keepalive_timeout = Duration::from_secs(600);
+    let a = start(config).await;
     a.pair_at(gw, None, Some(address)).unwrap();
     assert!(a_rec.wait_for(WAIT, |s| *s == Seen::Connected(gw)).await);
-    // ~2,000 lines of ~100 bytes: far more than a pipe buffer (64 KiB) holds.
-    send_small(&a, gw, 2_000).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Lines of ~100 bytes: a pipe buffer (64 KiB) holds some 600, the peer's budget (1 MiB at
+    // 256 bytes of bookkeeping per message) some 3,800 more.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood = tokio::spawn(send_small(a.clone(), gw, stop.clone()));
+    tokio::time::sleep(Duration::from_secs(3)).await;
 
     // A control-socket `send` is answered at once (today's bound: well under the client's 30 s).
     let started = Instant::now();
@@ -178,15 +187,24 @@ async fn a_gateway_whose_stdout_is_never_read_keeps_serving_and_obeys_sigterm() 
     );
     let handshake = dialled.elapsed();
 
+    assert_eq!(
+        a_rec.count(|s| matches!(s, Seen::Disconnected(..))),
+        0,
+        "the flooding peer was dropped"
+    );
+
     // SIGTERM: out within the deadline.
     let stopping = Instant::now();
     let status = running
         .terminate_within(EXIT_BOUND)
         .expect("the gateway did not exit on SIGTERM");
+    let exited = stopping.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    let accepted = flood.await.unwrap();
     println!(
-        "BLOCKED STDOUT: control send answered in {took:?}, new peer connected in {handshake:?}, \
-         SIGTERM exit after {:?} ({status:?})",
-        stopping.elapsed()
+        "BLOCKED STDOUT: {accepted} small messages accepted by the flooding peer; control send \
+         answered in {took:?}, new peer connected in {handshake:?}, SIGTERM exit after \
+         {exited:?} ({status:?})"
     );
     assert!(status.success(), "{status:?}");
     drop(stdout);
@@ -260,6 +278,9 @@ struct Seen2 {
 /// reader catches up. Returns the gateway's RSS in KiB: (baseline, max during the flood, max
 /// while the reader catches up).
 async fn gateway_flood(peers: usize, secs: u64, line_ms: u64) -> (u64, u64, u64) {
+    // One flood at a time: they measure memory and drain times on a shared machine.
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _alone = ONE_AT_A_TIME.lock().await;
     let tmp = tempdir();
     let dir = tmp.path().to_owned();
     let gw: Ski = ski_of(&dir).parse().unwrap();

@@ -415,6 +415,9 @@ fn silent_fakes_announced_after_the_paired_peer_do_not_delay_it() {
         let (ida, idb) = (identity("a"), identity("b"));
         let (a_ski, b_ski) = (ida.ski(), idb.ski());
         let (ra, rb) = (Recorder::new(), Recorder::new());
+        let mut ca = lan_config(&net, 1, ida, &ra);
+        ca.discovery = Some(Arc::new(mdns.attach(a_ski, vec![lan_addr(1).ip()])));
+        let a = start(ca).await;
         // B knows no address of A, so only A's dial can connect them.
         let b = start(lan_config(&net, 200, idb, &rb)).await;
         b.pair(a_ski, None).unwrap();
@@ -423,10 +426,10 @@ fn silent_fakes_announced_after_the_paired_peer_do_not_delay_it() {
             silent_host(&net, host).await;
             mdns.inject(claim(&format!("fake-{host}"), b_ski, lan_addr(host)));
         }
-        let mut ca = lan_config(&net, 1, ida, &ra);
-        ca.discovery = Some(Arc::new(mdns.attach(a_ski, vec![lan_addr(1).ip()])));
-        let a = start(ca).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
+        // A sees the fakes first in the dial order: the real peer is the oldest sighting.
+        let order = a.visible_services()[0].dial_order.clone();
+        assert_eq!(order.last(), Some(&lan_addr(200)), "{order:?}");
         let paired = tokio::time::Instant::now();
         a.pair(b_ski, None).unwrap();
         assert!(

@@ -135,8 +135,12 @@ impl TrustStore for SlowReads {
     fn remove(&self, ski: &Ski) -> Result<bool, TrustStoreError> {
         self.inner.remove(ski)
     }
-    fn update_existing(&self, peers: Vec<PairedPeer>) -> Result<(), TrustStoreError> {
-        self.inner.update_existing(peers)
+    fn update_existing(
+        &self,
+        skis: &[Ski],
+        update: &mut dyn FnMut(&mut PairedPeer),
+    ) -> Result<(), TrustStoreError> {
+        self.inner.update_existing(skis, update)
     }
 }
 

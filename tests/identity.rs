@@ -519,7 +519,7 @@ fn a_link_in_place_of_the_key_or_the_certificate_is_never_followed() {
             Identity::generate(&subject()).unwrap().save(dir).unwrap();
             std::fs::remove_file(dir.join(name)).unwrap();
         };
-        assert_link_refused(name, existing, |dir| Identity::load(dir));
+        assert_link_refused(name, existing, Identity::load);
         assert_link_refused(name, existing, |dir| {
             Identity::load_or_create(dir, &subject())
         });

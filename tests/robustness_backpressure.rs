@@ -356,3 +356,115 @@ async fn ten_peers_flood_a_consumer_taking_one_second_per_message() {
     })
     .await;
 }
+
+/// An application that takes every delivery and never lets go of one.
+#[derive(Default)]
+struct Stuck {
+    held: Mutex<Vec<Delivery>>,
+    /// `Some(seq)` per delivery, `None` for the disconnect, in the order of the calls.
+    calls: Mutex<Vec<Option<u64>>>,
+    reasons: Mutex<Vec<String>>,
+    connected: AtomicUsize,
+}
+
+impl Callbacks for Stuck {
+    fn connected(&self, _: Ski, _: Option<&ShipId>) {
+        self.connected.fetch_add(1, Ordering::SeqCst);
+    }
+    fn disconnected(&self, _: Ski, reason: &DisconnectReason) {
+        self.calls.lock().unwrap().push(None);
+        self.reasons.lock().unwrap().push(match reason {
+            DisconnectReason::Backpressure => "Backpressure".to_owned(),
+            other => other.to_string(),
+        });
+    }
+    fn data_delivered(&self, delivery: Delivery) {
+        let seq = seq_of(delivery.payload()).filter(|&s| delivery.payload() == payload(s));
+        self.calls
+            .lock()
+            .unwrap()
+            .push(Some(seq.unwrap_or(u64::MAX)));
+        self.held.lock().unwrap().push(delivery);
+    }
+}
+
+/// An application that consumes nothing: the peer is held back, and once our ping has waited
+/// behind its unread data for `max_inbound_stall` (here 2 s, keepalive every 1 s) the connection
+/// is closed with the typed reason `Backpressure` (counted in the metrics). Everything read
+/// before arrives, complete and in order, before the `disconnected` call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_takes_nothing_gets_its_peer_closed_for_backpressure() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let stuck = Arc::new(Stuck::default());
+    let mut config = loopback_config(identity("victim"), "victim", &Recorder::new());
+    config.callbacks = stuck.clone();
+    config.limits.max_inbound_bytes_per_peer = 256 * 1024;
+    config.limits.max_inbound_stall = Duration::from_secs(2);
+    config.timers.keepalive_interval = Duration::from_secs(1);
+    let victim = start(config).await;
+    let mut config = loopback_config(identity("peer"), "peer", &Recorder::new());
+    config.limits.max_queued_data = 4;
+    config.timers.keepalive_timeout = Duration::from_secs(600);
+    let peer = start(config).await;
+    victim.pair(peer.local_ski(), None).unwrap();
+    peer.pair_at(victim.local_ski(), None, Some(victim.local_addr()))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stuck.connected.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the peer did not connect");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = {
+        let (peer, stop, target) = (peer.clone(), stop.clone(), victim.local_ski());
+        tokio::spawn(async move {
+            let mut seq = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                match peer.send_data(target, &payload(seq)) {
+                    Ok(()) => seq += 1,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+                }
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stuck.reasons.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "not closed for backpressure");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let closed_after = started.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    sender.await.unwrap();
+    let calls = stuck.calls.lock().unwrap().clone();
+    let metrics = victim.metrics();
+    println!(
+        "STALL: closed after {closed_after:?}; {} deliveries held; reasons {:?}; metrics {:?}",
+        stuck.held.lock().unwrap().len(),
+        stuck.reasons.lock().unwrap(),
+        metrics.failures
+    );
+    assert_eq!(stuck.reasons.lock().unwrap()[0], "Backpressure");
+    assert!(metrics.failures.backpressure >= 1, "{:?}", metrics.failures);
+    let first_disconnect = calls.iter().position(Option::is_none).unwrap();
+    let delivered: Vec<u64> = calls[..first_disconnect]
+        .iter()
+        .flatten()
+        .copied()
+        .collect();
+    assert!(!delivered.is_empty());
+    assert!(
+        delivered.iter().copied().eq(0..delivered.len() as u64),
+        "{delivered:?}"
+    );
+    assert!(
+        metrics.inbound_queued_peak_bytes <= 256 * 1024,
+        "{} bytes queued",
+        metrics.inbound_queued_peak_bytes
+    );
+    // Letting go releases the budget.
+    stuck.held.lock().unwrap().clear();
+    assert_eq!(victim.metrics().inbound_queued_bytes, 0);
+    peer.shutdown().await;
+    victim.shutdown().await;
+}

@@ -155,6 +155,9 @@ impl VisibleService {
 /// What a [`Discovery`](super::Discovery) reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+// `Seen` carries the merged service by value: events are few per second and read at once, so
+// boxing would only add an allocation and change the public shape.
+#[allow(clippy::large_enum_variant)]
 pub enum DiscoveryEvent {
     /// A node became visible, or a visible node changed (TXT, addresses or instance names).
     Seen(VisibleService),

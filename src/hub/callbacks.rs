@@ -99,7 +99,9 @@ pub trait Callbacks: Send + Sync + 'static {
     }
 
     /// The SHIP services visible on the LAN changed (deduplicated by SKI, sorted by SKI, never
-    /// this hub itself). Only called when the hub has a discovery.
+    /// this hub itself). Only called when the hub has a discovery. Coalesced: the first change
+    /// is reported at once, later ones at most once per
+    /// [`crate::hub::HubTimers::visible_services_interval`] with the latest list.
     fn visible_services_changed(&self, services: &[VisibleService]) {
         let _ = services;
     }

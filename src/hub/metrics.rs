@@ -343,7 +343,7 @@ mod tests {
         for (n, cause) in FailureCause::ALL.into_iter().enumerate() {
             assert_eq!(snapshot.failures.get(cause), n as u64 + 1, "{cause:?}");
         }
-        assert_eq!(snapshot.failures.total(), (1..=7).sum::<u64>());
+        assert_eq!(snapshot.failures.total(), (1..=8).sum::<u64>());
     }
 
     #[test]
@@ -439,13 +439,15 @@ mod tests {
                 "handshakes_completed": 1,
                 "failures": {
                     "tls": 0, "websocket": 0, "handshake_timeout": 0, "trust_denied": 0,
-                    "protocol": 0, "refused_by_cap": 1, "other": 0
+                    "protocol": 0, "refused_by_cap": 1, "backpressure": 0, "other": 0
                 },
                 "double_connection_replacements": 0,
                 "handshake_time": {
                     "count": 1, "sum_us": 3000, "min_us": 3000, "max_us": 3000,
                     "mean_us": 3000, "p50_us": 3000, "p99_us": 3000
-                }
+                },
+                "inbound_queued_bytes": 0,
+                "inbound_queued_peak_bytes": 0
             })
         );
         assert_eq!(

@@ -282,11 +282,25 @@ impl Supervisor {
         }
     }
 
-    /// Reads the peer's pairing, before the first command is handled. The read runs here, on
-    /// the blocking pool, never in [`super::Shared::route`]: that holds the registry lock, and a
-    /// slow trust store must not stall every other peer's routing and the [`super::Hub`]
-    /// methods.
+    /// Learns the peer's pairing before any other command is handled. A supervisor created by
+    /// a pairing (restored at start, or made by the user) gets the record with that command;
+    /// any other reads it from the trust store, here on the blocking pool, never in
+    /// [`super::Shared::route`]: that holds the registry lock, and a slow trust store must not
+    /// stall every other peer's routing and the [`super::Hub`] methods.
     async fn load_pairing(&mut self) {
+        let first = self.commands.try_recv().ok();
+        if !first
+            .as_deref()
+            .is_some_and(|command| matches!(command, Command::Paired { .. }))
+        {
+            self.read_pairing().await;
+        }
+        if let Some(command) = first {
+            self.handle_command(*command);
+        }
+    }
+
+    async fn read_pairing(&mut self) {
         let trust = self.shared.trust.clone();
         let ski = self.ski;
         let read = tokio::task::spawn_blocking(move || trust.get(&ski));

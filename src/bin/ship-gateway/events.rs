@@ -266,6 +266,11 @@ struct Line {
 impl EventLog {
     /// Starts the writer thread.
     pub(crate) fn new(json: bool) -> std::io::Result<EventLog> {
+        EventLog::with_output(json, Box::new(std::io::stdout()))
+    }
+
+    /// The same, writing to `out` instead of stdout.
+    fn with_output(json: bool, out: Box<dyn Write + Send>) -> std::io::Result<EventLog> {
         let shared = Arc::new(Shared {
             json,
             queue: Mutex::new(Queue::default()),
@@ -275,7 +280,7 @@ impl EventLog {
         let writer = shared.clone();
         std::thread::Builder::new()
             .name("event-writer".into())
-            .spawn(move || writer.write_lines())?;
+            .spawn(move || writer.write_lines(out))?;
         Ok(EventLog { shared })
     }
 
@@ -378,8 +383,7 @@ impl Shared {
 
     /// The writer thread: one line at a time, in order; a closed stdout is ignored (lines are
     /// then discarded as fast as they come, the gateway keeps running).
-    fn write_lines(&self) {
-        let stdout = std::io::stdout();
+    fn write_lines(&self, mut out: Box<dyn Write + Send>) {
         loop {
             let line = {
                 let mut queue = self.lock();
@@ -409,9 +413,10 @@ impl Shared {
             };
             {
                 let _terminal = self.terminal.lock().unwrap_or_else(|e| e.into_inner());
-                let mut out = stdout.lock();
-                let _ = out.write_all(line.text.as_bytes());
-                let _ = out.write_all(b"\n");
+                let mut bytes = Vec::with_capacity(line.text.len() + 1);
+                bytes.extend_from_slice(line.text.as_bytes());
+                bytes.push(b'\n');
+                let _ = out.write_all(&bytes);
                 let _ = out.flush();
             }
             // The line is out: its token (if any) releases the peer's budget.
@@ -524,6 +529,88 @@ mod tests {
                 assert_eq!(text, HOSTILE, "{line}");
             }
         }
+    }
+
+    /// A stdout that blocks until the gate opens, then collects what is written.
+    #[derive(Clone, Default)]
+    struct Gated {
+        open: Arc<(Mutex<bool>, Condvar)>,
+        written: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl Write for Gated {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let (lock, cvar) = &*self.open;
+            let mut open = lock.lock().unwrap();
+            while !*open {
+                open = cvar.wait(open).unwrap();
+            }
+            self.written.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_blocked_output_never_blocks_emit_and_reports_what_it_dropped() {
+        let out = Gated::default();
+        let log = EventLog::with_output(true, Box::new(out.clone())).unwrap();
+        log.emit(Event::Warning {
+            message: "before listening".into(),
+        });
+        log.emit(Event::Listening {
+            address: "127.0.0.1:1".parse().unwrap(),
+            ski: "ab".into(),
+            ship_id: "id".into(),
+            data_dir: "d".into(),
+            mdns: false,
+            auto_accept: false,
+        });
+        let started = Instant::now();
+        for n in 0..3_000 {
+            log.emit(Event::Warning {
+                message: n.to_string(),
+            });
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "emit blocked");
+        *out.open.0.lock().unwrap() = true;
+        out.open.1.notify_all();
+        log.flush(Duration::from_secs(10));
+        log.emit(Event::Warning {
+            message: "after".into(),
+        });
+        log.flush(Duration::from_secs(10));
+        let written = String::from_utf8(out.written.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = written
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines[0]["event"], "listening");
+        assert_eq!(lines[1]["message"], "before listening");
+        let kept: Vec<u64> = lines
+            .iter()
+            .filter_map(|l| l["message"].as_str()?.parse().ok())
+            .collect();
+        let dropped: Vec<u64> = lines
+            .iter()
+            .filter(|l| l["event"] == "events_dropped")
+            .map(|l| l["count"].as_u64().unwrap())
+            .collect();
+        assert_eq!(dropped.len(), 1, "one events_dropped line: {dropped:?}");
+        assert_eq!(kept.len() as u64 + dropped[0], 3_000);
+        assert!(kept.len() >= MAX_QUEUED_LINES - 2, "{} kept", kept.len());
+        assert!(kept.windows(2).all(|w| w[0] < w[1]), "in order");
+        let at = lines
+            .iter()
+            .position(|l| l["event"] == "events_dropped")
+            .unwrap();
+        assert_eq!(
+            lines[at + 1]["message"],
+            "after",
+            "reported where the lines were lost"
+        );
     }
 
     #[test]
