@@ -18,6 +18,12 @@ pub(crate) struct Cli {
     /// Machine-readable output: one JSON object per line on stdout.
     #[arg(long, global = true)]
     pub(crate) json: bool,
+    /// More diagnostics on stderr: -v info, -vv debug, -vvv trace. Overrides RUST_LOG.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "quiet")]
+    pub(crate) verbose: u8,
+    /// Only errors on stderr (the event lines on stdout are unchanged). Overrides RUST_LOG.
+    #[arg(short, long, global = true)]
+    pub(crate) quiet: bool,
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
 }

@@ -6,6 +6,7 @@
 //! <data dir>/.pairings.json.lock   advisory lock around every trust-store change
 //! <data dir>/gateway.lock          held by the running gateway for its whole life
 //! <data dir>/control.sock          the running gateway's control socket (mode 0600)
+//! <data dir>/ship_id               this gateway's SHIP ID, chosen at the first `run`
 //! ```
 //!
 //! The directory must belong to the running user and be writable by nobody else; none of these
@@ -14,16 +15,33 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use ship_hub::ShipId;
 use ship_hub::identity::{CertificateSubject, Identity};
 
 use crate::error::GatewayError;
 use crate::store::LockedTrustStore;
 
-/// The default data directory: `/var/lib/ship-gateway` for a system service (root), otherwise
-/// `$XDG_DATA_HOME/ship-gateway` or `~/.local/share/ship-gateway`.
+/// The system data directory (the Debian package's `StateDirectory`).
+const SYSTEM_DATA_DIR: &str = "/var/lib/ship-gateway";
+
+/// The default data directory: `$STATE_DIRECTORY` under systemd (`StateDirectory=`),
+/// `/var/lib/ship-gateway` as root or as the user that owns it (the packaged service's
+/// `ship-gateway` user), otherwise `$XDG_DATA_HOME/ship-gateway` or `~/.local/share/ship-gateway`.
 pub(crate) fn default_data_dir() -> PathBuf {
-    if is_root() {
-        return PathBuf::from("/var/lib/ship-gateway");
+    if let Some(dir) = std::env::var_os("STATE_DIRECTORY").filter(|d| !d.is_empty()) {
+        // systemd may list several directories separated by ':'; the first is ours.
+        let first = dir
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        if !first.is_empty() {
+            return PathBuf::from(first);
+        }
+    }
+    if is_root() || owned_by_me(Path::new(SYSTEM_DATA_DIR)) {
+        return PathBuf::from(SYSTEM_DATA_DIR);
     }
     if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir).join("ship-gateway");
@@ -31,6 +49,14 @@ pub(crate) fn default_data_dir() -> PathBuf {
     match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
         Some(home) => PathBuf::from(home).join(".local/share/ship-gateway"),
         None => PathBuf::from("ship-gateway-data"),
+    }
+}
+
+fn owned_by_me(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(path), fs::metadata("/proc/self")) {
+        (Ok(dir), Ok(me)) => dir.is_dir() && dir.uid() == me.uid(),
+        _ => false,
     }
 }
 
@@ -115,10 +141,90 @@ impl DataDir {
         self.path.join("gateway.lock")
     }
 
+    /// This gateway's SHIP ID: the one stored in `ship_id`, or, on the first run, `given` (else
+    /// `derived`), which is then stored. A `given` one that differs from the stored one is an
+    /// error naming both: peers pinned the stored one and would close with 4450.
+    pub(crate) fn ship_id(
+        &self,
+        given: Option<&ShipId>,
+        derived: impl FnOnce() -> Result<ShipId, GatewayError>,
+    ) -> Result<ShipId, GatewayError> {
+        let path = self.path.join("ship_id");
+        let error = |reason: String| GatewayError::DataDir {
+            path: path.clone(),
+            reason,
+        };
+        match read_no_follow(&path) {
+            Ok(text) => {
+                let stored: ShipId = text.trim().parse().map_err(|e| {
+                    error(format!("is not a valid SHIP ID ({e}); fix or remove it"))
+                })?;
+                match given {
+                    Some(given) if *given != stored => Err(GatewayError::Setting(format!(
+                        "SHIP ID {given:?} differs from the stored SHIP ID {:?} ({}): \
+                         paired devices know this gateway by the stored one; drop the \
+                         ship_id setting, or remove that file to change it (every peer must \
+                         then be paired again)",
+                        stored.as_str(),
+                        path.display(),
+                        given = given.as_str(),
+                    ))),
+                    _ => Ok(stored),
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let id = match given {
+                    Some(id) => id.clone(),
+                    None => derived()?,
+                };
+                write_new(&self.path.join(".ship_id.tmp"), &path, &format!("{id}\n"))
+                    .map_err(|e| error(format!("cannot store the SHIP ID: {e}")))?;
+                Ok(id)
+            }
+            Err(e) => Err(error(format!("cannot read it: {e}"))),
+        }
+    }
+
     /// The running gateway's control socket.
     pub(crate) fn control_path(&self) -> PathBuf {
         self.path.join("control.sock")
     }
+}
+
+/// Reads `path`, refusing to follow a symbolic link there (`ELOOP`).
+fn read_no_follow(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut text = String::new();
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)?
+        .read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// Writes `text` to `path` crash-safely: into `temporary`, created new (`O_EXCL`, so never
+/// through a link; one left by a crash is removed first), fsynced, then renamed over `path`.
+fn write_new(temporary: &Path, path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match fs::remove_file(temporary) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(temporary)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    fs::rename(temporary, path)?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Refuses a directory that someone other than the running user could change: one owned by

@@ -22,6 +22,7 @@ mod run;
 mod settings;
 mod store;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -63,8 +64,11 @@ fn execute(cli: Cli) -> Result<(), GatewayError> {
     let Cli {
         data_dir,
         json,
+        verbose,
+        quiet,
         command,
     } = cli;
+    init_logging(verbose, quiet);
     match command.unwrap_or_else(|| Command::Run(Box::default())) {
         Command::Run(args) => run::run(RunSettings::resolve(*args, data_dir, json)?),
         Command::Ski => commands::ski(data_dir, json),
@@ -79,4 +83,29 @@ fn execute(cli: Cli) -> Result<(), GatewayError> {
         Command::List => commands::list(data_dir, json),
         Command::Send { ski, payload } => commands::send(data_dir, ski, payload),
     }
+}
+
+/// Diagnostics (the library's `tracing` output) on stderr. The level: `-q` errors only, `-v` info,
+/// `-vv` debug, `-vvv` trace; without either flag `RUST_LOG` (e.g. `ship_hub=debug`), else
+/// warnings. Colour only when stderr is a terminal (and `NO_COLOR` is unset), so a log file or
+/// the journal never gets escape codes.
+fn init_logging(verbose: u8, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let level = match (quiet, verbose) {
+        (true, _) => Some("error"),
+        (false, 0) => None,
+        (false, 1) => Some("info"),
+        (false, 2) => Some("debug"),
+        (false, _) => Some("trace"),
+    };
+    let filter = match level {
+        Some(level) => EnvFilter::new(level),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+    };
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(colour)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -28,18 +28,16 @@ const LOCK_PATIENCE: Duration = Duration::from_secs(3);
 
 /// Runs the gateway until SIGINT or SIGTERM.
 pub(crate) fn run(settings: RunSettings) -> Result<(), GatewayError> {
-    init_tracing();
     let dir = DataDir::open(settings.data_dir.clone(), true)?;
     let _running = take_gateway_lock(&dir)?;
     let name = settings.device.name.as_deref().unwrap_or("ship-gateway");
     let identity = dir.identity(&data_dir::subject(name, &settings.device.brand))?;
     let ski = identity.ski();
     let trust = Arc::new(dir.trust_store()?);
-    let ship_id = match &settings.device.ship_id {
-        Some(id) => id.clone(),
-        None => ShipId::new(format!("ship-gateway-{}", &ski.to_string()[..12]))
-            .map_err(|e| GatewayError::Setting(e.to_string()))?,
-    };
+    let ship_id = dir.ship_id(settings.device.ship_id.as_ref(), || {
+        ShipId::new(format!("ship-gateway-{}", &ski.to_string()[..12]))
+            .map_err(|e| GatewayError::Setting(e.to_string()))
+    })?;
     for peer in &settings.peers {
         if peer.ski == ski {
             return Err(GatewayError::OwnSki(ski));
@@ -54,15 +52,6 @@ pub(crate) fn run(settings: RunSettings) -> Result<(), GatewayError> {
             source,
         })?;
     runtime.block_on(serve(settings, dir, identity, ship_id, trust, device))
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 /// Takes the lock that marks this data dir as served by a running gateway.
@@ -255,10 +244,22 @@ async fn serve(
         })
         .await;
         match outcome {
-            Ok(Ok(true)) => log.emit(Event::Paired {
-                ski: peer.ski.to_string(),
-                by: "--peer".into(),
-            }),
+            Ok(Ok(true)) => {
+                log.emit(Event::Paired {
+                    ski: peer.ski.to_string(),
+                    by: "--peer".into(),
+                });
+                // Never silently: a static peer becomes a stored pairing that outlives the
+                // flag or the configuration file it came from (docs/gateway.md).
+                log.emit(Event::Warning {
+                    message: format!(
+                        "static peer {} is now paired (stored in pairings.json): it stays \
+                         trusted and dialled after you remove it from the flags or the \
+                         configuration file; `ship-gateway unpair {}` removes it",
+                        peer.ski, peer.ski
+                    ),
+                });
+            }
             Ok(Ok(false)) => {}
             // One static peer that cannot be stored must not take the others down.
             Ok(Err(error)) => log.emit(Event::Warning {

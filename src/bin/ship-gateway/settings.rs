@@ -9,7 +9,7 @@
 //! auto_accept = false
 //! json = false
 //! prompt = true
-//! peers = ["0123…89@192.168.1.20:4712"]
+//! peers = []   # "SKI@HOST:PORT"; stored as a pairing at the first start
 //!
 //! [device]
 //! name = "ship-gateway"
@@ -22,7 +22,7 @@
 //! [limits]
 //! max_connections = 10
 //! max_handshakes = 32
-//! max_message_bytes = 1048576
+//! max_message_bytes = 102400
 //! control_connections = 16
 //! control_idle_timeout_secs = 30
 //! ```
@@ -378,6 +378,106 @@ mod tests {
                 "{zero:?}"
             );
         }
+    }
+
+    /// Resolves `text` as the `--config` file, with no flags.
+    fn resolve_text(text: &str) -> Result<RunSettings, GatewayError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, text).unwrap();
+        RunSettings::resolve(args(&["--config", file.to_str().unwrap()]), None, false)
+    }
+
+    /// The settings that have a fixed default, as text, to compare two resolutions.
+    fn defaults_of(s: &RunSettings) -> String {
+        format!(
+            "{} {} {} {} {} {} {} {} {:?} {:?} {:?} {} {:?} {}",
+            s.port,
+            s.mdns,
+            s.auto_accept,
+            s.json,
+            s.prompt,
+            s.device.brand,
+            s.device.model,
+            s.device.device_type,
+            s.max_connections
+                .unwrap_or(ship_hub::hub::Limits::default().max_connections),
+            s.max_handshakes
+                .unwrap_or(ship_hub::hub::Limits::default().max_handshakes_in_progress),
+            s.max_message_bytes
+                .unwrap_or(ship_hub::transport::DEFAULT_MAX_MESSAGE_SIZE),
+            s.control.max_connections,
+            s.control.idle_timeout,
+            s.peers.len(),
+        )
+    }
+
+    const PACKAGED: &str = include_str!("../../../debian/config.toml");
+
+    /// The packaged /etc/ship-gateway/config.toml changes nothing, and each of its commented
+    /// lines shows the real default: uncommenting all of them still gives the defaults.
+    #[test]
+    fn the_packaged_config_lists_every_key_with_its_default() {
+        let plain = RunSettings::resolve(args(&[]), None, false).unwrap();
+        let packaged = resolve_text(PACKAGED).unwrap();
+        assert_eq!(defaults_of(&packaged), defaults_of(&plain));
+        assert!(packaged.peers.is_empty() && packaged.device.ship_id.is_none());
+        let uncommented: String = PACKAGED
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest)
+                    if rest.split_once(" = ").is_some_and(|(key, _)| {
+                        key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                    }) =>
+                {
+                    rest
+                }
+                _ => line,
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let all = resolve_text(&uncommented).unwrap();
+        assert_eq!(defaults_of(&all), defaults_of(&plain));
+        // Every key the file format knows appears, so none is undocumented there.
+        for key in [
+            "data_dir",
+            "bind",
+            "port",
+            "mdns",
+            "interfaces",
+            "auto_accept",
+            "json",
+            "prompt",
+            "peers",
+            "name",
+            "brand",
+            "model",
+            "serial",
+            "type",
+            "ship_id",
+            "max_connections",
+            "max_handshakes",
+            "max_message_bytes",
+            "control_connections",
+            "control_idle_timeout_secs",
+        ] {
+            assert!(
+                uncommented
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{key} = "))),
+                "{key} missing from debian/config.toml"
+            );
+        }
+    }
+
+    /// The example configuration in the repository is valid and means what it says.
+    #[test]
+    fn the_example_config_parses() {
+        let example = resolve_text(include_str!("../../../examples/gateway.toml")).unwrap();
+        assert_eq!(example.bind, Some("0.0.0.0".parse().unwrap()));
+        assert_eq!(example.interfaces, ["eth0"]);
+        assert!(example.json && example.mdns && !example.auto_accept);
+        assert_eq!(example.device.name.as_deref(), Some("Basement gateway"));
     }
 
     #[test]
