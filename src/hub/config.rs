@@ -156,6 +156,13 @@ pub struct HubTimers {
     /// card must last years. Default 10 min. Zero writes every change of `last_seen` (in the
     /// store's precision: whole seconds for [`crate::hub::FileTrustStore`]).
     pub last_seen_write_interval: Duration,
+    /// How long the trust writer collects pairing updates before it applies them in one batch
+    /// (one [`crate::hub::TrustStore::update_existing`] call: for
+    /// [`crate::hub::FileTrustStore`], one rewrite of the file however many peers changed).
+    /// A burst of handshakes then costs one write per delay instead of one per handful of
+    /// handshakes; shutdown applies what is pending at once. What is lost by a crash within the
+    /// delay is only these hints (last address, SHIP ID, last seen), never a pairing. Default 1 s.
+    pub trust_write_delay: Duration,
     /// Least time between two `visible_services_changed` callbacks: changes in between are
     /// coalesced into one call with the latest list (a burst of announcements costs one list
     /// per interval). Default 1 s.
@@ -175,6 +182,7 @@ impl Default for HubTimers {
             reconnect: BackoffTiers::default(),
             shutdown_deadline: Duration::from_secs(5),
             last_seen_write_interval: Duration::from_secs(600),
+            trust_write_delay: Duration::from_secs(1),
             visible_services_interval: Duration::from_secs(1),
             dial_stagger: Duration::from_millis(250),
         }
