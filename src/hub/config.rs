@@ -239,7 +239,10 @@ pub struct HubConfig {
     pub websocket: WsOptions,
     /// Accept every unknown peer without asking (SHIP's `register=true`). Off by default: the
     /// specification forbids it, because anyone on the LAN can then pair with the node. See
-    /// `docs/pairing.md`.
+    /// `docs/pairing.md`. While it is on, every incoming peer is paired as its connection is
+    /// admitted, so the strangers' caps (`Limits::max_unpaired_connections`,
+    /// `Limits::max_unpaired_per_address`) do not apply to it; `Limits::max_connections` and
+    /// the handshake caps still do.
     pub auto_accept: bool,
     /// Where pairings are kept. Default: in memory only.
     pub trust_store: Arc<dyn TrustStore>,
