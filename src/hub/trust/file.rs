@@ -214,6 +214,27 @@ impl FileTrustStore {
         self.parses.load(Ordering::Relaxed)
     }
 
+    /// Adds or replaces every record of `peers` with one write of the file (none if every
+    /// record is already stored as given): what [`TrustStore::upsert`] does for one record, for
+    /// importing many pairings at once (N upserts would rewrite the file N times).
+    pub fn upsert_many(
+        &self,
+        peers: impl IntoIterator<Item = PairedPeer>,
+    ) -> Result<(), TrustStoreError> {
+        let _writer = lock(&self.write_lock);
+        let stored = self.read()?;
+        let mut updated = BTreeMap::clone(&stored);
+        let mut changed = false;
+        for peer in peers {
+            let peer = as_stored(&peer);
+            if updated.get(&peer.ski) != Some(&peer) {
+                updated.insert(peer.ski, peer);
+                changed = true;
+            }
+        }
+        if changed { self.write(updated) } else { Ok(()) }
+    }
+
     /// The temporary file a write goes through.
     fn temp_path(&self) -> PathBuf {
         let name = self

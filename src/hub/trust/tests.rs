@@ -583,3 +583,18 @@ fn lookups_and_own_writes_never_parse_the_file_and_a_batch_writes_it_once() {
     assert!(store.get(&ski(1)).unwrap().is_some());
     assert_eq!(store.parses(), parses + 1);
 }
+
+#[test]
+fn upsert_many_writes_once_and_nothing_when_nothing_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileTrustStore::open(dir.path().join("trust.json")).unwrap();
+    store.upsert(full_peer(1)).unwrap();
+    let peers: Vec<PairedPeer> = (1..=50).map(full_peer).collect();
+    store.upsert_many(peers.clone()).unwrap();
+    assert_eq!(store.writes(), 2);
+    assert_eq!(store.load_all().unwrap(), peers);
+    store.upsert_many(peers.clone()).unwrap();
+    assert_eq!(store.writes(), 2, "nothing changed");
+    let reopened = FileTrustStore::open(store.path()).unwrap();
+    assert_eq!(reopened.load_all().unwrap(), peers);
+}
