@@ -66,7 +66,9 @@ async fn admit(shared: Arc<Shared>, tcp: BoxIo, remote: SocketAddr, slot: Handsh
         // and one address cannot hold all of them. With auto-accept on there are no strangers:
         // the peer's supervisor pairs it as it admits the connection, before any SHIP message,
         // so it counts as paired from the start (`max_connections` still bounds it).
-        let paired = shared.auto_accept.load(std::sync::atomic::Ordering::Relaxed)
+        let paired = shared
+            .auto_accept
+            .load(std::sync::atomic::Ordering::Relaxed)
             || matches!(shared.trust.get(&ski), Ok(Some(_)));
         // Set by the upgrade callback: the room taken, or why there was none.
         let mut room = None;

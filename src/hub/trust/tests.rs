@@ -557,12 +557,13 @@ fn lookups_and_own_writes_never_parse_the_file_and_a_batch_writes_it_once() {
     let parses = store.parses();
     let writes = store.writes();
     replace_with_full(&store, &skis);
-    assert_eq!(store.writes(), writes + 1, "a batch of 100 updates writes once");
+    assert_eq!(
+        store.writes(),
+        writes + 1,
+        "a batch of 100 updates writes once"
+    );
     for &ski in &skis {
-        assert_eq!(
-            store.get(&ski).unwrap(),
-            Some(full_peer(ski.as_bytes()[0]))
-        );
+        assert_eq!(store.get(&ski).unwrap(), Some(full_peer(ski.as_bytes()[0])));
     }
     assert!(store.remove(&ski(100)).unwrap());
     assert_eq!(store.get(&ski(100)).unwrap(), None);
