@@ -89,7 +89,7 @@ class Target:
 
 def load(*args):
     out = subprocess.run([LOAD, *args], check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return json.loads(out)
 
 
 def burst(target_spec, pid, handshakes, concurrency):
@@ -107,7 +107,7 @@ def run_gateway(args, skis):
         subprocess.run([GATEWAY, "--data-dir", data, "ski"], check=True,
                        capture_output=True)
         gateway = Target(
-            [GATEWAY, "--data-dir", data, "--json", "run", "--listen", "127.0.0.1",
+            [GATEWAY, "--data-dir", data, "--json", "run", "--bind", "127.0.0.1",
              "--port", "0", "--no-mdns", "--no-prompt", "--max-connections", "20000",
              "--max-handshakes", "512"],
             lambda line: '"event":"listening"' in line,
