@@ -8,7 +8,8 @@ For each pair it starts, with N pairings:
     last_seen a day old, as after a restart), and
   * a `ship-load serve` pre-paired in memory with the same N SKIs (the library's speed),
 then aims `ship-load run --count H --concurrency C` at it (H defaults to min(N, 3000)), sends
-SIGINT right after the burst, and prints one JSON line per target:
+SIGINT right after the burst (with --held: while all its connections are still open, gateway
+only), and prints one JSON line per target:
   startup_s         process start -> listening (the gateway's `listening` event / serve's line)
   cpu_us_per_hs     the target's CPU per handshake during the burst (ship-load run's figure)
   shutdown_s        SIGINT -> process exit
@@ -114,8 +115,24 @@ def run_gateway(args, skis):
         )
         ready = gateway.ready_line
         spec = f"{ready['ski']}@{ready['address']}"
-        result = burst(spec, gateway.proc.pid, args.handshakes, args.concurrency)
-        shutdown, written = gateway.stop()
+        if args.held:
+            # The burst's connections stay open; SIGINT as soon as the last one is connected.
+            client = subprocess.Popen(
+                [LOAD, "run", "--target", spec, "--identities", IDS, "--count",
+                 str(args.handshakes), "--concurrency", str(args.concurrency),
+                 "--target-pid", str(gateway.proc.pid), "--hold-secs", "60"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 120
+            while (sum('"event":"connected"' in l for l in list(gateway.lines)) < args.handshakes
+                   and time.monotonic() < deadline):
+                time.sleep(0.02)
+            result = {"completed": sum('"event":"connected"' in l for l in list(gateway.lines))}
+            shutdown, written = gateway.stop()
+            client.kill()
+            client.wait()
+        else:
+            result = burst(spec, gateway.proc.pid, args.handshakes, args.concurrency)
+            shutdown, written = gateway.stop()
         stopped = [json.loads(l) for l in gateway.lines if '"event":"stopped"' in l]
         return {
             "target": "gateway",
@@ -155,6 +172,9 @@ def main():
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--work", default="target", help="where the data dirs go")
+    parser.add_argument("--held", action="store_true",
+                        help="gateway only: keep the burst's connections open and send SIGINT "
+                             "once all are connected (shutdown closes every one)")
     args = parser.parse_args()
     if args.handshakes is None:
         args.handshakes = min(args.pairings, 3000)
@@ -167,7 +187,7 @@ def main():
         out.writelines(f.readlines()[: args.pairings])
     rows = []
     for _ in range(args.pairs):
-        for run in (run_gateway, run_serve):
+        for run in (run_gateway,) if args.held else (run_gateway, run_serve):
             row = run(args, skis)
             print(json.dumps(row), flush=True)
             rows.append(row)
