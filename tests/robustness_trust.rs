@@ -235,3 +235,32 @@ async fn unpaired_ski_is_untrusted_again() {
     victim.assert_serving().await;
     victim.stop().await;
 }
+
+/// With auto-accept on, every peer is paired as it arrives, so the strangers' caps
+/// (`max_unpaired_connections` 2, `max_unpaired_per_address` 1) do not hold its connection
+/// back: five newcomers from one address all reach data exchange and stay connected at once
+/// (before, the second got HTTP 503 at the upgrade). The hub keeps serving its paired friend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_accept_lets_more_newcomers_than_the_strangers_caps_connect_at_once() {
+    let victim = Victim::start_with(|c| c.auto_accept = true).await;
+    let mut held = Vec::new();
+    for n in 0..5 {
+        let newcomer = identity(&format!("auto-{n}"));
+        let ski = newcomer.ski();
+        let mut socket = connect(&victim, &newcomer).await;
+        harness::advance(&mut socket, harness::Stage::DataExchange).await;
+        assert!(
+            victim
+                .rec
+                .wait_for(WAIT, |s| *s == Seen::Connected(ski))
+                .await,
+            "newcomer {n}: {:?}",
+            victim.rec.all()
+        );
+        held.push(socket);
+    }
+    assert_eq!(victim.hub.connected_peers().len(), 6);
+    victim.assert_serving().await;
+    drop(held);
+    victim.stop().await;
+}

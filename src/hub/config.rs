@@ -159,6 +159,13 @@ pub struct HubTimers {
     /// card must last years. Default 10 min. Zero writes every change of `last_seen` (in the
     /// store's precision: whole seconds for [`crate::hub::FileTrustStore`]).
     pub last_seen_write_interval: Duration,
+    /// How long the trust writer collects pairing updates before it applies them in one batch
+    /// (one [`crate::hub::TrustStore::update_existing`] call: for
+    /// [`crate::hub::FileTrustStore`], one rewrite of the file however many peers changed).
+    /// A burst of handshakes then costs one write per delay instead of one per handful of
+    /// handshakes; shutdown applies what is pending at once. What is lost by a crash within the
+    /// delay is only these hints (last address, SHIP ID, last seen), never a pairing. Default 1 s.
+    pub trust_write_delay: Duration,
     /// Least time between two `visible_services_changed` callbacks: changes in between are
     /// coalesced into one call with the latest list (a burst of announcements costs one list
     /// per interval). Default 1 s.
@@ -178,6 +185,7 @@ impl Default for HubTimers {
             reconnect: BackoffTiers::default(),
             shutdown_deadline: Duration::from_secs(5),
             last_seen_write_interval: Duration::from_secs(600),
+            trust_write_delay: Duration::from_secs(1),
             visible_services_interval: Duration::from_secs(1),
             dial_stagger: Duration::from_millis(250),
         }
@@ -234,7 +242,10 @@ pub struct HubConfig {
     pub websocket: WsOptions,
     /// Accept every unknown peer without asking (SHIP's `register=true`). Off by default: the
     /// specification forbids it, because anyone on the LAN can then pair with the node. See
-    /// `docs/pairing.md`.
+    /// `docs/pairing.md`. While it is on, every incoming peer is paired as its connection is
+    /// admitted, so the strangers' caps (`Limits::max_unpaired_connections`,
+    /// `Limits::max_unpaired_per_address`) do not apply to it; `Limits::max_connections` and
+    /// the handshake caps still do.
     pub auto_accept: bool,
     /// Where pairings are kept. Default: in memory only.
     pub trust_store: Arc<dyn TrustStore>,

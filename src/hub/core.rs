@@ -386,6 +386,7 @@ impl Hub {
             trust_queue,
             shared.stop.clone(),
             shared.config.timers.last_seen_write_interval,
+            shared.config.timers.trust_write_delay,
         ));
         for peer in paired {
             if peer.ski == local_ski {

@@ -63,8 +63,13 @@ async fn admit(shared: Arc<Shared>, tcp: BoxIo, remote: SocketAddr, slot: Handsh
         }
         // A peer we have not paired takes one of the few strangers' slots as well, so strangers
         // (pairing requests, floods of unknown SKIs) can never hold the slots paired peers need,
-        // and one address cannot hold all of them.
-        let paired = matches!(shared.trust.get(&ski), Ok(Some(_)));
+        // and one address cannot hold all of them. With auto-accept on there are no strangers:
+        // the peer's supervisor pairs it as it admits the connection, before any SHIP message,
+        // so it counts as paired from the start (`max_connections` still bounds it).
+        let paired = shared
+            .auto_accept
+            .load(std::sync::atomic::Ordering::Relaxed)
+            || matches!(shared.trust.get(&ski), Ok(Some(_)));
         // Set by the upgrade callback: the room taken, or why there was none.
         let mut room = None;
         let upgraded = transport::accept_websocket(tls, &shared.config.websocket, || {

@@ -236,6 +236,41 @@ mod tests {
         assert_eq!(undone, 0, "unpairs undone by a background update");
     }
 
+    /// The gateway's store forwards a batch as one locked `update_existing`: 200 peers' updates
+    /// write the file once, and neither lookups nor its own writes parse the file again; a
+    /// change by another process (the CLI's `pair`) is seen by the next lookup, with one parse.
+    #[test]
+    fn a_batch_writes_once_and_lookups_parse_only_after_another_process_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pairings.json");
+        let lock = dir.path().join(".pairings.json.lock");
+        let store = LockedTrustStore::open(path.clone(), lock.clone()).unwrap();
+        let skis: Vec<Ski> = (0..200u8).map(|n| Ski::from_bytes([n; 20])).collect();
+        store
+            .locked(true, |s| {
+                s.upsert_many(skis.iter().map(|ski| PairedPeer::new(*ski)))
+            })
+            .unwrap();
+        let (writes, parses) = (store.inner.writes(), store.inner.parses());
+        let seen = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        store
+            .update_existing(&skis, &mut |peer| peer.last_seen = Some(seen))
+            .unwrap();
+        assert_eq!(store.inner.writes(), writes + 1, "200 updates, one write");
+        for ski in &skis {
+            assert_eq!(store.get(ski).unwrap().unwrap().last_seen, Some(seen));
+        }
+        assert_eq!(store.inner.parses(), parses, "lookups parsed the file");
+
+        let cli = LockedTrustStore::open(path, lock).unwrap();
+        let newcomer = Ski::from_bytes([0xee; 20]);
+        cli.merge(newcomer, |_| {}).unwrap();
+        assert!(store.get(&newcomer).unwrap().is_some());
+        assert_eq!(store.inner.parses(), parses + 1);
+        assert!(store.get(&skis[0]).unwrap().is_some());
+        assert_eq!(store.inner.parses(), parses + 1);
+    }
+
     /// A link planted at `.pairings.json.lock` or `gateway.lock` (pointing to a file that does not
     /// exist yet, or to someone else's): every locked operation fails naming it, and the link's
     /// target is neither created nor changed.

@@ -5,6 +5,8 @@
 //! * `ship-load serve --skis D/skis.txt [--echo] [--greet]` — a Hub pre-paired with those SKIs,
 //!   limits raised; prints `{"pid":…,"addr":…,"ski":…,"target":"SKI@addr"}` and runs until
 //!   SIGINT/SIGTERM, then prints its final counters.
+//! * `ship-load pairings --skis D/skis.txt --count N --out pairings.json` — a trust-store file
+//!   pairing those SKIs (to start a `ship-gateway` or `serve --trust-file` with N pairings).
 //! * `ship-load run --target SKI@127.0.0.1:PORT --count N --concurrency C …` — N clients do the
 //!   full SHIP handshake (TCP, mutual TLS, WebSocket, CMI → hello → protocol → PIN → access
 //!   methods) with the sans-IO `protocol::Connection` as the client, then optionally data round
@@ -50,6 +52,20 @@ enum Command {
     },
     /// Run a Hub to measure (pre-paired SKIs, raised limits).
     Serve(serve::ServeArgs),
+    /// Write a trust-store file (e.g. a gateway's pairings.json) pairing the first COUNT SKIs
+    /// of a file, each with the SHIP ID `run` announces for it and a `last_seen` one day ago
+    /// (as after a restart: every peer's first reconnect writes its `last_seen`).
+    Pairings {
+        /// File of SKIs (`skis.txt` from `identities`).
+        #[arg(long)]
+        skis: PathBuf,
+        /// How many of them (default: all).
+        #[arg(long)]
+        count: Option<usize>,
+        /// The file to write (must not exist yet).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Connect clients to a target and print one JSON result.
     Run(run::RunArgs),
 }
@@ -103,6 +119,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Serve(args) => serve::serve(args, nofile).await,
+            Command::Pairings { skis, count, out } => serve::write_pairings(&skis, count, &out),
             Command::Run(args) => run::run(args, nofile).await,
         }
     });

@@ -122,19 +122,39 @@ pub(crate) async fn serve(args: ServeArgs, nofile_limit: u64) -> Result<(), Stri
         None => Identity::generate(&subject),
     }
     .map_err(|e| e.to_string())?;
-    let trust: Arc<dyn TrustStore> = match &args.trust_file {
-        Some(path) => Arc::new(FileTrustStore::open(path).map_err(|e| e.to_string())?),
-        None => Arc::new(MemoryTrustStore::new()),
-    };
     let skis = match &args.skis {
         Some(path) => read_skis(path).map_err(|e| e.to_string())?,
         None => Vec::new(),
     };
-    for ski in &skis {
-        trust
-            .upsert(PairedPeer::new(*ski))
-            .map_err(|e| e.to_string())?;
-    }
+    // SKIs already in the file keep their records; the others are added in one write.
+    let trust: Arc<dyn TrustStore> = match &args.trust_file {
+        Some(path) => {
+            let store = FileTrustStore::open(path).map_err(|e| e.to_string())?;
+            let stored: std::collections::BTreeSet<Ski> = store
+                .load_all()
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|peer| peer.ski)
+                .collect();
+            store
+                .upsert_many(
+                    skis.iter()
+                        .filter(|ski| !stored.contains(ski))
+                        .map(|ski| PairedPeer::new(*ski)),
+                )
+                .map_err(|e| e.to_string())?;
+            Arc::new(store)
+        }
+        None => {
+            let store = MemoryTrustStore::new();
+            for ski in &skis {
+                store
+                    .upsert(PairedPeer::new(*ski))
+                    .map_err(|e| e.to_string())?;
+            }
+            Arc::new(store)
+        }
+    };
     let callbacks = Arc::new(ServeCallbacks {
         hub: OnceLock::new(),
         echo: args.echo,
@@ -200,5 +220,41 @@ pub(crate) async fn serve(args: ServeArgs, nofile_limit: u64) -> Result<(), Stri
         println!("{line}");
     }
     tracing::info!(?report, "target shut down");
+    Ok(())
+}
+
+/// `ship-load pairings`: writes `out` (a new [`FileTrustStore`] file) pairing the first `count`
+/// SKIs of `skis`, each with the SHIP ID `run` announces for it and `last_seen` a day ago.
+pub(crate) fn write_pairings(
+    skis: &std::path::Path,
+    count: Option<usize>,
+    out: &std::path::Path,
+) -> Result<(), String> {
+    if out.exists() {
+        return Err(format!("{} exists already", out.display()));
+    }
+    let skis = read_skis(skis).map_err(|e| e.to_string())?;
+    let count = count.unwrap_or(skis.len()).min(skis.len());
+    let day_ago = std::time::SystemTime::now() - Duration::from_secs(86_400);
+    let mut peers = Vec::with_capacity(count);
+    for (i, ski) in skis.iter().take(count).enumerate() {
+        let mut peer = PairedPeer::new(*ski);
+        peer.ship_id = Some(ShipId::new(format!("ship-load-{i}")).map_err(|e| e.to_string())?);
+        peer.last_seen = Some(day_ago);
+        peers.push(peer);
+    }
+    let started = std::time::Instant::now();
+    let store = FileTrustStore::open(out).map_err(|e| e.to_string())?;
+    store.upsert_many(peers).map_err(|e| e.to_string())?;
+    let bytes = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "{}",
+        serde_json::json!({
+            "pairings": count,
+            "file": out,
+            "bytes": bytes,
+            "write_seconds": started.elapsed().as_secs_f64(),
+        })
+    );
     Ok(())
 }

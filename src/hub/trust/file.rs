@@ -120,9 +120,14 @@ impl RecordV1 {
 /// (held only around the synchronous file operations), writers in different processes are not.
 ///
 /// The file stays the truth even if the user edits it while the hub runs: every operation first
-/// looks at the file's metadata (size, modification and change times, inode) and parses the
-/// file again only when that changed since the store last read it (or after its own write);
-/// otherwise it answers from the contents it parsed then. (Parsing on every call made each
+/// looks at the file's metadata (size, modification and change times, inode; one `stat`) and
+/// parses the file again only when that changed since the store last read or wrote it;
+/// otherwise it answers from the contents it holds in memory. After its own write the store
+/// keeps what it wrote under the new file's metadata, so its own writes never cost a parse
+/// ([`FileTrustStore::parses`] counts the parses). A lookup therefore costs one `stat` and a
+/// map lookup whatever the number of pairings; only a change costs O(number of pairings)
+/// (the whole file is rewritten), which is why the hub batches its updates and writes
+/// `last_seen` rarely (see docs/performance.md for what that costs with 10,000 pairings). (Parsing on every call made each
 /// lookup cost O(number of peers): a hub with 2,000 pairings needed 6 s to start; see
 /// docs/performance.md.) An in-place edit that keeps the size and lands within the file
 /// system's timestamp granularity of the store's last read could go unseen until the next
@@ -136,6 +141,8 @@ pub struct FileTrustStore {
     cache: Mutex<Option<(FileStamp, Peers)>>,
     /// How many times the file was replaced.
     writes: AtomicU64,
+    /// How many times the file was parsed.
+    parses: AtomicU64,
 }
 
 /// Parsed contents of a store file, shared between the cache and readers.
@@ -176,6 +183,7 @@ impl FileTrustStore {
             write_lock: Mutex::new(()),
             cache: Mutex::new(None),
             writes: AtomicU64::new(0),
+            parses: AtomicU64::new(0),
         }
     }
 
@@ -197,6 +205,34 @@ impl FileTrustStore {
     /// SD card). Changes that left every record as stored write nothing and are not counted.
     pub fn writes(&self) -> u64 {
         self.writes.load(Ordering::Relaxed)
+    }
+
+    /// How many times this store read and parsed its file so far (a diagnostic): once when it
+    /// is opened and then only when another process or an editor changed the file. Lookups
+    /// and this store's own writes parse nothing.
+    pub fn parses(&self) -> u64 {
+        self.parses.load(Ordering::Relaxed)
+    }
+
+    /// Adds or replaces every record of `peers` with one write of the file (none if every
+    /// record is already stored as given): what [`TrustStore::upsert`] does for one record, for
+    /// importing many pairings at once (N upserts would rewrite the file N times).
+    pub fn upsert_many(
+        &self,
+        peers: impl IntoIterator<Item = PairedPeer>,
+    ) -> Result<(), TrustStoreError> {
+        let _writer = lock(&self.write_lock);
+        let stored = self.read()?;
+        let mut updated = BTreeMap::clone(&stored);
+        let mut changed = false;
+        for peer in peers {
+            let peer = as_stored(&peer);
+            if updated.get(&peer.ski) != Some(&peer) {
+                updated.insert(peer.ski, peer);
+                changed = true;
+            }
+        }
+        if changed { self.write(updated) } else { Ok(()) }
     }
 
     /// The temporary file a write goes through.
@@ -257,6 +293,7 @@ impl FileTrustStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Arc::new(BTreeMap::new())),
             Err(e) => return Err(Self::io_error(&self.path, "read", e)),
         };
+        self.parses.fetch_add(1, Ordering::Relaxed);
         let peers = Arc::new(self.parse(&bytes)?);
         // Cached under the stamp taken before reading: if the file changed in between, the next
         // call sees a different stamp and reads again.
@@ -294,8 +331,9 @@ impl FileTrustStore {
         Ok(peers)
     }
 
-    /// Replaces the file with `peers`, atomically (see the type's documentation).
-    fn write(&self, peers: &BTreeMap<Ski, PairedPeer>) -> Result<(), TrustStoreError> {
+    /// Replaces the file with `peers` (records as [`as_stored`] keeps them), atomically (see the
+    /// type's documentation), and keeps `peers` as the contents of the new file.
+    fn write(&self, peers: BTreeMap<Ski, PairedPeer>) -> Result<(), TrustStoreError> {
         let file = FileV1 {
             version: FORMAT_VERSION,
             peers: peers.values().map(RecordV1::from_peer).collect(),
@@ -308,20 +346,32 @@ impl FileTrustStore {
         let created = Self::write_synced(&temp, &bytes);
         if let Err(TrustStoreError::Symlink { .. }) = created {
             // Not ours: leave the link alone.
-            return created;
+            return created.map(drop);
         }
         let result = created
-            .and_then(|()| {
-                fs::rename(&temp, &self.path).map_err(|e| Self::io_error(&temp, "rename", e))
+            .and_then(|file| {
+                fs::rename(&temp, &self.path).map_err(|e| Self::io_error(&temp, "rename", e))?;
+                Ok(file)
             })
-            .and_then(|()| {
+            .and_then(|file| {
                 safe_file::sync_parent(&self.path)
-                    .map_err(|e| Self::io_error(&self.path, "sync the directory of", e))
+                    .map_err(|e| Self::io_error(&self.path, "sync the directory of", e))?;
+                Ok(file)
             });
         self.writes.fetch_add(1, Ordering::Relaxed);
-        // The next read parses what was written (normalised as the file holds it, e.g.
-        // `last_seen` in whole seconds) and caches it.
-        *lock(&self.cache) = None;
+        // What was written stays the contents in memory, under the stamp of the file just
+        // written, taken from the open file itself after the rename (which changes its ctime):
+        // if anyone replaced the path since, the path's stamp differs (another inode) and the
+        // next call parses their file. Without this, every write cost the next lookup a parse
+        // of the whole file (docs/performance.md).
+        *lock(&self.cache) = match &result {
+            Ok(file) => file
+                .metadata()
+                .ok()
+                .map(|metadata| (FileStamp::of(&metadata), Arc::new(peers))),
+            Err(_) => None,
+        };
+        let result = result.map(drop);
         if result.is_err() {
             // Best effort: the old file is intact; do not leave a half-written temporary behind
             // (removing a path never follows a link).
@@ -331,13 +381,15 @@ impl FileTrustStore {
     }
 
     /// Writes `bytes` into a new file `temp` (mode 0600; never through a symbolic link) and
-    /// fsyncs it.
-    fn write_synced(temp: &Path, bytes: &[u8]) -> Result<(), TrustStoreError> {
+    /// fsyncs it; returns it still open.
+    fn write_synced(temp: &Path, bytes: &[u8]) -> Result<fs::File, TrustStoreError> {
         let mut file =
             safe_file::create_new(temp, 0o600).map_err(|e| Self::io_error(temp, "create", e))?;
         file.write_all(bytes)
             .map_err(|e| Self::io_error(temp, "write", e))?;
-        file.sync_all().map_err(|e| Self::io_error(temp, "sync", e))
+        file.sync_all()
+            .map_err(|e| Self::io_error(temp, "sync", e))?;
+        Ok(file)
     }
 }
 
@@ -370,7 +422,7 @@ impl TrustStore for FileTrustStore {
         }
         let mut peers = BTreeMap::clone(&peers);
         peers.insert(peer.ski, peer);
-        self.write(&peers)
+        self.write(peers)
     }
 
     /// One read and at most one write for the whole batch, under the same lock as `remove`.
@@ -395,7 +447,7 @@ impl TrustStore for FileTrustStore {
                 }
             }
         }
-        if changed { self.write(&peers) } else { Ok(()) }
+        if changed { self.write(peers) } else { Ok(()) }
     }
 
     fn remove(&self, ski: &Ski) -> Result<bool, TrustStoreError> {
@@ -406,7 +458,7 @@ impl TrustStore for FileTrustStore {
         }
         let mut peers = BTreeMap::clone(&peers);
         peers.remove(ski);
-        self.write(&peers)?;
+        self.write(peers)?;
         Ok(true)
     }
 }

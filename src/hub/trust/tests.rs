@@ -535,3 +535,67 @@ fn links_planted_at_the_store_or_its_temporary_file_are_never_followed() {
         );
     }
 }
+
+/// The structural property behind a per-handshake cost independent of the number of pairings
+/// (docs/performance.md): lookups answer from memory while the file is unchanged, the store's
+/// own writes (a pairing, a batch of 100 updates, a removal) leave it parsing nothing, a batch
+/// writes the file once, and a change by another process is still seen, with one parse.
+#[test]
+fn lookups_and_own_writes_never_parse_the_file_and_a_batch_writes_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trust.json");
+    let store = FileTrustStore::open(&path).unwrap();
+    let skis: Vec<Ski> = (1..=100).map(ski).collect();
+    for &ski in &skis {
+        store.upsert(PairedPeer::new(ski)).unwrap();
+    }
+    for _ in 0..10 {
+        for ski in &skis {
+            assert!(store.get(ski).unwrap().is_some());
+        }
+    }
+    let parses = store.parses();
+    let writes = store.writes();
+    replace_with_full(&store, &skis);
+    assert_eq!(
+        store.writes(),
+        writes + 1,
+        "a batch of 100 updates writes once"
+    );
+    for &ski in &skis {
+        assert_eq!(store.get(&ski).unwrap(), Some(full_peer(ski.as_bytes()[0])));
+    }
+    assert!(store.remove(&ski(100)).unwrap());
+    assert_eq!(store.get(&ski(100)).unwrap(), None);
+    assert_eq!(store.load_all().unwrap().len(), 99);
+    assert_eq!(
+        store.parses(),
+        parses,
+        "lookups after the store's own writes parsed the file"
+    );
+    // What the store holds in memory is what the file holds.
+    let fresh = FileTrustStore::open(&path).unwrap();
+    assert_eq!(fresh.load_all().unwrap(), store.load_all().unwrap());
+
+    // Another process changes the file: the next lookup sees it, with one parse.
+    fresh.upsert(full_peer(200)).unwrap();
+    assert_eq!(store.get(&ski(200)).unwrap(), Some(full_peer(200)));
+    assert_eq!(store.parses(), parses + 1);
+    assert!(store.get(&ski(1)).unwrap().is_some());
+    assert_eq!(store.parses(), parses + 1);
+}
+
+#[test]
+fn upsert_many_writes_once_and_nothing_when_nothing_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileTrustStore::open(dir.path().join("trust.json")).unwrap();
+    store.upsert(full_peer(1)).unwrap();
+    let peers: Vec<PairedPeer> = (1..=50).map(full_peer).collect();
+    store.upsert_many(peers.clone()).unwrap();
+    assert_eq!(store.writes(), 2);
+    assert_eq!(store.load_all().unwrap(), peers);
+    store.upsert_many(peers.clone()).unwrap();
+    assert_eq!(store.writes(), 2, "nothing changed");
+    let reopened = FileTrustStore::open(store.path()).unwrap();
+    assert_eq!(reopened.load_all().unwrap(), peers);
+}

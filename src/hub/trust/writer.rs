@@ -6,9 +6,12 @@
 //! file (two fsyncs) per reconnect, for a value only shown to the user: so `last_seen` is
 //! written at most once per peer per [`HubTimers::last_seen_write_interval`] (default 10 min),
 //! unless the same update changes something else of the record anyway. A learnt SHIP ID or a
-//! new last address is always written at once.
+//! new last address is always written, in the next batch: updates are collected for
+//! [`HubTimers::trust_write_delay`] (default 1 s) and applied together, so a burst of
+//! handshakes rewrites a file store about once per delay.
 //!
 //! [`HubTimers::last_seen_write_interval`]: crate::hub::HubTimers::last_seen_write_interval
+//! [`HubTimers::trust_write_delay`]: crate::hub::HubTimers::trust_write_delay
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,16 +23,16 @@ use tokio_util::sync::CancellationToken;
 use super::{PairedPeer, TrustStore, TrustStoreError};
 use crate::Ski;
 
-/// Most pairing updates applied in one trust-store call.
-const MAX_TRUST_BATCH: usize = 1024;
-
-/// Applies pairing updates in order, in batches, off the runtime's worker threads. Ends at
-/// shutdown once the queue is empty.
+/// Applies pairing updates in order, in batches, off the runtime's worker threads: once an
+/// update arrives, everything that arrives within `delay` goes into the same batch (the latest
+/// update per SKI, so a batch holds at most one record per paired peer). Ends at shutdown once
+/// the queue is empty; at shutdown a pending batch is applied at once.
 pub(crate) async fn run(
     trust: Arc<dyn TrustStore>,
     mut queue: mpsc::UnboundedReceiver<PairedPeer>,
     stop: CancellationToken,
     last_seen_interval: Duration,
+    delay: Duration,
 ) {
     loop {
         let peer = tokio::select! {
@@ -43,14 +46,26 @@ pub(crate) async fn run(
                 Err(_) => return,
             },
         };
-        // Everything queued meanwhile goes in the same batch, the latest update per SKI (each is
-        // a whole record, sent in order): a file store then writes once, not once per update
-        // (docs/performance.md).
+        // Each update is a whole record, sent in order: the latest per SKI wins. A file store
+        // then rewrites its file once per batch, not once per update (docs/performance.md).
         let mut batch = BTreeMap::new();
         batch.insert(peer.ski, peer);
-        while batch.len() < MAX_TRUST_BATCH
-            && let Ok(next) = queue.try_recv()
-        {
+        let deadline = tokio::time::Instant::now() + delay;
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                // Before the queue: a queue that never runs dry must not hold the batch back.
+                _ = tokio::time::sleep_until(deadline) => break,
+                next = queue.recv() => match next {
+                    Some(next) => {
+                        batch.insert(next.ski, next);
+                    }
+                    None => break,
+                },
+            }
+        }
+        while let Ok(next) = queue.try_recv() {
             batch.insert(next.ski, next);
         }
         let trust = trust.clone();
@@ -108,4 +123,82 @@ fn distance(a: SystemTime, b: SystemTime) -> Duration {
     b.duration_since(a)
         .or_else(|_| a.duration_since(b))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::FileTrustStore;
+    use std::net::SocketAddr;
+
+    /// Updates of 100 peers arriving in two bursts 50 ms apart, within the delay: one batch, so
+    /// the file is written once, with every update in it. (Batching only what was queued at the
+    /// moment wrote it twice.)
+    #[tokio::test]
+    async fn updates_arriving_within_the_delay_are_written_in_one_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(FileTrustStore::new(dir.path().join("trust.json")));
+        let skis: Vec<Ski> = (1..=100u8).map(|n| Ski::from_bytes([n; 20])).collect();
+        for ski in &skis {
+            store.upsert(PairedPeer::new(*ski)).unwrap();
+        }
+        let before = store.writes();
+        let (queue, receiver) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(run(
+            store.clone(),
+            receiver,
+            CancellationToken::new(),
+            Duration::from_secs(600),
+            Duration::from_secs(5),
+        ));
+        let update = |ski: Ski, n: usize| {
+            let mut peer = PairedPeer::new(ski);
+            peer.last_address = Some(SocketAddr::from(([192, 168, 1, 1], 4000 + n as u16)));
+            peer
+        };
+        for (n, ski) in skis.iter().enumerate().take(50) {
+            queue.send(update(*ski, n)).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for (n, ski) in skis.iter().enumerate().skip(50) {
+            queue.send(update(*ski, n)).unwrap();
+        }
+        drop(queue);
+        writer.await.unwrap();
+        assert_eq!(store.writes() - before, 1, "100 updates, one write");
+        for (n, ski) in skis.iter().enumerate() {
+            assert_eq!(
+                store.get(ski).unwrap().unwrap().last_address,
+                update(*ski, n).last_address
+            );
+        }
+    }
+
+    /// At shutdown a pending batch is applied at once, not after the delay.
+    #[tokio::test]
+    async fn a_stop_applies_the_pending_batch_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(FileTrustStore::new(dir.path().join("trust.json")));
+        let ski = Ski::from_bytes([7; 20]);
+        store.upsert(PairedPeer::new(ski)).unwrap();
+        let (queue, receiver) = mpsc::unbounded_channel();
+        let stop = CancellationToken::new();
+        let writer = tokio::spawn(run(
+            store.clone(),
+            receiver,
+            stop.clone(),
+            Duration::from_secs(600),
+            Duration::from_secs(3600),
+        ));
+        let mut peer = PairedPeer::new(ski);
+        peer.last_address = Some(SocketAddr::from(([192, 168, 1, 1], 4712)));
+        queue.send(peer.clone()).unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(10), writer)
+            .await
+            .expect("the writer ends at once")
+            .unwrap();
+        assert_eq!(store.get(&ski).unwrap(), Some(peer));
+    }
 }
