@@ -115,6 +115,11 @@ pub(crate) struct RunArgs {
     /// Largest incoming SHIP message in bytes.
     #[arg(long, value_name = "BYTES")]
     pub(crate) max_message_bytes: Option<usize>,
+    /// TLS 1.2 cipher suites to offer and accept, comma-separated IANA or OpenSSL names, e.g.
+    /// `TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256`. Default: all four SHIP suites, preferring
+    /// AES_128_GCM, AES_256_GCM, CHACHA20_POLY1305, then AES_128_CBC (docs/tls.md).
+    #[arg(long, value_name = "SUITES")]
+    pub(crate) tls_suites: Option<String>,
     /// DANGEROUS: trust every peer that connects, without asking (SHIP register=true). Anyone on
     /// the LAN can then pair with this gateway. See docs/pairing.md.
     #[arg(long)]
