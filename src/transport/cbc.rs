@@ -39,10 +39,11 @@
 //!   constant-time masks;
 //! * an invalid padding is treated as zero-length padding (RFC 5246 §6.2.3.2), so the MAC is
 //!   still computed and compared;
-//! * the HMAC is computed over the real fragment, and then the SHA-256 compression function runs
-//!   on dummy blocks until the number of compression calls equals that of the longest fragment
-//!   the record could hold (padding of one byte): every record of a given length costs the same
-//!   number of compression calls, whatever its padding;
+//! * the HMAC is computed over the real fragment; the bytes between the fragment and the
+//!   longest fragment the record could hold (padding of one byte) then go through a throwaway
+//!   copy of the HMAC, and at most one dummy compression call makes up the rest: every record of a given
+//!   length hashes the same number of bytes with the same number of SHA-256 compression calls,
+//!   whatever its padding;
 //! * the received MAC, whose position depends on the padding, is read by scanning the last
 //!   `32 + 256` bytes at public indices and rotating in constant time, and compared with
 //!   `subtle`'s constant-time equality.
@@ -67,9 +68,7 @@ use rustls::{
 };
 use sha2::Sha256;
 use sha2::digest::generic_array::GenericArray;
-use subtle::{
-    Choice, ConditionallySelectable, ConstantTimeEq, ConstantTimeGreater, ConstantTimeLess,
-};
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq, ConstantTimeGreater};
 
 /// AES block size, also the length of the explicit IV.
 pub(crate) const BLOCK_LEN: usize = 16;
@@ -93,7 +92,7 @@ const SHA256_BLOCK: usize = 64;
 /// Bytes MACed before the fragment: `seq_num(8) ‖ type(1) ‖ version(2) ‖ length(2)`.
 const MAC_HEADER_LEN: usize = 13;
 /// At most this many dummy compression calls level one record (see [`compression_calls`]).
-const MAX_DUMMY_BLOCKS: usize = MAX_PADDING / SHA256_BLOCK + 1;
+const MAX_DUMMY_BLOCKS: usize = 1;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -261,17 +260,18 @@ fn open_in_constant_time(
 ) -> (Choice, usize) {
     let len = body.len();
     debug_assert!(len >= MAC_LEN + 1 && len % BLOCK_LEN == 0);
-    let padding_byte = body[len - 1];
+    let padding_byte = std::hint::black_box(body[len - 1]);
     let padding_len = u64::from(padding_byte) + 1;
 
     // Valid padding: room for it and the MAC, and every padding byte equal to the last one.
     let mut good = !(padding_len + MAC_LEN as u64).ct_gt(&(len as u64));
     let checked = len.min(MAX_PADDING);
+    let mut mismatch = 0u8;
     for i in 0..checked {
-        let in_padding = (i as u64).ct_lt(&padding_len);
-        let matches = body[len - 1 - i].ct_eq(&padding_byte);
-        good &= !in_padding | matches;
+        let in_padding = lt_mask(i as u64, padding_len);
+        mismatch |= (body[len - 1 - i] ^ padding_byte) & in_padding;
     }
+    good &= mismatch.ct_eq(&0);
 
     // Bad padding counts as no padding beyond the length byte (RFC 5246 §6.2.3.2), so a MAC is
     // computed either way.
@@ -281,12 +281,19 @@ fn open_in_constant_time(
     good &= !fragment_len.ct_gt(&(MAX_FRAGMENT_LEN as u64));
     let fragment_len = fragment_len as usize;
 
-    // The expected MAC, then dummy compression calls up to the count for `longest`.
+    // The expected MAC over the fragment; the rest of the `longest` bytes go through a throwaway
+    // copy of the HMAC, and dummy compression calls (0 or 1) make up the count for `longest`: the bytes
+    // hashed and the compression calls are the same for every padding.
     let mut mac = mac_key.clone();
     mac.update(&make_tls12_aad(seq, typ, version, fragment_len));
     mac.update(&body[..fragment_len]);
     let expected = mac.finalize().into_bytes();
-    let dummy = compression_calls(longest as usize) - compression_calls(fragment_len);
+    let rest = longest as usize - fragment_len;
+    let mut filler = mac_key.clone();
+    filler.update(&body[fragment_len..longest as usize]);
+    std::hint::black_box(&filler);
+    let dummy = (compression_calls(longest as usize) - compression_calls(fragment_len))
+        .saturating_sub(rest / SHA256_BLOCK);
     dummy_compressions(dummy);
 
     // The received MAC, read at public indices only, then compared in constant time.
@@ -317,26 +324,31 @@ fn dummy_compressions(count: usize) {
 fn extract_mac(body: &[u8], start: usize) -> [u8; MAC_LEN] {
     let len = body.len();
     let scan_start = len.saturating_sub(MAC_LEN + MAX_PADDING);
-    let start = start as u64;
+    let start = std::hint::black_box(start as u64);
     let end = start + MAC_LEN as u64;
     let mut rotated = [0u8; MAC_LEN];
     for (i, byte) in body.iter().enumerate().skip(scan_start) {
         let position = i as u64;
-        let inside = !position.ct_lt(&start) & position.ct_lt(&end);
-        rotated[(i - scan_start) % MAC_LEN].conditional_assign(byte, inside);
+        let inside = !lt_mask(position, start) & lt_mask(position, end);
+        rotated[(i - scan_start) % MAC_LEN] |= byte & inside;
     }
-    // Rotate left by `offset` (< 32) in five conditional steps of 1, 2, 4, 8 and 16 bytes.
+    // Rotate left by `offset` (< 32) in five masked steps of 1, 2, 4, 8 and 16 bytes.
     let offset = (start as usize).wrapping_sub(scan_start) % MAC_LEN;
     for bit in 0..5 {
         let step = 1usize << bit;
-        let take = Choice::from(((offset >> bit) & 1) as u8);
+        let take = 0u8.wrapping_sub(((offset >> bit) & 1) as u8);
         let mut shifted = rotated;
         shifted.rotate_left(step);
         for (out, candidate) in rotated.iter_mut().zip(shifted.iter()) {
-            out.conditional_assign(candidate, take);
+            *out = (*candidate & take) | (*out & !take);
         }
     }
     rotated
+}
+
+/// `0xff` if `a < b`, else `0`, without a branch (both below 2^63).
+fn lt_mask(a: u64, b: u64) -> u8 {
+    0u8.wrapping_sub((a.wrapping_sub(b) >> 63) as u8)
 }
 
 #[cfg(test)]
