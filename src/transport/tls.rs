@@ -184,7 +184,8 @@ impl ShipTls {
             .map_err(from_tls_io)?;
         let peer_ski = peer_ski(stream.get_ref().1.peer_certificates())
             .ok_or(TlsError::NoClientCertificate)?;
-        tracing::debug!(peer = %peer_ski, "TLS accepted");
+        let suite = stream.get_ref().1.negotiated_cipher_suite();
+        tracing::debug!(peer = %peer_ski, suite = ?suite.map(|s| s.suite()), "TLS accepted");
         Ok((
             TlsStream {
                 inner: tokio_rustls::TlsStream::Server(stream),
@@ -216,7 +217,8 @@ impl ShipTls {
             .map_err(from_tls_io)?;
         let peer_ski = peer_ski(stream.get_ref().1.peer_certificates())
             .ok_or_else(|| TlsError::Other("the server presented no certificate".into()))?;
-        tracing::debug!(peer = %peer_ski, "TLS connected");
+        let suite = stream.get_ref().1.negotiated_cipher_suite();
+        tracing::debug!(peer = %peer_ski, suite = ?suite.map(|s| s.suite()), "TLS connected");
         Ok(TlsStream {
             inner: tokio_rustls::TlsStream::Client(stream),
             peer_ski,
