@@ -324,21 +324,28 @@ async fn output_of(child: &mut Child) -> String {
     String::from_utf8_lossy(&bytes).into_owned() + &stderr_of(child).await
 }
 
-/// Keeps reading our side of the connection (so that rustls answers what OpenSSL sends) for
-/// `period`, returning what arrived; a read error ends it early.
-async fn read_for<S: AsyncRead + Unpin>(stream: &mut S, period: Duration) -> Vec<u8> {
-    let mut received = Vec::new();
+/// Reads our side of the connection, and writes a byte every 200 ms (rustls sends its
+/// no_renegotiation alert with the next write), until OpenSSL ends the connection (or [`LIMIT`]).
+/// Returns whether it ended.
+async fn until_closed<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) -> bool {
     let mut buffer = vec![0u8; 1024];
-    let _ = timeout(period, async {
+    timeout(LIMIT, async {
         loop {
-            match stream.read(&mut buffer).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            tokio::select! {
+                read = stream.read(&mut buffer) => match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                },
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                    if stream.write_all(b".").await.is_err() || stream.flush().await.is_err() {
+                        break;
+                    }
+                }
             }
         }
     })
-    .await;
-    received
+    .await
+    .is_ok()
 }
 
 /// OpenSSL's `-msg` trace shows the refusal: our no_renegotiation alert arrived, our hello of
@@ -365,11 +372,7 @@ async fn renegotiation_requested_by_s_server_is_refused() {
     // `r` asks s_server to renegotiate: it sends a HelloRequest, which our client refuses.
     stdin.write_all(b"r\n").await.unwrap();
     stdin.flush().await.unwrap();
-    read_for(&mut client, Duration::from_secs(2)).await;
-    // rustls sends its alert with the next write.
-    client.write_all(b"still connected\n").await.unwrap();
-    client.flush().await.unwrap();
-    read_for(&mut client, Duration::from_secs(2)).await;
+    assert!(until_closed(&mut client).await, "OpenSSL kept the connection");
     drop(stdin);
     let output = output_of(&mut server).await;
     assert_refused(&output, "], ClientHello\n");
@@ -385,11 +388,7 @@ async fn renegotiation_requested_by_s_client_is_refused() {
     // `R` asks s_client to renegotiate: it sends a new ClientHello, which our server refuses.
     stdin.write_all(b"R\n").await.unwrap();
     stdin.flush().await.unwrap();
-    read_for(&mut server, Duration::from_secs(2)).await;
-    // rustls sends its alert with the next write.
-    server.write_all(b"still connected\n").await.unwrap();
-    server.flush().await.unwrap();
-    read_for(&mut server, Duration::from_secs(2)).await;
+    assert!(until_closed(&mut server).await, "OpenSSL kept the connection");
     drop(stdin);
     let output = output_of(&mut client).await;
     assert_refused(&output, "], ServerHello\n");
