@@ -63,8 +63,8 @@ use rustls::crypto::cipher::{
 };
 use rustls::crypto::{CipherSuiteCommon, KeyExchangeAlgorithm};
 use rustls::{
-    CipherSuite, ConnectionTrafficSecrets, ContentType, Error, ProtocolVersion, SupportedCipherSuite,
-    Tls12CipherSuite,
+    CipherSuite, ConnectionTrafficSecrets, ContentType, Error, ProtocolVersion,
+    SupportedCipherSuite, Tls12CipherSuite,
 };
 use sha2::Sha256;
 use sha2::digest::generic_array::GenericArray;
@@ -82,8 +82,7 @@ pub(crate) const MAX_FRAGMENT_LEN: usize = 16_384;
 const MAX_PADDING: usize = 256;
 /// Shortest valid record payload: the IV and one block holding MAC and padding, rounded up to
 /// whole blocks (IV + MAC + 1 = 49 bytes → 64).
-pub(crate) const MIN_RECORD_LEN: usize =
-    BLOCK_LEN + (MAC_LEN + 1).div_ceil(BLOCK_LEN) * BLOCK_LEN;
+pub(crate) const MIN_RECORD_LEN: usize = BLOCK_LEN + (MAC_LEN + 1).div_ceil(BLOCK_LEN) * BLOCK_LEN;
 /// Longest valid record payload: IV, a full fragment, the MAC and the longest padding
 /// (16 + 16384 + 32 + 256 = 16688, a whole number of blocks).
 pub(crate) const MAX_RECORD_LEN: usize = BLOCK_LEN + MAX_FRAGMENT_LEN + MAC_LEN + MAX_PADDING;
@@ -191,9 +190,7 @@ impl MessageEncrypter for CbcEncrypter {
         let fragment_len = msg.payload.len();
         let total = self.encrypted_payload_len(fragment_len);
         let mut iv = [0u8; BLOCK_LEN];
-        self.random
-            .fill(&mut iv)
-            .map_err(|_| Error::EncryptError)?;
+        self.random.fill(&mut iv).map_err(|_| Error::EncryptError)?;
         let mut payload = PrefixedPayload::with_capacity(total);
         payload.extend_from_slice(&iv);
         payload.extend_from_chunks(&msg.payload);
@@ -231,7 +228,8 @@ impl MessageDecrypter for CbcDecrypter {
     ) -> Result<InboundPlainMessage<'a>, Error> {
         // Length checks on the public record length only.
         let record_len = msg.payload.len();
-        if record_len % BLOCK_LEN != 0 || !(MIN_RECORD_LEN..=MAX_RECORD_LEN).contains(&record_len)
+        if !record_len.is_multiple_of(BLOCK_LEN)
+            || !(MIN_RECORD_LEN..=MAX_RECORD_LEN).contains(&record_len)
         {
             return Err(Error::DecryptError);
         }
@@ -239,7 +237,8 @@ impl MessageDecrypter for CbcDecrypter {
         cbc::Decryptor::<Aes128>::inner_iv_init(self.aes.clone(), GenericArray::from_slice(iv))
             .decrypt_padded_mut::<NoPadding>(body)
             .map_err(|_| Error::DecryptError)?;
-        let (good, fragment_len) = open_in_constant_time(&self.mac, body, seq, msg.typ, msg.version);
+        let (good, fragment_len) =
+            open_in_constant_time(&self.mac, body, seq, msg.typ, msg.version);
         if !bool::from(good) {
             return Err(Error::DecryptError);
         }
@@ -259,7 +258,7 @@ fn open_in_constant_time(
     version: ProtocolVersion,
 ) -> (Choice, usize) {
     let len = body.len();
-    debug_assert!(len >= MAC_LEN + 1 && len % BLOCK_LEN == 0);
+    debug_assert!(len > MAC_LEN && len.is_multiple_of(BLOCK_LEN));
     let padding_byte = std::hint::black_box(body[len - 1]);
     let padding_len = u64::from(padding_byte) + 1;
 

@@ -136,7 +136,11 @@ fn valid_padding_of_every_length_is_accepted() {
         let blocks = (MAC_LEN + padding_len).div_ceil(BLOCK_LEN) + 1;
         let fragment = data(fragment_len_for(blocks, padding_len));
         let sealed = seal_body(&body(&fragment, padding_len));
-        assert_eq!(open(&sealed, SEQ).unwrap(), fragment, "padding {padding_len}");
+        assert_eq!(
+            open(&sealed, SEQ).unwrap(),
+            fragment,
+            "padding {padding_len}"
+        );
     }
 }
 
@@ -222,12 +226,21 @@ fn over_long_records_are_one_error() {
     let over = vec![0x5au8; MAX_FRAGMENT_LEN + 2048];
     assert_eq!(over.len() % BLOCK_LEN, 0);
     assert_rejected(&over, "2^14 + 2048 bytes");
-    assert_rejected(&over[..MAX_RECORD_LEN + BLOCK_LEN], "one block over the largest");
-    assert_rejected(&over[..MAX_RECORD_LEN], "the largest length, garbage inside");
+    assert_rejected(
+        &over[..MAX_RECORD_LEN + BLOCK_LEN],
+        "one block over the largest",
+    );
+    assert_rejected(
+        &over[..MAX_RECORD_LEN],
+        "the largest length, garbage inside",
+    );
     // A correctly MACed and padded fragment of 2^14 + 1 bytes.
     let fragment = data(MAX_FRAGMENT_LEN + 1);
     let padding_len = BLOCK_LEN - (fragment.len() + MAC_LEN) % BLOCK_LEN;
-    assert_rejected(&seal_body(&body(&fragment, padding_len)), "fragment of 2^14 + 1");
+    assert_rejected(
+        &seal_body(&body(&fragment, padding_len)),
+        "fragment of 2^14 + 1",
+    );
     // The largest valid record: 2^14 bytes and 256 bytes of padding.
     let fragment = data(MAX_FRAGMENT_LEN);
     let sealed = seal_body(&body(&fragment, MAX_PADDING));
@@ -268,7 +281,11 @@ fn key_block_shape_maps_onto_rfc_5246_order() {
     // 32 + 32 + 16 + 16 bytes: client MAC, server MAC, client AES, server AES.
     let shape = Aes128CbcHmacSha256.key_block_shape();
     assert_eq!(
-        (shape.enc_key_len, shape.fixed_iv_len, shape.explicit_nonce_len),
+        (
+            shape.enc_key_len,
+            shape.fixed_iv_len,
+            shape.explicit_nonce_len
+        ),
         (32, 16, 0)
     );
     assert_eq!((shape.enc_key_len + shape.fixed_iv_len) * 2, 96);

@@ -156,10 +156,7 @@ mod tests {
              tls_ecdhe_ecdsa_with_aes_128_cbc_sha256 ",
         )
         .unwrap();
-        assert_eq!(
-            list,
-            [TlsSuite::Aes128CbcSha256, TlsSuite::Aes128GcmSha256]
-        );
+        assert_eq!(list, [TlsSuite::Aes128CbcSha256, TlsSuite::Aes128GcmSha256]);
         assert_eq!(
             parse_tls_suites("TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8"),
             Err(UnknownTlsSuite(

@@ -129,7 +129,9 @@ async fn s_server(pems: &Pems, cipher: &str, extra: &[&str]) -> (Child, u16) {
             .args(["-cert", &pems.file("server", "cert.pem")])
             .args(["-key", &pems.file("server", "key.pem")])
             .args(["-CAfile", &pems.file("client", "cert.pem")])
-            .args(["-Verify", "1", "-tls1_2", "-cipher", cipher, "-naccept", "1"])
+            .args([
+                "-Verify", "1", "-tls1_2", "-cipher", cipher, "-naccept", "1",
+            ])
             .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -146,7 +148,10 @@ async fn s_server(pems: &Pems, cipher: &str, extra: &[&str]) -> (Child, u16) {
             if listening_on(port) {
                 return (child, port);
             }
-            assert!(tokio::time::Instant::now() < deadline, "s_server never listened");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "s_server never listened"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -213,7 +218,10 @@ async fn a_default_ship_hub_client_gets_what_s_server_offers() {
         assert_eq!(client.tls_suite(), Some(suite));
         client.write_all(b"ping").await.unwrap();
         let mut back = [0u8; 4];
-        timeout(LIMIT, client.read_exact(&mut back)).await.unwrap().unwrap();
+        timeout(LIMIT, client.read_exact(&mut back))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(&back, b"ping");
         drop(client);
         echo.abort();
@@ -372,7 +380,10 @@ async fn renegotiation_requested_by_s_server_is_refused() {
     // `r` asks s_server to renegotiate: it sends a HelloRequest, which our client refuses.
     stdin.write_all(b"r\n").await.unwrap();
     stdin.flush().await.unwrap();
-    assert!(until_closed(&mut client).await, "OpenSSL kept the connection");
+    assert!(
+        until_closed(&mut client).await,
+        "OpenSSL kept the connection"
+    );
     drop(stdin);
     let output = output_of(&mut server).await;
     assert_refused(&output, "], ClientHello\n");
@@ -388,7 +399,10 @@ async fn renegotiation_requested_by_s_client_is_refused() {
     // `R` asks s_client to renegotiate: it sends a new ClientHello, which our server refuses.
     stdin.write_all(b"R\n").await.unwrap();
     stdin.flush().await.unwrap();
-    assert!(until_closed(&mut server).await, "OpenSSL kept the connection");
+    assert!(
+        until_closed(&mut server).await,
+        "OpenSSL kept the connection"
+    );
     drop(stdin);
     let output = output_of(&mut client).await;
     assert_refused(&output, "], ServerHello\n");

@@ -278,9 +278,7 @@ async fn client_offering_only_ccm_8_gets_a_named_error() {
     let (listener, addr) = listener().await;
     let client = async {
         let mut tcp = TcpStream::connect(addr).await.unwrap();
-        tcp.write_all(&ccm_only_client_hello())
-            .await
-            .unwrap();
+        tcp.write_all(&ccm_only_client_hello()).await.unwrap();
         let mut buf = Vec::new();
         let _ = tcp.read_to_end(&mut buf).await;
         buf
