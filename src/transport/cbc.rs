@@ -280,9 +280,9 @@ fn open_in_constant_time(
     good &= !fragment_len.ct_gt(&(MAX_FRAGMENT_LEN as u64));
     let fragment_len = fragment_len as usize;
 
-    // The expected MAC over the fragment; the rest of the `longest` bytes go through a throwaway
-    // copy of the HMAC, and dummy compression calls (0 or 1) make up the count for `longest`: the bytes
-    // hashed and the compression calls are the same for every padding.
+    // The expected MAC over the fragment; the rest of the `longest` bytes go through a
+    // throwaway copy of the HMAC, and dummy compression calls (0 or 1) make up the count for
+    // `longest`: the bytes hashed and the compression calls are the same for every padding.
     let mut mac = mac_key.clone();
     mac.update(&make_tls12_aad(seq, typ, version, fragment_len));
     mac.update(&body[..fragment_len]);
