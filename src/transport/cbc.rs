@@ -37,13 +37,14 @@
 //!
 //! * the padding is checked over the last `min(256, len)` bytes, always all of them, with
 //!   constant-time masks;
-//! * an invalid padding is treated as zero-length padding (RFC 5246 §6.2.3.2), so the MAC is
+//! * an invalid padding is treated as a padding of just the length byte (RFC 5246 §6.2.3.2,
+//!   "zero-length padding"), so the MAC is
 //!   still computed and compared;
 //! * the HMAC is computed over the real fragment; the bytes between the fragment and the
 //!   longest fragment the record could hold (padding of one byte) then go through a throwaway
-//!   copy of the HMAC, and at most one dummy compression call makes up the rest: every record of a given
-//!   length hashes the same number of bytes with the same number of SHA-256 compression calls,
-//!   whatever its padding;
+//!   copy of the HMAC, and at most one dummy compression call makes up the rest: every record
+//!   of a given length hashes the same number of bytes with the same number of SHA-256
+//!   compression calls, whatever its padding;
 //! * the received MAC, whose position depends on the padding, is read by scanning the last
 //!   `32 + 256` bytes at public indices and rotating in constant time, and compared with
 //!   `subtle`'s constant-time equality.
