@@ -38,8 +38,7 @@
 //! * the padding is checked over the last `min(256, len)` bytes, always all of them, with
 //!   constant-time masks;
 //! * an invalid padding is treated as a padding of just the length byte (RFC 5246 §6.2.3.2,
-//!   "zero-length padding"), so the MAC is
-//!   still computed and compared;
+//!   "zero-length padding"), so the MAC is still computed and compared;
 //! * the HMAC is computed over the real fragment; the bytes between the fragment and the
 //!   longest fragment the record could hold (padding of one byte) then go through a throwaway
 //!   copy of the HMAC, and at most one dummy compression call makes up the rest: every record
