@@ -19,6 +19,7 @@ pub mod discovery;
 pub mod hub;
 pub mod identity;
 pub mod protocol;
+mod safe_file;
 pub mod ship_id;
 pub mod ski;
 pub mod transport;

@@ -223,3 +223,55 @@ async fn works_as_a_shared_trait_object() {
     task.await.unwrap().unwrap();
     assert_eq!(b.visible().len(), 1);
 }
+
+/// A SKI made from a number (distinct for every `n` below 2^32).
+fn numbered_ski(n: u32) -> Ski {
+    let mut bytes = [0xa5; 20];
+    bytes[..4].copy_from_slice(&n.to_be_bytes());
+    Ski::from_bytes(bytes)
+}
+
+fn spoofed(n: u32, ski: Ski) -> Sighting {
+    Sighting {
+        instance: format!("spoof-{n}._ship._tcp.local."),
+        host: format!("spoof-{n}.local."),
+        txt: ShipTxt::new(ShipId::new(format!("spoof-{n}")).unwrap(), ski),
+        addresses: BTreeSet::from([SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::from(0x0a64_0000 + n)),
+            4711,
+        )]),
+    }
+}
+
+/// Finding: 10,000 spoofed announcements were all kept (and every sighting rebuilt the whole
+/// list). The registry keeps at most 1,000 services and 4 instances per SKI (the defaults),
+/// evicting the stalest, so the newest sightings are the ones visible.
+#[tokio::test]
+async fn a_burst_of_10000_announcements_is_capped_keeping_the_newest() {
+    let lan = InMemoryLan::new();
+    let node = lan.attach(ski(1), vec![ip(1)]);
+    let started = std::time::Instant::now();
+    for n in 0..10_000 {
+        lan.inject(spoofed(n, numbered_ski(n)));
+    }
+    // Ten instances claiming one SKI.
+    let claimed = ski(9);
+    for n in 10_000..10_010 {
+        lan.inject(spoofed(n, claimed));
+    }
+    let elapsed = started.elapsed();
+    let visible = node.visible();
+    assert!(visible.len() <= 1000, "{} services visible", visible.len());
+    let service = node
+        .visible_service(&claimed)
+        .expect("the newest SKI is visible");
+    assert_eq!(service.instances.len(), 4, "{:?}", service.instances);
+    assert!(
+        service
+            .instances
+            .contains(&"spoof-10009._ship._tcp.local.".to_owned())
+    );
+    assert!(node.visible_service(&numbered_ski(9_999)).is_some());
+    assert!(node.visible_service(&numbered_ski(0)).is_none());
+    eprintln!("10,010 sightings applied in {elapsed:?}");
+}

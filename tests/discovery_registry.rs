@@ -3,7 +3,9 @@
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 
-use ship_hub::discovery::{DiscoveryEvent, ShipTxt, Sighting, VisibleServices, dialable_address};
+use ship_hub::discovery::{
+    DiscoveryEvent, DiscoveryLimits, ShipTxt, Sighting, VisibleServices, dialable_address,
+};
 use ship_hub::{ShipId, Ski};
 
 fn ski(byte: u8) -> Ski {
@@ -156,4 +158,67 @@ fn link_local_ipv6_keeps_its_scope_and_others_do_not() {
 
 fn v4_local(port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+}
+
+#[test]
+fn instances_per_ski_are_capped_evicting_the_stalest() {
+    let limits = {
+        let mut l = DiscoveryLimits::default();
+        l.max_instances_per_ski = 2;
+        l
+    };
+    let mut registry = VisibleServices::with_limits(None, limits);
+    for (i, name) in ["a", "b", "c"].iter().enumerate() {
+        registry.observe(sighting(name, ski(1), &[v4(i as u8 + 1, 1)]));
+    }
+    let merged = registry.get(&ski(1)).unwrap();
+    assert_eq!(
+        merged.instances,
+        vec![
+            "b._ship._tcp.local.".to_owned(),
+            "c._ship._tcp.local.".to_owned()
+        ]
+    );
+    // The newest instance's addresses come first in the dial order.
+    assert_eq!(merged.dial_order, vec![v4(3, 1), v4(2, 1)]);
+    assert_eq!(registry.instance_count(), 2);
+}
+
+#[test]
+fn a_flood_of_strangers_never_evicts_a_preferred_ski() {
+    let limits = {
+        let mut l = DiscoveryLimits::default();
+        l.max_instances = 10;
+        l
+    };
+    let mut registry = VisibleServices::with_limits(None, limits);
+    registry.set_preferred(vec![ski(1)]);
+    registry.observe(sighting("paired", ski(1), &[v4(1, 1)]));
+    let mut lost = Vec::new();
+    for n in 0..100u8 {
+        let events = registry.observe(sighting(
+            &format!("s{n}"),
+            ski(n.wrapping_add(2)),
+            &[v4(n, 2)],
+        ));
+        lost.extend(
+            events
+                .into_iter()
+                .filter(|e| matches!(e, DiscoveryEvent::Lost(_))),
+        );
+    }
+    assert!(
+        registry.get(&ski(1)).is_some(),
+        "the preferred SKI was evicted"
+    );
+    assert_eq!(registry.instance_count(), 10);
+    assert!(!lost.contains(&DiscoveryEvent::Lost(ski(1))));
+    // The newest strangers are the ones kept.
+    assert!(registry.contains_instance("s99._ship._tcp.local."));
+    assert!(!registry.contains_instance("s0._ship._tcp.local."));
+    // No longer preferred: it is the stalest and goes first when room is needed.
+    assert!(registry.set_preferred(Vec::new()).is_empty());
+    let events = registry.observe(sighting("late", ski(200), &[v4(200, 2)]));
+    assert!(events.contains(&DiscoveryEvent::Lost(ski(1))), "{events:?}");
+    assert!(registry.get(&ski(1)).is_none());
 }

@@ -244,8 +244,282 @@ fn ask_on_terminal(dir: &Path, answer: &str) -> (OnTerminal, Running, String, St
     let request = a.wait_for("pairing_requested", |v| v["event"] == "pairing_requested");
     assert_eq!(request["ski"], b_ski.as_str());
     assert_eq!(request["decision"], "asking");
+    // An answer counts only once its question is on the screen.
+    a.wait_question(&b_ski);
     a.answer(answer);
     (a, b, a_ski, b_ski)
+}
+
+/// Finding: 20 short-lived strangers queued 20 questions, all answered "too late". A request
+/// whose peer left is not asked (or, if it is on the screen, announced as ended), and the next
+/// live request is asked and can be approved.
+#[test]
+fn on_a_terminal_a_request_that_ended_is_dropped_and_the_next_live_one_is_asked() {
+    let tmp = tempdir();
+    let a_dir = tmp.path().join("a");
+    let a_ski = ski_of(&a_dir);
+    let mut a = OnTerminal::start(&a_dir);
+    let listening = a.wait_for("listening", |v| v["event"] == "listening");
+    let peer = format!("{a_ski}@{}", listening["address"].as_str().unwrap());
+    for n in 0..3 {
+        let dir = tmp.path().join(format!("stranger{n}"));
+        let ski = ski_of(&dir);
+        let stranger = Running::start(&dir, &["--peer", &peer]);
+        a.wait_question(&ski);
+        // The stranger leaves while its question is on the screen.
+        drop(stranger);
+        let grouped = grouped(&ski);
+        a.wait_line("the ended notice", |l| {
+            l.contains("ended before it was answered") && l.contains(&grouped)
+        });
+    }
+    let live_dir = tmp.path().join("live");
+    let live_ski = ski_of(&live_dir);
+    let mut live = Running::start(&live_dir, &["--peer", &peer]);
+    a.wait_question(&live_ski);
+    a.answer("y\n");
+    a.wait_for("paired", |v| {
+        v["event"] == "paired" && v["ski"] == live_ski.as_str() && v["by"] == "prompt"
+    });
+    live.wait_for("connected", |v| {
+        v["event"] == "connected" && v["ski"] == a_ski.as_str()
+    });
+    let too_late: Vec<&Value> = a
+        .seen
+        .iter()
+        .filter(|v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("too late"))
+        })
+        .collect();
+    assert!(too_late.is_empty(), "{too_late:#?}");
+}
+
+/// Starts `run` with human-readable output (no `--json`); its stdout lines arrive on the channel.
+fn start_human(
+    dir: &Path,
+    extra: &[&str],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["run", "--bind", "127.0.0.1", "--port", "0"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        // Split at '\n' only, so a raw '\r' or escape sequence stays visible to the assertions.
+        for line in BufReader::new(out).split(b'\n').map_while(Result::ok) {
+            if tx
+                .send(String::from_utf8_lossy(&line).into_owned())
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Waits for a human line matching `f`; returns every line seen so far.
+fn human_line(
+    lines: &std::sync::mpsc::Receiver<String>,
+    seen: &mut Vec<String>,
+    f: impl Fn(&str) -> bool,
+) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                let done = f(&line);
+                seen.push(line);
+                if done {
+                    return;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    panic!("no such line; saw {seen:#?}");
+}
+
+/// A character a terminal does not print as itself (see src/bin/ship-gateway/escape.rs).
+fn is_hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Finding: a peer's SHIP ID (it may carry bidi overrides) was printed raw in the human log. It
+/// is shown escaped; the JSON log keeps it exact.
+#[test]
+fn the_human_log_shows_a_peer_ship_id_escaped() {
+    let tmp = tempdir();
+    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    let a_ski = ski_of(&a_dir);
+    let b_ski = ski_of(&b_dir);
+    let hostile = "Evil\u{202e}gnp.exe\u{2066}\u{200b}";
+    let (mut a, lines) = start_human(&a_dir, &["--no-mdns", "--auto-accept"]);
+    let mut seen = Vec::new();
+    human_line(&lines, &mut seen, |l| l.contains("listening on 127.0.0.1:"));
+    let address = seen[0]
+        .split("listening on ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut b = Running::start(
+        &b_dir,
+        &[
+            "--ship-id",
+            hostile,
+            "--peer",
+            &format!("{a_ski}@{address}"),
+        ],
+    );
+    human_line(&lines, &mut seen, |l| {
+        l.contains(&format!("{b_ski} connected"))
+    });
+    b.wait_for("connected", |v| {
+        v["event"] == "connected" && v["ski"] == a_ski.as_str()
+    });
+    let _ = a.kill();
+    let _ = a.wait();
+    for line in &seen {
+        assert!(
+            !line.chars().any(is_hidden),
+            "raw control or format character in {line:?}"
+        );
+    }
+    let ship_id = seen
+        .iter()
+        .find(|l| l.contains(&format!("{b_ski} has SHIP ID")))
+        .unwrap();
+    assert!(
+        ship_id.ends_with("has SHIP ID Evil\\u{202e}gnp.exe\\u{2066}\\u{200b}"),
+        "{ship_id}"
+    );
+    // The JSON log of the same kind of event keeps the exact text.
+    let mut a_json = Running::start(&a_dir, &["--auto-accept"]);
+    let address = a_json.address();
+    drop(b);
+    let mut b = Running::start(
+        &b_dir,
+        &[
+            "--ship-id",
+            hostile,
+            "--peer",
+            &format!("{a_ski}@{address}"),
+        ],
+    );
+    let event = a_json.wait_for("connected", |v| {
+        v["event"] == "connected" && v["ski"] == b_ski.as_str()
+    });
+    assert_eq!(event["ship_id"], hostile);
+    b.wait_for("connected", |v| v["event"] == "connected");
+}
+
+/// Finding: mDNS instance names and TXT values with newlines and escape sequences reached the
+/// terminal raw in `discover` and in the human log, where they could forge lines. Announces
+/// such a service (from this test, with mdns-sd: ship-hub itself refuses to announce one) in a
+/// private network namespace.
+#[test]
+#[ignore = "needs a private network namespace: run via .ci/test"]
+fn peer_supplied_mdns_names_are_escaped_in_discover_and_the_human_log() {
+    assert_private_namespace();
+    let tmp = tempdir();
+    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    let hostile = "Evil\n{\"event\":\"connected\"}\x1b[2J\u{202e}";
+    let ski = "0505050505050505050505050505050505050505";
+    let daemon = mdns_sd::ServiceDaemon::new().unwrap();
+    let properties = [
+        ("txtvers", "1"),
+        ("id", "Evil-1"),
+        ("path", "/ship/"),
+        ("ski", ski),
+        ("register", "false"),
+        ("brand", "Br\u{202e}and"),
+        ("model", "Mo\u{200b}del"),
+        ("type", "EV\u{2066}SE"),
+    ];
+    let info = mdns_sd::ServiceInfo::new(
+        "_ship._tcp.local.",
+        hostile,
+        "evil-host.local.",
+        "127.0.0.1",
+        4999,
+        &properties[..],
+    )
+    .unwrap();
+    daemon.register(info).unwrap();
+
+    // The human log of a running gateway: the `visible` line.
+    let (mut a, lines) = start_human(&a_dir, &[]);
+    let mut seen = Vec::new();
+    human_line(&lines, &mut seen, |l| l.contains(&ski[..12]));
+    let _ = a.kill();
+    let _ = a.wait();
+    for line in &seen {
+        assert!(
+            !line.chars().any(is_hidden),
+            "raw control or format character in {line:?}"
+        );
+    }
+    let visible = seen.iter().find(|l| l.contains(&ski[..12])).unwrap();
+    assert!(
+        visible.contains("Evil\\n{\"event\":\"connected\"}\\x1b[2J\\u{202e}"),
+        "{visible}"
+    );
+
+    // `discover`, as a table and as JSON.
+    let mut table = None;
+    for _ in 0..5 {
+        let output = gateway(&b_dir, &["discover", "--seconds", "3"]);
+        assert_ok(&output);
+        if stdout(&output).contains(ski) {
+            table = Some(output.stdout);
+            break;
+        }
+    }
+    let table =
+        String::from_utf8(table.expect("the hostile service was never discovered")).unwrap();
+    // No forged line: the instance name's `{"event"…` stays inside its row.
+    let rows_with_it: Vec<&str> = table.lines().filter(|l| l.contains("{\"event\"")).collect();
+    assert_eq!(rows_with_it.len(), 1, "{table:?}");
+    assert!(rows_with_it[0].contains(ski), "{table:?}");
+    for line in table.lines() {
+        assert!(
+            !line.chars().any(is_hidden),
+            "raw control or format character in {line:?}"
+        );
+    }
+    for shown in [
+        "Evil\\n{\"event\":\"connected\"}\\x1b[2J\\u{202e}",
+        "Br\\u{202e}and",
+        "Mo\\u{200b}del",
+        "EV\\u{2066}SE",
+    ] {
+        assert!(table.contains(shown), "{shown} not in {table}");
+    }
+    let output = gateway(&b_dir, &["--json", "discover", "--seconds", "3"]);
+    assert_ok(&output);
+    let rows: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ski"] == ski)
+        .expect("the hostile service in the JSON output");
+    assert_eq!(row["name"], hostile, "JSON keeps the exact text");
+    assert_eq!(row["brand"], "Br\u{202e}and");
+    daemon.shutdown().ok();
 }
 
 #[test]
@@ -350,4 +624,163 @@ fn run_on_defaults_creates_the_data_dir_and_announces_itself() {
     assert!(child.wait().unwrap().success());
     assert!(seen, "the default gateway was not discovered");
     assert!(rest.last().unwrap().contains("\"stopped\""), "{rest:?}");
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// Finding: the control socket had no idle timeout and no cap, so silent clients held file
+/// descriptors until the gateway could not accept peers. 100 silent clients: 16 are served (the
+/// cap), the other 84 get a one-line error at once, the 16 are closed after the idle timeout,
+/// and a normal request works again.
+#[test]
+fn silent_control_clients_are_capped_and_closed_after_the_idle_timeout() {
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    const IDLE_SECS: u64 = 3;
+    let tmp = tempdir();
+    let mut running = Running::start(
+        tmp.path(),
+        &["--control-idle-timeout", &IDLE_SECS.to_string()],
+    );
+    running.address();
+    let pid = running.child.id();
+    let baseline = open_fds(pid);
+    let socket = tmp.path().join("control.sock");
+    let started = std::time::Instant::now();
+    let (tx, rx) = std::sync::mpsc::channel();
+    for n in 0..100 {
+        let mut stream = UnixStream::connect(&socket).unwrap();
+        let opened = std::time::Instant::now();
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            stream.set_read_timeout(Some(PATIENCE)).unwrap();
+            let mut answer = String::new();
+            let result = stream.read_to_string(&mut answer).map(|_| answer);
+            let _ = tx.send((n, result, opened.elapsed()));
+        });
+    }
+    drop(tx);
+    let connected_in = started.elapsed();
+    assert!(
+        connected_in < std::time::Duration::from_secs(IDLE_SECS),
+        "connecting 100 clients took {connected_in:?}, longer than the idle timeout"
+    );
+    let mut refused = Vec::new();
+    while refused.len() < 84 {
+        let (n, answer, after) = rx
+            .recv_timeout(PATIENCE)
+            .expect("84 clients refused at once");
+        let answer = answer.unwrap();
+        assert!(
+            answer.contains("busy") && answer.ends_with('\n'),
+            "{answer:?}"
+        );
+        assert_eq!(answer.lines().count(), 1, "{answer:?}");
+        refused.push((n, after));
+    }
+    // The refused ones are closed: only the 16 served ones hold descriptors.
+    let during = open_fds(pid);
+    assert!(
+        during <= baseline + 16 + 2,
+        "{during} fds open, {baseline} before"
+    );
+    // A request now gets a clear one-line error (the gateway is busy) ...
+    assert_one_line_error(&gateway(tmp.path(), &["pair", OTHER_SKI]), 1, "busy");
+    // ... and the 16 silent ones are closed after the idle timeout.
+    let mut idle = Vec::new();
+    for (n, answer, after) in rx.iter() {
+        let answer = answer.unwrap();
+        assert!(answer.contains("no request within"), "{answer:?}");
+        idle.push((n, after));
+    }
+    assert_eq!(idle.len(), 16, "{idle:?}");
+    let slowest = idle.iter().map(|(_, after)| *after).max().unwrap();
+    let fastest = idle.iter().map(|(_, after)| *after).min().unwrap();
+    assert!(
+        fastest
+            >= std::time::Duration::from_secs(IDLE_SECS) - std::time::Duration::from_millis(100)
+    );
+    println!(
+        "100 silent control clients: 84 refused at once, 16 closed after {fastest:?}..{slowest:?} (idle timeout {IDLE_SECS} s); fds {baseline} -> {during}"
+    );
+    // A normal request works again.
+    assert_ok(&gateway(tmp.path(), &["pair", OTHER_SKI]));
+    running.wait_for("paired", |v| {
+        v["event"] == "paired" && v["ski"] == OTHER_SKI
+    });
+    assert_one_line_error(
+        &gateway(tmp.path(), &["send", OTHER_SKI, "{}"]),
+        1,
+        "not connected",
+    );
+    let after = open_fds(pid);
+    assert!(after <= baseline + 2, "{after} fds open, {baseline} before");
+    assert!(running.terminate().success());
+}
+
+/// Finding: control `send` accepted a 122,882-byte message, which the peer (100 KiB limit) can
+/// only answer by closing the connection. `send` refuses a payload whose data message exceeds the
+/// limit with a one-line error before anything is queued; the largest payload that fits is
+/// delivered, and the connection stays up.
+#[test]
+fn send_refuses_a_payload_over_the_message_limit_and_delivers_the_largest_that_fits() {
+    use ship_hub::protocol::ShipMessage;
+    use ship_hub::protocol::codec::encode;
+    use ship_hub::protocol::message::Data;
+    let tmp = tempdir();
+    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    let a_ski = ski_of(&a_dir);
+    let b_ski = ski_of(&b_dir);
+    let mut a = Running::start(&a_dir, &["--auto-accept"]);
+    let peer = format!("{a_ski}@{}", a.address());
+    let mut b = Running::start(&b_dir, &["--peer", &peer]);
+    a.wait_for("connected", |v| {
+        v["event"] == "connected" && v["ski"] == b_ski.as_str()
+    });
+    b.wait_for("connected", |v| {
+        v["event"] == "connected" && v["ski"] == a_ski.as_str()
+    });
+
+    let string = |len: usize| format!("\"{}\"", "a".repeat(len - 2));
+    let too_big = gateway(&a_dir, &["send", &b_ski, &string(122_882)]);
+    assert_one_line_error(&too_big, 1, "the data payload is 122882 bytes");
+    assert_one_line_error(&too_big, 1, "102400");
+    assert!(
+        !a.seen.iter().any(|v| v["event"] == "data_sent"),
+        "{:#?}",
+        a.seen
+    );
+
+    let framing = encode(&ShipMessage::Data(Data {
+        protocol_id: Data::SPINE_PROTOCOL_ID.to_owned(),
+        payload: serde_json::value::RawValue::from_string("0".into()).unwrap(),
+        extension: None,
+    }))
+    .len()
+        - 1;
+    let largest = 100 * 1024 - framing;
+    assert_one_line_error(
+        &gateway(&a_dir, &["send", &b_ski, &string(largest + 1)]),
+        1,
+        "more than",
+    );
+    assert_ok(&gateway(&a_dir, &["send", &b_ski, &string(largest)]));
+    b.wait_for("data", |v| {
+        v["event"] == "data" && v["ski"] == a_ski.as_str() && v["bytes"] == largest
+    });
+    assert!(
+        !b.seen
+            .iter()
+            .chain(a.seen.iter())
+            .any(|v| v["event"] == "disconnected"),
+        "{:#?} {:#?}",
+        a.seen,
+        b.seen
+    );
+    assert!(b.terminate().success());
+    assert!(a.terminate().success());
 }

@@ -4,14 +4,15 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Recorder, Seen, identity, lan_addr, lan_config, paused_runtime, start};
-use ship_hub::ShipId;
 use ship_hub::discovery::{InMemoryLan, ShipTxt, Sighting};
-use ship_hub::hub::{MemoryLan, MemoryTrustStore, TrustStore};
+use ship_hub::hub::{MemoryLan, MemoryTrustStore, Network, TrustStore};
 use ship_hub::protocol::ConnectionState;
+use ship_hub::{ShipId, Ski};
 
 /// Two hubs with no static addresses find each other through announcements only, pair (each
 /// trusts the other's SKI) and exchange data; the application sees the visible services.
@@ -234,6 +235,210 @@ fn auto_accept_pairs_unknown_peers_only_when_switched_on() {
         );
         assert_eq!(rb.count(|s| matches!(s, Seen::PairingRequested(_))), asked);
         assert!(trust_b.get(&a_ski).unwrap().is_some());
+        a.shutdown().await;
+        b.shutdown().await;
+    });
+}
+
+/// A SKI made from a number (distinct for every `n` below 2^32).
+fn numbered_ski(n: u32) -> Ski {
+    let mut bytes = [0x5a; 20];
+    bytes[..4].copy_from_slice(&n.to_be_bytes());
+    Ski::from_bytes(bytes)
+}
+
+/// An announcement of `ski` under instance `name` at `address`.
+fn claim(name: &str, ski: Ski, address: SocketAddr) -> Sighting {
+    Sighting {
+        instance: format!("{name}._ship._tcp.local."),
+        host: format!("{name}.local."),
+        txt: ShipTxt::new(ShipId::new(name).unwrap(), ski),
+        addresses: BTreeSet::from([address]),
+    }
+}
+
+/// Announces `count` services with distinct SKIs (at unreachable addresses) in batches of
+/// `batch`, `pause` apart.
+async fn spoof_burst(mdns: &InMemoryLan, count: u32, batch: u32, pause: Duration) {
+    for n in 0..count {
+        let address = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0a64_0000 + n)), 4711);
+        mdns.inject(claim(&format!("spoof-{n}"), numbered_ski(n), address));
+        if (n + 1) % batch == 0 {
+            tokio::time::sleep(pause).await;
+        }
+    }
+}
+
+/// Finding: every sighting produced a `visible_services_changed` callback with the whole list.
+/// During a burst of 1,000 announcements over one second the application gets at most one
+/// callback per second (the default interval), and the last one carries the final list.
+#[test]
+fn visible_services_callbacks_are_coalesced_during_a_burst() {
+    paused_runtime().block_on(async {
+        let net = MemoryLan::new();
+        let mdns = InMemoryLan::new();
+        let ida = identity("a");
+        let a_ski = ida.ski();
+        let ra = Recorder::new();
+        let mut ca = lan_config(&net, 1, ida, &ra);
+        ca.discovery = Some(Arc::new(mdns.attach(a_ski, vec![lan_addr(1).ip()])));
+        let a = start(ca).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let before = ra.count(|s| matches!(s, Seen::Visible(_)));
+        spoof_burst(&mdns, 1000, 10, Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let reports: Vec<usize> = ra
+            .all()
+            .into_iter()
+            .filter_map(|s| match s {
+                Seen::Visible(skis) => Some(skis.len()),
+                _ => None,
+            })
+            .skip(before)
+            .collect();
+        // A one-second burst and the tail: at most three reports.
+        assert!(
+            !reports.is_empty() && reports.len() <= 3,
+            "{} reports",
+            reports.len()
+        );
+        assert_eq!(reports.last(), Some(&1000));
+        assert_eq!(a.visible_services().len(), 1000);
+        a.shutdown().await;
+    });
+}
+
+/// Finding: a burst of 10,000 spoofed announcements disabled discovery. After the burst the
+/// hub keeps at most 1,000 visible services, and a paired peer that announces itself afterwards
+/// is connected within 10 s.
+#[test]
+fn a_paired_peer_announced_after_a_10000_service_burst_is_connected() {
+    paused_runtime().block_on(async {
+        let net = MemoryLan::new();
+        let mdns = InMemoryLan::new();
+        let (ida, idb) = (identity("a"), identity("b"));
+        let (a_ski, b_ski) = (ida.ski(), idb.ski());
+        let (ra, rb) = (Recorder::new(), Recorder::new());
+        let mut ca = lan_config(&net, 1, ida, &ra);
+        ca.discovery = Some(Arc::new(mdns.attach(a_ski, vec![lan_addr(1).ip()])));
+        let a = start(ca).await;
+        a.pair(b_ski, None).unwrap();
+        let wall = std::time::Instant::now();
+        spoof_burst(&mdns, 10_000, 100, Duration::from_millis(10)).await;
+        let burst_wall = wall.elapsed();
+        assert!(a.visible_services().len() <= 1000);
+
+        let mut cb = lan_config(&net, 2, idb, &rb);
+        cb.discovery = Some(Arc::new(mdns.attach(b_ski, vec![lan_addr(2).ip()])));
+        let b = start(cb).await;
+        b.pair(a_ski, None).unwrap();
+        let announced = tokio::time::Instant::now();
+        assert!(
+            ra.wait_for(Duration::from_secs(10), |s| *s == Seen::Connected(b_ski))
+                .await,
+            "not connected within 10 s of the announcement"
+        );
+        let visible_reports = ra.count(|s| matches!(s, Seen::Visible(_)));
+        eprintln!(
+            "burst of 10,000 applied in {burst_wall:?} (wall); connected {:?} (virtual) after \
+             the announcement; {visible_reports} visible_services reports",
+            announced.elapsed()
+        );
+        assert!(a.visible_services().len() <= 1000);
+        a.shutdown().await;
+        b.shutdown().await;
+    });
+}
+
+/// A host at 10.0.0.`host`:4711 that accepts TCP connections and never sends a byte.
+async fn silent_host(net: &MemoryLan, host: u8) {
+    let mut listener = net
+        .host(lan_addr(host).ip())
+        .bind(lan_addr(host))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((io, _)) = listener.accept().await {
+            held.push(io);
+        }
+    });
+}
+
+/// Finding: ten fake claims of a paired SKI at addresses that accept TCP and stay silent were
+/// dialled one after another (10 s each). The fakes announce first; once the real peer
+/// announces itself it is connected within 2 s.
+#[test]
+fn ten_silent_fakes_announced_first_do_not_delay_the_paired_peer() {
+    paused_runtime().block_on(async {
+        let net = MemoryLan::new();
+        let mdns = InMemoryLan::new();
+        let (ida, idb) = (identity("a"), identity("b"));
+        let (a_ski, b_ski) = (ida.ski(), idb.ski());
+        let (ra, rb) = (Recorder::new(), Recorder::new());
+        let mut ca = lan_config(&net, 1, ida, &ra);
+        ca.discovery = Some(Arc::new(mdns.attach(a_ski, vec![lan_addr(1).ip()])));
+        let a = start(ca).await;
+        a.pair(b_ski, None).unwrap();
+        for host in 20..30 {
+            silent_host(&net, host).await;
+            mdns.inject(claim(&format!("fake-{host}"), b_ski, lan_addr(host)));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+
+        // The real peer sorts after every fake (10.0.0.200). It knows no address of A, so only
+        // A's dial can connect them; its announcement is injected.
+        let b = start(lan_config(&net, 200, idb, &rb)).await;
+        b.pair(a_ski, None).unwrap();
+        mdns.inject(claim("real", b_ski, lan_addr(200)));
+        let announced = tokio::time::Instant::now();
+        assert!(
+            ra.wait_for(Duration::from_secs(120), |s| *s == Seen::Connected(b_ski))
+                .await
+        );
+        let took = announced.elapsed();
+        eprintln!("connected {took:?} (virtual) after the real announcement, 10 fakes");
+        assert!(took <= Duration::from_secs(2), "took {took:?}");
+        a.shutdown().await;
+        b.shutdown().await;
+    });
+}
+
+/// Three silent fakes announced after the real peer: the real one is the oldest, so it is the
+/// last candidate; racing the candidates with a short stagger still connects within 2 s of the
+/// pairing.
+#[test]
+fn silent_fakes_announced_after_the_paired_peer_do_not_delay_it() {
+    paused_runtime().block_on(async {
+        let net = MemoryLan::new();
+        let mdns = InMemoryLan::new();
+        let (ida, idb) = (identity("a"), identity("b"));
+        let (a_ski, b_ski) = (ida.ski(), idb.ski());
+        let (ra, rb) = (Recorder::new(), Recorder::new());
+        let mut ca = lan_config(&net, 1, ida, &ra);
+        ca.discovery = Some(Arc::new(mdns.attach(a_ski, vec![lan_addr(1).ip()])));
+        let a = start(ca).await;
+        // B knows no address of A, so only A's dial can connect them.
+        let b = start(lan_config(&net, 200, idb, &rb)).await;
+        b.pair(a_ski, None).unwrap();
+        mdns.inject(claim("real", b_ski, lan_addr(200)));
+        for host in 20..23 {
+            silent_host(&net, host).await;
+            mdns.inject(claim(&format!("fake-{host}"), b_ski, lan_addr(host)));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // A sees the fakes first in the dial order: the real peer is the oldest sighting.
+        let order = a.visible_services()[0].dial_order.clone();
+        assert_eq!(order.last(), Some(&lan_addr(200)), "{order:?}");
+        let paired = tokio::time::Instant::now();
+        a.pair(b_ski, None).unwrap();
+        assert!(
+            ra.wait_for(Duration::from_secs(120), |s| *s == Seen::Connected(b_ski))
+                .await
+        );
+        let took = paired.elapsed();
+        eprintln!("connected {took:?} (virtual) after pairing, 3 fakes newer than the peer");
+        assert!(took <= Duration::from_secs(2), "took {took:?}");
         a.shutdown().await;
         b.shutdown().await;
     });

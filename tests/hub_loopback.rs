@@ -312,6 +312,8 @@ async fn silent_tcp_clients_are_dropped_at_the_deadline_and_paired_peers_are_una
     let mut ca = loopback_config(identity("a"), "node-a", &ra);
     ca.limits.transport_handshake_timeout = Duration::from_secs(2);
     ca.limits.max_handshakes_in_progress = 300;
+    // All from 127.0.0.1: lift the per-address cap too, so that each is held to the deadline.
+    ca.limits.max_handshakes_per_address = 300;
     let a = start(ca).await;
     let b = start(loopback_config(identity("b"), "node-b", &rb)).await;
     a.pair(b.local_ski(), None).unwrap();
@@ -564,7 +566,12 @@ async fn start_fails_with_a_typed_error_when_the_port_is_taken() {
 async fn unknown_peers_cannot_take_the_slots_of_paired_peers() {
     let rs = Recorder::new();
     rs.let_wait.store(true, Ordering::SeqCst);
-    let server = start(loopback_config(identity("server"), "server", &rs)).await;
+    let mut config = loopback_config(identity("server"), "server", &rs);
+    // Every stranger dials from 127.0.0.1: allow both strangers' slots to one address, so that
+    // the cap in all is what refuses the third (the per-address cap is tested in
+    // robustness_websocket.rs).
+    config.limits.max_unpaired_per_address = 2;
+    let server = start(config).await;
     let mut strangers = Vec::new();
     for i in 0..2 {
         let r = Recorder::new();

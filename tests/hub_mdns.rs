@@ -7,11 +7,13 @@
 //! fails (never skips) otherwise.
 
 mod common;
+mod discovery_spoof;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Recorder, Seen, assert_private_namespace, identity, loopback_config, start};
+use discovery_spoof::{Announcer, Spoofer, rss_kib};
 use ship_hub::discovery::{MdnsConfig, MdnsDiscovery};
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -131,4 +133,80 @@ async fn two_hubs_with_default_names_are_both_visible() {
         hub.shutdown().await;
     }
     observer.shutdown().await;
+}
+
+/// Finding: a burst of 10,000 spoofed `_ship._tcp` announcements made mdns-sd close our browse
+/// subscription ("event channel full"); the visible list was cleared and never refilled, so a
+/// paired peer known only by mDNS was never dialled. Here a spoofer daemon announces 10,000
+/// services while A runs. A's discovery must keep up (its list ends full, at the cap of
+/// 1,000), report it coalesced, and connect a paired peer that announces itself afterwards. B
+/// auto-accepts, has not paired A and has no discovery, so only A's dial (from A's discovery)
+/// can connect them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a private network namespace: run via `bash .ci/test`"]
+async fn a_paired_peer_is_connected_after_a_burst_of_10000_spoofed_services() {
+    let (ida, idb) = (identity("a"), identity("b"));
+    let (a_ski, b_ski) = (ida.ski(), idb.ski());
+    let (ra, rb) = (Recorder::new(), Recorder::new());
+    let discovery_a = mdns(a_ski);
+    let mut ca = loopback_config(ida, "burst-node-a", &ra);
+    ca.discovery = Some(discovery_a.clone());
+    let a = start(ca).await;
+    a.pair(b_ski, None).unwrap();
+    let rss_before = rss_kib();
+    let since_start = std::time::Instant::now();
+
+    let (spoofer, registering) = tokio::task::spawn_blocking(|| Spoofer::burst(10_000))
+        .await
+        .unwrap();
+    let burst_end = std::time::Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(60), || a.visible_services().len()
+            >= 1000)
+        .await,
+        "A's discovery fell behind: it sees {} services, {} re-subscriptions",
+        a.visible_services().len(),
+        discovery_a.resubscriptions()
+    );
+    let filled = burst_end.elapsed();
+
+    // B announces itself from a daemon that does not browse: a fresh browsing daemon would
+    // first digest the spoofer's 10,000 records itself, which measures mdns-sd, not A.
+    let mut cb = loopback_config(idb, "burst-node-b", &rb);
+    cb.auto_accept = true;
+    let b = start(cb).await;
+    let announced = std::time::Instant::now();
+    let announcer = Announcer::announce("burst-node-b", b_ski, b.local_addr().port());
+    assert!(
+        ra.wait_for(Duration::from_secs(60), |s| *s == Seen::Connected(b_ski))
+            .await,
+        "paired peer not connected after the burst; A sees {} services (B among them: {}), \
+         state {:?}, {} re-subscriptions",
+        a.visible_services().len(),
+        a.visible_services().iter().any(|s| s.ski == b_ski),
+        a.connection_state(b_ski),
+        discovery_a.resubscriptions()
+    );
+    let connected = announced.elapsed();
+    let visible = a.visible_services().len();
+    let reports = ra.count(|s| matches!(s, Seen::Visible(_)));
+    let elapsed = since_start.elapsed();
+    let rss_after = rss_kib();
+    eprintln!(
+        "burst: 10,000 announced by the spoofer in {registering:?}; A's list full \
+         ({visible} services) {filled:?} after the last one; paired peer connected \
+         {connected:?} after its announcement; {} re-subscriptions; {reports} visible_services \
+         reports in {elapsed:?}; RSS {rss_before} KiB -> {rss_after} KiB (whole test process: \
+         A, B and the spoofer's daemon with its 10,000 services)",
+        discovery_a.resubscriptions(),
+    );
+    assert!(visible <= 1000, "{visible} visible");
+    // Coalesced: at most one report per second (plus the first), not one per sighting.
+    assert!(
+        reports as u64 <= elapsed.as_secs() + 2,
+        "{reports} reports in {elapsed:?}"
+    );
+    drop((spoofer, announcer));
+    b.shutdown().await;
+    a.shutdown().await;
 }

@@ -4,14 +4,22 @@
 
 mod common;
 
+use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
     Recorder, Seen, identity, lan_addr, lan_config, ordered_identities, paused_runtime, start,
 };
-use ship_hub::hub::{BackoffTier, BackoffTiers, FailureCause, MemoryLan, MemoryTrustStore};
+use futures_util::future::BoxFuture;
+use ship_hub::Ski;
+use ship_hub::hub::net::{BoxIo, Listener};
+use ship_hub::hub::{
+    BackoffTier, BackoffTiers, FailureCause, MemoryLan, MemoryNetwork, MemoryTrustStore, Network,
+};
 use ship_hub::protocol::ConnectionState;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Both hubs know each other and dial at the same instant (first backoff tier 0–0 s), with
 /// connection set-up latencies drawn from the seed. For every seed exactly one connection
@@ -76,6 +84,240 @@ async fn crossing_dials(seed: u64) {
     }
     hs.shutdown().await;
     hb.shutdown().await;
+}
+
+/// A host whose outgoing connections deliver what it sends one TLS record at a time, each
+/// `delay` after the previous one (what it receives arrives at once). Its dial therefore proves
+/// its key (CertificateVerify) well before the WebSocket upgrade reaches the other side: the
+/// window in which the other side has already closed its older connection but not yet
+/// registered the replacement.
+struct SlowDialer {
+    inner: MemoryNetwork,
+    delay: Duration,
+}
+
+impl Network for SlowDialer {
+    fn bind(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<Box<dyn Listener>>> {
+        self.inner.bind(addr)
+    }
+
+    fn connect(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<BoxIo>> {
+        let connect = self.inner.connect(addr);
+        let delay = self.delay;
+        Box::pin(async move {
+            let far = connect.await?;
+            let (near, relay) = tokio::io::duplex(64 * 1024);
+            tokio::spawn(relay_records(relay, far, delay));
+            Ok(Box::new(near) as BoxIo)
+        })
+    }
+}
+
+/// Copies `far` → `relay` at once, and `relay` → `far` record by record with `delay` before
+/// each TLS record.
+async fn relay_records(relay: tokio::io::DuplexStream, far: BoxIo, delay: Duration) {
+    let (mut from_app, mut to_app) = tokio::io::split(relay);
+    let (mut from_far, mut to_far) = tokio::io::split(far);
+    let inbound = async {
+        let _ = tokio::io::copy(&mut from_far, &mut to_app).await;
+        let _ = to_app.shutdown().await;
+    };
+    let outbound = async {
+        let mut pending = Vec::new();
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match from_app.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            pending.extend_from_slice(&buf[..n]);
+            // A TLS record: type, version (2 bytes), length (2 bytes), body.
+            while pending.len() >= 5 {
+                let len = 5 + usize::from(u16::from_be_bytes([pending[3], pending[4]]));
+                if pending.len() < len {
+                    break;
+                }
+                let record: Vec<u8> = pending.drain(..len).collect();
+                tokio::time::sleep(delay).await;
+                if to_far.write_all(&record).await.is_err() {
+                    return;
+                }
+            }
+        }
+        let _ = to_far.shutdown().await;
+    };
+    tokio::join!(inbound, outbound);
+}
+
+/// Crossing dials where one side's dial is slow: the fast side's own connection reaches data
+/// exchange first, then the slow side's dial proves its key. When the fast side has the bigger
+/// SKI it closes its completed connection as the older one at that instant, before the
+/// replacement has finished TLS + WebSocket (the field case against the eebus crate). For
+/// both SKI orders and 100 seeds each, each application sees exactly one `connected` and
+/// nothing after it: no `disconnected`, no state change (no drop to Queued), and no side dials
+/// more than once.
+#[test]
+fn replaced_connection_stays_invisible_while_the_replacement_finishes_tls() {
+    for fast_is_bigger in [true, false] {
+        for seed in 0..100u64 {
+            paused_runtime().block_on(late_replacement(seed, fast_is_bigger));
+        }
+    }
+}
+
+async fn late_replacement(seed: u64, fast_is_bigger: bool) {
+    use rand::{RngExt, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let delay = Duration::from_millis(rng.random_range(1..=200));
+    let lan = MemoryLan::with_latency(seed, Duration::from_millis(40));
+    let (small, big) = ordered_identities();
+    let (fast_id, slow_id) = if fast_is_bigger {
+        (big, small)
+    } else {
+        (small, big)
+    };
+    let (fast_ski, slow_ski) = (fast_id.ski(), slow_id.ski());
+    let (rf, rs) = (Recorder::new(), Recorder::new());
+    let mut cf = lan_config(&lan, 1, fast_id, &rf);
+    let mut cs = lan_config(&lan, 2, slow_id, &rs);
+    cs.network = Arc::new(SlowDialer {
+        inner: lan.host(lan_addr(2).ip()),
+        delay,
+    });
+    for config in [&mut cf, &mut cs] {
+        let tier =
+            |lo, hi| BackoffTier::new(Duration::from_secs(lo), Duration::from_secs(hi)).unwrap();
+        config.timers.reconnect =
+            BackoffTiers::new(vec![tier(0, 0), tier(3, 10), tier(10, 20)]).unwrap();
+        config.rng_seed = Some(seed);
+    }
+    let fast = start(cf).await;
+    let slow = start(cs).await;
+    fast.pair_at(slow_ski, None, Some(lan_addr(2))).unwrap();
+    slow.pair_at(fast_ski, None, Some(lan_addr(1))).unwrap();
+
+    tokio::time::sleep(Duration::from_secs(15)).await;
+
+    let context = format!("seed {seed}, delay {delay:?}, fast side bigger: {fast_is_bigger}");
+    let on_fast = fast.connections(slow_ski);
+    let on_slow = slow.connections(fast_ski);
+    assert_eq!(on_fast.len(), 1, "{context}: fast side holds {on_fast:?}");
+    assert_eq!(on_slow.len(), 1, "{context}: slow side holds {on_slow:?}");
+    assert_eq!(on_fast[0].state, ConnectionState::Completed, "{context}");
+    assert_eq!(on_slow[0].state, ConnectionState::Completed, "{context}");
+    assert_ne!(
+        on_fast[0].direction, on_slow[0].direction,
+        "{context}: two different connections survived"
+    );
+    for (hub, recorder, peer) in [(&fast, &rf, slow_ski), (&slow, &rs, fast_ski)] {
+        assert_one_connection_seen(recorder, peer, &context);
+        assert_eq!(
+            hub.metrics().dial_attempts,
+            1,
+            "{context}: {} dialled more than once: {:?}",
+            hub.local_ski(),
+            recorder.all()
+        );
+    }
+    fast.shutdown().await;
+    slow.shutdown().await;
+}
+
+/// What the application heard about `peer`: states up to Completed, then exactly one
+/// `connected`, and nothing else (no `disconnected`, no second `connected`, no other state).
+fn assert_one_connection_seen(recorder: &Recorder, peer: Ski, context: &str) {
+    let about: Vec<Seen> = recorder
+        .all()
+        .into_iter()
+        .filter(|s| match s {
+            Seen::State(k, _) | Seen::Connected(k) | Seen::Disconnected(k, _) => *k == peer,
+            _ => false,
+        })
+        .collect();
+    let completed = about
+        .iter()
+        .position(|s| *s == Seen::State(peer, ConnectionState::Completed))
+        .unwrap_or_else(|| panic!("{context}: never Completed: {about:?}"));
+    assert_eq!(
+        &about[completed + 1..],
+        &[Seen::Connected(peer)],
+        "{context}: after Completed: {about:?}"
+    );
+    assert!(
+        !about[..completed]
+            .iter()
+            .any(|s| matches!(s, Seen::Connected(_) | Seen::Disconnected(..))),
+        "{context}: {about:?}"
+    );
+}
+
+/// A paired peer that only ever dials in (we know no address to dial it at; the address it
+/// came from has no listening port) goes away: the hub waits quietly in Queued — no dial
+/// attempt, no Error state, no failure counted — for five minutes, and dials it as soon as an
+/// address is learnt.
+#[test]
+fn paired_peer_without_an_address_waits_quietly_until_one_is_learnt() {
+    paused_runtime().block_on(async {
+        let lan = MemoryLan::new();
+        let (a_id, b_id) = ordered_identities();
+        let (a_ski, b_ski) = (a_id.ski(), b_id.ski());
+        let b_key = b_id.clone();
+        let (ra, rb) = (Recorder::new(), Recorder::new());
+        let a = start(lan_config(&lan, 1, a_id, &ra)).await;
+        let b = start(lan_config(&lan, 2, b_id, &rb)).await;
+        a.pair(b_ski, None).unwrap();
+        b.pair_at(a_ski, None, Some(lan_addr(1))).unwrap();
+        assert!(
+            ra.wait_for(Duration::from_secs(10), |s| *s == Seen::Connected(b_ski))
+                .await
+        );
+        b.shutdown().await;
+        assert!(
+            ra.wait_for(
+                Duration::from_secs(10),
+                |s| matches!(s, Seen::Disconnected(k, _) if *k == b_ski)
+            )
+            .await
+        );
+        let before = a.metrics();
+        let gone = ra.all().len();
+        tokio::time::sleep(Duration::from_secs(300)).await;
+
+        let after = a.metrics();
+        assert_eq!(after.dial_attempts, before.dial_attempts, "{after:?}");
+        assert_eq!(after.failures.total(), before.failures.total(), "{after:?}");
+        assert_eq!(a.connection_state(b_ski), ConnectionState::Queued);
+        let since: Vec<Seen> = ra.all().split_off(gone);
+        assert!(
+            since
+                .iter()
+                .all(|s| *s == Seen::State(b_ski, ConnectionState::Queued)),
+            "while no address is known: {since:?}"
+        );
+        assert!(
+            !ra.all()
+                .contains(&Seen::State(b_ski, ConnectionState::Error)),
+            "{:?}",
+            ra.all()
+        );
+
+        // The peer is back but does not dial; we learn its address and dial it.
+        let rb2 = Recorder::new();
+        let b2 = start(lan_config(&lan, 2, b_key, &rb2)).await;
+        b2.pair(a_ski, None).unwrap();
+        a.add_address(b_ski, lan_addr(2)).unwrap();
+        assert!(
+            ra.wait_for(Duration::from_secs(25), |_| ra
+                .count(|s| *s == Seen::Connected(b_ski))
+                == 2)
+                .await,
+            "{:?}",
+            ra.all()
+        );
+        assert_eq!(a.metrics().dial_attempts, before.dial_attempts + 1);
+        a.shutdown().await;
+        b2.shutdown().await;
+    });
 }
 
 /// The peer loses power while connected and comes back with the same identity: the old

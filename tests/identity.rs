@@ -182,15 +182,60 @@ fn load_or_create_creates_once_then_loads_the_same_identity() {
 }
 
 #[test]
-fn load_or_create_refuses_half_an_identity() {
+fn load_or_create_never_overwrites_a_key_without_its_certificate() {
     let dir = tempfile::tempdir().unwrap();
     Identity::generate(&subject())
         .unwrap()
         .save(dir.path())
         .unwrap();
-    std::fs::remove_file(dir.path().join("key.pem")).unwrap();
+    std::fs::remove_file(dir.path().join("cert.pem")).unwrap();
+    let key = std::fs::read(dir.path().join("key.pem")).unwrap();
     let err = Identity::load_or_create(dir.path(), &subject()).unwrap_err();
     assert!(matches!(err, IdentityError::Incomplete { .. }), "{err}");
+    assert_eq!(std::fs::read(dir.path().join("key.pem")).unwrap(), key);
+}
+
+#[test]
+fn a_certificate_without_its_key_is_an_interrupted_creation_and_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = Identity::generate(&subject()).unwrap();
+    old.save(dir.path()).unwrap();
+    std::fs::remove_file(dir.path().join("key.pem")).unwrap();
+    assert!(Identity::load_existing(dir.path()).unwrap().is_none());
+    let new = Identity::load_or_create(dir.path(), &subject()).unwrap();
+    assert_ne!(new.ski(), old.ski());
+    assert_eq!(Identity::load(dir.path()).unwrap().ski(), new.ski());
+}
+
+#[test]
+fn a_save_interrupted_between_its_renames_is_completed_by_the_next_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = Identity::generate(&subject()).unwrap();
+    old.save(dir.path()).unwrap();
+    // What a replacement killed after renaming the certificate leaves: the new certificate, the
+    // old key, the new key complete in its temporary file.
+    let new = Identity::generate(&subject()).unwrap();
+    let staging = tempfile::tempdir().unwrap();
+    new.save(staging.path()).unwrap();
+    std::fs::copy(staging.path().join("cert.pem"), dir.path().join("cert.pem")).unwrap();
+    std::fs::copy(
+        staging.path().join("key.pem"),
+        dir.path().join("key.pem.tmp"),
+    )
+    .unwrap();
+    let loaded = Identity::load_existing(dir.path()).unwrap().unwrap();
+    assert_eq!(loaded.ski(), new.ski());
+    assert!(!dir.path().join("key.pem.tmp").exists());
+    assert_eq!(Identity::load(dir.path()).unwrap().ski(), new.ski());
+    // Same at a first start: the certificate and the key's temporary file only.
+    std::fs::remove_file(dir.path().join("key.pem")).unwrap();
+    std::fs::copy(
+        staging.path().join("key.pem"),
+        dir.path().join("key.pem.tmp"),
+    )
+    .unwrap();
+    let loaded = Identity::load_or_create(dir.path(), &subject()).unwrap();
+    assert_eq!(loaded.ski(), new.ski());
 }
 
 #[test]
@@ -399,5 +444,94 @@ fn elli_fixture_recipe_patches_both_booleans_to_0x01() {
     if std::env::var_os("SHIP_HUB_REGENERATE_ELLI").is_some() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("certs/elli");
         patched.save(&dir).unwrap();
+    }
+}
+
+/// Plants a symbolic link at `dir/name` pointing to a file of someone else's, runs `action`, and
+/// checks that it failed naming the link, and that the other file is untouched.
+#[cfg(unix)]
+fn assert_link_refused(
+    name: &str,
+    prepare: impl FnOnce(&Path),
+    action: impl FnOnce(&Path) -> Result<Identity, IdentityError>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "someone else's file").unwrap();
+    let ship = dir.path().join("ship");
+    std::fs::create_dir(&ship).unwrap();
+    prepare(&ship);
+    std::os::unix::fs::symlink(&victim, ship.join(name)).unwrap();
+    let err = action(&ship).map(|i| i.ski()).unwrap_err();
+    assert!(
+        matches!(err, IdentityError::Symlink { .. }),
+        "{name}: {err:?}"
+    );
+    assert!(err.to_string().contains("symbolic link"), "{name}: {err}");
+    assert!(
+        err.to_string()
+            .contains(&*ship.join(name).to_string_lossy()),
+        "{name}: {err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "someone else's file",
+        "{name}: the link's target was written"
+    );
+    assert!(
+        std::fs::symlink_metadata(ship.join(name))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}
+
+#[test]
+#[cfg(unix)]
+fn a_link_planted_at_a_temporary_file_is_refused_on_creation() {
+    for name in ["key.pem.tmp", "cert.pem.tmp"] {
+        assert_link_refused(
+            name,
+            |_| {},
+            |dir| Identity::load_or_create(dir, &subject()),
+        );
+    }
+}
+
+#[test]
+#[cfg(unix)]
+fn a_link_planted_at_a_temporary_file_is_refused_on_save() {
+    for name in ["key.pem.tmp", "cert.pem.tmp"] {
+        let identity = Identity::generate(&subject()).unwrap();
+        assert_link_refused(
+            name,
+            |_| {},
+            |dir| identity.save(dir).map(|()| identity.clone()),
+        );
+    }
+}
+
+#[test]
+#[cfg(unix)]
+fn a_link_in_place_of_the_key_or_the_certificate_is_never_followed() {
+    for name in ["key.pem", "cert.pem"] {
+        let existing = |dir: &Path| {
+            Identity::generate(&subject()).unwrap().save(dir).unwrap();
+            std::fs::remove_file(dir.join(name)).unwrap();
+        };
+        assert_link_refused(name, existing, Identity::load);
+        assert_link_refused(name, existing, |dir| {
+            Identity::load_or_create(dir, &subject())
+        });
+        let identity = Identity::generate(&subject()).unwrap();
+        assert_link_refused(name, existing, |dir| {
+            identity.save(dir).map(|()| identity.clone())
+        });
+        // Nothing there but the link: still never followed.
+        assert_link_refused(
+            name,
+            |_| {},
+            |dir| Identity::load_or_create(dir, &subject()),
+        );
     }
 }

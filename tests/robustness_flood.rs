@@ -14,7 +14,6 @@ use ship_hub::protocol::ConnectionState;
 use ship_hub::transport::{ShipTls, TlsOptions, WsOptions};
 use ship_hub::{ShipId, Ski};
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -105,6 +104,10 @@ async fn unknown_ski_flood_while_ten_paired_peers_exchange_data() {
     let rec = Recorder::new();
     let mut config = loopback_config(identity("victim"), "victim", &rec);
     config.limits.max_connections = 32;
+    // Every flooder connects from 127.0.0.1: lift the per-address caps, so that the flood runs
+    // full handshakes as many hosts on a LAN would, instead of being cut at one address's share.
+    config.limits.max_handshakes_per_address = config.limits.max_handshakes_in_progress;
+    config.limits.max_unpaired_per_address = config.limits.max_unpaired_connections;
     let victim = start(config).await;
     let mut peers = Vec::new();
     let mut echoes = Vec::new();
@@ -257,11 +260,18 @@ async fn unknown_ski_flood_while_ten_paired_peers_exchange_data() {
     assert_eq!(report.tasks_aborted, 0, "{report:?}");
 }
 
-/// Opens `n` TCP connections that never send a byte and waits until the victim closed each.
-async fn half_open(victim: &Hub, n: usize) {
+/// Opens `n` TCP connections that never send a byte, from `hosts` loopback addresses in turn
+/// (127.0.0.2, 127.0.0.3 …; all of 127.0.0.0/8 is loopback on Linux), and waits until the
+/// victim closed each.
+async fn half_open(victim: &Hub, n: usize, hosts: usize) {
     let mut silent = Vec::with_capacity(n);
-    for _ in 0..n {
-        silent.push(TcpStream::connect(victim.local_addr()).await.unwrap());
+    for i in 0..n {
+        let host = 2 + u8::try_from(i % hosts).expect("at most 254 hosts");
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(std::net::SocketAddr::from(([127, 0, 0, host], 0)))
+            .unwrap();
+        silent.push(socket.connect(victim.local_addr()).await.unwrap());
     }
     for mut stream in silent {
         let mut buf = [0u8; 1];
@@ -311,10 +321,11 @@ async fn friend_still_served(victim: &Hub, rec: &Recorder, friend: &Hub) {
     assert_eq!(rec.count(|s| matches!(s, Seen::Disconnected(..))), 0);
 }
 
-/// 1,000 half-open connections with the default cap of 32 handshakes in progress: 32 at a time
-/// are held until the transport deadline (here 2 s) and every other one is refused at once
-/// (closed before any TLS work, counted as RefusedByCap). Every one is closed; the paired
-/// friend is unaffected.
+/// 1,000 half-open connections from 250 addresses (4 each, within the per-address cap) with the
+/// default caps: the 24 handshake slots not reserved for paired peers are held until the
+/// client-hello deadline (2 s) and every other connection is refused at once (closed before
+/// any TLS work, counted as RefusedByCap). Every one is closed; the paired friend is
+/// unaffected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousand_half_open_connections_beyond_the_cap_are_refused_at_once() {
     let rec = Recorder::new();
@@ -322,7 +333,7 @@ async fn thousand_half_open_connections_beyond_the_cap_are_refused_at_once() {
     config.limits.transport_handshake_timeout = Duration::from_secs(2);
     let victim = start(config).await;
     let (friend, _) = friend_of(&victim, &rec).await;
-    half_open(&victim, 1000).await;
+    half_open(&victim, 1000, 250).await;
     let both = [FailureCause::HandshakeTimeout, FailureCause::RefusedByCap];
     counted(&victim, &both, 1000).await;
     let failures = victim.metrics().failures;
@@ -330,7 +341,10 @@ async fn thousand_half_open_connections_beyond_the_cap_are_refused_at_once() {
         failures.get(FailureCause::HandshakeTimeout),
         failures.get(FailureCause::RefusedByCap),
     );
-    println!("HALF-OPEN cap 32: {timeouts} held to the deadline, {refused} refused at once");
+    println!(
+        "HALF-OPEN cap 32 (8 reserved), 4 from each of 250 addresses: {timeouts} held to the \
+         client-hello deadline, {refused} refused at once"
+    );
     assert_eq!(timeouts + refused, 1000);
     assert!(refused > 0 && timeouts > 0, "{timeouts} / {refused}");
     friend_still_served(&victim, &rec, &friend).await;
@@ -338,17 +352,19 @@ async fn thousand_half_open_connections_beyond_the_cap_are_refused_at_once() {
     assert_eq!(victim.shutdown().await.tasks_aborted, 0);
 }
 
-/// The same with the cap raised above 1,000: every half-open connection is held and dropped at
-/// the transport deadline; the paired friend is unaffected.
+/// The same from one address with the caps (in all and per address) raised above 1,000: every
+/// half-open connection is held and dropped at the client-hello deadline (2 s); the paired
+/// friend is unaffected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousand_half_open_connections_are_dropped_at_the_deadline() {
     let rec = Recorder::new();
     let mut config = loopback_config(identity("victim"), "victim", &rec);
     config.limits.transport_handshake_timeout = Duration::from_secs(2);
     config.limits.max_handshakes_in_progress = 1100;
+    config.limits.max_handshakes_per_address = 1100;
     let victim = start(config).await;
     let (friend, _) = friend_of(&victim, &rec).await;
-    half_open(&victim, 1000).await;
+    half_open(&victim, 1000, 1).await;
     counted(&victim, &[FailureCause::HandshakeTimeout], 1000).await;
     let failures = victim.metrics().failures;
     assert_eq!(failures.get(FailureCause::HandshakeTimeout), 1000);

@@ -7,12 +7,17 @@ mod common;
 #[path = "robustness/harness.rs"]
 mod harness;
 
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use harness::{Ending, Stage, Victim, WAIT, advance, connect, ending, msg};
-use ship_hub::hub::HubError;
+use ship_hub::hub::net::{BoxIo, Listener};
+use ship_hub::hub::{HubError, Network, TcpNetwork};
 use ship_hub::transport::ShipSocket;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 use common::{Seen, identity};
 
@@ -309,13 +314,44 @@ async fn peer_that_stops_reading_gets_backpressure_and_is_dropped() {
     assert!(report.connections_closed_in_time, "{report:?}");
 }
 
+/// The victim's TCP listener with a fixed send buffer, which every accepted connection
+/// inherits. A fixed size turns the kernel's send-buffer autotuning off: left on, the buffer of
+/// a connection that was written to fast grows up to `net.ipv4.tcp_wmem` (4 MiB here), enough
+/// to take every queued message at close, so a peer that stopped reading did not always leave
+/// the link stuck (the flaky failure: closed in time, nothing aborted).
+struct FixedSendBuffer(u32);
+
+impl Network for FixedSendBuffer {
+    fn bind(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<Box<dyn Listener>>> {
+        let size = self.0;
+        Box::pin(async move {
+            let socket = if addr.is_ipv4() {
+                TcpSocket::new_v4()?
+            } else {
+                TcpSocket::new_v6()?
+            };
+            socket.set_send_buffer_size(size)?;
+            socket.bind(addr)?;
+            Ok(Box::new(socket.listen(128)?) as Box<dyn Listener>)
+        })
+    }
+
+    fn connect(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<BoxIo>> {
+        TcpNetwork.connect(addr)
+    }
+}
+
 /// Shutdown while a peer that stopped reading still holds a full socket: the overall shutdown
-/// deadline (5 s) aborts its link and `shutdown` returns (regression: it waited forever).
+/// deadline (5 s) aborts its link and `shutdown` returns (regression: it waited forever). The
+/// victim's send buffer is fixed at 16 KiB and the peer never reads, so the pipe holds far less
+/// than the ~1 MiB queued for it (16 messages of 60 KB at least): the link is certainly stuck
+/// in a write when the shutdown asks it to flush and close.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_with_a_peer_that_stopped_reading_is_bounded() {
     let victim = Victim::start_with(|c| {
         c.limits.max_queued_data = 16;
         c.timers.keepalive_timeout = Duration::from_secs(600);
+        c.network = Arc::new(FixedSendBuffer(16 * 1024));
     })
     .await;
     let (socket, _) = sloth(&victim).await;

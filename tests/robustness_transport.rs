@@ -326,3 +326,178 @@ async fn connection_presenting_our_own_ski_is_refused() {
     victim.assert_serving().await;
     victim.stop().await;
 }
+
+/// Waits until the victim's listener has taken `n` more TCP connections than `before` (each is
+/// either admitted to a handshake or refused at once).
+async fn listener_took(victim: &Victim, before: u64, n: u64) {
+    let taken = || {
+        let m = victim.hub.metrics();
+        m.incoming_accepted + m.failures.refused_by_cap
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while taken() < before + n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the listener took {} of {n} connections",
+            taken() - before
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn listener_count(victim: &Victim) -> u64 {
+    let m = victim.hub.metrics();
+    m.incoming_accepted + m.failures.refused_by_cap
+}
+
+/// A paired peer with a scripted client: completes the SHIP handshake and delivers one data
+/// message.
+async fn paired_peer_is_served(
+    victim: &Victim,
+    socket: &mut ship_hub::transport::ShipSocket<TcpStream>,
+    ski: Ski,
+) {
+    harness::advance(socket, harness::Stage::DataExchange).await;
+    socket.send(msg::data(r#"{"got":"in"}"#)).await.unwrap();
+    assert!(
+        victim
+            .rec
+            .wait_for(WAIT, |s| *s == Seen::Data(ski, br#"{"got":"in"}"#.to_vec()))
+            .await,
+        "{:?}",
+        victim.rec.all()
+    );
+}
+
+/// 100 TCP connections from one address (127.0.0.2) that never send a byte: with the defaults
+/// only `max_handshakes_per_address` (8) of them get a handshake slot, the rest are closed at
+/// once, and the 8 are closed at the client-hello deadline (2 s). A paired peer connecting
+/// meanwhile is admitted at its first attempt. (Before: 32 of them held every handshake slot
+/// for the 10 s transport deadline and the paired peer's connection was dropped.)
+#[tokio::test]
+async fn idle_sockets_from_one_address_do_not_lock_out_a_paired_peer() {
+    let victim = Victim::start().await;
+    let paired = identity("paired");
+    victim.hub.pair(paired.ski(), None).unwrap();
+    let before = listener_count(&victim);
+    let opened = std::time::Instant::now();
+    let mut idle = Vec::new();
+    for _ in 0..100 {
+        idle.push(harness::tcp_from(&victim, [127, 0, 0, 2]).await);
+    }
+    listener_took(&victim, before, 100).await;
+    let attempt = std::time::Instant::now();
+    let mut socket = harness::connect_from(&victim, &paired, [127, 0, 0, 1])
+        .await
+        .expect("the paired peer is admitted at its first attempt");
+    let delay = attempt.elapsed();
+    paired_peer_is_served(&victim, &mut socket, paired.ski()).await;
+    let mut closed_after = Vec::new();
+    for mut tcp in idle {
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(WAIT, tcp.read(&mut buf))
+            .await
+            .expect("every idle socket is closed within the failure bound");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        closed_after.push(opened.elapsed());
+    }
+    let last = closed_after.iter().max().unwrap();
+    println!(
+        "IDLE x100 from 127.0.0.2: paired peer admitted after {delay:?} (TLS + WebSocket); \
+         last idle socket closed {last:?} after opening; refused at once: {}",
+        failures(&victim, FailureCause::RefusedByCap)
+    );
+    assert!(
+        delay < Duration::from_secs(5),
+        "the paired peer waited {delay:?}: as long as the old transport deadline"
+    );
+    victim.assert_serving().await;
+    victim.stop().await;
+}
+
+/// Strangers from nine addresses (4 idle connections each, held: the client-hello deadline is
+/// raised to the transport deadline here) fill every open handshake slot: a tenth address is
+/// closed at once, but a paired peer connecting from the address the hub knows for it takes
+/// one of the `reserved_handshakes` and is served.
+#[tokio::test]
+async fn reserved_handshake_slots_admit_a_paired_peer_when_strangers_fill_the_rest() {
+    let victim = Victim::start_with(|c| {
+        c.limits.client_hello_timeout = Duration::from_secs(10);
+    })
+    .await;
+    let paired = identity("paired");
+    // Its configured address (nothing listens there: the victim's dials fail, which is fine).
+    let port = std::net::TcpListener::bind("127.0.0.20:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dials = victim.hub.metrics().dial_attempts;
+    victim
+        .hub
+        .pair_at(paired.ski(), None, Some(([127, 0, 0, 20], port).into()))
+        .unwrap();
+    // A dial to it means the supervisor has taken in the address (and published it).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while victim.hub.metrics().dial_attempts == dials {
+        assert!(tokio::time::Instant::now() < deadline, "never dialled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let before = listener_count(&victim);
+    let mut idle = Vec::new();
+    for host in 2..=10u8 {
+        for _ in 0..4 {
+            idle.push(harness::tcp_from(&victim, [127, 0, 0, host]).await);
+        }
+    }
+    listener_took(&victim, before, 36).await;
+    let refused_before = failures(&victim, FailureCause::RefusedByCap);
+    let started = std::time::Instant::now();
+    let mut stranger = harness::tcp_from(&victim, [127, 0, 0, 11]).await;
+    let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(WAIT, stranger.read(&mut buf))
+        .await
+        .expect("closed within the failure bound");
+    let refused_in = started.elapsed();
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert!(
+        failures(&victim, FailureCause::RefusedByCap) > refused_before,
+        "the stranger was not refused for lack of a slot"
+    );
+    let attempt = std::time::Instant::now();
+    let mut socket = harness::connect_from(&victim, &paired, [127, 0, 0, 20])
+        .await
+        .expect("the paired peer takes a reserved slot");
+    let delay = attempt.elapsed();
+    paired_peer_is_served(&victim, &mut socket, paired.ski()).await;
+    println!(
+        "RESERVE: 36 idle from 9 addresses; a tenth address closed after {refused_in:?}; \
+         paired peer from its known address admitted after {delay:?}"
+    );
+    victim.assert_serving().await;
+    drop(idle);
+    victim.stop().await;
+}
+
+/// A TCP connection that never sends its ClientHello is closed at the client-hello deadline
+/// (here 500 ms), not held for the whole transport deadline (10 s).
+#[tokio::test]
+async fn silent_tcp_connection_is_closed_at_the_client_hello_deadline() {
+    let victim = Victim::start_with(|c| {
+        c.limits.client_hello_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let before = failures(&victim, FailureCause::HandshakeTimeout);
+    let started = std::time::Instant::now();
+    let mut tcp = harness::tcp_from(&victim, [127, 0, 0, 2]).await;
+    read_until_dropped(&mut tcp).await;
+    let closed_in = started.elapsed();
+    wait_failure(&victim, FailureCause::HandshakeTimeout, before).await;
+    println!("SILENT TCP: closed after {closed_in:?} (client-hello deadline 500 ms)");
+    assert!(
+        closed_in < Duration::from_secs(5),
+        "held for {closed_in:?}: the transport deadline, not the client-hello deadline"
+    );
+    victim.assert_serving().await;
+    victim.stop().await;
+}

@@ -334,3 +334,171 @@ async fn ping_flood_is_answered_and_the_link_stays_up() {
     pongs.abort();
     victim.stop().await;
 }
+
+/// Strangers' slots are limited per source address (`max_unpaired_per_address`, default 1):
+/// a second unknown key from 127.0.0.2 that, like the first, never sends its CMI gets HTTP 503,
+/// while an unknown key from 127.0.0.3 is still admitted. (Before: the two from one address
+/// held both strangers' slots and the third was refused.)
+#[tokio::test]
+async fn second_stranger_from_one_address_gets_503_while_another_address_is_admitted() {
+    let victim = Victim::start().await;
+    let (a, b, c) = (
+        identity("stranger-a"),
+        identity("stranger-b"),
+        identity("stranger-c"),
+    );
+    let _first = harness::connect_from(&victim, &a, [127, 0, 0, 2])
+        .await
+        .expect("the first stranger from 127.0.0.2 is admitted");
+    let before = failures(&victim, FailureCause::RefusedByCap);
+    let Err(error) = harness::connect_from(&victim, &b, [127, 0, 0, 2]).await else {
+        panic!("a second stranger from 127.0.0.2 was admitted");
+    };
+    assert!(error.is_service_unavailable(), "{error}");
+    wait_failure(&victim, FailureCause::RefusedByCap, before).await;
+    let _other = harness::connect_from(&victim, &c, [127, 0, 0, 3])
+        .await
+        .expect("a stranger from another address is admitted");
+    victim.assert_serving().await;
+    victim.stop().await;
+}
+
+/// A stranger that completes TLS and the upgrade and then never sends its CMI is closed at the
+/// strangers' CMI deadline (`unpaired_cmi_timeout`, here 1 s), not the protocol's 30 s, so it
+/// frees its strangers' slot early.
+#[tokio::test]
+async fn silent_stranger_is_closed_at_the_unpaired_cmi_deadline() {
+    let victim = Victim::start_with(|c| {
+        c.limits.unpaired_cmi_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let who = identity("silent-stranger");
+    let started = std::time::Instant::now();
+    let mut socket = harness::connect_from(&victim, &who, [127, 0, 0, 2])
+        .await
+        .expect("admitted");
+    let (ending, _) = harness::ending(&mut socket).await;
+    let closed_in = started.elapsed();
+    println!("SILENT STRANGER: closed after {closed_in:?} (unpaired CMI deadline 1 s)");
+    assert!(
+        matches!(
+            ending,
+            harness::Ending::Closed(Some(4001)) | harness::Ending::Dropped
+        ),
+        "{ending:?}"
+    );
+    assert!(closed_in < Duration::from_secs(10), "{closed_in:?}");
+    // Its slot is free again: another stranger from the same address is admitted.
+    let again = identity("next-stranger");
+    tokio::time::timeout(WAIT, async {
+        while harness::connect_from(&victim, &again, [127, 0, 0, 2])
+            .await
+            .is_err()
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the slot is given back");
+    victim.assert_serving().await;
+    victim.stop().await;
+}
+
+/// A stranger waiting in hello `pending` for the user's decision (the application lets it
+/// wait) holds its strangers' slot at most `unpaired_handshake_deadline` (here 2 s) from TCP
+/// accept, then is closed with 4001, however long the hello timers would let it wait (120 s,
+/// more with prolongations).
+#[tokio::test]
+async fn stranger_waiting_for_the_user_is_closed_at_the_unpaired_handshake_deadline() {
+    let victim = Victim::start_with(|c| {
+        c.limits.unpaired_handshake_deadline = Duration::from_secs(2);
+    })
+    .await;
+    victim
+        .rec
+        .let_wait
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let who = identity("waiting-stranger");
+    let started = std::time::Instant::now();
+    let mut socket = harness::connect_from(&victim, &who, [127, 0, 0, 2])
+        .await
+        .expect("admitted");
+    socket.send(msg::cmi()).await.unwrap();
+    harness::expect_message(&mut socket, "").await;
+    socket.send(msg::hello_ready()).await.unwrap();
+    harness::expect_message(&mut socket, "pending").await;
+    assert!(
+        victim
+            .rec
+            .wait_for(WAIT, |s| *s == Seen::PairingRequested(who.ski()))
+            .await
+    );
+    let (ending, _) = harness::ending(&mut socket).await;
+    let closed_in = started.elapsed();
+    println!("PENDING STRANGER: closed after {closed_in:?} (unpaired handshake deadline 2 s)");
+    assert_eq!(ending, harness::Ending::Closed(Some(4001)));
+    assert!(closed_in < Duration::from_secs(15), "{closed_in:?}");
+    victim.assert_serving().await;
+    victim.stop().await;
+}
+
+/// A JSON string payload of exactly `len` bytes.
+fn string_payload(len: usize) -> String {
+    format!("\"{}\"", "a".repeat(len - 2))
+}
+
+/// Finding: `send_data` accepted a payload whose data message was bigger than the peer's message
+/// limit (100 KiB by default), so the peer closed the connection with 1009. The largest payload
+/// that fits (the limit minus the SHIP framing of the data message) is delivered; one byte more
+/// is refused with the typed error before it is queued, and the connection stays up.
+#[tokio::test]
+async fn a_payload_over_the_message_limit_is_refused_before_it_is_queued() {
+    use ship_hub::hub::HubError;
+    use ship_hub::protocol::ShipMessage;
+    use ship_hub::protocol::codec::encode;
+    use ship_hub::protocol::message::Data;
+
+    let victim = Victim::start().await;
+    let limit = WsOptions::default().max_message_size;
+    let friend = victim.friend.local_ski();
+    // The framing of a data message around its payload, from the encoder itself.
+    let framing = encode(&ShipMessage::Data(Data {
+        protocol_id: Data::SPINE_PROTOCOL_ID.to_owned(),
+        payload: serde_json::value::RawValue::from_string("0".into()).unwrap(),
+        extension: None,
+    }))
+    .len()
+        - 1;
+    let largest = string_payload(limit - framing);
+    victim.hub.send_data(friend, largest.as_bytes()).unwrap();
+    let expected = largest.clone().into_bytes();
+    let ski = victim.ski();
+    assert!(
+        victim
+            .friend_rec
+            .wait_for(WAIT, |s| *s == Seen::Data(ski, expected.clone()))
+            .await,
+        "the largest payload was not delivered"
+    );
+    let over = string_payload(limit - framing + 1);
+    match victim.hub.send_data(friend, over.as_bytes()) {
+        Err(HubError::PayloadTooLarge {
+            size,
+            limit: max_payload,
+            message_limit,
+        }) => {
+            assert_eq!(size, over.len());
+            assert_eq!(max_payload, largest.len());
+            assert_eq!(message_limit, limit);
+        }
+        other => panic!("{other:?}"),
+    }
+    // The figure of the finding: 122,882 bytes.
+    let finding = string_payload(122_882);
+    assert!(matches!(
+        victim.hub.send_data(friend, finding.as_bytes()),
+        Err(HubError::PayloadTooLarge { size: 122_882, .. })
+    ));
+    victim.assert_serving().await;
+    victim.stop().await;
+}

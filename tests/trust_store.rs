@@ -308,3 +308,79 @@ fn a_writer_killed_at_random_never_corrupts_the_store() {
         "no kill landed during a write, so the test proved nothing"
     );
 }
+
+/// How many unpair/update races each store is put through.
+const RACES: usize = 500;
+
+/// One unpair racing the hub's background updates of the same pairing, `races` times: a thread
+/// applies `update_existing` to the peer in a loop (a new `last_seen` each time, like a peer that
+/// keeps reconnecting) while the main thread pairs the peer and removes it again at a random
+/// moment. Once the updater went through two more updates, the pairing must still be gone.
+/// Returns how many removals were undone.
+fn resurrections(store: std::sync::Arc<dyn TrustStore>, races: usize, seed: u64) -> usize {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let mut rng = StdRng::seed_from_u64(seed);
+    let ski = Ski::from_bytes([0x42; 20]);
+    let stop = AtomicBool::new(false);
+    let updates = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut seconds = 1_000;
+            while !stop.load(Ordering::Relaxed) {
+                seconds += 1;
+                let seen = UNIX_EPOCH + Duration::from_secs(seconds);
+                store
+                    .update_existing(&[ski], &mut |peer| peer.last_seen = Some(seen))
+                    .unwrap();
+                updates.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let wait_for_updates = |n: u64| {
+            let target = updates.load(Ordering::Relaxed) + n;
+            while updates.load(Ordering::Relaxed) < target {
+                std::thread::yield_now();
+            }
+        };
+        let mut undone = 0;
+        for race in 0..races {
+            store.upsert(PairedPeer::new(ski)).unwrap();
+            wait_for_updates(1);
+            std::thread::sleep(Duration::from_micros(rng.random_range(0..300)));
+            assert!(
+                store.remove(&ski).unwrap(),
+                "race {race}: the pairing was there"
+            );
+            // The update in flight at the removal, and a whole one after it.
+            wait_for_updates(2);
+            if store.get(&ski).unwrap().is_some() {
+                undone += 1;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        undone
+    })
+}
+
+#[test]
+fn an_unpair_racing_background_updates_is_never_undone_in_500_races() {
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // In memory where there is a tmpfs: the race is about locking, and each of the thousands
+    // of writes would otherwise wait for a disk's fsync.
+    let dir = tempfile::tempdir_in("/dev/shm")
+        .or_else(|_| tempfile::tempdir())
+        .unwrap();
+    let memory: std::sync::Arc<dyn TrustStore> =
+        std::sync::Arc::new(ship_hub::hub::MemoryTrustStore::new());
+    let file: std::sync::Arc<dyn TrustStore> =
+        std::sync::Arc::new(FileTrustStore::new(dir.path().join("trust.json")));
+    let memory_undone = resurrections(memory, RACES, seed);
+    let file_undone = resurrections(file, RACES, seed);
+    eprintln!(
+        "{RACES} unpair/update races each (seed {seed}): {memory_undone} resurrections in \
+         MemoryTrustStore, {file_undone} in FileTrustStore"
+    );
+    assert_eq!((memory_undone, file_undone), (0, 0));
+}

@@ -15,11 +15,21 @@
 //! * Host name: `ship-<first 12 hex digits of the SKI>.local.`; addresses are filled in by the
 //!   daemon from the selected interfaces and follow address changes.
 //! * Own records are dropped by SKI (we hear our own announcements on every interface).
+//! * Bursts: `mdns-sd` closes a browse subscription whose event channel (1,000 events) is full.
+//!   One thread only moves events from that channel into an unbounded local queue, another
+//!   applies them to the registry (O(log N) each), so we keep up with the daemon; and when a
+//!   subscription is closed anyway we browse again after a short backoff
+//!   ([`MdnsConfig::resubscribe_delay`], doubling up to [`MdnsConfig::resubscribe_delay_max`]),
+//!   forever. The visible list is kept meanwhile (re-browsing reports the daemon's cache again);
+//!   it is cleared only when the daemon shuts down. The registry keeps within
+//!   [`MdnsConfig::limits`].
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use mdns_sd::{
@@ -28,6 +38,7 @@ use mdns_sd::{
 };
 use tokio::sync::broadcast;
 
+use super::registry::DiscoveryLimits;
 use super::service::{Announcement, DiscoveryEvent, Sighting, VisibleService, dialable_address};
 use super::shared::Shared;
 use super::txt::{SERVICE_TYPE, ShipTxt, TxtError};
@@ -70,17 +81,30 @@ pub struct MdnsConfig {
     pub own_ski: Ski,
     /// The interfaces to use.
     pub interfaces: InterfaceSelection,
+    /// What the registry of visible services keeps (per SKI and in total).
+    pub limits: DiscoveryLimits,
+    /// The first delay before browsing again after `mdns-sd` closed our subscription (its event
+    /// channel overflowed). Default 100 ms.
+    pub resubscribe_delay: Duration,
+    /// The delay doubles after each closure in a row, up to this. Default 5 s.
+    pub resubscribe_delay_max: Duration,
 }
 
 impl MdnsConfig {
-    /// All interfaces.
+    /// All interfaces, default limits and delays.
     pub fn new(own_ski: Ski) -> Self {
         MdnsConfig {
             own_ski,
             interfaces: InterfaceSelection::All,
+            limits: DiscoveryLimits::default(),
+            resubscribe_delay: Duration::from_millis(100),
+            resubscribe_delay_max: Duration::from_secs(5),
         }
     }
 }
+
+/// A subscription that lived this long without closing resets the re-subscription backoff.
+const SUBSCRIPTION_HEALTHY_AFTER: Duration = Duration::from_secs(30);
 
 /// SHIP discovery over multicast DNS. Browses `_ship._tcp.local.` from creation on; announces
 /// on request. Dropping it stops the daemon without a goodbye: call
@@ -90,6 +114,9 @@ pub struct MdnsDiscovery {
     config: MdnsConfig,
     shared: Arc<Shared>,
     announced: Arc<Mutex<Option<Announced>>>,
+    /// Set before the daemon is shut down: the browse thread then stops re-subscribing.
+    stopping: Arc<AtomicBool>,
+    resubscriptions: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for MdnsDiscovery {
@@ -121,19 +148,25 @@ impl MdnsDiscovery {
     /// documentation).
     pub fn new(config: MdnsConfig) -> Result<Self, DiscoveryError> {
         let daemon = ServiceDaemon::new().map_err(daemon_error)?;
-        let shared = Arc::new(Shared::new(Some(config.own_ski)));
+        let shared = Arc::new(Shared::new(Some(config.own_ski), config.limits));
         let announced = Arc::new(Mutex::new(None));
-        if let Err(error) = start(&daemon, &config, &shared, &announced) {
-            // Do not leave a daemon thread behind on the multicast sockets.
-            let _ = daemon.shutdown();
-            return Err(error);
-        }
-        Ok(MdnsDiscovery {
+        let discovery = MdnsDiscovery {
             daemon,
             config,
             shared,
             announced,
-        })
+            stopping: Arc::new(AtomicBool::new(false)),
+            resubscriptions: Arc::default(),
+        };
+        // On an error, dropping `discovery` shuts the daemon down: no thread is left behind on
+        // the multicast sockets.
+        discovery.start()?;
+        Ok(discovery)
+    }
+
+    /// How many times the browse subscription was closed by the daemon and opened again.
+    pub fn resubscriptions(&self) -> u64 {
+        self.resubscriptions.load(Ordering::Relaxed)
     }
 
     fn service_info(&self, announcement: &Announcement) -> Result<ServiceInfo, DiscoveryError> {
@@ -157,46 +190,121 @@ impl MdnsDiscovery {
     }
 }
 
-/// Applies the interface selection and starts the monitor and browse threads. Both end when the
-/// daemon shuts down (their channels close).
-fn start(
-    daemon: &ServiceDaemon,
-    config: &MdnsConfig,
-    shared: &Arc<Shared>,
-    announced: &Arc<Mutex<Option<Announced>>>,
-) -> Result<(), DiscoveryError> {
-    if let Some(kinds) = config.interfaces.if_kinds() {
-        daemon
-            .disable_interface(IfKind::All)
-            .map_err(daemon_error)?;
-        daemon.enable_interface(kinds).map_err(daemon_error)?;
-    }
+impl MdnsDiscovery {
+    /// Applies the interface selection and starts the monitor, browse and registry threads.
+    /// They end when the daemon shuts down.
+    fn start(&self) -> Result<(), DiscoveryError> {
+        let daemon = &self.daemon;
+        if let Some(kinds) = self.config.interfaces.if_kinds() {
+            daemon
+                .disable_interface(IfKind::All)
+                .map_err(daemon_error)?;
+            daemon.enable_interface(kinds).map_err(daemon_error)?;
+        }
 
-    let monitor = daemon.monitor().map_err(daemon_error)?;
-    let monitor_shared = shared.clone();
-    let monitor_announced = announced.clone();
-    thread::Builder::new()
-        .name("ship-mdns-monitor".into())
-        .spawn(move || {
+        let monitor = daemon.monitor().map_err(daemon_error)?;
+        let monitor_shared = self.shared.clone();
+        let monitor_announced = self.announced.clone();
+        spawn("ship-mdns-monitor", move || {
             while let Ok(event) = monitor.recv() {
                 on_daemon_event(&monitor_shared, &monitor_announced, event);
             }
-        })
-        .map_err(|e| DiscoveryError::Daemon(e.to_string()))?;
+        })?;
 
-    let browse = daemon.browse(SERVICE_TYPE).map_err(daemon_error)?;
-    let browse_shared = shared.clone();
-    thread::Builder::new()
-        .name("ship-mdns-browse".into())
-        .spawn(move || {
+        let first = daemon.browse(SERVICE_TYPE).map_err(daemon_error)?;
+        let (queue, queued) = mpsc::channel();
+        let browser = Browser {
+            daemon: daemon.clone(),
+            stopping: self.stopping.clone(),
+            resubscriptions: self.resubscriptions.clone(),
+            delay: self.config.resubscribe_delay,
+            delay_max: self.config.resubscribe_delay_max,
+        };
+        spawn("ship-mdns-browse", move || browser.run(first, &queue))?;
+        let registry_shared = self.shared.clone();
+        spawn("ship-mdns-registry", move || {
             let mut refused = HashMap::new();
-            while let Ok(event) = browse.recv() {
-                on_service_event(&browse_shared, &mut refused, event);
+            while let Ok(event) = queued.recv() {
+                on_service_event(&registry_shared, &mut refused, event);
             }
-            browse_shared.clear();
-        })
-        .map_err(|e| DiscoveryError::Daemon(e.to_string()))?;
-    Ok(())
+            registry_shared.clear();
+        })?;
+        Ok(())
+    }
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), DiscoveryError> {
+    thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map(drop)
+        .map_err(|e| DiscoveryError::Daemon(e.to_string()))
+}
+
+/// Keeps a browse subscription open and moves its events to the registry thread as fast as the
+/// daemon produces them.
+struct Browser {
+    daemon: ServiceDaemon,
+    stopping: Arc<AtomicBool>,
+    resubscriptions: Arc<std::sync::atomic::AtomicU64>,
+    delay: Duration,
+    delay_max: Duration,
+}
+
+impl Browser {
+    fn run(self, first: mdns_sd::Receiver<ServiceEvent>, queue: &mpsc::Sender<ServiceEvent>) {
+        let mut subscription = first;
+        let mut delay = self.delay;
+        loop {
+            let opened = Instant::now();
+            while let Ok(event) = subscription.recv() {
+                if queue.send(event).is_err() {
+                    return;
+                }
+            }
+            if self.stopping.load(Ordering::Acquire) {
+                return;
+            }
+            if opened.elapsed() >= SUBSCRIPTION_HEALTHY_AFTER {
+                delay = self.delay;
+            }
+            tracing::warn!(
+                retry_in = ?delay,
+                "mDNS browse subscription closed by the daemon (event channel full?): browsing again"
+            );
+            loop {
+                if !self.pause(delay) {
+                    return;
+                }
+                delay = (delay * 2).min(self.delay_max);
+                match self.daemon.browse(SERVICE_TYPE) {
+                    Ok(receiver) => {
+                        subscription = receiver;
+                        self.resubscriptions.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    Err(mdns_sd::Error::Again) => continue,
+                    Err(error) => {
+                        tracing::debug!(%error, "mDNS browse: daemon gone");
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sleeps `delay` unless the discovery stops meanwhile; returns whether to go on.
+    fn pause(&self, delay: Duration) -> bool {
+        let until = Instant::now() + delay;
+        while !self.stopping.load(Ordering::Acquire) {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            thread::sleep(left.min(Duration::from_millis(50)));
+        }
+        false
+    }
 }
 
 fn on_daemon_event(shared: &Shared, announced: &Mutex<Option<Announced>>, event: DaemonEvent) {
@@ -223,7 +331,7 @@ fn on_daemon_event(shared: &Shared, announced: &Mutex<Option<Announced>>, event:
                 to: change.new_name,
             });
         }
-        DaemonEvent::Error(error) => tracing::warn!(%error, "mDNS daemon error"),
+        DaemonEvent::Error(error) => tracing::warn!(?error, "mDNS daemon error"),
         other => tracing::trace!(event = ?other, "mDNS daemon event"),
     }
 }
@@ -240,7 +348,7 @@ fn on_service_event(shared: &Shared, refused: &mut HashMap<String, TxtError>, ev
             Err(error) => {
                 shared.forget(&resolved.fullname);
                 if refused.get(&resolved.fullname) != Some(&error) {
-                    tracing::debug!(instance = %resolved.fullname, %error, "refusing SHIP record");
+                    tracing::debug!(instance = ?resolved.fullname, ?error, "refusing SHIP record");
                     refused.insert(resolved.fullname.clone(), error.clone());
                     shared.emit(DiscoveryEvent::Refused {
                         instance: resolved.fullname.clone(),
@@ -343,10 +451,15 @@ impl Discovery for MdnsDiscovery {
     fn visible_service(&self, ski: &Ski) -> Option<VisibleService> {
         self.shared.visible_service(ski)
     }
+
+    fn set_preferred(&self, skis: Vec<Ski>) {
+        self.shared.set_preferred(skis);
+    }
 }
 
 impl Drop for MdnsDiscovery {
     fn drop(&mut self) {
+        self.stopping.store(true, Ordering::Release);
         if let Err(error) = self.daemon.shutdown() {
             tracing::debug!(%error, "mDNS daemon shutdown");
         }

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use futures_util::future::BoxFuture;
 use tokio::sync::broadcast;
 
+use super::registry::DiscoveryLimits;
 use super::service::{Announcement, DiscoveryEvent, Sighting, VisibleService, dialable_address};
 use super::shared::Shared;
 use super::txt::SERVICE_TYPE;
@@ -72,7 +73,17 @@ impl InMemoryLan {
     /// Attaches a node with SKI `own_ski` whose announcements are reachable at `ips` (the port
     /// comes from each announcement). It sees every record already on the LAN at once.
     pub fn attach(&self, own_ski: Ski, ips: Vec<IpAddr>) -> InMemoryDiscovery {
-        let shared = Arc::new(Shared::new(Some(own_ski)));
+        self.attach_with_limits(own_ski, ips, DiscoveryLimits::default())
+    }
+
+    /// Like [`attach`](Self::attach), keeping the visible services within `limits`.
+    pub fn attach_with_limits(
+        &self,
+        own_ski: Ski,
+        ips: Vec<IpAddr>,
+        limits: DiscoveryLimits,
+    ) -> InMemoryDiscovery {
+        let shared = Arc::new(Shared::new(Some(own_ski), limits));
         let mut state = self.state();
         let id = state.next_member;
         state.next_member += 1;
@@ -213,6 +224,10 @@ impl Discovery for InMemoryDiscovery {
 
     fn visible_service(&self, ski: &Ski) -> Option<VisibleService> {
         self.shared.visible_service(ski)
+    }
+
+    fn set_preferred(&self, skis: Vec<Ski>) {
+        self.shared.set_preferred(skis);
     }
 }
 

@@ -28,7 +28,7 @@ mod txt;
 
 pub use mdns::{InterfaceSelection, MdnsConfig, MdnsDiscovery};
 pub use memory::{InMemoryDiscovery, InMemoryLan};
-pub use registry::VisibleServices;
+pub use registry::{DiscoveryLimits, VisibleServices};
 pub use service::{
     Announcement, DiscoveryEvent, InstanceName, InstanceNameError, Sighting, VisibleService,
     dialable_address,
@@ -85,4 +85,10 @@ pub trait Discovery: Send + Sync {
 
     /// One visible service: where `ski` can be dialled and with which path.
     fn visible_service(&self, ski: &Ski) -> Option<VisibleService>;
+
+    /// Replaces the SKIs whose records are never evicted to make room for others (the hub
+    /// passes its paired peers; see [`DiscoveryLimits`]). The default does nothing.
+    fn set_preferred(&self, skis: Vec<Ski>) {
+        let _ = skis;
+    }
 }

@@ -140,6 +140,9 @@ pub struct VisibleService {
     /// Every address it was seen at, over all instances and interfaces, sorted. IPv6
     /// link-local addresses carry their scope id so that they can be dialled.
     pub addresses: BTreeSet<SocketAddr>,
+    /// The same addresses in the order to dial them: those of the most recently seen instance
+    /// first (a fresh announcement is the likeliest to be right), each address once.
+    pub dial_order: Vec<SocketAddr>,
 }
 
 impl VisibleService {
@@ -152,6 +155,9 @@ impl VisibleService {
 /// What a [`Discovery`](super::Discovery) reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+// `Seen` carries the merged service by value: events are few per second and read at once, so
+// boxing would only add an allocation and change the public shape.
+#[allow(clippy::large_enum_variant)]
 pub enum DiscoveryEvent {
     /// A node became visible, or a visible node changed (TXT, addresses or instance names).
     Seen(VisibleService),

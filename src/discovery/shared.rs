@@ -5,7 +5,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::broadcast;
 
-use super::registry::VisibleServices;
+use super::registry::{DiscoveryLimits, VisibleServices};
 use super::service::{DiscoveryEvent, Sighting, VisibleService};
 use crate::Ski;
 
@@ -19,9 +19,9 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    pub(super) fn new(own_ski: Option<Ski>) -> Self {
+    pub(super) fn new(own_ski: Option<Ski>, limits: DiscoveryLimits) -> Self {
         Shared {
-            registry: Mutex::new(VisibleServices::new(own_ski)),
+            registry: Mutex::new(VisibleServices::with_limits(own_ski, limits)),
             events: broadcast::channel(EVENT_CAPACITY).0,
         }
     }
@@ -41,6 +41,13 @@ impl Shared {
     pub(super) fn forget(&self, instance: &str) {
         let mut registry = self.registry();
         for event in registry.forget(instance) {
+            self.emit(event);
+        }
+    }
+
+    pub(super) fn set_preferred(&self, skis: Vec<Ski>) {
+        let mut registry = self.registry();
+        for event in registry.set_preferred(skis) {
             self.emit(event);
         }
     }

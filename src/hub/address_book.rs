@@ -34,8 +34,9 @@ use crate::Ski;
 /// The WebSocket path SHIP nodes announce in their TXT record unless they say otherwise (§7.3.2).
 pub const DEFAULT_SHIP_PATH: &str = "/ship/";
 
-/// How many withdrawn discovery addresses a peer keeps as a last resort.
-const MAX_WITHDRAWN: usize = 8;
+/// How many discovered addresses a peer keeps by default, current and withdrawn each
+/// ([`AddressBook::with_max_discovered`]).
+pub const DEFAULT_MAX_DISCOVERED: usize = 8;
 
 /// Where a dial candidate comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -189,7 +190,7 @@ struct PeerAddresses {
     listener: Option<(u16, String)>,
     statics: Vec<Endpoint>,
     sightings: BTreeMap<String, Sighting>,
-    /// Newest first, at most [`MAX_WITHDRAWN`].
+    /// Newest first, at most the book's `max_discovered`.
     withdrawn: VecDeque<(String, Endpoint)>,
 }
 
@@ -202,7 +203,7 @@ impl PeerAddresses {
             && self.withdrawn.is_empty()
     }
 
-    fn withdraw(&mut self, instance: &str) -> bool {
+    fn withdraw(&mut self, instance: &str, max: usize) -> bool {
         let Some(sighting) = self.sightings.remove(instance) else {
             return false;
         };
@@ -218,8 +219,34 @@ impl PeerAddresses {
                 },
             ));
         }
-        self.withdrawn.truncate(MAX_WITHDRAWN);
+        self.withdrawn.truncate(max);
         true
+    }
+
+    /// Drops addresses of the stalest sightings until at most `max` current ones remain (the
+    /// freshest sighting is trimmed last). Dropped addresses are not kept as withdrawn: they
+    /// were pushed out by fresher claims, not taken back.
+    fn evict_discovered(&mut self, max: usize) {
+        let mut total: usize = self.sightings.values().map(|s| s.addresses.len()).sum();
+        while total > max {
+            let Some(stalest) = self
+                .sightings
+                .iter()
+                .min_by_key(|(_, sighting)| sighting.event)
+                .map(|(name, _)| name.clone())
+            else {
+                return;
+            };
+            let Some(sighting) = self.sightings.get_mut(&stalest) else {
+                return;
+            };
+            let keep = sighting.addresses.len().saturating_sub(total - max);
+            total -= sighting.addresses.len() - keep;
+            sighting.addresses.truncate(keep);
+            if sighting.addresses.is_empty() {
+                self.sightings.remove(&stalest);
+            }
+        }
     }
 
     fn candidates(&self) -> Vec<DialCandidate> {
@@ -284,17 +311,38 @@ impl PeerAddresses {
 }
 
 /// Every address known to reach each peer, by SKI. See the module documentation.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct AddressBook {
     peers: HashMap<Ski, PeerAddresses>,
     /// Counts recorded events; stands in for time when ordering by recency.
     events: u64,
+    /// Discovered addresses kept per peer, current and withdrawn each.
+    max_discovered: usize,
+}
+
+impl Default for AddressBook {
+    fn default() -> Self {
+        Self::with_max_discovered(DEFAULT_MAX_DISCOVERED)
+    }
 }
 
 impl AddressBook {
-    /// An empty book.
+    /// An empty book keeping [`DEFAULT_MAX_DISCOVERED`] discovered addresses per peer.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty book keeping at most `max` (at least 1) discovered addresses per peer from
+    /// current sightings, and as many withdrawn ones: anyone on the LAN can announce a paired
+    /// SKI, so what discovery adds to a peer's dial is bounded. When a sighting brings more,
+    /// the addresses of the stalest sightings go first. The last successful and the configured
+    /// addresses are never evicted.
+    pub fn with_max_discovered(max: usize) -> Self {
+        AddressBook {
+            peers: HashMap::new(),
+            events: 0,
+            max_discovered: max.max(1),
+        }
     }
 
     fn next_event(&mut self) -> u64 {
@@ -374,7 +422,8 @@ impl AddressBook {
     /// Records an mDNS sighting (§7): service `instance` announces `ski` at `addresses` with the
     /// TXT `path`. Replaces the previous sighting of that instance (also if it announced another
     /// SKI before: a replaced device keeps its instance name). Addresses that cannot be dialled
-    /// are left out; returns how many were recorded. An invalid path is an error and records
+    /// are left out, and at most the book's `max_discovered` are kept (the first ones given;
+    /// older sightings of the peer make room first); returns how many were recorded. An invalid path is an error and records
     /// nothing.
     pub fn record_sighting(
         &mut self,
@@ -399,16 +448,18 @@ impl AddressBook {
             .filter(|(other, peer)| **other != ski && peer.sightings.contains_key(instance))
             .map(|(other, _)| *other)
             .collect();
+        let max = self.max_discovered;
         for other in others {
             if let Some(peer) = self.peers.get_mut(&other) {
-                peer.withdraw(instance);
+                peer.withdraw(instance, max);
             }
         }
+        usable.truncate(max);
         let count = usable.len();
         let Some(first) = usable.first() else {
             // Nothing dialable announced any more: like a loss of the instance.
             if let Some(peer) = self.peers.get_mut(&ski) {
-                peer.withdraw(instance);
+                peer.withdraw(instance, max);
             }
             return Ok(0);
         };
@@ -423,15 +474,17 @@ impl AddressBook {
             event,
         };
         peer.sightings.insert(instance.to_owned(), sighting);
+        peer.evict_discovered(max);
         Ok(count)
     }
 
     /// A loss event for mDNS service `instance` (record expired or goodbye): its addresses move
     /// to the end of the dial order. Returns the SKI whose sighting it was, if any.
     pub fn withdraw_instance(&mut self, instance: &str) -> Option<Ski> {
+        let max = self.max_discovered;
         self.peers
             .iter_mut()
-            .find_map(|(ski, peer)| peer.withdraw(instance).then_some(*ski))
+            .find_map(|(ski, peer)| peer.withdraw(instance, max).then_some(*ski))
     }
 
     /// Forgets everything about `ski` (the peer was unpaired).
@@ -462,6 +515,19 @@ impl AddressBook {
                 AddressSource::LastDialled | AddressSource::LastIncoming
             )
         })
+    }
+
+    /// The IPs `ski` proved to be at (its last connection that completed a handshake, dialled
+    /// or incoming) and its configured ones: where it may be expected to connect from. Sightings
+    /// are left out, since anyone can announce any address over mDNS.
+    pub fn proven_ips(&self, ski: &Ski) -> Vec<IpAddr> {
+        let Some(peer) = self.peers.get(ski) else {
+            return Vec::new();
+        };
+        let proven = peer.last_dialled.iter().map(|e| e.address.ip());
+        let incoming = peer.last_incoming.iter().map(|(address, _)| address.ip());
+        let configured = peer.statics.iter().map(|e| e.address.ip());
+        proven.chain(incoming).chain(configured).collect()
     }
 
     /// Whether the book knows any address of `ski`.

@@ -11,6 +11,12 @@
 //!   terminal, writing a database) should hand it to a thread or `spawn_blocking` and return.
 //!   A panicking callback is caught and logged; the dispatcher carries on.
 //!
+//! Received data is bounded (docs/architecture.md, "Backpressure"): each queued payload holds
+//! its bytes against the peer's inbound budget until its callback returned, or — with
+//! [`Callbacks::data_delivered`] — until the application drops the [`Delivery`]. A peer whose
+//! budget is used up is not read from until the application catches up; so the queue holds at
+//! most the budgets' worth of data, and data never overtakes the other calls of its peer.
+//!
 //! (A task rather than an OS thread keeps the whole hub on tokio's clock, so tests can run it
 //! under paused, virtual time.)
 
@@ -20,6 +26,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::discovery::VisibleService;
 use crate::hub::DisconnectReason;
+use crate::hub::config::Limits;
+use crate::hub::inbound::{Delivery, InboundTotal};
 use crate::protocol::{ConnectionState, DetailedState};
 use crate::{ShipId, Ski};
 
@@ -75,13 +83,25 @@ pub trait Callbacks: Send + Sync + 'static {
         false
     }
 
-    /// A data message (its SPINE payload, byte for byte as received) arrived from `ski`.
+    /// A data message (its SPINE payload, byte for byte as received) arrived from `ski`. The
+    /// peer's inbound budget is released for it when this returns.
     fn data_received(&self, ski: Ski, payload: &[u8]) {
         let _ = (ski, payload);
     }
 
+    /// A data message arrived, owned: its bytes stay charged to the peer's inbound budget until
+    /// `delivery` (or the [`crate::hub::DeliveryToken`] of [`Delivery::into_parts`]) is dropped.
+    /// An application that consumes data asynchronously keeps it until it has processed the
+    /// message: the hub then reads no more from that peer than the budget allows, without any
+    /// callback blocking. The default calls [`Callbacks::data_received`] and drops it.
+    fn data_delivered(&self, delivery: Delivery) {
+        self.data_received(delivery.ski(), delivery.payload());
+    }
+
     /// The SHIP services visible on the LAN changed (deduplicated by SKI, sorted by SKI, never
-    /// this hub itself). Only called when the hub has a discovery.
+    /// this hub itself). Only called when the hub has a discovery. Coalesced: the first change
+    /// is reported at once, later ones at most once per
+    /// [`crate::hub::HubTimers::visible_services_interval`] with the latest list.
     fn visible_services_changed(&self, services: &[VisibleService]) {
         let _ = services;
     }
@@ -104,7 +124,7 @@ pub(crate) enum CallbackEvent {
     Connected(Ski, Option<ShipId>),
     Disconnected(Ski, DisconnectReason),
     PairingRequested(PairingRequest, oneshot::Sender<bool>),
-    DataReceived(Ski, Vec<u8>),
+    DataReceived(Delivery),
     ShipIdLearned(Ski, ShipId),
     VisibleServices(Vec<VisibleService>),
     /// The hub shut down: deliver what is queued before this, then end the thread.
@@ -115,9 +135,15 @@ pub(crate) enum CallbackEvent {
 #[derive(Clone)]
 pub(crate) struct CallbackQueue {
     tx: mpsc::UnboundedSender<CallbackEvent>,
+    inbound: Arc<InboundTotal>,
 }
 
 impl CallbackQueue {
+    /// The hub-wide inbound data budget (each supervisor's peer budget draws on it).
+    pub(crate) fn inbound(&self) -> &Arc<InboundTotal> {
+        &self.inbound
+    }
+
     /// Queues a call. Never blocks; a call after the dispatcher stopped is dropped.
     pub(crate) fn push(&self, event: CallbackEvent) {
         let _ = self.tx.send(event);
@@ -128,7 +154,9 @@ impl CallbackQueue {
 /// or when every [`CallbackQueue`] is dropped; `done` fires then.
 pub(crate) fn start_dispatcher(
     callbacks: Arc<dyn Callbacks>,
+    limits: &Limits,
 ) -> (CallbackQueue, oneshot::Receiver<()>) {
+    let inbound = InboundTotal::new(limits.max_inbound_bytes_total);
     let (tx, mut rx) = mpsc::unbounded_channel::<CallbackEvent>();
     let (done_tx, done_rx) = oneshot::channel();
     tokio::spawn(async move {
@@ -143,7 +171,7 @@ pub(crate) fn start_dispatcher(
         }
         let _ = done_tx.send(());
     });
-    (CallbackQueue { tx }, done_rx)
+    (CallbackQueue { tx, inbound }, done_rx)
 }
 
 fn dispatch(callbacks: &dyn Callbacks, event: CallbackEvent) {
@@ -157,7 +185,7 @@ fn dispatch(callbacks: &dyn Callbacks, event: CallbackEvent) {
             let wait = callbacks.pairing_requested(&request);
             let _ = answer.send(wait);
         }
-        CallbackEvent::DataReceived(ski, payload) => callbacks.data_received(ski, &payload),
+        CallbackEvent::DataReceived(delivery) => callbacks.data_delivered(delivery),
         CallbackEvent::ShipIdLearned(ski, ship_id) => callbacks.ship_id_learned(ski, &ship_id),
         CallbackEvent::VisibleServices(services) => callbacks.visible_services_changed(&services),
         CallbackEvent::Stop => {}

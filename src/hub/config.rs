@@ -32,18 +32,84 @@ pub struct Limits {
     /// strangers can never take the slots paired peers need (with the defaults, at least 8 of
     /// the 10 stay for paired peers). Default 2.
     pub max_unpaired_connections: usize,
-    /// Incoming connections in their TLS + WebSocket handshake at once. A TCP connection beyond
-    /// it is closed at once, before any TLS work. Default 32.
+    /// Incoming strangers' connections from one source address (IP) at once, counted like
+    /// `max_unpaired_connections` (from the WebSocket upgrade until the connection ends). Beyond
+    /// it the upgrade gets HTTP 503, so one host cannot hold every pairing slot. Default 1.
+    pub max_unpaired_per_address: usize,
+    /// How long an incoming connection of a peer that is not paired may take to send its CMI
+    /// after the WebSocket upgrade: the protocol's CMI timer (`ProtocolConfig::cmi_timeout`)
+    /// for such connections is the shorter of the two. SHIP permits 10–30 s (§13.4.3).
+    /// Default 10 s.
+    pub unpaired_cmi_timeout: Duration,
+    /// Backstop deadline, from TCP accept to SHIP Completed, for an incoming connection of a
+    /// peer that was not paired when it arrived (instead of `handshake_deadline`). A pairing
+    /// request waits in hello `pending` for the user's decision; the hello timers end it after
+    /// `T_hello_init` (120 s) unless the stranger keeps asking for prolongation, which this cuts
+    /// off. It also applies if the user approves late: the handshake must still finish within
+    /// it (the peer, now paired, reconnects otherwise). Default 4 min (`T_hello_init` plus one
+    /// `T_hello_inc`).
+    pub unpaired_handshake_deadline: Duration,
+    /// Incoming connections in their TLS + WebSocket handshake at once, including
+    /// `reserved_handshakes`. A TCP connection beyond it is closed at once, before any TLS
+    /// work. Default 32.
     pub max_handshakes_in_progress: usize,
-    /// Deadline for TLS + WebSocket of one connection, incoming or outgoing. Default 10 s.
+    /// Of `max_handshakes_in_progress`, this many are kept for connections from addresses of
+    /// paired peers, so that strangers that fill every other slot cannot lock paired peers
+    /// out. These addresses are the ones a peer proved or was configured with: its stored last
+    /// address, configured addresses, the source of its last completed connection (not mDNS
+    /// sightings: anyone can announce any address). A paired peer connecting from elsewhere
+    /// takes an ordinary slot. Default 8.
+    pub reserved_handshakes: usize,
+    /// Incoming connections in their TLS + WebSocket handshake at once from one source address
+    /// (IP). A TCP connection beyond it is closed at once, before any TLS work. Default 8: one
+    /// hostile host cannot take more than a third of the open slots, while a host that runs
+    /// several SHIP nodes, or a conformance tester running its cases in parallel (six at once),
+    /// still gets through.
+    pub max_handshakes_per_address: usize,
+    /// How long an incoming connection may take, from TCP accept, to deliver its complete TLS
+    /// ClientHello (a few hundred bytes, sent at once by every TLS client). A connection that
+    /// stays silent longer is closed, freeing its handshake slot long before
+    /// `transport_handshake_timeout`. Default 2 s.
+    pub client_hello_timeout: Duration,
+    /// Deadline for TLS + WebSocket of one connection, incoming or outgoing (for an incoming
+    /// one it includes `client_hello_timeout`). Default 10 s.
     pub transport_handshake_timeout: Duration,
     /// Backstop deadline from TCP accept/dial to SHIP Completed. The protocol's own timers
     /// (CMI 30 s, hello 120 s + prolongations) end most handshakes earlier; this bounds a peer
-    /// that keeps prolonging forever. Default 10 min.
+    /// that keeps prolonging forever. Default 10 min (`unpaired_handshake_deadline` for
+    /// strangers).
     pub handshake_deadline: Duration,
     /// Outgoing data messages queued per connection before [`crate::hub::Hub::send_data`]
     /// reports back-pressure. Default 256.
     pub max_queued_data: usize,
+    /// Candidate addresses one dial attempt has in TCP/TLS/WebSocket at once (the attempt
+    /// races them; the first verified one wins and the others are cancelled). Default 8.
+    pub max_dials_in_flight: usize,
+    /// Addresses learnt from mDNS kept per peer, current and withdrawn each (the most recent
+    /// ones; the last successful and configured addresses are always kept besides). Bounds
+    /// what fake announcements of a paired SKI can add to its dial. Default 8.
+    pub max_discovered_addresses: usize,
+    /// Received data bytes of one peer that may wait inside the hub and in the application (a
+    /// [`crate::hub::Delivery`] not yet dropped) before the hub stops reading that peer's
+    /// socket, so TCP flow control slows the peer down (docs/architecture.md, "Backpressure").
+    /// Each message counts 256 bytes on top of its payload. A peer with nothing queued may
+    /// always send one more message, so the real bound is this or one message
+    /// ([`crate::transport::WsOptions::max_message_size`]), whichever is larger. Default 1 MiB:
+    /// ten messages of the default maximum size, far more than a SPINE exchange has in flight.
+    pub max_inbound_bytes_per_peer: usize,
+    /// The same for all peers together: a backstop when `max_connections` is raised. Beyond it,
+    /// each peer may still have one message queued (so none is starved by the others). Default
+    /// 16 MiB: room for the default 10 connections' full budgets, about 2 % of a 1 GB board.
+    pub max_inbound_bytes_total: usize,
+    /// How long a connection may be left unread because its peer's inbound budget is used up,
+    /// counted from when a keepalive ping of ours went out unanswered (or from when reading
+    /// stopped, if later), before it is closed with
+    /// [`crate::hub::DisconnectReason::Backpressure`]: the peer's pong (or its close) cannot be
+    /// seen behind unread data, and an application that consumes nothing for this long cannot
+    /// serve the peer. While the application makes progress the link reads again and the
+    /// keepalive is not held against the peer for the time it was not read. Default 60 s (the
+    /// keepalive's own dead-peer window with the default timers).
+    pub max_inbound_stall: Duration,
 }
 
 impl Default for Limits {
@@ -51,10 +117,21 @@ impl Default for Limits {
         Limits {
             max_connections: 10,
             max_unpaired_connections: 2,
+            max_unpaired_per_address: 1,
+            unpaired_cmi_timeout: Duration::from_secs(10),
+            unpaired_handshake_deadline: Duration::from_secs(240),
             max_handshakes_in_progress: 32,
+            reserved_handshakes: 8,
+            max_handshakes_per_address: 8,
+            client_hello_timeout: Duration::from_secs(2),
             transport_handshake_timeout: Duration::from_secs(10),
             handshake_deadline: Duration::from_secs(600),
             max_queued_data: 256,
+            max_dials_in_flight: 8,
+            max_discovered_addresses: 8,
+            max_inbound_bytes_per_peer: 1024 * 1024,
+            max_inbound_bytes_total: 16 * 1024 * 1024,
+            max_inbound_stall: Duration::from_secs(60),
         }
     }
 }
@@ -76,6 +153,20 @@ pub struct HubTimers {
     pub reconnect: BackoffTiers,
     /// Overall deadline of [`crate::hub::Hub::shutdown`]. Default 5 s.
     pub shutdown_deadline: Duration,
+    /// A paired peer's `last_seen` is written to the trust store at most once per this interval
+    /// (unless the same update changes the peer's SHIP ID or last address, which are written at
+    /// once), so that a peer that reconnects often does not rewrite the store each time: an SD
+    /// card must last years. Default 10 min. Zero writes every change of `last_seen` (in the
+    /// store's precision: whole seconds for [`crate::hub::FileTrustStore`]).
+    pub last_seen_write_interval: Duration,
+    /// Least time between two `visible_services_changed` callbacks: changes in between are
+    /// coalesced into one call with the latest list (a burst of announcements costs one list
+    /// per interval). Default 1 s.
+    pub visible_services_interval: Duration,
+    /// Delay between the starts of two candidate addresses of one dial attempt (happy-eyeballs
+    /// style): the next address is tried when the previous ones have not succeeded within it,
+    /// or at once when they failed. Default 250 ms.
+    pub dial_stagger: Duration,
 }
 
 impl Default for HubTimers {
@@ -86,6 +177,9 @@ impl Default for HubTimers {
             double_connection_grace: Duration::from_secs(3),
             reconnect: BackoffTiers::default(),
             shutdown_deadline: Duration::from_secs(5),
+            last_seen_write_interval: Duration::from_secs(600),
+            visible_services_interval: Duration::from_secs(1),
+            dial_stagger: Duration::from_millis(250),
         }
     }
 }

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::address_book::{DEFAULT_SHIP_PATH, check_dialable};
+use super::admission::Admission;
 use super::callbacks::{CallbackEvent, CallbackQueue, start_dispatcher};
 use super::config::HubConfig;
 use super::listener::accept_loop;
@@ -75,6 +76,10 @@ pub enum DisconnectReason {
     Shutdown,
     /// No pong within the keepalive timeout: the peer or the network is gone.
     KeepaliveTimeout,
+    /// The application did not consume the peer's data: its inbound budget stayed used up for
+    /// [`crate::hub::Limits::max_inbound_stall`] while a ping was unanswered
+    /// (docs/architecture.md, "Backpressure").
+    Backpressure,
     /// The SHIP connection ended, with the protocol's cause (the peer closed, a timeout, …).
     Protocol(CloseCause),
     /// Anything else.
@@ -87,6 +92,9 @@ impl std::fmt::Display for DisconnectReason {
             DisconnectReason::Local => f.write_str("closed locally"),
             DisconnectReason::Shutdown => f.write_str("hub shut down"),
             DisconnectReason::KeepaliveTimeout => f.write_str("keepalive timeout"),
+            DisconnectReason::Backpressure => {
+                f.write_str("closed for backpressure: the application did not consume its data")
+            }
             DisconnectReason::Protocol(cause) => write!(f, "{cause}"),
             DisconnectReason::Error(text) => f.write_str(text),
         }
@@ -123,6 +131,21 @@ pub enum HubError {
     /// The payload is not JSON.
     #[error("the data payload is not valid JSON: {0}")]
     InvalidPayload(String),
+    /// The data message carrying the payload would be larger than a peer accepts (the
+    /// WebSocket message limit, [`crate::transport::WsOptions::max_message_size`], 100 KiB by
+    /// default, assumed for the peer too): refused before it is queued.
+    #[error(
+        "the data payload is {size} bytes, more than the {limit} bytes a data message can carry \
+         (messages are limited to {message_limit} bytes, SHIP framing included)"
+    )]
+    PayloadTooLarge {
+        /// The payload's size in bytes (as sent: without surrounding whitespace).
+        size: usize,
+        /// The largest payload accepted, in bytes.
+        limit: usize,
+        /// The limit on the whole message, in bytes.
+        message_limit: usize,
+    },
     /// The trust store failed.
     #[error(transparent)]
     TrustStore(#[from] TrustStoreError),
@@ -167,9 +190,9 @@ pub(crate) struct Shared {
     pub(crate) trust: Arc<dyn TrustStore>,
     pub(crate) callbacks: CallbackQueue,
     pub(crate) connections: Arc<Semaphore>,
-    pub(crate) handshakes: Arc<Semaphore>,
-    /// Connections of peers that are not paired (see [`super::Limits::max_unpaired_connections`]).
-    pub(crate) unpaired: Arc<Semaphore>,
+    /// Handshake and strangers' slots of incoming connections, and the addresses of paired
+    /// peers that may take the reserved handshake slots.
+    pub(crate) admission: Admission,
     pub(crate) metrics: HubMetrics,
     pub(crate) tracker: TaskTracker,
     /// Shutdown phase 1: the listener and admissions stop.
@@ -289,8 +312,15 @@ impl std::fmt::Debug for Hub {
 
 impl Hub {
     /// Binds the listener and starts the hub; paired peers with a known address are dialled.
+    ///
+    /// All or nothing: every step that can fail (loading the pairings, TLS, binding, the first
+    /// announcement) runs before anything is spawned, so a start that fails leaves no listening
+    /// socket and no task behind.
     pub async fn start(config: HubConfig) -> Result<Hub, HubError> {
         let local_ski = config.identity.ski();
+        let paired = config.trust_store.load_all()?;
+        let tls = ShipTls::new(&config.identity, config.tls.clone())
+            .map_err(|error| HubError::Tls(error.to_string()))?;
         let listener = config
             .network
             .bind(config.bind)
@@ -303,12 +333,22 @@ impl Hub {
             addr: config.bind,
             source,
         })?;
-        let (callbacks, callbacks_done) = start_dispatcher(config.callbacks.clone());
+        if let Some(discovery) = &config.discovery {
+            // On failure the listener is dropped here: the port is free again.
+            discovery
+                .announce(sightings::announcement_of(
+                    &config,
+                    local_ski,
+                    config.auto_accept,
+                    local_addr.port(),
+                ))
+                .map_err(HubError::Discovery)?;
+        }
+        // Nothing below fails.
+        let (callbacks, callbacks_done) =
+            start_dispatcher(config.callbacks.clone(), &config.limits);
         let seed = config.rng_seed.unwrap_or_else(rand::random);
-        let paired = config.trust_store.load_all()?;
         let (trust_writes, trust_queue) = mpsc::unbounded_channel();
-        let tls = ShipTls::new(&config.identity, config.tls.clone())
-            .map_err(|error| HubError::Tls(error.to_string()))?;
         let shared = Arc::new_cyclic(|weak: &Weak<Shared>| {
             let observer_target = weak.clone();
             let tls = tls.with_client_certificate_observer(Arc::new(move |ski: Ski| {
@@ -323,8 +363,7 @@ impl Hub {
                 trust: config.trust_store.clone(),
                 callbacks,
                 connections: Arc::new(Semaphore::new(config.limits.max_connections)),
-                handshakes: Arc::new(Semaphore::new(config.limits.max_handshakes_in_progress)),
-                unpaired: Arc::new(Semaphore::new(config.limits.max_unpaired_connections)),
+                admission: Admission::new(&config.limits),
                 metrics: HubMetrics::new(),
                 tracker: TaskTracker::new(),
                 stop_accepting: CancellationToken::new(),
@@ -338,17 +377,15 @@ impl Hub {
         });
         shared.tracker.spawn(accept_loop(shared.clone(), listener));
         if let Some(discovery) = shared.config.discovery.clone() {
-            discovery
-                .announce(sightings::announcement(&shared, local_addr.port()))
-                .map_err(HubError::Discovery)?;
             shared
                 .tracker
                 .spawn(sightings::follow(shared.clone(), discovery));
         }
-        shared.tracker.spawn(trust_writer(
+        shared.tracker.spawn(super::trust::writer::run(
             shared.trust.clone(),
             trust_queue,
             shared.stop.clone(),
+            shared.config.timers.last_seen_write_interval,
         ));
         for peer in paired {
             if peer.ski == local_ski {
@@ -502,10 +539,24 @@ impl Hub {
     }
 
     /// Sends a data message (its SPINE payload, any JSON value) to `ski`. Queued if a replaced
-    /// double connection is still completing its handshake.
+    /// double connection is still completing its handshake. A payload whose data message would
+    /// exceed the message-size limit ([`crate::transport::WsOptions::max_message_size`]) is
+    /// refused with [`HubError::PayloadTooLarge`].
     pub fn send_data(&self, ski: Ski, payload: &[u8]) -> Result<(), HubError> {
-        serde_json::from_slice::<serde::de::IgnoredAny>(payload)
-            .map_err(|e| HubError::InvalidPayload(e.to_string()))?;
+        let text = std::str::from_utf8(payload)
+            .map_err(|_| HubError::InvalidPayload("not UTF-8".to_owned()))?;
+        let raw: &serde_json::value::RawValue =
+            serde_json::from_str(text).map_err(|e| HubError::InvalidPayload(e.to_string()))?;
+        let message_limit = self.shared.config.websocket.max_message_size;
+        let message_len = crate::protocol::codec::data_message_len(raw);
+        if message_len > message_limit {
+            let framing = message_len - raw.get().len();
+            return Err(HubError::PayloadTooLarge {
+                size: raw.get().len(),
+                limit: message_limit.saturating_sub(framing),
+                message_limit,
+            });
+        }
         let registry = self.shared.registry.lock().expect("registry lock");
         let entry = registry.get(&ski).ok_or(HubError::NotConnected(ski))?;
         if !entry.status.borrow().connected {
@@ -579,7 +630,11 @@ impl Hub {
 
     /// Counters since start.
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.shared.metrics.snapshot()
+        let mut snapshot = self.shared.metrics.snapshot();
+        let inbound = self.shared.callbacks.inbound();
+        snapshot.inbound_queued_bytes = inbound.queued() as u64;
+        snapshot.inbound_queued_peak_bytes = inbound.peak() as u64;
+        snapshot
     }
 
     /// How many tasks the hub runs right now: listener, supervisors, links, admissions, dials,
@@ -646,52 +701,6 @@ impl Shared {
                 .send(Box::new(command))
                 .map_err(|_| HubError::NotConnected(ski)),
             None => Err(HubError::NotConnected(ski)),
-        }
-    }
-}
-
-/// Most pairing updates applied in one trust-store call.
-const MAX_TRUST_BATCH: usize = 1024;
-
-/// Applies pairing updates in order, in batches, off the runtime's worker threads. Ends at
-/// shutdown once the queue is empty.
-async fn trust_writer(
-    trust: Arc<dyn TrustStore>,
-    mut queue: mpsc::UnboundedReceiver<PairedPeer>,
-    stop: CancellationToken,
-) {
-    loop {
-        let peer = tokio::select! {
-            biased;
-            peer = queue.recv() => match peer {
-                Some(peer) => peer,
-                None => return,
-            },
-            _ = stop.cancelled() => match queue.try_recv() {
-                Ok(peer) => peer,
-                Err(_) => return,
-            },
-        };
-        // Everything queued meanwhile goes in the same batch, the latest update per SKI (each is
-        // a whole record, sent in order): a file store then writes once, not once per update
-        // (docs/performance.md).
-        let mut batch = std::collections::BTreeMap::new();
-        batch.insert(peer.ski, peer);
-        while batch.len() < MAX_TRUST_BATCH
-            && let Ok(next) = queue.try_recv()
-        {
-            batch.insert(next.ski, next);
-        }
-        let trust = trust.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            // Only update a pairing that still exists.
-            trust.update_existing(batch.into_values().collect())
-        })
-        .await;
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!(%error, "could not update the trust store"),
-            Err(error) => tracing::warn!(%error, "trust store update panicked"),
         }
     }
 }

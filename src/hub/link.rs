@@ -6,7 +6,15 @@
 //! command channel and hears from it only through the event channel. When the task ends it
 //! sends exactly one [`LinkEvent::Ended`] and drops its admission permits, so a connection slot
 //! is free again the moment the connection is gone.
+//!
+//! Backpressure (docs/architecture.md): every data payload read is charged to the peer's inbound
+//! budget and the charge travels with it to the application. While the budget is used up the
+//! link does not read its socket (TCP flow control then holds the sender back); it keeps
+//! writing, keeps its timers and obeys commands. Its keepalive is not held against the peer for
+//! the time it did not read; but a peer it could not read for `stall_limit` while a ping of ours
+//! is unanswered is closed as [`LinkEnd::Backpressure`].
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -14,6 +22,7 @@ use tokio::sync::mpsc;
 use tokio::time::sleep_until;
 use tokio_util::sync::CancellationToken;
 
+use super::inbound::{Charge, PeerBudget};
 use crate::ShipId;
 use crate::protocol::{
     self, CloseCause, CloseReason, ConnectionState, DetailedState, Event, Transmit,
@@ -41,7 +50,8 @@ pub(crate) enum LinkCommand {
 pub(crate) enum LinkEvent {
     State(ConnectionState, DetailedState),
     PeerShipId(ShipId),
-    Data(Vec<u8>),
+    /// A data payload and its charge against the peer's inbound budget.
+    Data(Vec<u8>, Charge),
     /// A pong arrived (after [`LinkCommand::Ping`] or a keepalive ping).
     Pong,
     /// The link is gone; nothing follows. Boxed to keep the event small: a supervisor's event
@@ -60,6 +70,9 @@ pub(crate) enum LinkEnd {
     HandshakeDeadline,
     /// The hub's shutdown deadline passed and the link was dropped without a SHIP close.
     Aborted,
+    /// The peer's inbound budget stayed used up (the application did not consume its data) for
+    /// the stall limit while a ping of ours was unanswered: it could not be served.
+    Backpressure,
 }
 
 /// Parameters of a link's task.
@@ -70,6 +83,12 @@ pub(crate) struct LinkSetup {
     pub(crate) handshake_deadline: Instant,
     /// Fired by the hub when its shutdown deadline passed: drop the socket at once.
     pub(crate) abort: CancellationToken,
+    /// The peer's inbound data budget (shared by its links).
+    pub(crate) budget: Arc<PeerBudget>,
+    /// The largest data message the socket accepts (what one more read may cost).
+    pub(crate) max_message: usize,
+    /// How long the link may leave its socket unread for backpressure while a ping is owed.
+    pub(crate) stall_limit: Duration,
 }
 
 /// The channels a supervisor keeps for one link.
@@ -102,6 +121,10 @@ pub(crate) async fn run_link<S, P>(
     let mut completed = false;
     let mut next_ping = tokio::time::Instant::now() + setup.keepalive_interval;
     let mut pong_deadline: Option<tokio::time::Instant> = None;
+    // When the last keepalive ping went out (its pong still owed).
+    let mut ping_sent: Option<tokio::time::Instant> = None;
+    // Since when the socket has been left unread because the peer's budget is used up.
+    let mut paused_since: Option<tokio::time::Instant> = None;
 
     loop {
         // 1. Everything the engine wants sent, in order.
@@ -145,7 +168,8 @@ pub(crate) async fn run_link<S, P>(
                     // Data from the peer proves data exchange is open (before Completed while
                     // our access-methods request is unanswered): we may send too.
                     completed = true;
-                    report(LinkEvent::Data(payload));
+                    let charge = setup.budget.charge(payload.len());
+                    report(LinkEvent::Data(payload, charge));
                 }
                 Event::Closed(c) => cause = Some(c),
             }
@@ -167,15 +191,50 @@ pub(crate) async fn run_link<S, P>(
             .poll_timeout()
             .map(tokio::time::Instant::from_std);
         let deadline = tokio::time::Instant::from_std(setup.handshake_deadline);
+        // Backpressure: read only while the peer's budget has room (handshake messages are never
+        // held back). Registering for the release signal before the second look means a release
+        // in between cannot be missed.
+        let released = setup.budget.total().released().notified();
+        tokio::pin!(released);
+        let mut readable = !completed || setup.budget.may_read(setup.max_message);
+        if !readable {
+            released.as_mut().enable();
+            readable = setup.budget.may_read(setup.max_message);
+        }
+        match (readable, paused_since) {
+            (false, None) => paused_since = Some(tokio::time::Instant::now()),
+            (true, Some(since)) => {
+                // The pong may have waited behind unread data: the time we did not read is
+                // not the peer's.
+                paused_since = None;
+                if let Some(deadline) = pong_deadline.as_mut() {
+                    *deadline += since.elapsed();
+                }
+            }
+            _ => {}
+        }
+        let stall_deadline = match (paused_since, ping_sent) {
+            (Some(paused), Some(sent)) => Some(paused.max(sent) + setup.stall_limit),
+            _ => None,
+        };
         tokio::select! {
             biased;
             _ = setup.abort.cancelled() => {
                 end = Some(LinkEnd::Aborted);
             }
-            event = socket.next_event() => match event {
+            _ = &mut released, if !readable => {}
+            _ = sleep_until_opt(stall_deadline) => {
+                tracing::debug!(
+                    queued = setup.budget.queued(),
+                    "inbound budget used up for the stall limit with a ping unanswered: closing"
+                );
+                end = Some(LinkEnd::Backpressure);
+            }
+            event = socket.next_event(), if readable => match event {
                 Ok(SocketEvent::Message(bytes)) => connection.handle_message(&bytes, now()),
                 Ok(SocketEvent::Pong(_)) => {
                     pong_deadline = None;
+                    ping_sent = None;
                     report(LinkEvent::Pong);
                 }
                 Ok(SocketEvent::Closed { .. }) | Err(_) => {
@@ -201,6 +260,7 @@ pub(crate) async fn run_link<S, P>(
                     if matches!(unstalled(&setup, socket.ping(Vec::new())).await, Ok(Ok(())))
                         && pong_deadline.is_none()
                     {
+                        ping_sent = Some(tokio::time::Instant::now());
                         pong_deadline =
                             Some(tokio::time::Instant::now() + setup.keepalive_timeout);
                     }
@@ -226,6 +286,7 @@ pub(crate) async fn run_link<S, P>(
                 next_ping = tokio::time::Instant::now() + setup.keepalive_interval;
                 match unstalled(&setup, socket.ping(Vec::new())).await {
                     Ok(Ok(())) => {
+                        ping_sent = Some(tokio::time::Instant::now());
                         pong_deadline =
                             Some(tokio::time::Instant::now() + setup.keepalive_timeout);
                     }
@@ -233,7 +294,7 @@ pub(crate) async fn run_link<S, P>(
                     Err(stall) => end = Some(stall),
                 }
             }
-            _ = sleep_until_opt(pong_deadline) => {
+            _ = sleep_until_opt(pong_deadline), if paused_since.is_none() => {
                 end = Some(LinkEnd::KeepaliveTimeout);
             }
         }

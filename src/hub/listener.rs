@@ -1,13 +1,13 @@
 //! The accept loop: admits TCP connections, runs TLS and the WebSocket upgrade, and hands each
 //! connection to the supervisor of the SKI its certificate proved. It never waits for a
-//! connection's handshake itself: each admitted connection gets its own bounded task.
+//! connection's handshake itself: each admitted connection gets its own bounded task. What may
+//! be admitted is decided by [`super::admission`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::sync::OwnedSemaphorePermit;
-
 use super::Shared;
+use super::admission::{HandshakeSlot, Refusal};
 use super::link::{now, runner};
 use super::metrics::FailureCause;
 use super::net::{BoxIo, Listener};
@@ -22,16 +22,18 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, mut listener: Box<dyn Liste
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((tcp, remote)) => {
-                let Ok(permit) = shared.handshakes.clone().try_acquire_owned() else {
-                    tracing::debug!(%remote, "too many handshakes in progress: dropping");
+            Ok((tcp, remote)) => match shared.admission.handshake(remote.ip()) {
+                Ok(slot) => {
+                    shared
+                        .tracker
+                        .spawn(admit(shared.clone(), tcp, remote, slot));
+                }
+                Err(refusal) => {
+                    // Dropping the stream closes it before any TLS work.
+                    tracing::debug!(%remote, %refusal, "incoming connection dropped");
                     shared.metrics.failure(FailureCause::RefusedByCap);
-                    continue;
-                };
-                shared
-                    .tracker
-                    .spawn(admit(shared.clone(), tcp, remote, permit));
-            }
+                }
+            },
             Err(error) => {
                 // EMFILE and friends: back off briefly instead of spinning.
                 tracing::warn!(%error, "accept failed");
@@ -42,59 +44,59 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, mut listener: Box<dyn Liste
     tracing::debug!("listener stopped");
 }
 
-/// TLS + WebSocket for one incoming connection, within the transport handshake timeout.
-async fn admit(
-    shared: Arc<Shared>,
-    tcp: BoxIo,
-    remote: SocketAddr,
-    handshake_permit: OwnedSemaphorePermit,
-) {
+/// TLS + WebSocket for one incoming connection: the ClientHello within the client-hello
+/// timeout, everything within the transport handshake timeout.
+async fn admit(shared: Arc<Shared>, tcp: BoxIo, remote: SocketAddr, slot: HandshakeSlot) {
     shared.metrics.incoming_accepted();
     let started = now();
+    let limits = &shared.config.limits;
     let work = async {
-        let (tls, ski) = shared.tls.accept(tcp).await?;
+        let hello = tokio::time::timeout(
+            limits.client_hello_timeout,
+            shared.tls.read_client_hello(tcp),
+        )
+        .await
+        .map_err(|_| AdmitError::NoClientHello)??;
+        let (tls, ski) = hello.accept().await?;
         if ski == shared.local_ski {
             return Err(AdmitError::OwnSki);
         }
-        // A peer we have not paired takes one of the few unpaired slots as well, so strangers
-        // (pairing requests, floods of unknown SKIs) can never hold the slots paired peers need.
+        // A peer we have not paired takes one of the few strangers' slots as well, so strangers
+        // (pairing requests, floods of unknown SKIs) can never hold the slots paired peers need,
+        // and one address cannot hold all of them.
         let paired = matches!(shared.trust.get(&ski), Ok(Some(_)));
-        let mut permits = None;
-        let socket = transport::accept_websocket(tls, &shared.config.websocket, || {
-            let unpaired = if paired {
-                None
-            } else {
-                match shared.unpaired.clone().try_acquire_owned() {
-                    Ok(permit) => Some(permit),
-                    Err(_) => return false,
-                }
-            };
-            permits = shared
-                .connections
-                .clone()
-                .try_acquire_owned()
-                .ok()
-                .map(|connection| (connection, unpaired));
-            permits.is_some()
+        // Set by the upgrade callback: the room taken, or why there was none.
+        let mut room = None;
+        let upgraded = transport::accept_websocket(tls, &shared.config.websocket, || {
+            let taken = admit_upgrade(&shared, remote, paired);
+            let admitted = taken.is_ok();
+            room = Some(taken);
+            admitted
         })
-        .await?;
-        let permit = permits.ok_or(AdmitError::Full)?;
-        Ok::<_, AdmitError>((socket, ski, permit))
+        .await;
+        match (upgraded, room) {
+            (Ok(socket), Some(Ok(permits))) => Ok((socket, ski, permits)),
+            (Err(_), Some(Err(refusal))) => Err(AdmitError::Full(refusal)),
+            (Err(error), _) => Err(AdmitError::Transport(error)),
+            // Not reached: the upgrade succeeds only once the callback found room.
+            (Ok(_), _) => Err(AdmitError::Full(Refusal::Connections)),
+        }
     };
     let outcome = tokio::select! {
         _ = shared.stop_accepting.cancelled() => return,
-        outcome = tokio::time::timeout(shared.config.limits.transport_handshake_timeout, work) => outcome,
+        outcome = tokio::time::timeout(limits.transport_handshake_timeout, work) => outcome,
     };
-    drop(handshake_permit);
+    let reserved = slot.reserved;
+    drop(slot);
     let (socket, ski, permit) = match outcome {
         Ok(Ok(admitted)) => admitted,
         Ok(Err(error)) => {
-            tracing::debug!(%remote, %error, "incoming connection refused");
+            tracing::debug!(%remote, %error, reserved, "incoming connection refused");
             shared.metrics.failure(error.cause());
             return;
         }
         Err(_) => {
-            tracing::debug!(%remote, "incoming connection: TLS + WebSocket timed out");
+            tracing::debug!(%remote, reserved, "incoming connection: TLS + WebSocket timed out");
             shared.metrics.failure(FailureCause::HandshakeTimeout);
             return;
         }
@@ -110,12 +112,40 @@ async fn admit(
     );
 }
 
+/// What an admitted connection holds for as long as it lives: a connection slot, and a
+/// strangers' slot unless the peer is paired.
+type LinkPermits = (
+    tokio::sync::OwnedSemaphorePermit,
+    Option<super::admission::UnpairedSlot>,
+);
+
+/// Room for an upgraded connection from `remote`, taken at once or not at all (HTTP 503).
+fn admit_upgrade(
+    shared: &Shared,
+    remote: SocketAddr,
+    paired: bool,
+) -> Result<LinkPermits, Refusal> {
+    let unpaired = if paired {
+        None
+    } else {
+        Some(shared.admission.unpaired(remote.ip())?)
+    };
+    let connection = shared
+        .connections
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| Refusal::Connections)?;
+    Ok((connection, unpaired))
+}
+
 #[derive(Debug, thiserror::Error)]
 enum AdmitError {
+    #[error("no complete TLS ClientHello within the client-hello timeout")]
+    NoClientHello,
     #[error("the peer presented our own SKI")]
     OwnSki,
-    #[error("connection limit reached (answered 503)")]
-    Full,
+    #[error("{0} (answered 503)")]
+    Full(Refusal),
     #[error(transparent)]
     Transport(#[from] transport::TransportError),
 }
@@ -123,8 +153,9 @@ enum AdmitError {
 impl AdmitError {
     fn cause(&self) -> FailureCause {
         match self {
+            AdmitError::NoClientHello => FailureCause::HandshakeTimeout,
             AdmitError::OwnSki => FailureCause::Tls,
-            AdmitError::Full => FailureCause::RefusedByCap,
+            AdmitError::Full(_) => FailureCause::RefusedByCap,
             AdmitError::Transport(error) => super::dial::transport_cause(error),
         }
     }

@@ -32,19 +32,23 @@ pub enum FailureCause {
     Protocol,
     /// Refused because a connection or pending-handshake cap was reached (HTTP 503).
     RefusedByCap,
+    /// Closed because the application did not consume the peer's data: its inbound budget
+    /// stayed used up for [`crate::hub::Limits::max_inbound_stall`] with a ping unanswered.
+    Backpressure,
     /// Anything else.
     Other,
 }
 
 impl FailureCause {
     /// Every cause, in the order of [`FailureCounts`]'s fields.
-    pub const ALL: [FailureCause; 7] = [
+    pub const ALL: [FailureCause; 8] = [
         FailureCause::Tls,
         FailureCause::WebSocket,
         FailureCause::HandshakeTimeout,
         FailureCause::TrustDenied,
         FailureCause::Protocol,
         FailureCause::RefusedByCap,
+        FailureCause::Backpressure,
         FailureCause::Other,
     ];
 
@@ -56,7 +60,8 @@ impl FailureCause {
             FailureCause::TrustDenied => 3,
             FailureCause::Protocol => 4,
             FailureCause::RefusedByCap => 5,
-            FailureCause::Other => 6,
+            FailureCause::Backpressure => 6,
+            FailureCause::Other => 7,
         }
     }
 }
@@ -184,10 +189,14 @@ impl HubMetrics {
                 trust_denied: failure(FailureCause::TrustDenied),
                 protocol: failure(FailureCause::Protocol),
                 refused_by_cap: failure(FailureCause::RefusedByCap),
+                backpressure: failure(FailureCause::Backpressure),
                 other: failure(FailureCause::Other),
             },
             double_connection_replacements: load(&self.double_connection_replacements),
             handshake_time,
+            // Filled in by the hub, which owns the inbound budget.
+            inbound_queued_bytes: 0,
+            inbound_queued_peak_bytes: 0,
         }
     }
 }
@@ -225,6 +234,8 @@ pub struct FailureCounts {
     pub protocol: u64,
     /// [`FailureCause::RefusedByCap`].
     pub refused_by_cap: u64,
+    /// [`FailureCause::Backpressure`].
+    pub backpressure: u64,
     /// [`FailureCause::Other`].
     pub other: u64,
 }
@@ -239,6 +250,7 @@ impl FailureCounts {
             FailureCause::TrustDenied => self.trust_denied,
             FailureCause::Protocol => self.protocol,
             FailureCause::RefusedByCap => self.refused_by_cap,
+            FailureCause::Backpressure => self.backpressure,
             FailureCause::Other => self.other,
         }
     }
@@ -286,6 +298,12 @@ pub struct MetricsSnapshot {
     pub double_connection_replacements: u64,
     /// How long handshakes took.
     pub handshake_time: HandshakeTimeSummary,
+    /// Received data bytes charged to inbound budgets right now (queued in the hub or held by
+    /// the application), with the per-message bookkeeping (docs/architecture.md,
+    /// "Backpressure"). A diagnostic: not a counter.
+    pub inbound_queued_bytes: u64,
+    /// The most inbound bytes ever charged at once.
+    pub inbound_queued_peak_bytes: u64,
 }
 
 #[cfg(test)]
@@ -325,7 +343,7 @@ mod tests {
         for (n, cause) in FailureCause::ALL.into_iter().enumerate() {
             assert_eq!(snapshot.failures.get(cause), n as u64 + 1, "{cause:?}");
         }
-        assert_eq!(snapshot.failures.total(), (1..=7).sum::<u64>());
+        assert_eq!(snapshot.failures.total(), (1..=8).sum::<u64>());
     }
 
     #[test]
@@ -421,13 +439,15 @@ mod tests {
                 "handshakes_completed": 1,
                 "failures": {
                     "tls": 0, "websocket": 0, "handshake_timeout": 0, "trust_denied": 0,
-                    "protocol": 0, "refused_by_cap": 1, "other": 0
+                    "protocol": 0, "refused_by_cap": 1, "backpressure": 0, "other": 0
                 },
                 "double_connection_replacements": 0,
                 "handshake_time": {
                     "count": 1, "sum_us": 3000, "min_us": 3000, "max_us": 3000,
                     "mean_us": 3000, "p50_us": 3000, "p99_us": 3000
-                }
+                },
+                "inbound_queued_bytes": 0,
+                "inbound_queued_peak_bytes": 0
             })
         );
         assert_eq!(

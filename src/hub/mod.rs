@@ -8,12 +8,14 @@
 //! * [`TrustStore`] — where pairings live; [`Backoff`] — reconnect delays (§8).
 
 pub mod address_book;
+mod admission;
 mod arbitration;
 pub mod backoff;
 pub mod callbacks;
 pub mod config;
 mod core;
 mod dial;
+mod inbound;
 mod link;
 mod listener;
 pub mod metrics;
@@ -29,6 +31,7 @@ pub use config::{DeviceInfo, HubConfig, HubTimers, Limits};
 pub use core::{ConnectionInfo, Direction, DisconnectReason, Hub, HubError, ShutdownReport};
 pub(crate) use core::{PeerStatus, Shared};
 pub use dial::DialError;
+pub use inbound::{Delivery, DeliveryToken};
 pub use metrics::{FailureCause, FailureCounts, HandshakeTimeSummary, HubMetrics, MetricsSnapshot};
 pub use net::{MemoryLan, MemoryNetwork, Network, TcpNetwork};
 pub use trust::{FileTrustStore, MemoryTrustStore, PairedPeer, TrustStore, TrustStoreError};

@@ -7,8 +7,10 @@
 //! mDNS record expired (ship-protocol.md §8).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::broadcast::error::RecvError;
+use tokio::time::Instant;
 
 use super::Shared;
 use super::callbacks::CallbackEvent;
@@ -17,17 +19,29 @@ use crate::discovery::{Announcement, Discovery, DiscoveryEvent, ShipTxt, Visible
 
 /// Builds our announcement from the configuration (`register` = auto-accept).
 pub(crate) fn announcement(shared: &Shared, port: u16) -> Announcement {
-    let device = &shared.config.device;
-    let mut txt = ShipTxt::new(shared.config.ship_id.clone(), shared.local_ski);
+    let register = shared
+        .auto_accept
+        .load(std::sync::atomic::Ordering::Relaxed);
+    announcement_of(&shared.config, shared.local_ski, register, port)
+}
+
+/// Our announcement, before the hub's shared state exists (the first one, made by
+/// [`super::Hub::start`] before it spawns anything).
+pub(crate) fn announcement_of(
+    config: &super::HubConfig,
+    local_ski: crate::Ski,
+    register: bool,
+    port: u16,
+) -> Announcement {
+    let device = &config.device;
+    let mut txt = ShipTxt::new(config.ship_id.clone(), local_ski);
     txt.path = device.path.clone();
     txt.brand = device.brand.clone();
     txt.model = device.model.clone();
     txt.device_type = device.device_type.clone();
     txt.serial = device.serial.clone();
     txt.categories = device.categories.clone();
-    txt.register = shared
-        .auto_accept
-        .load(std::sync::atomic::Ordering::Relaxed);
+    txt.register = register;
     let announcement = Announcement::new(txt, port);
     match &device.instance_name {
         Some(name) => announcement.with_instance_name(name.clone()),
@@ -36,28 +50,46 @@ pub(crate) fn announcement(shared: &Shared, port: u16) -> Announcement {
 }
 
 /// Follows `discovery` until the hub stops.
+///
+/// A sighting of a paired SKI reaches its supervisor at once. The application's
+/// `visible_services_changed` is coalesced: at most one call per
+/// [`HubTimers::visible_services_interval`](super::config::HubTimers::visible_services_interval),
+/// with the list as it is then, so a burst of announcements costs one list per interval
+/// instead of one per sighting. The paired SKIs are the discovery's preferred ones (their
+/// records are never evicted for strangers); the set is refreshed with each report.
 pub(crate) async fn follow(shared: Arc<Shared>, discovery: Arc<dyn Discovery>) {
     let mut events = discovery.subscribe();
-    publish(&shared, &discovery);
+    prefer_paired(&shared, &discovery);
+    let mut report = Coalesced::new(shared.config.timers.visible_services_interval);
     for service in discovery.visible() {
         feed(&shared, &service);
     }
     loop {
         let event = tokio::select! {
             _ = shared.stop.cancelled() => return,
+            () = report.due() => {
+                prefer_paired(&shared, &discovery);
+                publish(&shared, &discovery);
+                report.done();
+                continue;
+            }
             event = events.recv() => event,
         };
         match event {
             Ok(DiscoveryEvent::Seen(service)) => {
                 feed(&shared, &service);
-                publish(&shared, &discovery);
+                report.changed();
             }
             Ok(DiscoveryEvent::Lost(ski)) => {
                 let _ = shared.route_existing(ski, Command::SightingLost);
-                publish(&shared, &discovery);
+                report.changed();
             }
             Ok(DiscoveryEvent::Refused { instance, error }) => {
-                tracing::info!(%instance, %error, "ignoring a SHIP announcement with a bad TXT record");
+                tracing::info!(
+                    ?instance,
+                    ?error,
+                    "ignoring a SHIP announcement with a bad TXT record"
+                );
             }
             Ok(DiscoveryEvent::Renamed { from, to }) => {
                 tracing::info!(%from, %to, "our mDNS instance name was taken: announced under a new name");
@@ -66,10 +98,56 @@ pub(crate) async fn follow(shared: Arc<Shared>, discovery: Arc<dyn Discovery>) {
                 for service in discovery.visible() {
                     feed(&shared, &service);
                 }
-                publish(&shared, &discovery);
+                report.changed();
             }
             Err(RecvError::Closed) => return,
         }
+    }
+}
+
+/// Rate-limits the visible-services report: the first change is reported at once, later ones
+/// at most once per interval.
+struct Coalesced {
+    interval: Duration,
+    last: Option<Instant>,
+    pending: bool,
+}
+
+impl Coalesced {
+    /// Starts with a report pending (the application learns the initial list at once).
+    fn new(interval: Duration) -> Self {
+        Coalesced {
+            interval,
+            last: None,
+            pending: true,
+        }
+    }
+
+    fn changed(&mut self) {
+        self.pending = true;
+    }
+
+    /// Resolves when a report is due; never while nothing changed.
+    async fn due(&self) {
+        if !self.pending {
+            return std::future::pending().await;
+        }
+        if let Some(last) = self.last {
+            tokio::time::sleep_until(last + self.interval).await;
+        }
+    }
+
+    fn done(&mut self) {
+        self.pending = false;
+        self.last = Some(Instant::now());
+    }
+}
+
+/// Tells the discovery which SKIs are paired, so that strangers never evict their records.
+fn prefer_paired(shared: &Shared, discovery: &Arc<dyn Discovery>) {
+    match shared.trust.load_all() {
+        Ok(peers) => discovery.set_preferred(peers.into_iter().map(|p| p.ski).collect()),
+        Err(error) => tracing::debug!(%error, "paired SKIs not readable for discovery"),
     }
 }
 
@@ -97,7 +175,7 @@ pub(crate) fn sighting_command(service: &VisibleService) -> Command {
     Command::Sighting {
         host: host_label(&instance),
         instance,
-        addresses: service.addresses.iter().copied().collect(),
+        addresses: service.dial_order.clone(),
         path: service.path().to_owned(),
     }
 }

@@ -34,6 +34,7 @@ use super::arbitration::{self, Arbitration, LinkFacts};
 use super::backoff::Backoff;
 use super::callbacks::{CallbackEvent, PairingRequest, StateDetail};
 use super::dial::{self, DialError, Dialled};
+use super::inbound::PeerBudget;
 use super::link::{
     LinkChannels, LinkCommand, LinkEnd, LinkEvent, LinkId, LinkSetup, now, sleep_until_opt,
 };
@@ -109,6 +110,9 @@ struct Link {
     completed: bool,
     /// A close was requested (arbitration, unpair, disconnect, shutdown).
     closing: bool,
+    /// Closed by us because a newer connection of this SKI replaces it: one still in its TLS
+    /// handshake when we decided (§7 rule 1), so not yet a link of this supervisor.
+    replaced: bool,
     /// Answered the last arbitration ping.
     ponged: bool,
     /// Waiting for a user decision (hello pending).
@@ -134,6 +138,8 @@ pub(crate) struct Supervisor {
     status: watch::Sender<PeerStatus>,
     data_rx: mpsc::Receiver<Vec<u8>>,
     held: Option<Vec<u8>>,
+    /// The peer's inbound data budget, shared by its links (docs/architecture.md).
+    inbound: Arc<PeerBudget>,
     pairing: Option<PairedPeer>,
     peer_ship_id: Option<ShipId>,
     /// Every address known for this peer (one SKI's book).
@@ -162,6 +168,8 @@ pub(crate) struct Supervisor {
     incoming_seen: Option<tokio::time::Instant>,
     /// The next dial goes out without a backoff delay (a fresh pairing by the user).
     dial_soon: bool,
+    /// Hands fresh sightings to the running dial attempt, which tries them next.
+    dial_feed: Option<mpsc::UnboundedSender<Vec<(DialCandidate, String)>>>,
     stopping: bool,
 }
 
@@ -183,22 +191,26 @@ impl Supervisor {
         data_rx: mpsc::Receiver<Vec<u8>>,
         seed: u64,
     ) -> Self {
-        let pairing = shared.trust.get(&ski).ok().flatten();
-        let mut addresses = AddressBook::new();
-        if let Some(address) = pairing.as_ref().and_then(|p| p.last_address) {
-            let _ = addresses.record_dialled(ski, address, DEFAULT_SHIP_PATH);
-        }
+        // Unbounded in count, bounded in bytes: every data event holds its charge against
+        // `inbound`, and a link produces only a handful of other events per connection.
         let (link_events_tx, link_events) = mpsc::unbounded_channel();
+        let inbound = PeerBudget::new(
+            shared.config.limits.max_inbound_bytes_per_peer,
+            shared.callbacks.inbound().clone(),
+        );
         let backoff = Backoff::new(shared.config.timers.reconnect.clone());
+        let addresses =
+            AddressBook::with_max_discovered(shared.config.limits.max_discovered_addresses);
         Supervisor {
             ski,
-            peer_ship_id: pairing.as_ref().and_then(|p| p.ship_id.clone()),
-            pairing,
+            peer_ship_id: None,
+            pairing: None,
             shared,
             commands,
             status,
             data_rx,
             held: None,
+            inbound,
             addresses,
             hosts: HashMap::new(),
             links: Vec::new(),
@@ -219,6 +231,7 @@ impl Supervisor {
             replacing: None,
             incoming_seen: None,
             dial_soon: false,
+            dial_feed: None,
             stopping: false,
         }
     }
@@ -226,10 +239,12 @@ impl Supervisor {
     /// The supervisor's task. Returns when the peer needs no owner any more (not paired, no
     /// link) or the hub shut down.
     pub(crate) async fn run(mut self) {
+        self.load_pairing().await;
         if self.shared.stop.is_cancelled() {
             self.begin_stop();
         }
         self.schedule_dial();
+        self.publish_addresses();
         loop {
             self.refresh_visible();
             if self.try_retire() {
@@ -267,6 +282,54 @@ impl Supervisor {
         }
     }
 
+    /// Learns the peer's pairing before any other command is handled. A supervisor created by
+    /// a pairing (restored at start, or made by the user) gets the record with that command;
+    /// any other reads it from the trust store, here on the blocking pool, never in
+    /// [`super::Shared::route`]: that holds the registry lock, and a slow trust store must not
+    /// stall every other peer's routing and the [`super::Hub`] methods.
+    async fn load_pairing(&mut self) {
+        let first = self.commands.try_recv().ok();
+        if !first
+            .as_deref()
+            .is_some_and(|command| matches!(command, Command::Paired { .. }))
+        {
+            self.read_pairing().await;
+        }
+        if let Some(command) = first {
+            self.handle_command(*command);
+        }
+    }
+
+    async fn read_pairing(&mut self) {
+        let trust = self.shared.trust.clone();
+        let ski = self.ski;
+        let read = tokio::task::spawn_blocking(move || trust.get(&ski));
+        let pairing = tokio::select! {
+            result = read => match result {
+                Ok(Ok(pairing)) => pairing,
+                Ok(Err(error)) => {
+                    tracing::warn!(%ski, %error, "could not read the pairing");
+                    None
+                }
+                Err(error) => {
+                    tracing::warn!(%ski, %error, "reading the pairing panicked");
+                    None
+                }
+            },
+            _ = self.shared.abort.cancelled() => None,
+        };
+        let Some(peer) = pairing else {
+            return;
+        };
+        if let Some(address) = peer.last_address {
+            let _ = self
+                .addresses
+                .record_dialled(ski, address, DEFAULT_SHIP_PATH);
+        }
+        self.peer_ship_id = peer.ship_id.clone();
+        self.pairing = Some(peer);
+    }
+
     // ----- commands ---------------------------------------------------------------------
 
     fn handle_command(&mut self, command: Command) {
@@ -283,6 +346,9 @@ impl Supervisor {
                     self.cancel_dial();
                     let older: Vec<LinkId> = self.live_links().map(|l| l.id).collect();
                     for id in older {
+                        if let Some(link) = self.link_mut(id) {
+                            link.replaced = true;
+                        }
                         self.close_link(id, CloseReason::Unspecific);
                     }
                     self.settled_double = true;
@@ -350,6 +416,7 @@ impl Supervisor {
                 {
                     tracing::debug!(ski = %self.ski, %error, "sighting not usable");
                 }
+                self.feed_running_dial(&instance, &host);
                 self.schedule_dial();
             }
             Command::SightingLost => {
@@ -367,15 +434,20 @@ impl Supervisor {
                 }
             }
         }
+        self.publish_addresses();
         self.refresh_visible();
     }
 
     // ----- dialling ---------------------------------------------------------------------
 
+    /// Schedules the next dial of a paired peer. Without an address to dial (a peer that only
+    /// ever dialled in: the address it came from has no listening port) nothing is scheduled:
+    /// the peer waits quietly in Queued until an address is learnt (a sighting, a static
+    /// address, a pairing with a last address), which calls this again.
     fn schedule_dial(&mut self) {
         if self.stopping
             || self.pairing.is_none()
-            || !self.addresses.contains(&self.ski)
+            || self.addresses.dial_candidates(&self.ski).is_empty()
             || !matches!(self.dial, Dial::Idle)
             || self.live_links().count() > 0
         {
@@ -394,15 +466,44 @@ impl Supervisor {
             self.dial = Dial::Idle;
             return;
         }
+        let candidates = self.addresses.dial_candidates(&self.ski);
+        if candidates.is_empty() {
+            // Nothing to dial (see `schedule_dial`): not a failure.
+            self.dial = Dial::Idle;
+            return;
+        }
         let shared = self.shared.clone();
         let ski = self.ski;
-        let candidates = self.addresses.dial_candidates(&self.ski);
         self.shared.metrics.dial_attempt();
-        let handle =
-            self.shared
-                .tracker
-                .spawn(dial::dial(shared, ski, candidates, self.hosts.clone()));
+        let (feed, more) = mpsc::unbounded_channel();
+        self.dial_feed = Some(feed);
+        let handle = self.shared.tracker.spawn(dial::dial(
+            shared,
+            ski,
+            candidates,
+            self.hosts.clone(),
+            more,
+        ));
         self.dial = Dial::Running(handle);
+    }
+
+    /// A running dial attempt also tries the addresses of a fresh sighting, next.
+    fn feed_running_dial(&self, instance: &str, host: &str) {
+        let (Dial::Running(_), Some(feed)) = (&self.dial, &self.dial_feed) else {
+            return;
+        };
+        let fresh: Vec<(DialCandidate, String)> = self
+            .addresses
+            .dial_candidates(&self.ski)
+            .into_iter()
+            .filter(
+                |c| matches!(&c.source, AddressSource::Discovered { instance: i } if i == instance),
+            )
+            .map(|c| (c, host.to_owned()))
+            .collect();
+        if !fresh.is_empty() {
+            let _ = feed.send(fresh);
+        }
     }
 
     fn cancel_dial(&mut self) {
@@ -465,10 +566,21 @@ impl Supervisor {
         registry.remove(&self.ski);
         drop(registry);
         self.commands.close();
+        self.shared.admission.known.publish(self.ski, []);
         true
     }
 
     // ----- helpers ----------------------------------------------------------------------
+
+    /// Tells admission where this peer may connect from (only while it is paired): connections
+    /// from there may take the handshake slots reserved for paired peers.
+    fn publish_addresses(&self) {
+        let ips = match self.pairing {
+            Some(_) => self.addresses.proven_ips(&self.ski),
+            None => Vec::new(),
+        };
+        self.shared.admission.known.publish(self.ski, ips);
+    }
 
     /// Moves every payload the application queued to link `id` (before it is closed), so the
     /// close does not lose data that was accepted by [`super::Hub::send_data`].

@@ -3,6 +3,15 @@
 //! A SHIP node is known to its peers by the SKI of a self-signed P-256 certificate, so the
 //! certificate must survive restarts: losing it means every peer has to be paired again.
 //! [`Identity::load_or_create`] keeps it in a directory as `cert.pem` and `key.pem` (mode 0600).
+//!
+//! Saving is crash-safe: both files are written to temporary files (`cert.pem.tmp`,
+//! `key.pem.tmp`) and fsynced first, then the certificate is renamed into place and the key last,
+//! and the directory is fsynced. The key's rename is the commit point. A process killed at any
+//! instant therefore leaves one of: the previous files (or none), plus stale temporary files; or
+//! the new certificate with the old key (or none) and the new key complete in `key.pem.tmp`,
+//! which [`Identity::load_existing`] and [`Identity::load_or_create`] complete; or the new pair.
+//! None of these files is ever opened through a symbolic link
+//! ([`IdentityError::Symlink`]).
 
 use std::fs;
 use std::io::Write;
@@ -17,6 +26,7 @@ use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair as _
 
 use super::peer::{CertificateError, parse_peer_certificate};
 use crate::Ski;
+use crate::safe_file;
 
 /// File name of the certificate inside an identity directory.
 pub const CERTIFICATE_FILE: &str = "cert.pem";
@@ -101,7 +111,22 @@ pub enum IdentityError {
         /// What was wrong.
         reason: &'static str,
     },
-    /// Only one of `cert.pem` and `key.pem` exists; refusing to overwrite it.
+    /// One of the identity's files (or their temporary files) is a symbolic link. Links are never
+    /// followed, so that nobody who can plant one can have the private key written into, or read
+    /// from, a file of their choosing; the link and its target were left untouched.
+    #[error(
+        "refusing to follow the symbolic link {}: the identity files and their temporary files \
+         must be regular files (remove the link, and keep the directory writable only by its \
+         owner)",
+        path.display()
+    )]
+    Symlink {
+        /// The link.
+        path: PathBuf,
+    },
+    /// `key.pem` exists without `cert.pem`; refusing to overwrite the key. (A certificate
+    /// without its key is what a creation interrupted before its last step leaves: it is
+    /// replaced by a new identity.)
     #[error(
         "{present} exists but {missing} does not; refusing to create a new identity over half \
          of an old one (restore {missing} or remove {present})"
@@ -240,19 +265,30 @@ impl Identity {
         &self.private_key_der
     }
 
-    /// Writes `cert.pem` and `key.pem` (mode 0600) into `dir`, creating `dir` if needed. Each
-    /// file is written to a temporary name and renamed, so a crash never leaves half a file.
+    /// Writes `cert.pem` and `key.pem` (mode 0600) into `dir`, creating `dir` if needed,
+    /// replacing an identity stored there. Crash-safe (see the module documentation): a process
+    /// killed at any instant leaves the previous identity or this one, as
+    /// [`Identity::load_or_create`] finds it. Fails with [`IdentityError::Symlink`], touching
+    /// nothing, when either file or temporary file is a symbolic link.
     pub fn save(&self, dir: &Path) -> Result<(), IdentityError> {
         fs::create_dir_all(dir).map_err(|source| IdentityError::Io {
             action: "creating",
             path: dir.to_owned(),
             source,
         })?;
-        let key_pem = pem::encode(&pem::Pem::new("PRIVATE KEY", self.private_key_der.clone()));
-        write_atomically(&dir.join(KEY_FILE), key_pem.as_bytes(), 0o600)?;
+        let certificate_path = dir.join(CERTIFICATE_FILE);
+        let key_path = dir.join(KEY_FILE);
+        for path in [&certificate_path, &key_path] {
+            refuse_symlink(path)?;
+        }
         let cert_pem = pem::encode(&pem::Pem::new("CERTIFICATE", self.certificate_der.clone()));
-        write_atomically(&dir.join(CERTIFICATE_FILE), cert_pem.as_bytes(), 0o644)?;
-        Ok(())
+        let key_pem = pem::encode(&pem::Pem::new("PRIVATE KEY", self.private_key_der.clone()));
+        // Both complete on disk before either is renamed: the key's rename, last, commits.
+        let certificate_temp = write_temporary(&certificate_path, cert_pem.as_bytes(), 0o644)?;
+        let key_temp = write_temporary(&key_path, key_pem.as_bytes(), 0o600)?;
+        rename(&certificate_temp, &certificate_path)?;
+        rename(&key_temp, &key_path)?;
+        sync_directory(&key_path)
     }
 
     /// Reads `cert.pem` and `key.pem` from `dir` and checks them (see [`Identity::from_der`]).
@@ -271,29 +307,81 @@ impl Identity {
         )
     }
 
-    /// Loads the identity from `dir`, or creates and saves a new one when neither file exists.
-    /// If only one of the two files exists, fails with [`IdentityError::Incomplete`] rather than
-    /// overwriting it.
-    pub fn load_or_create(dir: &Path, subject: &CertificateSubject) -> Result<Self, IdentityError> {
+    /// Loads the identity from `dir` if a complete one is stored there, completing a save that a
+    /// crash interrupted after its certificate was renamed into place (its key is then complete
+    /// in `key.pem.tmp` and is renamed into place now).
+    ///
+    /// `Ok(None)` when there is no identity: neither file, or only a certificate without a key
+    /// that belongs to it (what a creation interrupted before its last step leaves). Fails with
+    /// [`IdentityError::Incomplete`] when `key.pem` exists without `cert.pem`, and with
+    /// [`IdentityError::Symlink`] when either file is a symbolic link.
+    pub fn load_existing(dir: &Path) -> Result<Option<Self>, IdentityError> {
         let certificate_path = dir.join(CERTIFICATE_FILE);
         let key_path = dir.join(KEY_FILE);
-        match (certificate_path.exists(), key_path.exists()) {
-            (true, true) => Self::load(dir),
-            (false, false) => {
-                let identity = Self::generate(subject)?;
-                identity.save(dir)?;
-                tracing::info!(ski = %identity.ski, dir = %dir.display(), "created a new SHIP identity");
-                Ok(identity)
-            }
-            (true, false) => Err(IdentityError::Incomplete {
-                present: certificate_path,
-                missing: key_path,
-            }),
+        for path in [&certificate_path, &key_path] {
+            refuse_symlink(path)?;
+        }
+        let exists = |path: &Path| {
+            safe_file::entry_exists(path).map_err(|source| IdentityError::Io {
+                action: "looking for",
+                path: path.to_owned(),
+                source,
+            })
+        };
+        match (exists(&certificate_path)?, exists(&key_path)?) {
+            (false, false) => Ok(None),
             (false, true) => Err(IdentityError::Incomplete {
                 present: key_path,
                 missing: certificate_path,
             }),
+            (true, false) => Self::complete_interrupted_save(dir),
+            (true, true) => match Self::load(dir) {
+                Ok(identity) => Ok(Some(identity)),
+                // The new certificate with the previous key: a replacement interrupted between
+                // its two renames.
+                Err(error) => Self::complete_interrupted_save(dir)?.map(Some).ok_or(error),
+            },
         }
+    }
+
+    /// Renames `key.pem.tmp` into place if it is a complete key belonging to `cert.pem`, and
+    /// returns that identity. `Ok(None)` when there is no such key.
+    fn complete_interrupted_save(dir: &Path) -> Result<Option<Self>, IdentityError> {
+        let certificate_path = dir.join(CERTIFICATE_FILE);
+        let key_path = dir.join(KEY_FILE);
+        let key_temp = temporary_path(&key_path);
+        refuse_symlink(&key_temp)?;
+        let certificate_der = read_pem(&certificate_path, "CERTIFICATE")?;
+        let Ok(private_key_der) = read_pem(&key_temp, "PRIVATE KEY") else {
+            return Ok(None);
+        };
+        let Ok(identity) = Self::from_der_at(
+            certificate_der,
+            private_key_der,
+            &certificate_path,
+            &key_path,
+        ) else {
+            return Ok(None);
+        };
+        rename(&key_temp, &key_path)?;
+        sync_directory(&key_path)?;
+        tracing::info!(ski = %identity.ski, dir = %dir.display(), "completed an interrupted save of the SHIP identity");
+        Ok(Some(identity))
+    }
+
+    /// Loads the identity from `dir` (see [`Identity::load_existing`], which also completes an
+    /// interrupted save), or creates and saves a new one when there is none. A certificate
+    /// without its key (a creation interrupted before its last step) is replaced. If `key.pem`
+    /// exists without `cert.pem`, fails with [`IdentityError::Incomplete`] rather than
+    /// overwriting the key.
+    pub fn load_or_create(dir: &Path, subject: &CertificateSubject) -> Result<Self, IdentityError> {
+        if let Some(identity) = Self::load_existing(dir)? {
+            return Ok(identity);
+        }
+        let identity = Self::generate(subject)?;
+        identity.save(dir)?;
+        tracing::info!(ski = %identity.ski, dir = %dir.display(), "created a new SHIP identity");
+        Ok(identity)
     }
 }
 
@@ -327,11 +415,7 @@ fn distinguished_name(subject: &CertificateSubject) -> Result<DistinguishedName,
 }
 
 fn read_pem(path: &Path, expected: &'static str) -> Result<Vec<u8>, IdentityError> {
-    let text = fs::read(path).map_err(|source| IdentityError::Io {
-        action: "reading",
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = safe_file::read(path).map_err(|source| io_error("reading", path, source))?;
     let block = pem::parse(&text).map_err(|e| IdentityError::Pem {
         path: path.to_owned(),
         expected,
@@ -347,37 +431,54 @@ fn read_pem(path: &Path, expected: &'static str) -> Result<Vec<u8>, IdentityErro
     Ok(block.into_contents())
 }
 
-fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> Result<(), IdentityError> {
-    let io_error = |action, source| IdentityError::Io {
+/// An I/O error about `path`; a refused symbolic link becomes [`IdentityError::Symlink`].
+fn io_error(action: &'static str, path: &Path, source: std::io::Error) -> IdentityError {
+    if safe_file::is_symlink_refusal(&source) {
+        return IdentityError::Symlink {
+            path: path.to_owned(),
+        };
+    }
+    IdentityError::Io {
         action,
         path: path.to_owned(),
         source,
-    };
+    }
+}
+
+fn refuse_symlink(path: &Path) -> Result<(), IdentityError> {
+    match safe_file::is_symlink(path) {
+        Ok(false) => Ok(()),
+        Ok(true) => Err(IdentityError::Symlink {
+            path: path.to_owned(),
+        }),
+        Err(source) => Err(io_error("looking at", path, source)),
+    }
+}
+
+/// `<path>.tmp`.
+fn temporary_path(path: &Path) -> PathBuf {
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(".tmp");
-    let temporary = PathBuf::from(temporary);
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(mode);
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    let mut file = options
-        .open(&temporary)
-        .map_err(|e| io_error("creating", e))?;
-    #[cfg(unix)]
-    {
-        // The mode given to open() is filtered by the umask and ignored for an existing file.
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(|e| io_error("setting permissions of", e))?;
-    }
+    PathBuf::from(temporary)
+}
+
+/// Writes `contents` to a new `<path>.tmp` (exclusive, never through a symbolic link; a stale
+/// one from a crash is replaced) with `mode`, fsynced. Returns the temporary file's path.
+fn write_temporary(path: &Path, contents: &[u8], mode: u32) -> Result<PathBuf, IdentityError> {
+    let temporary = temporary_path(path);
+    let mut file = safe_file::create_new(&temporary, mode)
+        .map_err(|source| io_error("creating", &temporary, source))?;
     file.write_all(contents)
         .and_then(|()| file.sync_all())
-        .map_err(|e| io_error("writing", e))?;
-    drop(file);
-    fs::rename(&temporary, path).map_err(|e| io_error("renaming into", e))
+        .map_err(|source| io_error("writing", &temporary, source))?;
+    Ok(temporary)
+}
+
+fn rename(from: &Path, to: &Path) -> Result<(), IdentityError> {
+    fs::rename(from, to).map_err(|source| io_error("renaming into", to, source))
+}
+
+fn sync_directory(path: &Path) -> Result<(), IdentityError> {
+    safe_file::sync_parent(path)
+        .map_err(|source| io_error("syncing the directory of", path, source))
 }

@@ -366,7 +366,7 @@ impl Connection {
         state: ConnectionState,
         detail: Option<DetailedState>,
     ) {
-        tracing::debug!(%cause, "connection ends");
+        tracing::debug!(?cause, "connection ends");
         self.timers.clear();
         self.stage = Stage::Closed;
         self.set_state(state, detail.unwrap_or(self.detail));

@@ -180,7 +180,7 @@ impl Connection {
     ) {
         self.stage = Stage::DataExchange(progress);
         match received {
-            Err(error) => tracing::debug!(%error, "undecodable message in data exchange ignored"),
+            Err(error) => tracing::debug!(?error, "undecodable message in data exchange ignored"),
             Ok(ShipMessage::Data(data)) => self.deliver(data),
             Ok(ShipMessage::AccessMethodsRequest) => self.answer_access_methods(),
             Ok(ShipMessage::AccessMethods(methods)) => self.on_access_methods(progress, methods),
@@ -195,7 +195,7 @@ impl Connection {
         if data.protocol_id == Data::SPINE_PROTOCOL_ID {
             self.emit(Event::Data(data.payload.get().as_bytes().to_vec()));
         } else {
-            tracing::debug!(protocol_id = %data.protocol_id, "data with unknown protocolId ignored");
+            tracing::debug!(protocol_id = ?data.protocol_id, "data with unknown protocolId ignored");
         }
     }
 
@@ -264,7 +264,7 @@ impl Connection {
             },
             Err(error) => CloseCause::Decode(error),
         };
-        tracing::debug!(%cause, "unexpected message");
+        tracing::debug!(?cause, "unexpected message");
         match expected {
             // TC_SHIP_CMI_001/005: the server sends its own CMI first.
             MessageKind::Cmi if self.role == Role::Server => self.send(&ShipMessage::Cmi),

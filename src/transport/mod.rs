@@ -31,7 +31,7 @@ pub use dial::{dial, dial_host};
 pub use error::{TlsError, TransportError, WebSocketError};
 pub use socket::{ShipSocket, SocketEvent, SocketReader, SocketWriter};
 pub use suites::{TlsSuite, UnknownTlsSuite, parse_tls_suites};
-pub use tls::{FALLBACK_SERVER_NAME, ShipTls, TlsOptions, TlsStream};
+pub use tls::{FALLBACK_SERVER_NAME, IncomingTls, ShipTls, TlsOptions, TlsStream};
 pub use verifier::ClientCertificateObserver;
 pub use websocket::{
     DEFAULT_MAX_MESSAGE_SIZE, SHIP_SUBPROTOCOL, WsOptions, accept_websocket, connect_websocket,

@@ -173,26 +173,33 @@ impl ShipTls {
 
     /// Runs the server side of the TLS handshake on an accepted stream. Returns the stream and
     /// the client's SKI (from its verified certificate); whether that SKI is trusted is the
-    /// caller's decision.
+    /// caller's decision. The same as [`ShipTls::read_client_hello`] followed by
+    /// [`IncomingTls::accept`].
     pub async fn accept<S>(&self, stream: S) -> Result<(TlsStream<S>, Ski), TransportError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
-        let stream = tokio_rustls::TlsAcceptor::from(self.server.clone())
-            .accept(stream)
-            .await
-            .map_err(from_tls_io)?;
-        let peer_ski = peer_ski(stream.get_ref().1.peer_certificates())
-            .ok_or(TlsError::NoClientCertificate)?;
-        let suite = stream.get_ref().1.negotiated_cipher_suite();
-        tracing::debug!(peer = %peer_ski, suite = ?suite.map(|s| s.suite()), "TLS accepted");
-        Ok((
-            TlsStream {
-                inner: tokio_rustls::TlsStream::Server(stream),
-                peer_ski,
-            },
-            peer_ski,
-        ))
+        self.read_client_hello(stream).await?.accept().await
+    }
+
+    /// The first half of [`ShipTls::accept`]: reads the client's first TLS message (the
+    /// ClientHello) and nothing else — no key exchange, no signature, nothing sent. A server
+    /// bounds this with a short deadline of its own, so that a connection that never starts TLS
+    /// is dropped long before the whole handshake's deadline (the hub's
+    /// `Limits::client_hello_timeout`). Bytes that are not TLS fail here with
+    /// [`TlsError::InvalidMessage`].
+    pub async fn read_client_hello<S>(&self, stream: S) -> Result<IncomingTls<S>, TransportError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let start =
+            tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream)
+                .await
+                .map_err(from_tls_io)?;
+        Ok(IncomingTls {
+            start,
+            server: self.server.clone(),
+        })
     }
 
     /// Runs the client side of the TLS handshake, expecting the server to present `expected`.
@@ -237,6 +244,44 @@ impl ShipTls {
         config.enable_sni = true;
         config.max_fragment_size = self.max_fragment_size;
         Ok(Arc::new(config))
+    }
+}
+
+/// An incoming connection whose ClientHello has arrived ([`ShipTls::read_client_hello`]).
+pub struct IncomingTls<S> {
+    start: tokio_rustls::StartHandshake<S>,
+    server: Arc<ServerConfig>,
+}
+
+impl<S> std::fmt::Debug for IncomingTls<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IncomingTls").finish_non_exhaustive()
+    }
+}
+
+impl<S> IncomingTls<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    /// Runs the rest of the server side of the TLS handshake. Returns the stream and the
+    /// client's SKI (from its verified certificate), as [`ShipTls::accept`] does.
+    pub async fn accept(self) -> Result<(TlsStream<S>, Ski), TransportError> {
+        let stream = self
+            .start
+            .into_stream(self.server)
+            .await
+            .map_err(from_tls_io)?;
+        let peer_ski = peer_ski(stream.get_ref().1.peer_certificates())
+            .ok_or(TlsError::NoClientCertificate)?;
+        let suite = stream.get_ref().1.negotiated_cipher_suite();
+        tracing::debug!(peer = %peer_ski, suite = ?suite.map(|s| s.suite()), "TLS accepted");
+        Ok((
+            TlsStream {
+                inner: tokio_rustls::TlsStream::Server(stream),
+                peer_ski,
+            },
+            peer_ski,
+        ))
     }
 }
 

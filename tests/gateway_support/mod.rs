@@ -201,6 +201,9 @@ pub struct OnTerminal {
     pub input: std::process::ChildStdin,
     pub events: mpsc::Receiver<Value>,
     pub seen: Vec<Value>,
+    /// Every line the terminal showed (events, questions, echoed input), trimmed.
+    pub lines: mpsc::Receiver<String>,
+    pub seen_lines: Vec<String>,
 }
 
 impl OnTerminal {
@@ -218,11 +221,13 @@ impl OnTerminal {
             .expect("script (util-linux) makes the terminal for this test");
         let input = child.stdin.take().unwrap();
         let (tx, events) = mpsc::channel();
+        let (lines_tx, lines) = mpsc::channel();
         let out = child.stdout.take().unwrap();
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
                 // The terminal also shows the prompt (stderr) and echoes what is typed.
                 let line = line.trim_matches(|c: char| c == '\r' || c.is_whitespace());
+                let _ = lines_tx.send(line.to_owned());
                 let value = line
                     .starts_with('{')
                     .then(|| serde_json::from_str::<Value>(line).ok())
@@ -239,7 +244,33 @@ impl OnTerminal {
             input,
             events,
             seen: Vec::new(),
+            lines,
+            seen_lines: Vec::new(),
         }
+    }
+
+    /// Waits for a line on the terminal (not only events: the prompt's questions too).
+    pub fn wait_line(&mut self, what: &str, f: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen_lines.push(line.clone());
+                    if f(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!("no {what} on the terminal; saw {:#?}", self.seen_lines);
+    }
+
+    /// Waits until the prompt asks about `ski` (the question names it in groups of four).
+    pub fn wait_question(&mut self, ski: &str) {
+        let grouped = grouped(ski);
+        self.wait_line("the question", |l| l.contains(&grouped));
+        self.wait_line("the question", |l| l.contains("Trust this device? [y/N]"));
     }
 
     pub fn wait_for(&mut self, what: &str, f: impl Fn(&Value) -> bool) -> Value {
@@ -263,6 +294,15 @@ impl OnTerminal {
         self.input.write_all(text.as_bytes()).unwrap();
         self.input.flush().unwrap();
     }
+}
+
+/// `0123456789abcdef…` → `0123 4567 89ab …`, as the prompt shows a SKI.
+pub fn grouped(ski: &str) -> String {
+    ski.as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl Drop for OnTerminal {

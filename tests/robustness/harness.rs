@@ -163,6 +163,35 @@ pub async fn connect(victim: &Victim, identity: &Identity) -> ShipSocket<TcpStre
     .expect("TLS + WebSocket to the victim")
 }
 
+/// A TCP connection to the victim from the loopback address `source`. All of 127.0.0.0/8 is
+/// loopback on Linux, so binding the client to 127.0.0.2, 127.0.0.3 … lets a test play several
+/// hosts (the victim and its friend are on 127.0.0.1).
+pub async fn tcp_from(victim: &Victim, source: [u8; 4]) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((source, 0))).unwrap();
+    let tcp = socket.connect(victim.addr()).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    tcp
+}
+
+/// TLS + WebSocket to the victim as `identity`, from the loopback address `source`.
+pub async fn connect_from(
+    victim: &Victim,
+    identity: &Identity,
+    source: [u8; 4],
+) -> Result<ShipSocket<TcpStream>, transport::TransportError> {
+    let tcp = tcp_from(victim, source).await;
+    let stream = tls(identity).connect(tcp, "", victim.ski()).await?;
+    transport::connect_websocket(
+        stream,
+        "127.0.0.1",
+        victim.addr().port(),
+        "/ship/",
+        &WsOptions::default(),
+    )
+    .await
+}
+
 /// How a hostile connection ended, as its client saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ending {

@@ -5,7 +5,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
 
 use ship_hub::discovery::VisibleService;
-use ship_hub::hub::{Callbacks, DisconnectReason, Hub, PairingRequest, StateDetail};
+use ship_hub::hub::{Callbacks, Delivery, DisconnectReason, Hub, PairingRequest, StateDetail};
 use ship_hub::protocol::ConnectionState;
 use ship_hub::{ShipId, Ski};
 
@@ -86,15 +86,22 @@ impl Callbacks for GatewayCallbacks {
         asked
     }
 
-    fn data_received(&self, ski: Ski, payload: &[u8]) {
-        self.log.emit(Event::Data {
-            ski: ski.to_string(),
-            bytes: payload.len(),
-        });
+    /// The `data` line holds the peer's inbound budget until it is written: a stdout that is
+    /// not read holds the peer back (docs/gateway.md, "Output").
+    fn data_delivered(&self, delivery: Delivery) {
+        let ski = delivery.ski();
+        let (payload, token) = delivery.into_parts();
+        self.log.emit_data(
+            Event::Data {
+                ski: ski.to_string(),
+                bytes: payload.len(),
+            },
+            token,
+        );
         if self.echo
             && let Some(hub) = self.hub.get()
         {
-            match hub.send_data(ski, payload) {
+            match hub.send_data(ski, &payload) {
                 Ok(()) => self.log.emit(Event::DataSent {
                     ski: ski.to_string(),
                     bytes: payload.len(),

@@ -120,6 +120,14 @@ pub(crate) struct RunArgs {
     /// AES_128_GCM, AES_256_GCM, CHACHA20_POLY1305, then AES_128_CBC (docs/tls.md).
     #[arg(long, value_name = "SUITES")]
     pub(crate) tls_suites: Option<String>,
+    /// Most control-socket connections (pair, unpair, send) served at once; one more gets a
+    /// one-line error. Default 16.
+    #[arg(long, value_name = "N")]
+    pub(crate) control_connections: Option<usize>,
+    /// Seconds a control-socket client may take to send its request before it is closed.
+    /// Default 30.
+    #[arg(long, value_name = "SECS")]
+    pub(crate) control_idle_timeout: Option<u64>,
     /// DANGEROUS: trust every peer that connects, without asking (SHIP register=true). Anyone on
     /// the LAN can then pair with this gateway. See docs/pairing.md.
     #[arg(long)]

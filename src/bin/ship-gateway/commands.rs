@@ -10,6 +10,7 @@ use ship_hub::{ShipId, Ski};
 use crate::control::{self, Reach, Request};
 use crate::data_dir::{self, DataDir};
 use crate::error::GatewayError;
+use crate::escape::{Escaped, escaped};
 use crate::settings::resolve_address;
 
 /// `ski`: prints this gateway's SKI, creating the identity on first use.
@@ -55,8 +56,8 @@ pub(crate) fn pair(
         address,
     };
     match control::reach(&dir, &request)? {
-        Reach::Running(response) if response.ok => println!("{}", response.message),
-        Reach::Running(response) => return Err(GatewayError::Refused(response.message)),
+        Reach::Running(response) if response.ok => println!("{}", Escaped(&response.message)),
+        Reach::Running(response) => return Err(GatewayError::Refused(escaped(&response.message))),
         Reach::NotRunning(_no_gateway) => {
             let trust = dir.trust_store()?;
             trust.merge(ski, |peer| {
@@ -80,8 +81,8 @@ pub(crate) fn pair(
 pub(crate) fn unpair(data_dir: Option<PathBuf>, ski: Ski) -> Result<(), GatewayError> {
     let dir = DataDir::open(data_dir, false)?;
     match control::reach(&dir, &Request::Unpair { ski })? {
-        Reach::Running(response) if response.ok => println!("{}", response.message),
-        Reach::Running(response) => return Err(GatewayError::Refused(response.message)),
+        Reach::Running(response) if response.ok => println!("{}", Escaped(&response.message)),
+        Reach::Running(response) => return Err(GatewayError::Refused(escaped(&response.message))),
         Reach::NotRunning(_no_gateway) => {
             let trust = dir.trust_store()?;
             if !trust.locked(true, |store| store.remove(&ski))? {
@@ -104,10 +105,10 @@ pub(crate) fn send(
     let dir = DataDir::open(data_dir, false)?;
     match control::reach(&dir, &Request::Send { ski, payload })? {
         Reach::Running(response) if response.ok => {
-            println!("{}", response.message);
+            println!("{}", Escaped(&response.message));
             Ok(())
         }
-        Reach::Running(response) => Err(GatewayError::Refused(response.message)),
+        Reach::Running(response) => Err(GatewayError::Refused(escaped(&response.message))),
         Reach::NotRunning(_) => Err(GatewayError::NotRunning(dir.path().to_owned())),
     }
 }
@@ -164,8 +165,8 @@ pub(crate) fn list(data_dir: Option<PathBuf>, json: bool) -> Result<(), GatewayE
         println!(
             "{:<40}  {:<24}  {:<20}  {:<22}  {}",
             row.ski,
-            row.ship_id.as_deref().unwrap_or("-"),
-            row.name.as_deref().unwrap_or("-"),
+            Escaped(row.ship_id.as_deref().unwrap_or("-")),
+            Escaped(row.name.as_deref().unwrap_or("-")),
             row.last_address.as_deref().unwrap_or("-"),
             peer.last_seen.map(utc).unwrap_or_else(|| "never".into())
         );

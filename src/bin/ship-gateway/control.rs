@@ -99,23 +99,61 @@ pub(crate) fn reach(dir: &DataDir, request: &Request) -> Result<Reach, GatewayEr
         .map_err(|e| error(e.to_string()))?;
     let mut line = serde_json::to_string(request).map_err(|e| error(e.to_string()))?;
     line.push('\n');
-    (&stream)
-        .write_all(line.as_bytes())
-        .map_err(|e| error(e.to_string()))?;
+    // A busy gateway answers and closes before it reads: the write may then fail, but its answer
+    // is waiting to be read.
+    let written = (&stream).write_all(line.as_bytes());
     let mut answer = String::new();
-    BufReader::new(&stream)
-        .read_line(&mut answer)
-        .map_err(|e| error(e.to_string()))?;
+    let read = BufReader::new(&stream).read_line(&mut answer);
+    match (written, read) {
+        (_, Ok(n)) if n > 0 => {}
+        (Err(e), _) | (Ok(()), Err(e)) => return Err(error(e.to_string())),
+        (Ok(()), Ok(_)) => return Err(error("the gateway closed without an answer".into())),
+    }
     let response: Response = serde_json::from_str(answer.trim())
         .map_err(|e| error(format!("unreadable answer {answer:?}: {e}")))?;
     Ok(Reach::Running(response))
 }
+
+/// How many control connections the gateway serves at once, and how long each may take.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ControlLimits {
+    /// Connections served at once; one beyond it gets a one-line error and is closed at once.
+    pub(crate) max_connections: usize,
+    /// How long a client may take to send its request; then it gets a one-line error and is
+    /// closed.
+    pub(crate) idle_timeout: Duration,
+}
+
+impl Default for ControlLimits {
+    fn default() -> Self {
+        ControlLimits {
+            max_connections: DEFAULT_CONTROL_CONNECTIONS,
+            idle_timeout: DEFAULT_CONTROL_IDLE_TIMEOUT,
+        }
+    }
+}
+
+/// Default of [`ControlLimits::max_connections`].
+pub(crate) const DEFAULT_CONTROL_CONNECTIONS: usize = 16;
+
+/// Default of [`ControlLimits::idle_timeout`].
+pub(crate) const DEFAULT_CONTROL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The running gateway's side: serves requests until the task is dropped.
 pub(crate) struct ControlServer {
     pub(crate) hub: Hub,
     pub(crate) trust: Arc<LockedTrustStore>,
     pub(crate) log: Arc<EventLog>,
+    pub(crate) limits: ControlLimits,
+}
+
+/// Writes `response` as one line without waiting: the socket is fresh, so its buffer has room;
+/// a client that made it full gets nothing.
+fn answer_now(stream: &tokio::net::UnixStream, response: &Response) {
+    if let Ok(mut text) = serde_json::to_string(response) {
+        text.push('\n');
+        let _ = stream.try_write(text.as_bytes());
+    }
 }
 
 /// Binds the control socket at `path` (replacing a stale one: the caller holds the gateway
@@ -137,8 +175,11 @@ pub(crate) fn bind(path: &Path) -> Result<tokio::net::UnixListener, GatewayError
 }
 
 impl ControlServer {
-    /// Accepts connections, one request each.
+    /// Accepts connections, one request each. At most [`ControlLimits::max_connections`] are
+    /// served at once, and each must send its request within [`ControlLimits::idle_timeout`]:
+    /// silent clients cannot hold file descriptors the gateway needs for its peers.
     pub(crate) async fn serve(self: Arc<Self>, listener: tokio::net::UnixListener) {
+        let slots = Arc::new(tokio::sync::Semaphore::new(self.limits.max_connections));
         loop {
             let stream = match listener.accept().await {
                 Ok((stream, _)) => stream,
@@ -149,27 +190,59 @@ impl ControlServer {
                     continue;
                 }
             };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                answer_now(
+                    &stream,
+                    &Response {
+                        ok: false,
+                        message: format!(
+                            "the gateway is busy: {} control connections are open; try again",
+                            self.limits.max_connections
+                        ),
+                    },
+                );
+                continue;
+            };
             let server = self.clone();
             tokio::spawn(async move {
-                let (read, mut write) = stream.into_split();
+                let _slot = slot;
+                let idle_timeout = server.limits.idle_timeout;
                 let mut line = String::new();
-                let mut reader = tokio::io::BufReader::new(read.take(MAX_REQUEST));
-                let response = match reader.read_line(&mut line).await {
-                    Ok(_) => match serde_json::from_str::<Request>(line.trim()) {
+                let mut reader = tokio::io::BufReader::new(stream);
+                let read = {
+                    let mut limited = (&mut reader).take(MAX_REQUEST);
+                    tokio::time::timeout(idle_timeout, limited.read_line(&mut line)).await
+                };
+                let response = match read {
+                    Err(_elapsed) => {
+                        answer_now(
+                            reader.get_ref(),
+                            &Response {
+                                ok: false,
+                                message: format!(
+                                    "no request within {} s: closed",
+                                    idle_timeout.as_secs_f64()
+                                ),
+                            },
+                        );
+                        return;
+                    }
+                    Ok(Ok(_)) => match serde_json::from_str::<Request>(line.trim()) {
                         Ok(request) => server.handle(request).await,
                         Err(e) => Response {
                             ok: false,
                             message: format!("bad request: {e}"),
                         },
                     },
-                    Err(e) => Response {
+                    Ok(Err(e)) => Response {
                         ok: false,
                         message: format!("bad request: {e}"),
                     },
                 };
                 if let Ok(mut text) = serde_json::to_string(&response) {
                     text.push('\n');
-                    let _ = write.write_all(text.as_bytes()).await;
+                    let write = reader.get_mut().write_all(text.as_bytes());
+                    let _ = tokio::time::timeout(idle_timeout, write).await;
                 }
             });
         }
@@ -261,6 +334,7 @@ impl ControlServer {
                 Ok(format!("sent {} bytes to {ski}", payload.len()))
             }
             Err(HubError::NotConnected(_)) => Err(format!("{ski} is not connected")),
+            Err(e @ HubError::PayloadTooLarge { .. }) => Err(format!("{e}; nothing was sent")),
             Err(e) => Err(e.to_string()),
         }
     }

@@ -7,6 +7,9 @@
 //! <data dir>/gateway.lock          held by the running gateway for its whole life
 //! <data dir>/control.sock          the running gateway's control socket (mode 0600)
 //! ```
+//!
+//! The directory must belong to the running user and be writable by nobody else; none of these
+//! files (nor their temporary files) is ever opened through a symbolic link.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -46,7 +49,9 @@ pub(crate) struct DataDir {
 
 impl DataDir {
     /// Uses `path` (or the default), creating it (mode 0700) when `create` and it is missing.
-    /// Fails when it is not a directory or cannot be read.
+    /// Fails when it is not a directory or cannot be read, and refuses it
+    /// ([`GatewayError::InsecureDataDir`]) when it is not owned by the running user or is
+    /// writable by its group or by everyone.
     pub(crate) fn open(path: Option<PathBuf>, create: bool) -> Result<DataDir, GatewayError> {
         let path = path.unwrap_or_else(default_data_dir);
         let error = |reason: String| GatewayError::DataDir {
@@ -72,6 +77,7 @@ impl DataDir {
             Err(e) => return Err(error(e.to_string())),
         }
         fs::read_dir(&path).map_err(|e| error(format!("cannot read it: {e}")))?;
+        check_private(&path)?;
         Ok(DataDir { path })
     }
 
@@ -90,15 +96,10 @@ impl DataDir {
 
     /// The identity if one exists (never creates one).
     pub(crate) fn existing_identity(&self) -> Result<Option<Identity>, GatewayError> {
-        if !self.path.join("cert.pem").exists() && !self.path.join("key.pem").exists() {
-            return Ok(None);
-        }
-        Identity::load(&self.path)
-            .map(Some)
-            .map_err(|source| GatewayError::Identity {
-                dir: self.path.clone(),
-                source,
-            })
+        Identity::load_existing(&self.path).map_err(|source| GatewayError::Identity {
+            dir: self.path.clone(),
+            source,
+        })
     }
 
     /// The trust store, checked once (a corrupt file is an error, never overwritten).
@@ -120,11 +121,117 @@ impl DataDir {
     }
 }
 
+/// Refuses a directory that someone other than the running user could change: one owned by
+/// another user, or writable by its group or by everyone. Whoever can write into the data dir
+/// can replace files there, or plant links where the gateway writes (the library never follows
+/// them, but the pairings and the identity would still be theirs to change).
+fn check_private(path: &Path) -> Result<(), GatewayError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(path).map_err(|e| GatewayError::DataDir {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let me = rustix::process::geteuid().as_raw();
+    let shown = path.display();
+    let insecure = |problem: String, fix: String| GatewayError::InsecureDataDir {
+        path: path.to_owned(),
+        problem,
+        fix,
+    };
+    if meta.uid() != me {
+        return Err(insecure(
+            format!(
+                "is owned by uid {}, not by the running user (uid {me})",
+                meta.uid()
+            ),
+            format!("chown {me} {shown} && chmod 700 {shown}"),
+        ));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        let who = match (mode & 0o020 != 0, mode & 0o002 != 0) {
+            (true, true) => "its group and by everyone",
+            (true, false) => "its group",
+            _ => "everyone",
+        };
+        return Err(insecure(
+            format!("is writable by {who} (mode {mode:o})"),
+            format!("chmod 700 {shown}"),
+        ));
+    }
+    Ok(())
+}
+
 /// The subject written into a new certificate.
 pub(crate) fn subject(name: &str, brand: &str) -> CertificateSubject {
     CertificateSubject {
         common_name: name.to_owned(),
         organization: brand.to_owned(),
         country: "DE".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn refusal(path: &Path) -> (String, String) {
+        match DataDir::open(Some(path.to_owned()), false) {
+            Err(GatewayError::InsecureDataDir { problem, fix, .. }) => (problem, fix),
+            other => panic!("{}: {other:?}", path.display()),
+        }
+    }
+
+    #[test]
+    fn a_group_or_world_writable_data_dir_is_refused_naming_the_fix() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        for (mode, who) in [
+            (0o777, "its group and by everyone"),
+            (0o770, "its group"),
+            (0o702, "everyone"),
+        ] {
+            fs::create_dir_all(&dir).unwrap();
+            fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).unwrap();
+            let (problem, fix) = refusal(&dir);
+            assert!(problem.contains(who), "{mode:o}: {problem}");
+            assert_eq!(fix, format!("chmod 700 {}", dir.display()));
+            let message = DataDir::open(Some(dir.clone()), true)
+                .unwrap_err()
+                .to_string();
+            assert!(message.contains("chmod 700"), "{message}");
+        }
+        for mode in [0o700, 0o755, 0o750] {
+            fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).unwrap();
+            DataDir::open(Some(dir.clone()), false).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_data_dir_of_another_user_is_refused_naming_the_fix() {
+        let me = rustix::process::geteuid().as_raw();
+        let tmp = tempfile::tempdir().unwrap();
+        // As root, give a directory away; otherwise `/` belongs to someone else already.
+        let dir = if me == 0 {
+            let dir = tmp.path().join("theirs");
+            fs::create_dir(&dir).unwrap();
+            std::os::unix::fs::chown(&dir, Some(4242), None).unwrap();
+            dir
+        } else {
+            PathBuf::from("/")
+        };
+        let (problem, fix) = refusal(&dir);
+        assert!(problem.contains("not by the running user"), "{problem}");
+        assert!(fix.starts_with(&format!("chown {me} ")), "{fix}");
+    }
+
+    #[test]
+    fn a_new_data_dir_is_private_and_accepted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a/b");
+        DataDir::open(Some(dir.clone()), true).unwrap();
+        let mode = fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
     }
 }

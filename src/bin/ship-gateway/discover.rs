@@ -11,6 +11,7 @@ use ship_hub::discovery::{Discovery, MdnsConfig, MdnsDiscovery};
 
 use crate::data_dir::DataDir;
 use crate::error::GatewayError;
+use crate::escape::Escaped;
 use crate::events::ServiceRow;
 
 /// Browses for `seconds` and prints the services seen.
@@ -48,12 +49,12 @@ pub(crate) fn discover(
     for row in rows {
         println!(
             "{:<28}  {:<40}  {:<26}  {:<14}  {:<14}  {:<22}  {}",
-            row.name,
+            Escaped(&row.name),
             row.ski,
             row.addresses.first().map(String::as_str).unwrap_or("-"),
-            row.brand.as_deref().unwrap_or("-"),
-            row.model.as_deref().unwrap_or("-"),
-            row.device_type.as_deref().unwrap_or("-"),
+            Escaped(row.brand.as_deref().unwrap_or("-")),
+            Escaped(row.model.as_deref().unwrap_or("-")),
+            Escaped(row.device_type.as_deref().unwrap_or("-")),
             row.register
         );
     }

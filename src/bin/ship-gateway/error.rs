@@ -22,6 +22,17 @@ pub(crate) enum GatewayError {
         /// What is wrong.
         reason: String,
     },
+    /// The data directory could be changed by someone else than the running user, who could
+    /// then plant links to have the private key or the pairings written where they choose.
+    #[error("data dir {} {problem}: refusing to use it; fix it with `{fix}`", path.display())]
+    InsecureDataDir {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong ("is writable by its group", "is owned by uid 1001, not by uid 0", …).
+        problem: String,
+        /// The command that fixes it.
+        fix: String,
+    },
     /// The identity in the data directory cannot be loaded or created.
     #[error("identity in {}: {source}", dir.display())]
     Identity {

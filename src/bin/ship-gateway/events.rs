@@ -4,13 +4,17 @@
 //! object has `"event"` (its kind) and `"ts_ms"` (milliseconds since the Unix epoch); new fields
 //! may be added, existing ones keep their names and meaning.
 
+use std::collections::VecDeque;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use ship_hub::discovery::VisibleService;
+use ship_hub::hub::DeliveryToken;
+
+use crate::escape::Escaped;
 
 /// One service in a `visible_services` event or in `discover`'s output.
 #[derive(Debug, Clone, Serialize)]
@@ -102,6 +106,9 @@ pub(crate) enum Event {
     ShipId { ski: String, ship_id: String },
     /// A warning the operator should see (for example auto-accept on).
     Warning { message: String },
+    /// Stdout was not read fast enough and `count` non-data events were dropped (data events
+    /// are never dropped: they hold the peer back instead). See docs/gateway.md, "Output".
+    EventsDropped { count: u64 },
     /// A signal arrived: the phased shutdown starts.
     Stopping { signal: String },
     /// The shutdown finished (the last event).
@@ -137,15 +144,17 @@ impl Event {
                     line.push_str(&format!(" ({detailed})"));
                 }
                 if let Some(error) = error {
-                    line.push_str(&format!(": {error}"));
+                    line.push_str(&format!(": {}", Escaped(error)));
                 }
                 line
             }
             Event::Connected { ski, ship_id } => match ship_id {
-                Some(id) => format!("{ski} connected (SHIP ID {id})"),
+                Some(id) => format!("{ski} connected (SHIP ID {})", Escaped(id)),
                 None => format!("{ski} connected"),
             },
-            Event::Disconnected { ski, reason } => format!("{ski} disconnected: {reason}"),
+            Event::Disconnected { ski, reason } => {
+                format!("{ski} disconnected: {}", Escaped(reason))
+            }
             Event::PairingRequested {
                 ski,
                 address,
@@ -153,14 +162,16 @@ impl Event {
                 decision,
             } => format!(
                 "{ski} asks to pair from {address}{}: {decision}",
-                name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
+                name.as_ref()
+                    .map(|n| format!(" ({})", Escaped(n)))
+                    .unwrap_or_default()
             ),
             Event::Paired { ski, by } => format!("{ski} paired ({by})"),
             Event::Unpaired { ski } => format!("{ski} unpaired"),
             Event::VisibleServices { services } => {
                 let names: Vec<String> = services
                     .iter()
-                    .map(|s| format!("{} [{}]", s.name, &s.ski[..12]))
+                    .map(|s| format!("{} [{}]", Escaped(&s.name), &s.ski[..12]))
                     .collect();
                 if names.is_empty() {
                     "visible: no SHIP services".to_owned()
@@ -170,8 +181,11 @@ impl Event {
             }
             Event::Data { ski, bytes } => format!("{ski} sent {bytes} bytes"),
             Event::DataSent { ski, bytes } => format!("{ski} <- {bytes} bytes"),
-            Event::ShipId { ski, ship_id } => format!("{ski} has SHIP ID {ship_id}"),
-            Event::Warning { message } => format!("WARNING: {message}"),
+            Event::ShipId { ski, ship_id } => format!("{ski} has SHIP ID {}", Escaped(ship_id)),
+            Event::Warning { message } => format!("WARNING: {}", Escaped(message)),
+            Event::EventsDropped { count } => {
+                format!("WARNING: stdout is not read fast enough: {count} events dropped")
+            }
             Event::Stopping { signal } => format!("{signal}: shutting down"),
             Event::Stopped {
                 connections_closed_in_time,
@@ -188,48 +202,169 @@ impl Event {
     }
 }
 
-/// Writes events to stdout, one line each. Events that happen before `listening` (a paired
-/// peer queued while the hub starts) are held back and written right after it, so `listening`
-/// is always the first line.
+/// Non-data lines that may wait for stdout; beyond this they are dropped and counted.
+pub(crate) const MAX_QUEUED_LINES: usize = 1024;
+
+/// At exit, how long the last lines may make no progress before the gateway exits anyway.
+const FLUSH_STALL: Duration = Duration::from_millis(500);
+
+/// Writes events to stdout, one line each, from a thread of its own: emitting never blocks the
+/// caller (a callback, a control-socket handler, the signal handling), however slow or stuck
+/// the reader of stdout is.
+///
+/// The overflow policy (docs/gateway.md, "Output"):
+///
+/// * a `data` line carries the peer's [`DeliveryToken`]: it always waits for its turn, and
+///   while it waits the peer's inbound budget stays charged, so the hub stops reading that
+///   peer's socket once the budget is used up. Data lines are therefore bounded by the budgets
+///   (docs/architecture.md, "Backpressure"), never dropped, and a blocked stdout slows the
+///   peers down instead of filling memory;
+/// * every other line is queued while fewer than [`MAX_QUEUED_LINES`] such lines wait;
+///   beyond that it is dropped and counted, and one `events_dropped` line with the count is
+///   written before the next line that fits again (or as soon as the queue has drained).
+///
+/// Events that happen before `listening` (a paired peer queued while the hub starts) are held
+/// back and written right after it, so `listening` is always the first line.
 #[derive(Debug)]
 pub(crate) struct EventLog {
-    json: bool,
-    out: Mutex<Output>,
+    shared: Arc<Shared>,
 }
 
 #[derive(Debug)]
-struct Output {
-    stdout: std::io::Stdout,
-    /// Lines held back until `listening` is out; `None` once it is.
-    held: Option<Vec<String>>,
+struct Shared {
+    json: bool,
+    queue: Mutex<Queue>,
+    /// Signalled when a line is queued (for the writer) and when the queue ran empty (for
+    /// [`EventLog::flush`]).
+    changed: Condvar,
+    /// Held by the writer while it writes one line, and by [`EventLog::exclusively`].
+    terminal: Mutex<()>,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    lines: VecDeque<Line>,
+    /// Lines without a token in `lines`.
+    others: usize,
+    /// Lines dropped since the last `events_dropped`.
+    dropped: u64,
+    /// `listening` was queued (at the front): the writer may start.
+    started: bool,
+    /// The writer is writing a line right now.
+    writing: bool,
+    /// Lines written so far.
+    written: u64,
+}
+
+#[derive(Debug)]
+struct Line {
+    text: String,
+    /// For a `data` line: the peer's budget share, released once the line is written.
+    token: Option<DeliveryToken>,
 }
 
 impl EventLog {
-    pub(crate) fn new(json: bool) -> EventLog {
-        EventLog {
+    /// Starts the writer thread.
+    pub(crate) fn new(json: bool) -> std::io::Result<EventLog> {
+        EventLog::with_output(json, Box::new(std::io::stdout()))
+    }
+
+    /// The same, writing to `out` instead of stdout.
+    fn with_output(json: bool, out: Box<dyn Write + Send>) -> std::io::Result<EventLog> {
+        let shared = Arc::new(Shared {
             json,
-            out: Mutex::new(Output {
-                stdout: std::io::stdout(),
-                held: Some(Vec::new()),
-            }),
-        }
+            queue: Mutex::new(Queue::default()),
+            changed: Condvar::new(),
+            terminal: Mutex::new(()),
+        });
+        let writer = shared.clone();
+        std::thread::Builder::new()
+            .name("event-writer".into())
+            .spawn(move || writer.write_lines(out))?;
+        Ok(EventLog { shared })
     }
 
     /// Runs `f` (which writes to the terminal, e.g. a question on stderr) while no event line
-    /// can be written: on a terminal stdout and stderr share the screen, and a line must never be
-    /// cut in two by another.
+    /// is being written: on a terminal stdout and stderr share the screen, and a line must never
+    /// be cut in two by another.
     pub(crate) fn exclusively<T>(&self, f: impl FnOnce() -> T) -> T {
-        let _out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let _terminal = self
+            .shared
+            .terminal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         f()
     }
 
-    /// Writes one event. A closed stdout is ignored (the gateway keeps running).
+    /// Queues one event (dropped and counted if too many non-data lines wait). Never blocks.
     pub(crate) fn emit(&self, event: Event) {
+        self.queue(event, None);
+    }
+
+    /// Queues a `data` event holding the peer's budget share until the line is written. Never
+    /// blocks and never drops.
+    pub(crate) fn emit_data(&self, event: Event, token: DeliveryToken) {
+        self.queue(event, Some(token));
+    }
+
+    /// Waits until every queued line is written, at most `limit`, and gives up earlier when
+    /// no line could be written for [`FLUSH_STALL`] (at exit: a stdout nobody reads must not
+    /// hold the gateway).
+    pub(crate) fn flush(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let mut queue = self.shared.lock();
+        let mut progress = (queue.written, Instant::now());
+        while !queue.lines.is_empty() || queue.writing {
+            let now = Instant::now();
+            if queue.written != progress.0 {
+                progress = (queue.written, now);
+            }
+            let until = deadline.min(progress.1 + FLUSH_STALL);
+            let Some(left) = until.checked_duration_since(now) else {
+                return;
+            };
+            queue = self
+                .shared
+                .changed
+                .wait_timeout(queue, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    fn queue(&self, event: Event, token: Option<DeliveryToken>) {
+        let listening = matches!(event, Event::Listening { .. });
+        let text = self.shared.format(&event);
+        let mut queue = self.shared.lock();
+        if listening {
+            queue.started = true;
+            queue.others += 1;
+            queue.lines.push_front(Line { text, token: None });
+        } else if token.is_some() {
+            queue.lines.push_back(Line { text, token });
+        } else if queue.others >= MAX_QUEUED_LINES {
+            queue.dropped += 1;
+            return;
+        } else {
+            queue.others += 1;
+            queue.lines.push_back(Line { text, token: None });
+        }
+        drop(queue);
+        self.shared.changed.notify_all();
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn format(&self, event: &Event) -> String {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        let line = if self.json {
-            let mut value = serde_json::to_value(&event).unwrap_or(serde_json::Value::Null);
+        if self.json {
+            let mut value = serde_json::to_value(event).unwrap_or(serde_json::Value::Null);
             if let Some(object) = value.as_object_mut() {
                 object.insert("ts_ms".into(), serde_json::json!(now.as_millis() as u64));
             }
@@ -243,19 +378,54 @@ impl EventLog {
                 secs % 60,
                 event.human()
             )
-        };
-        let listening = matches!(event, Event::Listening { .. });
-        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
-        let Output { stdout, held } = &mut *out;
-        match held {
-            Some(lines) if !listening => lines.push(line),
-            _ => {
-                let _ = writeln!(stdout, "{line}");
-                for line in held.take().unwrap_or_default() {
-                    let _ = writeln!(stdout, "{line}");
+        }
+    }
+
+    /// The writer thread: one line at a time, in order; a closed stdout is ignored (lines are
+    /// then discarded as fast as they come, the gateway keeps running).
+    fn write_lines(&self, mut out: Box<dyn Write + Send>) {
+        loop {
+            let line = {
+                let mut queue = self.lock();
+                loop {
+                    if !queue.started {
+                        queue = self.changed.wait(queue).unwrap_or_else(|e| e.into_inner());
+                        continue;
+                    }
+                    if queue.dropped > 0 && queue.others < MAX_QUEUED_LINES {
+                        // Output resumed (or the queue drained): say how much was lost, in the
+                        // place where it was lost.
+                        let count = std::mem::take(&mut queue.dropped);
+                        let text = self.format(&Event::EventsDropped { count });
+                        queue.others += 1;
+                        queue.lines.push_back(Line { text, token: None });
+                    }
+                    if let Some(line) = queue.lines.pop_front() {
+                        if line.token.is_none() {
+                            queue.others -= 1;
+                        }
+                        queue.writing = true;
+                        break line;
+                    }
+                    self.changed.notify_all();
+                    queue = self.changed.wait(queue).unwrap_or_else(|e| e.into_inner());
                 }
-                let _ = stdout.flush();
+            };
+            {
+                let _terminal = self.terminal.lock().unwrap_or_else(|e| e.into_inner());
+                let mut bytes = Vec::with_capacity(line.text.len() + 1);
+                bytes.extend_from_slice(line.text.as_bytes());
+                bytes.push(b'\n');
+                let _ = out.write_all(&bytes);
+                let _ = out.flush();
             }
+            // The line is out: its token (if any) releases the peer's budget.
+            drop(line);
+            let mut queue = self.lock();
+            queue.writing = false;
+            queue.written += 1;
+            drop(queue);
+            self.changed.notify_all();
         }
     }
 }
@@ -271,6 +441,176 @@ mod tests {
             "Garage wallbox"
         );
         assert_eq!(instance_label("odd"), "odd");
+    }
+
+    const HOSTILE: &str = "x\n12:00:00 0101 connected\x1b[2J\u{9b}\u{202e}\u{2066}y";
+
+    fn hostile_events() -> Vec<Event> {
+        let h = || HOSTILE.to_owned();
+        vec![
+            Event::State {
+                ski: "ab".into(),
+                state: "Error".into(),
+                detailed: None,
+                error: Some(h()),
+            },
+            Event::Connected {
+                ski: "ab".into(),
+                ship_id: Some(h()),
+            },
+            Event::Disconnected {
+                ski: "ab".into(),
+                reason: h(),
+            },
+            Event::PairingRequested {
+                ski: "ab".into(),
+                address: "127.0.0.1:1".parse().unwrap(),
+                name: Some(h()),
+                decision: "asking".into(),
+            },
+            Event::VisibleServices {
+                services: vec![ServiceRow {
+                    name: h(),
+                    ski: "0505050505050505050505050505050505050505".into(),
+                    ship_id: h(),
+                    addresses: vec![],
+                    brand: Some(h()),
+                    model: None,
+                    device_type: None,
+                    register: false,
+                }],
+            },
+            Event::ShipId {
+                ski: "ab".into(),
+                ship_id: h(),
+            },
+            Event::Warning { message: h() },
+        ]
+    }
+
+    #[test]
+    fn human_lines_show_peer_text_escaped() {
+        for event in hostile_events() {
+            let line = event.human();
+            assert!(
+                !line.chars().any(|c| c.is_control()
+                    || ('\u{2066}'..='\u{2069}').contains(&c)
+                    || ('\u{202a}'..='\u{202e}').contains(&c)),
+                "{line:?}"
+            );
+            assert!(
+                line.contains("x\\n12:00:00 0101 connected\\x1b[2J\\u{9b}\\u{202e}\\u{2066}y"),
+                "{line:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn json_lines_keep_peer_text_exact_and_escape_c0_controls() {
+        for event in hostile_events() {
+            let line = serde_json::to_string(&event).unwrap();
+            // serde_json escapes C0 controls (\n, \u001b); DEL, C1 and format characters are
+            // valid raw in JSON and stay as they are: JSON output is exact, for programs.
+            assert!(!line.chars().any(|c| (c as u32) < 0x20), "{line:?}");
+            let back: serde_json::Value = serde_json::from_str(&line).unwrap();
+            let texts: Vec<&str> = [
+                &back["error"],
+                &back["ship_id"],
+                &back["reason"],
+                &back["name"],
+                &back["message"],
+                &back["services"][0]["name"],
+            ]
+            .into_iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+            assert!(!texts.is_empty(), "{line}");
+            for text in texts {
+                assert_eq!(text, HOSTILE, "{line}");
+            }
+        }
+    }
+
+    /// A stdout that blocks until the gate opens, then collects what is written.
+    #[derive(Clone, Default)]
+    struct Gated {
+        open: Arc<(Mutex<bool>, Condvar)>,
+        written: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl Write for Gated {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let (lock, cvar) = &*self.open;
+            let mut open = lock.lock().unwrap();
+            while !*open {
+                open = cvar.wait(open).unwrap();
+            }
+            self.written.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_blocked_output_never_blocks_emit_and_reports_what_it_dropped() {
+        let out = Gated::default();
+        let log = EventLog::with_output(true, Box::new(out.clone())).unwrap();
+        log.emit(Event::Warning {
+            message: "before listening".into(),
+        });
+        log.emit(Event::Listening {
+            address: "127.0.0.1:1".parse().unwrap(),
+            ski: "ab".into(),
+            ship_id: "id".into(),
+            data_dir: "d".into(),
+            mdns: false,
+            auto_accept: false,
+        });
+        let started = Instant::now();
+        for n in 0..3_000 {
+            log.emit(Event::Warning {
+                message: n.to_string(),
+            });
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "emit blocked");
+        *out.open.0.lock().unwrap() = true;
+        out.open.1.notify_all();
+        log.flush(Duration::from_secs(10));
+        log.emit(Event::Warning {
+            message: "after".into(),
+        });
+        log.flush(Duration::from_secs(10));
+        let written = String::from_utf8(out.written.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = written
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines[0]["event"], "listening");
+        assert_eq!(lines[1]["message"], "before listening");
+        let kept: Vec<u64> = lines
+            .iter()
+            .filter_map(|l| l["message"].as_str()?.parse().ok())
+            .collect();
+        let dropped: Vec<u64> = lines
+            .iter()
+            .filter(|l| l["event"] == "events_dropped")
+            .map(|l| l["count"].as_u64().unwrap())
+            .collect();
+        assert_eq!(dropped.len(), 1, "one events_dropped line: {dropped:?}");
+        assert_eq!(kept.len() as u64 + dropped[0], 3_000);
+        assert!(kept.len() >= MAX_QUEUED_LINES - 2, "{} kept", kept.len());
+        assert!(kept.windows(2).all(|w| w[0] < w[1]), "in order");
+        let at = lines
+            .iter()
+            .position(|l| l["event"] == "events_dropped")
+            .unwrap();
+        assert_eq!(
+            lines[at + 1]["message"],
+            "after",
+            "reported where the lines were lost"
+        );
     }
 
     #[test]

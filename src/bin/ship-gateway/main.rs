@@ -15,6 +15,7 @@ mod control;
 mod data_dir;
 mod discover;
 mod error;
+mod escape;
 mod events;
 mod prompt;
 mod run;

@@ -5,24 +5,42 @@
 //! (the peer waits in hello `pending`). The thread shows the peer's SKI and name, reads `y`/`n`
 //! from stdin and answers with [`Hub::approve`] or [`Hub::deny`]. Only used when stdin is a
 //! terminal.
+//!
+//! Only live requests are shown: a request whose peer gave up (closed, timed out, was paired
+//! another way) while it waited in the queue is dropped without a question, and a request that
+//! ends while its question is on the screen is announced as ended and the next one is shown. So
+//! a burst of short-lived strangers costs the user no questions. An answer counts only for the
+//! question on the screen: a line typed before a question was shown is ignored, so a `y` meant
+//! for one device never approves the next.
 
+use std::collections::VecDeque;
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use ship_hub::Ski;
 use ship_hub::hub::Hub;
+use ship_hub::protocol::ConnectionState;
 
+use crate::escape::Escaped;
 use crate::events::{Event, EventLog};
 
 /// One question for the user.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct PairingPrompt {
     pub(crate) ski: Ski,
     pub(crate) address: SocketAddr,
     pub(crate) name: Option<String>,
 }
+
+/// How often the request on the screen is checked for having ended.
+const LIVENESS_POLL: Duration = Duration::from_millis(200);
+
+/// How long a queued request may take to show as pending in the hub before it counts as ended
+/// (the hub publishes the state right after it asks; this only covers that instant).
+const PUBLISH_GRACE: Duration = Duration::from_secs(1);
 
 /// `0123456789abcdef…` → `0123 4567 89ab …`, easier to compare with a device's display.
 pub(crate) fn grouped(ski: Ski) -> String {
@@ -34,67 +52,257 @@ pub(crate) fn grouped(ski: Ski) -> String {
         .join(" ")
 }
 
-/// Starts the prompt thread; it ends when every sender is dropped or stdin closes.
+/// The question shown for `request`. The name comes from the network (mDNS): it is escaped, so
+/// it can neither start a line of its own nor hide the SKI.
+fn question(request: &PairingPrompt) -> String {
+    let name = match &request.name {
+        Some(name) => Escaped(name).to_string(),
+        None => "an unnamed device".to_owned(),
+    };
+    format!(
+        "\nPairing request from {name} at {}\n  SKI {}\nCompare the SKI with the one the device \
+         shows. Trust this device? [y/N] ",
+        request.address,
+        grouped(request.ski)
+    )
+}
+
+/// The notice shown when the request on the screen ends before it was answered.
+fn ended_notice(request: &PairingPrompt) -> String {
+    format!(
+        "\nThe pairing request from {} ended before it was answered (the device gave up); \
+         ignoring it.",
+        grouped(request.ski)
+    )
+}
+
+/// What the prompt thread waits for.
+#[derive(Debug)]
+enum Input {
+    /// A new pairing request.
+    Ask(PairingPrompt),
+    /// A line typed on the terminal, and when it was read.
+    Line(String, Instant),
+    /// Stdin is closed: nobody can answer any more.
+    Closed,
+}
+
+/// Whether a request still waits for the user's decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Liveness {
+    /// It waits (hello `pending`).
+    Pending,
+    /// It is over (the peer left, or it was decided another way).
+    Ended,
+    /// Not known yet: the hub has not published the request's state.
+    Unknown,
+}
+
+fn liveness(hub: &OnceLock<Hub>, ski: Ski) -> Liveness {
+    let Some(hub) = hub.get() else {
+        return Liveness::Unknown;
+    };
+    match hub.connection_state(ski) {
+        ConnectionState::ReceivedPairingRequest => Liveness::Pending,
+        // The states before hello `pending`: the hub asked, but its state may lag for an instant.
+        ConnectionState::Initiated | ConnectionState::InProgress => Liveness::Unknown,
+        _ => Liveness::Ended,
+    }
+}
+
+/// What the prompt loop does to the outside world; the hub and the terminal in the gateway, a
+/// recording in the tests.
+trait Terminal {
+    /// Whether `ski`'s request still waits.
+    fn liveness(&self, ski: Ski) -> Liveness;
+    /// Shows `text` on the terminal.
+    fn show(&mut self, text: &str);
+    /// Applies the user's answer (or a refusal when nobody can answer).
+    fn answer(&mut self, request: &PairingPrompt, approve: bool);
+    /// Reports a request that ended while it was on the screen.
+    fn ended(&mut self, request: &PairingPrompt);
+}
+
+/// The prompt's loop: runs until every sender of `inputs` is gone.
+fn prompt_loop(inputs: &mpsc::Receiver<Input>, terminal: &mut impl Terminal, grace: Duration) {
+    let mut queue: VecDeque<PairingPrompt> = VecDeque::new();
+    // The request on the screen and when it was shown.
+    let mut shown: Option<(PairingPrompt, Instant)> = None;
+    let mut closed = false;
+    loop {
+        if shown.is_none() {
+            while let Some(request) = queue.pop_front() {
+                if closed {
+                    terminal.answer(&request, false);
+                    continue;
+                }
+                if wait_until_known(terminal, request.ski, grace) == Liveness::Pending {
+                    let since = Instant::now();
+                    terminal.show(&question(&request));
+                    shown = Some((request, since));
+                    break;
+                }
+                tracing::debug!(ski = %request.ski, "pairing request ended before it was shown");
+            }
+        }
+        let input = if shown.is_some() {
+            match inputs.recv_timeout(LIVENESS_POLL) {
+                Ok(input) => Some(input),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        } else {
+            match inputs.recv() {
+                Ok(input) => Some(input),
+                Err(_) => return,
+            }
+        };
+        match input {
+            Some(Input::Ask(request)) => {
+                let duplicate = shown.as_ref().is_some_and(|(s, _)| s.ski == request.ski)
+                    || queue.iter().any(|q| q.ski == request.ski);
+                if !duplicate {
+                    queue.push_back(request);
+                }
+            }
+            Some(Input::Line(text, at)) => match shown.take() {
+                Some((request, since)) if at >= since => {
+                    let approve = matches!(text.trim(), "y" | "Y" | "yes" | "YES" | "Yes");
+                    terminal.answer(&request, approve);
+                }
+                // Typed before this question was on the screen: not an answer to it.
+                other => shown = other,
+            },
+            Some(Input::Closed) => {
+                closed = true;
+                if let Some((request, _)) = shown.take() {
+                    terminal.answer(&request, false);
+                }
+            }
+            None => {
+                if let Some((request, _)) = &shown
+                    && terminal.liveness(request.ski) == Liveness::Ended
+                {
+                    terminal.ended(request);
+                    shown = None;
+                }
+            }
+        }
+    }
+}
+
+/// Waits (at most `grace`) until the request's state is known.
+fn wait_until_known(terminal: &impl Terminal, ski: Ski, grace: Duration) -> Liveness {
+    let started = Instant::now();
+    loop {
+        match terminal.liveness(ski) {
+            Liveness::Unknown if started.elapsed() < grace => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Liveness::Unknown => return Liveness::Ended,
+            known => return known,
+        }
+    }
+}
+
+/// The gateway's terminal: stderr for the questions, the hub for the answers.
+struct GatewayTerminal {
+    hub: Arc<OnceLock<Hub>>,
+    log: Arc<EventLog>,
+}
+
+impl Terminal for GatewayTerminal {
+    fn liveness(&self, ski: Ski) -> Liveness {
+        liveness(&self.hub, ski)
+    }
+
+    fn show(&mut self, text: &str) {
+        self.log.exclusively(|| {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "{text}");
+            let _ = err.flush();
+        });
+    }
+
+    fn answer(&mut self, request: &PairingPrompt, approve: bool) {
+        let Some(hub) = self.hub.get() else { return };
+        let result = if approve {
+            hub.approve(request.ski)
+        } else {
+            hub.deny(request.ski)
+        };
+        match result {
+            Ok(()) if approve => self.log.emit(Event::Paired {
+                ski: request.ski.to_string(),
+                by: "prompt".into(),
+            }),
+            Ok(()) => self.log.emit(Event::Warning {
+                message: format!("pairing with {} refused", request.ski),
+            }),
+            Err(error) => self.log.emit(Event::Warning {
+                message: format!("answer for {} came too late: {error}", request.ski),
+            }),
+        }
+    }
+
+    fn ended(&mut self, request: &PairingPrompt) {
+        self.show(&ended_notice(request));
+        self.log.emit(Event::Warning {
+            message: format!(
+                "the pairing request from {} ended before it was answered",
+                request.ski
+            ),
+        });
+    }
+}
+
+/// Starts the prompt thread; it ends when every sender is dropped.
 pub(crate) fn start(
     hub: Arc<OnceLock<Hub>>,
     log: Arc<EventLog>,
 ) -> std::io::Result<mpsc::Sender<PairingPrompt>> {
-    let (tx, rx) = mpsc::channel::<PairingPrompt>();
+    let (tx, requests) = mpsc::channel::<PairingPrompt>();
+    let (inputs_tx, inputs) = mpsc::channel::<Input>();
+    let forward = inputs_tx.clone();
+    std::thread::Builder::new()
+        .name("pairing-requests".into())
+        .spawn(move || {
+            for request in requests {
+                if forward.send(Input::Ask(request)).is_err() {
+                    break;
+                }
+            }
+        })?;
+    std::thread::Builder::new()
+        .name("pairing-stdin".into())
+        .spawn(move || {
+            let stdin = std::io::stdin();
+            loop {
+                let mut line = String::new();
+                let input = match stdin.lock().read_line(&mut line) {
+                    Ok(0) | Err(_) => Input::Closed,
+                    Ok(_) => Input::Line(line, Instant::now()),
+                };
+                let last = matches!(input, Input::Closed);
+                if inputs_tx.send(input).is_err() || last {
+                    break;
+                }
+            }
+        })?;
     std::thread::Builder::new()
         .name("pairing-prompt".into())
         .spawn(move || {
-            let stdin = std::io::stdin();
-            let mut closed = false;
-            for request in rx {
-                let Some(hub) = hub.get() else { continue };
-                let approve = if closed {
-                    false
-                } else {
-                    log.exclusively(|| {
-                        let mut err = std::io::stderr().lock();
-                        let _ = writeln!(
-                            err,
-                            "\nPairing request from {} at {}\n  SKI {}\nCompare the SKI with \
-                             the one the device shows. Trust this device? [y/N] ",
-                            request.name.as_deref().unwrap_or("an unnamed device"),
-                            request.address,
-                            grouped(request.ski)
-                        );
-                        let _ = err.flush();
-                    });
-                    let mut answer = String::new();
-                    match stdin.lock().read_line(&mut answer) {
-                        Ok(0) | Err(_) => {
-                            closed = true;
-                            false
-                        }
-                        Ok(_) => matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"),
-                    }
-                };
-                let result = if approve {
-                    hub.approve(request.ski)
-                } else {
-                    hub.deny(request.ski)
-                };
-                match result {
-                    Ok(()) if approve => log.emit(Event::Paired {
-                        ski: request.ski.to_string(),
-                        by: "prompt".into(),
-                    }),
-                    Ok(()) => log.emit(Event::Warning {
-                        message: format!("pairing with {} refused", request.ski),
-                    }),
-                    Err(error) => log.emit(Event::Warning {
-                        message: format!("answer for {} came too late: {error}", request.ski),
-                    }),
-                }
-            }
+            let mut terminal = GatewayTerminal { hub, log };
+            prompt_loop(&inputs, &mut terminal, PUBLISH_GRACE);
         })?;
     Ok(tx)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
     #[test]
     fn skis_are_shown_in_groups_of_four() {
         let ski: ship_hub::Ski = "0123456789abcdef0123456789abcdef01234567".parse().unwrap();
@@ -102,5 +310,136 @@ mod tests {
             super::grouped(ski),
             "0123 4567 89ab cdef 0123 4567 89ab cdef 0123 4567"
         );
+    }
+
+    fn request(n: u8, name: Option<&str>) -> PairingPrompt {
+        PairingPrompt {
+            ski: Ski::from_bytes([n; 20]),
+            address: "127.0.0.1:4711".parse().unwrap(),
+            name: name.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_hostile_name_cannot_forge_lines_or_hide_the_ski() {
+        let text = question(&request(
+            7,
+            Some("Wallbox\n  SKI 0000 0000\x1b[2J\u{202e}evil"),
+        ));
+        assert!(
+            !text.contains('\x1b') && !text.contains('\u{202e}'),
+            "{text:?}"
+        );
+        // The only line that starts with "  SKI" is the real one.
+        let ski_lines: Vec<&str> = text.lines().filter(|l| l.starts_with("  SKI")).collect();
+        assert_eq!(
+            ski_lines,
+            ["  SKI 0707 0707 0707 0707 0707 0707 0707 0707 0707 0707"]
+        );
+        assert!(
+            text.contains("Wallbox\\n  SKI 0000 0000\\x1b[2J\\u{202e}evil"),
+            "{text}"
+        );
+    }
+
+    /// A recording terminal whose requests are pending while their SKI is in `pending`.
+    #[derive(Default)]
+    struct Recording {
+        pending: Arc<std::sync::Mutex<HashMap<Ski, bool>>>,
+        shown: Vec<Ski>,
+        answers: Vec<(Ski, bool)>,
+        ended: Vec<Ski>,
+        /// Tells the test that a question is on the screen.
+        on_show: Option<mpsc::Sender<Ski>>,
+    }
+
+    impl Terminal for Recording {
+        fn liveness(&self, ski: Ski) -> Liveness {
+            match self.pending.lock().unwrap().get(&ski) {
+                Some(true) => Liveness::Pending,
+                _ => Liveness::Ended,
+            }
+        }
+        fn show(&mut self, text: &str) {
+            let ski = self
+                .pending
+                .lock()
+                .unwrap()
+                .keys()
+                .copied()
+                .find(|ski| text.contains(&grouped(*ski)))
+                .expect("a question names a known SKI");
+            self.shown.push(ski);
+            if let Some(tx) = &self.on_show {
+                let _ = tx.send(ski);
+            }
+        }
+        fn answer(&mut self, request: &PairingPrompt, approve: bool) {
+            self.answers.push((request.ski, approve));
+        }
+        fn ended(&mut self, request: &PairingPrompt) {
+            self.ended.push(request.ski);
+        }
+    }
+
+    #[test]
+    fn twenty_requests_that_ended_in_the_queue_are_never_shown() {
+        let (tx, rx) = mpsc::channel();
+        let (shown_tx, shown_rx) = mpsc::channel();
+        let mut terminal = Recording {
+            on_show: Some(shown_tx),
+            ..Recording::default()
+        };
+        let pending = terminal.pending.clone();
+        // The first request is live and on the screen while twenty others queue behind it.
+        pending.lock().unwrap().insert(request(1, None).ski, true);
+        for n in 2..22 {
+            pending.lock().unwrap().insert(request(n, None).ski, true);
+        }
+        let user = std::thread::spawn(move || {
+            tx.send(Input::Ask(request(1, None))).unwrap();
+            assert_eq!(shown_rx.recv().unwrap(), request(1, None).ski);
+            for n in 2..22 {
+                tx.send(Input::Ask(request(n, None))).unwrap();
+            }
+            // All twenty strangers leave, then the first one too.
+            for n in 2..22 {
+                pending.lock().unwrap().insert(request(n, None).ski, false);
+            }
+            pending.lock().unwrap().insert(request(1, None).ski, false);
+            // A live one comes; its question is answered.
+            pending.lock().unwrap().insert(request(30, None).ski, true);
+            tx.send(Input::Ask(request(30, None))).unwrap();
+            assert_eq!(shown_rx.recv().unwrap(), request(30, None).ski);
+            tx.send(Input::Line("y\n".into(), Instant::now())).unwrap();
+        });
+        prompt_loop(&rx, &mut terminal, Duration::from_millis(50));
+        user.join().unwrap();
+        assert_eq!(
+            terminal.shown,
+            [request(1, None).ski, request(30, None).ski]
+        );
+        assert_eq!(terminal.ended, [request(1, None).ski]);
+        assert_eq!(terminal.answers, [(request(30, None).ski, true)]);
+    }
+
+    #[test]
+    fn a_line_typed_before_the_question_is_not_an_answer() {
+        let (tx, rx) = mpsc::channel();
+        let mut terminal = Recording::default();
+        terminal
+            .pending
+            .lock()
+            .unwrap()
+            .insert(request(1, None).ski, true);
+        let early = Instant::now();
+        tx.send(Input::Ask(request(1, None))).unwrap();
+        tx.send(Input::Line("y\n".into(), early)).unwrap();
+        tx.send(Input::Closed).unwrap();
+        drop(tx);
+        prompt_loop(&rx, &mut terminal, Duration::from_millis(50));
+        assert_eq!(terminal.shown, [request(1, None).ski]);
+        // Stdin closed with the question unanswered: refused.
+        assert_eq!(terminal.answers, [(request(1, None).ski, false)]);
     }
 }

@@ -10,7 +10,7 @@ use ship_hub::discovery::{
     DeviceCategories, Discovery, InstanceName, InterfaceSelection, MdnsConfig, MdnsDiscovery,
     TxtField, TxtValue,
 };
-use ship_hub::hub::{DeviceInfo, Hub, HubConfig, HubError, TrustStore};
+use ship_hub::hub::{DeviceInfo, Hub, HubConfig, HubError, HubTimers, TrustStore};
 use ship_hub::identity::Identity;
 
 use crate::callbacks::GatewayCallbacks;
@@ -126,7 +126,12 @@ async fn serve(
         what: "installing the SIGINT/SIGTERM handlers".into(),
         source,
     })?;
-    let log = Arc::new(EventLog::new(settings.json));
+    let log = Arc::new(
+        EventLog::new(settings.json).map_err(|source| GatewayError::Io {
+            what: "starting the event writer".into(),
+            source,
+        })?,
+    );
     let hub_cell: Arc<OnceLock<Hub>> = Arc::new(OnceLock::new());
     let prompt = if settings.prompt && !settings.auto_accept && std::io::stdin().is_terminal() {
         Some(
@@ -220,6 +225,7 @@ async fn serve(
                 hub: hub.clone(),
                 trust: trust.clone(),
                 log: log.clone(),
+                limits: settings.control,
             });
             Some(tokio::spawn(server.serve(listener)))
         }
@@ -266,6 +272,7 @@ async fn serve(
     }
 
     let signal = signals.wait().await;
+    let signalled = std::time::Instant::now();
     log.emit(Event::Stopping {
         signal: signal.into(),
     });
@@ -278,6 +285,16 @@ async fn serve(
         connections_closed_in_time: report.connections_closed_in_time,
         elapsed_ms: report.elapsed.as_millis(),
     });
+    // The last lines get what is left of the shutdown deadline (at least a moment): a stdout
+    // nobody reads never keeps the gateway from exiting (docs/gateway.md, "Output").
+    let left = HubTimers::default()
+        .shutdown_deadline
+        .saturating_sub(signalled.elapsed());
+    let log_for_flush = log.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        log_for_flush.flush(left.max(Duration::from_millis(100)))
+    })
+    .await;
     Ok(())
 }
 

@@ -24,16 +24,20 @@
 //! max_connections = 10
 //! max_handshakes = 32
 //! max_message_bytes = 1048576
+//! control_connections = 16
+//! control_idle_timeout_secs = 30
 //! ```
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 use ship_hub::transport::{TlsSuite, parse_tls_suites};
 use ship_hub::{ShipId, Ski};
 
 use crate::cli::RunArgs;
+use crate::control::{ControlLimits, DEFAULT_CONTROL_CONNECTIONS, DEFAULT_CONTROL_IDLE_TIMEOUT};
 use crate::error::GatewayError;
 
 /// The configuration file.
@@ -76,6 +80,8 @@ struct LimitsSection {
     max_connections: Option<usize>,
     max_handshakes: Option<usize>,
     max_message_bytes: Option<usize>,
+    control_connections: Option<usize>,
+    control_idle_timeout_secs: Option<u64>,
 }
 
 /// A peer given on the command line or in the file: trusted and dialled at `address`.
@@ -117,6 +123,8 @@ pub(crate) struct RunSettings {
     pub(crate) max_message_bytes: Option<usize>,
     /// The TLS 1.2 cipher suites to offer; `None` = every suite (the library's default).
     pub(crate) tls_suites: Option<Vec<TlsSuite>>,
+    /// The control socket's limits (connections at once, idle timeout).
+    pub(crate) control: ControlLimits,
 }
 
 impl RunSettings {
@@ -205,6 +213,26 @@ impl RunSettings {
                 "max_message_bytes",
             )?,
             tls_suites,
+            control: ControlLimits {
+                max_connections: limit(
+                    args.control_connections,
+                    file.limits.control_connections,
+                    "control_connections",
+                )?
+                .unwrap_or(DEFAULT_CONTROL_CONNECTIONS),
+                idle_timeout: match args
+                    .control_idle_timeout
+                    .or(file.limits.control_idle_timeout_secs)
+                {
+                    Some(0) => {
+                        return Err(GatewayError::Setting(
+                            "control_idle_timeout must be at least 1 second".into(),
+                        ));
+                    }
+                    Some(secs) => Duration::from_secs(secs),
+                    None => DEFAULT_CONTROL_IDLE_TIMEOUT,
+                },
+            },
         })
     }
 }
@@ -332,6 +360,43 @@ mod tests {
         assert!(settings.mdns && settings.prompt && !settings.auto_accept && !settings.json);
         assert_eq!(settings.bind, None);
         assert_eq!(settings.device.name, None);
+        assert_eq!(settings.control.max_connections, 16);
+        assert_eq!(settings.control.idle_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn control_socket_limits_from_the_file_and_the_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("g.toml");
+        std::fs::write(
+            &file,
+            "[limits]\ncontrol_connections = 4\ncontrol_idle_timeout_secs = 7\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let settings = RunSettings::resolve(args(&["--config", path]), None, false).unwrap();
+        assert_eq!(settings.control.max_connections, 4);
+        assert_eq!(settings.control.idle_timeout, Duration::from_secs(7));
+        let flags = [
+            "--config",
+            path,
+            "--control-connections",
+            "2",
+            "--control-idle-timeout",
+            "1",
+        ];
+        let settings = RunSettings::resolve(args(&flags), None, false).unwrap();
+        assert_eq!(settings.control.max_connections, 2);
+        assert_eq!(settings.control.idle_timeout, Duration::from_secs(1));
+        for zero in [
+            ["--control-connections", "0"],
+            ["--control-idle-timeout", "0"],
+        ] {
+            assert!(
+                RunSettings::resolve(args(&zero), None, false).is_err(),
+                "{zero:?}"
+            );
+        }
     }
 
     #[test]

@@ -54,15 +54,43 @@ impl FileLock {
     }
 }
 
+/// Opens (creating, mode 0600) the lock file `path`, never through a symbolic link: a link
+/// planted there is an error naming it, and its target is neither created nor touched.
 fn open_lock_file(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
+    let refused = || {
+        std::io::Error::other(format!(
+            "{} is a symbolic link: refusing to follow it (lock files must be regular files; \
+             remove the link)",
+            path.display()
+        ))
+    };
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(refused());
+    }
+    // The flag's bits fit in an i32 (a small positive constant).
+    let no_follow = rustix::fs::OFlags::NOFOLLOW.bits() as i32;
     OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
+        .custom_flags(no_follow)
         .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+                refused()
+            } else {
+                e
+            }
+        })
+}
+
+/// Whether `error` is [`open_lock_file`]'s refusal of a symbolic link.
+fn is_link_refusal(path: &Path, error: &std::io::Error) -> bool {
+    error.kind() == std::io::ErrorKind::Other
+        && std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
 
 impl LockedTrustStore {
@@ -85,10 +113,16 @@ impl LockedTrustStore {
         f: impl FnOnce(&FileTrustStore) -> Result<T, TrustStoreError>,
     ) -> Result<T, TrustStoreError> {
         let _lock = FileLock::acquire(&self.lock_path, exclusive).map_err(|source| {
-            TrustStoreError::Io {
-                path: self.lock_path.clone(),
-                operation: "lock",
-                source,
+            if is_link_refusal(&self.lock_path, &source) {
+                TrustStoreError::Symlink {
+                    path: self.lock_path.clone(),
+                }
+            } else {
+                TrustStoreError::Io {
+                    path: self.lock_path.clone(),
+                    operation: "lock",
+                    source,
+                }
             }
         })?;
         f(&self.inner)
@@ -128,5 +162,122 @@ impl TrustStore for LockedTrustStore {
 
     fn remove(&self, ski: &Ski) -> Result<bool, TrustStoreError> {
         self.locked(true, |s| s.remove(ski))
+    }
+
+    /// Under the same lock as `remove` (in this process and in any other), so a background
+    /// update never re-creates a pairing that an `unpair` removed.
+    fn update_existing(
+        &self,
+        skis: &[Ski],
+        update: &mut dyn FnMut(&mut PairedPeer),
+    ) -> Result<(), TrustStoreError> {
+        self.locked(true, |s| s.update_existing(skis, update))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    /// `unpair` racing the hub's background last-seen updates of the same peer, 500 times: a
+    /// thread applies `update_existing` in a loop (as the hub's trust writer does while the peer
+    /// reconnects) while the peer is paired and removed again at moments that move through the
+    /// loop. Once the updater went through two more updates, the pairing must still be gone.
+    #[test]
+    fn an_unpair_racing_last_seen_updates_is_never_undone_in_500_races() {
+        // In memory where there is a tmpfs: the race is about locking, and each of the thousands
+        // of writes would otherwise wait for a disk's fsync.
+        let dir = tempfile::tempdir_in("/dev/shm")
+            .or_else(|_| tempfile::tempdir())
+            .unwrap();
+        let store = LockedTrustStore::open(
+            dir.path().join("pairings.json"),
+            dir.path().join(".pairings.json.lock"),
+        )
+        .unwrap();
+        let ski = Ski::from_bytes([0x42; 20]);
+        let stop = AtomicBool::new(false);
+        let updates = AtomicU64::new(0);
+        let undone = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let mut seconds = 1_000;
+                while !stop.load(Ordering::Relaxed) {
+                    seconds += 1;
+                    let seen = UNIX_EPOCH + Duration::from_secs(seconds);
+                    store
+                        .update_existing(&[ski], &mut |peer| peer.last_seen = Some(seen))
+                        .unwrap();
+                    updates.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            let wait_for_updates = |n: u64| {
+                let target = updates.load(Ordering::Relaxed) + n;
+                while updates.load(Ordering::Relaxed) < target {
+                    std::thread::yield_now();
+                }
+            };
+            let mut undone = 0;
+            for race in 0..500u64 {
+                store.upsert(PairedPeer::new(ski)).unwrap();
+                wait_for_updates(1);
+                std::thread::sleep(Duration::from_micros(race * 7 % 500));
+                assert!(store.remove(&ski).unwrap(), "race {race}");
+                wait_for_updates(2);
+                if store.get(&ski).unwrap().is_some() {
+                    undone += 1;
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+            undone
+        });
+        eprintln!("500 unpair/last-seen races: {undone} unpairs undone");
+        assert_eq!(undone, 0, "unpairs undone by a background update");
+    }
+
+    /// A link planted at `.pairings.json.lock` or `gateway.lock` (pointing to a file that does not
+    /// exist yet, or to someone else's): every locked operation fails naming it, and the link's
+    /// target is neither created nor changed.
+    #[test]
+    fn links_planted_at_the_lock_files_are_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock_path = dir.path().join(".pairings.json.lock");
+        let missing = dir.path().join("created-by-following");
+        std::os::unix::fs::symlink(&missing, &lock_path).unwrap();
+        let store =
+            LockedTrustStore::open(dir.path().join("pairings.json"), lock_path.clone()).unwrap();
+        for error in [
+            store
+                .upsert(PairedPeer::new(Ski::from_bytes([1; 20])))
+                .unwrap_err(),
+            store.remove(&Ski::from_bytes([1; 20])).unwrap_err(),
+            store.update_existing(&[], &mut |_| {}).unwrap_err(),
+            store.merge(Ski::from_bytes([1; 20]), |_| {}).unwrap_err(),
+        ] {
+            assert!(
+                matches!(error, TrustStoreError::Symlink { .. }),
+                "{error:?}"
+            );
+            assert_eq!(error.path(), lock_path);
+        }
+        assert!(!missing.exists());
+        assert!(!dir.path().join("pairings.json").exists());
+
+        let gateway_lock = dir.path().join("gateway.lock");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "someone else's file").unwrap();
+        std::os::unix::fs::symlink(&victim, &gateway_lock).unwrap();
+        for exclusive in [true, false] {
+            let error = FileLock::try_acquire(&gateway_lock, exclusive)
+                .err()
+                .expect("refused");
+            assert!(error.to_string().contains("symbolic link"), "{error}");
+            assert!(error.to_string().contains("gateway.lock"), "{error}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            "someone else's file"
+        );
     }
 }

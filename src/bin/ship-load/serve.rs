@@ -150,6 +150,9 @@ pub(crate) async fn serve(args: ServeArgs, nofile_limit: u64) -> Result<(), Stri
     config.bind = args.bind;
     config.limits.max_connections = args.max_connections;
     config.limits.max_handshakes_in_progress = args.max_handshakes;
+    // Every load client connects from loopback: one address must be allowed the whole load.
+    config.limits.max_handshakes_per_address = args.max_handshakes;
+    config.limits.max_unpaired_per_address = config.limits.max_unpaired_connections;
     config.timers.keepalive_interval = Duration::from_secs(args.keepalive_secs.max(1));
     config.auto_accept = args.auto_accept;
     config.trust_store = trust;

@@ -159,7 +159,9 @@ fn withdrawn_addresses_are_bounded_newest_first() {
         book.withdraw_instance(&instance);
     }
     let got = addresses(&book, &ski(1));
-    let expected: Vec<_> = (0..MAX_WITHDRAWN as u8).map(|i| v4(20 - i, 4712)).collect();
+    let expected: Vec<_> = (0..DEFAULT_MAX_DISCOVERED as u8)
+        .map(|i| v4(20 - i, 4712))
+        .collect();
     assert_eq!(got, expected);
 }
 
@@ -410,4 +412,41 @@ proptest::proptest! {
             }
         }
     }
+}
+
+#[test]
+fn discovered_addresses_are_capped_evicting_the_stalest_never_the_successful_or_static() {
+    let mut book = AddressBook::with_max_discovered(4);
+    book.record_dialled(ski(1), v4(200, 4711), "/ship/")
+        .unwrap();
+    book.add_static(ski(1), v4(201, 4711), "/ship/").unwrap();
+    // Ten claims, one address each: only the four newest stay.
+    for i in 0..10u8 {
+        book.record_sighting(ski(1), &format!("fake-{i}"), [v4(i + 1, 4712)], "/ship/")
+            .unwrap();
+    }
+    assert_eq!(
+        addresses(&book, &ski(1)),
+        vec![
+            v4(200, 4711),
+            v4(201, 4711),
+            v4(10, 4712),
+            v4(9, 4712),
+            v4(8, 4712),
+            v4(7, 4712)
+        ]
+    );
+    // One sighting with many addresses keeps its first four.
+    let many: Vec<_> = (20..40u8).map(|i| v4(i, 4712)).collect();
+    assert_eq!(
+        book.record_sighting(ski(1), "many", many, "/ship/")
+            .unwrap(),
+        4
+    );
+    let got = addresses(&book, &ski(1));
+    assert_eq!(got.len(), 6, "{got:?}");
+    assert_eq!(
+        &got[2..],
+        &[v4(20, 4712), v4(21, 4712), v4(22, 4712), v4(23, 4712)]
+    );
 }

@@ -3,6 +3,7 @@
 
 use super::visible::{failure_of, reason_of};
 use super::*;
+use crate::hub::inbound::Delivery;
 
 impl Supervisor {
     pub(super) fn add_link(
@@ -38,13 +39,21 @@ impl Supervisor {
             Direction::Incoming => Role::Server,
             Direction::Outgoing => Role::Client,
         };
+        // A stranger gets less time: a short CMI wait and a shorter backstop (admission).
+        let limits = &self.shared.config.limits;
+        let mut config = self.shared.config.protocol.clone();
+        let mut handshake_deadline = limits.handshake_deadline;
+        if trust == Trust::Pending {
+            config.cmi_timeout = config.cmi_timeout.min(limits.unpaired_cmi_timeout);
+            handshake_deadline = handshake_deadline.min(limits.unpaired_handshake_deadline);
+        }
         let connection = protocol::Connection::new(
             ConnectionParams {
                 role,
                 local_ship_id: self.shared.config.ship_id.clone(),
                 trust,
                 known_peer_ship_id: self.peer_ship_id.clone(),
-                config: self.shared.config.protocol.clone(),
+                config,
             },
             now(),
         );
@@ -56,8 +65,11 @@ impl Supervisor {
             id,
             keepalive_interval: self.shared.config.timers.keepalive_interval,
             keepalive_timeout: self.shared.config.timers.keepalive_timeout,
-            handshake_deadline: new.started + self.shared.config.limits.handshake_deadline,
+            handshake_deadline: new.started + handshake_deadline,
             abort: self.shared.abort.clone(),
+            budget: self.inbound.clone(),
+            max_message: self.shared.config.websocket.max_message_size,
+            stall_limit: self.shared.config.limits.max_inbound_stall,
         };
         let future = (new.runner)(LinkStart {
             connection,
@@ -81,6 +93,7 @@ impl Supervisor {
             detail: Some(initial_detail),
             completed: false,
             closing: false,
+            replaced: false,
             ponged: true,
             awaiting_trust: trust == Trust::Pending,
         });
@@ -225,7 +238,7 @@ impl Supervisor {
                 }
             }
             LinkEvent::PeerShipId(ship_id) => self.ship_id_learned(ship_id),
-            LinkEvent::Data(payload) => {
+            LinkEvent::Data(payload, charge) => {
                 // The engine delivers data only after hello (both sides trust each other) and the
                 // PIN step. Data may come before Completed, while our access-methods request is
                 // still unanswered (eebus sends its first SPINE reads then): it proves data
@@ -236,7 +249,9 @@ impl Supervisor {
                     self.refresh_visible();
                     self.shared
                         .callbacks
-                        .push(CallbackEvent::DataReceived(self.ski, payload));
+                        .push(CallbackEvent::DataReceived(Delivery::new(
+                            self.ski, payload, charge,
+                        )));
                 }
             }
             LinkEvent::Pong => {
@@ -282,6 +297,7 @@ impl Supervisor {
                 let _ = self.addresses.record_incoming(self.ski, link.remote);
             }
         }
+        self.publish_addresses();
         let reached = self.addresses.last_successful(&self.ski).map(|c| c.address);
         if let Some(mut peer) = self.pairing.clone() {
             if let Some(address) = reached {
@@ -341,7 +357,11 @@ impl Supervisor {
             return;
         }
         if self.visible.connected && !self.stopping {
+            // A replacement is underway: a live link; the incoming connection that made us close
+            // this one (still in TLS + WebSocket, so not yet a link); or, when the peer closed
+            // this one, our own dial or any incoming handshake of this SKI.
             let replacement_underway = self.live_links().count() > 0
+                || (link.replaced && self.incoming_in_tls())
                 || (!link.closing
                     && (matches!(self.dial, Dial::Running(_)) || self.incoming_in_tls()));
             if link.completed && replacement_underway {

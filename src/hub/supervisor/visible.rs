@@ -20,8 +20,18 @@ impl Supervisor {
             if self.settled_double && self.we_decide() {
                 // Arbitration left nothing (two rules, crossing clocks): not a failure to back
                 // off from (§7 rule 3).
+                // An incoming connection that replaced ours and is still in its TLS handshake
+                // is the replacement: dial only if it has not arrived when its handshake time
+                // is up (one replacement, not a third connection).
                 if matches!(self.dial, Dial::Idle) {
-                    self.dial = Dial::Waiting(tokio::time::Instant::now());
+                    let now = tokio::time::Instant::now();
+                    let at = match self.incoming_seen {
+                        Some(seen) if self.incoming_in_tls() => {
+                            seen + self.shared.config.limits.transport_handshake_timeout
+                        }
+                        _ => now,
+                    };
+                    self.dial = Dial::Waiting(at.max(now));
                 }
             } else {
                 self.schedule_dial();
@@ -143,6 +153,11 @@ pub(super) fn failure_of(
             ConnectionState::Error,
             "no pong within the keepalive timeout".into(),
         )),
+        LinkEnd::Backpressure => Some((
+            FailureCause::Backpressure,
+            ConnectionState::Error,
+            "closed for backpressure: the application did not consume the peer's data".into(),
+        )),
         LinkEnd::HandshakeDeadline => Some((
             FailureCause::HandshakeTimeout,
             ConnectionState::Error,
@@ -178,6 +193,7 @@ pub(super) fn reason_of(end: &LinkEnd, closed_by_us: bool) -> DisconnectReason {
     match end {
         LinkEnd::Aborted => DisconnectReason::Shutdown,
         LinkEnd::KeepaliveTimeout => DisconnectReason::KeepaliveTimeout,
+        LinkEnd::Backpressure => DisconnectReason::Backpressure,
         LinkEnd::HandshakeDeadline => DisconnectReason::Error("handshake deadline".into()),
         LinkEnd::Protocol(_) if closed_by_us => DisconnectReason::Local,
         LinkEnd::Protocol(cause) => DisconnectReason::Protocol(cause.clone()),

@@ -1,8 +1,10 @@
 //! Unit tests of the trust stores.
 
 use super::*;
+use std::fs;
 use std::net::{Ipv6Addr, SocketAddrV6};
 use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
 
 fn ski(n: u8) -> Ski {
     Ski::from_bytes([n; 20])
@@ -291,21 +293,58 @@ fn a_file_corrupted_after_it_was_read_is_reported_and_kept() {
     assert_eq!(fs::read_to_string(&path).unwrap(), "{ not json");
 }
 
+/// `update_existing` with every record replaced by `full_peer`.
+fn replace_with_full(store: &dyn TrustStore, skis: &[Ski]) {
+    store
+        .update_existing(skis, &mut |peer| *peer = full_peer(peer.ski.as_bytes()[0]))
+        .unwrap();
+}
+
 #[test]
 fn batched_updates_replace_only_pairings_that_still_exist() {
     let (_dir, stores) = stores();
     for store in stores {
         store.upsert(PairedPeer::new(ski(1))).unwrap();
         store.upsert(PairedPeer::new(ski(2))).unwrap();
-        store
-            .update_existing(vec![full_peer(1), full_peer(3), full_peer(2)])
-            .unwrap();
+        replace_with_full(&*store, &[ski(1), ski(3), ski(2)]);
         assert_eq!(store.load_all().unwrap(), vec![full_peer(1), full_peer(2)]);
         // Nothing to change: no error, nothing added.
-        store.update_existing(vec![full_peer(1)]).unwrap();
-        store.update_existing(Vec::new()).unwrap();
+        replace_with_full(&*store, &[ski(1)]);
+        replace_with_full(&*store, &[]);
         assert_eq!(store.load_all().unwrap().len(), 2);
+        // An update cannot move a record to another SKI.
+        store
+            .update_existing(&[ski(1)], &mut |peer| peer.ski = ski(9))
+            .unwrap();
+        assert_eq!(store.get(&ski(9)).unwrap(), None);
+        assert_eq!(store.get(&ski(1)).unwrap(), Some(full_peer(1)));
     }
+}
+
+#[test]
+fn an_update_within_the_same_second_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileTrustStore::new(dir.path().join("trust.json"));
+    store.upsert(full_peer(1)).unwrap();
+    assert_eq!(store.writes(), 1);
+    let stored = full_peer(1).last_seen.unwrap();
+    for nanos in [1, 999_999_999] {
+        store
+            .update_existing(&[ski(1)], &mut |peer| {
+                peer.last_seen = Some(stored + Duration::from_nanos(nanos));
+            })
+            .unwrap();
+        let mut same = full_peer(1);
+        same.last_seen = Some(stored + Duration::from_nanos(nanos));
+        store.upsert(same).unwrap();
+    }
+    assert_eq!(store.writes(), 1, "nothing changed in whole seconds");
+    store
+        .update_existing(&[ski(1)], &mut |peer| {
+            peer.last_seen = Some(stored + Duration::from_secs(1));
+        })
+        .unwrap();
+    assert_eq!(store.writes(), 2);
 }
 
 #[test]
@@ -322,9 +361,7 @@ fn a_batch_lands_in_the_file_and_leaves_no_temporary() {
         fs::metadata(p).unwrap().ino()
     };
     let before = inode(&path);
-    store
-        .update_existing(vec![full_peer(1), full_peer(2), full_peer(3)])
-        .unwrap();
+    replace_with_full(&store, &[ski(1), ski(2), ski(3)]);
     // Written by renaming a new file into place.
     assert_ne!(inode(&path), before);
     assert_eq!(
@@ -332,4 +369,169 @@ fn a_batch_lands_in_the_file_and_leaves_no_temporary() {
         vec![full_peer(1), full_peer(2), full_peer(3)]
     );
     assert!(!dir.path().join(".trust.json.tmp").exists());
+}
+
+/// What a supervisor sends to the trust writer after reconnect number `n` of peer 1, one
+/// reconnect every 1.5 s of wall-clock time (with nanoseconds, as `SystemTime::now()` has them).
+fn reconnect_update(n: u64) -> PairedPeer {
+    let mut peer = full_peer(1);
+    peer.last_seen = Some(
+        UNIX_EPOCH
+            + Duration::from_secs(1_795_000_000)
+            + Duration::from_millis(1_500) * n as u32
+            + Duration::from_nanos(123_456_789),
+    );
+    peer
+}
+
+#[test]
+fn five_hundred_reconnects_write_last_seen_once_per_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileTrustStore::new(dir.path().join("trust.json"));
+    store.upsert(PairedPeer::new(ski(1))).unwrap();
+    let before = store.writes();
+    let interval = Duration::from_secs(600);
+    for n in 0..500 {
+        let batch = BTreeMap::from([(ski(1), reconnect_update(n))]);
+        writer::apply(&store, &batch, interval).unwrap();
+    }
+    let writes = store.writes() - before;
+    // 500 reconnects over 750 s: the first one (SHIP ID, address and last seen learnt), and
+    // last seen once more after 600 s.
+    eprintln!(
+        "500 reconnects over 750 s: {writes} writes of the store, {} fsyncs",
+        2 * writes
+    );
+    assert_eq!(writes, 2);
+    let stored = store.get(&ski(1)).unwrap().unwrap();
+    let last = reconnect_update(499).last_seen.unwrap();
+    assert!(last.duration_since(stored.last_seen.unwrap()).unwrap() < interval);
+    assert_eq!(stored.last_address, full_peer(1).last_address);
+    assert_eq!(stored.ship_id, full_peer(1).ship_id);
+}
+
+#[test]
+fn a_new_address_or_ship_id_is_written_at_once_and_the_name_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileTrustStore::new(dir.path().join("trust.json"));
+    let mut paired = full_peer(1);
+    paired.name = Some("named by the user".into());
+    store.upsert(paired).unwrap();
+    let interval = Duration::from_secs(600);
+    let mut update = full_peer(1);
+    update.name = Some("a stale copy of the name".into());
+    update.last_address = Some(SocketAddr::from(([192, 168, 7, 7], 4712)));
+    update.last_seen = Some(full_peer(1).last_seen.unwrap() + Duration::from_secs(5));
+    let before = store.writes();
+    writer::apply(
+        &store,
+        &BTreeMap::from([(ski(1), update.clone())]),
+        interval,
+    )
+    .unwrap();
+    assert_eq!(store.writes(), before + 1);
+    let stored = store.get(&ski(1)).unwrap().unwrap();
+    assert_eq!(stored.last_address, update.last_address);
+    assert_eq!(
+        stored.last_seen, update.last_seen,
+        "written along with the address"
+    );
+    assert_eq!(stored.name.as_deref(), Some("named by the user"));
+
+    update.ship_id = Some(ShipId::new("Renamed-Device").unwrap());
+    writer::apply(
+        &store,
+        &BTreeMap::from([(ski(1), update.clone())]),
+        interval,
+    )
+    .unwrap();
+    assert_eq!(store.writes(), before + 2);
+    assert_eq!(store.get(&ski(1)).unwrap().unwrap().ship_id, update.ship_id);
+
+    // A pairing removed meanwhile stays removed.
+    assert!(store.remove(&ski(1)).unwrap());
+    writer::apply(&store, &BTreeMap::from([(ski(1), update)]), interval).unwrap();
+    assert_eq!(store.get(&ski(1)).unwrap(), None);
+}
+
+#[test]
+fn a_zero_interval_writes_every_new_second_and_a_clock_set_back_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileTrustStore::new(dir.path().join("trust.json"));
+    store.upsert(full_peer(1)).unwrap();
+    let before = store.writes();
+    for n in 0..4 {
+        writer::apply(
+            &store,
+            &BTreeMap::from([(ski(1), reconnect_update(n))]),
+            Duration::ZERO,
+        )
+        .unwrap();
+    }
+    // 0 s, 1.5 s, 3 s, 4.5 s: four different whole seconds.
+    assert_eq!(store.writes() - before, 4);
+    let mut back = full_peer(1);
+    back.last_seen = Some(UNIX_EPOCH + Duration::from_secs(1_000_000_000));
+    writer::apply(
+        &store,
+        &BTreeMap::from([(ski(1), back.clone())]),
+        Duration::from_secs(600),
+    )
+    .unwrap();
+    assert_eq!(
+        store.get(&ski(1)).unwrap().unwrap().last_seen,
+        back.last_seen
+    );
+}
+
+/// A store in `dir/trust.json` with a symbolic link planted at `dir/name`, pointing to a file
+/// of someone else's: every write (and, for a link in place of the store, every read) fails
+/// naming the link, and the other file is untouched.
+#[test]
+#[cfg(unix)]
+fn links_planted_at_the_store_or_its_temporary_file_are_never_followed() {
+    for name in [".trust.json.tmp", "trust.json"] {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "someone else's file").unwrap();
+        let link = dir.path().join(name);
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let store = FileTrustStore::new(dir.path().join("trust.json"));
+        let results = [
+            store.upsert(full_peer(1)).map(|_| ()),
+            store.remove(&ski(1)).map(|_| ()),
+            store.update_existing(&[ski(1)], &mut |_| {}),
+        ];
+        for result in results {
+            if name == ".trust.json.tmp" && result.is_ok() {
+                // Nothing to write: nothing touched.
+                continue;
+            }
+            let error = result.unwrap_err();
+            assert!(
+                matches!(error, TrustStoreError::Symlink { .. }),
+                "{name}: {error:?}"
+            );
+            assert!(
+                error.to_string().contains("symbolic link"),
+                "{name}: {error}"
+            );
+            assert_eq!(error.path(), link, "{name}");
+        }
+        if name == "trust.json" {
+            assert!(store.get(&ski(1)).is_err());
+            assert!(FileTrustStore::open(store.path()).is_err());
+        }
+        assert_eq!(
+            fs::read_to_string(&victim).unwrap(),
+            "someone else's file",
+            "{name}"
+        );
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+    }
 }

@@ -1,7 +1,29 @@
 //! Encoding in the EEBus form: objects as arrays of single-key objects, in field order.
 
-use super::super::message::ShipMessage;
+use std::sync::OnceLock;
+
+use serde_json::value::RawValue;
+
+use super::super::message::{Data, ShipMessage};
 use super::{CMI, message_name};
+
+/// The length in bytes of the encoded SPINE data message (protocol `ee1.0`, no extension) that
+/// carries `payload`: the payload is written verbatim, so this is a fixed framing plus its
+/// length. What a peer's message-size limit applies to.
+pub fn data_message_len(payload: &RawValue) -> usize {
+    static FRAMING: OnceLock<usize> = OnceLock::new();
+    let framing = *FRAMING.get_or_init(|| {
+        let one_byte = RawValue::from_string("0".to_owned()).expect("0 is JSON");
+        encode(&ShipMessage::Data(Data {
+            protocol_id: Data::SPINE_PROTOCOL_ID.to_owned(),
+            payload: one_byte,
+            extension: None,
+        }))
+        .len()
+            - 1
+    });
+    framing + payload.get().len()
+}
 
 /// Encodes a message in the EEBus form, type byte first.
 pub fn encode(message: &ShipMessage) -> Vec<u8> {
@@ -159,4 +181,27 @@ fn write_string(out: &mut Vec<u8>, text: &str) {
         }
     }
     out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_message_len_is_the_length_of_the_encoded_message() {
+        for payload in [
+            "0",
+            "{}",
+            r#"{"datagram":[{"header":[]},{"payload":[]}]}"#,
+            "\"\\n\"",
+        ] {
+            let raw = RawValue::from_string(payload.to_owned()).unwrap();
+            let encoded = encode(&ShipMessage::Data(Data {
+                protocol_id: Data::SPINE_PROTOCOL_ID.to_owned(),
+                payload: raw.clone(),
+                extension: None,
+            }));
+            assert_eq!(data_message_len(&raw), encoded.len(), "{payload}");
+        }
+    }
 }

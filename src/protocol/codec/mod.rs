@@ -16,7 +16,7 @@ mod decode;
 mod encode;
 
 pub use decode::decode;
-pub use encode::{encode, encode_into};
+pub use encode::{data_message_len, encode, encode_into};
 
 #[cfg(doc)]
 use serde_json::value::RawValue;

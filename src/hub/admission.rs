@@ -1,0 +1,360 @@
+//! Admission of incoming connections: which TCP connections may start a TLS handshake, and
+//! which upgraded connections of strangers may stay (architecture.md, "Admission").
+//!
+//! * Handshake slots: `max_handshakes_in_progress` in all, of which `reserved_handshakes` only
+//!   for connections from addresses of paired peers ([`KnownAddresses`]), and at most
+//!   `max_handshakes_per_address` from one source address. A TCP connection that gets no slot
+//!   is closed at once, before any TLS work.
+//! * Strangers' slots: `max_unpaired_connections` in all, at most `max_unpaired_per_address`
+//!   from one source address; beyond them the WebSocket upgrade gets HTTP 503.
+//!
+//! Every count is taken without waiting and given back by dropping its guard. The locks inside
+//! guard a small map each, are never held across an await, and nothing does IO under them.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::config::Limits;
+use crate::Ski;
+
+/// The same host, however it is written (an IPv4 peer on a dual-stack listener arrives as an
+/// IPv4-mapped IPv6 address).
+fn canonical(ip: IpAddr) -> IpAddr {
+    ip.to_canonical()
+}
+
+/// Connections at once per source address, up to a limit.
+#[derive(Debug)]
+pub(crate) struct PerAddress {
+    limit: usize,
+    /// Only addresses with at least one connection: bounded by the slots that guard its users.
+    counts: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl PerAddress {
+    pub(crate) fn new(limit: usize) -> Arc<Self> {
+        Arc::new(PerAddress {
+            limit,
+            counts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// One more connection from `ip`, unless it has `limit` already.
+    pub(crate) fn try_take(self: &Arc<Self>, ip: IpAddr) -> Option<AddressSlot> {
+        let ip = canonical(ip);
+        let mut counts = self.counts.lock().expect("per-address lock");
+        let count = counts.entry(ip).or_insert(0);
+        if *count >= self.limit {
+            if *count == 0 {
+                counts.remove(&ip);
+            }
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            owner: self.clone(),
+            ip,
+        })
+    }
+
+    #[cfg(test)]
+    fn held(&self, ip: IpAddr) -> usize {
+        let counts = self.counts.lock().expect("per-address lock");
+        counts.get(&canonical(ip)).copied().unwrap_or(0)
+    }
+}
+
+/// One connection counted against its source address; given back on drop.
+#[derive(Debug)]
+pub(crate) struct AddressSlot {
+    owner: Arc<PerAddress>,
+    ip: IpAddr,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut counts = self.owner.counts.lock().expect("per-address lock");
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// The IP addresses the hub knows for its paired peers, as each peer's supervisor publishes
+/// them: connections from these may take the reserved handshake slots.
+#[derive(Debug, Default)]
+pub(crate) struct KnownAddresses {
+    inner: Mutex<Known>,
+}
+
+#[derive(Debug, Default)]
+struct Known {
+    by_peer: HashMap<Ski, Vec<IpAddr>>,
+    /// How many peers are known at each address.
+    peers_at: HashMap<IpAddr, usize>,
+}
+
+impl KnownAddresses {
+    /// Sets the addresses `ski` is known at (empty: forget it, e.g. once it is unpaired).
+    pub(crate) fn publish(&self, ski: Ski, ips: impl IntoIterator<Item = IpAddr>) {
+        let mut ips: Vec<IpAddr> = ips.into_iter().map(canonical).collect();
+        ips.sort_unstable();
+        ips.dedup();
+        let mut known = self.inner.lock().expect("known addresses lock");
+        if known
+            .by_peer
+            .get(&ski)
+            .map_or(ips.is_empty(), |old| *old == ips)
+        {
+            return;
+        }
+        let old = if ips.is_empty() {
+            known.by_peer.remove(&ski)
+        } else {
+            known.by_peer.insert(ski, ips.clone())
+        };
+        for ip in old.unwrap_or_default() {
+            if let Some(count) = known.peers_at.get_mut(&ip) {
+                *count -= 1;
+                if *count == 0 {
+                    known.peers_at.remove(&ip);
+                }
+            }
+        }
+        for ip in ips {
+            *known.peers_at.entry(ip).or_insert(0) += 1;
+        }
+    }
+
+    /// Whether a paired peer is known at `ip`.
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
+        let known = self.inner.lock().expect("known addresses lock");
+        known.peers_at.contains_key(&canonical(ip))
+    }
+}
+
+/// Why an incoming connection got no slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Refusal {
+    /// Every handshake slot it may take is in use.
+    #[error("too many handshakes in progress")]
+    Handshakes,
+    /// Its source address has `max_handshakes_per_address` handshakes in progress.
+    #[error("too many handshakes in progress from this address")]
+    HandshakesFromAddress,
+    /// Every strangers' slot is in use.
+    #[error("too many connections of peers that are not paired")]
+    Unpaired,
+    /// Its source address has `max_unpaired_per_address` strangers' connections.
+    #[error("too many connections of peers that are not paired from this address")]
+    UnpairedFromAddress,
+    /// Every connection slot is in use (`max_connections`).
+    #[error("connection limit reached")]
+    Connections,
+}
+
+/// What an incoming connection holds while its TLS + WebSocket handshake runs.
+#[derive(Debug)]
+pub(crate) struct HandshakeSlot {
+    _permit: OwnedSemaphorePermit,
+    _address: AddressSlot,
+    /// It took one of the reserved slots.
+    pub(crate) reserved: bool,
+}
+
+/// What a stranger's connection holds for as long as it lives.
+#[derive(Debug)]
+pub(crate) struct UnpairedSlot {
+    _permit: OwnedSemaphorePermit,
+    _address: AddressSlot,
+}
+
+/// The admission counts of one hub.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    /// Handshake slots anyone may take.
+    open: Arc<Semaphore>,
+    /// Handshake slots only for addresses of paired peers.
+    reserved: Arc<Semaphore>,
+    handshakes_per_address: Arc<PerAddress>,
+    unpaired: Arc<Semaphore>,
+    unpaired_per_address: Arc<PerAddress>,
+    /// Addresses of paired peers.
+    pub(crate) known: KnownAddresses,
+}
+
+impl Admission {
+    pub(crate) fn new(limits: &Limits) -> Self {
+        let reserved = limits
+            .reserved_handshakes
+            .min(limits.max_handshakes_in_progress);
+        Admission {
+            open: Arc::new(Semaphore::new(limits.max_handshakes_in_progress - reserved)),
+            reserved: Arc::new(Semaphore::new(reserved)),
+            handshakes_per_address: PerAddress::new(limits.max_handshakes_per_address),
+            unpaired: Arc::new(Semaphore::new(limits.max_unpaired_connections)),
+            unpaired_per_address: PerAddress::new(limits.max_unpaired_per_address),
+            known: KnownAddresses::default(),
+        }
+    }
+
+    /// A handshake slot for a TCP connection from `ip`, taken at once or not at all. A paired
+    /// peer's address takes a reserved slot first, so that the open ones stay for others.
+    pub(crate) fn handshake(&self, ip: IpAddr) -> Result<HandshakeSlot, Refusal> {
+        let address = self
+            .handshakes_per_address
+            .try_take(ip)
+            .ok_or(Refusal::HandshakesFromAddress)?;
+        let reserved = if self.known.contains(ip) {
+            self.reserved.clone().try_acquire_owned().ok()
+        } else {
+            None
+        };
+        let (permit, reserved) = match reserved {
+            Some(permit) => (permit, true),
+            None => (
+                self.open
+                    .clone()
+                    .try_acquire_owned()
+                    .map_err(|_| Refusal::Handshakes)?,
+                false,
+            ),
+        };
+        Ok(HandshakeSlot {
+            _permit: permit,
+            _address: address,
+            reserved,
+        })
+    }
+
+    /// A strangers' slot for an upgraded connection from `ip`, taken at once or not at all.
+    pub(crate) fn unpaired(&self, ip: IpAddr) -> Result<UnpairedSlot, Refusal> {
+        let address = self
+            .unpaired_per_address
+            .try_take(ip)
+            .ok_or(Refusal::UnpairedFromAddress)?;
+        let permit = self
+            .unpaired
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Refusal::Unpaired)?;
+        Ok(UnpairedSlot {
+            _permit: permit,
+            _address: address,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([192, 168, 1, last])
+    }
+
+    fn limits(total: usize, reserved: usize, per_address: usize) -> Limits {
+        Limits {
+            max_handshakes_in_progress: total,
+            reserved_handshakes: reserved,
+            max_handshakes_per_address: per_address,
+            ..Limits::default()
+        }
+    }
+
+    #[test]
+    fn one_address_gets_at_most_its_share() {
+        let admission = Admission::new(&limits(32, 8, 4));
+        let held: Vec<_> = (0..4)
+            .map(|_| admission.handshake(ip(2)).unwrap())
+            .collect();
+        assert_eq!(
+            admission.handshake(ip(2)).unwrap_err(),
+            Refusal::HandshakesFromAddress
+        );
+        assert!(admission.handshake(ip(3)).is_ok());
+        drop(held);
+        assert_eq!(admission.handshakes_per_address.held(ip(2)), 0);
+        assert!(admission.handshake(ip(2)).is_ok());
+    }
+
+    #[test]
+    fn the_reserve_is_only_for_known_addresses() {
+        let admission = Admission::new(&limits(6, 2, 1));
+        let strangers: Vec<_> = (10..14)
+            .map(|i| admission.handshake(ip(i)).unwrap())
+            .collect();
+        assert!(strangers.iter().all(|slot| !slot.reserved));
+        assert_eq!(
+            admission.handshake(ip(20)).unwrap_err(),
+            Refusal::Handshakes
+        );
+        admission
+            .known
+            .publish(Ski::from_bytes([1; 20]), [ip(1), ip(5)]);
+        let first = admission.handshake(ip(1)).unwrap();
+        let second = admission.handshake(ip(5)).unwrap();
+        assert!(first.reserved && second.reserved);
+        admission.known.publish(Ski::from_bytes([2; 20]), [ip(7)]);
+        assert_eq!(admission.handshake(ip(7)).unwrap_err(), Refusal::Handshakes);
+        drop(strangers);
+        // A known address takes an open slot when the reserve is used up.
+        assert!(!admission.handshake(ip(7)).unwrap().reserved);
+    }
+
+    #[test]
+    fn known_addresses_follow_what_peers_publish() {
+        let known = KnownAddresses::default();
+        let (a, b) = (Ski::from_bytes([1; 20]), Ski::from_bytes([2; 20]));
+        known.publish(a, [ip(1), ip(2), ip(1)]);
+        known.publish(b, [ip(2)]);
+        assert!(known.contains(ip(1)) && known.contains(ip(2)));
+        known.publish(a, [ip(3)]);
+        assert!(!known.contains(ip(1)) && known.contains(ip(2)) && known.contains(ip(3)));
+        known.publish(b, []);
+        assert!(!known.contains(ip(2)));
+        known.publish(a, []);
+        assert!(!known.contains(ip(3)));
+        let inner = known.inner.lock().unwrap();
+        assert!(inner.by_peer.is_empty() && inner.peers_at.is_empty());
+    }
+
+    #[test]
+    fn an_ipv4_mapped_address_is_the_same_host() {
+        let admission = Admission::new(&limits(32, 8, 1));
+        let mapped: IpAddr = "::ffff:192.168.1.9".parse().unwrap();
+        let _slot = admission.handshake(ip(9)).unwrap();
+        assert_eq!(
+            admission.handshake(mapped).unwrap_err(),
+            Refusal::HandshakesFromAddress
+        );
+        admission.known.publish(Ski::from_bytes([1; 20]), [mapped]);
+        assert!(admission.known.contains(ip(9)));
+    }
+
+    #[test]
+    fn strangers_are_limited_per_address_and_in_all() {
+        let admission = Admission::new(&Limits {
+            max_unpaired_connections: 2,
+            max_unpaired_per_address: 1,
+            ..Limits::default()
+        });
+        let first = admission.unpaired(ip(2)).unwrap();
+        assert_eq!(
+            admission.unpaired(ip(2)).unwrap_err(),
+            Refusal::UnpairedFromAddress
+        );
+        let second = admission.unpaired(ip(3)).unwrap();
+        assert_eq!(admission.unpaired(ip(4)).unwrap_err(), Refusal::Unpaired);
+        // A refusal for lack of room takes nothing.
+        assert_eq!(admission.unpaired_per_address.held(ip(4)), 0);
+        drop((first, second));
+        assert!(admission.unpaired(ip(2)).is_ok());
+    }
+}
