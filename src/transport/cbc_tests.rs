@@ -295,22 +295,51 @@ fn key_block_shape_maps_onto_rfc_5246_order() {
 /// paired ratios may differ from 1 by at most this fraction.
 const TIMING_TOLERANCE: f64 = 0.03;
 
+/// Independent measurements [`bad_padding_costs_the_same_cpu_time_as_good_padding`] may take:
+/// it fails only if every one of them exceeds [`TIMING_TOLERANCE`].
+const TIMING_ATTEMPTS: usize = 3;
+
 /// A statistical check, not a proof of constant time: decrypts records with good padding (256
 /// bytes, the longest, and a wrong MAC, so that a naive decrypter would MAC 255 bytes less) and
-/// records of the same length with bad padding, in adjacent small batches, and asserts that the
+/// records of the same length with bad padding, in adjacent small batches, and checks that the
 /// median over all pairs of the ratio bad/good of the time taken differs from 1 by at most
 /// [`TIMING_TOLERANCE`] (3 %). The batches are CPU-bound and short (about a millisecond), so their
 /// time is CPU time unless the thread was preempted; adjacent pairs (load and clock changes hit
 /// both members alike), alternating order and the median over 501 pairs (a preempted pair is an
-/// outlier) make it robust on a loaded machine.
+/// outlier) make one measurement robust on a loaded machine.
+///
+/// On a loaded 2-core machine running many test binaries at once, one measurement can still be
+/// skewed (e.g. a core's frequency changing in step with the batches). So the test takes up to
+/// [`TIMING_ATTEMPTS`] (3) independent measurements and passes at the first one within the
+/// tolerance: it fails only if a leak shows in **every** measurement. A real leak is systematic
+/// and shows in all of them; noise rarely lines up three times.
 ///
 /// Its power in an unoptimized test build: a decrypter that skips the MAC on bad padding (the
-/// classic padding oracle) gives a ratio of about 0.62 and fails; without the Lucky 13 leveling
-/// (the throwaway HMAC update and the dummy compression call) the ratio is about 1.009, within the
-/// tolerance, because unoptimized code around it dwarfs 4 SHA-256 compression calls. The
-/// leveling itself is checked by `compression_calls_are_level_for_every_padding`.
+/// classic padding oracle) gives a ratio of about 0.62 in every measurement and fails all three;
+/// without the Lucky 13 leveling (the throwaway HMAC update and the dummy compression call) the
+/// ratio is about 1.009, within the tolerance, because unoptimized code around it dwarfs 4 SHA-256
+/// compression calls. The leveling itself is checked by
+/// `compression_calls_are_level_for_every_padding`.
 #[test]
 fn bad_padding_costs_the_same_cpu_time_as_good_padding() {
+    let mut ratios = Vec::with_capacity(TIMING_ATTEMPTS);
+    for attempt in 1..=TIMING_ATTEMPTS {
+        let ratio = median_bad_to_good_padding_time_ratio();
+        eprintln!("measurement {attempt} of at most {TIMING_ATTEMPTS}: ratio {ratio:.4}");
+        if (ratio - 1.0).abs() <= TIMING_TOLERANCE {
+            return;
+        }
+        ratios.push(ratio);
+    }
+    panic!(
+        "bad padding costs a different CPU time than good padding in all {TIMING_ATTEMPTS} \
+         measurements: ratios bad/good {ratios:.4?}"
+    );
+}
+
+/// One measurement of [`bad_padding_costs_the_same_cpu_time_as_good_padding`]: the median over
+/// 501 adjacent pairs of batches of the time ratio bad/good padding.
+fn median_bad_to_good_padding_time_ratio() -> f64 {
     const BODY: usize = 320;
     const BATCH: usize = 20;
     const ROUNDS: usize = 501;
@@ -357,7 +386,6 @@ fn bad_padding_costs_the_same_cpu_time_as_good_padding() {
     }
     ratios.sort_by(f64::total_cmp);
     let ratio = ratios[ROUNDS / 2];
-    let difference = (ratio - 1.0).abs();
     eprintln!(
         "CBC decrypt, {ROUNDS} pairs of {BATCH} records of {} bytes: median time ratio \
          bad/good padding {ratio:.4} (quartiles {:.4}..{:.4})",
@@ -365,8 +393,5 @@ fn bad_padding_costs_the_same_cpu_time_as_good_padding() {
         ratios[ROUNDS / 4],
         ratios[3 * ROUNDS / 4],
     );
-    assert!(
-        difference <= TIMING_TOLERANCE,
-        "bad padding costs {ratio:.4} times the CPU time of good padding"
-    );
+    ratio
 }
