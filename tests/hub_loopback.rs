@@ -629,14 +629,17 @@ async fn unknown_peers_cannot_take_the_slots_of_paired_peers() {
 
 /// The full SHIP handshake and data both ways over SHIP §9's mandatory suite alone: two hubs
 /// restricted to `TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256`, and a default hub with a CBC-only hub
-/// in both dial directions (the only suite they share is CBC).
+/// in both dial directions (the only suite they share is CBC); two default hubs for contrast.
+/// Each side's `Hub::connections` reports the negotiated suite: CBC, or AES_128_GCM for the
+/// default pair.
 #[tokio::test]
 async fn hubs_restricted_to_the_cbc_suite_pair_and_exchange_data() {
     let cbc = Some(vec![TlsSuite::Aes128CbcSha256]);
-    for (a_suites, b_suites) in [
-        (cbc.clone(), cbc.clone()),
-        (None, cbc.clone()),
-        (cbc.clone(), None),
+    for (a_suites, b_suites, negotiated) in [
+        (cbc.clone(), cbc.clone(), TlsSuite::Aes128CbcSha256),
+        (None, cbc.clone(), TlsSuite::Aes128CbcSha256),
+        (cbc.clone(), None, TlsSuite::Aes128CbcSha256),
+        (None, None, TlsSuite::Aes128GcmSha256),
     ] {
         let what = format!("A {a_suites:?}, B {b_suites:?}");
         let (ra, rb) = (Recorder::new(), Recorder::new());
@@ -656,6 +659,17 @@ async fn hubs_restricted_to_the_cbc_suite_pair_and_exchange_data() {
                     .await,
                 "{what}: {:?}",
                 recorder.all()
+            );
+        }
+        for (hub, peer) in [(&a, b.local_ski()), (&b, a.local_ski())] {
+            let suites: Vec<_> = hub
+                .connections(peer)
+                .iter()
+                .map(|c| c.tls_suite)
+                .collect();
+            assert!(
+                !suites.is_empty() && suites.iter().all(|s| *s == Some(negotiated)),
+                "{what}: {suites:?}"
             );
         }
         let big = format!("{{\"fill\":\"{}\"}}", "x".repeat(20_000)).into_bytes();
