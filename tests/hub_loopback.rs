@@ -662,11 +662,7 @@ async fn hubs_restricted_to_the_cbc_suite_pair_and_exchange_data() {
             );
         }
         for (hub, peer) in [(&a, b.local_ski()), (&b, a.local_ski())] {
-            let suites: Vec<_> = hub
-                .connections(peer)
-                .iter()
-                .map(|c| c.tls_suite)
-                .collect();
+            let suites: Vec<_> = hub.connections(peer).iter().map(|c| c.tls_suite).collect();
             assert!(
                 !suites.is_empty() && suites.iter().all(|s| *s == Some(negotiated)),
                 "{what}: {suites:?}"
