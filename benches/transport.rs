@@ -1,16 +1,18 @@
-//! Criterion benchmarks of the transport: SKI extraction from a certificate, and one full
-//! TLS + WebSocket handshake over an in-memory `tokio::io::duplex` pair.
+//! Criterion benchmarks of the transport: SKI extraction from a certificate, one full
+//! TLS + WebSocket handshake over an in-memory `tokio::io::duplex` pair, and per cipher suite a
+//! TLS handshake and bulk throughput (1 MiB through an established TLS connection).
 //!
 //! `cargo bench --bench transport -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
 use std::path::Path;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ship_hub::identity::{CertificateSubject, Identity, parse_peer_certificate};
 use ship_hub::transport::{
-    ShipTls, SocketEvent, TlsOptions, WsOptions, accept_websocket, connect_websocket,
+    ShipTls, SocketEvent, TlsOptions, TlsSuite, WsOptions, accept_websocket, connect_websocket,
 };
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 fn identity(name: &str) -> Identity {
@@ -84,5 +86,62 @@ fn handshake(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, ski_extraction, handshake);
+/// Per suite: a TLS-only handshake, and 1 MiB written by the client and read by the server in
+/// 16 KiB writes (full records).
+fn per_suite(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let server_id = identity("server");
+    let client_id = identity("client");
+    const BULK: usize = 1024 * 1024;
+    let chunk = vec![0x5au8; 16 * 1024];
+    for suite in TlsSuite::ALL {
+        let mut options = TlsOptions::default();
+        options.cipher_suites = Some(vec![suite]);
+        let server_tls = ShipTls::new(&server_id, options.clone()).expect("server tls");
+        let client_tls = ShipTls::new(&client_id, options).expect("client tls");
+        let connect = || async {
+            let (server_io, client_io) = tokio::io::duplex(256 * 1024);
+            let (server, client) = tokio::join!(
+                server_tls.accept(server_io),
+                client_tls.connect(client_io, "server.local", server_id.ski())
+            );
+            (server.expect("server").0, client.expect("client"))
+        };
+        let mut group = c.benchmark_group("tls_suite_handshake");
+        group.bench_function(suite.name(), |b| b.iter(|| runtime.block_on(connect())));
+        group.finish();
+
+        let (mut server, mut client) = runtime.block_on(connect());
+        let mut group = c.benchmark_group("tls_suite_bulk_1mib");
+        group.throughput(Throughput::Bytes(BULK as u64));
+        group.bench_function(suite.name(), |b| {
+            b.iter(|| {
+                runtime.block_on(async {
+                    let writer = async {
+                        for _ in 0..BULK / chunk.len() {
+                            client.write_all(&chunk).await.expect("write");
+                        }
+                        client.flush().await.expect("flush");
+                    };
+                    let reader = async {
+                        let mut buffer = vec![0u8; 64 * 1024];
+                        let mut left = BULK;
+                        while left > 0 {
+                            let n = server.read(&mut buffer).await.expect("read");
+                            assert!(n > 0);
+                            left -= n;
+                        }
+                    };
+                    tokio::join!(writer, reader);
+                })
+            })
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, ski_extraction, handshake, per_suite);
 criterion_main!(benches);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use conformance_fake::{FakeDut, Sabotage};
 use ship_hub::ShipId;
 use ship_hub::conformance::{
-    CaseReport, Declarations, Target, ToolConfig, ToolIdentities, Verdict, run,
+    CaseReport, Declarations, TLS_SUITES, Target, ToolConfig, ToolIdentities, Verdict, run,
 };
 
 /// Runs `case` against a fake device with `sabotage`; `listen` lets the device dial the tool.
@@ -500,4 +500,28 @@ async fn a_device_that_never_dials_fails_the_listen_cases_without_waiting_again(
     let second = report.case("TC_SHIP_CMI_002").unwrap();
     assert_fails(first, "did not dial the tool within 1 s");
     assert_fails(second, "(in an earlier case)");
+}
+
+/// `TLS_SUITES` fails a device that does not accept SHIP §9's mandatory CBC suite: the fake
+/// device's TLS offers only `TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256`. The probes still report
+/// that it accepts GCM and refuses the other three.
+#[tokio::test]
+async fn tls_suites_fails_a_device_restricted_to_gcm() {
+    let report = run_against(TLS_SUITES, Sabotage::default(), false, |_| {}).await;
+    assert_fails(
+        &report,
+        "does not accept the mandatory TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256",
+    );
+    let evidence = report.evidence.join("\n");
+    assert!(
+        evidence.contains("TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256: accepted"),
+        "{evidence}"
+    );
+    for refused in [
+        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384: refused",
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256: refused",
+        "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256: refused",
+    ] {
+        assert!(evidence.contains(refused), "{refused}: {evidence}");
+    }
 }

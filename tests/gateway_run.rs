@@ -157,9 +157,13 @@ fn auto_accept_warns_loudly_and_trusts_an_unknown_peer() {
     assert!(warning["message"].as_str().unwrap().contains("auto-accept"));
     let peer = format!("{a_ski}@{}", listening["address"].as_str().unwrap());
     let mut b = Running::start(&b_dir, &["--peer", &peer]);
-    a.wait_for("connected", |v| {
+    let connected = a.wait_for("connected", |v| {
         v["event"] == "connected" && v["ski"] == b_ski.as_str()
     });
+    assert_eq!(
+        connected["tls_suite"],
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"
+    );
     b.wait_for("connected", |v| {
         v["event"] == "connected" && v["ski"] == a_ski.as_str()
     });
@@ -170,6 +174,30 @@ fn auto_accept_warns_loudly_and_trusts_an_unknown_peer() {
         stderr.contains("WARNING") && stderr.contains("auto-accept"),
         "{stderr}"
     );
+}
+
+/// The `connected` event names the TLS cipher suite the connection negotiated: SHIP's
+/// mandatory CBC suite when one gateway offers only that (`--tls-suites`), on both sides.
+#[test]
+fn the_connected_event_names_the_negotiated_tls_suite() {
+    const CBC: &str = "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256";
+    let tmp = tempdir();
+    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    let a_ski = ski_of(&a_dir);
+    let b_ski = ski_of(&b_dir);
+    let mut a = Running::start(&a_dir, &["--auto-accept"]);
+    let peer = format!("{a_ski}@{}", a.address());
+    let mut b = Running::start(&b_dir, &["--peer", &peer, "--tls-suites", CBC]);
+    let on_a = a.wait_for("connected", |v| {
+        v["event"] == "connected" && v["ski"] == b_ski.as_str()
+    });
+    let on_b = b.wait_for("connected", |v| {
+        v["event"] == "connected" && v["ski"] == a_ski.as_str()
+    });
+    assert_eq!(on_a["tls_suite"], CBC, "{on_a}");
+    assert_eq!(on_b["tls_suite"], CBC, "{on_b}");
+    assert!(b.terminate().success());
+    assert!(a.terminate().success());
 }
 
 /// `discover` lists a gateway that announces itself over mDNS. Needs a private network

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{Recorder, Seen, identity, loopback_config, start};
 use ship_hub::hub::{Hub, HubError, MemoryTrustStore, TrustStore};
 use ship_hub::protocol::ConnectionState;
-use ship_hub::transport::{self, ShipTls, TlsOptions, WsOptions};
+use ship_hub::transport::{self, ShipTls, TlsOptions, TlsSuite, WsOptions};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -624,5 +624,66 @@ async fn unknown_peers_cannot_take_the_slots_of_paired_peers() {
     assert!(rs.wait_for(WAIT, |s| matches!(s, Seen::Data(..))).await);
     for hub in strangers.into_iter().chain([paired, server]) {
         hub.shutdown().await;
+    }
+}
+
+/// The full SHIP handshake and data both ways over SHIP §9's mandatory suite alone: two hubs
+/// restricted to `TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256`, and a default hub with a CBC-only hub
+/// in both dial directions (the only suite they share is CBC); two default hubs for contrast.
+/// Each side's `Hub::connections` reports the negotiated suite: CBC, or AES_128_GCM for the
+/// default pair.
+#[tokio::test]
+async fn hubs_restricted_to_the_cbc_suite_pair_and_exchange_data() {
+    let cbc = Some(vec![TlsSuite::Aes128CbcSha256]);
+    for (a_suites, b_suites, negotiated) in [
+        (cbc.clone(), cbc.clone(), TlsSuite::Aes128CbcSha256),
+        (None, cbc.clone(), TlsSuite::Aes128CbcSha256),
+        (cbc.clone(), None, TlsSuite::Aes128CbcSha256),
+        (None, None, TlsSuite::Aes128GcmSha256),
+    ] {
+        let what = format!("A {a_suites:?}, B {b_suites:?}");
+        let (ra, rb) = (Recorder::new(), Recorder::new());
+        let mut ca = loopback_config(identity("a"), "node-a", &ra);
+        ca.tls.cipher_suites = a_suites;
+        let mut cb = loopback_config(identity("b"), "node-b", &rb);
+        cb.tls.cipher_suites = b_suites;
+        let a = start(ca).await;
+        let b = start(cb).await;
+        b.pair(a.local_ski(), None).unwrap();
+        a.pair_at(b.local_ski(), None, Some(b.local_addr()))
+            .unwrap();
+        for (recorder, peer) in [(&ra, b.local_ski()), (&rb, a.local_ski())] {
+            assert!(
+                recorder
+                    .wait_for(WAIT, |s| *s == Seen::Connected(peer))
+                    .await,
+                "{what}: {:?}",
+                recorder.all()
+            );
+        }
+        for (hub, peer) in [(&a, b.local_ski()), (&b, a.local_ski())] {
+            let suites: Vec<_> = hub.connections(peer).iter().map(|c| c.tls_suite).collect();
+            assert!(
+                !suites.is_empty() && suites.iter().all(|s| *s == Some(negotiated)),
+                "{what}: {suites:?}"
+            );
+        }
+        let big = format!("{{\"fill\":\"{}\"}}", "x".repeat(20_000)).into_bytes();
+        a.send_data(b.local_ski(), &big).unwrap();
+        b.send_data(a.local_ski(), br#"{"hello":"from b"}"#)
+            .unwrap();
+        assert!(
+            rb.wait_for(WAIT, |s| *s == Seen::Data(a.local_ski(), big.clone()))
+                .await,
+            "{what}"
+        );
+        assert!(
+            ra.wait_for(WAIT, |s| *s
+                == Seen::Data(b.local_ski(), br#"{"hello":"from b"}"#.to_vec()))
+                .await,
+            "{what}"
+        );
+        a.shutdown().await;
+        b.shutdown().await;
     }
 }

@@ -27,6 +27,7 @@ use eebus::tls::ShipTls;
 use ship_hub::Ski;
 use ship_hub::hub::{Direction, Hub};
 use ship_hub::protocol::{ConnectionState, ShipMessage as ShipMessageOurs};
+use ship_hub::transport::TlsSuite;
 use tokio::sync::{mpsc, oneshot};
 
 /// Generous: a handshake on a loaded 2-core machine takes well under a second.
@@ -446,6 +447,33 @@ async fn our_hub_dials_eebus_and_data_flows_both_ways() {
     assert_eq!(their.peer_ship_id().await.as_deref(), Some(OUR_SHIP_ID));
     wait_ship_id(&recorder, their_ski, THEIR_SHIP_ID).await;
     hub.shutdown().await;
+}
+
+/// Both directions with our hub restricted to each suite eebus offers (AES_128_GCM, AES_256_GCM,
+/// CHACHA20_POLY1305; eebus has no CBC suite): a restricted hub can only have used that suite, and
+/// the full SHIP handshake and data both ways complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eebus_and_our_hub_restricted_to_each_aead_suite_exchange_data() {
+    trace_from_env();
+    for suite in [
+        TlsSuite::Aes128GcmSha256,
+        TlsSuite::Aes256GcmSha384,
+        TlsSuite::Chacha20Poly1305Sha256,
+    ] {
+        for they_dial in [true, false] {
+            let recorder = Recorder::new();
+            let mut config = loopback_config(identity("ship-hub"), OUR_SHIP_ID, &recorder);
+            config.tls.cipher_suites = Some(vec![suite]);
+            let hub = start(config).await;
+            let (mut their, their_ski) = if they_dial {
+                eebus_dials_us(&hub, &recorder).await
+            } else {
+                we_dial_eebus(&hub, &recorder).await
+            };
+            exchange_data(&hub, &recorder, &mut their, their_ski).await;
+            hub.shutdown().await;
+        }
+    }
 }
 
 /// Our shutdown announces `connectionClose` (§13.4.7) and eebus confirms it: they see our

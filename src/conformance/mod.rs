@@ -16,6 +16,10 @@
 //! Each case reports [`Verdict::Pass`], [`Verdict::Fail`] with the observed evidence (bytes,
 //! timings), or [`Verdict::NotApplicable`] with the declaration that makes it so
 //! ([`Declarations`]).
+//!
+//! After the catalogue's cases the report carries one tool check of its own, [`TLS_SUITES`]:
+//! which TLS cipher suites the DUT accepts (one handshake-only probe per suite); it fails a DUT
+//! without SHIP §9's mandatory `TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256`.
 
 mod cases;
 pub mod catalog;
@@ -24,6 +28,7 @@ mod peer;
 pub mod report;
 mod script;
 mod spoof;
+mod tls_suites;
 mod wire;
 
 use std::collections::HashMap;
@@ -41,6 +46,7 @@ use crate::{ShipId, Ski};
 pub use catalog::{CASES, CaseInfo, Lane};
 pub use identities::ToolIdentities;
 pub use report::{CaseReport, Report, Verdict};
+pub use tls_suites::TLS_SUITES;
 
 use peer::{Peer, Step};
 
@@ -352,7 +358,7 @@ pub async fn run(config: ToolConfig) -> Report {
             Err(error) => tracing::error!(%error, "a conformance case task failed"),
         }
     }
-    let cases = selected
+    let mut cases: Vec<CaseReport> = selected
         .iter()
         .map(|c| {
             by_id.remove(c.id).unwrap_or_else(|| {
@@ -364,6 +370,15 @@ pub async fn run(config: ToolConfig) -> Report {
             })
         })
         .collect();
+    // The tool's own check, after every case (its probes use a trusted tool identity).
+    if catalog::matches(&only, TLS_SUITES) {
+        let started = Instant::now();
+        let outcome = tls_suites::tls_suites(&ctx).await;
+        let mut report = CaseReport::new(TLS_SUITES, outcome.verdict, outcome.evidence);
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(case = TLS_SUITES, verdict = %report.verdict, "check done");
+        cases.push(report);
+    }
     Report {
         target: target_text.join(", "),
         format_version: 1,

@@ -76,7 +76,8 @@ pub struct Report {
     pub target: String,
     /// The version of this report format (`1`); fields are only ever added.
     pub format_version: u32,
-    /// One entry per case run, in catalogue order.
+    /// One entry per case run, in catalogue order, then the tool's own checks
+    /// ([`TLS_SUITES`](super::TLS_SUITES)).
     pub cases: Vec<CaseReport>,
     /// Wall-clock time of the whole run, in milliseconds.
     pub duration_ms: u64,

@@ -20,7 +20,7 @@ use super::sightings;
 use super::supervisor::{Command, Supervisor};
 use super::trust::{PairedPeer, TrustStore, TrustStoreError};
 use crate::protocol::{CloseCause, ConnectionState};
-use crate::transport::ShipTls;
+use crate::transport::{ShipTls, TlsSuite};
 use crate::{ShipId, Ski};
 
 /// What a supervisor publishes about its peer, read by [`Hub`] methods without asking it.
@@ -55,6 +55,9 @@ pub struct ConnectionInfo {
     pub state: ConnectionState,
     /// A close was requested (it is on its way out).
     pub closing: bool,
+    /// The TLS 1.2 cipher suite negotiated on this connection (`None` only if the TLS stack
+    /// reported none, e.g. TLS 1.3, which SHIP peers do not speak).
+    pub tls_suite: Option<TlsSuite>,
 }
 
 /// The registry's entry for one peer: how to reach its supervisor.

@@ -17,13 +17,15 @@ use super::metrics::FailureCause;
 use super::net::BoxIo;
 use super::supervisor::LinkRunner;
 use crate::Ski;
-use crate::transport::{self, TransportError};
+use crate::transport::{self, TlsSuite, TransportError};
 
 /// A dial that reached a WebSocket: ready to run as a link.
 pub(crate) struct Dialled {
     pub(crate) runner: LinkRunner,
     /// The candidate that worked (its address and path are remembered for the next dial).
     pub(crate) candidate: DialCandidate,
+    /// The negotiated TLS cipher suite.
+    pub(crate) tls_suite: Option<TlsSuite>,
     pub(crate) started: Instant,
 }
 
@@ -118,6 +120,7 @@ pub(crate) async fn dial(
                 match result {
                     Ok(socket) => {
                         return Ok(Dialled {
+                            tls_suite: socket.tls_suite(),
                             runner: runner(socket, permit),
                             candidate,
                             started,

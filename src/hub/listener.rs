@@ -106,12 +106,14 @@ async fn admit(shared: Arc<Shared>, tcp: BoxIo, remote: SocketAddr, slot: Handsh
             return;
         }
     };
+    let tls_suite = socket.tls_suite();
     let runner = runner(socket, permit);
     let _ = shared.route(
         ski,
         Command::Incoming(NewLink {
             runner,
             remote,
+            tls_suite,
             started,
         }),
     );

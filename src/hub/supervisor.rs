@@ -43,6 +43,7 @@ use super::{ConnectionInfo, Direction, DisconnectReason, PeerStatus};
 use crate::protocol::{
     self, CloseReason, ConnectionParams, ConnectionState, DetailedState, Role, Trust,
 };
+use crate::transport::TlsSuite;
 use crate::{ShipId, Ski};
 
 /// Starts a link task once the supervisor has built its protocol engine and channels. Erases
@@ -63,6 +64,8 @@ pub(crate) struct LinkStart {
 pub(crate) struct NewLink {
     pub(crate) runner: LinkRunner,
     pub(crate) remote: SocketAddr,
+    /// The negotiated TLS cipher suite.
+    pub(crate) tls_suite: Option<TlsSuite>,
     /// When its TCP connection was accepted or dialled: "most recent" in §12.2.3.
     pub(crate) started: Instant,
 }
@@ -102,6 +105,7 @@ struct Link {
     direction: Direction,
     started: Instant,
     remote: SocketAddr,
+    tls_suite: Option<TlsSuite>,
     /// For a link we dialled: the candidate that worked.
     dialled: Option<DialCandidate>,
     channels: LinkChannels,
@@ -520,6 +524,7 @@ impl Supervisor {
                 let new = NewLink {
                     runner: dialled.runner,
                     remote: dialled.candidate.address,
+                    tls_suite: dialled.tls_suite,
                     started: dialled.started,
                 };
                 self.add_link(new, Direction::Outgoing, Some(dialled.candidate));

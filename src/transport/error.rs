@@ -41,8 +41,9 @@ pub enum TlsError {
     Certificate(#[from] CertificateError),
     /// The peer offered none of the cipher suites we support.
     #[error(
-        "no cipher suite in common: SHIP peers must offer TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 \
-         (the CBC and CCM_8 suites the specification also lists are not supported)"
+        "no cipher suite in common: SHIP peers must offer TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256 \
+         or TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 (unless restricted by the tls_suites setting; \
+         the CCM_8 suite is not supported)"
     )]
     NoCommonCipherSuite,
     /// The peer is incompatible in another way (protocol version, curves, signature schemes).

@@ -18,9 +18,11 @@
 //! the branch handlers, or [`ShipSocket::split`] it into a [`SocketReader`] and a
 //! [`SocketWriter`] for two tasks. After any error from it, drop the socket.
 
+mod cbc;
 mod dial;
 mod error;
 mod socket;
+mod suites;
 mod tls;
 mod verifier;
 mod websocket;
@@ -28,6 +30,7 @@ mod websocket;
 pub use dial::{dial, dial_host};
 pub use error::{TlsError, TransportError, WebSocketError};
 pub use socket::{ShipSocket, SocketEvent, SocketReader, SocketWriter};
+pub use suites::{TlsSuite, UnknownTlsSuite, parse_tls_suites};
 pub use tls::{FALLBACK_SERVER_NAME, IncomingTls, ShipTls, TlsOptions, TlsStream};
 pub use verifier::ClientCertificateObserver;
 pub use websocket::{

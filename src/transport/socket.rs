@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::error::{TransportError, WebSocketError};
+use super::suites::TlsSuite;
 use super::tls::TlsStream;
 use super::websocket::{WsOptions, from_tungstenite, truncate};
 use crate::Ski;
@@ -51,6 +52,7 @@ struct Link<S> {
     max_message_size: usize,
     protocol_version: Option<String>,
     cipher_suite: Option<String>,
+    tls_suite: Option<TlsSuite>,
 }
 
 impl<S> Link<S>
@@ -161,6 +163,7 @@ where
         let link = Arc::new(Link {
             protocol_version: tls.protocol_version(),
             cipher_suite: tls.cipher_suite(),
+            tls_suite: tls.tls_suite(),
             socket: Mutex::new(inner),
             peer_ski,
             max_message_size: options.max_message_size,
@@ -192,6 +195,11 @@ where
     /// The negotiated TLS cipher suite, e.g. `TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256`.
     pub fn cipher_suite(&self) -> Option<&str> {
         self.writer.link.cipher_suite.as_deref()
+    }
+
+    /// The negotiated TLS 1.2 cipher suite as a [`TlsSuite`] (`None` under TLS 1.3).
+    pub fn tls_suite(&self) -> Option<TlsSuite> {
+        self.writer.link.tls_suite
     }
 
     /// Sends one SHIP message as a binary frame and flushes it. See [`SocketWriter::send`].

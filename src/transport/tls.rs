@@ -1,9 +1,12 @@
 //! rustls configurations for SHIP (ship-protocol.md §2, SHIP §9).
 //!
 //! * Mutual TLS: the server requires a client certificate; trust is per SKI, never per CA.
-//! * Cipher suite `TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256` on secp256r1, TLS 1.2; TLS 1.3
-//!   (`TLS13_AES_128_GCM_SHA256`, secp256r1) only when [`TlsOptions::offer_tls13`] is set. See
-//!   `docs/tls.md` for why TLS 1.2 is the default.
+//! * TLS 1.2 on secp256r1 with the cipher suites of [`TlsSuite::ALL`], in that server preference
+//!   order (AES_128_GCM, AES_256_GCM, CHACHA20_POLY1305, then the mandatory AES_128_CBC_SHA256,
+//!   so that a peer able to do GCM never gets CBC; the server ignores the client's order);
+//!   [`TlsOptions::cipher_suites`] restricts the list. TLS 1.3 (`TLS13_AES_128_GCM_SHA256`,
+//!   secp256r1) only when [`TlsOptions::offer_tls13`] is set. See `docs/tls.md` for why TLS 1.2
+//!   is the default and why the suites are these.
 //! * No session resumption on either side: no tickets, no session cache.
 //! * The client always sends SNI with a DNS-form name (§9.5), also when dialling an IP
 //!   address, for which rustls would send none: [`FALLBACK_SERVER_NAME`] is used then.
@@ -23,6 +26,7 @@ use rustls::{ClientConfig, ServerConfig, SignatureScheme, SupportedProtocolVersi
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::error::{TlsError, TransportError, from_tls_io};
+use super::suites::TlsSuite;
 use super::verifier::{AnyShipClient, ClientCertificateObserver, ExpectedServer};
 use crate::Ski;
 use crate::identity::{Identity, parse_peer_certificate};
@@ -44,6 +48,25 @@ pub struct TlsOptions {
     /// `max_fragment_size`). SHIP allows peers to limit records to 1024 bytes; `None` (the
     /// default) sends records of up to 16 KiB.
     pub max_fragment_size: Option<usize>,
+    /// The TLS 1.2 cipher suites to offer and accept. `None` (the default) is every suite of
+    /// [`TlsSuite::ALL`]. A list restricts the offer to its suites; their order is always that
+    /// of [`TlsSuite::ALL`] (server preference), whatever the order of the list. An empty list
+    /// is a configuration error.
+    pub cipher_suites: Option<Vec<TlsSuite>>,
+}
+
+impl TlsOptions {
+    /// The TLS 1.2 suites these options enable, in preference order.
+    pub fn enabled_suites(&self) -> Vec<TlsSuite> {
+        TlsSuite::ALL
+            .into_iter()
+            .filter(|suite| {
+                self.cipher_suites
+                    .as_ref()
+                    .is_none_or(|chosen| chosen.contains(suite))
+            })
+            .collect()
+    }
 }
 
 /// The TLS side of a SHIP node: built once per hub from its [`Identity`], then used for every
@@ -82,11 +105,15 @@ impl ShipTls {
             ))
             .into());
         }
+        let tls12_suites = options.enabled_suites();
+        if tls12_suites.is_empty() {
+            return Err(TlsError::Configuration("cipher_suites is empty".into()).into());
+        }
         let mut cipher_suites = Vec::new();
         if options.offer_tls13 {
             cipher_suites.push(ring_provider::cipher_suite::TLS13_AES_128_GCM_SHA256);
         }
-        cipher_suites.push(ring_provider::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256);
+        cipher_suites.extend(tls12_suites.iter().map(|suite| suite.rustls_suite()));
         let provider = Arc::new(CryptoProvider {
             cipher_suites,
             kx_groups: vec![ring_provider::kx_group::SECP256R1],
@@ -197,7 +224,8 @@ impl ShipTls {
             .map_err(from_tls_io)?;
         let peer_ski = peer_ski(stream.get_ref().1.peer_certificates())
             .ok_or_else(|| TlsError::Other("the server presented no certificate".into()))?;
-        tracing::debug!(peer = %peer_ski, "TLS connected");
+        let suite = stream.get_ref().1.negotiated_cipher_suite();
+        tracing::debug!(peer = %peer_ski, suite = ?suite.map(|s| s.suite()), "TLS connected");
         Ok(TlsStream {
             inner: tokio_rustls::TlsStream::Client(stream),
             peer_ski,
@@ -245,7 +273,8 @@ where
             .map_err(from_tls_io)?;
         let peer_ski = peer_ski(stream.get_ref().1.peer_certificates())
             .ok_or(TlsError::NoClientCertificate)?;
-        tracing::debug!(peer = %peer_ski, "TLS accepted");
+        let suite = stream.get_ref().1.negotiated_cipher_suite();
+        tracing::debug!(peer = %peer_ski, suite = ?suite.map(|s| s.suite()), "TLS accepted");
         Ok((
             TlsStream {
                 inner: tokio_rustls::TlsStream::Server(stream),
@@ -271,6 +300,8 @@ fn server_config(
     config.session_storage = Arc::new(NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
     config.max_fragment_size = max_fragment_size;
+    // Our order (AEAD before CBC), not the client's, picks the suite.
+    config.ignore_client_order = true;
     Ok(Arc::new(config))
 }
 
@@ -343,6 +374,15 @@ impl<S> TlsStream<S> {
             tokio_rustls::TlsStream::Server(s) => s.get_ref().1.negotiated_cipher_suite(),
         };
         suite.map(|s| format!("{:?}", s.suite()))
+    }
+
+    /// The negotiated TLS 1.2 cipher suite as a [`TlsSuite`] (`None` under TLS 1.3).
+    pub fn tls_suite(&self) -> Option<TlsSuite> {
+        let suite = match &self.inner {
+            tokio_rustls::TlsStream::Client(s) => s.get_ref().1.negotiated_cipher_suite(),
+            tokio_rustls::TlsStream::Server(s) => s.get_ref().1.negotiated_cipher_suite(),
+        };
+        TlsSuite::from_rustls(suite?.suite())
     }
 
     /// The underlying byte stream.

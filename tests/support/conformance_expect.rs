@@ -10,10 +10,17 @@ pub const NOT_APPLICABLE: &[&str] = &[
     "TC_SHIP_AMDATA_004", // PAR_queryAccessMethods=yes: ship-hub queries access methods
 ];
 
-/// All 33 cases ran; every applicable one passed, the others were declared not applicable.
+/// All 33 cases and the tool's `TLS_SUITES` check ran; every applicable one passed (ship-hub
+/// accepts all four SHIP suites, the mandatory CBC one included), the others were declared not
+/// applicable.
 pub fn assert_every_applicable_case_passes(report: &Report) {
     let table = report.to_markdown();
-    assert_eq!(report.cases.len(), 33, "{table}");
+    assert_eq!(report.cases.len(), 34, "{table}");
+    assert_eq!(
+        report.cases.last().map(|c| c.id.as_str()),
+        Some(ship_hub::conformance::TLS_SUITES),
+        "{table}"
+    );
     for case in &report.cases {
         let expected = if NOT_APPLICABLE.contains(&case.id.as_str()) {
             Verdict::NotApplicable

@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 use ship_hub::discovery::VisibleService;
 use ship_hub::hub::{Callbacks, Delivery, DisconnectReason, Hub, PairingRequest, StateDetail};
 use ship_hub::protocol::ConnectionState;
+use ship_hub::transport::TlsSuite;
 use ship_hub::{ShipId, Ski};
 
 use crate::events::{Event, EventLog, ServiceRow, instance_label};
@@ -34,6 +35,19 @@ impl GatewayCallbacks {
     }
 }
 
+impl GatewayCallbacks {
+    /// The TLS cipher suite of the peer's active connection: the one in data exchange (the
+    /// first live one if none is there yet).
+    fn tls_suite_of(&self, ski: Ski) -> Option<TlsSuite> {
+        let connections = self.hub.get()?.connections(ski);
+        connections
+            .iter()
+            .find(|c| c.state == ConnectionState::Completed && !c.closing)
+            .or_else(|| connections.iter().find(|c| !c.closing))
+            .and_then(|c| c.tls_suite)
+    }
+}
+
 impl Callbacks for GatewayCallbacks {
     fn state_changed(&self, ski: Ski, state: ConnectionState, detail: &StateDetail) {
         self.log.emit(Event::State {
@@ -48,6 +62,7 @@ impl Callbacks for GatewayCallbacks {
         self.log.emit(Event::Connected {
             ski: ski.to_string(),
             ship_id: ship_id.map(|s| s.to_string()),
+            tls_suite: self.tls_suite_of(ski).map(|s| s.name().to_owned()),
         });
     }
 

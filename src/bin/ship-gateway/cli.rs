@@ -121,6 +121,11 @@ pub(crate) struct RunArgs {
     /// Largest incoming SHIP message in bytes.
     #[arg(long, value_name = "BYTES")]
     pub(crate) max_message_bytes: Option<usize>,
+    /// TLS 1.2 cipher suites to offer and accept, comma-separated IANA or OpenSSL names, e.g.
+    /// `TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256`. Default: all four SHIP suites, preferring
+    /// AES_128_GCM, AES_256_GCM, CHACHA20_POLY1305, then AES_128_CBC (docs/tls.md).
+    #[arg(long, value_name = "SUITES")]
+    pub(crate) tls_suites: Option<String>,
     /// Most control-socket connections (pair, unpair, send) served at once; one more gets a
     /// one-line error. Default 16.
     #[arg(long, value_name = "N")]

@@ -78,10 +78,12 @@ pub(crate) enum Event {
         detailed: Option<String>,
         error: Option<String>,
     },
-    /// A peer reached data exchange.
+    /// A peer reached data exchange; `tls_suite` is the TLS cipher suite its connection
+    /// negotiated (IANA name).
     Connected {
         ski: String,
         ship_id: Option<String>,
+        tls_suite: Option<String>,
     },
     /// A connected peer is no longer connected.
     Disconnected { ski: String, reason: String },
@@ -148,10 +150,20 @@ impl Event {
                 }
                 line
             }
-            Event::Connected { ski, ship_id } => match ship_id {
-                Some(id) => format!("{ski} connected (SHIP ID {})", Escaped(id)),
-                None => format!("{ski} connected"),
-            },
+            Event::Connected {
+                ski,
+                ship_id,
+                tls_suite,
+            } => {
+                let suite = match tls_suite {
+                    Some(suite) => format!(", {suite}"),
+                    None => String::new(),
+                };
+                match ship_id {
+                    Some(id) => format!("{ski} connected (SHIP ID {}{suite})", Escaped(id)),
+                    None => format!("{ski} connected ({})", suite.trim_start_matches(", ")),
+                }
+            }
             Event::Disconnected { ski, reason } => {
                 format!("{ski} disconnected: {}", Escaped(reason))
             }
@@ -457,6 +469,7 @@ mod tests {
             Event::Connected {
                 ski: "ab".into(),
                 ship_id: Some(h()),
+                tls_suite: None,
             },
             Event::Disconnected {
                 ski: "ab".into(),

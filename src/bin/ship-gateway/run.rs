@@ -175,6 +175,7 @@ async fn serve(
         if let Some(n) = settings.max_message_bytes {
             config.websocket.max_message_size = n;
         }
+        config.tls.cipher_suites = settings.tls_suites.clone();
         match Hub::start(config).await {
             Ok(hub) => {
                 started = Some(hub);

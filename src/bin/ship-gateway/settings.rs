@@ -10,6 +10,7 @@
 //! json = false
 //! prompt = true
 //! peers = []   # "SKI@HOST:PORT"; stored as a pairing at the first start
+//! tls_suites = ["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256"]
 //!
 //! [device]
 //! name = "ship-gateway"
@@ -32,6 +33,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+use ship_hub::transport::{TlsSuite, parse_tls_suites};
 use ship_hub::{ShipId, Ski};
 
 use crate::cli::RunArgs;
@@ -53,6 +55,7 @@ struct FileConfig {
     prompt: Option<bool>,
     #[serde(default)]
     peers: Vec<String>,
+    tls_suites: Option<Vec<String>>,
     #[serde(default)]
     device: DeviceSection,
     #[serde(default)]
@@ -118,6 +121,8 @@ pub(crate) struct RunSettings {
     pub(crate) max_connections: Option<usize>,
     pub(crate) max_handshakes: Option<usize>,
     pub(crate) max_message_bytes: Option<usize>,
+    /// The TLS 1.2 cipher suites to offer; `None` = every suite (the library's default).
+    pub(crate) tls_suites: Option<Vec<TlsSuite>>,
     /// The control socket's limits (connections at once, idle timeout).
     pub(crate) control: ControlLimits,
 }
@@ -144,6 +149,19 @@ impl RunSettings {
             Some(0) => Err(GatewayError::Setting(format!("{name} must be at least 1"))),
             other => Ok(other),
         };
+        let tls_suites = match (&args.tls_suites, &file.tls_suites) {
+            (Some(flag), _) => Some(flag.clone()),
+            (None, Some(list)) => Some(list.join(",")),
+            (None, None) => None,
+        }
+        .map(|text| match parse_tls_suites(&text) {
+            Ok(suites) if suites.is_empty() => Err(GatewayError::Setting(
+                "tls_suites must name at least one suite".into(),
+            )),
+            Ok(suites) => Ok(suites),
+            Err(e) => Err(GatewayError::Setting(e.to_string())),
+        })
+        .transpose()?;
         Ok(RunSettings {
             data_dir: data_dir.or(file.data_dir),
             bind: args.bind.or(file.bind),
@@ -194,6 +212,7 @@ impl RunSettings {
                 file.limits.max_message_bytes,
                 "max_message_bytes",
             )?,
+            tls_suites,
             control: ControlLimits {
                 max_connections: limit(
                     args.control_connections,
@@ -449,6 +468,7 @@ mod tests {
             "json",
             "prompt",
             "peers",
+            "tls_suites",
             "name",
             "brand",
             "model",
@@ -478,6 +498,45 @@ mod tests {
         assert_eq!(example.interfaces, ["eth0"]);
         assert!(example.json && example.mdns && !example.auto_accept);
         assert_eq!(example.device.name.as_deref(), Some("Basement gateway"));
+    }
+
+    #[test]
+    fn tls_suites_from_the_file_or_the_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("g.toml");
+        std::fs::write(
+            &file,
+            "tls_suites = [\"TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256\"]\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let from_file = RunSettings::resolve(args(&["--config", path]), None, false).unwrap();
+        assert_eq!(from_file.tls_suites, Some(vec![TlsSuite::Aes128CbcSha256]));
+        let flag = RunSettings::resolve(
+            args(&[
+                "--config",
+                path,
+                "--tls-suites",
+                "ECDHE-ECDSA-AES128-GCM-SHA256, TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256",
+            ]),
+            None,
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            flag.tls_suites,
+            Some(vec![TlsSuite::Aes128GcmSha256, TlsSuite::Aes128CbcSha256])
+        );
+        for bad in ["TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8", ",", ""] {
+            let error = RunSettings::resolve(args(&["--tls-suites", bad]), None, false);
+            assert!(matches!(error, Err(GatewayError::Setting(_))), "{bad:?}");
+        }
+        assert_eq!(
+            RunSettings::resolve(args(&[]), None, false)
+                .unwrap()
+                .tls_suites,
+            None
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use ship_hub::protocol::ProtocolConfig;
-use ship_hub::transport::{ShipTls, TlsOptions, WsOptions};
+use ship_hub::transport::{ShipTls, TlsOptions, TlsSuite, WsOptions, parse_tls_suites};
 use ship_hub::{ShipId, Ski};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -59,6 +59,10 @@ pub(crate) struct RunArgs {
     /// Deadline of one connection's TCP + TLS + WebSocket + SHIP handshake, in seconds.
     #[arg(long, default_value_t = 60)]
     timeout_secs: u64,
+    /// TLS 1.2 cipher suites to offer, comma-separated IANA or OpenSSL names (e.g.
+    /// `TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256`); default: all four SHIP suites.
+    #[arg(long, value_name = "SUITES")]
+    tls_suites: Option<String>,
 }
 
 /// The JSON result.
@@ -143,15 +147,29 @@ fn parse_target(text: &str) -> Result<(Ski, SocketAddr), String> {
     Ok((ski, addr))
 }
 
+/// `--tls-suites`: `None` (all suites) when absent.
+pub(crate) fn tls_suites(text: Option<&str>) -> Result<Option<Vec<TlsSuite>>, String> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let suites = parse_tls_suites(text).map_err(|e| format!("--tls-suites: {e}"))?;
+    if suites.is_empty() {
+        return Err("--tls-suites must name at least one suite".into());
+    }
+    Ok(Some(suites))
+}
+
 pub(crate) async fn run(args: RunArgs, nofile_limit: u64) -> Result<(), String> {
     let (ski, addr) = parse_target(&args.target)?;
     let setup_started = Instant::now();
     let identities = load_or_generate(&args.identities, args.count).map_err(|e| e.to_string())?;
+    let mut tls_options = TlsOptions::default();
+    tls_options.cipher_suites = tls_suites(args.tls_suites.as_deref())?;
     let clients: Vec<(ShipTls, ShipId)> = identities
         .iter()
         .enumerate()
         .map(|(i, identity)| {
-            let tls = ShipTls::new(identity, TlsOptions::default()).map_err(|e| e.to_string())?;
+            let tls = ShipTls::new(identity, tls_options.clone()).map_err(|e| e.to_string())?;
             let ship_id = ShipId::new(format!("ship-load-{i}")).map_err(|e| e.to_string())?;
             Ok((tls, ship_id))
         })

@@ -52,6 +52,10 @@ pub(crate) struct ServeArgs {
     /// Print a metrics line to stderr this often (seconds; 0 = never).
     #[arg(long, default_value_t = 0)]
     stats_secs: u64,
+    /// TLS 1.2 cipher suites to offer, comma-separated IANA or OpenSSL names (e.g.
+    /// `TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256`); default: all four SHIP suites.
+    #[arg(long, value_name = "SUITES")]
+    tls_suites: Option<String>,
 }
 
 /// What the target callbacks do.
@@ -175,6 +179,7 @@ pub(crate) async fn serve(args: ServeArgs, nofile_limit: u64) -> Result<(), Stri
     config.limits.max_unpaired_per_address = config.limits.max_unpaired_connections;
     config.timers.keepalive_interval = Duration::from_secs(args.keepalive_secs.max(1));
     config.auto_accept = args.auto_accept;
+    config.tls.cipher_suites = crate::run::tls_suites(args.tls_suites.as_deref())?;
     config.trust_store = trust;
     config.callbacks = callbacks.clone();
     let hub = Hub::start(config).await.map_err(|e| e.to_string())?;

@@ -84,6 +84,7 @@ impl Supervisor {
             direction,
             started: new.started,
             remote: new.remote,
+            tls_suite: new.tls_suite,
             dialled,
             channels: LinkChannels {
                 commands: commands_tx,

@@ -84,6 +84,7 @@ impl Supervisor {
                 remote: l.remote,
                 state: l.state,
                 closing: l.closing,
+                tls_suite: l.tls_suite,
             })
             .collect();
         self.status.send_if_modified(|s| {
