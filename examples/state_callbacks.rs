@@ -1,5 +1,5 @@
 //! Implements the [`Callbacks`] trait and prints every call: each state transition of the ten
-//! SHIP connection states (ship-protocol.md §6), connects, disconnects, SHIP IDs and data.
+//! SHIP connection states (docs/ship.md §6), connects, disconnects, SHIP IDs and data.
 //!
 //! ```text
 //! cargo run --example state_callbacks                  # two hubs on loopback, about 3 s

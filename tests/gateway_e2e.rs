@@ -15,7 +15,7 @@ use ship_hub::hub::{FileTrustStore, TrustStore};
 const BIN: &str = env!("CARGO_BIN_EXE_ship-gateway");
 /// How long to wait for the first connection (handshake on a loaded machine).
 const PATIENCE: Duration = Duration::from_secs(30);
-/// The reconnect bound after a restart: the last backoff tier (10–20 s, ship-protocol.md §8)
+/// The reconnect bound after a restart: the last backoff tier (10–20 s, docs/ship.md §8)
 /// plus slack for a loaded machine. The restarted side dials at once (first tier 0–3 s).
 const RECONNECT_BOUND: Duration = Duration::from_secs(25);
 

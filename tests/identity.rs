@@ -1,4 +1,4 @@
-//! Node identity and peer-certificate parsing (ship-protocol.md §1).
+//! Node identity and peer-certificate parsing (docs/ship.md §1).
 
 use std::path::Path;
 use std::process::Command;

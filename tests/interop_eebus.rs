@@ -965,7 +965,7 @@ async fn spine_discovery_through_our_hub(they_dial: bool) {
 }
 
 /// SHIP data exchange starts when the PIN step is done (§13.4.5); the access-methods exchange
-/// runs alongside and must not hold data back (ship-protocol.md §4 step 5, TC_SHIP_AMDATA_001).
+/// runs alongside and must not hold data back (docs/ship.md §4 step 5, TC_SHIP_AMDATA_001).
 /// eebus's runtime sends its opening SPINE reads at exactly that moment, before it reads (and
 /// answers) our `accessMethodsRequest`. Here their connection sends two data messages first and
 /// only then starts answering control messages: our application gets both, in order, after

@@ -1,4 +1,4 @@
-//! Golden wire bytes for every message of ship-protocol.md §5, and the decoder's tolerance
+//! Golden wire bytes for every message of docs/ship.md §5, and the decoder's tolerance
 //! (plain JSON, whitespace around every token — TC_SHIP_MSG_003 —, trailing NUL bytes).
 
 use serde_json::value::RawValue;

@@ -1,4 +1,4 @@
-//! Every case of conformance-catalog.md that the state machine alone decides, on a virtual
+//! Every case of docs/conformance.md that the state machine alone decides, on a virtual
 //! clock. The test plays the conformance tool; the connection is the DUT.
 
 #[path = "protocol_support.rs"]

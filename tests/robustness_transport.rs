@@ -215,7 +215,7 @@ async fn p384_certificate_is_refused() {
     let victim = Victim::start().await;
     let params = CertificateParams::new(Vec::<String>::new()).unwrap();
     let (cert, key, ski) = certificate(params, &rcgen::PKCS_ECDSA_P384_SHA384);
-    // Even trusted: SHIP keys are P-256 (ship-protocol.md §1).
+    // Even trusted: SHIP keys are P-256 (docs/ship.md §1).
     victim.hub.pair(ski, None).unwrap();
     refused_at_tls(&victim, client_with(cert, key)).await;
     victim.assert_serving().await;

@@ -1,4 +1,4 @@
-//! Trust on real loopback sockets (SHIP §13.4.4.1, ship-protocol.md §1): an untrusted SKI never
+//! Trust on real loopback sockets (SHIP §13.4.4.1, docs/ship.md §1): an untrusted SKI never
 //! receives or delivers a data message, whatever it sends; with auto-accept off nothing is
 //! paired without an explicit decision. Each test ends by checking the paired friend is served.
 

@@ -1,4 +1,4 @@
-//! The lenient peer-certificate parser (ship-protocol.md §1) on arbitrary DER: never panics;
+//! The lenient peer-certificate parser (docs/ship.md §1) on arbitrary DER: never panics;
 //! whatever it accepts has a SKI that is SHA-1 of the 65-byte P-256 point it returns.
 #![no_main]
 

@@ -1,4 +1,4 @@
-//! The cases the tool runs (conformance-catalog.md), and how each needs the network.
+//! The cases the tool runs (docs/conformance.md), and how each needs the network.
 
 /// How a case reaches the DUT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +69,7 @@ pub const CASES: &[CaseInfo] = &[
 
 /// The order in which listen-lane cases run: cases whose connection reaches data exchange are
 /// spread between the failing ones, because a DUT backs off longer after each failed connection
-/// and resets its backoff after a completed one (ship-protocol.md §8).
+/// and resets its backoff after a completed one (docs/ship.md §8).
 pub(crate) const LISTEN_ORDER: &[&str] = &[
     "TC_SHIP_ROLE_002",
     "TC_SHIP_CMI_002",

@@ -1,6 +1,6 @@
 //! `ship-conformance`: the SHIP test tool, played over real TLS + WebSocket against any SHIP
 //! endpoint (the device under test, DUT). Each case of the catalogue
-//! (`conformance-catalog.md`, SHIP TestSpecification TC_SHIP_*) is a scripted, deliberately
+//! (`docs/conformance.md`, SHIP TestSpecification TC_SHIP_*) is a scripted, deliberately
 //! misbehaving peer: hand-built CMI bytes, silence, wrong messages in each state,
 //! whitespace-padded JSON, prolongation rounds, forged certificates, a second connection.
 //!

@@ -1,4 +1,4 @@
-//! The bytes the tool sends, built by hand (type byte + EEBus JSON, ship-protocol.md §5) so that
+//! The bytes the tool sends, built by hand (type byte + EEBus JSON, docs/ship.md §5) so that
 //! a bug in our own encoder cannot hide a bug in the DUT, and so that deliberately wrong
 //! messages are possible.
 

@@ -1,6 +1,6 @@
 //! Every address known to reach each peer, and the order to dial them in.
 //!
-//! The most common field complaint about SHIP stacks (`ship-protocol.md` §8) is a paired device
+//! The most common field complaint about SHIP stacks (`docs/ship.md` §8) is a paired device
 //! that is never redialled: its mDNS record expired, mDNS dropped out for a minute, or it got a
 //! new IP address, and the stack only dialled what mDNS currently announced. The address book
 //! therefore remembers addresses from every source and forgets only what a source takes back:

@@ -1,4 +1,4 @@
-//! Double connections, decided as pure functions (SHIP §12.2.3, ship-protocol.md §7).
+//! Double connections, decided as pure functions (SHIP §12.2.3, docs/ship.md §7).
 //!
 //! Two nodes that find each other at once both dial; a node that rebooted leaves a stale
 //! ("zombie") connection on the other side and dials again. Both raise one question: which

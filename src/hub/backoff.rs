@@ -9,7 +9,7 @@
 //!
 //! Unpaired peers and peers that denied trust are never redialled; that decision is the hub's,
 //! not this module's. Neither is the "arbitration left no connection" case of the
-//! double-connection rule (see `ship-protocol.md` §7 rule 3): that redial happens at once,
+//! double-connection rule (see `docs/ship.md` §7 rule 3): that redial happens at once,
 //! without consuming a tier.
 //!
 //! The module is pure: no clock, no global random source. The caller passes the random number
@@ -96,7 +96,7 @@ impl BackoffTiers {
 }
 
 impl Default for BackoffTiers {
-    /// SHIP §8 as `ship-protocol.md` states it: 0–3 s, 3–10 s, then 10–20 s forever.
+    /// SHIP §8 as `docs/ship.md` states it: 0–3 s, 3–10 s, then 10–20 s forever.
     fn default() -> Self {
         let s = Duration::from_secs;
         BackoffTiers {

@@ -35,7 +35,7 @@ use crate::{ShipId, Ski};
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StateDetail {
-    /// The detailed protocol state (ship-protocol.md §6) of the connection behind the change,
+    /// The detailed protocol state (docs/ship.md §6) of the connection behind the change,
     /// where there is one.
     pub detailed: Option<DetailedState>,
     /// For [`ConnectionState::Error`] and [`ConnectionState::RemoteDeniedTrust`]: what happened.
@@ -58,7 +58,7 @@ pub struct PairingRequest {
 /// See the module documentation for the threading guarantees.
 pub trait Callbacks: Send + Sync + 'static {
     /// The connection state of `ski` as the application sees it changed (one of the ten
-    /// states of ship-protocol.md §6). A connection that merely lost a double-connection
+    /// states of docs/ship.md §6). A connection that merely lost a double-connection
     /// arbitration produces no change.
     fn state_changed(&self, ski: Ski, state: ConnectionState, detail: &StateDetail) {
         let _ = (ski, state, detail);

@@ -24,7 +24,7 @@ pub const DEFAULT_PORT: u16 = 4711;
 #[non_exhaustive]
 pub struct Limits {
     /// Live connections (any state after the WebSocket upgrade), incoming and outgoing together.
-    /// An incoming connection beyond it gets HTTP 503 at the upgrade (§10 / ship-protocol.md
+    /// An incoming connection beyond it gets HTTP 503 at the upgrade (§10 / docs/ship.md
     /// §3); an outgoing dial beyond it fails with a typed error. Default 10.
     pub max_connections: usize,
     /// Live incoming connections of peers that are not paired (pairing requests, unknown SKIs).
@@ -147,7 +147,7 @@ pub struct HubTimers {
     /// value ship-go uses).
     pub keepalive_timeout: Duration,
     /// How long the node with the smaller SKI leaves a double connection to the bigger-SKI node
-    /// before settling it itself (§12.2.3, ship-protocol.md §7). Default 3 s.
+    /// before settling it itself (§12.2.3, docs/ship.md §7). Default 3 s.
     pub double_connection_grace: Duration,
     /// Reconnect delays for paired peers (§8).
     pub reconnect: BackoffTiers,

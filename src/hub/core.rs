@@ -163,7 +163,7 @@ pub enum HubError {
     ShutDown,
 }
 
-/// What [`Hub::shutdown`] did, phase by phase (ship-protocol.md §10).
+/// What [`Hub::shutdown`] did, phase by phase (docs/ship.md §10).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ShutdownReport {
@@ -649,7 +649,7 @@ impl Hub {
         self.shared.tracker.len()
     }
 
-    /// Shuts the hub down in phases (ship-protocol.md §10): stop accepting; cancel dials and
+    /// Shuts the hub down in phases (docs/ship.md §10): stop accepting; cancel dials and
     /// reconnect timers; close every connection with connectionClose and wait for the confirm
     /// (up to its maxTime), then the WebSocket close frame; all within the configured overall
     /// deadline, after which remaining connections are dropped. Every task the hub spawned has

@@ -4,7 +4,7 @@
 //! A sighting only ever *adds* dial candidates. When an announcement expires the service leaves
 //! the visible list, but the supervisor keeps every address it knew (the discovered ones after
 //! the last successful and the static ones): a paired peer is never left undialled because an
-//! mDNS record expired (ship-protocol.md §8).
+//! mDNS record expired (docs/ship.md §8).
 
 use std::sync::Arc;
 use std::time::Duration;

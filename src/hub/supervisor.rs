@@ -13,7 +13,7 @@
 //! exchange → Completed; otherwise the newest live link's state; otherwise Initiated while a dial
 //! runs, Queued for a paired peer waiting to be dialled, None for anything else. A completed link
 //! that is replaced by its twin (double connection, zombie) keeps the peer "connected" until the
-//! twin completes — no `disconnected`, no second `connected` (ship-protocol.md §7 rule 5).
+//! twin completes — no `disconnected`, no second `connected` (docs/ship.md §7 rule 5).
 
 mod links;
 mod visible;

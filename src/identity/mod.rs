@@ -1,4 +1,4 @@
-//! Node identity (ship-protocol.md §1): this node's certificate and key ([`Identity`]), and the
+//! Node identity (docs/ship.md §1): this node's certificate and key ([`Identity`]), and the
 //! lenient extraction of SKI and public key from a peer's certificate
 //! ([`parse_peer_certificate`]).
 //!

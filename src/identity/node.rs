@@ -1,4 +1,4 @@
-//! This node's own identity: its SHIP certificate and private key (ship-protocol.md §1).
+//! This node's own identity: its SHIP certificate and private key (docs/ship.md §1).
 //!
 //! A SHIP node is known to its peers by the SKI of a self-signed P-256 certificate, so the
 //! certificate must survive restarts: losing it means every peer has to be paired again.
@@ -33,7 +33,7 @@ pub const CERTIFICATE_FILE: &str = "cert.pem";
 /// File name of the PKCS#8 private key inside an identity directory.
 pub const KEY_FILE: &str = "key.pem";
 
-/// Validity of a created certificate: 10 years (ship-protocol.md §1).
+/// Validity of a created certificate: 10 years (docs/ship.md §1).
 const VALIDITY_DAYS: i64 = 3650;
 
 /// The subject written into a created certificate, e.g. `CN=<device name>, O=<brand>, C=DE`.
@@ -158,7 +158,7 @@ impl std::fmt::Debug for Identity {
 }
 
 impl Identity {
-    /// Creates a new SHIP certificate (ship-protocol.md §1): P-256 key, self-signed with
+    /// Creates a new SHIP certificate (docs/ship.md §1): P-256 key, self-signed with
     /// ecdsa-with-SHA256, valid 10 years from now, random positive 128-bit serial, KeyUsage
     /// digitalSignature, BasicConstraints CA:TRUE (as ship-go writes it), and SubjectKeyIdentifier
     /// = SHA-1 of the 65-byte public point.

@@ -7,7 +7,7 @@
 //! This parser therefore walks only the path it needs (tbsCertificate → SubjectPublicKeyInfo,
 //! extensions → SubjectKeyIdentifier) and ignores the contents of everything else.
 //!
-//! What it does insist on (ship-protocol.md §1): a P-256 key, a 20-byte SKI, and an SKI equal
+//! What it does insist on (docs/ship.md §1): a P-256 key, a 20-byte SKI, and an SKI equal
 //! to SHA-1 of the 65-byte public point. Without the last check anyone could present any SKI.
 
 use super::der::{Reader, tag};
@@ -90,7 +90,7 @@ fn malformed(reason: &'static str) -> CertificateError {
 }
 
 /// Extracts the SKI and the P-256 public key from a DER certificate, leniently (see the module
-/// documentation), and checks that the SKI is SHA-1 of the public key (ship-protocol.md §1).
+/// documentation), and checks that the SKI is SHA-1 of the public key (docs/ship.md §1).
 ///
 /// Never panics, whatever the input.
 pub fn parse_peer_certificate(der: &[u8]) -> Result<PeerCertificate, CertificateError> {

@@ -403,7 +403,7 @@ impl Connection {
     }
 }
 
-/// The WebSocket close code for a cause (ship-protocol.md §3).
+/// The WebSocket close code for a cause (docs/ship.md §3).
 fn close_code(cause: &CloseCause) -> u16 {
     match cause {
         CloseCause::RemoteClosed { .. }

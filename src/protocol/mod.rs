@@ -1,5 +1,5 @@
 //! The sans-IO SHIP engine: message model, EEBus-JSON codec and the handshake state machine
-//! (SHIP TS 1.0.1 §13.4; the wire facts are in `ship-protocol.md` §4–6).
+//! (SHIP TS 1.0.1 §13.4; the wire facts are in `docs/ship.md` §4–6).
 //!
 //! No tokio, no sockets, no clock, no randomness: a [`Connection`] is fed bytes, application
 //! decisions and the current [`Instant`](std::time::Instant), and is asked what to send, when to wake up and what
@@ -66,7 +66,7 @@
 //!   queued, so pending data is transmitted first; without a confirm the connection closes
 //!   after the announced `maxTime`. A received announce is confirmed and the connection closes.
 //!
-//! # States (ship-protocol.md §6)
+//! # States (docs/ship.md §6)
 //!
 //! [`Event::StateChanged`] carries the application [`ConnectionState`] and the
 //! [`DetailedState`] (ship-go's numbering), emitted for every detailed state entered, in order.

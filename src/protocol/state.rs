@@ -1,7 +1,7 @@
 //! The connection states the application sees and the detailed protocol states (§6 of
-//! ship-protocol.md; the detailed numbering is the one ship-go logs, after SHIP §13.4).
+//! docs/ship.md; the detailed numbering is the one ship-go logs, after SHIP §13.4).
 
-/// The ten connection states an application sees (ship-protocol.md §6).
+/// The ten connection states an application sees (docs/ship.md §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
 #[non_exhaustive]
@@ -127,7 +127,7 @@ impl DetailedState {
     pub fn connection_state(self) -> ConnectionState {
         use DetailedState::*;
         match self {
-            // Initiated means "this side dialled; CMI in progress" (ship-protocol.md §6); the
+            // Initiated means "this side dialled; CMI in progress" (docs/ship.md §6); the
             // accepting side's CMI is already handshake work: InProgress.
             CmiInitStart | CmiClientSend | CmiClientWait | CmiClientEvaluate => {
                 ConnectionState::Initiated

@@ -28,7 +28,7 @@ pub async fn dial(
 /// the WebSocket URL `wss://host_name:port/path`.
 ///
 /// If the server refuses the upgrade on `path` with HTTP 404 or 400, dials again (new TCP and
-/// TLS connection) and upgrades on `/`, as ship-go does (ship-protocol.md §3).
+/// TLS connection) and upgrades on `/`, as ship-go does (docs/ship.md §3).
 pub async fn dial_host(
     tls: &ShipTls,
     addr: SocketAddr,

@@ -20,7 +20,7 @@ pub enum TransportError {
     WebSocket(#[from] WebSocketError),
 }
 
-/// Why a TLS handshake with a SHIP peer failed (ship-protocol.md §2).
+/// Why a TLS handshake with a SHIP peer failed (docs/ship.md §2).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TlsError {
@@ -70,7 +70,7 @@ pub enum TlsError {
     Other(String),
 }
 
-/// Why the WebSocket layer failed (ship-protocol.md §3).
+/// Why the WebSocket layer failed (docs/ship.md §3).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WebSocketError {

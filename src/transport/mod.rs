@@ -1,5 +1,5 @@
-//! The transport under SHIP: mutual TLS (SHIP §9, ship-protocol.md §2) and the WebSocket layer
-//! (SHIP §10, ship-protocol.md §3).
+//! The transport under SHIP: mutual TLS (SHIP §9, docs/ship.md §2) and the WebSocket layer
+//! (SHIP §10, docs/ship.md §3).
 //!
 //! Everything is generic over the byte stream (`S: AsyncRead + AsyncWrite + Unpin + Send`), so
 //! tokio TCP, `tokio::io::duplex` and simulated networks all work. The usual flow:

@@ -1,4 +1,4 @@
-//! rustls configurations for SHIP (ship-protocol.md §2, SHIP §9).
+//! rustls configurations for SHIP (docs/ship.md §2, SHIP §9).
 //!
 //! * Mutual TLS: the server requires a client certificate; trust is per SKI, never per CA.
 //! * TLS 1.2 on secp256r1 with the cipher suites of [`TlsSuite::ALL`], in that server preference

@@ -1,4 +1,4 @@
-//! SHIP certificate verifiers for rustls (ship-protocol.md §2).
+//! SHIP certificate verifiers for rustls (docs/ship.md §2).
 //!
 //! SHIP peers use self-signed certificates and are trusted per SKI by the hub, so no chain is
 //! built and no certificate authority is consulted. What the verifiers do check:

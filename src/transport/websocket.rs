@@ -1,4 +1,4 @@
-//! The WebSocket layer of SHIP (SHIP §10, ship-protocol.md §3).
+//! The WebSocket layer of SHIP (SHIP §10, docs/ship.md §3).
 //!
 //! * The upgrade requires the subprotocol `ship`, and the server echoes it.
 //! * SHIP messages are binary frames; a text frame is a protocol error (closed with 1003).

@@ -243,7 +243,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// SHIP messages as bytes (ship-protocol.md §5): the type byte, then EEBus JSON.
+/// SHIP messages as bytes (docs/ship.md §5): the type byte, then EEBus JSON.
 pub mod msg {
     fn control(json: &str) -> Vec<u8> {
         let mut out = vec![1u8];

@@ -117,7 +117,7 @@ impl Supervisor {
             .collect()
     }
 
-    /// A link was added next to older live ones: settle it (§12.2.3, ship-protocol.md §7).
+    /// A link was added next to older live ones: settle it (§12.2.3, docs/ship.md §7).
     pub(super) fn arbitrate(&mut self) {
         let facts = self.link_facts();
         if facts.len() < 2 {

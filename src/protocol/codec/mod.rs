@@ -1,4 +1,4 @@
-//! The SHIP wire form: type byte + EEBus JSON (§13.4.1, §13.4.3, ship-protocol.md §5).
+//! The SHIP wire form: type byte + EEBus JSON (§13.4.1, §13.4.3, docs/ship.md §5).
 //!
 //! **Encoding** writes exactly the form EEBus peers send: every JSON object becomes an array of
 //! single-key objects in field order, `{}` becomes `[]`, arrays stay arrays, no whitespace.
