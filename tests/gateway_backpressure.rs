@@ -19,8 +19,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gateway_support::common::{Recorder, Seen, identity, loopback_config, start};
-use gateway_support::{BIN, assert_ok, gateway, ski_of, tempdir};
+use gateway_support::common::{
+    FLOOD_PAYLOAD_SIZE, Recorder, Seen, flood_seq, identity, loopback_config, spawn_flood, start,
+};
+use gateway_support::{assert_ok, gateway, run_command, ski_of, tempdir};
 use serde_json::Value;
 use ship_hub::hub::{Callbacks, HubError};
 use ship_hub::{ShipId, Ski};
@@ -29,9 +31,6 @@ use ship_hub::{ShipId, Ski};
 const WAIT: Duration = Duration::from_secs(30);
 /// The gateway's shutdown deadline (the hub's default, 5 s) plus slack for a loaded machine.
 const EXIT_BOUND: Duration = Duration::from_secs(10);
-/// A data payload that fits a SHIP data message within the default 100 KiB WebSocket limit.
-const SIZE: usize = 100 * 1024 - 256;
-
 /// A `run --json` process, killed when dropped.
 struct Gateway {
     child: Child,
@@ -45,23 +44,11 @@ impl Gateway {
         extra: &[&str],
         workers: Option<usize>,
     ) -> (Gateway, SocketAddr, BufReader<std::process::ChildStdout>) {
-        let mut command = Command::new(BIN);
+        let mut command = run_command(dir, &[], extra);
         if let Some(n) = workers {
             command.env("TOKIO_WORKER_THREADS", n.to_string());
         }
         let mut child = command
-            .arg("--data-dir")
-            .arg(dir)
-            .args([
-                "run",
-                "--no-mdns",
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--json",
-            ])
-            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -254,30 +241,13 @@ impl Callbacks for Flooder {
         self.connected.store(true, Ordering::SeqCst);
     }
     fn data_received(&self, _: Ski, bytes: &[u8]) {
-        match seq_of(bytes) {
-            Some(seq) if bytes == payload(seq).as_slice() => self.echoed.lock().unwrap().push(seq),
+        match flood_seq(bytes) {
+            Some(seq) => self.echoed.lock().unwrap().push(seq),
             _ => {
                 self.damaged.fetch_add(1, Ordering::SeqCst);
             }
         }
     }
-}
-
-fn payload(seq: u64) -> Vec<u8> {
-    let mut bytes = format!(r#"{{"seq":{seq},"pad":""#).into_bytes();
-    let pad = SIZE - bytes.len() - 2;
-    bytes.extend(std::iter::repeat_n(b'a' + (seq % 26) as u8, pad));
-    bytes.extend_from_slice(br#""}"#);
-    bytes
-}
-
-fn seq_of(bytes: &[u8]) -> Option<u64> {
-    let text = std::str::from_utf8(bytes.get(..40)?).ok()?;
-    text.strip_prefix(r#"{"seq":"#)?
-        .split(',')
-        .next()?
-        .parse()
-        .ok()
 }
 
 /// What the slow reader of the gateway's stdout saw.
@@ -358,24 +328,7 @@ async fn gateway_flood(peers: usize, secs: u64, line_ms: u64) -> (u64, u64, u64)
     let stop = Arc::new(AtomicBool::new(false));
     let mut senders = Vec::new();
     for hub in &hubs {
-        let (hub, stop) = (hub.clone(), stop.clone());
-        senders.push(tokio::spawn(async move {
-            let mut seq = 0u64;
-            let mut next = payload(0);
-            while !stop.load(Ordering::SeqCst) {
-                match hub.send_data(gw, &next) {
-                    Ok(()) => {
-                        seq += 1;
-                        next = payload(seq);
-                    }
-                    Err(HubError::Backpressure(_)) => {
-                        tokio::time::sleep(Duration::from_millis(2)).await;
-                    }
-                    Err(error) => panic!("sending: {error}"),
-                }
-            }
-            seq
-        }));
+        senders.push(spawn_flood(hub.clone(), gw, stop.clone()));
     }
     let started = Instant::now();
     let mut max_rss = rss_before;
@@ -424,7 +377,10 @@ async fn gateway_flood(peers: usize, secs: u64, line_ms: u64) -> (u64, u64, u64)
         let ski = hub.local_ski().to_string();
         let bytes = &seen.data[&ski];
         assert_eq!(bytes.len() as u64, n, "{ski}: every message reported once");
-        assert!(bytes.iter().all(|&b| b == SIZE as u64), "{ski}: sizes");
+        assert!(
+            bytes.iter().all(|&b| b == FLOOD_PAYLOAD_SIZE as u64),
+            "{ski}: sizes"
+        );
         let echoed = app.echoed.lock().unwrap().clone();
         assert!(
             echoed.iter().copied().eq(0..n),

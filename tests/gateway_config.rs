@@ -100,20 +100,8 @@ fn a_static_peer_from_a_config_file_is_dialled_and_its_stored_pairing_is_announc
 /// Runs `run` (JSON, loopback, no mDNS) with `flags` before `run` and `env`, waits for the
 /// `listening` line, stops it with SIGTERM and returns its output.
 fn run_until_listening(dir: &Path, flags: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(BIN);
+    let mut command = run_command(dir, flags, &[]);
     command
-        .arg("--data-dir")
-        .arg(dir)
-        .args(flags)
-        .args([
-            "run",
-            "--no-mdns",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--json",
-        ])
         .env_remove("RUST_LOG")
         .env_remove("NO_COLOR")
         .stdin(Stdio::null())

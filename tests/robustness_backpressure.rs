@@ -15,31 +15,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Recorder, identity, loopback_config, start};
+use common::{
+    FLOOD_PAYLOAD_SIZE, Recorder, flood_payload, flood_seq, identity, loopback_config, spawn_flood,
+    start,
+};
 use ship_hub::Ski;
-use ship_hub::hub::{Callbacks, Delivery, DisconnectReason, HubError};
+use ship_hub::hub::{Callbacks, Delivery, DisconnectReason};
 use ship_hub::{ShipId, protocol::ConnectionState};
 use tokio::sync::mpsc;
-
-/// A data payload of this many bytes fits a SHIP data message within the default 100 KiB
-/// WebSocket message limit.
-const SIZE: usize = 100 * 1024 - 256;
-
-/// `{"seq":N,"pad":"…"}`, exactly [`SIZE`] bytes.
-fn payload(seq: u64) -> Vec<u8> {
-    let head = format!(r#"{{"seq":{seq},"pad":""#);
-    let mut bytes = head.into_bytes();
-    let pad = SIZE - bytes.len() - 2;
-    bytes.extend(std::iter::repeat_n(b'a' + (seq % 26) as u8, pad));
-    bytes.extend_from_slice(br#""}"#);
-    bytes
-}
-
-fn seq_of(bytes: &[u8]) -> Option<u64> {
-    let text = std::str::from_utf8(bytes.get(..40)?).ok()?;
-    let rest = text.strip_prefix(r#"{"seq":"#)?;
-    rest.split(',').next()?.parse().ok()
-}
 
 /// How the slow application consumes data.
 #[derive(Clone, Copy, Debug)]
@@ -63,8 +46,8 @@ struct Slow {
 
 impl Slow {
     fn record(&self, ski: Ski, bytes: &[u8]) {
-        match seq_of(bytes) {
-            Some(seq) if bytes == payload(seq).as_slice() => {
+        match flood_seq(bytes) {
+            Some(seq) => {
                 self.received
                     .lock()
                     .unwrap()
@@ -191,24 +174,7 @@ async fn flood(f: Flood) {
     let stop = Arc::new(AtomicBool::new(false));
     let mut senders = Vec::new();
     for peer in &peers {
-        let (peer, stop, target) = (peer.clone(), stop.clone(), victim.local_ski());
-        senders.push(tokio::spawn(async move {
-            let mut seq = 0u64;
-            let mut next = payload(0);
-            while !stop.load(Ordering::SeqCst) {
-                match peer.send_data(target, &next) {
-                    Ok(()) => {
-                        seq += 1;
-                        next = payload(seq);
-                    }
-                    Err(HubError::Backpressure(_)) => {
-                        tokio::time::sleep(Duration::from_millis(2)).await;
-                    }
-                    Err(error) => panic!("sending: {error}"),
-                }
-            }
-            seq
-        }));
+        senders.push(spawn_flood(peer.clone(), victim.local_ski(), stop.clone()));
     }
     let started = Instant::now();
     let (mut max_rss, mut max_queued) = (rss_before, 0u64);
@@ -277,7 +243,7 @@ async fn flood(f: Flood) {
     );
     assert!(sent.iter().all(|&n| n > 0), "a peer sent nothing: {sent:?}");
     // The budget: per peer at most its limit or one message, whichever is larger.
-    let bound = (f.peers * f.per_peer.max(SIZE + 256)) as u64;
+    let bound = (f.peers * f.per_peer.max(FLOOD_PAYLOAD_SIZE + 256)) as u64;
     assert!(
         metrics.inbound_queued_peak_bytes <= bound,
         "{} bytes queued inside the hub, budget {bound}",
@@ -379,7 +345,7 @@ impl Callbacks for Stuck {
         });
     }
     fn data_delivered(&self, delivery: Delivery) {
-        let seq = seq_of(delivery.payload()).filter(|&s| delivery.payload() == payload(s));
+        let seq = flood_seq(delivery.payload());
         self.calls
             .lock()
             .unwrap()
@@ -421,7 +387,7 @@ async fn a_consumer_that_takes_nothing_gets_its_peer_closed_for_backpressure() {
         tokio::spawn(async move {
             let mut seq = 0u64;
             while !stop.load(Ordering::SeqCst) {
-                match peer.send_data(target, &payload(seq)) {
+                match peer.send_data(target, &flood_payload(seq)) {
                     Ok(()) => seq += 1,
                     Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
                 }

@@ -189,3 +189,50 @@ pub fn paused_runtime() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// Size of one flood message: just under the default 100 KiB message limit, framing included.
+pub const FLOOD_PAYLOAD_SIZE: usize = 100 * 1024 - 256;
+
+/// Flood message number `seq`: `{"seq":N,"pad":"…"}`, exactly [`FLOOD_PAYLOAD_SIZE`] bytes, its
+/// padding a letter that changes with `seq`, so the receiver can check order and completeness.
+pub fn flood_payload(seq: u64) -> Vec<u8> {
+    let mut bytes = format!(r#"{{"seq":{seq},"pad":""#).into_bytes();
+    let pad = FLOOD_PAYLOAD_SIZE - bytes.len() - 2;
+    bytes.extend(std::iter::repeat_n(b'a' + (seq % 26) as u8, pad));
+    bytes.extend_from_slice(br#""}"#);
+    bytes
+}
+
+/// The number of a flood message that is exactly [`flood_payload`]`(seq)`, else `None`.
+pub fn flood_seq(bytes: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(bytes.get(..40)?).ok()?;
+    let seq = text
+        .strip_prefix(r#"{"seq":"#)?
+        .split(',')
+        .next()?
+        .parse()
+        .ok()?;
+    (bytes == flood_payload(seq).as_slice()).then_some(seq)
+}
+
+/// Sends flood messages 0, 1, 2, … from `hub` to `target` as fast as `send_data` takes them
+/// (waiting 2 ms on backpressure) until `stop`; returns how many were accepted.
+pub fn spawn_flood(hub: Hub, target: Ski, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
+    tokio::spawn(async move {
+        let mut seq = 0u64;
+        let mut next = flood_payload(0);
+        while !stop.load(Ordering::SeqCst) {
+            match hub.send_data(target, &next) {
+                Ok(()) => {
+                    seq += 1;
+                    next = flood_payload(seq);
+                }
+                Err(ship_hub::hub::HubError::Backpressure(_)) => {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Err(error) => panic!("sending: {error}"),
+            }
+        }
+        seq
+    })
+}

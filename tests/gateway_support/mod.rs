@@ -59,6 +59,27 @@ pub fn ski_of(dir: &Path) -> String {
     stdout(&output).trim().to_owned()
 }
 
+/// `ship-gateway [flags] run` on loopback (OS-chosen port), JSON events, no mDNS, then `extra`:
+/// the command every process test starts a gateway with.
+pub fn run_command(dir: &Path, flags: &[&str], extra: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .arg("--data-dir")
+        .arg(dir)
+        .args(flags)
+        .args([
+            "run",
+            "--no-mdns",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--json",
+        ])
+        .args(extra);
+    command
+}
+
 /// A running `ship-gateway run`, killed when dropped.
 pub struct Running {
     pub child: Child,
@@ -69,19 +90,7 @@ pub struct Running {
 
 impl Running {
     pub fn start(dir: &Path, extra: &[&str]) -> Running {
-        let mut child = Command::new(BIN)
-            .arg("--data-dir")
-            .arg(dir)
-            .args([
-                "run",
-                "--no-mdns",
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--json",
-            ])
-            .args(extra)
+        let mut child = run_command(dir, &[], extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
