@@ -51,10 +51,16 @@ impl Ski {
 
 impl fmt::Display for Ski {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
+        // One write of 40 digits (formatting each byte with `{:02x}` costs 20 trips through
+        // the formatting machinery; SKIs are printed for every event and log line).
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut text = [0u8; 40];
+        for (i, b) in self.0.iter().enumerate() {
+            text[2 * i] = HEX[usize::from(b >> 4)];
+            text[2 * i + 1] = HEX[usize::from(b & 0x0f)];
         }
-        Ok(())
+        // Only ASCII hex digits were written.
+        f.pad(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
     }
 }
 

@@ -118,6 +118,24 @@ pub(crate) struct RunArgs {
     /// Most incoming TLS/WebSocket handshakes in progress at once.
     #[arg(long, value_name = "N")]
     pub(crate) max_handshakes: Option<usize>,
+    /// Most incoming TLS/WebSocket handshakes in progress at once from one source address.
+    /// Default 8.
+    #[arg(long, value_name = "N")]
+    pub(crate) max_handshakes_per_address: Option<usize>,
+    /// Most live incoming connections of peers that are not paired (pairing requests).
+    /// Default 2.
+    #[arg(long, value_name = "N")]
+    pub(crate) max_unpaired: Option<usize>,
+    /// Most live incoming connections of unpaired peers from one source address. Default 1.
+    #[arg(long, value_name = "N")]
+    pub(crate) max_unpaired_per_address: Option<usize>,
+    /// Received data bytes of one peer that may wait unconsumed before the gateway stops
+    /// reading that peer (docs/architecture.md, "Backpressure"). Default 1 MiB.
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_inbound_bytes_per_peer: Option<usize>,
+    /// The same for all peers together. Default 16 MiB.
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_inbound_bytes_total: Option<usize>,
     /// Largest incoming SHIP message in bytes.
     #[arg(long, value_name = "BYTES")]
     pub(crate) max_message_bytes: Option<usize>,

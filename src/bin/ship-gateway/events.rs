@@ -5,6 +5,7 @@
 //! may be added, existing ones keep their names and meaning.
 
 use std::collections::VecDeque;
+use std::fmt::Write as _;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex};
@@ -217,6 +218,13 @@ impl Event {
 /// Non-data lines that may wait for stdout; beyond this they are dropped and counted.
 pub(crate) const MAX_QUEUED_LINES: usize = 1024;
 
+/// How long the writer lets lines gather after it was woken from an empty queue (a line may
+/// reach stdout this much later; a burst of events costs a wake-up per this interval).
+const BATCH_DELAY: Duration = Duration::from_millis(1);
+
+/// At most this many bytes of lines go to stdout in one write (then the next batch).
+const MAX_BATCH_BYTES: usize = 64 * 1024;
+
 /// At exit, how long the last lines may make no progress before the gateway exits anyway.
 const FLUSH_STALL: Duration = Duration::from_millis(500);
 
@@ -266,6 +274,8 @@ struct Queue {
     writing: bool,
     /// Lines written so far.
     written: u64,
+    /// Threads waiting on [`Shared::changed`] (the writer, [`EventLog::flush`]).
+    waiters: usize,
 }
 
 #[derive(Debug)]
@@ -335,12 +345,14 @@ impl EventLog {
             let Some(left) = until.checked_duration_since(now) else {
                 return;
             };
+            queue.waiters += 1;
             queue = self
                 .shared
                 .changed
                 .wait_timeout(queue, left)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            queue.waiters -= 1;
         }
     }
 
@@ -361,8 +373,7 @@ impl EventLog {
             queue.others += 1;
             queue.lines.push_back(Line { text, token: None });
         }
-        drop(queue);
-        self.shared.changed.notify_all();
+        self.shared.notify(&queue);
     }
 }
 
@@ -376,11 +387,15 @@ impl Shared {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         if self.json {
-            let mut value = serde_json::to_value(event).unwrap_or(serde_json::Value::Null);
-            if let Some(object) = value.as_object_mut() {
-                object.insert("ts_ms".into(), serde_json::json!(now.as_millis() as u64));
+            // Serialised straight into text, then `ts_ms` spliced in before the closing brace
+            // (no intermediate `Value` map: this runs for every event of every connection).
+            let mut text = serde_json::to_string(event).unwrap_or_else(|_| "{}".into());
+            if text.ends_with('}') {
+                text.pop();
+                let sep = if text.len() > 1 { "," } else { "" };
+                let _ = write!(text, "{sep}\"ts_ms\":{}}}", now.as_millis() as u64);
             }
-            value.to_string()
+            text
         } else {
             let secs = now.as_secs() % 86_400;
             format!(
@@ -396,12 +411,18 @@ impl Shared {
     /// The writer thread: one line at a time, in order; a closed stdout is ignored (lines are
     /// then discarded as fast as they come, the gateway keeps running).
     fn write_lines(&self, mut out: Box<dyn Write + Send>) {
+        let mut batch: Vec<Line> = Vec::new();
+        let mut bytes: Vec<u8> = Vec::new();
         loop {
-            let line = {
+            {
                 let mut queue = self.lock();
+                // The writer waited for the queue: it lets lines gather for `BATCH_DELAY`
+                // before taking them, so that a burst of events costs a few wake-ups and
+                // writes, not one per line.
+                let mut waited = false;
                 loop {
                     if !queue.started {
-                        queue = self.changed.wait(queue).unwrap_or_else(|e| e.into_inner());
+                        queue = self.wait(queue);
                         continue;
                     }
                     if queue.dropped > 0 && queue.others < MAX_QUEUED_LINES {
@@ -412,31 +433,70 @@ impl Shared {
                         queue.others += 1;
                         queue.lines.push_back(Line { text, token: None });
                     }
-                    if let Some(line) = queue.lines.pop_front() {
-                        if line.token.is_none() {
-                            queue.others -= 1;
+                    if !queue.lines.is_empty() && waited {
+                        waited = false;
+                        drop(queue);
+                        std::thread::sleep(BATCH_DELAY);
+                        queue = self.lock();
+                        continue;
+                    }
+                    if !queue.lines.is_empty() {
+                        // Everything that waits (up to a bound) goes out in one write: under
+                        // load that is one system call for many lines instead of one each.
+                        let mut size = 0;
+                        while size < MAX_BATCH_BYTES {
+                            let Some(line) = queue.lines.pop_front() else {
+                                break;
+                            };
+                            if line.token.is_none() {
+                                queue.others -= 1;
+                            }
+                            size += line.text.len() + 1;
+                            batch.push(line);
                         }
                         queue.writing = true;
-                        break line;
+                        break;
                     }
-                    self.changed.notify_all();
-                    queue = self.changed.wait(queue).unwrap_or_else(|e| e.into_inner());
+                    self.notify(&queue);
+                    queue = self.wait(queue);
+                    waited = true;
                 }
-            };
+            }
             {
                 let _terminal = self.terminal.lock().unwrap_or_else(|e| e.into_inner());
-                let mut bytes = Vec::with_capacity(line.text.len() + 1);
-                bytes.extend_from_slice(line.text.as_bytes());
-                bytes.push(b'\n');
+                bytes.clear();
+                for line in &batch {
+                    bytes.extend_from_slice(line.text.as_bytes());
+                    bytes.push(b'\n');
+                }
                 let _ = out.write_all(&bytes);
                 let _ = out.flush();
             }
-            // The line is out: its token (if any) releases the peer's budget.
-            drop(line);
+            // The lines are out: their tokens (if any) release the peers' budgets.
+            let written = batch.len() as u64;
+            batch.clear();
             let mut queue = self.lock();
             queue.writing = false;
-            queue.written += 1;
-            drop(queue);
+            queue.written += written;
+            self.notify(&queue);
+        }
+    }
+
+    /// Waits on [`Shared::changed`], counted so that [`Shared::notify`] can skip the wake-up
+    /// system call when nobody waits (the common case: every event notifies).
+    fn wait<'a>(
+        &self,
+        mut queue: std::sync::MutexGuard<'a, Queue>,
+    ) -> std::sync::MutexGuard<'a, Queue> {
+        queue.waiters += 1;
+        let mut queue = self.changed.wait(queue).unwrap_or_else(|e| e.into_inner());
+        queue.waiters -= 1;
+        queue
+    }
+
+    /// Wakes every waiter, if there is one (call with the queue locked).
+    fn notify(&self, queue: &Queue) {
+        if queue.waiters > 0 {
             self.changed.notify_all();
         }
     }

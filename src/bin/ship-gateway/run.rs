@@ -172,6 +172,7 @@ async fn serve(
         if let Some(n) = settings.max_handshakes {
             config.limits.max_handshakes_in_progress = n;
         }
+        settings.admission.apply(&mut config.limits);
         if let Some(n) = settings.max_message_bytes {
             config.websocket.max_message_size = n;
         }

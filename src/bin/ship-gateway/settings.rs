@@ -23,6 +23,11 @@
 //! [limits]
 //! max_connections = 10
 //! max_handshakes = 32
+//! max_handshakes_per_address = 8
+//! max_unpaired = 2
+//! max_unpaired_per_address = 1
+//! max_inbound_bytes_per_peer = 1048576
+//! max_inbound_bytes_total = 16777216
 //! max_message_bytes = 102400
 //! control_connections = 16
 //! control_idle_timeout_secs = 30
@@ -33,6 +38,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+use ship_hub::hub::config::Limits;
 use ship_hub::transport::{TlsSuite, parse_tls_suites};
 use ship_hub::{ShipId, Ski};
 
@@ -79,6 +85,11 @@ struct DeviceSection {
 struct LimitsSection {
     max_connections: Option<usize>,
     max_handshakes: Option<usize>,
+    max_handshakes_per_address: Option<usize>,
+    max_unpaired: Option<usize>,
+    max_unpaired_per_address: Option<usize>,
+    max_inbound_bytes_per_peer: Option<usize>,
+    max_inbound_bytes_total: Option<usize>,
     max_message_bytes: Option<usize>,
     control_connections: Option<usize>,
     control_idle_timeout_secs: Option<u64>,
@@ -89,6 +100,45 @@ struct LimitsSection {
 pub(crate) struct StaticPeer {
     pub(crate) ski: Ski,
     pub(crate) address: SocketAddr,
+}
+
+/// The hub's admission limits and inbound data budgets (`ship_hub::hub::config::Limits`), each
+/// `None` when neither the flag nor the file sets it (the library's default applies).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Admission {
+    pub(crate) max_handshakes_per_address: Option<usize>,
+    pub(crate) max_unpaired: Option<usize>,
+    pub(crate) max_unpaired_per_address: Option<usize>,
+    pub(crate) max_inbound_bytes_per_peer: Option<usize>,
+    pub(crate) max_inbound_bytes_total: Option<usize>,
+}
+
+impl Admission {
+    /// Sets what was configured in `limits`, keeping the library's default for the rest.
+    pub(crate) fn apply(&self, limits: &mut Limits) {
+        let set = |field: &mut usize, value: Option<usize>| {
+            if let Some(n) = value {
+                *field = n;
+            }
+        };
+        set(
+            &mut limits.max_handshakes_per_address,
+            self.max_handshakes_per_address,
+        );
+        set(&mut limits.max_unpaired_connections, self.max_unpaired);
+        set(
+            &mut limits.max_unpaired_per_address,
+            self.max_unpaired_per_address,
+        );
+        set(
+            &mut limits.max_inbound_bytes_per_peer,
+            self.max_inbound_bytes_per_peer,
+        );
+        set(
+            &mut limits.max_inbound_bytes_total,
+            self.max_inbound_bytes_total,
+        );
+    }
 }
 
 /// What the device announces and writes into its certificate.
@@ -120,6 +170,8 @@ pub(crate) struct RunSettings {
     pub(crate) device: Device,
     pub(crate) max_connections: Option<usize>,
     pub(crate) max_handshakes: Option<usize>,
+    /// The hub's admission limits and inbound budgets (`None` = the library's default).
+    pub(crate) admission: Admission,
     pub(crate) max_message_bytes: Option<usize>,
     /// The TLS 1.2 cipher suites to offer; `None` = every suite (the library's default).
     pub(crate) tls_suites: Option<Vec<TlsSuite>>,
@@ -207,6 +259,29 @@ impl RunSettings {
                 file.limits.max_handshakes,
                 "max_handshakes",
             )?,
+            admission: Admission {
+                max_handshakes_per_address: limit(
+                    args.max_handshakes_per_address,
+                    file.limits.max_handshakes_per_address,
+                    "max_handshakes_per_address",
+                )?,
+                max_unpaired: limit(args.max_unpaired, file.limits.max_unpaired, "max_unpaired")?,
+                max_unpaired_per_address: limit(
+                    args.max_unpaired_per_address,
+                    file.limits.max_unpaired_per_address,
+                    "max_unpaired_per_address",
+                )?,
+                max_inbound_bytes_per_peer: limit(
+                    args.max_inbound_bytes_per_peer,
+                    file.limits.max_inbound_bytes_per_peer,
+                    "max_inbound_bytes_per_peer",
+                )?,
+                max_inbound_bytes_total: limit(
+                    args.max_inbound_bytes_total,
+                    file.limits.max_inbound_bytes_total,
+                    "max_inbound_bytes_total",
+                )?,
+            },
             max_message_bytes: limit(
                 args.max_message_bytes,
                 file.limits.max_message_bytes,
@@ -362,6 +437,57 @@ mod tests {
         assert_eq!(settings.device.name, None);
         assert_eq!(settings.control.max_connections, 16);
         assert_eq!(settings.control.idle_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn admission_limits_from_the_file_and_the_flags_reach_the_hub_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("g.toml");
+        std::fs::write(
+            &file,
+            "[limits]\nmax_handshakes_per_address = 3\nmax_unpaired = 5\n\
+             max_unpaired_per_address = 4\nmax_inbound_bytes_per_peer = 2000\n",
+        )
+        .unwrap();
+        let settings = RunSettings::resolve(
+            args(&[
+                "--config",
+                file.to_str().unwrap(),
+                "--max-handshakes-per-address",
+                "32",
+                "--max-inbound-bytes-total",
+                "9000",
+            ]),
+            None,
+            false,
+        )
+        .unwrap();
+        let mut limits = Limits::default();
+        settings.admission.apply(&mut limits);
+        assert_eq!(limits.max_handshakes_per_address, 32, "the flag wins");
+        assert_eq!(limits.max_unpaired_connections, 5);
+        assert_eq!(limits.max_unpaired_per_address, 4);
+        assert_eq!(limits.max_inbound_bytes_per_peer, 2000);
+        assert_eq!(limits.max_inbound_bytes_total, 9000);
+        // Not configured: the library's defaults stay.
+        let defaults = Limits::default();
+        let mut untouched = Limits::default();
+        RunSettings::resolve(args(&[]), None, false)
+            .unwrap()
+            .admission
+            .apply(&mut untouched);
+        assert_eq!(
+            untouched.max_handshakes_per_address,
+            defaults.max_handshakes_per_address
+        );
+        assert_eq!(
+            untouched.max_unpaired_connections,
+            defaults.max_unpaired_connections
+        );
+        for flag in ["--max-unpaired", "--max-handshakes-per-address"] {
+            let error = RunSettings::resolve(args(&[flag, "0"]), None, false).unwrap_err();
+            assert!(error.to_string().contains("must be at least 1"), "{error}");
+        }
     }
 
     #[test]

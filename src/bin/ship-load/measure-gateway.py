@@ -16,8 +16,10 @@ only), and prints one JSON line per target:
   closed_in_time    the gateway's `stopped` event: every connection closed within the deadline
   written_per_hs    bytes the target caused to be written to storage (/proc/PID/io write_bytes,
                     start -> exit, so including the last flush at shutdown) / handshakes
-and finally the medians. Concurrency defaults to 4: the gateway keeps the hub's default
-`max_handshakes_per_address` (4), and every load client connects from 127.0.0.1.
+and finally the medians, and the ratio of the two CPU medians. Concurrency defaults to 32. Every
+load client connects from 127.0.0.1, so both targets raise the per-address handshake cap to
+their `--max-handshakes` (512): `serve` always does, the gateway with
+`--max-handshakes-per-address`.
 """
 
 import argparse
@@ -110,7 +112,7 @@ def run_gateway(args, skis):
         gateway = Target(
             [GATEWAY, "--data-dir", data, "--json", "run", "--bind", "127.0.0.1",
              "--port", "0", "--no-mdns", "--no-prompt", "--max-connections", "20000",
-             "--max-handshakes", "512"],
+             "--max-handshakes", "512", "--max-handshakes-per-address", "512"],
             lambda line: '"event":"listening"' in line,
         )
         ready = gateway.ready_line
@@ -169,7 +171,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairings", type=int, required=True)
     parser.add_argument("--handshakes", type=int)
-    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--work", default="target", help="where the data dirs go")
     parser.add_argument("--held", action="store_true",
