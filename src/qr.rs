@@ -23,9 +23,10 @@
 //! * `SKI` (mandatory): 40 hex digits; spaces (and `-`) between them are ignored. Written upper
 //!   case in groups of four, as the specification prints it.
 //! * `ID` (mandatory): the SHIP ID, 1 to 63 bytes (see [`ShipId`]).
-//! * `PIN` (present when the device requires one): 8 to 16 hex digits, an even number (the
-//!   length of SHIP's `PinValueType`, 4 to 8 bytes); spaces are ignored. Written upper case in
-//!   groups of four. A [`QrPin`] never appears in `Debug` output or in an error.
+//! * `PIN` (present when the device requires one): 8 to 16 hex digits, the length of a SHIP
+//!   PIN; spaces are ignored. The digits are kept as given (a peer may compare them byte for
+//!   byte) and written in groups of four. A [`QrPin`] never appears in `Debug` output or in an
+//!   error.
 //! * `BRAND`, `TYPE`, `MODEL`, `SERIAL`: at most 32 bytes each, like the matching mDNS TXT
 //!   values (`docs/ship.md` §9); no control characters. An empty value reads as absent.
 //! * `CAT`: the device categories, comma-separated numbers from 1 to 255 (the TXT `cat`
@@ -51,8 +52,8 @@ pub struct ShipQr {
     categories: Vec<u8>,
 }
 
-/// A PIN as carried by the QR code: 8 to 16 hex digits (an even number), kept upper case without
-/// spaces. `Debug` does not show it; [`QrPin::expose`] does.
+/// A PIN as carried by the QR code: 8 to 16 hex digits, kept as given without the spaces.
+/// `Debug` does not show it; [`QrPin::expose`] does.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct QrPin(String);
 
@@ -145,8 +146,8 @@ pub enum QrPinError {
         /// Its position (1 for the first character).
         position: usize,
     },
-    /// Fewer than 8 or more than 16 hex digits, or an odd number of them.
-    #[error("a PIN has 8 to 16 hex digits (an even number), found {digits}")]
+    /// Fewer than 8 or more than 16 hex digits.
+    #[error("a PIN has 8 to 16 hex digits, found {digits}")]
     WrongLength {
         /// How many hex digits were found.
         digits: usize,
@@ -169,7 +170,7 @@ impl QrPin {
                 c if c.is_ascii_hexdigit() => {
                     count += 1;
                     if count <= Self::MAX_DIGITS {
-                        digits.push(c.to_ascii_uppercase());
+                        digits.push(c);
                     }
                 }
                 _ => {
@@ -179,13 +180,13 @@ impl QrPin {
                 }
             }
         }
-        if !(Self::MIN_DIGITS..=Self::MAX_DIGITS).contains(&count) || count % 2 != 0 {
+        if !(Self::MIN_DIGITS..=Self::MAX_DIGITS).contains(&count) {
             return Err(QrPinError::WrongLength { digits: count });
         }
         Ok(QrPin(digits))
     }
 
-    /// The PIN's hex digits, upper case, no spaces. Handle with care: this is the secret.
+    /// The PIN's hex digits as given, without spaces. Handle with care: this is the secret.
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -365,13 +366,13 @@ impl ShipQr {
     }
 }
 
-/// Writes hex digits upper case in groups of four separated by spaces.
+/// Writes hex digits in groups of four separated by spaces.
 fn write_grouped(f: &mut fmt::Formatter<'_>, hex: &str) -> fmt::Result {
     for (i, c) in hex.chars().enumerate() {
         if i > 0 && i % 4 == 0 {
             f.write_str(" ")?;
         }
-        write!(f, "{}", c.to_ascii_uppercase())?;
+        write!(f, "{c}")?;
     }
     Ok(())
 }
@@ -380,7 +381,7 @@ impl fmt::Display for ShipQr {
     /// The QR text, in the specification's order, closed by `ENDSHIP;`. It contains the PIN.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SHIP;SKI:")?;
-        write_grouped(f, &self.ski.to_string())?;
+        write_grouped(f, &self.ski.to_string().to_ascii_uppercase())?;
         write!(f, ";ID:{};", self.ship_id)?;
         if let Some(pin) = &self.pin {
             f.write_str("PIN:")?;

@@ -1045,7 +1045,7 @@ fn our_qr_code_text_is_read_by_eebus() {
         read.id.as_ref().map(|id| id.as_str()),
         Some("i:4711_u:gw-0001")
     );
-    assert_eq!(read.pin.as_deref(), Some("0A1B2C3D4E5F"));
+    assert_eq!(read.pin.as_deref(), Some("0a1b2c3d4e5f"));
     assert_eq!(read.brand.as_deref(), Some("ship-hub"));
     assert_eq!(read.device_type.as_deref(), Some("EnergyManagementSystem"));
     assert_eq!(read.model.as_deref(), Some("ship-gateway"));
