@@ -454,3 +454,42 @@ fn bad_qr_codes_and_settings_are_one_line_errors() {
         assert_one_line_error(&gateway(dir, &["qr", flag, value]), 1, needle);
     }
 }
+
+/// `pair --qr -` reads the code from stdin (a scanner that types, or a pipe: no PIN in the shell
+/// history); more than one code's worth is refused and stores nothing.
+#[test]
+fn pair_from_a_qr_code_on_stdin() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let pipe = |input: Vec<u8>| {
+        let mut child = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["pair", "--qr", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        // The gateway may stop reading early (too long): a broken pipe is fine.
+        let _ = stdin.write_all(&input);
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    };
+    let too_long = format!(
+        "SHIP;SKI:{OTHER_SKI};ID:x;X:{};",
+        "y".repeat(ship_hub::ShipQr::MAX_TEXT_LEN)
+    );
+    assert_one_line_error(&pipe(too_long.into_bytes()), 1, "more than one QR code");
+    assert_one_line_error(&pipe(vec![0xff, 0xfe]), 1, "not UTF-8");
+    assert!(!dir.join("pairings.json").exists());
+    let output = pipe(format!("SHIP;SKI:{OTHER_SKI};ID:i:1_u:from-stdin;ENDSHIP;\n").into_bytes());
+    assert_ok(&output);
+    let list = gateway(dir, &["--json", "list"]);
+    let rows: Value = serde_json::from_str(&stdout(&list)).unwrap();
+    assert_eq!(rows[0]["ski"], OTHER_SKI);
+    assert_eq!(rows[0]["ship_id"], "i:1_u:from-stdin");
+}

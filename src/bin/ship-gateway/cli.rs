@@ -54,6 +54,7 @@ pub(crate) enum Command {
         ship_id: Option<ShipId>,
         /// The text of the peer's SHIP installation QR code (`SHIP;SKI:…;ID:…;…ENDSHIP;`), as a
         /// scanner reads it: pairs its SKI and stores its SHIP ID. Instead of SKI and --ship-id.
+        /// `-` reads the text from stdin (keeps a PIN out of the shell history).
         #[arg(long, value_name = "TEXT", conflicts_with_all = ["ski", "ship_id"])]
         qr: Option<String>,
         /// A name for the peer, shown by `list`.

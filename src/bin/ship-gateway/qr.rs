@@ -121,6 +121,13 @@ pub(crate) fn pair(
     name: Option<String>,
     address: Option<String>,
 ) -> Result<(), GatewayError> {
+    let read;
+    let text = if text == "-" {
+        read = read_stdin()?;
+        read.as_str()
+    } else {
+        text
+    };
     // The error names the field, never the text: a code may carry a PIN.
     let code: ShipQr = text
         .parse()
@@ -143,4 +150,27 @@ pub(crate) fn pair(
         );
     }
     Ok(())
+}
+
+/// `--qr -`: the code's text from standard input (a scanner that types, or a pipe), which keeps
+/// a PIN out of the shell history and the process list. At most one code's worth is read.
+fn read_stdin() -> Result<String, GatewayError> {
+    use std::io::Read;
+    let limit = ShipQr::MAX_TEXT_LEN + 2; // the text and a line end
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|source| GatewayError::Io {
+            what: "reading the QR code from stdin".into(),
+            source,
+        })?;
+    if bytes.len() > limit {
+        return Err(GatewayError::Setting(format!(
+            "invalid --qr: stdin holds more than one QR code ({limit} bytes at most)"
+        )));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| GatewayError::Setting("invalid --qr: stdin is not UTF-8".into()))
 }
