@@ -1017,3 +1017,75 @@ async fn data_sent_before_answering_our_access_methods_request_is_delivered() {
     );
     hub.shutdown().await;
 }
+
+/// The installation QR code we write (every field of the specification's grammar, a PIN, a
+/// structured SHIP ID) is read by the `eebus` crate's `ShipQr` to the same values.
+#[test]
+fn our_qr_code_text_is_read_by_eebus() {
+    use ship_hub::ShipId;
+    use ship_hub::qr::{QrPin, ShipQr};
+    let ski: Ski = "00ff10ee20dd30cc40bb50aa6099708880779066".parse().unwrap();
+    let written = ShipQr::new(ski, ShipId::new("i:4711_u:gw-0001").unwrap())
+        .unwrap()
+        .with_pin(QrPin::new("0a1b2c3d4e5f").unwrap())
+        .with_brand("ship-hub")
+        .unwrap()
+        .with_device_type("EnergyManagementSystem")
+        .unwrap()
+        .with_model("ship-gateway")
+        .unwrap()
+        .with_serial("0001")
+        .unwrap()
+        .with_categories(vec![2])
+        .unwrap();
+    let text = written.to_string();
+    let read: eebus::ship::ShipQr = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+    assert_eq!(ours(read.ski), ski, "{text}");
+    assert_eq!(
+        read.id.as_ref().map(|id| id.as_str()),
+        Some("i:4711_u:gw-0001")
+    );
+    assert_eq!(read.pin.as_deref(), Some("0a1b2c3d4e5f"));
+    assert_eq!(read.brand.as_deref(), Some("ship-hub"));
+    assert_eq!(read.device_type.as_deref(), Some("EnergyManagementSystem"));
+    assert_eq!(read.model.as_deref(), Some("ship-gateway"));
+    assert_eq!(read.serial.as_deref(), Some("0001"));
+    let categories: Vec<u8> = read.categories.iter().map(|c| c.number()).collect();
+    assert_eq!(categories, [2]);
+    assert!(read.unknown.is_empty(), "{:?}", read.unknown);
+}
+
+/// The code the `eebus` crate writes (with a key we do not know, `NOMINALPOWER`) is read by ours
+/// to the same values; the unknown key is skipped.
+#[test]
+fn eebus_qr_code_text_is_read_by_ours() {
+    use ship_hub::qr::ShipQr;
+    let ski: Ski = "9a8b7c6d5e4f30211203f4e5d6c7b8a990817263".parse().unwrap();
+    let mut theirs_qr =
+        eebus::ship::ShipQr::new(theirs(ski), eebus::ship::ShipId::new("12345", "heatpump-7"));
+    theirs_qr.pin = Some("89ABCDEF".into());
+    theirs_qr.brand = Some("ExampleBrand".into());
+    theirs_qr.device_type = Some("HeatPump".into());
+    theirs_qr.model = Some("HP 9".into());
+    theirs_qr.serial = Some("SN-42".into());
+    theirs_qr.categories = vec![
+        eebus::ship::DeviceCategory::Hvac,
+        eebus::ship::DeviceCategory::MeteringDevice,
+    ];
+    theirs_qr.nominal_power = Some((0, 9000));
+    let text = theirs_qr.to_payload();
+    let read: ShipQr = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+    assert_eq!(read.ski(), ski);
+    assert_eq!(read.ship_id().as_str(), "i:12345_u:heatpump-7");
+    assert_eq!(read.pin().map(|p| p.expose()), Some("89ABCDEF"));
+    assert_eq!(read.brand(), Some("ExampleBrand"));
+    assert_eq!(read.device_type(), Some("HeatPump"));
+    assert_eq!(read.model(), Some("HP 9"));
+    assert_eq!(read.serial(), Some("SN-42"));
+    assert_eq!(read.categories(), &[4, 7]);
+    // And what we write back is still read by them to the same identity.
+    let again: eebus::ship::ShipQr = read.to_string().parse().unwrap();
+    assert_eq!(again.ski, theirs_qr.ski);
+    assert_eq!(again.id, theirs_qr.id);
+    assert_eq!(again.pin, theirs_qr.pin);
+}
