@@ -32,7 +32,7 @@ use super::Shared;
 use super::address_book::{AddressBook, AddressSource, DEFAULT_SHIP_PATH, DialCandidate};
 use super::arbitration::{self, Arbitration, LinkFacts};
 use super::backoff::Backoff;
-use super::callbacks::{CallbackEvent, PairingRequest, StateDetail};
+use super::callbacks::{CallbackEvent, PairingDecision, PairingRequest, StateDetail};
 use super::dial::{self, DialError, Dialled};
 use super::inbound::PeerBudget;
 use super::link::{
@@ -158,7 +158,7 @@ pub(crate) struct Supervisor {
     rng: StdRng,
     dial: Dial,
     grace_deadline: Option<tokio::time::Instant>,
-    pending_answer: Option<(LinkId, oneshot::Receiver<bool>)>,
+    pending_answer: Option<(LinkId, oneshot::Receiver<PairingDecision>)>,
     visible: Visible,
     /// The last link ended with this (shown once as Error / RemoteDeniedTrust).
     last_failure: Option<(ConnectionState, String)>,
@@ -359,23 +359,7 @@ impl Supervisor {
                     self.shared.metrics.double_connection_replaced();
                 }
             }
-            Command::Paired { peer, dial_now } => {
-                self.dial_soon |= dial_now;
-                if let Some(address) = peer.last_address {
-                    let _ = self
-                        .addresses
-                        .record_dialled(self.ski, address, DEFAULT_SHIP_PATH);
-                }
-                if peer.ship_id.is_some() {
-                    self.peer_ship_id = peer.ship_id.clone();
-                }
-                self.pairing = Some(peer);
-                let waiting = self.links_awaiting_trust();
-                for id in waiting {
-                    self.approve_link(id);
-                }
-                self.schedule_dial();
-            }
+            Command::Paired { peer, dial_now } => self.paired(peer, dial_now),
             Command::Unpaired => {
                 self.pairing = None;
                 // A later pairing starts afresh (the device may have been replaced).
@@ -440,6 +424,25 @@ impl Supervisor {
         }
         self.publish_addresses();
         self.refresh_visible();
+    }
+
+    /// The peer is paired now (stored already): a waiting pairing request is approved.
+    fn paired(&mut self, peer: PairedPeer, dial_now: bool) {
+        self.dial_soon |= dial_now;
+        if let Some(address) = peer.last_address {
+            let _ = self
+                .addresses
+                .record_dialled(self.ski, address, DEFAULT_SHIP_PATH);
+        }
+        if peer.ship_id.is_some() {
+            self.peer_ship_id = peer.ship_id.clone();
+        }
+        self.pairing = Some(peer);
+        let waiting = self.links_awaiting_trust();
+        for id in waiting {
+            self.approve_link(id);
+        }
+        self.schedule_dial();
     }
 
     // ----- dialling ---------------------------------------------------------------------
@@ -646,12 +649,14 @@ async fn join_dial(dial: &mut Dial) -> Result<Dialled, DialError> {
     }
 }
 
+/// The application's answer; a refusal if none will come (the callback panicked, or the
+/// dispatcher stopped).
 async fn wait_answer(
-    pending: &mut Option<(LinkId, oneshot::Receiver<bool>)>,
-) -> Option<(LinkId, bool)> {
+    pending: &mut Option<(LinkId, oneshot::Receiver<PairingDecision>)>,
+) -> Option<(LinkId, PairingDecision)> {
     match pending {
         Some((id, rx)) => {
-            let answer = rx.await.unwrap_or(false);
+            let answer = rx.await.unwrap_or(PairingDecision::Refuse);
             Some((*id, answer))
         }
         None => std::future::pending().await,
