@@ -269,7 +269,10 @@ impl Shared {
         ski: Ski,
         ship_id: Option<ShipId>,
     ) -> Result<PairedPeer, HubError> {
-        let mut peer = self.trust.get(&ski)?.unwrap_or_else(|| PairedPeer::new(ski));
+        let mut peer = self
+            .trust
+            .get(&ski)?
+            .unwrap_or_else(|| PairedPeer::new(ski));
         if peer.ship_id.is_none() {
             peer.ship_id = ship_id;
         }

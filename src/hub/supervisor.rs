@@ -159,6 +159,9 @@ pub(crate) struct Supervisor {
     dial: Dial,
     grace_deadline: Option<tokio::time::Instant>,
     pending_answer: Option<(LinkId, oneshot::Receiver<PairingDecision>)>,
+    /// The application accepted a pairing request: its pairing is being stored (on the
+    /// blocking pool, as the trust store may touch the disk); the peer is paired once it is.
+    accepting: Option<JoinHandle<Result<PairedPeer, super::HubError>>>,
     visible: Visible,
     /// The last link ended with this (shown once as Error / RemoteDeniedTrust).
     last_failure: Option<(ConnectionState, String)>,
@@ -226,6 +229,7 @@ impl Supervisor {
             dial: Dial::Idle,
             grace_deadline: None,
             pending_answer: None,
+            accepting: None,
             visible: Visible {
                 state: ConnectionState::None,
                 connected: false,
@@ -273,6 +277,7 @@ impl Supervisor {
                 Some((id, answer)) = wait_answer(&mut self.pending_answer) => {
                     self.pairing_answered(id, answer)
                 }
+                stored = join_accepting(&mut self.accepting) => self.acceptance_stored(stored),
                 payload = self.data_rx.recv(), if self.held.is_none() && active_data.is_some() => {
                     self.held = payload;
                 }
@@ -561,9 +566,10 @@ impl Supervisor {
     /// Leaves the registry when nothing is left to own. Holding the registry lock while checking
     /// the command queue makes this race-free: senders only send while holding the same lock.
     fn try_retire(&mut self) -> bool {
+        // An acceptance being stored makes the peer paired: wait for it (unless stopping).
         let idle = self.links.is_empty()
             && matches!(self.dial, Dial::Idle)
-            && (self.pairing.is_none() || self.stopping);
+            && (self.stopping || (self.pairing.is_none() && self.accepting.is_none()));
         if !idle {
             return false;
         }
@@ -659,6 +665,18 @@ async fn wait_answer(
             let answer = rx.await.unwrap_or(PairingDecision::Refuse);
             Some((*id, answer))
         }
+        None => std::future::pending().await,
+    }
+}
+
+async fn join_accepting(
+    accepting: &mut Option<JoinHandle<Result<PairedPeer, super::HubError>>>,
+) -> Result<PairedPeer, String> {
+    match accepting {
+        Some(handle) => match handle.await {
+            Ok(result) => result.map_err(|error| error.to_string()),
+            Err(error) => Err(format!("storing the pairing panicked: {error}")),
+        },
         None => std::future::pending().await,
     }
 }

@@ -227,26 +227,44 @@ impl Supervisor {
             return;
         }
         match decision {
-            // What `Hub::approve` does: store, then treat it as `Command::Paired`.
-            PairingDecision::Accept => {
-                match self
-                    .shared
-                    .store_approval(self.ski, self.peer_ship_id.clone())
-                {
-                    Ok(peer) => {
-                        self.paired(peer, false);
-                        self.publish_addresses();
-                    }
-                    Err(error) => tracing::error!(
-                        ski = %self.ski,
-                        %error,
-                        "accepted pairing not stored: the request keeps waiting for approve/deny"
-                    ),
-                }
-            }
+            // What `Hub::approve` does: store, then treat it as `Command::Paired`
+            // (`acceptance_stored`).
+            PairingDecision::Accept => self.accept_now(),
             // What `Hub::deny` does.
             PairingDecision::Refuse => self.deny_link(id),
             PairingDecision::Ask => {}
+        }
+        self.refresh_visible();
+    }
+
+    /// Stores the pairing the application accepted, off the runtime: through
+    /// `Shared::store_approval`, the code `Hub::approve` uses.
+    fn accept_now(&mut self) {
+        if self.accepting.is_some() {
+            return;
+        }
+        let shared = self.shared.clone();
+        let (ski, ship_id) = (self.ski, self.peer_ship_id.clone());
+        self.accepting = Some(tokio::task::spawn_blocking(move || {
+            shared.store_approval(ski, ship_id)
+        }));
+    }
+
+    /// The accepted pairing is stored (then the peer is paired and its waiting request
+    /// approved, as after `Hub::approve`), or could not be (then nothing changes: the request
+    /// keeps waiting for `approve`/`deny` or the end of the hello wait).
+    pub(super) fn acceptance_stored(&mut self, stored: Result<PairedPeer, String>) {
+        self.accepting = None;
+        match stored {
+            Ok(peer) => {
+                self.paired(peer, false);
+                self.publish_addresses();
+            }
+            Err(error) => tracing::error!(
+                ski = %self.ski,
+                %error,
+                "accepted pairing not stored: the request keeps waiting for approve/deny"
+            ),
         }
         self.refresh_visible();
     }
