@@ -28,6 +28,9 @@ pub enum Seen {
     Visible(Vec<Ski>),
 }
 
+/// Runs inside `Recorder::pairing_requested`.
+pub type OnPairingRequested = Box<dyn Fn(&PairingRequest) + Send + Sync>;
+
 /// Records every callback, with the (virtual) time it arrived.
 #[derive(Default)]
 pub struct Recorder {
@@ -41,7 +44,7 @@ pub struct Recorder {
     /// Every pairing request, as the callback got it.
     pub requests: Mutex<Vec<PairingRequest>>,
     /// Runs inside `pairing_requested` (to test re-entrancy).
-    pub on_pairing_requested: OnceLock<Box<dyn Fn(&PairingRequest) + Send + Sync>>,
+    pub on_pairing_requested: OnceLock<OnPairingRequested>,
     /// Runs inside `connected` (to test re-entrancy).
     pub on_connected: OnceLock<Box<dyn Fn(Ski) + Send + Sync>>,
 }

@@ -2,10 +2,12 @@
 //! `PairingDecision`), and the details a request carries, on the simulated LAN with the
 //! in-memory discovery under tokio's paused clock (part of the `hub_discovery` test binary).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::common::{Recorder, Seen, identity, lan_addr, lan_config, paused_runtime, start};
+use crate::common::{
+    OnPairingRequested, Recorder, Seen, identity, lan_addr, lan_config, paused_runtime, start,
+};
 use ship_hub::discovery::{InMemoryLan, InstanceName, TxtField, TxtValue};
 use ship_hub::hub::{
     DeviceInfo, FailureCounts, Hub, HubError, MemoryLan, MemoryTrustStore, PairedPeer,
@@ -43,6 +45,16 @@ fn wallbox() -> DeviceInfo {
 /// Starts A and B; B's recorder answers `decision`. With `mdns`, both announce and browse and
 /// A is dialled only once B sees A's announcement.
 async fn start_pair(decision: Option<PairingDecision>, mdns_on: bool) -> Pairing {
+    start_pair_with(decision, mdns_on, |_| None).await
+}
+
+/// Like [`start_pair`]; `hook` (given B's hub) runs inside B's `pairing_requested`, installed
+/// before A dials.
+async fn start_pair_with(
+    decision: Option<PairingDecision>,
+    mdns_on: bool,
+    hook: impl FnOnce(Hub) -> Option<OnPairingRequested>,
+) -> Pairing {
     let net = MemoryLan::new();
     let mdns = InMemoryLan::new();
     let (ida, idb) = (identity("a"), identity("b"));
@@ -63,6 +75,9 @@ async fn start_pair(decision: Option<PairingDecision>, mdns_on: bool) -> Pairing
     if mdns_on {
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(b.visible_services().iter().any(|s| s.ski == a_ski));
+    }
+    if let Some(hook) = hook(b.clone()) {
+        let _ = rb.on_pairing_requested.set(hook);
     }
     a.pair_at(b_ski, None, Some(lan_addr(2))).unwrap();
     Pairing {
@@ -296,24 +311,25 @@ fn the_request_carries_the_peers_announced_details() {
     });
 }
 
+/// What the callback saw and what its `approve` returned.
+type Answered = (ConnectionState, Result<(), String>);
+
 /// The order of events: the request is published (state ReceivedPairingRequest, and
 /// `Hub::connection_state` says so) before `pairing_requested` is called, so an application
 /// that calls `approve` from inside the callback finds the request waiting.
 #[test]
 fn the_request_is_pending_before_the_application_is_asked() {
     paused_runtime().block_on(async {
-        let hub_b: Arc<OnceLock<Hub>> = Arc::new(OnceLock::new());
-        let answered: Arc<std::sync::Mutex<Vec<(ConnectionState, Result<(), String>)>>> =
-            Arc::default();
-        let p = start_pair(Some(PairingDecision::Ask), false).await;
-        let _ = hub_b.set(p.b.clone());
-        let (hub, seen) = (hub_b.clone(), answered.clone());
-        let _ = p.rb.on_pairing_requested.set(Box::new(move |request| {
-            let hub = hub.get().expect("hub set");
-            let state = hub.connection_state(request.ski);
-            let result = hub.approve(request.ski).map_err(|e| e.to_string());
-            seen.lock().unwrap().push((state, result));
-        }));
+        let answered: Arc<Mutex<Vec<Answered>>> = Arc::default();
+        let seen = answered.clone();
+        let p = start_pair_with(Some(PairingDecision::Ask), false, move |hub| {
+            Some(Box::new(move |request| {
+                let state = hub.connection_state(request.ski);
+                let result = hub.approve(request.ski).map_err(|e| e.to_string());
+                seen.lock().unwrap().push((state, result));
+            }))
+        })
+        .await;
         let (a_ski, b_ski) = p.skis();
         assert!(
             p.rb.wait_for(WAIT, |s| *s == Seen::Connected(a_ski)).await,
@@ -429,15 +445,19 @@ fn immediate_answers_land_on_a_multi_threaded_runtime() {
             } else {
                 PairingDecision::Accept
             };
-            let p = start_pair(Some(decision), false).await;
+            let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+            let seen = errors.clone();
+            let p = start_pair_with(Some(decision), false, move |hub| {
+                from_callback.then(|| -> OnPairingRequested {
+                    Box::new(move |request| {
+                        if let Err(error) = hub.approve(request.ski) {
+                            seen.lock().unwrap().push(error.to_string());
+                        }
+                    })
+                })
+            })
+            .await;
             let (a_ski, b_ski) = p.skis();
-            if from_callback {
-                let hub = p.b.clone();
-                let _ = p.rb.on_pairing_requested.set(Box::new(move |request| {
-                    hub.approve(request.ski)
-                        .expect("approve from inside the callback");
-                }));
-            }
             assert!(
                 p.rb.wait_for(WAIT, |s| *s == Seen::Connected(a_ski)).await,
                 "round {round}: {:?}",
@@ -445,6 +465,7 @@ fn immediate_answers_land_on_a_multi_threaded_runtime() {
             );
             assert!(p.ra.wait_for(WAIT, |s| *s == Seen::Connected(b_ski)).await);
             assert!(p.trust_b.get(&a_ski).unwrap().is_some());
+            assert!(errors.lock().unwrap().is_empty(), "{errors:?}");
             p.shutdown().await;
         }
     });
