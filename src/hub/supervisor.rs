@@ -431,25 +431,6 @@ impl Supervisor {
         self.refresh_visible();
     }
 
-    /// The peer is paired now (stored already): a waiting pairing request is approved.
-    fn paired(&mut self, peer: PairedPeer, dial_now: bool) {
-        self.dial_soon |= dial_now;
-        if let Some(address) = peer.last_address {
-            let _ = self
-                .addresses
-                .record_dialled(self.ski, address, DEFAULT_SHIP_PATH);
-        }
-        if peer.ship_id.is_some() {
-            self.peer_ship_id = peer.ship_id.clone();
-        }
-        self.pairing = Some(peer);
-        let waiting = self.links_awaiting_trust();
-        for id in waiting {
-            self.approve_link(id);
-        }
-        self.schedule_dial();
-    }
-
     // ----- dialling ---------------------------------------------------------------------
 
     /// Schedules the next dial of a paired peer. Without an address to dial (a peer that only
