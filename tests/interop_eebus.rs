@@ -25,7 +25,7 @@ use eebus::ship::{
 };
 use eebus::tls::ShipTls;
 use ship_hub::Ski;
-use ship_hub::hub::{Direction, Hub};
+use ship_hub::hub::{Direction, Hub, MemoryTrustStore, PairingDecision, TrustStore as _};
 use ship_hub::protocol::{ConnectionState, ShipMessage as ShipMessageOurs};
 use ship_hub::transport::TlsSuite;
 use tokio::sync::{mpsc, oneshot};
@@ -575,6 +575,35 @@ async fn eebus_waits_in_our_pending_hello_until_we_approve() {
     let mut their = TheirSide::drive(connection);
     wait_connected(&hub, &recorder, their_ski).await;
     exchange_data(&hub, &recorder, &mut their, their_ski).await;
+    hub.shutdown().await;
+}
+
+/// An eebus node our hub does not know dials it; our application accepts it at once
+/// (`PairingDecision::Accept`, no `approve`): both reach data exchange, data flows, and the
+/// pairing is in our trust store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_eebus_node_accepted_at_once_by_our_application() {
+    trace_from_env();
+    let recorder = Recorder::new();
+    *recorder.decision.lock().unwrap() = Some(PairingDecision::Accept);
+    let trust = Arc::new(MemoryTrustStore::default());
+    let mut config = loopback_config(identity("ship-hub"), OUR_SHIP_ID, &recorder);
+    config.trust_store = trust.clone();
+    let hub = start(config).await;
+    let node = eebus_node(EebusTrust::with([theirs(hub.local_ski())]));
+    let their_ski = ours(node.ski());
+    let connection = tokio::time::timeout(WAIT, node.connect(hub.local_addr()))
+        .await
+        .expect("their dial ends in time")
+        .expect("their dial reaches data exchange on our immediate acceptance");
+    let mut their = TheirSide::drive(connection);
+    wait_connected(&hub, &recorder, their_ski).await;
+    exchange_data(&hub, &recorder, &mut their, their_ski).await;
+    assert_eq!(
+        recorder.count(|s| *s == Seen::PairingRequested(their_ski)),
+        1
+    );
+    assert!(trust.get(&their_ski).unwrap().is_some(), "not stored");
     hub.shutdown().await;
 }
 

@@ -217,8 +217,18 @@ pub struct OnTerminal {
 
 impl OnTerminal {
     pub fn start(dir: &Path) -> OnTerminal {
+        Self::start_with(dir, "--no-mdns")
+    }
+
+    /// Like [`OnTerminal::start`], with mDNS on: only inside a private network namespace.
+    pub fn start_with_mdns(dir: &Path) -> OnTerminal {
+        assert_private_namespace();
+        Self::start_with(dir, "")
+    }
+
+    fn start_with(dir: &Path, flags: &str) -> OnTerminal {
         let command = format!(
-            "{BIN} --data-dir {} run --no-mdns --bind 127.0.0.1 --port 0 --json",
+            "{BIN} --data-dir {} run {flags} --bind 127.0.0.1 --port 0 --json",
             dir.display()
         );
         let mut child = Command::new("script")

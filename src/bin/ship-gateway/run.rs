@@ -143,6 +143,7 @@ async fn serve(
         log: log.clone(),
         hub: hub_cell.clone(),
         prompt,
+        auto_accept: settings.auto_accept,
         echo: settings.echo,
     });
     let discovery: Option<Arc<dyn Discovery>> = if settings.mdns {
