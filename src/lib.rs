@@ -18,6 +18,7 @@ pub mod conformance;
 pub mod discovery;
 pub mod hub;
 pub mod identity;
+pub mod pairing_service;
 pub mod protocol;
 mod safe_file;
 pub mod ship_id;
