@@ -1132,14 +1132,20 @@ mod pairing_records {
     fn our_request_is_verified_by_their_receiver_once() {
         let pairs = our_signed(Nonce::random(), SECRET).to_pairs();
         let parsed = PairingAnnouncement::from_pairs(&pairs).expect("their reader takes ours");
-        assert_eq!(parsed.to_pairs(), pairs, "their writer gives back our record");
+        assert_eq!(
+            parsed.to_pairs(),
+            pairs,
+            "their writer gives back our record"
+        );
         let (a, z) = fingerprints();
         let mut theirs = TheirReceiver::new(
             DEV_A_ID,
             their_fp(a),
             TheirSecret::from_hex(SECRET).unwrap(),
         );
-        let request = theirs.evaluate(&pairs).expect("their receiver accepts ours");
+        let request = theirs
+            .evaluate(&pairs)
+            .expect("their receiver accepts ours");
         assert_eq!(request.trust_par, their_fp(z));
         assert_eq!(theirs.evaluate(&pairs), Err(PairingError::Replay));
         let wrong = our_signed(Nonce::random(), "11111111111111111111111111111111").to_pairs();

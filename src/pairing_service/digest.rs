@@ -60,7 +60,7 @@ impl PairingSecret {
             .bytes()
             .filter(|b| !b.is_ascii_whitespace() && *b != b'-')
             .collect();
-        if digits.len() % 2 != 0 {
+        if !digits.len().is_multiple_of(2) {
             return Err(SecretError::NotHex);
         }
         let mut bytes = Vec::with_capacity(digits.len() / 2);

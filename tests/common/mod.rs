@@ -25,6 +25,8 @@ pub enum Seen {
     ShipId(Ski, ShipId),
     /// The visible services, by SKI.
     Visible(Vec<Ski>),
+    /// A SHIP Pairing Service event.
+    PairingService(ship_hub::hub::PairingServiceEvent),
 }
 
 /// Records every callback, with the (virtual) time it arrived.
@@ -108,6 +110,9 @@ impl Callbacks for Recorder {
     }
     fn visible_services_changed(&self, services: &[ship_hub::discovery::VisibleService]) {
         self.push(Seen::Visible(services.iter().map(|s| s.ski).collect()));
+    }
+    fn pairing_service(&self, event: &ship_hub::hub::PairingServiceEvent) {
+        self.push(Seen::PairingService(event.clone()));
     }
 }
 
