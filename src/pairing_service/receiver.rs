@@ -8,12 +8,12 @@
 //!    managers each sees the other's).
 //! 2. The record is parsed ([`Refusal::Record`]); a `forPar` that is not our certificate's
 //!    fingerprint is [`Refusal::NotForThisNode`] too.
-//! 3. §4.3: while the control unit paired through the service is in SHIP message exchange, or
+//! 3. A digest already honoured is [`Refusal::Replay`] (no HMAC computed).
+//! 4. §4.3: while the control unit paired through the service is in SHIP message exchange, or
 //!    was within the last [`ReceiverConfig::replaceable_after`] (15 minutes), no request is
 //!    processed ([`Refusal::Busy`]). A working pairing cannot be taken over by a captured
 //!    announcement; a broken control unit can be replaced once it has been unreachable that
 //!    long.
-//! 4. A digest already honoured is [`Refusal::Replay`] (no HMAC computed).
 //! 5. The HMAC is verified in constant time ([`Refusal::DigestMismatch`]); only a verified
 //!    digest enters the replay guard.
 //! 6. A request naming our own certificate as the one to trust is [`Refusal::OwnCertificate`].
@@ -160,6 +160,9 @@ impl Receiver {
         if signed.request.for_fingerprint != self.config.own_fingerprint {
             return Err(Refusal::NotForThisNode);
         }
+        if self.guard.contains(&signed.digest) {
+            return Err(Refusal::Replay);
+        }
         let busy = match unit {
             UnitReachability::NoUnit => false,
             UnitReachability::Connected => true,
@@ -171,9 +174,6 @@ impl Receiver {
             return Err(Refusal::Busy {
                 after: self.config.replaceable_after,
             });
-        }
-        if self.guard.contains(&signed.digest) {
-            return Err(Refusal::Replay);
         }
         if !verify(&signed, &self.config.secret) {
             return Err(Refusal::DigestMismatch);
@@ -294,6 +294,23 @@ mod tests {
         assert_eq!(
             r.evaluate(props(&pairs), UnitReachability::LastExchange(last), T0),
             Ok(request)
+        );
+    }
+
+    /// A replay is named a replay even while the unit is connected (the guard is checked
+    /// first; it costs no HMAC).
+    #[test]
+    fn a_replay_is_reported_as_such_while_the_unit_is_connected() {
+        let (request, secret) = annex_a();
+        let pairs = sign(&request, &secret).to_pairs();
+        let mut r = receiver();
+        assert!(
+            r.evaluate(props(&pairs), UnitReachability::NoUnit, T0)
+                .is_ok()
+        );
+        assert_eq!(
+            r.evaluate(props(&pairs), UnitReachability::Connected, T0),
+            Err(Refusal::Replay)
         );
     }
 
