@@ -276,3 +276,46 @@ fn send_needs_a_running_gateway_and_a_json_payload() {
         "not JSON",
     );
 }
+
+/// `--pairing-secret-file` (the SHIP Pairing Service): a missing file, a file that is not a hex
+/// secret, and a good one without mDNS are each one-line errors naming the file (never its
+/// content), and the gateway does not start.
+#[test]
+fn a_bad_pairing_secret_file_is_a_one_line_error() {
+    let tmp = tempdir();
+    let dir = tmp.path().join("data");
+    let missing = tmp.path().join("no-such-secret");
+    let bad = tmp.path().join("bad-secret");
+    std::fs::write(&bad, "not hex: s3cr3t-value\n").unwrap();
+    let good = tmp.path().join("secret");
+    std::fs::write(&good, "7A37DCF81BDB50F8E92CFA4160CCB3DE\n").unwrap();
+    for (file, needle) in [
+        (&missing, "no-such-secret"),
+        (&bad, "not hexadecimal"),
+        (&good, "needs mDNS"),
+    ] {
+        let output = run_command(
+            &dir,
+            &[],
+            &["--pairing-secret-file", file.to_str().unwrap()],
+        )
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+        assert_one_line_error(&output, 1, needle);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(file.file_name().unwrap().to_str().unwrap()),
+            "{stderr}"
+        );
+        assert!(
+            !stderr.contains("s3cr3t") && !stderr.contains("7A37DC"),
+            "{stderr}"
+        );
+        assert!(
+            output.stdout.is_empty(),
+            "the gateway started: {:?}",
+            stdout(&output)
+        );
+    }
+}

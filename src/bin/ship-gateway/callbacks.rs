@@ -5,7 +5,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
 
 use ship_hub::discovery::VisibleService;
-use ship_hub::hub::{Callbacks, Delivery, DisconnectReason, Hub, PairingRequest, StateDetail};
+use ship_hub::hub::{
+    Callbacks, Delivery, DisconnectReason, Hub, PairingRequest, PairingServiceEvent, StateDetail,
+};
 use ship_hub::protocol::ConnectionState;
 use ship_hub::transport::TlsSuite;
 use ship_hub::{ShipId, Ski};
@@ -139,5 +141,37 @@ impl Callbacks for GatewayCallbacks {
             ski: ski.to_string(),
             ship_id: ship_id.to_string(),
         });
+    }
+
+    fn pairing_service(&self, event: &PairingServiceEvent) {
+        let event = match event {
+            PairingServiceEvent::PairedByService {
+                ski,
+                ship_id,
+                displaced,
+            } => Event::PairedByService {
+                ski: ski.to_string(),
+                ship_id: ship_id.to_string(),
+                displaced: displaced.map(|d| d.to_string()),
+            },
+            PairingServiceEvent::RequestAccepted {
+                instance,
+                ship_id,
+                fingerprint,
+            } => Event::PairingServiceRequest {
+                instance: instance.clone(),
+                ship_id: ship_id.to_string(),
+                fingerprint: fingerprint.to_string(),
+            },
+            PairingServiceEvent::RequestRefused { instance, error } => {
+                Event::PairingServiceRefused {
+                    instance: instance.clone(),
+                    reason: error.to_string(),
+                }
+            }
+            // The gateway never asks to be paired itself.
+            _ => return,
+        };
+        self.log.emit(event);
     }
 }
