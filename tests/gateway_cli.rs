@@ -30,6 +30,14 @@ fn ski_creates_the_identity_once_and_prints_the_same_ski_every_time() {
     assert_ok(&json);
     let value: Value = serde_json::from_str(&stdout(&json)).unwrap();
     assert_eq!(value["ski"], first.as_str());
+    // The certificate's fingerprint, for the SHIP Pairing Service: SHA-256 of cert.pem's DER.
+    let identity = ship_hub::identity::Identity::load(&dir).unwrap();
+    assert_eq!(
+        value["fingerprint"],
+        ship_hub::pairing_service::Fingerprint::of_certificate(identity.certificate_der())
+            .to_string()
+            .as_str()
+    );
 }
 
 #[test]
