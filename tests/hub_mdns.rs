@@ -303,6 +303,7 @@ mod pairing_service_mdns {
             .sign(&TheirSecret::from_hex(SECRET).unwrap())
             .unwrap();
         let mut their_mdns = TheirMdns::new().expect("their mDNS");
+        let announced = std::time::Instant::now();
         their_mdns
             .announce_pairing("their-cu", &announcement, 9, &[LOOPBACK])
             .expect("their pairing announcement");
@@ -317,6 +318,7 @@ mod pairing_service_mdns {
             "{:?}",
             recorder.all()
         );
+        let verified = announced.elapsed();
         // They dial until they are in (§4.2 note 2: the control unit repeats its attempts).
         let connection = tokio::time::timeout(PATIENCE, async {
             loop {
@@ -346,6 +348,11 @@ mod pairing_service_mdns {
                 .await,
             "{:?}",
             recorder.all()
+        );
+        eprintln!(
+            "pairing service over mDNS: request verified {verified:?} and unit connected {:?} \
+             after their announcement",
+            announced.elapsed()
         );
         assert!(recorder.all().iter().any(|s| matches!(
             event(s),
