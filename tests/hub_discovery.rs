@@ -678,6 +678,59 @@ mod pairing_service {
         });
     }
 
+    /// The replay guard survives a restart when the application persists
+    /// `Hub::pairing_replay_history` and passes it back as `AcceptRequests::replay_history`:
+    /// the record honoured in the first run is refused as a replay in the second.
+    #[test]
+    fn the_replay_guard_survives_a_restart_with_the_history_restored() {
+        paused_runtime().block_on(async {
+            let (net, mdns) = (MemoryLan::new(), InMemoryLan::new());
+            let em_id = identity("em");
+            let em_key = em_id.clone();
+            let em = energy_manager(&net, &mdns, em_id.clone()).await;
+            let original = record(&em_key, &identity("unit"), &secret(), "unit");
+            mdns.inject_pairing(original.clone());
+            assert!(
+                em.recorder
+                    .wait_for(WAIT, |s| matches!(
+                        s,
+                        Seen::PairingService(PairingServiceEvent::RequestAccepted { .. })
+                    ))
+                    .await
+            );
+            let history = em.hub.pairing_replay_history();
+            assert_eq!(history.len(), 1);
+            em.hub.shutdown().await;
+            mdns.expire_pairing(&original.instance);
+
+            // Second run, same identity, history restored.
+            let recorder = Recorder::new();
+            let mut config = lan_config(&net, 1, em_id, &recorder);
+            let ski = em_key.ski();
+            config.discovery = Some(Arc::new(mdns.attach(ski, vec![lan_addr(1).ip()])));
+            let mut accept = AcceptRequests::new(secret());
+            accept.replay_history = history;
+            config.pairing_service.accept = Some(accept);
+            let hub = start(config).await;
+            mdns.inject_pairing(original);
+            assert!(
+                recorder
+                    .wait_for(WAIT, |s| refused(s) == Some(Refusal::Replay))
+                    .await,
+                "{:?}",
+                recorder.all()
+            );
+            assert_eq!(
+                recorder.count(|s| matches!(
+                    s,
+                    Seen::PairingService(PairingServiceEvent::RequestAccepted { .. })
+                )),
+                0
+            );
+            hub.shutdown().await;
+        });
+    }
+
     /// A device with the wrong secret is refused (reported as a digest mismatch) and never
     /// trusted; its connection attempts stay those of a stranger.
     #[test]

@@ -430,6 +430,18 @@ impl Hub {
             .is_some_and(super::pairing_service::ServiceState::announcing)
     }
 
+    /// The digests of the SHIP Pairing Service requests this hub honoured, oldest first (at
+    /// most [`crate::hub::AcceptRequests::replay_capacity`]): persist it after each
+    /// [`crate::hub::PairingServiceEvent::RequestAccepted`] and restore it with
+    /// [`crate::hub::AcceptRequests::replay_history`], so that the replay guard survives a
+    /// restart.
+    pub fn pairing_replay_history(&self) -> Vec<[u8; 32]> {
+        self.shared.pairing_service.as_ref().map_or_else(
+            Vec::new,
+            super::pairing_service::ServiceState::replay_history,
+        )
+    }
+
     /// This hub's SKI.
     pub fn local_ski(&self) -> Ski {
         self.shared.local_ski

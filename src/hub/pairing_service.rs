@@ -38,8 +38,8 @@ use super::trust::PairedPeer;
 use crate::discovery::{PairingAnnouncement, PairingEvent, PairingSighting};
 use crate::pairing_service::{
     DEFAULT_REPLACEABLE_AFTER, DEFAULT_REPLAY_CAPACITY, DEFAULT_SETTLE_AFTER, Fingerprint, Nonce,
-    PairingRequest, PairingSecret, Receiver, ReceiverConfig, Refusal, Requester, UnitReachability,
-    sign,
+    PairingRequest, PairingSecret, Receiver, ReceiverConfig, Refusal, ReplayGuard, Requester,
+    UnitReachability, sign,
 };
 use crate::{ShipId, Ski};
 
@@ -60,8 +60,13 @@ pub struct AcceptRequests {
     /// The secret printed with this device.
     pub secret: PairingSecret,
     /// Honoured digests remembered against replays. Default 64 (the specification asks for at
-    /// least 10). In memory: see `docs/pairing.md` for what a restart means.
+    /// least 10).
     pub replay_capacity: usize,
+    /// The digests honoured in earlier runs, oldest first, as
+    /// [`crate::hub::Hub::pairing_replay_history`] gave them: persist that after each
+    /// [`PairingServiceEvent::RequestAccepted`] and pass it back here, so that a recorded
+    /// announcement is refused after a restart too. Default: empty.
+    pub replay_history: Vec<[u8; 32]>,
     /// How long the control unit paired through the service must have been out of SHIP message
     /// exchange before another request is processed. Default 15 min.
     pub replaceable_after: Duration,
@@ -81,6 +86,7 @@ impl AcceptRequests {
         AcceptRequests {
             secret,
             replay_capacity: DEFAULT_REPLAY_CAPACITY,
+            replay_history: Vec::new(),
             replaceable_after: DEFAULT_REPLACEABLE_AFTER,
             max_tracked_requests: 64,
             refusal_report_interval: Duration::from_secs(1),
@@ -255,8 +261,12 @@ pub(crate) fn prepare(config: &HubConfig, local_ski: Ski) -> Result<Prepared, Hu
                 .into_iter()
                 .find(|p| p.paired_by_service)
                 .map(|p| p.ski);
+            let guard = ReplayGuard::from_entries(
+                accept.replay_history.iter().copied(),
+                accept.replay_capacity,
+            );
             Some(Mutex::new(AcceptState {
-                receiver: Receiver::new(receiver_config),
+                receiver: Receiver::new(receiver_config).with_guard(guard),
                 config: accept.clone(),
                 pending: None,
                 unit,
@@ -350,6 +360,13 @@ impl Prepared {
 impl ServiceState {
     fn now(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    /// The replay guard's digests, oldest first (empty without the energy-manager side).
+    pub(crate) fn replay_history(&self) -> Vec<[u8; 32]> {
+        self.accept.as_ref().map_or_else(Vec::new, |accept| {
+            lock(accept).receiver.guard().entries().copied().collect()
+        })
     }
 
     /// Whether our own request is on the air.
