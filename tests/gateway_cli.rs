@@ -327,3 +327,25 @@ fn a_bad_pairing_secret_file_is_a_one_line_error() {
         );
     }
 }
+
+/// A corrupt SHIP Pairing Service replay guard (`pairing-replay` in the data directory) is a
+/// one-line error naming the file, not an empty guard (which would let a recorded announcement
+/// be honoured again).
+#[test]
+fn a_corrupt_pairing_replay_file_is_a_one_line_error() {
+    let tmp = tempdir();
+    let dir = tmp.path().join("data");
+    ski_of(&dir);
+    std::fs::write(dir.join("pairing-replay"), "not a digest\n").unwrap();
+    let secret = tmp.path().join("secret");
+    std::fs::write(&secret, "7A37DCF81BDB50F8E92CFA4160CCB3DE\n").unwrap();
+    let output = run_command(
+        &dir,
+        &[],
+        &["--pairing-secret-file", secret.to_str().unwrap()],
+    )
+    .stdin(std::process::Stdio::null())
+    .output()
+    .unwrap();
+    assert_one_line_error(&output, 1, "pairing-replay");
+}

@@ -625,6 +625,10 @@ async fn the_gateway_pairs_a_device_through_the_pairing_service_over_mdns() {
     });
     assert_eq!(paired["ship_id"], "psvc-gateway-device");
     assert!(paired["displaced"].is_null());
+    // The replay guard is kept in the data directory: one honoured digest.
+    let replay = std::fs::read_to_string(dir.join("pairing-replay")).expect("pairing-replay");
+    assert_eq!(replay.lines().count(), 1, "{replay:?}");
+    assert_eq!(replay.trim().len(), 64);
     tokio::task::block_in_place(|| {
         wait_for("connected", &|v| {
             v["event"] == "connected" && v["ski"] == device_hex.as_str()

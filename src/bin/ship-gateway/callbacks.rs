@@ -24,6 +24,8 @@ pub(crate) struct GatewayCallbacks {
     pub(crate) prompt: Option<mpsc::Sender<PairingPrompt>>,
     /// Answer every data message with the same payload (test aid).
     pub(crate) echo: bool,
+    /// Where the SHIP Pairing Service's replay guard is stored after each accepted request.
+    pub(crate) replay_file: Option<std::path::PathBuf>,
 }
 
 impl GatewayCallbacks {
@@ -47,6 +49,26 @@ impl GatewayCallbacks {
             .find(|c| c.state == ConnectionState::Completed && !c.closing)
             .or_else(|| connections.iter().find(|c| !c.closing))
             .and_then(|c| c.tls_suite)
+    }
+}
+
+impl GatewayCallbacks {
+    /// Persists the Pairing Service's replay guard; a failure is a warning (the guard in memory
+    /// still holds until the next restart).
+    fn store_replay_history(&self) {
+        let (Some(path), Some(hub)) = (&self.replay_file, self.hub.get()) else {
+            return;
+        };
+        if let Err(error) =
+            crate::data_dir::store_replay_history(path, &hub.pairing_replay_history())
+        {
+            self.log.emit(Event::Warning {
+                message: format!(
+                    "cannot store the pairing replay guard {}: {error}",
+                    path.display()
+                ),
+            });
+        }
     }
 }
 
@@ -158,11 +180,14 @@ impl Callbacks for GatewayCallbacks {
                 instance,
                 ship_id,
                 fingerprint,
-            } => Event::PairingServiceRequest {
-                instance: instance.clone(),
-                ship_id: ship_id.to_string(),
-                fingerprint: fingerprint.to_string(),
-            },
+            } => {
+                self.store_replay_history();
+                Event::PairingServiceRequest {
+                    instance: instance.clone(),
+                    ship_id: ship_id.to_string(),
+                    fingerprint: fingerprint.to_string(),
+                }
+            }
             PairingServiceEvent::RequestRefused { instance, error } => {
                 Event::PairingServiceRefused {
                     instance: instance.clone(),

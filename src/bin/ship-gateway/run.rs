@@ -122,19 +122,22 @@ async fn serve(
     device: DeviceInfo,
 ) -> Result<(), GatewayError> {
     let ski = identity.ski();
-    // Checked before anything starts: a bad secret file is a one-line error.
-    let pairing_secret = match &settings.pairing_secret_file {
+    // Checked before anything starts: a bad secret file (or a corrupt replay guard beside the
+    // identity) is a one-line error.
+    let (pairing_secret, replay_history) = match &settings.pairing_secret_file {
         Some(path) => {
             let secret = read_pairing_secret(path)?;
+            // The Pairing Service's replay guard, kept across restarts.
+            let history = dir.replay_history()?;
             if !settings.mdns {
                 return Err(GatewayError::Setting(format!(
                     "pairing_secret_file {} needs mDNS (the SHIP Pairing Service runs over it)",
                     path.display()
                 )));
             }
-            Some(secret)
+            (Some(secret), history)
         }
-        None => None,
+        None => (None, Vec::new()),
     };
     // Before anything is announced: a signal that arrives once `listening` is out must start the
     // phased shutdown, not kill the process.
@@ -164,6 +167,7 @@ async fn serve(
         hub: hub_cell.clone(),
         prompt,
         echo: settings.echo,
+        replay_file: pairing_secret.is_some().then(|| dir.replay_history_path()),
     });
     let discovery: Option<Arc<dyn Discovery>> = if settings.mdns {
         let mut config = MdnsConfig::new(ski);
@@ -203,7 +207,11 @@ async fn serve(
             config.websocket.max_message_size = n;
         }
         config.tls.cipher_suites = settings.tls_suites.clone();
-        config.pairing_service.accept = pairing_secret.clone().map(AcceptRequests::new);
+        config.pairing_service.accept = pairing_secret.clone().map(|secret| {
+            let mut accept = AcceptRequests::new(secret);
+            accept.replay_history = replay_history.clone();
+            accept
+        });
         match Hub::start(config).await {
             Ok(hub) => {
                 started = Some(hub);
