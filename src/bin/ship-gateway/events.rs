@@ -541,6 +541,20 @@ mod tests {
                 ship_id: h(),
             },
             Event::Warning { message: h() },
+            Event::PairedByService {
+                ski: "ab".into(),
+                ship_id: h(),
+                displaced: None,
+            },
+            Event::PairingServiceRequest {
+                instance: h(),
+                ship_id: h(),
+                fingerprint: "AB".into(),
+            },
+            Event::PairingServiceRefused {
+                instance: h(),
+                reason: h(),
+            },
         ]
     }
 
