@@ -1,6 +1,6 @@
-//! The SHIP Pairing Service in the hub, both roles, over the hub's [`Discovery`]
-//! (`docs/pairing.md`, "The SHIP Pairing Service"; the sans-IO rules are in
-//! [`crate::pairing_service`]).
+//! The SHIP Pairing Service in the hub, both roles, over the hub's
+//! [`Discovery`](crate::discovery::Discovery) (`docs/pairing.md`, "The SHIP Pairing Service";
+//! the sans-IO rules are in [`crate::pairing_service`]).
 //!
 //! * **Energy-manager side** ([`AcceptRequests`]): the hub browses `_shippairing._tcp` and
 //!   evaluates every request for it with the secret printed with this device. A verified request
