@@ -19,6 +19,7 @@ pub mod conformance;
 pub mod discovery;
 pub mod hub;
 pub mod identity;
+pub mod pairing_service;
 pub mod protocol;
 pub mod qr;
 mod safe_file;

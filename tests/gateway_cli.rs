@@ -30,6 +30,14 @@ fn ski_creates_the_identity_once_and_prints_the_same_ski_every_time() {
     assert_ok(&json);
     let value: Value = serde_json::from_str(&stdout(&json)).unwrap();
     assert_eq!(value["ski"], first.as_str());
+    // The certificate's fingerprint, for the SHIP Pairing Service: SHA-256 of cert.pem's DER.
+    let identity = ship_hub::identity::Identity::load(&dir).unwrap();
+    assert_eq!(
+        value["fingerprint"],
+        ship_hub::pairing_service::Fingerprint::of_certificate(identity.certificate_der())
+            .to_string()
+            .as_str()
+    );
 }
 
 #[test]
@@ -492,4 +500,69 @@ fn pair_from_a_qr_code_on_stdin() {
     let rows: Value = serde_json::from_str(&stdout(&list)).unwrap();
     assert_eq!(rows[0]["ski"], OTHER_SKI);
     assert_eq!(rows[0]["ship_id"], "i:1_u:from-stdin");
+}
+
+/// `--pairing-secret-file` (the SHIP Pairing Service): a missing file, a file that is not a hex
+/// secret, and a good one without mDNS are each one-line errors naming the file (never its
+/// content), and the gateway does not start.
+#[test]
+fn a_bad_pairing_secret_file_is_a_one_line_error() {
+    let tmp = tempdir();
+    let dir = tmp.path().join("data");
+    let missing = tmp.path().join("no-such-secret");
+    let bad = tmp.path().join("bad-secret");
+    std::fs::write(&bad, "not hex: s3cr3t-value\n").unwrap();
+    let good = tmp.path().join("secret");
+    std::fs::write(&good, "7A37DCF81BDB50F8E92CFA4160CCB3DE\n").unwrap();
+    for (file, needle) in [
+        (&missing, "no-such-secret"),
+        (&bad, "not hexadecimal"),
+        (&good, "needs mDNS"),
+    ] {
+        let output = run_command(
+            &dir,
+            &[],
+            &["--pairing-secret-file", file.to_str().unwrap()],
+        )
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+        assert_one_line_error(&output, 1, needle);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(file.file_name().unwrap().to_str().unwrap()),
+            "{stderr}"
+        );
+        assert!(
+            !stderr.contains("s3cr3t") && !stderr.contains("7A37DC"),
+            "{stderr}"
+        );
+        assert!(
+            output.stdout.is_empty(),
+            "the gateway started: {:?}",
+            stdout(&output)
+        );
+    }
+}
+
+/// A corrupt SHIP Pairing Service replay guard (`pairing-replay` in the data directory) is a
+/// one-line error naming the file, not an empty guard (which would let a recorded announcement
+/// be honoured again).
+#[test]
+fn a_corrupt_pairing_replay_file_is_a_one_line_error() {
+    let tmp = tempdir();
+    let dir = tmp.path().join("data");
+    ski_of(&dir);
+    std::fs::write(dir.join("pairing-replay"), "not a digest\n").unwrap();
+    let secret = tmp.path().join("secret");
+    std::fs::write(&secret, "7A37DCF81BDB50F8E92CFA4160CCB3DE\n").unwrap();
+    let output = run_command(
+        &dir,
+        &[],
+        &["--pairing-secret-file", secret.to_str().unwrap()],
+    )
+    .stdin(std::process::Stdio::null())
+    .output()
+    .unwrap();
+    assert_one_line_error(&output, 1, "pairing-replay");
 }

@@ -447,3 +447,449 @@ fn silent_fakes_announced_after_the_paired_peer_do_not_delay_it() {
 
 #[path = "hub_discovery/pairing_decision.rs"]
 mod pairing_decision;
+
+// ---- The SHIP Pairing Service, both roles, on the in-memory LAN ----------------------------
+
+mod pairing_service {
+    use super::*;
+    use ship_hub::discovery::PairingSighting;
+    use ship_hub::hub::{AcceptRequests, PairingServiceEvent, RequestPairing};
+    use ship_hub::identity::Identity;
+    use ship_hub::pairing_service::{
+        Fingerprint, Nonce, PairingRequest, PairingSecret, Refusal, sign,
+    };
+
+    const SECRET: &str = "7A37DCF81BDB50F8E92CFA4160CCB3DE";
+    const WAIT: Duration = Duration::from_secs(30);
+
+    fn secret() -> PairingSecret {
+        PairingSecret::from_hex(SECRET).unwrap()
+    }
+
+    fn fingerprint(identity: &Identity) -> Fingerprint {
+        Fingerprint::of_certificate(identity.certificate_der())
+    }
+
+    struct Node {
+        hub: ship_hub::hub::Hub,
+        recorder: Arc<Recorder>,
+        ski: Ski,
+        trust: Arc<MemoryTrustStore>,
+    }
+
+    /// The energy manager at 10.0.0.1 with the printed secret.
+    async fn energy_manager(net: &MemoryLan, mdns: &InMemoryLan, id: Identity) -> Node {
+        let ski = id.ski();
+        let recorder = Recorder::new();
+        let trust = Arc::new(MemoryTrustStore::default());
+        let mut config = lan_config(net, 1, id, &recorder);
+        config.discovery = Some(Arc::new(mdns.attach(ski, vec![lan_addr(1).ip()])));
+        config.trust_store = trust.clone();
+        config.pairing_service.accept = Some(AcceptRequests::new(secret()));
+        Node {
+            hub: start(config).await,
+            recorder,
+            ski,
+            trust,
+        }
+    }
+
+    /// A device at 10.0.0.`host` asking the energy manager `em` to trust it.
+    async fn device(
+        net: &MemoryLan,
+        mdns: &InMemoryLan,
+        host: u8,
+        id: Identity,
+        em: &Identity,
+        secret: PairingSecret,
+    ) -> Node {
+        let ski = id.ski();
+        let recorder = Recorder::new();
+        let trust = Arc::new(MemoryTrustStore::default());
+        let mut config = lan_config(net, host, id, &recorder);
+        config.discovery = Some(Arc::new(mdns.attach(ski, vec![lan_addr(host).ip()])));
+        config.trust_store = trust.clone();
+        config.pairing_service.request = Some(RequestPairing::new(
+            ShipId::new("test-node-1").unwrap(),
+            em.ski(),
+            fingerprint(em),
+            secret,
+        ));
+        Node {
+            hub: start(config).await,
+            recorder,
+            ski,
+            trust,
+        }
+    }
+
+    fn paired_by_service(seen: &Seen, ski: Ski) -> bool {
+        matches!(seen, Seen::PairingService(PairingServiceEvent::PairedByService { ski: s, .. }) if *s == ski)
+    }
+
+    fn refused(seen: &Seen) -> Option<Refusal> {
+        match seen {
+            Seen::PairingService(PairingServiceEvent::RequestRefused { error, .. }) => {
+                Some(error.clone())
+            }
+            _ => None,
+        }
+    }
+
+    /// A signed record for the energy manager `em` (SHIP ID `test-node-1`) asking it to trust
+    /// `trusted`, as a sighting under `instance`.
+    fn record(
+        em: &Identity,
+        trusted: &Identity,
+        secret: &PairingSecret,
+        instance: &str,
+    ) -> PairingSighting {
+        let signed = sign(
+            &PairingRequest::new(
+                ShipId::new("test-node-1").unwrap(),
+                fingerprint(em),
+                ShipId::new("some-unit").unwrap(),
+                fingerprint(trusted),
+                Nonce::random(),
+            ),
+            secret,
+        );
+        sighting(instance, &signed.to_pairs())
+    }
+
+    fn sighting(instance: &str, pairs: &[(String, String)]) -> PairingSighting {
+        PairingSighting::new(
+            format!("{instance}._shippairing._tcp.local."),
+            pairs.iter().map(|(k, v)| (k.as_str(), Some(v.as_bytes()))),
+        )
+    }
+
+    /// Done means: two ship-hub nodes pair through the Pairing Service, no `pair` command on
+    /// the energy manager: the device announces, the energy manager verifies and trusts the
+    /// device's certificate when it connects (stored, flagged), both reach data exchange, and
+    /// the device's request is withdrawn once the connection has held 15 minutes.
+    #[test]
+    fn two_hubs_pair_through_the_pairing_service_and_the_request_settles() {
+        paused_runtime().block_on(async {
+            let (net, mdns) = (MemoryLan::new(), InMemoryLan::new());
+            let (em_id, dev_id) = (identity("em"), identity("device"));
+            let em_key = em_id.clone();
+            let em = energy_manager(&net, &mdns, em_id).await;
+            let dev = device(&net, &mdns, 2, dev_id, &em_key, secret()).await;
+            assert!(dev.hub.pairing_request_announced());
+            assert_eq!(mdns.pairing_instances().len(), 1);
+
+            assert!(
+                em.recorder
+                    .wait_for(WAIT, |s| paired_by_service(s, dev.ski))
+                    .await,
+                "{:?}",
+                em.recorder.all()
+            );
+            assert!(
+                em.recorder
+                    .wait_for(WAIT, |s| *s == Seen::Connected(dev.ski))
+                    .await
+            );
+            assert!(
+                dev.recorder
+                    .wait_for(WAIT, |s| *s == Seen::Connected(em.ski))
+                    .await
+            );
+            let stored = em.trust.get(&dev.ski).unwrap().expect("stored as paired");
+            assert!(stored.paired_by_service);
+            assert!(dev.trust.get(&em.ski).unwrap().is_some());
+            em.hub
+                .send_data(dev.ski, br#"{"via":"pairing service"}"#)
+                .unwrap();
+            assert!(
+                dev.recorder
+                    .wait_for(WAIT, |s| *s
+                        == Seen::Data(em.ski, br#"{"via":"pairing service"}"#.to_vec()))
+                    .await
+            );
+
+            // Still announced before 15 minutes, withdrawn after.
+            tokio::time::sleep(Duration::from_secs(14 * 60)).await;
+            assert!(dev.hub.pairing_request_announced());
+            assert!(
+                dev.recorder
+                    .wait_for(Duration::from_secs(120), |s| *s
+                        == Seen::PairingService(PairingServiceEvent::RequestSettled))
+                    .await
+            );
+            assert!(!dev.hub.pairing_request_announced());
+            assert!(
+                mdns.pairing_instances().is_empty(),
+                "withdrawn from the LAN"
+            );
+            assert_eq!(
+                em.recorder.count(|s| matches!(s, Seen::Disconnected(..))),
+                0
+            );
+            dev.hub.shutdown().await;
+            em.hub.shutdown().await;
+        });
+    }
+
+    /// A verified record honoured once; the same record announced again (under another
+    /// instance) is refused as a replay and trusts nothing more.
+    #[test]
+    fn a_replayed_announcement_is_refused() {
+        paused_runtime().block_on(async {
+            let (net, mdns) = (MemoryLan::new(), InMemoryLan::new());
+            let em_id = identity("em");
+            let em_key = em_id.clone();
+            let em = energy_manager(&net, &mdns, em_id).await;
+            let unit = identity("unit");
+            let original = record(&em_key, &unit, &secret(), "unit");
+            mdns.inject_pairing(original.clone());
+            assert!(
+                em.recorder
+                    .wait_for(WAIT, |s| matches!(
+                        s,
+                        Seen::PairingService(PairingServiceEvent::RequestAccepted { .. })
+                    ))
+                    .await
+            );
+            mdns.expire_pairing(&original.instance);
+            let mut replay = original.clone();
+            replay.instance = "captured._shippairing._tcp.local.".into();
+            mdns.inject_pairing(replay);
+            assert!(
+                em.recorder
+                    .wait_for(WAIT, |s| refused(s) == Some(Refusal::Replay))
+                    .await,
+                "{:?}",
+                em.recorder.all()
+            );
+            // The very same instance re-announcing after a withdrawal: a replay too.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            mdns.inject_pairing(original);
+            assert!(
+                em.recorder
+                    .wait_for(WAIT, |s| refused(s) == Some(Refusal::Replay))
+                    .await
+            );
+            assert_eq!(
+                em.recorder.count(|s| matches!(
+                    s,
+                    Seen::PairingService(PairingServiceEvent::RequestAccepted { .. })
+                )),
+                1
+            );
+            em.hub.shutdown().await;
+        });
+    }
+
+    /// The replay guard survives a restart when the application persists
+    /// `Hub::pairing_replay_history` and passes it back as `AcceptRequests::replay_history`:
+    /// the record honoured in the first run is refused as a replay in the second.
+    #[test]
+    fn the_replay_guard_survives_a_restart_with_the_history_restored() {
+        paused_runtime().block_on(async {
+            let (net, mdns) = (MemoryLan::new(), InMemoryLan::new());
+            let em_id = identity("em");
+            let em_key = em_id.clone();
+            let em = energy_manager(&net, &mdns, em_id.clone()).await;
+            let original = record(&em_key, &identity("unit"), &secret(), "unit");
+            mdns.inject_pairing(original.clone());
+            assert!(
+                em.recorder
+                    .wait_for(WAIT, |s| matches!(
+                        s,
+                        Seen::PairingService(PairingServiceEvent::RequestAccepted { .. })
+                    ))
+                    .await
+            );
+            let history = em.hub.pairing_replay_history();
+            assert_eq!(history.len(), 1);
+            em.hub.shutdown().await;
+            mdns.expire_pairing(&original.instance);
+
+            // Second run, same identity, history restored.
+            let recorder = Recorder::new();
+            let mut config = lan_config(&net, 1, em_id, &recorder);
+            let ski = em_key.ski();
+            config.discovery = Some(Arc::new(mdns.attach(ski, vec![lan_addr(1).ip()])));
+            let mut accept = AcceptRequests::new(secret());
+            accept.replay_history = history;
+            config.pairing_service.accept = Some(accept);
+            let hub = start(config).await;
+            mdns.inject_pairing(original);
+            assert!(
+                recorder
+                    .wait_for(WAIT, |s| refused(s) == Some(Refusal::Replay))
+                    .await,
+                "{:?}",
+                recorder.all()
+            );
+            assert_eq!(
+                recorder.count(|s| matches!(
+                    s,
+                    Seen::PairingService(PairingServiceEvent::RequestAccepted { .. })
+                )),
+                0
+            );
+            hub.shutdown().await;
+        });
+    }
+
+    /// A device with the wrong secret is refused (reported as a digest mismatch) and never
+    /// trusted; its connection attempts stay those of a stranger.
+    #[test]
+    fn a_device_with_the_wrong_secret_is_not_trusted() {
+        paused_runtime().block_on(async {
+            let (net, mdns) = (MemoryLan::new(), InMemoryLan::new());
+            let (em_id, dev_id) = (identity("em"), identity("device"));
+            let em_key = em_id.clone();
+            let em = energy_manager(&net, &mdns, em_id).await;
+            let wrong = PairingSecret::from_hex("00112233445566778899AABBCCDDEEFF").unwrap();
+            let dev = device(&net, &mdns, 2, dev_id, &em_key, wrong).await;
+            assert!(
+                em.recorder
+                    .wait_for(WAIT, |s| refused(s) == Some(Refusal::DigestMismatch))
+                    .await,
+                "{:?}",
+                em.recorder.all()
+            );
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            assert!(em.trust.get(&dev.ski).unwrap().is_none());
+            assert_eq!(em.recorder.count(|s| *s == Seen::Connected(dev.ski)), 0);
+            dev.hub.shutdown().await;
+            em.hub.shutdown().await;
+        });
+    }
+
+    /// Hostile input: 2,000 announcements (malformed, huge, wrong digest, for other nodes)
+    /// while a peer paired through the service is connected: the peer keeps being served,
+    /// nothing is trusted, and the application hears at most one refusal per second.
+    #[test]
+    fn a_flood_of_bad_announcements_costs_the_paired_peer_nothing() {
+        paused_runtime().block_on(async {
+            let (net, mdns) = (MemoryLan::new(), InMemoryLan::new());
+            let (em_id, dev_id) = (identity("em"), identity("device"));
+            let em_key = em_id.clone();
+            let em = energy_manager(&net, &mdns, em_id).await;
+            let dev = device(&net, &mdns, 2, dev_id, &em_key, secret()).await;
+            assert!(
+                em.recorder
+                    .wait_for(WAIT, |s| *s == Seen::Connected(dev.ski))
+                    .await
+            );
+            let stranger = identity("stranger");
+            let wrong = PairingSecret::from_hex("FF").unwrap();
+            let started = tokio::time::Instant::now();
+            for i in 0..2000u32 {
+                let mut pairs = record(&em_key, &stranger, &wrong, "x").properties;
+                match i % 4 {
+                    0 => {}                                                  // wrong digest
+                    1 => pairs.truncate(5),                                  // missing keys
+                    2 => pairs.push(("pad".into(), Some(vec![b'p'; 9000]))), // huge
+                    _ => pairs[2].1 = Some(b"someone-else".to_vec()),        // not for us
+                }
+                mdns.inject_pairing(PairingSighting {
+                    instance: format!("flood-{i}._shippairing._tcp.local."),
+                    properties: pairs,
+                });
+                if i % 100 == 0 {
+                    em.hub
+                        .send_data(dev.ski, format!("{{\"i\":{i}}}").as_bytes())
+                        .unwrap();
+                    tokio::task::yield_now().await;
+                }
+            }
+            assert!(
+                dev.recorder
+                    .wait_for(WAIT, |s| *s == Seen::Data(em.ski, b"{\"i\":1900}".to_vec()))
+                    .await,
+                "the paired peer is still served"
+            );
+            let elapsed = started.elapsed();
+            let reports = em.recorder.count(|s| refused(s).is_some());
+            let allowed = elapsed.as_secs() as usize + 2;
+            assert!(
+                reports <= allowed,
+                "{reports} refusals reported in {elapsed:?}"
+            );
+            assert!(
+                em.trust.load_all().unwrap().len() == 1,
+                "nothing else trusted"
+            );
+            assert_eq!(
+                em.recorder.count(|s| matches!(s, Seen::Disconnected(..))),
+                0
+            );
+            dev.hub.shutdown().await;
+            em.hub.shutdown().await;
+        });
+    }
+
+    /// The replacement rules: while the unit paired through the service is connected, or was
+    /// within 15 minutes, another device's request is refused (busy); once the unit has been
+    /// unreachable for 15 minutes the waiting request is processed, and the new device
+    /// replaces (unpairs) the old one when it connects.
+    #[test]
+    fn a_reachable_unit_is_not_replaced_and_an_unreachable_one_is_after_15_minutes() {
+        paused_runtime().block_on(async {
+            let (net, mdns) = (MemoryLan::new(), InMemoryLan::new());
+            let (em_id, old_id, new_id) = (identity("em"), identity("old"), identity("new"));
+            let em_key = em_id.clone();
+            let em = energy_manager(&net, &mdns, em_id).await;
+            let old = device(&net, &mdns, 2, old_id, &em_key, secret()).await;
+            assert!(
+                em.recorder
+                    .wait_for(WAIT, |s| *s == Seen::Connected(old.ski))
+                    .await
+            );
+            let new = device(&net, &mdns, 3, new_id, &em_key, secret()).await;
+            assert!(
+                em.recorder
+                    .wait_for(WAIT, |s| matches!(refused(s), Some(Refusal::Busy { .. })))
+                    .await,
+                "{:?}",
+                em.recorder.all()
+            );
+            // The old unit goes away; 14 minutes later the request is still not processed.
+            old.hub.shutdown().await;
+            assert!(
+                em.recorder
+                    .wait_for(
+                        WAIT,
+                        |s| matches!(s, Seen::Disconnected(ski, _) if *ski == old.ski)
+                    )
+                    .await
+            );
+            let gone = tokio::time::Instant::now();
+            tokio::time::sleep(Duration::from_secs(14 * 60)).await;
+            assert_eq!(em.recorder.count(|s| paired_by_service(s, new.ski)), 0);
+            assert!(
+                em.recorder
+                    .wait_for(Duration::from_secs(10 * 60), |s| paired_by_service(
+                        s, new.ski
+                    ))
+                    .await,
+                "{:?}",
+                em.recorder.all()
+            );
+            assert!(gone.elapsed() >= Duration::from_secs(15 * 60));
+            assert!(em.recorder.all().iter().any(|s| *s
+                == Seen::PairingService(PairingServiceEvent::PairedByService {
+                    ski: new.ski,
+                    ship_id: ShipId::new("test-node-3").unwrap(),
+                    displaced: Some(old.ski),
+                })));
+            assert!(
+                em.trust.get(&old.ski).unwrap().is_none(),
+                "the old unit is unpaired"
+            );
+            assert!(
+                em.recorder
+                    .wait_for(WAIT, |s| *s == Seen::Connected(new.ski))
+                    .await
+            );
+            new.hub.shutdown().await;
+            em.hub.shutdown().await;
+        });
+    }
+}

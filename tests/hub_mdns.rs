@@ -210,3 +210,436 @@ async fn a_paired_peer_is_connected_after_a_burst_of_10000_spoofed_services() {
     b.shutdown().await;
     a.shutdown().await;
 }
+
+// ---- The SHIP Pairing Service over real mDNS, against the eebus crate ----------------------
+
+mod pairing_service_mdns {
+    use super::*;
+    use common::Recorder;
+    use eebus::cert::{self as eebus_cert, CertParams};
+    use eebus::mdns::Mdns as TheirMdns;
+    use eebus::runtime::{Hub as TheirHub, HubEvent, Node, TrustStore as TheirTrust};
+    use eebus::ship::pairing::{
+        PairingRequest as TheirRequest, PairingSecret as TheirSecret, Receiver as TheirReceiver,
+    };
+    use eebus::ship::{ShipId as TheirShipId, ShipTxtRecord, Ski as TheirSki};
+    use eebus::tls::ShipTls as TheirTls;
+    use ship_hub::hub::{AcceptRequests, PairingServiceEvent, RequestPairing};
+    use ship_hub::pairing_service::{Fingerprint, PairingSecret, Refusal};
+    use ship_hub::{ShipId, Ski};
+    use std::net::{IpAddr, Ipv4Addr};
+    use tokio::sync::mpsc;
+
+    const SECRET: &str = "7A37DCF81BDB50F8E92CFA4160CCB3DE";
+    const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    fn theirs(ski: Ski) -> TheirSki {
+        TheirSki::from_bytes(*ski.as_bytes())
+    }
+
+    fn ours(ski: TheirSki) -> Ski {
+        Ski::from_bytes(*ski.as_bytes())
+    }
+
+    fn their_node(ship_id: &str, trust: TheirTrust) -> Node {
+        let identity = eebus_cert::self_signed(CertParams::new(ship_id)).expect("eebus identity");
+        Node::new(ship_id, TheirTls::new(identity), trust)
+    }
+
+    fn spine_engine() -> eebus::spine::Engine {
+        use eebus::model::{DeviceType, EntityType, FeatureType, Role as SpineRole};
+        use eebus::spine::{Engine, LocalDevice, LocalEntity, LocalFeature};
+        let mut device =
+            LocalDevice::new("i:46925", "their-em", DeviceType::EnergyManagementSystem)
+                .expect("a valid device address");
+        device
+            .add_entity(
+                LocalEntity::new([1], EntityType::CEM).with_feature(LocalFeature::new(
+                    1,
+                    FeatureType::Generic,
+                    SpineRole::Client,
+                )),
+            )
+            .expect("an entity");
+        Engine::new(device)
+    }
+
+    fn event(seen: &Seen) -> Option<&PairingServiceEvent> {
+        match seen {
+            Seen::PairingService(event) => Some(event),
+            _ => None,
+        }
+    }
+
+    /// Done means (energy-manager side): an eebus control unit that knows our secret announces
+    /// its request with their mDNS code and dials us; our hub, with no `pair` command, verifies
+    /// it, trusts its certificate, and both reach data exchange. Then the captured
+    /// announcement, announced again under another instance name, is refused as a replay.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs a private network namespace: run via `bash .ci/test`"]
+    async fn an_eebus_control_unit_that_knows_our_secret_becomes_trusted_over_mdns() {
+        let our_id = identity("energy-manager");
+        let our_ski = our_id.ski();
+        let our_fingerprint = Fingerprint::of_certificate(our_id.certificate_der());
+        let recorder = Recorder::new();
+        let mut config = loopback_config(our_id, "i:99999_u:our-em", &recorder);
+        config.discovery = Some(mdns(our_ski));
+        config.pairing_service.accept = Some(AcceptRequests::new(
+            PairingSecret::from_hex(SECRET).unwrap(),
+        ));
+        let hub = start(config).await;
+
+        // Their control unit: trusts our SKI (from our QR code), announces the signed request.
+        let node = their_node("i:46925_u:their-cu", TheirTrust::with([theirs(our_ski)]));
+        let their_ski = ours(node.ski());
+        let request = TheirRequest::new(
+            "i:99999_u:our-em",
+            our_fingerprint.to_string().parse().unwrap(),
+            "i:46925_u:their-cu",
+            node.fingerprint(),
+            eebus::ship::pairing::Nonce::from_bytes(rand::random()),
+        );
+        let announcement = request
+            .sign(&TheirSecret::from_hex(SECRET).unwrap())
+            .unwrap();
+        let mut their_mdns = TheirMdns::new().expect("their mDNS");
+        let announced = std::time::Instant::now();
+        their_mdns
+            .announce_pairing("their-cu", &announcement, 9, &[LOOPBACK])
+            .expect("their pairing announcement");
+
+        assert!(
+            recorder
+                .wait_for(PATIENCE, |s| matches!(
+                    event(s),
+                    Some(PairingServiceEvent::RequestAccepted { .. })
+                ))
+                .await,
+            "{:?}",
+            recorder.all()
+        );
+        let verified = announced.elapsed();
+        // They dial until they are in (§4.2 note 2: the control unit repeats its attempts).
+        let connection = tokio::time::timeout(PATIENCE, async {
+            loop {
+                match node.connect(hub.local_addr()).await {
+                    Ok(connection) => break connection,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+        })
+        .await
+        .expect("their control unit reaches data exchange");
+        assert!(connection.is_open());
+        // Their side of the link, driven as their runtime drives one (answers our control
+        // messages).
+        let mut connection = connection;
+        let driver = tokio::spawn(async move {
+            while let Ok(message) = connection.next_message().await {
+                if connection.handle_message(&message).is_err() || connection.flush().await.is_err()
+                {
+                    break;
+                }
+            }
+        });
+        assert!(
+            recorder
+                .wait_for(PATIENCE, |s| *s == Seen::Connected(their_ski))
+                .await,
+            "{:?}",
+            recorder.all()
+        );
+        eprintln!(
+            "pairing service over mDNS: request verified {verified:?} and unit connected {:?} \
+             after their announcement",
+            announced.elapsed()
+        );
+        assert!(recorder.all().iter().any(|s| matches!(
+            event(s),
+            Some(PairingServiceEvent::PairedByService { ski, displaced: None, .. }) if *ski == their_ski
+        )));
+        assert_eq!(
+            recorder.count(|s| matches!(s, Seen::PairingRequested(_))),
+            0,
+            "nobody was asked"
+        );
+
+        // Replay: the captured record, under another name.
+        their_mdns.withdraw_pairing().unwrap();
+        their_mdns
+            .announce_pairing("captured", &announcement, 9, &[LOOPBACK])
+            .expect("replayed announcement");
+        assert!(
+            recorder
+                .wait_for(PATIENCE, |s| matches!(
+                    event(s),
+                    Some(PairingServiceEvent::RequestRefused {
+                        error: Refusal::Replay,
+                        ..
+                    })
+                ))
+                .await,
+            "{:?}",
+            recorder.all()
+        );
+        driver.abort();
+        drop(their_mdns);
+        hub.shutdown().await;
+    }
+
+    /// Done means (device side): our hub, configured with an eebus energy manager's SHIP ID,
+    /// SKI, fingerprint and secret, announces its request over mDNS and dials the energy
+    /// manager it finds by its `_ship._tcp` announcement; their runtime (`accept_pairing_requests`
+    /// + `browse_pairing`) verifies our request and trusts us; both reach data exchange.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs a private network namespace: run via `bash .ci/test`"]
+    async fn our_device_side_pairs_itself_with_an_eebus_energy_manager_over_mdns() {
+        // Their energy manager.
+        let their_ship_id = "i:46925_u:their-em";
+        let node = their_node(their_ship_id, TheirTrust::default());
+        let their_ski = ours(node.ski());
+        let their_fingerprint: Fingerprint = node.fingerprint().to_string().parse().unwrap();
+        let mut their_hub = TheirHub::new(node, spine_engine());
+        their_hub.accept_pairing_requests(TheirReceiver::new(
+            their_ship_id,
+            their_hub.fingerprint(),
+            TheirSecret::from_hex(SECRET).unwrap(),
+        ));
+        let their_mdns = {
+            let mut m = TheirMdns::new().expect("their mDNS");
+            let address = their_hub
+                .listen("127.0.0.1:0")
+                .await
+                .expect("their listener");
+            let record = ShipTxtRecord::new(
+                their_ship_id.parse::<TheirShipId>().unwrap(),
+                their_hub.ski(),
+            );
+            m.announce("their-em", &record, address.port(), &[LOOPBACK])
+                .expect("their announcement");
+            m
+        };
+        their_hub
+            .browse_pairing(&their_mdns)
+            .expect("their pairing browse");
+        let (events_tx, mut their_events) = mpsc::unbounded_channel();
+        let their_loop = tokio::spawn(async move {
+            while let Ok(event) = their_hub.next().await {
+                if events_tx.send(event).is_err() {
+                    break;
+                }
+            }
+        });
+
+        // Our device.
+        let our_id = identity("device");
+        let our_ski = our_id.ski();
+        let recorder = Recorder::new();
+        let mut config = loopback_config(our_id, "i:99999_u:our-device", &recorder);
+        config.discovery = Some(mdns(our_ski));
+        config.pairing_service.request = Some(RequestPairing::new(
+            ShipId::new(their_ship_id).unwrap(),
+            their_ski,
+            their_fingerprint,
+            PairingSecret::from_hex(SECRET).unwrap(),
+        ));
+        let hub = start(config).await;
+        assert!(hub.pairing_request_announced());
+
+        let mut paired = false;
+        let mut connected = false;
+        tokio::time::timeout(PATIENCE, async {
+            while !(paired && connected) {
+                match their_events.recv().await.expect("their hub runs") {
+                    HubEvent::Paired { unit, displaced } => {
+                        assert!(displaced.is_none());
+                        assert_eq!(unit.ship_id, "i:99999_u:our-device");
+                        paired = true;
+                    }
+                    HubEvent::Connected { ski, .. } if ours(ski) == our_ski => connected = true,
+                    HubEvent::PairingRefused { error, .. } => panic!("they refused: {error}"),
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .expect("their energy manager pairs and connects us");
+        assert!(
+            recorder
+                .wait_for(PATIENCE, |s| *s == Seen::Connected(their_ski))
+                .await
+        );
+        their_loop.abort();
+        drop(their_mdns);
+        hub.shutdown().await;
+    }
+}
+
+/// Two ship-hub nodes pair through the Pairing Service over real mDNS: the device announces its
+/// request and dials the energy manager it finds; the energy manager, never told to pair,
+/// trusts it; both reach data exchange.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a private network namespace: run via `bash .ci/test`"]
+async fn two_hubs_pair_through_the_pairing_service_over_mdns() {
+    use ship_hub::hub::{AcceptRequests, PairingServiceEvent, RequestPairing};
+    use ship_hub::pairing_service::{Fingerprint, PairingSecret};
+
+    let secret = || PairingSecret::from_hex("00112233445566778899AABBCCDDEEFF").unwrap();
+    let (em_id, dev_id) = (identity("em"), identity("device"));
+    let (em_ski, dev_ski) = (em_id.ski(), dev_id.ski());
+    let em_fingerprint = Fingerprint::of_certificate(em_id.certificate_der());
+    let (rem, rdev) = (Recorder::new(), Recorder::new());
+    let mut cem = loopback_config(em_id, "psvc-em", &rem);
+    cem.discovery = Some(mdns(em_ski));
+    cem.pairing_service.accept = Some(AcceptRequests::new(secret()));
+    let mut cdev = loopback_config(dev_id, "psvc-device", &rdev);
+    cdev.discovery = Some(mdns(dev_ski));
+    cdev.pairing_service.request = Some(RequestPairing::new(
+        ship_hub::ShipId::new("psvc-em").unwrap(),
+        em_ski,
+        em_fingerprint,
+        secret(),
+    ));
+    let em = start(cem).await;
+    let dev = start(cdev).await;
+    assert!(
+        rem.wait_for(PATIENCE, |s| matches!(
+            s,
+            Seen::PairingService(PairingServiceEvent::PairedByService { ski, .. }) if *ski == dev_ski
+        ))
+        .await,
+        "{:?}",
+        rem.all()
+    );
+    assert!(
+        rem.wait_for(PATIENCE, |s| *s == Seen::Connected(dev_ski))
+            .await
+    );
+    assert!(
+        rdev.wait_for(PATIENCE, |s| *s == Seen::Connected(em_ski))
+            .await
+    );
+    dev.send_data(em_ski, br#"{"paired":"by service"}"#)
+        .unwrap();
+    assert!(
+        rem.wait_for(PATIENCE, |s| *s
+            == Seen::Data(dev_ski, br#"{"paired":"by service"}"#.to_vec()))
+            .await
+    );
+    dev.shutdown().await;
+    em.shutdown().await;
+}
+
+/// `ship-gateway run --pairing-secret-file`: a ship-hub device that knows the gateway's secret
+/// pairs itself over mDNS with no `pair` command; the gateway reports `paired_by_service` in its
+/// JSON event log, then `connected`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a private network namespace: run via `bash .ci/test`"]
+async fn the_gateway_pairs_a_device_through_the_pairing_service_over_mdns() {
+    use serde_json::Value;
+    use ship_hub::hub::RequestPairing;
+    use ship_hub::identity::Identity;
+    use ship_hub::pairing_service::{Fingerprint, PairingSecret};
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    assert_private_namespace();
+    const BIN: &str = env!("CARGO_BIN_EXE_ship-gateway");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let secret_file = tmp.path().join("pairing-secret");
+    std::fs::write(&secret_file, "0A1B2C3D4E5F60718293A4B5C6D7E8F9\n").unwrap();
+    let mut child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&dir)
+        .args([
+            "run",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--json",
+            "--no-prompt",
+        ])
+        .arg("--pairing-secret-file")
+        .arg(&secret_file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, events) = std::sync::mpsc::channel::<Value>();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx
+                .send(serde_json::from_str(&line).expect("JSON line"))
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let mut wait_for = |what: &str, f: &dyn Fn(&Value) -> bool| -> Value {
+        if let Some(v) = seen.iter().find(|v| f(v)) {
+            return Value::clone(v);
+        }
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match events.recv_timeout(left) {
+                Ok(v) => {
+                    seen.push(v.clone());
+                    if f(&v) {
+                        return v;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!("no {what} from the gateway; saw {seen:#?}");
+    };
+    let listening = wait_for("listening", &|v| v["event"] == "listening");
+    let gateway_ship_id = listening["ship_id"].as_str().unwrap().to_owned();
+    let gateway_ski: ship_hub::Ski = listening["ski"].as_str().unwrap().parse().unwrap();
+    let gateway_identity = Identity::load(&dir).expect("the gateway's identity");
+    let fingerprint = Fingerprint::of_certificate(gateway_identity.certificate_der());
+
+    let device_id = identity("device");
+    let device_ski = device_id.ski();
+    let recorder = Recorder::new();
+    let mut config = loopback_config(device_id, "psvc-gateway-device", &recorder);
+    config.discovery = Some(mdns(device_ski));
+    config.pairing_service.request = Some(RequestPairing::new(
+        ship_hub::ShipId::new(gateway_ship_id).unwrap(),
+        gateway_ski,
+        fingerprint,
+        PairingSecret::from_hex("0a1b2c3d4e5f60718293a4b5c6d7e8f9").unwrap(),
+    ));
+    let device = start(config).await;
+    let device_hex = device_ski.to_string();
+    let paired = tokio::task::block_in_place(|| {
+        wait_for("paired_by_service", &|v| {
+            v["event"] == "paired_by_service" && v["ski"] == device_hex.as_str()
+        })
+    });
+    assert_eq!(paired["ship_id"], "psvc-gateway-device");
+    assert!(paired["displaced"].is_null());
+    // The replay guard is kept in the data directory: one honoured digest.
+    let replay = std::fs::read_to_string(dir.join("pairing-replay")).expect("pairing-replay");
+    assert_eq!(replay.lines().count(), 1, "{replay:?}");
+    assert_eq!(replay.trim().len(), 64);
+    tokio::task::block_in_place(|| {
+        wait_for("connected", &|v| {
+            v["event"] == "connected" && v["ski"] == device_hex.as_str()
+        })
+    });
+    assert!(
+        recorder
+            .wait_for(PATIENCE, |s| *s == Seen::Connected(gateway_ski))
+            .await
+    );
+    device.shutdown().await;
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -384,3 +384,23 @@ fn an_unpair_racing_background_updates_is_never_undone_in_500_races() {
     );
     assert_eq!((memory_undone, file_undone), (0, 0));
 }
+
+/// A pairing made by the SHIP Pairing Service keeps its flag across a reload of the file, and the
+/// flag is left out of the file for every other pairing (older files read unchanged).
+#[test]
+fn the_pairing_service_flag_round_trips_and_is_absent_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pairings.json");
+    let store = FileTrustStore::open(&path).unwrap();
+    let mut by_service = PairedPeer::new(Ski::from_bytes([1; 20]));
+    by_service.paired_by_service = true;
+    store.upsert(by_service.clone()).unwrap();
+    store
+        .upsert(PairedPeer::new(Ski::from_bytes([2; 20])))
+        .unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.matches("paired_by_service").count(), 1, "{text}");
+    let reloaded = FileTrustStore::open(&path).unwrap().load_all().unwrap();
+    assert_eq!(reloaded[0], by_service);
+    assert!(!reloaded[1].paired_by_service);
+}

@@ -38,6 +38,8 @@ use mdns_sd::{
 };
 use tokio::sync::broadcast;
 
+use super::mdns_pairing;
+use super::pairing::{PAIRING_EVENT_CAPACITY, PairingAnnouncement, PairingEvent};
 use super::registry::DiscoveryLimits;
 use super::service::{Announcement, DiscoveryEvent, Sighting, VisibleService, dialable_address};
 use super::shared::Shared;
@@ -60,7 +62,7 @@ pub enum InterfaceSelection {
 }
 
 impl InterfaceSelection {
-    fn if_kinds(&self) -> Option<Vec<IfKind>> {
+    pub(super) fn if_kinds(&self) -> Option<Vec<IfKind>> {
         match self {
             InterfaceSelection::All => None,
             InterfaceSelection::Names(names) => {
@@ -117,6 +119,11 @@ pub struct MdnsDiscovery {
     /// Set before the daemon is shut down: the browse thread then stops re-subscribing.
     stopping: Arc<AtomicBool>,
     resubscriptions: Arc<std::sync::atomic::AtomicU64>,
+    /// The full name of our Pairing Service request, if announced.
+    pairing_registered: Mutex<Option<String>>,
+    /// Pairing Service requests heard on the LAN (browsing starts on the first subscription).
+    pairing_events: broadcast::Sender<PairingEvent>,
+    pairing_browsing: AtomicBool,
 }
 
 impl std::fmt::Debug for MdnsDiscovery {
@@ -157,6 +164,9 @@ impl MdnsDiscovery {
             announced,
             stopping: Arc::new(AtomicBool::new(false)),
             resubscriptions: Arc::default(),
+            pairing_registered: Mutex::new(None),
+            pairing_events: broadcast::channel(PAIRING_EVENT_CAPACITY).0,
+            pairing_browsing: AtomicBool::new(false),
         };
         // On an error, dropping `discovery` shuts the daemon down: no thread is left behind on
         // the multicast sockets.
@@ -454,6 +464,42 @@ impl Discovery for MdnsDiscovery {
 
     fn set_preferred(&self, skis: Vec<Ski>) {
         self.shared.set_preferred(skis);
+    }
+
+    fn announce_pairing(&self, announcement: PairingAnnouncement) -> Result<(), DiscoveryError> {
+        let ski = self.config.own_ski.to_string();
+        let host = format!("ship-{}.local.", &ski[..12]);
+        let info = mdns_pairing::service_info(&announcement, &host, &self.config.interfaces)?;
+        let fullname = info.get_fullname().to_owned();
+        let mut registered = lock(&self.pairing_registered);
+        self.daemon.register(info).map_err(daemon_error)?;
+        if let Some(old) = registered.replace(fullname.clone())
+            && !old.eq_ignore_ascii_case(&fullname)
+        {
+            drop(self.daemon.unregister(&old).map_err(daemon_error)?);
+        }
+        Ok(())
+    }
+
+    fn withdraw_pairing(&self) -> Result<(), DiscoveryError> {
+        if let Some(fullname) = lock(&self.pairing_registered).take() {
+            // The goodbye goes out in the background; its status is not awaited.
+            drop(self.daemon.unregister(&fullname).map_err(daemon_error)?);
+        }
+        Ok(())
+    }
+
+    fn subscribe_pairing(&self) -> Result<broadcast::Receiver<PairingEvent>, DiscoveryError> {
+        let receiver = self.pairing_events.subscribe();
+        if !self.pairing_browsing.swap(true, Ordering::AcqRel) {
+            let daemon = self.daemon.clone();
+            let stopping = self.stopping.clone();
+            let events = self.pairing_events.clone();
+            spawn("ship-mdns-pairing", move || {
+                mdns_pairing::browse(daemon, stopping, events);
+            })?;
+        }
+        Ok(receiver)
     }
 }
 

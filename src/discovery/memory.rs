@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use futures_util::future::BoxFuture;
 use tokio::sync::broadcast;
 
+use super::pairing::{PAIRING_EVENT_CAPACITY, PairingAnnouncement, PairingEvent, PairingSighting};
 use super::registry::DiscoveryLimits;
 use super::service::{Announcement, DiscoveryEvent, Sighting, VisibleService, dialable_address};
 use super::shared::Shared;
@@ -30,6 +31,10 @@ struct LanState {
     members: Vec<(u64, Weak<Shared>)>,
     /// Full instance name → (announcing member, or `None` for an injected record; sighting).
     records: BTreeMap<String, (Option<u64>, Sighting)>,
+    /// Pairing Service records: full instance name → (announcing member, sighting).
+    pairing_records: BTreeMap<String, (Option<u64>, PairingSighting)>,
+    /// Each member's sender of pairing events.
+    pairing_members: Vec<(u64, broadcast::Sender<PairingEvent>)>,
 }
 
 impl LanState {
@@ -55,6 +60,28 @@ impl LanState {
         }
         for member in self.live_members() {
             member.forget(instance);
+        }
+        true
+    }
+}
+
+impl LanState {
+    fn publish_pairing(&mut self, owner: Option<u64>, sighting: PairingSighting) {
+        self.pairing_records
+            .insert(sighting.instance.clone(), (owner, sighting.clone()));
+        for (_, member) in &self.pairing_members {
+            let _ = member.send(PairingEvent::Announced(sighting.clone()));
+        }
+    }
+
+    fn remove_pairing(&mut self, instance: &str) -> bool {
+        if self.pairing_records.remove(instance).is_none() {
+            return false;
+        }
+        for (_, member) in &self.pairing_members {
+            let _ = member.send(PairingEvent::Withdrawn {
+                instance: instance.to_owned(),
+            });
         }
         true
     }
@@ -97,7 +124,25 @@ impl InMemoryLan {
             ips,
             shared,
             current: Mutex::new(None),
+            pairing_current: Mutex::new(None),
+            pairing_events: broadcast::channel(PAIRING_EVENT_CAPACITY).0,
         }
+    }
+
+    /// Puts a Pairing Service record on the LAN as if some node announced it (a replay, a
+    /// forgery, a flood). It stays until expired.
+    pub fn inject_pairing(&self, sighting: PairingSighting) {
+        self.state().publish_pairing(None, sighting);
+    }
+
+    /// Lets a Pairing Service record expire. Returns whether there was one.
+    pub fn expire_pairing(&self, instance: &str) -> bool {
+        self.state().remove_pairing(instance)
+    }
+
+    /// The full instance names of the Pairing Service records on the LAN.
+    pub fn pairing_instances(&self) -> Vec<String> {
+        self.state().pairing_records.keys().cloned().collect()
     }
 
     /// Puts a record on the LAN as if some node announced it (e.g. a second instance or a
@@ -142,6 +187,9 @@ pub struct InMemoryDiscovery {
     shared: Arc<Shared>,
     /// The full instance name we announce under, if announced.
     current: Mutex<Option<String>>,
+    /// The full instance name of our Pairing Service request, if announced.
+    pairing_current: Mutex<Option<String>>,
+    pairing_events: broadcast::Sender<PairingEvent>,
 }
 
 impl InMemoryDiscovery {
@@ -229,6 +277,63 @@ impl Discovery for InMemoryDiscovery {
     fn set_preferred(&self, skis: Vec<Ski>) {
         self.shared.set_preferred(skis);
     }
+
+    fn announce_pairing(&self, announcement: PairingAnnouncement) -> Result<(), DiscoveryError> {
+        let mut state = self.lan.state();
+        let instance = format!(
+            "{}.{}",
+            announcement.instance_name.as_str(),
+            crate::pairing_service::SERVICE_TYPE
+        );
+        let sighting = PairingSighting::new(
+            instance.clone(),
+            announcement
+                .pairs
+                .iter()
+                .map(|(k, v)| (k.as_str(), Some(v.as_bytes()))),
+        );
+        state.publish_pairing(Some(self.id), sighting);
+        let mut current = self
+            .pairing_current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = current.replace(instance.clone())
+            && old != instance
+        {
+            state.remove_pairing(&old);
+        }
+        Ok(())
+    }
+
+    fn withdraw_pairing(&self) -> Result<(), DiscoveryError> {
+        let mut state = self.lan.state();
+        if let Some(instance) = self
+            .pairing_current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            state.remove_pairing(&instance);
+        }
+        Ok(())
+    }
+
+    fn subscribe_pairing(&self) -> Result<broadcast::Receiver<PairingEvent>, DiscoveryError> {
+        let mut state = self.lan.state();
+        let receiver = self.pairing_events.subscribe();
+        if !state.pairing_members.iter().any(|(id, _)| *id == self.id) {
+            state
+                .pairing_members
+                .push((self.id, self.pairing_events.clone()));
+        }
+        // What is on the LAN already, as a browse reports the cache.
+        for (_, sighting) in state.pairing_records.values() {
+            let _ = self
+                .pairing_events
+                .send(PairingEvent::Announced(sighting.clone()));
+        }
+        Ok(receiver)
+    }
 }
 
 impl Drop for InMemoryDiscovery {
@@ -236,6 +341,7 @@ impl Drop for InMemoryDiscovery {
         // Detach only: records stay on the LAN like those of a crashed node.
         let mut state = self.lan.state();
         state.members.retain(|(id, _)| *id != self.id);
+        state.pairing_members.retain(|(id, _)| *id != self.id);
         self.shared.clear();
     }
 }

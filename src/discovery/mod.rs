@@ -20,7 +20,9 @@
 //! expect that SKI and TLS must enforce it (SHIP §9, `docs/discovery.md`).
 
 mod mdns;
+mod mdns_pairing;
 mod memory;
+mod pairing;
 mod registry;
 mod service;
 mod shared;
@@ -28,6 +30,7 @@ mod txt;
 
 pub use mdns::{InterfaceSelection, MdnsConfig, MdnsDiscovery};
 pub use memory::{InMemoryDiscovery, InMemoryLan};
+pub use pairing::{PAIRING_EVENT_CAPACITY, PairingAnnouncement, PairingEvent, PairingSighting};
 pub use registry::{DiscoveryLimits, VisibleServices};
 pub use service::{
     Announcement, DiscoveryEvent, InstanceName, InstanceNameError, Sighting, VisibleService,
@@ -52,6 +55,9 @@ pub enum DiscoveryError {
     /// The discovery was shut down.
     #[error("the discovery has been shut down")]
     Closed,
+    /// This implementation does not carry the SHIP Pairing Service.
+    #[error("this discovery does not support the SHIP Pairing Service")]
+    Unsupported,
 }
 
 /// Announces our SHIP service and reports the SHIP services visible on the LAN (SHIP §7).
@@ -90,5 +96,24 @@ pub trait Discovery: Send + Sync {
     /// passes its paired peers; see [`DiscoveryLimits`]). The default does nothing.
     fn set_preferred(&self, skis: Vec<Ski>) {
         let _ = skis;
+    }
+
+    /// Announces a SHIP Pairing Service request (`_shippairing._tcp`), replacing the one
+    /// announced before. The default: [`DiscoveryError::Unsupported`].
+    fn announce_pairing(&self, announcement: PairingAnnouncement) -> Result<(), DiscoveryError> {
+        let _ = announcement;
+        Err(DiscoveryError::Unsupported)
+    }
+
+    /// Withdraws our Pairing Service request, if one is announced (the goodbye is sent in the
+    /// background). The default does nothing.
+    fn withdraw_pairing(&self) -> Result<(), DiscoveryError> {
+        Ok(())
+    }
+
+    /// A new receiver of the Pairing Service requests heard on the LAN (browsing for them
+    /// starts on the first call). The default: [`DiscoveryError::Unsupported`].
+    fn subscribe_pairing(&self) -> Result<broadcast::Receiver<PairingEvent>, DiscoveryError> {
+        Err(DiscoveryError::Unsupported)
     }
 }

@@ -202,6 +202,12 @@ pub trait Callbacks: Send + Sync + 'static {
     fn ship_id_learned(&self, ski: Ski, ship_id: &ShipId) {
         let _ = (ski, ship_id);
     }
+
+    /// Something happened in the SHIP Pairing Service (only with
+    /// [`crate::hub::HubConfig::pairing_service`] set).
+    fn pairing_service(&self, event: &crate::hub::PairingServiceEvent) {
+        let _ = event;
+    }
 }
 
 /// Callbacks that do nothing and refuse every pairing request.
@@ -219,6 +225,7 @@ pub(crate) enum CallbackEvent {
     DataReceived(Delivery),
     ShipIdLearned(Ski, ShipId),
     VisibleServices(Vec<VisibleService>),
+    PairingService(crate::hub::PairingServiceEvent),
     /// The hub shut down: deliver what is queued before this, then end the thread.
     Stop,
 }
@@ -280,6 +287,7 @@ fn dispatch(callbacks: &dyn Callbacks, event: CallbackEvent) {
         CallbackEvent::DataReceived(delivery) => callbacks.data_delivered(delivery),
         CallbackEvent::ShipIdLearned(ski, ship_id) => callbacks.ship_id_learned(ski, &ship_id),
         CallbackEvent::VisibleServices(services) => callbacks.visible_services_changed(&services),
+        CallbackEvent::PairingService(event) => callbacks.pairing_service(&event),
         CallbackEvent::Stop => {}
     }
 }

@@ -10,6 +10,7 @@ use crate::discovery::{DeviceCategories, Discovery, InstanceName, ServicePath, T
 use crate::hub::backoff::BackoffTiers;
 use crate::hub::callbacks::{Callbacks, NoCallbacks};
 use crate::hub::net::{Network, TcpNetwork};
+use crate::hub::pairing_service::PairingServiceConfig;
 use crate::hub::trust::{MemoryTrustStore, TrustStore};
 use crate::identity::Identity;
 use crate::protocol::ProtocolConfig;
@@ -255,6 +256,8 @@ pub struct HubConfig {
     pub network: Arc<dyn Network>,
     /// Seed of the hub's random numbers (reconnect jitter). `None` seeds from the OS.
     pub rng_seed: Option<u64>,
+    /// The SHIP Pairing Service roles (needs `discovery`). Default: off.
+    pub pairing_service: PairingServiceConfig,
 }
 
 impl HubConfig {
@@ -276,6 +279,7 @@ impl HubConfig {
             callbacks: Arc::new(NoCallbacks),
             network: Arc::new(TcpNetwork),
             rng_seed: None,
+            pairing_service: PairingServiceConfig::default(),
         }
     }
 }

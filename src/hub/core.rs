@@ -209,6 +209,8 @@ pub(crate) struct Shared {
     /// Updates of stored pairings (last address, SHIP ID, last seen), applied in order by the
     /// trust writer task.
     trust_writes: mpsc::UnboundedSender<PairedPeer>,
+    /// The SHIP Pairing Service, when configured.
+    pub(crate) pairing_service: Option<super::pairing_service::ServiceState>,
 }
 
 impl Shared {
@@ -342,6 +344,8 @@ impl Hub {
     /// socket and no task behind.
     pub async fn start(config: HubConfig) -> Result<Hub, HubError> {
         let local_ski = config.identity.ski();
+        let mut service = super::pairing_service::prepare(&config, local_ski)?;
+        let pairing_requests = service.take_requests();
         let paired = config.trust_store.load_all()?;
         let tls = ShipTls::new(&config.identity, config.tls.clone())
             .map_err(|error| HubError::Tls(error.to_string()))?;
@@ -396,9 +400,11 @@ impl Hub {
                 auto_accept: AtomicBool::new(config.auto_accept),
                 seeds: Mutex::new(rand::SeedableRng::seed_from_u64(seed)),
                 trust_writes,
+                pairing_service: service.state.take(),
                 config,
             }
         });
+        super::pairing_service::spawn(&shared, pairing_requests);
         shared.tracker.spawn(accept_loop(shared.clone(), listener));
         if let Some(discovery) = shared.config.discovery.clone() {
             shared
@@ -434,6 +440,27 @@ impl Hub {
             local_addr,
             callbacks_done: Arc::new(Mutex::new(Some(callbacks_done))),
         })
+    }
+
+    /// Whether this hub's own Pairing Service request is on the air (device side; see
+    /// [`crate::hub::RequestPairing`]).
+    pub fn pairing_request_announced(&self) -> bool {
+        self.shared
+            .pairing_service
+            .as_ref()
+            .is_some_and(super::pairing_service::ServiceState::announcing)
+    }
+
+    /// The digests of the SHIP Pairing Service requests this hub honoured, oldest first (at
+    /// most [`crate::hub::AcceptRequests::replay_capacity`]): persist it after each
+    /// [`crate::hub::PairingServiceEvent::RequestAccepted`] and restore it with
+    /// [`crate::hub::AcceptRequests::replay_history`], so that the replay guard survives a
+    /// restart.
+    pub fn pairing_replay_history(&self) -> Vec<[u8; 32]> {
+        self.shared.pairing_service.as_ref().map_or_else(
+            Vec::new,
+            super::pairing_service::ServiceState::replay_history,
+        )
     }
 
     /// This hub's SKI.
@@ -508,6 +535,7 @@ impl Hub {
     /// `removedConnection`). It is not redialled.
     pub fn unpair(&self, ski: Ski) -> Result<(), HubError> {
         self.shared.trust.remove(&ski)?;
+        super::pairing_service::unpaired(&self.shared, ski);
         match self.shared.route_existing(ski, Command::Unpaired) {
             Ok(()) | Err(HubError::NotConnected(_)) => Ok(()),
             Err(error) => Err(error),
@@ -674,7 +702,8 @@ impl Hub {
         // Phase 1: stop accepting.
         self.shared.stop_accepting.cancel();
         report.listener_stopped = true;
-        // Phase 2: withdraw the mDNS announcement (goodbye).
+        // Phase 2: withdraw the mDNS announcements (goodbye).
+        super::pairing_service::shutdown(&self.shared);
         if let Some(discovery) = &self.shared.config.discovery {
             report.announcement_withdrawn = matches!(
                 tokio::time::timeout_at(deadline, discovery.withdraw()).await,

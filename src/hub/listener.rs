@@ -66,10 +66,15 @@ async fn admit(shared: Arc<Shared>, tcp: BoxIo, remote: SocketAddr, slot: Handsh
         // and one address cannot hold all of them. With auto-accept on there are no strangers:
         // the peer's supervisor pairs it as it admits the connection, before any SHIP message,
         // so it counts as paired from the start (`max_connections` still bounds it).
+        // A certificate a verified Pairing Service request named is paired here, before any
+        // SHIP message (docs/pairing.md, "The SHIP Pairing Service").
         let paired = shared
             .auto_accept
             .load(std::sync::atomic::Ordering::Relaxed)
-            || matches!(shared.trust.get(&ski), Ok(Some(_)));
+            || matches!(shared.trust.get(&ski), Ok(Some(_)))
+            || tls.peer_certificate().is_some_and(|certificate| {
+                super::pairing_service::claim(&shared, ski, certificate)
+            });
         // Set by the upgrade callback: the room taken, or why there was none.
         let mut room = None;
         let upgraded = transport::accept_websocket(tls, &shared.config.websocket, || {

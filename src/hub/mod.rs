@@ -20,6 +20,7 @@ mod link;
 mod listener;
 pub mod metrics;
 pub mod net;
+pub mod pairing_service;
 mod sightings;
 mod supervisor;
 pub mod trust;
@@ -34,4 +35,7 @@ pub use dial::DialError;
 pub use inbound::{Delivery, DeliveryToken};
 pub use metrics::{FailureCause, FailureCounts, HandshakeTimeSummary, HubMetrics, MetricsSnapshot};
 pub use net::{MemoryLan, MemoryNetwork, Network, TcpNetwork};
+pub use pairing_service::{
+    AcceptRequests, PairingServiceConfig, PairingServiceEvent, RequestPairing,
+};
 pub use trust::{FileTrustStore, MemoryTrustStore, PairedPeer, TrustStore, TrustStoreError};

@@ -48,6 +48,9 @@ pub struct PairedPeer {
     /// When the peer was last connected. [`FileTrustStore`] keeps whole seconds since the Unix
     /// epoch (earlier times are stored as the epoch).
     pub last_seen: Option<SystemTime>,
+    /// Paired through the SHIP Pairing Service (the control unit the energy-manager side
+    /// trusted from a verified request; at most one at a time). Default `false`.
+    pub paired_by_service: bool,
 }
 
 impl PairedPeer {
@@ -59,6 +62,7 @@ impl PairedPeer {
             name: None,
             last_address: None,
             last_seen: None,
+            paired_by_service: false,
         }
     }
 }

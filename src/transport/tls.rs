@@ -358,6 +358,15 @@ impl<S> TlsStream<S> {
         self.peer_ski
     }
 
+    /// The DER of the peer's (end-entity) certificate, as presented in the handshake.
+    pub fn peer_certificate(&self) -> Option<&[u8]> {
+        let certificates = match &self.inner {
+            tokio_rustls::TlsStream::Client(s) => s.get_ref().1.peer_certificates(),
+            tokio_rustls::TlsStream::Server(s) => s.get_ref().1.peer_certificates(),
+        };
+        certificates?.first().map(|c| c.as_ref())
+    }
+
     /// The negotiated protocol version, e.g. `TLSv1_2`.
     pub fn protocol_version(&self) -> Option<String> {
         let version = match &self.inner {

@@ -26,6 +26,8 @@ pub enum Seen {
     ShipId(Ski, ShipId),
     /// The visible services, by SKI.
     Visible(Vec<Ski>),
+    /// A SHIP Pairing Service event.
+    PairingService(ship_hub::hub::PairingServiceEvent),
 }
 
 /// Runs inside `Recorder::pairing_requested`.
@@ -127,6 +129,9 @@ impl Callbacks for Recorder {
     }
     fn visible_services_changed(&self, services: &[ship_hub::discovery::VisibleService]) {
         self.push(Seen::Visible(services.iter().map(|s| s.ski).collect()));
+    }
+    fn pairing_service(&self, event: &ship_hub::hub::PairingServiceEvent) {
+        self.push(Seen::PairingService(event.clone()));
     }
 }
 

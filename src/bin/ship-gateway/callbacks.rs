@@ -7,7 +7,8 @@ use std::sync::{Arc, OnceLock};
 
 use ship_hub::discovery::VisibleService;
 use ship_hub::hub::{
-    Callbacks, Delivery, DisconnectReason, Hub, PairingDecision, PairingRequest, StateDetail,
+    Callbacks, Delivery, DisconnectReason, Hub, PairingDecision, PairingRequest,
+    PairingServiceEvent, StateDetail,
 };
 use ship_hub::protocol::ConnectionState;
 use ship_hub::transport::TlsSuite;
@@ -29,6 +30,8 @@ pub(crate) struct GatewayCallbacks {
     pub(crate) auto_accept: bool,
     /// Answer every data message with the same payload (test aid).
     pub(crate) echo: bool,
+    /// Where the SHIP Pairing Service's replay guard is stored after each accepted request.
+    pub(crate) replay_file: Option<std::path::PathBuf>,
 }
 
 /// What the gateway answers a pairing request: accept with auto-accept, ask when there is a
@@ -53,6 +56,26 @@ impl GatewayCallbacks {
             .find(|c| c.state == ConnectionState::Completed && !c.closing)
             .or_else(|| connections.iter().find(|c| !c.closing))
             .and_then(|c| c.tls_suite)
+    }
+}
+
+impl GatewayCallbacks {
+    /// Persists the Pairing Service's replay guard; a failure is a warning (the guard in memory
+    /// still holds until the next restart).
+    fn store_replay_history(&self) {
+        let (Some(path), Some(hub)) = (&self.replay_file, self.hub.get()) else {
+            return;
+        };
+        if let Err(error) =
+            crate::data_dir::store_replay_history(path, &hub.pairing_replay_history())
+        {
+            self.log.emit(Event::Warning {
+                message: format!(
+                    "cannot store the pairing replay guard {}: {error}",
+                    path.display()
+                ),
+            });
+        }
     }
 }
 
@@ -161,6 +184,41 @@ impl Callbacks for GatewayCallbacks {
             ski: ski.to_string(),
             ship_id: ship_id.to_string(),
         });
+    }
+
+    fn pairing_service(&self, event: &PairingServiceEvent) {
+        let event = match event {
+            PairingServiceEvent::PairedByService {
+                ski,
+                ship_id,
+                displaced,
+            } => Event::PairedByService {
+                ski: ski.to_string(),
+                ship_id: ship_id.to_string(),
+                displaced: displaced.map(|d| d.to_string()),
+            },
+            PairingServiceEvent::RequestAccepted {
+                instance,
+                ship_id,
+                fingerprint,
+            } => {
+                self.store_replay_history();
+                Event::PairingServiceRequest {
+                    instance: instance.clone(),
+                    ship_id: ship_id.to_string(),
+                    fingerprint: fingerprint.to_string(),
+                }
+            }
+            PairingServiceEvent::RequestRefused { instance, error } => {
+                Event::PairingServiceRefused {
+                    instance: instance.clone(),
+                    reason: error.to_string(),
+                }
+            }
+            // The gateway never asks to be paired itself.
+            _ => return,
+        };
+        self.log.emit(event);
     }
 }
 

@@ -161,6 +161,11 @@ pub(crate) struct RunArgs {
     /// Default 30.
     #[arg(long, value_name = "SECS")]
     pub(crate) control_idle_timeout: Option<u64>,
+    /// A file holding the SHIP Pairing Service secret printed with this gateway (hex): devices
+    /// that know it pair themselves over mDNS, without a `pair` command (docs/pairing.md,
+    /// "The SHIP Pairing Service"). Needs mDNS. Default: the service is off.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) pairing_secret_file: Option<std::path::PathBuf>,
     /// DANGEROUS: trust every peer that connects, without asking (SHIP register=true). Anyone on
     /// the LAN can then pair with this gateway. See docs/pairing.md.
     #[arg(long)]

@@ -13,14 +13,21 @@ use crate::error::GatewayError;
 use crate::escape::{Escaped, escaped};
 use crate::settings::resolve_address;
 
-/// `ski`: prints this gateway's SKI, creating the identity on first use.
+/// `ski`: prints this gateway's SKI, creating the identity on first use. With `--json` also the
+/// SHA-256 fingerprint of its certificate (what a SHIP Pairing Service request names).
 pub(crate) fn ski(data_dir: Option<PathBuf>, json: bool) -> Result<(), GatewayError> {
     let dir = DataDir::open(data_dir, true)?;
     let identity = dir.identity(&data_dir::subject("ship-gateway", "ship-hub"))?;
     if json {
         println!(
             "{}",
-            serde_json::json!({ "ski": identity.ski().to_string() })
+            serde_json::json!({
+                "ski": identity.ski().to_string(),
+                "fingerprint": ship_hub::pairing_service::Fingerprint::of_certificate(
+                    identity.certificate_der()
+                )
+                .to_string(),
+            })
         );
     } else {
         println!("{}", identity.ski());

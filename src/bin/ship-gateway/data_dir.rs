@@ -189,6 +189,55 @@ impl DataDir {
     pub(crate) fn control_path(&self) -> PathBuf {
         self.path.join("control.sock")
     }
+
+    /// Where the SHIP Pairing Service's replay guard is kept: `pairing-replay`, one honoured
+    /// digest per line (64 hex digits), oldest first.
+    pub(crate) fn replay_history_path(&self) -> PathBuf {
+        self.path.join("pairing-replay")
+    }
+
+    /// The digests stored in [`DataDir::replay_history_path`] (none if the file does not exist).
+    pub(crate) fn replay_history(&self) -> Result<Vec<[u8; 32]>, GatewayError> {
+        let path = self.replay_history_path();
+        let text = match read_no_follow(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(GatewayError::DataDir {
+                    path,
+                    reason: format!("cannot read it: {e}"),
+                });
+            }
+        };
+        text.lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .map(|line| {
+                line.parse::<ship_hub::pairing_service::Fingerprint>()
+                    .map(|digest| *digest.as_bytes())
+                    .map_err(|_| GatewayError::DataDir {
+                        path: path.clone(),
+                        reason: "is corrupt (a line is not 64 uppercase hex digits); fix or \
+                                 remove it"
+                            .into(),
+                    })
+            })
+            .collect()
+    }
+}
+
+/// Replaces the replay-guard file at `path` (crash-safe) with `entries`.
+pub(crate) fn store_replay_history(path: &Path, entries: &[[u8; 32]]) -> std::io::Result<()> {
+    let text: String = entries
+        .iter()
+        .map(|digest| {
+            format!(
+                "{}\n",
+                ship_hub::pairing_service::Fingerprint::from_bytes(*digest)
+            )
+        })
+        .collect();
+    write_new(&path.with_file_name(".pairing-replay.tmp"), path, &text)
 }
 
 /// Reads `path`, refusing to follow a symbolic link there (`ELOOP`).

@@ -100,6 +100,23 @@ pub(crate) enum Event {
     Paired { ski: String, by: String },
     /// A pairing was removed by `unpair`.
     Unpaired { ski: String },
+    /// A device paired itself through the SHIP Pairing Service (it knew this gateway's
+    /// secret); `displaced` is the device it replaced (unpaired), if any.
+    PairedByService {
+        ski: String,
+        ship_id: String,
+        displaced: Option<String>,
+    },
+    /// A SHIP Pairing Service request for this gateway verified: the device is paired when it
+    /// connects.
+    PairingServiceRequest {
+        instance: String,
+        ship_id: String,
+        fingerprint: String,
+    },
+    /// A SHIP Pairing Service request for this gateway was refused (`reason`: wrong secret,
+    /// replay, malformed, a paired unit still reachable). At most one per second is reported.
+    PairingServiceRefused { instance: String, reason: String },
     /// The SHIP services visible on the LAN changed.
     VisibleServices { services: Vec<ServiceRow> },
     /// A data message arrived (its size in bytes).
@@ -182,6 +199,32 @@ impl Event {
             ),
             Event::Paired { ski, by } => format!("{ski} paired ({by})"),
             Event::Unpaired { ski } => format!("{ski} unpaired"),
+            Event::PairedByService {
+                ski,
+                ship_id,
+                displaced,
+            } => format!(
+                "{ski} paired by the SHIP Pairing Service (SHIP ID {}){}",
+                Escaped(ship_id),
+                displaced
+                    .as_ref()
+                    .map(|old| format!(", replacing {old} (unpaired)"))
+                    .unwrap_or_default()
+            ),
+            Event::PairingServiceRequest {
+                instance,
+                ship_id,
+                fingerprint,
+            } => format!(
+                "pairing request {} from SHIP ID {} verified: certificate {fingerprint} is paired when it connects",
+                Escaped(instance),
+                Escaped(ship_id)
+            ),
+            Event::PairingServiceRefused { instance, reason } => format!(
+                "pairing request {} refused: {}",
+                Escaped(instance),
+                Escaped(reason)
+            ),
             Event::VisibleServices { services } => {
                 let names: Vec<String> = services
                     .iter()
@@ -559,6 +602,20 @@ mod tests {
                 ship_id: h(),
             },
             Event::Warning { message: h() },
+            Event::PairedByService {
+                ski: "ab".into(),
+                ship_id: h(),
+                displaced: None,
+            },
+            Event::PairingServiceRequest {
+                instance: h(),
+                ship_id: h(),
+                fingerprint: "AB".into(),
+            },
+            Event::PairingServiceRefused {
+                instance: h(),
+                reason: h(),
+            },
         ]
     }
 

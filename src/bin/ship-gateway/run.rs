@@ -9,8 +9,9 @@ use ship_hub::discovery::{
     DeviceCategories, Discovery, InstanceName, InterfaceSelection, MdnsConfig, MdnsDiscovery,
     TxtField, TxtValue,
 };
-use ship_hub::hub::{DeviceInfo, Hub, HubConfig, HubError, HubTimers, TrustStore};
+use ship_hub::hub::{AcceptRequests, DeviceInfo, Hub, HubConfig, HubError, HubTimers, TrustStore};
 use ship_hub::identity::Identity;
+use ship_hub::pairing_service::PairingSecret;
 use ship_hub::{ShipId, Ski};
 
 use crate::callbacks::GatewayCallbacks;
@@ -107,6 +108,18 @@ fn device_info(settings: &RunSettings) -> Result<DeviceInfo, GatewayError> {
     Ok(info)
 }
 
+/// Reads the SHIP Pairing Service secret (hex; whitespace and `-` ignored). The error names the
+/// file, never its content.
+fn read_pairing_secret(path: &std::path::Path) -> Result<PairingSecret, GatewayError> {
+    let text = std::fs::read_to_string(path).map_err(|source| GatewayError::Io {
+        what: format!("reading the pairing secret file {}", path.display()),
+        source,
+    })?;
+    PairingSecret::from_hex(&text).map_err(|error| {
+        GatewayError::Setting(format!("pairing_secret_file {}: {error}", path.display()))
+    })
+}
+
 async fn serve(
     settings: RunSettings,
     dir: DataDir,
@@ -116,6 +129,23 @@ async fn serve(
     device: DeviceInfo,
 ) -> Result<(), GatewayError> {
     let ski = identity.ski();
+    // Checked before anything starts: a bad secret file (or a corrupt replay guard beside the
+    // identity) is a one-line error.
+    let (pairing_secret, replay_history) = match &settings.pairing_secret_file {
+        Some(path) => {
+            let secret = read_pairing_secret(path)?;
+            // The Pairing Service's replay guard, kept across restarts.
+            let history = dir.replay_history()?;
+            if !settings.mdns {
+                return Err(GatewayError::Setting(format!(
+                    "pairing_secret_file {} needs mDNS (the SHIP Pairing Service runs over it)",
+                    path.display()
+                )));
+            }
+            (Some(secret), history)
+        }
+        None => (None, Vec::new()),
+    };
     // Before anything is announced: a signal that arrives once `listening` is out must start the
     // phased shutdown, not kill the process.
     let signals = Signals::install().map_err(|source| GatewayError::Io {
@@ -145,6 +175,7 @@ async fn serve(
         prompt,
         auto_accept: settings.auto_accept,
         echo: settings.echo,
+        replay_file: pairing_secret.is_some().then(|| dir.replay_history_path()),
     });
     let discovery: Option<Arc<dyn Discovery>> = if settings.mdns {
         let mut config = MdnsConfig::new(ski);
@@ -185,6 +216,11 @@ async fn serve(
             config.websocket.max_message_size = n;
         }
         config.tls.cipher_suites = settings.tls_suites.clone();
+        config.pairing_service.accept = pairing_secret.clone().map(|secret| {
+            let mut accept = AcceptRequests::new(secret);
+            accept.replay_history = replay_history.clone();
+            accept
+        });
         match Hub::start(config).await {
             Ok(hub) => {
                 started = Some(hub);

@@ -11,6 +11,7 @@
 //! prompt = true
 //! peers = []   # "SKI@HOST:PORT"; stored as a pairing at the first start
 //! tls_suites = ["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256"]
+//! pairing_secret_file = "/etc/ship-gateway/pairing-secret"
 //!
 //! [device]
 //! name = "ship-gateway"
@@ -62,6 +63,7 @@ struct FileConfig {
     #[serde(default)]
     peers: Vec<String>,
     tls_suites: Option<Vec<String>>,
+    pairing_secret_file: Option<PathBuf>,
     #[serde(default)]
     device: DeviceSection,
     #[serde(default)]
@@ -177,6 +179,8 @@ pub(crate) struct RunSettings {
     pub(crate) tls_suites: Option<Vec<TlsSuite>>,
     /// The control socket's limits (connections at once, idle timeout).
     pub(crate) control: ControlLimits,
+    /// The file with the SHIP Pairing Service secret; `None` = the service is off.
+    pub(crate) pairing_secret_file: Option<PathBuf>,
 }
 
 impl RunSettings {
@@ -288,6 +292,7 @@ impl RunSettings {
                 "max_message_bytes",
             )?,
             tls_suites,
+            pairing_secret_file: args.pairing_secret_file.or(file.pairing_secret_file),
             control: ControlLimits {
                 max_connections: limit(
                     args.control_connections,
@@ -595,6 +600,7 @@ mod tests {
             "prompt",
             "peers",
             "tls_suites",
+            "pairing_secret_file",
             "name",
             "brand",
             "model",

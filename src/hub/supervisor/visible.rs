@@ -14,6 +14,7 @@ impl Supervisor {
                 .callbacks
                 .push(CallbackEvent::Disconnected(self.ski, reason));
             self.status.send_modify(|s| s.connected = false);
+            crate::hub::pairing_service::link_changed(&self.shared, self.ski, false);
         }
         // Redial (paired peers only, §8).
         if self.pairing.is_some() && !self.stopping && self.links.is_empty() {
@@ -95,6 +96,7 @@ impl Supervisor {
         if state == ConnectionState::Completed && !self.visible.connected {
             self.visible.connected = true;
             self.status.send_modify(|s| s.connected = true);
+            crate::hub::pairing_service::link_changed(&self.shared, self.ski, true);
             self.shared.callbacks.push(CallbackEvent::Connected(
                 self.ski,
                 self.peer_ship_id.clone(),

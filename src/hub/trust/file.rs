@@ -41,6 +41,9 @@ struct RecordV1 {
     /// Whole seconds since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     last_seen: Option<u64>,
+    /// Paired through the SHIP Pairing Service.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    paired_by_service: bool,
 }
 
 impl RecordV1 {
@@ -55,6 +58,7 @@ impl RecordV1 {
                     .map(|d| d.as_secs())
                     .unwrap_or(0)
             }),
+            paired_by_service: peer.paired_by_service,
         }
     }
 
@@ -84,6 +88,7 @@ impl RecordV1 {
             name: self.name,
             last_address,
             last_seen,
+            paired_by_service: self.paired_by_service,
         })
     }
 }
