@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
+use crate::protocol::Pin;
 use crate::{ShipId, Ski};
 
 /// What the hub remembers about one paired peer.
@@ -48,6 +49,9 @@ pub struct PairedPeer {
     /// When the peer was last connected. [`FileTrustStore`] keeps whole seconds since the Unix
     /// epoch (earlier times are stored as the epoch).
     pub last_seen: Option<SystemTime>,
+    /// The PIN to send when the peer requires one (SHIP §13.4.4.3): given by the user, or
+    /// stored once the peer accepted a PIN the application entered. Redacted in `Debug`.
+    pub pin: Option<Pin>,
 }
 
 impl PairedPeer {
@@ -59,6 +63,7 @@ impl PairedPeer {
             name: None,
             last_address: None,
             last_seen: None,
+            pin: None,
         }
     }
 }

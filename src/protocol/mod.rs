@@ -91,6 +91,8 @@ mod event;
 mod handshake;
 mod hello;
 pub mod message;
+mod pin;
+mod pin_check;
 mod state;
 mod timer;
 
@@ -99,5 +101,6 @@ pub use config::{ConnectionParams, ProtocolConfig, Role, Trust};
 pub use connection::Connection;
 pub use event::{CloseCause, Event, SendDataError, Transmit};
 pub use message::{CloseReason, ShipMessage};
+pub use pin::{Pin, PinError, PinParams, PinRequirement, pin_penalty};
 pub use state::{ConnectionState, DetailedState};
 pub use timer::Timer;

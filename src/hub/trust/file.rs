@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::{PairedPeer, TrustStore, TrustStoreError, lock};
+use crate::protocol::Pin;
 use crate::safe_file;
 use crate::{ShipId, Ski};
 
@@ -41,6 +42,9 @@ struct RecordV1 {
     /// Whole seconds since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     last_seen: Option<u64>,
+    /// The PIN sent to the peer (SHIP §13.4.4.3); absent in files written before PINs existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pin: Option<String>,
 }
 
 impl RecordV1 {
@@ -55,6 +59,7 @@ impl RecordV1 {
                     .map(|d| d.as_secs())
                     .unwrap_or(0)
             }),
+            pin: peer.pin.as_ref().map(|pin| pin.reveal().to_owned()),
         }
     }
 
@@ -78,12 +83,20 @@ impl RecordV1 {
                     })?,
             ),
         };
+        let pin = match self.pin {
+            None => None,
+            // The error names the peer, never the PIN.
+            Some(text) => Some(
+                Pin::new(&text).map_err(|e| format!("peer {}: pin is not valid: {e}", self.ski))?,
+            ),
+        };
         Ok(PairedPeer {
             ski: self.ski,
             ship_id: self.ship_id,
             name: self.name,
             last_address,
             last_seen,
+            pin,
         })
     }
 }
