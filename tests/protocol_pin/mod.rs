@@ -532,3 +532,20 @@ fn s13_4_4_3_connection_debug_hides_the_pins() {
     let printed = format!("{connection:?}");
     assert!(!printed.contains(PIN), "{printed}");
 }
+
+#[test]
+fn s13_4_4_3_optional_pin_entered_later_in_data_exchange_unrestricts() {
+    let mut pair = pair(PinParams::default(), optional());
+    assert_eq!(pair.client.conn.state(), ConnectionState::Completed);
+    assert!(pair.server.conn.peer_restricted());
+    let now = pair.now;
+    pair.client.conn.enter_pin(pin(PIN), now);
+    pair.drive();
+    assert!(
+        !pair.server.conn.peer_restricted(),
+        "{:?}",
+        pair.client.sent_messages()
+    );
+    assert!(pin_events(&pair.server.events).contains(&Event::PinVerified));
+    assert!(pin_events(&pair.client.events).contains(&Event::PinAccepted));
+}

@@ -23,17 +23,17 @@ pub(super) struct PinMemory {
 }
 
 impl Supervisor {
-    /// The PIN side of a new link: our requirement, the PIN to send (stored for the peer, else
-    /// the configured default, else one the application gave on an earlier connection), and
+    /// The PIN side of a new link: our requirement, the PIN to send (the one the application
+    /// gave last, else the one stored for the peer, else the configured default), and
     /// the peer's earlier wrong PINs.
     pub(super) fn pin_params(&self) -> PinParams {
         let config = &self.shared.config;
         let mut params = PinParams::new(config.pin_requirement.clone());
         params.peer_pin = self
-            .pairing
-            .as_ref()
-            .and_then(|p| p.pin.clone())
-            .or_else(|| self.pin.given.clone())
+            .pin
+            .given
+            .clone()
+            .or_else(|| self.pairing.as_ref().and_then(|p| p.pin.clone()))
             .or_else(|| config.default_peer_pin.clone());
         params.failed_attempts = self.pin.attempts;
         params.penalty_until = self.pin.penalty_until;
@@ -104,7 +104,8 @@ impl Supervisor {
         }
     }
 
-    /// [`crate::hub::Hub::enter_pin`]: for the link waiting for it, or kept for the next one.
+    /// [`crate::hub::Hub::enter_pin`]: for the link waiting for it, else offered to the live
+    /// links and kept for the next one.
     pub(super) fn pin_entered(&mut self, pin: Pin) {
         let target = self
             .pin
@@ -113,7 +114,15 @@ impl Supervisor {
             .or_else(|| self.pin.answer.take().map(|(id, _)| id));
         match target {
             Some(id) => self.give_pin(id, pin),
-            None => self.pin.given = Some(pin),
+            None => {
+                // Ahead of time, or for a peer whose PIN is optional: every live link takes it
+                // if its peer accepts input now; later links start with it.
+                self.pin.given = Some(pin.clone());
+                let ids: Vec<LinkId> = self.live_links().map(|l| l.id).collect();
+                for id in ids {
+                    self.send_pin_command(id, LinkCommand::EnterPin(pin.clone()));
+                }
+            }
         }
     }
 
