@@ -619,7 +619,10 @@ fn a_peer_pin_survives_the_file_and_old_files_without_it_load() {
     assert!(text.contains("\"pin\": \"5555AAAAFF\""), "{text}");
     let reopened = FileTrustStore::open(&path).unwrap();
     assert_eq!(reopened.get(&ski(1)).unwrap(), Some(peer.clone()));
-    assert!(!format!("{peer:?}").contains("5555AAAAFF"), "Debug redacts the PIN");
+    assert!(
+        !format!("{peer:?}").contains("5555AAAAFF"),
+        "Debug redacts the PIN"
+    );
 }
 
 #[test]
