@@ -134,6 +134,14 @@ pub(crate) struct RunArgs {
     /// Default 30.
     #[arg(long, value_name = "SECS")]
     pub(crate) control_idle_timeout: Option<u64>,
+    /// This gateway's PIN (8 to 16 hex digits): peers must send it before data exchange (SHIP
+    /// PIN verification, docs/pairing.md). Prefer the config file's `pin`: a command line is
+    /// visible to other users.
+    #[arg(long, value_name = "PIN")]
+    pub(crate) pin: Option<String>,
+    /// With --pin: data flows at once, the peer stays restricted until it sent the PIN.
+    #[arg(long)]
+    pub(crate) pin_optional: bool,
     /// DANGEROUS: trust every peer that connects, without asking (SHIP register=true). Anyone on
     /// the LAN can then pair with this gateway. See docs/pairing.md.
     #[arg(long)]
