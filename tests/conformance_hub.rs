@@ -133,7 +133,7 @@ async fn ship_hub_passes_every_applicable_case() {
 async fn ship_hub_passes_the_quick_cases() {
     let (hub, mut tool) = hub_and_tool("ship-hub-conformance-dut").await;
     tool.only = std::env::var("SHIP_CONFORMANCE_ONLY").unwrap_or_else(|_| {
-        "CMI_001,CMI_005,HELLO_001,PROT_001,PROT_005,PIN_001,TERM_001,AM_001,MSG_003,AMDATA_001,\
+        "CMI_001,CMI_005,HELLO_001,PROT_001,PROT_005,TC_SHIP_PIN_001,TERM_001,AM_001,MSG_003,AMDATA_001,\
          TLS_SUITES"
             .into()
     });
