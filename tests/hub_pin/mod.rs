@@ -435,3 +435,82 @@ fn pin_optional_connects_restricted_until_the_pin_arrives() {
         b.hub.shutdown().await;
     });
 }
+
+/// The penalty survives a reconnection: the hub keeps the count and the running penalty per
+/// SKI, so a peer cannot reset the escalation by dialling again.
+#[test]
+fn pin_penalty_and_count_survive_a_reconnection() {
+    paused_runtime().block_on(async {
+        let lan = MemoryLan::new();
+        let a = node(
+            &lan,
+            1,
+            PinRequirement::Required(pin(PIN_A)),
+            None,
+            PinApp::new(vec![], None),
+        )
+        .await;
+        // B sends a wrong PIN by default, tries twice more, then gives up (its connection
+        // fails); it redials and sends the wrong PIN again.
+        let b = node(
+            &lan,
+            2,
+            PinRequirement::None,
+            Some(pin(WRONG)),
+            PinApp::new(
+                vec![
+                    PinDecision::Pin(pin(WRONG)),
+                    PinDecision::Pin(pin(WRONG)),
+                    PinDecision::Refuse,
+                ],
+                Some(PinDecision::Refuse),
+            ),
+        )
+        .await;
+        pair(&a, &b, 1, 2, false);
+        assert!(
+            a.app
+                .wait_for(|s| matches!(s, PinSeen::Failed { attempts: 4, .. }))
+                .await,
+            "{:?}",
+            a.app.all()
+        );
+        let failed: Vec<(Instant, u32)> = a
+            .app
+            .timed()
+            .into_iter()
+            .filter_map(|(t, s)| match s {
+                PinSeen::Failed { attempts, .. } => Some((t, attempts)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            failed.iter().map(|f| f.1).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4]
+        );
+        let third = failed[2].0;
+        let fourth = failed[3].0;
+        assert!(
+            fourth - third >= Duration::from_secs(15),
+            "{:?}",
+            fourth - third
+        );
+        // The fourth came on a new connection: B's first one failed in between.
+        let b_timed = b.app.timed();
+        assert!(
+            b_timed
+                .iter()
+                .any(|(t, s)| *s == PinSeen::State(ConnectionState::Error)
+                    && *t >= third
+                    && *t < fourth),
+            "{:?}",
+            b.app.all()
+        );
+        eprintln!(
+            "4th wrong PIN {:?} after the 3rd, on a new connection",
+            fourth - third
+        );
+        a.hub.shutdown().await;
+        b.hub.shutdown().await;
+    });
+}
