@@ -39,6 +39,7 @@ enum PinSeen {
         penalty: Option<Duration>,
     },
     State(ConnectionState),
+    Data(Ski, Vec<u8>),
 }
 
 /// Records PIN callbacks with their virtual times; answers PIN requests from a script.
@@ -106,6 +107,9 @@ impl Callbacks for PinApp {
         let next = self.answers.lock().unwrap().pop_front();
         next.or_else(|| self.then.lock().unwrap().clone())
             .unwrap_or(PinDecision::Refuse)
+    }
+    fn data_received(&self, ski: Ski, payload: &[u8]) {
+        self.push(PinSeen::Data(ski, payload.to_vec()));
     }
     fn pin_verified(&self, ski: Ski) {
         self.push(PinSeen::Verified(ski));
@@ -512,5 +516,66 @@ fn pin_penalty_and_count_survive_a_reconnection() {
         );
         a.hub.shutdown().await;
         b.hub.shutdown().await;
+    });
+}
+
+/// Hostile input: a trusted peer guessing PINs (in its penalty) costs the other peers nothing:
+/// a second peer with the right PIN connects and its data arrives meanwhile.
+#[test]
+fn pin_a_peer_guessing_pins_does_not_hold_up_a_paired_peer() {
+    paused_runtime().block_on(async {
+        let lan = MemoryLan::new();
+        let a = node(
+            &lan,
+            1,
+            PinRequirement::Required(pin(PIN_A)),
+            None,
+            PinApp::new(vec![], None),
+        )
+        .await;
+        let guesser = node(
+            &lan,
+            2,
+            PinRequirement::None,
+            Some(pin(WRONG)),
+            PinApp::new(vec![], Some(PinDecision::Pin(pin(WRONG)))),
+        )
+        .await;
+        let good = node(
+            &lan,
+            3,
+            PinRequirement::None,
+            Some(pin(PIN_A)),
+            PinApp::new(vec![], None),
+        )
+        .await;
+        pair(&a, &guesser, 1, 2, false);
+        assert!(
+            a.app
+                .wait_for(|s| matches!(s, PinSeen::Failed { attempts: 6, .. }))
+                .await
+        );
+        pair(&a, &good, 1, 3, false);
+        let (ska, skg) = (a.hub.local_ski(), good.hub.local_ski());
+        assert!(
+            good.app.wait_for(|s| *s == PinSeen::Connected(ska)).await,
+            "{:?}",
+            good.app.all()
+        );
+        good.hub.send_data(ska, b"{\"served\":true}").unwrap();
+        assert!(
+            a.app
+                .wait_for(|s| *s == PinSeen::Data(skg, b"{\"served\":true}".to_vec()))
+                .await
+        );
+        // Meanwhile the guesser is still in its 90 s penalty, not connected.
+        assert!(
+            !a.app
+                .all()
+                .contains(&PinSeen::Connected(guesser.hub.local_ski()))
+        );
+        a.hub.shutdown().await;
+        guesser.hub.shutdown().await;
+        good.hub.shutdown().await;
     });
 }

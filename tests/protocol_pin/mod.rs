@@ -549,3 +549,61 @@ fn s13_4_4_3_optional_pin_entered_later_in_data_exchange_unrestricts() {
     assert!(pin_events(&pair.server.events).contains(&Event::PinVerified));
     assert!(pin_events(&pair.client.events).contains(&Event::PinAccepted));
 }
+
+/// Hostile input: ten thousand wrong PINs at once cost the verifying node three
+/// `connectionPinError`s; everything after the third is answered `busy`, unverified, and the
+/// right PIN in the flood is not accepted either.
+#[test]
+fn s13_4_4_3_a_flood_of_pins_is_answered_busy_after_the_third() {
+    let mut tool = dut_requiring(Role::Server, ProtocolConfig::default());
+    for n in 0..10_000u32 {
+        let text = if n == 5_000 {
+            PIN.to_owned()
+        } else {
+            format!("{n:08X}")
+        };
+        tool.send(&msg::pin_input(&text));
+    }
+    let sent = tool.take_all();
+    let errors = sent.iter().filter(|m| **m == msg::pin_error()).count();
+    let busy = sent.iter().filter(|m| **m == required_busy()).count();
+    assert_eq!(errors, 3);
+    assert_eq!(
+        busy,
+        1 + 9_997,
+        "one busy at the penalty, one per PIN during it"
+    );
+    assert!(!sent.contains(&pin_ok()));
+    assert_eq!(tool.dut.pin_attempts(), 3);
+    assert_eq!(tool.state(), ConnectionState::Pin);
+}
+
+/// Hostile input: a `pin` that is no string is undecodable: before the peer's PIN state it
+/// closes (unexpected bytes in the handshake); after it, it is ignored like any undecodable
+/// message of a peer that may be in data exchange already. A `pin` of 17 digits or of
+/// 100 KB of text is a wrong PIN.
+#[test]
+fn s13_4_4_3_malformed_pin_inputs() {
+    let number = b"\x01{\"connectionPinInput\":[{\"pin\":12345678}]}";
+    let mut tool = dut_requiring(Role::Server, ProtocolConfig::default());
+    tool.send_bytes(number);
+    assert!(tool.take_all().is_empty());
+    assert_eq!(tool.state(), ConnectionState::Pin);
+    tool.send_bytes(b"\x01{\"connectionPinInput\":[{\"pin\":\"not hex!\"}]}");
+    assert_eq!(tool.take_all(), vec![msg::pin_error()]);
+    let long = format!(
+        "\x01{{\"connectionPinInput\":[{{\"pin\":\"{}\"}}]}}",
+        "A".repeat(100_000)
+    );
+    tool.send_bytes(long.as_bytes());
+    tool.send_bytes(b"\x01{\"connectionPinInput\":[{\"pin\":\"0123456789ABCDEF0\"}]}");
+    assert_eq!(
+        tool.take_all(),
+        vec![msg::pin_error(), msg::pin_error(), required_busy()]
+    );
+
+    let mut early = Tool::through_protocol_with_pin(Role::Server, required());
+    early.take_all();
+    early.send_bytes(number);
+    assert!(matches!(early.closed_cause(), Some(CloseCause::Decode(_))));
+}
