@@ -121,15 +121,17 @@ enum Liveness {
     Unknown,
 }
 
-fn liveness(hub: &OnceLock<Hub>, ski: Ski) -> Liveness {
+fn liveness(hub: &OnceLock<Hub>, request: &PairingPrompt) -> Liveness {
     let Some(hub) = hub.get() else {
         return Liveness::Unknown;
     };
-    match hub.connection_state(ski) {
+    use ConnectionState as S;
+    match (request.pin.is_some(), hub.connection_state(request.ski)) {
         // A trust question waits in hello `pending`, a PIN question in the PIN step.
-        ConnectionState::ReceivedPairingRequest | ConnectionState::Pin => Liveness::Pending,
-        // The states before hello `pending`: the hub asked, but its state may lag for an instant.
-        ConnectionState::Initiated | ConnectionState::InProgress => Liveness::Unknown,
+        (false, S::ReceivedPairingRequest) | (true, S::Pin) => Liveness::Pending,
+        // The states before: the hub asked, but its state may lag for an instant.
+        (false, S::Initiated | S::InProgress)
+        | (true, S::Initiated | S::InProgress | S::Trusted) => Liveness::Unknown,
         _ => Liveness::Ended,
     }
 }
@@ -138,7 +140,7 @@ fn liveness(hub: &OnceLock<Hub>, ski: Ski) -> Liveness {
 /// recording in the tests.
 trait Terminal {
     /// Whether `ski`'s request still waits.
-    fn liveness(&self, ski: Ski) -> Liveness;
+    fn liveness(&self, request: &PairingPrompt) -> Liveness;
     /// Shows `text` on the terminal.
     fn show(&mut self, text: &str);
     /// Applies the user's answer (or a refusal when nobody can answer).
@@ -168,7 +170,7 @@ fn prompt_loop(inputs: &mpsc::Receiver<Input>, terminal: &mut impl Terminal, gra
                     }
                     continue;
                 }
-                if wait_until_known(terminal, request.ski, grace) == Liveness::Pending {
+                if wait_until_known(terminal, &request, grace) == Liveness::Pending {
                     let since = Instant::now();
                     terminal.show(&question(&request));
                     shown = Some((request, since));
@@ -220,7 +222,7 @@ fn prompt_loop(inputs: &mpsc::Receiver<Input>, terminal: &mut impl Terminal, gra
             }
             None => {
                 if let Some((request, _)) = &shown
-                    && terminal.liveness(request.ski) == Liveness::Ended
+                    && terminal.liveness(request) == Liveness::Ended
                 {
                     terminal.ended(request);
                     shown = None;
@@ -231,10 +233,14 @@ fn prompt_loop(inputs: &mpsc::Receiver<Input>, terminal: &mut impl Terminal, gra
 }
 
 /// Waits (at most `grace`) until the request's state is known.
-fn wait_until_known(terminal: &impl Terminal, ski: Ski, grace: Duration) -> Liveness {
+fn wait_until_known(
+    terminal: &impl Terminal,
+    request: &PairingPrompt,
+    grace: Duration,
+) -> Liveness {
     let started = Instant::now();
     loop {
-        match terminal.liveness(ski) {
+        match terminal.liveness(request) {
             Liveness::Unknown if started.elapsed() < grace => {
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -251,8 +257,8 @@ struct GatewayTerminal {
 }
 
 impl Terminal for GatewayTerminal {
-    fn liveness(&self, ski: Ski) -> Liveness {
-        liveness(&self.hub, ski)
+    fn liveness(&self, request: &PairingPrompt) -> Liveness {
+        liveness(&self.hub, request)
     }
 
     fn show(&mut self, text: &str) {
@@ -422,8 +428,8 @@ mod tests {
     }
 
     impl Terminal for Recording {
-        fn liveness(&self, ski: Ski) -> Liveness {
-            match self.pending.lock().unwrap().get(&ski) {
+        fn liveness(&self, request: &PairingPrompt) -> Liveness {
+            match self.pending.lock().unwrap().get(&request.ski) {
                 Some(true) => Liveness::Pending,
                 _ => Liveness::Ended,
             }
