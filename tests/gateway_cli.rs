@@ -276,3 +276,26 @@ fn send_needs_a_running_gateway_and_a_json_payload() {
         "not JSON",
     );
 }
+
+/// `pair --pin` stores the PIN a device requires with its pairing (SHIP PIN verification);
+/// `list` says a PIN is stored, never which; a text that is no PIN is a one-line error that
+/// does not repeat it, and stores nothing.
+#[test]
+fn pair_with_a_pin_stores_it_and_a_bad_pin_is_refused() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let output = gateway(dir, &["pair", OTHER_SKI, "--pin", "SECRET-1"]);
+    assert_one_line_error(&output, 1, "--pin");
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("SECRET"));
+    assert!(!dir.join("pairings.json").exists());
+
+    assert_ok(&gateway(dir, &["pair", OTHER_SKI, "--pin", "5555 AAAA FF"]));
+    let stored = std::fs::read_to_string(dir.join("pairings.json")).unwrap();
+    assert!(stored.contains("\"pin\": \"5555AAAAFF\""), "{stored}");
+    let list = gateway(dir, &["--json", "list"]);
+    assert_ok(&list);
+    let text = stdout(&list);
+    assert!(!text.contains("5555"), "{text}");
+    let rows: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(rows[0]["pin_stored"], true);
+}

@@ -862,3 +862,31 @@ fn on_a_terminal_a_pin_the_peer_requires_is_asked_again_after_a_wrong_one_and_st
     let events = format!("{:?} {:?}", a.seen, b.seen).to_ascii_uppercase();
     assert!(!events.contains(PIN) && !events.contains(WRONG), "{events}");
 }
+
+/// `pair --pin` through a running gateway (no terminal): the PIN reaches the hub with the
+/// pairing, and the gateway connects to a gateway that requires it.
+#[test]
+fn pair_with_a_pin_through_a_running_gateway_connects_to_a_peer_that_requires_it() {
+    const PIN: &str = "0123456789ABCDEF";
+    let tmp = tempdir();
+    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    let a_ski = ski_of(&a_dir);
+    let b_ski = ski_of(&b_dir);
+    assert_ok(&gateway(&b_dir, &["pair", &a_ski]));
+    let mut b = Running::start(&b_dir, &["--pin", PIN]);
+    let b_address = b.address();
+    let mut a = Running::start(&a_dir, &[]);
+    a.wait_for("listening", |v| v["event"] == "listening");
+    assert_ok(&gateway(
+        &a_dir,
+        &["pair", &b_ski, "--address", &b_address, "--pin", PIN],
+    ));
+    a.wait_for("connected", |v| {
+        v["event"] == "connected" && v["ski"] == b_ski.as_str()
+    });
+    b.wait_for("connected", |v| {
+        v["event"] == "connected" && v["ski"] == a_ski.as_str()
+    });
+    let events = format!("{:?} {:?}", a.seen, b.seen);
+    assert!(!events.contains(PIN), "{events}");
+}

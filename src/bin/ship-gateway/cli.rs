@@ -54,6 +54,11 @@ pub(crate) enum Command {
         /// Where to dial the peer (when mDNS does not find it).
         #[arg(long, value_name = "HOST:PORT")]
         address: Option<String>,
+        /// The PIN the peer requires (8 to 16 hex digits, from its label), stored with the
+        /// pairing and sent when the peer asks (SHIP PIN verification, docs/pairing.md). `-`
+        /// reads it from stdin, keeping it off the command line.
+        #[arg(long, value_name = "PIN")]
+        pin: Option<String>,
     },
     /// Remove a pairing (a running gateway closes the connection and stops dialling it).
     Unpair {
