@@ -34,12 +34,21 @@ mod conformance_expect;
 
 /// A hub like the gateway's, trusting every tool identity; returns it and the tool config.
 pub async fn hub_and_tool(ship_id: &str) -> (Hub, ToolConfig) {
+    hub_and_tool_with(ship_id, |_| {}).await
+}
+
+/// [`hub_and_tool`] with the hub's configuration adjusted.
+pub async fn hub_and_tool_with(
+    ship_id: &str,
+    adjust: impl FnOnce(&mut ship_hub::hub::HubConfig),
+) -> (Hub, ToolConfig) {
     let dut = common::identity("dut");
     let identities = ToolIdentities::generate(Some(dut.ski())).expect("tool identities");
     let recorder = common::Recorder::new();
     // Default limits (10 connections), as the gateway runs: the tool's 6 dialling cases plus
     // the listen lane's up to 2 connections fit.
-    let config = common::loopback_config(dut, ship_id, &recorder);
+    let mut config = common::loopback_config(dut, ship_id, &recorder);
+    adjust(&mut config);
     let hub = common::start(config).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -67,6 +76,43 @@ pub async fn hub_and_tool(ship_id: &str) -> (Hub, ToolConfig) {
     (hub, tool)
 }
 
+/// ship-hub passes ship-hub's own PIN cases: requiring a PIN (EXT_PIN_001/002) and sending
+/// the PIN the tool requires (EXT_PIN_003).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ship_hub_passes_the_pin_cases() {
+    use ship_hub::protocol::{Pin, PinRequirement};
+    const DUT_PIN: &str = "0123 4567 89AB";
+    const TOOL_PIN: &str = "FEDCBA98";
+    let (hub, mut tool) = hub_and_tool_with("ship-hub-pin-dut", |c| {
+        c.pin_requirement = PinRequirement::Required(Pin::new(DUT_PIN).unwrap());
+    })
+    .await;
+    tool.only = "EXT_PIN_001,EXT_PIN_002".into();
+    tool.declarations.dut_pin = Some(Pin::new(DUT_PIN).unwrap());
+    let mut report = run(tool).await;
+    hub.shutdown().await;
+    let (hub, mut tool) = hub_and_tool_with("ship-hub-pin-dut", |c| {
+        c.default_peer_pin = Some(Pin::new(TOOL_PIN).unwrap());
+    })
+    .await;
+    tool.only = "EXT_PIN_003".into();
+    tool.declarations.tool_pin = Some(Pin::new(TOOL_PIN).unwrap());
+    report.cases.extend(run(tool).await.cases);
+    hub.shutdown().await;
+    assert_eq!(report.cases.len(), 3);
+    for case in &report.cases {
+        assert_eq!(
+            case.verdict,
+            Verdict::Pass,
+            "{}: {:?}",
+            case.id,
+            case.evidence
+        );
+        let evidence = format!("{:?}", case.evidence);
+        assert!(!evidence.contains("0123456789AB") && !evidence.contains(TOOL_PIN));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "long: run via .ci/test"]
 async fn ship_hub_passes_every_applicable_case() {
@@ -87,7 +133,7 @@ async fn ship_hub_passes_every_applicable_case() {
 async fn ship_hub_passes_the_quick_cases() {
     let (hub, mut tool) = hub_and_tool("ship-hub-conformance-dut").await;
     tool.only = std::env::var("SHIP_CONFORMANCE_ONLY").unwrap_or_else(|_| {
-        "CMI_001,CMI_005,HELLO_001,PROT_001,PROT_005,PIN_001,TERM_001,AM_001,MSG_003,AMDATA_001,\
+        "CMI_001,CMI_005,HELLO_001,PROT_001,PROT_005,TC_SHIP_PIN_001,TERM_001,AM_001,MSG_003,AMDATA_001,\
          TLS_SUITES"
             .into()
     });

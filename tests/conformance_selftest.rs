@@ -525,3 +525,97 @@ async fn tls_suites_fails_a_device_restricted_to_gcm() {
         assert!(evidence.contains(refused), "{refused}: {evidence}");
     }
 }
+
+// ----- ship-hub's PIN cases (SHIP §13.4.4.3) ----------------------------------------------------
+
+const FAKE_PIN: &str = "5555AAAAFF";
+
+fn requiring_pin() -> Sabotage {
+    Sabotage {
+        requires_pin: Some(FAKE_PIN),
+        ..Sabotage::default()
+    }
+}
+
+async fn pin_case(case: &str, sabotage: Sabotage, dut_pin: bool, tool_pin: bool) -> CaseReport {
+    run_against(case, sabotage, false, |d| {
+        if dut_pin {
+            d.dut_pin = Some(FAKE_PIN.parse().unwrap());
+        }
+        if tool_pin {
+            d.tool_pin = Some(FAKE_PIN.parse().unwrap());
+        }
+    })
+    .await
+}
+
+fn assert_passes(report: &CaseReport) {
+    assert_eq!(
+        report.verdict,
+        Verdict::Pass,
+        "{}: {:?}",
+        report.id,
+        report.evidence
+    );
+}
+
+#[tokio::test]
+async fn ext_pin_cases_pass_against_a_conforming_fake_and_need_their_declaration() {
+    assert_passes(&pin_case("EXT_PIN_001", requiring_pin(), true, false).await);
+    assert_passes(&pin_case("EXT_PIN_002", requiring_pin(), true, false).await);
+    let sends = Sabotage {
+        sends_pin: Some(FAKE_PIN),
+        ..Sabotage::default()
+    };
+    assert_passes(&pin_case("EXT_PIN_003", sends, false, true).await);
+    for case in ["EXT_PIN_001", "EXT_PIN_002", "EXT_PIN_003"] {
+        let report = pin_case(case, Sabotage::default(), false, false).await;
+        assert_eq!(report.verdict, Verdict::NotApplicable, "{case}");
+    }
+}
+
+#[tokio::test]
+async fn ext_pin_001_fails_when_the_device_requires_no_pin() {
+    let report = pin_case("EXT_PIN_001", Sabotage::default(), true, false).await;
+    assert_fails(&report, "expected required");
+}
+
+#[tokio::test]
+async fn ext_pin_001_fails_when_the_device_rejects_the_right_pin() {
+    let sabotage = Sabotage {
+        rejects_every_pin: true,
+        ..requiring_pin()
+    };
+    let report = pin_case("EXT_PIN_001", sabotage, true, false).await;
+    assert_fails(
+        &report,
+        "the right PIN was answered with connectionPinError",
+    );
+}
+
+#[tokio::test]
+async fn ext_pin_002_fails_when_the_device_accepts_a_wrong_pin() {
+    let sabotage = Sabotage {
+        accepts_any_pin: true,
+        ..requiring_pin()
+    };
+    let report = pin_case("EXT_PIN_002", sabotage, true, false).await;
+    assert_fails(&report, "a wrong PIN was answered pinOk");
+}
+
+#[tokio::test]
+async fn ext_pin_003_fails_when_the_device_sends_a_wrong_pin_or_none() {
+    let wrong = Sabotage {
+        sends_pin: Some("12345678"),
+        ..Sabotage::default()
+    };
+    let report = pin_case("EXT_PIN_003", wrong, false, true).await;
+    assert_fails(&report, "not the one declared");
+    assert!(
+        !format!("{:?}", report.evidence).contains("12345678"),
+        "the report never shows a PIN: {:?}",
+        report.evidence
+    );
+    let report = pin_case("EXT_PIN_003", Sabotage::default(), false, true).await;
+    assert_fails(&report, "connectionPinInput");
+}

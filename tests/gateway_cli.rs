@@ -367,8 +367,8 @@ fn qr_follows_the_config_file_and_the_stored_ship_id() {
     assert_one_line_error(&output, 1, "another");
 }
 
-/// `pair --qr` stores the code's SKI, its SHIP ID and, without `--name`, its brand and model as
-/// the name. The PIN is not stored yet, and the command says so.
+/// `pair --qr` stores the code's SKI, its SHIP ID, its PIN and, without `--name`, its brand and
+/// model as the name. The PIN is never printed.
 #[test]
 fn pair_from_a_qr_code_stores_its_ski_ship_id_and_name() {
     let tmp = tempdir();
@@ -380,7 +380,6 @@ fn pair_from_a_qr_code_stores_its_ski_ship_id_and_name() {
     assert_ok(&output);
     let out = stdout(&output);
     assert!(out.contains(&format!("paired {OTHER_SKI}")), "{out}");
-    assert!(out.contains("PIN"), "{out}");
     assert!(
         !out.contains("12345678") && !out.contains("1234 5678"),
         "{out}"
@@ -390,6 +389,9 @@ fn pair_from_a_qr_code_stores_its_ski_ship_id_and_name() {
     assert_eq!(rows[0]["ski"], OTHER_SKI);
     assert_eq!(rows[0]["ship_id"], "i:1_u:wb-7");
     assert_eq!(rows[0]["name"], "Acme WB 11");
+    assert_eq!(rows[0]["pin_stored"], true, "the code's PIN is stored");
+    let stored = std::fs::read_to_string(dir.join("pairings.json")).unwrap();
+    assert!(stored.contains("\"pin\": \"12345678\""), "{stored}");
     // With --name and --address, those win and are stored too.
     let output = gateway(
         dir,
@@ -565,4 +567,27 @@ fn a_corrupt_pairing_replay_file_is_a_one_line_error() {
     .output()
     .unwrap();
     assert_one_line_error(&output, 1, "pairing-replay");
+}
+
+/// `pair --pin` stores the PIN a device requires with its pairing (SHIP PIN verification);
+/// `list` says a PIN is stored, never which; a text that is no PIN is a one-line error that
+/// does not repeat it, and stores nothing.
+#[test]
+fn pair_with_a_pin_stores_it_and_a_bad_pin_is_refused() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let output = gateway(dir, &["pair", OTHER_SKI, "--pin", "SECRET-1"]);
+    assert_one_line_error(&output, 1, "--pin");
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("SECRET"));
+    assert!(!dir.join("pairings.json").exists());
+
+    assert_ok(&gateway(dir, &["pair", OTHER_SKI, "--pin", "5555 AAAA FF"]));
+    let stored = std::fs::read_to_string(dir.join("pairings.json")).unwrap();
+    assert!(stored.contains("\"pin\": \"5555AAAAFF\""), "{stored}");
+    let list = gateway(dir, &["--json", "list"]);
+    assert_ok(&list);
+    let text = stdout(&list);
+    assert!(!text.contains("5555"), "{text}");
+    let rows: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(rows[0]["pin_stored"], true);
 }

@@ -869,3 +869,81 @@ fn send_refuses_a_payload_over_the_message_limit_and_delivers_the_largest_that_f
     assert!(b.terminate().success());
     assert!(a.terminate().success());
 }
+
+/// PIN verification (SHIP §13.4.4.3) through the gateway: B requires a PIN (`--pin`); A, on a
+/// terminal, has none, so it asks. A wrong PIN is rejected by B and A asks again, saying so; the
+/// right one connects both, and A stores it with the pairing. No event carries the PIN.
+#[test]
+fn on_a_terminal_a_pin_the_peer_requires_is_asked_again_after_a_wrong_one_and_stored() {
+    const PIN: &str = "5555AAAAFF";
+    const WRONG: &str = "12345678";
+    let tmp = tempdir();
+    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    let a_ski = ski_of(&a_dir);
+    let b_ski = ski_of(&b_dir);
+    assert_ok(&gateway(&a_dir, &["pair", &b_ski]));
+    let mut a = OnTerminal::start(&a_dir);
+    let listening = a.wait_for("listening", |v| v["event"] == "listening");
+    let peer = format!("{a_ski}@{}", listening["address"].as_str().unwrap());
+    let mut b = Running::start(&b_dir, &["--peer", &peer, "--pin", PIN]);
+    let grouped_b = grouped(&b_ski);
+    a.wait_line("the PIN question", |l| l.contains(&grouped_b));
+    a.wait_line("the PIN question", |l| l.contains("requires a PIN"));
+    a.answer(&format!("{WRONG}\n"));
+    a.wait_line("the second PIN question", |l| {
+        l.contains("The PIN sent was wrong")
+    });
+    a.answer("5555 aaaa ff\n");
+    a.wait_for("connected", |v| {
+        v["event"] == "connected" && v["ski"] == b_ski.as_str()
+    });
+    b.wait_for("connected", |v| {
+        v["event"] == "connected" && v["ski"] == a_ski.as_str()
+    });
+    b.wait_for("the wrong-PIN warning", |v| {
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("sent a wrong PIN (1 in a row)"))
+    });
+    // Stored for the next connection (the trust writer batches: give it a moment).
+    let pairings = a_dir.join("pairings.json");
+    let mut stored = String::new();
+    for _ in 0..100 {
+        stored = std::fs::read_to_string(&pairings).unwrap_or_default();
+        if stored.contains("\"pin\"") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(stored.to_ascii_uppercase().contains(PIN), "{stored}");
+    let events = format!("{:?} {:?}", a.seen, b.seen).to_ascii_uppercase();
+    assert!(!events.contains(PIN) && !events.contains(WRONG), "{events}");
+}
+
+/// `pair --pin` through a running gateway (no terminal): the PIN reaches the hub with the
+/// pairing, and the gateway connects to a gateway that requires it.
+#[test]
+fn pair_with_a_pin_through_a_running_gateway_connects_to_a_peer_that_requires_it() {
+    const PIN: &str = "0123456789ABCDEF";
+    let tmp = tempdir();
+    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    let a_ski = ski_of(&a_dir);
+    let b_ski = ski_of(&b_dir);
+    assert_ok(&gateway(&b_dir, &["pair", &a_ski]));
+    let mut b = Running::start(&b_dir, &["--pin", PIN]);
+    let b_address = b.address();
+    let mut a = Running::start(&a_dir, &[]);
+    a.wait_for("listening", |v| v["event"] == "listening");
+    assert_ok(&gateway(
+        &a_dir,
+        &["pair", &b_ski, "--address", &b_address, "--pin", PIN],
+    ));
+    a.wait_for("connected", |v| {
+        v["event"] == "connected" && v["ski"] == b_ski.as_str()
+    });
+    b.wait_for("connected", |v| {
+        v["event"] == "connected" && v["ski"] == a_ski.as_str()
+    });
+    let events = format!("{:?} {:?}", a.seen, b.seen);
+    assert!(!events.contains(PIN), "{events}");
+}

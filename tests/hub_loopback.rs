@@ -3,6 +3,10 @@
 
 mod common;
 
+/// PIN verification between two hubs (in-memory LAN, paused clock).
+#[path = "hub_pin/mod.rs"]
+mod hub_pin;
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;

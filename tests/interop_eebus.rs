@@ -9,6 +9,10 @@
 
 mod common;
 
+/// PIN verification against the eebus crate.
+#[path = "interop_eebus_pin/mod.rs"]
+mod interop_eebus_pin;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -4,6 +4,10 @@
 #[path = "protocol_support.rs"]
 mod support;
 
+/// PIN verification (§13.4.4.3).
+#[path = "protocol_pin/mod.rs"]
+mod pin;
+
 use std::time::Duration;
 
 use ship_hub::protocol::message::*;

@@ -376,6 +376,13 @@ fn peer_handshake_error_closes() {
 fn pin_required_is_a_named_failure() {
     let mut tool = Tool::through_protocol(Role::Server);
     tool.send(&msg::pin(PinState::Required));
+    // No PIN to send: the application is asked, and refuses.
+    assert!(
+        tool.events
+            .contains(&Event::PinRequested { rejected: false })
+    );
+    tool.dut.refuse_pin(tool.now);
+    tool.pump();
     assert_eq!(
         tool.closed_cause(),
         Some(&CloseCause::PinRequired(PinState::Required))

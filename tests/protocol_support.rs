@@ -366,6 +366,20 @@ pub mod msg {
     pub fn pin_none() -> ShipMessage {
         pin(PinState::None)
     }
+    pub fn pin_with(state: PinState, permission: PinInputPermission) -> ShipMessage {
+        ShipMessage::ConnectionPinState(ConnectionPinState {
+            pin_state: state,
+            input_permission: Some(permission),
+        })
+    }
+    pub fn pin_input(text: &str) -> ShipMessage {
+        ShipMessage::ConnectionPinInput(ConnectionPinInput {
+            pin: Some(ship_hub::protocol::Pin::new(text).unwrap()),
+        })
+    }
+    pub fn pin_error() -> ShipMessage {
+        ShipMessage::ConnectionPinError(ConnectionPinError::WRONG_PIN)
+    }
     pub fn am_request() -> ShipMessage {
         ShipMessage::AccessMethodsRequest
     }
@@ -439,6 +453,35 @@ impl Tool {
             }
         }
         assert_eq!(tool.next(), Some(msg::pin_none()));
+        tool
+    }
+
+    /// Through the protocol handshake with a DUT whose PIN side is `pin`: the DUT's select/echo
+    /// are consumed, its PIN state is left unread.
+    pub fn through_protocol_with_pin(role: Role, pin: ship_hub::protocol::PinParams) -> Self {
+        let mut tool = Tool::new(params(role, Trust::Trusted));
+        tool.dut.set_pin(pin);
+        if role == Role::Client {
+            assert_eq!(tool.next(), Some(ShipMessage::Cmi));
+        }
+        tool.send(&ShipMessage::Cmi);
+        if role == Role::Server {
+            assert_eq!(tool.next(), Some(ShipMessage::Cmi));
+        }
+        assert!(matches!(tool.next(), Some(ShipMessage::ConnectionHello(_))));
+        tool.send(&msg::hello_ready(60_000));
+        match role {
+            Role::Server => {
+                tool.send(&msg::announce_max());
+                assert_eq!(tool.next(), Some(msg::select()));
+                tool.send(&msg::select());
+            }
+            Role::Client => {
+                assert_eq!(tool.next(), Some(msg::announce_max()));
+                tool.send(&msg::select());
+                assert_eq!(tool.next(), Some(msg::select()));
+            }
+        }
         tool
     }
 

@@ -30,7 +30,7 @@ const fn case(id: &'static str, lane: Lane, seconds: u32) -> CaseInfo {
     CaseInfo { id, lane, seconds }
 }
 
-/// All 33 cases, in catalogue order. Listen-lane cases are in the order they run.
+/// All 33 cases of the catalogue, in catalogue order, then ship-hub's 3 PIN cases (`EXT_PIN_*`). Listen-lane cases are in the order they run.
 pub const CASES: &[CaseInfo] = &[
     case("TC_SHIP_MDNS_001", Lane::Mdns, 10),
     case("TC_SHIP_CONN_001", Lane::Listen, 5),
@@ -65,6 +65,10 @@ pub const CASES: &[CaseInfo] = &[
     case("TC_SHIP_AMDATA_002", Lane::Dial, 9),
     case("TC_SHIP_AMDATA_003", Lane::Dial, 10),
     case("TC_SHIP_AMDATA_004", Lane::Dial, 120),
+    // ship-hub's own PIN cases (SHIP §13.4.4.3; not in the test specification's catalogue).
+    case("EXT_PIN_001", Lane::Dial, 1),
+    case("EXT_PIN_002", Lane::Dial, 3),
+    case("EXT_PIN_003", Lane::Dial, 1),
 ];
 
 /// The order in which listen-lane cases run: cases whose connection reaches data exchange are
@@ -105,11 +109,18 @@ mod tests {
 
     #[test]
     fn catalogue_has_33_distinct_cases_and_every_listen_case_is_ordered() {
-        assert_eq!(CASES.len(), 33);
+        assert_eq!(
+            CASES
+                .iter()
+                .filter(|c| c.id.starts_with("TC_SHIP_"))
+                .count(),
+            33
+        );
+        assert_eq!(CASES.len(), 36);
         let mut ids: Vec<_> = CASES.iter().map(|c| c.id).collect();
         ids.sort_unstable();
         ids.dedup();
-        assert_eq!(ids.len(), 33);
+        assert_eq!(ids.len(), 36);
         for case in CASES.iter().filter(|c| c.lane == Lane::Listen) {
             assert!(LISTEN_ORDER.contains(&case.id), "{}", case.id);
         }

@@ -125,6 +125,13 @@ pub struct Declarations {
     /// PAR_initiateClose: how the tester makes the DUT revoke its trust in a tool SKI
     /// (TC_SHIP_TERM_001). `None`: the case is not applicable.
     pub revoke_trust: Option<RevokeTrust>,
+    /// `--dut-pin`: the DUT requires this PIN from its peers (SHIP §13.4.4.3): EXT_PIN_001
+    /// (the right PIN opens data exchange) and EXT_PIN_002 (a wrong one is refused) apply.
+    /// The catalogue's cases expect a DUT without a PIN requirement.
+    pub dut_pin: Option<crate::protocol::Pin>,
+    /// `--tool-pin`: the DUT was given this PIN for the tool: EXT_PIN_003 (the tool requires
+    /// a PIN and the DUT sends this one) applies.
+    pub tool_pin: Option<crate::protocol::Pin>,
 }
 
 impl std::fmt::Debug for Declarations {
@@ -135,6 +142,8 @@ impl std::fmt::Debug for Declarations {
             .field("queries_access_methods", &self.queries_access_methods)
             .field("client_detailed_discovery", &self.client_detailed_discovery)
             .field("revoke_trust", &self.revoke_trust.is_some())
+            .field("dut_pin", &self.dut_pin)
+            .field("tool_pin", &self.tool_pin)
             .finish()
     }
 }

@@ -38,11 +38,16 @@ pub(crate) struct Peer {
 }
 
 /// A short, printable form of SHIP bytes: the type byte in hex, then the JSON text (cut at 160
-/// characters), or all bytes in hex when there is no JSON.
+/// characters), or all bytes in hex when there is no JSON. A `connectionPinInput` is shown
+/// without its PIN.
 pub(crate) fn show(bytes: &[u8]) -> String {
     match bytes.split_first() {
         Some((kind, rest)) if rest.len() > 1 => {
             let text = String::from_utf8_lossy(rest);
+            // A PIN never reaches the report, whichever side sent it.
+            if text.contains("connectionPinInput") {
+                return format!("{kind:02X} connectionPinInput (PIN redacted)");
+            }
             let mut text: String = text.chars().filter(|c| !c.is_control()).collect();
             if text.len() > 160 {
                 let mut end = 160;
@@ -258,6 +263,8 @@ mod tests {
         assert_eq!(show(&[0xFF, 0x00]), "FF 00");
         assert_eq!(show(&[0x02]), "02");
         assert_eq!(show(b"\x01{\"a\":1}"), "01 {\"a\":1}");
+        let pin = show(b"\x01{\"connectionPinInput\":[{\"pin\":\"5555AAAAFF\"}]}");
+        assert!(!pin.contains("5555"), "{pin}");
         let long = [&[0x02][..], "x".repeat(500).as_bytes()].concat();
         assert!(show(&long).ends_with('…'));
         assert!(show(&long).len() < 200);

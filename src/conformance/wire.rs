@@ -57,6 +57,25 @@ pub(crate) fn pin_none() -> Vec<u8> {
     control(r#"{"connectionPinState":[{"pinState":"none"}]}"#)
 }
 
+/// `connectionPinState` `required` with `inputPermission` `ok` (the tool requires a PIN).
+pub(crate) fn pin_required() -> Vec<u8> {
+    control(r#"{"connectionPinState":[{"pinState":"required"},{"inputPermission":"ok"}]}"#)
+}
+
+/// `connectionPinState` `pinOk`.
+pub(crate) fn pin_ok() -> Vec<u8> {
+    control(r#"{"connectionPinState":[{"pinState":"pinOk"}]}"#)
+}
+
+/// `connectionPinInput` with `pin` (encoded by the codec: the PIN is only ever on the wire).
+pub(crate) fn pin_input(pin: &crate::protocol::Pin) -> Vec<u8> {
+    crate::protocol::codec::encode(&crate::protocol::ShipMessage::ConnectionPinInput(
+        crate::protocol::message::ConnectionPinInput {
+            pin: Some(pin.clone()),
+        },
+    ))
+}
+
 /// `accessMethodsRequest`.
 pub(crate) fn access_methods_request() -> Vec<u8> {
     control(r#"{"accessMethodsRequest":[]}"#)

@@ -22,13 +22,14 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::discovery::VisibleService;
 use crate::hub::DisconnectReason;
 use crate::hub::config::Limits;
 use crate::hub::inbound::{Delivery, InboundTotal};
-use crate::protocol::{ConnectionState, DetailedState};
+use crate::protocol::{ConnectionState, DetailedState, Pin};
 use crate::{ShipId, Ski};
 
 /// Extra information with a state change.
@@ -138,6 +139,33 @@ pub enum PairingDecision {
     Ask,
 }
 
+/// The peer requires a PIN from this node (SHIP §13.4.4.3) and the hub has none to send (none
+/// stored for its SKI, no [`crate::hub::HubConfig::default_peer_pin`]), or the peer rejected
+/// the one sent. The PIN itself is never part of a request or event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PinRequest {
+    /// The peer.
+    pub ski: Ski,
+    /// Its SHIP ID, if known.
+    pub ship_id: Option<ShipId>,
+    /// The peer answered the PIN we sent with `connectionPinError` (a wrong PIN).
+    pub rejected: bool,
+}
+
+/// The application's answer to a [`PinRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PinDecision {
+    /// Send this PIN now. If the peer accepts it, it is stored with the pairing.
+    Pin(Pin),
+    /// There is no PIN: the connection fails (the peer requires one).
+    Refuse,
+    /// Ask later: the connection waits (up to `ProtocolConfig::pin_wait`) for
+    /// [`crate::hub::Hub::enter_pin`] or [`crate::hub::Hub::refuse_pin`].
+    Ask,
+}
+
 /// The application's view of the hub. Every method has a default that does nothing (or, for
 /// [`Callbacks::pairing_requested`], refuses), so an application implements only what it needs.
 ///
@@ -208,6 +236,26 @@ pub trait Callbacks: Send + Sync + 'static {
     fn pairing_service(&self, event: &crate::hub::PairingServiceEvent) {
         let _ = event;
     }
+
+    /// The peer requires a PIN we do not have (see [`PinRequest`]). The default refuses; an
+    /// application that asks a person returns [`PinDecision::Ask`] and calls
+    /// [`crate::hub::Hub::enter_pin`] when the PIN is typed.
+    fn pin_requested(&self, request: &PinRequest) -> PinDecision {
+        let _ = request;
+        PinDecision::Refuse
+    }
+
+    /// The peer sent this node's PIN correctly (`HubConfig::pin_requirement`): a peer of an
+    /// optional PIN is no longer restricted.
+    fn pin_verified(&self, ski: Ski) {
+        let _ = ski;
+    }
+
+    /// The peer sent a wrong PIN: its `attempts`-th in a row, and the penalty now running
+    /// (docs/pairing.md, "PIN verification").
+    fn pin_attempt_failed(&self, ski: Ski, attempts: u32, penalty: Option<Duration>) {
+        let _ = (ski, attempts, penalty);
+    }
 }
 
 /// Callbacks that do nothing and refuse every pairing request.
@@ -224,6 +272,9 @@ pub(crate) enum CallbackEvent {
     PairingRequested(PairingRequest, oneshot::Sender<PairingDecision>),
     DataReceived(Delivery),
     ShipIdLearned(Ski, ShipId),
+    PinRequested(PinRequest, oneshot::Sender<PinDecision>),
+    PinVerified(Ski),
+    PinAttemptFailed(Ski, u32, Option<Duration>),
     VisibleServices(Vec<VisibleService>),
     PairingService(crate::hub::PairingServiceEvent),
     /// The hub shut down: deliver what is queued before this, then end the thread.
@@ -286,6 +337,13 @@ fn dispatch(callbacks: &dyn Callbacks, event: CallbackEvent) {
         }
         CallbackEvent::DataReceived(delivery) => callbacks.data_delivered(delivery),
         CallbackEvent::ShipIdLearned(ski, ship_id) => callbacks.ship_id_learned(ski, &ship_id),
+        CallbackEvent::PinRequested(request, answer) => {
+            let _ = answer.send(callbacks.pin_requested(&request));
+        }
+        CallbackEvent::PinVerified(ski) => callbacks.pin_verified(ski),
+        CallbackEvent::PinAttemptFailed(ski, attempts, penalty) => {
+            callbacks.pin_attempt_failed(ski, attempts, penalty)
+        }
         CallbackEvent::VisibleServices(services) => callbacks.visible_services_changed(&services),
         CallbackEvent::PairingService(event) => callbacks.pairing_service(&event),
         CallbackEvent::Stop => {}

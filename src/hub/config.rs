@@ -13,7 +13,7 @@ use crate::hub::net::{Network, TcpNetwork};
 use crate::hub::pairing_service::PairingServiceConfig;
 use crate::hub::trust::{MemoryTrustStore, TrustStore};
 use crate::identity::Identity;
-use crate::protocol::ProtocolConfig;
+use crate::protocol::{Pin, PinRequirement, ProtocolConfig};
 use crate::transport::{TlsOptions, WsOptions};
 
 /// The TCP port ship-hub listens on unless told otherwise (the port ship-go's examples use).
@@ -250,6 +250,14 @@ pub struct HubConfig {
     pub auto_accept: bool,
     /// Where pairings are kept. Default: in memory only.
     pub trust_store: Arc<dyn TrustStore>,
+    /// This node's PIN requirement (SHIP §13.4.4.3): whether peers must send a PIN before data
+    /// exchange. Default none (what deployed devices use). See docs/pairing.md, "PIN
+    /// verification"; the penalty for wrong PINs is in [`ProtocolConfig`].
+    pub pin_requirement: PinRequirement,
+    /// The PIN sent to a peer that requires one when no PIN is stored for its SKI
+    /// ([`crate::hub::PairedPeer::pin`]). Default none: the application is asked
+    /// ([`crate::hub::Callbacks::pin_requested`]).
+    pub default_peer_pin: Option<Pin>,
     /// The application's callbacks. Default: none.
     pub callbacks: Arc<dyn Callbacks>,
     /// The byte streams: TCP by default, an in-memory network in tests.
@@ -276,6 +284,8 @@ impl HubConfig {
             websocket: WsOptions::default(),
             auto_accept: false,
             trust_store: Arc::new(MemoryTrustStore::default()),
+            pin_requirement: PinRequirement::None,
+            default_peer_pin: None,
             callbacks: Arc::new(NoCallbacks),
             network: Arc::new(TcpNetwork),
             rng_seed: None,
@@ -295,6 +305,8 @@ impl std::fmt::Debug for HubConfig {
             .field("limits", &self.limits)
             .field("timers", &self.timers)
             .field("auto_accept", &self.auto_accept)
+            .field("pin_requirement", &self.pin_requirement)
+            .field("default_peer_pin", &self.default_peer_pin)
             .finish_non_exhaustive()
     }
 }

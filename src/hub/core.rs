@@ -19,7 +19,7 @@ use super::metrics::{HubMetrics, MetricsSnapshot};
 use super::sightings;
 use super::supervisor::{Command, Supervisor};
 use super::trust::{PairedPeer, TrustStore, TrustStoreError};
-use crate::protocol::{CloseCause, ConnectionState};
+use crate::protocol::{CloseCause, ConnectionState, Pin};
 use crate::transport::{ShipTls, TlsSuite};
 use crate::{ShipId, Ski};
 
@@ -58,6 +58,9 @@ pub struct ConnectionInfo {
     /// The TLS 1.2 cipher suite negotiated on this connection (`None` only if the TLS stack
     /// reported none, e.g. TLS 1.3, which SHIP peers do not speak).
     pub tls_suite: Option<TlsSuite>,
+    /// This node's PIN is optional (`HubConfig::pin_requirement`) and the peer has not sent it:
+    /// data flows, but the application should restrict what the peer may do (SHIP §13.4.4.3).
+    pub pin_restricted: bool,
 }
 
 /// The registry's entry for one peer: how to reach its supervisor.
@@ -125,6 +128,9 @@ pub enum HubError {
     /// The peer is not in data exchange.
     #[error("peer {0} is not connected")]
     NotConnected(Ski),
+    /// The peer is not paired.
+    #[error("peer {0} is not paired")]
+    NotPaired(Ski),
     /// No pairing request from this peer is waiting for a decision.
     #[error("no pairing request from {0} is pending")]
     NoPendingRequest(Ski),
@@ -548,6 +554,36 @@ impl Hub {
         let status = self.pending_request(ski)?;
         let peer = self.shared.store_approval(ski, status.ship_id)?;
         self.shared.route_existing(
+            ski,
+            Command::Paired {
+                peer,
+                dial_now: false,
+            },
+        )
+    }
+
+    /// Gives the PIN to send to `ski`, which requires one (after
+    /// [`crate::hub::Callbacks::pin_requested`] answered [`crate::hub::PinDecision::Ask`]). With
+    /// no connection waiting for it, it is kept for the peer's next connection. If the peer
+    /// accepts it, it is stored with the pairing.
+    pub fn enter_pin(&self, ski: Ski, pin: Pin) -> Result<(), HubError> {
+        self.shared.route_existing(ski, Command::EnterPin(pin))
+    }
+
+    /// There is no PIN for `ski`: a connection waiting for one fails (the peer requires it).
+    pub fn refuse_pin(&self, ski: Ski) -> Result<(), HubError> {
+        self.shared.route_existing(ski, Command::RefusePin)
+    }
+
+    /// Stores (or with `None` removes) the PIN sent to the paired peer `ski` when it requires
+    /// one (SHIP §13.4.4.3); used from its next connection on.
+    pub fn set_peer_pin(&self, ski: Ski, pin: Option<Pin>) -> Result<(), HubError> {
+        let Some(mut peer) = self.shared.trust.get(&ski)? else {
+            return Err(HubError::NotPaired(ski));
+        };
+        peer.pin = pin;
+        self.shared.trust.upsert(peer.clone())?;
+        self.shared.route(
             ski,
             Command::Paired {
                 peer,

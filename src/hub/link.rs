@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::inbound::{Charge, PeerBudget};
 use crate::ShipId;
 use crate::protocol::{
-    self, CloseCause, CloseReason, ConnectionState, DetailedState, Event, Transmit,
+    self, CloseCause, CloseReason, ConnectionState, DetailedState, Event, Pin, Transmit,
 };
 use crate::transport::{ShipSocket, SocketEvent};
 
@@ -43,6 +43,10 @@ pub(crate) enum LinkCommand {
     Close(CloseReason),
     /// Send a WebSocket ping now and report the pong (double-connection liveness check).
     Ping,
+    /// The PIN to send to the peer (§13.4.4.3).
+    EnterPin(Pin),
+    /// No PIN for the peer: a peer that requires one is refused.
+    RefusePin,
 }
 
 /// What a link tells its supervisor.
@@ -54,6 +58,21 @@ pub(crate) enum LinkEvent {
     Data(Vec<u8>, Charge),
     /// A pong arrived (after [`LinkCommand::Ping`] or a keepalive ping).
     Pong,
+    /// The peer requires a PIN we do not have (or rejected ours).
+    PinRequested {
+        rejected: bool,
+    },
+    /// The peer accepted our PIN.
+    PinAccepted,
+    /// The peer sent our PIN correctly.
+    PinVerified,
+    /// The peer sent a wrong PIN.
+    PinAttemptFailed {
+        attempts: u32,
+        penalty: Option<Duration>,
+    },
+    /// Whether the peer is restricted (our PIN is optional and it sent none yet) changed.
+    Restricted(bool),
     /// The link is gone; nothing follows. Boxed to keep the event small: a supervisor's event
     /// queue allocates room for 32 events up front (docs/performance.md).
     Ended(Box<LinkEnd>),
@@ -119,6 +138,7 @@ pub(crate) async fn run_link<S, P>(
     let mut transport_reported = false;
     let mut commands_open = true;
     let mut completed = false;
+    let mut restricted = false;
     let mut next_ping = tokio::time::Instant::now() + setup.keepalive_interval;
     let mut pong_deadline: Option<tokio::time::Instant> = None;
     // When the last keepalive ping went out (its pong still owed).
@@ -171,8 +191,20 @@ pub(crate) async fn run_link<S, P>(
                     let charge = setup.budget.charge(payload.len());
                     report(LinkEvent::Data(payload, charge));
                 }
+                Event::PinRequested { rejected } => {
+                    report(LinkEvent::PinRequested { rejected });
+                }
+                Event::PinAccepted => report(LinkEvent::PinAccepted),
+                Event::PinVerified => report(LinkEvent::PinVerified),
+                Event::PinAttemptFailed { attempts, penalty } => {
+                    report(LinkEvent::PinAttemptFailed { attempts, penalty });
+                }
                 Event::Closed(c) => cause = Some(c),
             }
+        }
+        if connection.peer_restricted() != restricted {
+            restricted = !restricted;
+            report(LinkEvent::Restricted(restricted));
         }
         if connection.is_closed() || end.is_some() {
             break;
@@ -245,6 +277,8 @@ pub(crate) async fn run_link<S, P>(
             command = commands.recv(), if commands_open => match command {
                 Some(LinkCommand::Approve) => connection.approve_trust(now()),
                 Some(LinkCommand::Deny) => connection.deny_trust(now()),
+                Some(LinkCommand::EnterPin(pin)) => connection.enter_pin(pin, now()),
+                Some(LinkCommand::RefusePin) => connection.refuse_pin(now()),
                 Some(LinkCommand::Close(reason)) => {
                     // Data the application queued before the close goes out first (§13.4.7).
                     if completed {

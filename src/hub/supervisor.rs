@@ -16,6 +16,7 @@
 //! twin completes — no `disconnected`, no second `connected` (docs/ship.md §7 rule 5).
 
 mod links;
+mod pin;
 mod visible;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -87,6 +88,10 @@ pub(crate) enum Command {
     Deny,
     /// Close the peer's connections (a paired peer is redialled by the backoff rules).
     Disconnect,
+    /// The application's PIN for the peer (SHIP §13.4.4.3).
+    EnterPin(crate::protocol::Pin),
+    /// The application has no PIN for the peer.
+    RefusePin,
     /// A configured address to dial this peer at (with the WebSocket path).
     StaticAddress(SocketAddr, String),
     /// Discovery sees the peer: its instance, host name (for SNI), addresses and TXT path.
@@ -121,6 +126,8 @@ struct Link {
     ponged: bool,
     /// Waiting for a user decision (hello pending).
     awaiting_trust: bool,
+    /// Our PIN is optional and the peer has not sent it (SHIP §13.4.4.3).
+    restricted: bool,
 }
 
 enum Dial {
@@ -178,6 +185,8 @@ pub(crate) struct Supervisor {
     /// Hands fresh sightings to the running dial attempt, which tries them next.
     dial_feed: Option<mpsc::UnboundedSender<Vec<(DialCandidate, String)>>>,
     stopping: bool,
+    /// PIN verification: attempts, penalty, the application's PIN (SHIP §13.4.4.3).
+    pin: pin::PinMemory,
 }
 
 impl Link {
@@ -241,6 +250,7 @@ impl Supervisor {
             dial_soon: false,
             dial_feed: None,
             stopping: false,
+            pin: pin::PinMemory::default(),
         }
     }
 
@@ -278,6 +288,9 @@ impl Supervisor {
                     self.pairing_answered(id, answer)
                 }
                 stored = join_accepting(&mut self.accepting) => self.acceptance_stored(stored),
+                Some((id, decision)) = pin::wait_pin_answer(&mut self.pin.answer) => {
+                    self.pin_answered(id, decision)
+                }
                 payload = self.data_rx.recv(), if self.held.is_none() && active_data.is_some() => {
                     self.held = payload;
                 }
@@ -382,6 +395,8 @@ impl Supervisor {
                     self.deny_link(id);
                 }
             }
+            Command::EnterPin(pin) => self.pin_entered(pin),
+            Command::RefusePin => self.pin_refused(),
             Command::Disconnect => {
                 let ids: Vec<LinkId> = self.live_links().map(|l| l.id).collect();
                 for id in ids {

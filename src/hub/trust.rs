@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
+use crate::protocol::Pin;
 use crate::{ShipId, Ski};
 
 /// What the hub remembers about one paired peer.
@@ -51,6 +52,9 @@ pub struct PairedPeer {
     /// Paired through the SHIP Pairing Service (the control unit the energy-manager side
     /// trusted from a verified request; at most one at a time). Default `false`.
     pub paired_by_service: bool,
+    /// The PIN to send when the peer requires one (SHIP §13.4.4.3): given by the user, or
+    /// stored once the peer accepted a PIN the application entered. Redacted in `Debug`.
+    pub pin: Option<Pin>,
 }
 
 impl PairedPeer {
@@ -63,6 +67,7 @@ impl PairedPeer {
             last_address: None,
             last_seen: None,
             paired_by_service: false,
+            pin: None,
         }
     }
 }

@@ -47,8 +47,24 @@ pub struct ProtocolConfig {
     /// `T_hello_prolong_min`: a peer wait shorter than this cannot be prolonged in time: we
     /// abort. Default 1 s.
     pub hello_prolong_min: Duration,
-    /// Each protocol-handshake wait and the PIN-state wait (§13.4.4.2, §13.4.4.3). Default 10 s.
+    /// Each protocol-handshake wait and the wait for the peer's first `connectionPinState`
+    /// (§13.4.4.2, §13.4.4.3). Default 10 s.
     pub handshake_wait: Duration,
+    /// How long the PIN step (§13.4.4.3) may go without progress once the peer's PIN state
+    /// arrived: restarted by every PIN message sent or received and at the end of a penalty,
+    /// paused while our own penalty runs. A person may be typing a PIN, so it is as long as
+    /// `T_hello_init`. Expiry closes the connection ([`super::Timer::PinWait`]). Default 120 s.
+    pub pin_wait: Duration,
+    /// The penalty after the [`ProtocolConfig::pin_penalty_short_after`]-th wrong PIN
+    /// (§13.4.4.3; SHIP permits 10–15 s). Default 15 s.
+    pub pin_penalty_short: Duration,
+    /// The penalty after the [`ProtocolConfig::pin_penalty_long_after`]-th wrong PIN and every
+    /// later one. Default 90 s.
+    pub pin_penalty_long: Duration,
+    /// From this many consecutive wrong PINs on, each costs `pin_penalty_short`. Default 3.
+    pub pin_penalty_short_after: u32,
+    /// From this many consecutive wrong PINs on, each costs `pin_penalty_long`. Default 6.
+    pub pin_penalty_long_after: u32,
     /// How long the peer may take to answer our access-methods request (§13.4.6). Default 10 s.
     pub access_methods_wait: Duration,
     /// Delay between our hello `aborted` and the close (4452). Default 1 s.
@@ -68,6 +84,11 @@ impl Default for ProtocolConfig {
             hello_prolong_waiting_gap: Duration::from_secs(15),
             hello_prolong_min: Duration::from_secs(1),
             handshake_wait: Duration::from_secs(10),
+            pin_wait: Duration::from_secs(120),
+            pin_penalty_short: Duration::from_secs(15),
+            pin_penalty_long: Duration::from_secs(90),
+            pin_penalty_short_after: 3,
+            pin_penalty_long_after: 6,
             access_methods_wait: Duration::from_secs(10),
             abort_close_delay: Duration::from_secs(1),
             close_max_time: Duration::from_millis(500),

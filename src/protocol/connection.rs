@@ -14,6 +14,7 @@ use super::event::{CloseCause, Event, SendDataError, Transmit};
 use super::message::{
     ClosePhase, CloseReason, ConnectionClose, Data, ProtocolHandshake, ShipMessage,
 };
+use super::pin_check::PinSide;
 use super::state::{ConnectionState, DetailedState};
 use super::timer::{Timer, TimerTable};
 
@@ -38,6 +39,8 @@ pub struct Connection {
     closed: bool,
     /// The application denied trust before hello started: hello opens with `aborted`.
     pub(super) denied_before_hello: bool,
+    /// PIN verification (§13.4.4.3).
+    pub(super) pin: PinSide,
 }
 
 /// The handshake stage, named for what it waits for; each holds only its own data.
@@ -53,8 +56,9 @@ pub(super) enum Stage {
     ExpectSelect,
     /// Server: the client's echo of our `select`.
     ExpectSelectEcho { selected: ProtocolHandshake },
-    /// The peer's `connectionPinState` (§13.4.4.3).
-    ExpectPinState,
+    /// The PIN step (§13.4.4.3): the peer's `connectionPinState`, then PINs either way until
+    /// both requirements are met (`pin_check.rs`).
+    Pin,
     /// Data exchange (§13.4.5), access methods in parallel (§13.4.6).
     DataExchange(AccessMethodsProgress),
     /// We announced the close and wait for the confirm (§13.4.7).
@@ -110,6 +114,7 @@ impl Connection {
             peer_ship_id: None,
             closed: false,
             denied_before_hello: false,
+            pin: PinSide::default(),
         };
         connection
             .timers
@@ -148,7 +153,7 @@ impl Connection {
             Stage::ExpectAnnounceMax => self.on_announce_max(received, now),
             Stage::ExpectSelect => self.on_select(received, now),
             Stage::ExpectSelectEcho { selected } => self.on_select_echo(selected, received, now),
-            Stage::ExpectPinState => self.on_pin_state(received, now),
+            Stage::Pin => self.on_pin_step(received, now),
             Stage::DataExchange(progress) => self.on_data_exchange(progress, received, now),
             Stage::ExpectCloseConfirm { reason } => self.on_close_confirm(reason, received),
         }

@@ -38,6 +38,26 @@ pub enum Event {
     PeerShipId(ShipId),
     /// A data payload (SPINE JSON) exactly as the peer sent it (§13.4.5).
     Data(Vec<u8>),
+    /// The peer requires a PIN from us (§13.4.4.3) and we have none to send, or the one we sent
+    /// was wrong (`rejected`). Answer with [`super::Connection::enter_pin`] or
+    /// [`super::Connection::refuse_pin`]; until then the PIN step waits (at most
+    /// [`super::ProtocolConfig::pin_wait`]).
+    PinRequested {
+        /// The peer answered our PIN with `connectionPinError`.
+        rejected: bool,
+    },
+    /// The peer accepted the PIN we sent (`pinOk`).
+    PinAccepted,
+    /// The peer sent our PIN correctly: it is no longer restricted.
+    PinVerified,
+    /// The peer sent a wrong PIN.
+    PinAttemptFailed {
+        /// Its consecutive wrong PINs so far (across connections, see
+        /// [`super::PinParams::failed_attempts`]).
+        attempts: u32,
+        /// The penalty that now runs (`inputPermission` `busy`), if any.
+        penalty: Option<std::time::Duration>,
+    },
     /// The connection ended. Emitted exactly once, as the last event.
     Closed(CloseCause),
 }
@@ -78,8 +98,9 @@ pub enum CloseCause {
     /// The peer sent `messageProtocolHandshakeError`.
     #[error("the peer reported a protocol handshake error ({0:?})")]
     RemoteHandshakeError(HandshakeErrorCode),
-    /// The peer wants a PIN (§13.4.4.3); PIN entry is not implemented.
-    #[error("the peer requires PIN verification (pinState {}), which is not supported", .0.as_str())]
+    /// The peer requires a PIN (§13.4.4.3) and none was given: the application refused
+    /// ([`super::Connection::refuse_pin`]).
+    #[error("the peer requires PIN verification (pinState {}) and no PIN was given", .0.as_str())]
     PinRequired(PinState),
     /// The peer's hello wait is below `T_hello_prolong_min`: it cannot be prolonged in time.
     #[error("the peer's hello wait ({waiting_ms} ms) is too short to prolong")]

@@ -11,9 +11,9 @@ use super::config::Role;
 use super::connection::{AccessMethodsProgress, Connection, Stage};
 use super::event::{CloseCause, Event};
 use super::message::{
-    AccessMethods, ClosePhase, CloseReason, ConnectionClose, ConnectionPinState, Data,
-    HandshakeErrorCode, HandshakeType, MessageKind, PinState, ProtocolHandshake,
-    ProtocolHandshakeError, ProtocolVersion, ShipMessage,
+    AccessMethods, ClosePhase, CloseReason, ConnectionClose, Data, HandshakeErrorCode,
+    HandshakeType, MessageKind, ProtocolHandshake, ProtocolHandshakeError, ProtocolVersion,
+    ShipMessage,
 };
 use super::state::{ConnectionState, DetailedState};
 use super::timer::Timer;
@@ -125,46 +125,12 @@ impl Connection {
         ));
     }
 
-    // ----- PIN, §13.4.4.3 -------------------------------------------------------------------
-
-    fn start_pin(&mut self, now: Instant) {
-        self.timers.stop(Timer::ProtocolHandshake);
-        self.enter(DetailedState::PinCheckInit);
-        self.send(&ShipMessage::ConnectionPinState(ConnectionPinState {
-            pin_state: PinState::None,
-            input_permission: None,
-        }));
-        self.timers
-            .set(Timer::PinState, now + self.config.handshake_wait);
-        self.enter(DetailedState::PinCheckListen);
-        self.stage = Stage::ExpectPinState;
-    }
-
-    pub(super) fn on_pin_state(
-        &mut self,
-        received: Result<ShipMessage, DecodeError>,
-        now: Instant,
-    ) {
-        match received {
-            Ok(ShipMessage::ConnectionPinState(pin)) => match pin.pin_state {
-                PinState::None => {
-                    self.timers.stop(Timer::PinState);
-                    self.enter(DetailedState::PinCheckOk);
-                    self.start_access_methods(now);
-                }
-                other => {
-                    self.enter(DetailedState::PinCheckError);
-                    self.fail(CloseCause::PinRequired(other));
-                }
-            },
-            other => self.reject(MessageKind::ConnectionPinState, other),
-        }
-    }
+    // ----- PIN, §13.4.4.3: pin_check.rs -----------------------------------------------------
 
     // ----- data exchange and access methods, §13.4.5, §13.4.6 -------------------------------
 
     /// PIN done: data may flow; ask for the peer's access methods, once.
-    fn start_access_methods(&mut self, now: Instant) {
+    pub(super) fn start_access_methods(&mut self, now: Instant) {
         self.enter(DetailedState::AccessMethodsRequest);
         self.send(&ShipMessage::AccessMethodsRequest);
         self.timers
@@ -176,9 +142,14 @@ impl Connection {
         &mut self,
         progress: AccessMethodsProgress,
         received: Result<ShipMessage, DecodeError>,
-        _now: Instant,
+        now: Instant,
     ) {
         self.stage = Stage::DataExchange(progress);
+        if let Ok(message) = &received
+            && self.on_pin_in_data_exchange(message, now)
+        {
+            return;
+        }
         match received {
             Err(error) => tracing::debug!(?error, "undecodable message in data exchange ignored"),
             Ok(ShipMessage::Data(data)) => self.deliver(data),
@@ -199,7 +170,7 @@ impl Connection {
         }
     }
 
-    fn answer_access_methods(&mut self) {
+    pub(super) fn answer_access_methods(&mut self) {
         let id = self.local_ship_id.as_str().to_owned();
         self.send(&ShipMessage::AccessMethods(AccessMethods { id: Some(id) }));
     }
@@ -300,7 +271,11 @@ impl Connection {
             (Timer::CloseConfirm, Stage::ExpectCloseConfirm { reason }) => {
                 self.finish(CloseCause::LocalClose(reason), ConnectionState::None, None);
             }
-            (Timer::Cmi | Timer::PinState | Timer::AccessMethods, _) => {
+            (Timer::PinPenalty, stage) => {
+                self.stage = stage;
+                self.on_pin_penalty_over(now);
+            }
+            (Timer::Cmi | Timer::PinState | Timer::PinWait | Timer::AccessMethods, _) => {
                 self.fail(CloseCause::Timeout(timer));
             }
             (_, stage) => {

@@ -57,6 +57,10 @@ pub enum ShipMessage {
     ProtocolHandshakeError(ProtocolHandshakeError),
     /// `connectionPinState` (§13.4.4.3).
     ConnectionPinState(ConnectionPinState),
+    /// `connectionPinInput` (§13.4.4.3): a PIN for the peer to verify.
+    ConnectionPinInput(ConnectionPinInput),
+    /// `connectionPinError` (§13.4.4.3): the PIN received was wrong.
+    ConnectionPinError(ConnectionPinError),
     /// `accessMethodsRequest` (§13.4.6): an empty object.
     AccessMethodsRequest,
     /// `accessMethods` (§13.4.6).
@@ -89,6 +93,8 @@ impl ShipMessage {
             },
             ShipMessage::ProtocolHandshakeError(_) => MessageKind::ProtocolHandshakeError,
             ShipMessage::ConnectionPinState(_) => MessageKind::ConnectionPinState,
+            ShipMessage::ConnectionPinInput(_) => MessageKind::ConnectionPinInput,
+            ShipMessage::ConnectionPinError(_) => MessageKind::ConnectionPinError,
             ShipMessage::AccessMethodsRequest => MessageKind::AccessMethodsRequest,
             ShipMessage::AccessMethods(_) => MessageKind::AccessMethods,
             ShipMessage::Data(_) => MessageKind::Data,
@@ -113,6 +119,10 @@ pub enum MessageKind {
     ProtocolHandshakeError,
     /// `connectionPinState`.
     ConnectionPinState,
+    /// `connectionPinInput`.
+    ConnectionPinInput,
+    /// `connectionPinError`.
+    ConnectionPinError,
     /// `accessMethodsRequest`.
     AccessMethodsRequest,
     /// `accessMethods`.
@@ -134,6 +144,8 @@ impl std::fmt::Display for MessageKind {
             MessageKind::Select => "messageProtocolHandshake select",
             MessageKind::ProtocolHandshakeError => "messageProtocolHandshakeError",
             MessageKind::ConnectionPinState => "connectionPinState",
+            MessageKind::ConnectionPinInput => "connectionPinInput",
+            MessageKind::ConnectionPinError => "connectionPinError",
             MessageKind::AccessMethodsRequest => "accessMethodsRequest",
             MessageKind::AccessMethods => "accessMethods",
             MessageKind::Data => "data",
@@ -331,6 +343,26 @@ impl PinInputPermission {
             PinInputPermission::Ok => "ok",
         }
     }
+}
+
+/// `connectionPinInput` (§13.4.4.3). Its `Debug` form never shows the PIN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionPinInput {
+    /// `pin`; `None` when the peer sent text that is no valid PIN (8–16 hex digits), which is
+    /// verified as a wrong PIN.
+    pub pin: Option<super::pin::Pin>,
+}
+
+/// `connectionPinError` (§13.4.4.3): the receiver of a `connectionPinInput` found it wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionPinError {
+    /// `error`: `1` is the one value SHIP defines (wrong PIN).
+    pub error: u8,
+}
+
+impl ConnectionPinError {
+    /// `error` 1: wrong PIN.
+    pub const WRONG_PIN: ConnectionPinError = ConnectionPinError { error: 1 };
 }
 
 /// `accessMethods` (§13.4.6). Only `id` is modelled; `dnsSd_mDns` and `dns` are skipped when

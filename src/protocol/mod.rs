@@ -35,7 +35,7 @@
 //! | CMI §13.4.3 | sends `00 00`, expects `00 00` | expects `00 00`, answers `00 00` | [`ProtocolConfig::cmi_timeout`] |
 //! | hello §13.4.4.1 | `ready` or `pending` | `ready` or `pending` | `T_hello_init`, prolongation |
 //! | protocol §13.4.4.2 | `announceMax`, expects `select`, echoes it | expects `announceMax`, sends `select`, expects the echo | [`ProtocolConfig::handshake_wait`] each |
-//! | PIN §13.4.4.3 | `connectionPinState` `none` | the same | [`ProtocolConfig::handshake_wait`] |
+//! | PIN §13.4.4.3 | `connectionPinState` (our [`PinRequirement`]); PINs either way | the same | [`ProtocolConfig::handshake_wait`], then [`ProtocolConfig::pin_wait`] |
 //! | access methods §13.4.6 | `accessMethodsRequest` once; answers the peer's at any time | the same | [`ProtocolConfig::access_methods_wait`] |
 //! | data §13.4.5 | `data`, payload verbatim | the same | — |
 //! | close §13.4.7 | `connectionClose` announce / confirm | the same | [`ProtocolConfig::close_max_time`] |
@@ -52,8 +52,17 @@
 //!   4452 after [`ProtocolConfig::abort_close_delay`]. See `hello.rs` for the pending side.
 //! * Protocol-handshake failures are reported in `messageProtocolHandshakeError` before the
 //!   close: 1 timeout, 2 unexpected message, 3 selection mismatch (PROT_003..006).
-//! * PIN states other than `none` end the connection with [`CloseCause::PinRequired`]: PIN
-//!   entry is not implemented.
+//! * PIN verification (`pin_check.rs`, set up with [`Connection::set_pin`]): we announce our
+//!   [`PinRequirement`] (`none`, `required` or `optional`, with `inputPermission` `ok`, or
+//!   `busy` while a penalty runs). A peer that requires a PIN gets ours
+//!   (`connectionPinInput`); without one we emit [`Event::PinRequested`] and wait for
+//!   [`Connection::enter_pin`] / [`Connection::refuse_pin`] (refusal: [`CloseCause::PinRequired`]).
+//!   A PIN for us is answered `pinOk` or `connectionPinError`; wrong PINs cost the escalating
+//!   penalty of [`pin_penalty`]. Data exchange opens when our requirement is met (none,
+//!   optional, or verified) and the peer's is (`none`, `optional`, or `pinOk` for our PIN).
+//!   Before that, the peer's `accessMethodsRequest` is answered and its data dropped; with an
+//!   optional PIN the peer stays [`Connection::peer_restricted`] until it sent the PIN, which
+//!   may arrive in data exchange.
 //! * **Data exchange starts when the PIN step is done.** From then on data is sent and
 //!   delivered at once, and every `accessMethodsRequest` is answered, also long after
 //!   completion (AMDATA_001..003, AM_001). [`ConnectionState::Completed`] is reached when the
@@ -79,7 +88,7 @@
 //! # Internals
 //!
 //! The handshake is an enum of stages named for what they wait for (`ExpectCmi`,
-//! `ExpectHello`, `ExpectAnnounceMax`, `ExpectSelect`, `ExpectSelectEcho`, `ExpectPinState`,
+//! `ExpectHello`, `ExpectAnnounceMax`, `ExpectSelect`, `ExpectSelectEcho`, `Pin`,
 //! `DataExchange`, `ExpectCloseConfirm`), each holding only its own data; every unexpected
 //! message goes through one "expected X, got Y" path; timers are data ([`Timer`] and a
 //! deadline table, [`Connection::poll_timeout`] is the earliest).
@@ -91,6 +100,8 @@ mod event;
 mod handshake;
 mod hello;
 pub mod message;
+mod pin;
+mod pin_check;
 mod state;
 mod timer;
 
@@ -99,5 +110,6 @@ pub use config::{ConnectionParams, ProtocolConfig, Role, Trust};
 pub use connection::Connection;
 pub use event::{CloseCause, Event, SendDataError, Transmit};
 pub use message::{CloseReason, ShipMessage};
+pub use pin::{Pin, PinError, PinParams, PinRequirement, pin_penalty};
 pub use state::{ConnectionState, DetailedState};
 pub use timer::Timer;

@@ -93,21 +93,21 @@ pub enum DetailedState {
     PinCheckInit = 26,
     /// Waiting for the peer's PIN state.
     PinCheckListen = 27,
-    /// The peer's PIN state cannot be satisfied.
+    /// The PIN step failed (the peer's PIN requirement was refused).
     PinCheckError = 28,
-    /// PIN check: peer busy (unused).
+    /// Our PIN penalty runs: we announced `inputPermission` `busy`.
     PinCheckBusyInit = 29,
-    /// PIN check: waiting while the peer is busy (unused).
+    /// The peer announced `busy`: we wait for its `ok` before sending a PIN.
     PinCheckBusyWait = 30,
-    /// No PIN needed on either side.
+    /// Both PIN requirements are satisfied: data exchange opens.
     PinCheckOk = 31,
-    /// PIN entry started (unused).
+    /// The peer requires a PIN we do not have: the application is asked.
     PinAskInit = 32,
-    /// PIN entry being processed (unused).
+    /// We sent a PIN and wait for the peer's verdict.
     PinAskProcess = 33,
-    /// PIN entry restricted (unused).
+    /// The peer's PIN is optional and we sent none: data flows, the peer restricts us.
     PinAskRestricted = 34,
-    /// PIN accepted (unused).
+    /// The peer accepted our PIN (`pinOk`).
     PinAskOk = 35,
     // Access methods, §13.4.6 (in parallel with data exchange, §13.4.5)
     /// Our access-methods request is pending; data already flows.

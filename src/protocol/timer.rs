@@ -18,6 +18,10 @@ pub enum Timer {
     ProtocolHandshake,
     /// Waiting for the peer's `connectionPinState` (§13.4.4.3).
     PinState,
+    /// The PIN step made no progress for [`super::ProtocolConfig::pin_wait`] (§13.4.4.3).
+    PinWait,
+    /// Our penalty for the peer's wrong PINs ends: PIN input is `ok` again (§13.4.4.3).
+    PinPenalty,
     /// Waiting for the answer to our `accessMethodsRequest` (§13.4.6).
     AccessMethods,
     /// Between our hello `aborted` and the close.
@@ -27,13 +31,15 @@ pub enum Timer {
 }
 
 impl Timer {
-    const ALL: [Timer; 9] = [
+    const ALL: [Timer; 11] = [
         Timer::Cmi,
         Timer::HelloWait,
         Timer::HelloProlongationRequest,
         Timer::HelloProlongationReply,
         Timer::ProtocolHandshake,
         Timer::PinState,
+        Timer::PinWait,
+        Timer::PinPenalty,
         Timer::AccessMethods,
         Timer::AbortClose,
         Timer::CloseConfirm,
@@ -53,6 +59,8 @@ impl std::fmt::Display for Timer {
             Timer::HelloProlongationReply => "hello prolongation reply",
             Timer::ProtocolHandshake => "protocol handshake",
             Timer::PinState => "PIN state",
+            Timer::PinWait => "PIN step",
+            Timer::PinPenalty => "PIN penalty",
             Timer::AccessMethods => "access methods",
             Timer::AbortClose => "abort close",
             Timer::CloseConfirm => "close confirm",

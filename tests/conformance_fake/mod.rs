@@ -20,7 +20,7 @@ use rustls::sign::CertifiedKey;
 use ship_hub::identity::Identity;
 use ship_hub::protocol::ShipMessage;
 use ship_hub::protocol::codec::decode;
-use ship_hub::protocol::message::{ClosePhase, HandshakeType, HelloPhase};
+use ship_hub::protocol::message::{ClosePhase, HandshakeType, HelloPhase, PinState};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
@@ -60,6 +60,14 @@ pub struct Sabotage {
     pub ignores_wrong_message: bool,
     /// Its PIN state (PIN_001).
     pub pin_state: &'static str,
+    /// It requires this PIN (announced `required`, input `ok`): EXT_PIN_001/002.
+    pub requires_pin: Option<&'static str>,
+    /// Answers every PIN with `pinOk`, also a wrong one (EXT_PIN_002).
+    pub accepts_any_pin: bool,
+    /// Answers every PIN with `connectionPinError`, also the right one (EXT_PIN_001).
+    pub rejects_every_pin: bool,
+    /// The PIN it sends when the peer requires one (EXT_PIN_003); `None`: it sends none.
+    pub sends_pin: Option<&'static str>,
     /// The SHIP ID it answers with (AM_001).
     pub ship_id: &'static str,
     /// Stops answering AM requests after an undecodable message (MSG_001/002).
@@ -92,6 +100,10 @@ impl Default for Sabotage {
             slow_handshake_timeout: false,
             ignores_wrong_message: false,
             pin_state: "none",
+            requires_pin: None,
+            accepts_any_pin: false,
+            rejects_every_pin: false,
+            sends_pin: None,
             ship_id: "fake-dut",
             deaf_after_bad_bytes: false,
             strict_whitespace: false,
@@ -493,14 +505,57 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Script<S> {
     }
 
     async fn pin(&mut self) -> bool {
-        self.send(control(&format!(
-            r#"{{"connectionPinState":[{{"pinState":"{}"}}]}}"#,
-            self.sabotage.pin_state
-        )))
-        .await;
+        let own = match self.sabotage.requires_pin {
+            Some(_) => {
+                r#"{"connectionPinState":[{"pinState":"required"},{"inputPermission":"ok"}]}"#
+                    .to_owned()
+            }
+            None => format!(
+                r#"{{"connectionPinState":[{{"pinState":"{}"}}]}}"#,
+                self.sabotage.pin_state
+            ),
+        };
+        self.send(control(&own)).await;
         let deadline = Instant::now() + Duration::from_secs(10);
-        matches!(self.recv_until(deadline).await, Got::Bytes(b)
-            if matches!(decode(&b), Ok(ShipMessage::ConnectionPinState(_))))
+        let peer_state = match self.recv_until(deadline).await {
+            Got::Bytes(b) => match decode(&b) {
+                Ok(ShipMessage::ConnectionPinState(state)) => state.pin_state,
+                _ => return false,
+            },
+            _ => return false,
+        };
+        if peer_state == PinState::Required {
+            let Some(pin) = self.sabotage.sends_pin else {
+                return false;
+            };
+            self.send(control(&format!(
+                r#"{{"connectionPinInput":[{{"pin":"{pin}"}}]}}"#
+            )))
+            .await;
+            if self.sabotage.requires_pin.is_none() {
+                return true;
+            }
+        }
+        let Some(expected) = self.sabotage.requires_pin else {
+            return true;
+        };
+        // Wait for the peer's PIN: the right one opens, a wrong one is an error (no penalty:
+        // the tool's cases send at most one).
+        loop {
+            let Got::Bytes(b) = self.recv_until(deadline).await else {
+                return false;
+            };
+            if let Ok(ShipMessage::ConnectionPinInput(input)) = decode(&b) {
+                let right = input.pin.is_some_and(|p| p.reveal() == expected);
+                if (right || self.sabotage.accepts_any_pin) && !self.sabotage.rejects_every_pin {
+                    self.send(control(r#"{"connectionPinState":[{"pinState":"pinOk"}]}"#))
+                        .await;
+                    return true;
+                }
+                self.send(control(r#"{"connectionPinError":[{"error":1}]}"#))
+                    .await;
+            }
+        }
     }
 
     async fn data_exchange(&mut self) {

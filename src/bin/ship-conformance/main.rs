@@ -64,6 +64,15 @@ struct Args {
     /// the SKI given in $SHIP_SKI (TC_SHIP_TERM_001).
     #[arg(long)]
     revoke_command: Option<String>,
+    /// Declared: the DUT requires this PIN (8-16 hex digits) from its peers (EXT_PIN_001/002).
+    /// Without the flag, SHIP_CONFORMANCE_DUT_PIN in the environment is used (preferable: a
+    /// command line is visible to other users).
+    #[arg(long)]
+    dut_pin: Option<String>,
+    /// Declared: the DUT was given this PIN for the tool, which then requires it (EXT_PIN_003).
+    /// Without the flag, SHIP_CONFORMANCE_TOOL_PIN in the environment is used.
+    #[arg(long)]
+    tool_pin: Option<String>,
     /// How many dialling cases run at once (each holds one connection to the DUT).
     #[arg(long, default_value_t = 6)]
     parallel: usize,
@@ -143,6 +152,26 @@ async fn main() -> ExitCode {
         match ShipId::new(id.clone()) {
             Ok(id) => declarations.ship_id = Some(id),
             Err(e) => return fail(format!("--ship-id: {e}")),
+        }
+    }
+    let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let dut_pin = args
+        .dut_pin
+        .clone()
+        .or_else(|| from_env("SHIP_CONFORMANCE_DUT_PIN"));
+    let tool_pin = args
+        .tool_pin
+        .clone()
+        .or_else(|| from_env("SHIP_CONFORMANCE_TOOL_PIN"));
+    for (flag, text, slot) in [
+        ("--dut-pin", &dut_pin, &mut declarations.dut_pin),
+        ("--tool-pin", &tool_pin, &mut declarations.tool_pin),
+    ] {
+        if let Some(text) = text {
+            match text.parse() {
+                Ok(pin) => *slot = Some(pin),
+                Err(e) => return fail(format!("{flag}: {e}")),
+            }
         }
     }
     declarations.answers_spine = args.answers_spine;

@@ -8,14 +8,14 @@ use std::sync::{Arc, OnceLock};
 use ship_hub::discovery::VisibleService;
 use ship_hub::hub::{
     Callbacks, Delivery, DisconnectReason, Hub, PairingDecision, PairingRequest,
-    PairingServiceEvent, StateDetail,
+    PairingServiceEvent, PinDecision, PinRequest, StateDetail,
 };
 use ship_hub::protocol::ConnectionState;
 use ship_hub::transport::TlsSuite;
 use ship_hub::{ShipId, Ski};
 
 use crate::events::{Event, EventLog, ServiceRow, instance_label};
-use crate::prompt::PairingPrompt;
+use crate::prompt::{PairingPrompt, PinAsk};
 
 /// The gateway's callbacks.
 pub(crate) struct GatewayCallbacks {
@@ -47,6 +47,15 @@ fn decision(auto_accept: bool, prompting: bool) -> PairingDecision {
 }
 
 impl GatewayCallbacks {
+    /// The name a peer announces over mDNS, if it is visible.
+    fn announced_name(&self, ski: Ski) -> Option<String> {
+        let hub = self.hub.get()?;
+        hub.visible_services()
+            .into_iter()
+            .find(|s| s.ski == ski)
+            .and_then(|s| s.instances.first().map(|i| instance_label(i)))
+    }
+
     /// The TLS cipher suite of the peer's active connection: the one in data exchange (the
     /// first live one if none is there yet).
     fn tls_suite_of(&self, ski: Ski) -> Option<TlsSuite> {
@@ -134,6 +143,7 @@ impl Callbacks for GatewayCallbacks {
                 brand: request.brand.clone(),
                 model: request.model.clone(),
                 device_type: request.device_type.clone(),
+                pin: None,
             })
             .is_ok();
         if asked {
@@ -176,6 +186,66 @@ impl Callbacks for GatewayCallbacks {
     fn visible_services_changed(&self, services: &[VisibleService]) {
         self.log.emit(Event::VisibleServices {
             services: services.iter().map(ServiceRow::of).collect(),
+        });
+    }
+
+    /// A peer requires a PIN the gateway does not have (none stored with the pairing): asked on
+    /// the terminal when there is one, refused otherwise. The PIN never reaches the event log.
+    fn pin_requested(&self, request: &PinRequest) -> PinDecision {
+        let asking = self.prompt.is_some();
+        self.log.emit(Event::Warning {
+            message: format!(
+                "{} requires a PIN{}: {}",
+                request.ski,
+                if request.rejected {
+                    " (the one sent was wrong)"
+                } else {
+                    ""
+                },
+                if asking {
+                    "asking on the terminal"
+                } else {
+                    "refused (no terminal to ask; see docs/pairing.md, \"PIN verification\")"
+                }
+            ),
+        });
+        let Some(prompt) = &self.prompt else {
+            return PinDecision::Refuse;
+        };
+        let address = self
+            .hub
+            .get()
+            .and_then(|hub| hub.connections(request.ski).first().map(|c| c.remote))
+            .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+        let asked = prompt
+            .send(PairingPrompt {
+                ski: request.ski,
+                address,
+                name: self.announced_name(request.ski),
+                brand: None,
+                model: None,
+                device_type: None,
+                pin: Some(PinAsk {
+                    rejected: request.rejected,
+                }),
+            })
+            .is_ok();
+        if asked {
+            PinDecision::Ask
+        } else {
+            PinDecision::Refuse
+        }
+    }
+
+    fn pin_attempt_failed(&self, ski: Ski, attempts: u32, penalty: Option<std::time::Duration>) {
+        self.log.emit(Event::Warning {
+            message: format!(
+                "{ski} sent a wrong PIN ({attempts} in a row){}",
+                penalty.map_or(String::new(), |p| format!(
+                    "; no PIN accepted for {} s",
+                    p.as_secs()
+                ))
+            ),
         });
     }
 

@@ -63,6 +63,11 @@ pub(crate) enum Command {
         /// Where to dial the peer (when mDNS does not find it).
         #[arg(long, value_name = "HOST:PORT")]
         address: Option<String>,
+        /// The PIN the peer requires (8 to 16 hex digits, from its label), stored with the
+        /// pairing and sent when the peer asks (SHIP PIN verification, docs/pairing.md). `-`
+        /// reads it from stdin, keeping it off the command line.
+        #[arg(long, value_name = "PIN")]
+        pin: Option<String>,
     },
     /// Remove a pairing (a running gateway closes the connection and stops dialling it).
     Unpair {
@@ -166,6 +171,14 @@ pub(crate) struct RunArgs {
     /// "The SHIP Pairing Service"). Needs mDNS. Default: the service is off.
     #[arg(long, value_name = "FILE")]
     pub(crate) pairing_secret_file: Option<std::path::PathBuf>,
+    /// This gateway's PIN (8 to 16 hex digits): peers must send it before data exchange (SHIP
+    /// PIN verification, docs/pairing.md). Prefer the config file's `pin`: a command line is
+    /// visible to other users.
+    #[arg(long, value_name = "PIN")]
+    pub(crate) pin: Option<String>,
+    /// With --pin: data flows at once, the peer stays restricted until it sent the PIN.
+    #[arg(long)]
+    pub(crate) pin_optional: bool,
     /// DANGEROUS: trust every peer that connects, without asking (SHIP register=true). Anyone on
     /// the LAN can then pair with this gateway. See docs/pairing.md.
     #[arg(long)]

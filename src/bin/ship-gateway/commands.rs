@@ -5,6 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use ship_hub::hub::{PairedPeer, TrustStore};
+use ship_hub::protocol::Pin;
 use ship_hub::{ShipId, Ski};
 
 use crate::control::{self, Reach, Request};
@@ -49,11 +50,26 @@ pub(crate) fn pair(
     ship_id: Option<ShipId>,
     name: Option<String>,
     address: Option<String>,
+    pin: Option<String>,
 ) -> Result<(), GatewayError> {
     let address = address
         .map(|a| resolve_address(&a))
         .transpose()
         .map_err(|e| GatewayError::Setting(format!("invalid --address: {e}")))?;
+    let pin = match pin.as_deref() {
+        Some("-") => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| GatewayError::Setting(format!("--pin -: cannot read stdin: {e}")))?;
+            Some(line)
+        }
+        other => other.map(str::to_owned),
+    };
+    // Checked here (the error never repeats the text), sent as text to a running gateway.
+    let pin = pin
+        .map(|text| Pin::new(text.trim()).map_err(|e| GatewayError::Setting(format!("--pin: {e}"))))
+        .transpose()?;
     let dir = DataDir::open(data_dir, true)?;
     refuse_own_ski(&dir, ski)?;
     let request = Request::Pair {
@@ -61,6 +77,9 @@ pub(crate) fn pair(
         ship_id: ship_id.clone(),
         name: name.clone(),
         address,
+        pin: pin
+            .as_ref()
+            .map(|p| control::SecretPin(p.reveal().to_owned())),
     };
     match control::reach(&dir, &request)? {
         Reach::Running(response) if response.ok => println!("{}", Escaped(&response.message)),
@@ -76,6 +95,9 @@ pub(crate) fn pair(
                 }
                 if address.is_some() {
                     peer.last_address = address;
+                }
+                if pin.is_some() {
+                    peer.pin = pin;
                 }
             })?;
             println!("paired {ski}; the gateway dials it when it runs");
@@ -129,6 +151,9 @@ struct PeerRow {
     last_address: Option<String>,
     /// Seconds since the Unix epoch.
     last_seen: Option<u64>,
+    /// A PIN for the peer is stored (never the PIN itself).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pin_stored: bool,
 }
 
 impl PeerRow {
@@ -143,6 +168,7 @@ impl PeerRow {
                     .map(|d| d.as_secs())
                     .unwrap_or(0)
             }),
+            pin_stored: peer.pin.is_some(),
         }
     }
 }

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use ship_hub::hub::{Hub, HubError, TrustStore};
+use ship_hub::protocol::Pin;
 use ship_hub::{ShipId, Ski};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
@@ -40,11 +41,25 @@ pub(crate) enum Request {
         ship_id: Option<ShipId>,
         name: Option<String>,
         address: Option<SocketAddr>,
+        /// The PIN the peer requires (absent in requests of older clients).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pin: Option<SecretPin>,
     },
     /// Remove a pairing and disconnect.
     Unpair { ski: Ski },
     /// Send a data message to a connected peer.
     Send { ski: Ski, payload: String },
+}
+
+/// A PIN on the control socket: its text on the wire (checked when used), never in `Debug`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct SecretPin(pub(crate) String);
+
+impl std::fmt::Debug for SecretPin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// The gateway's answer.
@@ -255,7 +270,8 @@ impl ControlServer {
                 ship_id,
                 name,
                 address,
-            } => self.pair(ski, ship_id, name, address).await,
+                pin,
+            } => self.pair(ski, ship_id, name, address, pin).await,
             Request::Unpair { ski } => self.unpair(ski).await,
             Request::Send { ski, payload } => self.send(ski, payload),
         };
@@ -271,10 +287,14 @@ impl ControlServer {
         ship_id: Option<ShipId>,
         name: Option<String>,
         address: Option<SocketAddr>,
+        pin: Option<SecretPin>,
     ) -> Result<String, String> {
         if ski == self.hub.local_ski() {
             return Err(GatewayError::OwnSki(ski).to_string());
         }
+        let pin = pin
+            .map(|p| Pin::new(&p.0).map_err(|e| format!("--pin: {e}")))
+            .transpose()?;
         let trust = self.trust.clone();
         let hub = self.hub.clone();
         let stored_ship_id = ship_id.clone();
@@ -290,6 +310,9 @@ impl ControlServer {
                     }
                     if address.is_some() {
                         peer.last_address = address;
+                    }
+                    if pin.is_some() {
+                        peer.pin = pin;
                     }
                 })
                 .map_err(|e| e.to_string())?;

@@ -87,7 +87,8 @@ fn execute(cli: Cli) -> Result<(), GatewayError> {
             name,
             address,
             qr: None,
-        } => commands::pair(data_dir, ski, ship_id, name, address),
+            pin,
+        } => commands::pair(data_dir, ski, ship_id, name, address, pin),
         Command::Pair { .. } => Err(GatewayError::Usage(
             "pair needs a SKI or --qr (see --help)".into(),
         )),

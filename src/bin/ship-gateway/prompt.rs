@@ -23,12 +23,13 @@ use std::time::{Duration, Instant};
 
 use ship_hub::Ski;
 use ship_hub::hub::Hub;
-use ship_hub::protocol::ConnectionState;
+use ship_hub::protocol::{ConnectionState, Pin};
 
 use crate::escape::Escaped;
 use crate::events::{Event, EventLog};
 
-/// One question for the user.
+/// One question for the user: whether to trust a peer, or (`pin`) the PIN a trusted peer
+/// requires (SHIP §13.4.4.3).
 #[derive(Debug, Clone)]
 pub(crate) struct PairingPrompt {
     pub(crate) ski: Ski,
@@ -37,6 +38,15 @@ pub(crate) struct PairingPrompt {
     pub(crate) brand: Option<String>,
     pub(crate) model: Option<String>,
     pub(crate) device_type: Option<String>,
+    /// A PIN question, not a trust question.
+    pub(crate) pin: Option<PinAsk>,
+}
+
+/// What a PIN question knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PinAsk {
+    /// The peer rejected the PIN sent before.
+    pub(crate) rejected: bool,
 }
 
 /// How often the request on the screen is checked for having ended.
@@ -63,6 +73,19 @@ fn question(request: &PairingPrompt) -> String {
         Some(name) => Escaped(name).to_string(),
         None => "an unnamed device".to_owned(),
     };
+    if let Some(ask) = request.pin {
+        return format!(
+            "\n{}The device {name} at {}\n  SKI {}\nrequires a PIN (8 to 16 hex digits, usually on \
+             its label). Type the PIN, or an empty line to refuse: ",
+            if ask.rejected {
+                "The PIN sent was wrong. "
+            } else {
+                ""
+            },
+            request.address,
+            grouped(request.ski)
+        );
+    }
     let product: Vec<String> = [&request.brand, &request.model]
         .into_iter()
         .flatten()
@@ -120,14 +143,17 @@ enum Liveness {
     Unknown,
 }
 
-fn liveness(hub: &OnceLock<Hub>, ski: Ski) -> Liveness {
+fn liveness(hub: &OnceLock<Hub>, request: &PairingPrompt) -> Liveness {
     let Some(hub) = hub.get() else {
         return Liveness::Unknown;
     };
-    match hub.connection_state(ski) {
-        ConnectionState::ReceivedPairingRequest => Liveness::Pending,
-        // The states before hello `pending`: the hub asked, but its state may lag for an instant.
-        ConnectionState::Initiated | ConnectionState::InProgress => Liveness::Unknown,
+    use ConnectionState as S;
+    match (request.pin.is_some(), hub.connection_state(request.ski)) {
+        // A trust question waits in hello `pending`, a PIN question in the PIN step.
+        (false, S::ReceivedPairingRequest) | (true, S::Pin) => Liveness::Pending,
+        // The states before: the hub asked, but its state may lag for an instant.
+        (false, S::Initiated | S::InProgress)
+        | (true, S::Initiated | S::InProgress | S::Trusted) => Liveness::Unknown,
         _ => Liveness::Ended,
     }
 }
@@ -136,11 +162,15 @@ fn liveness(hub: &OnceLock<Hub>, ski: Ski) -> Liveness {
 /// recording in the tests.
 trait Terminal {
     /// Whether `ski`'s request still waits.
-    fn liveness(&self, ski: Ski) -> Liveness;
+    fn liveness(&self, request: &PairingPrompt) -> Liveness;
     /// Shows `text` on the terminal.
     fn show(&mut self, text: &str);
     /// Applies the user's answer (or a refusal when nobody can answer).
     fn answer(&mut self, request: &PairingPrompt, approve: bool);
+    /// Applies the user's answer to a PIN question: the line typed (`None`: nobody can answer).
+    fn answer_pin(&mut self, request: &PairingPrompt, line: Option<&str>) {
+        self.answer(request, line.is_some_and(|l| !l.trim().is_empty()));
+    }
     /// Reports a request that ended while it was on the screen.
     fn ended(&mut self, request: &PairingPrompt);
 }
@@ -155,10 +185,14 @@ fn prompt_loop(inputs: &mpsc::Receiver<Input>, terminal: &mut impl Terminal, gra
         if shown.is_none() {
             while let Some(request) = queue.pop_front() {
                 if closed {
-                    terminal.answer(&request, false);
+                    if request.pin.is_some() {
+                        terminal.answer_pin(&request, None);
+                    } else {
+                        terminal.answer(&request, false);
+                    }
                     continue;
                 }
-                if wait_until_known(terminal, request.ski, grace) == Liveness::Pending {
+                if wait_until_known(terminal, &request, grace) == Liveness::Pending {
                     let since = Instant::now();
                     terminal.show(&question(&request));
                     shown = Some((request, since));
@@ -188,6 +222,9 @@ fn prompt_loop(inputs: &mpsc::Receiver<Input>, terminal: &mut impl Terminal, gra
                 }
             }
             Some(Input::Line(text, at)) => match shown.take() {
+                Some((request, since)) if at >= since && request.pin.is_some() => {
+                    terminal.answer_pin(&request, Some(&text));
+                }
                 Some((request, since)) if at >= since => {
                     let approve = matches!(text.trim(), "y" | "Y" | "yes" | "YES" | "Yes");
                     terminal.answer(&request, approve);
@@ -198,12 +235,16 @@ fn prompt_loop(inputs: &mpsc::Receiver<Input>, terminal: &mut impl Terminal, gra
             Some(Input::Closed) => {
                 closed = true;
                 if let Some((request, _)) = shown.take() {
-                    terminal.answer(&request, false);
+                    if request.pin.is_some() {
+                        terminal.answer_pin(&request, None);
+                    } else {
+                        terminal.answer(&request, false);
+                    }
                 }
             }
             None => {
                 if let Some((request, _)) = &shown
-                    && terminal.liveness(request.ski) == Liveness::Ended
+                    && terminal.liveness(request) == Liveness::Ended
                 {
                     terminal.ended(request);
                     shown = None;
@@ -214,10 +255,14 @@ fn prompt_loop(inputs: &mpsc::Receiver<Input>, terminal: &mut impl Terminal, gra
 }
 
 /// Waits (at most `grace`) until the request's state is known.
-fn wait_until_known(terminal: &impl Terminal, ski: Ski, grace: Duration) -> Liveness {
+fn wait_until_known(
+    terminal: &impl Terminal,
+    request: &PairingPrompt,
+    grace: Duration,
+) -> Liveness {
     let started = Instant::now();
     loop {
-        match terminal.liveness(ski) {
+        match terminal.liveness(request) {
             Liveness::Unknown if started.elapsed() < grace => {
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -234,8 +279,8 @@ struct GatewayTerminal {
 }
 
 impl Terminal for GatewayTerminal {
-    fn liveness(&self, ski: Ski) -> Liveness {
-        liveness(&self.hub, ski)
+    fn liveness(&self, request: &PairingPrompt) -> Liveness {
+        liveness(&self.hub, request)
     }
 
     fn show(&mut self, text: &str) {
@@ -263,6 +308,33 @@ impl Terminal for GatewayTerminal {
             }),
             Err(error) => self.log.emit(Event::Warning {
                 message: format!("answer for {} came too late: {error}", request.ski),
+            }),
+        }
+    }
+
+    /// The PIN goes to the hub and nowhere else: the events name the peer only.
+    fn answer_pin(&mut self, request: &PairingPrompt, line: Option<&str>) {
+        let Some(hub) = self.hub.get() else { return };
+        let typed = line.map(str::trim).filter(|l| !l.is_empty());
+        let result = match typed.map(Pin::new) {
+            Some(Ok(pin)) => hub.enter_pin(request.ski, pin).map(|()| true),
+            Some(Err(error)) => {
+                self.log.emit(Event::Warning {
+                    message: format!("not a PIN for {}: {error}; refused", request.ski),
+                });
+                hub.refuse_pin(request.ski).map(|()| false)
+            }
+            None => hub.refuse_pin(request.ski).map(|()| false),
+        };
+        match result {
+            Ok(true) => self.log.emit(Event::Warning {
+                message: format!("PIN for {} sent", request.ski),
+            }),
+            Ok(false) => self.log.emit(Event::Warning {
+                message: format!("no PIN for {}: refused", request.ski),
+            }),
+            Err(error) => self.log.emit(Event::Warning {
+                message: format!("PIN for {} came too late: {error}", request.ski),
             }),
         }
     }
@@ -342,6 +414,7 @@ mod tests {
             brand: None,
             model: None,
             device_type: None,
+            pin: None,
         }
     }
 
@@ -420,14 +493,15 @@ mod tests {
         pending: Arc<std::sync::Mutex<HashMap<Ski, bool>>>,
         shown: Vec<Ski>,
         answers: Vec<(Ski, bool)>,
+        pins: Vec<(Ski, Option<String>)>,
         ended: Vec<Ski>,
         /// Tells the test that a question is on the screen.
         on_show: Option<mpsc::Sender<Ski>>,
     }
 
     impl Terminal for Recording {
-        fn liveness(&self, ski: Ski) -> Liveness {
-            match self.pending.lock().unwrap().get(&ski) {
+        fn liveness(&self, request: &PairingPrompt) -> Liveness {
+            match self.pending.lock().unwrap().get(&request.ski) {
                 Some(true) => Liveness::Pending,
                 _ => Liveness::Ended,
             }
@@ -448,6 +522,9 @@ mod tests {
         }
         fn answer(&mut self, request: &PairingPrompt, approve: bool) {
             self.answers.push((request.ski, approve));
+        }
+        fn answer_pin(&mut self, request: &PairingPrompt, line: Option<&str>) {
+            self.pins.push((request.ski, line.map(str::to_owned)));
         }
         fn ended(&mut self, request: &PairingPrompt) {
             self.ended.push(request.ski);
@@ -513,5 +590,42 @@ mod tests {
         assert_eq!(terminal.shown, [request(1, None).ski]);
         // Stdin closed with the question unanswered: refused.
         assert_eq!(terminal.answers, [(request(1, None).ski, false)]);
+    }
+
+    #[test]
+    fn a_pin_question_takes_the_typed_line_and_a_closed_stdin_refuses() {
+        let (tx, rx) = mpsc::channel();
+        let (shown_tx, shown_rx) = mpsc::channel();
+        let mut terminal = Recording {
+            on_show: Some(shown_tx),
+            ..Recording::default()
+        };
+        let mut first = request(1, Some("Heat pump"));
+        first.pin = Some(PinAsk { rejected: false });
+        let mut second = request(2, None);
+        second.pin = Some(PinAsk { rejected: true });
+        terminal.pending.lock().unwrap().insert(first.ski, true);
+        terminal.pending.lock().unwrap().insert(second.ski, true);
+        assert!(question(&second).contains("The PIN sent was wrong"));
+        assert!(question(&first).contains("requires a PIN"));
+        let user = std::thread::spawn(move || {
+            tx.send(Input::Ask(first)).unwrap();
+            shown_rx.recv().unwrap();
+            tx.send(Input::Line("5555 AAAA FF\n".into(), Instant::now()))
+                .unwrap();
+            tx.send(Input::Ask(second)).unwrap();
+            shown_rx.recv().unwrap();
+            tx.send(Input::Closed).unwrap();
+        });
+        prompt_loop(&rx, &mut terminal, Duration::from_millis(50));
+        user.join().unwrap();
+        assert_eq!(
+            terminal.pins,
+            [
+                (request(1, None).ski, Some("5555 AAAA FF\n".to_owned())),
+                (request(2, None).ski, None)
+            ]
+        );
+        assert!(terminal.answers.is_empty());
     }
 }

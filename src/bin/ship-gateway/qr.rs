@@ -136,20 +136,15 @@ pub(crate) fn pair(
         let parts: Vec<&str> = [code.brand(), code.model()].into_iter().flatten().collect();
         (!parts.is_empty()).then(|| parts.join(" "))
     });
+    // The code's PIN (if any) is stored with the pairing and sent when the device asks for it.
     commands::pair(
         data_dir,
         code.ski(),
         Some(code.ship_id().clone()),
         name,
         address,
-    )?;
-    if code.pin().is_some() {
-        println!(
-            "note: the code carries a PIN; this ship-gateway does not store PINs yet, so a peer \
-             that requires one is not served"
-        );
-    }
-    Ok(())
+        code.pin().map(|pin| pin.expose().to_owned()),
+    )
 }
 
 /// `--qr -`: the code's text from standard input (a scanner that types, or a pipe), which keeps

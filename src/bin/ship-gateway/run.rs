@@ -203,6 +203,7 @@ async fn serve(
         config.device = device.clone();
         config.discovery = discovery.clone();
         config.auto_accept = settings.auto_accept;
+        config.pin_requirement = settings.pin_requirement.clone();
         config.trust_store = trust.clone();
         config.callbacks = callbacks.clone();
         if let Some(n) = settings.max_connections {

@@ -12,6 +12,8 @@
 //! peers = []   # "SKI@HOST:PORT"; stored as a pairing at the first start
 //! tls_suites = ["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256"]
 //! pairing_secret_file = "/etc/ship-gateway/pairing-secret"
+//! pin = ""             # this gateway's PIN (8-16 hex digits): peers must send it; "" = none
+//! pin_optional = false # with a PIN: data flows at once, the peer is restricted until it sends it
 //!
 //! [device]
 //! name = "ship-gateway"
@@ -40,6 +42,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use ship_hub::hub::config::Limits;
+use ship_hub::protocol::{Pin, PinRequirement};
 use ship_hub::transport::{TlsSuite, parse_tls_suites};
 use ship_hub::{ShipId, Ski};
 
@@ -64,6 +67,8 @@ struct FileConfig {
     peers: Vec<String>,
     tls_suites: Option<Vec<String>>,
     pairing_secret_file: Option<PathBuf>,
+    pin: Option<String>,
+    pin_optional: Option<bool>,
     #[serde(default)]
     device: DeviceSection,
     #[serde(default)]
@@ -181,6 +186,8 @@ pub(crate) struct RunSettings {
     pub(crate) control: ControlLimits,
     /// The file with the SHIP Pairing Service secret; `None` = the service is off.
     pub(crate) pairing_secret_file: Option<PathBuf>,
+    /// This gateway's PIN requirement (SHIP §13.4.4.3). Redacted in `Debug`.
+    pub(crate) pin_requirement: PinRequirement,
 }
 
 impl RunSettings {
@@ -218,7 +225,26 @@ impl RunSettings {
             Err(e) => Err(GatewayError::Setting(e.to_string())),
         })
         .transpose()?;
+        let pin = match args.pin.as_deref().or(file.pin.as_deref()) {
+            None | Some("") => None,
+            // The error never repeats the text (it is a secret).
+            Some(text) => {
+                Some(Pin::new(text).map_err(|e| GatewayError::Setting(format!("pin: {e}")))?)
+            }
+        };
+        let pin_optional = args.pin_optional || file.pin_optional.unwrap_or(false);
+        let pin_requirement = match pin {
+            None if pin_optional => {
+                return Err(GatewayError::Setting(
+                    "pin_optional needs a pin (8 to 16 hex digits)".into(),
+                ));
+            }
+            None => PinRequirement::None,
+            Some(pin) if pin_optional => PinRequirement::Optional(pin),
+            Some(pin) => PinRequirement::Required(pin),
+        };
         Ok(RunSettings {
+            pin_requirement,
             data_dir: data_dir.or(file.data_dir),
             bind: args.bind.or(file.bind),
             port: args
@@ -541,7 +567,7 @@ mod tests {
     /// The settings that have a fixed default, as text, to compare two resolutions.
     fn defaults_of(s: &RunSettings) -> String {
         format!(
-            "{} {} {} {} {} {} {} {} {:?} {:?} {:?} {} {:?} {}",
+            "{} {} {} {} {} {} {} {} {:?} {:?} {:?} {} {:?} {} {:?}",
             s.port,
             s.mdns,
             s.auto_accept,
@@ -559,6 +585,7 @@ mod tests {
             s.control.max_connections,
             s.control.idle_timeout,
             s.peers.len(),
+            s.pin_requirement,
         )
     }
 
@@ -601,6 +628,8 @@ mod tests {
             "peers",
             "tls_suites",
             "pairing_secret_file",
+            "pin",
+            "pin_optional",
             "name",
             "brand",
             "model",
@@ -674,5 +703,34 @@ mod tests {
     #[test]
     fn multi_line_messages_become_one_line() {
         assert_eq!(one_line("a\n  | b\n\n c \n"), "a | b c");
+    }
+
+    #[test]
+    fn pin_from_the_file_or_the_flag_and_never_in_errors() {
+        let required = resolve_text("pin = \"5555 AAAA FF\"\n").unwrap();
+        assert!(matches!(
+            required.pin_requirement,
+            PinRequirement::Required(_)
+        ));
+        assert!(!format!("{required:?}").contains("5555"));
+        let optional = resolve_text("pin = \"5555AAAAFF\"\npin_optional = true\n").unwrap();
+        assert!(matches!(
+            optional.pin_requirement,
+            PinRequirement::Optional(_)
+        ));
+        let flag = RunSettings::resolve(args(&["--pin", "0123abcd"]), None, false).unwrap();
+        assert!(matches!(flag.pin_requirement, PinRequirement::Required(_)));
+        let error = resolve_text("pin = \"SECRETxx1\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("pin") && !error.contains("SECRET"),
+            "{error}"
+        );
+        assert!(resolve_text("pin_optional = true\n").is_err());
+        assert_eq!(
+            resolve_text("pin = \"\"\n").unwrap().pin_requirement,
+            PinRequirement::None
+        );
     }
 }

@@ -6,6 +6,7 @@ mod double;
 mod exchange;
 mod hello;
 mod mdns;
+mod pin;
 mod prot;
 mod security;
 
@@ -127,6 +128,9 @@ pub(crate) async fn run_case(ctx: &Ctx, id: &str) -> Outcome {
         "TC_SHIP_AMDATA_002" => exchange::amdata_002(ctx).await,
         "TC_SHIP_AMDATA_003" => exchange::amdata_003(ctx).await,
         "TC_SHIP_AMDATA_004" => exchange::amdata_004(ctx).await,
+        "EXT_PIN_001" => pin::ext_pin_001(ctx).await,
+        "EXT_PIN_002" => pin::ext_pin_002(ctx).await,
+        "EXT_PIN_003" => pin::ext_pin_003(ctx).await,
         other => Outcome::fail(format!("unknown case {other}")),
     }
 }

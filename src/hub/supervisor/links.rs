@@ -47,7 +47,7 @@ impl Supervisor {
             config.cmi_timeout = config.cmi_timeout.min(limits.unpaired_cmi_timeout);
             handshake_deadline = handshake_deadline.min(limits.unpaired_handshake_deadline);
         }
-        let connection = protocol::Connection::new(
+        let mut connection = protocol::Connection::new(
             ConnectionParams {
                 role,
                 local_ship_id: self.shared.config.ship_id.clone(),
@@ -57,6 +57,7 @@ impl Supervisor {
             },
             now(),
         );
+        connection.set_pin(self.pin_params());
         let initial_state = connection.state();
         let initial_detail = connection.detailed_state();
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
@@ -97,6 +98,7 @@ impl Supervisor {
             replaced: false,
             ponged: true,
             awaiting_trust: trust == Trust::Pending,
+            restricted: false,
         });
         if self.stopping {
             self.close_link(id, CloseReason::Unspecific);
@@ -337,6 +339,7 @@ impl Supervisor {
                 }
             }
             LinkEvent::Ended(end) => self.link_ended(id, *end),
+            event => self.handle_pin_event(id, event),
         }
         self.refresh_visible();
     }

@@ -86,6 +86,7 @@ impl Supervisor {
                 state: l.state,
                 closing: l.closing,
                 tls_suite: l.tls_suite,
+                pin_restricted: l.restricted,
             })
             .collect();
         self.status.send_if_modified(|s| {

@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::{PairedPeer, TrustStore, TrustStoreError, lock};
+use crate::protocol::Pin;
 use crate::safe_file;
 use crate::{ShipId, Ski};
 
@@ -44,6 +45,9 @@ struct RecordV1 {
     /// Paired through the SHIP Pairing Service.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     paired_by_service: bool,
+    /// The PIN sent to the peer (SHIP §13.4.4.3); absent in files written before PINs existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pin: Option<String>,
 }
 
 impl RecordV1 {
@@ -59,6 +63,7 @@ impl RecordV1 {
                     .unwrap_or(0)
             }),
             paired_by_service: peer.paired_by_service,
+            pin: peer.pin.as_ref().map(|pin| pin.reveal().to_owned()),
         }
     }
 
@@ -82,6 +87,13 @@ impl RecordV1 {
                     })?,
             ),
         };
+        let pin = match self.pin {
+            None => None,
+            // The error names the peer, never the PIN.
+            Some(text) => Some(
+                Pin::new(&text).map_err(|e| format!("peer {}: pin is not valid: {e}", self.ski))?,
+            ),
+        };
         Ok(PairedPeer {
             ski: self.ski,
             ship_id: self.ship_id,
@@ -89,6 +101,7 @@ impl RecordV1 {
             last_address,
             last_seen,
             paired_by_service: self.paired_by_service,
+            pin,
         })
     }
 }

@@ -599,3 +599,40 @@ fn upsert_many_writes_once_and_nothing_when_nothing_changes() {
     let reopened = FileTrustStore::open(store.path()).unwrap();
     assert_eq!(reopened.load_all().unwrap(), peers);
 }
+
+#[test]
+fn a_peer_pin_survives_the_file_and_old_files_without_it_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trust.json");
+    // A file written before PINs existed.
+    let old = format!(
+        "{{\"version\":1,\"peers\":[{{\"ski\":\"{}\",\"ship_id\":\"Device-1\"}}]}}",
+        "01".repeat(20)
+    );
+    fs::write(&path, &old).unwrap();
+    let store = FileTrustStore::open(&path).unwrap();
+    let mut peer = store.get(&ski(1)).unwrap().expect("old record loads");
+    assert_eq!(peer.pin, None);
+    peer.pin = Some(Pin::new("5555 AAAA FF").unwrap());
+    store.upsert(peer.clone()).unwrap();
+    let text = fs::read_to_string(&path).unwrap();
+    assert!(text.contains("\"pin\": \"5555AAAAFF\""), "{text}");
+    let reopened = FileTrustStore::open(&path).unwrap();
+    assert_eq!(reopened.get(&ski(1)).unwrap(), Some(peer.clone()));
+    assert!(
+        !format!("{peer:?}").contains("5555AAAAFF"),
+        "Debug redacts the PIN"
+    );
+}
+
+#[test]
+fn an_invalid_pin_in_the_file_is_a_typed_error_that_does_not_show_it() {
+    let content = format!(
+        "{{\"version\":1,\"peers\":[{{\"ski\":\"{}\",\"pin\":\"SECRET-NOT-HEX\"}}]}}",
+        "01".repeat(20)
+    );
+    let error = assert_refused_and_untouched(&content);
+    let text = error.to_string();
+    assert!(text.contains("pin is not valid"), "{text}");
+    assert!(!text.contains("SECRET"), "{text}");
+}

@@ -94,8 +94,8 @@ pub(crate) fn apply(
     })
 }
 
-/// Takes into `stored` what the hub learnt (`update`'s SHIP ID and last address when it has
-/// them; its `last_seen` when due, see the module documentation). The name is the user's and
+/// Takes into `stored` what the hub learnt (`update`'s SHIP ID, last address and accepted PIN
+/// when it has them; its `last_seen` when due, see the module documentation). The name is the user's and
 /// stays as stored.
 fn merge(stored: &mut PairedPeer, update: &PairedPeer, last_seen_interval: Duration) {
     let mut changed = false;
@@ -105,6 +105,11 @@ fn merge(stored: &mut PairedPeer, update: &PairedPeer, last_seen_interval: Durat
     }
     if update.last_address.is_some() && update.last_address != stored.last_address {
         stored.last_address = update.last_address;
+        changed = true;
+    }
+    // A PIN the peer accepted (entered by the application) is kept for the next connection.
+    if update.pin.is_some() && update.pin != stored.pin {
+        stored.pin = update.pin.clone();
         changed = true;
     }
     if let Some(seen) = update.last_seen {

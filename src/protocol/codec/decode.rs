@@ -8,11 +8,12 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::super::message::{
-    AccessMethods, ClosePhase, CloseReason, ConnectionClose, ConnectionHello, ConnectionPinState,
-    Data, DataExtension, HandshakeErrorCode, HandshakeType, HelloPhase, MessageType,
-    PinInputPermission, PinState, ProtocolHandshake, ProtocolHandshakeError, ProtocolVersion,
-    ShipMessage,
+    AccessMethods, ClosePhase, CloseReason, ConnectionClose, ConnectionHello, ConnectionPinError,
+    ConnectionPinInput, ConnectionPinState, Data, DataExtension, HandshakeErrorCode, HandshakeType,
+    HelloPhase, MessageType, PinInputPermission, PinState, ProtocolHandshake,
+    ProtocolHandshakeError, ProtocolVersion, ShipMessage,
 };
+use super::super::pin::Pin;
 use super::{DecodeError, message_name};
 
 /// Decodes one complete SHIP message (one WebSocket binary message).
@@ -49,6 +50,8 @@ pub fn decode(bytes: &[u8]) -> Result<ShipMessage, DecodeError> {
             ShipMessage::ProtocolHandshakeError(decode_handshake_error(body)?)
         }
         "connectionPinState" => ShipMessage::ConnectionPinState(decode_pin_state(body)?),
+        "connectionPinInput" => ShipMessage::ConnectionPinInput(decode_pin_input(body)?),
+        "connectionPinError" => ShipMessage::ConnectionPinError(decode_pin_error(body)?),
         "accessMethodsRequest" => {
             Fields::parse(body, "accessMethodsRequest")?;
             ShipMessage::AccessMethodsRequest
@@ -291,6 +294,30 @@ fn decode_pin_state(body: &RawValue) -> Result<ConnectionPinState, DecodeError> 
     Ok(ConnectionPinState {
         pin_state,
         input_permission,
+    })
+}
+
+/// The PIN is never put into an error: a value that is no valid PIN decodes as `pin: None`
+/// (verified as a wrong PIN); only a `pin` that is not a string at all is an error.
+fn decode_pin_input(body: &RawValue) -> Result<ConnectionPinInput, DecodeError> {
+    const M: &str = "connectionPinInput";
+    let fields = Fields::parse(body, M)?;
+    let raw = fields.require(M, "pin")?;
+    let text: String = serde_json::from_str(raw.get()).map_err(|_| DecodeError::InvalidField {
+        message: M,
+        field: "pin",
+        detail: "not a string".to_owned(),
+    })?;
+    Ok(ConnectionPinInput {
+        pin: Pin::new(&text).ok(),
+    })
+}
+
+fn decode_pin_error(body: &RawValue) -> Result<ConnectionPinError, DecodeError> {
+    const M: &str = "connectionPinError";
+    let fields = Fields::parse(body, M)?;
+    Ok(ConnectionPinError {
+        error: scalar(fields.require(M, "error")?, M, "error")?,
     })
 }
 

@@ -84,6 +84,14 @@ pub fn encode_into(message: &ShipMessage, out: &mut Vec<u8>) {
                 o.string("inputPermission", permission.as_str());
             }
         }),
+        ShipMessage::ConnectionPinInput(input) => object(out, |o| {
+            if let Some(pin) = &input.pin {
+                o.string("pin", pin.reveal());
+            }
+        }),
+        ShipMessage::ConnectionPinError(error) => object(out, |o| {
+            o.number("error", error.error.into());
+        }),
         ShipMessage::AccessMethodsRequest => object(out, |_| {}),
         ShipMessage::AccessMethods(methods) => object(out, |o| {
             if let Some(id) = &methods.id {

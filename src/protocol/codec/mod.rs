@@ -91,6 +91,8 @@ fn message_name(message: &ShipMessage) -> &'static str {
         ShipMessage::ProtocolHandshake(_) => "messageProtocolHandshake",
         ShipMessage::ProtocolHandshakeError(_) => "messageProtocolHandshakeError",
         ShipMessage::ConnectionPinState(_) => "connectionPinState",
+        ShipMessage::ConnectionPinInput(_) => "connectionPinInput",
+        ShipMessage::ConnectionPinError(_) => "connectionPinError",
         ShipMessage::AccessMethodsRequest => "accessMethodsRequest",
         ShipMessage::AccessMethods(_) => "accessMethods",
         ShipMessage::Data(_) => "data",

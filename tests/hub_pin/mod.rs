@@ -1,0 +1,581 @@
+//! PIN verification (SHIP §13.4.4.3) between two hubs on the in-memory LAN under tokio's paused
+//! clock: pairing with a PIN both ways, a wrong PIN (no pairing, and the escalating penalty
+//! observed in virtual time), asking the application, an optional PIN. Included by
+//! tests/hub_loopback.rs.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ship_hub::Ski;
+use ship_hub::hub::{
+    Callbacks, Hub, MemoryLan, MemoryTrustStore, PinDecision, PinRequest, StateDetail, TrustStore,
+};
+use ship_hub::protocol::{ConnectionState, Pin, PinRequirement};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::common::{identity, lan_addr, lan_config, paused_runtime, start};
+
+const PIN_A: &str = "A1B2C3D4";
+const PIN_B: &str = "0011 2233 4455";
+const WRONG: &str = "FFFFFFFF";
+const WAIT: Duration = Duration::from_secs(600);
+
+fn pin(text: &str) -> Pin {
+    Pin::new(text).unwrap()
+}
+
+/// What the PIN tests' application saw.
+#[derive(Debug, Clone, PartialEq)]
+enum PinSeen {
+    Connected(Ski),
+    Requested {
+        rejected: bool,
+    },
+    Verified(Ski),
+    Failed {
+        attempts: u32,
+        penalty: Option<Duration>,
+    },
+    State(ConnectionState),
+    Data(Ski, Vec<u8>),
+}
+
+/// Records PIN callbacks with their virtual times; answers PIN requests from a script.
+#[derive(Default)]
+struct PinApp {
+    seen: Mutex<Vec<(Instant, PinSeen)>>,
+    answers: Mutex<VecDeque<PinDecision>>,
+    /// When the script is empty.
+    then: Mutex<Option<PinDecision>>,
+    changed: Notify,
+}
+
+impl PinApp {
+    fn new(answers: Vec<PinDecision>, then: Option<PinDecision>) -> Arc<Self> {
+        Arc::new(PinApp {
+            answers: Mutex::new(answers.into()),
+            then: Mutex::new(then),
+            ..PinApp::default()
+        })
+    }
+
+    fn push(&self, seen: PinSeen) {
+        self.seen.lock().unwrap().push((Instant::now(), seen));
+        self.changed.notify_waiters();
+    }
+
+    fn all(&self) -> Vec<PinSeen> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, s)| s.clone())
+            .collect()
+    }
+
+    fn timed(&self) -> Vec<(Instant, PinSeen)> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    async fn wait_for(&self, pred: impl Fn(&PinSeen) -> bool) -> bool {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let notified = self.changed.notified();
+            if self.all().iter().any(&pred) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.all().iter().any(&pred);
+            }
+        }
+    }
+}
+
+impl Callbacks for PinApp {
+    fn state_changed(&self, _ski: Ski, state: ConnectionState, _detail: &StateDetail) {
+        self.push(PinSeen::State(state));
+    }
+    fn connected(&self, ski: Ski, _ship_id: Option<&ship_hub::ShipId>) {
+        self.push(PinSeen::Connected(ski));
+    }
+    fn pin_requested(&self, request: &PinRequest) -> PinDecision {
+        self.push(PinSeen::Requested {
+            rejected: request.rejected,
+        });
+        let next = self.answers.lock().unwrap().pop_front();
+        next.or_else(|| self.then.lock().unwrap().clone())
+            .unwrap_or(PinDecision::Refuse)
+    }
+    fn data_received(&self, ski: Ski, payload: &[u8]) {
+        self.push(PinSeen::Data(ski, payload.to_vec()));
+    }
+    fn pin_verified(&self, ski: Ski) {
+        self.push(PinSeen::Verified(ski));
+    }
+    fn pin_attempt_failed(&self, _ski: Ski, attempts: u32, penalty: Option<Duration>) {
+        self.push(PinSeen::Failed { attempts, penalty });
+    }
+}
+
+struct Node {
+    hub: Hub,
+    app: Arc<PinApp>,
+    trust: Arc<MemoryTrustStore>,
+}
+
+async fn node(
+    lan: &MemoryLan,
+    host: u8,
+    requirement: PinRequirement,
+    default_peer_pin: Option<Pin>,
+    app: Arc<PinApp>,
+) -> Node {
+    let recorder = crate::common::Recorder::new();
+    let mut config = lan_config(lan, host, identity(&format!("pin-{host}")), &recorder);
+    config.callbacks = app.clone();
+    config.pin_requirement = requirement;
+    config.default_peer_pin = default_peer_pin;
+    let trust = Arc::new(MemoryTrustStore::default());
+    config.trust_store = trust.clone();
+    Node {
+        hub: start(config).await,
+        app,
+        trust,
+    }
+}
+
+/// `a` dials `b` (or the other way round); both trust each other.
+fn pair(a: &Node, b: &Node, a_host: u8, b_host: u8, a_dials: bool) {
+    if a_dials {
+        b.hub.pair(a.hub.local_ski(), None).unwrap();
+        a.hub
+            .pair_at(b.hub.local_ski(), None, Some(lan_addr(b_host)))
+            .unwrap();
+    } else {
+        a.hub.pair(b.hub.local_ski(), None).unwrap();
+        b.hub
+            .pair_at(a.hub.local_ski(), None, Some(lan_addr(a_host)))
+            .unwrap();
+    }
+}
+
+#[test]
+fn pin_two_hubs_pair_with_a_pin_in_both_directions() {
+    for a_dials in [true, false] {
+        paused_runtime().block_on(async {
+            let lan = MemoryLan::new();
+            // A requires PIN_A and sends B's PIN from its trust store; B requires PIN_B and
+            // sends A's PIN from its configuration.
+            let a = node(
+                &lan,
+                1,
+                PinRequirement::Required(pin(PIN_A)),
+                None,
+                PinApp::new(vec![], None),
+            )
+            .await;
+            let b = node(
+                &lan,
+                2,
+                PinRequirement::Required(pin(PIN_B)),
+                Some(pin(PIN_A)),
+                PinApp::new(vec![], None),
+            )
+            .await;
+            pair(&a, &b, 1, 2, a_dials);
+            a.hub
+                .set_peer_pin(b.hub.local_ski(), Some(pin(PIN_B)))
+                .unwrap();
+            assert!(
+                a.app
+                    .wait_for(|s| *s == PinSeen::Connected(b.hub.local_ski()))
+                    .await,
+                "{:?}",
+                a.app.all()
+            );
+            assert!(
+                b.app
+                    .wait_for(|s| *s == PinSeen::Connected(a.hub.local_ski()))
+                    .await,
+                "{:?}",
+                b.app.all()
+            );
+            assert!(a.app.all().contains(&PinSeen::Verified(b.hub.local_ski())));
+            assert!(b.app.all().contains(&PinSeen::Verified(a.hub.local_ski())));
+            assert!(
+                !a.app
+                    .all()
+                    .iter()
+                    .any(|s| matches!(s, PinSeen::Requested { .. }))
+            );
+            a.hub
+                .send_data(b.hub.local_ski(), b"{\"after\":\"pin\"}")
+                .unwrap();
+            a.hub.shutdown().await;
+            b.hub.shutdown().await;
+        });
+    }
+}
+
+#[test]
+fn pin_wrong_pin_does_not_pair_and_the_penalty_escalates() {
+    paused_runtime().block_on(async {
+        let lan = MemoryLan::new();
+        let a = node(
+            &lan,
+            1,
+            PinRequirement::Required(pin(PIN_A)),
+            None,
+            PinApp::new(vec![], None),
+        )
+        .await;
+        // B keeps answering with a wrong PIN.
+        let b = node(
+            &lan,
+            2,
+            PinRequirement::None,
+            Some(pin(WRONG)),
+            PinApp::new(vec![], Some(PinDecision::Pin(pin(WRONG)))),
+        )
+        .await;
+        pair(&a, &b, 1, 2, false);
+        assert!(
+            a.app
+                .wait_for(|s| matches!(s, PinSeen::Failed { attempts: 7, .. }))
+                .await,
+            "{:?}",
+            a.app.all()
+        );
+        let failed: Vec<(Instant, u32, Option<Duration>)> = a
+            .app
+            .timed()
+            .into_iter()
+            .filter_map(|(t, s)| match s {
+                PinSeen::Failed { attempts, penalty } => Some((t, attempts, penalty)),
+                _ => None,
+            })
+            .collect();
+        let attempts: Vec<u32> = failed.iter().map(|f| f.1).collect();
+        assert_eq!(attempts, vec![1, 2, 3, 4, 5, 6, 7]);
+        let penalties: Vec<u64> = failed
+            .iter()
+            .map(|f| f.2.map_or(0, |d| d.as_secs()))
+            .collect();
+        assert_eq!(penalties, vec![0, 0, 15, 15, 15, 90, 90]);
+        // Each wrong PIN after a penalty came no earlier than the penalty allowed.
+        let gaps: Vec<Duration> = failed.windows(2).map(|w| w[1].0 - w[0].0).collect();
+        for (i, gap) in gaps.iter().enumerate() {
+            let owed = failed[i].2.unwrap_or_default();
+            assert!(
+                *gap >= owed,
+                "attempt {} came {gap:?} after, owed {owed:?}",
+                i + 2
+            );
+            assert!(
+                *gap < owed + Duration::from_secs(1),
+                "attempt {}: {gap:?}",
+                i + 2
+            );
+        }
+        eprintln!("gaps between wrong PINs (virtual): {gaps:?}");
+        assert!(
+            !a.app
+                .all()
+                .iter()
+                .any(|s| matches!(s, PinSeen::Connected(_)))
+        );
+        assert!(
+            !b.app
+                .all()
+                .iter()
+                .any(|s| matches!(s, PinSeen::Connected(_)))
+        );
+        assert!(b.app.all().contains(&PinSeen::Requested { rejected: true }));
+        a.hub.shutdown().await;
+        b.hub.shutdown().await;
+    });
+}
+
+#[test]
+fn pin_application_asked_later_enters_the_pin_and_it_is_stored() {
+    paused_runtime().block_on(async {
+        let lan = MemoryLan::new();
+        let a = node(
+            &lan,
+            1,
+            PinRequirement::Required(pin(PIN_A)),
+            None,
+            PinApp::new(vec![], None),
+        )
+        .await;
+        let b = node(
+            &lan,
+            2,
+            PinRequirement::None,
+            None,
+            PinApp::new(vec![PinDecision::Ask], None),
+        )
+        .await;
+        pair(&a, &b, 1, 2, false);
+        assert!(
+            b.app
+                .wait_for(|s| *s == PinSeen::Requested { rejected: false })
+                .await
+        );
+        // A person types it 30 s later.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        b.hub.enter_pin(a.hub.local_ski(), pin(PIN_A)).unwrap();
+        assert!(
+            b.app
+                .wait_for(|s| *s == PinSeen::Connected(a.hub.local_ski()))
+                .await,
+            "{:?}",
+            b.app.all()
+        );
+        // Accepted: stored with the pairing for the next connection.
+        let mut stored = None;
+        for _ in 0..50 {
+            stored = b.trust.get(&a.hub.local_ski()).unwrap().and_then(|p| p.pin);
+            if stored.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(stored, Some(pin(PIN_A)));
+        a.hub.shutdown().await;
+        b.hub.shutdown().await;
+    });
+}
+
+#[test]
+fn pin_refused_by_the_application_does_not_pair() {
+    paused_runtime().block_on(async {
+        let lan = MemoryLan::new();
+        let a = node(
+            &lan,
+            1,
+            PinRequirement::Required(pin(PIN_A)),
+            None,
+            PinApp::new(vec![], None),
+        )
+        .await;
+        let b = node(
+            &lan,
+            2,
+            PinRequirement::None,
+            None,
+            PinApp::new(vec![], None),
+        )
+        .await;
+        pair(&a, &b, 1, 2, true);
+        assert!(
+            b.app
+                .wait_for(|s| *s == PinSeen::State(ConnectionState::Error))
+                .await,
+            "{:?}",
+            b.app.all()
+        );
+        assert!(
+            b.app
+                .all()
+                .contains(&PinSeen::Requested { rejected: false })
+        );
+        assert!(
+            !b.app
+                .all()
+                .iter()
+                .any(|s| matches!(s, PinSeen::Connected(_)))
+        );
+        a.hub.shutdown().await;
+        b.hub.shutdown().await;
+    });
+}
+
+#[test]
+fn pin_optional_connects_restricted_until_the_pin_arrives() {
+    paused_runtime().block_on(async {
+        let lan = MemoryLan::new();
+        let a = node(
+            &lan,
+            1,
+            PinRequirement::Optional(pin(PIN_A)),
+            None,
+            PinApp::new(vec![], None),
+        )
+        .await;
+        let b = node(
+            &lan,
+            2,
+            PinRequirement::None,
+            None,
+            PinApp::new(vec![], None),
+        )
+        .await;
+        pair(&a, &b, 1, 2, true);
+        let (ska, skb) = (a.hub.local_ski(), b.hub.local_ski());
+        assert!(a.app.wait_for(|s| *s == PinSeen::Connected(skb)).await);
+        assert!(b.app.wait_for(|s| *s == PinSeen::Connected(ska)).await);
+        assert!(a.hub.connections(skb).iter().all(|c| c.pin_restricted));
+        assert!(
+            !b.app
+                .all()
+                .iter()
+                .any(|s| matches!(s, PinSeen::Requested { .. })),
+            "optional: not asked"
+        );
+        b.hub.enter_pin(ska, pin(PIN_A)).unwrap();
+        assert!(a.app.wait_for(|s| *s == PinSeen::Verified(skb)).await);
+        for _ in 0..50 {
+            if a.hub.connections(skb).iter().all(|c| !c.pin_restricted) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(a.hub.connections(skb).iter().all(|c| !c.pin_restricted));
+        assert_eq!(a.hub.connection_state(skb), ConnectionState::Completed);
+        a.hub.shutdown().await;
+        b.hub.shutdown().await;
+    });
+}
+
+/// The penalty survives a reconnection: the hub keeps the count and the running penalty per
+/// SKI, so a peer cannot reset the escalation by dialling again.
+#[test]
+fn pin_penalty_and_count_survive_a_reconnection() {
+    paused_runtime().block_on(async {
+        let lan = MemoryLan::new();
+        let a = node(
+            &lan,
+            1,
+            PinRequirement::Required(pin(PIN_A)),
+            None,
+            PinApp::new(vec![], None),
+        )
+        .await;
+        // B sends a wrong PIN by default, tries twice more, then gives up (its connection
+        // fails); it redials and sends the wrong PIN again.
+        let b = node(
+            &lan,
+            2,
+            PinRequirement::None,
+            Some(pin(WRONG)),
+            PinApp::new(
+                vec![
+                    PinDecision::Pin(pin(WRONG)),
+                    PinDecision::Pin(pin(WRONG)),
+                    PinDecision::Refuse,
+                ],
+                Some(PinDecision::Refuse),
+            ),
+        )
+        .await;
+        pair(&a, &b, 1, 2, false);
+        assert!(
+            a.app
+                .wait_for(|s| matches!(s, PinSeen::Failed { attempts: 4, .. }))
+                .await,
+            "{:?}",
+            a.app.all()
+        );
+        let failed: Vec<(Instant, u32)> = a
+            .app
+            .timed()
+            .into_iter()
+            .filter_map(|(t, s)| match s {
+                PinSeen::Failed { attempts, .. } => Some((t, attempts)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            failed.iter().map(|f| f.1).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4]
+        );
+        let third = failed[2].0;
+        let fourth = failed[3].0;
+        assert!(
+            fourth - third >= Duration::from_secs(15),
+            "{:?}",
+            fourth - third
+        );
+        // The fourth came on a new connection: B's first one failed in between.
+        let b_timed = b.app.timed();
+        assert!(
+            b_timed
+                .iter()
+                .any(|(t, s)| *s == PinSeen::State(ConnectionState::Error)
+                    && *t >= third
+                    && *t < fourth),
+            "{:?}",
+            b.app.all()
+        );
+        eprintln!(
+            "4th wrong PIN {:?} after the 3rd, on a new connection",
+            fourth - third
+        );
+        a.hub.shutdown().await;
+        b.hub.shutdown().await;
+    });
+}
+
+/// Hostile input: a trusted peer guessing PINs (in its penalty) costs the other peers nothing:
+/// a second peer with the right PIN connects and its data arrives meanwhile.
+#[test]
+fn pin_a_peer_guessing_pins_does_not_hold_up_a_paired_peer() {
+    paused_runtime().block_on(async {
+        let lan = MemoryLan::new();
+        let a = node(
+            &lan,
+            1,
+            PinRequirement::Required(pin(PIN_A)),
+            None,
+            PinApp::new(vec![], None),
+        )
+        .await;
+        let guesser = node(
+            &lan,
+            2,
+            PinRequirement::None,
+            Some(pin(WRONG)),
+            PinApp::new(vec![], Some(PinDecision::Pin(pin(WRONG)))),
+        )
+        .await;
+        let good = node(
+            &lan,
+            3,
+            PinRequirement::None,
+            Some(pin(PIN_A)),
+            PinApp::new(vec![], None),
+        )
+        .await;
+        pair(&a, &guesser, 1, 2, false);
+        assert!(
+            a.app
+                .wait_for(|s| matches!(s, PinSeen::Failed { attempts: 6, .. }))
+                .await
+        );
+        pair(&a, &good, 1, 3, false);
+        let (ska, skg) = (a.hub.local_ski(), good.hub.local_ski());
+        assert!(
+            good.app.wait_for(|s| *s == PinSeen::Connected(ska)).await,
+            "{:?}",
+            good.app.all()
+        );
+        good.hub.send_data(ska, b"{\"served\":true}").unwrap();
+        assert!(
+            a.app
+                .wait_for(|s| *s == PinSeen::Data(skg, b"{\"served\":true}".to_vec()))
+                .await
+        );
+        // Meanwhile the guesser is still in its 90 s penalty, not connected.
+        assert!(
+            !a.app
+                .all()
+                .contains(&PinSeen::Connected(guesser.hub.local_ski()))
+        );
+        a.hub.shutdown().await;
+        guesser.hub.shutdown().await;
+        good.hub.shutdown().await;
+    });
+}
