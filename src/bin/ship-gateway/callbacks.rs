@@ -10,6 +10,7 @@ use ship_hub::protocol::ConnectionState;
 use ship_hub::transport::TlsSuite;
 use ship_hub::{ShipId, Ski};
 
+use crate::api::live::Live;
 use crate::events::{Event, EventLog, ServiceRow, instance_label};
 use crate::prompt::PairingPrompt;
 
@@ -22,6 +23,10 @@ pub(crate) struct GatewayCallbacks {
     pub(crate) prompt: Option<mpsc::Sender<PairingPrompt>>,
     /// Answer every data message with the same payload (test aid).
     pub(crate) echo: bool,
+    /// Peers' latest states and the waiting pairing requests, for the HTTP API.
+    pub(crate) live: Arc<Live>,
+    /// Pairing requests wait for a decision over the HTTP API even without a terminal.
+    pub(crate) ask_over_http: bool,
 }
 
 impl GatewayCallbacks {
@@ -50,19 +55,24 @@ impl GatewayCallbacks {
 
 impl Callbacks for GatewayCallbacks {
     fn state_changed(&self, ski: Ski, state: ConnectionState, detail: &StateDetail) {
+        let detailed = detail.detailed.map(|d| format!("{d:?}"));
+        self.live
+            .state(ski, state, detailed.clone(), detail.error.clone());
         self.log.emit(Event::State {
             ski: ski.to_string(),
             state: format!("{state:?}"),
-            detailed: detail.detailed.map(|d| format!("{d:?}")),
+            detailed,
             error: detail.error.clone(),
         });
     }
 
     fn connected(&self, ski: Ski, ship_id: Option<&ShipId>) {
+        let tls_suite = self.tls_suite_of(ski).map(|s| s.name().to_owned());
+        self.live.connected(ski, tls_suite.clone());
         self.log.emit(Event::Connected {
             ski: ski.to_string(),
             ship_id: ship_id.map(|s| s.to_string()),
-            tls_suite: self.tls_suite_of(ski).map(|s| s.name().to_owned()),
+            tls_suite,
         });
     }
 
@@ -76,7 +86,15 @@ impl Callbacks for GatewayCallbacks {
     fn pairing_requested(&self, request: &PairingRequest) -> bool {
         let name = self.name_of(request.ski);
         // The event goes out before the question is asked, so it always precedes the answer.
-        let asking = self.prompt.is_some();
+        let asking = self.prompt.is_some() || self.ask_over_http;
+        if asking {
+            self.live.request(
+                request.ski,
+                request.address,
+                name.clone(),
+                ship_hub::protocol::ProtocolConfig::default().hello_init,
+            );
+        }
         self.log.emit(Event::PairingRequested {
             ski: request.ski.to_string(),
             address: request.address,
@@ -84,7 +102,7 @@ impl Callbacks for GatewayCallbacks {
             decision: if asking { "asking" } else { "refused" }.into(),
         });
         let Some(prompt) = &self.prompt else {
-            return false;
+            return asking;
         };
         let asked = prompt
             .send(PairingPrompt {

@@ -118,6 +118,15 @@ pub(crate) struct RunArgs {
     /// Most incoming TLS/WebSocket handshakes in progress at once.
     #[arg(long, value_name = "N")]
     pub(crate) max_handshakes: Option<usize>,
+    /// Serve the HTTP API and the web console on this address, e.g. `127.0.0.1:4780`
+    /// (docs/gateway.md, "HTTP API"). Off by default. Any address but a loopback one needs
+    /// `--http-token-file`.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub(crate) http: Option<std::net::SocketAddr>,
+    /// A file holding the token (one line, at least 16 characters) that every HTTP request
+    /// must carry (`Authorization: Bearer TOKEN`, or the console's login).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) http_token_file: Option<std::path::PathBuf>,
     /// Most incoming TLS/WebSocket handshakes in progress at once from one source address.
     /// Default 8.
     #[arg(long, value_name = "N")]

@@ -147,6 +147,37 @@ pub(crate) struct ControlServer {
     pub(crate) limits: ControlLimits,
 }
 
+/// Stores a pairing with its extras (SHIP ID, name, address) and hands it to the hub, which
+/// dials it when it knows an address. Blocking (the store touches the disk). Used by the
+/// control socket and the HTTP API.
+pub(crate) fn store_and_pair(
+    trust: &LockedTrustStore,
+    hub: &Hub,
+    ski: Ski,
+    ship_id: Option<ShipId>,
+    name: Option<String>,
+    address: Option<SocketAddr>,
+) -> Result<ship_hub::hub::PairedPeer, GatewayError> {
+    if ski == hub.local_ski() {
+        return Err(GatewayError::OwnSki(ski));
+    }
+    let stored_ship_id = ship_id.clone();
+    // Store the extras first: pair_at hands the stored record to the peer's supervisor.
+    let peer = trust.merge(ski, |peer| {
+        if stored_ship_id.is_some() {
+            peer.ship_id = stored_ship_id;
+        }
+        if name.is_some() {
+            peer.name = name;
+        }
+        if address.is_some() {
+            peer.last_address = address;
+        }
+    })?;
+    hub.pair_at(ski, ship_id, address)?;
+    Ok(peer)
+}
+
 /// Writes `response` as one line without waiting: the socket is fresh, so its buffer has room;
 /// a client that made it full gets nothing.
 fn answer_now(stream: &tokio::net::UnixStream, response: &Response) {
@@ -272,29 +303,10 @@ impl ControlServer {
         name: Option<String>,
         address: Option<SocketAddr>,
     ) -> Result<String, String> {
-        if ski == self.hub.local_ski() {
-            return Err(GatewayError::OwnSki(ski).to_string());
-        }
         let trust = self.trust.clone();
         let hub = self.hub.clone();
-        let stored_ship_id = ship_id.clone();
         tokio::task::spawn_blocking(move || {
-            // Store the extras first: pair_at hands the stored record to the peer's supervisor.
-            trust
-                .merge(ski, |peer| {
-                    if stored_ship_id.is_some() {
-                        peer.ship_id = stored_ship_id;
-                    }
-                    if name.is_some() {
-                        peer.name = name;
-                    }
-                    if address.is_some() {
-                        peer.last_address = address;
-                    }
-                })
-                .map_err(|e| e.to_string())?;
-            hub.pair_at(ski, ship_id, address)
-                .map_err(|e| e.to_string())
+            store_and_pair(&trust, &hub, ski, ship_id, name, address).map_err(|e| e.to_string())
         })
         .await
         .map_err(|e| e.to_string())??;

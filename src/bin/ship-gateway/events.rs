@@ -15,6 +15,7 @@ use serde::Serialize;
 use ship_hub::discovery::VisibleService;
 use ship_hub::hub::DeliveryToken;
 
+use crate::api::bus::EventBus;
 use crate::escape::Escaped;
 
 /// One service in a `visible_services` event or in `discover`'s output.
@@ -66,6 +67,8 @@ pub(crate) enum Event {
     /// The gateway is listening (always the first event).
     Listening {
         address: SocketAddr,
+        /// Where the HTTP API and console are served (`null`: not served).
+        http: Option<SocketAddr>,
         ski: String,
         ship_id: String,
         data_dir: String,
@@ -126,15 +129,18 @@ impl Event {
         match self {
             Event::Listening {
                 address,
+                http,
                 ski,
                 ship_id,
                 data_dir,
                 mdns,
                 auto_accept,
             } => format!(
-                "listening on {address} (SKI {ski}, SHIP ID {ship_id}, data dir {data_dir}, mDNS {}{})",
+                "listening on {address} (SKI {ski}, SHIP ID {ship_id}, data dir {data_dir}, mDNS {}{}){}",
                 if *mdns { "on" } else { "off" },
-                if *auto_accept { ", AUTO-ACCEPT ON" } else { "" }
+                if *auto_accept { ", AUTO-ACCEPT ON" } else { "" },
+                http.map(|a| format!("; console at http://{a}/"))
+                    .unwrap_or_default()
             ),
             Event::State {
                 ski,
@@ -215,6 +221,12 @@ impl Event {
     }
 }
 
+fn now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
 /// Non-data lines that may wait for stdout; beyond this they are dropped and counted.
 pub(crate) const MAX_QUEUED_LINES: usize = 1024;
 
@@ -259,6 +271,9 @@ struct Shared {
     changed: Condvar,
     /// Held by the writer while it writes one line, and by [`EventLog::exclusively`].
     terminal: Mutex<()>,
+    /// The HTTP API's event stream, when it is served: every event is published there too
+    /// (as JSON), also those that stdout drops.
+    bus: std::sync::OnceLock<Arc<EventBus>>,
 }
 
 #[derive(Debug, Default)]
@@ -298,6 +313,7 @@ impl EventLog {
             queue: Mutex::new(Queue::default()),
             changed: Condvar::new(),
             terminal: Mutex::new(()),
+            bus: std::sync::OnceLock::new(),
         });
         let writer = shared.clone();
         std::thread::Builder::new()
@@ -316,6 +332,11 @@ impl EventLog {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         f()
+    }
+
+    /// From now on, publishes every event to `bus` as well (the HTTP API's event stream).
+    pub(crate) fn publish_to(&self, bus: Arc<EventBus>) {
+        let _ = self.shared.bus.set(bus);
     }
 
     /// Queues one event (dropped and counted if too many non-data lines wait). Never blocks.
@@ -358,7 +379,18 @@ impl EventLog {
 
     fn queue(&self, event: Event, token: Option<DeliveryToken>) {
         let listening = matches!(event, Event::Listening { .. });
-        let text = self.shared.format(&event);
+        let text = match self.shared.bus.get() {
+            Some(bus) => {
+                let json = self.shared.json_text(&event);
+                bus.publish(&json);
+                if self.shared.json {
+                    json
+                } else {
+                    self.shared.human_text(&event)
+                }
+            }
+            None => self.shared.format(&event),
+        };
         let mut queue = self.shared.lock();
         if listening {
             queue.started = true;
@@ -383,29 +415,36 @@ impl Shared {
     }
 
     fn format(&self, event: &Event) -> String {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
         if self.json {
-            // Serialised straight into text, then `ts_ms` spliced in before the closing brace
-            // (no intermediate `Value` map: this runs for every event of every connection).
-            let mut text = serde_json::to_string(event).unwrap_or_else(|_| "{}".into());
-            if text.ends_with('}') {
-                text.pop();
-                let sep = if text.len() > 1 { "," } else { "" };
-                let _ = write!(text, "{sep}\"ts_ms\":{}}}", now.as_millis() as u64);
-            }
-            text
+            self.json_text(event)
         } else {
-            let secs = now.as_secs() % 86_400;
-            format!(
-                "{:02}:{:02}:{:02} {}",
-                secs / 3600,
-                secs / 60 % 60,
-                secs % 60,
-                event.human()
-            )
+            self.human_text(event)
         }
+    }
+
+    /// The event as one JSON object with its `ts_ms`.
+    fn json_text(&self, event: &Event) -> String {
+        // Serialised straight into text, then `ts_ms` spliced in before the closing brace
+        // (no intermediate `Value` map: this runs for every event of every connection).
+        let mut text = serde_json::to_string(event).unwrap_or_else(|_| "{}".into());
+        if text.ends_with('}') {
+            text.pop();
+            let sep = if text.len() > 1 { "," } else { "" };
+            let _ = write!(text, "{sep}\"ts_ms\":{}}}", now().as_millis() as u64);
+        }
+        text
+    }
+
+    /// The event as a line for people, after the time of day.
+    fn human_text(&self, event: &Event) -> String {
+        let secs = now().as_secs() % 86_400;
+        format!(
+            "{:02}:{:02}:{:02} {}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60,
+            event.human()
+        )
     }
 
     /// The writer thread: one line at a time, in order; a closed stdout is ignored (lines are
@@ -635,6 +674,7 @@ mod tests {
         });
         log.emit(Event::Listening {
             address: "127.0.0.1:1".parse().unwrap(),
+            http: None,
             ski: "ab".into(),
             ship_id: "id".into(),
             data_dir: "d".into(),

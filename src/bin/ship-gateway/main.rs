@@ -8,6 +8,7 @@
 //! status: 2 for a command line that cannot be parsed, 1 for everything else.
 #![forbid(unsafe_code)]
 
+mod api;
 mod callbacks;
 mod cli;
 mod commands;

@@ -13,6 +13,10 @@ use ship_hub::discovery::{
 use ship_hub::hub::{DeviceInfo, Hub, HubConfig, HubError, HubTimers, TrustStore};
 use ship_hub::identity::Identity;
 
+use crate::api::auth::Access;
+use crate::api::bus::{BusLimits, EventBus};
+use crate::api::live::Live;
+use crate::api::{self, ApiState, HttpLimits};
 use crate::callbacks::GatewayCallbacks;
 use crate::control::{self, ControlServer};
 use crate::data_dir::{self, DataDir};
@@ -132,11 +136,36 @@ async fn serve(
     } else {
         None
     };
+    // The HTTP API: its access rule and its socket before anything else starts, so that a
+    // missing token or a taken port is a clear error at once.
+    let http = match settings.http {
+        Some(address) => {
+            let access = Access::configure(address, settings.http_token_file.as_deref())?;
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|source| match source.kind() {
+                    std::io::ErrorKind::AddrInUse => GatewayError::PortInUse { addr: address },
+                    _ => GatewayError::Io {
+                        what: format!("serving the HTTP API on {address}"),
+                        source,
+                    },
+                })?;
+            Some((listener, access))
+        }
+        None => None,
+    };
+    let live = Arc::new(Live::default());
+    let bus = EventBus::new(BusLimits::default());
+    if http.is_some() {
+        log.publish_to(bus.clone());
+    }
     let callbacks = Arc::new(GatewayCallbacks {
         log: log.clone(),
         hub: hub_cell.clone(),
         prompt,
         echo: settings.echo,
+        live: live.clone(),
+        ask_over_http: http.is_some() && !settings.auto_accept,
     });
     let discovery: Option<Arc<dyn Discovery>> = if settings.mdns {
         let mut config = MdnsConfig::new(ski);
@@ -227,7 +256,24 @@ async fn serve(
         }
     };
 
+    let http_task = http.map(|(listener, access)| {
+        let address = listener.local_addr().unwrap_or(hub.local_addr());
+        let state = Arc::new(ApiState {
+            hub: hub.clone(),
+            trust: trust.clone(),
+            log: log.clone(),
+            live: live.clone(),
+            bus: bus.clone(),
+            ship_id: ship_id.clone(),
+            started: std::time::Instant::now(),
+            limits: HttpLimits::default(),
+            access,
+        });
+        (address, tokio::spawn(api::serve(listener, state)))
+    });
+
     log.emit(Event::Listening {
+        http: http_task.as_ref().map(|(address, _)| *address),
         address: hub.local_addr(),
         ski: ski.to_string(),
         ship_id: ship_id.to_string(),
@@ -278,6 +324,9 @@ async fn serve(
     log.emit(Event::Stopping {
         signal: signal.into(),
     });
+    if let Some((_, task)) = http_task {
+        task.abort();
+    }
     if let Some(task) = control_task {
         task.abort();
         let _ = std::fs::remove_file(&control_path);

@@ -10,6 +10,8 @@
 //! json = false
 //! prompt = true
 //! peers = []   # "SKI@HOST:PORT"; stored as a pairing at the first start
+//! http = "127.0.0.1:4780"   # the HTTP API and console; off when absent
+//! http_token_file = "/etc/ship-gateway/http-token"   # required unless `http` is loopback
 //! tls_suites = ["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256"]
 //!
 //! [device]
@@ -62,6 +64,8 @@ struct FileConfig {
     #[serde(default)]
     peers: Vec<String>,
     tls_suites: Option<Vec<String>>,
+    http: Option<SocketAddr>,
+    http_token_file: Option<PathBuf>,
     #[serde(default)]
     device: DeviceSection,
     #[serde(default)]
@@ -177,6 +181,10 @@ pub(crate) struct RunSettings {
     pub(crate) tls_suites: Option<Vec<TlsSuite>>,
     /// The control socket's limits (connections at once, idle timeout).
     pub(crate) control: ControlLimits,
+    /// Where to serve the HTTP API (`None`: not served).
+    pub(crate) http: Option<SocketAddr>,
+    /// The token file of the HTTP API.
+    pub(crate) http_token_file: Option<PathBuf>,
 }
 
 impl RunSettings {
@@ -288,6 +296,8 @@ impl RunSettings {
                 "max_message_bytes",
             )?,
             tls_suites,
+            http: args.http.or(file.http),
+            http_token_file: args.http_token_file.or(file.http_token_file),
             control: ControlLimits {
                 max_connections: limit(
                     args.control_connections,
