@@ -6,8 +6,9 @@
 //! cargo run --example energy_manager -- --demo-seconds 5 --yes     # with a simulated wallbox
 //! ```
 //!
-//! Without `--yes` each pairing request is asked on the terminal (or refused when stdin is not
-//! one). `--demo-seconds N` binds to loopback only, starts a simulated wallbox hub in the same
+//! With `--yes` every pairing request is accepted at once (the callback returns
+//! `PairingDecision::Accept`); without it each request is asked on the terminal (`Ask`, then
+//! `Hub::approve` or `Hub::deny`), or refused at once when stdin is not one (`Refuse`). `--demo-seconds N` binds to loopback only, starts a simulated wallbox hub in the same
 //! process that dials the manager and answers each heartbeat with a measurement, and stops after
 //! N seconds: nothing leaves the machine, so it is what the test suite runs.
 //!
@@ -21,7 +22,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use clap::Parser;
-use ship_hub::hub::{Callbacks, DisconnectReason, Hub, HubConfig, HubError, PairingRequest};
+use ship_hub::hub::{Callbacks, DisconnectReason, Hub, HubConfig, PairingDecision, PairingRequest};
 use ship_hub::identity::{CertificateSubject, Identity};
 use ship_hub::{ShipId, Ski};
 
@@ -49,35 +50,38 @@ struct Manager {
 }
 
 impl Callbacks for Manager {
-    fn pairing_requested(&self, request: &PairingRequest) -> bool {
+    fn pairing_requested(&self, request: &PairingRequest) -> PairingDecision {
+        let name = request.instance_name.as_deref().unwrap_or("unnamed");
         println!(
-            "device {} asks to pair (from {})",
+            "device {} asks to pair (from {}, name {name:?})",
             request.ski, request.address
         );
-        let Some(hub) = self.hub.get().cloned() else {
-            return false;
-        };
-        let ski = request.ski;
         if self.approve_all {
-            tokio::spawn(async move { answer(&hub, ski, true).await });
-            return true;
+            // Decided at once: the hub stores the pairing and goes on, no `approve` needed.
+            println!("device {} accepted", request.ski);
+            return PairingDecision::Accept;
         }
         if !std::io::stdin().is_terminal() {
             println!("refused (no terminal to ask on; run with --yes to accept devices)");
-            return false;
+            return PairingDecision::Refuse;
         }
-        // The callback must not block the runtime: ask on a blocking thread.
-        tokio::spawn(async move {
-            let yes = tokio::task::spawn_blocking(move || {
-                println!("trust device {ski}? [y/N]");
-                let mut line = String::new();
-                std::io::stdin().read_line(&mut line).is_ok() && line.trim() == "y"
-            })
-            .await
-            .unwrap_or(false);
-            answer(&hub, ski, yes).await;
+        let Some(hub) = self.hub.get().cloned() else {
+            return PairingDecision::Refuse;
+        };
+        // Asking a person takes time and the callback must not block the runtime: let the
+        // device wait (hello `pending`) and answer with `approve`/`deny` from a blocking thread.
+        let ski = request.ski;
+        tokio::task::spawn_blocking(move || {
+            println!("trust device {ski}? [y/N]");
+            let mut line = String::new();
+            let yes = std::io::stdin().read_line(&mut line).is_ok() && line.trim() == "y";
+            let result = if yes { hub.approve(ski) } else { hub.deny(ski) };
+            match result {
+                Ok(()) => println!("device {ski} {}", if yes { "accepted" } else { "refused" }),
+                Err(error) => println!("answering {ski}: {error}"),
+            }
         });
-        true
+        PairingDecision::Ask
     }
 
     fn connected(&self, ski: Ski, ship_id: Option<&ShipId>) {
@@ -94,27 +98,6 @@ impl Callbacks for Manager {
         let text = String::from_utf8_lossy(payload);
         let shown: String = text.chars().take(160).collect();
         println!("received {} bytes from {ski}: {shown}", payload.len());
-    }
-}
-
-/// Approves or denies a request; the request becomes pending right after the callback returns,
-/// so a first attempt may come too early.
-async fn answer(hub: &Hub, ski: Ski, yes: bool) {
-    for _ in 0..100 {
-        let result = if yes { hub.approve(ski) } else { hub.deny(ski) };
-        match result {
-            Err(HubError::NoPendingRequest(_)) => {
-                tokio::time::sleep(Duration::from_millis(20)).await
-            }
-            Ok(()) => {
-                println!("device {ski} {}", if yes { "accepted" } else { "refused" });
-                return;
-            }
-            Err(error) => {
-                println!("answering {ski}: {error}");
-                return;
-            }
-        }
     }
 }
 

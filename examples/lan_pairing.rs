@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use ship_hub::discovery::{Discovery, InstanceName, MdnsConfig, MdnsDiscovery, VisibleService};
-use ship_hub::hub::{Callbacks, DeviceInfo, Hub, HubConfig, HubError, PairingRequest};
+use ship_hub::hub::{Callbacks, DeviceInfo, Hub, HubConfig, PairingDecision, PairingRequest};
 use ship_hub::identity::{CertificateSubject, Identity};
 use ship_hub::{ShipId, Ski};
 use tokio::sync::mpsc;
@@ -86,34 +86,48 @@ struct Node {
 }
 
 impl Callbacks for Node {
-    fn pairing_requested(&self, request: &PairingRequest) -> bool {
-        let Some(hub) = self.hub.get().cloned() else {
-            return false;
+    fn pairing_requested(&self, request: &PairingRequest) -> PairingDecision {
+        // The name, brand and model come from the controller's mDNS record: a claim, shown to
+        // help recognise it. The SKI is what the user compares.
+        let announced = [&request.instance_name, &request.brand, &request.model]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let announced = if announced.is_empty() {
+            "not visible over mDNS".to_owned()
+        } else {
+            announced
         };
-        let (ski, yes, name) = (request.ski, self.yes, self.name);
-        tokio::spawn(async move {
-            let question = format!(
-                "[{name}] a controller asks to pair. Its SKI is\n    {}\n  Does it match the SKI \
-                 the controller shows?",
-                grouped(ski)
-            );
-            let accepted = confirm(question, yes).await;
-            // The request turns pending right after this callback returns: retry briefly.
-            for _ in 0..100 {
-                let result = if accepted {
-                    hub.approve(ski)
-                } else {
-                    hub.deny(ski)
-                };
-                match result {
-                    Err(HubError::NoPendingRequest(_)) => {
-                        tokio::time::sleep(Duration::from_millis(20)).await
-                    }
-                    _ => break,
-                }
-            }
+        let question = format!(
+            "[{}] a controller asks to pair ({announced}). Its SKI is\n    {}\n  Does it match \
+             the SKI the controller shows?",
+            self.name,
+            grouped(request.ski)
+        );
+        println!("{question} [y/N]");
+        if self.yes {
+            // Decided at once: the hub stores the pairing and goes on, no `approve` needed.
+            println!("> y (--yes)");
+            return PairingDecision::Accept;
+        }
+        if !std::io::stdin().is_terminal() {
+            println!("> no terminal to ask on: no (use --yes)");
+            return PairingDecision::Refuse;
+        }
+        let Some(hub) = self.hub.get().cloned() else {
+            return PairingDecision::Refuse;
+        };
+        // A person answers later: let the controller wait and answer from a blocking thread.
+        let ski = request.ski;
+        tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            let yes =
+                std::io::stdin().read_line(&mut line).is_ok() && matches!(line.trim(), "y" | "yes");
+            let _ = if yes { hub.approve(ski) } else { hub.deny(ski) };
         });
-        true
+        PairingDecision::Ask
     }
 
     fn connected(&self, ski: Ski, ship_id: Option<&ShipId>) {

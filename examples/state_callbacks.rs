@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use ship_hub::discovery::VisibleService;
-use ship_hub::hub::{Callbacks, DisconnectReason, Hub, HubConfig, PairingRequest, StateDetail};
+use ship_hub::hub::{
+    Callbacks, DisconnectReason, Hub, HubConfig, PairingDecision, PairingRequest, StateDetail,
+};
 use ship_hub::identity::{CertificateSubject, Identity};
 use ship_hub::protocol::ConnectionState;
 use ship_hub::{ShipId, Ski};
@@ -79,12 +81,15 @@ impl Callbacks for Printer {
         let _ = self.milestones.send(Milestone::Disconnected(self.node));
     }
 
-    fn pairing_requested(&self, request: &PairingRequest) -> bool {
+    fn pairing_requested(&self, request: &PairingRequest) -> PairingDecision {
         self.say(
             Some(request.ski),
-            format_args!("pairing requested from {} (refused)", request.address),
+            format_args!(
+                "pairing requested from {} (SHIP ID {:?}, name {:?}): refused",
+                request.address, request.ship_id, request.instance_name
+            ),
         );
-        false
+        PairingDecision::Refuse
     }
 
     fn data_received(&self, ski: Ski, payload: &[u8]) {

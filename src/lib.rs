@@ -3,6 +3,7 @@
 //! Layers, bottom up (see `docs/architecture.md`):
 //!
 //! * [`ski`], [`ship_id`] — the [`Ski`] and [`ShipId`] newtypes that identify every node.
+//! * [`qr`] — the SHIP installation QR code text ([`ShipQr`]).
 //! * [`identity`] — certificate creation and loading, lenient SKI extraction from peer
 //!   certificates.
 //! * [`protocol`] — the sans-IO SHIP engine: message model, EEBus-JSON codec, handshake state
@@ -19,11 +20,13 @@ pub mod discovery;
 pub mod hub;
 pub mod identity;
 pub mod protocol;
+pub mod qr;
 mod safe_file;
 pub mod ship_id;
 pub mod ski;
 pub mod transport;
 
+pub use qr::ShipQr;
 pub use ship_id::{ShipId, ShipIdError};
 pub use ski::{Ski, SkiParseError};
 

@@ -276,3 +276,220 @@ fn send_needs_a_running_gateway_and_a_json_payload() {
         "not JSON",
     );
 }
+
+/// `qr` draws this gateway's installation code with half blocks; a QR decoder reads the picture
+/// back to the text printed under it, and that text names this gateway: its SKI, the SHIP ID
+/// `run` uses, and what it announces over mDNS.
+#[test]
+fn qr_shows_a_code_that_decodes_to_this_gateways_identity() {
+    use ship_hub::ShipQr;
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let ski = ski_of(dir);
+    let text = qr_text_of(dir, &["--serial", "0042"]);
+    let code: ShipQr = text.parse().unwrap();
+    assert_eq!(code.ski().to_string(), ski);
+    assert_eq!(
+        code.ship_id().as_str(),
+        format!("ship-gateway-{}", &ski[..12])
+    );
+    assert_eq!(code.brand(), Some("ship-hub"));
+    assert_eq!(code.device_type(), Some("EnergyManagementSystem"));
+    assert_eq!(code.model(), Some("ship-gateway"));
+    assert_eq!(code.serial(), Some("0042"));
+    assert_eq!(code.categories(), &[2]);
+    assert!(code.pin().is_none());
+    assert!(
+        text.starts_with("SHIP;SKI:") && text.ends_with(";ENDSHIP;"),
+        "{text}"
+    );
+    // Drawn the other way round for light terminals, it reads the same.
+    assert_eq!(qr_text_of(dir, &["--serial", "0042", "--invert"]), text);
+    let json = gateway(dir, &["--json", "qr", "--serial", "0042"]);
+    assert_ok(&json);
+    let value: Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(value["text"], text.as_str());
+}
+
+/// `qr --svg FILE` writes an SVG whose squares decode to the printed text.
+#[test]
+fn qr_svg_decodes_to_the_printed_text() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let svg = dir.join("code.svg");
+    let output = gateway(dir, &["qr", "--svg", svg.to_str().unwrap()]);
+    assert_ok(&output);
+    let out = stdout(&output);
+    let text = out.lines().last().unwrap();
+    assert!(text.starts_with("SHIP;SKI:"), "{out}");
+    let image = std::fs::read_to_string(&svg).unwrap();
+    assert_eq!(decode_modules(&modules_of_svg(&image)), text);
+}
+
+/// The code takes the [device] section of `--config` and the SHIP ID stored at the first start,
+/// like `run`; a different `--ship-id` later is refused rather than shown.
+#[test]
+fn qr_follows_the_config_file_and_the_stored_ship_id() {
+    use ship_hub::ShipQr;
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        "[device]\nbrand = \"FileBrand\"\nmodel = \"FileModel\"\ntype = \"HeatPump\"\n\
+         serial = \"S-1\"\nship_id = \"i:4711_u:gw-file\"\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let code: ShipQr = qr_text_of(dir, &["--config", config]).parse().unwrap();
+    assert_eq!(code.brand(), Some("FileBrand"));
+    assert_eq!(code.model(), Some("FileModel"));
+    assert_eq!(code.device_type(), Some("HeatPump"));
+    assert_eq!(code.serial(), Some("S-1"));
+    assert_eq!(code.ship_id().as_str(), "i:4711_u:gw-file");
+    // A flag wins over the file, as for `run`.
+    let code: ShipQr = qr_text_of(dir, &["--config", config, "--brand", "FlagBrand"])
+        .parse()
+        .unwrap();
+    assert_eq!(code.brand(), Some("FlagBrand"));
+    // The SHIP ID was stored: without the file the code still carries it.
+    let code: ShipQr = qr_text_of(dir, &[]).parse().unwrap();
+    assert_eq!(code.ship_id().as_str(), "i:4711_u:gw-file");
+    let output = gateway(dir, &["qr", "--ship-id", "another"]);
+    assert_one_line_error(&output, 1, "another");
+}
+
+/// `pair --qr` stores the code's SKI, its SHIP ID and, without `--name`, its brand and model as
+/// the name. The PIN is not stored yet, and the command says so.
+#[test]
+fn pair_from_a_qr_code_stores_its_ski_ship_id_and_name() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let text = "SHIP;SKI:0101 0101 0101 0101 0101 0101 0101 0101 0101 0101;ID:i:1_u:wb-7;\
+                PIN:1234 5678;BRAND:Acme;TYPE:ChargingStation;MODEL:WB 11;NOMINALPOWER:0,11000;\
+                ENDSHIP;\n";
+    let output = gateway(dir, &["pair", "--qr", text]);
+    assert_ok(&output);
+    let out = stdout(&output);
+    assert!(out.contains(&format!("paired {OTHER_SKI}")), "{out}");
+    assert!(out.contains("PIN"), "{out}");
+    assert!(
+        !out.contains("12345678") && !out.contains("1234 5678"),
+        "{out}"
+    );
+    let list = gateway(dir, &["--json", "list"]);
+    let rows: Value = serde_json::from_str(&stdout(&list)).unwrap();
+    assert_eq!(rows[0]["ski"], OTHER_SKI);
+    assert_eq!(rows[0]["ship_id"], "i:1_u:wb-7");
+    assert_eq!(rows[0]["name"], "Acme WB 11");
+    // With --name and --address, those win and are stored too.
+    let output = gateway(
+        dir,
+        &[
+            "pair",
+            "--qr",
+            text,
+            "--name",
+            "garage",
+            "--address",
+            "127.0.0.1:4711",
+        ],
+    );
+    assert_ok(&output);
+    let list = gateway(dir, &["--json", "list"]);
+    let rows: Value = serde_json::from_str(&stdout(&list)).unwrap();
+    assert_eq!(rows[0]["name"], "garage");
+    assert_eq!(rows[0]["last_address"], "127.0.0.1:4711");
+}
+
+/// Every bad code or QR setting is one line on stderr, changes nothing, and never repeats a PIN.
+#[test]
+fn bad_qr_codes_and_settings_are_one_line_errors() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let own = ski_of(dir);
+    let ski = "0202 0202 0202 0202 0202 0202 0202 0202 0202 0202";
+    for (text, needle) in [
+        ("nonsense".to_owned(), "does not start with \"SHIP;\""),
+        ("SHIP;ID:x;ENDSHIP;".to_owned(), "no SKI"),
+        (format!("SHIP;SKI:{ski};ENDSHIP;"), "no ID"),
+        ("SHIP;SKI:0202;ID:x;".to_owned(), "40 hex digits"),
+        (format!("SHIP;SKI:{ski};ID:x;SKI:{ski};"), "two SKI"),
+        (format!("SHIP;SKI:{ski};ID:x;PIN:ABCDEF1;"), "PIN"),
+        (format!("SHIP;SKI:{ski};ID:x;PIN:ABCDEF12Q;"), "PIN"),
+        (
+            format!("SHIP;SKI:{ski};ID:x;BRAND:{};", "b".repeat(40)),
+            "BRAND",
+        ),
+        (
+            format!("SHIP;SKI:{ski};ID:x;ENDSHIP;MORE:1;"),
+            "after ENDSHIP",
+        ),
+        (
+            format!("SHIP;SKI:{ski};ID:x;{};", "y".repeat(3000)),
+            "at most 2953 bytes",
+        ),
+        (format!("SHIP;SKI:{own};ID:x;"), "own SKI"),
+    ] {
+        let output = gateway(dir, &["pair", "--qr", &text]);
+        assert_one_line_error(&output, 1, needle);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("ABCDEF"), "the PIN was repeated: {stderr}");
+    }
+    assert!(!dir.join("pairings.json").exists());
+    assert_one_line_error(
+        &gateway(dir, &["pair", OTHER_SKI, "--qr", "SHIP;"]),
+        2,
+        "--qr",
+    );
+    assert_one_line_error(
+        &gateway(dir, &["pair", "--qr", "SHIP;", "--ship-id", "x"]),
+        2,
+        "--qr",
+    );
+    for (flag, value, needle) in [
+        ("--brand", "a;b", "BRAND must not contain ';'"),
+        ("--model", &"m".repeat(33)[..], "MODEL is at most 32 bytes"),
+    ] {
+        assert_one_line_error(&gateway(dir, &["qr", flag, value]), 1, needle);
+    }
+}
+
+/// `pair --qr -` reads the code from stdin (a scanner that types, or a pipe: no PIN in the shell
+/// history); more than one code's worth is refused and stores nothing.
+#[test]
+fn pair_from_a_qr_code_on_stdin() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let pipe = |input: Vec<u8>| {
+        let mut child = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["pair", "--qr", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        // The gateway may stop reading early (too long): a broken pipe is fine.
+        let _ = stdin.write_all(&input);
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    };
+    let too_long = format!(
+        "SHIP;SKI:{OTHER_SKI};ID:x;X:{};",
+        "y".repeat(ship_hub::ShipQr::MAX_TEXT_LEN)
+    );
+    assert_one_line_error(&pipe(too_long.into_bytes()), 1, "more than one QR code");
+    assert_one_line_error(&pipe(vec![0xff, 0xfe]), 1, "not UTF-8");
+    assert!(!dir.join("pairings.json").exists());
+    let output = pipe(format!("SHIP;SKI:{OTHER_SKI};ID:i:1_u:from-stdin;ENDSHIP;\n").into_bytes());
+    assert_ok(&output);
+    let list = gateway(dir, &["--json", "list"]);
+    let rows: Value = serde_json::from_str(&stdout(&list)).unwrap();
+    assert_eq!(rows[0]["ski"], OTHER_SKI);
+    assert_eq!(rows[0]["ship_id"], "i:1_u:from-stdin");
+}

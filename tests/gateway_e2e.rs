@@ -1,6 +1,9 @@
 //! End to end: two `ship-gateway run` processes on loopback (`--no-mdns`, port 0) pair through
 //! static peers and the control socket, exchange data, survive a `kill -9` of one of them and a
-//! restart, and keep both trust stores intact.
+//! restart, and keep both trust stores intact; and two gateways pair by scanning each other's
+//! installation QR code.
+
+mod gateway_support;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -214,4 +217,47 @@ fn two_gateways_pair_exchange_data_and_come_back_after_kill_9() {
     );
     assert_eq!(rows[0]["name"], "gateway b");
     assert!(rows[0]["last_seen"].is_u64(), "{rows}");
+}
+
+/// The installer's way: each gateway shows its QR code (`qr`, read back from the terminal
+/// picture by a QR decoder), the other pairs from it (`pair --qr`: on A through its control
+/// socket while it runs, on B in the store with the address to dial), and the two connect with
+/// no SKI typed. The SHIP ID stored from the code is the one the peer then presents (a different
+/// one would have closed the connection with 4450).
+#[test]
+fn two_gateways_pair_from_each_others_qr_codes_and_connect() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    let a_text = gateway_support::qr_text_of(&a_dir, &[]);
+    let b_text = gateway_support::qr_text_of(&b_dir, &[]);
+    let (a_ski, b_ski) = (ski_of(&a_dir), ski_of(&b_dir));
+
+    let mut a = Running::start(&a_dir, "0", &[]);
+    let a_address = a.address();
+    let output = gateway(&a_dir, &["pair", "--qr", &b_text]);
+    assert!(output.status.success(), "{output:?}");
+    let output = gateway(&b_dir, &["pair", "--qr", &a_text, "--address", &a_address]);
+    assert!(output.status.success(), "{output:?}");
+    let mut b = Running::start(&b_dir, "0", &["--echo"]);
+    a.connected(PATIENCE, &b_ski);
+    b.connected(PATIENCE, &a_ski);
+    let payload = r#"{"paired":"by QR code"}"#;
+    send(&a_dir, &b_ski, payload);
+    b.data(&a_ski, payload.len());
+    a.data(&b_ski, payload.len());
+
+    assert!(b.terminate().success());
+    assert!(a.terminate().success());
+    for (dir, peer_ski) in [(&a_dir, &b_ski), (&b_dir, &a_ski)] {
+        let list = gateway(dir, &["--json", "list"]);
+        let rows: Value = serde_json::from_slice(&list.stdout).unwrap();
+        assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
+        assert_eq!(rows[0]["ski"], peer_ski.as_str());
+        assert_eq!(
+            rows[0]["ship_id"],
+            format!("ship-gateway-{}", &peer_ski[..12]).as_str()
+        );
+        assert_eq!(rows[0]["name"], "ship-hub ship-gateway");
+        assert!(rows[0]["last_seen"].is_u64(), "{rows}");
+    }
 }

@@ -550,6 +550,63 @@ fn peer_supplied_mdns_names_are_escaped_in_discover_and_the_human_log() {
     daemon.shutdown().ok();
 }
 
+/// The terminal's question names the device as its mDNS record announces it (name, brand,
+/// model, type) next to the SKI; the `pairing_requested` event carries the name. Needs a
+/// private network namespace.
+#[test]
+#[ignore = "needs a private network namespace: run via .ci/test"]
+fn on_a_terminal_the_question_shows_the_announced_name_brand_and_model() {
+    assert_private_namespace();
+    let tmp = tempdir();
+    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    let a_ski = ski_of(&a_dir);
+    let b_ski = ski_of(&b_dir);
+    let mut a = OnTerminal::start_with_mdns(&a_dir);
+    let listening = a.wait_for("listening", |v| v["event"] == "listening");
+    let a_address = listening["address"].as_str().unwrap().to_owned();
+    let mut b = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&b_dir)
+        .args(["run", "--bind", "127.0.0.1", "--port", "0", "--json"])
+        .args(["--name", "Garage wallbox", "--brand", "TestBrand"])
+        .args(["--model", "TestModel", "--type", "EVSE"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // A sees B's announcement before B dials it.
+    a.wait_for("B visible", |v| {
+        v["event"] == "visible_services"
+            && v["services"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|row| row["ski"] == b_ski.as_str()))
+    });
+    let mut paired = false;
+    for _ in 0..50 {
+        if gateway(&b_dir, &["pair", &a_ski, "--address", &a_address])
+            .status
+            .success()
+        {
+            paired = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(paired, "B never took the pairing with A");
+    let request = a.wait_for("pairing_requested", |v| v["event"] == "pairing_requested");
+    assert_eq!(request["ski"], b_ski.as_str());
+    assert_eq!(request["name"], "Garage wallbox");
+    assert_eq!(request["decision"], "asking");
+    a.wait_line("the question", |l| {
+        l.contains("Pairing request from Garage wallbox (TestBrand TestModel, EVSE) at")
+    });
+    a.wait_question(&b_ski);
+    a.answer("n\n");
+    let _ = b.kill();
+    let _ = b.wait();
+}
+
 #[test]
 fn on_a_terminal_the_user_approves_a_pairing_request() {
     let tmp = tempdir();

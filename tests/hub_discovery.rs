@@ -1,5 +1,6 @@
 //! The Hub fed by the in-memory discovery, on a simulated LAN under tokio's paused clock:
-//! peers found by announcement only, expired records, and TXT records that lie about the SKI.
+//! peers found by announcement only, expired records, TXT records that lie about the SKI, and
+//! (in `hub_discovery/pairing_decision.rs`) the application's pairing decision.
 
 mod common;
 
@@ -443,3 +444,6 @@ fn silent_fakes_announced_after_the_paired_peer_do_not_delay_it() {
         b.shutdown().await;
     });
 }
+
+#[path = "hub_discovery/pairing_decision.rs"]
+mod pairing_decision;

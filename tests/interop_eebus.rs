@@ -25,7 +25,7 @@ use eebus::ship::{
 };
 use eebus::tls::ShipTls;
 use ship_hub::Ski;
-use ship_hub::hub::{Direction, Hub};
+use ship_hub::hub::{Direction, Hub, MemoryTrustStore, PairingDecision, TrustStore as _};
 use ship_hub::protocol::{ConnectionState, ShipMessage as ShipMessageOurs};
 use ship_hub::transport::TlsSuite;
 use tokio::sync::{mpsc, oneshot};
@@ -578,6 +578,35 @@ async fn eebus_waits_in_our_pending_hello_until_we_approve() {
     hub.shutdown().await;
 }
 
+/// An eebus node our hub does not know dials it; our application accepts it at once
+/// (`PairingDecision::Accept`, no `approve`): both reach data exchange, data flows, and the
+/// pairing is in our trust store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_eebus_node_accepted_at_once_by_our_application() {
+    trace_from_env();
+    let recorder = Recorder::new();
+    *recorder.decision.lock().unwrap() = Some(PairingDecision::Accept);
+    let trust = Arc::new(MemoryTrustStore::default());
+    let mut config = loopback_config(identity("ship-hub"), OUR_SHIP_ID, &recorder);
+    config.trust_store = trust.clone();
+    let hub = start(config).await;
+    let node = eebus_node(EebusTrust::with([theirs(hub.local_ski())]));
+    let their_ski = ours(node.ski());
+    let connection = tokio::time::timeout(WAIT, node.connect(hub.local_addr()))
+        .await
+        .expect("their dial ends in time")
+        .expect("their dial reaches data exchange on our immediate acceptance");
+    let mut their = TheirSide::drive(connection);
+    wait_connected(&hub, &recorder, their_ski).await;
+    exchange_data(&hub, &recorder, &mut their, their_ski).await;
+    assert_eq!(
+        recorder.count(|s| *s == Seen::PairingRequested(their_ski)),
+        1
+    );
+    assert!(trust.get(&their_ski).unwrap().is_some(), "not stored");
+    hub.shutdown().await;
+}
+
 /// Our hub dials an eebus node that does not know it yet: eebus reports a pending peer with
 /// our SKI (its hello `pending`), its user approves through its trust store, and both reach
 /// data exchange.
@@ -1016,4 +1045,76 @@ async fn data_sent_before_answering_our_access_methods_request_is_delivered() {
         ]
     );
     hub.shutdown().await;
+}
+
+/// The installation QR code we write (every field of the specification's grammar, a PIN, a
+/// structured SHIP ID) is read by the `eebus` crate's `ShipQr` to the same values.
+#[test]
+fn our_qr_code_text_is_read_by_eebus() {
+    use ship_hub::ShipId;
+    use ship_hub::qr::{QrPin, ShipQr};
+    let ski: Ski = "00ff10ee20dd30cc40bb50aa6099708880779066".parse().unwrap();
+    let written = ShipQr::new(ski, ShipId::new("i:4711_u:gw-0001").unwrap())
+        .unwrap()
+        .with_pin(QrPin::new("0a1b2c3d4e5f").unwrap())
+        .with_brand("ship-hub")
+        .unwrap()
+        .with_device_type("EnergyManagementSystem")
+        .unwrap()
+        .with_model("ship-gateway")
+        .unwrap()
+        .with_serial("0001")
+        .unwrap()
+        .with_categories(vec![2])
+        .unwrap();
+    let text = written.to_string();
+    let read: eebus::ship::ShipQr = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+    assert_eq!(ours(read.ski), ski, "{text}");
+    assert_eq!(
+        read.id.as_ref().map(|id| id.as_str()),
+        Some("i:4711_u:gw-0001")
+    );
+    assert_eq!(read.pin.as_deref(), Some("0a1b2c3d4e5f"));
+    assert_eq!(read.brand.as_deref(), Some("ship-hub"));
+    assert_eq!(read.device_type.as_deref(), Some("EnergyManagementSystem"));
+    assert_eq!(read.model.as_deref(), Some("ship-gateway"));
+    assert_eq!(read.serial.as_deref(), Some("0001"));
+    let categories: Vec<u8> = read.categories.iter().map(|c| c.number()).collect();
+    assert_eq!(categories, [2]);
+    assert!(read.unknown.is_empty(), "{:?}", read.unknown);
+}
+
+/// The code the `eebus` crate writes (with a key we do not know, `NOMINALPOWER`) is read by ours
+/// to the same values; the unknown key is skipped.
+#[test]
+fn eebus_qr_code_text_is_read_by_ours() {
+    use ship_hub::qr::ShipQr;
+    let ski: Ski = "9a8b7c6d5e4f30211203f4e5d6c7b8a990817263".parse().unwrap();
+    let mut theirs_qr =
+        eebus::ship::ShipQr::new(theirs(ski), eebus::ship::ShipId::new("12345", "heatpump-7"));
+    theirs_qr.pin = Some("89ABCDEF".into());
+    theirs_qr.brand = Some("ExampleBrand".into());
+    theirs_qr.device_type = Some("HeatPump".into());
+    theirs_qr.model = Some("HP 9".into());
+    theirs_qr.serial = Some("SN-42".into());
+    theirs_qr.categories = vec![
+        eebus::ship::DeviceCategory::Hvac,
+        eebus::ship::DeviceCategory::MeteringDevice,
+    ];
+    theirs_qr.nominal_power = Some((0, 9000));
+    let text = theirs_qr.to_payload();
+    let read: ShipQr = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+    assert_eq!(read.ski(), ski);
+    assert_eq!(read.ship_id().as_str(), "i:12345_u:heatpump-7");
+    assert_eq!(read.pin().map(|p| p.expose()), Some("89ABCDEF"));
+    assert_eq!(read.brand(), Some("ExampleBrand"));
+    assert_eq!(read.device_type(), Some("HeatPump"));
+    assert_eq!(read.model(), Some("HP 9"));
+    assert_eq!(read.serial(), Some("SN-42"));
+    assert_eq!(read.categories(), &[4, 7]);
+    // And what we write back is still read by them to the same identity.
+    let again: eebus::ship::ShipQr = read.to_string().parse().unwrap();
+    assert_eq!(again.ski, theirs_qr.ski);
+    assert_eq!(again.id, theirs_qr.id);
+    assert_eq!(again.pin, theirs_qr.pin);
 }

@@ -9,7 +9,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::{Recorder, Seen, identity, loopback_config, start};
-use ship_hub::hub::{Callbacks, DisconnectReason, FailureCause, Hub, PairingRequest, StateDetail};
+use ship_hub::hub::{
+    Callbacks, DisconnectReason, FailureCause, Hub, PairingDecision, PairingRequest, StateDetail,
+};
 use ship_hub::protocol::ConnectionState;
 use ship_hub::transport::{ShipTls, TlsOptions, WsOptions};
 use ship_hub::{ShipId, Ski};
@@ -33,8 +35,8 @@ impl Callbacks for Echo {
     fn disconnected(&self, _: Ski, _: &DisconnectReason) {
         self.disconnects.fetch_add(1, Ordering::SeqCst);
     }
-    fn pairing_requested(&self, _: &PairingRequest) -> bool {
-        false
+    fn pairing_requested(&self, _: &PairingRequest) -> PairingDecision {
+        PairingDecision::Refuse
     }
     fn data_received(&self, ski: Ski, payload: &[u8]) {
         if let Some(hub) = self.hub.get() {

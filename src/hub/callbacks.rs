@@ -43,6 +43,15 @@ pub struct StateDetail {
 }
 
 /// What the hub knows about a peer that asks to be trusted.
+///
+/// Only [`PairingRequest::ski`] is proven: the peer's TLS handshake showed it holds the key
+/// behind it. [`PairingRequest::address`] is where the connection came from. The rest comes from
+/// the peer's mDNS announcement for that SKI (when the hub has a discovery and sees one), and an
+/// announcement is a claim anyone on the LAN can make: show the name, brand and model to help a
+/// person recognise the device, but let the person compare the SKI before trusting it.
+///
+/// More fields may be added; build one with [`PairingRequest::new`] (for example to test an
+/// application's callbacks).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PairingRequest {
@@ -50,6 +59,83 @@ pub struct PairingRequest {
     pub ski: Ski,
     /// The address it connected from.
     pub address: std::net::SocketAddr,
+    /// Its SHIP ID, when known at the time of the request: the one it proved on an earlier
+    /// connection to this hub (its `accessMethods`), else the one its mDNS record announces.
+    /// A peer sends its `accessMethods` only after the pairing step, so for a stranger this is
+    /// normally the announced one. Only a proven SHIP ID is stored with the pairing.
+    pub ship_id: Option<ShipId>,
+    /// The mDNS instance name its service is announced under, without the service type
+    /// (`Garage wallbox`, not `Garage wallbox._ship._tcp.local.`).
+    pub instance_name: Option<String>,
+    /// The brand its mDNS record announces (TXT `brand`).
+    pub brand: Option<String>,
+    /// The model its mDNS record announces (TXT `model`).
+    pub model: Option<String>,
+    /// The device type its mDNS record announces (TXT `type`, e.g. `EVSE`, `HeatPump`).
+    pub device_type: Option<String>,
+    /// The serial number its mDNS record announces (TXT `serial`).
+    pub serial: Option<String>,
+}
+
+impl PairingRequest {
+    /// A request from `ski` at `address` with no other details.
+    pub fn new(ski: Ski, address: std::net::SocketAddr) -> Self {
+        PairingRequest {
+            ski,
+            address,
+            ship_id: None,
+            instance_name: None,
+            brand: None,
+            model: None,
+            device_type: None,
+            serial: None,
+        }
+    }
+
+    /// Adds what `service` (the visible service with the request's SKI) announces. A SHIP ID
+    /// already set (a proven one) is kept.
+    pub(crate) fn with_service(mut self, service: &VisibleService) -> Self {
+        let text = |value: &Option<crate::discovery::TxtValue>| {
+            value.as_ref().map(|v| v.as_str().to_owned())
+        };
+        if self.ship_id.is_none() {
+            self.ship_id = Some(service.txt.id.clone());
+        }
+        self.instance_name = service.instances.first().map(|instance| {
+            instance
+                .strip_suffix(crate::discovery::SERVICE_TYPE)
+                .and_then(|name| name.strip_suffix('.'))
+                .unwrap_or(instance)
+                .to_owned()
+        });
+        self.brand = text(&service.txt.brand);
+        self.model = text(&service.txt.model);
+        self.device_type = text(&service.txt.device_type);
+        self.serial = text(&service.txt.serial);
+        self
+    }
+}
+
+/// The application's answer to a pairing request ([`Callbacks::pairing_requested`]).
+///
+/// More answers may be added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PairingDecision {
+    /// Trust the peer now. Exactly what [`crate::hub::Hub::approve`] does: the pairing is
+    /// written to the trust store (so it survives a restart), then the peer's hello turns
+    /// `ready` and the connection goes on to data exchange. If the trust store cannot be
+    /// written, nothing is paired: the error is logged and the request keeps waiting as with
+    /// [`PairingDecision::Ask`], so `approve` or `deny` can still settle it.
+    Accept,
+    /// Refuse the peer now. Exactly what [`crate::hub::Hub::deny`] does: hello `aborted`, the
+    /// connection closes, nothing is stored; the peer sees that it was refused
+    /// (RemoteDeniedTrust).
+    Refuse,
+    /// Let the peer wait (hello `pending`) for a decision made later with
+    /// [`crate::hub::Hub::approve`] or [`crate::hub::Hub::deny`] — for example a person asked
+    /// on a screen. If nobody decides before the hello wait ends, the connection ends unpaired.
+    Ask,
 }
 
 /// The application's view of the hub. Every method has a default that does nothing (or, for
@@ -75,12 +161,18 @@ pub trait Callbacks: Send + Sync + 'static {
         let _ = (ski, reason);
     }
 
-    /// An unpaired peer connected and asks to be trusted. Return `true` to let it wait (in hello
-    /// `pending`) until [`crate::hub::Hub::approve`] or [`crate::hub::Hub::deny`] decides, or
-    /// `false` to refuse it at once. The default refuses.
-    fn pairing_requested(&self, request: &PairingRequest) -> bool {
+    /// An unpaired peer connected and asks to be trusted (its hello is `pending`): decide now
+    /// ([`PairingDecision::Accept`], [`PairingDecision::Refuse`]) or later
+    /// ([`PairingDecision::Ask`], then [`crate::hub::Hub::approve`] or
+    /// [`crate::hub::Hub::deny`]). The default refuses.
+    ///
+    /// The request is already pending when this is called (the peer's state is
+    /// [`ConnectionState::ReceivedPairingRequest`], reported by
+    /// [`Callbacks::state_changed`] before this call), so `approve` and `deny` work from inside
+    /// the callback too. Asking a person takes time: return `Ask` and ask on another thread.
+    fn pairing_requested(&self, request: &PairingRequest) -> PairingDecision {
         let _ = request;
-        false
+        PairingDecision::Refuse
     }
 
     /// A data message (its SPINE payload, byte for byte as received) arrived from `ski`. The
@@ -123,7 +215,7 @@ pub(crate) enum CallbackEvent {
     StateChanged(Ski, ConnectionState, StateDetail),
     Connected(Ski, Option<ShipId>),
     Disconnected(Ski, DisconnectReason),
-    PairingRequested(PairingRequest, oneshot::Sender<bool>),
+    PairingRequested(PairingRequest, oneshot::Sender<PairingDecision>),
     DataReceived(Delivery),
     ShipIdLearned(Ski, ShipId),
     VisibleServices(Vec<VisibleService>),
@@ -182,8 +274,8 @@ fn dispatch(callbacks: &dyn Callbacks, event: CallbackEvent) {
         CallbackEvent::Connected(ski, ship_id) => callbacks.connected(ski, ship_id.as_ref()),
         CallbackEvent::Disconnected(ski, reason) => callbacks.disconnected(ski, &reason),
         CallbackEvent::PairingRequested(request, answer) => {
-            let wait = callbacks.pairing_requested(&request);
-            let _ = answer.send(wait);
+            let decision = callbacks.pairing_requested(&request);
+            let _ = answer.send(decision);
         }
         CallbackEvent::DataReceived(delivery) => callbacks.data_delivered(delivery),
         CallbackEvent::ShipIdLearned(ski, ship_id) => callbacks.ship_id_learned(ski, &ship_id),

@@ -259,6 +259,27 @@ impl Shared {
         Ok(())
     }
 
+    /// Stores `ski` as paired because its pairing request was accepted ([`Hub::approve`], or
+    /// the application's [`super::PairingDecision::Accept`]): its stored record if it has one,
+    /// else a new one, with `ship_id` (the SHIP ID it proved, if any) filled in when the record
+    /// has none. Written before the peer is told: a pairing accepted either way survives a
+    /// restart alike.
+    pub(crate) fn store_approval(
+        &self,
+        ski: Ski,
+        ship_id: Option<ShipId>,
+    ) -> Result<PairedPeer, HubError> {
+        let mut peer = self
+            .trust
+            .get(&ski)?
+            .unwrap_or_else(|| PairedPeer::new(ski));
+        if peer.ship_id.is_none() {
+            peer.ship_id = ship_id;
+        }
+        self.trust.upsert(peer.clone())?;
+        Ok(peer)
+    }
+
     /// Queues an update of a stored pairing for the trust writer. The update is skipped if
     /// the pairing was removed meanwhile (an unpair is never undone by a late update).
     pub(crate) fn store_later(&self, peer: PairedPeer) {
@@ -497,15 +518,7 @@ impl Hub {
     /// turns `ready`.
     pub fn approve(&self, ski: Ski) -> Result<(), HubError> {
         let status = self.pending_request(ski)?;
-        let mut peer = self
-            .shared
-            .trust
-            .get(&ski)?
-            .unwrap_or_else(|| PairedPeer::new(ski));
-        if peer.ship_id.is_none() {
-            peer.ship_id = status.ship_id;
-        }
-        self.shared.trust.upsert(peer.clone())?;
+        let peer = self.shared.store_approval(ski, status.ship_id)?;
         self.shared.route_existing(
             ski,
             Command::Paired {

@@ -26,7 +26,7 @@ pub mod trust;
 
 pub use address_book::{AddressBook, AddressSource, DialCandidate};
 pub use backoff::{Backoff, BackoffConfigError, BackoffTier, BackoffTiers};
-pub use callbacks::{Callbacks, NoCallbacks, PairingRequest, StateDetail};
+pub use callbacks::{Callbacks, NoCallbacks, PairingDecision, PairingRequest, StateDetail};
 pub use config::{DeviceInfo, HubConfig, HubTimers, Limits};
 pub use core::{ConnectionInfo, Direction, DisconnectReason, Hub, HubError, ShutdownReport};
 pub(crate) use core::{PeerStatus, Shared};

@@ -32,7 +32,7 @@ use super::Shared;
 use super::address_book::{AddressBook, AddressSource, DEFAULT_SHIP_PATH, DialCandidate};
 use super::arbitration::{self, Arbitration, LinkFacts};
 use super::backoff::Backoff;
-use super::callbacks::{CallbackEvent, PairingRequest, StateDetail};
+use super::callbacks::{CallbackEvent, PairingDecision, PairingRequest, StateDetail};
 use super::dial::{self, DialError, Dialled};
 use super::inbound::PeerBudget;
 use super::link::{
@@ -158,7 +158,10 @@ pub(crate) struct Supervisor {
     rng: StdRng,
     dial: Dial,
     grace_deadline: Option<tokio::time::Instant>,
-    pending_answer: Option<(LinkId, oneshot::Receiver<bool>)>,
+    pending_answer: Option<(LinkId, oneshot::Receiver<PairingDecision>)>,
+    /// The application accepted a pairing request: its pairing is being stored (on the
+    /// blocking pool, as the trust store may touch the disk); the peer is paired once it is.
+    accepting: Option<JoinHandle<Result<PairedPeer, super::HubError>>>,
     visible: Visible,
     /// The last link ended with this (shown once as Error / RemoteDeniedTrust).
     last_failure: Option<(ConnectionState, String)>,
@@ -226,6 +229,7 @@ impl Supervisor {
             dial: Dial::Idle,
             grace_deadline: None,
             pending_answer: None,
+            accepting: None,
             visible: Visible {
                 state: ConnectionState::None,
                 connected: false,
@@ -273,6 +277,7 @@ impl Supervisor {
                 Some((id, answer)) = wait_answer(&mut self.pending_answer) => {
                     self.pairing_answered(id, answer)
                 }
+                stored = join_accepting(&mut self.accepting) => self.acceptance_stored(stored),
                 payload = self.data_rx.recv(), if self.held.is_none() && active_data.is_some() => {
                     self.held = payload;
                 }
@@ -359,23 +364,7 @@ impl Supervisor {
                     self.shared.metrics.double_connection_replaced();
                 }
             }
-            Command::Paired { peer, dial_now } => {
-                self.dial_soon |= dial_now;
-                if let Some(address) = peer.last_address {
-                    let _ = self
-                        .addresses
-                        .record_dialled(self.ski, address, DEFAULT_SHIP_PATH);
-                }
-                if peer.ship_id.is_some() {
-                    self.peer_ship_id = peer.ship_id.clone();
-                }
-                self.pairing = Some(peer);
-                let waiting = self.links_awaiting_trust();
-                for id in waiting {
-                    self.approve_link(id);
-                }
-                self.schedule_dial();
-            }
+            Command::Paired { peer, dial_now } => self.paired(peer, dial_now),
             Command::Unpaired => {
                 self.pairing = None;
                 // A later pairing starts afresh (the device may have been replaced).
@@ -558,9 +547,10 @@ impl Supervisor {
     /// Leaves the registry when nothing is left to own. Holding the registry lock while checking
     /// the command queue makes this race-free: senders only send while holding the same lock.
     fn try_retire(&mut self) -> bool {
+        // An acceptance being stored makes the peer paired: wait for it (unless stopping).
         let idle = self.links.is_empty()
             && matches!(self.dial, Dial::Idle)
-            && (self.pairing.is_none() || self.stopping);
+            && (self.stopping || (self.pairing.is_none() && self.accepting.is_none()));
         if !idle {
             return false;
         }
@@ -646,14 +636,28 @@ async fn join_dial(dial: &mut Dial) -> Result<Dialled, DialError> {
     }
 }
 
+/// The application's answer; a refusal if none will come (the callback panicked, or the
+/// dispatcher stopped).
 async fn wait_answer(
-    pending: &mut Option<(LinkId, oneshot::Receiver<bool>)>,
-) -> Option<(LinkId, bool)> {
+    pending: &mut Option<(LinkId, oneshot::Receiver<PairingDecision>)>,
+) -> Option<(LinkId, PairingDecision)> {
     match pending {
         Some((id, rx)) => {
-            let answer = rx.await.unwrap_or(false);
+            let answer = rx.await.unwrap_or(PairingDecision::Refuse);
             Some((*id, answer))
         }
+        None => std::future::pending().await,
+    }
+}
+
+async fn join_accepting(
+    accepting: &mut Option<JoinHandle<Result<PairedPeer, super::HubError>>>,
+) -> Result<PairedPeer, String> {
+    match accepting {
+        Some(handle) => match handle.await {
+            Ok(result) => result.map_err(|error| error.to_string()),
+            Err(error) => Err(format!("storing the pairing panicked: {error}")),
+        },
         None => std::future::pending().await,
     }
 }

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use ship_hub::hub::{
-    Callbacks, DisconnectReason, Hub, HubConfig, MemoryLan, PairingRequest, StateDetail,
+    Callbacks, DisconnectReason, Hub, HubConfig, MemoryLan, PairingDecision, PairingRequest,
+    StateDetail,
 };
 use ship_hub::identity::{CertificateSubject, Identity};
 use ship_hub::protocol::ConnectionState;
@@ -27,13 +28,23 @@ pub enum Seen {
     Visible(Vec<Ski>),
 }
 
+/// Runs inside `Recorder::pairing_requested`.
+pub type OnPairingRequested = Box<dyn Fn(&PairingRequest) + Send + Sync>;
+
 /// Records every callback, with the (virtual) time it arrived.
 #[derive(Default)]
 pub struct Recorder {
     pub seen: Mutex<Vec<(tokio::time::Instant, Seen)>>,
     pub changed: Notify,
-    /// What `pairing_requested` answers.
+    /// What `pairing_requested` answers when `decision` is not set: `Ask` if true, else
+    /// `Refuse`.
     pub let_wait: AtomicBool,
+    /// What `pairing_requested` answers, if set.
+    pub decision: Mutex<Option<PairingDecision>>,
+    /// Every pairing request, as the callback got it.
+    pub requests: Mutex<Vec<PairingRequest>>,
+    /// Runs inside `pairing_requested` (to test re-entrancy).
+    pub on_pairing_requested: OnceLock<OnPairingRequested>,
     /// Runs inside `connected` (to test re-entrancy).
     pub on_connected: OnceLock<Box<dyn Fn(Ski) + Send + Sync>>,
 }
@@ -96,9 +107,17 @@ impl Callbacks for Recorder {
     fn disconnected(&self, ski: Ski, reason: &DisconnectReason) {
         self.push(Seen::Disconnected(ski, reason.to_string()));
     }
-    fn pairing_requested(&self, request: &PairingRequest) -> bool {
+    fn pairing_requested(&self, request: &PairingRequest) -> PairingDecision {
+        self.requests.lock().unwrap().push(request.clone());
         self.push(Seen::PairingRequested(request.ski));
-        self.let_wait.load(Ordering::SeqCst)
+        if let Some(f) = self.on_pairing_requested.get() {
+            f(request);
+        }
+        match *self.decision.lock().unwrap() {
+            Some(decision) => decision,
+            None if self.let_wait.load(Ordering::SeqCst) => PairingDecision::Ask,
+            None => PairingDecision::Refuse,
+        }
     }
     fn data_received(&self, ski: Ski, payload: &[u8]) {
         self.push(Seen::Data(ski, payload.to_vec()));

@@ -217,8 +217,18 @@ pub struct OnTerminal {
 
 impl OnTerminal {
     pub fn start(dir: &Path) -> OnTerminal {
+        Self::start_with(dir, "--no-mdns")
+    }
+
+    /// Like [`OnTerminal::start`], with mDNS on: only inside a private network namespace.
+    pub fn start_with_mdns(dir: &Path) -> OnTerminal {
+        assert_private_namespace();
+        Self::start_with(dir, "")
+    }
+
+    fn start_with(dir: &Path, flags: &str) -> OnTerminal {
         let command = format!(
-            "{BIN} --data-dir {} run --no-mdns --bind 127.0.0.1 --port 0 --json",
+            "{BIN} --data-dir {} run {flags} --bind 127.0.0.1 --port 0 --json",
             dir.display()
         );
         let mut child = Command::new("script")
@@ -319,4 +329,98 @@ impl Drop for OnTerminal {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Reads a QR code drawn with Unicode half blocks (`ship-gateway qr`) back into modules, `true`
+/// for dark, row by row. `blocks_are_dark` is `--invert`: by default a block is a light module.
+pub fn modules_of_half_blocks(picture: &str, blocks_are_dark: bool) -> Vec<Vec<bool>> {
+    let mut rows = Vec::new();
+    for line in picture.lines() {
+        let (mut top, mut bottom) = (Vec::new(), Vec::new());
+        for c in line.chars() {
+            let (upper, lower) = match c {
+                ' ' => (false, false),
+                '\u{2580}' => (true, false),
+                '\u{2584}' => (false, true),
+                '\u{2588}' => (true, true),
+                other => panic!("{other:?} is not a half block in {picture}"),
+            };
+            top.push(upper == blocks_are_dark);
+            bottom.push(lower == blocks_are_dark);
+        }
+        rows.push(top);
+        rows.push(bottom);
+    }
+    rows
+}
+
+/// Reads the modules of an SVG written by `ship-gateway qr --svg`: one path of squares
+/// `M<x> <y>h<u>v<u>H<x>V<y>`, one a dark module, on a white square of `width` pixels.
+pub fn modules_of_svg(svg: &str) -> Vec<Vec<bool>> {
+    let number =
+        |text: &str| -> usize { text.trim().parse().unwrap_or_else(|_| panic!("{text:?}")) };
+    let attribute = |name: &str| -> &str {
+        let start = svg.find(&format!("{name}=\"")).expect(name) + name.len() + 2;
+        &svg[start..start + svg[start..].find('"').unwrap()]
+    };
+    let width = number(attribute("width"));
+    let path = attribute("d");
+    let squares: Vec<(usize, usize, usize)> = path
+        .split('M')
+        .filter(|s| !s.is_empty())
+        .map(|square| {
+            let (xy, rest) = square.split_once('h').expect("h");
+            let (x, y) = xy.split_once(' ').expect("x y");
+            let unit = rest.split_once('v').expect("v").0;
+            (number(x), number(y), number(unit))
+        })
+        .collect();
+    let unit = squares[0].2;
+    assert!(
+        squares.iter().all(|s| s.2 == unit),
+        "squares of different sizes"
+    );
+    assert_eq!(width % unit, 0);
+    let size = width / unit;
+    let mut modules = vec![vec![false; size]; size];
+    for (x, y, _) in squares {
+        assert_eq!((x % unit, y % unit), (0, 0), "a square off the grid");
+        modules[y / unit][x / unit] = true;
+    }
+    modules
+}
+
+/// Decodes a QR code from its modules the way a scanner does: drawn at 4 pixels a module, the
+/// finder patterns located in the image, then read. Exactly one code must be found.
+pub fn decode_modules(modules: &[Vec<bool>]) -> String {
+    const SCALE: usize = 4;
+    let width = modules[0].len();
+    assert!(modules.iter().all(|row| row.len() == width), "ragged rows");
+    let mut image =
+        rqrr::PreparedImage::prepare_from_bitmap(width * SCALE, modules.len() * SCALE, |x, y| {
+            modules[y / SCALE][x / SCALE]
+        });
+    let grids = image.detect_grids();
+    assert_eq!(grids.len(), 1, "found {} QR codes", grids.len());
+    grids[0].decode().expect("the QR code decodes").1
+}
+
+/// `ship-gateway qr` in `dir` (with `args`): the text it prints, after checking that the picture
+/// above it decodes to that same text.
+pub fn qr_text_of(dir: &Path, args: &[&str]) -> String {
+    let mut command = vec!["qr"];
+    command.extend_from_slice(args);
+    let output = gateway(dir, &command);
+    assert_ok(&output);
+    let out = stdout(&output);
+    let (picture, text) = out
+        .trim_end()
+        .rsplit_once("\n\n")
+        .expect("picture, blank line, text");
+    let decoded = decode_modules(&modules_of_half_blocks(picture, args.contains(&"--invert")));
+    assert_eq!(
+        decoded, text,
+        "the terminal picture does not read back to the text"
+    );
+    text.to_owned()
 }

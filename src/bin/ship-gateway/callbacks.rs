@@ -1,11 +1,14 @@
-//! The gateway's [`Callbacks`]: every event goes to the [`EventLog`]; pairing requests go to the
-//! terminal prompt (when there is one) or are refused; `--echo` answers data.
+//! The gateway's [`Callbacks`]: every event goes to the [`EventLog`]; pairing requests are
+//! accepted at once with auto-accept, asked on the terminal prompt (when there is one), or
+//! refused at once; `--echo` answers data.
 
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
 
 use ship_hub::discovery::VisibleService;
-use ship_hub::hub::{Callbacks, Delivery, DisconnectReason, Hub, PairingRequest, StateDetail};
+use ship_hub::hub::{
+    Callbacks, Delivery, DisconnectReason, Hub, PairingDecision, PairingRequest, StateDetail,
+};
 use ship_hub::protocol::ConnectionState;
 use ship_hub::transport::TlsSuite;
 use ship_hub::{ShipId, Ski};
@@ -21,6 +24,10 @@ pub(crate) struct GatewayCallbacks {
     pub(crate) hub: Arc<OnceLock<Hub>>,
     /// The terminal prompt, when stdin is a terminal and prompting is on.
     pub(crate) prompt: Option<mpsc::Sender<PairingPrompt>>,
+    /// Auto-accept is on. The hub then pairs every peer as it connects, before any question;
+    /// a request that reaches the callbacks anyway (the hub could not store the pairing then)
+    /// is accepted through the same decision.
+    pub(crate) auto_accept: bool,
     /// Answer every data message with the same payload (test aid).
     pub(crate) echo: bool,
     /// Peers' latest states and the waiting pairing requests, for the HTTP API.
@@ -29,14 +36,15 @@ pub(crate) struct GatewayCallbacks {
     pub(crate) ask_over_http: bool,
 }
 
-impl GatewayCallbacks {
-    /// The name a peer announces over mDNS, if it is visible.
-    fn name_of(&self, ski: Ski) -> Option<String> {
-        let hub = self.hub.get()?;
-        hub.visible_services()
-            .into_iter()
-            .find(|s| s.ski == ski)
-            .and_then(|s| s.instances.first().map(|i| instance_label(i)))
+/// What the gateway answers a pairing request: accept with auto-accept, ask when there is a
+/// terminal to ask on, refuse otherwise.
+fn decision(auto_accept: bool, prompting: bool) -> PairingDecision {
+    if auto_accept {
+        PairingDecision::Accept
+    } else if prompting {
+        PairingDecision::Ask
+    } else {
+        PairingDecision::Refuse
     }
 }
 
@@ -83,11 +91,14 @@ impl Callbacks for GatewayCallbacks {
         });
     }
 
-    fn pairing_requested(&self, request: &PairingRequest) -> bool {
-        let name = self.name_of(request.ski);
-        // The event goes out before the question is asked, so it always precedes the answer.
-        let asking = self.prompt.is_some() || self.ask_over_http;
-        if asking {
+    fn pairing_requested(&self, request: &PairingRequest) -> PairingDecision {
+        let name = request.instance_name.as_deref().map(instance_label);
+        let decided = decision(
+            self.auto_accept,
+            self.prompt.is_some() || self.ask_over_http,
+        );
+        if decided == PairingDecision::Ask {
+            // Listed for the HTTP API (and its console) until decided or over.
             self.live.request(
                 request.ski,
                 request.address,
@@ -95,28 +106,43 @@ impl Callbacks for GatewayCallbacks {
                 ship_hub::protocol::ProtocolConfig::default().hello_init,
             );
         }
+        // The event goes out before the question is asked, so it always precedes the answer.
         self.log.emit(Event::PairingRequested {
             ski: request.ski.to_string(),
             address: request.address,
             name: name.clone(),
-            decision: if asking { "asking" } else { "refused" }.into(),
+            decision: match decided {
+                PairingDecision::Accept => "accepted",
+                PairingDecision::Ask => "asking",
+                _ => "refused",
+            }
+            .into(),
         });
-        let Some(prompt) = &self.prompt else {
-            return asking;
+        let Some(prompt) = self
+            .prompt
+            .as_ref()
+            .filter(|_| decided == PairingDecision::Ask)
+        else {
+            return decided;
         };
         let asked = prompt
             .send(PairingPrompt {
                 ski: request.ski,
                 address: request.address,
                 name,
+                brand: request.brand.clone(),
+                model: request.model.clone(),
+                device_type: request.device_type.clone(),
             })
             .is_ok();
-        if !asked {
+        if asked || self.ask_over_http {
+            PairingDecision::Ask
+        } else {
             self.log.emit(Event::Warning {
                 message: format!("the pairing prompt is gone: {} refused", request.ski),
             });
+            PairingDecision::Refuse
         }
-        asked
     }
 
     /// The `data` line holds the peer's inbound budget until it is written: a stdout that is
@@ -157,5 +183,18 @@ impl Callbacks for GatewayCallbacks {
             ski: ski.to_string(),
             ship_id: ship_id.to_string(),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_accept_accepts_a_terminal_asks_and_otherwise_refuses() {
+        assert_eq!(decision(true, false), PairingDecision::Accept);
+        assert_eq!(decision(true, true), PairingDecision::Accept);
+        assert_eq!(decision(false, true), PairingDecision::Ask);
+        assert_eq!(decision(false, false), PairingDecision::Refuse);
     }
 }

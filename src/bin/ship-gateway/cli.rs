@@ -41,13 +41,22 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 5, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=3600))]
         seconds: u64,
     },
+    /// Show this gateway's SHIP installation QR code (SKI, SHIP ID, brand, type, model, serial)
+    /// for an installer to scan, and its text.
+    Qr(Box<QrArgs>),
     /// Trust a peer: store its SKI as paired (a running gateway dials it at once).
     Pair {
         /// The peer's SKI: 40 hex digits (spaces, '-' and ':' are ignored).
-        ski: Ski,
+        #[arg(required_unless_present = "qr")]
+        ski: Option<Ski>,
         /// The peer's SHIP ID, if known (a different one later closes with 4450).
         #[arg(long, value_name = "ID")]
         ship_id: Option<ShipId>,
+        /// The text of the peer's SHIP installation QR code (`SHIP;SKI:…;ID:…;…ENDSHIP;`), as a
+        /// scanner reads it: pairs its SKI and stores its SHIP ID. Instead of SKI and --ship-id.
+        /// `-` reads the text from stdin (keeps a PIN out of the shell history).
+        #[arg(long, value_name = "TEXT", conflicts_with_all = ["ski", "ship_id"])]
+        qr: Option<String>,
         /// A name for the peer, shown by `list`.
         #[arg(long, value_name = "NAME")]
         name: Option<String>,
@@ -171,4 +180,38 @@ pub(crate) struct RunArgs {
     /// Test aid: answer every data message with the same payload.
     #[arg(long, hide = true)]
     pub(crate) echo: bool,
+}
+
+/// Flags of `qr`. The device settings are those of `run` (same flags, same `--config`), so the
+/// code shows what the running gateway announces.
+#[derive(Debug, Args, Default)]
+pub(crate) struct QrArgs {
+    /// Also write the code as an SVG image to FILE (instead of drawing it on the terminal).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) svg: Option<PathBuf>,
+    /// Draw the dark modules as blocks: for a terminal with dark text on a light background.
+    /// Default: the light modules are blocks, for light text on a dark background.
+    #[arg(long)]
+    pub(crate) invert: bool,
+    /// The configuration file `run` uses (its [device] section fills the code).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// As for `run`: the device name (the certificate's CN when the identity is created).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) name: Option<String>,
+    /// As for `run`: BRAND (at most 32 bytes).
+    #[arg(long, value_name = "BRAND")]
+    pub(crate) brand: Option<String>,
+    /// As for `run`: MODEL (at most 32 bytes).
+    #[arg(long, value_name = "MODEL")]
+    pub(crate) model: Option<String>,
+    /// As for `run`: SERIAL (at most 32 bytes).
+    #[arg(long, value_name = "SERIAL")]
+    pub(crate) serial: Option<String>,
+    /// As for `run`: TYPE, e.g. EnergyManagementSystem (at most 32 bytes).
+    #[arg(long = "type", value_name = "TYPE")]
+    pub(crate) device_type: Option<String>,
+    /// As for `run`: this gateway's SHIP ID (stored at first use, like `run` does).
+    #[arg(long, value_name = "ID")]
+    pub(crate) ship_id: Option<ShipId>,
 }

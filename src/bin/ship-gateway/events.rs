@@ -91,7 +91,8 @@ pub(crate) enum Event {
     },
     /// A connected peer is no longer connected.
     Disconnected { ski: String, reason: String },
-    /// An unknown peer asks to be trusted; `decision` is `asking` (on the terminal) or `refused`.
+    /// An unknown peer asks to be trusted; `decision` is `accepted` (auto-accept), `asking` (on
+    /// the terminal) or `refused`.
     PairingRequested {
         ski: String,
         address: SocketAddr,

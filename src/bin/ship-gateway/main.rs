@@ -1,6 +1,6 @@
 //! `ship-gateway`: the SHIP gateway a Raspberry Pi runs.
 //!
-//! Subcommands: `run` (the gateway), `ski`, `discover`, `pair`, `unpair`, `list`, `send`. See
+//! Subcommands: `run` (the gateway), `ski`, `qr`, `discover`, `pair`, `unpair`, `list`, `send`. See
 //! `docs/gateway.md` for the manual, the configuration file, the JSON event schema and the
 //! systemd unit.
 //!
@@ -19,6 +19,7 @@ mod error;
 mod escape;
 mod events;
 mod prompt;
+mod qr;
 mod run;
 mod settings;
 mod store;
@@ -74,12 +75,23 @@ fn execute(cli: Cli) -> Result<(), GatewayError> {
         Command::Run(args) => run::run(RunSettings::resolve(*args, data_dir, json)?),
         Command::Ski => commands::ski(data_dir, json),
         Command::Discover { seconds } => discover::discover(data_dir, seconds, json),
+        Command::Qr(args) => qr::show(data_dir, *args, json),
         Command::Pair {
-            ski,
+            qr: Some(text),
+            name,
+            address,
+            ..
+        } => qr::pair(data_dir, &text, name, address),
+        Command::Pair {
+            ski: Some(ski),
             ship_id,
             name,
             address,
+            qr: None,
         } => commands::pair(data_dir, ski, ship_id, name, address),
+        Command::Pair { .. } => Err(GatewayError::Usage(
+            "pair needs a SKI or --qr (see --help)".into(),
+        )),
         Command::Unpair { ski } => commands::unpair(data_dir, ski),
         Command::List => commands::list(data_dir, json),
         Command::Send { ski, payload } => commands::send(data_dir, ski, payload),

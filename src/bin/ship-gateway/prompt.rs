@@ -2,7 +2,8 @@
 //!
 //! The hub's callbacks run on the tokio runtime and must not block, so
 //! [`crate::callbacks::GatewayCallbacks`] hands each request to this thread and returns at once
-//! (the peer waits in hello `pending`). The thread shows the peer's SKI and name, reads `y`/`n`
+//! (the peer waits in hello `pending`). The thread shows the peer's SKI, and the name, brand,
+//! model and type its mDNS record announces when they are known, reads `y`/`n`
 //! from stdin and answers with [`Hub::approve`] or [`Hub::deny`]. Only used when stdin is a
 //! terminal.
 //!
@@ -33,13 +34,16 @@ pub(crate) struct PairingPrompt {
     pub(crate) ski: Ski,
     pub(crate) address: SocketAddr,
     pub(crate) name: Option<String>,
+    pub(crate) brand: Option<String>,
+    pub(crate) model: Option<String>,
+    pub(crate) device_type: Option<String>,
 }
 
 /// How often the request on the screen is checked for having ended.
 const LIVENESS_POLL: Duration = Duration::from_millis(200);
 
-/// How long a queued request may take to show as pending in the hub before it counts as ended
-/// (the hub publishes the state right after it asks; this only covers that instant).
+/// How long a queued request may take to show as pending in the hub before it counts as ended.
+/// The hub publishes the request before it asks, so this is only a safety margin.
 const PUBLISH_GRACE: Duration = Duration::from_secs(1);
 
 /// `0123456789abcdef…` → `0123 4567 89ab …`, easier to compare with a device's display.
@@ -52,15 +56,33 @@ pub(crate) fn grouped(ski: Ski) -> String {
         .join(" ")
 }
 
-/// The question shown for `request`. The name comes from the network (mDNS): it is escaped, so
-/// it can neither start a line of its own nor hide the SKI.
+/// The question shown for `request`. The name, brand, model and type come from the network
+/// (mDNS): they are escaped, so they can neither start a line of their own nor hide the SKI.
 fn question(request: &PairingPrompt) -> String {
     let name = match &request.name {
         Some(name) => Escaped(name).to_string(),
         None => "an unnamed device".to_owned(),
     };
+    let product: Vec<String> = [&request.brand, &request.model]
+        .into_iter()
+        .flatten()
+        .map(|text| Escaped(text).to_string())
+        .collect();
+    let mut about = product.join(" ");
+    if let Some(kind) = &request.device_type {
+        if !about.is_empty() {
+            about.push_str(", ");
+        }
+        about.push_str(&Escaped(kind).to_string());
+    }
+    let about = if about.is_empty() {
+        String::new()
+    } else {
+        format!(" ({about})")
+    };
     format!(
-        "\nPairing request from {name} at {}\n  SKI {}\nCompare the SKI with the one the device \
+        "\nPairing request from {name}{about} at {}\n  SKI {}\nThe name and model are what the \
+         device announces (anyone can claim them): compare the SKI with the one the device \
          shows. Trust this device? [y/N] ",
         request.address,
         grouped(request.ski)
@@ -317,7 +339,57 @@ mod tests {
             ski: Ski::from_bytes([n; 20]),
             address: "127.0.0.1:4711".parse().unwrap(),
             name: name.map(str::to_owned),
+            brand: None,
+            model: None,
+            device_type: None,
         }
+    }
+
+    #[test]
+    fn the_question_shows_brand_model_and_type_when_known() {
+        let mut asked = request(7, Some("Garage wallbox"));
+        asked.brand = Some("Demo Brand".into());
+        asked.model = Some("WB-22".into());
+        asked.device_type = Some("EVSE".into());
+        let text = question(&asked);
+        assert!(
+            text.contains("Pairing request from Garage wallbox (Demo Brand WB-22, EVSE) at"),
+            "{text}"
+        );
+        asked.brand = None;
+        asked.device_type = None;
+        assert!(
+            question(&asked).contains("from Garage wallbox (WB-22) at"),
+            "{}",
+            question(&asked)
+        );
+        let plain = question(&request(7, None));
+        assert!(plain.contains("from an unnamed device at"), "{plain}");
+    }
+
+    #[test]
+    fn a_hostile_brand_model_or_type_cannot_forge_lines_or_hide_the_ski() {
+        let hostile = "X\n  SKI 0000 0000\x1b[2J\u{202e}evil";
+        let mut asked = request(7, Some("Wallbox"));
+        asked.brand = Some(hostile.into());
+        asked.model = Some(hostile.into());
+        asked.device_type = Some(hostile.into());
+        let text = question(&asked);
+        assert!(
+            !text.contains('\x1b') && !text.contains('\u{202e}'),
+            "{text:?}"
+        );
+        let ski_lines: Vec<&str> = text.lines().filter(|l| l.starts_with("  SKI")).collect();
+        assert_eq!(
+            ski_lines,
+            ["  SKI 0707 0707 0707 0707 0707 0707 0707 0707 0707 0707"]
+        );
+        assert_eq!(
+            text.matches("X\\n  SKI 0000 0000\\x1b[2J\\u{202e}evil")
+                .count(),
+            3,
+            "{text}"
+        );
     }
 
     #[test]

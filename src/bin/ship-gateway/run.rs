@@ -5,13 +5,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use ship_hub::ShipId;
 use ship_hub::discovery::{
     DeviceCategories, Discovery, InstanceName, InterfaceSelection, MdnsConfig, MdnsDiscovery,
     TxtField, TxtValue,
 };
 use ship_hub::hub::{DeviceInfo, Hub, HubConfig, HubError, HubTimers, TrustStore};
 use ship_hub::identity::Identity;
+use ship_hub::{ShipId, Ski};
 
 use crate::api::auth::Access;
 use crate::api::bus::{BusLimits, EventBus};
@@ -38,10 +38,7 @@ pub(crate) fn run(settings: RunSettings) -> Result<(), GatewayError> {
     let identity = dir.identity(&data_dir::subject(name, &settings.device.brand))?;
     let ski = identity.ski();
     let trust = Arc::new(dir.trust_store()?);
-    let ship_id = dir.ship_id(settings.device.ship_id.as_ref(), || {
-        ShipId::new(format!("ship-gateway-{}", &ski.to_string()[..12]))
-            .map_err(|e| GatewayError::Setting(e.to_string()))
-    })?;
+    let ship_id = dir.ship_id(settings.device.ship_id.as_ref(), || default_ship_id(ski))?;
     for peer in &settings.peers {
         if peer.ski == ski {
             return Err(GatewayError::OwnSki(ski));
@@ -57,6 +54,16 @@ pub(crate) fn run(settings: RunSettings) -> Result<(), GatewayError> {
         })?;
     runtime.block_on(serve(settings, dir, identity, ship_id, trust, device))
 }
+
+/// The SHIP ID a gateway takes at its first start when none is configured.
+pub(crate) fn default_ship_id(ski: Ski) -> Result<ShipId, GatewayError> {
+    ShipId::new(format!("ship-gateway-{}", &ski.to_string()[..12]))
+        .map_err(|e| GatewayError::Setting(e.to_string()))
+}
+
+/// The device categories the gateway announces (TXT `cat`, QR `CAT`): an energy management
+/// system (2).
+pub(crate) const DEVICE_CATEGORIES: [u8; 1] = [2];
 
 /// Takes the lock that marks this data dir as served by a running gateway.
 fn take_gateway_lock(dir: &DataDir) -> Result<FileLock, GatewayError> {
@@ -99,7 +106,7 @@ fn device_info(settings: &RunSettings) -> Result<DeviceInfo, GatewayError> {
     }
     // TXT `cat` must be present (TC_SHIP_MDNS_001): the gateway announces itself as an energy
     // management system (category 2, SHIP §7.3.2).
-    info.categories = DeviceCategories::new(vec![2])
+    info.categories = DeviceCategories::new(DEVICE_CATEGORIES.to_vec())
         .map_err(|e| GatewayError::Setting(format!("device categories: {e}")))?;
     Ok(info)
 }
@@ -163,6 +170,7 @@ async fn serve(
         log: log.clone(),
         hub: hub_cell.clone(),
         prompt,
+        auto_accept: settings.auto_accept,
         echo: settings.echo,
         live: live.clone(),
         ask_over_http: http.is_some() && !settings.auto_accept,

@@ -154,9 +154,15 @@ impl Supervisor {
         self.refresh_visible();
     }
 
-    /// The unknown peer on link `id` reached hello `pending`: ask the application whether it may
-    /// wait for the user. Asking at hello (not at admission) means a refusal goes out as hello
+    /// The unknown peer on link `id` reached hello `pending`: ask the application for its
+    /// decision. Asking at hello (not at admission) means a refusal goes out as hello
     /// `aborted`, so the peer learns it was refused (RemoteDeniedTrust) instead of seeing a drop.
+    ///
+    /// The request is published first (state ReceivedPairingRequest, `pending_request`), then
+    /// the application is asked: so it hears `state_changed` before `pairing_requested`, and a
+    /// [`crate::hub::Hub::approve`] or `deny` made from inside the callback finds the request.
+    /// The answer comes back through `pending_answer`, made before the question is queued: an
+    /// immediate answer cannot arrive before this supervisor is ready for it.
     pub(super) fn ask_application(&mut self, id: LinkId) {
         let Some(link) = self.links.iter().find(|l| l.id == id) else {
             return;
@@ -164,14 +170,23 @@ impl Supervisor {
         if !link.awaiting_trust || self.pending_answer.as_ref().is_some_and(|(p, _)| *p == id) {
             return;
         }
+        let remote = link.remote;
+        self.refresh_visible();
+        let mut request = PairingRequest::new(self.ski, remote);
+        request.ship_id = self.peer_ship_id.clone();
+        if let Some(service) = self
+            .shared
+            .config
+            .discovery
+            .as_ref()
+            .and_then(|d| d.visible_service(&self.ski))
+        {
+            request = request.with_service(&service);
+        }
         let (answer_tx, answer_rx) = oneshot::channel();
-        self.shared.callbacks.push(CallbackEvent::PairingRequested(
-            PairingRequest {
-                ski: self.ski,
-                address: link.remote,
-            },
-            answer_tx,
-        ));
+        self.shared
+            .callbacks
+            .push(CallbackEvent::PairingRequested(request, answer_tx));
         self.pending_answer = Some((id, answer_rx));
     }
 
@@ -204,10 +219,71 @@ impl Supervisor {
         }
     }
 
-    pub(super) fn pairing_answered(&mut self, id: LinkId, may_wait: bool) {
+    /// The application answered the pairing request of link `id` (an answer that comes after
+    /// the request was settled another way — `approve`, `deny`, the link's end — is moot).
+    pub(super) fn pairing_answered(&mut self, id: LinkId, decision: PairingDecision) {
         self.pending_answer = None;
-        if !may_wait && self.links.iter().any(|l| l.id == id && l.awaiting_trust) {
-            self.deny_link(id);
+        if !self.links.iter().any(|l| l.id == id && l.awaiting_trust) {
+            return;
+        }
+        match decision {
+            // What `Hub::approve` does: store, then treat it as `Command::Paired`
+            // (`acceptance_stored`).
+            PairingDecision::Accept => self.accept_now(),
+            // What `Hub::deny` does.
+            PairingDecision::Refuse => self.deny_link(id),
+            PairingDecision::Ask => {}
+        }
+        self.refresh_visible();
+    }
+
+    /// The peer is paired now (stored already): a waiting pairing request is approved.
+    pub(super) fn paired(&mut self, peer: PairedPeer, dial_now: bool) {
+        self.dial_soon |= dial_now;
+        if let Some(address) = peer.last_address {
+            let _ = self
+                .addresses
+                .record_dialled(self.ski, address, DEFAULT_SHIP_PATH);
+        }
+        if peer.ship_id.is_some() {
+            self.peer_ship_id = peer.ship_id.clone();
+        }
+        self.pairing = Some(peer);
+        let waiting = self.links_awaiting_trust();
+        for id in waiting {
+            self.approve_link(id);
+        }
+        self.schedule_dial();
+    }
+
+    /// Stores the pairing the application accepted, off the runtime: through
+    /// `Shared::store_approval`, the code `Hub::approve` uses.
+    fn accept_now(&mut self) {
+        if self.accepting.is_some() {
+            return;
+        }
+        let shared = self.shared.clone();
+        let (ski, ship_id) = (self.ski, self.peer_ship_id.clone());
+        self.accepting = Some(tokio::task::spawn_blocking(move || {
+            shared.store_approval(ski, ship_id)
+        }));
+    }
+
+    /// The accepted pairing is stored (then the peer is paired and its waiting request
+    /// approved, as after `Hub::approve`), or could not be (then nothing changes: the request
+    /// keeps waiting for `approve`/`deny` or the end of the hello wait).
+    pub(super) fn acceptance_stored(&mut self, stored: Result<PairedPeer, String>) {
+        self.accepting = None;
+        match stored {
+            Ok(peer) => {
+                self.paired(peer, false);
+                self.publish_addresses();
+            }
+            Err(error) => tracing::error!(
+                ski = %self.ski,
+                %error,
+                "accepted pairing not stored: the request keeps waiting for approve/deny"
+            ),
         }
         self.refresh_visible();
     }
