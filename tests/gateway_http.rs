@@ -10,6 +10,8 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use gateway_support::PATIENCE;
+
 use gateway_support::*;
 use serde_json::Value;
 
@@ -24,6 +26,7 @@ fn agent() -> ureq::Agent {
 
 /// A gateway serving the API on an OS-chosen loopback port.
 struct Gateway {
+    #[allow(dead_code)]
     running: Running,
     http: String,
     ski: String,
@@ -166,13 +169,27 @@ fn every_route_answers_and_every_bad_input_gets_a_4xx_with_a_stable_code() {
     let (status, value) = gateway.call("GET", "/api/v1/status", None);
     assert_eq!(status, 200);
     assert_eq!(value["ski"], gateway.ski.as_str());
-    assert!(value["ship_id"].as_str().unwrap().starts_with("ship-gateway-"));
+    assert!(
+        value["ship_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("ship-gateway-")
+    );
     assert_eq!(value["counters"]["paired"], 0);
     assert!(value["version"].is_string() && value["uptime_s"].is_u64());
 
-    assert_eq!(gateway.call("GET", "/api/v1/peers", None), (200, Value::Array(vec![])));
-    assert_eq!(gateway.call("GET", "/api/v1/visible", None), (200, Value::Array(vec![])));
-    assert_eq!(gateway.call("GET", "/api/v1/requests", None), (200, Value::Array(vec![])));
+    assert_eq!(
+        gateway.call("GET", "/api/v1/peers", None),
+        (200, Value::Array(vec![]))
+    );
+    assert_eq!(
+        gateway.call("GET", "/api/v1/visible", None),
+        (200, Value::Array(vec![]))
+    );
+    assert_eq!(
+        gateway.call("GET", "/api/v1/requests", None),
+        (200, Value::Array(vec![]))
+    );
 
     // Pair: 201 with the peer; listed; the event log says so.
     let body = format!(
@@ -193,7 +210,13 @@ fn every_route_answers_and_every_bad_input_gets_a_4xx_with_a_stable_code() {
     );
 
     // Bad input: 4xx with a stable code, never 500.
-    gateway.assert_error("POST", "/api/v1/peers", Some("{\"ski\":\"12\"}"), 400, "bad_ski");
+    gateway.assert_error(
+        "POST",
+        "/api/v1/peers",
+        Some("{\"ski\":\"12\"}"),
+        400,
+        "bad_ski",
+    );
     gateway.assert_error(
         "POST",
         "/api/v1/peers",
@@ -204,7 +227,9 @@ fn every_route_answers_and_every_bad_input_gets_a_4xx_with_a_stable_code() {
     gateway.assert_error(
         "POST",
         "/api/v1/peers",
-        Some(&format!("{{\"ski\":\"{OTHER_SKI}\",\"address\":\"nowhere\"}}")),
+        Some(&format!(
+            "{{\"ski\":\"{OTHER_SKI}\",\"address\":\"nowhere\"}}"
+        )),
         400,
         "bad_address",
     );
@@ -215,7 +240,13 @@ fn every_route_answers_and_every_bad_input_gets_a_4xx_with_a_stable_code() {
         400,
         "bad_name",
     );
-    gateway.assert_error("POST", "/api/v1/peers", Some("not json"), 400, "bad_request");
+    gateway.assert_error(
+        "POST",
+        "/api/v1/peers",
+        Some("not json"),
+        400,
+        "bad_request",
+    );
     gateway.assert_error(
         "POST",
         "/api/v1/peers",
@@ -231,9 +262,15 @@ fn every_route_answers_and_every_bad_input_gets_a_4xx_with_a_stable_code() {
             .send(format!("{{\"ski\":\"{OTHER_SKI}\"}}"))
             .unwrap();
         let text = response.body_mut().read_to_string().unwrap();
-        (response.status().as_u16(), serde_json::from_str::<Value>(&text).unwrap())
+        (
+            response.status().as_u16(),
+            serde_json::from_str::<Value>(&text).unwrap(),
+        )
     };
-    assert_eq!((status, value["code"].as_str()), (415, Some("unsupported_media_type")));
+    assert_eq!(
+        (status, value["code"].as_str()),
+        (415, Some("unsupported_media_type"))
+    );
     let huge = format!("{{\"ski\":\"{}\"}}", "a".repeat(300 * 1024));
     gateway.assert_error("POST", "/api/v1/peers", Some(&huge), 413, "body_too_large");
 
@@ -288,13 +325,422 @@ fn every_route_answers_and_every_bad_input_gets_a_4xx_with_a_stable_code() {
     // Unpair: 204; gone from the list.
     let (status, _) = gateway.call("DELETE", &format!("/api/v1/peers/{OTHER_SKI}"), None);
     assert_eq!(status, 204);
-    assert_eq!(gateway.call("GET", "/api/v1/peers", None).1, Value::Array(vec![]));
+    assert_eq!(
+        gateway.call("GET", "/api/v1/peers", None).1,
+        Value::Array(vec![])
+    );
 
     // Metrics: the Prometheus text format.
     let mut response = gateway.agent.get(gateway.url("/metrics")).call().unwrap();
     assert_eq!(response.status().as_u16(), 200);
     let text = response.body_mut().read_to_string().unwrap();
-    assert!(text.contains("# TYPE ship_handshakes_total counter"), "{text}");
-    assert!(text.contains("ship_handshakes_total{outcome=\"completed\"} 0"), "{text}");
+    assert!(
+        text.contains("# TYPE ship_handshakes_total counter"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ship_handshakes_total{outcome=\"completed\"} 0"),
+        "{text}"
+    );
     assert!(text.contains("ship_connections 0"), "{text}");
+}
+
+impl Gateway {
+    /// Polls `GET path` until `f` holds for its JSON (or panics after the test patience).
+    fn poll(&self, path: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let (status, value) = self.call("GET", path, None);
+            if status == 200 && f(&value) {
+                return value;
+            }
+            assert!(Instant::now() < deadline, "{what}: last {path} was {value}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn a_pairing_request_waits_for_the_api_and_approve_connects_the_device() {
+    let tmp = tempdir();
+    let a = Gateway::start(&tmp.path().join("a"), &[]);
+    let a_address = a.running_address();
+    let b_dir = tmp.path().join("b");
+    let b_ski = ski_of(&b_dir);
+    // B trusts A and dials it; A does not know B: with the API on, the request waits for it.
+    let mut b = Running::start(&b_dir, &["--peer", &format!("{}@{a_address}", a.ski)]);
+    let requests = a.poll("/api/v1/requests", "B's request", |v| {
+        v.as_array()
+            .is_some_and(|l| l.iter().any(|r| r["ski"] == b_ski.as_str()))
+    });
+    let request = &requests[0];
+    assert!(
+        request["address"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+    assert!(request["expires_ms"].as_u64() > request["since_ms"].as_u64());
+    let (status, decided) = a.call("POST", &format!("/api/v1/requests/{b_ski}/approve"), None);
+    assert_eq!(status, 200, "{decided}");
+    assert_eq!(decided["decision"], "approved");
+    let peers = a.poll("/api/v1/peers", "B Completed", |v| {
+        v.as_array().is_some_and(|l| {
+            l.iter()
+                .any(|p| p["ski"] == b_ski.as_str() && p["state"] == "Completed")
+        })
+    });
+    let peer = &peers[0];
+    assert!(
+        peer["tls_suite"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("TLS_")),
+        "{peer}"
+    );
+    assert!(peer["since_ms"].is_u64(), "{peer}");
+    b.wait_for("B connected to A", |v| {
+        v["event"] == "connected" && v["ski"] == a.ski.as_str()
+    });
+    assert_eq!(
+        a.call("GET", "/api/v1/requests", None).1,
+        Value::Array(vec![])
+    );
+    let (_, status) = a.call("GET", "/api/v1/status", None);
+    assert_eq!(status["counters"]["connected"], 1, "{status}");
+    // Deny of a request that is no longer waiting: 404, and the pairing stays.
+    let (status, _) = a.call("POST", &format!("/api/v1/requests/{b_ski}/deny"), None);
+    assert_eq!(status, 404);
+    // Data over the API reaches B.
+    let (status, sent) = a.call(
+        "POST",
+        &format!("/api/v1/peers/{b_ski}/data"),
+        Some("{\"datagram\":[{\"header\":[]}]}"),
+    );
+    assert_eq!(status, 202, "{sent}");
+    b.wait_for("data at B", |v| {
+        v["event"] == "data" && v["ski"] == a.ski.as_str()
+    });
+    // Unpair: gone, and the console no longer lists it.
+    let (status, _) = a.call("DELETE", &format!("/api/v1/peers/{b_ski}"), None);
+    assert_eq!(status, 204);
+    let peers = a.call("GET", "/api/v1/peers", None).1;
+    assert_eq!(peers, Value::Array(vec![]));
+}
+
+#[test]
+fn a_denied_request_is_refused_and_nothing_is_stored() {
+    let tmp = tempdir();
+    let a = Gateway::start(&tmp.path().join("a"), &[]);
+    let a_address = a.running_address();
+    let b_dir = tmp.path().join("b");
+    let b_ski = ski_of(&b_dir);
+    let mut b = Running::start(&b_dir, &["--peer", &format!("{}@{a_address}", a.ski)]);
+    a.poll("/api/v1/requests", "B's request", |v| {
+        v.as_array()
+            .is_some_and(|l| l.iter().any(|r| r["ski"] == b_ski.as_str()))
+    });
+    let (status, decided) = a.call("POST", &format!("/api/v1/requests/{b_ski}/deny"), None);
+    assert_eq!(
+        (status, decided["decision"].as_str()),
+        (200, Some("denied"))
+    );
+    assert_refused(&mut b, &a.ski);
+    assert_eq!(a.call("GET", "/api/v1/peers", None).1, Value::Array(vec![]));
+}
+
+impl Gateway {
+    fn running_address(&self) -> String {
+        self.running
+            .seen
+            .iter()
+            .find(|v| v["event"] == "listening")
+            .and_then(|v| v["address"].as_str())
+            .unwrap()
+            .to_owned()
+    }
+}
+
+/// Reads Server-Sent Events from `GET /api/v1/events` (ureq decodes the chunked body).
+struct Stream {
+    lines: std::io::Lines<BufReader<Box<dyn Read + Send + Sync>>>,
+}
+
+/// One event: (id, name, data).
+type Sse = (Option<u64>, Option<String>, String);
+
+impl Stream {
+    fn open(gateway: &Gateway, last_event_id: Option<u64>) -> Stream {
+        let mut request = gateway.agent.get(gateway.url("/api/v1/events"));
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", &id.to_string());
+        }
+        let response = request.call().unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let reader: Box<dyn Read + Send + Sync> = Box::new(response.into_body().into_reader());
+        Stream {
+            lines: BufReader::new(reader).lines(),
+        }
+    }
+
+    fn next(&mut self) -> Sse {
+        let (mut id, mut name, mut data) = (None, None, String::new());
+        loop {
+            let line = self.lines.next().expect("stream ended").unwrap();
+            if line.is_empty() {
+                if !data.is_empty() {
+                    return (id, name, data);
+                }
+                continue;
+            }
+            if let Some(v) = line.strip_prefix("id:") {
+                id = v.trim().parse().ok();
+            } else if let Some(v) = line.strip_prefix("event:") {
+                name = Some(v.trim().to_owned());
+            } else if let Some(v) = line.strip_prefix("data:") {
+                data.push_str(v.trim_start());
+            }
+        }
+    }
+
+    /// Reads until an event's JSON satisfies `f`; returns every event read.
+    fn until(&mut self, f: impl Fn(&Value) -> bool) -> Vec<(u64, Value)> {
+        let mut seen = Vec::new();
+        loop {
+            let (id, name, data) = self.next();
+            assert_eq!(name, None, "unexpected {name:?} event: {data}");
+            let value: Value = serde_json::from_str(&data).unwrap();
+            let done = f(&value);
+            seen.push((id.expect("every event has an id"), value));
+            if done {
+                return seen;
+            }
+        }
+    }
+}
+
+#[test]
+fn the_event_stream_resumes_after_the_last_id_without_losing_an_event() {
+    let tmp = tempdir();
+    let gateway = Gateway::start(tmp.path(), &[]);
+    let second = "0202020202020202020202020202020202020202";
+    let mut stream = Stream::open(&gateway, None);
+    let pair = |ski: &str| {
+        let (status, _) = gateway.call(
+            "POST",
+            "/api/v1/peers",
+            Some(&format!("{{\"ski\":\"{ski}\"}}")),
+        );
+        assert_eq!(status, 201);
+    };
+    pair(OTHER_SKI);
+    let first = stream.until(|v| v["event"] == "paired" && v["ski"] == OTHER_SKI);
+    let last = first.last().unwrap().0;
+    drop(stream);
+    // While nobody listens: more events.
+    pair(second);
+    let (status, _) = gateway.call("DELETE", &format!("/api/v1/peers/{OTHER_SKI}"), None);
+    assert_eq!(status, 204);
+    let mut resumed = Stream::open(&gateway, Some(last));
+    let missed = resumed.until(|v| v["event"] == "unpaired" && v["ski"] == OTHER_SKI);
+    let ids: Vec<u64> = missed.iter().map(|(id, _)| *id).collect();
+    let expected: Vec<u64> = (last + 1..=last + ids.len() as u64).collect();
+    assert_eq!(
+        ids, expected,
+        "contiguous from the last id on: nothing lost, nothing twice"
+    );
+    assert!(
+        missed
+            .iter()
+            .any(|(_, v)| v["event"] == "paired" && v["ski"] == second),
+        "{missed:?}"
+    );
+    // Every event carries the JSON log's fields.
+    assert!(missed.iter().all(|(_, v)| v["ts_ms"].is_u64()));
+}
+
+#[test]
+fn forged_hosts_and_other_origins_cannot_use_the_api() {
+    let tmp = tempdir();
+    let gateway = Gateway::start(tmp.path(), &[]);
+    // DNS rebinding: a page at evil.example whose name now points at 127.0.0.1.
+    let answer = raw(
+        &gateway.http,
+        "GET /api/v1/status HTTP/1.1\r\nHost: evil.example:4780\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(answer.contains("\"bad_host\""), "{answer}");
+    // A page elsewhere that posts to the API (a form needs no CORS preflight).
+    let body = format!("{{\"ski\":\"{OTHER_SKI}\"}}");
+    let answer = raw(
+        &gateway.http,
+        &format!(
+            "POST /api/v1/peers HTTP/1.1\r\nHost: {}\r\nOrigin: http://evil.example\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            gateway.http,
+            body.len()
+        ),
+    );
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(answer.contains("\"cross_origin\""), "{answer}");
+    assert!(
+        !answer.to_lowercase().contains("access-control-allow"),
+        "{answer}"
+    );
+    assert_eq!(
+        gateway.call("GET", "/api/v1/peers", None).1,
+        Value::Array(vec![])
+    );
+    // The same from the console's own origin works.
+    let answer = raw(
+        &gateway.http,
+        &format!(
+            "POST /api/v1/peers HTTP/1.1\r\nHost: {0}\r\nOrigin: http://{0}\r\n\
+             Content-Type: application/json\r\nContent-Length: {1}\r\nConnection: close\r\n\r\n{body}",
+            gateway.http,
+            body.len()
+        ),
+    );
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+}
+
+#[test]
+fn a_client_that_never_finishes_its_headers_is_closed_and_others_are_served() {
+    let tmp = tempdir();
+    let gateway = Gateway::start(tmp.path(), &[]);
+    let mut slow = TcpStream::connect(&gateway.http).unwrap();
+    slow.write_all(b"GET /api/v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .unwrap();
+    // Meanwhile everyone else is served.
+    assert_eq!(gateway.call("GET", "/api/v1/status", None).0, 200);
+    // The header timeout (10 s) closes the silent one.
+    slow.set_read_timeout(Some(PATIENCE)).unwrap();
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    assert!(
+        started.elapsed() < PATIENCE,
+        "still open after {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn an_http_address_other_than_loopback_needs_a_token_file() {
+    let tmp = tempdir();
+    // Refused before anything binds: no socket is opened on 0.0.0.0.
+    let output = gateway(
+        tmp.path(),
+        &[
+            "run",
+            "--no-mdns",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--http",
+            "0.0.0.0:0",
+        ],
+    );
+    assert_one_line_error(&output, 1, "--http-token-file");
+    let short = tmp.path().join("token");
+    std::fs::write(&short, "short\n").unwrap();
+    let output = gateway(
+        tmp.path(),
+        &[
+            "run",
+            "--no-mdns",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--http",
+            "127.0.0.1:0",
+            "--http-token-file",
+            short.to_str().unwrap(),
+        ],
+    );
+    assert_one_line_error(&output, 1, "at least 16 characters");
+}
+
+#[test]
+fn with_a_token_every_request_needs_it_and_the_login_sets_a_strict_cookie() {
+    let tmp = tempdir();
+    let token = "correct-horse-battery-staple";
+    let file = tmp.path().join("token");
+    std::fs::write(&file, format!("{token}\n")).unwrap();
+    let gateway = Gateway::start(
+        &tmp.path().join("data"),
+        &["--http-token-file", file.to_str().unwrap()],
+    );
+    gateway.assert_error("GET", "/api/v1/status", None, 401, "unauthorized");
+    let mut response = gateway
+        .agent
+        .get(gateway.url("/api/v1/status"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let _ = response.body_mut().read_to_string();
+    let wrong = gateway
+        .agent
+        .get(gateway.url("/api/v1/status"))
+        .header("Authorization", "Bearer correct-horse-battery-stapl3")
+        .call()
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    // The console sends people to the login form; a wrong token does not log in.
+    let answer = raw(
+        &gateway.http,
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 303"), "{answer}");
+    assert!(answer.contains("location: /login"), "{answer}");
+    let login = |given: &str| {
+        let body = format!("token={given}");
+        raw(
+            &gateway.http,
+            &format!(
+                "POST /login HTTP/1.1\r\nHost: {0}\r\nOrigin: http://{0}\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {1}\r\n\
+                 Connection: close\r\n\r\n{body}",
+                gateway.http,
+                body.len()
+            ),
+        )
+    };
+    let answer = login("nope");
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(!answer.contains("set-cookie"), "{answer}");
+    let answer = login(token);
+    assert!(answer.starts_with("HTTP/1.1 303"), "{answer}");
+    let cookie = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .expect("a cookie");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains(token),
+        "the cookie is not the token itself: {cookie}"
+    );
+    let session = cookie.split(';').next().unwrap();
+    let answer = raw(
+        &gateway.http,
+        &format!(
+            "GET /api/v1/peers HTTP/1.1\r\nHost: x\r\nCookie: {session}\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // With the cookie, a state change from another origin is still refused.
+    let answer = raw(
+        &gateway.http,
+        &format!(
+            "DELETE /api/v1/peers/{OTHER_SKI} HTTP/1.1\r\nHost: {0}\r\nOrigin: http://evil.example\r\n\
+             Cookie: {session}\r\nConnection: close\r\n\r\n",
+            gateway.http
+        ),
+    );
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
 }

@@ -105,9 +105,8 @@ impl Access {
     pub(crate) fn login(&self, given: &str) -> Option<String> {
         match self {
             Access::Open => None,
-            Access::Token { token, session } => equal(given.trim(), token).then(|| {
-                format!("{COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/")
-            }),
+            Access::Token { token, session } => equal(given.trim(), token)
+                .then(|| format!("{COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/")),
         }
     }
 }
@@ -158,9 +157,7 @@ fn same_origin(headers: &HeaderMap) -> bool {
         let Some(host) = host else {
             return false;
         };
-        return origin
-            .to_str()
-            .is_ok_and(|o| o == format!("http://{host}"));
+        return origin.to_str().is_ok_and(|o| o == format!("http://{host}"));
     }
     match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         Some(site) => site == "same-origin" || site == "none",
@@ -282,7 +279,10 @@ mod tests {
     #[test]
     fn the_cookie_is_found_among_others() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::COOKIE, "a=1; ship_gateway_session=xyz; b=2".parse().unwrap());
+        headers.insert(
+            header::COOKIE,
+            "a=1; ship_gateway_session=xyz; b=2".parse().unwrap(),
+        );
         assert_eq!(cookie(&headers, COOKIE), Some("xyz"));
         assert_eq!(cookie(&headers, "c"), None);
     }

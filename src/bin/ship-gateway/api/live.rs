@@ -81,7 +81,10 @@ impl Live {
             let mut peers = self.peers();
             if peers.len() >= MAX_PEERS && !peers.contains_key(&ski) {
                 // Forget the oldest entry: a bounded map whatever peers come and go.
-                if let Some(oldest) = peers.iter().min_by_key(|(_, p)| p.since_ms).map(|(s, _)| *s)
+                if let Some(oldest) = peers
+                    .iter()
+                    .min_by_key(|(_, p)| p.since_ms)
+                    .map(|(s, _)| *s)
                 {
                     peers.remove(&oldest);
                 }

@@ -107,7 +107,10 @@ pub(crate) async fn metrics(State(state): State<Arc<ApiState>>) -> impl IntoResp
     );
     let _ = writeln!(out, "ship_handshake_seconds_count {}", time.count);
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         out,
     )
 }

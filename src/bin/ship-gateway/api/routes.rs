@@ -131,9 +131,9 @@ async fn parse<T: DeserializeOwned>(state: &ApiState, request: Request) -> Resul
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work).await.map_err(|e| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-    })?
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
 }
 
 fn store_error(error: impl std::fmt::Display) -> ApiError {
@@ -300,12 +300,12 @@ async fn pair_inner(state: Arc<ApiState>, request: Request) -> Result<PeerView, 
     }
     let (trust, hub, name) = (state.trust.clone(), state.hub.clone(), body.name);
     let peer = blocking(move || {
-        crate::control::store_and_pair(&trust, &hub, ski, ship_id, name, address).map_err(
-            |e| match e {
+        crate::control::store_and_pair(&trust, &hub, ski, ship_id, name, address).map_err(|e| {
+            match e {
                 GatewayError::TrustStore(e) => store_error(e),
                 other => ApiError::new(StatusCode::CONFLICT, "not_paired", other.to_string()),
-            },
-        )
+            }
+        })
     })
     .await?;
     state.log.emit(Event::Paired {
@@ -438,11 +438,19 @@ async fn deny(
     decide(state, text, false).await
 }
 
-async fn decide(state: Arc<ApiState>, text: String, accept: bool) -> Result<Json<Decided>, ApiError> {
+async fn decide(
+    state: Arc<ApiState>,
+    text: String,
+    accept: bool,
+) -> Result<Json<Decided>, ApiError> {
     let ski = ski(&text)?;
     let hub = state.hub.clone();
     blocking(move || {
-        let result = if accept { hub.approve(ski) } else { hub.deny(ski) };
+        let result = if accept {
+            hub.approve(ski)
+        } else {
+            hub.deny(ski)
+        };
         result.map_err(|e| match e {
             HubError::NoPendingRequest(_) => ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -501,10 +509,11 @@ async fn events(
             let batch = bus.after(last);
             if batch.lost > 0 {
                 yielder
-                    .send(SseEvent::default().event("gap").data(format!(
-                        "{{\"lost\":{}}}",
-                        batch.lost
-                    )))
+                    .send(
+                        SseEvent::default()
+                            .event("gap")
+                            .data(format!("{{\"lost\":{}}}", batch.lost)),
+                    )
                     .await;
             }
             if batch.events.is_empty() {
@@ -516,7 +525,11 @@ async fn events(
             for event in batch.events {
                 last = event.id;
                 if !yielder
-                    .send(SseEvent::default().id(event.id.to_string()).data(&*event.json))
+                    .send(
+                        SseEvent::default()
+                            .id(event.id.to_string())
+                            .data(&*event.json),
+                    )
                     .await
                 {
                     return;
