@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use gateway_support::PATIENCE;
 
 use gateway_support::*;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// An HTTP client that reports 4xx/5xx as responses, not errors.
 fn agent() -> ureq::Agent {
@@ -743,4 +743,251 @@ fn with_a_token_every_request_needs_it_and_the_login_sets_a_strict_cookie() {
         ),
     );
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+}
+
+// ----- the console in a real browser (Debian's chromium + chromedriver, in the private test
+// namespace: `bash .ci/test` installs both and runs these) ------------------------------------
+
+#[path = "gateway_http/webdriver.rs"]
+mod webdriver;
+
+use webdriver::Browser;
+
+/// Where the tests write their screenshots (the latest are copied to docs/screenshots/).
+fn screenshot_path(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("screenshots")
+        .join(format!("{name}.png"))
+}
+
+const DESKTOP: (u32, u32) = (1280, 900);
+const PHONE: (u32, u32) = (390, 844);
+
+/// A gateway with mDNS on (namespace only) serving the API on loopback.
+fn start_with_mdns(dir: &Path, name: &str, extra: &[&str]) -> Running {
+    let mut command = std::process::Command::new(BIN);
+    command
+        .arg("--data-dir")
+        .arg(dir)
+        .args([
+            "run",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--json",
+            "--name",
+            name,
+        ])
+        .args(extra);
+    Running::spawn(command)
+}
+
+fn assert_no_console_errors(browser: &Browser) {
+    let errors: Vec<_> = browser
+        .console()
+        .into_iter()
+        .filter(|(level, _)| level == "SEVERE" || level == "WARNING")
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "the browser console has errors: {errors:#?}"
+    );
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver and a private network namespace: run by .ci/test"]
+fn console_a_request_appears_is_approved_reaches_completed_and_unpair_removes_it() {
+    common_namespace();
+    let tmp = tempdir();
+    let mut a = Gateway::start(&tmp.path().join("a"), &[]);
+    let browser = Browser::start(DESKTOP.0, DESKTOP.1);
+    browser.goto(&a.url("/"));
+    browser.wait_for("#peers .empty", PATIENCE);
+    let own = browser.text(&browser.wait_for("#own-ski", PATIENCE));
+    assert_eq!(
+        own.replace(' ', ""),
+        a.ski,
+        "the gateway's SKI in groups of four"
+    );
+    assert_eq!(own, grouped(&a.ski));
+    browser.screenshot(&screenshot_path("console-desktop-empty"));
+
+    // An unknown device dials: its request shows up on the page.
+    let b_dir = tmp.path().join("b");
+    let b_ski = ski_of(&b_dir);
+    let a_address = a.running_address();
+    let mut b = Running::start(&b_dir, &["--peer", &format!("{}@{a_address}", a.ski)]);
+    a.running.wait_for("B's request", |v| {
+        v["event"] == "pairing_requested" && v["ski"] == b_ski.as_str()
+    });
+    let asked = Instant::now();
+    let request = browser.wait_for(&format!(".request[data-ski='{b_ski}']"), PATIENCE);
+    eprintln!(
+        "figure: the request was on the page {} ms after the gateway reported it",
+        asked.elapsed().as_millis()
+    );
+    let text = browser.text(&request);
+    assert!(
+        text.contains(&grouped(&b_ski)),
+        "SKI grouped for comparison: {text}"
+    );
+    assert!(text.contains("left to decide"), "a countdown: {text}");
+    browser.screenshot(&screenshot_path("console-desktop-request"));
+    browser.set_size(PHONE.0, PHONE.1);
+    browser.screenshot(&screenshot_path("console-phone-request"));
+    browser.set_size(DESKTOP.0, DESKTOP.1);
+
+    // Approve: the badge reaches Completed.
+    let approve = browser
+        .find(&format!(".request[data-ski='{b_ski}'] .approve"))
+        .unwrap();
+    browser.click(&approve);
+    browser.wait_for(
+        &format!(".peer[data-ski='{b_ski}'] .badge.Completed"),
+        PATIENCE,
+    );
+    b.wait_for("B connected", |v| v["event"] == "connected");
+    browser.wait_gone(&format!(".request[data-ski='{b_ski}']"), PATIENCE);
+    browser.screenshot(&screenshot_path("console-desktop-paired"));
+    browser.set_size(PHONE.0, PHONE.1);
+    browser.screenshot(&screenshot_path("console-phone-paired"));
+    browser.set_size(DESKTOP.0, DESKTOP.1);
+
+    // Unpair, confirmed in the dialog: the device disappears and A does not dial it.
+    let unpair = browser
+        .find(&format!(".peer[data-ski='{b_ski}'] .unpair"))
+        .unwrap();
+    browser.click(&unpair);
+    browser.accept_dialog();
+    browser.wait_gone(&format!(".peer[data-ski='{b_ski}']"), PATIENCE);
+    a.running.wait_for("unpaired", |v| {
+        v["event"] == "unpaired" && v["ski"] == b_ski.as_str()
+    });
+    let dials = |g: &Gateway| {
+        let mut r = g.agent.get(g.url("/metrics")).call().unwrap();
+        let text = r.body_mut().read_to_string().unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("ship_dial_attempts_total "))
+            .unwrap()
+            .to_owned()
+    };
+    let before = dials(&a);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(dials(&a), before, "an unpaired device is not dialled");
+    let (_, peers) = a.call("GET", "/api/v1/peers", None);
+    assert_eq!(peers, Value::Array(vec![]));
+    assert_no_console_errors(&browser);
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver and a private network namespace: run by .ci/test"]
+fn console_shows_a_hostile_mdns_name_as_text() {
+    common_namespace();
+    let tmp = tempdir();
+    let mut a = start_with_mdns(
+        &tmp.path().join("a"),
+        "Console gateway",
+        &["--http", "127.0.0.1:0"],
+    );
+    let http = a.event("listening")["http"].as_str().unwrap().to_owned();
+    let hostile = "<script>window.pwned=1</script><img src=x onerror=pwned=2>";
+    let mut c = start_with_mdns(&tmp.path().join("c"), hostile, &[]);
+    let c_ski = c.event("listening")["ski"].as_str().unwrap().to_owned();
+    let browser = Browser::start(DESKTOP.0, DESKTOP.1);
+    browser.goto(&format!("http://{http}/"));
+    let card = browser.wait_for(&format!(".visible[data-ski='{c_ski}']"), PATIENCE);
+    let text = browser.text(&card);
+    assert!(text.contains(hostile), "the name is shown as text: {text}");
+    assert_eq!(
+        browser.run("return window.pwned === undefined;", json!([])),
+        Value::Bool(true),
+        "no script from the name ran"
+    );
+    assert!(
+        browser.find(".visible img").is_none(),
+        "no element from the name"
+    );
+    browser.screenshot(&screenshot_path("console-desktop-visible"));
+    // "Pair" on a visible device pairs it (after the confirmation).
+    let pair = browser
+        .find(&format!(".visible[data-ski='{c_ski}'] .pair"))
+        .unwrap();
+    browser.click(&pair);
+    browser.accept_dialog();
+    browser.wait_for(&format!(".peer[data-ski='{c_ski}']"), PATIENCE);
+    assert_no_console_errors(&browser);
+    let _ = c.terminate();
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver and a private network namespace: run by .ci/test"]
+fn console_on_a_lan_address_refuses_changes_without_the_token_and_works_after_login() {
+    common_namespace();
+    // An address of the test namespace that is not loopback.
+    let status = std::process::Command::new("ip")
+        .args(["addr", "replace", "10.88.0.1/32", "dev", "lo"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let tmp = tempdir();
+    let token = "a-long-random-token-for-the-test";
+    let file = tmp.path().join("token");
+    std::fs::write(&file, token).unwrap();
+    let mut a = Running::start(
+        &tmp.path().join("a"),
+        &[
+            "--http",
+            "10.88.0.1:0",
+            "--http-token-file",
+            file.to_str().unwrap(),
+        ],
+    );
+    let http = a.event("listening")["http"].as_str().unwrap().to_owned();
+    assert!(http.starts_with("10.88.0.1:"), "{http}");
+    let browser = Browser::start(DESKTOP.0, DESKTOP.1);
+    browser.goto(&format!("http://{http}/"));
+    // Sent to the login form.
+    browser.wait_for("input[name=token]", PATIENCE);
+    browser.screenshot(&screenshot_path("console-desktop-login"));
+    // A state change from the page without the token: refused.
+    let refused = browser.run_async(
+        &format!(
+            "const done = arguments[arguments.length - 1];
+             fetch('/api/v1/peers', {{method: 'POST', headers: {{'Content-Type': 'application/json'}},
+               body: JSON.stringify({{ski: '{OTHER_SKI}'}})}}).then(r => done(r.status));"
+        ),
+        json!([]),
+    );
+    assert_eq!(refused, json!(401));
+    // That refusal is logged by the browser as a failed load: expected, not an error of the page.
+    let logged: Vec<_> = browser
+        .console()
+        .into_iter()
+        .filter(|(level, _)| level == "SEVERE" || level == "WARNING")
+        .collect();
+    assert!(
+        logged.iter().all(|(_, m)| m.contains("401")),
+        "only the refused request: {logged:#?}"
+    );
+    // Log in: the console shows and may change things.
+    let field = browser.find("input[name=token]").unwrap();
+    browser.type_into(&field, token);
+    browser.click(&browser.find("button[type=submit]").unwrap());
+    browser.wait_for("#peers .empty", PATIENCE);
+    let accepted = browser.run_async(
+        &format!(
+            "const done = arguments[arguments.length - 1];
+             fetch('/api/v1/peers', {{method: 'POST', headers: {{'Content-Type': 'application/json'}},
+               body: JSON.stringify({{ski: '{OTHER_SKI}'}})}}).then(r => done(r.status));"
+        ),
+        json!([]),
+    );
+    assert_eq!(accepted, json!(201));
+    browser.wait_for(&format!(".peer[data-ski='{OTHER_SKI}']"), PATIENCE);
+    assert_no_console_errors(&browser);
+}
+
+fn common_namespace() {
+    gateway_support::common::assert_private_namespace();
 }

@@ -246,7 +246,7 @@ fn login_page(error: Option<&str>) -> String {
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>ship-gateway: log in</title></head><body>\
+         <title>ship-gateway: log in</title><link rel=\"icon\" href=\"data:,\"></head><body>\
          <h1>ship-gateway</h1>{error}\
          <form method=\"post\" action=\"/login\"><label>Token \
          <input type=\"password\" name=\"token\" autocomplete=\"current-password\" required>\

@@ -56,7 +56,7 @@ async fn console() -> Response {
             (
                 header::CONTENT_SECURITY_POLICY,
                 "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
-                 connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+                 connect-src 'self'; img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
             ),
             (header::X_FRAME_OPTIONS, "DENY"),
         ],
