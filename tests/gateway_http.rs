@@ -156,7 +156,7 @@ fn every_operation_of_the_openapi_description_is_served() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 11);
+    assert_eq!(operations, 12);
     // And what is not described is not served.
     gateway.assert_error("GET", "/api/v1/nothing", None, 404, "not_found");
 }
@@ -177,6 +177,29 @@ fn every_route_answers_and_every_bad_input_gets_a_4xx_with_a_stable_code() {
     );
     assert_eq!(value["counters"]["paired"], 0);
     assert!(value["version"].is_string() && value["uptime_s"].is_u64());
+    let qr = value["qr"].as_str().unwrap();
+    assert!(
+        qr.starts_with("SHIP;SKI:")
+            && qr.replace(' ', "").to_lowercase().contains(&gateway.ski)
+            && qr.ends_with("ENDSHIP;"),
+        "{qr}"
+    );
+    let mut svg = gateway
+        .agent
+        .get(gateway.url("/api/v1/qr.svg"))
+        .call()
+        .unwrap();
+    assert_eq!(svg.status().as_u16(), 200);
+    assert_eq!(
+        svg.headers().get("content-type").unwrap().to_str().unwrap(),
+        "image/svg+xml"
+    );
+    let picture = svg.body_mut().read_to_string().unwrap();
+    assert_eq!(
+        decode_modules(&modules_of_svg(&picture)),
+        qr,
+        "the picture decodes to the status's text"
+    );
 
     assert_eq!(
         gateway.call("GET", "/api/v1/peers", None),
@@ -417,9 +440,14 @@ fn a_pairing_request_waits_for_the_api_and_approve_connects_the_device() {
         Some("{\"datagram\":[{\"header\":[]}]}"),
     );
     assert_eq!(status, 202, "{sent}");
-    b.wait_for("data at B", |v| {
+    let data = b.wait_for("data at B", |v| {
         v["event"] == "data" && v["ski"] == a.ski.as_str()
     });
+    assert_eq!(
+        data["payload"],
+        json!({"datagram": [{"header": []}]}),
+        "the --json data event embeds the payload"
+    );
     // Unpair: gone, and the console no longer lists it.
     let (status, _) = a.call("DELETE", &format!("/api/v1/peers/{b_ski}"), None);
     assert_eq!(status, 204);
@@ -811,7 +839,17 @@ fn console_a_request_appears_is_approved_reaches_completed_and_unpair_removes_it
         "the gateway's SKI in groups of four"
     );
     assert_eq!(own, grouped(&a.ski));
+    let qr = browser.run(
+        "const img = document.getElementById('qr'); return img.complete && img.naturalWidth;",
+        json!([]),
+    );
+    assert!(
+        qr.as_u64().is_some_and(|w| w > 0),
+        "the QR code loaded: {qr}"
+    );
+    browser.click(&browser.find("#qr-box summary").unwrap());
     browser.screenshot(&screenshot_path("console-desktop-empty"));
+    browser.click(&browser.find("#qr-box summary").unwrap());
 
     // An unknown device dials: its request shows up on the page.
     let b_dir = tmp.path().join("b");

@@ -91,13 +91,23 @@ fn pair_and_unpair_reach_a_running_gateway_through_its_control_socket() {
     );
     assert_ok(&output);
     assert!(
-        stdout(&output).contains("running gateway"),
+        stdout(&output).contains("running gateway dials it now at 127.0.0.1:9"),
         "{}",
         stdout(&output)
     );
     running.wait_for("paired", |v| {
         v["event"] == "paired" && v["ski"] == OTHER_SKI
     });
+    // Without an address nothing dials: the answer says what will happen instead.
+    let no_address = "0404040404040404040404040404040404040404";
+    let output = gateway(tmp.path(), &["pair", no_address]);
+    assert_ok(&output);
+    assert!(
+        stdout(&output).contains("no address is known yet")
+            && !stdout(&output).contains("dials it now"),
+        "{}",
+        stdout(&output)
+    );
     // The gateway now tries to reach it (nothing listens there).
     running.wait_for("state", |v| v["event"] == "state" && v["ski"] == OTHER_SKI);
     let listed = stdout(&gateway(tmp.path(), &["--json", "list"]));
@@ -115,6 +125,7 @@ fn pair_and_unpair_reach_a_running_gateway_through_its_control_socket() {
         "not connected",
     );
     assert_ok(&gateway(tmp.path(), &["unpair", OTHER_SKI]));
+    assert_ok(&gateway(tmp.path(), &["unpair", no_address]));
     running.wait_for("unpaired", |v| {
         v["event"] == "unpaired" && v["ski"] == OTHER_SKI
     });

@@ -150,10 +150,14 @@ impl Callbacks for GatewayCallbacks {
     fn data_delivered(&self, delivery: Delivery) {
         let ski = delivery.ski();
         let (payload, token) = delivery.into_parts();
+        let embedded = std::str::from_utf8(&payload)
+            .ok()
+            .and_then(|text| serde_json::value::RawValue::from_string(text.to_owned()).ok());
         self.log.emit_data(
             Event::Data {
                 ski: ski.to_string(),
                 bytes: payload.len(),
+                payload: embedded,
             },
             token,
         );

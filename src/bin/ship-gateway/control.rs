@@ -178,6 +178,27 @@ pub(crate) fn store_and_pair(
     Ok(peer)
 }
 
+/// What a new pairing leads to, said as it will happen: the gateway dials only an address it
+/// knows (given, stored, or seen over mDNS); otherwise it waits for the device.
+pub(crate) fn what_happens_next(hub: &Hub, peer: &ship_hub::hub::PairedPeer) -> String {
+    let ski = peer.ski;
+    if hub.connection_state(ski) == ship_hub::protocol::ConnectionState::Completed {
+        return format!("paired {ski}; it is connected");
+    }
+    if let Some(address) = peer.last_address {
+        return format!("paired {ski}; the running gateway dials it now at {address}");
+    }
+    if hub.visible_services().iter().any(|s| s.ski == ski) {
+        return format!(
+            "paired {ski}; the running gateway dials it now (its address is known from mDNS)"
+        );
+    }
+    format!(
+        "paired {ski}; no address is known yet: it is trusted when it connects, and dialled as \
+         soon as mDNS shows it (or give `--address HOST:PORT`)"
+    )
+}
+
 /// Writes `response` as one line without waiting: the socket is fresh, so its buffer has room;
 /// a client that made it full gets nothing.
 fn answer_now(stream: &tokio::net::UnixStream, response: &Response) {
@@ -305,7 +326,7 @@ impl ControlServer {
     ) -> Result<String, String> {
         let trust = self.trust.clone();
         let hub = self.hub.clone();
-        tokio::task::spawn_blocking(move || {
+        let peer = tokio::task::spawn_blocking(move || {
             store_and_pair(&trust, &hub, ski, ship_id, name, address).map_err(|e| e.to_string())
         })
         .await
@@ -314,7 +335,7 @@ impl ControlServer {
             ski: ski.to_string(),
             by: "pair command".into(),
         });
-        Ok(format!("paired {ski}; the running gateway dials it now"))
+        Ok(what_happens_next(&self.hub, &peer))
     }
 
     async fn unpair(&self, ski: Ski) -> Result<String, String> {

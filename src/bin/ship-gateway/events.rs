@@ -105,8 +105,13 @@ pub(crate) enum Event {
     Unpaired { ski: String },
     /// The SHIP services visible on the LAN changed.
     VisibleServices { services: Vec<ServiceRow> },
-    /// A data message arrived (its size in bytes).
-    Data { ski: String, bytes: usize },
+    /// A data message arrived: its size in bytes and the payload itself (JSON, embedded as
+    /// it came; `null` in the unlikely case it is not valid JSON text).
+    Data {
+        ski: String,
+        bytes: usize,
+        payload: Option<Box<serde_json::value::RawValue>>,
+    },
     /// A data message was sent on request of `ship-gateway send` or `--echo`.
     DataSent { ski: String, bytes: usize },
     /// A peer's SHIP ID became known.
@@ -199,8 +204,8 @@ impl Event {
                     format!("visible: {}", names.join(", "))
                 }
             }
-            Event::Data { ski, bytes } => format!("{ski} sent {bytes} bytes"),
-            Event::DataSent { ski, bytes } => format!("{ski} <- {bytes} bytes"),
+            Event::Data { ski, bytes, .. } => format!("received {bytes} bytes from {ski}"),
+            Event::DataSent { ski, bytes } => format!("sent {bytes} bytes to {ski}"),
             Event::ShipId { ski, ship_id } => format!("{ski} has SHIP ID {}", Escaped(ship_id)),
             Event::Warning { message } => format!("WARNING: {}", Escaped(message)),
             Event::EventsDropped { count } => {
@@ -729,14 +734,17 @@ mod tests {
 
     #[test]
     fn json_events_are_tagged_with_their_kind() {
+        let payload = serde_json::value::RawValue::from_string("{\"a\":[1]}".into()).unwrap();
         let value = serde_json::to_value(Event::Data {
             ski: "ab".into(),
-            bytes: 3,
+            bytes: 9,
+            payload: Some(payload),
         })
         .unwrap();
         assert_eq!(
             value,
-            serde_json::json!({"event": "data", "ski": "ab", "bytes": 3})
+            serde_json::json!({"event": "data", "ski": "ab", "bytes": 9, "payload": {"a": [1]}}),
+            "the payload is embedded as JSON, not as a string"
         );
     }
 }

@@ -194,6 +194,19 @@ async fn serve(
             SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), settings.port),
         ],
     };
+    // Static peers are stored before the hub starts and listens: one that dials as soon as the
+    // listener is up (a first start) is trusted at once instead of refused.
+    let mut stored_peers = Vec::new();
+    for peer in settings.peers.clone() {
+        let trust_for_peer = trust.clone();
+        let stored = tokio::task::spawn_blocking(move || -> Result<bool, GatewayError> {
+            let known = trust_for_peer.get(&peer.ski)?.is_some();
+            trust_for_peer.merge(peer.ski, |p| p.last_address = Some(peer.address))?;
+            Ok(!known)
+        })
+        .await;
+        stored_peers.push((peer, stored));
+    }
     let mut started = None;
     for (index, bind) in binds.iter().enumerate() {
         let mut config = HubConfig::new(identity.clone(), ship_id.clone());
@@ -276,6 +289,7 @@ async fn serve(
             started: std::time::Instant::now(),
             limits: HttpLimits::default(),
             access,
+            qr: qr_of(ski, &ship_id, &settings),
         });
         (address, tokio::spawn(api::serve(listener, state)))
     });
@@ -290,17 +304,24 @@ async fn serve(
         auto_accept: settings.auto_accept,
     });
 
-    for peer in settings.peers.clone() {
-        let (hub_for_peer, trust_for_peer) = (hub.clone(), trust.clone());
-        let outcome = tokio::task::spawn_blocking(move || -> Result<bool, GatewayError> {
-            let known = trust_for_peer.get(&peer.ski)?.is_some();
-            trust_for_peer.merge(peer.ski, |p| p.last_address = Some(peer.address))?;
-            hub_for_peer.pair_at(peer.ski, None, Some(peer.address))?;
-            Ok(!known)
-        })
-        .await;
+    for (peer, stored) in stored_peers {
+        let hub_for_peer = hub.clone();
+        // The hub already trusts it (it read the store at start); this adds the configured
+        // address, which is dialled first.
+        let outcome = match stored {
+            Ok(Ok(new)) => tokio::task::spawn_blocking(move || {
+                hub_for_peer
+                    .pair_at(peer.ski, None, Some(peer.address))
+                    .map(|()| new)
+                    .map_err(GatewayError::from)
+            })
+            .await
+            .unwrap_or_else(|e| Err(GatewayError::Setting(e.to_string()))),
+            Ok(Err(error)) => Err(error),
+            Err(error) => Err(GatewayError::Setting(error.to_string())),
+        };
         match outcome {
-            Ok(Ok(true)) => {
+            Ok(true) => {
                 log.emit(Event::Paired {
                     ski: peer.ski.to_string(),
                     by: "--peer".into(),
@@ -316,11 +337,8 @@ async fn serve(
                     ),
                 });
             }
-            Ok(Ok(false)) => {}
+            Ok(false) => {}
             // One static peer that cannot be stored must not take the others down.
-            Ok(Err(error)) => log.emit(Event::Warning {
-                message: format!("static peer {}: {error}", peer.ski),
-            }),
             Err(error) => log.emit(Event::Warning {
                 message: format!("static peer {}: {error}", peer.ski),
             }),
@@ -355,6 +373,20 @@ async fn serve(
     })
     .await;
     Ok(())
+}
+
+/// This gateway's QR code (text, SVG) for the console; `None` (with a warning on stderr) if
+/// its device values cannot be written into one.
+fn qr_of(ski: ship_hub::Ski, ship_id: &ShipId, settings: &RunSettings) -> Option<(String, String)> {
+    let text = match crate::qr::code_of(ski, ship_id.clone(), &settings.device) {
+        Ok(code) => code.to_string(),
+        Err(error) => {
+            tracing::warn!("the console shows no QR code: {error}");
+            return None;
+        }
+    };
+    let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
+    Some((text, crate::qr::svg_of(&code)))
 }
 
 /// SIGINT and SIGTERM, caught from installation on.

@@ -157,7 +157,13 @@ fn same_origin(headers: &HeaderMap) -> bool {
         let Some(host) = host else {
             return false;
         };
-        return origin.to_str().is_ok_and(|o| o == format!("http://{host}"));
+        // The scheme is not compared: behind a reverse proxy that adds TLS the page's origin
+        // is `https://…` while the proxy forwards the same `Host`.
+        return origin.to_str().is_ok_and(|o| {
+            o.strip_prefix("http://")
+                .or_else(|| o.strip_prefix("https://"))
+                .is_some_and(|rest| rest.eq_ignore_ascii_case(host))
+        });
     }
     match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         Some(site) => site == "same-origin" || site == "none",
@@ -294,7 +300,19 @@ mod tests {
         assert!(same_origin(&headers));
         headers.insert(header::ORIGIN, "http://127.0.0.1:4780".parse().unwrap());
         assert!(same_origin(&headers));
+        headers.insert(header::ORIGIN, "https://127.0.0.1:4780".parse().unwrap());
+        assert!(
+            same_origin(&headers),
+            "a TLS proxy in front forwards the same host"
+        );
         headers.insert(header::ORIGIN, "http://evil.example".parse().unwrap());
+        assert!(!same_origin(&headers));
+        headers.insert(
+            header::ORIGIN,
+            "http://127.0.0.1:4780.evil.example".parse().unwrap(),
+        );
+        assert!(!same_origin(&headers));
+        headers.insert(header::ORIGIN, "null".parse().unwrap());
         assert!(!same_origin(&headers));
         headers.remove(header::ORIGIN);
         headers.insert("sec-fetch-site", "cross-site".parse().unwrap());

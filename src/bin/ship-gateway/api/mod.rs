@@ -65,6 +65,8 @@ pub(crate) struct ApiState {
     pub(crate) started: Instant,
     pub(crate) limits: HttpLimits,
     pub(crate) access: Access,
+    /// This gateway's SHIP installation QR code: its text and an SVG picture of it.
+    pub(crate) qr: Option<(String, String)>,
 }
 
 /// An error answer: `{"code": "...", "message": "..."}` with a 4xx (or 5xx for a failure of

@@ -35,6 +35,7 @@ pub(crate) fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/requests/{ski}/approve", post(approve))
         .route("/api/v1/requests/{ski}/deny", post(deny))
         .route("/api/v1/events", get(events))
+        .route("/api/v1/qr.svg", get(qr_svg))
         .route("/metrics", get(metrics::metrics))
         .route("/", get(console))
         .route("/login", get(auth::login_form).post(auth::login_submit))
@@ -56,7 +57,7 @@ async fn console() -> Response {
             (
                 header::CONTENT_SECURITY_POLICY,
                 "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
-                 connect-src 'self'; img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+                 connect-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
             ),
             (header::X_FRAME_OPTIONS, "DENY"),
         ],
@@ -150,6 +151,8 @@ fn store_error(error: impl std::fmt::Display) -> ApiError {
 struct Status {
     ski: String,
     ship_id: String,
+    /// The SHIP installation QR code's text (`SHIP;SKI:…;ENDSHIP;`), `null` if none.
+    qr: Option<String>,
     addresses: Vec<SocketAddr>,
     version: &'static str,
     uptime_s: u64,
@@ -182,6 +185,7 @@ async fn status(State(state): State<Arc<ApiState>>) -> Result<Json<Status>, ApiE
     Ok(Json(Status {
         ski: state.hub.local_ski().to_string(),
         ship_id: state.ship_id.to_string(),
+        qr: state.qr.as_ref().map(|(text, _)| text.clone()),
         addresses: vec![state.hub.local_addr()],
         version: env!("CARGO_PKG_VERSION"),
         uptime_s: state.started.elapsed().as_secs(),
@@ -198,6 +202,19 @@ async fn status(State(state): State<Arc<ApiState>>) -> Result<Json<Status>, ApiE
             events: state.bus.last_id(),
         },
     }))
+}
+
+/// `GET /api/v1/qr.svg`: this gateway's installation QR code as an SVG picture.
+async fn qr_svg(State(state): State<Arc<ApiState>>) -> Response {
+    match &state.qr {
+        Some((_, svg)) => ([(header::CONTENT_TYPE, "image/svg+xml")], svg.clone()).into_response(),
+        None => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_qr",
+            "this gateway's device values cannot be written into a QR code",
+        )
+        .into_response(),
+    }
 }
 
 // ----- peers ------------------------------------------------------------------------------
