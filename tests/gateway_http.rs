@@ -847,9 +847,9 @@ fn console_a_request_appears_is_approved_reaches_completed_and_unpair_removes_it
         qr.as_u64().is_some_and(|w| w > 0),
         "the QR code loaded: {qr}"
     );
-    browser.click(&browser.find("#qr-box summary").unwrap());
+    browser.click_css("#qr-box summary", PATIENCE);
     browser.screenshot(&screenshot_path("console-desktop-empty"));
-    browser.click(&browser.find("#qr-box summary").unwrap());
+    browser.click_css("#qr-box summary", PATIENCE);
 
     // An unknown device dials: its request shows up on the page.
     let b_dir = tmp.path().join("b");
@@ -877,10 +877,7 @@ fn console_a_request_appears_is_approved_reaches_completed_and_unpair_removes_it
     browser.set_size(DESKTOP.0, DESKTOP.1);
 
     // Approve: the badge reaches Completed.
-    let approve = browser
-        .find(&format!(".request[data-ski='{b_ski}'] .approve"))
-        .unwrap();
-    browser.click(&approve);
+    browser.click_css(&format!(".request[data-ski='{b_ski}'] .approve"), PATIENCE);
     browser.wait_for(
         &format!(".peer[data-ski='{b_ski}'] .badge.Completed"),
         PATIENCE,
@@ -893,10 +890,7 @@ fn console_a_request_appears_is_approved_reaches_completed_and_unpair_removes_it
     browser.set_size(DESKTOP.0, DESKTOP.1);
 
     // Unpair, confirmed in the dialog: the device disappears and A does not dial it.
-    let unpair = browser
-        .find(&format!(".peer[data-ski='{b_ski}'] .unpair"))
-        .unwrap();
-    browser.click(&unpair);
+    browser.click_css(&format!(".peer[data-ski='{b_ski}'] .unpair"), PATIENCE);
     browser.accept_dialog();
     browser.wait_gone(&format!(".peer[data-ski='{b_ski}']"), PATIENCE);
     a.running.wait_for("unpaired", |v| {
@@ -948,10 +942,7 @@ fn console_shows_a_hostile_mdns_name_as_text() {
     );
     browser.screenshot(&screenshot_path("console-desktop-visible"));
     // "Pair" on a visible device pairs it (after the confirmation).
-    let pair = browser
-        .find(&format!(".visible[data-ski='{c_ski}'] .pair"))
-        .unwrap();
-    browser.click(&pair);
+    browser.click_css(&format!(".visible[data-ski='{c_ski}'] .pair"), PATIENCE);
     browser.accept_dialog();
     browser.wait_for(&format!(".peer[data-ski='{c_ski}']"), PATIENCE);
     assert_no_console_errors(&browser);
@@ -1011,7 +1002,7 @@ fn console_on_a_lan_address_refuses_changes_without_the_token_and_works_after_lo
     // Log in: the console shows and may change things.
     let field = browser.find("input[name=token]").unwrap();
     browser.type_into(&field, token);
-    browser.click(&browser.find("button[type=submit]").unwrap());
+    browser.click_css("button[type=submit]", PATIENCE);
     browser.wait_for("#peers .empty", PATIENCE);
     let accepted = browser.run_async(
         &format!(

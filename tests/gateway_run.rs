@@ -880,3 +880,28 @@ fn send_refuses_a_payload_over_the_message_limit_and_delivers_the_largest_that_f
     assert!(b.terminate().success());
     assert!(a.terminate().success());
 }
+
+/// Finding (a new user): `--interface eth7` (no such interface) was accepted silently and the
+/// gateway was invisible. It is refused, naming the interfaces that exist. In the namespace, so
+/// that the old behaviour (an mDNS daemon started) could never reach a real network.
+#[test]
+#[ignore = "needs a private network namespace: run via .ci/test"]
+fn an_interface_that_does_not_exist_is_refused_with_the_list_of_those_that_do() {
+    gateway_support::common::assert_private_namespace();
+    let tmp = tempdir();
+    let output = gateway(
+        tmp.path(),
+        &[
+            "run",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--interface",
+            "eth7",
+        ],
+    );
+    assert_one_line_error(&output, 1, "no network interface \"eth7\"");
+    let text = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(text.contains("(it has: ") && text.contains("lo"), "{text}");
+}

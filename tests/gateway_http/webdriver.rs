@@ -184,8 +184,28 @@ impl Browser {
             .map(str::to_owned)
     }
 
-    pub fn click(&self, element: &str) {
-        self.post(&format!("/element/{element}/click"), json!({}));
+    /// Clicks an element; an error (say, the element was replaced meanwhile) is returned.
+    pub fn click(&self, element: &str) -> Result<(), String> {
+        let answer = self.post(&format!("/element/{element}/click"), json!({}));
+        match answer.get("error") {
+            Some(error) => Err(format!("{error}: {}", answer["message"])),
+            None => Ok(()),
+        }
+    }
+
+    /// Finds the element `css` and clicks it, again if it was replaced between the two.
+    pub fn click_css(&self, css: &str, patience: Duration) {
+        let deadline = Instant::now() + patience;
+        loop {
+            let element = self.wait_for(css, patience);
+            match self.click(&element) {
+                Ok(()) => return,
+                Err(error) => {
+                    assert!(Instant::now() < deadline, "clicking {css:?}: {error}");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
     }
 
     pub fn text(&self, element: &str) -> String {

@@ -178,6 +178,7 @@ async fn serve(
     let discovery: Option<Arc<dyn Discovery>> = if settings.mdns {
         let mut config = MdnsConfig::new(ski);
         if !settings.interfaces.is_empty() {
+            check_interfaces(&settings.interfaces)?;
             config.interfaces = InterfaceSelection::Names(settings.interfaces.clone());
         }
         Some(Arc::new(
@@ -373,6 +374,28 @@ async fn serve(
     })
     .await;
     Ok(())
+}
+
+/// Refuses an `--interface` that does not exist (mDNS would otherwise run on no interface at all
+/// and the gateway would be invisible without a word), naming the ones that do. Where the list
+/// cannot be read (not Linux), the names are passed on unchecked.
+fn check_interfaces(names: &[String]) -> Result<(), GatewayError> {
+    let Ok(entries) = std::fs::read_dir("/sys/class/net") else {
+        return Ok(());
+    };
+    let mut existing: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    existing.sort();
+    match names.iter().find(|name| !existing.contains(name)) {
+        None => Ok(()),
+        Some(missing) => Err(GatewayError::Setting(format!(
+            "there is no network interface \"{}\" on this machine (it has: {})",
+            crate::escape::Escaped(missing),
+            existing.join(", ")
+        ))),
+    }
 }
 
 /// This gateway's QR code (text, SVG) for the console; `None` (with a warning on stderr) if
