@@ -832,7 +832,7 @@ fn console_a_request_appears_is_approved_reaches_completed_and_unpair_removes_it
     let browser = Browser::start(DESKTOP.0, DESKTOP.1);
     browser.goto(&a.url("/"));
     browser.wait_for("#peers .empty", PATIENCE);
-    let own = browser.text(&browser.wait_for("#own-ski", PATIENCE));
+    let own = browser.text_css("#own-ski", PATIENCE);
     assert_eq!(
         own.replace(' ', ""),
         a.ski,
@@ -860,12 +860,13 @@ fn console_a_request_appears_is_approved_reaches_completed_and_unpair_removes_it
         v["event"] == "pairing_requested" && v["ski"] == b_ski.as_str()
     });
     let asked = Instant::now();
-    let request = browser.wait_for(&format!(".request[data-ski='{b_ski}']"), PATIENCE);
+    let request = format!(".request[data-ski='{b_ski}']");
+    browser.wait_for(&request, PATIENCE);
     eprintln!(
         "figure: the request was on the page {} ms after the gateway reported it",
         asked.elapsed().as_millis()
     );
-    let text = browser.text(&request);
+    let text = browser.text_css(&request, PATIENCE);
     assert!(
         text.contains(&grouped(&b_ski)),
         "SKI grouped for comparison: {text}"
@@ -928,8 +929,7 @@ fn console_shows_a_hostile_mdns_name_as_text() {
     let c_ski = c.event("listening")["ski"].as_str().unwrap().to_owned();
     let browser = Browser::start(DESKTOP.0, DESKTOP.1);
     browser.goto(&format!("http://{http}/"));
-    let card = browser.wait_for(&format!(".visible[data-ski='{c_ski}']"), PATIENCE);
-    let text = browser.text(&card);
+    let text = browser.text_css(&format!(".visible[data-ski='{c_ski}']"), PATIENCE);
     assert!(text.contains(hostile), "the name is shown as text: {text}");
     assert_eq!(
         browser.run("return window.pwned === undefined;", json!([])),

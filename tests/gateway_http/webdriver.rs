@@ -208,11 +208,29 @@ impl Browser {
         }
     }
 
-    pub fn text(&self, element: &str) -> String {
-        self.send("GET", &format!("/element/{element}/text"), None)
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+    /// The rendered text of an element, or the error (e.g. it was replaced meanwhile).
+    pub fn text(&self, element: &str) -> Result<String, String> {
+        let answer = self.send("GET", &format!("/element/{element}/text"), None);
+        match answer.as_str() {
+            Some(text) => Ok(text.to_owned()),
+            None => Err(answer.to_string()),
+        }
+    }
+
+    /// The text of the element `css`, found again if it was replaced while being read (the
+    /// console re-renders its lists as events arrive).
+    pub fn text_css(&self, css: &str, patience: Duration) -> String {
+        let deadline = Instant::now() + patience;
+        loop {
+            let element = self.wait_for(css, patience);
+            match self.text(&element) {
+                Ok(text) => return text,
+                Err(error) => {
+                    assert!(Instant::now() < deadline, "reading {css:?}: {error}");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
     }
 
     pub fn type_into(&self, element: &str, text: &str) {

@@ -385,6 +385,7 @@ impl EventLog {
 
     fn queue(&self, event: Event, token: Option<DeliveryToken>) {
         let listening = matches!(event, Event::Listening { .. });
+        let lifecycle = matches!(event, Event::Stopping { .. } | Event::Stopped { .. });
         let text = match self.shared.bus.get() {
             Some(bus) => {
                 let json = self.shared.json_text(&event);
@@ -404,7 +405,9 @@ impl EventLog {
             queue.lines.push_front(Line { text, token: None });
         } else if token.is_some() {
             queue.lines.push_back(Line { text, token });
-        } else if queue.others >= MAX_QUEUED_LINES {
+        } else if queue.others >= MAX_QUEUED_LINES && !lifecycle {
+            // `stopping` and `stopped` are never dropped (they happen once): a reader that
+            // fell behind during a burst still learns how the gateway ended.
             queue.dropped += 1;
             return;
         } else {
@@ -730,6 +733,47 @@ mod tests {
             "after",
             "reported where the lines were lost"
         );
+    }
+
+    /// Finding (measuring a 3,000-handshake burst): a reader that fell behind filled the queue,
+    /// and the `stopped` line was dropped with the rest, so the reader never learnt whether
+    /// every connection closed in time.
+    #[test]
+    fn stopping_and_stopped_are_never_dropped() {
+        let out = Gated::default();
+        let log = EventLog::with_output(true, Box::new(out.clone())).unwrap();
+        log.emit(Event::Listening {
+            address: "127.0.0.1:1".parse().unwrap(),
+            http: None,
+            ski: "ab".into(),
+            ship_id: "id".into(),
+            data_dir: "d".into(),
+            mdns: false,
+            auto_accept: false,
+        });
+        for n in 0..2 * MAX_QUEUED_LINES {
+            log.emit(Event::Warning {
+                message: n.to_string(),
+            });
+        }
+        log.emit(Event::Stopping {
+            signal: "SIGINT".into(),
+        });
+        log.emit(Event::Stopped {
+            connections_closed_in_time: true,
+            elapsed_ms: 1,
+        });
+        *out.open.0.lock().unwrap() = true;
+        out.open.1.notify_all();
+        log.flush(Duration::from_secs(10));
+        let written = String::from_utf8(out.written.lock().unwrap().clone()).unwrap();
+        let kinds: Vec<String> = written
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["event"].to_string())
+            .collect();
+        let tail: Vec<&str> = kinds.iter().rev().take(2).map(|s| s.as_str()).collect();
+        assert_eq!(tail, ["\"stopped\"", "\"stopping\""], "{kinds:?}");
+        assert!(kinds.iter().any(|k| k == "\"events_dropped\""));
     }
 
     #[test]
