@@ -411,6 +411,16 @@ impl EventLog {
             queue.dropped += 1;
             return;
         } else {
+            if lifecycle && queue.dropped > 0 {
+                // What was lost is reported before the end, so `stopped` stays the last line.
+                let count = std::mem::take(&mut queue.dropped);
+                let dropped = self.shared.format(&Event::EventsDropped { count });
+                queue.others += 1;
+                queue.lines.push_back(Line {
+                    text: dropped,
+                    token: None,
+                });
+            }
             queue.others += 1;
             queue.lines.push_back(Line { text, token: None });
         }
