@@ -483,14 +483,7 @@ impl Shared {
                         queue = self.wait(queue);
                         continue;
                     }
-                    if queue.dropped > 0 && queue.others < MAX_QUEUED_LINES {
-                        // Output resumed (or the queue drained): say how much was lost, in the
-                        // place where it was lost.
-                        let count = std::mem::take(&mut queue.dropped);
-                        let text = self.format(&Event::EventsDropped { count });
-                        queue.others += 1;
-                        queue.lines.push_back(Line { text, token: None });
-                    }
+                    self.report_dropped(&mut queue);
                     if !queue.lines.is_empty() && waited {
                         waited = false;
                         drop(queue);
@@ -536,7 +529,21 @@ impl Shared {
             let mut queue = self.lock();
             queue.writing = false;
             queue.written += written;
+            self.report_dropped(&mut queue);
             self.notify(&queue);
+        }
+    }
+
+    /// Once output resumed (the queue has room again), queues one `events_dropped` line with
+    /// the count, in the place where the lines were lost. Called with the queue locked, also
+    /// right after a batch was written, before anyone waiting for the queue to drain (see
+    /// [`EventLog::flush`]) can see it empty.
+    fn report_dropped(&self, queue: &mut Queue) {
+        if queue.dropped > 0 && queue.others < MAX_QUEUED_LINES {
+            let count = std::mem::take(&mut queue.dropped);
+            let text = self.format(&Event::EventsDropped { count });
+            queue.others += 1;
+            queue.lines.push_back(Line { text, token: None });
         }
     }
 
