@@ -34,6 +34,24 @@ pub(crate) struct GatewayCallbacks {
     pub(crate) live: Arc<Live>,
     /// Pairing requests wait for a decision over the HTTP API even without a terminal.
     pub(crate) ask_over_http: bool,
+    /// The last `visible_services` list printed.
+    pub(crate) last_visible: LastVisible,
+}
+
+/// The last list of visible services reported, to print a list only when it differs.
+#[derive(Default)]
+pub(crate) struct LastVisible(std::sync::Mutex<Option<Vec<ServiceRow>>>);
+
+impl LastVisible {
+    /// Whether `rows` differ from the last list (and remembers them).
+    fn changed(&self, rows: &[ServiceRow]) -> bool {
+        let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if last.as_deref() == Some(rows) {
+            return false;
+        }
+        *last = Some(rows.to_vec());
+        true
+    }
 }
 
 /// What the gateway answers a pairing request: accept with auto-accept, ask when there is a
@@ -177,9 +195,12 @@ impl Callbacks for GatewayCallbacks {
     }
 
     fn visible_services_changed(&self, services: &[VisibleService]) {
-        self.log.emit(Event::VisibleServices {
-            services: services.iter().map(ServiceRow::of).collect(),
-        });
+        let rows: Vec<ServiceRow> = services.iter().map(ServiceRow::of).collect();
+        // The hub reports changes the gateway does not show (an address's order, a refreshed
+        // announcement): a line that would repeat the last one is not printed.
+        if self.last_visible.changed(&rows) {
+            self.log.emit(Event::VisibleServices { services: rows });
+        }
     }
 
     fn ship_id_learned(&self, ski: Ski, ship_id: &ShipId) {
@@ -193,6 +214,28 @@ impl Callbacks for GatewayCallbacks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Finding (a new user): repeated identical `visible` lines.
+    #[test]
+    fn a_visible_list_is_reported_only_when_it_changed() {
+        let row = |name: &str| ServiceRow {
+            name: name.into(),
+            ski: "0505050505050505050505050505050505050505".into(),
+            ship_id: "id".into(),
+            addresses: vec!["127.0.0.1:4711".into()],
+            brand: None,
+            model: None,
+            device_type: None,
+            register: false,
+        };
+        let last = LastVisible::default();
+        assert!(last.changed(&[]), "the first list, even empty, is reported");
+        assert!(!last.changed(&[]));
+        assert!(last.changed(&[row("a")]));
+        assert!(!last.changed(&[row("a")]), "the same again: not reported");
+        assert!(last.changed(&[row("b")]));
+        assert!(last.changed(&[]));
+    }
 
     #[test]
     fn auto_accept_accepts_a_terminal_asks_and_otherwise_refuses() {

@@ -19,7 +19,7 @@ use crate::api::bus::EventBus;
 use crate::escape::Escaped;
 
 /// One service in a `visible_services` event or in `discover`'s output.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct ServiceRow {
     pub(crate) name: String,
     pub(crate) ski: String,
@@ -157,6 +157,9 @@ impl Event {
                 let mut line = format!("{ski} state {state}");
                 if let Some(detailed) = detailed {
                     line.push_str(&format!(" ({detailed})"));
+                    if let Some(words) = waiting_words(detailed) {
+                        line.push_str(&format!(": {words}"));
+                    }
                 }
                 if let Some(error) = error {
                     line.push_str(&format!(": {}", Escaped(error)));
@@ -225,6 +228,20 @@ impl Event {
             ),
         }
     }
+}
+
+/// What a detailed state means for the person waiting, where the name alone does not say it.
+pub(crate) fn waiting_words(detailed: &str) -> Option<String> {
+    // Hello (docs/ship.md §6): we are ready, the other side has not said yes yet; it gives up
+    // after T_hello_init unless the other side asks for more time.
+    detailed.starts_with("HelloReady").then(|| {
+        format!(
+            "waiting for the other device to confirm the pairing (up to {} s)",
+            ship_hub::protocol::ProtocolConfig::default()
+                .hello_init
+                .as_secs()
+        )
+    })
 }
 
 fn now() -> Duration {
@@ -791,6 +808,31 @@ mod tests {
         let tail: Vec<&str> = kinds.iter().rev().take(2).map(|s| s.as_str()).collect();
         assert_eq!(tail, ["\"stopped\"", "\"stopping\""], "{kinds:?}");
         assert!(kinds.iter().any(|k| k == "\"events_dropped\""));
+    }
+
+    /// Finding (a new user): `InProgress (HelloReadyInit)` did not say that the other side's
+    /// person had not answered yet.
+    #[test]
+    fn a_hello_wait_says_that_the_other_device_must_confirm() {
+        let line = Event::State {
+            ski: "ab".into(),
+            state: "InProgress".into(),
+            detailed: Some("HelloReadyInit".into()),
+            error: None,
+        }
+        .human();
+        assert!(
+            line.contains("waiting for the other device to confirm the pairing (up to 120 s)"),
+            "{line}"
+        );
+        let other = Event::State {
+            ski: "ab".into(),
+            state: "InProgress".into(),
+            detailed: Some("CmiClientSend".into()),
+            error: None,
+        }
+        .human();
+        assert!(!other.contains("waiting"), "{other}");
     }
 
     #[test]

@@ -174,6 +174,7 @@ async fn serve(
         echo: settings.echo,
         live: live.clone(),
         ask_over_http: http.is_some() && !settings.auto_accept,
+        last_visible: Default::default(),
     });
     let discovery: Option<Arc<dyn Discovery>> = if settings.mdns {
         let mut config = MdnsConfig::new(ski);
