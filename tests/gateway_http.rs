@@ -156,7 +156,7 @@ fn every_operation_of_the_openapi_description_is_served() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 12);
+    assert_eq!(operations, 13);
     // And what is not described is not served.
     gateway.assert_error("GET", "/api/v1/nothing", None, 404, "not_found");
 }
@@ -1019,4 +1019,119 @@ fn console_on_a_lan_address_refuses_changes_without_the_token_and_works_after_lo
 
 fn common_namespace() {
     gateway_support::common::assert_private_namespace();
+}
+
+// ----- the same API on the control socket: `status`, `watch`, `approve`, `deny`, `disconnect` --
+
+#[test]
+fn status_approve_and_disconnect_from_the_command_line_of_a_gateway_run_as_a_service() {
+    let tmp = tempdir();
+    let a_dir = tmp.path().join("a");
+    // A service: no terminal, no HTTP; `--ask` lets requests wait for the command line.
+    let mut a = Running::start(&a_dir, &["--ask"]);
+    let a_address = a.address();
+    let a_ski = ski_of(&a_dir);
+    let b_dir = tmp.path().join("b");
+    let b_ski = ski_of(&b_dir);
+    let mut b = Running::start(&b_dir, &["--peer", &format!("{a_ski}@{a_address}")]);
+    a.wait_for("B asks", |v| {
+        v["event"] == "pairing_requested" && v["ski"] == b_ski.as_str() && v["decision"] == "asking"
+    });
+    // `status --json`: one object with the request.
+    let output = gateway(&a_dir, &["--json", "status"]);
+    assert_ok(&output);
+    let view: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert_eq!(view["status"]["ski"], a_ski.as_str());
+    assert_eq!(view["requests"][0]["ski"], b_ski.as_str(), "{view}");
+    // The human view says what to do.
+    let human = stdout(&gateway(&a_dir, &["status"]));
+    assert!(
+        human.contains("PAIRING REQUEST")
+            && human.contains(&format!("ship-gateway approve {b_ski}")),
+        "{human}"
+    );
+    // approve: B connects.
+    let output = gateway(&a_dir, &["approve", &b_ski]);
+    assert_ok(&output);
+    assert!(stdout(&output).contains("approved"), "{}", stdout(&output));
+    b.wait_for("B connected", |v| {
+        v["event"] == "connected" && v["ski"] == a_ski.as_str()
+    });
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let human = stdout(&gateway(&a_dir, &["status"]));
+        if human.contains(&b_ski) && human.contains("Completed") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{human}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A request that no longer waits: a one-line error.
+    assert_one_line_error(&gateway(&a_dir, &["deny", &b_ski]), 1, "no pairing request");
+    // disconnect: closed, still paired.
+    let output = gateway(&a_dir, &["disconnect", &b_ski]);
+    assert_ok(&output);
+    a.wait_for("B disconnected", |v| {
+        v["event"] == "disconnected" && v["ski"] == b_ski.as_str()
+    });
+    assert!(stdout(&gateway(&a_dir, &["--json", "list"])).contains(&b_ski));
+    assert_one_line_error(
+        &gateway(
+            &a_dir,
+            &["disconnect", "0303030303030303030303030303030303030303"],
+        ),
+        1,
+        "has no connection",
+    );
+    // The line protocol of `pair`/`unpair`/`send` still works on the same socket.
+    assert_ok(&gateway(&a_dir, &["pair", OTHER_SKI]));
+    assert!(a.terminate().success());
+    // No gateway: a clear error.
+    assert_one_line_error(
+        &gateway(&a_dir, &["status"]),
+        1,
+        "no ship-gateway is running",
+    );
+}
+
+#[test]
+fn watch_shows_the_view_again_when_something_happens() {
+    use std::process::{Command, Stdio};
+    let tmp = tempdir();
+    let mut a = Running::start(tmp.path(), &[]);
+    a.address();
+    let mut watch = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(tmp.path())
+        .args(["--json", "watch"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["peers"], Value::Array(vec![]));
+    assert_ok(&gateway(
+        tmp.path(),
+        &["pair", OTHER_SKI, "--address", "127.0.0.1:9"],
+    ));
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let line = lines.next().expect("watch ended").unwrap();
+        if line.trim().is_empty() {
+            continue;
+        }
+        let view: Value = serde_json::from_str(&line).unwrap();
+        if view["peers"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["ski"] == OTHER_SKI))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline);
+    }
+    // The gateway stops: watch ends.
+    assert!(a.terminate().success());
+    let status = watch.wait().unwrap();
+    assert!(status.success(), "{status:?}");
 }

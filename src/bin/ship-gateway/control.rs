@@ -145,6 +145,9 @@ pub(crate) struct ControlServer {
     pub(crate) trust: Arc<LockedTrustStore>,
     pub(crate) log: Arc<EventLog>,
     pub(crate) limits: ControlLimits,
+    /// The HTTP API, served on the same socket to requests that start like HTTP (`status`,
+    /// `watch`, `approve`, `deny`, `disconnect` use it).
+    pub(crate) api: Option<axum::Router>,
 }
 
 /// Stores a pairing with its extras (SHIP ID, name, address) and hands it to the hub, which
@@ -197,6 +200,14 @@ pub(crate) fn what_happens_next(hub: &Hub, peer: &ship_hub::hub::PairedPeer) -> 
         "paired {ski}; no address is known yet: it is trusted when it connects, and dialled as \
          soon as mDNS shows it (or give `--address HOST:PORT`)"
     )
+}
+
+/// The answer to a client that sent no request in time.
+fn idle_answer(idle_timeout: std::time::Duration) -> Response {
+    Response {
+        ok: false,
+        message: format!("no request within {} s: closed", idle_timeout.as_secs_f64()),
+    }
 }
 
 /// Writes `response` as one line without waiting: the socket is fresh, so its buffer has room;
@@ -259,24 +270,44 @@ impl ControlServer {
             tokio::spawn(async move {
                 let _slot = slot;
                 let idle_timeout = server.limits.idle_timeout;
+                let started = tokio::time::Instant::now();
+                let mut stream = stream;
+                // The first byte tells the two protocols apart: a JSON line starts with `{`,
+                // an HTTP request with its method.
+                let mut first = [0u8; 1];
+                let read = tokio::time::timeout(idle_timeout, stream.read(&mut first)).await;
+                match read {
+                    Err(_elapsed) => {
+                        answer_now(&stream, &idle_answer(idle_timeout));
+                        return;
+                    }
+                    Ok(Ok(0)) | Ok(Err(_)) => return,
+                    Ok(Ok(_)) => {}
+                }
+                if first[0].is_ascii_uppercase()
+                    && let Some(router) = &server.api
+                {
+                    let left = idle_timeout.saturating_sub(started.elapsed());
+                    crate::api::serve_socket_connection(
+                        stream,
+                        first.to_vec(),
+                        router.clone(),
+                        left.max(std::time::Duration::from_millis(1)),
+                    )
+                    .await;
+                    return;
+                }
                 let mut line = String::new();
-                let mut reader = tokio::io::BufReader::new(stream);
+                let mut reader =
+                    tokio::io::BufReader::new(crate::api::Prefixed::new(first.to_vec(), stream));
                 let read = {
                     let mut limited = (&mut reader).take(MAX_REQUEST);
-                    tokio::time::timeout(idle_timeout, limited.read_line(&mut line)).await
+                    let left = idle_timeout.saturating_sub(started.elapsed());
+                    tokio::time::timeout(left, limited.read_line(&mut line)).await
                 };
                 let response = match read {
                     Err(_elapsed) => {
-                        answer_now(
-                            reader.get_ref(),
-                            &Response {
-                                ok: false,
-                                message: format!(
-                                    "no request within {} s: closed",
-                                    idle_timeout.as_secs_f64()
-                                ),
-                            },
-                        );
+                        answer_now(reader.get_ref().inner(), &idle_answer(idle_timeout));
                         return;
                     }
                     Ok(Ok(_)) => match serde_json::from_str::<Request>(line.trim()) {

@@ -162,10 +162,9 @@ async fn serve(
         None => None,
     };
     let live = Arc::new(Live::default());
+    // The event stream of the API (HTTP and control socket: `watch`).
     let bus = EventBus::new(BusLimits::default());
-    if http.is_some() {
-        log.publish_to(bus.clone());
-    }
+    log.publish_to(bus.clone());
     let callbacks = Arc::new(GatewayCallbacks {
         log: log.clone(),
         hub: hub_cell.clone(),
@@ -173,7 +172,7 @@ async fn serve(
         auto_accept: settings.auto_accept,
         echo: settings.echo,
         live: live.clone(),
-        ask_over_http: http.is_some() && !settings.auto_accept,
+        ask_over_http: (http.is_some() || settings.ask) && !settings.auto_accept,
         last_visible: Default::default(),
     });
     let discovery: Option<Arc<dyn Discovery>> = if settings.mdns {
@@ -258,6 +257,23 @@ async fn serve(
         });
     }
 
+    let started_at = std::time::Instant::now();
+    let qr = qr_of(ski, &ship_id, &settings);
+    let api_state = |access: Access| {
+        Arc::new(ApiState {
+            hub: hub.clone(),
+            trust: trust.clone(),
+            log: log.clone(),
+            live: live.clone(),
+            bus: bus.clone(),
+            ship_id: ship_id.clone(),
+            started: started_at,
+            limits: HttpLimits::default(),
+            access,
+            qr: qr.clone(),
+        })
+    };
+
     // The control socket (pair/unpair/send while running). Without it the gateway still runs;
     // those commands then fail with a clear error.
     let control_path = dir.control_path();
@@ -268,6 +284,7 @@ async fn serve(
                 trust: trust.clone(),
                 log: log.clone(),
                 limits: settings.control,
+                api: Some(api::router(api_state(Access::Socket))),
             });
             Some(tokio::spawn(server.serve(listener)))
         }
@@ -281,19 +298,10 @@ async fn serve(
 
     let http_task = http.map(|(listener, access)| {
         let address = listener.local_addr().unwrap_or(hub.local_addr());
-        let state = Arc::new(ApiState {
-            hub: hub.clone(),
-            trust: trust.clone(),
-            log: log.clone(),
-            live: live.clone(),
-            bus: bus.clone(),
-            ship_id: ship_id.clone(),
-            started: std::time::Instant::now(),
-            limits: HttpLimits::default(),
-            access,
-            qr: qr_of(ski, &ship_id, &settings),
-        });
-        (address, tokio::spawn(api::serve(listener, state)))
+        (
+            address,
+            tokio::spawn(api::serve(listener, api_state(access))),
+        )
     });
 
     log.emit(Event::Listening {

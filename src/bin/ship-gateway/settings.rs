@@ -10,6 +10,7 @@
 //! json = false
 //! prompt = true
 //! peers = []   # "SKI@HOST:PORT"; stored as a pairing at the first start
+//! ask = false   # pairing requests wait for `approve`/`deny` without a terminal
 //! http = "127.0.0.1:4780"   # the HTTP API and console; off when absent
 //! http_token_file = "/etc/ship-gateway/http-token"   # required unless `http` is loopback
 //! tls_suites = ["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256"]
@@ -66,6 +67,7 @@ struct FileConfig {
     tls_suites: Option<Vec<String>>,
     http: Option<SocketAddr>,
     http_token_file: Option<PathBuf>,
+    ask: Option<bool>,
     #[serde(default)]
     device: DeviceSection,
     #[serde(default)]
@@ -185,6 +187,8 @@ pub(crate) struct RunSettings {
     pub(crate) http: Option<SocketAddr>,
     /// The token file of the HTTP API.
     pub(crate) http_token_file: Option<PathBuf>,
+    /// Pairing requests wait for `approve`/`deny` without a terminal.
+    pub(crate) ask: bool,
 }
 
 impl RunSettings {
@@ -298,6 +302,7 @@ impl RunSettings {
             tls_suites,
             http: args.http.or(file.http),
             http_token_file: args.http_token_file.or(file.http_token_file),
+            ask: args.ask || file.ask.unwrap_or(false),
             control: ControlLimits {
                 max_connections: limit(
                     args.control_connections,

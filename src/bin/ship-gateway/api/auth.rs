@@ -33,6 +33,8 @@ const MIN_TOKEN: usize = 16;
 /// How the API is protected.
 #[derive(Clone)]
 pub(crate) enum Access {
+    /// The control socket: its file mode (0600) admits only the gateway's user.
+    Socket,
     /// Loopback, no token.
     Open,
     /// A token (and the session cookie derived from it).
@@ -43,6 +45,7 @@ impl std::fmt::Debug for Access {
     // Never print the token.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Access::Socket => f.write_str("Socket"),
             Access::Open => f.write_str("Open"),
             Access::Token { .. } => f.write_str("Token(..)"),
         }
@@ -104,7 +107,7 @@ impl Access {
     /// Checks a token typed into the login form; on success, the cookie to set.
     pub(crate) fn login(&self, given: &str) -> Option<String> {
         match self {
-            Access::Open => None,
+            Access::Socket | Access::Open => None,
             Access::Token { token, session } => equal(given.trim(), token)
                 .then(|| format!("{COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/")),
         }
@@ -230,7 +233,7 @@ pub(crate) async fn login_submit(
 ) -> Response {
     match state.access.login(&form.token) {
         Some(cookie) => ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response(),
-        None if matches!(state.access, Access::Open) => Redirect::to("/").into_response(),
+        None if !matches!(state.access, Access::Token { .. }) => Redirect::to("/").into_response(),
         None => (
             StatusCode::UNAUTHORIZED,
             Html(login_page(Some("That token is not right."))),

@@ -18,7 +18,9 @@ use tokio::sync::watch;
 pub(crate) struct BusLimits {
     /// Events kept for resuming clients. Default 4,096.
     pub(crate) max_events: usize,
-    /// Bytes of event text kept (the newest event is always kept). Default 8 MiB.
+    /// Bytes of event text kept (the newest event is always kept). Default 2 MiB: the
+    /// history costs at most this beyond the inbound budgets even when data events (which
+    /// carry their payloads) flood in.
     pub(crate) max_bytes: usize,
 }
 
@@ -26,7 +28,7 @@ impl Default for BusLimits {
     fn default() -> Self {
         BusLimits {
             max_events: 4096,
-            max_bytes: 8 << 20,
+            max_bytes: 2 << 20,
         }
     }
 }

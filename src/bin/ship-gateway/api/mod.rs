@@ -11,6 +11,8 @@ pub(crate) mod auth;
 pub(crate) mod bus;
 pub(crate) mod live;
 mod metrics;
+mod prefixed;
+pub(crate) use prefixed::Prefixed;
 mod routes;
 
 use std::sync::Arc;
@@ -105,6 +107,29 @@ impl IntoResponse for ApiError {
         )
             .into_response()
     }
+}
+
+/// Serves the API on one connection of the control socket (after its first bytes were read
+/// to tell HTTP from the line protocol: `prefix` is put back in front).
+pub(crate) async fn serve_socket_connection(
+    stream: tokio::net::UnixStream,
+    prefix: Vec<u8>,
+    router: axum::Router,
+    header_timeout: Duration,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    let io = prefixed::Prefixed::new(prefix, stream);
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(router))
+        .await;
+}
+
+/// The router (for the control socket, which serves it itself).
+pub(crate) fn router(state: Arc<ApiState>) -> axum::Router {
+    routes::router(state)
 }
 
 /// Serves the API on `listener` until the task is dropped.

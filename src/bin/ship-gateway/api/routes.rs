@@ -30,6 +30,7 @@ pub(crate) fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/peers", get(peers).post(pair))
         .route("/api/v1/peers/{ski}", axum::routing::delete(unpair))
         .route("/api/v1/peers/{ski}/data", post(send))
+        .route("/api/v1/peers/{ski}/disconnect", post(disconnect))
         .route("/api/v1/visible", get(visible))
         .route("/api/v1/requests", get(requests))
         .route("/api/v1/requests/{ski}/approve", post(approve))
@@ -358,6 +359,34 @@ async fn unpair(
         ski: ski.to_string(),
     });
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize)]
+struct Disconnected {
+    ski: String,
+}
+
+/// `POST /api/v1/peers/{ski}/disconnect`: closes its connections; a paired peer stays paired
+/// and is dialled again by the usual backoff.
+async fn disconnect(
+    State(state): State<Arc<ApiState>>,
+    Path(text): Path<String>,
+) -> Result<Json<Disconnected>, ApiError> {
+    let ski = ski(&text)?;
+    if state.hub.connections(ski).is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_connected",
+            format!("{ski} has no connection"),
+        ));
+    }
+    state
+        .hub
+        .disconnect(ski)
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, "not_connected", e.to_string()))?;
+    Ok(Json(Disconnected {
+        ski: ski.to_string(),
+    }))
 }
 
 #[derive(Serialize)]
