@@ -97,6 +97,27 @@ fn a_static_peer_from_a_config_file_is_dialled_and_its_stored_pairing_is_announc
     );
 }
 
+/// Finding (a new user, against the `eebus` crate): static peers were stored only after the
+/// listener was up, so a static peer that dialled at once on a first start was refused (3 of 6
+/// trials) and backed off. They are now stored before the hub starts: when `listening` is
+/// printed, the pairing is already in the store.
+#[test]
+fn static_peers_are_trusted_before_the_gateway_listens() {
+    let tmp = tempdir();
+    let data = tmp.path().join("data");
+    let mut running = Running::start(&data, &["--peer", &format!("{OTHER_SKI}@127.0.0.1:1")]);
+    running.event("listening");
+    let stored = std::fs::read_to_string(data.join("pairings.json")).unwrap_or_default();
+    assert!(
+        stored.contains(OTHER_SKI),
+        "the static peer is stored by the time the gateway listens: {stored}"
+    );
+    running.wait_for("paired", |v| {
+        v["event"] == "paired" && v["ski"] == OTHER_SKI
+    });
+    assert!(running.terminate().success());
+}
+
 /// Runs `run` (JSON, loopback, no mDNS) with `flags` before `run` and `env`, waits for the
 /// `listening` line, stops it with SIGTERM and returns its output.
 fn run_until_listening(dir: &Path, flags: &[&str], env: &[(&str, &str)]) -> Output {

@@ -90,7 +90,12 @@ pub struct Running {
 
 impl Running {
     pub fn start(dir: &Path, extra: &[&str]) -> Running {
-        let mut child = run_command(dir, &[], extra)
+        Running::spawn(run_command(dir, &[], extra))
+    }
+
+    /// Runs `command` (a `run` with `--json`) and reads its events.
+    pub fn spawn(mut command: Command) -> Running {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

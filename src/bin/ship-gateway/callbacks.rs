@@ -14,6 +14,7 @@ use ship_hub::protocol::ConnectionState;
 use ship_hub::transport::TlsSuite;
 use ship_hub::{ShipId, Ski};
 
+use crate::api::live::Live;
 use crate::events::{Event, EventLog, ServiceRow, instance_label};
 use crate::prompt::{PairingPrompt, PinAsk};
 
@@ -32,6 +33,28 @@ pub(crate) struct GatewayCallbacks {
     pub(crate) echo: bool,
     /// Where the SHIP Pairing Service's replay guard is stored after each accepted request.
     pub(crate) replay_file: Option<std::path::PathBuf>,
+    /// Peers' latest states and the waiting pairing requests, for the HTTP API.
+    pub(crate) live: Arc<Live>,
+    /// Pairing requests wait for a decision over the HTTP API even without a terminal.
+    pub(crate) ask_over_http: bool,
+    /// The last `visible_services` list printed.
+    pub(crate) last_visible: LastVisible,
+}
+
+/// The last list of visible services reported, to print a list only when it differs.
+#[derive(Default)]
+pub(crate) struct LastVisible(std::sync::Mutex<Option<Vec<ServiceRow>>>);
+
+impl LastVisible {
+    /// Whether `rows` differ from the last list (and remembers them).
+    fn changed(&self, rows: &[ServiceRow]) -> bool {
+        let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if last.as_deref() == Some(rows) {
+            return false;
+        }
+        *last = Some(rows.to_vec());
+        true
+    }
 }
 
 /// What the gateway answers a pairing request: accept with auto-accept, ask when there is a
@@ -90,19 +113,24 @@ impl GatewayCallbacks {
 
 impl Callbacks for GatewayCallbacks {
     fn state_changed(&self, ski: Ski, state: ConnectionState, detail: &StateDetail) {
+        let detailed = detail.detailed.map(|d| format!("{d:?}"));
+        self.live
+            .state(ski, state, detailed.clone(), detail.error.clone());
         self.log.emit(Event::State {
             ski: ski.to_string(),
             state: format!("{state:?}"),
-            detailed: detail.detailed.map(|d| format!("{d:?}")),
+            detailed,
             error: detail.error.clone(),
         });
     }
 
     fn connected(&self, ski: Ski, ship_id: Option<&ShipId>) {
+        let tls_suite = self.tls_suite_of(ski).map(|s| s.name().to_owned());
+        self.live.connected(ski, tls_suite.clone());
         self.log.emit(Event::Connected {
             ski: ski.to_string(),
             ship_id: ship_id.map(|s| s.to_string()),
-            tls_suite: self.tls_suite_of(ski).map(|s| s.name().to_owned()),
+            tls_suite,
         });
     }
 
@@ -115,7 +143,19 @@ impl Callbacks for GatewayCallbacks {
 
     fn pairing_requested(&self, request: &PairingRequest) -> PairingDecision {
         let name = request.instance_name.as_deref().map(instance_label);
-        let decided = decision(self.auto_accept, self.prompt.is_some());
+        let decided = decision(
+            self.auto_accept,
+            self.prompt.is_some() || self.ask_over_http,
+        );
+        if decided == PairingDecision::Ask {
+            // Listed for the HTTP API (and its console) until decided or over.
+            self.live.request(
+                request.ski,
+                request.address,
+                name.clone(),
+                ship_hub::protocol::ProtocolConfig::default().hello_init,
+            );
+        }
         // The event goes out before the question is asked, so it always precedes the answer.
         self.log.emit(Event::PairingRequested {
             ski: request.ski.to_string(),
@@ -146,7 +186,7 @@ impl Callbacks for GatewayCallbacks {
                 pin: None,
             })
             .is_ok();
-        if asked {
+        if asked || self.ask_over_http {
             PairingDecision::Ask
         } else {
             self.log.emit(Event::Warning {
@@ -161,10 +201,14 @@ impl Callbacks for GatewayCallbacks {
     fn data_delivered(&self, delivery: Delivery) {
         let ski = delivery.ski();
         let (payload, token) = delivery.into_parts();
+        let embedded = std::str::from_utf8(&payload)
+            .ok()
+            .and_then(|text| serde_json::value::RawValue::from_string(text.to_owned()).ok());
         self.log.emit_data(
             Event::Data {
                 ski: ski.to_string(),
                 bytes: payload.len(),
+                payload: embedded,
             },
             token,
         );
@@ -184,9 +228,12 @@ impl Callbacks for GatewayCallbacks {
     }
 
     fn visible_services_changed(&self, services: &[VisibleService]) {
-        self.log.emit(Event::VisibleServices {
-            services: services.iter().map(ServiceRow::of).collect(),
-        });
+        let rows: Vec<ServiceRow> = services.iter().map(ServiceRow::of).collect();
+        // The hub reports changes the gateway does not show (an address's order, a refreshed
+        // announcement): a line that would repeat the last one is not printed.
+        if self.last_visible.changed(&rows) {
+            self.log.emit(Event::VisibleServices { services: rows });
+        }
     }
 
     /// A peer requires a PIN the gateway does not have (none stored with the pairing): asked on
@@ -295,6 +342,28 @@ impl Callbacks for GatewayCallbacks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Finding (a new user): repeated identical `visible` lines.
+    #[test]
+    fn a_visible_list_is_reported_only_when_it_changed() {
+        let row = |name: &str| ServiceRow {
+            name: name.into(),
+            ski: "0505050505050505050505050505050505050505".into(),
+            ship_id: "id".into(),
+            addresses: vec!["127.0.0.1:4711".into()],
+            brand: None,
+            model: None,
+            device_type: None,
+            register: false,
+        };
+        let last = LastVisible::default();
+        assert!(last.changed(&[]), "the first list, even empty, is reported");
+        assert!(!last.changed(&[]));
+        assert!(last.changed(&[row("a")]));
+        assert!(!last.changed(&[row("a")]), "the same again: not reported");
+        assert!(last.changed(&[row("b")]));
+        assert!(last.changed(&[]));
+    }
 
     #[test]
     fn auto_accept_accepts_a_terminal_asks_and_otherwise_refuses() {

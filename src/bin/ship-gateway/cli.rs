@@ -76,6 +76,28 @@ pub(crate) enum Command {
     },
     /// List paired peers with their last address and when they were last seen.
     List,
+    /// The running gateway: its devices with their live state, waiting pairing requests
+    /// (`--json`: one object, as `GET /api/v1/status`, `peers` and `requests`).
+    Status,
+    /// A live view of the running gateway (states, pairing requests, recent errors), drawn
+    /// again whenever something happens; until the gateway stops or Ctrl-C.
+    Watch,
+    /// Approve a waiting pairing request (the running gateway must be asking: `--http` or
+    /// `--ask`).
+    Approve {
+        /// The requesting device's SKI.
+        ski: Ski,
+    },
+    /// Deny a waiting pairing request.
+    Deny {
+        /// The requesting device's SKI.
+        ski: Ski,
+    },
+    /// Close the connections to a peer (it stays paired and is dialled again).
+    Disconnect {
+        /// The peer's SKI.
+        ski: Ski,
+    },
     /// Send one data message (a JSON SPINE payload) to a connected peer through the running
     /// gateway.
     Send {
@@ -132,6 +154,19 @@ pub(crate) struct RunArgs {
     /// Most incoming TLS/WebSocket handshakes in progress at once.
     #[arg(long, value_name = "N")]
     pub(crate) max_handshakes: Option<usize>,
+    /// Let pairing requests wait (up to their hello timeout) for `ship-gateway approve`/`deny`
+    /// even without a terminal or `--http` (a gateway run as a service).
+    #[arg(long)]
+    pub(crate) ask: bool,
+    /// Serve the HTTP API and the web console on this address, e.g. `127.0.0.1:4780`
+    /// (docs/gateway.md, "HTTP API"). Off by default. Any address but a loopback one needs
+    /// `--http-token-file`.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub(crate) http: Option<std::net::SocketAddr>,
+    /// A file holding the token (one line, at least 16 characters) that every HTTP request
+    /// must carry (`Authorization: Bearer TOKEN`, or the console's login).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) http_token_file: Option<std::path::PathBuf>,
     /// Most incoming TLS/WebSocket handshakes in progress at once from one source address.
     /// Default 8.
     #[arg(long, value_name = "N")]

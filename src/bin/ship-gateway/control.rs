@@ -160,6 +160,73 @@ pub(crate) struct ControlServer {
     pub(crate) trust: Arc<LockedTrustStore>,
     pub(crate) log: Arc<EventLog>,
     pub(crate) limits: ControlLimits,
+    /// The HTTP API, served on the same socket to requests that start like HTTP (`status`,
+    /// `watch`, `approve`, `deny`, `disconnect` use it).
+    pub(crate) api: Option<axum::Router>,
+}
+
+/// Stores a pairing with its extras (SHIP ID, name, address, the PIN to send) and hands it to the hub, which
+/// dials it when it knows an address. Blocking (the store touches the disk). Used by the
+/// control socket and the HTTP API.
+pub(crate) fn store_and_pair(
+    trust: &LockedTrustStore,
+    hub: &Hub,
+    ski: Ski,
+    ship_id: Option<ShipId>,
+    name: Option<String>,
+    address: Option<SocketAddr>,
+    pin: Option<Pin>,
+) -> Result<ship_hub::hub::PairedPeer, GatewayError> {
+    if ski == hub.local_ski() {
+        return Err(GatewayError::OwnSki(ski));
+    }
+    let stored_ship_id = ship_id.clone();
+    // Store the extras first: pair_at hands the stored record to the peer's supervisor.
+    let peer = trust.merge(ski, |peer| {
+        if stored_ship_id.is_some() {
+            peer.ship_id = stored_ship_id;
+        }
+        if name.is_some() {
+            peer.name = name;
+        }
+        if address.is_some() {
+            peer.last_address = address;
+        }
+        if pin.is_some() {
+            peer.pin = pin;
+        }
+    })?;
+    hub.pair_at(ski, ship_id, address)?;
+    Ok(peer)
+}
+
+/// What a new pairing leads to, said as it will happen: the gateway dials only an address it
+/// knows (given, stored, or seen over mDNS); otherwise it waits for the device.
+pub(crate) fn what_happens_next(hub: &Hub, peer: &ship_hub::hub::PairedPeer) -> String {
+    let ski = peer.ski;
+    if hub.connection_state(ski) == ship_hub::protocol::ConnectionState::Completed {
+        return format!("paired {ski}; it is connected");
+    }
+    if let Some(address) = peer.last_address {
+        return format!("paired {ski}; the running gateway dials it now at {address}");
+    }
+    if hub.visible_services().iter().any(|s| s.ski == ski) {
+        return format!(
+            "paired {ski}; the running gateway dials it now (its address is known from mDNS)"
+        );
+    }
+    format!(
+        "paired {ski}; no address is known yet: it is trusted when it connects, and dialled as \
+         soon as mDNS shows it (or give `--address HOST:PORT`)"
+    )
+}
+
+/// The answer to a client that sent no request in time.
+fn idle_answer(idle_timeout: std::time::Duration) -> Response {
+    Response {
+        ok: false,
+        message: format!("no request within {} s: closed", idle_timeout.as_secs_f64()),
+    }
 }
 
 /// Writes `response` as one line without waiting: the socket is fresh, so its buffer has room;
@@ -222,24 +289,44 @@ impl ControlServer {
             tokio::spawn(async move {
                 let _slot = slot;
                 let idle_timeout = server.limits.idle_timeout;
+                let started = tokio::time::Instant::now();
+                let mut stream = stream;
+                // The first byte tells the two protocols apart: a JSON line starts with `{`,
+                // an HTTP request with its method.
+                let mut first = [0u8; 1];
+                let read = tokio::time::timeout(idle_timeout, stream.read(&mut first)).await;
+                match read {
+                    Err(_elapsed) => {
+                        answer_now(&stream, &idle_answer(idle_timeout));
+                        return;
+                    }
+                    Ok(Ok(0)) | Ok(Err(_)) => return,
+                    Ok(Ok(_)) => {}
+                }
+                if first[0].is_ascii_uppercase()
+                    && let Some(router) = &server.api
+                {
+                    let left = idle_timeout.saturating_sub(started.elapsed());
+                    crate::api::serve_socket_connection(
+                        stream,
+                        first.to_vec(),
+                        router.clone(),
+                        left.max(std::time::Duration::from_millis(1)),
+                    )
+                    .await;
+                    return;
+                }
                 let mut line = String::new();
-                let mut reader = tokio::io::BufReader::new(stream);
+                let mut reader =
+                    tokio::io::BufReader::new(crate::api::Prefixed::new(first.to_vec(), stream));
                 let read = {
                     let mut limited = (&mut reader).take(MAX_REQUEST);
-                    tokio::time::timeout(idle_timeout, limited.read_line(&mut line)).await
+                    let left = idle_timeout.saturating_sub(started.elapsed());
+                    tokio::time::timeout(left, limited.read_line(&mut line)).await
                 };
                 let response = match read {
                     Err(_elapsed) => {
-                        answer_now(
-                            reader.get_ref(),
-                            &Response {
-                                ok: false,
-                                message: format!(
-                                    "no request within {} s: closed",
-                                    idle_timeout.as_secs_f64()
-                                ),
-                            },
-                        );
+                        answer_now(reader.get_ref().inner(), &idle_answer(idle_timeout));
                         return;
                     }
                     Ok(Ok(_)) => match serde_json::from_str::<Request>(line.trim()) {
@@ -289,34 +376,13 @@ impl ControlServer {
         address: Option<SocketAddr>,
         pin: Option<SecretPin>,
     ) -> Result<String, String> {
-        if ski == self.hub.local_ski() {
-            return Err(GatewayError::OwnSki(ski).to_string());
-        }
         let pin = pin
             .map(|p| Pin::new(&p.0).map_err(|e| format!("--pin: {e}")))
             .transpose()?;
         let trust = self.trust.clone();
         let hub = self.hub.clone();
-        let stored_ship_id = ship_id.clone();
-        tokio::task::spawn_blocking(move || {
-            // Store the extras first: pair_at hands the stored record to the peer's supervisor.
-            trust
-                .merge(ski, |peer| {
-                    if stored_ship_id.is_some() {
-                        peer.ship_id = stored_ship_id;
-                    }
-                    if name.is_some() {
-                        peer.name = name;
-                    }
-                    if address.is_some() {
-                        peer.last_address = address;
-                    }
-                    if pin.is_some() {
-                        peer.pin = pin;
-                    }
-                })
-                .map_err(|e| e.to_string())?;
-            hub.pair_at(ski, ship_id, address)
+        let peer = tokio::task::spawn_blocking(move || {
+            store_and_pair(&trust, &hub, ski, ship_id, name, address, pin)
                 .map_err(|e| e.to_string())
         })
         .await
@@ -325,7 +391,7 @@ impl ControlServer {
             ski: ski.to_string(),
             by: "pair command".into(),
         });
-        Ok(format!("paired {ski}; the running gateway dials it now"))
+        Ok(what_happens_next(&self.hub, &peer))
     }
 
     async fn unpair(&self, ski: Ski) -> Result<String, String> {

@@ -15,10 +15,11 @@ use serde::Serialize;
 use ship_hub::discovery::VisibleService;
 use ship_hub::hub::DeliveryToken;
 
+use crate::api::bus::EventBus;
 use crate::escape::Escaped;
 
 /// One service in a `visible_services` event or in `discover`'s output.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct ServiceRow {
     pub(crate) name: String,
     pub(crate) ski: String,
@@ -66,6 +67,8 @@ pub(crate) enum Event {
     /// The gateway is listening (always the first event).
     Listening {
         address: SocketAddr,
+        /// Where the HTTP API and console are served (`null`: not served).
+        http: Option<SocketAddr>,
         ski: String,
         ship_id: String,
         data_dir: String,
@@ -119,8 +122,13 @@ pub(crate) enum Event {
     PairingServiceRefused { instance: String, reason: String },
     /// The SHIP services visible on the LAN changed.
     VisibleServices { services: Vec<ServiceRow> },
-    /// A data message arrived (its size in bytes).
-    Data { ski: String, bytes: usize },
+    /// A data message arrived: its size in bytes and the payload itself (JSON, embedded as
+    /// it came; `null` in the unlikely case it is not valid JSON text).
+    Data {
+        ski: String,
+        bytes: usize,
+        payload: Option<Box<serde_json::value::RawValue>>,
+    },
     /// A data message was sent on request of `ship-gateway send` or `--echo`.
     DataSent { ski: String, bytes: usize },
     /// A peer's SHIP ID became known.
@@ -144,15 +152,18 @@ impl Event {
         match self {
             Event::Listening {
                 address,
+                http,
                 ski,
                 ship_id,
                 data_dir,
                 mdns,
                 auto_accept,
             } => format!(
-                "listening on {address} (SKI {ski}, SHIP ID {ship_id}, data dir {data_dir}, mDNS {}{})",
+                "listening on {address} (SKI {ski}, SHIP ID {ship_id}, data dir {data_dir}, mDNS {}{}){}",
                 if *mdns { "on" } else { "off" },
-                if *auto_accept { ", AUTO-ACCEPT ON" } else { "" }
+                if *auto_accept { ", AUTO-ACCEPT ON" } else { "" },
+                http.map(|a| format!("; console at http://{a}/"))
+                    .unwrap_or_default()
             ),
             Event::State {
                 ski,
@@ -163,6 +174,9 @@ impl Event {
                 let mut line = format!("{ski} state {state}");
                 if let Some(detailed) = detailed {
                     line.push_str(&format!(" ({detailed})"));
+                    if let Some(words) = waiting_words(detailed) {
+                        line.push_str(&format!(": {words}"));
+                    }
                 }
                 if let Some(error) = error {
                     line.push_str(&format!(": {}", Escaped(error)));
@@ -236,8 +250,8 @@ impl Event {
                     format!("visible: {}", names.join(", "))
                 }
             }
-            Event::Data { ski, bytes } => format!("{ski} sent {bytes} bytes"),
-            Event::DataSent { ski, bytes } => format!("{ski} <- {bytes} bytes"),
+            Event::Data { ski, bytes, .. } => format!("received {bytes} bytes from {ski}"),
+            Event::DataSent { ski, bytes } => format!("sent {bytes} bytes to {ski}"),
             Event::ShipId { ski, ship_id } => format!("{ski} has SHIP ID {}", Escaped(ship_id)),
             Event::Warning { message } => format!("WARNING: {}", Escaped(message)),
             Event::EventsDropped { count } => {
@@ -257,6 +271,26 @@ impl Event {
             ),
         }
     }
+}
+
+/// What a detailed state means for the person waiting, where the name alone does not say it.
+pub(crate) fn waiting_words(detailed: &str) -> Option<String> {
+    // Hello (docs/ship.md §6): we are ready, the other side has not said yes yet; it gives up
+    // after T_hello_init unless the other side asks for more time.
+    detailed.starts_with("HelloReady").then(|| {
+        format!(
+            "waiting for the other device to confirm the pairing (up to {} s)",
+            ship_hub::protocol::ProtocolConfig::default()
+                .hello_init
+                .as_secs()
+        )
+    })
+}
+
+fn now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
 }
 
 /// Non-data lines that may wait for stdout; beyond this they are dropped and counted.
@@ -303,6 +337,9 @@ struct Shared {
     changed: Condvar,
     /// Held by the writer while it writes one line, and by [`EventLog::exclusively`].
     terminal: Mutex<()>,
+    /// The HTTP API's event stream, when it is served: every event is published there too
+    /// (as JSON), also those that stdout drops.
+    bus: std::sync::OnceLock<Arc<EventBus>>,
 }
 
 #[derive(Debug, Default)]
@@ -342,6 +379,7 @@ impl EventLog {
             queue: Mutex::new(Queue::default()),
             changed: Condvar::new(),
             terminal: Mutex::new(()),
+            bus: std::sync::OnceLock::new(),
         });
         let writer = shared.clone();
         std::thread::Builder::new()
@@ -360,6 +398,11 @@ impl EventLog {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         f()
+    }
+
+    /// From now on, publishes every event to `bus` as well (the HTTP API's event stream).
+    pub(crate) fn publish_to(&self, bus: Arc<EventBus>) {
+        let _ = self.shared.bus.set(bus);
     }
 
     /// Queues one event (dropped and counted if too many non-data lines wait). Never blocks.
@@ -402,7 +445,19 @@ impl EventLog {
 
     fn queue(&self, event: Event, token: Option<DeliveryToken>) {
         let listening = matches!(event, Event::Listening { .. });
-        let text = self.shared.format(&event);
+        let lifecycle = matches!(event, Event::Stopping { .. } | Event::Stopped { .. });
+        let text = match self.shared.bus.get() {
+            Some(bus) => {
+                let json = self.shared.json_text(&event);
+                bus.publish(&json);
+                if self.shared.json {
+                    json
+                } else {
+                    self.shared.human_text(&event)
+                }
+            }
+            None => self.shared.format(&event),
+        };
         let mut queue = self.shared.lock();
         if listening {
             queue.started = true;
@@ -410,10 +465,22 @@ impl EventLog {
             queue.lines.push_front(Line { text, token: None });
         } else if token.is_some() {
             queue.lines.push_back(Line { text, token });
-        } else if queue.others >= MAX_QUEUED_LINES {
+        } else if queue.others >= MAX_QUEUED_LINES && !lifecycle {
+            // `stopping` and `stopped` are never dropped (they happen once): a reader that
+            // fell behind during a burst still learns how the gateway ended.
             queue.dropped += 1;
             return;
         } else {
+            if lifecycle && queue.dropped > 0 {
+                // What was lost is reported before the end, so `stopped` stays the last line.
+                let count = std::mem::take(&mut queue.dropped);
+                let dropped = self.shared.format(&Event::EventsDropped { count });
+                queue.others += 1;
+                queue.lines.push_back(Line {
+                    text: dropped,
+                    token: None,
+                });
+            }
             queue.others += 1;
             queue.lines.push_back(Line { text, token: None });
         }
@@ -427,29 +494,36 @@ impl Shared {
     }
 
     fn format(&self, event: &Event) -> String {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
         if self.json {
-            // Serialised straight into text, then `ts_ms` spliced in before the closing brace
-            // (no intermediate `Value` map: this runs for every event of every connection).
-            let mut text = serde_json::to_string(event).unwrap_or_else(|_| "{}".into());
-            if text.ends_with('}') {
-                text.pop();
-                let sep = if text.len() > 1 { "," } else { "" };
-                let _ = write!(text, "{sep}\"ts_ms\":{}}}", now.as_millis() as u64);
-            }
-            text
+            self.json_text(event)
         } else {
-            let secs = now.as_secs() % 86_400;
-            format!(
-                "{:02}:{:02}:{:02} {}",
-                secs / 3600,
-                secs / 60 % 60,
-                secs % 60,
-                event.human()
-            )
+            self.human_text(event)
         }
+    }
+
+    /// The event as one JSON object with its `ts_ms`.
+    fn json_text(&self, event: &Event) -> String {
+        // Serialised straight into text, then `ts_ms` spliced in before the closing brace
+        // (no intermediate `Value` map: this runs for every event of every connection).
+        let mut text = serde_json::to_string(event).unwrap_or_else(|_| "{}".into());
+        if text.ends_with('}') {
+            text.pop();
+            let sep = if text.len() > 1 { "," } else { "" };
+            let _ = write!(text, "{sep}\"ts_ms\":{}}}", now().as_millis() as u64);
+        }
+        text
+    }
+
+    /// The event as a line for people, after the time of day.
+    fn human_text(&self, event: &Event) -> String {
+        let secs = now().as_secs() % 86_400;
+        format!(
+            "{:02}:{:02}:{:02} {}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60,
+            event.human()
+        )
     }
 
     /// The writer thread: one line at a time, in order; a closed stdout is ignored (lines are
@@ -469,14 +543,7 @@ impl Shared {
                         queue = self.wait(queue);
                         continue;
                     }
-                    if queue.dropped > 0 && queue.others < MAX_QUEUED_LINES {
-                        // Output resumed (or the queue drained): say how much was lost, in the
-                        // place where it was lost.
-                        let count = std::mem::take(&mut queue.dropped);
-                        let text = self.format(&Event::EventsDropped { count });
-                        queue.others += 1;
-                        queue.lines.push_back(Line { text, token: None });
-                    }
+                    self.report_dropped(&mut queue);
                     if !queue.lines.is_empty() && waited {
                         waited = false;
                         drop(queue);
@@ -522,7 +589,21 @@ impl Shared {
             let mut queue = self.lock();
             queue.writing = false;
             queue.written += written;
+            self.report_dropped(&mut queue);
             self.notify(&queue);
+        }
+    }
+
+    /// Once output resumed (the queue has room again), queues one `events_dropped` line with
+    /// the count, in the place where the lines were lost. Called with the queue locked, also
+    /// right after a batch was written, before anyone waiting for the queue to drain (see
+    /// [`EventLog::flush`]) can see it empty.
+    fn report_dropped(&self, queue: &mut Queue) {
+        if queue.dropped > 0 && queue.others < MAX_QUEUED_LINES {
+            let count = std::mem::take(&mut queue.dropped);
+            let text = self.format(&Event::EventsDropped { count });
+            queue.others += 1;
+            queue.lines.push_back(Line { text, token: None });
         }
     }
 
@@ -693,6 +774,7 @@ mod tests {
         });
         log.emit(Event::Listening {
             address: "127.0.0.1:1".parse().unwrap(),
+            http: None,
             ski: "ab".into(),
             ship_id: "id".into(),
             data_dir: "d".into(),
@@ -744,16 +826,85 @@ mod tests {
         );
     }
 
+    /// Finding (measuring a 3,000-handshake burst): a reader that fell behind filled the queue,
+    /// and the `stopped` line was dropped with the rest, so the reader never learnt whether
+    /// every connection closed in time.
+    #[test]
+    fn stopping_and_stopped_are_never_dropped() {
+        let out = Gated::default();
+        let log = EventLog::with_output(true, Box::new(out.clone())).unwrap();
+        log.emit(Event::Listening {
+            address: "127.0.0.1:1".parse().unwrap(),
+            http: None,
+            ski: "ab".into(),
+            ship_id: "id".into(),
+            data_dir: "d".into(),
+            mdns: false,
+            auto_accept: false,
+        });
+        for n in 0..2 * MAX_QUEUED_LINES {
+            log.emit(Event::Warning {
+                message: n.to_string(),
+            });
+        }
+        log.emit(Event::Stopping {
+            signal: "SIGINT".into(),
+        });
+        log.emit(Event::Stopped {
+            connections_closed_in_time: true,
+            elapsed_ms: 1,
+        });
+        *out.open.0.lock().unwrap() = true;
+        out.open.1.notify_all();
+        log.flush(Duration::from_secs(10));
+        let written = String::from_utf8(out.written.lock().unwrap().clone()).unwrap();
+        let kinds: Vec<String> = written
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["event"].to_string())
+            .collect();
+        let tail: Vec<&str> = kinds.iter().rev().take(2).map(|s| s.as_str()).collect();
+        assert_eq!(tail, ["\"stopped\"", "\"stopping\""], "{kinds:?}");
+        assert!(kinds.iter().any(|k| k == "\"events_dropped\""));
+    }
+
+    /// Finding (a new user): `InProgress (HelloReadyInit)` did not say that the other side's
+    /// person had not answered yet.
+    #[test]
+    fn a_hello_wait_says_that_the_other_device_must_confirm() {
+        let line = Event::State {
+            ski: "ab".into(),
+            state: "InProgress".into(),
+            detailed: Some("HelloReadyInit".into()),
+            error: None,
+        }
+        .human();
+        assert!(
+            line.contains("waiting for the other device to confirm the pairing (up to 120 s)"),
+            "{line}"
+        );
+        let other = Event::State {
+            ski: "ab".into(),
+            state: "InProgress".into(),
+            detailed: Some("CmiClientSend".into()),
+            error: None,
+        }
+        .human();
+        assert!(!other.contains("waiting"), "{other}");
+    }
+
     #[test]
     fn json_events_are_tagged_with_their_kind() {
+        let payload = serde_json::value::RawValue::from_string("{\"a\":[1]}".into()).unwrap();
         let value = serde_json::to_value(Event::Data {
             ski: "ab".into(),
-            bytes: 3,
+            bytes: 9,
+            payload: Some(payload),
         })
         .unwrap();
         assert_eq!(
             value,
-            serde_json::json!({"event": "data", "ski": "ab", "bytes": 3})
+            serde_json::json!({"event": "data", "ski": "ab", "bytes": 9, "payload": {"a": [1]}}),
+            "the payload is embedded as JSON, not as a string"
         );
     }
 }

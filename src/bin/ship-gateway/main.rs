@@ -1,15 +1,17 @@
 //! `ship-gateway`: the SHIP gateway a Raspberry Pi runs.
 //!
-//! Subcommands: `run` (the gateway), `ski`, `qr`, `discover`, `pair`, `unpair`, `list`, `send`. See
-//! `docs/gateway.md` for the manual, the configuration file, the JSON event schema and the
+//! Subcommands: `run` (the gateway), `ski`, `qr`, `discover`, `pair`, `unpair`, `list`, `send`,
+//! `status`, `watch`, `approve`, `deny`, `disconnect`. See `docs/gateway.md` for the manual, the configuration file, the JSON event schema and the
 //! systemd unit.
 //!
 //! Every failure is one line on stderr (`ship-gateway: <what went wrong>`) and a non-zero exit
 //! status: 2 for a command line that cannot be parsed, 1 for everything else.
 #![forbid(unsafe_code)]
 
+mod api;
 mod callbacks;
 mod cli;
+mod client;
 mod commands;
 mod control;
 mod data_dir;
@@ -21,6 +23,7 @@ mod prompt;
 mod qr;
 mod run;
 mod settings;
+mod status;
 mod store;
 
 use std::io::IsTerminal;
@@ -94,6 +97,11 @@ fn execute(cli: Cli) -> Result<(), GatewayError> {
         )),
         Command::Unpair { ski } => commands::unpair(data_dir, ski),
         Command::List => commands::list(data_dir, json),
+        Command::Status => status::status(data_dir, json),
+        Command::Watch => status::watch(data_dir, json),
+        Command::Approve { ski } => status::decide(data_dir, ski, true),
+        Command::Deny { ski } => status::decide(data_dir, ski, false),
+        Command::Disconnect { ski } => status::disconnect(data_dir, ski),
         Command::Send { ski, payload } => commands::send(data_dir, ski, payload),
     }
 }

@@ -56,12 +56,7 @@ pub(crate) fn show(
     let code = QrCode::new(text.as_bytes())
         .map_err(|e| GatewayError::Setting(format!("cannot encode the QR code: {e}")))?;
     if let Some(path) = &svg_path {
-        let image = code
-            .render::<svg::Color<'_>>()
-            .min_dimensions(256, 256)
-            .quiet_zone(true)
-            .build();
-        std::fs::write(path, image).map_err(|source| GatewayError::Io {
+        std::fs::write(path, svg_of(&code)).map_err(|source| GatewayError::Io {
             what: format!("writing {}", path.display()),
             source,
         })?;
@@ -84,6 +79,14 @@ pub(crate) fn show(
     Ok(())
 }
 
+/// The code as an SVG image (dark modules on white, with the quiet zone).
+pub(crate) fn svg_of(code: &QrCode) -> String {
+    code.render::<svg::Color<'_>>()
+        .min_dimensions(256, 256)
+        .quiet_zone(true)
+        .build()
+}
+
 /// The code drawn with Unicode half blocks, two modules a character, with the quiet zone.
 /// Not inverted, the light modules are blocks: a terminal draws blocks in its (light) text
 /// colour on its (dark) background, so the code reads dark on light as a scanner expects.
@@ -101,7 +104,7 @@ pub(crate) fn terminal_picture(code: &QrCode, invert: bool) -> String {
 }
 
 /// This gateway's code: SKI, SHIP ID, and what it announces over mDNS.
-fn code_of(ski: Ski, ship_id: ShipId, device: &Device) -> Result<ShipQr, QrError> {
+pub(crate) fn code_of(ski: Ski, ship_id: ShipId, device: &Device) -> Result<ShipQr, QrError> {
     let mut code = ShipQr::new(ski, ship_id)?
         .with_brand(&device.brand)?
         .with_device_type(&device.device_type)?

@@ -14,6 +14,10 @@ use ship_hub::identity::Identity;
 use ship_hub::pairing_service::PairingSecret;
 use ship_hub::{ShipId, Ski};
 
+use crate::api::auth::Access;
+use crate::api::bus::{BusLimits, EventBus};
+use crate::api::live::Live;
+use crate::api::{self, ApiState, HttpLimits};
 use crate::callbacks::GatewayCallbacks;
 use crate::control::{self, ControlServer};
 use crate::data_dir::{self, DataDir};
@@ -169,6 +173,28 @@ async fn serve(
     } else {
         None
     };
+    // The HTTP API: its access rule and its socket before anything else starts, so that a
+    // missing token or a taken port is a clear error at once.
+    let http = match settings.http {
+        Some(address) => {
+            let access = Access::configure(address, settings.http_token_file.as_deref())?;
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|source| match source.kind() {
+                    std::io::ErrorKind::AddrInUse => GatewayError::PortInUse { addr: address },
+                    _ => GatewayError::Io {
+                        what: format!("serving the HTTP API on {address}"),
+                        source,
+                    },
+                })?;
+            Some((listener, access))
+        }
+        None => None,
+    };
+    let live = Arc::new(Live::default());
+    // The event stream of the API (HTTP and control socket: `watch`).
+    let bus = EventBus::new(BusLimits::default());
+    log.publish_to(bus.clone());
     let callbacks = Arc::new(GatewayCallbacks {
         log: log.clone(),
         hub: hub_cell.clone(),
@@ -176,10 +202,14 @@ async fn serve(
         auto_accept: settings.auto_accept,
         echo: settings.echo,
         replay_file: pairing_secret.is_some().then(|| dir.replay_history_path()),
+        live: live.clone(),
+        ask_over_http: (http.is_some() || settings.ask) && !settings.auto_accept,
+        last_visible: Default::default(),
     });
     let discovery: Option<Arc<dyn Discovery>> = if settings.mdns {
         let mut config = MdnsConfig::new(ski);
         if !settings.interfaces.is_empty() {
+            check_interfaces(&settings.interfaces)?;
             config.interfaces = InterfaceSelection::Names(settings.interfaces.clone());
         }
         Some(Arc::new(
@@ -196,6 +226,19 @@ async fn serve(
             SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), settings.port),
         ],
     };
+    // Static peers are stored before the hub starts and listens: one that dials as soon as the
+    // listener is up (a first start) is trusted at once instead of refused.
+    let mut stored_peers = Vec::new();
+    for peer in settings.peers.clone() {
+        let trust_for_peer = trust.clone();
+        let stored = tokio::task::spawn_blocking(move || -> Result<bool, GatewayError> {
+            let known = trust_for_peer.get(&peer.ski)?.is_some();
+            trust_for_peer.merge(peer.ski, |p| p.last_address = Some(peer.address))?;
+            Ok(!known)
+        })
+        .await;
+        stored_peers.push((peer, stored));
+    }
     let mut started = None;
     for (index, bind) in binds.iter().enumerate() {
         let mut config = HubConfig::new(identity.clone(), ship_id.clone());
@@ -251,6 +294,23 @@ async fn serve(
         });
     }
 
+    let started_at = std::time::Instant::now();
+    let qr = qr_of(ski, &ship_id, &settings);
+    let api_state = |access: Access| {
+        Arc::new(ApiState {
+            hub: hub.clone(),
+            trust: trust.clone(),
+            log: log.clone(),
+            live: live.clone(),
+            bus: bus.clone(),
+            ship_id: ship_id.clone(),
+            started: started_at,
+            limits: HttpLimits::default(),
+            access,
+            qr: qr.clone(),
+        })
+    };
+
     // The control socket (pair/unpair/send while running). Without it the gateway still runs;
     // those commands then fail with a clear error.
     let control_path = dir.control_path();
@@ -261,6 +321,7 @@ async fn serve(
                 trust: trust.clone(),
                 log: log.clone(),
                 limits: settings.control,
+                api: Some(api::router(api_state(Access::Socket))),
             });
             Some(tokio::spawn(server.serve(listener)))
         }
@@ -272,7 +333,16 @@ async fn serve(
         }
     };
 
+    let http_task = http.map(|(listener, access)| {
+        let address = listener.local_addr().unwrap_or(hub.local_addr());
+        (
+            address,
+            tokio::spawn(api::serve(listener, api_state(access))),
+        )
+    });
+
     log.emit(Event::Listening {
+        http: http_task.as_ref().map(|(address, _)| *address),
         address: hub.local_addr(),
         ski: ski.to_string(),
         ship_id: ship_id.to_string(),
@@ -281,17 +351,24 @@ async fn serve(
         auto_accept: settings.auto_accept,
     });
 
-    for peer in settings.peers.clone() {
-        let (hub_for_peer, trust_for_peer) = (hub.clone(), trust.clone());
-        let outcome = tokio::task::spawn_blocking(move || -> Result<bool, GatewayError> {
-            let known = trust_for_peer.get(&peer.ski)?.is_some();
-            trust_for_peer.merge(peer.ski, |p| p.last_address = Some(peer.address))?;
-            hub_for_peer.pair_at(peer.ski, None, Some(peer.address))?;
-            Ok(!known)
-        })
-        .await;
+    for (peer, stored) in stored_peers {
+        let hub_for_peer = hub.clone();
+        // The hub already trusts it (it read the store at start); this adds the configured
+        // address, which is dialled first.
+        let outcome = match stored {
+            Ok(Ok(new)) => tokio::task::spawn_blocking(move || {
+                hub_for_peer
+                    .pair_at(peer.ski, None, Some(peer.address))
+                    .map(|()| new)
+                    .map_err(GatewayError::from)
+            })
+            .await
+            .unwrap_or_else(|e| Err(GatewayError::Setting(e.to_string()))),
+            Ok(Err(error)) => Err(error),
+            Err(error) => Err(GatewayError::Setting(error.to_string())),
+        };
         match outcome {
-            Ok(Ok(true)) => {
+            Ok(true) => {
                 log.emit(Event::Paired {
                     ski: peer.ski.to_string(),
                     by: "--peer".into(),
@@ -307,11 +384,8 @@ async fn serve(
                     ),
                 });
             }
-            Ok(Ok(false)) => {}
+            Ok(false) => {}
             // One static peer that cannot be stored must not take the others down.
-            Ok(Err(error)) => log.emit(Event::Warning {
-                message: format!("static peer {}: {error}", peer.ski),
-            }),
             Err(error) => log.emit(Event::Warning {
                 message: format!("static peer {}: {error}", peer.ski),
             }),
@@ -323,6 +397,9 @@ async fn serve(
     log.emit(Event::Stopping {
         signal: signal.into(),
     });
+    if let Some((_, task)) = http_task {
+        task.abort();
+    }
     if let Some(task) = control_task {
         task.abort();
         let _ = std::fs::remove_file(&control_path);
@@ -343,6 +420,42 @@ async fn serve(
     })
     .await;
     Ok(())
+}
+
+/// Refuses an `--interface` that does not exist (mDNS would otherwise run on no interface at all
+/// and the gateway would be invisible without a word), naming the ones that do. Where the list
+/// cannot be read (not Linux), the names are passed on unchecked.
+fn check_interfaces(names: &[String]) -> Result<(), GatewayError> {
+    let Ok(entries) = std::fs::read_dir("/sys/class/net") else {
+        return Ok(());
+    };
+    let mut existing: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    existing.sort();
+    match names.iter().find(|name| !existing.contains(name)) {
+        None => Ok(()),
+        Some(missing) => Err(GatewayError::Setting(format!(
+            "there is no network interface \"{}\" on this machine (it has: {})",
+            crate::escape::Escaped(missing),
+            existing.join(", ")
+        ))),
+    }
+}
+
+/// This gateway's QR code (text, SVG) for the console; `None` (with a warning on stderr) if
+/// its device values cannot be written into one.
+fn qr_of(ski: ship_hub::Ski, ship_id: &ShipId, settings: &RunSettings) -> Option<(String, String)> {
+    let text = match crate::qr::code_of(ski, ship_id.clone(), &settings.device) {
+        Ok(code) => code.to_string(),
+        Err(error) => {
+            tracing::warn!("the console shows no QR code: {error}");
+            return None;
+        }
+    };
+    let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
+    Some((text, crate::qr::svg_of(&code)))
 }
 
 /// SIGINT and SIGTERM, caught from installation on.

@@ -10,6 +10,9 @@
 //! json = false
 //! prompt = true
 //! peers = []   # "SKI@HOST:PORT"; stored as a pairing at the first start
+//! ask = false   # pairing requests wait for `approve`/`deny` without a terminal
+//! http = "127.0.0.1:4780"   # the HTTP API and console; off when absent
+//! http_token_file = "/etc/ship-gateway/http-token"   # required unless `http` is loopback
 //! tls_suites = ["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256"]
 //! pairing_secret_file = "/etc/ship-gateway/pairing-secret"
 //! pin = ""             # this gateway's PIN (8-16 hex digits): peers must send it; "" = none
@@ -69,6 +72,9 @@ struct FileConfig {
     pairing_secret_file: Option<PathBuf>,
     pin: Option<String>,
     pin_optional: Option<bool>,
+    http: Option<SocketAddr>,
+    http_token_file: Option<PathBuf>,
+    ask: Option<bool>,
     #[serde(default)]
     device: DeviceSection,
     #[serde(default)]
@@ -188,6 +194,12 @@ pub(crate) struct RunSettings {
     pub(crate) pairing_secret_file: Option<PathBuf>,
     /// This gateway's PIN requirement (SHIP §13.4.4.3). Redacted in `Debug`.
     pub(crate) pin_requirement: PinRequirement,
+    /// Where to serve the HTTP API (`None`: not served).
+    pub(crate) http: Option<SocketAddr>,
+    /// The token file of the HTTP API.
+    pub(crate) http_token_file: Option<PathBuf>,
+    /// Pairing requests wait for `approve`/`deny` without a terminal.
+    pub(crate) ask: bool,
 }
 
 impl RunSettings {
@@ -319,6 +331,9 @@ impl RunSettings {
             )?,
             tls_suites,
             pairing_secret_file: args.pairing_secret_file.or(file.pairing_secret_file),
+            http: args.http.or(file.http),
+            http_token_file: args.http_token_file.or(file.http_token_file),
+            ask: args.ask || file.ask.unwrap_or(false),
             control: ControlLimits {
                 max_connections: limit(
                     args.control_connections,

@@ -1,0 +1,167 @@
+//! What the gateway knows right now that the hub does not keep for it: each peer's latest
+//! state (with since when and its last error) and the pairing requests that wait for a person.
+//! Fed by the callbacks, read by the HTTP API.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use ship_hub::Ski;
+use ship_hub::protocol::ConnectionState;
+
+/// A peer's latest state as the API reports it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct PeerLive {
+    /// One of the ten SHIP states, e.g. `Completed`.
+    pub(crate) state: String,
+    /// The detailed protocol state, e.g. `HelloReadyListen`.
+    pub(crate) detailed: Option<String>,
+    /// When the peer entered `state` (milliseconds since the Unix epoch).
+    pub(crate) since_ms: u64,
+    /// The error of its last `Error` or `RemoteDeniedTrust`, in words (kept after recovery).
+    pub(crate) last_error: Option<String>,
+    /// The TLS cipher suite of its last connection that reached data exchange.
+    pub(crate) tls_suite: Option<String>,
+}
+
+/// A pairing request that waits for approve or deny.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct PendingRequest {
+    pub(crate) ski: String,
+    pub(crate) address: SocketAddr,
+    /// The name it announces over mDNS, when it is visible.
+    pub(crate) name: Option<String>,
+    /// When it asked (milliseconds since the Unix epoch).
+    pub(crate) since_ms: u64,
+    /// When its SHIP hello times out unless it is decided or prolonged (milliseconds since the
+    /// Unix epoch).
+    pub(crate) expires_ms: u64,
+}
+
+/// Peers' states and waiting requests, bounded by the hub's own bounds (states of peers the hub
+/// reports, requests of at most `max_unpaired` connections); a request that nobody decides
+/// leaves when the peer's state moves on.
+#[derive(Debug, Default)]
+pub(crate) struct Live {
+    peers: Mutex<HashMap<Ski, PeerLive>>,
+    requests: Mutex<HashMap<Ski, PendingRequest>>,
+}
+
+/// The most peer states kept (a peer not paired that never comes back is forgotten first).
+const MAX_PEERS: usize = 10_000;
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+impl Live {
+    fn peers(&self) -> std::sync::MutexGuard<'_, HashMap<Ski, PeerLive>> {
+        self.peers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn requests(&self) -> std::sync::MutexGuard<'_, HashMap<Ski, PendingRequest>> {
+        self.requests.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A state change of `ski`.
+    pub(crate) fn state(
+        &self,
+        ski: Ski,
+        state: ConnectionState,
+        detailed: Option<String>,
+        error: Option<String>,
+    ) {
+        let name = format!("{state:?}");
+        {
+            let mut peers = self.peers();
+            if peers.len() >= MAX_PEERS && !peers.contains_key(&ski) {
+                // Forget the oldest entry: a bounded map whatever peers come and go.
+                if let Some(oldest) = peers
+                    .iter()
+                    .min_by_key(|(_, p)| p.since_ms)
+                    .map(|(s, _)| *s)
+                {
+                    peers.remove(&oldest);
+                }
+            }
+            let entry = peers.entry(ski).or_insert_with(|| PeerLive {
+                state: name.clone(),
+                detailed: None,
+                since_ms: now_ms(),
+                last_error: None,
+                tls_suite: None,
+            });
+            if entry.state != name {
+                entry.since_ms = now_ms();
+                entry.state = name;
+            }
+            entry.detailed = detailed;
+            if error.is_some() {
+                entry.last_error = error;
+            }
+        }
+        // A request is over once the connection has moved on (decided, failed or gone).
+        if !matches!(
+            state,
+            ConnectionState::ReceivedPairingRequest | ConnectionState::InProgress
+        ) {
+            self.requests().remove(&ski);
+        }
+    }
+
+    /// `ski` reached data exchange over `tls_suite`.
+    pub(crate) fn connected(&self, ski: Ski, tls_suite: Option<String>) {
+        if let Some(peer) = self.peers().get_mut(&ski) {
+            peer.tls_suite = tls_suite;
+        }
+    }
+
+    /// The latest state of `ski`, if it has one.
+    pub(crate) fn peer(&self, ski: &Ski) -> Option<PeerLive> {
+        self.peers().get(ski).cloned()
+    }
+
+    /// Forgets `ski` (unpaired).
+    pub(crate) fn forget(&self, ski: &Ski) {
+        self.peers().remove(ski);
+        self.requests().remove(ski);
+    }
+
+    /// A pairing request now waits for a decision; its hello times out after `wait`.
+    pub(crate) fn request(
+        &self,
+        ski: Ski,
+        address: SocketAddr,
+        name: Option<String>,
+        wait: Duration,
+    ) {
+        let since_ms = now_ms();
+        self.requests().insert(
+            ski,
+            PendingRequest {
+                ski: ski.to_string(),
+                address,
+                name,
+                since_ms,
+                expires_ms: since_ms + wait.as_millis() as u64,
+            },
+        );
+    }
+
+    /// The request of `ski` was decided.
+    pub(crate) fn decided(&self, ski: &Ski) {
+        self.requests().remove(ski);
+    }
+
+    /// The waiting requests, oldest first.
+    pub(crate) fn pending(&self) -> Vec<PendingRequest> {
+        let mut list: Vec<PendingRequest> = self.requests().values().cloned().collect();
+        list.sort_by_key(|r| r.since_ms);
+        list
+    }
+}

@@ -1,0 +1,129 @@
+//! `GET /metrics`: the hub's counters in the Prometheus text format (version 0.0.4).
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use ship_hub::hub::FailureCause;
+
+use super::ApiState;
+
+pub(crate) async fn metrics(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
+    let m = state.hub.metrics();
+    let mut out = String::new();
+    let mut one = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let _ = writeln!(out, "{name} {value}");
+    };
+    one(
+        "ship_connections",
+        "gauge",
+        "Peers in SHIP data exchange now.",
+        state.hub.connected_peers().len() as u64,
+    );
+    one(
+        "ship_pending_pairing_requests",
+        "gauge",
+        "Pairing requests waiting for a decision.",
+        state.live.pending().len() as u64,
+    );
+    one(
+        "ship_visible_services",
+        "gauge",
+        "SHIP services visible over mDNS.",
+        state.hub.visible_services().len() as u64,
+    );
+    one(
+        "ship_dial_attempts_total",
+        "counter",
+        "TCP connects started.",
+        m.dial_attempts,
+    );
+    one(
+        "ship_incoming_accepted_total",
+        "counter",
+        "Incoming connections accepted.",
+        m.incoming_accepted,
+    );
+    one(
+        "ship_double_connection_replacements_total",
+        "counter",
+        "Older connections replaced by a newer one to the same peer.",
+        m.double_connection_replacements,
+    );
+    one(
+        "ship_inbound_queued_bytes",
+        "gauge",
+        "Received data bytes not yet consumed (written to stdout).",
+        m.inbound_queued_bytes,
+    );
+    one(
+        "ship_events_total",
+        "counter",
+        "Events the gateway reported (the event stream's last id).",
+        state.bus.last_id(),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP ship_handshakes_total Connection attempts by outcome (completed or the cause \
+         of failure)."
+    );
+    let _ = writeln!(out, "# TYPE ship_handshakes_total counter");
+    let _ = writeln!(
+        out,
+        "ship_handshakes_total{{outcome=\"completed\"}} {}",
+        m.handshakes_completed
+    );
+    for cause in FailureCause::ALL {
+        let _ = writeln!(
+            out,
+            "ship_handshakes_total{{outcome=\"{}\"}} {}",
+            cause_label(cause),
+            m.failures.get(cause)
+        );
+    }
+    let time = &m.handshake_time;
+    let _ = writeln!(
+        out,
+        "# HELP ship_handshake_seconds Time from connect to SHIP Completed."
+    );
+    let _ = writeln!(out, "# TYPE ship_handshake_seconds summary");
+    for (quantile, value) in [("0.5", time.p50_us), ("0.99", time.p99_us)] {
+        if let Some(us) = value {
+            let _ = writeln!(
+                out,
+                "ship_handshake_seconds{{quantile=\"{quantile}\"}} {}",
+                us as f64 / 1e6
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "ship_handshake_seconds_sum {}",
+        time.sum_us as f64 / 1e6
+    );
+    let _ = writeln!(out, "ship_handshake_seconds_count {}", time.count);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+}
+
+fn cause_label(cause: FailureCause) -> &'static str {
+    match cause {
+        FailureCause::Tls => "tls",
+        FailureCause::WebSocket => "websocket",
+        FailureCause::HandshakeTimeout => "timeout",
+        FailureCause::TrustDenied => "trust_denied",
+        FailureCause::Protocol => "protocol",
+        FailureCause::RefusedByCap => "refused_by_cap",
+        FailureCause::Backpressure => "backpressure",
+        _ => "other",
+    }
+}

@@ -1,0 +1,239 @@
+//! `status`, `watch`, `approve`, `deny`, `disconnect`: the running gateway seen and steered
+//! through its API on the control socket (the same answers as `GET /api/v1/…`).
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use ship_hub::Ski;
+
+use crate::client;
+use crate::data_dir::DataDir;
+use crate::error::GatewayError;
+use crate::escape::Escaped;
+use crate::events::waiting_words;
+
+/// Everything `status` shows: `GET status`, `GET peers`, `GET requests`.
+fn snapshot(dir: &DataDir) -> Result<Value, GatewayError> {
+    Ok(json!({
+        "status": client::expect(dir, "GET", "/api/v1/status", None)?,
+        "peers": client::expect(dir, "GET", "/api/v1/peers", None)?,
+        "requests": client::expect(dir, "GET", "/api/v1/requests", None)?,
+    }))
+}
+
+/// `status`: the gateway, its paired devices and the waiting requests; `--json`: one object
+/// `{"status": …, "peers": […], "requests": […]}` on one line.
+pub(crate) fn status(data_dir: Option<PathBuf>, json: bool) -> Result<(), GatewayError> {
+    let dir = DataDir::open(data_dir, false)?;
+    let view = snapshot(&dir)?;
+    if json {
+        println!("{view}");
+    } else {
+        print!("{}", render(&view, &[]));
+    }
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+fn ago(ms: Option<u64>) -> String {
+    let Some(ms) = ms else {
+        return "-".into();
+    };
+    let s = now_ms().saturating_sub(ms) / 1000;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        _ => format!("{} h {} min", s / 3600, s / 60 % 60),
+    }
+}
+
+fn text(value: &Value) -> String {
+    Escaped(value.as_str().unwrap_or("-")).to_string()
+}
+
+/// The view for people: the gateway, the devices, the requests and the recent errors.
+fn render(view: &Value, errors: &[String]) -> String {
+    let status = &view["status"];
+    let counters = &status["counters"];
+    let mut out = format!(
+        "ship-gateway {} · up {} · SKI {} · SHIP ID {}\n{} paired, {} connected, {} waiting to \
+         pair, {} visible\n\n",
+        text(&status["version"]),
+        ago(status["uptime_s"]
+            .as_u64()
+            .map(|s| now_ms().saturating_sub(s * 1000))),
+        text(&status["ski"]),
+        text(&status["ship_id"]),
+        counters["paired"],
+        counters["connected"],
+        counters["pending_requests"],
+        counters["visible"],
+    );
+    let empty = vec![];
+    let peers = view["peers"].as_array().unwrap_or(&empty);
+    if peers.is_empty() {
+        out.push_str("no paired devices\n");
+    } else {
+        out.push_str(&format!(
+            "{:<40}  {:<20}  {:<18}  {:<8}  DETAIL\n",
+            "SKI", "NAME", "STATE", "SINCE"
+        ));
+        for peer in peers {
+            let detail = match (peer["last_error"].as_str(), peer["detailed"].as_str()) {
+                (_, Some(d)) if waiting_words(d).is_some() => waiting_words(d).unwrap_or_default(),
+                (Some(error), _) if peer["state"] != "Completed" => {
+                    format!("last error: {}", Escaped(error))
+                }
+                _ => text(&peer["tls_suite"]),
+            };
+            out.push_str(&format!(
+                "{:<40}  {:<20}  {:<18}  {:<8}  {}\n",
+                text(&peer["ski"]),
+                text(if peer["name"].is_null() {
+                    &peer["ship_id"]
+                } else {
+                    &peer["name"]
+                }),
+                text(&peer["state"]),
+                ago(peer["since_ms"].as_u64()),
+                detail
+            ));
+        }
+    }
+    let requests = view["requests"].as_array().unwrap_or(&empty);
+    for request in requests {
+        let left = request["expires_ms"]
+            .as_u64()
+            .unwrap_or(0)
+            .saturating_sub(now_ms())
+            / 1000;
+        out.push_str(&format!(
+            "\nPAIRING REQUEST from {} ({}), {left} s left: compare the SKI with the device's\n  \
+             {}\n  ship-gateway approve {} | ship-gateway deny {}\n",
+            text(&request["address"]),
+            text(&request["name"]),
+            grouped(request["ski"].as_str().unwrap_or("")),
+            text(&request["ski"]),
+            text(&request["ski"]),
+        ));
+    }
+    if !errors.is_empty() {
+        out.push_str("\nrecent errors:\n");
+        for error in errors {
+            out.push_str(&format!("  {error}\n"));
+        }
+    }
+    out
+}
+
+fn grouped(ski: &str) -> String {
+    ski.as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `watch`: the `status` view, drawn again whenever something happens (on a terminal the
+/// screen is redrawn; otherwise each view is printed after a blank line), until the gateway
+/// stops or Ctrl-C.
+pub(crate) fn watch(data_dir: Option<PathBuf>, json: bool) -> Result<(), GatewayError> {
+    let dir = DataDir::open(data_dir, false)?;
+    let terminal = std::io::stdout().is_terminal() && !json;
+    let mut errors: Vec<String> = Vec::new();
+    let draw = |errors: &[String]| -> Result<(), GatewayError> {
+        let view = snapshot(&dir)?;
+        let mut out = std::io::stdout().lock();
+        let shown = if json {
+            format!("{view}\n")
+        } else {
+            render(&view, errors)
+        };
+        let _ = if terminal {
+            write!(out, "\x1b[H\x1b[2J{shown}")
+        } else {
+            writeln!(out, "{shown}")
+        };
+        let _ = out.flush();
+        Ok(())
+    };
+    draw(&errors)?;
+    let mut last = Instant::now();
+    let mut dirty = false;
+    client::follow(&dir, |event| {
+        if let Some(event) = &event
+            && event["event"] == "state"
+            && let Some(error) = event["error"].as_str()
+        {
+            errors.push(format!(
+                "{} {}: {}",
+                text(&event["ski"]),
+                text(&event["state"]),
+                Escaped(error)
+            ));
+            if errors.len() > 5 {
+                errors.remove(0);
+            }
+        }
+        dirty = true;
+        // At most five views a second.
+        if last.elapsed() >= Duration::from_millis(200) {
+            dirty = false;
+            last = Instant::now();
+            if draw(&errors).is_err() {
+                return false;
+            }
+        }
+        true
+    })?;
+    if dirty {
+        let _ = draw(&errors);
+    }
+    Ok(())
+}
+
+/// `approve`, `deny`: decides a waiting pairing request.
+pub(crate) fn decide(
+    data_dir: Option<PathBuf>,
+    ski: Ski,
+    approve: bool,
+) -> Result<(), GatewayError> {
+    let dir = DataDir::open(data_dir, false)?;
+    let what = if approve { "approve" } else { "deny" };
+    client::expect(
+        &dir,
+        "POST",
+        &format!("/api/v1/requests/{ski}/{what}"),
+        None,
+    )?;
+    println!(
+        "{} {ski}",
+        if approve {
+            "approved; it is paired and connects now:"
+        } else {
+            "denied; nothing was stored:"
+        }
+    );
+    Ok(())
+}
+
+/// `disconnect`: closes the connections to a peer (it stays paired and is redialled).
+pub(crate) fn disconnect(data_dir: Option<PathBuf>, ski: Ski) -> Result<(), GatewayError> {
+    let dir = DataDir::open(data_dir, false)?;
+    client::expect(
+        &dir,
+        "POST",
+        &format!("/api/v1/peers/{ski}/disconnect"),
+        None,
+    )?;
+    println!("disconnected {ski}; it stays paired, so it is dialled again by the usual backoff");
+    Ok(())
+}
