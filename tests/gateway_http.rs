@@ -270,6 +270,13 @@ fn every_route_answers_and_every_bad_input_gets_a_4xx_with_a_stable_code() {
         400,
         "bad_request",
     );
+    let (status, refused) = gateway.call(
+        "POST",
+        "/api/v1/peers",
+        Some(&format!("{{\"ski\":\"{OTHER_SKI}\",\"pin\":\"SECRET-1\"}}")),
+    );
+    assert_eq!((status, refused["code"].as_str()), (400, Some("bad_pin")));
+    assert!(!refused.to_string().contains("SECRET"), "{refused}");
     gateway.assert_error(
         "POST",
         "/api/v1/peers",
