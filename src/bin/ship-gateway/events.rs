@@ -446,7 +446,7 @@ impl EventLog {
     fn queue(&self, event: Event, token: Option<DeliveryToken>) {
         let listening = matches!(event, Event::Listening { .. });
         let lifecycle = matches!(event, Event::Stopping { .. } | Event::Stopped { .. });
-        let text = match self.shared.bus.get() {
+        let text = match self.shared.bus.get().filter(|bus| bus.wanted()) {
             Some(bus) => {
                 let json = self.shared.json_text(&event);
                 bus.publish(&json);

@@ -194,6 +194,9 @@ async fn serve(
     let live = Arc::new(Live::default());
     // The event stream of the API (HTTP and control socket: `watch`).
     let bus = EventBus::new(BusLimits::default());
+    if http.is_some() {
+        bus.keep_history();
+    }
     log.publish_to(bus.clone());
     let callbacks = Arc::new(GatewayCallbacks {
         log: log.clone(),

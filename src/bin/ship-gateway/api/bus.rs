@@ -55,6 +55,9 @@ pub(crate) struct EventBus {
     ring: Mutex<Ring>,
     latest: watch::Sender<u64>,
     limits: BusLimits,
+    /// Keep a history for clients that resume (the HTTP API is served); otherwise events are
+    /// only published while a client listens (`watch` on the control socket).
+    keep_history: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -73,7 +76,21 @@ impl EventBus {
             ring: Mutex::new(Ring::default()),
             latest: watch::Sender::new(0),
             limits,
+            keep_history: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// From now on every event is kept (within the limits) for clients that resume.
+    pub(crate) fn keep_history(&self) {
+        self.keep_history
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether an event should be published at all: there is a history to keep or a client
+    /// listening. Without either, the gateway spends nothing on the stream.
+    pub(crate) fn wanted(&self) -> bool {
+        self.keep_history.load(std::sync::atomic::Ordering::Relaxed)
+            || self.latest.receiver_count() > 0
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Ring> {
@@ -163,6 +180,18 @@ mod tests {
         assert_eq!(batch.events.first().unwrap().id, 3);
         assert!(bus.after(5).events.is_empty());
         assert!(bus.after(99).events.is_empty(), "an id from the future");
+    }
+
+    #[test]
+    fn events_are_wanted_with_a_history_or_a_listener_only() {
+        let bus = EventBus::new(BusLimits::default());
+        assert!(!bus.wanted());
+        let listener = bus.subscribe();
+        assert!(bus.wanted());
+        drop(listener);
+        assert!(!bus.wanted());
+        bus.keep_history();
+        assert!(bus.wanted());
     }
 
     #[test]
