@@ -1142,3 +1142,87 @@ fn watch_shows_the_view_again_when_something_happens() {
     let status = watch.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// Finding (a new user): after `unpair` or a deny on our side, the device (which still trusts
+/// us) redialled every few seconds and was asked about again and again. Now it is refused
+/// without asking for the cooling-off period, said once; `pair` ends the cooling-off at once.
+#[test]
+fn a_denied_device_that_keeps_dialling_is_refused_without_asking_and_said_once() {
+    let tmp = tempdir();
+    let a_dir = tmp.path().join("a");
+    let mut a = Running::start(&a_dir, &["--ask", "--cooling-off", "3600"]);
+    let a_address = a.address();
+    let a_ski = ski_of(&a_dir);
+    let b_dir = tmp.path().join("b");
+    let b_ski = ski_of(&b_dir);
+    let mut b = Running::start(&b_dir, &["--peer", &format!("{a_ski}@{a_address}")]);
+    a.wait_for("B asks", |v| {
+        v["event"] == "pairing_requested" && v["ski"] == b_ski.as_str() && v["decision"] == "asking"
+    });
+    assert_ok(&gateway(&a_dir, &["deny", &b_ski]));
+    // B keeps dialling: wait for three refusals on its side.
+    let refusals = |b: &mut Running, n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let seen = b
+                .seen
+                .iter()
+                .filter(|v| {
+                    v["event"] == "state"
+                        && v["ski"] == a_ski.as_str()
+                        && (v["state"] == "RemoteDeniedTrust" || v["state"] == "Error")
+                })
+                .count();
+            if seen >= n {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{} refusals seen", seen);
+            if let Ok(v) = b.events.recv_timeout(Duration::from_millis(200)) {
+                b.seen.push(v);
+            }
+        }
+    };
+    refusals(&mut b, 3);
+    let warning = a.wait_for("the cooling-off warning", |v| {
+        v["event"] == "warning"
+            && v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&b_ski) && m.contains("cooling_off"))
+    });
+    assert!(
+        warning["message"]
+            .as_str()
+            .unwrap()
+            .contains("refused without asking")
+    );
+    // Collect what A said meanwhile: one question, then one refusal, never another question.
+    while let Ok(v) = a.events.recv_timeout(Duration::from_millis(300)) {
+        a.seen.push(v);
+    }
+    let requests: Vec<&str> = a
+        .seen
+        .iter()
+        .filter(|v| v["event"] == "pairing_requested" && v["ski"] == b_ski.as_str())
+        .map(|v| v["decision"].as_str().unwrap())
+        .collect();
+    assert_eq!(requests, ["asking", "refused"], "{requests:?}");
+    let warnings = a
+        .seen
+        .iter()
+        .filter(|v| {
+            v["event"] == "warning"
+                && v["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("cooling_off"))
+        })
+        .count();
+    assert_eq!(warnings, 1, "said once");
+    let view: Value =
+        serde_json::from_str(stdout(&gateway(&a_dir, &["--json", "status"])).trim()).unwrap();
+    assert_eq!(view["requests"], Value::Array(vec![]), "nothing waits");
+    // A person pairs it after all: trusted at once, B's next attempt connects.
+    assert_ok(&gateway(&a_dir, &["pair", &b_ski]));
+    b.wait_for("B connected", |v| {
+        v["event"] == "connected" && v["ski"] == a_ski.as_str()
+    });
+}

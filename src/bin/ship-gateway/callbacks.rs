@@ -143,6 +143,28 @@ impl Callbacks for GatewayCallbacks {
 
     fn pairing_requested(&self, request: &PairingRequest) -> PairingDecision {
         let name = request.instance_name.as_deref().map(instance_label);
+        // A peer a person unpaired or denied is refused without asking again for a while (it
+        // still trusts us and redials); said once, then quietly.
+        if let Some((left, first)) = self.live.cooling_off(&request.ski) {
+            if first {
+                self.log.emit(Event::PairingRequested {
+                    ski: request.ski.to_string(),
+                    address: request.address,
+                    name,
+                    decision: "refused".into(),
+                });
+                self.log.emit(Event::Warning {
+                    message: format!(
+                        "{} was unpaired or denied here: its pairing requests are refused \
+                         without asking for another {} s (cooling_off); `ship-gateway pair` \
+                         trusts it again at once",
+                        request.ski,
+                        left.as_secs()
+                    ),
+                });
+            }
+            return PairingDecision::Refuse;
+        }
         let decided = decision(
             self.auto_accept,
             self.prompt.is_some() || self.ask_over_http,

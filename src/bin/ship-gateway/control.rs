@@ -160,6 +160,8 @@ pub(crate) struct ControlServer {
     pub(crate) trust: Arc<LockedTrustStore>,
     pub(crate) log: Arc<EventLog>,
     pub(crate) limits: ControlLimits,
+    /// Where an unpair starts the peer's cooling-off and a pair ends it.
+    pub(crate) live: Arc<crate::api::live::Live>,
     /// The HTTP API, served on the same socket to requests that start like HTTP (`status`,
     /// `watch`, `approve`, `deny`, `disconnect` use it).
     pub(crate) api: Option<axum::Router>,
@@ -387,6 +389,7 @@ impl ControlServer {
         })
         .await
         .map_err(|e| e.to_string())??;
+        self.live.end_cooling(&ski);
         self.log.emit(Event::Paired {
             ski: ski.to_string(),
             by: "pair command".into(),
@@ -405,6 +408,7 @@ impl ControlServer {
         })
         .await
         .map_err(|e| e.to_string())??;
+        self.live.forget(&ski);
         self.log.emit(Event::Unpaired {
             ski: ski.to_string(),
         });

@@ -276,6 +276,8 @@ fn wait_until_known(
 struct GatewayTerminal {
     hub: Arc<OnceLock<Hub>>,
     log: Arc<EventLog>,
+    /// Where a "no" starts the peer's cooling-off.
+    live: Arc<crate::api::live::Live>,
 }
 
 impl Terminal for GatewayTerminal {
@@ -299,13 +301,19 @@ impl Terminal for GatewayTerminal {
             hub.deny(request.ski)
         };
         match result {
-            Ok(()) if approve => self.log.emit(Event::Paired {
-                ski: request.ski.to_string(),
-                by: "prompt".into(),
-            }),
-            Ok(()) => self.log.emit(Event::Warning {
-                message: format!("pairing with {} refused", request.ski),
-            }),
+            Ok(()) if approve => {
+                self.live.end_cooling(&request.ski);
+                self.log.emit(Event::Paired {
+                    ski: request.ski.to_string(),
+                    by: "prompt".into(),
+                })
+            }
+            Ok(()) => {
+                self.live.start_cooling(request.ski);
+                self.log.emit(Event::Warning {
+                    message: format!("pairing with {} refused", request.ski),
+                })
+            }
             Err(error) => self.log.emit(Event::Warning {
                 message: format!("answer for {} came too late: {error}", request.ski),
             }),
@@ -354,6 +362,7 @@ impl Terminal for GatewayTerminal {
 pub(crate) fn start(
     hub: Arc<OnceLock<Hub>>,
     log: Arc<EventLog>,
+    live: Arc<crate::api::live::Live>,
 ) -> std::io::Result<mpsc::Sender<PairingPrompt>> {
     let (tx, requests) = mpsc::channel::<PairingPrompt>();
     let (inputs_tx, inputs) = mpsc::channel::<Input>();
@@ -386,7 +395,7 @@ pub(crate) fn start(
     std::thread::Builder::new()
         .name("pairing-prompt".into())
         .spawn(move || {
-            let mut terminal = GatewayTerminal { hub, log };
+            let mut terminal = GatewayTerminal { hub, log, live };
             prompt_loop(&inputs, &mut terminal, PUBLISH_GRACE);
         })?;
     Ok(tx)

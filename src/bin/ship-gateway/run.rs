@@ -163,11 +163,16 @@ async fn serve(
         })?,
     );
     let hub_cell: Arc<OnceLock<Hub>> = Arc::new(OnceLock::new());
+    // What the gateway knows beyond the hub (live states, waiting requests, cooling-off).
+    let live = Arc::new(Live::default());
+    live.set_cooling_off(settings.cooling_off);
     let prompt = if settings.prompt && !settings.auto_accept && std::io::stdin().is_terminal() {
         Some(
-            prompt::start(hub_cell.clone(), log.clone()).map_err(|source| GatewayError::Io {
-                what: "starting the pairing prompt".into(),
-                source,
+            prompt::start(hub_cell.clone(), log.clone(), live.clone()).map_err(|source| {
+                GatewayError::Io {
+                    what: "starting the pairing prompt".into(),
+                    source,
+                }
             })?,
         )
     } else {
@@ -191,7 +196,6 @@ async fn serve(
         }
         None => None,
     };
-    let live = Arc::new(Live::default());
     // The event stream of the API (HTTP and control socket: `watch`).
     let bus = EventBus::new(BusLimits::default());
     if http.is_some() {
@@ -324,6 +328,7 @@ async fn serve(
                 trust: trust.clone(),
                 log: log.clone(),
                 limits: settings.control,
+                live: live.clone(),
                 api: Some(api::router(api_state(Access::Socket))),
             });
             Some(tokio::spawn(server.serve(listener)))

@@ -11,6 +11,7 @@
 //! prompt = true
 //! peers = []   # "SKI@HOST:PORT"; stored as a pairing at the first start
 //! ask = false   # pairing requests wait for `approve`/`deny` without a terminal
+//! cooling_off_secs = 600   # a device unpaired or denied is refused without asking this long
 //! http = "127.0.0.1:4780"   # the HTTP API and console; off when absent
 //! http_token_file = "/etc/ship-gateway/http-token"   # required unless `http` is loopback
 //! tls_suites = ["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256"]
@@ -53,6 +54,9 @@ use crate::cli::RunArgs;
 use crate::control::{ControlLimits, DEFAULT_CONTROL_CONNECTIONS, DEFAULT_CONTROL_IDLE_TIMEOUT};
 use crate::error::GatewayError;
 
+/// Default of `cooling_off_secs`: ten minutes of quiet after an unpair or a deny.
+pub(crate) const DEFAULT_COOLING_OFF_SECS: u64 = 600;
+
 /// The configuration file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,6 +79,7 @@ struct FileConfig {
     http: Option<SocketAddr>,
     http_token_file: Option<PathBuf>,
     ask: Option<bool>,
+    cooling_off_secs: Option<u64>,
     #[serde(default)]
     device: DeviceSection,
     #[serde(default)]
@@ -200,6 +205,8 @@ pub(crate) struct RunSettings {
     pub(crate) http_token_file: Option<PathBuf>,
     /// Pairing requests wait for `approve`/`deny` without a terminal.
     pub(crate) ask: bool,
+    /// How long a device a person unpaired or denied is refused without asking.
+    pub(crate) cooling_off: Duration,
 }
 
 impl RunSettings {
@@ -334,6 +341,11 @@ impl RunSettings {
             http: args.http.or(file.http),
             http_token_file: args.http_token_file.or(file.http_token_file),
             ask: args.ask || file.ask.unwrap_or(false),
+            cooling_off: Duration::from_secs(
+                args.cooling_off
+                    .or(file.cooling_off_secs)
+                    .unwrap_or(DEFAULT_COOLING_OFF_SECS),
+            ),
             control: ControlLimits {
                 max_connections: limit(
                     args.control_connections,
@@ -582,7 +594,7 @@ mod tests {
     /// The settings that have a fixed default, as text, to compare two resolutions.
     fn defaults_of(s: &RunSettings) -> String {
         format!(
-            "{} {} {} {} {} {} {} {} {:?} {:?} {:?} {} {:?} {} {:?}",
+            "{} {} {} {} {} {} {} {} {:?} {:?} {:?} {} {:?} {} {:?} {} {:?} {:?}",
             s.port,
             s.mdns,
             s.auto_accept,
@@ -601,6 +613,19 @@ mod tests {
             s.control.idle_timeout,
             s.peers.len(),
             s.pin_requirement,
+            s.ask,
+            s.cooling_off,
+            {
+                let mut limits = Limits::default();
+                s.admission.apply(&mut limits);
+                (
+                    limits.max_handshakes_per_address,
+                    limits.max_unpaired_connections,
+                    limits.max_unpaired_per_address,
+                    limits.max_inbound_bytes_per_peer,
+                    limits.max_inbound_bytes_total,
+                )
+            },
         )
     }
 
@@ -645,6 +670,15 @@ mod tests {
             "pairing_secret_file",
             "pin",
             "pin_optional",
+            "ask",
+            "cooling_off_secs",
+            "http",
+            "http_token_file",
+            "max_handshakes_per_address",
+            "max_unpaired",
+            "max_unpaired_per_address",
+            "max_inbound_bytes_per_peer",
+            "max_inbound_bytes_total",
             "name",
             "brand",
             "model",

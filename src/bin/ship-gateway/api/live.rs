@@ -47,7 +47,15 @@ pub(crate) struct PendingRequest {
 pub(crate) struct Live {
     peers: Mutex<HashMap<Ski, PeerLive>>,
     requests: Mutex<HashMap<Ski, PendingRequest>>,
+    /// Peers a person unpaired or denied: their pairing requests are refused without asking
+    /// until the cooling-off period ends (value: until when, and whether that was said).
+    cooling: Mutex<HashMap<Ski, (std::time::Instant, bool)>>,
+    /// The cooling-off period (zero: none).
+    cooling_off: Mutex<Duration>,
 }
+
+/// The most peers in cooling-off at once (the oldest leaves first).
+const MAX_COOLING: usize = 1024;
 
 /// The most peer states kept (a peer not paired that never comes back is forgotten first).
 const MAX_PEERS: usize = 10_000;
@@ -126,10 +134,11 @@ impl Live {
         self.peers().get(ski).cloned()
     }
 
-    /// Forgets `ski` (unpaired).
+    /// Forgets `ski` (unpaired by a person: it cools off).
     pub(crate) fn forget(&self, ski: &Ski) {
         self.peers().remove(ski);
         self.requests().remove(ski);
+        self.start_cooling(*ski);
     }
 
     /// A pairing request now waits for a decision; its hello times out after `wait`.
@@ -158,10 +167,93 @@ impl Live {
         self.requests().remove(ski);
     }
 
+    /// Sets the cooling-off period after an unpair or a deny (zero: none).
+    pub(crate) fn set_cooling_off(&self, period: Duration) {
+        *self.cooling_off.lock().unwrap_or_else(|e| e.into_inner()) = period;
+    }
+
+    /// A person unpaired or denied `ski`: its requests are refused without asking for the
+    /// cooling-off period.
+    pub(crate) fn start_cooling(&self, ski: Ski) {
+        let period = *self.cooling_off.lock().unwrap_or_else(|e| e.into_inner());
+        if period.is_zero() {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let mut cooling = self.cooling.lock().unwrap_or_else(|e| e.into_inner());
+        cooling.retain(|_, (until, _)| *until > now);
+        if cooling.len() >= MAX_COOLING
+            && !cooling.contains_key(&ski)
+            && let Some(oldest) = cooling.iter().min_by_key(|(_, (u, _))| *u).map(|(s, _)| *s)
+        {
+            cooling.remove(&oldest);
+        }
+        cooling.insert(ski, (now + period, false));
+    }
+
+    /// A person paired or approved `ski`: no cooling-off any more.
+    pub(crate) fn end_cooling(&self, ski: &Ski) {
+        self.cooling
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(ski);
+    }
+
+    /// Whether `ski` is cooling off: the time left, and whether this is the first request
+    /// refused for it (to say so once).
+    pub(crate) fn cooling_off(&self, ski: &Ski) -> Option<(Duration, bool)> {
+        let now = std::time::Instant::now();
+        let mut cooling = self.cooling.lock().unwrap_or_else(|e| e.into_inner());
+        let (until, said) = cooling.get_mut(ski)?;
+        if *until <= now {
+            cooling.remove(ski);
+            return None;
+        }
+        let first = !*said;
+        *said = true;
+        Some((*until - now, first))
+    }
+
     /// The waiting requests, oldest first.
     pub(crate) fn pending(&self) -> Vec<PendingRequest> {
         let mut list: Vec<PendingRequest> = self.requests().values().cloned().collect();
         list.sort_by_key(|r| r.since_ms);
         list
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unpaired_or_denied_peer_cools_off_once_said_and_pairing_ends_it() {
+        let live = Live::default();
+        let ski = Ski::from_bytes([7; 20]);
+        live.start_cooling(ski);
+        assert!(
+            live.cooling_off(&ski).is_none(),
+            "no period set: no cooling-off"
+        );
+        live.set_cooling_off(Duration::from_secs(60));
+        live.start_cooling(ski);
+        let (left, first) = live.cooling_off(&ski).unwrap();
+        assert!(first && left <= Duration::from_secs(60));
+        let (_, first) = live.cooling_off(&ski).unwrap();
+        assert!(!first, "said once");
+        live.end_cooling(&ski);
+        assert!(live.cooling_off(&ski).is_none());
+    }
+
+    #[test]
+    fn cooling_off_is_bounded() {
+        let live = Live::default();
+        live.set_cooling_off(Duration::from_secs(60));
+        for n in 0..(MAX_COOLING + 10) {
+            let mut bytes = [0u8; 20];
+            bytes[..8].copy_from_slice(&(n as u64).to_be_bytes());
+            live.start_cooling(Ski::from_bytes(bytes));
+        }
+        assert!(live.cooling.lock().unwrap().len() <= MAX_COOLING);
     }
 }

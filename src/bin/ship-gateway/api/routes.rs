@@ -334,6 +334,7 @@ async fn pair_inner(state: Arc<ApiState>, request: Request) -> Result<PeerView, 
         )
     })
     .await?;
+    state.live.end_cooling(&ski);
     state.log.emit(Event::Paired {
         ski: ski.to_string(),
         by: "HTTP API".into(),
@@ -517,6 +518,11 @@ async fn decide(
     })
     .await?;
     state.live.decided(&ski);
+    if accept {
+        state.live.end_cooling(&ski);
+    } else {
+        state.live.start_cooling(ski);
+    }
     if accept {
         state.log.emit(Event::Paired {
             ski: ski.to_string(),
