@@ -114,8 +114,16 @@ impl GatewayCallbacks {
 impl Callbacks for GatewayCallbacks {
     fn state_changed(&self, ski: Ski, state: ConnectionState, detail: &StateDetail) {
         let detailed = detail.detailed.map(|d| format!("{d:?}"));
-        self.live
-            .state(ski, state, detailed.clone(), detail.error.clone());
+        let tls_suite = (state == ConnectionState::Completed)
+            .then(|| self.tls_suite_of(ski).map(|s| s.name().to_owned()))
+            .flatten();
+        self.live.state(
+            ski,
+            state,
+            detailed.clone(),
+            detail.error.clone(),
+            tls_suite,
+        );
         self.log.emit(Event::State {
             ski: ski.to_string(),
             state: format!("{state:?}"),

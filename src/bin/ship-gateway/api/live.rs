@@ -76,13 +76,15 @@ impl Live {
         self.requests.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A state change of `ski`.
+    /// A state change of `ski`; `tls_suite` is the suite of the connection that reached
+    /// Completed (set in the same step, so a reader never sees Completed without it).
     pub(crate) fn state(
         &self,
         ski: Ski,
         state: ConnectionState,
         detailed: Option<String>,
         error: Option<String>,
+        tls_suite: Option<String>,
     ) {
         let name = format!("{state:?}");
         {
@@ -111,6 +113,9 @@ impl Live {
             entry.detailed = detailed;
             if error.is_some() {
                 entry.last_error = error;
+            }
+            if tls_suite.is_some() {
+                entry.tls_suite = tls_suite;
             }
         }
         // A request is over once the connection has moved on (decided, failed or gone).
