@@ -23,6 +23,13 @@ fn mdns(ski: ship_hub::Ski) -> Arc<MdnsDiscovery> {
     Arc::new(MdnsDiscovery::new(MdnsConfig::new(ski)).expect("mDNS daemon"))
 }
 
+/// The tests of this binary share one namespace, so one multicast domain. One of them floods it
+/// with 10,000 announcements; meanwhile another test's goodbye packet can be dropped (a full
+/// socket buffer drops datagrams), and its peer then stays visible until the record's TTL
+/// expires: seen once in the suite as "B's withdrawn announcement is still visible". The flood
+/// test therefore runs alone (write), the others side by side (read).
+static MULTICAST: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < deadline {
@@ -41,6 +48,7 @@ async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a private network namespace: run via `bash .ci/test`"]
 async fn two_hubs_discover_pair_and_exchange_data_over_mdns() {
+    let _turn = MULTICAST.read().await;
     let (ida, idb) = (identity("a"), identity("b"));
     let (a_ski, b_ski) = (ida.ski(), idb.ski());
     let (ra, rb) = (Recorder::new(), Recorder::new());
@@ -104,6 +112,7 @@ async fn two_hubs_discover_pair_and_exchange_data_over_mdns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a private network namespace: run via `bash .ci/test`"]
 async fn two_hubs_with_default_names_are_both_visible() {
+    let _turn = MULTICAST.read().await;
     let observer_id = identity("observer");
     let observer_ski = observer_id.ski();
     let ro = Recorder::new();
@@ -145,6 +154,7 @@ async fn two_hubs_with_default_names_are_both_visible() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a private network namespace: run via `bash .ci/test`"]
 async fn a_paired_peer_is_connected_after_a_burst_of_10000_spoofed_services() {
+    let _turn = MULTICAST.write().await;
     let (ida, idb) = (identity("a"), identity("b"));
     let (a_ski, b_ski) = (ida.ski(), idb.ski());
     let (ra, rb) = (Recorder::new(), Recorder::new());
@@ -278,6 +288,7 @@ mod pairing_service_mdns {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs a private network namespace: run via `bash .ci/test`"]
     async fn an_eebus_control_unit_that_knows_our_secret_becomes_trusted_over_mdns() {
+        let _turn = super::MULTICAST.read().await;
         let our_id = identity("energy-manager");
         let our_ski = our_id.ski();
         let our_fingerprint = Fingerprint::of_certificate(our_id.certificate_der());
@@ -394,6 +405,7 @@ mod pairing_service_mdns {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs a private network namespace: run via `bash .ci/test`"]
     async fn our_device_side_pairs_itself_with_an_eebus_energy_manager_over_mdns() {
+        let _turn = super::MULTICAST.read().await;
         // Their energy manager.
         let their_ship_id = "i:46925_u:their-em";
         let node = their_node(their_ship_id, TheirTrust::default());
@@ -481,6 +493,7 @@ mod pairing_service_mdns {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a private network namespace: run via `bash .ci/test`"]
 async fn two_hubs_pair_through_the_pairing_service_over_mdns() {
+    let _turn = MULTICAST.read().await;
     use ship_hub::hub::{AcceptRequests, PairingServiceEvent, RequestPairing};
     use ship_hub::pairing_service::{Fingerprint, PairingSecret};
 
@@ -536,6 +549,7 @@ async fn two_hubs_pair_through_the_pairing_service_over_mdns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a private network namespace: run via `bash .ci/test`"]
 async fn the_gateway_pairs_a_device_through_the_pairing_service_over_mdns() {
+    let _turn = MULTICAST.read().await;
     use serde_json::Value;
     use ship_hub::hub::RequestPairing;
     use ship_hub::identity::Identity;
