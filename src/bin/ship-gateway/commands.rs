@@ -85,21 +85,8 @@ pub(crate) fn pair(
         Reach::Running(response) if response.ok => println!("{}", Escaped(&response.message)),
         Reach::Running(response) => return Err(GatewayError::Refused(escaped(&response.message))),
         Reach::NotRunning(_no_gateway) => {
-            let trust = dir.trust_store()?;
-            trust.merge(ski, |peer| {
-                if ship_id.is_some() {
-                    peer.ship_id = ship_id;
-                }
-                if name.is_some() {
-                    peer.name = name;
-                }
-                if address.is_some() {
-                    peer.last_address = address;
-                }
-                if pin.is_some() {
-                    peer.pin = pin;
-                }
-            })?;
+            dir.trust_store()?
+                .store_pairing(ski, ship_id, name, address, pin)?;
             println!("paired {ski}; the gateway dials it when it runs");
         }
     }

@@ -182,22 +182,8 @@ pub(crate) fn store_and_pair(
     if ski == hub.local_ski() {
         return Err(GatewayError::OwnSki(ski));
     }
-    let stored_ship_id = ship_id.clone();
     // Store the extras first: pair_at hands the stored record to the peer's supervisor.
-    let peer = trust.merge(ski, |peer| {
-        if stored_ship_id.is_some() {
-            peer.ship_id = stored_ship_id;
-        }
-        if name.is_some() {
-            peer.name = name;
-        }
-        if address.is_some() {
-            peer.last_address = address;
-        }
-        if pin.is_some() {
-            peer.pin = pin;
-        }
-    })?;
+    let peer = trust.store_pairing(ski, ship_id.clone(), name, address, pin)?;
     hub.pair_at(ski, ship_id, address)?;
     Ok(peer)
 }

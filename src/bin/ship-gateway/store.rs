@@ -11,8 +11,8 @@
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
-use ship_hub::Ski;
 use ship_hub::hub::{FileTrustStore, PairedPeer, TrustStore, TrustStoreError};
+use ship_hub::{ShipId, Ski};
 
 /// A [`FileTrustStore`] whose every operation holds a cross-process advisory lock.
 #[derive(Debug)]
@@ -130,6 +130,32 @@ impl LockedTrustStore {
 
     /// Adds or updates a pairing, keeping what is already stored where `update` leaves a field
     /// empty. Returns the stored record.
+    /// Stores a pairing with the extras that are given (SHIP ID, name, last address, the PIN to
+    /// send), keeping what is stored for the others: `pair` with or without a running gateway.
+    pub(crate) fn store_pairing(
+        &self,
+        ski: Ski,
+        ship_id: Option<ShipId>,
+        name: Option<String>,
+        address: Option<std::net::SocketAddr>,
+        pin: Option<ship_hub::protocol::Pin>,
+    ) -> Result<PairedPeer, TrustStoreError> {
+        self.merge(ski, |peer| {
+            if ship_id.is_some() {
+                peer.ship_id = ship_id;
+            }
+            if name.is_some() {
+                peer.name = name;
+            }
+            if address.is_some() {
+                peer.last_address = address;
+            }
+            if pin.is_some() {
+                peer.pin = pin;
+            }
+        })
+    }
+
     pub(crate) fn merge(
         &self,
         ski: Ski,
