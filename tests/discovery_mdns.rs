@@ -466,3 +466,50 @@ async fn interfaces_selected_by_name_or_address_see_each_other() {
     })
     .await;
 }
+
+/// While a paired (preferred) SKI is missing, the discovery browses again every
+/// `missing_peer_requery`; each browse replaces the daemon's subscription, and what is visible
+/// stays visible and what is announced later is still seen. Once nothing preferred is missing,
+/// it stops browsing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a private network namespace: run via .ci/test"]
+async fn a_missing_paired_peer_makes_discovery_browse_again_without_losing_anything() {
+    let _serial = SERIAL.lock().await;
+    assert_private_namespace();
+    let (a_ski, b_ski, c_ski) = (ski(0xa9), ski(0xb9), ski(0xc9));
+    let mut config = MdnsConfig::new(a_ski);
+    config.missing_peer_requery = Some(Duration::from_millis(300));
+    let a = MdnsDiscovery::new(config).expect("start mDNS discovery");
+    a.set_preferred(vec![c_ski]);
+    let b = start(b_ski);
+    b.announce(Announcement::new(txt(b_ski, "requery-b"), 4791))
+        .unwrap();
+    wait_for(&a, "a sees b", |v| find(v, b_ski).is_some()).await;
+
+    with_timeout(async {
+        while a.requeries() < 3 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(
+        find(&a.visible(), b_ski).is_some(),
+        "b lost by browsing again"
+    );
+
+    // The missing peer appears after those browses: the fresh subscription reports it.
+    let c = start(c_ski);
+    c.announce(Announcement::new(txt(c_ski, "requery-c"), 4792))
+        .unwrap();
+    wait_for(&a, "a sees c", |v| find(v, c_ski).is_some()).await;
+    assert!(find(&a.visible(), b_ski).is_some());
+
+    // Nothing preferred is missing now: no more browsing again. The browse thread looks every
+    // 300 ms: once a look has passed (a browse decided just before c arrived is counted by
+    // then), a full second must not move the count.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let settled = a.requeries();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(a.requeries(), settled, "browsed again with nothing missing");
+    assert_eq!(a.resubscriptions(), 0);
+}

@@ -222,3 +222,20 @@ fn a_flood_of_strangers_never_evicts_a_preferred_ski() {
     assert!(events.contains(&DiscoveryEvent::Lost(ski(1))), "{events:?}");
     assert!(registry.get(&ski(1)).is_none());
 }
+
+#[test]
+fn a_preferred_ski_without_a_record_is_missing_until_seen() {
+    let mut registry = VisibleServices::new(None);
+    assert!(!registry.preferred_missing(), "nothing preferred");
+    registry.observe(sighting("stranger", ski(9), &[v4(9, 1)]));
+    registry.set_preferred(vec![ski(1), ski(2)]);
+    assert!(registry.preferred_missing());
+    registry.observe(sighting("one", ski(1), &[v4(1, 1)]));
+    assert!(registry.preferred_missing(), "ski(2) is still missing");
+    registry.observe(sighting("two", ski(2), &[v4(2, 1)]));
+    assert!(!registry.preferred_missing());
+    registry.forget("two._ship._tcp.local.");
+    assert!(registry.preferred_missing(), "ski(2) said goodbye");
+    registry.set_preferred(vec![ski(1)]);
+    assert!(!registry.preferred_missing(), "ski(2) is no longer paired");
+}

@@ -28,7 +28,7 @@ fn ski_creates_the_identity_once_and_prints_the_same_ski_every_time() {
     assert_eq!(mode & 0o077, 0, "key.pem is readable by others: {mode:o}");
     let json = gateway(&dir, &["--json", "ski"]);
     assert_ok(&json);
-    let value: Value = serde_json::from_str(&stdout(&json)).unwrap();
+    let value: Value = json_line(&json);
     assert_eq!(value["ski"], first.as_str());
     // The certificate's fingerprint, for the SHIP Pairing Service: SHA-256 of cert.pem's DER.
     let identity = ship_hub::identity::Identity::load(&dir).unwrap();
@@ -75,16 +75,17 @@ fn pair_list_and_unpair_edit_the_store_when_no_gateway_runs() {
     );
     let json = gateway(dir, &["--json", "list"]);
     assert_ok(&json);
-    let rows: Value = serde_json::from_str(&stdout(&json)).unwrap();
+    let rows: Value = json_lines(&json);
     assert_eq!(rows[0]["ski"], OTHER_SKI);
     assert_eq!(rows[0]["ship_id"], "Wallbox-1");
     assert_eq!(rows[0]["name"], "Wallbox");
     assert_eq!(rows[0]["last_address"], "127.0.0.1:4712");
-    assert_eq!(rows[0]["last_seen"], Value::Null);
+    assert_eq!(rows[0]["last_seen_ms"], Value::Null);
+    assert_eq!(rows[0]["state"], Value::Null, "no gateway runs");
 
     assert_ok(&gateway(dir, &["unpair", OTHER_SKI]));
     let json = gateway(dir, &["--json", "list"]);
-    assert_eq!(stdout(&json).trim(), "[]");
+    assert_eq!(stdout(&json), "", "no peer: no line");
     assert!(stdout(&gateway(dir, &["list"])).contains("no paired peers"));
 }
 
@@ -315,7 +316,7 @@ fn qr_shows_a_code_that_decodes_to_this_gateways_identity() {
     assert_eq!(qr_text_of(dir, &["--serial", "0042", "--invert"]), text);
     let json = gateway(dir, &["--json", "qr", "--serial", "0042"]);
     assert_ok(&json);
-    let value: Value = serde_json::from_str(&stdout(&json)).unwrap();
+    let value: Value = json_line(&json);
     assert_eq!(value["text"], text.as_str());
 }
 
@@ -385,7 +386,7 @@ fn pair_from_a_qr_code_stores_its_ski_ship_id_and_name() {
         "{out}"
     );
     let list = gateway(dir, &["--json", "list"]);
-    let rows: Value = serde_json::from_str(&stdout(&list)).unwrap();
+    let rows: Value = json_lines(&list);
     assert_eq!(rows[0]["ski"], OTHER_SKI);
     assert_eq!(rows[0]["ship_id"], "i:1_u:wb-7");
     assert_eq!(rows[0]["name"], "Acme WB 11");
@@ -407,7 +408,7 @@ fn pair_from_a_qr_code_stores_its_ski_ship_id_and_name() {
     );
     assert_ok(&output);
     let list = gateway(dir, &["--json", "list"]);
-    let rows: Value = serde_json::from_str(&stdout(&list)).unwrap();
+    let rows: Value = json_lines(&list);
     assert_eq!(rows[0]["name"], "garage");
     assert_eq!(rows[0]["last_address"], "127.0.0.1:4711");
 }
@@ -499,7 +500,7 @@ fn pair_from_a_qr_code_on_stdin() {
     let output = pipe(format!("SHIP;SKI:{OTHER_SKI};ID:i:1_u:from-stdin;ENDSHIP;\n").into_bytes());
     assert_ok(&output);
     let list = gateway(dir, &["--json", "list"]);
-    let rows: Value = serde_json::from_str(&stdout(&list)).unwrap();
+    let rows: Value = json_lines(&list);
     assert_eq!(rows[0]["ski"], OTHER_SKI);
     assert_eq!(rows[0]["ship_id"], "i:1_u:from-stdin");
 }
@@ -588,6 +589,6 @@ fn pair_with_a_pin_stores_it_and_a_bad_pin_is_refused() {
     assert_ok(&list);
     let text = stdout(&list);
     assert!(!text.contains("5555"), "{text}");
-    let rows: Value = serde_json::from_str(&text).unwrap();
+    let rows = json_lines(&list);
     assert_eq!(rows[0]["pin_stored"], true);
 }

@@ -210,13 +210,13 @@ fn two_gateways_pair_exchange_data_and_come_back_after_kill_9() {
     assert_eq!(paired(&a_dir), vec![b_ski.parse().unwrap()]);
     // The peer's SHIP ID was learnt and kept.
     let list = gateway(&a_dir, &["--json", "list"]);
-    let rows: Value = serde_json::from_slice(&list.stdout).unwrap();
+    let rows: Value = gateway_support::json_lines(&list);
     assert_eq!(
         rows[0]["ship_id"],
         format!("ship-gateway-{}", &b_ski[..12]).as_str()
     );
     assert_eq!(rows[0]["name"], "gateway b");
-    assert!(rows[0]["last_seen"].is_u64(), "{rows}");
+    assert!(rows[0]["last_seen_ms"].is_u64(), "{rows}");
 }
 
 /// The installer's way: each gateway shows its QR code (`qr`, read back from the terminal
@@ -250,7 +250,7 @@ fn two_gateways_pair_from_each_others_qr_codes_and_connect() {
     assert!(a.terminate().success());
     for (dir, peer_ski) in [(&a_dir, &b_ski), (&b_dir, &a_ski)] {
         let list = gateway(dir, &["--json", "list"]);
-        let rows: Value = serde_json::from_slice(&list.stdout).unwrap();
+        let rows: Value = gateway_support::json_lines(&list);
         assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
         assert_eq!(rows[0]["ski"], peer_ski.as_str());
         assert_eq!(
@@ -258,6 +258,6 @@ fn two_gateways_pair_from_each_others_qr_codes_and_connect() {
             format!("ship-gateway-{}", &peer_ski[..12]).as_str()
         );
         assert_eq!(rows[0]["name"], "ship-hub ship-gateway");
-        assert!(rows[0]["last_seen"].is_u64(), "{rows}");
+        assert!(rows[0]["last_seen_ms"].is_u64(), "{rows}");
     }
 }

@@ -497,3 +497,77 @@ async fn every_message_in_every_state() {
     victim.assert_serving().await;
     victim.stop().await;
 }
+
+/// How a handshake that ended while we waited in hello for the peer to confirm trust is told to
+/// the application: `RemoteDeniedTrust` once in every case (the specification's state), and the
+/// detail says which case it was: an explicit denial (hello `aborted`, detailed state
+/// `HelloRemoteAbortDone`), a close without an answer, or a lost connection (the peer crashed
+/// while its user decided). Only the first counts as a trust denial in the metrics.
+#[tokio::test]
+async fn a_peer_that_leaves_during_hello_is_told_apart_from_one_that_refuses() {
+    use ship_hub::hub::metrics::FailureCause;
+    use ship_hub::protocol::{ConnectionState, DetailedState};
+    let victim = Victim::start().await;
+    let cases: [(&str, Option<Vec<u8>>, &str); 3] = [
+        ("refuser", Some(msg::hello_aborted()), "refused to trust us"),
+        (
+            "closer",
+            Some(msg::close_announce()),
+            "closed the connection",
+        ),
+        ("crasher", None, "connection was lost"),
+    ];
+    for (name, last, words) in cases {
+        let denied_before = harness::failures(&victim, FailureCause::TrustDenied);
+        let (mut socket, ski) = trusted_client(&victim, name).await;
+        advance(&mut socket, Stage::ExpectHello).await;
+        socket.send(msg::hello_pending()).await.unwrap();
+        match last {
+            Some(bytes) => {
+                socket.send(bytes).await.unwrap();
+                let _ = ending(&mut socket).await;
+            }
+            // A crash: the TCP connection goes without a close frame.
+            None => drop(socket),
+        }
+        let denied = Seen::State(ski, ConnectionState::RemoteDeniedTrust);
+        assert!(
+            victim.rec.wait_for(WAIT, |s| *s == denied).await,
+            "{name}: {:?}",
+            victim.rec.all()
+        );
+        // Said once, after the link ended, in words; the detailed state is the one hello ended in.
+        let details = victim
+            .rec
+            .details_of(ski, ConnectionState::RemoteDeniedTrust);
+        assert_eq!(details.len(), 1, "{name}: {details:?}");
+        let error = details[0].error.clone().unwrap_or_default();
+        assert!(error.contains(words), "{name}: {error:?}");
+        if name == "refuser" {
+            assert_eq!(
+                details[0].detailed,
+                Some(DetailedState::HelloRemoteAbortDone)
+            );
+            assert!(!error.contains("not a refusal"), "{error:?}");
+            harness::wait_failure(&victim, FailureCause::TrustDenied, denied_before).await;
+        } else {
+            assert!(
+                error.contains("no answer, not a refusal"),
+                "{name}: {error:?}"
+            );
+            assert_ne!(
+                details[0].detailed,
+                Some(DetailedState::HelloRemoteAbortDone),
+                "{name}"
+            );
+            assert_eq!(
+                harness::failures(&victim, FailureCause::TrustDenied),
+                denied_before,
+                "{name} counted as a trust denial"
+            );
+        }
+        victim.hub.unpair(ski).unwrap();
+    }
+    victim.assert_serving().await;
+    victim.stop().await;
+}

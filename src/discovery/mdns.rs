@@ -23,6 +23,13 @@
 //!   forever. The visible list is kept meanwhile (re-browsing reports the daemon's cache again);
 //!   it is cleared only when the daemon shuts down. The registry keeps within
 //!   [`MdnsConfig::limits`].
+//! * Lost answers: `mdns-sd` queries at growing intervals (1 s, 2 s, 4 s, ... up to an hour,
+//!   RFC 6762 §5.2), so a paired peer whose announcements were lost (multicast loss on Wi-Fi,
+//!   a full receive buffer during a flood) would be found only at the next query, up to an
+//!   hour later. While a preferred SKI (a paired peer) has no record, we browse again every
+//!   [`MdnsConfig::missing_peer_requery`] (60 s): the daemon then queries at once and restarts
+//!   its schedule. That costs a few small queries a minute, and only while a paired peer is
+//!   missing.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -90,6 +97,10 @@ pub struct MdnsConfig {
     pub resubscribe_delay: Duration,
     /// The delay doubles after each closure in a row, up to this. Default 5 s.
     pub resubscribe_delay_max: Duration,
+    /// While a preferred SKI (a paired peer of the hub) is not visible, browse again (the
+    /// daemon queries the LAN at once) when this long has passed since the last browse.
+    /// `None` leaves the query schedule to the daemon alone. Default 60 s.
+    pub missing_peer_requery: Option<Duration>,
 }
 
 impl MdnsConfig {
@@ -101,6 +112,7 @@ impl MdnsConfig {
             limits: DiscoveryLimits::default(),
             resubscribe_delay: Duration::from_millis(100),
             resubscribe_delay_max: Duration::from_secs(5),
+            missing_peer_requery: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -119,6 +131,7 @@ pub struct MdnsDiscovery {
     /// Set before the daemon is shut down: the browse thread then stops re-subscribing.
     stopping: Arc<AtomicBool>,
     resubscriptions: Arc<std::sync::atomic::AtomicU64>,
+    requeries: Arc<std::sync::atomic::AtomicU64>,
     /// The full name of our Pairing Service request, if announced.
     pairing_registered: Mutex<Option<String>>,
     /// Pairing Service requests heard on the LAN (browsing starts on the first subscription).
@@ -164,6 +177,7 @@ impl MdnsDiscovery {
             announced,
             stopping: Arc::new(AtomicBool::new(false)),
             resubscriptions: Arc::default(),
+            requeries: Arc::default(),
             pairing_registered: Mutex::new(None),
             pairing_events: broadcast::channel(PAIRING_EVENT_CAPACITY).0,
             pairing_browsing: AtomicBool::new(false),
@@ -177,6 +191,12 @@ impl MdnsDiscovery {
     /// How many times the browse subscription was closed by the daemon and opened again.
     pub fn resubscriptions(&self) -> u64 {
         self.resubscriptions.load(Ordering::Relaxed)
+    }
+
+    /// How many times we browsed again because a paired peer was missing
+    /// ([`MdnsConfig::missing_peer_requery`]).
+    pub fn requeries(&self) -> u64 {
+        self.requeries.load(Ordering::Relaxed)
     }
 
     fn service_info(&self, announcement: &Announcement) -> Result<ServiceInfo, DiscoveryError> {
@@ -229,6 +249,9 @@ impl MdnsDiscovery {
             resubscriptions: self.resubscriptions.clone(),
             delay: self.config.resubscribe_delay,
             delay_max: self.config.resubscribe_delay_max,
+            requery: Requery::new(self.config.missing_peer_requery, Instant::now()),
+            requeries: self.requeries.clone(),
+            shared: self.shared.clone(),
         };
         spawn("ship-mdns-browse", move || browser.run(first, &queue))?;
         let registry_shared = self.shared.clone();
@@ -252,24 +275,59 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), DiscoveryE
 }
 
 /// Keeps a browse subscription open and moves its events to the registry thread as fast as the
-/// daemon produces them.
+/// daemon produces them; browses again when the daemon closed the subscription, or when a paired
+/// peer stays missing ([`Requery`]).
 struct Browser {
     daemon: ServiceDaemon,
     stopping: Arc<AtomicBool>,
     resubscriptions: Arc<std::sync::atomic::AtomicU64>,
     delay: Duration,
     delay_max: Duration,
+    requery: Requery,
+    requeries: Arc<std::sync::atomic::AtomicU64>,
+    shared: Arc<Shared>,
 }
 
 impl Browser {
-    fn run(self, first: mdns_sd::Receiver<ServiceEvent>, queue: &mpsc::Sender<ServiceEvent>) {
+    fn run(mut self, first: mdns_sd::Receiver<ServiceEvent>, queue: &mpsc::Sender<ServiceEvent>) {
         let mut subscription = first;
         let mut delay = self.delay;
         loop {
             let opened = Instant::now();
-            while let Ok(event) = subscription.recv() {
-                if queue.send(event).is_err() {
-                    return;
+            loop {
+                match subscription.recv_timeout(self.requery.tick()) {
+                    Ok(event) => {
+                        if queue.send(event).is_err() {
+                            return;
+                        }
+                    }
+                    Err(mdns_sd::RecvTimeoutError::Timeout) => {
+                        let now = Instant::now();
+                        if !self.requery.due(now, self.shared.preferred_missing()) {
+                            continue;
+                        }
+                        match self.daemon.browse(SERVICE_TYPE) {
+                            Ok(fresh) => {
+                                // The daemon dropped its end of the old subscription; what is
+                                // still in it goes first.
+                                for event in subscription.drain() {
+                                    if queue.send(event).is_err() {
+                                        return;
+                                    }
+                                }
+                                subscription = fresh;
+                                self.requeries.fetch_add(1, Ordering::Relaxed);
+                                tracing::debug!("a paired peer is missing: mDNS browse again");
+                            }
+                            // A full command queue: try at the next tick.
+                            Err(mdns_sd::Error::Again) => self.requery.retry(),
+                            Err(error) => {
+                                tracing::debug!(%error, "mDNS browse: daemon gone");
+                                return;
+                            }
+                        }
+                    }
+                    Err(mdns_sd::RecvTimeoutError::Disconnected) => break,
                 }
             }
             if self.stopping.load(Ordering::Acquire) {
@@ -291,6 +349,7 @@ impl Browser {
                     Ok(receiver) => {
                         subscription = receiver;
                         self.resubscriptions.fetch_add(1, Ordering::Relaxed);
+                        self.requery.browsed(Instant::now());
                         break;
                     }
                     Err(mdns_sd::Error::Again) => continue,
@@ -314,6 +373,58 @@ impl Browser {
             thread::sleep(left.min(Duration::from_millis(50)));
         }
         false
+    }
+}
+
+/// When to browse again because a paired peer is missing: once `every` has passed since the
+/// last browse while one is missing. The clock restarts whenever none is missing, so a peer that
+/// just went away is queried for `every` after it went.
+#[derive(Debug)]
+struct Requery {
+    every: Option<Duration>,
+    last: Instant,
+}
+
+/// How often the browse thread looks whether a requery is due, at most.
+const REQUERY_TICK: Duration = Duration::from_secs(1);
+
+impl Requery {
+    fn new(every: Option<Duration>, now: Instant) -> Self {
+        Requery { every, last: now }
+    }
+
+    /// How long to wait for an event before looking again.
+    fn tick(&self) -> Duration {
+        self.every
+            .map_or(REQUERY_TICK, |every| every.min(REQUERY_TICK))
+            .max(Duration::from_millis(1))
+    }
+
+    /// Whether to browse again now; if so, the clock restarts.
+    fn due(&mut self, now: Instant, preferred_missing: bool) -> bool {
+        let Some(every) = self.every else {
+            return false;
+        };
+        if !preferred_missing || now.saturating_duration_since(self.last) < every {
+            if !preferred_missing {
+                self.last = now;
+            }
+            return false;
+        }
+        self.last = now;
+        true
+    }
+
+    /// The browse could not be sent: due again at the next look.
+    fn retry(&mut self) {
+        if let Some(every) = self.every {
+            self.last = self.last.checked_sub(every).unwrap_or(self.last);
+        }
+    }
+
+    /// A browse was sent for another reason: the clock restarts.
+    fn browsed(&mut self, now: Instant) {
+        self.last = now;
     }
 }
 
@@ -509,5 +620,62 @@ impl Drop for MdnsDiscovery {
         if let Err(error) = self.daemon.shutdown() {
             tracing::debug!(%error, "mDNS daemon shutdown");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn a_missing_paired_peer_is_queried_again_every_interval() {
+        let start = Instant::now();
+        let mut requery = Requery::new(Some(MINUTE), start);
+        assert!(!requery.due(start + Duration::from_secs(59), true));
+        assert!(requery.due(start + MINUTE, true));
+        // The clock restarted at the requery.
+        assert!(!requery.due(start + MINUTE + Duration::from_secs(30), true));
+        assert!(requery.due(start + 2 * MINUTE, true));
+    }
+
+    #[test]
+    fn nothing_is_queried_while_every_paired_peer_is_visible() {
+        let start = Instant::now();
+        let mut requery = Requery::new(Some(MINUTE), start);
+        for minutes in 1..10 {
+            assert!(!requery.due(start + minutes * MINUTE, false));
+        }
+        // A peer goes missing at 9 min: queried a full interval later, not at once.
+        let gone = start + 9 * MINUTE;
+        assert!(!requery.due(gone + Duration::from_secs(1), true));
+        assert!(requery.due(gone + MINUTE, true));
+    }
+
+    #[test]
+    fn another_browse_or_a_refused_one_moves_the_clock() {
+        let start = Instant::now();
+        let mut requery = Requery::new(Some(MINUTE), start);
+        requery.browsed(start + Duration::from_secs(50));
+        assert!(!requery.due(start + MINUTE, true), "browsed 10 s ago");
+        assert!(requery.due(start + Duration::from_secs(110), true));
+        requery.retry();
+        assert!(
+            requery.due(start + Duration::from_secs(111), true),
+            "a browse the daemon refused is due again at the next look"
+        );
+    }
+
+    #[test]
+    fn requery_off_never_queries_and_ticks_each_second() {
+        let start = Instant::now();
+        let mut requery = Requery::new(None, start);
+        assert!(!requery.due(start + 100 * MINUTE, true));
+        assert_eq!(requery.tick(), REQUERY_TICK);
+        let short = Requery::new(Some(Duration::from_millis(200)), start);
+        assert_eq!(short.tick(), Duration::from_millis(200));
+        let zero = Requery::new(Some(Duration::ZERO), start);
+        assert_eq!(zero.tick(), Duration::from_millis(1));
     }
 }

@@ -172,6 +172,13 @@ impl VisibleServices {
         changes.events(self)
     }
 
+    /// Whether a preferred SKI (a paired peer of the hub) has no record.
+    pub fn preferred_missing(&self) -> bool {
+        self.preferred
+            .iter()
+            .any(|ski| !self.by_ski.contains_key(ski))
+    }
+
     /// Whether an instance has a record.
     pub fn contains_instance(&self, instance: &str) -> bool {
         self.records.contains_key(instance)

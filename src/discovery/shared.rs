@@ -52,6 +52,10 @@ impl Shared {
         }
     }
 
+    pub(super) fn preferred_missing(&self) -> bool {
+        self.registry().preferred_missing()
+    }
+
     pub(super) fn clear(&self) {
         let mut registry = self.registry();
         for event in registry.clear() {

@@ -171,7 +171,7 @@ pub(crate) struct Supervisor {
     accepting: Option<JoinHandle<Result<PairedPeer, super::HubError>>>,
     visible: Visible,
     /// The last link ended with this (shown once as Error / RemoteDeniedTrust).
-    last_failure: Option<(ConnectionState, String)>,
+    last_failure: Option<(ConnectionState, String, Option<DetailedState>)>,
     /// A double connection was settled lately: if that leaves no connection, the bigger-SKI
     /// side redials at once (§7 rule 3).
     settled_double: bool,
@@ -536,7 +536,7 @@ impl Supervisor {
             Err(error) => {
                 tracing::debug!(ski = %self.ski, %error, "dial failed");
                 self.shared.metrics.failure(error.cause());
-                self.last_failure = Some((ConnectionState::Error, error.to_string()));
+                self.last_failure = Some((ConnectionState::Error, error.to_string(), None));
                 if self.replacing.is_some() && self.links.is_empty() && !self.incoming_in_tls() {
                     self.connection_lost(DisconnectReason::Error(error.to_string()));
                 } else {

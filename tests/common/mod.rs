@@ -49,6 +49,8 @@ pub struct Recorder {
     pub on_pairing_requested: OnceLock<OnPairingRequested>,
     /// Runs inside `connected` (to test re-entrancy).
     pub on_connected: OnceLock<Box<dyn Fn(Ski) + Send + Sync>>,
+    /// Every state change with its detail, in order.
+    pub details: Mutex<Vec<(Ski, ConnectionState, StateDetail)>>,
 }
 
 impl Recorder {
@@ -70,6 +72,17 @@ impl Recorder {
             .unwrap()
             .iter()
             .map(|(_, s)| s.clone())
+            .collect()
+    }
+
+    /// The details of every change of `ski` into `state`.
+    pub fn details_of(&self, ski: Ski, state: ConnectionState) -> Vec<StateDetail> {
+        self.details
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(s, st, _)| *s == ski && *st == state)
+            .map(|(_, _, d)| d.clone())
             .collect()
     }
 
@@ -97,7 +110,11 @@ impl Recorder {
 }
 
 impl Callbacks for Recorder {
-    fn state_changed(&self, ski: Ski, state: ConnectionState, _detail: &StateDetail) {
+    fn state_changed(&self, ski: Ski, state: ConnectionState, detail: &StateDetail) {
+        self.details
+            .lock()
+            .unwrap()
+            .push((ski, state, detail.clone()));
         self.push(Seen::State(ski, state));
     }
     fn connected(&self, ski: Ski, _ship_id: Option<&ShipId>) {

@@ -18,7 +18,7 @@ pub fn spoofed_ski(n: u32) -> Ski {
 
 /// A running spoofer; dropping it shuts its daemon down.
 pub struct Spoofer {
-    daemon: ServiceDaemon,
+    daemon: Option<ServiceDaemon>,
 }
 
 impl Spoofer {
@@ -49,13 +49,92 @@ impl Spoofer {
                 }
             }
         }
-        (Spoofer { daemon }, started.elapsed())
+        (
+            Spoofer {
+                daemon: Some(daemon),
+            },
+            started.elapsed(),
+        )
+    }
+
+    /// Ends the burst: shuts the spoofer's daemon down, which says goodbye for its services (a
+    /// second burst), and waits until the namespace's UDP traffic is quiet (see [`wait_quiet`]).
+    ///
+    /// While the spoofer runs it answers every `_ship._tcp` query with its thousands of
+    /// records, which overflows every other daemon's receive buffer again: an answer of a real
+    /// peer sent at that time is lost with high probability. A test that wants to show that a
+    /// peer is found *after* a burst stops the spoofer first.
+    pub fn stop(mut self) -> Quiet {
+        if let Some(daemon) = self.daemon.take() {
+            let status = daemon.shutdown().expect("spoofer shutdown");
+            // The daemon answers once it has sent its goodbyes and closed its sockets.
+            let _ = status.recv_timeout(Duration::from_secs(120));
+        }
+        wait_quiet(Duration::from_secs(2), Duration::from_secs(120))
     }
 }
 
 impl Drop for Spoofer {
     fn drop(&mut self) {
-        let _ = self.daemon.shutdown();
+        if let Some(daemon) = self.daemon.take() {
+            let _ = daemon.shutdown();
+        }
+    }
+}
+
+/// The UDP counters of this network namespace (`/proc/net/snmp`): datagrams received and
+/// datagrams dropped because a socket's receive buffer was full.
+pub fn udp_counters() -> (u64, u64) {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        return (0, 0);
+    };
+    let field = |name: &str| {
+        names
+            .split_whitespace()
+            .position(|n| n == name)
+            .and_then(|i| values.split_whitespace().nth(i))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("InDatagrams"), field("RcvbufErrors"))
+}
+
+/// What [`wait_quiet`] saw.
+#[derive(Debug, Clone, Copy)]
+pub struct Quiet {
+    /// How long it waited.
+    pub waited: Duration,
+    /// Datagrams received in the namespace so far.
+    pub datagrams: u64,
+    /// Datagrams the namespace dropped for full receive buffers so far.
+    pub dropped: u64,
+}
+
+/// Waits until no UDP datagram arrived in the namespace for `quiet` (at most `bound`; it panics
+/// beyond that).
+pub fn wait_quiet(quiet: Duration, bound: Duration) -> Quiet {
+    let started = Instant::now();
+    let mut last = udp_counters();
+    let mut since = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = udp_counters();
+        if now != last {
+            last = now;
+            since = Instant::now();
+        } else if since.elapsed() >= quiet {
+            return Quiet {
+                waited: started.elapsed(),
+                datagrams: now.0,
+                dropped: now.1,
+            };
+        }
+        assert!(
+            started.elapsed() < bound,
+            "UDP traffic never quiet for {quiet:?} within {bound:?}: {now:?}"
+        );
     }
 }
 

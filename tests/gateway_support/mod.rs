@@ -29,6 +29,29 @@ pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// The `--json` output of a command that answers one thing: exactly one JSON object on one line.
+pub fn json_line(output: &Output) -> Value {
+    let lines = json_lines(output);
+    assert_eq!(lines.as_array().unwrap().len(), 1, "not one line: {lines}");
+    lines[0].clone()
+}
+
+/// The `--json` output of a command, which must be one JSON object per line, as an array of
+/// those objects.
+pub fn json_lines(output: &Output) -> Value {
+    let text = stdout(output);
+    Value::Array(
+        text.lines()
+            .map(|line| {
+                let value: Value = serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line:?}"));
+                assert!(value.is_object(), "not one object per line: {line}");
+                value
+            })
+            .collect(),
+    )
+}
+
 /// Asserts a failure with `code` and exactly one stderr line that names `needle`.
 pub fn assert_one_line_error(output: &Output, code: i32, needle: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -197,12 +197,12 @@ pub(crate) struct RunArgs {
     /// AES_128_GCM, AES_256_GCM, CHACHA20_POLY1305, then AES_128_CBC (docs/tls.md).
     #[arg(long, value_name = "SUITES")]
     pub(crate) tls_suites: Option<String>,
-    /// Most control-socket connections (pair, unpair, send) served at once; one more gets a
-    /// one-line error. Default 16.
+    /// Most control-socket connections (the command line's requests to this gateway) served
+    /// at once; one more is answered `503 busy` and closed. Default 16.
     #[arg(long, value_name = "N")]
     pub(crate) control_connections: Option<usize>,
-    /// Seconds a control-socket client may take to send its request before it is closed.
-    /// Default 30.
+    /// Seconds a control-socket client may take to start its request before it is answered
+    /// `408 idle_timeout` and closed. Default 30.
     #[arg(long, value_name = "SECS")]
     pub(crate) control_idle_timeout: Option<u64>,
     /// A file holding the SHIP Pairing Service secret printed with this gateway (hex): devices

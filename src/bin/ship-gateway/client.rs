@@ -1,9 +1,10 @@
-//! The command line's side of the HTTP API on the control socket (`status`, `watch`,
-//! `approve`, `deny`, `disconnect`): one HTTP/1.1 request per connection, over the unix socket.
+//! The command line's side of the HTTP API on the control socket (`pair`, `unpair`, `send`,
+//! `list`, `status`, `watch`, `approve`, `deny`, `disconnect`): one HTTP/1.1 request per
+//! connection, over the unix socket.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -14,28 +15,59 @@ use crate::store::FileLock;
 /// The most bytes of an answer read (a list of 10,000 peers fits).
 const MAX_ANSWER: u64 = 16 << 20;
 
+/// How long a command waits for a gateway that holds its lock but has not opened its socket yet
+/// (it is starting).
+const CONNECT_PATIENCE: Duration = Duration::from_secs(10);
+
 /// An answer: status and body.
 pub(crate) struct Answer {
     pub(crate) status: u16,
     pub(crate) body: Value,
 }
 
-/// Connects to the running gateway's control socket; a clear error if none runs.
-fn connect(dir: &DataDir) -> Result<UnixStream, GatewayError> {
+/// Whether a gateway runs on a data dir.
+pub(crate) enum Gateway {
+    /// It runs: a connection to its control socket.
+    Running(UnixStream),
+    /// None runs; the shared lock keeps one from starting until it is dropped.
+    NotRunning(FileLock),
+}
+
+/// Connects to the running gateway's control socket, or takes the gateway lock shared when none
+/// runs (see `crate::control`).
+pub(crate) fn reach(dir: &DataDir) -> Result<Gateway, GatewayError> {
     let lock_path = dir.gateway_lock_path();
-    let free = FileLock::try_acquire(&lock_path, false).map_err(|source| GatewayError::Io {
+    let lock = FileLock::try_acquire(&lock_path, false).map_err(|source| GatewayError::Io {
         what: format!("locking {}", lock_path.display()),
         source,
     })?;
-    if free.is_some() {
-        return Err(GatewayError::NotRunning(dir.path().to_owned()));
+    if let Some(lock) = lock {
+        return Ok(Gateway::NotRunning(lock));
     }
     let path = dir.control_path();
-    let stream = UnixStream::connect(&path).map_err(|e| GatewayError::Control {
-        path: path.clone(),
-        reason: e.to_string(),
-    })?;
-    Ok(stream)
+    let started = Instant::now();
+    loop {
+        match UnixStream::connect(&path) {
+            Ok(stream) => return Ok(Gateway::Running(stream)),
+            Err(_) if started.elapsed() < CONNECT_PATIENCE => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => {
+                return Err(GatewayError::Control {
+                    path,
+                    reason: format!("the gateway holds its lock but: {e}"),
+                });
+            }
+        }
+    }
+}
+
+/// Connects to the running gateway's control socket; a clear error if none runs.
+fn connect(dir: &DataDir) -> Result<UnixStream, GatewayError> {
+    match reach(dir)? {
+        Gateway::Running(stream) => Ok(stream),
+        Gateway::NotRunning(_) => Err(GatewayError::NotRunning(dir.path().to_owned())),
+    }
 }
 
 fn request_text(method: &str, path: &str, body: Option<&str>) -> String {
@@ -54,7 +86,17 @@ pub(crate) fn call(
     path: &str,
     body: Option<&str>,
 ) -> Result<Answer, GatewayError> {
-    let stream = connect(dir)?;
+    call_on(connect(dir)?, dir, method, path, body)
+}
+
+/// Sends one request on a connection [`reach`] opened and reads the whole answer.
+pub(crate) fn call_on(
+    stream: UnixStream,
+    dir: &DataDir,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<Answer, GatewayError> {
     let error = |reason: String| GatewayError::Control {
         path: dir.control_path(),
         reason,
@@ -62,16 +104,32 @@ pub(crate) fn call(
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(|e| error(e.to_string()))?;
-    (&stream)
-        .write_all(request_text(method, path, body).as_bytes())
-        .map_err(|e| error(e.to_string()))?;
+    // A busy gateway answers and closes before it reads: the write may then fail, but its answer
+    // is waiting to be read.
+    let written = (&stream).write_all(request_text(method, path, body).as_bytes());
     let mut reader = BufReader::new(stream.take(MAX_ANSWER));
-    let (status, chunked) = read_head(&mut reader).map_err(error)?;
+    let (status, chunked, length) = match read_head(&mut reader) {
+        Ok(head) => head,
+        Err(reason) => {
+            return Err(error(match written {
+                Err(e) => format!("{reason} (sending: {e})"),
+                Ok(()) => reason,
+            }));
+        }
+    };
     let mut text = String::new();
     if chunked {
         while let Some(chunk) = read_chunk(&mut reader).map_err(error)? {
             text.push_str(&chunk);
         }
+    } else if let Some(length) = length {
+        // Exactly the body: a gateway that answered before reading the request (busy) closes at
+        // once, and reading on to the end would meet the reset of its unread request.
+        let mut body = vec![0; length];
+        reader
+            .read_exact(&mut body)
+            .map_err(|e| error(e.to_string()))?;
+        text = String::from_utf8(body).map_err(|e| error(e.to_string()))?;
     } else {
         reader
             .read_to_string(&mut text)
@@ -85,6 +143,16 @@ pub(crate) fn call(
     Ok(Answer { status, body })
 }
 
+/// An error answer as a one-line error with the API's message.
+pub(crate) fn refused(answer: &Answer) -> GatewayError {
+    GatewayError::Refused(
+        answer.body["message"]
+            .as_str()
+            .map(crate::escape::escaped)
+            .unwrap_or_else(|| format!("the gateway answered {}", answer.status)),
+    )
+}
+
 /// Like [`call`], turning an error answer into a one-line error with the API's message.
 pub(crate) fn expect(
     dir: &DataDir,
@@ -96,22 +164,15 @@ pub(crate) fn expect(
     if (200..300).contains(&answer.status) {
         return Ok(answer.body);
     }
-    Err(GatewayError::Refused(
-        answer.body["message"]
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("the gateway answered {}", answer.status)),
-    ))
+    Err(refused(&answer))
 }
 
-/// The status line and whether the body is chunked. A one-line JSON answer instead of HTTP is
-/// the busy or idle answer of the control socket: its message is the error.
-fn read_head(reader: &mut impl BufRead) -> Result<(u16, bool), String> {
+/// The status line, whether the body is chunked, and its length if given.
+fn read_head(reader: &mut impl BufRead) -> Result<(u16, bool, Option<usize>), String> {
     let mut line = String::new();
-    reader.read_line(&mut line).map_err(|e| e.to_string())?;
-    if line.starts_with('{') {
-        let value: Value = serde_json::from_str(line.trim()).map_err(|e| e.to_string())?;
-        return Err(value["message"].as_str().unwrap_or("refused").to_owned());
+    let read = reader.read_line(&mut line).map_err(|e| e.to_string())?;
+    if read == 0 {
+        return Err("the gateway closed without an answer".into());
     }
     let status = line
         .split_whitespace()
@@ -119,6 +180,7 @@ fn read_head(reader: &mut impl BufRead) -> Result<(u16, bool), String> {
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| format!("not an HTTP answer: {:?}", line.trim()))?;
     let mut chunked = false;
+    let mut length = None;
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header).map_err(|e| e.to_string())? == 0 {
@@ -126,13 +188,24 @@ fn read_head(reader: &mut impl BufRead) -> Result<(u16, bool), String> {
         }
         let header = header.trim_end();
         if header.is_empty() {
-            return Ok((status, chunked));
+            return Ok((status, chunked, length));
         }
-        if let Some((name, value)) = header.split_once(':')
-            && name.eq_ignore_ascii_case("transfer-encoding")
+        let Some((name, value)) = header.split_once(':') else {
+            continue;
+        };
+        if name.eq_ignore_ascii_case("transfer-encoding")
             && value.trim().eq_ignore_ascii_case("chunked")
         {
             chunked = true;
+        } else if name.eq_ignore_ascii_case("content-length") {
+            let value: usize = value
+                .trim()
+                .parse()
+                .map_err(|e| format!("bad Content-Length {value:?}: {e}"))?;
+            if value as u64 > MAX_ANSWER {
+                return Err(format!("an answer of {value} bytes is too large"));
+            }
+            length = Some(value);
         }
     }
 }
@@ -169,7 +242,7 @@ pub(crate) fn follow(
         .write_all(request_text("GET", "/api/v1/events", None).as_bytes())
         .map_err(|e| error(e.to_string()))?;
     let mut reader = BufReader::new(stream);
-    let (status, chunked) = read_head(&mut reader).map_err(error)?;
+    let (status, chunked, _) = read_head(&mut reader).map_err(error)?;
     if status != 200 || !chunked {
         return Err(error(format!("the gateway answered {status}")));
     }

@@ -3,15 +3,18 @@
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
-use ship_hub::hub::{PairedPeer, TrustStore};
+use std::io::Write;
+
+use serde_json::Value;
+use ship_hub::hub::TrustStore;
 use ship_hub::protocol::Pin;
 use ship_hub::{ShipId, Ski};
 
-use crate::control::{self, Reach, Request};
+use crate::api::PeerView;
+use crate::client::{self, Gateway};
 use crate::data_dir::{self, DataDir};
 use crate::error::GatewayError;
-use crate::escape::{Escaped, escaped};
+use crate::escape::Escaped;
 use crate::settings::resolve_address;
 
 /// `ski`: prints this gateway's SKI, creating the identity on first use. With `--json` also the
@@ -72,19 +75,24 @@ pub(crate) fn pair(
         .transpose()?;
     let dir = DataDir::open(data_dir, true)?;
     refuse_own_ski(&dir, ski)?;
-    let request = Request::Pair {
-        ski,
-        ship_id: ship_id.clone(),
-        name: name.clone(),
-        address,
-        pin: pin
-            .as_ref()
-            .map(|p| control::SecretPin(p.reveal().to_owned())),
-    };
-    match control::reach(&dir, &request)? {
-        Reach::Running(response) if response.ok => println!("{}", Escaped(&response.message)),
-        Reach::Running(response) => return Err(GatewayError::Refused(escaped(&response.message))),
-        Reach::NotRunning(_no_gateway) => {
+    match client::reach(&dir)? {
+        Gateway::Running(stream) => {
+            let body = serde_json::json!({
+                "ski": ski.to_string(),
+                "ship_id": ship_id.map(|s| s.to_string()),
+                "name": name,
+                "address": address.map(|a| a.to_string()),
+                "pin": pin.as_ref().map(|p| p.reveal()),
+            })
+            .to_string();
+            let answer = client::call_on(stream, &dir, "POST", "/api/v1/peers", Some(&body))?;
+            if answer.status != 201 {
+                return Err(client::refused(&answer));
+            }
+            let next = answer.body["next"].as_str().unwrap_or("paired");
+            println!("{}", Escaped(next));
+        }
+        Gateway::NotRunning(_no_gateway) => {
             dir.trust_store()?
                 .store_pairing(ski, ship_id, name, address, pin)?;
             println!("paired {ski}; the gateway dials it when it runs");
@@ -96,10 +104,17 @@ pub(crate) fn pair(
 /// `unpair`: through the running gateway, or directly in the store when none runs.
 pub(crate) fn unpair(data_dir: Option<PathBuf>, ski: Ski) -> Result<(), GatewayError> {
     let dir = DataDir::open(data_dir, false)?;
-    match control::reach(&dir, &Request::Unpair { ski })? {
-        Reach::Running(response) if response.ok => println!("{}", Escaped(&response.message)),
-        Reach::Running(response) => return Err(GatewayError::Refused(escaped(&response.message))),
-        Reach::NotRunning(_no_gateway) => {
+    match client::reach(&dir)? {
+        Gateway::Running(stream) => {
+            let path = format!("/api/v1/peers/{ski}");
+            let answer = client::call_on(stream, &dir, "DELETE", &path, None)?;
+            match answer.status {
+                204 => println!("unpaired {ski}; the running gateway disconnected it"),
+                404 => return Err(GatewayError::NotPaired(ski)),
+                _ => return Err(client::refused(&answer)),
+            }
+        }
+        Gateway::NotRunning(_no_gateway) => {
             let trust = dir.trust_store()?;
             if !trust.locked(true, |store| store.remove(&ski))? {
                 return Err(GatewayError::NotPaired(ski));
@@ -119,57 +134,46 @@ pub(crate) fn send(
     serde_json::from_str::<serde::de::IgnoredAny>(&payload)
         .map_err(|e| GatewayError::Setting(format!("the payload is not JSON: {e}")))?;
     let dir = DataDir::open(data_dir, false)?;
-    match control::reach(&dir, &Request::Send { ski, payload })? {
-        Reach::Running(response) if response.ok => {
-            println!("{}", Escaped(&response.message));
-            Ok(())
-        }
-        Reach::Running(response) => Err(GatewayError::Refused(escaped(&response.message))),
-        Reach::NotRunning(_) => Err(GatewayError::NotRunning(dir.path().to_owned())),
-    }
+    let path = format!("/api/v1/peers/{ski}/data");
+    let sent = client::expect(&dir, "POST", &path, Some(&payload))?;
+    println!("sent {} bytes to {ski}", sent["bytes"]);
+    Ok(())
 }
 
-/// One line of `list --json`.
-#[derive(Serialize)]
-struct PeerRow {
-    ski: String,
-    ship_id: Option<String>,
-    name: Option<String>,
-    last_address: Option<String>,
-    /// Seconds since the Unix epoch.
-    last_seen: Option<u64>,
-    /// A PIN for the peer is stored (never the PIN itself).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pin_stored: bool,
-}
-
-impl PeerRow {
-    fn of(peer: &PairedPeer) -> PeerRow {
-        PeerRow {
-            ski: peer.ski.to_string(),
-            ship_id: peer.ship_id.as_ref().map(|s| s.to_string()),
-            name: peer.name.clone(),
-            last_address: peer.last_address.map(|a| a.to_string()),
-            last_seen: peer.last_seen.map(|t| {
-                t.duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0)
-            }),
-            pin_stored: peer.pin.is_some(),
-        }
-    }
-}
-
-/// `list`: the paired peers.
+/// `list`: the paired peers, with their live state when a gateway runs (`GET /api/v1/peers`),
+/// else as stored. `--json`: one object per line, the API's peer object (`state` is `null` when
+/// no gateway runs).
 pub(crate) fn list(data_dir: Option<PathBuf>, json: bool) -> Result<(), GatewayError> {
     let dir = DataDir::open(data_dir, false)?;
-    let peers = dir.trust_store()?.load_all()?;
+    let (peers, running): (Vec<Value>, bool) = match client::reach(&dir)? {
+        Gateway::Running(stream) => {
+            let answer = client::call_on(stream, &dir, "GET", "/api/v1/peers", None)?;
+            if answer.status != 200 {
+                return Err(client::refused(&answer));
+            }
+            let Value::Array(peers) = answer.body else {
+                return Err(GatewayError::Refused("the gateway answered no list".into()));
+            };
+            (peers, true)
+        }
+        Gateway::NotRunning(_no_gateway) => {
+            let stored = dir.trust_store()?.load_all()?;
+            let peers = stored
+                .iter()
+                .map(|p| serde_json::to_value(PeerView::stored(p)))
+                .collect::<Result<_, _>>()
+                .map_err(|e| GatewayError::Setting(e.to_string()))?;
+            (peers, false)
+        }
+    };
     if json {
-        let rows: Vec<PeerRow> = peers.iter().map(PeerRow::of).collect();
-        println!(
-            "{}",
-            serde_json::to_string(&rows).map_err(|e| GatewayError::Setting(e.to_string()))?
-        );
+        let mut out = std::io::stdout().lock();
+        for peer in &peers {
+            writeln!(out, "{peer}").map_err(|source| GatewayError::Io {
+                what: "writing to stdout".into(),
+                source,
+            })?;
+        }
         return Ok(());
     }
     if peers.is_empty() {
@@ -177,18 +181,26 @@ pub(crate) fn list(data_dir: Option<PathBuf>, json: bool) -> Result<(), GatewayE
         return Ok(());
     }
     println!(
-        "{:<40}  {:<24}  {:<20}  {:<22}  LAST SEEN (UTC)",
-        "SKI", "SHIP ID", "NAME", "LAST ADDRESS"
+        "{:<40}  {:<14}  {:<24}  {:<20}  {:<22}  LAST SEEN (UTC)",
+        "SKI", "STATE", "SHIP ID", "NAME", "LAST ADDRESS"
     );
+    let text = |value: &Value| Escaped(value.as_str().unwrap_or("-")).to_string();
     for peer in &peers {
-        let row = PeerRow::of(peer);
+        let last_seen = peer["last_seen_ms"]
+            .as_u64()
+            .map(|ms| utc(UNIX_EPOCH + std::time::Duration::from_millis(ms)))
+            .unwrap_or_else(|| "never".into());
         println!(
-            "{:<40}  {:<24}  {:<20}  {:<22}  {}",
-            row.ski,
-            Escaped(row.ship_id.as_deref().unwrap_or("-")),
-            Escaped(row.name.as_deref().unwrap_or("-")),
-            row.last_address.as_deref().unwrap_or("-"),
-            peer.last_seen.map(utc).unwrap_or_else(|| "never".into())
+            "{:<40}  {:<14}  {:<24}  {:<20}  {:<22}  {last_seen}",
+            text(&peer["ski"]),
+            if running {
+                text(&peer["state"])
+            } else {
+                "not running".into()
+            },
+            text(&peer["ship_id"]),
+            text(&peer["name"]),
+            text(&peer["last_address"]),
         );
     }
     Ok(())

@@ -32,10 +32,13 @@ pub(crate) fn discover(
     let rows: Vec<ServiceRow> = discovery.visible().iter().map(ServiceRow::of).collect();
     drop(discovery);
     if json {
-        println!(
-            "{}",
-            serde_json::to_string(&rows).map_err(|e| GatewayError::Setting(e.to_string()))?
-        );
+        // One object per line, like every `--json` of the command line.
+        for row in &rows {
+            println!(
+                "{}",
+                serde_json::to_string(row).map_err(|e| GatewayError::Setting(e.to_string()))?
+            );
+        }
         return Ok(());
     }
     if rows.is_empty() {

@@ -318,24 +318,24 @@ async fn serve(
         })
     };
 
-    // The control socket (pair/unpair/send while running). Without it the gateway still runs;
-    // those commands then fail with a clear error.
+    // The control socket: the API for the command line (pair, unpair, send, list, status,
+    // watch, approve, deny, disconnect while running). Without it the gateway still runs; those
+    // commands then fail with a clear error.
     let control_path = dir.control_path();
     let control_task = match control::bind(&control_path) {
         Ok(listener) => {
             let server = Arc::new(ControlServer {
-                hub: hub.clone(),
-                trust: trust.clone(),
-                log: log.clone(),
                 limits: settings.control,
-                live: live.clone(),
-                api: Some(api::router(api_state(Access::Socket))),
+                api: api::router(api_state(Access::Socket)),
             });
             Some(tokio::spawn(server.serve(listener)))
         }
         Err(error) => {
             log.emit(Event::Warning {
-                message: format!("{error}: pair, unpair and send cannot reach this gateway"),
+                message: format!(
+                    "{error}: the command line (pair, unpair, send, status, watch, ...) \
+                     cannot reach this gateway"
+                ),
             });
             None
         }

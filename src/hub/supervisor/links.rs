@@ -427,7 +427,7 @@ impl Supervisor {
         {
             self.pending_answer = None;
         }
-        let failure = failure_of(&end, link.closing);
+        let failure = failure_of(&end, link.closing, link.state);
         if let Some(cause) = &failure {
             self.shared.metrics.failure(cause.0);
         }
@@ -462,7 +462,7 @@ impl Supervisor {
             return;
         }
         if let Some((state, text)) = failure.map(|f| (f.1, f.2)) {
-            self.last_failure = Some((state, text));
+            self.last_failure = Some((state, text, link.detail));
         }
         self.connection_lost(reason);
     }

@@ -126,12 +126,17 @@ impl Supervisor {
             .filter(|l| !l.closing)
             .max_by_key(|l| l.started)
         {
+            if link.state == ConnectionState::RemoteDeniedTrust {
+                // The handshake ended in hello and the link is closing: whether the peer said
+                // no or went away is known when the link ends; it is said then, once, in words.
+                return (self.visible.state, detail(link.detail, None));
+            }
             return (link.state, detail(link.detail, None));
         }
-        if let Some((state, text)) = self.last_failure.take()
+        if let Some((state, text, detailed)) = self.last_failure.take()
             && state != self.visible.state
         {
-            return (state, detail(None, Some(text)));
+            return (state, detail(detailed, Some(text)));
         }
         if matches!(self.dial, Dial::Running(_)) {
             return (ConnectionState::Initiated, detail(None, None));
@@ -144,12 +149,22 @@ impl Supervisor {
 }
 
 /// How a link's end shows to the application, if it is a failure: (metrics cause, visible state,
-/// text).
+/// text). `ended_in` is the state the link's handshake ended in: `RemoteDeniedTrust` when it
+/// ended while we waited in hello for the peer, which the text then explains: an explicit
+/// denial, a close without an answer, or a lost connection.
 pub(super) fn failure_of(
     end: &LinkEnd,
     closed_by_us: bool,
+    ended_in: ConnectionState,
 ) -> Option<(crate::hub::metrics::FailureCause, ConnectionState, String)> {
     use crate::hub::metrics::FailureCause;
+    if let LinkEnd::Protocol(cause) = end
+        && ended_in == ConnectionState::RemoteDeniedTrust
+        && !closed_by_us
+    {
+        let (metric, words) = hello_failure(cause);
+        return Some((metric, ConnectionState::RemoteDeniedTrust, words));
+    }
     match end {
         LinkEnd::Aborted => None,
         LinkEnd::KeepaliveTimeout => Some((
@@ -190,6 +205,37 @@ pub(super) fn failure_of(
                 ))
             }
         }
+    }
+}
+
+/// The metrics cause and the words for a handshake that ended while we waited in hello for the
+/// peer to confirm trust.
+fn hello_failure(
+    cause: &crate::protocol::CloseCause,
+) -> (crate::hub::metrics::FailureCause, String) {
+    use crate::hub::metrics::FailureCause;
+    use crate::protocol::CloseCause;
+    match cause {
+        CloseCause::RemoteDeniedTrust => (
+            FailureCause::TrustDenied,
+            "the other device refused to trust us (hello aborted: its user or its policy said no)"
+                .into(),
+        ),
+        CloseCause::RemoteClosed { reason } => (
+            FailureCause::Other,
+            format!(
+                "the other device closed the connection ({}) before confirming trust: no answer, \
+                 not a refusal",
+                reason.map_or("no reason given", |r| r.as_str())
+            ),
+        ),
+        CloseCause::TransportClosed => (
+            FailureCause::Other,
+            "the connection was lost while we waited for the other device to confirm trust: no \
+             answer, not a refusal (it may have crashed, restarted or lost its network)"
+                .into(),
+        ),
+        other => (FailureCause::Protocol, other.to_string()),
     }
 }
 

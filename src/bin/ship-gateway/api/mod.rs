@@ -12,8 +12,8 @@ pub(crate) mod bus;
 pub(crate) mod live;
 mod metrics;
 mod prefixed;
-pub(crate) use prefixed::Prefixed;
 mod routes;
+pub(crate) use routes::PeerView;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -109,8 +109,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Serves the API on one connection of the control socket (after its first bytes were read
-/// to tell HTTP from the line protocol: `prefix` is put back in front).
+/// Serves the API on one connection of the control socket, whose first bytes (`prefix`) were
+/// already read (to see that the client is not silent): they are put back in front.
 pub(crate) async fn serve_socket_connection(
     stream: tokio::net::UnixStream,
     prefix: Vec<u8>,

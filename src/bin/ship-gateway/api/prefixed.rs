@@ -1,5 +1,5 @@
-//! A stream with bytes put back in front: the control socket reads a request's first bytes to
-//! tell the HTTP API from the line protocol, then hands both to the one that speaks it.
+//! A stream with bytes put back in front: the control socket reads a request's first byte (to
+//! answer a silent client itself), then hands it and the stream to the HTTP server.
 
 use std::io;
 use std::pin::Pin;
@@ -21,13 +21,6 @@ impl<S> Prefixed<S> {
             at: 0,
             inner,
         }
-    }
-}
-
-impl<S> Prefixed<S> {
-    /// The stream behind the prefix.
-    pub(crate) fn inner(&self) -> &S {
-        &self.inner
     }
 }
 

@@ -226,8 +226,8 @@ pub(crate) struct PeerView {
     ski: String,
     name: Option<String>,
     ship_id: Option<String>,
-    /// One of the ten SHIP states.
-    state: String,
+    /// One of the ten SHIP states; `null` when no gateway runs (`ship-gateway list`).
+    state: Option<String>,
     detailed: Option<String>,
     /// When it entered `state` (ms since the Unix epoch); `null` if not since this start.
     since_ms: Option<u64>,
@@ -236,29 +236,47 @@ pub(crate) struct PeerView {
     last_seen_ms: Option<u64>,
     tls_suite: Option<String>,
     last_error: Option<String>,
+    /// A PIN for the peer is stored (never the PIN itself).
+    pin_stored: bool,
+}
+
+impl PeerView {
+    /// What the trust store knows of a peer, with no live state (`state` is `null`): what
+    /// `ship-gateway list` shows when no gateway runs.
+    pub(crate) fn stored(peer: &PairedPeer) -> PeerView {
+        PeerView {
+            ski: peer.ski.to_string(),
+            name: peer.name.clone(),
+            ship_id: peer.ship_id.as_ref().map(|s| s.to_string()),
+            state: None,
+            detailed: None,
+            since_ms: None,
+            last_address: peer.last_address.map(|a| a.to_string()),
+            last_seen_ms: peer.last_seen.and_then(|t| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .ok()
+                    .map(|d| d.as_millis() as u64)
+            }),
+            tls_suite: None,
+            last_error: None,
+            pin_stored: peer.pin.is_some(),
+        }
+    }
 }
 
 fn view(state: &ApiState, peer: &PairedPeer) -> PeerView {
     let live = state.live.peer(&peer.ski);
-    PeerView {
-        ski: peer.ski.to_string(),
-        name: peer.name.clone(),
-        ship_id: peer.ship_id.as_ref().map(|s| s.to_string()),
-        state: live
-            .as_ref()
+    let mut view = PeerView::stored(peer);
+    view.state = Some(
+        live.as_ref()
             .map(|l| l.state.clone())
             .unwrap_or_else(|| format!("{:?}", state.hub.connection_state(peer.ski))),
-        detailed: live.as_ref().and_then(|l| l.detailed.clone()),
-        since_ms: live.as_ref().map(|l| l.since_ms),
-        last_address: peer.last_address.map(|a| a.to_string()),
-        last_seen_ms: peer.last_seen.and_then(|t| {
-            t.duration_since(std::time::UNIX_EPOCH)
-                .ok()
-                .map(|d| d.as_millis() as u64)
-        }),
-        tls_suite: live.as_ref().and_then(|l| l.tls_suite.clone()),
-        last_error: live.and_then(|l| l.last_error),
-    }
+    );
+    view.detailed = live.as_ref().and_then(|l| l.detailed.clone());
+    view.since_ms = live.as_ref().map(|l| l.since_ms);
+    view.tls_suite = live.as_ref().and_then(|l| l.tls_suite.clone());
+    view.last_error = live.and_then(|l| l.last_error);
+    view
 }
 
 async fn peers(State(state): State<Arc<ApiState>>) -> Result<Json<Vec<PeerView>>, ApiError> {
@@ -286,14 +304,23 @@ struct PairRequest {
 /// The longest name accepted for a pairing.
 const MAX_NAME: usize = 64;
 
+/// The answer to `POST /api/v1/peers`: the peer, and what happens next in words.
+#[derive(Serialize)]
+struct Paired {
+    #[serde(flatten)]
+    peer: PeerView,
+    /// What the gateway does now (dial at a known address, or wait for the device).
+    next: String,
+}
+
 async fn pair(State(state): State<Arc<ApiState>>, request: Request) -> Response {
     match pair_inner(state, request).await {
-        Ok(view) => (StatusCode::CREATED, Json(view)).into_response(),
+        Ok(paired) => (StatusCode::CREATED, Json(paired)).into_response(),
         Err(error) => error.into_response(),
     }
 }
 
-async fn pair_inner(state: Arc<ApiState>, request: Request) -> Result<PeerView, ApiError> {
+async fn pair_inner(state: Arc<ApiState>, request: Request) -> Result<Paired, ApiError> {
     let body: PairRequest = parse(&state, request).await?;
     let ski = ski(&body.ski)?;
     let bad = |code, message: String| ApiError::new(StatusCode::BAD_REQUEST, code, message);
@@ -337,9 +364,16 @@ async fn pair_inner(state: Arc<ApiState>, request: Request) -> Result<PeerView, 
     state.live.end_cooling(&ski);
     state.log.emit(Event::Paired {
         ski: ski.to_string(),
-        by: "HTTP API".into(),
+        by: match state.access {
+            crate::api::auth::Access::Socket => "pair command",
+            _ => "HTTP API",
+        }
+        .into(),
     });
-    Ok(view(&state, &peer))
+    Ok(Paired {
+        next: crate::control::what_happens_next(&state.hub, &peer),
+        peer: view(&state, &peer),
+    })
 }
 
 async fn unpair(
