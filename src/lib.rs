@@ -31,6 +31,15 @@ pub use qr::ShipQr;
 pub use ship_id::{ShipId, ShipIdError};
 pub use ski::{Ski, SkiParseError};
 
+// What an embedder uses first, at the root: `use ship_hub::{Hub, HubConfig, ...}`.
+pub use hub::{
+    Callbacks, DecideLater, DisconnectReason, FileTrustStore, Hub, HubConfig, HubError, HubEvent,
+    HubEvents, MemoryTrustStore, NoCallbacks, PairedPeer, PairingDecision, PairingRequest,
+    StateDetail, TrustStore,
+};
+pub use identity::{CertificateSubject, Identity};
+pub use protocol::ConnectionState;
+
 /// The README's code examples, compiled as doctests so the front page cannot rot.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

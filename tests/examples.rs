@@ -150,3 +150,24 @@ fn lan_pairing_finds_and_pairs_over_mdns_in_a_private_namespace() {
         "{out}"
     );
 }
+
+#[test]
+fn event_stream_approves_greets_and_hears_the_device_answer() {
+    let (_, out) = run("event_stream", &[]);
+    let device = out
+        .lines()
+        .find_map(|l| l.strip_prefix("device     "))
+        .expect(&out)
+        .trim()
+        .to_owned();
+    assert!(
+        out.contains(&format!("{device} asks to pair: approving")),
+        "{out}"
+    );
+    assert!(out.contains(&format!("{device} connected")), "{out}");
+    assert!(
+        out.contains(&format!(r#"{device} says {{"device":"got 22 bytes"}}"#)),
+        "{out}"
+    );
+    assert!(out.trim_end().ends_with("done"), "{out}");
+}

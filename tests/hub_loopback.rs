@@ -1,11 +1,16 @@
 //! The Hub over real TCP on 127.0.0.1 (OS-chosen ports): pairing, pairing requests, data both
-//! ways, the connection cap, silent clients, re-entrant callbacks, unpair and shutdown.
+//! ways, the connection cap, silent clients, re-entrant callbacks, unpair and shutdown; the
+//! event stream.
 
 mod common;
 
 /// PIN verification between two hubs (in-memory LAN, paused clock).
 #[path = "hub_pin/mod.rs"]
 mod hub_pin;
+
+/// `Hub::events`, the async event stream.
+#[path = "hub_events/mod.rs"]
+mod hub_events;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -19,9 +19,17 @@
 //!
 //! (A task rather than an OS thread keeps the whole hub on tokio's clock, so tests can run it
 //! under paused, virtual time.)
+//!
+//! The same dispatcher feeds the async event streams of [`crate::hub::Hub::events`]: each
+//! stream gets every happening the callbacks get, in the same order, as a [`HubEvent`]. A
+//! stream is bounded like the callbacks: its data events hold their peers' budgets until they
+//! are dropped, and at most [`Limits::max_queued_events`] other events wait in it; beyond that
+//! they are dropped and the stream says how many with [`HubEvent::Lagged`].
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -264,6 +272,206 @@ pub struct NoCallbacks;
 
 impl Callbacks for NoCallbacks {}
 
+/// Callbacks that leave every decision to later: pairing requests wait
+/// ([`PairingDecision::Ask`]) and PIN requests wait ([`PinDecision::Ask`]) for
+/// [`crate::hub::Hub::approve`] / [`crate::hub::Hub::deny`] / [`crate::hub::Hub::enter_pin`].
+/// For an application that follows [`crate::hub::Hub::events`] and decides there.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DecideLater;
+
+impl Callbacks for DecideLater {
+    fn pairing_requested(&self, _request: &PairingRequest) -> PairingDecision {
+        PairingDecision::Ask
+    }
+
+    fn pin_requested(&self, _request: &PinRequest) -> PinDecision {
+        PinDecision::Ask
+    }
+}
+
+/// One happening, as a [`crate::hub::HubEvents`] stream yields it: the same as the
+/// [`Callbacks`] method of the same name, with the same arguments.
+///
+/// More kinds may be added; match with a wildcard arm.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum HubEvent {
+    /// [`Callbacks::state_changed`].
+    StateChanged {
+        /// The peer.
+        ski: Ski,
+        /// Its new state.
+        state: ConnectionState,
+        /// The detailed state and, for a failure, what happened.
+        detail: StateDetail,
+    },
+    /// [`Callbacks::connected`].
+    Connected {
+        /// The peer.
+        ski: Ski,
+        /// Its SHIP ID, when known.
+        ship_id: Option<ShipId>,
+    },
+    /// [`Callbacks::disconnected`].
+    Disconnected {
+        /// The peer.
+        ski: Ski,
+        /// Why.
+        reason: DisconnectReason,
+    },
+    /// [`Callbacks::pairing_requested`], with the answer the callbacks gave: with
+    /// [`PairingDecision::Ask`] (see [`DecideLater`]) the request waits for
+    /// [`crate::hub::Hub::approve`] or [`crate::hub::Hub::deny`].
+    PairingRequested {
+        /// Who asks.
+        request: PairingRequest,
+        /// What the callbacks answered.
+        decision: PairingDecision,
+    },
+    /// [`Callbacks::data_delivered`]: a data message. Its bytes stay charged to the peer's
+    /// inbound budget until this event (and every clone of the [`Delivery`]) is dropped.
+    Data(Delivery),
+    /// [`Callbacks::ship_id_learned`].
+    ShipIdLearned {
+        /// The peer.
+        ski: Ski,
+        /// Its SHIP ID.
+        ship_id: ShipId,
+    },
+    /// [`Callbacks::pin_requested`], with the answer the callbacks gave (see
+    /// [`HubEvent::PairingRequested`]).
+    PinRequested {
+        /// The request.
+        request: PinRequest,
+        /// What the callbacks answered.
+        decision: PinDecision,
+    },
+    /// [`Callbacks::pin_verified`].
+    PinVerified {
+        /// The peer.
+        ski: Ski,
+    },
+    /// [`Callbacks::pin_attempt_failed`].
+    PinAttemptFailed {
+        /// The peer.
+        ski: Ski,
+        /// Its wrong PINs in a row.
+        attempts: u32,
+        /// The penalty now running.
+        penalty: Option<Duration>,
+    },
+    /// [`Callbacks::visible_services_changed`].
+    VisibleServices(Vec<VisibleService>),
+    /// [`Callbacks::pairing_service`].
+    PairingService(crate::hub::PairingServiceEvent),
+    /// The stream was not read fast enough: this many events (never data) were dropped
+    /// before this one ([`Limits::max_queued_events`]). Read the current state from the
+    /// [`crate::hub::Hub`] (`connection_state`, `connected_peers`, `visible_services`).
+    Lagged {
+        /// How many were dropped.
+        missed: u64,
+    },
+}
+
+impl HubEvent {
+    fn is_data(&self) -> bool {
+        matches!(self, HubEvent::Data(_))
+    }
+}
+
+/// An async stream of [`HubEvent`]s ([`crate::hub::Hub::events`]). It ends after the hub shut
+/// down and every event before that was read. Dropping it unsubscribes.
+///
+/// Read it with [`HubEvents::next`], or as a `futures` `Stream`.
+#[derive(Debug)]
+pub struct HubEvents {
+    rx: mpsc::UnboundedReceiver<HubEvent>,
+    /// Events other than data waiting in `rx`.
+    queued: Arc<AtomicUsize>,
+}
+
+impl HubEvents {
+    /// The next event; `None` once the hub has shut down and everything before was read.
+    pub async fn next(&mut self) -> Option<HubEvent> {
+        std::future::poll_fn(|cx| self.poll_event(cx)).await
+    }
+
+    /// The next event if one is waiting, without waiting.
+    pub fn try_next(&mut self) -> Option<HubEvent> {
+        let event = self.rx.try_recv().ok()?;
+        self.taken(&event);
+        Some(event)
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<HubEvent>> {
+        let polled = self.rx.poll_recv(cx);
+        if let Poll::Ready(Some(event)) = &polled {
+            self.taken(event);
+        }
+        polled
+    }
+
+    fn taken(&self, event: &HubEvent) {
+        if !event.is_data() {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl futures_util::Stream for HubEvents {
+    type Item = HubEvent;
+
+    fn poll_next(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<HubEvent>> {
+        self.get_mut().poll_event(cx)
+    }
+}
+
+/// The dispatcher's side of one [`HubEvents`] stream.
+pub(crate) struct Subscriber {
+    tx: mpsc::UnboundedSender<HubEvent>,
+    queued: Arc<AtomicUsize>,
+    /// Events dropped since the last one sent (said with the next [`HubEvent::Lagged`]).
+    missed: u64,
+}
+
+/// A new stream and its subscription, to hand to the dispatcher.
+pub(crate) fn subscription() -> (Subscriber, HubEvents) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    (
+        Subscriber {
+            tx,
+            queued: queued.clone(),
+            missed: 0,
+        },
+        HubEvents { rx, queued },
+    )
+}
+
+impl Subscriber {
+    /// Queues `event` unless the stream is full (then it is counted as missed); returns whether
+    /// the stream is still there.
+    fn offer(&mut self, event: HubEvent, cap: usize) -> bool {
+        if event.is_data() {
+            // Bounded by the inbound budgets, which the delivery holds.
+            return self.tx.send(event).is_ok();
+        }
+        if self.queued.load(Ordering::Acquire) >= cap {
+            self.missed += 1;
+            return !self.tx.is_closed();
+        }
+        if self.missed > 0 {
+            let missed = std::mem::take(&mut self.missed);
+            self.queued.fetch_add(1, Ordering::AcqRel);
+            if self.tx.send(HubEvent::Lagged { missed }).is_err() {
+                return false;
+            }
+        }
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        self.tx.send(event).is_ok()
+    }
+}
+
 /// One queued call.
 pub(crate) enum CallbackEvent {
     StateChanged(Ski, ConnectionState, StateDetail),
@@ -277,6 +485,8 @@ pub(crate) enum CallbackEvent {
     PinAttemptFailed(Ski, u32, Option<Duration>),
     VisibleServices(Vec<VisibleService>),
     PairingService(crate::hub::PairingServiceEvent),
+    /// A new event stream: it gets every event queued after this.
+    Subscribe(Subscriber),
     /// The hub shut down: deliver what is queued before this, then end the thread.
     Stop,
 }
@@ -298,6 +508,13 @@ impl CallbackQueue {
     pub(crate) fn push(&self, event: CallbackEvent) {
         let _ = self.tx.send(event);
     }
+
+    /// A new event stream. After the dispatcher stopped it ends at once.
+    pub(crate) fn subscribe(&self) -> HubEvents {
+        let (subscriber, events) = subscription();
+        self.push(CallbackEvent::Subscribe(subscriber));
+        events
+    }
 }
 
 /// Starts the dispatcher task (call inside a tokio runtime). It ends at [`CallbackEvent::Stop`]
@@ -307,45 +524,110 @@ pub(crate) fn start_dispatcher(
     limits: &Limits,
 ) -> (CallbackQueue, oneshot::Receiver<()>) {
     let inbound = InboundTotal::new(limits.max_inbound_bytes_total);
+    let cap = limits.max_queued_events.max(1);
     let (tx, mut rx) = mpsc::unbounded_channel::<CallbackEvent>();
     let (done_tx, done_rx) = oneshot::channel();
     tokio::spawn(async move {
+        let mut streams: Vec<Subscriber> = Vec::new();
         while let Some(event) = rx.recv().await {
-            if matches!(event, CallbackEvent::Stop) {
-                break;
-            }
-            let result = catch_unwind(AssertUnwindSafe(|| dispatch(&*callbacks, event)));
-            if result.is_err() {
-                tracing::error!("an application callback panicked; continuing");
+            match event {
+                CallbackEvent::Stop => break,
+                CallbackEvent::Subscribe(subscriber) => streams.push(subscriber),
+                event => {
+                    if let Some(event) = dispatch(&*callbacks, event, !streams.is_empty()) {
+                        publish(&mut streams, event, cap);
+                    }
+                }
             }
         }
+        // Dropping the subscribers ends their streams once they are read.
+        drop(streams);
         let _ = done_tx.send(());
     });
     (CallbackQueue { tx, inbound }, done_rx)
 }
 
-fn dispatch(callbacks: &dyn Callbacks, event: CallbackEvent) {
+/// Offers `event` to every stream, dropping the ones that are gone.
+fn publish(streams: &mut Vec<Subscriber>, event: HubEvent, cap: usize) {
+    let last = streams.len().saturating_sub(1);
+    let mut event = Some(event);
+    let mut index = 0;
+    streams.retain_mut(|stream| {
+        let this = if index == last {
+            event.take()
+        } else {
+            event.clone()
+        };
+        index += 1;
+        this.is_none_or(|this| stream.offer(this, cap))
+    });
+}
+
+/// Runs `call`, catching a panic (logged; the dispatcher carries on).
+fn guarded<T>(call: impl FnOnce() -> T) -> Option<T> {
+    match catch_unwind(AssertUnwindSafe(call)) {
+        Ok(value) => Some(value),
+        Err(_) => {
+            tracing::error!("an application callback panicked; continuing");
+            None
+        }
+    }
+}
+
+/// Calls the callback for `event`; returns the event for the streams when `streams` is set.
+fn dispatch(callbacks: &dyn Callbacks, event: CallbackEvent, streams: bool) -> Option<HubEvent> {
     match event {
         CallbackEvent::StateChanged(ski, state, detail) => {
-            callbacks.state_changed(ski, state, &detail)
+            guarded(|| callbacks.state_changed(ski, state, &detail));
+            streams.then_some(HubEvent::StateChanged { ski, state, detail })
         }
-        CallbackEvent::Connected(ski, ship_id) => callbacks.connected(ski, ship_id.as_ref()),
-        CallbackEvent::Disconnected(ski, reason) => callbacks.disconnected(ski, &reason),
+        CallbackEvent::Connected(ski, ship_id) => {
+            guarded(|| callbacks.connected(ski, ship_id.as_ref()));
+            streams.then_some(HubEvent::Connected { ski, ship_id })
+        }
+        CallbackEvent::Disconnected(ski, reason) => {
+            guarded(|| callbacks.disconnected(ski, &reason));
+            streams.then_some(HubEvent::Disconnected { ski, reason })
+        }
         CallbackEvent::PairingRequested(request, answer) => {
-            let decision = callbacks.pairing_requested(&request);
+            let decision = guarded(|| callbacks.pairing_requested(&request))?;
             let _ = answer.send(decision);
+            streams.then_some(HubEvent::PairingRequested { request, decision })
         }
-        CallbackEvent::DataReceived(delivery) => callbacks.data_delivered(delivery),
-        CallbackEvent::ShipIdLearned(ski, ship_id) => callbacks.ship_id_learned(ski, &ship_id),
+        CallbackEvent::DataReceived(delivery) => {
+            let copy = streams.then(|| delivery.clone());
+            guarded(|| callbacks.data_delivered(delivery));
+            copy.map(HubEvent::Data)
+        }
+        CallbackEvent::ShipIdLearned(ski, ship_id) => {
+            guarded(|| callbacks.ship_id_learned(ski, &ship_id));
+            streams.then_some(HubEvent::ShipIdLearned { ski, ship_id })
+        }
         CallbackEvent::PinRequested(request, answer) => {
-            let _ = answer.send(callbacks.pin_requested(&request));
+            let decision = guarded(|| callbacks.pin_requested(&request))?;
+            let _ = answer.send(decision.clone());
+            streams.then_some(HubEvent::PinRequested { request, decision })
         }
-        CallbackEvent::PinVerified(ski) => callbacks.pin_verified(ski),
+        CallbackEvent::PinVerified(ski) => {
+            guarded(|| callbacks.pin_verified(ski));
+            streams.then_some(HubEvent::PinVerified { ski })
+        }
         CallbackEvent::PinAttemptFailed(ski, attempts, penalty) => {
-            callbacks.pin_attempt_failed(ski, attempts, penalty)
+            guarded(|| callbacks.pin_attempt_failed(ski, attempts, penalty));
+            streams.then_some(HubEvent::PinAttemptFailed {
+                ski,
+                attempts,
+                penalty,
+            })
         }
-        CallbackEvent::VisibleServices(services) => callbacks.visible_services_changed(&services),
-        CallbackEvent::PairingService(event) => callbacks.pairing_service(&event),
-        CallbackEvent::Stop => {}
+        CallbackEvent::VisibleServices(services) => {
+            guarded(|| callbacks.visible_services_changed(&services));
+            streams.then_some(HubEvent::VisibleServices(services))
+        }
+        CallbackEvent::PairingService(event) => {
+            guarded(|| callbacks.pairing_service(&event));
+            streams.then_some(HubEvent::PairingService(event))
+        }
+        CallbackEvent::Subscribe(_) | CallbackEvent::Stop => None,
     }
 }

@@ -111,6 +111,11 @@ pub struct Limits {
     /// keepalive is not held against the peer for the time it was not read. Default 60 s (the
     /// keepalive's own dead-peer window with the default timers).
     pub max_inbound_stall: Duration,
+    /// Events other than data that may wait in one [`crate::hub::HubEvents`] stream that is not
+    /// read; beyond it they are dropped and the stream says how many
+    /// ([`crate::hub::HubEvent::Lagged`]). Data events are bounded by the inbound budgets
+    /// instead and never dropped. Default 4,096.
+    pub max_queued_events: usize,
 }
 
 impl Default for Limits {
@@ -133,6 +138,7 @@ impl Default for Limits {
             max_inbound_bytes_per_peer: 1024 * 1024,
             max_inbound_bytes_total: 16 * 1024 * 1024,
             max_inbound_stall: Duration::from_secs(60),
+            max_queued_events: 4096,
         }
     }
 }

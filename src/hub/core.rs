@@ -448,6 +448,21 @@ impl Hub {
         })
     }
 
+    /// A stream of everything the [`super::Callbacks`] hear, as [`super::HubEvent`]s, in the
+    /// same order: an alternative to callbacks for an application that would rather
+    /// `while let Some(event) = events.next().await`. Both are fed by one dispatcher, so they
+    /// agree; decisions (pairing, PIN) are still the callbacks' (see [`super::DecideLater`]).
+    ///
+    /// The stream sees every event queued after this call (subscribe right after
+    /// [`Hub::start`]; for the state before, read [`Hub::connection_state`] and
+    /// [`Hub::connected_peers`]). Any number of streams may be open. A stream that is not read
+    /// holds back the data of its peers (each data event holds its peer's inbound budget) and
+    /// drops other events beyond [`super::Limits::max_queued_events`], saying so with
+    /// [`super::HubEvent::Lagged`]. It ends after [`Hub::shutdown`].
+    pub fn events(&self) -> super::HubEvents {
+        self.shared.callbacks.subscribe()
+    }
+
     /// Whether this hub's own Pairing Service request is on the air (device side; see
     /// [`crate::hub::RequestPairing`]).
     pub fn pairing_request_announced(&self) -> bool {

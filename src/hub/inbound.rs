@@ -132,19 +132,24 @@ impl Drop for Charge {
 /// reading that peer's socket. Dropping it tells the hub the application is done with the
 /// message. An application that consumes data asynchronously keeps the `Delivery` (or its token)
 /// until it has processed the message, and so slows the peer down to its own pace.
-#[derive(Debug)]
+///
+/// Clones share the payload and the charge: the budget is released when the last clone (and
+/// token) is gone. The hub hands one to [`crate::hub::Callbacks::data_delivered`] and one to each
+/// [`crate::hub::HubEvents`] stream, so a stream that is not read holds its peers back as a
+/// callback that keeps its deliveries would.
+#[derive(Debug, Clone)]
 pub struct Delivery {
     ski: Ski,
-    payload: Vec<u8>,
-    charge: Charge,
+    payload: Arc<Vec<u8>>,
+    charge: Arc<Charge>,
 }
 
 impl Delivery {
     pub(crate) fn new(ski: Ski, payload: Vec<u8>, charge: Charge) -> Delivery {
         Delivery {
             ski,
-            payload,
-            charge,
+            payload: Arc::new(payload),
+            charge: Arc::new(charge),
         }
     }
 
@@ -161,9 +166,11 @@ impl Delivery {
     /// Takes the payload out and keeps the budget charged until the token is dropped (for an
     /// application that stores or forwards the bytes and finishes with them later, or that
     /// needs only a small summary of the message but must hold the peer back until that is out).
+    /// The bytes are copied only if another clone of this delivery is still alive.
     pub fn into_parts(self) -> (Vec<u8>, DeliveryToken) {
+        let payload = Arc::try_unwrap(self.payload).unwrap_or_else(|shared| (*shared).clone());
         (
-            self.payload,
+            payload,
             DeliveryToken {
                 ski: self.ski,
                 _charge: self.charge,
@@ -176,7 +183,7 @@ impl Delivery {
 #[derive(Debug)]
 pub struct DeliveryToken {
     ski: Ski,
-    _charge: Charge,
+    _charge: Arc<Charge>,
 }
 
 impl DeliveryToken {
@@ -189,6 +196,29 @@ impl DeliveryToken {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clones_share_one_charge_released_with_the_last_of_them() {
+        let total = InboundTotal::new(10_000);
+        let peer = PeerBudget::new(1_000, total.clone());
+        let ski = Ski::from_bytes([2; 20]);
+        let first = Delivery::new(ski, vec![7; 100], peer.charge(100));
+        let second = first.clone();
+        assert_eq!(peer.queued(), 100 + PER_MESSAGE_CHARGE, "charged once");
+        let (copied, token) = first.into_parts();
+        assert_eq!(copied, vec![7; 100], "copied: the clone still shares it");
+        drop(token);
+        assert_eq!(
+            peer.queued(),
+            100 + PER_MESSAGE_CHARGE,
+            "the clone still holds it"
+        );
+        let (payload, token) = second.into_parts();
+        assert_eq!(payload, vec![7; 100]);
+        drop(token);
+        assert_eq!(peer.queued(), 0);
+        assert_eq!(total.queued(), 0);
+    }
 
     #[test]
     fn charges_are_released_when_the_delivery_or_its_token_is_dropped() {

@@ -4,7 +4,8 @@
 //! * one supervisor task per remote SKI owns that peer's dial loop, links, double-connection
 //!   arbitration and visible state (`supervisor`); one link task per connection drives the
 //!   sans-IO protocol engine over the socket (`link`); the listener only admits (`listener`).
-//! * [`Callbacks`] — how the application hears about it all.
+//! * [`Callbacks`] — how the application hears about it all; [`Hub::events`] — the same as an
+//!   async stream of [`HubEvent`]s.
 //! * [`TrustStore`] — where pairings live; [`Backoff`] — reconnect delays (§8).
 
 pub mod address_book;
@@ -28,7 +29,8 @@ pub mod trust;
 pub use address_book::{AddressBook, AddressSource, DialCandidate};
 pub use backoff::{Backoff, BackoffConfigError, BackoffTier, BackoffTiers};
 pub use callbacks::{
-    Callbacks, NoCallbacks, PairingDecision, PairingRequest, PinDecision, PinRequest, StateDetail,
+    Callbacks, DecideLater, HubEvent, HubEvents, NoCallbacks, PairingDecision, PairingRequest,
+    PinDecision, PinRequest, StateDetail,
 };
 pub use config::{DeviceInfo, HubConfig, HubTimers, Limits};
 pub use core::{ConnectionInfo, Direction, DisconnectReason, Hub, HubError, ShutdownReport};
