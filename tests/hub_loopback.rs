@@ -696,3 +696,32 @@ async fn hubs_restricted_to_the_cbc_suite_pair_and_exchange_data() {
         b.shutdown().await;
     }
 }
+
+/// A failed dial reaches the application typed: `StateDetail::failure` is `Failure::Dial` with
+/// the `DialError` (here a refused TCP connection), and the words are its text.
+#[tokio::test]
+async fn a_failed_dial_reaches_the_application_typed() {
+    use ship_hub::hub::{DialError, Failure};
+    let ra = Recorder::new();
+    let a = start(loopback_config(identity("a"), "node-a", &ra)).await;
+    // A port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let nobody = identity("nobody").ski();
+    a.pair_at(nobody, None, Some(closed)).unwrap();
+    assert!(
+        ra.wait_for(WAIT, |s| *s == Seen::State(nobody, ConnectionState::Error))
+            .await,
+        "{:?}",
+        ra.all()
+    );
+    let detail = ra.details_of(nobody, ConnectionState::Error)[0].clone();
+    let Some(Failure::Dial(error)) = &detail.failure else {
+        panic!("{detail:?}")
+    };
+    assert!(matches!(**error, DialError::Transport(_)), "{error:?}");
+    assert_eq!(detail.error, Some(error.to_string()));
+    a.shutdown().await;
+}

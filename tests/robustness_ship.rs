@@ -508,16 +508,27 @@ async fn a_peer_that_leaves_during_hello_is_told_apart_from_one_that_refuses() {
     use ship_hub::hub::metrics::FailureCause;
     use ship_hub::protocol::{ConnectionState, DetailedState};
     let victim = Victim::start().await;
-    let cases: [(&str, Option<Vec<u8>>, &str); 3] = [
-        ("refuser", Some(msg::hello_aborted()), "refused to trust us"),
+    use ship_hub::hub::Failure;
+    use ship_hub::protocol::CloseCause;
+    type Typed = fn(&Option<Failure>) -> bool;
+    let cases: [(&str, Option<Vec<u8>>, &str, Typed); 3] = [
+        (
+            "refuser",
+            Some(msg::hello_aborted()),
+            "refused to trust us",
+            |f| matches!(f, Some(Failure::Protocol(CloseCause::RemoteDeniedTrust))),
+        ),
         (
             "closer",
             Some(msg::close_announce()),
             "closed the connection",
+            |f| matches!(f, Some(Failure::Protocol(CloseCause::RemoteClosed { .. }))),
         ),
-        ("crasher", None, "connection was lost"),
+        ("crasher", None, "connection was lost", |f| {
+            matches!(f, Some(Failure::Protocol(CloseCause::TransportClosed)))
+        }),
     ];
-    for (name, last, words) in cases {
+    for (name, last, words, typed) in cases {
         let denied_before = harness::failures(&victim, FailureCause::TrustDenied);
         let (mut socket, ski) = trusted_client(&victim, name).await;
         advance(&mut socket, Stage::ExpectHello).await;
@@ -543,6 +554,11 @@ async fn a_peer_that_leaves_during_hello_is_told_apart_from_one_that_refuses() {
         assert_eq!(details.len(), 1, "{name}: {details:?}");
         let error = details[0].error.clone().unwrap_or_default();
         assert!(error.contains(words), "{name}: {error:?}");
+        assert!(
+            typed(&details[0].failure),
+            "{name}: {:?}",
+            details[0].failure
+        );
         if name == "refuser" {
             assert_eq!(
                 details[0].detailed,

@@ -47,8 +47,67 @@ pub struct StateDetail {
     /// The detailed protocol state (docs/ship.md §6) of the connection behind the change,
     /// where there is one.
     pub detailed: Option<DetailedState>,
-    /// For [`ConnectionState::Error`] and [`ConnectionState::RemoteDeniedTrust`]: what happened.
+    /// For [`ConnectionState::Error`] and [`ConnectionState::RemoteDeniedTrust`]: what happened,
+    /// in words for people. Match on [`StateDetail::failure`] instead.
     pub error: Option<String>,
+    /// For [`ConnectionState::Error`] and [`ConnectionState::RemoteDeniedTrust`]: what happened,
+    /// typed.
+    pub failure: Option<Failure>,
+}
+
+/// What ended a dial or a connection, typed ([`StateDetail::failure`]).
+///
+/// Two values are equal when they are the same kind with equal contents; two dial failures are
+/// equal only when they are the same failure (the same `Arc`), as transport errors carry
+/// operating-system and TLS errors that cannot be compared.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Failure {
+    /// A dial failed before SHIP began: no address, the connection cap, TCP, TLS or WebSocket.
+    Dial(Arc<crate::hub::DialError>),
+    /// The SHIP connection ended with this cause: a protocol error or a timeout, or, in
+    /// [`ConnectionState::RemoteDeniedTrust`], the peer's denial
+    /// ([`crate::protocol::CloseCause::RemoteDeniedTrust`]) or its close or loss while we waited
+    /// for it in hello ([`crate::protocol::CloseCause::RemoteClosed`],
+    /// [`crate::protocol::CloseCause::TransportClosed`]).
+    Protocol(crate::protocol::CloseCause),
+    /// No pong within the keepalive timeout.
+    KeepaliveTimeout,
+    /// Closed because the application did not consume the peer's data
+    /// ([`crate::hub::Limits::max_inbound_stall`]).
+    Backpressure,
+    /// The handshake did not reach data exchange within
+    /// [`crate::hub::Limits::handshake_deadline`].
+    HandshakeDeadline,
+}
+
+impl PartialEq for Failure {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Failure::Dial(a), Failure::Dial(b)) => Arc::ptr_eq(a, b),
+            (Failure::Protocol(a), Failure::Protocol(b)) => a == b,
+            (Failure::KeepaliveTimeout, Failure::KeepaliveTimeout)
+            | (Failure::Backpressure, Failure::Backpressure)
+            | (Failure::HandshakeDeadline, Failure::HandshakeDeadline) => true,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Failure {}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Dial(error) => write!(f, "{error}"),
+            Failure::Protocol(cause) => write!(f, "{cause}"),
+            Failure::KeepaliveTimeout => f.write_str("no pong within the keepalive timeout"),
+            Failure::Backpressure => f.write_str(
+                "closed for backpressure: the application did not consume the peer's data",
+            ),
+            Failure::HandshakeDeadline => f.write_str("handshake deadline passed"),
+        }
+    }
 }
 
 /// What the hub knows about a peer that asks to be trusted.

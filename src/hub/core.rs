@@ -14,6 +14,7 @@ use super::address_book::{DEFAULT_SHIP_PATH, check_dialable};
 use super::admission::Admission;
 use super::callbacks::{CallbackEvent, CallbackQueue, start_dispatcher};
 use super::config::HubConfig;
+use super::dial::DialError;
 use super::listener::accept_loop;
 use super::metrics::{HubMetrics, MetricsSnapshot};
 use super::sightings;
@@ -88,8 +89,12 @@ pub enum DisconnectReason {
     Backpressure,
     /// The SHIP connection ended, with the protocol's cause (the peer closed, a timeout, …).
     Protocol(CloseCause),
-    /// Anything else.
-    Error(String),
+    /// The handshake of a connection did not reach data exchange within
+    /// [`crate::hub::Limits::handshake_deadline`].
+    HandshakeDeadline,
+    /// The connection was being replaced (the peer restarted, or a double connection was
+    /// settled) and the dial that should have replaced it failed.
+    Dial(Arc<DialError>),
 }
 
 impl std::fmt::Display for DisconnectReason {
@@ -102,7 +107,8 @@ impl std::fmt::Display for DisconnectReason {
                 f.write_str("closed for backpressure: the application did not consume its data")
             }
             DisconnectReason::Protocol(cause) => write!(f, "{cause}"),
-            DisconnectReason::Error(text) => f.write_str(text),
+            DisconnectReason::HandshakeDeadline => f.write_str("handshake deadline"),
+            DisconnectReason::Dial(error) => write!(f, "{error}"),
         }
     }
 }
@@ -121,7 +127,7 @@ pub enum HubError {
     },
     /// The TLS configuration could not be built from the identity.
     #[error("TLS setup failed: {0}")]
-    Tls(String),
+    Tls(#[source] crate::transport::TransportError),
     /// The SKI is this hub's own (a node never pairs with or connects to itself).
     #[error("{0} is this hub's own SKI")]
     OwnSki(Ski),
@@ -353,8 +359,7 @@ impl Hub {
         let mut service = super::pairing_service::prepare(&config, local_ski)?;
         let pairing_requests = service.take_requests();
         let paired = config.trust_store.load_all()?;
-        let tls = ShipTls::new(&config.identity, config.tls.clone())
-            .map_err(|error| HubError::Tls(error.to_string()))?;
+        let tls = ShipTls::new(&config.identity, config.tls.clone()).map_err(HubError::Tls)?;
         let listener = config
             .network
             .bind(config.bind)

@@ -29,8 +29,8 @@ pub mod trust;
 pub use address_book::{AddressBook, AddressSource, DialCandidate};
 pub use backoff::{Backoff, BackoffConfigError, BackoffTier, BackoffTiers};
 pub use callbacks::{
-    Callbacks, DecideLater, HubEvent, HubEvents, NoCallbacks, PairingDecision, PairingRequest,
-    PinDecision, PinRequest, StateDetail,
+    Callbacks, DecideLater, Failure, HubEvent, HubEvents, NoCallbacks, PairingDecision,
+    PairingRequest, PinDecision, PinRequest, StateDetail,
 };
 pub use config::{DeviceInfo, HubConfig, HubTimers, Limits};
 pub use core::{ConnectionInfo, Direction, DisconnectReason, Hub, HubError, ShutdownReport};

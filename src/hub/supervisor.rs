@@ -33,7 +33,7 @@ use super::Shared;
 use super::address_book::{AddressBook, AddressSource, DEFAULT_SHIP_PATH, DialCandidate};
 use super::arbitration::{self, Arbitration, LinkFacts};
 use super::backoff::Backoff;
-use super::callbacks::{CallbackEvent, PairingDecision, PairingRequest, StateDetail};
+use super::callbacks::{CallbackEvent, Failure, PairingDecision, PairingRequest, StateDetail};
 use super::dial::{self, DialError, Dialled};
 use super::inbound::PeerBudget;
 use super::link::{
@@ -142,6 +142,16 @@ struct Visible {
     connected: bool,
 }
 
+/// How the last link or dial failed, shown once as the visible state (see `visible.rs`).
+#[derive(Debug, Clone)]
+pub(super) struct LastFailure {
+    pub(super) state: ConnectionState,
+    pub(super) words: String,
+    pub(super) failure: Failure,
+    /// The detailed state the link's handshake ended in.
+    pub(super) detailed: Option<DetailedState>,
+}
+
 pub(crate) struct Supervisor {
     ski: Ski,
     shared: Arc<Shared>,
@@ -171,7 +181,7 @@ pub(crate) struct Supervisor {
     accepting: Option<JoinHandle<Result<PairedPeer, super::HubError>>>,
     visible: Visible,
     /// The last link ended with this (shown once as Error / RemoteDeniedTrust).
-    last_failure: Option<(ConnectionState, String, Option<DetailedState>)>,
+    last_failure: Option<LastFailure>,
     /// A double connection was settled lately: if that leaves no connection, the bigger-SKI
     /// side redials at once (§7 rule 3).
     settled_double: bool,
@@ -536,9 +546,15 @@ impl Supervisor {
             Err(error) => {
                 tracing::debug!(ski = %self.ski, %error, "dial failed");
                 self.shared.metrics.failure(error.cause());
-                self.last_failure = Some((ConnectionState::Error, error.to_string(), None));
+                let error = Arc::new(error);
+                self.last_failure = Some(LastFailure {
+                    state: ConnectionState::Error,
+                    words: error.to_string(),
+                    failure: Failure::Dial(error.clone()),
+                    detailed: None,
+                });
                 if self.replacing.is_some() && self.links.is_empty() && !self.incoming_in_tls() {
-                    self.connection_lost(DisconnectReason::Error(error.to_string()));
+                    self.connection_lost(DisconnectReason::Dial(error));
                 } else {
                     self.schedule_dial();
                 }

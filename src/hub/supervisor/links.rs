@@ -461,8 +461,13 @@ impl Supervisor {
         if !self.links.is_empty() {
             return;
         }
-        if let Some((state, text)) = failure.map(|f| (f.1, f.2)) {
-            self.last_failure = Some((state, text, link.detail));
+        if let Some((_, state, words, failure)) = failure {
+            self.last_failure = Some(LastFailure {
+                state,
+                words,
+                failure,
+                detailed: link.detail,
+            });
         }
         self.connection_lost(reason);
     }

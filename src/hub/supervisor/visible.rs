@@ -109,9 +109,13 @@ impl Supervisor {
     /// pairing, except that the last link's failure is consumed here: it is shown once, then the
     /// peer moves on to Queued or None.
     pub(super) fn next_visible_state(&mut self) -> (ConnectionState, StateDetail) {
-        let detail = |detailed: Option<DetailedState>, error: Option<String>| StateDetail {
-            detailed,
-            error,
+        let detail = |detailed: Option<DetailedState>, failure: Option<(String, Failure)>| {
+            let (error, failure) = failure.unzip();
+            StateDetail {
+                detailed,
+                error,
+                failure,
+            }
         };
         if let Some(link) = self.links.iter().find(|l| l.completed && !l.closing) {
             return (ConnectionState::Completed, detail(link.detail, None));
@@ -133,10 +137,13 @@ impl Supervisor {
             }
             return (link.state, detail(link.detail, None));
         }
-        if let Some((state, text, detailed)) = self.last_failure.take()
-            && state != self.visible.state
+        if let Some(last) = self.last_failure.take()
+            && last.state != self.visible.state
         {
-            return (state, detail(detailed, Some(text)));
+            return (
+                last.state,
+                detail(last.detailed, Some((last.words, last.failure))),
+            );
         }
         if matches!(self.dial, Dial::Running(_)) {
             return (ConnectionState::Initiated, detail(None, None));
@@ -148,62 +155,66 @@ impl Supervisor {
     }
 }
 
-/// How a link's end shows to the application, if it is a failure: (metrics cause, visible state,
-/// text). `ended_in` is the state the link's handshake ended in: `RemoteDeniedTrust` when it
-/// ended while we waited in hello for the peer, which the text then explains: an explicit
-/// denial, a close without an answer, or a lost connection.
+/// How a link's end shows to the application, if it is a failure: the metrics cause, the
+/// visible state, the words and the typed failure. `ended_in` is the state the link's handshake
+/// ended in: `RemoteDeniedTrust` when it ended while we waited in hello for the peer, which the
+/// words then explain: an explicit denial, a close without an answer, or a lost connection.
 pub(super) fn failure_of(
     end: &LinkEnd,
     closed_by_us: bool,
     ended_in: ConnectionState,
-) -> Option<(crate::hub::metrics::FailureCause, ConnectionState, String)> {
+) -> Option<(
+    crate::hub::metrics::FailureCause,
+    ConnectionState,
+    String,
+    Failure,
+)> {
     use crate::hub::metrics::FailureCause;
     if let LinkEnd::Protocol(cause) = end
         && ended_in == ConnectionState::RemoteDeniedTrust
         && !closed_by_us
     {
         let (metric, words) = hello_failure(cause);
-        return Some((metric, ConnectionState::RemoteDeniedTrust, words));
+        return Some((
+            metric,
+            ConnectionState::RemoteDeniedTrust,
+            words,
+            Failure::Protocol(cause.clone()),
+        ));
     }
+    let failure =
+        |metric, state, failure: Failure| Some((metric, state, failure.to_string(), failure));
     match end {
         LinkEnd::Aborted => None,
-        LinkEnd::KeepaliveTimeout => Some((
+        LinkEnd::KeepaliveTimeout => failure(
             FailureCause::Other,
             ConnectionState::Error,
-            "no pong within the keepalive timeout".into(),
-        )),
-        LinkEnd::Backpressure => Some((
+            Failure::KeepaliveTimeout,
+        ),
+        LinkEnd::Backpressure => failure(
             FailureCause::Backpressure,
             ConnectionState::Error,
-            "closed for backpressure: the application did not consume the peer's data".into(),
-        )),
-        LinkEnd::HandshakeDeadline => Some((
+            Failure::Backpressure,
+        ),
+        LinkEnd::HandshakeDeadline => failure(
             FailureCause::HandshakeTimeout,
             ConnectionState::Error,
-            "handshake deadline passed".into(),
-        )),
+            Failure::HandshakeDeadline,
+        ),
         // Closed by us, or an orderly connectionClose by the peer: not a failure.
         LinkEnd::Protocol(cause) if closed_by_us || cause.is_graceful() => None,
         LinkEnd::Protocol(cause) => {
-            if cause.is_remote_denied_trust() {
-                Some((
+            let (metric, state) = if cause.is_remote_denied_trust() {
+                (
                     FailureCause::TrustDenied,
                     ConnectionState::RemoteDeniedTrust,
-                    cause.to_string(),
-                ))
+                )
             } else if cause.is_timeout() {
-                Some((
-                    FailureCause::HandshakeTimeout,
-                    ConnectionState::Error,
-                    cause.to_string(),
-                ))
+                (FailureCause::HandshakeTimeout, ConnectionState::Error)
             } else {
-                Some((
-                    FailureCause::Protocol,
-                    ConnectionState::Error,
-                    cause.to_string(),
-                ))
-            }
+                (FailureCause::Protocol, ConnectionState::Error)
+            };
+            failure(metric, state, Failure::Protocol(cause.clone()))
         }
     }
 }
@@ -244,7 +255,7 @@ pub(super) fn reason_of(end: &LinkEnd, closed_by_us: bool) -> DisconnectReason {
         LinkEnd::Aborted => DisconnectReason::Shutdown,
         LinkEnd::KeepaliveTimeout => DisconnectReason::KeepaliveTimeout,
         LinkEnd::Backpressure => DisconnectReason::Backpressure,
-        LinkEnd::HandshakeDeadline => DisconnectReason::Error("handshake deadline".into()),
+        LinkEnd::HandshakeDeadline => DisconnectReason::HandshakeDeadline,
         LinkEnd::Protocol(_) if closed_by_us => DisconnectReason::Local,
         LinkEnd::Protocol(cause) => DisconnectReason::Protocol(cause.clone()),
     }
