@@ -32,16 +32,16 @@ use std::net::{IpAddr, SocketAddr};
 use crate::Ski;
 
 /// The WebSocket path SHIP nodes announce in their TXT record unless they say otherwise (§7.3.2).
-pub const DEFAULT_SHIP_PATH: &str = "/ship/";
+pub(crate) const DEFAULT_SHIP_PATH: &str = "/ship/";
 
 /// How many discovered addresses a peer keeps by default, current and withdrawn each
 /// ([`AddressBook::with_max_discovered`]).
-pub const DEFAULT_MAX_DISCOVERED: usize = 8;
+pub(crate) const DEFAULT_MAX_DISCOVERED: usize = 8;
 
 /// Where a dial candidate comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum AddressSource {
+pub(crate) enum AddressSource {
     /// We dialled this address and the connection succeeded.
     LastDialled,
     /// The peer last connected to us from this IP; the port is its last known listening port.
@@ -63,19 +63,19 @@ pub enum AddressSource {
 
 /// One address to dial, with the WebSocket path to request there.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct DialCandidate {
+pub(crate) struct DialCandidate {
     /// The socket address (IPv6 link-local ones carry their scope id).
-    pub address: SocketAddr,
+    pub(crate) address: SocketAddr,
     /// The WebSocket path (`/ship/` unless the peer's TXT record said otherwise).
-    pub path: String,
+    pub(crate) path: String,
     /// Where the address comes from.
-    pub source: AddressSource,
+    pub(crate) source: AddressSource,
 }
 
 /// Why an address or path was not recorded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum AddressError {
+pub(crate) enum AddressError {
     /// 0.0.0.0 or :: cannot be dialled.
     #[error("{address} is unspecified and cannot be dialled")]
     Unspecified {
@@ -126,7 +126,7 @@ fn canonical(address: SocketAddr) -> SocketAddr {
 }
 
 /// Checks that `address` can be dialled.
-pub fn check_dialable(address: SocketAddr) -> Result<(), AddressError> {
+pub(crate) fn check_dialable(address: SocketAddr) -> Result<(), AddressError> {
     let ip = address.ip();
     if ip.is_unspecified() {
         return Err(AddressError::Unspecified { address });
@@ -195,6 +195,7 @@ struct PeerAddresses {
 }
 
 impl PeerAddresses {
+    #[cfg(test)]
     fn is_empty(&self) -> bool {
         self.last_dialled.is_none()
             && self.last_incoming.is_none()
@@ -312,7 +313,7 @@ impl PeerAddresses {
 
 /// Every address known to reach each peer, by SKI. See the module documentation.
 #[derive(Debug, Clone)]
-pub struct AddressBook {
+pub(crate) struct AddressBook {
     peers: HashMap<Ski, PeerAddresses>,
     /// Counts recorded events; stands in for time when ordering by recency.
     events: u64,
@@ -328,7 +329,8 @@ impl Default for AddressBook {
 
 impl AddressBook {
     /// An empty book keeping [`DEFAULT_MAX_DISCOVERED`] discovered addresses per peer.
-    pub fn new() -> Self {
+    #[cfg(test)]
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
@@ -337,7 +339,7 @@ impl AddressBook {
     /// SKI, so what discovery adds to a peer's dial is bounded. When a sighting brings more,
     /// the addresses of the stalest sightings go first. The last successful and the configured
     /// addresses are never evicted.
-    pub fn with_max_discovered(max: usize) -> Self {
+    pub(crate) fn with_max_discovered(max: usize) -> Self {
         AddressBook {
             peers: HashMap::new(),
             events: 0,
@@ -352,7 +354,7 @@ impl AddressBook {
 
     /// Records a connection we dialled to `address` (requesting `path`) that succeeded. Also the
     /// way to restore `PairedPeer::last_address` from the trust store at start-up.
-    pub fn record_dialled(
+    pub(crate) fn record_dialled(
         &mut self,
         ski: Ski,
         address: SocketAddr,
@@ -374,7 +376,11 @@ impl AddressBook {
 
     /// Records a connection the peer made to us from `remote` that succeeded. The source port is
     /// ephemeral: the IP is dialled at the peer's last known listening port, once one is known.
-    pub fn record_incoming(&mut self, ski: Ski, remote: SocketAddr) -> Result<(), AddressError> {
+    pub(crate) fn record_incoming(
+        &mut self,
+        ski: Ski,
+        remote: SocketAddr,
+    ) -> Result<(), AddressError> {
         let remote = canonical(remote);
         // The port is replaced when dialling; check the address with a placeholder port.
         let mut probe = remote;
@@ -387,7 +393,7 @@ impl AddressBook {
 
     /// Adds a configured address; configured addresses are kept in the order added and are never
     /// withdrawn by discovery events.
-    pub fn add_static(
+    pub(crate) fn add_static(
         &mut self,
         ski: Ski,
         address: SocketAddr,
@@ -412,7 +418,8 @@ impl AddressBook {
     }
 
     /// Removes the configured addresses of `ski` (before re-adding a changed configuration).
-    pub fn clear_static(&mut self, ski: &Ski) {
+    #[cfg(test)]
+    pub(crate) fn clear_static(&mut self, ski: &Ski) {
         if let Some(peer) = self.peers.get_mut(ski) {
             peer.statics.clear();
         }
@@ -425,7 +432,7 @@ impl AddressBook {
     /// are left out, and at most the book's `max_discovered` are kept (the first ones given;
     /// older sightings of the peer make room first); returns how many were recorded. An invalid path is an error and records
     /// nothing.
-    pub fn record_sighting(
+    pub(crate) fn record_sighting(
         &mut self,
         ski: Ski,
         instance: &str,
@@ -480,7 +487,7 @@ impl AddressBook {
 
     /// A loss event for mDNS service `instance` (record expired or goodbye): its addresses move
     /// to the end of the dial order. Returns the SKI whose sighting it was, if any.
-    pub fn withdraw_instance(&mut self, instance: &str) -> Option<Ski> {
+    pub(crate) fn withdraw_instance(&mut self, instance: &str) -> Option<Ski> {
         let max = self.max_discovered;
         self.peers
             .iter_mut()
@@ -488,10 +495,12 @@ impl AddressBook {
     }
 
     /// Forgets everything about `ski` (the peer was unpaired).
-    pub fn forget(&mut self, ski: &Ski) {
+    #[cfg(test)]
+    pub(crate) fn forget(&mut self, ski: &Ski) {
         self.peers.remove(ski);
     }
 
+    #[cfg(test)]
     fn drop_if_empty(&mut self, ski: &Ski) {
         if self.peers.get(ski).is_some_and(PeerAddresses::is_empty) {
             self.peers.remove(ski);
@@ -499,7 +508,7 @@ impl AddressBook {
     }
 
     /// The addresses to dial `ski` at, in the order to try them, each address once.
-    pub fn dial_candidates(&self, ski: &Ski) -> Vec<DialCandidate> {
+    pub(crate) fn dial_candidates(&self, ski: &Ski) -> Vec<DialCandidate> {
         self.peers
             .get(ski)
             .map(PeerAddresses::candidates)
@@ -508,7 +517,7 @@ impl AddressBook {
 
     /// The address of the most recent successful connection, as a dial candidate: what the hub
     /// stores as `PairedPeer::last_address`.
-    pub fn last_successful(&self, ski: &Ski) -> Option<DialCandidate> {
+    pub(crate) fn last_successful(&self, ski: &Ski) -> Option<DialCandidate> {
         self.dial_candidates(ski).into_iter().find(|c| {
             matches!(
                 c.source,
@@ -520,7 +529,7 @@ impl AddressBook {
     /// The IPs `ski` proved to be at (its last connection that completed a handshake, dialled
     /// or incoming) and its configured ones: where it may be expected to connect from. Sightings
     /// are left out, since anyone can announce any address over mDNS.
-    pub fn proven_ips(&self, ski: &Ski) -> Vec<IpAddr> {
+    pub(crate) fn proven_ips(&self, ski: &Ski) -> Vec<IpAddr> {
         let Some(peer) = self.peers.get(ski) else {
             return Vec::new();
         };
@@ -531,12 +540,14 @@ impl AddressBook {
     }
 
     /// Whether the book knows any address of `ski`.
-    pub fn contains(&self, ski: &Ski) -> bool {
+    #[cfg(test)]
+    pub(crate) fn contains(&self, ski: &Ski) -> bool {
         self.peers.contains_key(ski)
     }
 
     /// The SKIs the book knows addresses of, in no particular order.
-    pub fn skis(&self) -> impl Iterator<Item = &Ski> {
+    #[cfg(test)]
+    pub(crate) fn skis(&self) -> impl Iterator<Item = &Ski> {
         self.peers.keys()
     }
 }

@@ -1,7 +1,7 @@
 //! Counters the hub bumps as connections come and go, and a plain snapshot of them.
 //!
 //! Every counter is an atomic bumped with `Relaxed` ordering: any task may count without a lock
-//! and without waiting for another. [`HubMetrics::snapshot`] reads each counter once; the
+//! and without waiting for another. `HubMetrics::snapshot` reads each counter once; the
 //! snapshot is therefore not one atomic instant (a handshake completing during the snapshot may
 //! be in one figure and not yet in another), which is fine for a status page and for monitoring.
 //!
@@ -80,7 +80,7 @@ fn micros(d: Duration) -> u64 {
 
 /// Counters the hub bumps; share it (`Arc<HubMetrics>`) between tasks.
 #[derive(Debug)]
-pub struct HubMetrics {
+pub(crate) struct HubMetrics {
     dial_attempts: AtomicU64,
     incoming_accepted: AtomicU64,
     handshakes_completed: AtomicU64,
@@ -100,7 +100,7 @@ impl Default for HubMetrics {
 
 impl HubMetrics {
     /// All counters at zero.
-    pub const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         #[allow(clippy::declare_interior_mutable_const)] // only used to initialise arrays
         const ZERO: AtomicU64 = AtomicU64::new(0);
         HubMetrics {
@@ -117,17 +117,17 @@ impl HubMetrics {
     }
 
     /// We started dialling a peer (one per TCP connect).
-    pub fn dial_attempt(&self) {
+    pub(crate) fn dial_attempt(&self) {
         self.dial_attempts.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The listener accepted a connection (counted after admission, before TLS).
-    pub fn incoming_accepted(&self) {
+    pub(crate) fn incoming_accepted(&self) {
         self.incoming_accepted.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A connection reached the SHIP Completed state, `took` after it was accepted or dialled.
-    pub fn handshake_completed(&self, took: Duration) {
+    pub(crate) fn handshake_completed(&self, took: Duration) {
         let us = micros(took);
         self.handshakes_completed.fetch_add(1, Ordering::Relaxed);
         // Saturates instead of wrapping: a sum of u64::MAX is visibly wrong rather than small.
@@ -147,18 +147,18 @@ impl HubMetrics {
     }
 
     /// A connection attempt failed for `cause`.
-    pub fn failure(&self, cause: FailureCause) {
+    pub(crate) fn failure(&self, cause: FailureCause) {
         self.failures[cause.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     /// A newer connection replaced an older one to the same SKI (§12.2.3 double connection).
-    pub fn double_connection_replaced(&self) {
+    pub(crate) fn double_connection_replaced(&self) {
         self.double_connection_replacements
             .fetch_add(1, Ordering::Relaxed);
     }
 
     /// The current values, as plain data.
-    pub fn snapshot(&self) -> MetricsSnapshot {
+    pub(crate) fn snapshot(&self) -> MetricsSnapshot {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let failure = |cause: FailureCause| load(&self.failures[cause.index()]);
         let buckets: [u64; BUCKETS] = std::array::from_fn(|i| load(&self.handshake_buckets[i]));

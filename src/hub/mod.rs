@@ -8,7 +8,7 @@
 //!   async stream of [`HubEvent`]s.
 //! * [`TrustStore`] — where pairings live; [`Backoff`] — reconnect delays (§8).
 
-pub mod address_book;
+pub(crate) mod address_book;
 mod admission;
 mod arbitration;
 pub mod backoff;
@@ -26,7 +26,6 @@ mod sightings;
 mod supervisor;
 pub mod trust;
 
-pub use address_book::{AddressBook, AddressSource, DialCandidate};
 pub use backoff::{Backoff, BackoffConfigError, BackoffTier, BackoffTiers};
 pub use callbacks::{
     Callbacks, DecideLater, Failure, HubEvent, HubEvents, NoCallbacks, PairingDecision,
@@ -37,7 +36,7 @@ pub use core::{ConnectionInfo, Direction, DisconnectReason, Hub, HubError, Shutd
 pub(crate) use core::{PeerStatus, Shared};
 pub use dial::DialError;
 pub use inbound::{Delivery, DeliveryToken};
-pub use metrics::{FailureCause, FailureCounts, HandshakeTimeSummary, HubMetrics, MetricsSnapshot};
+pub use metrics::{FailureCause, FailureCounts, HandshakeTimeSummary, MetricsSnapshot};
 pub use net::{MemoryLan, MemoryNetwork, Network, TcpNetwork};
 pub use pairing_service::{
     AcceptRequests, PairingServiceConfig, PairingServiceEvent, RequestPairing,
