@@ -1,5 +1,5 @@
 #!/bin/sh
-# Prepares a PRIVATE network namespace for the mDNS tests (tests/discovery_mdns.rs).
+# Prepares a PRIVATE network namespace for the mDNS tests (tests/discovery/mdns.rs).
 #
 # Run it only inside a namespace made for the tests, e.g.
 #   unshare -n sh -c 'tests/netns-setup.sh && cargo test --offline -- --include-ignored'

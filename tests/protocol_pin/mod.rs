@@ -1,6 +1,6 @@
 //! PIN verification (SHIP §13.4.4.3) in the engine, both roles, every transition, on the
 //! virtual clock: a scripted tool against one connection, and two connections against each
-//! other. Included by tests/protocol_conformance.rs.
+//! other. Included by tests/protocol/conformance.rs.
 
 use std::time::Duration;
 

@@ -1,8 +1,7 @@
 //! Two handshake machines pumped against each other with a virtual clock, plus single-machine
 //! timeout and error paths against a scripted peer.
 
-#[path = "protocol_support.rs"]
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -2,13 +2,11 @@
 //! never silently changed, a static peer's pairing is announced, `-v`/`-q` next to `RUST_LOG`,
 //! and no colour codes on a pipe.
 
-mod gateway_support;
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use gateway_support::*;
+use crate::gateway_support::*;
 
 /// Finding (issue 14): the SHIP ID was not persisted, so one run without the configured
 /// `ship_id` changed it and every paired peer closed with 4450. Now the first one is stored in

@@ -1,11 +1,10 @@
 //! Every case of docs/conformance.md that the state machine alone decides, on a virtual
 //! clock. The test plays the conformance tool; the connection is the DUT.
 
-#[path = "protocol_support.rs"]
-mod support;
+use crate::support;
 
 /// PIN verification (§13.4.4.3).
-#[path = "protocol_pin/mod.rs"]
+#[path = "../protocol_pin/mod.rs"]
 mod pin;
 
 use std::time::Duration;

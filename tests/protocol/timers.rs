@@ -2,8 +2,7 @@
 //! prolongation, and the extension arithmetic), each protocol-handshake wait, PIN, access
 //! methods and the close confirm.
 
-#[path = "protocol_support.rs"]
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Shared helpers for the protocol tests: a virtual clock, a `Pair` of connections pumped
 //! against each other (after quinn-proto's test `Pair`), and a `Tool` that plays a scripted
 //! peer against one connection (the conformance tester's role).
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code)]
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};

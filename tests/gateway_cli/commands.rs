@@ -1,11 +1,9 @@
 //! Process tests of the `ship-gateway` commands that do not need a running gateway, and of every
 //! bad input: each asserts the exit status and the one-line error. Loopback only, `--no-mdns`.
 
-mod gateway_support;
-
 use std::net::TcpListener;
 
-use gateway_support::*;
+use crate::gateway_support::*;
 use serde_json::Value;
 
 #[test]

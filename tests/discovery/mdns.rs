@@ -6,8 +6,7 @@
 //! namespace tests"). Each test first checks that it really is in a private namespace and fails
 //! loudly otherwise.
 
-mod common;
-use common::assert_private_namespace;
+use crate::common::assert_private_namespace;
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -2,8 +2,7 @@
 //! machines, plus injected stray messages: nothing panics, and each side ends either Completed
 //! or closed with a reason, within the sum of the timers (plus T_hello_inc per prolongation).
 
-#[path = "protocol_support.rs"]
-mod support;
+use crate::support;
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};

@@ -2,12 +2,10 @@
 //! (or to files in it) would find them: an insecure directory is refused naming the fix, and
 //! no file is ever written or read through a planted symbolic link.
 
-mod gateway_support;
-
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 
-use gateway_support::*;
+use crate::gateway_support::*;
 
 const VICTIM_TEXT: &str = "someone else's file";
 
