@@ -663,31 +663,13 @@ fn a_client_that_never_finishes_its_headers_is_closed_and_others_are_served() {
 fn an_http_address_other_than_loopback_needs_a_token_file() {
     let tmp = tempdir();
     // Refused before anything binds: no socket is opened on 0.0.0.0.
-    let output = gateway(
-        tmp.path(),
-        &[
-            "run",
-            "--no-mdns",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--http",
-            "0.0.0.0:0",
-        ],
-    );
+    let output = run_output(tmp.path(), &["--http", "0.0.0.0:0"]);
     assert_one_line_error(&output, 1, "--http-token-file");
     let short = tmp.path().join("token");
     std::fs::write(&short, "short\n").unwrap();
-    let output = gateway(
+    let output = run_output(
         tmp.path(),
         &[
-            "run",
-            "--no-mdns",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            "0",
             "--http",
             "127.0.0.1:0",
             "--http-token-file",
@@ -1030,20 +1012,39 @@ fn common_namespace() {
 
 // ----- the same API on the control socket: `status`, `watch`, `approve`, `deny`, `disconnect` --
 
+/// Gateway A (in `dir/a`, `--ask` plus `a_flags`: requests wait for a decision) and gateway B
+/// (in `dir/b`), which trusts A and dials it; once A reports B's request as waiting.
+struct Asking {
+    a: Running,
+    b: Running,
+    a_ski: String,
+    b_ski: String,
+}
+
+fn b_asks_a(dir: &Path, a_flags: &[&str]) -> Asking {
+    let (a_dir, b_dir) = (dir.join("a"), dir.join("b"));
+    let mut a = Running::start(&a_dir, &[&["--ask"], a_flags].concat());
+    let a_address = a.address();
+    let a_ski = ski_of(&a_dir);
+    let b_ski = ski_of(&b_dir);
+    let b = Running::start(&b_dir, &["--peer", &format!("{a_ski}@{a_address}")]);
+    a.wait_for("B asks", |v| {
+        v["event"] == "pairing_requested" && v["ski"] == b_ski.as_str() && v["decision"] == "asking"
+    });
+    Asking { a, b, a_ski, b_ski }
+}
+
 #[test]
 fn status_approve_and_disconnect_from_the_command_line_of_a_gateway_run_as_a_service() {
     let tmp = tempdir();
     let a_dir = tmp.path().join("a");
     // A service: no terminal, no HTTP; `--ask` lets requests wait for the command line.
-    let mut a = Running::start(&a_dir, &["--ask"]);
-    let a_address = a.address();
-    let a_ski = ski_of(&a_dir);
-    let b_dir = tmp.path().join("b");
-    let b_ski = ski_of(&b_dir);
-    let mut b = Running::start(&b_dir, &["--peer", &format!("{a_ski}@{a_address}")]);
-    a.wait_for("B asks", |v| {
-        v["event"] == "pairing_requested" && v["ski"] == b_ski.as_str() && v["decision"] == "asking"
-    });
+    let Asking {
+        mut a,
+        mut b,
+        a_ski,
+        b_ski,
+    } = b_asks_a(tmp.path(), &[]);
     // `status --json`: one object with the request.
     let output = gateway(&a_dir, &["--json", "status"]);
     assert_ok(&output);
@@ -1150,15 +1151,12 @@ fn watch_shows_the_view_again_when_something_happens() {
 fn a_denied_device_that_keeps_dialling_is_refused_without_asking_and_said_once() {
     let tmp = tempdir();
     let a_dir = tmp.path().join("a");
-    let mut a = Running::start(&a_dir, &["--ask", "--cooling-off", "3600"]);
-    let a_address = a.address();
-    let a_ski = ski_of(&a_dir);
-    let b_dir = tmp.path().join("b");
-    let b_ski = ski_of(&b_dir);
-    let mut b = Running::start(&b_dir, &["--peer", &format!("{a_ski}@{a_address}")]);
-    a.wait_for("B asks", |v| {
-        v["event"] == "pairing_requested" && v["ski"] == b_ski.as_str() && v["decision"] == "asking"
-    });
+    let Asking {
+        mut a,
+        mut b,
+        a_ski,
+        b_ski,
+    } = b_asks_a(tmp.path(), &["--cooling-off", "3600"]);
     assert_ok(&gateway(&a_dir, &["deny", &b_ski]));
     // B keeps dialling: wait for three refusals on its side.
     let refusals = |b: &mut Running, n: usize| {

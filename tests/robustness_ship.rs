@@ -516,16 +516,16 @@ async fn a_peer_that_leaves_during_hello_is_told_apart_from_one_that_refuses() {
             "refuser",
             Some(msg::hello_aborted()),
             "refused to trust us",
-            |f| matches!(f, Some(Failure::Protocol(CloseCause::RemoteDeniedTrust))),
+            |f| matches!(f, Some(Failure::Hello(CloseCause::RemoteDeniedTrust))),
         ),
         (
             "closer",
             Some(msg::close_announce()),
             "closed the connection",
-            |f| matches!(f, Some(Failure::Protocol(CloseCause::RemoteClosed { .. }))),
+            |f| matches!(f, Some(Failure::Hello(CloseCause::RemoteClosed { .. }))),
         ),
         ("crasher", None, "connection was lost", |f| {
-            matches!(f, Some(Failure::Protocol(CloseCause::TransportClosed)))
+            matches!(f, Some(Failure::Hello(CloseCause::TransportClosed)))
         }),
     ];
     for (name, last, words, typed) in cases {

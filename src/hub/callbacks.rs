@@ -37,7 +37,8 @@ use crate::discovery::VisibleService;
 use crate::hub::DisconnectReason;
 use crate::hub::config::Limits;
 use crate::hub::inbound::{Delivery, InboundTotal};
-use crate::protocol::{ConnectionState, DetailedState, Pin};
+use crate::hub::metrics::FailureCause;
+use crate::protocol::{CloseCause, ConnectionState, DetailedState, Pin};
 use crate::{ShipId, Ski};
 
 /// Extra information with a state change.
@@ -65,12 +66,14 @@ pub struct StateDetail {
 pub enum Failure {
     /// A dial failed before SHIP began: no address, the connection cap, TCP, TLS or WebSocket.
     Dial(Arc<crate::hub::DialError>),
-    /// The SHIP connection ended with this cause: a protocol error or a timeout, or, in
-    /// [`ConnectionState::RemoteDeniedTrust`], the peer's denial
-    /// ([`crate::protocol::CloseCause::RemoteDeniedTrust`]) or its close or loss while we waited
-    /// for it in hello ([`crate::protocol::CloseCause::RemoteClosed`],
-    /// [`crate::protocol::CloseCause::TransportClosed`]).
+    /// The SHIP connection ended with this cause (a protocol error or a timeout).
     Protocol(crate::protocol::CloseCause),
+    /// The handshake ended while we waited in hello for the peer to confirm trust
+    /// ([`ConnectionState::RemoteDeniedTrust`]), with this cause: an explicit denial
+    /// ([`crate::protocol::CloseCause::RemoteDeniedTrust`], hello `aborted`), or no answer: the
+    /// peer closed ([`crate::protocol::CloseCause::RemoteClosed`]) or vanished
+    /// ([`crate::protocol::CloseCause::TransportClosed`]).
+    Hello(crate::protocol::CloseCause),
     /// No pong within the keepalive timeout.
     KeepaliveTimeout,
     /// Closed because the application did not consume the peer's data
@@ -85,7 +88,8 @@ impl PartialEq for Failure {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
             (Failure::Dial(a), Failure::Dial(b)) => Arc::ptr_eq(a, b),
-            (Failure::Protocol(a), Failure::Protocol(b)) => a == b,
+            (Failure::Protocol(a), Failure::Protocol(b))
+            | (Failure::Hello(a), Failure::Hello(b)) => a == b,
             (Failure::KeepaliveTimeout, Failure::KeepaliveTimeout)
             | (Failure::Backpressure, Failure::Backpressure)
             | (Failure::HandshakeDeadline, Failure::HandshakeDeadline) => true,
@@ -96,11 +100,57 @@ impl PartialEq for Failure {
 
 impl Eq for Failure {}
 
+impl Failure {
+    /// The state the application sees for it: RemoteDeniedTrust for the end of hello and for a
+    /// denial, Error otherwise.
+    pub(crate) fn state(&self) -> ConnectionState {
+        match self {
+            Failure::Hello(_) => ConnectionState::RemoteDeniedTrust,
+            Failure::Protocol(cause) if cause.is_remote_denied_trust() => {
+                ConnectionState::RemoteDeniedTrust
+            }
+            _ => ConnectionState::Error,
+        }
+    }
+
+    /// What the metrics count it as; only an explicit denial is a trust denial.
+    pub(crate) fn metric(&self) -> FailureCause {
+        match self {
+            Failure::Dial(error) => error.cause(),
+            Failure::Hello(cause) | Failure::Protocol(cause) if cause.is_remote_denied_trust() => {
+                FailureCause::TrustDenied
+            }
+            Failure::Hello(CloseCause::RemoteClosed { .. } | CloseCause::TransportClosed)
+            | Failure::KeepaliveTimeout => FailureCause::Other,
+            Failure::Protocol(cause) if cause.is_timeout() => FailureCause::HandshakeTimeout,
+            Failure::Hello(_) | Failure::Protocol(_) => FailureCause::Protocol,
+            Failure::Backpressure => FailureCause::Backpressure,
+            Failure::HandshakeDeadline => FailureCause::HandshakeTimeout,
+        }
+    }
+}
+
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Failure::Dial(error) => write!(f, "{error}"),
             Failure::Protocol(cause) => write!(f, "{cause}"),
+            Failure::Hello(CloseCause::RemoteDeniedTrust) => f.write_str(
+                "the other device refused to trust us (hello aborted: its user or its policy \
+                 said no)",
+            ),
+            Failure::Hello(CloseCause::RemoteClosed { reason }) => write!(
+                f,
+                "the other device closed the connection ({}) before confirming trust: no \
+                 answer, not a refusal",
+                reason.map_or("no reason given", |r| r.as_str())
+            ),
+            Failure::Hello(CloseCause::TransportClosed) => f.write_str(
+                "the connection was lost while we waited for the other device to confirm \
+                 trust: no answer, not a refusal (it may have crashed, restarted or lost its \
+                 network)",
+            ),
+            Failure::Hello(other) => write!(f, "{other}"),
             Failure::KeepaliveTimeout => f.write_str("no pong within the keepalive timeout"),
             Failure::Backpressure => f.write_str(
                 "closed for backpressure: the application did not consume the peer's data",
@@ -608,18 +658,8 @@ pub(crate) fn start_dispatcher(
 
 /// Offers `event` to every stream, dropping the ones that are gone.
 fn publish(streams: &mut Vec<Subscriber>, event: HubEvent, cap: usize) {
-    let last = streams.len().saturating_sub(1);
-    let mut event = Some(event);
-    let mut index = 0;
-    streams.retain_mut(|stream| {
-        let this = if index == last {
-            event.take()
-        } else {
-            event.clone()
-        };
-        index += 1;
-        this.is_none_or(|this| stream.offer(this, cap))
-    });
+    // A clone is cheap: a data event's payload and charge are shared (`Delivery`).
+    streams.retain_mut(|stream| stream.offer(event.clone(), cap));
 }
 
 /// Runs `call`, catching a panic (logged; the dispatcher carries on).

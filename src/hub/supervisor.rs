@@ -142,11 +142,10 @@ struct Visible {
     connected: bool,
 }
 
-/// How the last link or dial failed, shown once as the visible state (see `visible.rs`).
+/// How the last link or dial failed, shown once as the visible state (see `visible.rs`); the
+/// state and the words follow from the failure.
 #[derive(Debug, Clone)]
 pub(super) struct LastFailure {
-    pub(super) state: ConnectionState,
-    pub(super) words: String,
     pub(super) failure: Failure,
     /// The detailed state the link's handshake ended in.
     pub(super) detailed: Option<DetailedState>,
@@ -545,12 +544,11 @@ impl Supervisor {
             }
             Err(error) => {
                 tracing::debug!(ski = %self.ski, %error, "dial failed");
-                self.shared.metrics.failure(error.cause());
                 let error = Arc::new(error);
+                let failure = Failure::Dial(error.clone());
+                self.shared.metrics.failure(failure.metric());
                 self.last_failure = Some(LastFailure {
-                    state: ConnectionState::Error,
-                    words: error.to_string(),
-                    failure: Failure::Dial(error.clone()),
+                    failure,
                     detailed: None,
                 });
                 if self.replacing.is_some() && self.links.is_empty() && !self.incoming_in_tls() {

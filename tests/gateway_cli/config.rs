@@ -32,19 +32,7 @@ fn the_ship_id_is_stored_at_the_first_run_and_a_different_one_is_refused() {
     let mut same = Running::start(&data, &["--ship-id", "basement-gateway"]);
     assert_eq!(same.event("listening")["ship_id"], "basement-gateway");
     assert!(same.terminate().success());
-    let output = gateway(
-        &data,
-        &[
-            "run",
-            "--no-mdns",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--ship-id",
-            "another-id",
-        ],
-    );
+    let output = run_output(&data, &["--ship-id", "another-id"]);
     assert_one_line_error(&output, 1, "\"basement-gateway\"");
     assert!(String::from_utf8_lossy(&output.stderr).contains("\"another-id\""));
     assert_eq!(

@@ -103,6 +103,15 @@ pub fn run_command(dir: &Path, flags: &[&str], extra: &[&str]) -> Command {
     command
 }
 
+/// Runs `ship-gateway run` as [`run_command`] starts it, with `extra`, to its end (for a start
+/// that must fail).
+pub fn run_output(dir: &Path, extra: &[&str]) -> Output {
+    run_command(dir, &[], extra)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ship-gateway")
+}
+
 /// A running `ship-gateway run`, killed when dropped.
 pub struct Running {
     pub child: Child,

@@ -15,26 +15,22 @@
 //! never interleave their read-modify-write cycles, and the atomic replace of the file means a
 //! killed writer leaves the old or the new store, never a torn one.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ship_hub::hub::Hub;
-use ship_hub::protocol::Pin;
-use ship_hub::{ShipId, Ski};
 use tokio::io::AsyncReadExt;
 
 use crate::error::GatewayError;
-use crate::store::LockedTrustStore;
 
 /// How many control connections the gateway serves at once, and how long each may take.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ControlLimits {
-    /// Connections served at once; one beyond it gets a one-line error and is closed at once.
+    /// Connections served at once; one beyond it is answered `503 busy` and closed at once.
     pub(crate) max_connections: usize,
-    /// How long a client may take to send its request; then it gets a one-line error and is
-    /// closed.
+    /// How long a client may take to start its request; then it is answered
+    /// `408 idle_timeout` and closed (and the HTTP server gives it as long again for the rest of
+    /// its headers).
     pub(crate) idle_timeout: Duration,
 }
 
@@ -58,48 +54,6 @@ pub(crate) struct ControlServer {
     pub(crate) limits: ControlLimits,
     /// The HTTP API (`crate::api`), with socket access rules.
     pub(crate) api: axum::Router,
-}
-
-/// Stores a pairing with its extras (SHIP ID, name, address, the PIN to send) and hands it to the hub, which
-/// dials it when it knows an address. Blocking (the store touches the disk). Used by the
-/// control socket and the HTTP API.
-pub(crate) fn store_and_pair(
-    trust: &LockedTrustStore,
-    hub: &Hub,
-    ski: Ski,
-    ship_id: Option<ShipId>,
-    name: Option<String>,
-    address: Option<SocketAddr>,
-    pin: Option<Pin>,
-) -> Result<ship_hub::hub::PairedPeer, GatewayError> {
-    if ski == hub.local_ski() {
-        return Err(GatewayError::OwnSki(ski));
-    }
-    // Store the extras first: pair_at hands the stored record to the peer's supervisor.
-    let peer = trust.store_pairing(ski, ship_id.clone(), name, address, pin)?;
-    hub.pair_at(ski, ship_id, address)?;
-    Ok(peer)
-}
-
-/// What a new pairing leads to, said as it will happen: the gateway dials only an address it
-/// knows (given, stored, or seen over mDNS); otherwise it waits for the device.
-pub(crate) fn what_happens_next(hub: &Hub, peer: &ship_hub::hub::PairedPeer) -> String {
-    let ski = peer.ski;
-    if hub.connection_state(ski) == ship_hub::protocol::ConnectionState::Completed {
-        return format!("paired {ski}; it is connected");
-    }
-    if let Some(address) = peer.last_address {
-        return format!("paired {ski}; the running gateway dials it now at {address}");
-    }
-    if hub.visible_services().iter().any(|s| s.ski == ski) {
-        return format!(
-            "paired {ski}; the running gateway dials it now (its address is known from mDNS)"
-        );
-    }
-    format!(
-        "paired {ski}; no address is known yet: it is trusted when it connects, and dialled as \
-         soon as mDNS shows it (or give `--address HOST:PORT`)"
-    )
 }
 
 /// An HTTP error answer written without waiting, before any request was read: the socket is

@@ -164,8 +164,7 @@ async fn serve(
     );
     let hub_cell: Arc<OnceLock<Hub>> = Arc::new(OnceLock::new());
     // What the gateway knows beyond the hub (live states, waiting requests, cooling-off).
-    let live = Arc::new(Live::default());
-    live.set_cooling_off(settings.cooling_off);
+    let live = Arc::new(Live::new(settings.cooling_off));
     let prompt = if settings.prompt && !settings.auto_accept && std::io::stdin().is_terminal() {
         Some(
             prompt::start(hub_cell.clone(), log.clone(), live.clone()).map_err(|source| {

@@ -128,8 +128,6 @@ impl LockedTrustStore {
         f(&self.inner)
     }
 
-    /// Adds or updates a pairing, keeping what is already stored where `update` leaves a field
-    /// empty. Returns the stored record.
     /// Stores a pairing with the extras that are given (SHIP ID, name, last address, the PIN to
     /// send), keeping what is stored for the others: `pair` with or without a running gateway.
     pub(crate) fn store_pairing(
@@ -156,6 +154,8 @@ impl LockedTrustStore {
         })
     }
 
+    /// Adds or updates a pairing, keeping what is already stored where `update` leaves a field
+    /// empty. Returns the stored record.
     pub(crate) fn merge(
         &self,
         ski: Ski,

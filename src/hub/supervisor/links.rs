@@ -428,8 +428,8 @@ impl Supervisor {
             self.pending_answer = None;
         }
         let failure = failure_of(&end, link.closing, link.state);
-        if let Some(cause) = &failure {
-            self.shared.metrics.failure(cause.0);
+        if let Some(failure) = &failure {
+            self.shared.metrics.failure(failure.metric());
         }
         let reason = reason_of(&end, link.closing);
         if self.links.iter().any(|l| l.completed && !l.closing) {
@@ -461,10 +461,8 @@ impl Supervisor {
         if !self.links.is_empty() {
             return;
         }
-        if let Some((_, state, words, failure)) = failure {
+        if let Some(failure) = failure {
             self.last_failure = Some(LastFailure {
-                state,
-                words,
                 failure,
                 detailed: link.detail,
             });

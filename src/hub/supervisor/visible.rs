@@ -109,13 +109,10 @@ impl Supervisor {
     /// pairing, except that the last link's failure is consumed here: it is shown once, then the
     /// peer moves on to Queued or None.
     pub(super) fn next_visible_state(&mut self) -> (ConnectionState, StateDetail) {
-        let detail = |detailed: Option<DetailedState>, failure: Option<(String, Failure)>| {
-            let (error, failure) = failure.unzip();
-            StateDetail {
-                detailed,
-                error,
-                failure,
-            }
+        let detail = |detailed: Option<DetailedState>, failure: Option<Failure>| StateDetail {
+            detailed,
+            error: failure.as_ref().map(ToString::to_string),
+            failure,
         };
         if let Some(link) = self.links.iter().find(|l| l.completed && !l.closing) {
             return (ConnectionState::Completed, detail(link.detail, None));
@@ -138,11 +135,11 @@ impl Supervisor {
             return (link.state, detail(link.detail, None));
         }
         if let Some(last) = self.last_failure.take()
-            && last.state != self.visible.state
+            && last.failure.state() != self.visible.state
         {
             return (
-                last.state,
-                detail(last.detailed, Some((last.words, last.failure))),
+                last.failure.state(),
+                detail(last.detailed, Some(last.failure)),
             );
         }
         if matches!(self.dial, Dial::Running(_)) {
@@ -155,98 +152,26 @@ impl Supervisor {
     }
 }
 
-/// How a link's end shows to the application, if it is a failure: the metrics cause, the
-/// visible state, the words and the typed failure. `ended_in` is the state the link's handshake
-/// ended in: `RemoteDeniedTrust` when it ended while we waited in hello for the peer, which the
-/// words then explain: an explicit denial, a close without an answer, or a lost connection.
+/// How a link's end shows to the application, if it is a failure. `ended_in` is the state the
+/// link's handshake ended in: `RemoteDeniedTrust` when it ended while we waited in hello for
+/// the peer ([`Failure::Hello`]: a denial, a close without an answer, or a lost connection).
 pub(super) fn failure_of(
     end: &LinkEnd,
     closed_by_us: bool,
     ended_in: ConnectionState,
-) -> Option<(
-    crate::hub::metrics::FailureCause,
-    ConnectionState,
-    String,
-    Failure,
-)> {
-    use crate::hub::metrics::FailureCause;
-    if let LinkEnd::Protocol(cause) = end
-        && ended_in == ConnectionState::RemoteDeniedTrust
-        && !closed_by_us
-    {
-        let (metric, words) = hello_failure(cause);
-        return Some((
-            metric,
-            ConnectionState::RemoteDeniedTrust,
-            words,
-            Failure::Protocol(cause.clone()),
-        ));
-    }
-    let failure =
-        |metric, state, failure: Failure| Some((metric, state, failure.to_string(), failure));
+) -> Option<Failure> {
     match end {
         LinkEnd::Aborted => None,
-        LinkEnd::KeepaliveTimeout => failure(
-            FailureCause::Other,
-            ConnectionState::Error,
-            Failure::KeepaliveTimeout,
-        ),
-        LinkEnd::Backpressure => failure(
-            FailureCause::Backpressure,
-            ConnectionState::Error,
-            Failure::Backpressure,
-        ),
-        LinkEnd::HandshakeDeadline => failure(
-            FailureCause::HandshakeTimeout,
-            ConnectionState::Error,
-            Failure::HandshakeDeadline,
-        ),
-        // Closed by us, or an orderly connectionClose by the peer: not a failure.
-        LinkEnd::Protocol(cause) if closed_by_us || cause.is_graceful() => None,
-        LinkEnd::Protocol(cause) => {
-            let (metric, state) = if cause.is_remote_denied_trust() {
-                (
-                    FailureCause::TrustDenied,
-                    ConnectionState::RemoteDeniedTrust,
-                )
-            } else if cause.is_timeout() {
-                (FailureCause::HandshakeTimeout, ConnectionState::Error)
-            } else {
-                (FailureCause::Protocol, ConnectionState::Error)
-            };
-            failure(metric, state, Failure::Protocol(cause.clone()))
+        LinkEnd::KeepaliveTimeout => Some(Failure::KeepaliveTimeout),
+        LinkEnd::Backpressure => Some(Failure::Backpressure),
+        LinkEnd::HandshakeDeadline => Some(Failure::HandshakeDeadline),
+        LinkEnd::Protocol(_) if closed_by_us => None,
+        LinkEnd::Protocol(cause) if ended_in == ConnectionState::RemoteDeniedTrust => {
+            Some(Failure::Hello(cause.clone()))
         }
-    }
-}
-
-/// The metrics cause and the words for a handshake that ended while we waited in hello for the
-/// peer to confirm trust.
-fn hello_failure(
-    cause: &crate::protocol::CloseCause,
-) -> (crate::hub::metrics::FailureCause, String) {
-    use crate::hub::metrics::FailureCause;
-    use crate::protocol::CloseCause;
-    match cause {
-        CloseCause::RemoteDeniedTrust => (
-            FailureCause::TrustDenied,
-            "the other device refused to trust us (hello aborted: its user or its policy said no)"
-                .into(),
-        ),
-        CloseCause::RemoteClosed { reason } => (
-            FailureCause::Other,
-            format!(
-                "the other device closed the connection ({}) before confirming trust: no answer, \
-                 not a refusal",
-                reason.map_or("no reason given", |r| r.as_str())
-            ),
-        ),
-        CloseCause::TransportClosed => (
-            FailureCause::Other,
-            "the connection was lost while we waited for the other device to confirm trust: no \
-             answer, not a refusal (it may have crashed, restarted or lost its network)"
-                .into(),
-        ),
-        other => (FailureCause::Protocol, other.to_string()),
+        // An orderly connectionClose by the peer: not a failure.
+        LinkEnd::Protocol(cause) if cause.is_graceful() => None,
+        LinkEnd::Protocol(cause) => Some(Failure::Protocol(cause.clone())),
     }
 }
 

@@ -51,7 +51,7 @@ pub(crate) struct Live {
     /// until the cooling-off period ends (value: until when, and whether that was said).
     cooling: Mutex<HashMap<Ski, (std::time::Instant, bool)>>,
     /// The cooling-off period (zero: none).
-    cooling_off: Mutex<Duration>,
+    cooling_off: Duration,
 }
 
 /// The most peers in cooling-off at once (the oldest leaves first).
@@ -68,6 +68,15 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 impl Live {
+    /// Nothing known yet; a person's unpair or deny cools a peer off for `cooling_off` (zero:
+    /// not at all).
+    pub(crate) fn new(cooling_off: Duration) -> Self {
+        Live {
+            cooling_off,
+            ..Live::default()
+        }
+    }
+
     fn peers(&self) -> std::sync::MutexGuard<'_, HashMap<Ski, PeerLive>> {
         self.peers.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -172,15 +181,10 @@ impl Live {
         self.requests().remove(ski);
     }
 
-    /// Sets the cooling-off period after an unpair or a deny (zero: none).
-    pub(crate) fn set_cooling_off(&self, period: Duration) {
-        *self.cooling_off.lock().unwrap_or_else(|e| e.into_inner()) = period;
-    }
-
     /// A person unpaired or denied `ski`: its requests are refused without asking for the
     /// cooling-off period.
     pub(crate) fn start_cooling(&self, ski: Ski) {
-        let period = *self.cooling_off.lock().unwrap_or_else(|e| e.into_inner());
+        let period = self.cooling_off;
         if period.is_zero() {
             return;
         }
@@ -233,14 +237,14 @@ mod tests {
 
     #[test]
     fn an_unpaired_or_denied_peer_cools_off_once_said_and_pairing_ends_it() {
-        let live = Live::default();
         let ski = Ski::from_bytes([7; 20]);
-        live.start_cooling(ski);
+        let without = Live::new(Duration::ZERO);
+        without.start_cooling(ski);
         assert!(
-            live.cooling_off(&ski).is_none(),
+            without.cooling_off(&ski).is_none(),
             "no period set: no cooling-off"
         );
-        live.set_cooling_off(Duration::from_secs(60));
+        let live = Live::new(Duration::from_secs(60));
         live.start_cooling(ski);
         let (left, first) = live.cooling_off(&ski).unwrap();
         assert!(first && left <= Duration::from_secs(60));
@@ -252,8 +256,7 @@ mod tests {
 
     #[test]
     fn cooling_off_is_bounded() {
-        let live = Live::default();
-        live.set_cooling_off(Duration::from_secs(60));
+        let live = Live::new(Duration::from_secs(60));
         for n in 0..(MAX_COOLING + 10) {
             let mut bytes = [0u8; 20];
             bytes[..8].copy_from_slice(&(n as u64).to_be_bytes());

@@ -16,13 +16,15 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use ship_hub::hub::{HubError, PairedPeer};
+use ship_hub::hub::{Hub, HubError, PairedPeer};
+use ship_hub::protocol::Pin;
 use ship_hub::{ShipId, Ski};
 
 use super::live::PendingRequest;
 use super::{ApiError, ApiState, auth, metrics};
 use crate::error::GatewayError;
 use crate::events::{Event, ServiceRow};
+use crate::store::LockedTrustStore;
 
 pub(crate) fn router(state: Arc<ApiState>) -> Router {
     Router::new()
@@ -289,6 +291,47 @@ async fn peers(State(state): State<Arc<ApiState>>) -> Result<Json<Vec<PeerView>>
     Ok(Json(stored.iter().map(|p| view(&state, p)).collect()))
 }
 
+/// Stores a pairing with its extras (SHIP ID, name, address, the PIN to send) and hands it to
+/// the hub, which dials it when it knows an address. Blocking (the store touches the disk).
+fn store_and_pair(
+    trust: &LockedTrustStore,
+    hub: &Hub,
+    ski: Ski,
+    ship_id: Option<ShipId>,
+    name: Option<String>,
+    address: Option<SocketAddr>,
+    pin: Option<Pin>,
+) -> Result<PairedPeer, GatewayError> {
+    if ski == hub.local_ski() {
+        return Err(GatewayError::OwnSki(ski));
+    }
+    // Store the extras first: pair_at hands the stored record to the peer's supervisor.
+    let peer = trust.store_pairing(ski, ship_id.clone(), name, address, pin)?;
+    hub.pair_at(ski, ship_id, address)?;
+    Ok(peer)
+}
+
+/// What a new pairing leads to, said as it will happen: the gateway dials only an address it
+/// knows (given, stored, or seen over mDNS); otherwise it waits for the device.
+fn what_happens_next(hub: &Hub, peer: &PairedPeer) -> String {
+    let ski = peer.ski;
+    if hub.connection_state(ski) == ship_hub::protocol::ConnectionState::Completed {
+        return format!("paired {ski}; it is connected");
+    }
+    if let Some(address) = peer.last_address {
+        return format!("paired {ski}; the running gateway dials it now at {address}");
+    }
+    if hub.visible_services().iter().any(|s| s.ski == ski) {
+        return format!(
+            "paired {ski}; the running gateway dials it now (its address is known from mDNS)"
+        );
+    }
+    format!(
+        "paired {ski}; no address is known yet: it is trusted when it connects, and dialled as \
+         soon as mDNS shows it (or give `--address HOST:PORT`)"
+    )
+}
+
 /// `POST /api/v1/peers`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -353,12 +396,10 @@ async fn pair_inner(state: Arc<ApiState>, request: Request) -> Result<Paired, Ap
         .map_err(|e| bad("bad_pin", format!("not a PIN: {e}")))?;
     let (trust, hub, name) = (state.trust.clone(), state.hub.clone(), body.name);
     let peer = blocking(move || {
-        crate::control::store_and_pair(&trust, &hub, ski, ship_id, name, address, pin).map_err(
-            |e| match e {
-                GatewayError::TrustStore(e) => store_error(e),
-                other => ApiError::new(StatusCode::CONFLICT, "not_paired", other.to_string()),
-            },
-        )
+        store_and_pair(&trust, &hub, ski, ship_id, name, address, pin).map_err(|e| match e {
+            GatewayError::TrustStore(e) => store_error(e),
+            other => ApiError::new(StatusCode::CONFLICT, "not_paired", other.to_string()),
+        })
     })
     .await?;
     state.live.end_cooling(&ski);
@@ -371,7 +412,7 @@ async fn pair_inner(state: Arc<ApiState>, request: Request) -> Result<Paired, Ap
         .into(),
     });
     Ok(Paired {
-        next: crate::control::what_happens_next(&state.hub, &peer),
+        next: what_happens_next(&state.hub, &peer),
         peer: view(&state, &peer),
     })
 }
@@ -554,14 +595,12 @@ async fn decide(
     state.live.decided(&ski);
     if accept {
         state.live.end_cooling(&ski);
-    } else {
-        state.live.start_cooling(ski);
-    }
-    if accept {
         state.log.emit(Event::Paired {
             ski: ski.to_string(),
             by: "approved over the HTTP API".into(),
         });
+    } else {
+        state.live.start_cooling(ski);
     }
     Ok(Json(Decided {
         ski: ski.to_string(),
