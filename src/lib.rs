@@ -15,7 +15,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
-pub mod conformance;
 pub mod discovery;
 pub mod hub;
 pub mod identity;

@@ -5,14 +5,16 @@
 //! --example`. `energy_manager` and `state_callbacks` use loopback only; `lan_pairing` uses mDNS
 //! and is `#[ignore]`d here: `bash .ci/test` runs it inside a private network namespace.
 
-mod common;
+use ship_test_support::common;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 /// `target/<profile>/examples/<name>`, built if missing.
 fn example(name: &str) -> PathBuf {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_ship-gateway"));
-    let path = bin.parent().unwrap().join("examples").join(name);
+    // This test binary is target/<profile>/deps/examples-<hash>.
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let path = profile_dir.join("examples").join(name);
     if !path.exists() {
         let status = Command::new(env!("CARGO"))
             .args(["build", "--example", name])

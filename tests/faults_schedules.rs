@@ -14,7 +14,7 @@
 //! 2,000 schedules are spread over four test functions. A failing schedule panics with its seed
 //! and steps; `FAULT_SEED=<seed> cargo test --test faults_schedules` replays just that seed.
 
-mod common;
+use ship_test_support::common;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, OnceLock};

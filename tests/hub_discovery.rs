@@ -2,7 +2,7 @@
 //! peers found by announcement only, expired records, TXT records that lie about the SKI, and
 //! (in `hub_discovery/pairing_decision.rs`) the application's pairing decision.
 
-mod common;
+use ship_test_support::common;
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -2,7 +2,7 @@
 //! period, keepalive, SHIP timers) runs in virtual time, so minutes of protocol time take
 //! milliseconds and every run with one seed is the same run.
 
-mod common;
+use ship_test_support::common;
 
 use std::io;
 use std::net::SocketAddr;

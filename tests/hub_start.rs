@@ -1,7 +1,7 @@
 //! Starting a hub and creating its per-peer supervisors: a start that fails leaves nothing
 //! behind, and a slow trust store never stalls the hub's registry.
 
-mod common;
+use ship_test_support::common;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex};

@@ -2,9 +2,8 @@
 //! (real loopback sockets, a `FileTrustStore` on disk): `last_seen` is written at most once per
 //! `HubTimers::last_seen_write_interval`, so reconnects cost no writes once the peer is known.
 
-mod common;
-#[path = "robustness/harness.rs"]
-mod harness;
+use ship_test_support::common;
+use ship_test_support::harness;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

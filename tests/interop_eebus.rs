@@ -7,7 +7,7 @@
 //! messages (asserted byte for byte) and a typed SPINE datagram (asserted by value on their
 //! side, byte for byte on ours). See docs/interop.md.
 
-mod common;
+use ship_test_support::common;
 
 /// PIN verification against the eebus crate.
 #[path = "interop_eebus_pin/mod.rs"]

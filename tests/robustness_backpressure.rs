@@ -8,7 +8,7 @@
 //! by TCP flow control must not give up, so that the test sees every message through. (A real
 //! device may close such a connection itself; what it had sent until then still arrives.)
 
-mod common;
+use ship_test_support::common;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

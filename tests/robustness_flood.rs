@@ -2,7 +2,7 @@
 //! exchange data, and 1,000 half-open TCP connections. Bounds here are failure bounds, never
 //! performance claims; the measured figures are printed and recorded in docs/robustness.md.
 
-mod common;
+use ship_test_support::common;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};

@@ -3,9 +3,8 @@
 //! storms and a peer that stops reading. Each test ends by checking that the victim hub still
 //! exchanges data with its paired friend. The table of these rows is in docs/robustness.md.
 
-mod common;
-#[path = "robustness/harness.rs"]
-mod harness;
+use ship_test_support::common;
+use ship_test_support::harness;
 
 use std::io;
 use std::net::SocketAddr;

@@ -3,9 +3,8 @@
 //! test ends by checking that the victim hub still exchanges data with its paired friend.
 //! The table of these rows is in docs/robustness.md.
 
-mod common;
-#[path = "robustness/harness.rs"]
-mod harness;
+use ship_test_support::common;
+use ship_test_support::harness;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,10 +81,9 @@ async fn half_a_client_hello_then_silence_is_dropped_at_the_transport_deadline()
     victim.stop().await;
 }
 
-/// Accepts any server certificate: the hostile clients are deliberately not SHIP clients.
-#[path = "support/lax_tls.rs"]
-mod lax_tls;
 use lax_tls::Lax as AnyServer;
+/// Accepts any server certificate: the hostile clients are deliberately not SHIP clients.
+use ship_test_support::lax_tls;
 
 fn raw_builder() -> rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert> {
     rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))

@@ -2,9 +2,8 @@
 //! receives or delivers a data message, whatever it sends; with auto-accept off nothing is
 //! paired without an explicit decision. Each test ends by checking the paired friend is served.
 
-mod common;
-#[path = "robustness/harness.rs"]
-mod harness;
+use ship_test_support::common;
+use ship_test_support::harness;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

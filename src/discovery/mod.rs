@@ -7,11 +7,11 @@
 //!
 //! Two implementations:
 //!
-//! * [`MdnsDiscovery`]: the real thing, on `mdns-sd`. Creating one joins multicast groups on
+//! * `MdnsDiscovery` (feature `mdns`, on by default): the real thing, on `mdns-sd`. Creating one joins multicast groups on
 //!   network interfaces: tests must run it inside a private network namespace (see
 //!   `docs/discovery.md`, "Running the namespace tests").
-//! * [`InMemoryLan`] / [`InMemoryDiscovery`]: several discoveries attached to one simulated LAN,
-//!   with expiry on command, for Hub tests.
+//! * `InMemoryLan` / `InMemoryDiscovery` (feature `test-util`): several discoveries attached to
+//!   one simulated LAN, with expiry on command, for Hub tests.
 //!
 //! The pure parts, usable on their own: the TXT codec ([`ShipTxt`]) and the registry of visible
 //! services ([`VisibleServices`]).
@@ -19,16 +19,22 @@
 //! Security: the `ski` of a TXT record is only a claim. A dial to a sighted address must
 //! expect that SKI and TLS must enforce it (SHIP §9, `docs/discovery.md`).
 
+#[cfg(feature = "mdns")]
 mod mdns;
+#[cfg(feature = "mdns")]
 mod mdns_pairing;
+#[cfg(any(test, feature = "test-util"))]
 mod memory;
 mod pairing;
 mod registry;
 mod service;
+#[cfg(any(feature = "mdns", test, feature = "test-util"))]
 mod shared;
 mod txt;
 
+#[cfg(feature = "mdns")]
 pub use mdns::{InterfaceSelection, MdnsConfig, MdnsDiscovery};
+#[cfg(any(test, feature = "test-util"))]
 pub use memory::{InMemoryDiscovery, InMemoryLan};
 pub use pairing::{PAIRING_EVENT_CAPACITY, PairingAnnouncement, PairingEvent, PairingSighting};
 pub use registry::{DiscoveryLimits, VisibleServices};

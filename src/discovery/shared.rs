@@ -52,6 +52,7 @@ impl Shared {
         }
     }
 
+    #[cfg(feature = "mdns")]
     pub(super) fn preferred_missing(&self) -> bool {
         self.registry().preferred_missing()
     }

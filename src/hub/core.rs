@@ -740,7 +740,8 @@ impl Hub {
 
     /// How many tasks the hub runs right now: listener, supervisors, links, admissions, dials,
     /// the trust writer and the discovery follower (not the callback dispatcher). A diagnostic
-    /// for leak tests (`tests/perf_memory.rs`), not a stable interface.
+    /// for leak tests (feature `test-util`), not a stable interface.
+    #[cfg(any(test, feature = "test-util"))]
     #[doc(hidden)]
     pub fn task_count(&self) -> usize {
         self.shared.tracker.len()

@@ -37,7 +37,9 @@ pub(crate) use core::{PeerStatus, Shared};
 pub use dial::DialError;
 pub use inbound::{Delivery, DeliveryToken};
 pub use metrics::{FailureCause, FailureCounts, HandshakeTimeSummary, MetricsSnapshot};
-pub use net::{MemoryLan, MemoryNetwork, Network, TcpNetwork};
+#[cfg(any(test, feature = "test-util"))]
+pub use net::{MemoryLan, MemoryNetwork};
+pub use net::{Network, TcpNetwork};
 pub use pairing_service::{
     AcceptRequests, PairingServiceConfig, PairingServiceEvent, RequestPairing,
 };

@@ -3,8 +3,7 @@
 //! real inside the private network namespace (`mdns`, ignored in a plain `cargo test`; the
 //! project's test command runs it inside `unshare -n`).
 
-#[path = "../common/mod.rs"]
-mod common;
+use ship_test_support::common;
 
 mod mdns;
 mod memory;

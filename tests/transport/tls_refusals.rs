@@ -48,9 +48,8 @@ async fn unexpected_ski_aborts_during_tls_before_any_websocket_byte() {
     }
 }
 
-#[path = "../support/lax_tls.rs"]
-mod lax_tls;
 use lax_tls::Lax as AcceptAnyServer;
+use ship_test_support::lax_tls;
 
 fn raw_client_builder()
 -> rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert> {

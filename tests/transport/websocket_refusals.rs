@@ -207,6 +207,5 @@ async fn full_hub_answers_503_at_the_upgrade() {
         ),
         "{accepted:?}"
     );
-    let error = dialled.unwrap_err();
-    assert!(error.is_service_unavailable(), "{error:?}");
+    ship_test_support::harness::assert_503(dialled, "a dial to a full hub");
 }

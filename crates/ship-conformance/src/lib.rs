@@ -1,0 +1,430 @@
+//! `ship-conformance`: the SHIP test tool, played over real TLS + WebSocket against any SHIP
+//! endpoint (the device under test, DUT). Each case of the catalogue
+//! (`docs/conformance.md`, SHIP TestSpecification TC_SHIP_*) is a scripted, deliberately
+//! misbehaving peer: hand-built CMI bytes, silence, wrong messages in each state,
+//! whitespace-padded JSON, prolongation rounds, forged certificates, a second connection.
+//!
+//! [`run`] is the whole tool as a library function, so the binary (`src/main.rs`)
+//! and the test suite use the same code. The tool reaches the DUT two ways:
+//!
+//! * [`ToolConfig::target`]: the tool dials the DUT (the DUT is the SHIP server). Every such
+//!   case uses its own connection and its own identity and they run concurrently
+//!   ([`ToolConfig::parallel`] at once, long cases first).
+//! * [`ToolConfig::listener`]: the DUT dials the tool (the DUT is the SHIP client), presenting
+//!   the [`identities::LISTENER`] identity. These cases run one after another.
+//!
+//! Each case reports [`Verdict::Pass`], [`Verdict::Fail`] with the observed evidence (bytes,
+//! timings), or [`Verdict::NotApplicable`] with the declaration that makes it so
+//! ([`Declarations`]).
+//!
+//! After the catalogue's cases the report carries one tool check of its own, [`TLS_SUITES`]:
+//! which TLS cipher suites the DUT accepts (one handshake-only probe per suite); it fails a DUT
+//! without SHIP §9's mandatory `TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256`.
+
+mod cases;
+pub mod catalog;
+pub mod identities;
+mod peer;
+pub mod report;
+mod script;
+mod spoof;
+mod tls_suites;
+mod wire;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use ship_hub::transport::{ShipTls, TlsOptions, WsOptions, accept_websocket, dial};
+use ship_hub::{ShipId, Ski};
+
+pub use catalog::{CASES, CaseInfo, Lane};
+pub use identities::ToolIdentities;
+pub use report::{CaseReport, Report, Verdict};
+pub use tls_suites::TLS_SUITES;
+
+use peer::{Peer, Step};
+
+/// The DUT as the tool dials it: `SKI@HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The DUT's SKI (the tool aborts the TLS handshake if another one answers).
+    pub ski: Ski,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The WebSocket path (`/ship/` by default, the mDNS TXT `path`).
+    pub path: String,
+}
+
+/// Why a target string could not be parsed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TargetParseError {
+    /// No `@` between SKI and address.
+    #[error("expected SKI@HOST:PORT, got {0:?}")]
+    Form(String),
+    /// The SKI part is not 40 hex characters.
+    #[error("invalid SKI in target: {0}")]
+    Ski(String),
+    /// The address part is not `IP:PORT`.
+    #[error("invalid address in target {0:?} (expected IP:PORT, e.g. 127.0.0.1:4711)")]
+    Address(String),
+}
+
+impl std::str::FromStr for Target {
+    type Err = TargetParseError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (ski, addr) = text
+            .split_once('@')
+            .ok_or_else(|| TargetParseError::Form(text.to_owned()))?;
+        let ski = ski
+            .parse()
+            .map_err(|e: ship_hub::SkiParseError| TargetParseError::Ski(e.to_string()))?;
+        let (addr, path) = match addr.find('/') {
+            Some(i) => (&addr[..i], &addr[i..]),
+            None => (addr, "/ship/"),
+        };
+        let addr = addr
+            .parse()
+            .map_err(|_| TargetParseError::Address(addr.to_owned()))?;
+        Ok(Target {
+            ski,
+            addr,
+            path: path.to_owned(),
+        })
+    }
+}
+
+/// Operator callback that revokes the DUT's trust in a tool SKI (TC_SHIP_TERM_001).
+pub type RevokeTrust = Arc<dyn Fn(Ski) + Send + Sync>;
+
+/// What the DUT declares about itself (the PICS / PAR_* values of the test specification).
+/// They decide which cases apply; the defaults describe a SHIP node without a SPINE
+/// application, such as ship-hub on its own.
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub struct Declarations {
+    /// The DUT's SHIP ID (its mDNS `id`); TC_SHIP_AM_001 compares the `accessMethods` `id` with
+    /// it. Without it, the case checks only that the `id` is a valid SHIP ID.
+    pub ship_id: Option<ShipId>,
+    /// The DUT answers SPINE reads (it has a SPINE application). Without it, the SPINE replies
+    /// of TC_SHIP_AMDATA_001/002 are not required.
+    pub answers_spine: bool,
+    /// PAR_queryAccessMethods: the DUT sends its own `accessMethodsRequest` (AMDATA_002 applies,
+    /// AMDATA_004 does not).
+    pub queries_access_methods: bool,
+    /// PAR_clientDetailedDiscoverySupported: the DUT sends a SPINE detailed-discovery read
+    /// after the handshake (AMDATA_003).
+    pub client_detailed_discovery: bool,
+    /// PAR_initiateClose: how the tester makes the DUT revoke its trust in a tool SKI
+    /// (TC_SHIP_TERM_001). `None`: the case is not applicable.
+    pub revoke_trust: Option<RevokeTrust>,
+    /// `--dut-pin`: the DUT requires this PIN from its peers (SHIP §13.4.4.3): EXT_PIN_001
+    /// (the right PIN opens data exchange) and EXT_PIN_002 (a wrong one is refused) apply.
+    /// The catalogue's cases expect a DUT without a PIN requirement.
+    pub dut_pin: Option<ship_hub::protocol::Pin>,
+    /// `--tool-pin`: the DUT was given this PIN for the tool: EXT_PIN_003 (the tool requires
+    /// a PIN and the DUT sends this one) applies.
+    pub tool_pin: Option<ship_hub::protocol::Pin>,
+}
+
+impl std::fmt::Debug for Declarations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Declarations")
+            .field("ship_id", &self.ship_id)
+            .field("answers_spine", &self.answers_spine)
+            .field("queries_access_methods", &self.queries_access_methods)
+            .field("client_detailed_discovery", &self.client_detailed_discovery)
+            .field("revoke_trust", &self.revoke_trust.is_some())
+            .field("dut_pin", &self.dut_pin)
+            .field("tool_pin", &self.tool_pin)
+            .finish()
+    }
+}
+
+/// Everything one run needs.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ToolConfig {
+    /// The DUT to dial, if any.
+    pub target: Option<Target>,
+    /// Where the DUT dials the tool, if anywhere (bound by the caller so that the address can
+    /// be given to the DUT first).
+    pub listener: Option<TcpListener>,
+    /// The tool's identities; the DUT must trust [`ToolIdentities::trusted`].
+    pub identities: ToolIdentities,
+    /// `--only`: see [`catalog::matches`].
+    pub only: String,
+    /// What the DUT declares.
+    pub declarations: Declarations,
+    /// How many dial-lane cases run at once (each holds one connection to the DUT).
+    pub parallel: usize,
+    /// Browse mDNS for TC_SHIP_MDNS_001. Only inside a private network namespace.
+    pub mdns: bool,
+    /// How long a listen-lane case waits for the DUT to dial (ROLE_003 allows 5 min).
+    pub dial_wait: Duration,
+}
+
+impl ToolConfig {
+    /// A configuration with `identities` and defaults: no target, no listener, every case,
+    /// default declarations, 6 cases at once (with the listen lane's up to 2 connections this
+    /// stays within a DUT's typical cap of 10 connections), no mDNS, 5 min dial wait.
+    pub fn new(identities: ToolIdentities) -> Self {
+        ToolConfig {
+            target: None,
+            listener: None,
+            identities,
+            only: String::new(),
+            declarations: Declarations::default(),
+            parallel: 6,
+            mdns: false,
+            dial_wait: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Shared state of one run.
+pub(crate) struct Ctx {
+    target: Option<Target>,
+    listener: Option<tokio::sync::Mutex<TcpListener>>,
+    identities: ToolIdentities,
+    declarations: Declarations,
+    mdns: bool,
+    dial_wait: Duration,
+    /// Set when the DUT once failed to dial within `dial_wait`: later listen-lane cases then fail
+    /// at once instead of waiting again.
+    never_dialled: std::sync::atomic::AtomicBool,
+}
+
+/// Timeout for the TLS + WebSocket handshakes of one tool connection.
+const TRANSPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Ctx {
+    fn tls(&self, name: &str) -> Step<ShipTls> {
+        let identity = self
+            .identities
+            .get(name)
+            .ok_or_else(|| format!("the tool has no identity {name:?}"))?;
+        ShipTls::new(identity, TlsOptions::default()).map_err(|e| e.to_string())
+    }
+
+    fn ski_of(&self, name: &str) -> Option<Ski> {
+        self.identities.get(name).map(|i| i.ski())
+    }
+
+    fn target(&self) -> Step<&Target> {
+        self.target
+            .as_ref()
+            .ok_or_else(|| "no --target given".to_owned())
+    }
+
+    /// Dials the DUT as identity `name`: TCP, TLS, WebSocket.
+    async fn dial(&self, name: &str, label: &'static str) -> Step<Peer> {
+        let target = self.target()?;
+        let tls = self.tls(name)?;
+        let socket = tokio::time::timeout(
+            TRANSPORT_TIMEOUT,
+            dial(
+                &tls,
+                target.addr,
+                target.ski,
+                &target.path,
+                &WsOptions::default(),
+            ),
+        )
+        .await
+        .map_err(|_| format!("dialling {} timed out", target.addr))?
+        .map_err(|e| format!("dialling {} failed: {e}", target.addr))?;
+        Ok(Peer::new(socket, label))
+    }
+
+    /// Waits for the DUT's next TCP connection to the listener.
+    async fn accept_tcp(&self) -> Step<TcpStream> {
+        let listener = self
+            .listener
+            .as_ref()
+            .ok_or_else(|| "no --listen given".to_owned())?
+            .lock()
+            .await;
+        let never = "the DUT did not dial the tool within";
+        if self.never_dialled.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(format!(
+                "{never} {} s (in an earlier case)",
+                self.dial_wait.as_secs()
+            ));
+        }
+        let (tcp, _) = tokio::time::timeout(self.dial_wait, listener.accept())
+            .await
+            .map_err(|_| {
+                self.never_dialled
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                format!("{never} {} s", self.dial_wait.as_secs())
+            })?
+            .map_err(|e| format!("accept failed: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        Ok(tcp)
+    }
+
+    /// TLS + WebSocket server side on a connection the DUT dialled, as the listener identity.
+    async fn upgrade(&self, tcp: TcpStream, label: &'static str) -> Step<Peer> {
+        let tls = self.tls(identities::LISTENER)?;
+        let handshake = async {
+            let (stream, _) = tls.accept(tcp).await.map_err(|e| e.to_string())?;
+            accept_websocket(stream, &WsOptions::default(), || true)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        let socket = tokio::time::timeout(TRANSPORT_TIMEOUT, handshake)
+            .await
+            .map_err(|_| "TLS/WebSocket handshake with the dialling DUT timed out".to_owned())?
+            .map_err(|e| format!("TLS/WebSocket handshake with the dialling DUT failed: {e}"))?;
+        Ok(Peer::new(socket, label))
+    }
+
+    /// Waits for the DUT to dial and upgrades the connection.
+    async fn accept_dut(&self, label: &'static str) -> Step<Peer> {
+        let tcp = self.accept_tcp().await?;
+        self.upgrade(tcp, label).await
+    }
+}
+
+/// Runs every selected case and returns the report.
+pub async fn run(config: ToolConfig) -> Report {
+    let started = Instant::now();
+    let mut target_text = Vec::new();
+    if let Some(target) = &config.target {
+        target_text.push(format!("{}@{}{}", target.ski, target.addr, target.path));
+    }
+    if let Some(listener) = &config.listener
+        && let Ok(addr) = listener.local_addr()
+    {
+        target_text.push(format!("listening on {addr}"));
+    }
+    let only = config.only.clone();
+    let parallel = config.parallel.max(1);
+    let ctx = Arc::new(Ctx {
+        target: config.target,
+        listener: config.listener.map(tokio::sync::Mutex::new),
+        identities: config.identities,
+        declarations: config.declarations,
+        mdns: config.mdns,
+        dial_wait: config.dial_wait,
+        never_dialled: std::sync::atomic::AtomicBool::new(false),
+    });
+    let selected: Vec<&CaseInfo> = CASES
+        .iter()
+        .filter(|c| catalog::matches(&only, c.id))
+        .collect();
+
+    let mut tasks = tokio::task::JoinSet::new();
+    // Listen lane: one task, cases in order.
+    let listen: Vec<&'static str> = catalog::LISTEN_ORDER
+        .iter()
+        .copied()
+        .filter(|id| selected.iter().any(|c| c.id == *id))
+        .collect();
+    {
+        let ctx = ctx.clone();
+        tasks.spawn(async move {
+            let mut out = Vec::new();
+            for id in listen {
+                out.push(timed(&ctx, id).await);
+            }
+            out
+        });
+    }
+    // Dial and mDNS lanes: concurrently, long cases first.
+    let mut others: Vec<&CaseInfo> = selected
+        .iter()
+        .copied()
+        .filter(|c| c.lane != Lane::Listen)
+        .collect();
+    others.sort_by_key(|c| std::cmp::Reverse(c.seconds));
+    let permits = Arc::new(Semaphore::new(parallel));
+    for case in others {
+        let ctx = ctx.clone();
+        let permits = permits.clone();
+        let id = case.id;
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            vec![timed(&ctx, id).await]
+        });
+    }
+    let mut by_id: HashMap<String, CaseReport> = HashMap::new();
+    while let Some(result) = tasks.join_next().await {
+        match result {
+            Ok(reports) => {
+                for report in reports {
+                    by_id.insert(report.id.clone(), report);
+                }
+            }
+            Err(error) => tracing::error!(%error, "a conformance case task failed"),
+        }
+    }
+    let mut cases: Vec<CaseReport> = selected
+        .iter()
+        .map(|c| {
+            by_id.remove(c.id).unwrap_or_else(|| {
+                CaseReport::new(
+                    c.id,
+                    Verdict::Fail,
+                    vec!["the case's task ended without a report (panic)".into()],
+                )
+            })
+        })
+        .collect();
+    // The tool's own check, after every case (its probes use a trusted tool identity).
+    if catalog::matches(&only, TLS_SUITES) {
+        let started = Instant::now();
+        let outcome = tls_suites::tls_suites(&ctx).await;
+        let mut report = CaseReport::new(TLS_SUITES, outcome.verdict, outcome.evidence);
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(case = TLS_SUITES, verdict = %report.verdict, "check done");
+        cases.push(report);
+    }
+    Report {
+        target: target_text.join(", "),
+        format_version: 1,
+        cases,
+        duration_ms: started.elapsed().as_millis() as u64,
+    }
+}
+
+async fn timed(ctx: &Ctx, id: &'static str) -> CaseReport {
+    let started = Instant::now();
+    tracing::info!(case = id, "case started");
+    let outcome = cases::run_case(ctx, id).await;
+    let mut report = CaseReport::new(id, outcome.verdict, outcome.evidence);
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    tracing::info!(case = id, verdict = %report.verdict, "case done");
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_parses_ski_address_and_optional_path() {
+        let ski = "00112233445566778899aabbccddeeff00112233";
+        let t: Target = format!("{ski}@127.0.0.1:4711").parse().unwrap();
+        assert_eq!(t.addr, SocketAddr::from(([127, 0, 0, 1], 4711)));
+        assert_eq!(t.path, "/ship/");
+        let t: Target = format!("{ski}@127.0.0.1:4711/").parse().unwrap();
+        assert_eq!(t.path, "/");
+        assert!(matches!(
+            "nope".parse::<Target>(),
+            Err(TargetParseError::Form(_))
+        ));
+        assert!(matches!(
+            format!("{ski}@host").parse::<Target>(),
+            Err(TargetParseError::Address(_))
+        ));
+    }
+}

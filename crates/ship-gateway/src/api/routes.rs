@@ -1,0 +1,713 @@
+//! The routes of the HTTP API (docs/gateway.md, "HTTP API"). `docs/openapi.json` describes
+//! each; a test (`crates/ship-gateway/tests/gateway/http.rs`) sends every operation it lists to a running gateway
+//! and checks that the router answers it.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::Stream;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use ship_hub::hub::{Hub, HubError, PairedPeer};
+use ship_hub::protocol::Pin;
+use ship_hub::{ShipId, Ski};
+
+use super::live::PendingRequest;
+use super::{ApiError, ApiState, auth, metrics};
+use crate::error::GatewayError;
+use crate::events::{Event, ServiceRow};
+use crate::store::LockedTrustStore;
+
+pub(crate) fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/peers", get(peers).post(pair))
+        .route("/api/v1/peers/{ski}", axum::routing::delete(unpair))
+        .route("/api/v1/peers/{ski}/data", post(send))
+        .route("/api/v1/peers/{ski}/disconnect", post(disconnect))
+        .route("/api/v1/visible", get(visible))
+        .route("/api/v1/requests", get(requests))
+        .route("/api/v1/requests/{ski}/approve", post(approve))
+        .route("/api/v1/requests/{ski}/deny", post(deny))
+        .route("/api/v1/events", get(events))
+        .route("/api/v1/qr.svg", get(qr_svg))
+        .route("/metrics", get(metrics::metrics))
+        .route("/", get(console))
+        .route("/login", get(auth::login_form).post(auth::login_submit))
+        .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(state.limits.max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::check,
+        ))
+        .with_state(state)
+}
+
+/// `GET /`: the web console, one page embedded in the binary. Everything a peer supplies is
+/// put into the page as text (never as markup), and the page loads nothing from elsewhere.
+async fn console() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+                 connect-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            ),
+            (header::X_FRAME_OPTIONS, "DENY"),
+        ],
+        include_str!("console.html"),
+    )
+        .into_response()
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route {} {}", request.method(), request.uri().path()),
+    )
+}
+
+/// A SKI from the path: 40 hex digits.
+fn ski(text: &str) -> Result<Ski, ApiError> {
+    text.parse().map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_ski",
+            format!("not a SKI ({e}): 40 hex digits expected"),
+        )
+    })
+}
+
+/// Reads the body (bounded in size and time) of a request that must be JSON.
+async fn json_body(state: &ApiState, request: Request) -> Result<Bytes, ApiError> {
+    let json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the body must be JSON (Content-Type: application/json)",
+        ));
+    }
+    let limit = state.limits.max_body;
+    let read = axum::body::to_bytes(request.into_body(), limit);
+    match tokio::time::timeout(state.limits.body_timeout, read).await {
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            "the request body did not arrive in time",
+        )),
+        Ok(Err(_)) => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the request body is larger than {limit} bytes"),
+        )),
+        Ok(Ok(bytes)) => Ok(bytes),
+    }
+}
+
+async fn parse<T: DeserializeOwned>(state: &ApiState, request: Request) -> Result<T, ApiError> {
+    let bytes = json_body(state, request).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("unreadable request: {e}"),
+        )
+    })
+}
+
+/// Runs blocking work (the trust store touches the disk) off the runtime's threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+}
+
+fn store_error(error: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "store",
+        format!("the pairings could not be read or written: {error}"),
+    )
+}
+
+// ----- status -----------------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct Status {
+    ski: String,
+    ship_id: String,
+    /// The SHIP installation QR code's text (`SHIP;SKI:…;ENDSHIP;`), `null` if none.
+    qr: Option<String>,
+    addresses: Vec<SocketAddr>,
+    version: &'static str,
+    uptime_s: u64,
+    auto_accept: bool,
+    counters: Counters,
+}
+
+#[derive(Serialize)]
+struct Counters {
+    paired: usize,
+    connected: usize,
+    pending_requests: usize,
+    visible: usize,
+    incoming_accepted: u64,
+    dial_attempts: u64,
+    handshakes_completed: u64,
+    handshake_failures: u64,
+    events: u64,
+}
+
+async fn status(State(state): State<Arc<ApiState>>) -> Result<Json<Status>, ApiError> {
+    let trust = state.trust.clone();
+    let paired = blocking(move || {
+        use ship_hub::hub::TrustStore;
+        trust.load_all().map_err(store_error)
+    })
+    .await?
+    .len();
+    let metrics = state.hub.metrics();
+    Ok(Json(Status {
+        ski: state.hub.local_ski().to_string(),
+        ship_id: state.ship_id.to_string(),
+        qr: state.qr.as_ref().map(|(text, _)| text.clone()),
+        addresses: vec![state.hub.local_addr()],
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_s: state.started.elapsed().as_secs(),
+        auto_accept: state.hub.auto_accept(),
+        counters: Counters {
+            paired,
+            connected: state.hub.connected_peers().len(),
+            pending_requests: state.live.pending().len(),
+            visible: state.hub.visible_services().len(),
+            incoming_accepted: metrics.incoming_accepted,
+            dial_attempts: metrics.dial_attempts,
+            handshakes_completed: metrics.handshakes_completed,
+            handshake_failures: metrics.failures.total(),
+            events: state.bus.last_id(),
+        },
+    }))
+}
+
+/// `GET /api/v1/qr.svg`: this gateway's installation QR code as an SVG picture.
+async fn qr_svg(State(state): State<Arc<ApiState>>) -> Response {
+    match &state.qr {
+        Some((_, svg)) => ([(header::CONTENT_TYPE, "image/svg+xml")], svg.clone()).into_response(),
+        None => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_qr",
+            "this gateway's device values cannot be written into a QR code",
+        )
+        .into_response(),
+    }
+}
+
+// ----- peers ------------------------------------------------------------------------------
+
+/// A paired peer with its live state.
+#[derive(Serialize)]
+pub(crate) struct PeerView {
+    ski: String,
+    name: Option<String>,
+    ship_id: Option<String>,
+    /// One of the ten SHIP states; `null` when no gateway runs (`ship-gateway list`).
+    state: Option<String>,
+    detailed: Option<String>,
+    /// When it entered `state` (ms since the Unix epoch); `null` if not since this start.
+    since_ms: Option<u64>,
+    last_address: Option<String>,
+    /// Last successful connection (ms since the Unix epoch), as stored.
+    last_seen_ms: Option<u64>,
+    tls_suite: Option<String>,
+    last_error: Option<String>,
+    /// A PIN for the peer is stored (never the PIN itself).
+    pin_stored: bool,
+}
+
+impl PeerView {
+    /// What the trust store knows of a peer, with no live state (`state` is `null`): what
+    /// `ship-gateway list` shows when no gateway runs.
+    pub(crate) fn stored(peer: &PairedPeer) -> PeerView {
+        PeerView {
+            ski: peer.ski.to_string(),
+            name: peer.name.clone(),
+            ship_id: peer.ship_id.as_ref().map(|s| s.to_string()),
+            state: None,
+            detailed: None,
+            since_ms: None,
+            last_address: peer.last_address.map(|a| a.to_string()),
+            last_seen_ms: peer.last_seen.and_then(|t| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .ok()
+                    .map(|d| d.as_millis() as u64)
+            }),
+            tls_suite: None,
+            last_error: None,
+            pin_stored: peer.pin.is_some(),
+        }
+    }
+}
+
+fn view(state: &ApiState, peer: &PairedPeer) -> PeerView {
+    let live = state.live.peer(&peer.ski);
+    let mut view = PeerView::stored(peer);
+    view.state = Some(
+        live.as_ref()
+            .map(|l| l.state.clone())
+            .unwrap_or_else(|| format!("{:?}", state.hub.connection_state(peer.ski))),
+    );
+    view.detailed = live.as_ref().and_then(|l| l.detailed.clone());
+    view.since_ms = live.as_ref().map(|l| l.since_ms);
+    view.tls_suite = live.as_ref().and_then(|l| l.tls_suite.clone());
+    view.last_error = live.and_then(|l| l.last_error);
+    view
+}
+
+async fn peers(State(state): State<Arc<ApiState>>) -> Result<Json<Vec<PeerView>>, ApiError> {
+    let trust = state.trust.clone();
+    let stored = blocking(move || {
+        use ship_hub::hub::TrustStore;
+        trust.load_all().map_err(store_error)
+    })
+    .await?;
+    Ok(Json(stored.iter().map(|p| view(&state, p)).collect()))
+}
+
+/// Stores a pairing with its extras (SHIP ID, name, address, the PIN to send) and hands it to
+/// the hub, which dials it when it knows an address. Blocking (the store touches the disk).
+fn store_and_pair(
+    trust: &LockedTrustStore,
+    hub: &Hub,
+    ski: Ski,
+    ship_id: Option<ShipId>,
+    name: Option<String>,
+    address: Option<SocketAddr>,
+    pin: Option<Pin>,
+) -> Result<PairedPeer, GatewayError> {
+    if ski == hub.local_ski() {
+        return Err(GatewayError::OwnSki(ski));
+    }
+    // Store the extras first: pair_at hands the stored record to the peer's supervisor.
+    let peer = trust.store_pairing(ski, ship_id.clone(), name, address, pin)?;
+    hub.pair_at(ski, ship_id, address)?;
+    Ok(peer)
+}
+
+/// What a new pairing leads to, said as it will happen: the gateway dials only an address it
+/// knows (given, stored, or seen over mDNS); otherwise it waits for the device.
+fn what_happens_next(hub: &Hub, peer: &PairedPeer) -> String {
+    let ski = peer.ski;
+    if hub.connection_state(ski) == ship_hub::protocol::ConnectionState::Completed {
+        return format!("paired {ski}; it is connected");
+    }
+    if let Some(address) = peer.last_address {
+        return format!("paired {ski}; the running gateway dials it now at {address}");
+    }
+    if hub.visible_services().iter().any(|s| s.ski == ski) {
+        return format!(
+            "paired {ski}; the running gateway dials it now (its address is known from mDNS)"
+        );
+    }
+    format!(
+        "paired {ski}; no address is known yet: it is trusted when it connects, and dialled as \
+         soon as mDNS shows it (or give `--address HOST:PORT`)"
+    )
+}
+
+/// `POST /api/v1/peers`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PairRequest {
+    ski: String,
+    ship_id: Option<String>,
+    name: Option<String>,
+    address: Option<String>,
+    /// The PIN the device requires (8 to 16 hex digits), stored and sent when it asks.
+    pin: Option<String>,
+}
+
+/// The longest name accepted for a pairing.
+const MAX_NAME: usize = 64;
+
+/// The answer to `POST /api/v1/peers`: the peer, and what happens next in words.
+#[derive(Serialize)]
+struct Paired {
+    #[serde(flatten)]
+    peer: PeerView,
+    /// What the gateway does now (dial at a known address, or wait for the device).
+    next: String,
+}
+
+async fn pair(State(state): State<Arc<ApiState>>, request: Request) -> Response {
+    match pair_inner(state, request).await {
+        Ok(paired) => (StatusCode::CREATED, Json(paired)).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn pair_inner(state: Arc<ApiState>, request: Request) -> Result<Paired, ApiError> {
+    let body: PairRequest = parse(&state, request).await?;
+    let ski = ski(&body.ski)?;
+    let bad = |code, message: String| ApiError::new(StatusCode::BAD_REQUEST, code, message);
+    if ski == state.hub.local_ski() {
+        return Err(bad("own_ski", format!("{ski} is this gateway's own SKI")));
+    }
+    let ship_id = body
+        .ship_id
+        .map(ShipId::new)
+        .transpose()
+        .map_err(|e| bad("bad_ship_id", format!("not a SHIP ID: {e}")))?;
+    let address = body
+        .address
+        .map(|a| a.parse::<SocketAddr>())
+        .transpose()
+        .map_err(|e| bad("bad_address", format!("not an address (HOST:PORT): {e}")))?;
+    if let Some(name) = &body.name
+        && (name.chars().count() > MAX_NAME || name.chars().any(char::is_control))
+    {
+        return Err(bad(
+            "bad_name",
+            format!("a name is one line of at most {MAX_NAME} characters"),
+        ));
+    }
+    // The error never repeats the text: it may be a PIN.
+    let pin = body
+        .pin
+        .map(|text| ship_hub::protocol::Pin::new(&text))
+        .transpose()
+        .map_err(|e| bad("bad_pin", format!("not a PIN: {e}")))?;
+    let (trust, hub, name) = (state.trust.clone(), state.hub.clone(), body.name);
+    let peer = blocking(move || {
+        store_and_pair(&trust, &hub, ski, ship_id, name, address, pin).map_err(|e| match e {
+            GatewayError::TrustStore(e) => store_error(e),
+            other => ApiError::new(StatusCode::CONFLICT, "not_paired", other.to_string()),
+        })
+    })
+    .await?;
+    state.live.end_cooling(&ski);
+    state.log.emit(Event::Paired {
+        ski: ski.to_string(),
+        by: match state.access {
+            crate::api::auth::Access::Socket => "pair command",
+            _ => "HTTP API",
+        }
+        .into(),
+    });
+    Ok(Paired {
+        next: what_happens_next(&state.hub, &peer),
+        peer: view(&state, &peer),
+    })
+}
+
+async fn unpair(
+    State(state): State<Arc<ApiState>>,
+    Path(text): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let ski = ski(&text)?;
+    let (trust, hub) = (state.trust.clone(), state.hub.clone());
+    blocking(move || {
+        use ship_hub::hub::TrustStore;
+        if trust.get(&ski).map_err(store_error)?.is_none() {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_paired",
+                format!("{ski} is not paired"),
+            ));
+        }
+        hub.unpair(ski).map_err(|e| match e {
+            HubError::TrustStore(e) => store_error(e),
+            other => ApiError::new(StatusCode::CONFLICT, "not_unpaired", other.to_string()),
+        })
+    })
+    .await?;
+    state.live.forget(&ski);
+    state.log.emit(Event::Unpaired {
+        ski: ski.to_string(),
+    });
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize)]
+struct Disconnected {
+    ski: String,
+}
+
+/// `POST /api/v1/peers/{ski}/disconnect`: closes its connections; a paired peer stays paired
+/// and is dialled again by the usual backoff.
+async fn disconnect(
+    State(state): State<Arc<ApiState>>,
+    Path(text): Path<String>,
+) -> Result<Json<Disconnected>, ApiError> {
+    let ski = ski(&text)?;
+    if state.hub.connections(ski).is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_connected",
+            format!("{ski} has no connection"),
+        ));
+    }
+    state
+        .hub
+        .disconnect(ski)
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, "not_connected", e.to_string()))?;
+    Ok(Json(Disconnected {
+        ski: ski.to_string(),
+    }))
+}
+
+#[derive(Serialize)]
+struct Sent {
+    bytes: usize,
+}
+
+async fn send(
+    State(state): State<Arc<ApiState>>,
+    Path(text): Path<String>,
+    request: Request,
+) -> Result<(StatusCode, Json<Sent>), ApiError> {
+    let ski = ski(&text)?;
+    let payload = json_body(&state, request).await?;
+    match state.hub.send_data(ski, &payload) {
+        Ok(()) => {
+            state.log.emit(Event::DataSent {
+                ski: ski.to_string(),
+                bytes: payload.len(),
+            });
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(Sent {
+                    bytes: payload.len(),
+                }),
+            ))
+        }
+        Err(e @ HubError::NotConnected(_)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_connected",
+            e.to_string(),
+        )),
+        Err(e @ HubError::PayloadTooLarge { .. }) => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("{e}; nothing was sent"),
+        )),
+        Err(e @ HubError::InvalidPayload(_)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_payload",
+            e.to_string(),
+        )),
+        Err(e @ HubError::Backpressure(_)) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "backpressure",
+            format!("{e}; try again later"),
+        )),
+        Err(e @ HubError::OwnSki(_)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "own_ski",
+            e.to_string(),
+        )),
+        Err(e) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_sent",
+            e.to_string(),
+        )),
+    }
+}
+
+// ----- visible services and requests ------------------------------------------------------
+
+async fn visible(State(state): State<Arc<ApiState>>) -> Json<Vec<ServiceRow>> {
+    Json(
+        state
+            .hub
+            .visible_services()
+            .iter()
+            .map(ServiceRow::of)
+            .collect(),
+    )
+}
+
+async fn requests(State(state): State<Arc<ApiState>>) -> Json<Vec<PendingRequest>> {
+    Json(state.live.pending())
+}
+
+#[derive(Serialize)]
+struct Decided {
+    ski: String,
+    decision: &'static str,
+}
+
+async fn approve(
+    State(state): State<Arc<ApiState>>,
+    Path(text): Path<String>,
+) -> Result<Json<Decided>, ApiError> {
+    decide(state, text, true).await
+}
+
+async fn deny(
+    State(state): State<Arc<ApiState>>,
+    Path(text): Path<String>,
+) -> Result<Json<Decided>, ApiError> {
+    decide(state, text, false).await
+}
+
+async fn decide(
+    state: Arc<ApiState>,
+    text: String,
+    accept: bool,
+) -> Result<Json<Decided>, ApiError> {
+    let ski = ski(&text)?;
+    let hub = state.hub.clone();
+    blocking(move || {
+        let result = if accept {
+            hub.approve(ski)
+        } else {
+            hub.deny(ski)
+        };
+        result.map_err(|e| match e {
+            HubError::NoPendingRequest(_) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_request",
+                format!("no pairing request of {ski} waits (decided, or timed out)"),
+            ),
+            HubError::TrustStore(e) => store_error(e),
+            other => ApiError::new(StatusCode::CONFLICT, "not_decided", other.to_string()),
+        })
+    })
+    .await?;
+    state.live.decided(&ski);
+    if accept {
+        state.live.end_cooling(&ski);
+        state.log.emit(Event::Paired {
+            ski: ski.to_string(),
+            by: "approved over the HTTP API".into(),
+        });
+    } else {
+        state.live.start_cooling(ski);
+    }
+    Ok(Json(Decided {
+        ski: ski.to_string(),
+        decision: if accept { "approved" } else { "denied" },
+    }))
+}
+
+// ----- events -----------------------------------------------------------------------------
+
+/// `GET /api/v1/events`: Server-Sent Events, one per gateway event (`id` = its number, `data` =
+/// the JSON object `--json` prints). A client that reconnects with `Last-Event-ID` (browsers
+/// do so by themselves), or asks `?after=ID`, gets the events after that id first; without
+/// either it gets the events from now on. Events it can no longer get come as one `gap` event
+/// (`{"lost": N}`).
+async fn events(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<EventsQuery>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let resume = match headers
+        .get("last-event-id")
+        .map(|v| v.to_str().ok().and_then(|t| t.trim().parse::<u64>().ok()))
+    {
+        Some(Some(id)) => Some(id),
+        Some(None) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_event_id",
+                "Last-Event-ID must be an event number",
+            ));
+        }
+        None => query.after,
+    };
+    let bus = state.bus.clone();
+    let mut changes = bus.subscribe();
+    let mut last = resume.unwrap_or_else(|| bus.last_id());
+    let stream = async_stream(move |yielder| async move {
+        loop {
+            let batch = bus.after(last);
+            if batch.lost > 0 {
+                yielder
+                    .send(
+                        SseEvent::default()
+                            .event("gap")
+                            .data(format!("{{\"lost\":{}}}", batch.lost)),
+                    )
+                    .await;
+            }
+            if batch.events.is_empty() {
+                if changes.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            for event in batch.events {
+                last = event.id;
+                if !yielder
+                    .send(
+                        SseEvent::default()
+                            .id(event.id.to_string())
+                            .data(&*event.json),
+                    )
+                    .await
+                {
+                    return;
+                }
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    after: Option<u64>,
+}
+
+/// A minimal generator: `body` sends items through a channel of one, so a client that does not
+/// read holds one event and the producer waits (no buffering per client).
+fn async_stream<F, Fut>(body: F) -> impl Stream<Item = Result<SseEvent, Infallible>>
+where
+    F: FnOnce(Yielder) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let task = tokio::spawn(body(Yielder { tx }));
+    let guard = AbortOnDrop(task);
+    futures_util::stream::unfold((rx, guard), |(mut rx, guard)| async move {
+        rx.recv().await.map(|event| (Ok(event), (rx, guard)))
+    })
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+struct Yielder {
+    tx: tokio::sync::mpsc::Sender<SseEvent>,
+}
+
+impl Yielder {
+    /// False once the client has gone.
+    async fn send(&self, event: SseEvent) -> bool {
+        self.tx.send(event).await.is_ok()
+    }
+}

@@ -1,0 +1,185 @@
+//! An mDNS spoofer for the namespace tests: a separate `mdns-sd` daemon that registers (and so
+//! announces, and answers queries for) thousands of `_ship._tcp` services with distinct SKIs,
+//! as an attacker on the LAN could. Only for use inside a private network namespace.
+
+use std::time::{Duration, Instant};
+
+use mdns_sd::{ServiceDaemon, ServiceInfo};
+use ship_hub::discovery::{SERVICE_TYPE, ShipTxt};
+use ship_hub::{ShipId, Ski};
+
+/// A SKI made from a number (distinct for every `n` below 2^32).
+pub fn spoofed_ski(n: u32) -> Ski {
+    let mut bytes = [0x3c; 20];
+    bytes[..4].copy_from_slice(&n.to_be_bytes());
+    Ski::from_bytes(bytes)
+}
+
+/// A running spoofer; dropping it shuts its daemon down.
+pub struct Spoofer {
+    daemon: Option<ServiceDaemon>,
+}
+
+impl Spoofer {
+    /// Starts the spoofer's daemon and registers `count` services `spoof-<n>` on 127.0.0.1 at a
+    /// closed port, each with a valid SHIP TXT record of its own SKI. Returns once every
+    /// registration is handed to the daemon, with the time that took.
+    pub fn burst(count: u32) -> (Spoofer, Duration) {
+        let daemon = ServiceDaemon::new().expect("spoofer daemon");
+        let started = Instant::now();
+        for n in 0..count {
+            let txt = ShipTxt::new(ShipId::new(format!("spoof-{n}")).unwrap(), spoofed_ski(n));
+            let properties = txt.to_properties();
+            let info = ServiceInfo::new(
+                SERVICE_TYPE,
+                &format!("spoof-{n}"),
+                &format!("spoof-{n}.local."),
+                "127.0.0.1",
+                9,
+                &properties[..],
+            )
+            .expect("service info");
+            loop {
+                match daemon.register(info.clone()) {
+                    Ok(()) => break,
+                    // The daemon's command queue is bounded: wait for it.
+                    Err(mdns_sd::Error::Again) => std::thread::sleep(Duration::from_millis(1)),
+                    Err(error) => panic!("spoofer register: {error}"),
+                }
+            }
+        }
+        (
+            Spoofer {
+                daemon: Some(daemon),
+            },
+            started.elapsed(),
+        )
+    }
+
+    /// Ends the burst: shuts the spoofer's daemon down, which says goodbye for its services (a
+    /// second burst), and waits until the namespace's UDP traffic is quiet (see [`wait_quiet`]).
+    ///
+    /// While the spoofer runs it answers every `_ship._tcp` query with its thousands of
+    /// records, which overflows every other daemon's receive buffer again: an answer of a real
+    /// peer sent at that time is lost with high probability. A test that wants to show that a
+    /// peer is found *after* a burst stops the spoofer first.
+    pub fn stop(mut self) -> Quiet {
+        if let Some(daemon) = self.daemon.take() {
+            let status = daemon.shutdown().expect("spoofer shutdown");
+            // The daemon answers once it has sent its goodbyes and closed its sockets.
+            let _ = status.recv_timeout(Duration::from_secs(120));
+        }
+        wait_quiet(Duration::from_secs(2), Duration::from_secs(120))
+    }
+}
+
+impl Drop for Spoofer {
+    fn drop(&mut self) {
+        if let Some(daemon) = self.daemon.take() {
+            let _ = daemon.shutdown();
+        }
+    }
+}
+
+/// The UDP counters of this network namespace (`/proc/net/snmp`): datagrams received and
+/// datagrams dropped because a socket's receive buffer was full.
+pub fn udp_counters() -> (u64, u64) {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        return (0, 0);
+    };
+    let field = |name: &str| {
+        names
+            .split_whitespace()
+            .position(|n| n == name)
+            .and_then(|i| values.split_whitespace().nth(i))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("InDatagrams"), field("RcvbufErrors"))
+}
+
+/// What [`wait_quiet`] saw.
+#[derive(Debug, Clone, Copy)]
+pub struct Quiet {
+    /// How long it waited.
+    pub waited: Duration,
+    /// Datagrams received in the namespace so far.
+    pub datagrams: u64,
+    /// Datagrams the namespace dropped for full receive buffers so far.
+    pub dropped: u64,
+}
+
+/// Waits until no UDP datagram arrived in the namespace for `quiet` (at most `bound`; it panics
+/// beyond that).
+pub fn wait_quiet(quiet: Duration, bound: Duration) -> Quiet {
+    let started = Instant::now();
+    let mut last = udp_counters();
+    let mut since = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = udp_counters();
+        if now != last {
+            last = now;
+            since = Instant::now();
+        } else if since.elapsed() >= quiet {
+            return Quiet {
+                waited: started.elapsed(),
+                datagrams: now.0,
+                dropped: now.1,
+            };
+        }
+        assert!(
+            started.elapsed() < bound,
+            "UDP traffic never quiet for {quiet:?} within {bound:?}: {now:?}"
+        );
+    }
+}
+
+/// The resident set size of this process in KiB (Linux).
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Announces one SHIP service (`ski` at 127.0.0.1:`port`) from a daemon of its own that does
+/// not browse, so that it does not digest the spoofer's records itself: what is measured is
+/// the listener's recovery, not this announcer's. Dropping it shuts the daemon down.
+pub struct Announcer {
+    daemon: ServiceDaemon,
+}
+
+impl Announcer {
+    /// Registers the service `name`.
+    pub fn announce(name: &str, ski: Ski, port: u16) -> Announcer {
+        let daemon = ServiceDaemon::new().expect("announcer daemon");
+        let txt = ShipTxt::new(ShipId::new(name).unwrap(), ski);
+        let properties = txt.to_properties();
+        let info = ServiceInfo::new(
+            SERVICE_TYPE,
+            name,
+            &format!("{name}.local."),
+            "127.0.0.1",
+            port,
+            &properties[..],
+        )
+        .expect("service info");
+        daemon.register(info).expect("register");
+        Announcer { daemon }
+    }
+}
+
+impl Drop for Announcer {
+    fn drop(&mut self) {
+        let _ = self.daemon.shutdown();
+    }
+}
