@@ -261,8 +261,8 @@ impl Supervisor {
     /// Learns the peer's pairing before any other command is handled. A supervisor created by
     /// a pairing (restored at start, or made by the user) gets the record with that command;
     /// any other reads it from the trust store, here on the blocking pool, never in
-    /// [`super::Shared::route`]: that holds the registry lock, and a slow trust store must not
-    /// stall every other peer's routing and the [`super::Hub`] methods.
+    /// [`route`]: that holds the registry lock, and a slow trust store must not
+    /// stall every other peer's routing and the [`crate::hub::Hub`] methods.
     async fn load_pairing(&mut self) {
         let first = self.commands.try_recv().ok();
         if !first
