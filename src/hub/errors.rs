@@ -34,6 +34,7 @@ pub enum DialError {
 }
 
 impl DialError {
+    /// What the metrics count it as.
     pub(crate) fn cause(&self) -> FailureCause {
         match self {
             DialError::ConnectionLimit(_) => FailureCause::RefusedByCap,

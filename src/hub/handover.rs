@@ -105,16 +105,16 @@ pub(crate) enum LinkCommand {
 /// What a link tells its supervisor.
 #[derive(Debug)]
 pub(crate) enum LinkEvent {
+    /// The engine's state changed.
     State(ConnectionState, DetailedState),
+    /// The peer told its SHIP ID.
     PeerShipId(ShipId),
     /// A data payload and its charge against the peer's inbound budget.
     Data(Vec<u8>, Charge),
     /// A pong arrived (after [`LinkCommand::Ping`] or a keepalive ping).
     Pong,
     /// The peer requires a PIN we do not have (or rejected ours).
-    PinRequested {
-        rejected: bool,
-    },
+    PinRequested { rejected: bool },
     /// The peer accepted our PIN.
     PinAccepted,
     /// The peer sent our PIN correctly.
@@ -149,9 +149,13 @@ pub(crate) enum LinkEnd {
 
 /// Parameters of a link's task.
 pub(crate) struct LinkSetup {
+    /// The link's id, with which its events are tagged.
     pub(crate) id: LinkId,
+    /// How often data exchange is kept alive with a WebSocket ping.
     pub(crate) keepalive_interval: Duration,
+    /// How long a ping's pong (or a write) may take before the link is dead.
     pub(crate) keepalive_timeout: Duration,
+    /// The backstop: data exchange must be open by then.
     pub(crate) handshake_deadline: Instant,
     /// Fired by the hub when its shutdown deadline passed: drop the socket at once.
     pub(crate) abort: CancellationToken,

@@ -26,9 +26,13 @@ use crate::{ShipId, Ski};
 /// What a supervisor publishes about its peer, read by [`crate::hub::Hub`] methods without asking it.
 #[derive(Debug, Clone)]
 pub(crate) struct PeerStatus {
+    /// The state the application sees.
     pub(crate) state: ConnectionState,
+    /// The application was told `connected` (and not `disconnected` since).
     pub(crate) connected: bool,
+    /// The peer's SHIP ID, once known.
     pub(crate) ship_id: Option<ShipId>,
+    /// A pairing request of the peer waits for the user's decision.
     pub(crate) pending_request: bool,
     /// The peer's connections, for [`crate::hub::Hub::connections`].
     pub(crate) connections: Vec<ConnectionInfo>,

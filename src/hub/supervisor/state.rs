@@ -88,10 +88,12 @@ pub(super) enum DialState {
 }
 
 impl DialState {
+    /// No dial planned.
     pub(super) fn is_idle(&self) -> bool {
         matches!(self, DialState::Idle)
     }
 
+    /// A dial attempt runs.
     pub(super) fn is_running(&self) -> bool {
         matches!(self, DialState::Running { .. })
     }
@@ -141,6 +143,7 @@ impl Presence {
         !matches!(self, Presence::Absent)
     }
 
+    /// A replacement is awaited.
     pub(super) fn replacing(&self) -> bool {
         matches!(self, Presence::Replacing(_))
     }
