@@ -18,7 +18,7 @@
 use std::time::Instant;
 
 use crate::Ski;
-use crate::hub::link::LinkId;
+use crate::hub::handover::LinkId;
 
 /// What the arbitration needs to know about one live link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -23,7 +23,7 @@
 //! The same dispatcher feeds the async event streams of [`crate::hub::Hub::events`]: each
 //! stream gets every happening the callbacks get, in the same order, as a [`HubEvent`]. A
 //! stream is bounded like the callbacks: its data events hold their peers' budgets until they
-//! are dropped, and at most [`Limits::max_queued_events`] other events wait in it; beyond that
+//! are dropped, and at most [`crate::hub::Limits::max_queued_events`] other events wait in it; beyond that
 //! they are dropped and the stream says how many with [`HubEvent::Lagged`].
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -34,8 +34,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::discovery::VisibleService;
-use crate::hub::DisconnectReason;
-use crate::hub::config::Limits;
+use crate::hub::errors::{DialError, DisconnectReason};
 use crate::hub::inbound::{Delivery, InboundTotal};
 use crate::hub::metrics::FailureCause;
 use crate::protocol::{CloseCause, ConnectionState, DetailedState, Pin};
@@ -65,7 +64,7 @@ pub struct StateDetail {
 #[non_exhaustive]
 pub enum Failure {
     /// A dial failed before SHIP began: no address, the connection cap, TCP, TLS or WebSocket.
-    Dial(Arc<crate::hub::DialError>),
+    Dial(Arc<DialError>),
     /// The SHIP connection ended with this cause (a protocol error or a timeout).
     Protocol(crate::protocol::CloseCause),
     /// The handshake ended while we waited in hello for the peer to confirm trust
@@ -474,7 +473,7 @@ pub enum HubEvent {
     /// [`Callbacks::pairing_service`].
     PairingService(crate::hub::PairingServiceEvent),
     /// The stream was not read fast enough: this many events (never data) were dropped
-    /// before this one ([`Limits::max_queued_events`]). Read the current state from the
+    /// before this one ([`crate::hub::Limits::max_queued_events`]). Read the current state from the
     /// [`crate::hub::Hub`] (`connection_state`, `connected_peers`, `visible_services`).
     Lagged {
         /// How many were dropped.
@@ -627,13 +626,16 @@ impl CallbackQueue {
 }
 
 /// Starts the dispatcher task (call inside a tokio runtime). It ends at [`CallbackEvent::Stop`]
-/// or when every [`CallbackQueue`] is dropped; `done` fires then.
+/// or when every [`CallbackQueue`] is dropped; `done` fires then. `max_inbound_bytes_total`
+/// bounds the received data of all peers together; each event stream holds at most
+/// `max_queued_events` other events ([`crate::hub::Limits`]).
 pub(crate) fn start_dispatcher(
     callbacks: Arc<dyn Callbacks>,
-    limits: &Limits,
+    max_inbound_bytes_total: usize,
+    max_queued_events: usize,
 ) -> (CallbackQueue, oneshot::Receiver<()>) {
-    let inbound = InboundTotal::new(limits.max_inbound_bytes_total);
-    let cap = limits.max_queued_events.max(1);
+    let inbound = InboundTotal::new(max_inbound_bytes_total);
+    let cap = max_queued_events.max(1);
     let (tx, mut rx) = mpsc::unbounded_channel::<CallbackEvent>();
     let (done_tx, done_rx) = oneshot::channel();
     tokio::spawn(async move {

@@ -6,174 +6,27 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::address_book::{DEFAULT_SHIP_PATH, check_dialable};
 use super::admission::Admission;
-use super::callbacks::{CallbackEvent, CallbackQueue, start_dispatcher};
+use super::callbacks::{CallbackEvent, start_dispatcher};
 use super::config::HubConfig;
-use super::dial::DialError;
+use super::errors::HubError;
+use super::handover::Command;
 use super::listener::accept_loop;
 use super::metrics::{HubMetrics, MetricsSnapshot};
+use super::pairing_runtime;
+use super::pairing_service::ServiceState;
+use super::shared::{ConnectionInfo, PeerStatus, Shared};
 use super::sightings;
-use super::supervisor::{Command, Supervisor};
-use super::trust::{PairedPeer, TrustStore, TrustStoreError};
-use crate::protocol::{CloseCause, ConnectionState, Pin};
-use crate::transport::{ShipTls, TlsSuite};
+use super::supervisor::route;
+use super::trust::PairedPeer;
+use crate::protocol::{ConnectionState, Pin};
+use crate::transport::ShipTls;
 use crate::{ShipId, Ski};
-
-/// What a supervisor publishes about its peer, read by [`Hub`] methods without asking it.
-#[derive(Debug, Clone)]
-pub(crate) struct PeerStatus {
-    pub(crate) state: ConnectionState,
-    pub(crate) connected: bool,
-    pub(crate) ship_id: Option<ShipId>,
-    pub(crate) pending_request: bool,
-    pub(crate) links: Vec<ConnectionInfo>,
-}
-
-/// Which side opened a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Direction {
-    /// The peer dialled us (we are the SHIP server).
-    Incoming,
-    /// We dialled the peer (we are the SHIP client).
-    Outgoing,
-}
-
-/// One live connection to a peer, as [`Hub::connections`] reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ConnectionInfo {
-    /// Who opened it.
-    pub direction: Direction,
-    /// The peer's address.
-    pub remote: SocketAddr,
-    /// The connection's own protocol state.
-    pub state: ConnectionState,
-    /// A close was requested (it is on its way out).
-    pub closing: bool,
-    /// The TLS 1.2 cipher suite negotiated on this connection (`None` only if the TLS stack
-    /// reported none, e.g. TLS 1.3, which SHIP peers do not speak).
-    pub tls_suite: Option<TlsSuite>,
-    /// This node's PIN is optional (`HubConfig::pin_requirement`) and the peer has not sent it:
-    /// data flows, but the application should restrict what the peer may do (SHIP §13.4.4.3).
-    pub pin_restricted: bool,
-}
-
-/// The registry's entry for one peer: how to reach its supervisor.
-pub(crate) struct PeerEntry {
-    /// Boxed: a queue allocates room for 32 entries up front, and `Command`'s largest variants
-    /// made that about 3.8 KiB per peer (docs/performance.md).
-    commands: mpsc::UnboundedSender<Box<Command>>,
-    status: watch::Receiver<PeerStatus>,
-    data: mpsc::Sender<Vec<u8>>,
-}
-
-/// Why a connected peer is no longer connected.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum DisconnectReason {
-    /// We closed it (disconnect, unpair).
-    Local,
-    /// The hub shut down.
-    Shutdown,
-    /// No pong within the keepalive timeout: the peer or the network is gone.
-    KeepaliveTimeout,
-    /// The application did not consume the peer's data: its inbound budget stayed used up for
-    /// [`crate::hub::Limits::max_inbound_stall`] while a ping was unanswered
-    /// (docs/architecture.md, "Backpressure").
-    Backpressure,
-    /// The SHIP connection ended, with the protocol's cause (the peer closed, a timeout, …).
-    Protocol(CloseCause),
-    /// The handshake of a connection did not reach data exchange within
-    /// [`crate::hub::Limits::handshake_deadline`].
-    HandshakeDeadline,
-    /// The connection was being replaced (the peer restarted, or a double connection was
-    /// settled) and the dial that should have replaced it failed.
-    Dial(Arc<DialError>),
-}
-
-impl std::fmt::Display for DisconnectReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DisconnectReason::Local => f.write_str("closed locally"),
-            DisconnectReason::Shutdown => f.write_str("hub shut down"),
-            DisconnectReason::KeepaliveTimeout => f.write_str("keepalive timeout"),
-            DisconnectReason::Backpressure => {
-                f.write_str("closed for backpressure: the application did not consume its data")
-            }
-            DisconnectReason::Protocol(cause) => write!(f, "{cause}"),
-            DisconnectReason::HandshakeDeadline => f.write_str("handshake deadline"),
-            DisconnectReason::Dial(error) => write!(f, "{error}"),
-        }
-    }
-}
-
-/// Errors of [`Hub`] methods.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum HubError {
-    /// The listener could not bind.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The operating system's error.
-        source: std::io::Error,
-    },
-    /// The TLS configuration could not be built from the identity.
-    #[error("TLS setup failed: {0}")]
-    Tls(#[source] crate::transport::TransportError),
-    /// The SKI is this hub's own (a node never pairs with or connects to itself).
-    #[error("{0} is this hub's own SKI")]
-    OwnSki(Ski),
-    /// The peer is not in data exchange.
-    #[error("peer {0} is not connected")]
-    NotConnected(Ski),
-    /// The peer is not paired.
-    #[error("peer {0} is not paired")]
-    NotPaired(Ski),
-    /// No pairing request from this peer is waiting for a decision.
-    #[error("no pairing request from {0} is pending")]
-    NoPendingRequest(Ski),
-    /// The peer's outgoing queue is full (it does not read fast enough).
-    #[error("the outgoing queue to {0} is full")]
-    Backpressure(Ski),
-    /// The payload is not JSON.
-    #[error("the data payload is not valid JSON: {0}")]
-    InvalidPayload(String),
-    /// The data message carrying the payload would be larger than a peer accepts (the
-    /// WebSocket message limit, [`crate::transport::WsOptions::max_message_size`], 100 KiB by
-    /// default, assumed for the peer too): refused before it is queued.
-    #[error(
-        "the data payload is {size} bytes, more than the {limit} bytes a data message can carry \
-         (messages are limited to {message_limit} bytes, SHIP framing included)"
-    )]
-    PayloadTooLarge {
-        /// The payload's size in bytes (as sent: without surrounding whitespace).
-        size: usize,
-        /// The largest payload accepted, in bytes.
-        limit: usize,
-        /// The limit on the whole message, in bytes.
-        message_limit: usize,
-    },
-    /// The trust store failed.
-    #[error(transparent)]
-    TrustStore(#[from] TrustStoreError),
-    /// The address cannot be dialled (unspecified, port 0, multicast, link-local without scope).
-    #[error("address not usable: {0}")]
-    Address(String),
-    /// The discovery refused the announcement.
-    #[error("discovery: {0}")]
-    Discovery(crate::discovery::DiscoveryError),
-    /// The hub is shutting down or shut down.
-    #[error("the hub is shut down")]
-    ShutDown,
-}
 
 /// What [`Hub::shutdown`] did, phase by phase (docs/ship.md §10).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -193,117 +46,6 @@ pub struct ShutdownReport {
     pub callbacks_finished: bool,
     /// How long the whole shutdown took.
     pub elapsed: Duration,
-}
-
-/// State shared by the hub's tasks. Locks inside are short and never held across an await or
-/// a callback.
-pub(crate) struct Shared {
-    pub(crate) config: HubConfig,
-    pub(crate) local_ski: Ski,
-    pub(crate) tls: ShipTls,
-    pub(crate) registry: Mutex<HashMap<Ski, PeerEntry>>,
-    pub(crate) trust: Arc<dyn TrustStore>,
-    pub(crate) callbacks: CallbackQueue,
-    pub(crate) connections: Arc<Semaphore>,
-    /// Handshake and strangers' slots of incoming connections, and the addresses of paired
-    /// peers that may take the reserved handshake slots.
-    pub(crate) admission: Admission,
-    pub(crate) metrics: HubMetrics,
-    pub(crate) tracker: TaskTracker,
-    /// Shutdown phase 1: the listener and admissions stop.
-    pub(crate) stop_accepting: CancellationToken,
-    /// Shutdown phases 3–4: supervisors cancel dials and close their links.
-    pub(crate) stop: CancellationToken,
-    /// The shutdown deadline passed: links drop their sockets at once.
-    pub(crate) abort: CancellationToken,
-    pub(crate) auto_accept: AtomicBool,
-    seeds: Mutex<rand::rngs::StdRng>,
-    /// Updates of stored pairings (last address, SHIP ID, last seen), applied in order by the
-    /// trust writer task.
-    trust_writes: mpsc::UnboundedSender<PairedPeer>,
-    /// The SHIP Pairing Service, when configured.
-    pub(crate) pairing_service: Option<super::pairing_service::ServiceState>,
-}
-
-impl Shared {
-    /// Delivers a command to the supervisor of `ski`, creating the supervisor on first sight.
-    pub(crate) fn route(self: &Arc<Self>, ski: Ski, command: Command) -> Result<(), HubError> {
-        if ski == self.local_ski {
-            return Err(HubError::OwnSki(ski));
-        }
-        let mut registry = self.registry.lock().expect("registry lock");
-        let command = Box::new(command);
-        let command = match registry.get(&ski) {
-            Some(entry) => match entry.commands.send(command) {
-                Ok(()) => return Ok(()),
-                Err(mpsc::error::SendError(command)) => {
-                    registry.remove(&ski);
-                    command
-                }
-            },
-            None => command,
-        };
-        if self.stop.is_cancelled() {
-            return Err(HubError::ShutDown);
-        }
-        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
-        let (data_tx, data_rx) = mpsc::channel(self.config.limits.max_queued_data.max(1));
-        let (status_tx, status_rx) = watch::channel(PeerStatus {
-            state: ConnectionState::None,
-            connected: false,
-            ship_id: None,
-            pending_request: false,
-            links: Vec::new(),
-        });
-        let seed = {
-            use rand::Rng;
-            self.seeds.lock().expect("seed lock").next_u64()
-        };
-        let supervisor = Supervisor::new(ski, self.clone(), commands_rx, status_tx, data_rx, seed);
-        let _ = commands_tx.send(command);
-        registry.insert(
-            ski,
-            PeerEntry {
-                commands: commands_tx,
-                status: status_rx,
-                data: data_tx,
-            },
-        );
-        self.tracker.spawn(supervisor.run());
-        Ok(())
-    }
-
-    /// Stores `ski` as paired because its pairing request was accepted ([`Hub::approve`], or
-    /// the application's [`super::PairingDecision::Accept`]): its stored record if it has one,
-    /// else a new one, with `ship_id` (the SHIP ID it proved, if any) filled in when the record
-    /// has none. Written before the peer is told: a pairing accepted either way survives a
-    /// restart alike.
-    pub(crate) fn store_approval(
-        &self,
-        ski: Ski,
-        ship_id: Option<ShipId>,
-    ) -> Result<PairedPeer, HubError> {
-        let mut peer = self
-            .trust
-            .get(&ski)?
-            .unwrap_or_else(|| PairedPeer::new(ski));
-        if peer.ship_id.is_none() {
-            peer.ship_id = ship_id;
-        }
-        self.trust.upsert(peer.clone())?;
-        Ok(peer)
-    }
-
-    /// Queues an update of a stored pairing for the trust writer. The update is skipped if
-    /// the pairing was removed meanwhile (an unpair is never undone by a late update).
-    pub(crate) fn store_later(&self, peer: PairedPeer) {
-        let _ = self.trust_writes.send(peer);
-    }
-
-    fn status(&self, ski: &Ski) -> Option<PeerStatus> {
-        let registry = self.registry.lock().expect("registry lock");
-        registry.get(ski).map(|entry| entry.status.borrow().clone())
-    }
 }
 
 /// A running SHIP hub: listens, dials paired peers, and keeps them connected.
@@ -356,7 +98,7 @@ impl Hub {
     /// socket and no task behind.
     pub async fn start(config: HubConfig) -> Result<Hub, HubError> {
         let local_ski = config.identity.ski();
-        let mut service = super::pairing_service::prepare(&config, local_ski)?;
+        let mut service = pairing_runtime::prepare(&config, local_ski)?;
         let pairing_requests = service.take_requests();
         let paired = config.trust_store.load_all()?;
         let tls = ShipTls::new(&config.identity, config.tls.clone()).map_err(HubError::Tls)?;
@@ -384,8 +126,11 @@ impl Hub {
                 .map_err(HubError::Discovery)?;
         }
         // Nothing below fails.
-        let (callbacks, callbacks_done) =
-            start_dispatcher(config.callbacks.clone(), &config.limits);
+        let (callbacks, callbacks_done) = start_dispatcher(
+            config.callbacks.clone(),
+            config.limits.max_inbound_bytes_total,
+            config.limits.max_queued_events,
+        );
         let seed = config.rng_seed.unwrap_or_else(rand::random);
         let (trust_writes, trust_queue) = mpsc::unbounded_channel();
         let shared = Arc::new_cyclic(|weak: &Weak<Shared>| {
@@ -415,7 +160,7 @@ impl Hub {
                 config,
             }
         });
-        super::pairing_service::spawn(&shared, pairing_requests);
+        pairing_runtime::spawn(&shared, pairing_requests);
         shared.tracker.spawn(accept_loop(shared.clone(), listener));
         if let Some(discovery) = shared.config.discovery.clone() {
             shared
@@ -434,7 +179,8 @@ impl Hub {
                 continue;
             }
             let ski = peer.ski;
-            let _ = shared.route(
+            let _ = route(
+                &shared,
                 ski,
                 Command::Paired {
                     peer,
@@ -464,7 +210,7 @@ impl Hub {
     /// holds back the data of its peers (each data event holds its peer's inbound budget) and
     /// drops other events beyond [`super::Limits::max_queued_events`], saying so with
     /// [`super::HubEvent::Lagged`]. It ends after [`Hub::shutdown`].
-    pub fn events(&self) -> super::HubEvents {
+    pub fn events(&self) -> super::callbacks::HubEvents {
         self.shared.callbacks.subscribe()
     }
 
@@ -474,7 +220,7 @@ impl Hub {
         self.shared
             .pairing_service
             .as_ref()
-            .is_some_and(super::pairing_service::ServiceState::announcing)
+            .is_some_and(ServiceState::announcing)
     }
 
     /// The digests of the SHIP Pairing Service requests this hub honoured, oldest first (at
@@ -483,10 +229,10 @@ impl Hub {
     /// [`crate::hub::AcceptRequests::replay_history`], so that the replay guard survives a
     /// restart.
     pub fn pairing_replay_history(&self) -> Vec<[u8; 32]> {
-        self.shared.pairing_service.as_ref().map_or_else(
-            Vec::new,
-            super::pairing_service::ServiceState::replay_history,
-        )
+        self.shared
+            .pairing_service
+            .as_ref()
+            .map_or_else(Vec::new, ServiceState::replay_history)
     }
 
     /// This hub's SKI.
@@ -524,7 +270,8 @@ impl Hub {
             peer.ship_id = ship_id;
         }
         self.shared.trust.upsert(peer.clone())?;
-        self.shared.route(
+        route(
+            &self.shared,
             ski,
             Command::Paired {
                 peer,
@@ -538,8 +285,7 @@ impl Hub {
             .as_ref()
             .and_then(|d| d.visible_service(&ski))
         {
-            self.shared
-                .route(ski, sightings::sighting_command(&service))?;
+            route(&self.shared, ski, sightings::sighting_command(&service))?;
         }
         if let Some(address) = address {
             self.add_address(ski, address)?;
@@ -551,7 +297,8 @@ impl Hub {
     /// file; WebSocket path `/ship/`). Only paired peers are dialled.
     pub fn add_address(&self, ski: Ski, address: SocketAddr) -> Result<(), HubError> {
         check_dialable(address).map_err(|e| HubError::Address(e.to_string()))?;
-        self.shared.route(
+        route(
+            &self.shared,
             ski,
             Command::StaticAddress(address, DEFAULT_SHIP_PATH.to_owned()),
         )
@@ -561,7 +308,7 @@ impl Hub {
     /// `removedConnection`). It is not redialled.
     pub fn unpair(&self, ski: Ski) -> Result<(), HubError> {
         self.shared.trust.remove(&ski)?;
-        super::pairing_service::unpaired(&self.shared, ski);
+        pairing_runtime::unpaired(&self.shared, ski);
         match self.shared.route_existing(ski, Command::Unpaired) {
             Ok(()) | Err(HubError::NotConnected(_)) => Ok(()),
             Err(error) => Err(error),
@@ -603,7 +350,8 @@ impl Hub {
         };
         peer.pin = pin;
         self.shared.trust.upsert(peer.clone())?;
-        self.shared.route(
+        route(
+            &self.shared,
             ski,
             Command::Paired {
                 peer,
@@ -677,7 +425,7 @@ impl Hub {
     pub fn connections(&self, ski: Ski) -> Vec<ConnectionInfo> {
         self.shared
             .status(&ski)
-            .map(|s| s.links)
+            .map(|s| s.connections)
             .unwrap_or_default()
     }
 
@@ -760,7 +508,7 @@ impl Hub {
         self.shared.stop_accepting.cancel();
         report.listener_stopped = true;
         // Phase 2: withdraw the mDNS announcements (goodbye).
-        super::pairing_service::shutdown(&self.shared);
+        pairing_runtime::shutdown(&self.shared);
         if let Some(discovery) = &self.shared.config.discovery {
             report.announcement_withdrawn = matches!(
                 tokio::time::timeout_at(deadline, discovery.withdraw()).await,
@@ -791,19 +539,5 @@ impl Hub {
         }
         report.elapsed = started.elapsed();
         report
-    }
-}
-
-impl Shared {
-    /// Like [`Shared::route`], but only to an existing supervisor (never creates one).
-    pub(crate) fn route_existing(&self, ski: Ski, command: Command) -> Result<(), HubError> {
-        let registry = self.registry.lock().expect("registry lock");
-        match registry.get(&ski) {
-            Some(entry) => entry
-                .commands
-                .send(Box::new(command))
-                .map_err(|_| HubError::NotConnected(ski)),
-            None => Err(HubError::NotConnected(ski)),
-        }
     }
 }

@@ -10,55 +10,21 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 
-use super::Shared;
 use super::address_book::DialCandidate;
-use super::link::runner;
-use super::metrics::FailureCause;
+use super::clock::now;
+use super::errors::DialError;
+use super::handover::{Handover, Permits};
 use super::net::BoxIo;
-use super::supervisor::LinkRunner;
+use super::shared::Shared;
 use crate::Ski;
-use crate::transport::{self, TlsSuite, TransportError};
+use crate::transport::{self, TransportError};
 
-/// A dial that reached a WebSocket: ready to run as a link.
+/// A dial that reached a WebSocket: ready to be taken over as a link.
 pub(crate) struct Dialled {
-    pub(crate) runner: LinkRunner,
+    /// The connection, for the supervisor that dialled it.
+    pub(crate) handover: Handover,
     /// The candidate that worked (its address and path are remembered for the next dial).
     pub(crate) candidate: DialCandidate,
-    /// The negotiated TLS cipher suite.
-    pub(crate) tls_suite: Option<TlsSuite>,
-    pub(crate) started: Instant,
-}
-
-/// Why a dial failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DialError {
-    /// No address is known for the peer.
-    #[error("no address known for the peer")]
-    NoAddress,
-    /// The hub already holds its maximum number of connections.
-    #[error("connection limit reached ({0} connections)")]
-    ConnectionLimit(usize),
-    /// TCP, TLS or WebSocket failed.
-    #[error(transparent)]
-    Transport(#[from] TransportError),
-    /// TCP + TLS + WebSocket took longer than the transport handshake timeout.
-    #[error("TLS + WebSocket handshake timed out")]
-    Timeout,
-    /// The dial was cancelled (shutdown, unpair, or the peer dialled us first).
-    #[error("dial cancelled")]
-    Cancelled,
-}
-
-impl DialError {
-    pub(crate) fn cause(&self) -> FailureCause {
-        match self {
-            DialError::ConnectionLimit(_) => FailureCause::RefusedByCap,
-            DialError::Transport(error) => transport_cause(error),
-            DialError::Timeout => FailureCause::HandshakeTimeout,
-            DialError::NoAddress | DialError::Cancelled => FailureCause::Other,
-        }
-    }
 }
 
 /// More candidates for a running dial attempt (a fresh sighting), each with its TLS server name.
@@ -119,12 +85,16 @@ pub(crate) async fn dial(
             Some((candidate, started, result)) = in_flight.next(), if !in_flight.is_empty() => {
                 match result {
                     Ok(socket) => {
-                        return Ok(Dialled {
-                            tls_suite: socket.tls_suite(),
-                            runner: runner(socket, permit),
-                            candidate,
+                        let handover = Handover {
+                            socket,
+                            permits: Permits {
+                                _connection: permit,
+                                _stranger: None,
+                            },
+                            remote: candidate.address,
                             started,
-                        });
+                        };
+                        return Ok(Dialled { handover, candidate });
                     }
                     Err(error) => {
                         tracing::debug!(%ski, addr = %candidate.address, %error, "dial candidate failed");
@@ -203,7 +173,7 @@ async fn attempt(
     Instant,
     Result<transport::ShipSocket<BoxIo>, DialError>,
 ) {
-    let started = super::link::now();
+    let started = now();
     let once = dial_once(&shared, candidate.address, &host, ski, &candidate.path);
     let result =
         match tokio::time::timeout(shared.config.limits.transport_handshake_timeout, once).await {
@@ -242,18 +212,5 @@ async fn dial_once(
             }
             result => return result,
         }
-    }
-}
-
-/// The metrics cause of a transport failure.
-pub(crate) fn transport_cause(error: &TransportError) -> FailureCause {
-    match error {
-        TransportError::Tls(_) => FailureCause::Tls,
-        // We answered 503 ourselves: our connection cap, not a WebSocket failure.
-        TransportError::WebSocket(crate::transport::WebSocketError::Refused) => {
-            FailureCause::RefusedByCap
-        }
-        TransportError::WebSocket(_) => FailureCause::WebSocket,
-        _ => FailureCause::Other,
     }
 }

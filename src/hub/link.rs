@@ -1,6 +1,6 @@
-//! One connection to a peer: the task that pumps bytes between a [`ShipSocket`] and the sans-IO
-//! [`protocol::Connection`], keeps the connection alive with WebSocket pings, and reports to its
-//! supervisor.
+//! One link: the task that runs one connection to a peer once its supervisor took it over. It
+//! pumps bytes between the connection's [`ShipSocket`] and the sans-IO [`protocol::Connection`],
+//! keeps the connection alive with WebSocket pings, and reports to its supervisor.
 //!
 //! The task owns the socket and the protocol state; its supervisor talks to it only through a
 //! command channel and hears from it only through the event channel. When the task ends it
@@ -14,334 +14,338 @@
 //! the time it did not read; but a peer it could not read for `stall_limit` while a ping of ours
 //! is unanswered is closed as [`LinkEnd::Backpressure`].
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
-use tokio::time::sleep_until;
-use tokio_util::sync::CancellationToken;
+use tokio::time::{Instant, sleep_until};
 
-use super::inbound::{Charge, PeerBudget};
-use crate::ShipId;
-use crate::protocol::{
-    self, CloseCause, CloseReason, ConnectionState, DetailedState, Event, Pin, Transmit,
-};
+use super::clock::{now, sleep_until_opt};
+use super::handover::{LinkCommand, LinkEnd, LinkEvent, LinkId, LinkSetup, LinkStart, Permits};
+use super::net::BoxIo;
+use crate::protocol::{self, CloseCause, CloseReason, ConnectionState, Event, Transmit};
 use crate::transport::{ShipSocket, SocketEvent};
 
-/// Identifies one link within its supervisor.
-pub(crate) type LinkId = u64;
-
-/// What a supervisor tells a link.
-#[derive(Debug)]
-pub(crate) enum LinkCommand {
-    /// The user trusts the peer (hello pending → ready).
-    Approve,
-    /// The user or the application refuses the peer (hello aborted).
-    Deny,
-    /// Close gracefully (connectionClose announce, wait for confirm up to maxTime).
-    Close(CloseReason),
-    /// Send a WebSocket ping now and report the pong (double-connection liveness check).
-    Ping,
-    /// The PIN to send to the peer (§13.4.4.3).
-    EnterPin(Pin),
-    /// No PIN for the peer: a peer that requires one is refused.
-    RefusePin,
-}
-
-/// What a link tells its supervisor.
-#[derive(Debug)]
-pub(crate) enum LinkEvent {
-    State(ConnectionState, DetailedState),
-    PeerShipId(ShipId),
-    /// A data payload and its charge against the peer's inbound budget.
-    Data(Vec<u8>, Charge),
-    /// A pong arrived (after [`LinkCommand::Ping`] or a keepalive ping).
-    Pong,
-    /// The peer requires a PIN we do not have (or rejected ours).
-    PinRequested {
-        rejected: bool,
-    },
-    /// The peer accepted our PIN.
-    PinAccepted,
-    /// The peer sent our PIN correctly.
-    PinVerified,
-    /// The peer sent a wrong PIN.
-    PinAttemptFailed {
-        attempts: u32,
-        penalty: Option<Duration>,
-    },
-    /// Whether the peer is restricted (our PIN is optional and it sent none yet) changed.
-    Restricted(bool),
-    /// The link is gone; nothing follows. Boxed to keep the event small: a supervisor's event
-    /// queue allocates room for 32 events up front (docs/performance.md).
-    Ended(Box<LinkEnd>),
-}
-
-/// Why a link ended.
-#[derive(Debug, Clone)]
-pub(crate) enum LinkEnd {
-    /// The protocol engine closed, with its cause.
-    Protocol(CloseCause),
-    /// No pong within the keepalive timeout.
-    KeepaliveTimeout,
-    /// The handshake did not reach Completed within the hub's backstop deadline.
-    HandshakeDeadline,
-    /// The hub's shutdown deadline passed and the link was dropped without a SHIP close.
-    Aborted,
-    /// The peer's inbound budget stayed used up (the application did not consume its data) for
-    /// the stall limit while a ping of ours was unanswered: it could not be served.
-    Backpressure,
-}
-
-/// Parameters of a link's task.
-pub(crate) struct LinkSetup {
-    pub(crate) id: LinkId,
-    pub(crate) keepalive_interval: Duration,
-    pub(crate) keepalive_timeout: Duration,
-    pub(crate) handshake_deadline: Instant,
-    /// Fired by the hub when its shutdown deadline passed: drop the socket at once.
-    pub(crate) abort: CancellationToken,
-    /// The peer's inbound data budget (shared by its links).
-    pub(crate) budget: Arc<PeerBudget>,
-    /// The largest data message the socket accepts (what one more read may cost).
-    pub(crate) max_message: usize,
-    /// How long the link may leave its socket unread for backpressure while a ping is owed.
-    pub(crate) stall_limit: Duration,
-}
-
-/// The channels a supervisor keeps for one link.
-pub(crate) struct LinkChannels {
-    pub(crate) commands: mpsc::UnboundedSender<LinkCommand>,
-    pub(crate) data: mpsc::Sender<Vec<u8>>,
-}
-
-/// Runs one link until it ends. `permits` (admission permits) are dropped when it returns.
-pub(crate) async fn run_link<S, P>(
-    mut socket: ShipSocket<S>,
-    mut connection: protocol::Connection,
-    setup: LinkSetup,
-    mut commands: mpsc::UnboundedReceiver<LinkCommand>,
-    mut data: mpsc::Receiver<Vec<u8>>,
-    events: mpsc::UnboundedSender<(LinkId, LinkEvent)>,
-    permits: P,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-{
-    let id = setup.id;
-    let report = |event: LinkEvent| {
-        let _ = events.send((id, event));
-    };
-    let mut cause: Option<CloseCause> = None;
-    let mut end: Option<LinkEnd> = None;
-    let mut socket_open = true;
-    let mut transport_reported = false;
-    let mut commands_open = true;
-    let mut completed = false;
-    let mut restricted = false;
-    let mut next_ping = tokio::time::Instant::now() + setup.keepalive_interval;
-    let mut pong_deadline: Option<tokio::time::Instant> = None;
-    // When the last keepalive ping went out (its pong still owed).
-    let mut ping_sent: Option<tokio::time::Instant> = None;
-    // Since when the socket has been left unread because the peer's budget is used up.
-    let mut paused_since: Option<tokio::time::Instant> = None;
-
+/// Runs one link until it ends. `permits` (the connection's admission permits) are dropped when
+/// it returns.
+pub(crate) async fn run(socket: ShipSocket<BoxIo>, permits: Permits, start: LinkStart) {
+    let mut link = LinkTask::new(socket, start);
     loop {
-        // 1. Everything the engine wants sent, in order.
-        while let Some(transmit) = connection.poll_transmit() {
+        link.send_transmits().await;
+        link.report_events();
+        if link.concluded() {
+            break;
+        }
+        if !link.socket_open {
+            // The transport is gone but the engine has not concluded yet: tell it, once.
+            if link.transport_reported {
+                break;
+            }
+            link.transport_reported = true;
+            link.engine.handle_transport_closed(now());
+            continue;
+        }
+        link.wait_and_handle().await;
+    }
+    link.finish(permits).await;
+}
+
+/// A link's task: its connection, its channels and where its keepalive and backpressure stand.
+struct LinkTask {
+    socket: ShipSocket<BoxIo>,
+    /// The sans-IO protocol engine.
+    engine: protocol::Connection,
+    setup: LinkSetup,
+    commands: mpsc::UnboundedReceiver<LinkCommand>,
+    data: mpsc::Receiver<Vec<u8>>,
+    events: mpsc::UnboundedSender<(LinkId, LinkEvent)>,
+    /// How the engine said the connection closed.
+    cause: Option<CloseCause>,
+    /// Why the task ends, when the hub (not the engine) decided it.
+    end: Option<LinkEnd>,
+    socket_open: bool,
+    /// The engine was told the transport closed.
+    transport_reported: bool,
+    commands_open: bool,
+    /// Data exchange is open: data flows and keepalive pings run.
+    completed: bool,
+    /// The peer's restriction last reported (our PIN optional, not sent yet).
+    restricted: bool,
+    next_ping: Instant,
+    pong_deadline: Option<Instant>,
+    /// When the last keepalive ping went out (its pong still owed).
+    ping_sent: Option<Instant>,
+    /// Since when the socket has been left unread because the peer's budget is used up.
+    paused_since: Option<Instant>,
+}
+
+impl LinkTask {
+    fn new(socket: ShipSocket<BoxIo>, start: LinkStart) -> Self {
+        let LinkStart {
+            engine,
+            setup,
+            commands,
+            data,
+            events,
+        } = start;
+        let next_ping = Instant::now() + setup.keepalive_interval;
+        LinkTask {
+            socket,
+            engine,
+            setup,
+            commands,
+            data,
+            events,
+            cause: None,
+            end: None,
+            socket_open: true,
+            transport_reported: false,
+            commands_open: true,
+            completed: false,
+            restricted: false,
+            next_ping,
+            pong_deadline: None,
+            ping_sent: None,
+            paused_since: None,
+        }
+    }
+
+    /// Tells the supervisor.
+    fn report(&self, event: LinkEvent) {
+        let _ = self.events.send((self.setup.id, event));
+    }
+
+    /// Step 1: everything the engine wants sent, in order. A write the peer does not take
+    /// within the keepalive timeout ends the link.
+    async fn send_transmits(&mut self) {
+        while let Some(transmit) = self.engine.poll_transmit() {
             match transmit {
-                Transmit::Message(bytes) if socket_open => {
-                    match unstalled(&setup, socket.send(bytes)).await {
+                Transmit::Message(bytes) if self.socket_open => {
+                    match unstalled(&self.setup, self.socket.send(bytes)).await {
                         Ok(Ok(())) => {}
                         Ok(Err(_)) => {
-                            socket_open = false;
-                            connection.handle_transport_closed(now());
+                            self.socket_open = false;
+                            self.engine.handle_transport_closed(now());
                         }
                         Err(stall) => {
-                            end = Some(stall);
+                            self.end = Some(stall);
                             break;
                         }
                     }
                 }
                 Transmit::Message(_) => {}
                 Transmit::Close { code, reason } => {
-                    if socket_open {
-                        if let Err(stall) = unstalled(&setup, socket.close(code, &reason)).await {
-                            end = Some(stall);
+                    if self.socket_open {
+                        let close = self.socket.close(code, &reason);
+                        if let Err(stall) = unstalled(&self.setup, close).await {
+                            self.end = Some(stall);
                         }
-                        socket_open = false;
+                        self.socket_open = false;
                     }
                 }
             }
         }
-        // 2. Everything that happened, to the supervisor.
-        while let Some(event) = connection.poll_event() {
+    }
+
+    /// Step 2: everything that happened, to the supervisor (and whether the peer's restriction
+    /// changed).
+    fn report_events(&mut self) {
+        while let Some(event) = self.engine.poll_event() {
             match event {
                 Event::StateChanged { state, detail } => {
                     if state == ConnectionState::Completed {
-                        completed = true;
+                        self.completed = true;
                     }
-                    report(LinkEvent::State(state, detail));
+                    self.report(LinkEvent::State(state, detail));
                 }
-                Event::PeerShipId(ship_id) => report(LinkEvent::PeerShipId(ship_id)),
+                Event::PeerShipId(ship_id) => self.report(LinkEvent::PeerShipId(ship_id)),
                 Event::Data(payload) => {
                     // Data from the peer proves data exchange is open (before Completed while
                     // our access-methods request is unanswered): we may send too.
-                    completed = true;
-                    let charge = setup.budget.charge(payload.len());
-                    report(LinkEvent::Data(payload, charge));
+                    self.completed = true;
+                    let charge = self.setup.budget.charge(payload.len());
+                    self.report(LinkEvent::Data(payload, charge));
                 }
                 Event::PinRequested { rejected } => {
-                    report(LinkEvent::PinRequested { rejected });
+                    self.report(LinkEvent::PinRequested { rejected });
                 }
-                Event::PinAccepted => report(LinkEvent::PinAccepted),
-                Event::PinVerified => report(LinkEvent::PinVerified),
+                Event::PinAccepted => self.report(LinkEvent::PinAccepted),
+                Event::PinVerified => self.report(LinkEvent::PinVerified),
                 Event::PinAttemptFailed { attempts, penalty } => {
-                    report(LinkEvent::PinAttemptFailed { attempts, penalty });
+                    self.report(LinkEvent::PinAttemptFailed { attempts, penalty });
                 }
-                Event::Closed(c) => cause = Some(c),
+                Event::Closed(c) => self.cause = Some(c),
             }
         }
-        if connection.peer_restricted() != restricted {
-            restricted = !restricted;
-            report(LinkEvent::Restricted(restricted));
+        if self.engine.peer_restricted() != self.restricted {
+            self.restricted = !self.restricted;
+            self.report(LinkEvent::Restricted(self.restricted));
         }
-        if connection.is_closed() || end.is_some() {
-            break;
-        }
-        if !socket_open {
-            // The transport is gone but the engine has not concluded yet: tell it, once.
-            if transport_reported {
-                break;
-            }
-            transport_reported = true;
-            connection.handle_transport_closed(now());
-            continue;
-        }
+    }
 
-        let timeout = connection
-            .poll_timeout()
-            .map(tokio::time::Instant::from_std);
-        let deadline = tokio::time::Instant::from_std(setup.handshake_deadline);
-        // Backpressure: read only while the peer's budget has room (handshake messages are never
-        // held back). Registering for the release signal before the second look means a release
-        // in between cannot be missed.
-        let released = setup.budget.total().released().notified();
-        tokio::pin!(released);
-        let mut readable = !completed || setup.budget.may_read(setup.max_message);
+    /// The engine closed, or the hub decided the link ends.
+    fn concluded(&self) -> bool {
+        self.engine.is_closed() || self.end.is_some()
+    }
+
+    /// Backpressure: whether the socket may be read now (handshake messages are never held
+    /// back), keeping `paused_since` and the pong deadline in step. Registering `released` for
+    /// the release signal before the second look means a release in between cannot be missed.
+    fn readable(
+        &mut self,
+        released: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+    ) -> bool {
+        let budget = &self.setup.budget;
+        let mut readable = !self.completed || budget.may_read(self.setup.max_message);
         if !readable {
-            released.as_mut().enable();
-            readable = setup.budget.may_read(setup.max_message);
+            released.enable();
+            readable = budget.may_read(self.setup.max_message);
         }
-        match (readable, paused_since) {
-            (false, None) => paused_since = Some(tokio::time::Instant::now()),
+        match (readable, self.paused_since) {
+            (false, None) => self.paused_since = Some(Instant::now()),
             (true, Some(since)) => {
                 // The pong may have waited behind unread data: the time we did not read is
                 // not the peer's.
-                paused_since = None;
-                if let Some(deadline) = pong_deadline.as_mut() {
+                self.paused_since = None;
+                if let Some(deadline) = self.pong_deadline.as_mut() {
                     *deadline += since.elapsed();
                 }
             }
             _ => {}
         }
-        let stall_deadline = match (paused_since, ping_sent) {
-            (Some(paused), Some(sent)) => Some(paused.max(sent) + setup.stall_limit),
+        readable
+    }
+
+    /// When the link gives up on a peer it cannot read (budget used up) while a ping is owed.
+    fn stall_deadline(&self) -> Option<Instant> {
+        match (self.paused_since, self.ping_sent) {
+            (Some(paused), Some(sent)) => Some(paused.max(sent) + self.setup.stall_limit),
             _ => None,
-        };
+        }
+    }
+
+    /// Step 3: waits for the next thing to happen — the socket, a command, outgoing data, a
+    /// timer, the abort — and handles it.
+    async fn wait_and_handle(&mut self) {
+        let timeout = self.engine.poll_timeout().map(Instant::from_std);
+        let deadline = Instant::from_std(self.setup.handshake_deadline);
+        let budget = self.setup.budget.clone();
+        let released = budget.total().released().notified();
+        tokio::pin!(released);
+        let readable = self.readable(released.as_mut());
+        let stall_deadline = self.stall_deadline();
+        let abort = self.setup.abort.clone();
         tokio::select! {
             biased;
-            _ = setup.abort.cancelled() => {
-                end = Some(LinkEnd::Aborted);
+            _ = abort.cancelled() => {
+                self.end = Some(LinkEnd::Aborted);
             }
             _ = &mut released, if !readable => {}
             _ = sleep_until_opt(stall_deadline) => {
                 tracing::debug!(
-                    queued = setup.budget.queued(),
+                    queued = self.setup.budget.queued(),
                     "inbound budget used up for the stall limit with a ping unanswered: closing"
                 );
-                end = Some(LinkEnd::Backpressure);
+                self.end = Some(LinkEnd::Backpressure);
             }
-            event = socket.next_event(), if readable => match event {
-                Ok(SocketEvent::Message(bytes)) => connection.handle_message(&bytes, now()),
+            event = self.socket.next_event(), if readable => match event {
+                Ok(SocketEvent::Message(bytes)) => self.engine.handle_message(&bytes, now()),
                 Ok(SocketEvent::Pong(_)) => {
-                    pong_deadline = None;
-                    ping_sent = None;
-                    report(LinkEvent::Pong);
+                    self.pong_deadline = None;
+                    self.ping_sent = None;
+                    self.report(LinkEvent::Pong);
                 }
                 Ok(SocketEvent::Closed { .. }) | Err(_) => {
-                    socket_open = false;
-                    connection.handle_transport_closed(now());
+                    self.socket_open = false;
+                    self.engine.handle_transport_closed(now());
                 }
             },
-            command = commands.recv(), if commands_open => match command {
-                Some(LinkCommand::Approve) => connection.approve_trust(now()),
-                Some(LinkCommand::Deny) => connection.deny_trust(now()),
-                Some(LinkCommand::EnterPin(pin)) => connection.enter_pin(pin, now()),
-                Some(LinkCommand::RefusePin) => connection.refuse_pin(now()),
-                Some(LinkCommand::Close(reason)) => {
-                    // Data the application queued before the close goes out first (§13.4.7).
-                    if completed {
-                        while let Ok(payload) = data.try_recv() {
-                            if let Err(error) = connection.send_data(&payload, now()) {
-                                tracing::debug!(%error, "dropping outgoing data at close");
-                            }
-                        }
-                    }
-                    connection.close(reason, now());
-                }
-                Some(LinkCommand::Ping) => {
-                    if matches!(unstalled(&setup, socket.ping(Vec::new())).await, Ok(Ok(())))
-                        && pong_deadline.is_none()
-                    {
-                        ping_sent = Some(tokio::time::Instant::now());
-                        pong_deadline =
-                            Some(tokio::time::Instant::now() + setup.keepalive_timeout);
-                    }
-                }
-                None => {
-                    // The supervisor is gone: close politely.
-                    commands_open = false;
-                    connection.close(CloseReason::Unspecific, now());
-                }
-            },
-            payload = data.recv(), if completed => {
+            command = self.commands.recv(), if self.commands_open => self.obey(command).await,
+            payload = self.data.recv(), if self.completed => {
                 if let Some(payload) = payload
-                    && let Err(error) = connection.send_data(&payload, now())
+                    && let Err(error) = self.engine.send_data(&payload, now())
                 {
                     tracing::debug!(%error, "dropping outgoing data");
                 }
             }
-            _ = sleep_until_opt(timeout) => connection.handle_timeout(now()),
-            _ = sleep_until(deadline), if !completed => {
-                end = Some(LinkEnd::HandshakeDeadline);
+            _ = sleep_until_opt(timeout) => self.engine.handle_timeout(now()),
+            _ = sleep_until(deadline), if !self.completed => {
+                self.end = Some(LinkEnd::HandshakeDeadline);
             }
-            _ = sleep_until(next_ping), if completed && pong_deadline.is_none() => {
-                next_ping = tokio::time::Instant::now() + setup.keepalive_interval;
-                match unstalled(&setup, socket.ping(Vec::new())).await {
-                    Ok(Ok(())) => {
-                        ping_sent = Some(tokio::time::Instant::now());
-                        pong_deadline =
-                            Some(tokio::time::Instant::now() + setup.keepalive_timeout);
-                    }
-                    Ok(Err(_)) => {}
-                    Err(stall) => end = Some(stall),
-                }
+            _ = sleep_until(self.next_ping), if self.completed && self.pong_deadline.is_none() => {
+                self.keepalive_ping().await;
             }
-            _ = sleep_until_opt(pong_deadline), if paused_since.is_none() => {
-                end = Some(LinkEnd::KeepaliveTimeout);
+            _ = sleep_until_opt(self.pong_deadline), if self.paused_since.is_none() => {
+                self.end = Some(LinkEnd::KeepaliveTimeout);
             }
         }
     }
 
-    if matches!(end, Some(LinkEnd::HandshakeDeadline)) && socket_open {
-        let _ = unstalled(&setup, socket.close(4001, "handshake deadline")).await;
+    /// A command from the supervisor (`None`: the supervisor is gone, so close politely).
+    async fn obey(&mut self, command: Option<LinkCommand>) {
+        match command {
+            Some(LinkCommand::Approve) => self.engine.approve_trust(now()),
+            Some(LinkCommand::Deny) => self.engine.deny_trust(now()),
+            Some(LinkCommand::EnterPin(pin)) => self.engine.enter_pin(pin, now()),
+            Some(LinkCommand::RefusePin) => self.engine.refuse_pin(now()),
+            Some(LinkCommand::Close(reason)) => {
+                // Data the application queued before the close goes out first (§13.4.7).
+                if self.completed {
+                    while let Ok(payload) = self.data.try_recv() {
+                        if let Err(error) = self.engine.send_data(&payload, now()) {
+                            tracing::debug!(%error, "dropping outgoing data at close");
+                        }
+                    }
+                }
+                self.engine.close(reason, now());
+            }
+            Some(LinkCommand::Ping) => {
+                let ping = self.socket.ping(Vec::new());
+                if matches!(unstalled(&self.setup, ping).await, Ok(Ok(())))
+                    && self.pong_deadline.is_none()
+                {
+                    self.ping_sent = Some(Instant::now());
+                    self.pong_deadline = Some(Instant::now() + self.setup.keepalive_timeout);
+                }
+            }
+            None => {
+                self.commands_open = false;
+                self.engine.close(CloseReason::Unspecific, now());
+            }
+        }
     }
-    drop(socket);
-    drop(permits);
-    let end =
-        end.unwrap_or_else(|| LinkEnd::Protocol(cause.unwrap_or(CloseCause::TransportClosed)));
-    report(LinkEvent::Ended(Box::new(end)));
+
+    /// The keepalive interval passed in data exchange: ping, and expect the pong within the
+    /// keepalive timeout.
+    async fn keepalive_ping(&mut self) {
+        self.next_ping = Instant::now() + self.setup.keepalive_interval;
+        match unstalled(&self.setup, self.socket.ping(Vec::new())).await {
+            Ok(Ok(())) => {
+                self.ping_sent = Some(Instant::now());
+                self.pong_deadline = Some(Instant::now() + self.setup.keepalive_timeout);
+            }
+            Ok(Err(_)) => {}
+            Err(stall) => self.end = Some(stall),
+        }
+    }
+
+    /// Step 4: closes what is left of the socket, frees the admission permits and reports the
+    /// link's end, the last event it sends.
+    async fn finish(mut self, permits: Permits) {
+        if matches!(self.end, Some(LinkEnd::HandshakeDeadline)) && self.socket_open {
+            let close = self.socket.close(4001, "handshake deadline");
+            let _ = unstalled(&self.setup, close).await;
+        }
+        let end = self.end.take().unwrap_or_else(|| {
+            LinkEnd::Protocol(self.cause.take().unwrap_or(CloseCause::TransportClosed))
+        });
+        let LinkTask {
+            socket,
+            events,
+            setup,
+            ..
+        } = self;
+        drop(socket);
+        drop(permits);
+        let _ = events.send((setup.id, LinkEvent::Ended(Box::new(end))));
+    }
 }
 
 /// Runs one write to the socket unless the hub aborts first or the peer takes no data for
@@ -357,36 +361,4 @@ async fn unstalled<F: std::future::Future>(
         _ = tokio::time::sleep(setup.keepalive_timeout) => Err(LinkEnd::KeepaliveTimeout),
         output = write => Ok(output),
     }
-}
-
-/// The current instant, in the clock tokio uses (so paused test time drives the engine too).
-pub(crate) fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
-}
-
-pub(crate) async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(deadline) => sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Wraps an established socket as a link runner for a supervisor. `permit` (the connection's
-/// admission permit) lives as long as the link task.
-pub(crate) fn runner<S, P>(socket: ShipSocket<S>, permit: P) -> super::supervisor::LinkRunner
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    P: Send + 'static,
-{
-    Box::new(move |start| {
-        Box::pin(run_link(
-            socket,
-            start.connection,
-            start.setup,
-            start.commands,
-            start.data,
-            start.events,
-            permit,
-        ))
-    })
 }

@@ -6,12 +6,15 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::Shared;
 use super::admission::{HandshakeSlot, Refusal};
-use super::link::{now, runner};
+use super::clock::now;
+use super::errors::transport_cause;
+use super::handover::{Command, Handover, Permits};
 use super::metrics::FailureCause;
 use super::net::{BoxIo, Listener};
-use super::supervisor::{Command, NewLink};
+use super::pairing_runtime;
+use super::shared::Shared;
+use super::supervisor::route;
 use crate::transport;
 
 /// Accepts until the hub's accept token is cancelled (shutdown phase 1).
@@ -72,9 +75,9 @@ async fn admit(shared: Arc<Shared>, tcp: BoxIo, remote: SocketAddr, slot: Handsh
             .auto_accept
             .load(std::sync::atomic::Ordering::Relaxed)
             || matches!(shared.trust.get(&ski), Ok(Some(_)))
-            || tls.peer_certificate().is_some_and(|certificate| {
-                super::pairing_service::claim(&shared, ski, certificate)
-            });
+            || tls
+                .peer_certificate()
+                .is_some_and(|certificate| pairing_runtime::claim(&shared, ski, certificate));
         // Set by the upgrade callback: the room taken, or why there was none.
         let mut room = None;
         let upgraded = transport::accept_websocket(tls, &shared.config.websocket, || {
@@ -98,7 +101,7 @@ async fn admit(shared: Arc<Shared>, tcp: BoxIo, remote: SocketAddr, slot: Handsh
     };
     let reserved = slot.reserved;
     drop(slot);
-    let (socket, ski, permit) = match outcome {
+    let (socket, ski, permits) = match outcome {
         Ok(Ok(admitted)) => admitted,
         Ok(Err(error)) => {
             tracing::debug!(%remote, %error, reserved, "incoming connection refused");
@@ -111,32 +114,20 @@ async fn admit(shared: Arc<Shared>, tcp: BoxIo, remote: SocketAddr, slot: Handsh
             return;
         }
     };
-    let tls_suite = socket.tls_suite();
-    let runner = runner(socket, permit);
-    let _ = shared.route(
+    let _ = route(
+        &shared,
         ski,
-        Command::Incoming(NewLink {
-            runner,
+        Command::Incoming(Handover {
+            socket,
+            permits,
             remote,
-            tls_suite,
             started,
         }),
     );
 }
 
-/// What an admitted connection holds for as long as it lives: a connection slot, and a
-/// strangers' slot unless the peer is paired.
-type LinkPermits = (
-    tokio::sync::OwnedSemaphorePermit,
-    Option<super::admission::UnpairedSlot>,
-);
-
 /// Room for an upgraded connection from `remote`, taken at once or not at all (HTTP 503).
-fn admit_upgrade(
-    shared: &Shared,
-    remote: SocketAddr,
-    paired: bool,
-) -> Result<LinkPermits, Refusal> {
+fn admit_upgrade(shared: &Shared, remote: SocketAddr, paired: bool) -> Result<Permits, Refusal> {
     let unpaired = if paired {
         None
     } else {
@@ -147,7 +138,10 @@ fn admit_upgrade(
         .clone()
         .try_acquire_owned()
         .map_err(|_| Refusal::Connections)?;
-    Ok((connection, unpaired))
+    Ok(Permits {
+        _connection: connection,
+        _stranger: unpaired,
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -168,7 +162,7 @@ impl AdmitError {
             AdmitError::NoClientHello => FailureCause::HandshakeTimeout,
             AdmitError::OwnSki => FailureCause::Tls,
             AdmitError::Full(_) => FailureCause::RefusedByCap,
-            AdmitError::Transport(error) => super::dial::transport_cause(error),
+            AdmitError::Transport(error) => transport_cause(error),
         }
     }
 }

@@ -13,15 +13,22 @@ mod admission;
 mod arbitration;
 pub mod backoff;
 pub mod callbacks;
+mod clock;
 pub mod config;
 mod core;
 mod dial;
+mod errors;
+mod handover;
 mod inbound;
+#[cfg(test)]
+mod layering;
 mod link;
 mod listener;
 pub mod metrics;
 pub mod net;
+mod pairing_runtime;
 pub mod pairing_service;
+mod shared;
 mod sightings;
 mod supervisor;
 pub mod trust;
@@ -32,9 +39,8 @@ pub use callbacks::{
     PairingRequest, PinDecision, PinRequest, StateDetail,
 };
 pub use config::{DeviceInfo, HubConfig, HubTimers, Limits};
-pub use core::{ConnectionInfo, Direction, DisconnectReason, Hub, HubError, ShutdownReport};
-pub(crate) use core::{PeerStatus, Shared};
-pub use dial::DialError;
+pub use core::{Hub, ShutdownReport};
+pub use errors::{DialError, DisconnectReason, HubError};
 pub use inbound::{Delivery, DeliveryToken};
 pub use metrics::{FailureCause, FailureCounts, HandshakeTimeSummary, MetricsSnapshot};
 #[cfg(any(test, feature = "test-util"))]
@@ -43,4 +49,5 @@ pub use net::{Network, TcpNetwork};
 pub use pairing_service::{
     AcceptRequests, PairingServiceConfig, PairingServiceEvent, RequestPairing,
 };
+pub use shared::{ConnectionInfo, Direction};
 pub use trust::{FileTrustStore, MemoryTrustStore, PairedPeer, TrustStore, TrustStoreError};

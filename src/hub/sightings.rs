@@ -12,9 +12,11 @@ use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 
-use super::Shared;
 use super::callbacks::CallbackEvent;
-use super::supervisor::Command;
+use super::config::HubConfig;
+use super::handover::Command;
+use super::shared::Shared;
+use super::supervisor::route;
 use crate::discovery::{Announcement, Discovery, DiscoveryEvent, ShipTxt, VisibleService};
 
 /// Builds our announcement from the configuration (`register` = auto-accept).
@@ -28,7 +30,7 @@ pub(crate) fn announcement(shared: &Shared, port: u16) -> Announcement {
 /// Our announcement, before the hub's shared state exists (the first one, made by
 /// [`super::Hub::start`] before it spawns anything).
 pub(crate) fn announcement_of(
-    config: &super::HubConfig,
+    config: &HubConfig,
     local_ski: crate::Ski,
     register: bool,
     port: u16,
@@ -166,7 +168,7 @@ fn feed(shared: &Arc<Shared>, service: &VisibleService) {
     if !matches!(shared.trust.get(&service.ski), Ok(Some(_))) {
         return;
     }
-    let _ = shared.route(service.ski, sighting_command(service));
+    let _ = route(shared, service.ski, sighting_command(service));
 }
 
 /// The supervisor command for a sighting.

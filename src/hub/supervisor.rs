@@ -1,163 +1,125 @@
 //! The supervisor: one task per remote SKI that owns everything about that peer.
 //!
-//! It owns the peer's dial loop (wait for the backoff delay → dial → run the connection → decide
-//! whether and when to redial), its live links (normally one, two while a double connection is
-//! settled), the double-connection arbitration, the pairing decision in progress, and the state
-//! the application sees. Nothing else mutates any of it: the listener, the [`super::Hub`]
-//! handle and discovery only send [`Command`]s, so no lock is held across an await and no state
-//! change can be missed (architecture.md).
+//! It owns the peer's dial loop (wait for the backoff delay → dial → take the connection over
+//! as a link → decide whether and when to redial), its links (normally one, two while a double
+//! connection is settled), the double-connection arbitration, the pairing decision in progress,
+//! and the state the application sees. Nothing else mutates any of it: the listener, the
+//! [`crate::hub::Hub`] handle and discovery only send [`Command`]s (connections come as
+//! [`Command::Incoming`] handovers), so no lock is held across an await and no state change can
+//! be missed (architecture.md).
+//!
+//! Its state is grouped by concern in `state.rs`: a [`LinkHandle`] per link, the dial loop's
+//! [`DialState`], the [`DoubleConnection`] settling, the [`Presence`] the application was told
+//! (with the [`Replacement`] awaited), the [`PendingAnswer`] to a pairing question, and its
+//! [`Lifecycle`].
 //!
 //! # What the application sees
 //!
-//! The visible state is derived from the links, not copied from one of them: any link in data
-//! exchange → Completed; otherwise the newest live link's state; otherwise Initiated while a dial
-//! runs, Queued for a paired peer waiting to be dialled, None for anything else. A completed link
-//! that is replaced by its twin (double connection, zombie) keeps the peer "connected" until the
-//! twin completes — no `disconnected`, no second `connected` (docs/ship.md §7 rule 5).
+//! The visible state is derived from the supervisor's state by a pure function
+//! (`visible::derive`), not copied from one link: any link in data exchange → Completed;
+//! otherwise the newest live link's state; otherwise Initiated while a dial runs, Queued for a
+//! paired peer waiting to be dialled, None for anything else. A completed link that is replaced
+//! by its twin (double connection, zombie) keeps the peer "connected" until the twin completes —
+//! no `disconnected`, no second `connected` (docs/ship.md §7 rule 5).
 
 mod links;
 mod pin;
+mod state;
 mod visible;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures_util::future::BoxFuture;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::Shared;
 use super::address_book::{AddressBook, AddressSource, DEFAULT_SHIP_PATH, DialCandidate};
 use super::arbitration::{self, Arbitration, LinkFacts};
 use super::backoff::Backoff;
 use super::callbacks::{CallbackEvent, Failure, PairingDecision, PairingRequest, StateDetail};
-use super::dial::{self, DialError, Dialled};
-use super::inbound::PeerBudget;
-use super::link::{
-    LinkChannels, LinkCommand, LinkEnd, LinkEvent, LinkId, LinkSetup, now, sleep_until_opt,
+use super::clock::{now, sleep_until_opt};
+use super::dial::{self, Dialled};
+use super::errors::{DialError, DisconnectReason, HubError};
+use super::handover::{
+    Command, Handover, LinkCommand, LinkEnd, LinkEvent, LinkId, LinkSetup, LinkStart,
 };
+use super::inbound::PeerBudget;
+use super::link;
+use super::shared::{ConnectionInfo, Direction, PeerEntry, PeerStatus, Shared};
 use super::trust::PairedPeer;
-use super::{ConnectionInfo, Direction, DisconnectReason, PeerStatus};
 use crate::protocol::{
     self, CloseReason, ConnectionParams, ConnectionState, DetailedState, Role, Trust,
 };
 use crate::transport::TlsSuite;
 use crate::{ShipId, Ski};
+use state::{
+    DialState, DoubleConnection, Ending, LastFailure, Lifecycle, LinkHandle, Outgoing,
+    PendingAnswer, Presence, Replacement,
+};
+use visible::LinkView;
 
-/// Starts a link task once the supervisor has built its protocol engine and channels. Erases
-/// the socket type, so links over TCP, in-memory duplex streams or a simulated network are all
-/// supervised alike.
-pub(crate) type LinkRunner = Box<dyn FnOnce(LinkStart) -> BoxFuture<'static, ()> + Send>;
-
-/// Everything a link task needs from its supervisor.
-pub(crate) struct LinkStart {
-    pub(crate) connection: protocol::Connection,
-    pub(crate) setup: LinkSetup,
-    pub(crate) commands: mpsc::UnboundedReceiver<LinkCommand>,
-    pub(crate) data: mpsc::Receiver<Vec<u8>>,
-    pub(crate) events: mpsc::UnboundedSender<(LinkId, LinkEvent)>,
+/// Delivers a command to the supervisor of `ski`, creating the supervisor on first sight.
+pub(crate) fn route(shared: &Arc<Shared>, ski: Ski, command: Command) -> Result<(), HubError> {
+    if ski == shared.local_ski {
+        return Err(HubError::OwnSki(ski));
+    }
+    let mut registry = shared.registry.lock().expect("registry lock");
+    let command = Box::new(command);
+    let command = match registry.get(&ski) {
+        Some(entry) => match entry.commands.send(command) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::error::SendError(command)) => {
+                registry.remove(&ski);
+                command
+            }
+        },
+        None => command,
+    };
+    if shared.stop.is_cancelled() {
+        return Err(HubError::ShutDown);
+    }
+    let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+    let (data_tx, data_rx) = mpsc::channel(shared.config.limits.max_queued_data.max(1));
+    let (status_tx, status_rx) = watch::channel(PeerStatus {
+        state: ConnectionState::None,
+        connected: false,
+        ship_id: None,
+        pending_request: false,
+        connections: Vec::new(),
+    });
+    let seed = {
+        use rand::Rng;
+        shared.seeds.lock().expect("seed lock").next_u64()
+    };
+    let supervisor = Supervisor::new(ski, shared.clone(), commands_rx, status_tx, data_rx, seed);
+    let _ = commands_tx.send(command);
+    registry.insert(
+        ski,
+        PeerEntry {
+            commands: commands_tx,
+            status: status_rx,
+            data: data_tx,
+        },
+    );
+    shared.tracker.spawn(supervisor.run());
+    Ok(())
 }
 
-/// A connection that finished TLS + WebSocket and now belongs to this peer.
-pub(crate) struct NewLink {
-    pub(crate) runner: LinkRunner,
-    pub(crate) remote: SocketAddr,
-    /// The negotiated TLS cipher suite.
-    pub(crate) tls_suite: Option<TlsSuite>,
-    /// When its TCP connection was accepted or dialled: "most recent" in §12.2.3.
-    pub(crate) started: Instant,
-}
-
-/// What the rest of the hub asks of a supervisor.
-pub(crate) enum Command {
-    /// The listener admitted a connection whose certificate proved this SKI.
-    Incoming(NewLink),
-    /// A client certificate with this SKI arrived on a connection whose TLS handshake is still
-    /// running: the bigger-SKI side settles a double connection now (§7 rule 1).
-    ClientCertificateSeen,
-    /// The peer is paired now (stored in the trust store already). `dial_now`: the user just
-    /// paired it, so the first dial goes out at once; pairings restored at start-up take the
-    /// first backoff tier instead, so that a restarted hub does not dial every peer at once.
-    Paired { peer: PairedPeer, dial_now: bool },
-    /// The pairing was removed (from the trust store already).
-    Unpaired,
-    /// The user refused the pending pairing request.
-    Deny,
-    /// Close the peer's connections (a paired peer is redialled by the backoff rules).
-    Disconnect,
-    /// The application's PIN for the peer (SHIP §13.4.4.3).
-    EnterPin(crate::protocol::Pin),
-    /// The application has no PIN for the peer.
-    RefusePin,
-    /// A configured address to dial this peer at (with the WebSocket path).
-    StaticAddress(SocketAddr, String),
-    /// Discovery sees the peer: its instance, host name (for SNI), addresses and TXT path.
-    Sighting {
-        instance: String,
-        host: String,
-        addresses: Vec<SocketAddr>,
-        path: String,
-    },
-    /// Discovery lost the peer's announcement. Its addresses stay as a last resort (§8).
-    SightingLost,
-}
-
-struct Link {
-    id: LinkId,
-    direction: Direction,
-    started: Instant,
-    remote: SocketAddr,
-    tls_suite: Option<TlsSuite>,
-    /// For a link we dialled: the candidate that worked.
-    dialled: Option<DialCandidate>,
-    channels: LinkChannels,
-    state: ConnectionState,
-    detail: Option<DetailedState>,
-    completed: bool,
-    /// A close was requested (arbitration, unpair, disconnect, shutdown).
-    closing: bool,
-    /// Closed by us because a newer connection of this SKI replaces it: one still in its TLS
-    /// handshake when we decided (§7 rule 1), so not yet a link of this supervisor.
-    replaced: bool,
-    /// Answered the last arbitration ping.
-    ponged: bool,
-    /// Waiting for a user decision (hello pending).
-    awaiting_trust: bool,
-    /// Our PIN is optional and the peer has not sent it (SHIP §13.4.4.3).
-    restricted: bool,
-}
-
-enum Dial {
-    Idle,
-    Waiting(tokio::time::Instant),
-    Running(JoinHandle<Result<Dialled, DialError>>),
-}
-
-/// The application-visible view, as last reported.
-struct Visible {
-    state: ConnectionState,
-    connected: bool,
-}
-
-/// How the last link or dial failed, shown once as the visible state (see `visible.rs`); the
-/// state and the words follow from the failure.
-#[derive(Debug, Clone)]
-pub(super) struct LastFailure {
-    pub(super) failure: Failure,
-    /// The detailed state the link's handshake ended in.
-    pub(super) detailed: Option<DetailedState>,
-}
-
+/// The supervisor of one peer; see the module documentation. Its state is grouped by concern:
+/// the dial loop ([`DialState`]), double connections ([`DoubleConnection`]), what the
+/// application is shown ([`Presence`], `shown`, `last_failure`), the pairing decision
+/// ([`PendingAnswer`], `accepting`) and its own life ([`Lifecycle`]).
 pub(crate) struct Supervisor {
     ski: Ski,
     shared: Arc<Shared>,
     commands: mpsc::UnboundedReceiver<Box<Command>>,
     status: watch::Sender<PeerStatus>,
-    data_rx: mpsc::Receiver<Vec<u8>>,
-    held: Option<Vec<u8>>,
+    /// The application's data to the peer.
+    outgoing: Outgoing,
     /// The peer's inbound data budget, shared by its links (docs/architecture.md).
     inbound: Arc<PeerBudget>,
     pairing: Option<PairedPeer>,
@@ -166,54 +128,40 @@ pub(crate) struct Supervisor {
     addresses: AddressBook,
     /// DNS-form host names (SNI) of discovered addresses.
     hosts: HashMap<IpAddr, String>,
-    links: Vec<Link>,
+    links: Vec<LinkHandle>,
     next_link: LinkId,
     link_events_tx: mpsc::UnboundedSender<(LinkId, LinkEvent)>,
     link_events: mpsc::UnboundedReceiver<(LinkId, LinkEvent)>,
     backoff: Backoff,
     rng: StdRng,
-    dial: Dial,
-    grace_deadline: Option<tokio::time::Instant>,
-    pending_answer: Option<(LinkId, oneshot::Receiver<PairingDecision>)>,
-    /// The application accepted a pairing request: its pairing is being stored (on the
-    /// blocking pool, as the trust store may touch the disk); the peer is paired once it is.
-    accepting: Option<JoinHandle<Result<PairedPeer, super::HubError>>>,
-    visible: Visible,
-    /// The last link ended with this (shown once as Error / RemoteDeniedTrust).
-    last_failure: Option<LastFailure>,
-    /// A double connection was settled lately: if that leaves no connection, the bigger-SKI
-    /// side redials at once (§7 rule 3).
-    settled_double: bool,
-    /// A connection in data exchange ended while a replacement was underway: until this
-    /// deadline the peer stays "connected"; the reason is reported if the replacement fails.
-    replacing: Option<(tokio::time::Instant, DisconnectReason)>,
-    /// When a client certificate with this SKI last arrived (an incoming TLS handshake).
-    incoming_seen: Option<tokio::time::Instant>,
+    dial: DialState,
     /// The next dial goes out without a backoff delay (a fresh pairing by the user).
     dial_soon: bool,
-    /// Hands fresh sightings to the running dial attempt, which tries them next.
-    dial_feed: Option<mpsc::UnboundedSender<Vec<(DialCandidate, String)>>>,
-    stopping: bool,
+    double: DoubleConnection,
+    /// The application is being asked whether to pair the peer.
+    pending_answer: Option<PendingAnswer>,
+    /// The application accepted a pairing request: its pairing is being stored (on the
+    /// blocking pool, as the trust store may touch the disk); the peer is paired once it is.
+    accepting: Option<JoinHandle<Result<PairedPeer, HubError>>>,
+    /// The state the application was shown last.
+    shown: ConnectionState,
+    presence: Presence,
+    /// The last link or dial ended with this (shown once as Error / RemoteDeniedTrust).
+    last_failure: Option<LastFailure>,
+    lifecycle: Lifecycle,
     /// PIN verification: attempts, penalty, the application's PIN (SHIP §13.4.4.3).
     pin: pin::PinMemory,
 }
 
-impl Link {
-    /// An unknown peer waits in hello `pending` for the user's decision.
-    fn is_pairing_request(&self) -> bool {
-        self.awaiting_trust
-            && !self.closing
-            && self.state == ConnectionState::ReceivedPairingRequest
-    }
-}
-
 impl Supervisor {
+    /// A supervisor for `ski`, fed by `commands`, publishing to `status`; `data` is the
+    /// application's data to the peer; `seed` seeds its backoff jitter.
     pub(crate) fn new(
         ski: Ski,
         shared: Arc<Shared>,
         commands: mpsc::UnboundedReceiver<Box<Command>>,
         status: watch::Sender<PeerStatus>,
-        data_rx: mpsc::Receiver<Vec<u8>>,
+        data: mpsc::Receiver<Vec<u8>>,
         seed: u64,
     ) -> Self {
         // Unbounded in count, bounded in bytes: every data event holds its charge against
@@ -233,8 +181,10 @@ impl Supervisor {
             shared,
             commands,
             status,
-            data_rx,
-            held: None,
+            outgoing: Outgoing {
+                queue: data,
+                held: None,
+            },
             inbound,
             addresses,
             hosts: HashMap::new(),
@@ -244,21 +194,15 @@ impl Supervisor {
             link_events,
             backoff,
             rng: StdRng::seed_from_u64(seed),
-            dial: Dial::Idle,
-            grace_deadline: None,
+            dial: DialState::Idle,
+            dial_soon: false,
+            double: DoubleConnection::default(),
             pending_answer: None,
             accepting: None,
-            visible: Visible {
-                state: ConnectionState::None,
-                connected: false,
-            },
+            shown: ConnectionState::None,
+            presence: Presence::Absent,
             last_failure: None,
-            settled_double: false,
-            replacing: None,
-            incoming_seen: None,
-            dial_soon: false,
-            dial_feed: None,
-            stopping: false,
+            lifecycle: Lifecycle::Serving,
             pin: pin::PinMemory::default(),
         }
     }
@@ -277,22 +221,21 @@ impl Supervisor {
             if self.try_retire() {
                 return;
             }
-            let dial_wait = match &self.dial {
-                Dial::Waiting(at) => Some(*at),
-                _ => None,
-            };
-            let active_data = self.active_link().map(|l| l.channels.data.clone());
+            let dial_due = self.dial.due();
+            let replacement_due = self.presence.replacement_deadline();
+            let active_data = self.active_link().map(|l| l.data.clone());
             let stop = self.shared.stop.clone();
+            let stopping = self.stopping();
             tokio::select! {
                 command = self.commands.recv() => match command {
                     Some(command) => self.handle_command(*command),
                     None => return,
                 },
                 Some((id, event)) = self.link_events.recv() => self.handle_link_event(id, event),
-                _ = sleep_until_opt(dial_wait) => self.start_dial(),
+                _ = sleep_until_opt(dial_due) => self.start_dial(),
                 result = join_dial(&mut self.dial) => self.dial_finished(result),
-                _ = sleep_until_opt(self.grace_deadline) => self.grace_expired(),
-                _ = sleep_until_opt(self.replacing.as_ref().map(|r| r.0)) => self.replacement_expired(),
+                _ = sleep_until_opt(self.double.grace_until) => self.grace_expired(),
+                _ = sleep_until_opt(replacement_due) => self.replacement_expired(),
                 Some((id, answer)) = wait_answer(&mut self.pending_answer) => {
                     self.pairing_answered(id, answer)
                 }
@@ -300,15 +243,17 @@ impl Supervisor {
                 Some((id, decision)) = pin::wait_pin_answer(&mut self.pin.answer) => {
                     self.pin_answered(id, decision)
                 }
-                payload = self.data_rx.recv(), if self.held.is_none() && active_data.is_some() => {
-                    self.held = payload;
+                payload = self.outgoing.queue.recv(),
+                    if self.outgoing.held.is_none() && active_data.is_some() =>
+                {
+                    self.outgoing.held = payload;
                 }
-                permit = reserve(active_data.as_ref()), if self.held.is_some() => {
-                    if let (Some(permit), Some(payload)) = (permit, self.held.take()) {
+                permit = reserve(active_data.as_ref()), if self.outgoing.held.is_some() => {
+                    if let (Some(permit), Some(payload)) = (permit, self.outgoing.held.take()) {
                         permit.send(payload);
                     }
                 }
-                _ = stop.cancelled(), if !self.stopping => self.begin_stop(),
+                _ = stop.cancelled(), if !stopping => self.begin_stop(),
             }
         }
     }
@@ -316,8 +261,8 @@ impl Supervisor {
     /// Learns the peer's pairing before any other command is handled. A supervisor created by
     /// a pairing (restored at start, or made by the user) gets the record with that command;
     /// any other reads it from the trust store, here on the blocking pool, never in
-    /// [`super::Shared::route`]: that holds the registry lock, and a slow trust store must not
-    /// stall every other peer's routing and the [`super::Hub`] methods.
+    /// [`route`]: that holds the registry lock, and a slow trust store must not
+    /// stall every other peer's routing and the [`crate::hub::Hub`] methods.
     async fn load_pairing(&mut self) {
         let first = self.commands.try_recv().ok();
         if !first
@@ -363,96 +308,124 @@ impl Supervisor {
 
     // ----- commands ---------------------------------------------------------------------
 
+    /// One command from the rest of the hub, then the addresses and the visible state are
+    /// published again.
     fn handle_command(&mut self, command: Command) {
         match command {
-            Command::Incoming(new) => {
-                // The TLS handshake that was announced early has become this link.
-                self.incoming_seen = None;
-                self.add_link(new, Direction::Incoming, None);
-            }
-            Command::ClientCertificateSeen => {
-                self.incoming_seen = Some(tokio::time::Instant::now());
-                if self.we_decide() && self.live_links().count() > 0 {
-                    tracing::debug!(ski = %self.ski, "second connection in TLS: closing the older");
-                    self.cancel_dial();
-                    let older: Vec<LinkId> = self.live_links().map(|l| l.id).collect();
-                    for id in older {
-                        if let Some(link) = self.link_mut(id) {
-                            link.replaced = true;
-                        }
-                        self.close_link(id, CloseReason::Unspecific);
-                    }
-                    self.settled_double = true;
-                    self.shared.metrics.double_connection_replaced();
-                }
-            }
+            Command::Incoming(handover) => self.incoming(handover),
+            Command::ClientCertificateSeen => self.client_certificate_seen(),
             Command::Paired { peer, dial_now } => self.paired(peer, dial_now),
-            Command::Unpaired => {
-                self.pairing = None;
-                // A later pairing starts afresh (the device may have been replaced).
-                self.peer_ship_id = None;
-                self.cancel_dial();
-                self.backoff.reset();
-                let ids: Vec<LinkId> = self.links.iter().map(|l| l.id).collect();
-                for id in ids {
-                    self.close_link(id, CloseReason::RemovedConnection);
-                }
-            }
-            Command::Deny => {
-                let waiting = self.links_awaiting_trust();
-                for id in waiting {
-                    self.deny_link(id);
-                }
-            }
+            Command::Unpaired => self.unpaired(),
+            Command::Deny => self.deny_waiting(),
             Command::EnterPin(pin) => self.pin_entered(pin),
             Command::RefusePin => self.pin_refused(),
-            Command::Disconnect => {
-                let ids: Vec<LinkId> = self.live_links().map(|l| l.id).collect();
-                for id in ids {
-                    self.close_link(id, CloseReason::Unspecific);
-                }
-            }
-            Command::StaticAddress(address, path) => {
-                if let Err(error) = self.addresses.add_static(self.ski, address, &path) {
-                    tracing::warn!(ski = %self.ski, %error, "static address not usable");
-                }
-                self.schedule_dial();
-            }
+            Command::Disconnect => self.close_live_links(),
+            Command::StaticAddress(address, path) => self.static_address(address, &path),
             Command::Sighting {
                 instance,
                 host,
                 addresses,
                 path,
-            } => {
-                for address in &addresses {
-                    self.hosts.insert(address.ip(), host.clone());
-                }
-                if let Err(error) = self
-                    .addresses
-                    .record_sighting(self.ski, &instance, addresses, &path)
-                {
-                    tracing::debug!(ski = %self.ski, %error, "sighting not usable");
-                }
-                self.feed_running_dial(&instance, &host);
-                self.schedule_dial();
-            }
-            Command::SightingLost => {
-                let instances: Vec<String> = self
-                    .addresses
-                    .dial_candidates(&self.ski)
-                    .into_iter()
-                    .filter_map(|c| match c.source {
-                        AddressSource::Discovered { instance } => Some(instance),
-                        _ => None,
-                    })
-                    .collect();
-                for instance in instances {
-                    self.addresses.withdraw_instance(&instance);
-                }
-            }
+            } => self.sighting(&instance, &host, addresses, &path),
+            Command::SightingLost => self.sighting_lost(),
         }
         self.publish_addresses();
         self.refresh_visible();
+    }
+
+    /// The listener admitted a connection of this peer: the TLS handshake that was announced
+    /// early (if it was) has become this link.
+    fn incoming(&mut self, handover: Handover) {
+        self.double.incoming_seen = None;
+        self.take_over(handover, Direction::Incoming, None);
+    }
+
+    /// A connection of this peer is in its TLS handshake. The bigger-SKI side settles a double
+    /// connection now: the older links close, replaced by the incoming one (§7 rule 1).
+    fn client_certificate_seen(&mut self) {
+        self.double.incoming_seen = Some(tokio::time::Instant::now());
+        if !self.we_decide() || self.live_links().count() == 0 {
+            return;
+        }
+        tracing::debug!(ski = %self.ski, "second connection in TLS: closing the older");
+        self.cancel_dial();
+        let older: Vec<LinkId> = self.live_links().map(|l| l.id).collect();
+        for id in older {
+            self.close_link(id, CloseReason::Unspecific);
+            if let Some(link) = self.link_mut(id) {
+                link.ending = Ending::Replaced;
+            }
+        }
+        self.double.settled = true;
+        self.shared.metrics.double_connection_replaced();
+    }
+
+    /// The pairing was removed: every link closes and nothing is dialled any more.
+    fn unpaired(&mut self) {
+        self.pairing = None;
+        // A later pairing starts afresh (the device may have been replaced).
+        self.peer_ship_id = None;
+        self.cancel_dial();
+        self.backoff.reset();
+        let ids: Vec<LinkId> = self.links.iter().map(|l| l.id).collect();
+        for id in ids {
+            self.close_link(id, CloseReason::RemovedConnection);
+        }
+    }
+
+    /// The user refused the waiting pairing request.
+    fn deny_waiting(&mut self) {
+        for id in self.links_awaiting_trust() {
+            self.deny_link(id);
+        }
+    }
+
+    /// Closes every live link (a paired peer is redialled by the backoff rules).
+    fn close_live_links(&mut self) {
+        let ids: Vec<LinkId> = self.live_links().map(|l| l.id).collect();
+        for id in ids {
+            self.close_link(id, CloseReason::Unspecific);
+        }
+    }
+
+    /// A configured address to dial the peer at.
+    fn static_address(&mut self, address: SocketAddr, path: &str) {
+        if let Err(error) = self.addresses.add_static(self.ski, address, path) {
+            tracing::warn!(ski = %self.ski, %error, "static address not usable");
+        }
+        self.schedule_dial();
+    }
+
+    /// Discovery sees the peer: its addresses are learnt, and a running dial tries them next.
+    fn sighting(&mut self, instance: &str, host: &str, addresses: Vec<SocketAddr>, path: &str) {
+        for address in &addresses {
+            self.hosts.insert(address.ip(), host.to_owned());
+        }
+        if let Err(error) = self
+            .addresses
+            .record_sighting(self.ski, instance, addresses, path)
+        {
+            tracing::debug!(ski = %self.ski, %error, "sighting not usable");
+        }
+        self.feed_running_dial(instance, host);
+        self.schedule_dial();
+    }
+
+    /// Discovery lost the peer: its discovered addresses are withdrawn (they stay as a last
+    /// resort, §8).
+    fn sighting_lost(&mut self) {
+        let instances: Vec<String> = self
+            .addresses
+            .dial_candidates(&self.ski)
+            .into_iter()
+            .filter_map(|c| match c.source {
+                AddressSource::Discovered { instance } => Some(instance),
+                _ => None,
+            })
+            .collect();
+        for instance in instances {
+            self.addresses.withdraw_instance(&instance);
+        }
     }
 
     // ----- dialling ---------------------------------------------------------------------
@@ -462,10 +435,10 @@ impl Supervisor {
     /// the peer waits quietly in Queued until an address is learnt (a sighting, a static
     /// address, a pairing with a last address), which calls this again.
     fn schedule_dial(&mut self) {
-        if self.stopping
+        if self.stopping()
             || self.pairing.is_none()
             || self.addresses.dial_candidates(&self.ski).is_empty()
-            || !matches!(self.dial, Dial::Idle)
+            || !self.dial.is_idle()
             || self.live_links().count() > 0
         {
             return;
@@ -475,38 +448,38 @@ impl Supervisor {
         } else {
             self.backoff.next_delay(&mut self.rng)
         };
-        self.dial = Dial::Waiting(tokio::time::Instant::now() + delay);
+        self.dial = DialState::Waiting(tokio::time::Instant::now() + delay);
     }
 
+    /// The waiting dial is due: start the attempt over every candidate address.
     fn start_dial(&mut self) {
-        if self.live_links().count() > 0 || self.pairing.is_none() || self.stopping {
-            self.dial = Dial::Idle;
+        if self.live_links().count() > 0 || self.pairing.is_none() || self.stopping() {
+            self.dial = DialState::Idle;
             return;
         }
         let candidates = self.addresses.dial_candidates(&self.ski);
         if candidates.is_empty() {
             // Nothing to dial (see `schedule_dial`): not a failure.
-            self.dial = Dial::Idle;
+            self.dial = DialState::Idle;
             return;
         }
         let shared = self.shared.clone();
         let ski = self.ski;
         self.shared.metrics.dial_attempt();
         let (feed, more) = mpsc::unbounded_channel();
-        self.dial_feed = Some(feed);
-        let handle = self.shared.tracker.spawn(dial::dial(
+        let task = self.shared.tracker.spawn(dial::dial(
             shared,
             ski,
             candidates,
             self.hosts.clone(),
             more,
         ));
-        self.dial = Dial::Running(handle);
+        self.dial = DialState::Running { task, feed };
     }
 
     /// A running dial attempt also tries the addresses of a fresh sighting, next.
     fn feed_running_dial(&self, instance: &str, host: &str) {
-        let (Dial::Running(_), Some(feed)) = (&self.dial, &self.dial_feed) else {
+        let DialState::Running { feed, .. } = &self.dial else {
             return;
         };
         let fresh: Vec<(DialCandidate, String)> = self
@@ -524,23 +497,23 @@ impl Supervisor {
     }
 
     fn cancel_dial(&mut self) {
-        if let Dial::Running(handle) = &self.dial {
-            handle.abort();
+        if let DialState::Running { task, .. } = &self.dial {
+            task.abort();
         }
-        self.dial = Dial::Idle;
+        self.dial = DialState::Idle;
     }
 
+    /// The dial attempt ended: its connection becomes a link, or its failure is shown and the
+    /// next dial scheduled (or, while a replacement was awaited, the peer is disconnected).
     fn dial_finished(&mut self, result: Result<Dialled, DialError>) {
-        self.dial = Dial::Idle;
+        self.dial = DialState::Idle;
         match result {
             Ok(dialled) => {
-                let new = NewLink {
-                    runner: dialled.runner,
-                    remote: dialled.candidate.address,
-                    tls_suite: dialled.tls_suite,
-                    started: dialled.started,
-                };
-                self.add_link(new, Direction::Outgoing, Some(dialled.candidate));
+                self.take_over(
+                    dialled.handover,
+                    Direction::Outgoing,
+                    Some(dialled.candidate),
+                );
             }
             Err(error) => {
                 tracing::debug!(ski = %self.ski, %error, "dial failed");
@@ -551,7 +524,7 @@ impl Supervisor {
                     failure,
                     detailed: None,
                 });
-                if self.replacing.is_some() && self.links.is_empty() && !self.incoming_in_tls() {
+                if self.presence.replacing() && self.links.is_empty() && !self.incoming_in_tls() {
                     self.connection_lost(DisconnectReason::Dial(error));
                 } else {
                     self.schedule_dial();
@@ -563,10 +536,15 @@ impl Supervisor {
 
     // ----- shutdown ---------------------------------------------------------------------
 
+    fn stopping(&self) -> bool {
+        self.lifecycle == Lifecycle::Stopping
+    }
+
+    /// The hub shuts down: no more dials, every link closes.
     fn begin_stop(&mut self) {
-        self.stopping = true;
+        self.lifecycle = Lifecycle::Stopping;
         self.cancel_dial();
-        self.grace_deadline = None;
+        self.double.grace_until = None;
         let ids: Vec<LinkId> = self.links.iter().map(|l| l.id).collect();
         for id in ids {
             self.close_link(id, CloseReason::Unspecific);
@@ -578,8 +556,8 @@ impl Supervisor {
     fn try_retire(&mut self) -> bool {
         // An acceptance being stored makes the peer paired: wait for it (unless stopping).
         let idle = self.links.is_empty()
-            && matches!(self.dial, Dial::Idle)
-            && (self.stopping || (self.pairing.is_none() && self.accepting.is_none()));
+            && self.dial.is_idle()
+            && (self.stopping() || (self.pairing.is_none() && self.accepting.is_none()));
         if !idle {
             return false;
         }
@@ -607,17 +585,17 @@ impl Supervisor {
     }
 
     /// Moves every payload the application queued to link `id` (before it is closed), so the
-    /// close does not lose data that was accepted by [`super::Hub::send_data`].
+    /// close does not lose data that was accepted by [`crate::hub::Hub::send_data`].
     fn flush_data_to(&mut self, id: LinkId) {
         let Some(link) = self.links.iter().find(|l| l.id == id) else {
             return;
         };
-        let sender = link.channels.data.clone();
-        for payload in self
-            .held
+        let sender = link.data.clone();
+        let Outgoing { queue, held } = &mut self.outgoing;
+        for payload in held
             .take()
             .into_iter()
-            .chain(std::iter::from_fn(|| self.data_rx.try_recv().ok()))
+            .chain(std::iter::from_fn(|| queue.try_recv().ok()))
         {
             if sender.try_send(payload).is_err() {
                 tracing::warn!(ski = %self.ski, "outgoing queue full at close: data dropped");
@@ -639,25 +617,25 @@ impl Supervisor {
         self.shared.local_ski > self.ski
     }
 
-    fn live_links(&self) -> impl Iterator<Item = &Link> {
-        self.links.iter().filter(|l| !l.closing)
+    fn live_links(&self) -> impl Iterator<Item = &LinkHandle> {
+        self.links.iter().filter(|l| !l.closing())
     }
 
-    fn link_mut(&mut self, id: LinkId) -> Option<&mut Link> {
+    fn link_mut(&mut self, id: LinkId) -> Option<&mut LinkHandle> {
         self.links.iter_mut().find(|l| l.id == id)
     }
 
     /// The newest live link in data exchange: where outgoing data goes.
-    fn active_link(&self) -> Option<&Link> {
+    fn active_link(&self) -> Option<&LinkHandle> {
         self.live_links()
             .filter(|l| l.completed)
             .max_by_key(|l| l.started)
     }
 }
 
-async fn join_dial(dial: &mut Dial) -> Result<Dialled, DialError> {
+async fn join_dial(dial: &mut DialState) -> Result<Dialled, DialError> {
     match dial {
-        Dial::Running(handle) => match handle.await {
+        DialState::Running { task, .. } => match task.await {
             Ok(result) => result,
             Err(_) => Err(DialError::Cancelled),
         },
@@ -667,20 +645,18 @@ async fn join_dial(dial: &mut Dial) -> Result<Dialled, DialError> {
 
 /// The application's answer; a refusal if none will come (the callback panicked, or the
 /// dispatcher stopped).
-async fn wait_answer(
-    pending: &mut Option<(LinkId, oneshot::Receiver<PairingDecision>)>,
-) -> Option<(LinkId, PairingDecision)> {
+async fn wait_answer(pending: &mut Option<PendingAnswer>) -> Option<(LinkId, PairingDecision)> {
     match pending {
-        Some((id, rx)) => {
-            let answer = rx.await.unwrap_or(PairingDecision::Refuse);
-            Some((*id, answer))
+        Some(PendingAnswer { link, answer }) => {
+            let decision = answer.await.unwrap_or(PairingDecision::Refuse);
+            Some((*link, decision))
         }
         None => std::future::pending().await,
     }
 }
 
 async fn join_accepting(
-    accepting: &mut Option<JoinHandle<Result<PairedPeer, super::HubError>>>,
+    accepting: &mut Option<JoinHandle<Result<PairedPeer, HubError>>>,
 ) -> Result<PairedPeer, String> {
     match accepting {
         Some(handle) => match handle.await {

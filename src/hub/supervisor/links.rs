@@ -1,24 +1,66 @@
-//! The supervisor's links: admitting one, settling double connections, the pairing decision,
-//! and what happens when a link reaches data exchange or ends.
+//! The supervisor's links: taking a handover over as a link, settling double connections, the
+//! pairing decision, and what happens when a link reaches data exchange or ends.
 
 use super::visible::{failure_of, reason_of};
 use super::*;
 use crate::hub::inbound::Delivery;
 
 impl Supervisor {
-    pub(super) fn add_link(
+    /// Takes over a connection of this peer (accepted or dialled) as a new link: builds its
+    /// protocol engine, spawns its task and settles a double connection it makes.
+    pub(super) fn take_over(
         &mut self,
-        new: NewLink,
+        handover: Handover,
         direction: Direction,
         dialled: Option<DialCandidate>,
     ) {
-        if self.stopping {
-            // Admitted just before the stop: run it only to close it.
-        }
         let id = self.next_link;
         self.next_link += 1;
-        let trusted = self.pairing.is_some();
-        let auto = !trusted
+        self.auto_accept();
+        let trust = if self.pairing.is_some() {
+            Trust::Trusted
+        } else {
+            Trust::Pending
+        };
+        let Handover {
+            socket,
+            permits,
+            remote,
+            started,
+        } = handover;
+        let tls_suite = socket.tls_suite();
+        let (start, commands, data) = self.link_start(id, direction, trust, started);
+        let (state, detail) = (start.engine.state(), start.engine.detailed_state());
+        self.shared.tracker.spawn(link::run(socket, permits, start));
+        self.links.push(LinkHandle {
+            id,
+            direction,
+            started,
+            remote,
+            tls_suite,
+            dialled,
+            commands,
+            data,
+            state,
+            detail: Some(detail),
+            completed: false,
+            ending: Ending::Open,
+            ponged: true,
+            awaiting_trust: trust == Trust::Pending,
+            restricted: false,
+        });
+        if self.stopping() {
+            // Admitted just before the stop: run it only to close it.
+            self.close_link(id, CloseReason::Unspecific);
+            return;
+        }
+        self.arbitrate();
+    }
+
+    /// With auto-accept on, a peer that is not paired is paired as its connection is taken
+    /// over (before any SHIP message).
+    fn auto_accept(&mut self) {
+        let auto = self.pairing.is_none()
             && self
                 .shared
                 .auto_accept
@@ -30,16 +72,26 @@ impl Supervisor {
                 Err(error) => tracing::warn!(%error, "auto-accept: could not store the pairing"),
             }
         }
-        let trust = if self.pairing.is_some() {
-            Trust::Trusted
-        } else {
-            Trust::Pending
-        };
+    }
+
+    /// The protocol engine, parameters and channels of a new link `id`, and the supervisor's
+    /// ends of its command and data channels. A stranger gets less time: a short CMI wait and a
+    /// shorter backstop (admission).
+    fn link_start(
+        &self,
+        id: LinkId,
+        direction: Direction,
+        trust: Trust,
+        started: Instant,
+    ) -> (
+        LinkStart,
+        mpsc::UnboundedSender<LinkCommand>,
+        mpsc::Sender<Vec<u8>>,
+    ) {
         let role = match direction {
             Direction::Incoming => Role::Server,
             Direction::Outgoing => Role::Client,
         };
-        // A stranger gets less time: a short CMI wait and a shorter backstop (admission).
         let limits = &self.shared.config.limits;
         let mut config = self.shared.config.protocol.clone();
         let mut handshake_deadline = limits.handshake_deadline;
@@ -47,7 +99,7 @@ impl Supervisor {
             config.cmi_timeout = config.cmi_timeout.min(limits.unpaired_cmi_timeout);
             handshake_deadline = handshake_deadline.min(limits.unpaired_handshake_deadline);
         }
-        let mut connection = protocol::Connection::new(
+        let mut engine = protocol::Connection::new(
             ConnectionParams {
                 role,
                 local_ship_id: self.shared.config.ship_id.clone(),
@@ -57,54 +109,27 @@ impl Supervisor {
             },
             now(),
         );
-        connection.set_pin(self.pin_params());
-        let initial_state = connection.state();
-        let initial_detail = connection.detailed_state();
+        engine.set_pin(self.pin_params());
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
-        let (data_tx, data_rx) = mpsc::channel(self.shared.config.limits.max_queued_data.max(1));
+        let (data_tx, data_rx) = mpsc::channel(limits.max_queued_data.max(1));
         let setup = LinkSetup {
             id,
             keepalive_interval: self.shared.config.timers.keepalive_interval,
             keepalive_timeout: self.shared.config.timers.keepalive_timeout,
-            handshake_deadline: new.started + handshake_deadline,
+            handshake_deadline: started + handshake_deadline,
             abort: self.shared.abort.clone(),
             budget: self.inbound.clone(),
             max_message: self.shared.config.websocket.max_message_size,
-            stall_limit: self.shared.config.limits.max_inbound_stall,
+            stall_limit: limits.max_inbound_stall,
         };
-        let future = (new.runner)(LinkStart {
-            connection,
+        let start = LinkStart {
+            engine,
             setup,
             commands: commands_rx,
             data: data_rx,
             events: self.link_events_tx.clone(),
-        });
-        self.shared.tracker.spawn(future);
-        self.links.push(Link {
-            id,
-            direction,
-            started: new.started,
-            remote: new.remote,
-            tls_suite: new.tls_suite,
-            dialled,
-            channels: LinkChannels {
-                commands: commands_tx,
-                data: data_tx,
-            },
-            state: initial_state,
-            detail: Some(initial_detail),
-            completed: false,
-            closing: false,
-            replaced: false,
-            ponged: true,
-            awaiting_trust: trust == Trust::Pending,
-            restricted: false,
-        });
-        if self.stopping {
-            self.close_link(id, CloseReason::Unspecific);
-            return;
-        }
-        self.arbitrate();
+        };
+        (start, commands_tx, data_tx)
     }
 
     /// What the arbitration needs to know about the live links.
@@ -126,7 +151,7 @@ impl Supervisor {
             return;
         }
         self.shared.metrics.double_connection_replaced();
-        self.settled_double = true;
+        self.double.settled = true;
         match arbitration::on_new_link(self.shared.local_ski, self.ski, &facts) {
             Arbitration::Close(ids) => {
                 for id in ids {
@@ -137,10 +162,10 @@ impl Supervisor {
                 for id in ids {
                     if let Some(link) = self.link_mut(id) {
                         link.ponged = false;
-                        let _ = link.channels.commands.send(LinkCommand::Ping);
+                        let _ = link.commands.send(LinkCommand::Ping);
                     }
                 }
-                self.grace_deadline = Some(
+                self.double.grace_until = Some(
                     tokio::time::Instant::now() + self.shared.config.timers.double_connection_grace,
                 );
             }
@@ -148,7 +173,7 @@ impl Supervisor {
     }
 
     pub(super) fn grace_expired(&mut self) {
-        self.grace_deadline = None;
+        self.double.grace_until = None;
         let facts = self.link_facts();
         for id in arbitration::after_grace(&facts) {
             self.close_link(id, CloseReason::Unspecific);
@@ -169,7 +194,7 @@ impl Supervisor {
         let Some(link) = self.links.iter().find(|l| l.id == id) else {
             return;
         };
-        if !link.awaiting_trust || self.pending_answer.as_ref().is_some_and(|(p, _)| *p == id) {
+        if !link.awaiting_trust || self.pending_answer.as_ref().is_some_and(|p| p.link == id) {
             return;
         }
         let remote = link.remote;
@@ -189,36 +214,27 @@ impl Supervisor {
         self.shared
             .callbacks
             .push(CallbackEvent::PairingRequested(request, answer_tx));
-        self.pending_answer = Some((id, answer_rx));
+        self.pending_answer = Some(PendingAnswer {
+            link: id,
+            answer: answer_rx,
+        });
     }
 
     pub(super) fn approve_link(&mut self, id: LinkId) {
         if let Some(link) = self.link_mut(id) {
             link.awaiting_trust = false;
-            let _ = link.channels.commands.send(LinkCommand::Approve);
+            let _ = link.commands.send(LinkCommand::Approve);
         }
-        if self
-            .pending_answer
-            .as_ref()
-            .is_some_and(|(pending, _)| *pending == id)
-        {
-            self.pending_answer = None;
-        }
+        self.forget_answer(id);
     }
 
     pub(super) fn deny_link(&mut self, id: LinkId) {
         if let Some(link) = self.link_mut(id) {
             link.awaiting_trust = false;
-            link.closing = true;
-            let _ = link.channels.commands.send(LinkCommand::Deny);
+            link.ending = Ending::Closing;
+            let _ = link.commands.send(LinkCommand::Deny);
         }
-        if self
-            .pending_answer
-            .as_ref()
-            .is_some_and(|(pending, _)| *pending == id)
-        {
-            self.pending_answer = None;
-        }
+        self.forget_answer(id);
     }
 
     /// The application answered the pairing request of link `id` (an answer that comes after
@@ -295,10 +311,10 @@ impl Supervisor {
             self.flush_data_to(id);
         }
         if let Some(link) = self.link_mut(id)
-            && !link.closing
+            && !link.closing()
         {
-            link.closing = true;
-            let _ = link.channels.commands.send(LinkCommand::Close(reason));
+            link.ending = Ending::Closing;
+            let _ = link.commands.send(LinkCommand::Close(reason));
         }
     }
 
@@ -354,8 +370,12 @@ impl Supervisor {
         self.link_completed(id);
     }
 
+    /// Link `id` reached data exchange: a replacement is over, backoff and failure are reset,
+    /// and where the peer was reached is remembered with its pairing.
     fn link_completed(&mut self, id: LinkId) {
-        self.replacing = None;
+        if self.presence.replacing() {
+            self.presence = Presence::Connected;
+        }
         self.backoff.reset();
         self.last_failure = None;
         let Some(link) = self.links.iter().find(|l| l.id == id) else {
@@ -415,46 +435,36 @@ impl Supervisor {
         self.shared.store_later(peer);
     }
 
+    /// Link `id` ended. Unless a twin in data exchange lives on or a replacement is underway,
+    /// the peer lost its connection: its failure is shown and it is redialled.
     pub(super) fn link_ended(&mut self, id: LinkId, end: LinkEnd) {
         let Some(index) = self.links.iter().position(|l| l.id == id) else {
             return;
         };
         let link = self.links.remove(index);
-        if self
-            .pending_answer
-            .as_ref()
-            .is_some_and(|(pending, _)| *pending == id)
-        {
-            self.pending_answer = None;
-        }
-        let failure = failure_of(&end, link.closing, link.state);
+        self.forget_answer(id);
+        let failure = failure_of(&end, link.closing(), link.state);
         if let Some(failure) = &failure {
             self.shared.metrics.failure(failure.metric());
         }
-        let reason = reason_of(&end, link.closing);
-        if self.links.iter().any(|l| l.completed && !l.closing) {
+        let reason = reason_of(&end, link.closing());
+        if self.links.iter().any(|l| l.completed && !l.closing()) {
             // A twin in data exchange lives on: this one merely lost the arbitration.
             return;
         }
-        if self.visible.connected && !self.stopping {
-            // A replacement is underway: a live link; the incoming connection that made us close
-            // this one (still in TLS + WebSocket, so not yet a link); or, when the peer closed
-            // this one, our own dial or any incoming handshake of this SKI.
-            let replacement_underway = self.live_links().count() > 0
-                || (link.replaced && self.incoming_in_tls())
-                || (!link.closing
-                    && (matches!(self.dial, Dial::Running(_)) || self.incoming_in_tls()));
-            if link.completed && replacement_underway {
+        if self.presence.connected() && !self.stopping() {
+            let underway = self.replacement_underway(&link);
+            if link.completed && underway {
                 // The peer replaced this connection (double connection settled by the
                 // bigger-SKI side, or a restarted peer): it stays "connected" while the
                 // replacement completes its handshake (§7 rule 5).
                 let deadline = tokio::time::Instant::now()
                     + self.shared.config.limits.transport_handshake_timeout
                     + self.shared.config.protocol.handshake_wait * 4;
-                self.replacing = Some((deadline, reason));
+                self.presence = Presence::Replacing(Replacement { deadline, reason });
                 return;
             }
-            if self.replacing.is_some() && replacement_underway {
+            if self.presence.replacing() && underway {
                 return;
             }
         }
@@ -468,5 +478,21 @@ impl Supervisor {
             });
         }
         self.connection_lost(reason);
+    }
+
+    /// Whether another connection is on its way to replace `ended`: a live link; the incoming
+    /// connection that made us close it (still in TLS + WebSocket, so not yet a link); or, when
+    /// the peer closed it, our own dial or any incoming handshake of this SKI.
+    fn replacement_underway(&self, ended: &LinkHandle) -> bool {
+        self.live_links().count() > 0
+            || (ended.ending == Ending::Replaced && self.incoming_in_tls())
+            || (!ended.closing() && (self.dial.is_running() || self.incoming_in_tls()))
+    }
+
+    /// The pairing question asked for link `id`, if any, is moot now.
+    fn forget_answer(&mut self, id: LinkId) {
+        if self.pending_answer.as_ref().is_some_and(|p| p.link == id) {
+            self.pending_answer = None;
+        }
     }
 }

@@ -145,7 +145,7 @@ impl Supervisor {
 
     fn send_pin_command(&mut self, id: LinkId, command: LinkCommand) {
         if let Some(link) = self.link_mut(id) {
-            let _ = link.channels.commands.send(command);
+            let _ = link.commands.send(command);
         }
     }
 }

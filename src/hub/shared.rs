@@ -1,0 +1,159 @@
+//! The state the hub's tasks share ([`Shared`]), and what each supervisor publishes about its
+//! peer ([`PeerStatus`], [`ConnectionInfo`]) for the [`crate::hub::Hub`] handle to read without
+//! asking it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::admission::Admission;
+use super::callbacks::CallbackQueue;
+use super::config::HubConfig;
+use super::errors::HubError;
+use super::handover::Command;
+use super::metrics::HubMetrics;
+use super::pairing_service::ServiceState;
+use super::trust::{PairedPeer, TrustStore};
+use crate::protocol::ConnectionState;
+use crate::transport::{ShipTls, TlsSuite};
+use crate::{ShipId, Ski};
+
+/// What a supervisor publishes about its peer, read by [`crate::hub::Hub`] methods without asking it.
+#[derive(Debug, Clone)]
+pub(crate) struct PeerStatus {
+    /// The state the application sees.
+    pub(crate) state: ConnectionState,
+    /// The application was told `connected` (and not `disconnected` since).
+    pub(crate) connected: bool,
+    /// The peer's SHIP ID, once known.
+    pub(crate) ship_id: Option<ShipId>,
+    /// A pairing request of the peer waits for the user's decision.
+    pub(crate) pending_request: bool,
+    /// The peer's connections, for [`crate::hub::Hub::connections`].
+    pub(crate) connections: Vec<ConnectionInfo>,
+}
+
+/// Which side opened a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Direction {
+    /// The peer dialled us (we are the SHIP server).
+    Incoming,
+    /// We dialled the peer (we are the SHIP client).
+    Outgoing,
+}
+
+/// One live connection to a peer, as [`crate::hub::Hub::connections`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionInfo {
+    /// Who opened it.
+    pub direction: Direction,
+    /// The peer's address.
+    pub remote: SocketAddr,
+    /// The connection's own protocol state.
+    pub state: ConnectionState,
+    /// A close was requested (it is on its way out).
+    pub closing: bool,
+    /// The TLS 1.2 cipher suite negotiated on this connection (`None` only if the TLS stack
+    /// reported none, e.g. TLS 1.3, which SHIP peers do not speak).
+    pub tls_suite: Option<TlsSuite>,
+    /// This node's PIN is optional (`HubConfig::pin_requirement`) and the peer has not sent it:
+    /// data flows, but the application should restrict what the peer may do (SHIP §13.4.4.3).
+    pub pin_restricted: bool,
+}
+
+/// The registry's entry for one peer: how to reach its supervisor.
+pub(crate) struct PeerEntry {
+    /// Boxed: a queue allocates room for 32 entries up front, and `Command`'s largest variants
+    /// made that about 3.8 KiB per peer (docs/performance.md).
+    pub(crate) commands: mpsc::UnboundedSender<Box<Command>>,
+    pub(crate) status: watch::Receiver<PeerStatus>,
+    pub(crate) data: mpsc::Sender<Vec<u8>>,
+}
+
+/// State shared by the hub's tasks. Locks inside are short and never held across an await or
+/// a callback.
+pub(crate) struct Shared {
+    pub(crate) config: HubConfig,
+    pub(crate) local_ski: Ski,
+    pub(crate) tls: ShipTls,
+    pub(crate) registry: Mutex<HashMap<Ski, PeerEntry>>,
+    pub(crate) trust: Arc<dyn TrustStore>,
+    pub(crate) callbacks: CallbackQueue,
+    pub(crate) connections: Arc<Semaphore>,
+    /// Handshake and strangers' slots of incoming connections, and the addresses of paired
+    /// peers that may take the reserved handshake slots.
+    pub(crate) admission: Admission,
+    pub(crate) metrics: HubMetrics,
+    pub(crate) tracker: TaskTracker,
+    /// Shutdown phase 1: the listener and admissions stop.
+    pub(crate) stop_accepting: CancellationToken,
+    /// Shutdown phases 3–4: supervisors cancel dials and close their links.
+    pub(crate) stop: CancellationToken,
+    /// The shutdown deadline passed: links drop their sockets at once.
+    pub(crate) abort: CancellationToken,
+    pub(crate) auto_accept: AtomicBool,
+    /// Seeds for the supervisors' random number generators (backoff jitter).
+    pub(crate) seeds: Mutex<rand::rngs::StdRng>,
+    /// Updates of stored pairings (last address, SHIP ID, last seen), applied in order by the
+    /// trust writer task.
+    pub(crate) trust_writes: mpsc::UnboundedSender<PairedPeer>,
+    /// The SHIP Pairing Service, when configured.
+    pub(crate) pairing_service: Option<ServiceState>,
+}
+
+impl Shared {
+    /// Stores `ski` as paired because its pairing request was accepted ([`crate::hub::Hub::approve`], or
+    /// the application's [`crate::hub::PairingDecision::Accept`]): its stored record if it has one,
+    /// else a new one, with `ship_id` (the SHIP ID it proved, if any) filled in when the record
+    /// has none. Written before the peer is told: a pairing accepted either way survives a
+    /// restart alike.
+    pub(crate) fn store_approval(
+        &self,
+        ski: Ski,
+        ship_id: Option<ShipId>,
+    ) -> Result<PairedPeer, HubError> {
+        let mut peer = self
+            .trust
+            .get(&ski)?
+            .unwrap_or_else(|| PairedPeer::new(ski));
+        if peer.ship_id.is_none() {
+            peer.ship_id = ship_id;
+        }
+        self.trust.upsert(peer.clone())?;
+        Ok(peer)
+    }
+
+    /// Queues an update of a stored pairing for the trust writer. The update is skipped if
+    /// the pairing was removed meanwhile (an unpair is never undone by a late update).
+    pub(crate) fn store_later(&self, peer: PairedPeer) {
+        let _ = self.trust_writes.send(peer);
+    }
+
+    /// The status the supervisor of `ski` published last, if it has one.
+    pub(crate) fn status(&self, ski: &Ski) -> Option<PeerStatus> {
+        let registry = self.registry.lock().expect("registry lock");
+        registry.get(ski).map(|entry| entry.status.borrow().clone())
+    }
+}
+
+impl Shared {
+    /// Delivers a command to the existing supervisor of `ski` (never creates one: that is
+    /// [`crate::hub::supervisor::route`]).
+    pub(crate) fn route_existing(&self, ski: Ski, command: Command) -> Result<(), HubError> {
+        let registry = self.registry.lock().expect("registry lock");
+        match registry.get(&ski) {
+            Some(entry) => entry
+                .commands
+                .send(Box::new(command))
+                .map_err(|_| HubError::NotConnected(ski)),
+            None => Err(HubError::NotConnected(ski)),
+        }
+    }
+}
