@@ -550,3 +550,60 @@ fn outgoing_dial_beyond_the_connection_cap_fails_with_a_typed_error() {
         }
     });
 }
+
+/// `pair` for a peer that is already connected asks for an immediate dial that is not needed.
+/// That request must not linger: the redial after the connection ends still waits its backoff
+/// delay (here the only tier is exactly 5 s, so a skipped backoff would show as a gap of 0).
+#[test]
+fn pairing_again_while_connected_does_not_skip_the_next_backoff() {
+    paused_runtime().block_on(async {
+        let lan = MemoryLan::new();
+        let (a_id, b_id) = ordered_identities();
+        let (a_ski, b_ski) = (a_id.ski(), b_id.ski());
+        let five = Duration::from_secs(5);
+        let ra = Recorder::new();
+        let mut config = lan_config(&lan, 1, a_id, &ra);
+        config.timers.reconnect =
+            BackoffTiers::new(vec![BackoffTier::new(five, five).unwrap()]).unwrap();
+        let a = start(config).await;
+        let rb = Recorder::new();
+        let b = start(lan_config(&lan, 2, b_id, &rb)).await;
+        b.pair(a_ski, None).unwrap();
+        a.pair_at(b_ski, None, Some(lan_addr(2))).unwrap();
+        assert!(
+            ra.wait_for(Duration::from_secs(30), |s| *s == Seen::Connected(b_ski))
+                .await,
+            "{:?}",
+            ra.all()
+        );
+        a.pair(b_ski, None).unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        b.shutdown().await;
+        assert!(
+            ra.wait_for(
+                Duration::from_secs(30),
+                |s| matches!(s, Seen::Disconnected(k, _) if *k == b_ski)
+            )
+            .await
+        );
+        tokio::time::sleep(Duration::from_secs(30)).await;
+
+        let timed = ra.timed();
+        let ended = timed
+            .iter()
+            .find(|(_, s)| matches!(s, Seen::Disconnected(k, _) if *k == b_ski))
+            .map(|(t, _)| *t)
+            .unwrap();
+        let redial = timed
+            .iter()
+            .find(|(t, s)| *t >= ended && *s == Seen::State(b_ski, ConnectionState::Initiated))
+            .map(|(t, _)| *t)
+            .expect("A dials B again");
+        let gap = redial - ended;
+        assert!(
+            gap >= five && gap <= five + Duration::from_millis(100),
+            "the redial went out {gap:?} after the disconnect, not after the 5 s backoff"
+        );
+        a.shutdown().await;
+    });
+}

@@ -367,6 +367,7 @@ impl Supervisor {
         self.peer_ship_id = None;
         self.cancel_dial();
         self.backoff.reset();
+        self.dial_soon = false;
         let ids: Vec<LinkId> = self.links.iter().map(|l| l.id).collect();
         for id in ids {
             self.close_link(id, CloseReason::RemovedConnection);

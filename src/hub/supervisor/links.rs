@@ -257,7 +257,10 @@ impl Supervisor {
 
     /// The peer is paired now (stored already): a waiting pairing request is approved.
     pub(super) fn paired(&mut self, peer: PairedPeer, dial_now: bool) {
-        self.dial_soon |= dial_now;
+        // An immediate dial is asked for a peer not yet reached; for one that is connected it
+        // would only skip the backoff of the redial after this connection ends.
+        let connected = self.live_links().any(|l| l.completed);
+        self.dial_soon |= dial_now && !connected;
         if let Some(address) = peer.last_address {
             let _ = self
                 .addresses
@@ -371,13 +374,17 @@ impl Supervisor {
     }
 
     /// Link `id` reached data exchange: a replacement is over, backoff and failure are reset,
-    /// and where the peer was reached is remembered with its pairing.
+    /// a pending request for an immediate dial is fulfilled, and where the peer was reached is
+    /// remembered with its pairing.
     fn link_completed(&mut self, id: LinkId) {
         if self.presence.replacing() {
             self.presence = Presence::Connected;
         }
         self.backoff.reset();
         self.last_failure = None;
+        // A request for an immediate dial (`pair`) is fulfilled by this connection: the redial
+        // after it ends waits its backoff delay like any other.
+        self.dial_soon = false;
         let Some(link) = self.links.iter().find(|l| l.id == id) else {
             return;
         };
