@@ -43,20 +43,33 @@ fn main() -> ExitCode {
             ErrorKind::DisplayHelp
             | ErrorKind::DisplayVersion
             | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => error.exit(),
-            _ => {
-                let text = error.to_string();
-                let first = text.lines().next().unwrap_or("invalid command line");
-                return fail(&GatewayError::Usage(format!(
-                    "{} (see --help)",
-                    first.trim_start_matches("error: ")
-                )));
-            }
+            _ => return fail(&GatewayError::Usage(usage_line(&error.to_string()))),
         },
     };
     match execute(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(&error),
     }
+}
+
+/// A command-line error as one line: clap's first line, with the items it lists below a line
+/// that ends in `:` (the missing arguments, say) brought up into it.
+fn usage_line(text: &str) -> String {
+    let mut lines = text.lines();
+    let first = lines
+        .next()
+        .unwrap_or("invalid command line")
+        .trim_start_matches("error: ");
+    let mut line = first.to_owned();
+    if first.ends_with(':') {
+        let items: Vec<&str> = lines
+            .take_while(|l| l.starts_with(char::is_whitespace) && !l.trim().is_empty())
+            .map(str::trim)
+            .collect();
+        line.push(' ');
+        line.push_str(&items.join(", "));
+    }
+    format!("{line} (see --help)")
 }
 
 fn fail(error: &GatewayError) -> ExitCode {
@@ -129,4 +142,33 @@ fn init_logging(verbose: u8, quiet: bool) {
         .with_ansi(colour)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage_error(args: &[&str]) -> String {
+        let error = Cli::try_parse_from(args).expect_err("a usage error");
+        usage_line(&error.to_string())
+    }
+
+    #[test]
+    fn a_missing_argument_is_named_in_the_one_line_error() {
+        assert_eq!(
+            usage_error(&["ship-gateway", "pair"]),
+            "the following required arguments were not provided: <SKI> (see --help)"
+        );
+    }
+
+    #[test]
+    fn a_one_line_clap_error_is_kept_as_it_is() {
+        let line = usage_error(&["ship-gateway", "pair", "--frobnicate"]);
+        assert!(
+            line.starts_with("unexpected argument '--frobnicate' found")
+                && line.ends_with(" (see --help)"),
+            "{line}"
+        );
+        assert_eq!(line.lines().count(), 1);
+    }
 }
