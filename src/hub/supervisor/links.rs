@@ -259,8 +259,7 @@ impl Supervisor {
     pub(super) fn paired(&mut self, peer: PairedPeer, dial_now: bool) {
         // An immediate dial is asked for a peer not yet reached; for one that is connected it
         // would only skip the backoff of the redial after this connection ends.
-        let connected = self.live_links().any(|l| l.completed);
-        self.dial_soon |= dial_now && !connected;
+        self.dial_soon |= dial_now && !self.presence.connected();
         if let Some(address) = peer.last_address {
             let _ = self
                 .addresses
