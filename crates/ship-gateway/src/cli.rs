@@ -98,6 +98,9 @@ pub(crate) enum Command {
         /// The peer's SKI.
         ski: Ski,
     },
+    /// Print a one-time login link for the running gateway's web console (`--http`): opened
+    /// within two minutes, it logs the browser in without the token.
+    Console,
     /// Send one data message (a JSON SPINE payload) to a connected peer through the running
     /// gateway.
     Send {
@@ -163,12 +166,13 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     pub(crate) ask: bool,
     /// Serve the HTTP API and the web console on this address, e.g. `127.0.0.1:4780`
-    /// (docs/gateway.md, "HTTP API"). Off by default. Any address but a loopback one needs
-    /// `--http-token-file`.
+    /// (docs/gateway.md, "HTTP API"). Off by default. Every request needs the token (or a
+    /// session): `--http-token-file`'s, else the gateway's own in DATA_DIR/http-token.
     #[arg(long, value_name = "ADDR:PORT")]
     pub(crate) http: Option<std::net::SocketAddr>,
     /// A file holding the token (one line, at least 16 characters) that every HTTP request
-    /// must carry (`Authorization: Bearer TOKEN`, or the console's login).
+    /// must carry (`Authorization: Bearer TOKEN`, or the console's login); readable by the
+    /// gateway's user or group only. Default: DATA_DIR/http-token, made at the first start.
     #[arg(long, value_name = "FILE")]
     pub(crate) http_token_file: Option<std::path::PathBuf>,
     /// Most incoming TLS/WebSocket handshakes in progress at once from one source address.
@@ -211,10 +215,14 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) pairing_secret_file: Option<std::path::PathBuf>,
     /// This gateway's PIN (8 to 16 hex digits): peers must send it before data exchange (SHIP
-    /// PIN verification, docs/pairing.md). Prefer the config file's `pin`: a command line is
-    /// visible to other users.
+    /// PIN verification, docs/pairing.md). Prefer `--pin-file` (or `pin_file`): a command line
+    /// is visible to other users.
     #[arg(long, value_name = "PIN")]
     pub(crate) pin: Option<String>,
+    /// A file holding this gateway's PIN (8 to 16 hex digits), readable by the gateway's user or
+    /// group only (a file every user can read is refused).
+    #[arg(long, value_name = "FILE", conflicts_with = "pin")]
+    pub(crate) pin_file: Option<std::path::PathBuf>,
     /// With --pin: data flows at once, the peer stays restricted until it sent the PIN.
     #[arg(long)]
     pub(crate) pin_optional: bool,

@@ -1,6 +1,8 @@
 //! How the command line reaches a running gateway: a unix socket in the data dir that serves
 //! the gateway's HTTP API (the same routes as `--http`, without the token: the socket's mode
-//! already restricts it to the gateway's owner).
+//! already restricts it to the gateway's owner; it alone makes one-time login links for the
+//! console, `ship-gateway console`). A request's body must arrive within the idle timeout of
+//! its headers.
 //!
 //! * The running gateway holds an exclusive `flock` on `gateway.lock` for its whole life and
 //!   serves `control.sock` (mode 0600).
@@ -137,6 +139,7 @@ impl ControlServer {
                             stream,
                             first.to_vec(),
                             server.api.clone(),
+                            idle_timeout,
                             idle_timeout,
                         )
                         .await;

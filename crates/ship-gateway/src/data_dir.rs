@@ -7,6 +7,8 @@
 //! <data dir>/gateway.lock          held by the running gateway for its whole life
 //! <data dir>/control.sock          the running gateway's control socket (mode 0600)
 //! <data dir>/ship_id               this gateway's SHIP ID, chosen at the first `run`
+//! <data dir>/http-token            the HTTP API's own token (mode 0600), made at the first
+//!                                  `run --http` without `http_token_file`
 //! ```
 //!
 //! The directory must belong to the running user and be writable by nobody else; none of these
@@ -180,6 +182,32 @@ impl DataDir {
                 write_new(&self.path.join(".ship_id.tmp"), &path, &format!("{id}\n"))
                     .map_err(|e| error(format!("cannot store the SHIP ID: {e}")))?;
                 Ok(id)
+            }
+            Err(e) => Err(error(format!("cannot read it: {e}"))),
+        }
+    }
+
+    /// The HTTP API's own token, used when no `http_token_file` is given: read from
+    /// `http-token`, or made there (256 random bits as 64 hex digits, mode 0600) when missing.
+    /// Returns the token and the file.
+    pub(crate) fn http_token(&self) -> Result<(String, PathBuf), GatewayError> {
+        let path = self.path.join("http-token");
+        let error = |reason: String| GatewayError::DataDir {
+            path: path.clone(),
+            reason,
+        };
+        match read_no_follow(&path) {
+            Ok(text) => Ok((text.trim().to_owned(), path)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let token = crate::api::auth::random_hex(32)
+                    .map_err(|()| error("no random numbers from the system".into()))?;
+                write_new(
+                    &self.path.join(".http-token.tmp"),
+                    &path,
+                    &format!("{token}\n"),
+                )
+                .map_err(|e| error(format!("cannot store the HTTP token: {e}")))?;
+                Ok((token, path))
             }
             Err(e) => Err(error(format!("cannot read it: {e}"))),
         }

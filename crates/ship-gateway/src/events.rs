@@ -373,7 +373,7 @@ impl EventLog {
     }
 
     /// The same, writing to `out` instead of stdout.
-    fn with_output(json: bool, out: Box<dyn Write + Send>) -> std::io::Result<EventLog> {
+    pub(crate) fn with_output(json: bool, out: Box<dyn Write + Send>) -> std::io::Result<EventLog> {
         let shared = Arc::new(Shared {
             json,
             queue: Mutex::new(Queue::default()),

@@ -1,7 +1,7 @@
 //! `ship-gateway`: the SHIP gateway a Raspberry Pi runs.
 //!
 //! Subcommands: `run` (the gateway), `ski`, `qr`, `discover`, `pair`, `unpair`, `list`, `send`,
-//! `status`, `watch`, `approve`, `deny`, `disconnect`. See `docs/gateway.md` for the manual, the configuration file, the JSON event schema and the
+//! `status`, `watch`, `approve`, `deny`, `disconnect`, `console`. See `docs/gateway.md` for the manual, the configuration file, the JSON event schema and the
 //! systemd unit.
 //!
 //! Every failure is one line on stderr (`ship-gateway: <what went wrong>`) and a non-zero exit
@@ -22,6 +22,7 @@ mod events;
 mod prompt;
 mod qr;
 mod run;
+mod secrets;
 mod settings;
 mod status;
 mod store;
@@ -115,6 +116,7 @@ fn execute(cli: Cli) -> Result<(), GatewayError> {
         Command::Approve { ski } => status::decide(data_dir, ski, true),
         Command::Deny { ski } => status::decide(data_dir, ski, false),
         Command::Disconnect { ski } => status::disconnect(data_dir, ski),
+        Command::Console => status::console(data_dir, json),
         Command::Send { ski, payload } => commands::send(data_dir, ski, payload),
     }
 }

@@ -14,10 +14,10 @@ use ship_hub::identity::Identity;
 use ship_hub::pairing_service::PairingSecret;
 use ship_hub::{ShipId, Ski};
 
-use crate::api::auth::Access;
+use crate::api::auth::{Access, Auth};
 use crate::api::bus::{BusLimits, EventBus};
 use crate::api::live::Live;
-use crate::api::{self, ApiState, HttpLimits};
+use crate::api::{self, ApiState};
 use crate::callbacks::GatewayCallbacks;
 use crate::control::{self, ControlServer};
 use crate::data_dir::{self, DataDir};
@@ -112,13 +112,11 @@ fn device_info(settings: &RunSettings) -> Result<DeviceInfo, GatewayError> {
     Ok(info)
 }
 
-/// Reads the SHIP Pairing Service secret (hex; whitespace and `-` ignored). The error names the
-/// file, never its content.
+/// Reads the SHIP Pairing Service secret (hex; whitespace and `-` ignored) from a secret file
+/// (`crate::secrets`: refused when every user may read it). The error names the file, never its
+/// content.
 fn read_pairing_secret(path: &std::path::Path) -> Result<PairingSecret, GatewayError> {
-    let text = std::fs::read_to_string(path).map_err(|source| GatewayError::Io {
-        what: format!("reading the pairing secret file {}", path.display()),
-        source,
-    })?;
+    let text = crate::secrets::read(path, "pairing_secret_file")?;
     PairingSecret::from_hex(&text).map_err(|error| {
         GatewayError::Setting(format!("pairing_secret_file {}: {error}", path.display()))
     })
@@ -177,12 +175,17 @@ async fn serve(
     } else {
         None
     };
-    // The HTTP API: its access rule and its socket before anything else starts, so that a
-    // missing token or a taken port is a clear error at once.
+    // The HTTP API: its token and its socket before anything else starts, so that a bad token
+    // file or a taken port is a clear error at once.
     let http = match settings.http {
         Some(address) => {
-            let access = Access::configure(address, settings.http_token_file.as_deref())?;
-            let listener = tokio::net::TcpListener::bind(address)
+            let auth = Auth::configure(
+                settings.http_token_file.as_deref(),
+                &dir,
+                settings.auth_limits,
+                log.clone(),
+            )?;
+            let listener = api::bind(address)
                 .await
                 .map_err(|source| match source.kind() {
                     std::io::ErrorKind::AddrInUse => GatewayError::PortInUse { addr: address },
@@ -191,7 +194,8 @@ async fn serve(
                         source,
                     },
                 })?;
-            Some((listener, access))
+            let address = listener.local_addr().unwrap_or(address);
+            Some((listener, address, Arc::new(auth)))
         }
         None => None,
     };
@@ -291,6 +295,11 @@ async fn serve(
     };
     let _ = hub_cell.set(hub.clone());
 
+    for message in &settings.warnings {
+        log.emit(Event::Warning {
+            message: message.clone(),
+        });
+    }
     if settings.auto_accept {
         let message = "auto-accept is ON: every device that connects is trusted without asking; \
                        anyone on this network can pair with this gateway (see docs/pairing.md)";
@@ -302,7 +311,11 @@ async fn serve(
 
     let started_at = std::time::Instant::now();
     let qr = qr_of(ski, &ship_id, &settings);
-    let api_state = |access: Access| {
+    let http_auth = http
+        .as_ref()
+        .map(|(_, address, auth)| (*address, auth.clone()));
+    let http_limits = settings.http_limits;
+    let api_state = |access: Access, conns: Option<Arc<api::conns::Conns>>| {
         Arc::new(ApiState {
             hub: hub.clone(),
             trust: trust.clone(),
@@ -311,8 +324,12 @@ async fn serve(
             bus: bus.clone(),
             ship_id: ship_id.clone(),
             started: started_at,
-            limits: HttpLimits::default(),
+            limits: http_limits,
             access,
+            auth: http_auth.as_ref().map(|(_, auth)| auth.clone()),
+            http: http_auth.as_ref().map(|(address, _)| *address),
+            streams: Arc::new(tokio::sync::Semaphore::new(http_limits.event_streams)),
+            conns,
             qr: qr.clone(),
         })
     };
@@ -325,7 +342,7 @@ async fn serve(
         Ok(listener) => {
             let server = Arc::new(ControlServer {
                 limits: settings.control,
-                api: api::router(api_state(Access::Socket)),
+                api: api::router(api_state(Access::Socket, None)),
             });
             Some(tokio::spawn(server.serve(listener)))
         }
@@ -340,11 +357,11 @@ async fn serve(
         }
     };
 
-    let http_task = http.map(|(listener, access)| {
-        let address = listener.local_addr().unwrap_or(hub.local_addr());
+    let http_task = http.map(|(listener, address, _)| {
+        let conns = api::conns(&http_limits);
         (
             address,
-            tokio::spawn(api::serve(listener, api_state(access))),
+            tokio::spawn(api::serve(listener, api_state(Access::Http, Some(conns)))),
         )
     });
 

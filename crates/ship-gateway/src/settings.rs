@@ -16,7 +16,8 @@
 //! http_token_file = "/etc/ship-gateway/http-token"   # required unless `http` is loopback
 //! tls_suites = ["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256"]
 //! pairing_secret_file = "/etc/ship-gateway/pairing-secret"
-//! pin = ""             # this gateway's PIN (8-16 hex digits): peers must send it; "" = none
+//! pin_file = "/etc/ship-gateway/pin"   # this gateway's PIN (8-16 hex digits), mode 0640
+//! pin = ""             # the same inline: only in a file no other user can read; "" = none
 //! pin_optional = false # with a PIN: data flows at once, the peer is restricted until it sends it
 //!
 //! [device]
@@ -38,6 +39,16 @@
 //! max_message_bytes = 102400
 //! control_connections = 16
 //! control_idle_timeout_secs = 30
+//! http_connections = 64
+//! http_untrusted_connections = 16
+//! http_untrusted_per_address = 8
+//! http_header_timeout_secs = 10
+//! http_body_timeout_secs = 10
+//! http_event_streams = 8
+//! http_session_secs = 43200
+//! http_login_link_secs = 120
+//! http_free_failures = 5
+//! http_failure_delay_max_secs = 60
 //! ```
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -50,6 +61,9 @@ use ship_hub::protocol::{Pin, PinRequirement};
 use ship_hub::transport::{TlsSuite, parse_tls_suites};
 use ship_hub::{ShipId, Ski};
 
+use crate::api::HttpLimits;
+use crate::api::attempts::AttemptLimits;
+use crate::api::auth::AuthLimits;
 use crate::cli::RunArgs;
 use crate::control::{ControlLimits, DEFAULT_CONTROL_CONNECTIONS, DEFAULT_CONTROL_IDLE_TIMEOUT};
 use crate::error::GatewayError;
@@ -75,6 +89,7 @@ struct FileConfig {
     tls_suites: Option<Vec<String>>,
     pairing_secret_file: Option<PathBuf>,
     pin: Option<String>,
+    pin_file: Option<PathBuf>,
     pin_optional: Option<bool>,
     http: Option<SocketAddr>,
     http_token_file: Option<PathBuf>,
@@ -111,6 +126,16 @@ struct LimitsSection {
     max_message_bytes: Option<usize>,
     control_connections: Option<usize>,
     control_idle_timeout_secs: Option<u64>,
+    http_connections: Option<usize>,
+    http_untrusted_connections: Option<usize>,
+    http_untrusted_per_address: Option<usize>,
+    http_header_timeout_secs: Option<u64>,
+    http_body_timeout_secs: Option<u64>,
+    http_event_streams: Option<usize>,
+    http_session_secs: Option<u64>,
+    http_login_link_secs: Option<u64>,
+    http_free_failures: Option<u32>,
+    http_failure_delay_max_secs: Option<u64>,
 }
 
 /// A peer given on the command line or in the file: trusted and dialled at `address`.
@@ -201,8 +226,14 @@ pub(crate) struct RunSettings {
     pub(crate) pin_requirement: PinRequirement,
     /// Where to serve the HTTP API (`None`: not served).
     pub(crate) http: Option<SocketAddr>,
-    /// The token file of the HTTP API.
+    /// The token file of the HTTP API (`None`: the gateway's own, in the data dir).
     pub(crate) http_token_file: Option<PathBuf>,
+    /// The HTTP server's connection slots, deadlines and event streams.
+    pub(crate) http_limits: HttpLimits,
+    /// Sessions, login links and the delay of failed attempts.
+    pub(crate) auth_limits: AuthLimits,
+    /// Warnings to log at the start (a secret given on the command line).
+    pub(crate) warnings: Vec<String>,
     /// Pairing requests wait for `approve`/`deny` without a terminal.
     pub(crate) ask: bool,
     /// How long a device a person unpaired or denied is refused without asking.
@@ -244,12 +275,113 @@ impl RunSettings {
             Err(e) => Err(GatewayError::Setting(e.to_string())),
         })
         .transpose()?;
-        let pin = match args.pin.as_deref().or(file.pin.as_deref()) {
+        let mut warnings = Vec::new();
+        let pin_file = args.pin_file.as_ref().or(file.pin_file.as_ref());
+        let inline_pin = file.pin.as_deref().filter(|p| !p.is_empty());
+        if let (Some(config), Some(_)) = (&args.config, inline_pin) {
+            refuse_a_readable_pin(config)?;
+        }
+        let pin_text = match (args.pin.as_deref(), pin_file, inline_pin) {
+            (Some(_), Some(_), _) | (_, Some(_), Some(_)) => {
+                return Err(GatewayError::Setting(
+                    "give the PIN once: pin_file, or pin (--pin), not both".into(),
+                ));
+            }
+            (Some(text), None, _) => {
+                if !text.is_empty() {
+                    warnings.push(
+                        "the PIN given with --pin can be read by every user of this machine                          (in the process list): keep it in pin_file instead (docs/gateway.md,                          \"Secrets\")"
+                            .to_owned(),
+                    );
+                }
+                Some(text.to_owned())
+            }
+            (None, Some(path), _) => {
+                let text = crate::secrets::read(path, "pin_file")?;
+                if text.trim().is_empty() {
+                    return Err(GatewayError::Setting(format!(
+                        "pin_file {} is empty: write the PIN (8 to 16 hex digits) into it, or \
+                         remove the pin_file setting",
+                        path.display()
+                    )));
+                }
+                Some(text.trim().to_owned())
+            }
+            (None, None, inline) => inline.map(str::to_owned),
+        };
+        let pin = match pin_text.as_deref() {
             None | Some("") => None,
             // The error never repeats the text (it is a secret).
             Some(text) => {
                 Some(Pin::new(text).map_err(|e| GatewayError::Setting(format!("pin: {e}")))?)
             }
+        };
+        let secs = |value: Option<u64>, default: u64, name: &str| match value {
+            Some(0) => Err(GatewayError::Setting(format!(
+                "{name} must be at least 1 second"
+            ))),
+            other => Ok(Duration::from_secs(other.unwrap_or(default))),
+        };
+        let http_defaults = HttpLimits::default();
+        let http_limits = HttpLimits {
+            max_connections: limit(None, file.limits.http_connections, "http_connections")?
+                .unwrap_or(http_defaults.max_connections),
+            untrusted_connections: limit(
+                None,
+                file.limits.http_untrusted_connections,
+                "http_untrusted_connections",
+            )?
+            .unwrap_or(http_defaults.untrusted_connections),
+            untrusted_per_address: limit(
+                None,
+                file.limits.http_untrusted_per_address,
+                "http_untrusted_per_address",
+            )?
+            .unwrap_or(http_defaults.untrusted_per_address),
+            header_timeout: secs(
+                file.limits.http_header_timeout_secs,
+                http_defaults.header_timeout.as_secs(),
+                "http_header_timeout_secs",
+            )?,
+            max_body: http_defaults.max_body,
+            body_timeout: secs(
+                file.limits.http_body_timeout_secs,
+                http_defaults.body_timeout.as_secs(),
+                "http_body_timeout_secs",
+            )?,
+            event_streams: limit(None, file.limits.http_event_streams, "http_event_streams")?
+                .unwrap_or(http_defaults.event_streams),
+        };
+        if http_limits.untrusted_connections >= http_limits.max_connections {
+            return Err(GatewayError::Setting(format!(
+                "http_untrusted_connections ({}) must be less than http_connections ({}): the \
+                 rest is kept for requests with a valid token or session",
+                http_limits.untrusted_connections, http_limits.max_connections
+            )));
+        }
+        let auth_defaults = AuthLimits::default();
+        let auth_limits = AuthLimits {
+            session: secs(
+                file.limits.http_session_secs,
+                auth_defaults.session.as_secs(),
+                "http_session_secs",
+            )?,
+            link: secs(
+                file.limits.http_login_link_secs,
+                auth_defaults.link.as_secs(),
+                "http_login_link_secs",
+            )?,
+            attempts: AttemptLimits {
+                free: file
+                    .limits
+                    .http_free_failures
+                    .unwrap_or(auth_defaults.attempts.free),
+                max_delay: secs(
+                    file.limits.http_failure_delay_max_secs,
+                    auth_defaults.attempts.max_delay.as_secs(),
+                    "http_failure_delay_max_secs",
+                )?,
+            },
         };
         let pin_optional = args.pin_optional || file.pin_optional.unwrap_or(false);
         let pin_requirement = match pin {
@@ -264,6 +396,9 @@ impl RunSettings {
         };
         Ok(RunSettings {
             pin_requirement,
+            http_limits,
+            auth_limits,
+            warnings,
             data_dir: data_dir.or(file.data_dir),
             bind: args.bind.or(file.bind),
             port: args
@@ -368,6 +503,31 @@ impl RunSettings {
             },
         })
     }
+}
+
+/// Refuses a configuration file with an inline `pin` that every user may read (the packaged one
+/// is mode 0644: a PIN belongs in `pin_file`).
+fn refuse_a_readable_pin(path: &std::path::Path) -> Result<(), GatewayError> {
+    use std::os::unix::fs::MetadataExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| GatewayError::Config {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?
+        .mode()
+        & 0o7777;
+    if mode & 0o004 == 0 {
+        return Ok(());
+    }
+    Err(GatewayError::Config {
+        path: path.to_owned(),
+        reason: format!(
+            "holds a pin and every user can read it (mode {mode:o}): put the PIN into a file \
+             only the service can read and name it with pin_file (docs/gateway.md, \"Secrets\"), \
+             or `chmod o-r {}`",
+            path.display()
+        ),
+    })
 }
 
 fn read_file(path: &PathBuf) -> Result<FileConfig, GatewayError> {
@@ -583,18 +743,118 @@ mod tests {
         }
     }
 
-    /// Resolves `text` as the `--config` file, with no flags.
+    /// Resolves `text` as the `--config` file (mode 0600), with no flags.
     fn resolve_text(text: &str) -> Result<RunSettings, GatewayError> {
+        resolve_mode(text, 0o600)
+    }
+
+    /// Resolves `text` as the `--config` file with `mode`, with no flags.
+    fn resolve_mode(text: &str, mode: u32) -> Result<RunSettings, GatewayError> {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("config.toml");
         std::fs::write(&file, text).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
         RunSettings::resolve(args(&["--config", file.to_str().unwrap()]), None, false)
+    }
+
+    /// Finding (audit, round 3): the PIN sat in a configuration file every user could read.
+    #[test]
+    fn a_pin_is_kept_in_a_file_only_the_service_can_read() {
+        use std::os::unix::fs::PermissionsExt;
+        // Inline, in a file every user can read: refused, naming pin_file, never the PIN.
+        let error = resolve_mode("pin = \"5555AAAAFF\"\n", 0o644)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("pin_file") && error.contains("mode 644") && !error.contains("5555"),
+            "{error}"
+        );
+        // The packaged file (0644) without a PIN is fine.
+        assert!(resolve_mode(PACKAGED, 0o644).is_ok());
+        // pin_file: mode 0640 (group-readable, as the package installs it) is accepted.
+        let dir = tempfile::tempdir().unwrap();
+        let pin = dir.path().join("pin");
+        std::fs::write(&pin, "5555AAAAFF\n").unwrap();
+        std::fs::set_permissions(&pin, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let text = format!("pin_file = \"{}\"\n", pin.display());
+        let settings = resolve_mode(&text, 0o644).unwrap();
+        assert!(matches!(
+            settings.pin_requirement,
+            PinRequirement::Required(_)
+        ));
+        let flag = RunSettings::resolve(args(&["--pin-file", pin.to_str().unwrap()]), None, false)
+            .unwrap();
+        assert!(matches!(flag.pin_requirement, PinRequirement::Required(_)));
+        // Readable by everyone: refused.
+        std::fs::set_permissions(&pin, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let error = resolve_mode(&text, 0o644).unwrap_err().to_string();
+        assert!(error.contains("readable by every user"), "{error}");
+        // Empty, or given twice: refused.
+        std::fs::write(&pin, "").unwrap();
+        std::fs::set_permissions(&pin, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(
+            resolve_mode(&text, 0o644)
+                .unwrap_err()
+                .to_string()
+                .contains("is empty")
+        );
+        let twice = format!("{text}pin = \"5555AAAAFF\"\n");
+        assert!(
+            resolve_mode(&twice, 0o600)
+                .unwrap_err()
+                .to_string()
+                .contains("not both")
+        );
+        // On the command line: accepted, with a warning (every user sees a command line).
+        let flag = RunSettings::resolve(args(&["--pin", "0123abcd"]), None, false).unwrap();
+        assert!(
+            flag.warnings.iter().any(|w| w.contains("--pin")),
+            "{:?}",
+            flag.warnings
+        );
+    }
+
+    #[test]
+    fn http_limits_from_the_file() {
+        let settings = resolve_text(
+            "[limits]\nhttp_connections = 10\nhttp_untrusted_connections = 4\n\
+             http_untrusted_per_address = 2\nhttp_header_timeout_secs = 3\n\
+             http_body_timeout_secs = 4\nhttp_event_streams = 1\nhttp_session_secs = 60\n\
+             http_login_link_secs = 30\nhttp_free_failures = 0\n\
+             http_failure_delay_max_secs = 9\n",
+        )
+        .unwrap();
+        let http = settings.http_limits;
+        assert_eq!(
+            (
+                http.max_connections,
+                http.untrusted_connections,
+                http.untrusted_per_address,
+                http.event_streams
+            ),
+            (10, 4, 2, 1)
+        );
+        assert_eq!(http.header_timeout, Duration::from_secs(3));
+        assert_eq!(http.body_timeout, Duration::from_secs(4));
+        let auth = settings.auth_limits;
+        assert_eq!(auth.session, Duration::from_secs(60));
+        assert_eq!(auth.link, Duration::from_secs(30));
+        assert_eq!(auth.attempts.free, 0);
+        assert_eq!(auth.attempts.max_delay, Duration::from_secs(9));
+        for bad in [
+            "[limits]\nhttp_untrusted_connections = 64\n",
+            "[limits]\nhttp_session_secs = 0\n",
+            "[limits]\nhttp_connections = 0\n",
+        ] {
+            assert!(resolve_text(bad).is_err(), "{bad}");
+        }
     }
 
     /// The settings that have a fixed default, as text, to compare two resolutions.
     fn defaults_of(s: &RunSettings) -> String {
         format!(
-            "{} {} {} {} {} {} {} {} {:?} {:?} {:?} {} {:?} {} {:?} {} {:?} {:?}",
+            "{} {} {} {} {} {} {} {} {:?} {:?} {:?} {} {:?} {} {:?} {} {:?} {:?} {:?} {:?}",
             s.port,
             s.mdns,
             s.auto_accept,
@@ -626,6 +886,8 @@ mod tests {
                     limits.max_inbound_bytes_total,
                 )
             },
+            s.http_limits,
+            s.auth_limits,
         )
     }
 
@@ -642,6 +904,8 @@ mod tests {
         let uncommented: String = PACKAGED
             .lines()
             .map(|line| match line.strip_prefix("# ") {
+                // pin_file names a file this machine does not have (resolving reads it).
+                Some(rest) if rest.starts_with("pin_file = ") => line,
                 Some(rest)
                     if rest.split_once(" = ").is_some_and(|(key, _)| {
                         key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
@@ -690,6 +954,16 @@ mod tests {
             "max_message_bytes",
             "control_connections",
             "control_idle_timeout_secs",
+            "http_connections",
+            "http_untrusted_connections",
+            "http_untrusted_per_address",
+            "http_header_timeout_secs",
+            "http_body_timeout_secs",
+            "http_event_streams",
+            "http_session_secs",
+            "http_login_link_secs",
+            "http_free_failures",
+            "http_failure_delay_max_secs",
         ] {
             assert!(
                 uncommented
@@ -698,6 +972,12 @@ mod tests {
                 "{key} missing from debian/config.toml"
             );
         }
+        assert!(
+            PACKAGED
+                .lines()
+                .any(|l| l.starts_with("# pin_file = \"/etc/ship-gateway/pin\"")),
+            "pin_file missing from debian/config.toml"
+        );
     }
 
     /// The example configuration in the repository is valid and means what it says.

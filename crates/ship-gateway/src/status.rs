@@ -237,3 +237,24 @@ pub(crate) fn disconnect(data_dir: Option<PathBuf>, ski: Ski) -> Result<(), Gate
     println!("disconnected {ski}; it stays paired, so it is dialled again by the usual backoff");
     Ok(())
 }
+
+/// `console`: a one-time login link for the running gateway's web console, made by the gateway
+/// on its control socket (so only its own user gets one).
+pub(crate) fn console(data_dir: Option<PathBuf>, json: bool) -> Result<(), GatewayError> {
+    let dir = DataDir::open(data_dir, false)?;
+    let link = client::expect(&dir, "POST", "/api/v1/login-link", None)?;
+    if json {
+        println!("{link}");
+        return Ok(());
+    }
+    let url = link["url"].as_str().unwrap_or_default();
+    let left = link["expires_ms"]
+        .as_u64()
+        .map_or(0, |at| at.saturating_sub(now_ms()) / 1000);
+    println!("{url}");
+    eprintln!(
+        "ship-gateway: open it within {left} s; it works once. From another machine, put this \
+         gateway's name or address in place of the host."
+    );
+    Ok(())
+}

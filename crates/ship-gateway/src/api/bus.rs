@@ -6,7 +6,8 @@
 //! event text are kept; older ones are evicted. A client that resumes from an evicted id, or
 //! reads more slowly than events are evicted, first gets one `gap` event with the number of
 //! events it lost, then continues: a slow client never holds the gateway or another client
-//! back, and costs at most one batch of shared (reference-counted) texts.
+//! back, and costs at most one batch of shared (reference-counted) texts: at most 256 events
+//! and 64 KiB (or one larger event).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -69,6 +70,10 @@ struct Ring {
 
 /// At most this many events are handed to one client per batch.
 const MAX_BATCH: usize = 256;
+
+/// At most this many bytes of event text per batch (but always one event): what a client that
+/// does not read holds beyond the ring, which may evict those events meanwhile.
+const MAX_BATCH_BYTES: usize = 64 * 1024;
 
 impl EventBus {
     pub(crate) fn new(limits: BusLimits) -> Arc<EventBus> {
@@ -138,16 +143,20 @@ impl EventBus {
         };
         let lost = oldest.saturating_sub(after + 1);
         let skip = (after + 1).saturating_sub(oldest) as usize;
-        Batch {
-            lost,
-            events: ring
-                .events
-                .iter()
-                .skip(skip)
-                .take(MAX_BATCH)
-                .cloned()
-                .collect(),
-        }
+        let mut bytes = 0;
+        let events = ring
+            .events
+            .iter()
+            .skip(skip)
+            .take(MAX_BATCH)
+            .take_while(|event| {
+                let first = bytes == 0;
+                bytes += event.json.len();
+                first || bytes <= MAX_BATCH_BYTES
+            })
+            .cloned()
+            .collect();
+        Batch { lost, events }
     }
 
     /// A receiver that changes whenever an event is published.
@@ -192,6 +201,28 @@ mod tests {
         assert!(!bus.wanted());
         bus.keep_history();
         assert!(bus.wanted());
+    }
+
+    #[test]
+    fn a_batch_is_bounded_in_bytes_but_holds_at_least_one_event() {
+        let bus = EventBus::new(BusLimits::default());
+        let big = "x".repeat(40 * 1024);
+        for _ in 0..4 {
+            bus.publish(&big);
+        }
+        let batch = bus.after(0);
+        assert_eq!(batch.events.len(), 1, "two would be 80 KiB");
+        let huge = "y".repeat(100 * 1024);
+        bus.publish(&huge);
+        assert_eq!(
+            bus.after(4).events.len(),
+            1,
+            "one event larger than a batch"
+        );
+        for n in 0..300 {
+            bus.publish(&n.to_string());
+        }
+        assert_eq!(bus.after(5).events.len(), MAX_BATCH);
     }
 
     #[test]

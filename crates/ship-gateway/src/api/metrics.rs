@@ -106,6 +106,7 @@ pub(crate) async fn metrics(State(state): State<Arc<ApiState>>) -> impl IntoResp
         time.sum_us as f64 / 1e6
     );
     let _ = writeln!(out, "ship_handshake_seconds_count {}", time.count);
+    http(&state, &mut out);
     (
         [(
             header::CONTENT_TYPE,
@@ -113,6 +114,53 @@ pub(crate) async fn metrics(State(state): State<Arc<ApiState>>) -> impl IntoResp
         )],
         out,
     )
+}
+
+/// The HTTP listener's own counters (when one is served).
+fn http(state: &ApiState, out: &mut String) {
+    let mut one = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let _ = writeln!(out, "{name} {value}");
+    };
+    if let Some(auth) = &state.auth {
+        one(
+            "ship_gateway_http_auth_failures_total",
+            "counter",
+            "Failed HTTP authentication attempts (wrong token, wrong login, bad login link).",
+            auth.failures(),
+        );
+    }
+    if let Some(conns) = &state.conns {
+        let (untrusted, authorized) = conns.counts();
+        one(
+            "ship_gateway_http_connections_evicted_total",
+            "counter",
+            "Untrusted HTTP connections closed to make room for a newer one.",
+            conns.evictions(),
+        );
+        one(
+            "ship_gateway_http_untrusted_connections",
+            "gauge",
+            "HTTP connections without a valid credential (yet).",
+            untrusted as u64,
+        );
+        one(
+            "ship_gateway_http_authorized_connections",
+            "gauge",
+            "HTTP connections whose last request carried a valid token or session.",
+            authorized as u64,
+        );
+    }
+    one(
+        "ship_gateway_http_event_streams",
+        "gauge",
+        "Event streams open now.",
+        state
+            .limits
+            .event_streams
+            .saturating_sub(state.streams.available_permits()) as u64,
+    );
 }
 
 fn cause_label(cause: FailureCause) -> &'static str {

@@ -1,24 +1,31 @@
 //! The gateway's HTTP API (`/api/v1/…`, `/metrics`), served on TCP when `--http ADDR` is given
-//! (docs/gateway.md, "HTTP API"). One router; the handlers are in `routes.rs`, the access rules
-//! (loopback, token, same origin) in `auth.rs`.
+//! (docs/gateway.md, "HTTP API"), and on the control socket. One router; the handlers are in
+//! `routes.rs`, the access rules (token, sessions, same origin) in `auth.rs`.
 //!
-//! Bounds: at most [`HttpLimits::max_connections`] connections at once (one more is closed at
-//! once), request headers within [`HttpLimits::header_timeout`], request bodies of at most
-//! [`HttpLimits::max_body`] bytes read within [`HttpLimits::body_timeout`]; the event stream is
-//! bounded by its ring (`bus.rs`).
+//! Bounds (docs/gateway.md, "Bounds"): the connection slots of `conns.rs` (untrusted ones
+//! capped in all and per source address, the oldest closed to make room; a share kept for
+//! requests with a valid credential), request headers within [`HttpLimits::header_timeout`]
+//! (also between two requests of a connection), request bodies of at most
+//! [`HttpLimits::max_body`] bytes read within [`HttpLimits::body_timeout`] of their headers on
+//! every route, at most [`HttpLimits::event_streams`] event streams, each holding at most one
+//! batch of events (`bus.rs`), and small kernel socket buffers.
 
+pub(crate) mod attempts;
 pub(crate) mod auth;
 pub(crate) mod bus;
+pub(crate) mod conns;
 pub(crate) mod live;
 mod metrics;
 mod prefixed;
 mod routes;
 pub(crate) use routes::PeerView;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Json;
+use axum::body::{Body, Bytes};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -27,34 +34,68 @@ use ship_hub::hub::Hub;
 
 use crate::events::EventLog;
 use crate::store::LockedTrustStore;
-use auth::Access;
+use auth::{Access, Auth, Peer, Verdict};
 use bus::EventBus;
+use conns::{ConnLimits, Conns};
 use live::Live;
 
 /// Limits of the HTTP server.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct HttpLimits {
-    /// Connections served at once. Default 64.
+    /// Connections served at once, of every kind. Default 64.
     pub(crate) max_connections: usize,
-    /// Time a client has to send a request's headers (a slow client is closed). Default 10 s.
+    /// Of those, connections that have not shown a valid credential (yet): new ones, and
+    /// those of the login form. Default 16; the rest (48) is kept for requests with a valid
+    /// token or session.
+    pub(crate) untrusted_connections: usize,
+    /// Untrusted connections from one source address (an IPv4 address, an IPv6 /64).
+    /// Default 8.
+    pub(crate) untrusted_per_address: usize,
+    /// Time a client has to send a request's headers, counted from the connection or the end
+    /// of its previous request (a slow or idle client is closed). Default 10 s.
     pub(crate) header_timeout: Duration,
     /// Largest request body in bytes (a SPINE payload is at most about 100 KiB). Default
     /// 256 KiB.
     pub(crate) max_body: usize,
-    /// Time a client has to send a request's body. Default 10 s.
+    /// Time a client has to send a request's body, counted from its headers. Default 10 s.
     pub(crate) body_timeout: Duration,
+    /// Event streams (`GET /api/v1/events`) open at once. Default 8.
+    pub(crate) event_streams: usize,
 }
 
 impl Default for HttpLimits {
     fn default() -> Self {
         HttpLimits {
             max_connections: 64,
+            untrusted_connections: 16,
+            untrusted_per_address: 8,
             header_timeout: Duration::from_secs(10),
             max_body: 256 * 1024,
             body_timeout: Duration::from_secs(10),
+            event_streams: 8,
         }
     }
 }
+
+impl HttpLimits {
+    fn conn_limits(&self) -> ConnLimits {
+        let untrusted = self
+            .untrusted_connections
+            .clamp(1, self.max_connections.max(1));
+        ConnLimits {
+            untrusted,
+            per_address: self.untrusted_per_address.clamp(1, untrusted),
+            authorized: self.max_connections.saturating_sub(untrusted),
+        }
+    }
+}
+
+/// The kernel's send and receive buffers of an HTTP connection (a client that does not read an
+/// event stream holds at most this much in the kernel, and a sender at most this much unread).
+const SOCKET_BUFFER: u32 = 64 * 1024;
+
+/// The most bytes hyper buffers of one connection (request headers must fit).
+const CONNECTION_BUFFER: usize = 16 * 1024;
 
 /// What every handler reaches.
 pub(crate) struct ApiState {
@@ -66,7 +107,17 @@ pub(crate) struct ApiState {
     pub(crate) ship_id: ShipId,
     pub(crate) started: Instant,
     pub(crate) limits: HttpLimits,
+    /// The listener this router serves.
     pub(crate) access: Access,
+    /// The credentials of the TCP listener, when one is served (the control socket makes login
+    /// links with them).
+    pub(crate) auth: Option<Arc<Auth>>,
+    /// Where the TCP listener is, when one is served.
+    pub(crate) http: Option<SocketAddr>,
+    /// The event streams open now (at most [`HttpLimits::event_streams`]).
+    pub(crate) streams: Arc<tokio::sync::Semaphore>,
+    /// The TCP listener's connection slots (for `/metrics`).
+    pub(crate) conns: Option<Arc<Conns>>,
     /// This gateway's SHIP installation QR code: its text and an SVG picture of it.
     pub(crate) qr: Option<(String, String)>,
 }
@@ -109,6 +160,104 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The answer to a body that could not be read: too large, too late, or cut off.
+pub(crate) fn body_error(error: axum::Error, limit: usize) -> ApiError {
+    use std::error::Error as _;
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if cause.is::<LateBody>() {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                "the request body did not arrive in time",
+            );
+        }
+        source = cause.source();
+    }
+    let too_large = error.to_string().contains("length limit");
+    if too_large {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the request body is larger than {limit} bytes"),
+        );
+    }
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        format!("the request body could not be read: {error}"),
+    )
+}
+
+/// The error of a body that was not complete by its deadline.
+#[derive(Debug)]
+pub(crate) struct LateBody;
+
+impl std::fmt::Display for LateBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the request body did not arrive in time")
+    }
+}
+
+impl std::error::Error for LateBody {}
+
+/// A request body that fails with [`LateBody`] once `deadline` has passed: every route, the
+/// login form included, reads bodies bounded in time.
+struct Deadline<B> {
+    inner: B,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<B> http_body::Body for Deadline<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        if let Poll::Ready(frame) = std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        match self.sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(LateBody)))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// `request` with its body bounded in time: it must be complete within `timeout` from now.
+fn with_deadline<B>(request: axum::http::Request<B>, timeout: Duration) -> axum::extract::Request
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    let sleep = Box::pin(tokio::time::sleep(timeout));
+    request.map(|inner| Body::new(Deadline { inner, sleep }))
+}
+
+fn connection_builder(header_timeout: Duration) -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_buf_size(CONNECTION_BUFFER);
+    builder
+}
+
 /// Serves the API on one connection of the control socket, whose first bytes (`prefix`) were
 /// already read (to see that the client is not silent): they are put back in front.
 pub(crate) async fn serve_socket_connection(
@@ -116,14 +265,18 @@ pub(crate) async fn serve_socket_connection(
     prefix: Vec<u8>,
     router: axum::Router,
     header_timeout: Duration,
+    body_timeout: Duration,
 ) {
-    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::rt::TokioIo;
     use hyper_util::service::TowerToHyperService;
     let io = prefixed::Prefixed::new(prefix, stream);
-    let _ = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
-        .serve_connection(TokioIo::new(io), TowerToHyperService::new(router))
+    let inner = TowerToHyperService::new(router);
+    let service =
+        hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+            hyper::service::Service::call(&inner, with_deadline(request, body_timeout))
+        });
+    let _ = connection_builder(header_timeout)
+        .serve_connection(TokioIo::new(io), service)
         .await;
 }
 
@@ -132,32 +285,96 @@ pub(crate) fn router(state: Arc<ApiState>) -> axum::Router {
     routes::router(state)
 }
 
-/// Serves the API on `listener` until the task is dropped.
+/// Binds the TCP listener at `address`, with small socket buffers (the accepted connections
+/// inherit them).
+pub(crate) async fn bind(address: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match address {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_send_buffer_size(SOCKET_BUFFER)?;
+    socket.set_recv_buffer_size(SOCKET_BUFFER)?;
+    socket.bind(address)?;
+    socket.listen(1024)
+}
+
+/// The connection slots of a TCP listener served with `limits`.
+pub(crate) fn conns(limits: &HttpLimits) -> Arc<Conns> {
+    Arc::new(Conns::new(limits.conn_limits()))
+}
+
+/// Serves the API on `listener` until the task is dropped. `state.auth` and `state.conns` must
+/// be set.
 pub(crate) async fn serve(listener: tokio::net::TcpListener, state: Arc<ApiState>) {
-    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::rt::TokioIo;
     use hyper_util::service::TowerToHyperService;
 
+    let (Some(auth), Some(conns)) = (state.auth.clone(), state.conns.clone()) else {
+        return;
+    };
     let router = routes::router(state.clone());
-    let slots = Arc::new(tokio::sync::Semaphore::new(state.limits.max_connections));
+    // Failures of sources that stopped guessing are said once a minute.
+    let reporter = {
+        let auth = auth.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(attempts::REPORT_EVERY);
+            loop {
+                every.tick().await;
+                auth.report_overdue();
+            }
+        })
+    };
+    let _reporter = AbortOnDrop(reporter);
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Ok((stream, peer)) = listener.accept().await else {
             // Out of file descriptors or similar: try again shortly rather than spin.
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            drop(stream);
-            continue;
-        };
-        let service = TowerToHyperService::new(router.clone());
-        let header_timeout = state.limits.header_timeout;
+        let admitted = conns.admit(peer.ip());
+        let (conns, auth, limits) = (conns.clone(), auth.clone(), state.limits);
+        let inner = TowerToHyperService::new(router.clone());
+        let id = admitted.id;
         tokio::spawn(async move {
-            let _slot = slot;
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let service = {
+                let conns = conns.clone();
+                hyper::service::service_fn(
+                    move |mut request: hyper::Request<hyper::body::Incoming>| {
+                        // Classified on its headers: a valid credential takes an authorized slot.
+                        let verdict = auth.judge(request.headers(), conns::Source::of(peer.ip()));
+                        if verdict == Verdict::Authorized {
+                            conns.authorize(id);
+                        } else {
+                            conns.distrust(id);
+                        }
+                        request.extensions_mut().insert(verdict);
+                        request.extensions_mut().insert(Peer(peer));
+                        hyper::service::Service::call(
+                            &inner,
+                            with_deadline(request, limits.body_timeout),
+                        )
+                    },
+                )
+            };
+            let connection = connection_builder(limits.header_timeout)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = connection => {}
+                () = admitted.evicted.notified() => {}
+            }
+            conns.leave(id);
         });
+        // Let the new connection read the headers it may already have sent before the next
+        // connection is admitted (and could take its place).
+        tokio::task::yield_now().await;
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -42,6 +42,8 @@ pub(crate) fn router(state: Arc<ApiState>) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/", get(console))
         .route("/login", get(auth::login_form).post(auth::login_submit))
+        .route("/logout", post(auth::logout))
+        .route("/api/v1/login-link", post(login_link))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(state.limits.max_body))
         .layer(axum::middleware::from_fn_with_state(
@@ -104,20 +106,10 @@ async fn json_body(state: &ApiState, request: Request) -> Result<Bytes, ApiError
         ));
     }
     let limit = state.limits.max_body;
-    let read = axum::body::to_bytes(request.into_body(), limit);
-    match tokio::time::timeout(state.limits.body_timeout, read).await {
-        Err(_) => Err(ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "timeout",
-            "the request body did not arrive in time",
-        )),
-        Ok(Err(_)) => Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("the request body is larger than {limit} bytes"),
-        )),
-        Ok(Ok(bytes)) => Ok(bytes),
-    }
+    // Bounded in time by the server: the body fails once its deadline has passed.
+    axum::body::to_bytes(request.into_body(), limit)
+        .await
+        .map_err(|error| super::body_error(error, limit))
 }
 
 async fn parse<T: DeserializeOwned>(state: &ApiState, request: Request) -> Result<T, ApiError> {
@@ -146,6 +138,54 @@ fn store_error(error: impl std::fmt::Display) -> ApiError {
         "store",
         format!("the pairings could not be read or written: {error}"),
     )
+}
+
+/// `POST /api/v1/login-link` (control socket only): a one-time login link for the console,
+/// what `ship-gateway console` prints.
+#[derive(Serialize)]
+struct LoginLink {
+    url: String,
+    /// When it stops working (ms since the Unix epoch).
+    expires_ms: u64,
+}
+
+async fn login_link(State(state): State<Arc<ApiState>>) -> Result<Json<LoginLink>, ApiError> {
+    if state.access != auth::Access::Socket {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "socket_only",
+            "login links are made for the gateway's own user: run `ship-gateway console` on \
+             the gateway",
+        ));
+    }
+    let (Some(auth), Some(address)) = (&state.auth, state.http) else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_http",
+            "this gateway serves no HTTP API and console (start it with --http ADDR:PORT)",
+        ));
+    };
+    let (code, life) = auth.new_link().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "no random numbers from the system",
+        )
+    })?;
+    // A listener on every address is reached on this machine through loopback.
+    let host = match address.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv6() => {
+            SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), address.port())
+        }
+        ip if ip.is_unspecified() => {
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), address.port())
+        }
+        _ => address,
+    };
+    Ok(Json(LoginLink {
+        url: format!("http://{host}/login?code={code}"),
+        expires_ms: super::live::now_ms() + life.as_millis() as u64,
+    }))
 }
 
 // ----- status -----------------------------------------------------------------------------
@@ -406,8 +446,8 @@ async fn pair_inner(state: Arc<ApiState>, request: Request) -> Result<Paired, Ap
     state.log.emit(Event::Paired {
         ski: ski.to_string(),
         by: match state.access {
-            crate::api::auth::Access::Socket => "pair command",
-            _ => "HTTP API",
+            auth::Access::Socket => "pair command",
+            auth::Access::Http => "HTTP API",
         }
         .into(),
     });
@@ -614,7 +654,8 @@ async fn decide(
 /// the JSON object `--json` prints). A client that reconnects with `Last-Event-ID` (browsers
 /// do so by themselves), or asks `?after=ID`, gets the events after that id first; without
 /// either it gets the events from now on. Events it can no longer get come as one `gap` event
-/// (`{"lost": N}`).
+/// (`{"lost": N}`). At most [`super::HttpLimits::event_streams`] streams at once (one more: 503
+/// `too_many_streams`).
 async fn events(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
@@ -634,10 +675,24 @@ async fn events(
         }
         None => query.after,
     };
+    // A bounded number of streams, each holding at most one batch (`bus.rs`): slow readers
+    // cost a bounded amount of memory in all.
+    let permit = state.streams.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_streams",
+            format!(
+                "{} event streams are open, the most this gateway serves: close one, or try \
+                 again later",
+                state.limits.event_streams
+            ),
+        )
+    })?;
     let bus = state.bus.clone();
     let mut changes = bus.subscribe();
     let mut last = resume.unwrap_or_else(|| bus.last_id());
     let stream = async_stream(move |yielder| async move {
+        let _permit = permit;
         loop {
             let batch = bus.after(last);
             if batch.lost > 0 {

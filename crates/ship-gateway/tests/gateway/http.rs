@@ -24,27 +24,44 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-/// A gateway serving the API on an OS-chosen loopback port.
+/// A gateway serving the API on an OS-chosen loopback port, and its token (the gateway's own,
+/// or the file given with `--http-token-file`), which every request of [`Gateway::call`]
+/// carries.
 struct Gateway {
     #[allow(dead_code)]
     running: Running,
     http: String,
     ski: String,
+    token: String,
     agent: ureq::Agent,
 }
 
 impl Gateway {
     fn start(dir: &Path, extra: &[&str]) -> Gateway {
+        Self::start_with(dir, &[], extra)
+    }
+
+    /// Like [`Gateway::start`], with global flags (e.g. `--json`) before `run`.
+    fn start_with(dir: &Path, flags: &[&str], extra: &[&str]) -> Gateway {
         let mut args = vec!["--http", "127.0.0.1:0"];
         args.extend_from_slice(extra);
-        let mut running = Running::start(dir, &args);
+        let mut running = Running::spawn(run_command(dir, flags, &args));
         let listening = running.event("listening");
         let http = listening["http"].as_str().expect("http address").to_owned();
         let ski = listening["ski"].as_str().unwrap().to_owned();
+        let token_file = match extra.iter().position(|a| *a == "--http-token-file") {
+            Some(at) => std::path::PathBuf::from(extra[at + 1]),
+            None => dir.join("http-token"),
+        };
+        let token = std::fs::read_to_string(token_file)
+            .unwrap()
+            .trim()
+            .to_owned();
         Gateway {
             running,
             http,
             ski,
+            token,
             agent: agent(),
         }
     }
@@ -53,16 +70,47 @@ impl Gateway {
         format!("http://{}{path}", self.http)
     }
 
-    /// (status, body as JSON or Null) of a request with an optional JSON body.
+    /// `Authorization: Bearer TOKEN`.
+    fn bearer(&self) -> String {
+        format!("Bearer {}", self.token)
+    }
+
+    /// A GET with the token.
+    fn get(&self, path: &str) -> ureq::http::Response<ureq::Body> {
+        self.agent
+            .get(self.url(path))
+            .header("Authorization", &self.bearer())
+            .call()
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    /// (status, body as JSON or Null) of a request with the token and an optional JSON body.
     fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        self.call_as(Some(&self.bearer()), method, path, body)
+    }
+
+    /// The same with the `Authorization` header `authorization` (or none).
+    fn call_as(
+        &self,
+        authorization: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> (u16, Value) {
         let url = self.url(path);
+        let with = |r: ureq::RequestBuilder<ureq::typestate::WithoutBody>| match authorization {
+            Some(value) => r.header("Authorization", value),
+            None => r,
+        };
+        let with_body = |r: ureq::RequestBuilder<ureq::typestate::WithBody>| match authorization {
+            Some(value) => r.header("Authorization", value),
+            None => r,
+        };
         let response = match (method, body) {
-            ("GET", _) => self.agent.get(&url).call(),
-            ("DELETE", _) => self.agent.delete(&url).call(),
-            ("POST", None) => self.agent.post(&url).send_empty(),
-            ("POST", Some(body)) => self
-                .agent
-                .post(&url)
+            ("GET", _) => with(self.agent.get(&url)).call(),
+            ("DELETE", _) => with(self.agent.delete(&url)).call(),
+            ("POST", None) => with_body(self.agent.post(&url)).send_empty(),
+            ("POST", Some(body)) => with_body(self.agent.post(&url))
                 .content_type("application/json")
                 .send(body),
             _ => unreachable!(),
@@ -138,8 +186,10 @@ fn every_operation_of_the_openapi_description_is_served() {
                 let head = raw_head(
                     &gateway.http,
                     &format!(
-                        "GET {concrete}?after=999999 HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-                        gateway.http
+                        "GET {concrete}?after=999999 HTTP/1.1\r\nHost: {}\r\n\
+                         Authorization: {}\r\nConnection: close\r\n\r\n",
+                        gateway.http,
+                        gateway.bearer()
                     ),
                 );
                 assert!(head.starts_with("HTTP/1.1 200"), "{head}");
@@ -190,11 +240,7 @@ fn every_route_answers_and_every_bad_input_gets_a_4xx_with_a_stable_code() {
             && qr.ends_with("ENDSHIP;"),
         "{qr}"
     );
-    let mut svg = gateway
-        .agent
-        .get(gateway.url("/api/v1/qr.svg"))
-        .call()
-        .unwrap();
+    let mut svg = gateway.get("/api/v1/qr.svg");
     assert_eq!(svg.status().as_u16(), 200);
     assert_eq!(
         svg.headers().get("content-type").unwrap().to_str().unwrap(),
@@ -294,6 +340,7 @@ fn every_route_answers_and_every_bad_input_gets_a_4xx_with_a_stable_code() {
         let mut response = gateway
             .agent
             .post(gateway.url("/api/v1/peers"))
+            .header("Authorization", &gateway.bearer())
             .content_type("text/plain")
             .send(format!("{{\"ski\":\"{OTHER_SKI}\"}}"))
             .unwrap();
@@ -351,6 +398,7 @@ fn every_route_answers_and_every_bad_input_gets_a_4xx_with_a_stable_code() {
     let mut response = gateway
         .agent
         .get(gateway.url("/api/v1/events"))
+        .header("Authorization", &gateway.bearer())
         .header("Last-Event-ID", "yesterday")
         .call()
         .unwrap();
@@ -367,7 +415,7 @@ fn every_route_answers_and_every_bad_input_gets_a_4xx_with_a_stable_code() {
     );
 
     // Metrics: the Prometheus text format.
-    let mut response = gateway.agent.get(gateway.url("/metrics")).call().unwrap();
+    let mut response = gateway.get("/metrics");
     assert_eq!(response.status().as_u16(), 200);
     let text = response.body_mut().read_to_string().unwrap();
     assert!(
@@ -511,7 +559,10 @@ type Sse = (Option<u64>, Option<String>, String);
 
 impl Stream {
     fn open(gateway: &Gateway, last_event_id: Option<u64>) -> Stream {
-        let mut request = gateway.agent.get(gateway.url("/api/v1/events"));
+        let mut request = gateway
+            .agent
+            .get(gateway.url("/api/v1/events"))
+            .header("Authorization", &gateway.bearer());
         if let Some(id) = last_event_id {
             request = request.header("Last-Event-ID", &id.to_string());
         }
@@ -599,28 +650,80 @@ fn the_event_stream_resumes_after_the_last_id_without_losing_an_event() {
     assert!(missed.iter().all(|(_, v)| v["ts_ms"].is_u64()));
 }
 
+/// Finding (audit, round 3): the loopback API needed no token, so every local user could pair,
+/// unpair and send. A page that points its own name at 127.0.0.1 (DNS rebinding) has no
+/// credential either: both get 401 and change nothing.
 #[test]
-fn forged_hosts_and_other_origins_cannot_use_the_api() {
+fn every_tcp_listener_needs_the_token_loopback_included() {
     let tmp = tempdir();
     let gateway = Gateway::start(tmp.path(), &[]);
+    // The gateway made its own token: 256 random bits, readable by its user only.
+    let file = tmp.path().join("http-token");
+    assert_eq!(gateway.token.len(), 64, "{}", gateway.token);
+    assert!(gateway.token.chars().all(|c| c.is_ascii_hexdigit()));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{mode:o}");
+    }
+    let body = format!("{{\"ski\":\"{OTHER_SKI}\"}}");
+    for (method, path, body) in [
+        ("POST", "/api/v1/peers", Some(body.as_str())),
+        ("GET", "/api/v1/status", None),
+        ("GET", "/api/v1/peers", None),
+        (
+            "POST",
+            &format!("/api/v1/peers/{OTHER_SKI}/data") as &str,
+            Some("{}"),
+        ),
+        ("DELETE", &format!("/api/v1/peers/{OTHER_SKI}"), None),
+        ("GET", "/metrics", None),
+    ] {
+        let (status, value) = gateway.call_as(None, method, path, body);
+        assert_eq!(
+            (status, value["code"].as_str()),
+            (401, Some("unauthorized")),
+            "{method} {path}"
+        );
+    }
     // DNS rebinding: a page at evil.example whose name now points at 127.0.0.1.
     let answer = raw(
         &gateway.http,
         "GET /api/v1/status HTTP/1.1\r\nHost: evil.example:4780\r\nConnection: close\r\n\r\n",
     );
-    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
-    assert!(answer.contains("\"bad_host\""), "{answer}");
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert_eq!(
+        gateway.call("GET", "/api/v1/peers", None),
+        (200, Value::Array(vec![])),
+        "nothing was stored"
+    );
+    // The token restarts with the gateway: the same file, the same token.
+    let token = gateway.token.clone();
+    drop(gateway);
+    let again = Gateway::start(tmp.path(), &[]);
+    assert_eq!(again.token, token);
+}
+
+#[test]
+fn other_origins_cannot_act_through_the_api_even_with_a_credential() {
+    let tmp = tempdir();
+    let gateway = Gateway::start(tmp.path(), &[]);
     // A page elsewhere that posts to the API (a form needs no CORS preflight).
     let body = format!("{{\"ski\":\"{OTHER_SKI}\"}}");
-    let answer = raw(
-        &gateway.http,
-        &format!(
-            "POST /api/v1/peers HTTP/1.1\r\nHost: {}\r\nOrigin: http://evil.example\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            gateway.http,
-            body.len()
-        ),
-    );
+    let post = |origin: &str| {
+        raw(
+            &gateway.http,
+            &format!(
+                "POST /api/v1/peers HTTP/1.1\r\nHost: {}\r\nOrigin: {origin}\r\n\
+                 Authorization: {}\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                gateway.http,
+                gateway.bearer(),
+                body.len()
+            ),
+        )
+    };
+    let answer = post("http://evil.example");
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
     assert!(answer.contains("\"cross_origin\""), "{answer}");
     assert!(
@@ -632,15 +735,7 @@ fn forged_hosts_and_other_origins_cannot_use_the_api() {
         Value::Array(vec![])
     );
     // The same from the console's own origin works.
-    let answer = raw(
-        &gateway.http,
-        &format!(
-            "POST /api/v1/peers HTTP/1.1\r\nHost: {0}\r\nOrigin: http://{0}\r\n\
-             Content-Type: application/json\r\nContent-Length: {1}\r\nConnection: close\r\n\r\n{body}",
-            gateway.http,
-            body.len()
-        ),
-    );
+    let answer = post(&format!("http://{}", gateway.http));
     assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
 }
 
@@ -665,24 +760,34 @@ fn a_client_that_never_finishes_its_headers_is_closed_and_others_are_served() {
     );
 }
 
+/// Sets the mode of `file`.
+fn chmod(file: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
 #[test]
-fn an_http_address_other_than_loopback_needs_a_token_file() {
+fn a_token_file_that_is_short_or_readable_by_everyone_is_refused() {
     let tmp = tempdir();
-    // Refused before anything binds: no socket is opened on 0.0.0.0.
-    let output = run_output(tmp.path(), &["--http", "0.0.0.0:0"]);
-    assert_one_line_error(&output, 1, "--http-token-file");
-    let short = tmp.path().join("token");
-    std::fs::write(&short, "short\n").unwrap();
-    let output = run_output(
-        tmp.path(),
-        &[
-            "--http",
-            "127.0.0.1:0",
-            "--http-token-file",
-            short.to_str().unwrap(),
-        ],
-    );
-    assert_one_line_error(&output, 1, "at least 16 characters");
+    let file = tmp.path().join("token");
+    std::fs::write(&file, "short\n").unwrap();
+    chmod(&file, 0o600);
+    let args = [
+        "--http",
+        "127.0.0.1:0",
+        "--http-token-file",
+        file.to_str().unwrap(),
+    ];
+    assert_one_line_error(&run_output(tmp.path(), &args), 1, "at least 16 characters");
+    // Finding (audit, round 3): secrets were readable by every local user.
+    std::fs::write(&file, "SECRET-correct-horse-battery-staple\n").unwrap();
+    chmod(&file, 0o644);
+    let output = run_output(tmp.path(), &args);
+    assert_one_line_error(&output, 1, "is readable by every user (mode 644)");
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("SECRET"));
+    // Readable by its group is how the package installs it: accepted.
+    chmod(&file, 0o640);
+    Gateway::start(&tmp.path().join("data"), &args[2..]);
 }
 
 #[test]
@@ -691,11 +796,16 @@ fn with_a_token_every_request_needs_it_and_the_login_sets_a_strict_cookie() {
     let token = "correct-horse-battery-staple";
     let file = tmp.path().join("token");
     std::fs::write(&file, format!("{token}\n")).unwrap();
+    chmod(&file, 0o600);
     let gateway = Gateway::start(
         &tmp.path().join("data"),
         &["--http-token-file", file.to_str().unwrap()],
     );
-    gateway.assert_error("GET", "/api/v1/status", None, 401, "unauthorized");
+    let (status, value) = gateway.call_as(None, "GET", "/api/v1/status", None);
+    assert_eq!(
+        (status, value["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
     let mut response = gateway
         .agent
         .get(gateway.url("/api/v1/status"))
@@ -771,9 +881,17 @@ fn with_a_token_every_request_needs_it_and_the_login_sets_a_strict_cookie() {
 // ----- the console in a real browser (Debian's chromium + chromedriver, in the private test
 // namespace: `bash .ci/test` installs both and runs these) ------------------------------------
 
+mod attack;
 mod webdriver;
 
 use webdriver::Browser;
+
+/// A one-time login link for the console of the gateway in `dir` (`ship-gateway console`).
+fn login_link(dir: &Path) -> String {
+    let output = gateway(dir, &["--json", "console"]);
+    assert_ok(&output);
+    json_line(&output)["url"].as_str().unwrap().to_owned()
+}
 
 /// Where the tests write their screenshots (the latest are copied to docs/screenshots/).
 fn screenshot_path(name: &str) -> std::path::PathBuf {
@@ -824,7 +942,8 @@ fn console_a_request_appears_is_approved_reaches_completed_and_unpair_removes_it
     let tmp = tempdir();
     let mut a = Gateway::start(&tmp.path().join("a"), &[]);
     let browser = Browser::start(DESKTOP.0, DESKTOP.1);
-    browser.goto(&a.url("/"));
+    // Logged in by a one-time link (the page then shows the console).
+    browser.goto(&login_link(&tmp.path().join("a")));
     browser.wait_for("#peers .empty", PATIENCE);
     let own = browser.text_css("#own-ski", PATIENCE);
     assert_eq!(
@@ -892,7 +1011,7 @@ fn console_a_request_appears_is_approved_reaches_completed_and_unpair_removes_it
         v["event"] == "unpaired" && v["ski"] == b_ski.as_str()
     });
     let dials = |g: &Gateway| {
-        let mut r = g.agent.get(g.url("/metrics")).call().unwrap();
+        let mut r = g.get("/metrics");
         let text = r.body_mut().read_to_string().unwrap();
         text.lines()
             .find_map(|l| l.strip_prefix("ship_dial_attempts_total "))
@@ -922,7 +1041,9 @@ fn console_shows_a_hostile_mdns_name_as_text() {
     let mut c = start_with_mdns(&tmp.path().join("c"), hostile, &[]);
     let c_ski = c.event("listening")["ski"].as_str().unwrap().to_owned();
     let browser = Browser::start(DESKTOP.0, DESKTOP.1);
-    browser.goto(&format!("http://{http}/"));
+    let link = login_link(&tmp.path().join("a"));
+    assert!(link.starts_with(&format!("http://{http}/")), "{link}");
+    browser.goto(&link);
     let text = browser.text_css(&format!(".visible[data-ski='{c_ski}']"), PATIENCE);
     assert!(text.contains(hostile), "the name is shown as text: {text}");
     assert_eq!(
@@ -957,6 +1078,7 @@ fn console_on_a_lan_address_refuses_changes_without_the_token_and_works_after_lo
     let token = "a-long-random-token-for-the-test";
     let file = tmp.path().join("token");
     std::fs::write(&file, token).unwrap();
+    chmod(&file, 0o600);
     let mut a = Running::start(
         &tmp.path().join("a"),
         &[
