@@ -12,7 +12,9 @@
 #                                     packaged): .ci/test does.
 #   bash tests/package.sh postinst DEB  runs the postinst (first install, then an upgrade) in a
 #                                     private mount namespace with throwaway account databases:
-#                                     it creates the user and the data dir and prints the SKI
+#                                     it creates the user, the data dir and the secret files
+#                                     (root:ship-gateway 0640, read by the service, not by
+#                                     others) and prints the SKI
 set -euo pipefail
 
 failed=0
@@ -160,6 +162,9 @@ postinst)
     mount -t overlay overlay -o "lowerdir=$work/bin:/usr/bin" /usr/bin
     mount -t overlay overlay \
       -o "lowerdir=$work/root/usr/lib/systemd/system:/usr/lib/systemd/system" /usr/lib/systemd/system
+    # dpkg has unpacked the package before it runs the postinst: its /etc/ship-gateway is there.
+    mkdir -p /etc/ship-gateway
+    cp "$work/root/etc/ship-gateway/config.toml" /etc/ship-gateway/
     # As dpkg runs it (deb-systemd-helper insists).
     export DPKG_MAINTSCRIPT_PACKAGE=ship-gateway DPKG_MAINTSCRIPT_NAME=postinst
     # From here on nothing outside the namespace can change.
@@ -170,8 +175,35 @@ postinst)
     stat -c "%U %a" /var/lib/ship-gateway/key.pem >"$work/key" 2>/dev/null || true
     runuser -u ship-gateway -- ship-gateway ski >"$work/ski" 2>&1 || true
     readlink /etc/systemd/system/multi-user.target.wants/ship-gateway.service >"$work/enabled" || true
+    # The secret files: owner, group and mode; who can read them; the token.
+    stat -c "%n %U %G %a" /etc/ship-gateway/http-token /etc/ship-gateway/pin \
+      /etc/ship-gateway/pairing-secret >"$work/secrets" 2>&1 || true
+    runuser -u ship-gateway -- cat /etc/ship-gateway/http-token >"$work/token" 2>&1 || true
+    if runuser -u nobody -- cat /etc/ship-gateway/http-token >/dev/null 2>&1; then
+      echo readable >"$work/nobody"
+    else
+      echo refused >"$work/nobody"
+    fi
+    # The service reads its secrets as packaged: a PIN written into the PIN file (sudoedit keeps
+    # the mode; so does a redirection into the existing file) and the token, on loopback.
+    echo 0123ABCD >/etc/ship-gateway/pin
+    runuser -u ship-gateway -- ship-gateway --data-dir /var/lib/ship-gateway --json run \
+      --no-mdns --bind 127.0.0.1 --port 0 --http 127.0.0.1:0 \
+      --http-token-file /etc/ship-gateway/http-token --pin-file /etc/ship-gateway/pin \
+      >"$work/run.out" 2>"$work/run.err" </dev/null &
+    gateway=$!
+    for _ in $(seq 100); do
+      grep -q listening "$work/run.out" && break
+      kill -0 "$gateway" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill "$gateway" 2>/dev/null || true
+    wait "$gateway" 2>/dev/null || true
+    cp /etc/ship-gateway/http-token "$work/token.before"
     # A second configure (an upgrade) keeps the identity.
     sh "$work/control/postinst" configure 0.1.0-1 >"$work/again.out" 2>&1 || true
+    cp /etc/ship-gateway/http-token "$work/token.after"
+    stat -c "%a" /etc/ship-gateway/pin >"$work/pin.after"
   ' _ "$work"
   cat "$work/user" "$work/dir" "$work/key" "$work/ski" 2>/dev/null
   ski=$(cat "$work/ski")
@@ -184,6 +216,18 @@ postinst)
   check "the unit is enabled (multi-user.target.wants)" grep -q 'ship-gateway.service$' "$work/enabled"
   check "a second configure prints the same SKI" \
     grep -qx "ship-gateway: this gateway's SKI is $ski" "$work/again.out"
+  cat "$work/secrets"; echo "--- the service's run with the packaged secrets"; cat "$work/run.out" "$work/run.err"
+  for secret in http-token pin pairing-secret; do
+    check "/etc/ship-gateway/$secret is root:ship-gateway, mode 640" \
+      grep -qx "/etc/ship-gateway/$secret root ship-gateway 640" "$work/secrets"
+  done
+  check "the token has 256 bits (64 hex digits) and the service user can read it" \
+    grep -qxE '[0-9a-f]{64}' "$work/token"
+  check "another user (nobody) cannot read the token" grep -qx refused "$work/nobody"
+  check "the service starts with the packaged token file and a PIN file" \
+    grep -q '"event":"listening"' "$work/run.out"
+  check "a second configure keeps the token and the PIN file's mode" \
+    bash -c "cmp -s '$work/token.before' '$work/token.after' && grep -qx 640 '$work/pin.after'"
   ;;
 *)
   echo "usage: package.sh check|start|postinst DEB" >&2

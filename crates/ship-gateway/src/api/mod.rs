@@ -202,10 +202,12 @@ impl std::fmt::Display for LateBody {
 impl std::error::Error for LateBody {}
 
 /// A request body that fails with [`LateBody`] once `deadline` has passed: every route, the
-/// login form included, reads bodies bounded in time.
+/// login form included, reads bodies bounded in time. `done` says whether it was read to its
+/// end.
 struct Deadline<B> {
     inner: B,
     sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    done: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl<B> http_body::Body for Deadline<B>
@@ -222,6 +224,9 @@ where
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
         use std::task::Poll;
         if let Poll::Ready(frame) = std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
+            if frame.is_none() || self.inner.is_end_stream() {
+                self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
         match self.sleep.as_mut().poll(cx) {
@@ -239,14 +244,38 @@ where
     }
 }
 
-/// `request` with its body bounded in time: it must be complete within `timeout` from now.
-fn with_deadline<B>(request: axum::http::Request<B>, timeout: Duration) -> axum::extract::Request
+/// Serves `request` with `inner`, its body bounded in time (complete within `timeout` from
+/// now). An answer given before the body was read to its end (a refusal, a body too large or
+/// too late) says `Connection: close`: the rest of the body is not read, so the connection
+/// cannot carry another request, and a client must not reuse it.
+async fn call_with_deadline<B>(
+    inner: &hyper_util::service::TowerToHyperService<axum::Router>,
+    request: axum::http::Request<B>,
+    timeout: Duration,
+) -> Result<Response, std::convert::Infallible>
 where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<axum::BoxError>,
 {
     let sleep = Box::pin(tokio::time::sleep(timeout));
-    request.map(|inner| Body::new(Deadline { inner, sleep }))
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(
+        http_body::Body::is_end_stream(request.body()),
+    ));
+    let request = request.map(|inner| {
+        Body::new(Deadline {
+            inner,
+            sleep,
+            done: done.clone(),
+        })
+    });
+    let mut response = hyper::service::Service::call(inner, request).await?;
+    if !done.load(std::sync::atomic::Ordering::Relaxed) {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    Ok(response)
 }
 
 fn connection_builder(header_timeout: Duration) -> hyper::server::conn::http1::Builder {
@@ -270,10 +299,11 @@ pub(crate) async fn serve_socket_connection(
     use hyper_util::rt::TokioIo;
     use hyper_util::service::TowerToHyperService;
     let io = prefixed::Prefixed::new(prefix, stream);
-    let inner = TowerToHyperService::new(router);
+    let inner = Arc::new(TowerToHyperService::new(router));
     let service =
         hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-            hyper::service::Service::call(&inner, with_deadline(request, body_timeout))
+            let inner = inner.clone();
+            async move { call_with_deadline(&inner, request, body_timeout).await }
         });
     let _ = connection_builder(header_timeout)
         .serve_connection(TokioIo::new(io), service)
@@ -334,7 +364,7 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, state: Arc<ApiState
         };
         let admitted = conns.admit(peer.ip());
         let (conns, auth, limits) = (conns.clone(), auth.clone(), state.limits);
-        let inner = TowerToHyperService::new(router.clone());
+        let inner = Arc::new(TowerToHyperService::new(router.clone()));
         let id = admitted.id;
         tokio::spawn(async move {
             let service = {
@@ -350,10 +380,8 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, state: Arc<ApiState
                         }
                         request.extensions_mut().insert(verdict);
                         request.extensions_mut().insert(Peer(peer));
-                        hyper::service::Service::call(
-                            &inner,
-                            with_deadline(request, limits.body_timeout),
-                        )
+                        let inner = inner.clone();
+                        async move { call_with_deadline(&inner, request, limits.body_timeout).await }
                     },
                 )
             };

@@ -213,7 +213,7 @@ fn every_operation_of_the_openapi_description_is_served() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 13);
+    assert_eq!(operations, 14);
     // And what is not described is not served.
     gateway.assert_error("GET", "/api/v1/nothing", None, 404, "not_found");
 }
@@ -767,6 +767,28 @@ fn chmod(file: &Path, mode: u32) {
     std::fs::set_permissions(file, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
+/// `run` with `extra`, which must fail: its output, or a panic when it is still running after
+/// [`PATIENCE`] (a hang guard: a start that was not refused serves until it is killed).
+fn refused_start(dir: &Path, extra: &[&str]) -> std::process::Output {
+    use std::process::Stdio;
+    let mut child = run_command(dir, &[], extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{extra:?}: the gateway started instead of refusing");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
 #[test]
 fn a_token_file_that_is_short_or_readable_by_everyone_is_refused() {
     let tmp = tempdir();
@@ -779,11 +801,15 @@ fn a_token_file_that_is_short_or_readable_by_everyone_is_refused() {
         "--http-token-file",
         file.to_str().unwrap(),
     ];
-    assert_one_line_error(&run_output(tmp.path(), &args), 1, "at least 16 characters");
+    assert_one_line_error(
+        &refused_start(tmp.path(), &args),
+        1,
+        "at least 16 characters",
+    );
     // Finding (audit, round 3): secrets were readable by every local user.
     std::fs::write(&file, "SECRET-correct-horse-battery-staple\n").unwrap();
     chmod(&file, 0o644);
-    let output = run_output(tmp.path(), &args);
+    let output = refused_start(tmp.path(), &args);
     assert_one_line_error(&output, 1, "is readable by every user (mode 644)");
     assert!(!String::from_utf8_lossy(&output.stderr).contains("SECRET"));
     // Readable by its group is how the package installs it: accepted.

@@ -21,6 +21,10 @@ fn paired_echo(dir: &Path, flags: &[&str]) -> (Gateway, Running, String) {
     b.wait_for("B connected to A", |v| {
         v["event"] == "connected" && v["ski"] == a.ski.as_str()
     });
+    let mut a = a;
+    a.running.wait_for("A connected to B", |v| {
+        v["event"] == "connected" && v["ski"] == b_ski.as_str()
+    });
     (a, b, b_ski)
 }
 
@@ -34,7 +38,10 @@ fn assert_served(a: &mut Gateway, b_ski: &str, n: u64) {
             &format!("/api/v1/peers/{b_ski}/data"),
             Some(&format!("{{\"n\":{n}}}")),
         );
-        assert!(status == 202 || status == 503, "{status} {sent}");
+        assert!(
+            status == 202 || status == 503,
+            "sending {n}: {status} {sent}"
+        );
         let again = Instant::now() + Duration::from_secs(5);
         while Instant::now() < again {
             let Ok(v) = a.running.events.recv_timeout(Duration::from_millis(100)) else {
