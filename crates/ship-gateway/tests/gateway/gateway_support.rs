@@ -212,6 +212,14 @@ impl Drop for Running {
     }
 }
 
+/// Writes a secret file (a PIN, a pairing secret, a token) as the gateway wants one: mode 0600
+/// (it refuses a secret file every user can read).
+pub fn write_secret(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }

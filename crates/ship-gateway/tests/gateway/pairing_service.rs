@@ -36,7 +36,7 @@ async fn the_gateway_pairs_a_device_through_the_pairing_service_over_mdns() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let secret_file = tmp.path().join("pairing-secret");
-    std::fs::write(&secret_file, "0A1B2C3D4E5F60718293A4B5C6D7E8F9\n").unwrap();
+    crate::gateway_support::write_secret(&secret_file, "0A1B2C3D4E5F60718293A4B5C6D7E8F9\n");
     let mut child = Command::new(BIN)
         .arg("--data-dir")
         .arg(&dir)

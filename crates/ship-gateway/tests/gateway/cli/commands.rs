@@ -512,9 +512,9 @@ fn a_bad_pairing_secret_file_is_a_one_line_error() {
     let dir = tmp.path().join("data");
     let missing = tmp.path().join("no-such-secret");
     let bad = tmp.path().join("bad-secret");
-    std::fs::write(&bad, "not hex: s3cr3t-value\n").unwrap();
+    write_secret(&bad, "not hex: s3cr3t-value\n");
     let good = tmp.path().join("secret");
-    std::fs::write(&good, "7A37DCF81BDB50F8E92CFA4160CCB3DE\n").unwrap();
+    write_secret(&good, "7A37DCF81BDB50F8E92CFA4160CCB3DE\n");
     for (file, needle) in [
         (&missing, "no-such-secret"),
         (&bad, "not hexadecimal"),
@@ -556,7 +556,7 @@ fn a_corrupt_pairing_replay_file_is_a_one_line_error() {
     ski_of(&dir);
     std::fs::write(dir.join("pairing-replay"), "not a digest\n").unwrap();
     let secret = tmp.path().join("secret");
-    std::fs::write(&secret, "7A37DCF81BDB50F8E92CFA4160CCB3DE\n").unwrap();
+    write_secret(&secret, "7A37DCF81BDB50F8E92CFA4160CCB3DE\n");
     let output = run_command(
         &dir,
         &[],
