@@ -11,7 +11,9 @@
 //! * [`transport`] — rustls configurations and verifiers for SHIP, and the WebSocket layer.
 //! * [`discovery`] — mDNS announcement and browsing (`_ship._tcp`), TXT codec, visible services.
 //!
-//! Each layer only uses the ones below it.
+//! Each layer only uses the ones below it. [`text`] is the one policy for text a peer chose
+//! (SHIP IDs, TXT values, names, values quoted in errors): the exact value is kept, and shown
+//! with control and invisible characters escaped.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
@@ -24,6 +26,7 @@ pub mod qr;
 mod safe_file;
 pub mod ship_id;
 pub mod ski;
+pub mod text;
 pub mod transport;
 
 pub use qr::ShipQr;

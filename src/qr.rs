@@ -382,7 +382,7 @@ impl fmt::Display for ShipQr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SHIP;SKI:")?;
         write_grouped(f, &self.ski.to_string().to_ascii_uppercase())?;
-        write!(f, ";ID:{};", self.ship_id)?;
+        write!(f, ";ID:{};", self.ship_id.as_str())?;
         if let Some(pin) = &self.pin {
             f.write_str("PIN:")?;
             write_grouped(f, &pin.0)?;

@@ -9,6 +9,12 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A validated SHIP ID: 1 to 63 bytes of UTF-8 without control characters.
+///
+/// A peer chooses its SHIP ID, so it is shown by the library's policy for peer text
+/// ([`crate::text`]): [`as_str`](Self::as_str) is the exact value (compare, store and send
+/// that), while `Display` shows invisible characters as escapes (`\u{202e}` for a bidi
+/// override, `\u{200b}` for a zero-width space) and a backslash as `\\`, so that printing a
+/// SHIP ID never reorders or hides what is printed next to it.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ShipId(String);
 
@@ -31,15 +37,17 @@ impl ShipId {
         Ok(ShipId(id))
     }
 
-    /// The text.
+    /// The exact text, as the peer sent it (for comparing, storing, sending; show it with
+    /// `Display`, which escapes invisible characters).
     pub fn as_str(&self) -> &str {
         &self.0
     }
 }
 
 impl fmt::Display for ShipId {
+    /// The SHIP ID with invisible characters and backslashes escaped ([`crate::text::Escaped`]).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        fmt::Display::fmt(&crate::text::Escaped(&self.0), f)
     }
 }
 

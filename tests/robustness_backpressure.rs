@@ -434,3 +434,296 @@ async fn a_consumer_that_takes_nothing_gets_its_peer_closed_for_backpressure() {
     peer.shutdown().await;
     victim.shutdown().await;
 }
+
+/// An application that can stop consuming: while paused it keeps every delivery it gets (its
+/// bytes stay charged to the peer's budget); resumed, it lets go of them and of every later one
+/// at once. It records the sequence number of each message in the order of the calls.
+#[derive(Default)]
+struct Pausable {
+    paused: AtomicBool,
+    held: Mutex<Vec<Delivery>>,
+    received: Mutex<Vec<Option<u64>>>,
+    connected: AtomicUsize,
+    disconnects: Mutex<Vec<String>>,
+}
+
+impl Pausable {
+    fn resume(&self) {
+        self.paused.store(false, Ordering::SeqCst);
+        self.held.lock().unwrap().clear();
+    }
+
+    fn count(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+}
+
+impl Callbacks for Pausable {
+    fn connected(&self, _: Ski, _: Option<&ShipId>) {
+        self.connected.fetch_add(1, Ordering::SeqCst);
+    }
+    fn disconnected(&self, _: Ski, reason: &DisconnectReason) {
+        self.disconnects.lock().unwrap().push(reason.to_string());
+    }
+    fn data_delivered(&self, delivery: Delivery) {
+        let seq = small_seq(delivery.payload());
+        self.received.lock().unwrap().push(seq);
+        if self.paused.load(Ordering::SeqCst) {
+            self.held.lock().unwrap().push(delivery);
+        }
+    }
+}
+
+/// Size of the messages of the mutual flood: small, so that the test moves many of them
+/// through TLS and WebSocket quickly in a debug build.
+const SMALL_PAYLOAD_SIZE: usize = 4 * 1024;
+
+/// Message `seq` of the mutual flood: `{"seq":N,"pad":"…"}`, [`SMALL_PAYLOAD_SIZE`] bytes.
+fn small_payload(seq: u64) -> Vec<u8> {
+    let mut bytes = format!(r#"{{"seq":{seq},"pad":""#).into_bytes();
+    let pad = SMALL_PAYLOAD_SIZE - bytes.len() - 2;
+    bytes.extend(std::iter::repeat_n(b'a' + (seq % 26) as u8, pad));
+    bytes.extend_from_slice(br#""}"#);
+    bytes
+}
+
+/// The number of a message that is exactly [`small_payload`]`(seq)`, else `None`.
+fn small_seq(bytes: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(bytes.get(..30)?).ok()?;
+    let seq = text
+        .strip_prefix(r#"{"seq":"#)?
+        .split(',')
+        .next()?
+        .parse()
+        .ok()?;
+    (bytes == small_payload(seq).as_slice()).then_some(seq)
+}
+
+/// Two hubs flood each other while neither application consumes anything. Each stops reading
+/// once its peer's budget is used up, so each one's writes wait for the other: both links hold
+/// a write the peer does not take. Then both applications resume. A link that wrote outside its
+/// `select!` read nothing while its write waited, so neither side ever read again and both links
+/// ended at the write bound (`keepalive_timeout`) with data lost; a full-duplex link reads on
+/// while its write waits. Asserted: no disconnect, one connection throughout, every message
+/// delivered once, complete and in order, in both directions. Run with the default keepalive
+/// (no ping during the pause) and with a ping every second (pings fall due while the writes
+/// wait, and go out behind them). In-memory LAN on tokio's paused clock: the same run every
+/// time.
+#[test]
+fn two_hubs_that_hold_each_other_back_resume_without_closing_or_losing_anything() {
+    common::paused_runtime().block_on(hold_each_other_back(None));
+    common::paused_runtime().block_on(hold_each_other_back(Some(Duration::from_secs(1))));
+}
+
+async fn hold_each_other_back(keepalive_interval: Option<Duration>) {
+    use common::{lan_addr, lan_config, ordered_identities};
+    use ship_hub::hub::MemoryLan;
+
+    /// Messages each hub sends: 1.2 MiB, many times the budget, the pipe and the queue.
+    const MESSAGES: u64 = 300;
+    let lan = MemoryLan::new();
+    let (a_id, b_id) = ordered_identities();
+    let (a_ski, b_ski) = (a_id.ski(), b_id.ski());
+    let apps = [Arc::new(Pausable::default()), Arc::new(Pausable::default())];
+    let mut hubs = Vec::new();
+    for (host, (identity, app)) in [(1u8, (a_id, &apps[0])), (2, (b_id, &apps[1]))] {
+        let mut config = lan_config(&lan, host, identity, &Recorder::new());
+        config.callbacks = app.clone();
+        config.limits.max_inbound_bytes_per_peer = 64 * 1024;
+        config.limits.max_queued_data = 8;
+        if let Some(interval) = keepalive_interval {
+            config.timers.keepalive_interval = interval;
+        }
+        hubs.push(start(config).await);
+    }
+    let (a, b) = (hubs[0].clone(), hubs[1].clone());
+    // One side dials (no crossing dials to settle).
+    a.pair_at(b_ski, None, Some(lan_addr(2))).unwrap();
+    b.pair(a_ski, None).unwrap();
+    let connected = tokio::time::Instant::now() + Duration::from_secs(30);
+    while apps
+        .iter()
+        .any(|app| app.connected.load(Ordering::SeqCst) == 0)
+    {
+        assert!(tokio::time::Instant::now() < connected, "not connected");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for app in &apps {
+        app.paused.store(true, Ordering::SeqCst);
+    }
+    let failures_before = [a.metrics().failures, b.metrics().failures];
+
+    // Both flood; `send_data` says Backpressure once the link's queue is full.
+    let sender = |from: ship_hub::hub::Hub, to: Ski| {
+        tokio::spawn(async move {
+            let mut seq = 0;
+            while seq < MESSAGES {
+                match from.send_data(to, &small_payload(seq)) {
+                    Ok(()) => seq += 1,
+                    Err(ship_hub::hub::HubError::Backpressure(_)) => {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    Err(error) => panic!("sending: {error}"),
+                }
+            }
+        })
+    };
+    let senders = [sender(a.clone(), b_ski), sender(b.clone(), a_ski)];
+
+    // Held back for 5 s (within the 10-s write bound: both are patient peers).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let held: Vec<usize> = apps.iter().map(|app| app.count()).collect();
+    assert!(
+        held.iter().all(|&n| (n as u64) < MESSAGES / 2),
+        "the budgets did not hold the floods back: {held:?} of {MESSAGES} read"
+    );
+    for app in &apps {
+        assert!(
+            app.disconnects.lock().unwrap().is_empty(),
+            "{:?}",
+            app.disconnects
+        );
+        app.resume();
+    }
+
+    let drained = tokio::time::Instant::now() + Duration::from_secs(60);
+    while apps.iter().any(|app| (app.count() as u64) < MESSAGES) {
+        assert!(
+            tokio::time::Instant::now() < drained,
+            "after resuming: {:?} of {MESSAGES} messages arrived; disconnects {:?} / {:?}",
+            apps.iter().map(|app| app.count()).collect::<Vec<_>>(),
+            apps[0].disconnects.lock().unwrap(),
+            apps[1].disconnects.lock().unwrap(),
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for ((app, before), (hub, peer)) in apps
+        .iter()
+        .zip(failures_before)
+        .zip([(&a, b_ski), (&b, a_ski)])
+    {
+        let received = app.received.lock().unwrap().clone();
+        assert!(
+            received.iter().copied().eq((0..MESSAGES).map(Some)),
+            "not 0..{MESSAGES} once each, in order: {} messages, first wrong at {:?}",
+            received.len(),
+            received
+                .iter()
+                .zip(0..)
+                .position(|(got, want)| *got != Some(want))
+        );
+        assert!(
+            app.disconnects.lock().unwrap().is_empty(),
+            "{:?}",
+            app.disconnects
+        );
+        assert_eq!(app.connected.load(Ordering::SeqCst), 1, "connected again");
+        assert_eq!(hub.connections(peer).len(), 1);
+        assert_eq!(hub.metrics().failures, before, "a failure during the flood");
+        assert_eq!(hub.metrics().inbound_queued_bytes, 0);
+    }
+    for hub in hubs {
+        let report = hub.shutdown().await;
+        assert_eq!(report.tasks_aborted, 0, "{report:?}");
+    }
+}
+
+/// A trusted peer stops reading (the victim's write to it waits) and then sends 10,000 pings.
+/// The victim's link reads on while its write waits (full duplex), and the WebSocket answers
+/// every ping it reads with a pong in its write buffer, behind the waiting write. That buffer is
+/// bounded (the message limit + 192 KiB: docs/robustness.md), so the pongs cannot pile up: once
+/// the peer reads again it gets at most a write buffer's worth of them (plus what the TLS layer
+/// buffers), not one per ping. The link stays up. In-memory LAN (a 64 KiB pipe, no kernel
+/// buffers to absorb pongs) on tokio's paused clock: the same run every time.
+#[test]
+fn pings_from_a_peer_that_does_not_read_cannot_pile_up_pongs() {
+    common::paused_runtime().block_on(pings_without_reading());
+}
+
+async fn pings_without_reading() {
+    use common::{Seen, lan_addr, lan_config};
+    use ship_hub::hub::MemoryLan;
+    use ship_hub::hub::Network;
+    use ship_hub::transport::{SocketEvent, WsOptions, connect_websocket};
+    use ship_test_support::harness::{Stage, advance, tls};
+
+    const PINGS: usize = 10_000;
+    /// A pong of a 125-byte ping: 2 bytes of header (a server's frames are not masked) + payload.
+    const PONG_BYTES: usize = 127;
+    /// The victim's write-buffer bound with the default 100 KiB message limit, plus the 64 KiB
+    /// of ciphertext rustls may hold.
+    const BOUND: usize = (128 + 100 + 64) * 1024 + 64 * 1024;
+    let lan = MemoryLan::new();
+    let rec = Recorder::new();
+    let mut config = lan_config(&lan, 1, identity("victim"), &rec);
+    config.limits.max_queued_data = 16;
+    config.timers.keepalive_timeout = Duration::from_secs(600);
+    let victim = start(config).await;
+    let peer = identity("sloth");
+    victim.pair(peer.ski(), None).unwrap();
+    let io = lan
+        .host(lan_addr(2).ip())
+        .connect(lan_addr(1))
+        .await
+        .unwrap();
+    let stream = tls(&peer)
+        .connect(io, "", victim.local_ski())
+        .await
+        .unwrap();
+    let mut socket = connect_websocket(stream, "10.0.0.1", 4711, "/ship/", &WsOptions::default())
+        .await
+        .unwrap();
+    advance(&mut socket, Stage::DataExchange).await;
+    assert!(
+        rec.wait_for(Duration::from_secs(10), |s| *s
+            == Seen::Connected(peer.ski()))
+            .await
+    );
+    // The victim sends until its queue is full: its link waits in a write.
+    let payload = format!(r#"{{"blob":"{}"}}"#, "x".repeat(60_000));
+    let mut sent = 0;
+    while victim.send_data(peer.ski(), payload.as_bytes()).is_ok() {
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    for _ in 0..PINGS {
+        tokio::time::timeout(Duration::from_secs(10), socket.ping(vec![b'p'; 125]))
+            .await
+            .expect("the victim reads pings while its write waits")
+            .unwrap();
+    }
+    // Read everything: the data the victim queued, with the pongs that waited behind it.
+    let (mut data, mut pongs) = (0, 0);
+    while data < sent {
+        let event = tokio::time::timeout(Duration::from_secs(10), socket.next_event())
+            .await
+            .unwrap_or_else(|_| panic!("{data} of {sent} messages, {pongs} pongs"))
+            .unwrap();
+        match event {
+            SocketEvent::Message(bytes) if bytes.windows(7).any(|w| w == br#"{"blob""#) => {
+                data += 1;
+            }
+            SocketEvent::Message(_) => {}
+            SocketEvent::Pong(_) => pongs += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    println!("PONGS: {pongs} pongs for {PINGS} pings behind {sent} messages");
+    assert!(
+        pongs * PONG_BYTES <= BOUND,
+        "{pongs} pongs ({} bytes) waited in the victim's buffers",
+        pongs * PONG_BYTES
+    );
+    assert_eq!(
+        rec.count(|s| matches!(s, Seen::Disconnected(..))),
+        0,
+        "{:?}",
+        rec.all()
+    );
+    drop(socket);
+    victim.shutdown().await;
+}

@@ -62,15 +62,16 @@ impl InstanceName {
         InstanceName(format!("{base}-{}", &ski[..8]))
     }
 
-    /// The text.
+    /// The exact text (`Display` shows it escaped).
     pub fn as_str(&self) -> &str {
         &self.0
     }
 }
 
 impl fmt::Display for InstanceName {
+    /// The name with invisible characters and backslashes escaped ([`crate::text::Escaped`]).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        fmt::Display::fmt(&crate::text::Escaped(&self.0), f)
     }
 }
 

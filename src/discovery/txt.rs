@@ -25,6 +25,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::text::Quoted;
 use crate::{ShipId, ShipIdError, Ski, SkiParseError};
 
 /// The DNS-SD service type of SHIP nodes (§7.3).
@@ -34,6 +35,10 @@ pub const SERVICE_TYPE: &str = "_ship._tcp.local.";
 pub const TXT_VERSION: &str = "1";
 
 /// Why a TXT record or a TXT value was refused.
+///
+/// A message that quotes the peer's value shows it by the library's policy for peer text
+/// ([`crate::text::Quoted`]: escaped, cut after 64 characters); the `found` fields hold the
+/// exact value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TxtError {
@@ -56,7 +61,7 @@ pub enum TxtError {
         key: &'static str,
     },
     /// `txtvers` is not `1`.
-    #[error("unsupported TXT record version `txtvers={found}` (only 1 is known)")]
+    #[error("unsupported TXT record version txtvers={} (only 1 is known)", Quoted(.found))]
     UnsupportedVersion {
         /// The version found.
         found: String,
@@ -68,7 +73,7 @@ pub enum TxtError {
     #[error("invalid SKI in TXT key `ski`: {0}")]
     InvalidSki(#[source] SkiParseError),
     /// `register` is neither `true` nor `false`.
-    #[error("TXT key `register` must be `true` or `false`, found `{found}`")]
+    #[error("TXT key `register` must be `true` or `false`, found {}", Quoted(.found))]
     InvalidRegister {
         /// The value found.
         found: String,
@@ -90,13 +95,16 @@ pub enum TxtError {
         key: &'static str,
     },
     /// `path` does not contain a `/` (TC_SHIP_MDNS_001).
-    #[error("TXT key `path` must contain a `/`, found `{found}`")]
+    #[error("TXT key `path` must contain a `/`, found {}", Quoted(.found))]
     InvalidPath {
         /// The value found.
         found: String,
     },
     /// An entry of `cat` is not a number from 1 to 255.
-    #[error("TXT key `cat` must be a comma-separated list of category numbers, found `{found}`")]
+    #[error(
+        "TXT key `cat` must be a comma-separated list of category numbers, found {}",
+        Quoted(.found)
+    )]
     InvalidCategory {
         /// The value found.
         found: String,
@@ -139,6 +147,10 @@ impl TxtField {
 
 /// A short TXT value: at most [`TxtValue::MAX_LEN`] bytes of UTF-8 without control characters
 /// (`brand`, `model`, `type`, `serial`; §7.3.2, TC_SHIP_MDNS_001).
+///
+/// A peer's value is shown by the library's policy for peer text ([`crate::text`]):
+/// [`as_str`](Self::as_str) is the exact value, `Display` escapes invisible characters (bidi
+/// controls, zero-width characters) and backslashes.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TxtValue(String);
 
@@ -153,15 +165,16 @@ impl TxtValue {
         Ok(TxtValue(value))
     }
 
-    /// The text.
+    /// The exact text (`Display` shows it escaped).
     pub fn as_str(&self) -> &str {
         &self.0
     }
 }
 
 impl fmt::Display for TxtValue {
+    /// The value with invisible characters and backslashes escaped ([`crate::text::Escaped`]).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        fmt::Display::fmt(&crate::text::Escaped(&self.0), f)
     }
 }
 
@@ -172,7 +185,8 @@ impl fmt::Debug for TxtValue {
 }
 
 /// The WebSocket path of a SHIP node (TXT `path`, §7.3.2): contains a `/`, at most 32 bytes
-/// (TC_SHIP_MDNS_001). ship-hub serves `/ship/`.
+/// (TC_SHIP_MDNS_001). ship-hub serves `/ship/`. [`as_str`](Self::as_str) is the exact path
+/// (dial with that); `Display` escapes invisible characters ([`crate::text`]).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ServicePath(String);
 
@@ -190,7 +204,7 @@ impl ServicePath {
         Ok(ServicePath(path))
     }
 
-    /// The text.
+    /// The exact text (`Display` shows it escaped).
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -204,8 +218,9 @@ impl Default for ServicePath {
 }
 
 impl fmt::Display for ServicePath {
+    /// The path with invisible characters and backslashes escaped ([`crate::text::Escaped`]).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        fmt::Display::fmt(&crate::text::Escaped(&self.0), f)
     }
 }
 

@@ -445,7 +445,12 @@ impl AddressBook {
             match check_dialable(address) {
                 Ok(()) if !usable.contains(&address) => usable.push(address),
                 Ok(()) => {}
-                Err(error) => tracing::debug!(%ski, instance, %error, "address not recorded"),
+                Err(error) => tracing::debug!(
+                    %ski,
+                    instance = %crate::text::Escaped(instance),
+                    %error,
+                    "address not recorded"
+                ),
             }
         }
         // The instance may have announced another SKI before.

@@ -7,12 +7,23 @@
 //! sends exactly one [`LinkEvent::Ended`] and drops its admission permits, so a connection slot
 //! is free again the moment the connection is gone.
 //!
+//! Full duplex: a write the peer does not take yet is one branch of the task's `select!`
+//! ([`SocketWriter::poll_send`]), so while it waits the link goes on reading, obeying commands
+//! and keeping its timers. Outgoing bytes stay bounded: the link takes the next frame (from the
+//! engine, or the next payload from the application's queue) only once the last is out, and it
+//! stops reading while a second frame waits behind the one in flight (a peer that sends
+//! requests but takes no answers cannot make them pile up). A write that takes no bytes for
+//! `keepalive_timeout` ends the link like a missing pong.
+//!
 //! Backpressure (docs/architecture.md): every data payload read is charged to the peer's inbound
 //! budget and the charge travels with it to the application. While the budget is used up the
 //! link does not read its socket (TCP flow control then holds the sender back); it keeps
 //! writing, keeps its timers and obeys commands. Its keepalive is not held against the peer for
 //! the time it did not read; but a peer it could not read for `stall_limit` while a ping of ours
 //! is unanswered is closed as [`LinkEnd::Backpressure`].
+
+use std::future::poll_fn;
+use std::task::{Context, Poll};
 
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
@@ -21,14 +32,14 @@ use super::clock::{now, sleep_until_opt};
 use super::handover::{LinkCommand, LinkEnd, LinkEvent, LinkId, LinkSetup, LinkStart, Permits};
 use super::net::BoxIo;
 use crate::protocol::{self, CloseCause, CloseReason, ConnectionState, Event, Transmit};
-use crate::transport::{ShipSocket, SocketEvent};
+use crate::transport::{Outgoing, ShipSocket, SocketEvent, SocketReader, SocketWriter};
 
 /// Runs one link until it ends. `permits` (the connection's admission permits) are dropped when
 /// it returns.
 pub(crate) async fn run(socket: ShipSocket<BoxIo>, permits: Permits, start: LinkStart) {
     let mut link = LinkTask::new(socket, start);
     loop {
-        link.send_transmits().await;
+        link.pump_writes().await;
         link.report_events();
         if link.concluded() {
             break;
@@ -47,9 +58,28 @@ pub(crate) async fn run(socket: ShipSocket<BoxIo>, permits: Permits, start: Link
     link.finish(permits).await;
 }
 
+/// What a frame in flight is, for what its completion means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sending {
+    /// A SHIP message from the engine.
+    Message,
+    /// A WebSocket ping of ours (keepalive, or the supervisor's liveness check).
+    Ping,
+    /// The WebSocket close frame, the engine's last transmit.
+    Close,
+}
+
+/// The frame the socket is sending, and since when (the write bound counts from then).
+struct Write {
+    frame: Outgoing,
+    sending: Sending,
+    since: Instant,
+}
+
 /// A link's task: its connection, its channels and where its keepalive and backpressure stand.
 struct LinkTask {
-    socket: ShipSocket<BoxIo>,
+    reader: SocketReader<BoxIo>,
+    writer: SocketWriter<BoxIo>,
     /// The sans-IO protocol engine.
     engine: protocol::Connection,
     setup: LinkSetup,
@@ -68,6 +98,14 @@ struct LinkTask {
     completed: bool,
     /// The peer's restriction last reported (our PIN optional, not sent yet).
     restricted: bool,
+    /// The frame in flight: handed to the socket, not yet all out.
+    writing: Option<Write>,
+    /// The engine's next transmit, taken out while a frame is in flight so the link knows more
+    /// waits: until the frame in flight is out, nothing more is read (what the peer sends next
+    /// could only add to it).
+    queued: Option<Transmit>,
+    /// A ping is due and waits for the frame in flight.
+    ping_wanted: bool,
     next_ping: Instant,
     pong_deadline: Option<Instant>,
     /// When the last keepalive ping went out (its pong still owed).
@@ -86,8 +124,10 @@ impl LinkTask {
             events,
         } = start;
         let next_ping = Instant::now() + setup.keepalive_interval;
+        let (reader, writer) = socket.split();
         LinkTask {
-            socket,
+            reader,
+            writer,
             engine,
             setup,
             commands,
@@ -100,6 +140,9 @@ impl LinkTask {
             commands_open: true,
             completed: false,
             restricted: false,
+            writing: None,
+            queued: None,
+            ping_wanted: false,
             next_ping,
             pong_deadline: None,
             ping_sent: None,
@@ -112,36 +155,91 @@ impl LinkTask {
         let _ = self.events.send((self.setup.id, event));
     }
 
-    /// Step 1: everything the engine wants sent, in order. A write the peer does not take
-    /// within the keepalive timeout ends the link.
-    async fn send_transmits(&mut self) {
-        while let Some(transmit) = self.engine.poll_transmit() {
-            match transmit {
-                Transmit::Message(bytes) if self.socket_open => {
-                    match unstalled(&self.setup, self.socket.send(bytes)).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => {
-                            self.socket_open = false;
-                            self.engine.handle_transport_closed(now());
+    /// Step 1: sends what can be sent without waiting, in order: the frame in flight, then the
+    /// next (a due ping first, then the engine's transmits), until one has to wait for the peer.
+    async fn pump_writes(&mut self) {
+        poll_fn(|cx| {
+            self.pump(cx);
+            Poll::Ready(())
+        })
+        .await;
+    }
+
+    fn pump(&mut self, cx: &mut Context<'_>) {
+        loop {
+            if let Some(write) = self.writing.as_mut() {
+                match self.writer.poll_send(cx, &mut write.frame) {
+                    Poll::Ready(result) => self.sent(result.is_ok()),
+                    Poll::Pending => {
+                        if self.queued.is_none() {
+                            self.queued = self.engine.poll_transmit();
                         }
-                        Err(stall) => {
-                            self.end = Some(stall);
-                            break;
-                        }
-                    }
-                }
-                Transmit::Message(_) => {}
-                Transmit::Close { code, reason } => {
-                    if self.socket_open {
-                        let close = self.socket.close(code, &reason);
-                        if let Err(stall) = unstalled(&self.setup, close).await {
-                            self.end = Some(stall);
-                        }
-                        self.socket_open = false;
+                        return;
                     }
                 }
             }
+            if !self.socket_open {
+                // Nothing can go out any more (the engine learns the transport closed).
+                self.ping_wanted = false;
+                self.queued = None;
+                while self.engine.poll_transmit().is_some() {}
+                return;
+            }
+            let Some(write) = self.next_write(true) else {
+                return;
+            };
+            self.writing = Some(write);
         }
+    }
+
+    /// The next frame to send: a due ping (if `ping`), else the engine's next transmit.
+    fn next_write(&mut self, ping: bool) -> Option<Write> {
+        let (frame, sending) = if ping && self.ping_wanted {
+            self.ping_wanted = false;
+            (Outgoing::ping(Vec::new()), Sending::Ping)
+        } else {
+            match self.queued.take().or_else(|| self.engine.poll_transmit())? {
+                Transmit::Message(bytes) => (Outgoing::binary(bytes), Sending::Message),
+                Transmit::Close { code, reason } => {
+                    (Outgoing::close(code, &reason), Sending::Close)
+                }
+            }
+        };
+        Some(Write {
+            frame,
+            sending,
+            since: Instant::now(),
+        })
+    }
+
+    /// The frame in flight is out (`ok`) or the socket failed.
+    fn sent(&mut self, ok: bool) {
+        let Some(write) = self.writing.take() else {
+            return;
+        };
+        match (write.sending, ok) {
+            (Sending::Close, _) => self.socket_open = false,
+            (_, false) => {
+                self.socket_open = false;
+                self.engine.handle_transport_closed(now());
+            }
+            (Sending::Ping, true) => {
+                if self.pong_deadline.is_none() {
+                    self.ping_sent = Some(Instant::now());
+                    self.pong_deadline = Some(Instant::now() + self.setup.keepalive_timeout);
+                }
+            }
+            (Sending::Message, true) => {}
+        }
+    }
+
+    /// A ping is due or on its way out.
+    fn ping_pending(&self) -> bool {
+        self.ping_wanted
+            || self
+                .writing
+                .as_ref()
+                .is_some_and(|write| write.sending == Sending::Ping)
     }
 
     /// Step 2: everything that happened, to the supervisor (and whether the peer's restriction
@@ -185,10 +283,11 @@ impl LinkTask {
         self.engine.is_closed() || self.end.is_some()
     }
 
-    /// Backpressure: whether the socket may be read now (handshake messages are never held
-    /// back), keeping `paused_since` and the pong deadline in step. Registering `released` for
-    /// the release signal before the second look means a release in between cannot be missed.
-    fn readable(
+    /// Backpressure: whether the peer's budget lets the socket be read now (handshake messages
+    /// are never held back), keeping `paused_since` and the pong deadline in step. Registering
+    /// `released` for the release signal before the second look means a release in between
+    /// cannot be missed.
+    fn budget_readable(
         &mut self,
         released: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
     ) -> bool {
@@ -213,39 +312,71 @@ impl LinkTask {
         readable
     }
 
-    /// When the link gives up on a peer it cannot read (budget used up) while a ping is owed.
-    fn stall_deadline(&self) -> Option<Instant> {
-        match (self.paused_since, self.ping_sent) {
-            (Some(paused), Some(sent)) => Some(paused.max(sent) + self.setup.stall_limit),
+    /// When the link gives up on its peer, and why: a peer it cannot read (budget used up)
+    /// while a ping is owed, or a write that took no bytes for the keepalive timeout, whichever
+    /// comes first.
+    fn give_up_at(&self) -> Option<(Instant, LinkEnd)> {
+        let stall = match (self.paused_since, self.ping_sent) {
+            (Some(paused), Some(sent)) => Some((
+                paused.max(sent) + self.setup.stall_limit,
+                LinkEnd::Backpressure,
+            )),
             _ => None,
+        };
+        let write = self.writing.as_ref().map(|write| {
+            (
+                write.since + self.setup.keepalive_timeout,
+                LinkEnd::KeepaliveTimeout,
+            )
+        });
+        match (stall, write) {
+            (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+            (a, b) => a.or(b),
         }
     }
 
-    /// Step 3: waits for the next thing to happen — the socket, a command, outgoing data, a
-    /// timer, the abort — and handles it.
+    /// Step 3: waits for the next thing to happen — the frame in flight going out, the socket,
+    /// a command, outgoing data, a timer, the abort — and handles it.
     async fn wait_and_handle(&mut self) {
         let timeout = self.engine.poll_timeout().map(Instant::from_std);
         let deadline = Instant::from_std(self.setup.handshake_deadline);
         let budget = self.setup.budget.clone();
         let released = budget.total().released().notified();
         tokio::pin!(released);
-        let readable = self.readable(released.as_mut());
-        let stall_deadline = self.stall_deadline();
+        let budget_readable = self.budget_readable(released.as_mut());
+        // Reading goes on while a frame is in flight, but not while another waits behind it.
+        let readable = budget_readable && self.queued.is_none();
+        let give_up = self.give_up_at();
+        let writing = self.writing.is_some();
+        let idle = !writing && self.completed;
+        let may_ping = self.completed && self.pong_deadline.is_none() && !self.ping_pending();
         let abort = self.setup.abort.clone();
+        let (writer, write) = (&self.writer, &mut self.writing);
         tokio::select! {
             biased;
             _ = abort.cancelled() => {
                 self.end = Some(LinkEnd::Aborted);
             }
-            _ = &mut released, if !readable => {}
-            _ = sleep_until_opt(stall_deadline) => {
-                tracing::debug!(
-                    queued = self.setup.budget.queued(),
-                    "inbound budget used up for the stall limit with a ping unanswered: closing"
-                );
-                self.end = Some(LinkEnd::Backpressure);
+            _ = &mut released, if !budget_readable => {}
+            result = poll_fn(|cx| match write.as_mut() {
+                Some(write) => writer.poll_send(cx, &mut write.frame),
+                None => Poll::Pending,
+            }), if writing => self.sent(result.is_ok()),
+            _ = sleep_until_opt(give_up.as_ref().map(|(at, _)| *at)) => {
+                if let Some((_, end)) = give_up {
+                    if matches!(end, LinkEnd::Backpressure) {
+                        tracing::debug!(
+                            queued = self.setup.budget.queued(),
+                            "inbound budget used up for the stall limit with a ping unanswered: \
+                             closing"
+                        );
+                    } else {
+                        tracing::debug!("the peer took no bytes for the keepalive timeout");
+                    }
+                    self.end = Some(end);
+                }
             }
-            event = self.socket.next_event(), if readable => match event {
+            event = self.reader.next_event(), if readable => match event {
                 Ok(SocketEvent::Message(bytes)) => self.engine.handle_message(&bytes, now()),
                 Ok(SocketEvent::Pong(_)) => {
                     self.pong_deadline = None;
@@ -257,8 +388,10 @@ impl LinkTask {
                     self.engine.handle_transport_closed(now());
                 }
             },
-            command = self.commands.recv(), if self.commands_open => self.obey(command).await,
-            payload = self.data.recv(), if self.completed => {
+            command = self.commands.recv(), if self.commands_open => self.obey(command),
+            // The next payload only once the last frame is out: the application's queue
+            // (`max_queued_data`) is what holds outgoing data back.
+            payload = self.data.recv(), if idle => {
                 if let Some(payload) = payload
                     && let Err(error) = self.engine.send_data(&payload, now())
                 {
@@ -269,8 +402,10 @@ impl LinkTask {
             _ = sleep_until(deadline), if !self.completed => {
                 self.end = Some(LinkEnd::HandshakeDeadline);
             }
-            _ = sleep_until(self.next_ping), if self.completed && self.pong_deadline.is_none() => {
-                self.keepalive_ping().await;
+            _ = sleep_until(self.next_ping), if may_ping => {
+                // Sent once the frame in flight is out; the pong is owed from then.
+                self.next_ping = Instant::now() + self.setup.keepalive_interval;
+                self.ping_wanted = true;
             }
             _ = sleep_until_opt(self.pong_deadline), if self.paused_since.is_none() => {
                 self.end = Some(LinkEnd::KeepaliveTimeout);
@@ -279,7 +414,7 @@ impl LinkTask {
     }
 
     /// A command from the supervisor (`None`: the supervisor is gone, so close politely).
-    async fn obey(&mut self, command: Option<LinkCommand>) {
+    fn obey(&mut self, command: Option<LinkCommand>) {
         match command {
             Some(LinkCommand::Approve) => self.engine.approve_trust(now()),
             Some(LinkCommand::Deny) => self.engine.deny_trust(now()),
@@ -297,12 +432,8 @@ impl LinkTask {
                 self.engine.close(reason, now());
             }
             Some(LinkCommand::Ping) => {
-                let ping = self.socket.ping(Vec::new());
-                if matches!(unstalled(&self.setup, ping).await, Ok(Ok(())))
-                    && self.pong_deadline.is_none()
-                {
-                    self.ping_sent = Some(Instant::now());
-                    self.pong_deadline = Some(Instant::now() + self.setup.keepalive_timeout);
+                if !self.ping_pending() {
+                    self.ping_wanted = true;
                 }
             }
             None => {
@@ -312,37 +443,52 @@ impl LinkTask {
         }
     }
 
-    /// The keepalive interval passed in data exchange: ping, and expect the pong within the
-    /// keepalive timeout.
-    async fn keepalive_ping(&mut self) {
-        self.next_ping = Instant::now() + self.setup.keepalive_interval;
-        match unstalled(&self.setup, self.socket.ping(Vec::new())).await {
-            Ok(Ok(())) => {
-                self.ping_sent = Some(Instant::now());
-                self.pong_deadline = Some(Instant::now() + self.setup.keepalive_timeout);
+    /// Sends the frame in flight and the engine's last transmits (its close frame), each bounded
+    /// like any write: the engine concluded, so nothing is read any more.
+    async fn drain_writes(&mut self) {
+        loop {
+            if self.writing.is_none() {
+                self.writing = self.next_write(false);
             }
-            Ok(Err(_)) => {}
-            Err(stall) => self.end = Some(stall),
+            let Some(write) = self.writing.as_mut() else {
+                return;
+            };
+            let writer = &self.writer;
+            let send = poll_fn(|cx| writer.poll_send(cx, &mut write.frame));
+            match unstalled(&self.setup, send).await {
+                Ok(result) => self.sent(result.is_ok()),
+                Err(stall) => {
+                    self.end = Some(stall);
+                    return;
+                }
+            }
+            if !self.socket_open {
+                return;
+            }
         }
     }
 
-    /// Step 4: closes what is left of the socket, frees the admission permits and reports the
-    /// link's end, the last event it sends.
+    /// Step 4: sends the engine's last frames, closes what is left of the socket, frees the
+    /// admission permits and reports the link's end, the last event it sends.
     async fn finish(mut self, permits: Permits) {
+        if self.end.is_none() && self.socket_open {
+            self.drain_writes().await;
+        }
         if matches!(self.end, Some(LinkEnd::HandshakeDeadline)) && self.socket_open {
-            let close = self.socket.close(4001, "handshake deadline");
+            let close = self.writer.close(4001, "handshake deadline");
             let _ = unstalled(&self.setup, close).await;
         }
         let end = self.end.take().unwrap_or_else(|| {
             LinkEnd::Protocol(self.cause.take().unwrap_or(CloseCause::TransportClosed))
         });
         let LinkTask {
-            socket,
+            reader,
+            writer,
             events,
             setup,
             ..
         } = self;
-        drop(socket);
+        drop((reader, writer));
         drop(permits);
         let _ = events.send((setup.id, LinkEvent::Ended(Box::new(end))));
     }

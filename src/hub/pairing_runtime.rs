@@ -259,7 +259,7 @@ fn evaluate_now(shared: &Arc<Shared>, sighting: &PairingSighting) {
     let event = match state.receiver.evaluate(sighting.properties(), unit, now) {
         Ok(request) => {
             tracing::info!(
-                instance = %sighting.instance,
+                instance = %crate::text::Escaped(&sighting.instance),
                 ship_id = %request.trust_id,
                 fingerprint = %request.trust_fingerprint,
                 "pairing service: request verified; its certificate is paired when it connects"
@@ -288,11 +288,19 @@ fn evaluate_now(shared: &Arc<Shared>, sighting: &PairingSighting) {
                 .last_report
                 .is_some_and(|at| reported < at + state.config.refusal_report_interval)
             {
-                tracing::debug!(instance = %sighting.instance, %error, "pairing request refused");
+                tracing::debug!(
+                    instance = %crate::text::Escaped(&sighting.instance),
+                    %error,
+                    "pairing request refused"
+                );
                 return;
             }
             state.last_report = Some(reported);
-            tracing::info!(instance = %sighting.instance, %error, "pairing request refused");
+            tracing::info!(
+                instance = %crate::text::Escaped(&sighting.instance),
+                %error,
+                "pairing request refused"
+            );
             PairingServiceEvent::RequestRefused {
                 instance: sighting.instance.clone(),
                 error,

@@ -69,11 +69,12 @@ pub enum RecordError {
     NotUtf8(&'static str),
     /// A fixed-value key (`parType`, `type`, `alg`, `trustCurve`) has a value this version
     /// does not define.
-    #[error("`{field}` has the unsupported value {value:?}")]
+    #[error("`{field}` has the unsupported value {}", crate::text::Quoted(.value))]
     Unsupported {
         /// The key.
         field: &'static str,
-        /// The value (at most 64 characters of it).
+        /// The value (at most 64 characters of it; the message shows it escaped,
+        /// [`crate::text::Quoted`]).
         value: String,
     },
     /// `forPar`, `trustPar`, `trustNonce` or `digest` is not the uppercase hex of the right

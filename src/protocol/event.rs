@@ -109,7 +109,9 @@ pub enum CloseCause {
         waiting_ms: u32,
     },
     /// The peer's `accessMethods` has no `id` or an invalid one.
-    #[error("the peer sent an invalid SHIP ID {0:?}")]
+    /// (The message quotes the value escaped and cut, [`crate::text::Quoted`]; the field holds
+    /// it exactly.)
+    #[error("the peer sent an invalid SHIP ID {}", quoted_or_none(.0))]
     InvalidShipId(Option<String>),
     /// The peer's SHIP ID differs from the one stored for its SKI (close 4450).
     #[error("SHIP id mismatch: stored {stored}, received {received}")]
@@ -195,4 +197,12 @@ pub enum SendDataError {
     /// The connection is closing or closed.
     #[error("the connection is closing or closed")]
     Closed,
+}
+
+/// A peer's optional value as an error message quotes it ([`crate::text::Quoted`]).
+fn quoted_or_none(value: &Option<String>) -> String {
+    match value {
+        Some(value) => crate::text::Quoted(value).to_string(),
+        None => "(none)".to_owned(),
+    }
 }

@@ -77,8 +77,12 @@ pub enum WebSocketError {
     /// The other side did not request/echo the `ship` subprotocol (§10.2).
     #[error("the peer did not negotiate the WebSocket subprotocol \"ship\"")]
     MissingSubprotocol,
-    /// The other side requested or echoed a subprotocol other than `ship`.
-    #[error("the peer negotiated the WebSocket subprotocol {0:?}, not \"ship\"")]
+    /// The other side requested or echoed a subprotocol other than `ship` (the message quotes
+    /// it escaped and cut, [`crate::text::Quoted`]; the field holds it exactly).
+    #[error(
+        "the peer negotiated the WebSocket subprotocol {}, not \"ship\"",
+        crate::text::Quoted(.0)
+    )]
     WrongSubprotocol(String),
     /// A text frame arrived; SHIP messages are binary frames only.
     #[error("the peer sent a text frame; SHIP uses binary frames only")]
@@ -106,8 +110,12 @@ pub enum WebSocketError {
     /// The stream ended without a WebSocket close handshake.
     #[error("the connection ended without a WebSocket close")]
     ResetWithoutClose,
-    /// Any other WebSocket protocol violation.
-    #[error("WebSocket protocol violation: {0}")]
+    /// Any other WebSocket protocol violation (the WebSocket library's message, which may
+    /// quote what the peer sent, shown escaped and cut: [`crate::text`]).
+    #[error(
+        "WebSocket protocol violation: {}",
+        crate::text::escaped_message(.0, crate::text::MESSAGE_MAX_CHARS)
+    )]
     Protocol(String),
 }
 

@@ -29,6 +29,7 @@ mod websocket;
 
 pub use dial::{dial, dial_host};
 pub use error::{TlsError, TransportError, WebSocketError};
+pub(crate) use socket::Outgoing;
 pub use socket::{ShipSocket, SocketEvent, SocketReader, SocketWriter};
 pub use suites::{TlsSuite, UnknownTlsSuite, parse_tls_suites};
 pub use tls::{FALLBACK_SERVER_NAME, IncomingTls, ShipTls, TlsOptions, TlsStream};

@@ -4,6 +4,12 @@
 //! across an `.await`, so the reader can wait for the next frame while the writer sends (the
 //! same approach as `futures`' `BiLock`, without the unsafe code). Pings from the peer are
 //! answered by tungstenite while the reader reads.
+//!
+//! Reading never waits for a write: tungstenite keeps a frame the peer does not take yet in its
+//! write buffer and goes on reading (it tries to send its automatic pong and close replies on
+//! each read, and keeps them if the peer still takes nothing). The hub's link uses that to stay
+//! full-duplex: it polls a pending send ([`SocketWriter::poll_send`]) as one branch of its
+//! `select!` and the next event as another, from one task.
 
 use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -74,24 +80,29 @@ where
         std::pin::Pin::new(&mut *socket).poll_next(cx)
     }
 
+    /// Hands `message` to the WebSocket once it is ready for it, then flushes: `Ready` once
+    /// everything written so far is out. The message is taken from `message` only when the
+    /// WebSocket accepts it, so a pending poll loses nothing and the next poll goes on.
+    fn poll_send(
+        &self,
+        cx: &mut Context<'_>,
+        message: &mut Option<Message>,
+    ) -> Poll<Result<(), tungstenite::Error>> {
+        let mut socket = self.lock();
+        let mut socket = std::pin::Pin::new(&mut *socket);
+        if message.is_some() {
+            ready!(socket.as_mut().poll_ready(cx))?;
+            if let Some(next) = message.take() {
+                socket.as_mut().start_send(next)?;
+            }
+        }
+        socket.poll_flush(cx)
+    }
+
     /// Queues `message` and flushes it.
     async fn send(&self, message: Message) -> Result<(), tungstenite::Error> {
         let mut message = Some(message);
-        poll_fn(|cx| {
-            let mut socket = self.lock();
-            let mut socket = std::pin::Pin::new(&mut *socket);
-            if message.is_some() {
-                if let Err(error) = ready!(socket.as_mut().poll_ready(cx)) {
-                    return Poll::Ready(Err(error));
-                }
-                // Taken only once the sink is ready, so a pending poll loses nothing.
-                if let Some(next) = message.take() {
-                    socket.as_mut().start_send(next)?;
-                }
-            }
-            socket.poll_flush(cx)
-        })
-        .await
+        poll_fn(|cx| self.poll_send(cx, &mut message)).await
     }
 
     async fn flush(&self) -> Result<(), tungstenite::Error> {
@@ -103,16 +114,64 @@ where
     }
 
     async fn close(&self, code: u16, reason: &str) -> Result<(), TransportError> {
+        let mut frame = Outgoing::close(code, reason);
+        poll_fn(|cx| self.poll_outgoing(cx, &mut frame)).await
+    }
+
+    /// [`Link::poll_send`] for an [`Outgoing`] frame, with the errors mapped; closing a socket
+    /// that is already closed is not an error.
+    fn poll_outgoing(
+        &self,
+        cx: &mut Context<'_>,
+        frame: &mut Outgoing,
+    ) -> Poll<Result<(), TransportError>> {
+        match ready!(self.poll_send(cx, &mut frame.message)) {
+            Ok(()) => Poll::Ready(Ok(())),
+            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed)
+                if frame.close =>
+            {
+                Poll::Ready(Ok(()))
+            }
+            Err(error) => Poll::Ready(Err(from_tungstenite(error))),
+        }
+    }
+}
+
+/// One frame on its way out through [`SocketWriter::poll_send`]: a SHIP message, a ping or a
+/// close. It holds the frame until the WebSocket takes it, so a send polled as a `select!`
+/// branch that loses the race loses nothing; the next poll goes on where this one stopped.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    message: Option<Message>,
+    close: bool,
+}
+
+impl Outgoing {
+    /// One SHIP message, as a binary frame.
+    pub(crate) fn binary(message: Vec<u8>) -> Outgoing {
+        Outgoing {
+            message: Some(Message::Binary(message.into())),
+            close: false,
+        }
+    }
+
+    /// A WebSocket ping; the answer arrives as [`SocketEvent::Pong`].
+    pub(crate) fn ping(payload: Vec<u8>) -> Outgoing {
+        Outgoing {
+            message: Some(Message::Ping(payload.into())),
+            close: false,
+        }
+    }
+
+    /// A close frame with `code` and `reason` (truncated to the 123 bytes a close frame allows).
+    pub(crate) fn close(code: u16, reason: &str) -> Outgoing {
         let frame = CloseFrame {
             code: CloseCode::from(code),
             reason: truncate(reason, 123).into(),
         };
-        match self.send(Message::Close(Some(frame))).await {
-            Ok(())
-            | Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
-                Ok(())
-            }
-            Err(error) => Err(from_tungstenite(error)),
+        Outgoing {
+            message: Some(Message::Close(Some(frame))),
+            close: true,
         }
     }
 }
@@ -343,5 +402,17 @@ where
     /// The peer's close reply arrives on the reader as [`SocketEvent::Closed`].
     pub async fn close(&self, code: u16, reason: &str) -> Result<(), TransportError> {
         self.link.close(code, reason).await
+    }
+
+    /// Sends `frame` without blocking the task: hands it to the WebSocket once it is ready,
+    /// then flushes; `Ready` once the frame (and everything before it) is out. Cancel-safe, so
+    /// it can be a `select!` branch next to [`SocketReader::next_event`]: a pending poll keeps
+    /// the frame in `frame` (or in the WebSocket's write buffer), and reading goes on meanwhile.
+    pub(crate) fn poll_send(
+        &self,
+        cx: &mut Context<'_>,
+        frame: &mut Outgoing,
+    ) -> Poll<Result<(), TransportError>> {
+        self.link.poll_outgoing(cx, frame)
     }
 }

@@ -32,7 +32,9 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 100 * 1024;
 #[non_exhaustive]
 pub struct WsOptions {
     /// The largest incoming message (and frame) accepted, in bytes; a bigger one closes the
-    /// connection with 1009 and [`WebSocketError::MessageTooLarge`].
+    /// connection with 1009 and [`WebSocketError::MessageTooLarge`]. It also sizes the bound
+    /// of the write buffer (this size plus 192 KiB), so an outgoing message bigger than that
+    /// cannot be sent (the hub sends none bigger than this size).
     pub max_message_size: usize,
 }
 
@@ -50,12 +52,36 @@ impl Default for WsOptions {
 /// and a larger message (up to [`WsOptions::max_message_size`]) still arrives, over more reads.
 const READ_BUFFER_SIZE: usize = 4 * 1024;
 
+/// tungstenite's write-buffer threshold (its default): frames are collected up to this size
+/// before they are written, and every flush writes them all.
+const WRITE_BUFFER_SIZE: usize = 128 * 1024;
+
+/// Room in the write buffer beyond one message of ours, for tungstenite's automatic pong and
+/// close replies.
+const WRITE_BUFFER_SPARE: usize = 64 * 1024;
+
 impl WsOptions {
     fn config(&self) -> WebSocketConfig {
         WebSocketConfig::default()
             .read_buffer_size(READ_BUFFER_SIZE)
+            .write_buffer_size(WRITE_BUFFER_SIZE)
+            .max_write_buffer_size(self.max_write_buffer_size())
             .max_message_size(Some(self.max_message_size))
             .max_frame_size(Some(self.max_message_size))
+    }
+
+    /// The most the write buffer may hold. The hub's link keeps reading while one of its
+    /// messages waits for a peer that does not read, and tungstenite answers each ping it reads
+    /// by appending a pong to the write buffer: unbounded, a peer that stops reading and keeps
+    /// pinging would grow it without end. Bounded, a pong that does not fit waits in
+    /// tungstenite's single reply slot (a newer one replaces it). The bound leaves room for the
+    /// write-buffer threshold, one message of the size this socket accepts (the hub sends no
+    /// bigger one, `Hub::send_data` refuses it) and the replies; a frame that would not fit is
+    /// refused with a WebSocket error.
+    fn max_write_buffer_size(&self) -> usize {
+        WRITE_BUFFER_SIZE
+            .saturating_add(self.max_message_size)
+            .saturating_add(WRITE_BUFFER_SPARE)
     }
 }
 

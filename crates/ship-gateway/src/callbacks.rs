@@ -137,7 +137,7 @@ impl Callbacks for GatewayCallbacks {
         self.live.connected(ski, tls_suite.clone());
         self.log.emit(Event::Connected {
             ski: ski.to_string(),
-            ship_id: ship_id.map(|s| s.to_string()),
+            ship_id: ship_id.map(|s| s.as_str().to_owned()),
             tls_suite,
         });
     }
@@ -329,7 +329,7 @@ impl Callbacks for GatewayCallbacks {
     fn ship_id_learned(&self, ski: Ski, ship_id: &ShipId) {
         self.log.emit(Event::ShipId {
             ski: ski.to_string(),
-            ship_id: ship_id.to_string(),
+            ship_id: ship_id.as_str().to_owned(),
         });
     }
 
@@ -341,7 +341,7 @@ impl Callbacks for GatewayCallbacks {
                 displaced,
             } => Event::PairedByService {
                 ski: ski.to_string(),
-                ship_id: ship_id.to_string(),
+                ship_id: ship_id.as_str().to_owned(),
                 displaced: displaced.map(|d| d.to_string()),
             },
             PairingServiceEvent::RequestAccepted {
@@ -352,7 +352,7 @@ impl Callbacks for GatewayCallbacks {
                 self.store_replay_history();
                 Event::PairingServiceRequest {
                     instance: instance.clone(),
-                    ship_id: ship_id.to_string(),
+                    ship_id: ship_id.as_str().to_owned(),
                     fingerprint: fingerprint.to_string(),
                 }
             }

@@ -79,7 +79,7 @@ pub(crate) fn pair(
         Gateway::Running(stream) => {
             let body = serde_json::json!({
                 "ski": ski.to_string(),
-                "ship_id": ship_id.map(|s| s.to_string()),
+                "ship_id": ship_id.map(|s| s.as_str().to_owned()),
                 "name": name,
                 "address": address.map(|a| a.to_string()),
                 "pin": pin.as_ref().map(|p| p.reveal()),

@@ -179,8 +179,12 @@ impl DataDir {
                     Some(id) => id.clone(),
                     None => derived()?,
                 };
-                write_new(&self.path.join(".ship_id.tmp"), &path, &format!("{id}\n"))
-                    .map_err(|e| error(format!("cannot store the SHIP ID: {e}")))?;
+                write_new(
+                    &self.path.join(".ship_id.tmp"),
+                    &path,
+                    &format!("{}\n", id.as_str()),
+                )
+                .map_err(|e| error(format!("cannot store the SHIP ID: {e}")))?;
                 Ok(id)
             }
             Err(e) => Err(error(format!("cannot read it: {e}"))),

@@ -42,7 +42,7 @@ impl ServiceRow {
                 .map(|i| instance_label(i))
                 .unwrap_or_default(),
             ski: service.ski.to_string(),
-            ship_id: txt.id.to_string(),
+            ship_id: txt.id.as_str().to_owned(),
             addresses: service.addresses.iter().map(|a| a.to_string()).collect(),
             brand: txt.brand.as_ref().map(|v| v.as_str().to_owned()),
             model: txt.model.as_ref().map(|v| v.as_str().to_owned()),

@@ -13,6 +13,7 @@ use ship_hub::Ski;
 use ship_hub::hub::{FailureCause, Hub, HubConfig, ShutdownReport};
 use ship_hub::identity::Identity;
 use ship_hub::transport::{self, ShipSocket, ShipTls, SocketEvent, TlsOptions, WsOptions};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::common::{Recorder, Seen, identity, loopback_config, start};
@@ -249,7 +250,10 @@ pub async fn ending(socket: &mut ShipSocket<TcpStream>) -> (Ending, Vec<Vec<u8>>
 }
 
 /// Reads messages until one contains `needle`; panics if the connection ends first.
-pub async fn expect_message(socket: &mut ShipSocket<TcpStream>, needle: &str) -> Vec<u8> {
+pub async fn expect_message<S>(socket: &mut ShipSocket<S>, needle: &str) -> Vec<u8>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
     let found = tokio::time::timeout(WAIT, async {
         loop {
             match socket.next_event().await {
@@ -376,7 +380,10 @@ impl Stage {
 }
 
 /// Drives a trusted client's handshake with the victim up to `stage`.
-pub async fn advance(socket: &mut ShipSocket<TcpStream>, stage: Stage) {
+pub async fn advance<S>(socket: &mut ShipSocket<S>, stage: Stage)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
     if stage == Stage::ExpectCmi {
         return;
     }

@@ -38,7 +38,7 @@ pub fn decode(bytes: &[u8]) -> Result<ShipMessage, DecodeError> {
     }
     let text = std::str::from_utf8(value).map_err(|_| DecodeError::NotUtf8)?;
     let root: &RawValue =
-        serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
+        serde_json::from_str(text).map_err(|e| DecodeError::Json(parser_message(&e)))?;
     let top = Fields::parse(root, "message").map_err(|_| DecodeError::NotAMessage)?;
     let [(name, body)] = top.0.as_slice() else {
         return Err(DecodeError::NotAMessage);
@@ -175,8 +175,14 @@ fn scalar<'a, T: Deserialize<'a>>(
     serde_json::from_str(raw.get()).map_err(|e| DecodeError::InvalidField {
         message,
         field,
-        detail: e.to_string(),
+        detail: parser_message(&e),
     })
+}
+
+/// A JSON parser's error as a message: it may quote the peer's text (`invalid type: string
+/// "…"`, ``unknown variant `…` ``), so it is escaped and cut ([`crate::text`]).
+fn parser_message(error: &serde_json::Error) -> String {
+    crate::text::escaped_message(&error.to_string(), crate::text::MESSAGE_MAX_CHARS)
 }
 
 fn optional<'a, T: Deserialize<'a>>(
@@ -204,7 +210,7 @@ fn name_of<T: Copy>(
         .ok_or_else(|| DecodeError::InvalidField {
             message,
             field,
-            detail: format!("unknown value {text:?}"),
+            detail: format!("unknown value {}", crate::text::Quoted(&text)),
         })
 }
 

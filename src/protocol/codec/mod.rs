@@ -40,7 +40,7 @@ pub enum DecodeError {
     #[error("SHIP message of type {0:?} has no value")]
     MissingValue(MessageType),
     /// An init message that is not exactly `00 00` (TC_SHIP_CMI_005 sends `00 01`).
-    #[error("CMI must be `00 00`, got `00` followed by {0:02x?}")]
+    #[error("CMI must be `00 00`, got `00` followed by {}", hex_prefix(.0))]
     InvalidCmi(Vec<u8>),
     /// The value is not UTF-8.
     #[error("SHIP message value is not UTF-8")]
@@ -52,7 +52,9 @@ pub enum DecodeError {
     #[error("SHIP message value must be an object naming exactly one message")]
     NotAMessage,
     /// The JSON names a message SHIP does not define.
-    #[error("unknown SHIP message {0:?}")]
+    /// (The message quotes the name escaped and cut, [`crate::text::Quoted`]; the field holds
+    /// it exactly.)
+    #[error("unknown SHIP message {}", crate::text::Quoted(.0))]
     UnknownMessage(String),
     /// A known message sent with the wrong type byte.
     #[error("{message} must be sent with type byte {expected}, got {found}")]
@@ -82,6 +84,17 @@ pub enum DecodeError {
         /// What is wrong.
         detail: String,
     },
+}
+
+/// At most the first 16 bytes, in hex (a peer may send many more).
+fn hex_prefix(bytes: &[u8]) -> String {
+    let shown = &bytes[..bytes.len().min(16)];
+    let more = if bytes.len() > shown.len() {
+        format!(" … ({} bytes)", bytes.len())
+    } else {
+        String::new()
+    };
+    format!("{shown:02x?}{more}")
 }
 
 fn message_name(message: &ShipMessage) -> &'static str {

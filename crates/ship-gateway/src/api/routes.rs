@@ -289,7 +289,7 @@ impl PeerView {
         PeerView {
             ski: peer.ski.to_string(),
             name: peer.name.clone(),
-            ship_id: peer.ship_id.as_ref().map(|s| s.to_string()),
+            ship_id: peer.ship_id.as_ref().map(|s| s.as_str().to_owned()),
             state: None,
             detailed: None,
             since_ms: None,
