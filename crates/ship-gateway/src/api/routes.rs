@@ -39,6 +39,10 @@ pub(crate) fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/requests/{ski}/deny", post(deny))
         .route("/api/v1/events", get(events))
         .route("/api/v1/qr.svg", get(qr_svg))
+        .route(
+            "/api/v1/pairing-request",
+            post(super::pairing_request::make),
+        )
         .route("/metrics", get(metrics::metrics))
         .route("/", get(console))
         .route("/login", get(auth::login_form).post(auth::login_submit))
@@ -78,7 +82,7 @@ async fn not_found(request: Request) -> ApiError {
 }
 
 /// A SKI from the path: 40 hex digits.
-fn ski(text: &str) -> Result<Ski, ApiError> {
+pub(super) fn ski(text: &str) -> Result<Ski, ApiError> {
     text.parse().map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -120,7 +124,10 @@ async fn json_body(state: &ApiState, request: Request) -> Result<Bytes, ApiError
     }
 }
 
-async fn parse<T: DeserializeOwned>(state: &ApiState, request: Request) -> Result<T, ApiError> {
+pub(super) async fn parse<T: DeserializeOwned>(
+    state: &ApiState,
+    request: Request,
+) -> Result<T, ApiError> {
     let bytes = json_body(state, request).await?;
     serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::new(
@@ -132,7 +139,7 @@ async fn parse<T: DeserializeOwned>(state: &ApiState, request: Request) -> Resul
 }
 
 /// Runs blocking work (the trust store touches the disk) off the runtime's threads.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work)
@@ -140,7 +147,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
 }
 
-fn store_error(error: impl std::fmt::Display) -> ApiError {
+pub(super) fn store_error(error: impl std::fmt::Display) -> ApiError {
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         "store",
@@ -161,6 +168,8 @@ struct Status {
     uptime_s: u64,
     auto_accept: bool,
     counters: Counters,
+    /// Our own SHIP Pairing Service request (this gateway as the control unit), `null` if none.
+    pairing_request: Option<crate::pairing_request::RequestView>,
 }
 
 #[derive(Serialize)]
@@ -204,6 +213,7 @@ async fn status(State(state): State<Arc<ApiState>>) -> Result<Json<Status>, ApiE
             handshake_failures: metrics.failures.total(),
             events: state.bus.last_id(),
         },
+        pairing_request: state.pairing_request.view(),
     }))
 }
 
@@ -240,6 +250,9 @@ pub(crate) struct PeerView {
     last_error: Option<String>,
     /// A PIN for the peer is stored (never the PIN itself).
     pin_stored: bool,
+    /// Our SHIP Pairing Service request to this peer (an energy manager), if there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) pairing_request: Option<crate::pairing_request::RequestView>,
 }
 
 impl PeerView {
@@ -262,6 +275,7 @@ impl PeerView {
             tls_suite: None,
             last_error: None,
             pin_stored: peer.pin.is_some(),
+            pairing_request: None,
         }
     }
 }
@@ -278,6 +292,7 @@ fn view(state: &ApiState, peer: &PairedPeer) -> PeerView {
     view.since_ms = live.as_ref().map(|l| l.since_ms);
     view.tls_suite = live.as_ref().and_then(|l| l.tls_suite.clone());
     view.last_error = live.and_then(|l| l.last_error);
+    view.pairing_request = state.pairing_request.view_for(&peer.ski);
     view
 }
 
@@ -345,7 +360,7 @@ struct PairRequest {
 }
 
 /// The longest name accepted for a pairing.
-const MAX_NAME: usize = 64;
+pub(super) const MAX_NAME: usize = 64;
 
 /// The answer to `POST /api/v1/peers`: the peer, and what happens next in words.
 #[derive(Serialize)]
@@ -423,6 +438,7 @@ async fn unpair(
 ) -> Result<StatusCode, ApiError> {
     let ski = ski(&text)?;
     let (trust, hub) = (state.trust.clone(), state.hub.clone());
+    let requests = state.pairing_request.clone();
     blocking(move || {
         use ship_hub::hub::TrustStore;
         if trust.get(&ski).map_err(store_error)?.is_none() {
@@ -435,7 +451,9 @@ async fn unpair(
         hub.unpair(ski).map_err(|e| match e {
             HubError::TrustStore(e) => store_error(e),
             other => ApiError::new(StatusCode::CONFLICT, "not_unpaired", other.to_string()),
-        })
+        })?;
+        requests.unpaired(ski);
+        Ok(())
     })
     .await?;
     state.live.forget(&ski);
