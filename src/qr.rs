@@ -31,11 +31,17 @@
 //!   values (`docs/ship.md` §9); no control characters. An empty value reads as absent.
 //! * `CAT`: the device categories, comma-separated numbers from 1 to 255 (the TXT `cat`
 //!   numbering: 2 is an energy management system).
+//! * `FPH256` (SHIP Pairing Service): the SHA-256 fingerprint of the device's certificate, 64
+//!   hex digits (spaces ignored, either case; written upper case without spaces).
+//! * `SPSEC` (SHIP Pairing Service): the pairing secret printed with an energy manager, hex
+//!   digits (see [`PairingSecret`]). Like the PIN, it never appears in `Debug` output or in an
+//!   error.
 //! * The whole text is at most [`ShipQr::MAX_TEXT_LEN`] bytes: more does not fit a QR code.
 
 use std::fmt;
 use std::str::FromStr;
 
+use crate::pairing_service::{Fingerprint, PairingSecret, SecretError};
 use crate::{ShipId, ShipIdError, Ski, SkiParseError};
 
 /// The contents of a SHIP installation QR code. `Display` writes the text, `FromStr` reads it;
@@ -50,6 +56,8 @@ pub struct ShipQr {
     model: Option<QrText>,
     serial: Option<QrText>,
     categories: Vec<u8>,
+    fingerprint: Option<Fingerprint>,
+    pairing_secret: Option<PairingSecret>,
 }
 
 /// A PIN as carried by the QR code: 8 to 16 hex digits, kept as given without the spaces.
@@ -134,6 +142,12 @@ pub enum QrError {
     /// A `CAT` entry is not a number from 1 to 255.
     #[error("the QR code's CAT must be numbers from 1 to 255 separated by commas")]
     InvalidCategory,
+    /// The `FPH256` (certificate fingerprint) is not 64 hex digits.
+    #[error("the QR code's FPH256 (certificate fingerprint) is not 64 hex digits")]
+    Fingerprint,
+    /// The `SPSEC` (pairing secret) is invalid. The error does not repeat the secret.
+    #[error("the QR code's SPSEC (pairing secret) is invalid: {0}")]
+    PairingSecret(SecretError),
 }
 
 /// Why a text is not a [`QrPin`]. Neither variant carries the PIN's digits.
@@ -214,6 +228,18 @@ const TYPE: &str = "TYPE";
 const MODEL: &str = "MODEL";
 const SERIAL: &str = "SERIAL";
 const CAT: &str = "CAT";
+const FPH256: &str = "FPH256";
+const SPSEC: &str = "SPSEC";
+
+/// Reads `FPH256`: 64 hex digits, spaces ignored, either case.
+fn read_fingerprint(value: &str) -> Result<Fingerprint, QrError> {
+    let digits: String = value
+        .chars()
+        .filter(|c| *c != ' ')
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    digits.parse().map_err(|_| QrError::Fingerprint)
+}
 
 impl QrText {
     /// The most bytes of `BRAND`, `TYPE`, `MODEL` and `SERIAL`.
@@ -283,7 +309,22 @@ impl ShipQr {
             model: None,
             serial: None,
             categories: Vec::new(),
+            fingerprint: None,
+            pairing_secret: None,
         })
+    }
+
+    /// Sets `FPH256`, the fingerprint of the device's certificate (SHIP Pairing Service).
+    pub fn with_fingerprint(mut self, fingerprint: Fingerprint) -> ShipQr {
+        self.fingerprint = Some(fingerprint);
+        self
+    }
+
+    /// Sets `SPSEC`, the device's pairing secret (SHIP Pairing Service). The text then
+    /// contains the secret.
+    pub fn with_pairing_secret(mut self, secret: PairingSecret) -> ShipQr {
+        self.pairing_secret = Some(secret);
+        self
     }
 
     /// Adds the PIN the device requires.
@@ -364,6 +405,16 @@ impl ShipQr {
     pub fn categories(&self) -> &[u8] {
         &self.categories
     }
+
+    /// `FPH256`: the fingerprint of the device's certificate, if the code carries it.
+    pub fn fingerprint(&self) -> Option<Fingerprint> {
+        self.fingerprint
+    }
+
+    /// `SPSEC`: the device's pairing secret, if the code carries it.
+    pub fn pairing_secret(&self) -> Option<&PairingSecret> {
+        self.pairing_secret.as_ref()
+    }
 }
 
 /// Writes hex digits in groups of four separated by spaces.
@@ -378,7 +429,8 @@ fn write_grouped(f: &mut fmt::Formatter<'_>, hex: &str) -> fmt::Result {
 }
 
 impl fmt::Display for ShipQr {
-    /// The QR text, in the specification's order, closed by `ENDSHIP;`. It contains the PIN.
+    /// The QR text, in the specification's order, closed by `ENDSHIP;`. It contains the PIN
+    /// and the pairing secret.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SHIP;SKI:")?;
         write_grouped(f, &self.ski.to_string().to_ascii_uppercase())?;
@@ -408,6 +460,12 @@ impl fmt::Display for ShipQr {
             }
             f.write_str(";")?;
         }
+        if let Some(fingerprint) = &self.fingerprint {
+            write!(f, "{FPH256}:{fingerprint};")?;
+        }
+        if let Some(secret) = &self.pairing_secret {
+            write!(f, "{SPSEC}:{};", secret.reveal_hex())?;
+        }
         f.write_str("ENDSHIP;")
     }
 }
@@ -423,6 +481,8 @@ impl fmt::Debug for ShipQr {
             .field("model", &self.model())
             .field("serial", &self.serial())
             .field("categories", &self.categories)
+            .field("fingerprint", &self.fingerprint)
+            .field("pairing_secret", &self.pairing_secret)
             .finish()
     }
 }
@@ -456,6 +516,8 @@ impl FromStr for ShipQr {
         let mut model = None;
         let mut serial = None;
         let mut categories = None;
+        let mut fingerprint = None;
+        let mut pairing_secret = None;
         let mut ended = false;
         for (i, field) in body.split(';').enumerate() {
             let field = field.trim();
@@ -491,6 +553,12 @@ impl FromStr for ShipQr {
                 MODEL => once(&mut model, MODEL, read_text(MODEL, value)?)?,
                 SERIAL => once(&mut serial, SERIAL, read_text(SERIAL, value)?)?,
                 CAT => once(&mut categories, CAT, read_categories(value)?)?,
+                FPH256 => once(&mut fingerprint, FPH256, read_fingerprint(value)?)?,
+                SPSEC => once(
+                    &mut pairing_secret,
+                    SPSEC,
+                    PairingSecret::from_hex(value).map_err(QrError::PairingSecret)?,
+                )?,
                 // A key of a later version (or a vendor's): skipped.
                 _ => {}
             }
@@ -504,6 +572,8 @@ impl FromStr for ShipQr {
             model: model.flatten(),
             serial: serial.flatten(),
             categories: categories.unwrap_or_default(),
+            fingerprint,
+            pairing_secret,
         })
     }
 }

@@ -825,6 +825,228 @@ mod pairing_service {
         });
     }
 
+    /// A device with a discovery but no request configured, at 10.0.0.`host`.
+    async fn plain_device(net: &MemoryLan, mdns: &InMemoryLan, host: u8, id: Identity) -> Node {
+        let ski = id.ski();
+        let recorder = Recorder::new();
+        let trust = Arc::new(MemoryTrustStore::default());
+        let mut config = lan_config(net, host, id, &recorder);
+        config.discovery = Some(Arc::new(mdns.attach(ski, vec![lan_addr(host).ip()])));
+        config.trust_store = trust.clone();
+        Node {
+            hub: start(config).await,
+            recorder,
+            ski,
+            trust,
+        }
+    }
+
+    fn request_to(em: &Identity, secret: PairingSecret) -> RequestPairing {
+        RequestPairing::new(
+            ShipId::new("test-node-1").unwrap(),
+            em.ski(),
+            fingerprint(em),
+            secret,
+        )
+    }
+
+    fn settled_reports(node: &Node) -> usize {
+        node.recorder
+            .count(|s| *s == Seen::PairingService(PairingServiceEvent::RequestSettled))
+    }
+
+    /// `Hub::request_pairing` at run time, as an installer would correct a mistyped secret: the
+    /// first request (wrong secret) is refused by the energy manager; the second replaces it
+    /// (one record on the LAN), is verified, the device is paired through the service and
+    /// connects, and after 15 minutes of that connection the request settles: reported once
+    /// (the replaced one never), and withdrawn from the LAN.
+    #[test]
+    fn a_request_made_at_run_time_replaces_the_last_one_pairs_and_settles() {
+        paused_runtime().block_on(async {
+            let (net, mdns) = (MemoryLan::new(), InMemoryLan::new());
+            let (em_id, dev_id) = (identity("em"), identity("device"));
+            let em_key = em_id.clone();
+            let em = energy_manager(&net, &mdns, em_id).await;
+            let dev = plain_device(&net, &mdns, 2, dev_id).await;
+            assert!(!dev.hub.pairing_request_announced());
+            assert!(mdns.pairing_instances().is_empty());
+
+            let wrong = PairingSecret::from_hex("00112233445566778899AABBCCDDEEFF").unwrap();
+            dev.hub.request_pairing(request_to(&em_key, wrong)).unwrap();
+            assert!(dev.hub.pairing_request_announced());
+            assert!(
+                dev.trust.get(&em.ski).unwrap().is_some(),
+                "the energy manager is paired"
+            );
+            assert!(
+                em.recorder
+                    .wait_for(WAIT, |s| refused(s) == Some(Refusal::DigestMismatch))
+                    .await,
+                "{:?}",
+                em.recorder.all()
+            );
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            dev.hub
+                .request_pairing(request_to(&em_key, secret()))
+                .unwrap();
+            assert_eq!(mdns.pairing_instances().len(), 1, "replaced, not added");
+            assert!(
+                em.recorder
+                    .wait_for(WAIT, |s| paired_by_service(s, dev.ski))
+                    .await,
+                "{:?}",
+                em.recorder.all()
+            );
+            assert!(
+                dev.recorder
+                    .wait_for(WAIT, |s| *s == Seen::Connected(em.ski))
+                    .await,
+                "{:?}",
+                dev.recorder.all()
+            );
+            tokio::time::sleep(Duration::from_secs(14 * 60)).await;
+            assert!(dev.hub.pairing_request_announced());
+            assert_eq!(settled_reports(&dev), 0);
+            assert!(
+                dev.recorder
+                    .wait_for(Duration::from_secs(120), |s| *s
+                        == Seen::PairingService(PairingServiceEvent::RequestSettled))
+                    .await
+            );
+            assert!(!dev.hub.pairing_request_announced());
+            assert!(mdns.pairing_instances().is_empty(), "withdrawn");
+            tokio::time::sleep(Duration::from_secs(60 * 60)).await;
+            assert_eq!(
+                settled_reports(&dev),
+                1,
+                "the replaced request never settles"
+            );
+            dev.hub.shutdown().await;
+            em.hub.shutdown().await;
+        });
+    }
+
+    /// A request made while the energy manager is connected already (the two were paired by
+    /// their SKIs): that connection counts from the request on, so it settles 15 minutes later
+    /// without any reconnection.
+    #[test]
+    fn a_request_made_while_connected_settles_on_that_connection() {
+        paused_runtime().block_on(async {
+            let (net, mdns) = (MemoryLan::new(), InMemoryLan::new());
+            let (em_id, dev_id) = (identity("em"), identity("device"));
+            let em_key = em_id.clone();
+            let em = energy_manager(&net, &mdns, em_id).await;
+            let dev = plain_device(&net, &mdns, 2, dev_id).await;
+            em.hub.pair(dev.ski, None).unwrap();
+            dev.hub.pair(em.ski, None).unwrap();
+            assert!(
+                dev.recorder
+                    .wait_for(WAIT, |s| *s == Seen::Connected(em.ski))
+                    .await
+            );
+            let made = tokio::time::Instant::now();
+            dev.hub
+                .request_pairing(request_to(&em_key, secret()))
+                .unwrap();
+            assert!(
+                dev.recorder
+                    .wait_for(Duration::from_secs(16 * 60), |s| *s
+                        == Seen::PairingService(PairingServiceEvent::RequestSettled))
+                    .await,
+                "{:?}",
+                dev.recorder.all()
+            );
+            assert!(made.elapsed() >= Duration::from_secs(15 * 60));
+            assert!(made.elapsed() < Duration::from_secs(15 * 60 + 5));
+            assert_eq!(
+                dev.recorder.count(|s| matches!(s, Seen::Disconnected(..))),
+                0
+            );
+            dev.hub.shutdown().await;
+            em.hub.shutdown().await;
+        });
+    }
+
+    /// Unpairing the energy manager withdraws a request made at run time at once.
+    #[test]
+    fn unpairing_the_energy_manager_withdraws_a_run_time_request() {
+        paused_runtime().block_on(async {
+            let (net, mdns) = (MemoryLan::new(), InMemoryLan::new());
+            let em_id = identity("em");
+            let dev = plain_device(&net, &mdns, 2, identity("device")).await;
+            dev.hub
+                .request_pairing(request_to(&em_id, secret()))
+                .unwrap();
+            assert_eq!(mdns.pairing_instances().len(), 1);
+            dev.hub.unpair(em_id.ski()).unwrap();
+            assert!(!dev.hub.pairing_request_announced());
+            assert!(mdns.pairing_instances().is_empty());
+            tokio::time::sleep(Duration::from_secs(60 * 60)).await;
+            assert_eq!(settled_reports(&dev), 0);
+            dev.hub.shutdown().await;
+        });
+    }
+
+    /// Bad requests are typed errors that change nothing: without a discovery, for the hub's
+    /// own SKI; a request made earlier stays on the air.
+    #[test]
+    fn a_bad_run_time_request_is_a_typed_error_and_changes_nothing() {
+        paused_runtime().block_on(async {
+            let (net, mdns) = (MemoryLan::new(), InMemoryLan::new());
+            let recorder = Recorder::new();
+            let lonely = start(lan_config(&net, 3, identity("lonely"), &recorder)).await;
+            let em_id = identity("em");
+            assert!(matches!(
+                lonely.request_pairing(request_to(&em_id, secret())),
+                Err(ship_hub::hub::HubError::Discovery(_))
+            ));
+            let dev_id = identity("device");
+            let dev_key = dev_id.clone();
+            let dev = plain_device(&net, &mdns, 2, dev_id).await;
+            dev.hub
+                .request_pairing(request_to(&em_id, secret()))
+                .unwrap();
+            let own = request_to(&dev_key, secret());
+            assert!(matches!(
+                dev.hub.request_pairing(own),
+                Err(ship_hub::hub::HubError::OwnSki(_))
+            ));
+            assert!(dev.hub.pairing_request_announced());
+            assert_eq!(mdns.pairing_instances().len(), 1);
+            lonely.shutdown().await;
+            dev.hub.shutdown().await;
+        });
+    }
+
+    /// A request configured as settled (it settled in an earlier run) announces nothing and
+    /// does not pair the energy manager again: an unpair made since sticks across the restart.
+    /// (Before the fix the hub paired the energy manager again at every start.)
+    #[test]
+    fn a_settled_request_does_not_pair_the_energy_manager_again_at_start() {
+        paused_runtime().block_on(async {
+            let (net, mdns) = (MemoryLan::new(), InMemoryLan::new());
+            let em_id = identity("em");
+            let dev_id = identity("device");
+            let ski = dev_id.ski();
+            let recorder = Recorder::new();
+            let trust = Arc::new(MemoryTrustStore::default());
+            let mut config = lan_config(&net, 2, dev_id, &recorder);
+            config.discovery = Some(Arc::new(mdns.attach(ski, vec![lan_addr(2).ip()])));
+            config.trust_store = trust.clone();
+            let mut request = request_to(&em_id, secret());
+            request.settled = true;
+            config.pairing_service.request = Some(request);
+            let hub = start(config).await;
+            assert!(!hub.pairing_request_announced());
+            assert!(mdns.pairing_instances().is_empty());
+            assert!(
+                trust.get(&em_id.ski()).unwrap().is_none(),
+                "the unpaired energy manager was paired again"
+            );
+            hub.shutdown().await;
+        });
+    }
+
     /// The replacement rules: while the unit paired through the service is connected, or was
     /// within 15 minutes, another device's request is refused (busy); once the unit has been
     /// unreachable for 15 minutes the waiting request is processed, and the new device

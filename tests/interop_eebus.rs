@@ -1123,6 +1123,36 @@ fn eebus_qr_code_text_is_read_by_ours() {
     assert_eq!(again.pin, theirs_qr.pin);
 }
 
+/// The SHIP Pairing Service fields of the code (`FPH256`, the certificate fingerprint, and
+/// `SPSEC`, the pairing secret) in both directions: what the `eebus` crate writes, ours reads
+/// to the same values, and what ours writes, theirs reads.
+#[test]
+fn pairing_service_fields_of_the_qr_code_are_read_both_ways() {
+    use ship_hub::pairing_service::{Fingerprint, PairingSecret};
+    use ship_hub::qr::ShipQr;
+    const FP: &str = "C74B7855D3479415F62CC01E5F6D9A93EBC676057D85417ADA16FD1384338943";
+    const SECRET: &str = "7A37DCF81BDB50F8E92CFA4160CCB3DE";
+    let ski: Ski = "9a8b7c6d5e4f30211203f4e5d6c7b8a990817263".parse().unwrap();
+    let mut theirs_qr =
+        eebus::ship::ShipQr::new(theirs(ski), eebus::ship::ShipId::new("46925", "their-em"));
+    theirs_qr.certificate_fingerprint = Some(FP.parse().unwrap());
+    theirs_qr.pairing_secret = Some(SECRET.into());
+    let text = theirs_qr.to_payload();
+    let read: ShipQr = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+    assert_eq!(read.fingerprint(), Some(FP.parse::<Fingerprint>().unwrap()));
+    assert_eq!(
+        read.pairing_secret(),
+        Some(&PairingSecret::from_hex(SECRET).unwrap())
+    );
+    let again: eebus::ship::ShipQr = read.to_string().parse().unwrap();
+    assert_eq!(
+        again.certificate_fingerprint,
+        theirs_qr.certificate_fingerprint
+    );
+    assert_eq!(again.pairing_secret.as_deref(), Some(SECRET));
+    assert_eq!(again.ski, theirs_qr.ski);
+}
+
 // ---- SHIP Pairing Service, record level (both directions) ----------------------------------
 
 mod pairing_records {

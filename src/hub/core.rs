@@ -19,7 +19,7 @@ use super::handover::Command;
 use super::listener::accept_loop;
 use super::metrics::{HubMetrics, MetricsSnapshot};
 use super::pairing_runtime;
-use super::pairing_service::ServiceState;
+use super::pairing_service::{RequestPairing, ServiceState};
 use super::shared::{ConnectionInfo, PeerStatus, Shared};
 use super::sightings;
 use super::supervisor::route;
@@ -221,6 +221,36 @@ impl Hub {
             .pairing_service
             .as_ref()
             .is_some_and(ServiceState::announcing)
+    }
+
+    /// Makes this hub's own SHIP Pairing Service request at run time (device side, the
+    /// control unit's role): what [`crate::hub::PairingServiceConfig::request`] does at start.
+    /// The energy manager is paired (its SHIP ID stored, dialled when it is seen), the request
+    /// is signed with a fresh nonce and announced until a connection to the energy manager has
+    /// held for [`RequestPairing::settle_after`] (a connection that is up already counts from
+    /// now), then [`crate::hub::PairingServiceEvent::RequestSettled`] is reported.
+    ///
+    /// One request at a time: this replaces the request made before (at start or by an earlier
+    /// call), which is then never reported as settled; the energy manager it named stays
+    /// paired. A request with [`RequestPairing::settled`] set is not announced and pairs
+    /// nothing. Fails without a discovery ([`HubError::Discovery`]), for this hub's own SKI,
+    /// or when the announcement or the trust store fails (the earlier request then stays).
+    pub fn request_pairing(&self, request: RequestPairing) -> Result<(), HubError> {
+        if self.shared.pairing_service.is_none() {
+            return Err(HubError::Discovery(
+                crate::discovery::DiscoveryError::Unsupported,
+            ));
+        }
+        if request.energy_manager_ski == self.shared.local_ski {
+            return Err(HubError::OwnSki(request.energy_manager_ski));
+        }
+        if !request.settled {
+            self.pair(
+                request.energy_manager_ski,
+                Some(request.energy_manager_id.clone()),
+            )?;
+        }
+        pairing_runtime::request(&self.shared, request)
     }
 
     /// The digests of the SHIP Pairing Service requests this hub honoured, oldest first (at

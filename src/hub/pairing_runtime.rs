@@ -15,14 +15,14 @@ use super::config::HubConfig;
 use super::errors::HubError;
 use super::handover::Command;
 use super::pairing_service::{
-    AcceptState, PairingServiceEvent, Pending, RequestState, ServiceState, lock,
+    AcceptState, PairingServiceEvent, Pending, RequestPairing, RequestState, ServiceState, lock,
 };
 use super::shared::Shared;
 use super::sightings;
 use super::supervisor::route;
 use super::trust::PairedPeer;
 use crate::Ski;
-use crate::discovery::{PairingAnnouncement, PairingEvent, PairingSighting};
+use crate::discovery::{DiscoveryError, PairingAnnouncement, PairingEvent, PairingSighting};
 use crate::pairing_service::{
     Fingerprint, Nonce, PairingRequest, Receiver, ReceiverConfig, Refusal, ReplayGuard, Requester,
     UnitReachability, sign,
@@ -38,15 +38,15 @@ pub(crate) struct Prepared {
 /// subscribes to requests (energy-manager side). Everything that can fail; nothing is spawned.
 pub(crate) fn prepare(config: &HubConfig, local_ski: Ski) -> Result<Prepared, HubError> {
     let service = &config.pairing_service;
-    if service.accept.is_none() && service.request.is_none() {
-        return Ok(Prepared {
-            state: None,
-            requests: None,
-        });
-    }
-    let discovery = config.discovery.as_ref().ok_or(HubError::Discovery(
-        crate::discovery::DiscoveryError::Unsupported,
-    ))?;
+    let Some(discovery) = config.discovery.as_ref() else {
+        if service.accept.is_none() && service.request.is_none() {
+            return Ok(Prepared {
+                state: None,
+                requests: None,
+            });
+        }
+        return Err(HubError::Discovery(DiscoveryError::Unsupported));
+    };
     let own_fingerprint = Fingerprint::of_certificate(config.identity.certificate_der());
     let mut requests = None;
     let accept = match &service.accept {
@@ -88,40 +88,19 @@ pub(crate) fn prepare(config: &HubConfig, local_ski: Ski) -> Result<Prepared, Hu
             if request.energy_manager_ski == local_ski {
                 return Err(HubError::OwnSki(local_ski));
             }
-            if config
-                .trust_store
-                .get(&request.energy_manager_ski)?
-                .is_none()
+            // A settled request paired the energy manager long ago: whether it is still paired
+            // is the application's business (an unpair must stick across restarts).
+            if !request.settled
+                && config
+                    .trust_store
+                    .get(&request.energy_manager_ski)?
+                    .is_none()
             {
                 let mut peer = PairedPeer::new(request.energy_manager_ski);
                 peer.ship_id = Some(request.energy_manager_id.clone());
                 config.trust_store.upsert(peer)?;
             }
-            let signed = sign(
-                &PairingRequest::new(
-                    request.energy_manager_id.clone(),
-                    request.energy_manager_fingerprint,
-                    config.ship_id.clone(),
-                    own_fingerprint,
-                    Nonce::random(),
-                ),
-                &request.secret,
-            );
-            let requester = if request.settled {
-                Requester::settled(signed)
-            } else {
-                // The SHIP service's instance name (the Pairing Service asks for it).
-                let name = sightings::announcement_of(config, local_ski, false, 0).instance_name;
-                discovery
-                    .announce_pairing(PairingAnnouncement::new(name, signed.to_pairs()))
-                    .map_err(HubError::Discovery)?;
-                Requester::new(signed, request.settle_after)
-            };
-            Some(RequestState {
-                target: request.energy_manager_ski,
-                requester: Mutex::new(requester),
-                changed: Notify::new(),
-            })
+            Some(Arc::new(make_request(config, local_ski, request)?))
         }
         None => None,
     };
@@ -130,9 +109,48 @@ pub(crate) fn prepare(config: &HubConfig, local_ski: Ski) -> Result<Prepared, Hu
             started: tokio::time::Instant::now(),
             accept,
             unit_changed: Notify::new(),
-            request,
+            request: Mutex::new(request),
         }),
         requests,
+    })
+}
+
+/// Signs `request` for this node (with a fresh nonce) and announces it, unless it settled in
+/// an earlier run. The announcement replaces the one on the air, if any.
+fn make_request(
+    config: &HubConfig,
+    local_ski: Ski,
+    request: &RequestPairing,
+) -> Result<RequestState, HubError> {
+    let discovery = config
+        .discovery
+        .as_ref()
+        .ok_or(HubError::Discovery(DiscoveryError::Unsupported))?;
+    let own_fingerprint = Fingerprint::of_certificate(config.identity.certificate_der());
+    let signed = sign(
+        &PairingRequest::new(
+            request.energy_manager_id.clone(),
+            request.energy_manager_fingerprint,
+            config.ship_id.clone(),
+            own_fingerprint,
+            Nonce::random(),
+        ),
+        &request.secret,
+    );
+    let requester = if request.settled {
+        Requester::settled(signed)
+    } else {
+        // The SHIP service's instance name (the Pairing Service asks for it).
+        let name = sightings::announcement_of(config, local_ski, false, 0).instance_name;
+        discovery
+            .announce_pairing(PairingAnnouncement::new(name, signed.to_pairs()))
+            .map_err(HubError::Discovery)?;
+        Requester::new(signed, request.settle_after)
+    };
+    Ok(RequestState {
+        target: request.energy_manager_ski,
+        requester: Mutex::new(requester),
+        changed: Notify::new(),
     })
 }
 
@@ -143,14 +161,66 @@ pub(crate) fn spawn(shared: &Arc<Shared>, requests: Option<broadcast::Receiver<P
             .tracker
             .spawn(follow_requests(shared.clone(), requests));
     }
-    if shared
+    if let Some(request) = shared
         .pairing_service
         .as_ref()
-        .and_then(|s| s.request.as_ref())
-        .is_some_and(|r| lock(&r.requester).is_announcing())
+        .and_then(ServiceState::current_request)
+        && lock(&request.requester).is_announcing()
     {
-        shared.tracker.spawn(settle(shared.clone()));
+        shared.tracker.spawn(settle(shared.clone(), request));
     }
+}
+
+/// Makes (or replaces) our own request at run time ([`crate::hub::Hub::request_pairing`]): it is
+/// signed with a fresh nonce and announced, replacing the request made before (which is then
+/// never reported as settled). The energy manager must be paired by the caller.
+pub(crate) fn request(shared: &Arc<Shared>, request: RequestPairing) -> Result<(), HubError> {
+    let service = shared
+        .pairing_service
+        .as_ref()
+        .ok_or(HubError::Discovery(DiscoveryError::Unsupported))?;
+    if request.energy_manager_ski == shared.local_ski {
+        return Err(HubError::OwnSki(shared.local_ski));
+    }
+    let mut slot = lock(&service.request);
+    // Announced before the old one is retired: if that fails, the old one stays as it was.
+    let new = Arc::new(make_request(&shared.config, shared.local_ski, &request)?);
+    let old_announced = slot.take().is_some_and(|old| {
+        let was = lock(&old.requester).withdraw();
+        old.changed.notify_one();
+        was
+    });
+    let announcing = lock(&new.requester).is_announcing();
+    if old_announced && !announcing {
+        withdraw(shared);
+    }
+    // A connection to the energy manager that is up already (it was paired by its SKI before)
+    // counts from now. Checked under the slot's lock: a change of its presence after this is
+    // told to the new request.
+    if announcing && peer_connected(shared, request.energy_manager_ski) {
+        lock(&new.requester).on_connected(service.now());
+    }
+    *slot = Some(new.clone());
+    drop(slot);
+    tracing::info!(
+        energy_manager = %request.energy_manager_ski,
+        announcing,
+        "pairing service: our request is made"
+    );
+    if announcing {
+        shared.tracker.spawn(settle(shared.clone(), new));
+    }
+    Ok(())
+}
+
+/// Whether `ski` is shown connected (in data exchange).
+fn peer_connected(shared: &Shared, ski: Ski) -> bool {
+    shared
+        .registry
+        .lock()
+        .expect("registry lock")
+        .get(&ski)
+        .is_some_and(|entry| entry.status.borrow().connected)
 }
 
 impl Prepared {
@@ -382,7 +452,8 @@ pub(crate) fn unpaired(shared: &Shared, ski: Ski) {
             service.unit_changed.notify_one();
         }
     }
-    if let Some(request) = service.request.as_ref()
+    let slot = lock(&service.request);
+    if let Some(request) = slot.as_ref()
         && request.target == ski
         && lock(&request.requester).withdraw()
     {
@@ -411,12 +482,10 @@ pub(crate) fn shutdown(shared: &Shared) {
     }
 }
 
-/// Withdraws our request once a connection to the energy manager has held long enough.
-async fn settle(shared: Arc<Shared>) {
+/// Withdraws `request` once a connection to the energy manager has held long enough. Ends
+/// when it is no longer announced (settled, withdrawn by an unpair, or replaced).
+async fn settle(shared: Arc<Shared>, request: Arc<RequestState>) {
     let Some(service) = shared.pairing_service.as_ref() else {
-        return;
-    };
-    let Some(request) = service.request.as_ref() else {
         return;
     };
     loop {
@@ -439,8 +508,15 @@ async fn settle(shared: Arc<Shared>) {
             _ = sleep => {}
         }
         if lock(&request.requester).handle_timeout(service.now()) {
+            // Still ours? A request replaced meanwhile is neither withdrawn (the newer one is
+            // on the air) nor reported.
+            let slot = lock(&service.request);
+            if !slot.as_ref().is_some_and(|r| Arc::ptr_eq(r, &request)) {
+                return;
+            }
             tracing::info!("pairing service: our request settled; withdrawn for good");
             withdraw(&shared);
+            drop(slot);
             shared.callbacks.push(CallbackEvent::PairingService(
                 PairingServiceEvent::RequestSettled,
             ));

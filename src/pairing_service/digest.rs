@@ -71,6 +71,12 @@ impl PairingSecret {
         Self::new(bytes)
     }
 
+    /// The secret in its printed form: upper-case hex digits. Handle with care: this is the
+    /// secret itself (for storing it where only its owner reads it, or writing a QR code).
+    pub fn reveal_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02X}")).collect()
+    }
+
     fn as_bytes(&self) -> &[u8] {
         &self.0
     }

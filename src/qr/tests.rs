@@ -279,6 +279,74 @@ fn the_pin_is_in_neither_debug_output_nor_errors() {
     assert!(!error.contains("ABCDEF"), "{error}");
 }
 
+const FINGERPRINT: &str = "2CC72E781F7A7D2A08D50196C50FEDF0F7BA583F43F76C8C0DDEC9EEF0D005B4";
+const SECRET: &str = "7A37DCF81BDB50F8E92CFA4160CCB3DE";
+
+/// The SHIP Pairing Service fields: `FPH256` (any case, spaces ignored) and `SPSEC`, read,
+/// written back (upper case, `FPH256` without spaces) and read again to the same code.
+#[test]
+fn the_pairing_service_fields_are_read_and_written() {
+    let spaced: String = FINGERPRINT
+        .to_ascii_lowercase()
+        .as_bytes()
+        .chunks(4)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let qr = parse(&format!(
+        "SHIP;SKI:{SKI_HEX};ID:em-1;FPH256:{spaced};SPSEC:7a37 dcf8 1bdb 50f8 e92c fa41 60cc b3de;ENDSHIP;"
+    ))
+    .unwrap();
+    assert_eq!(qr.fingerprint(), Some(FINGERPRINT.parse().unwrap()));
+    assert_eq!(
+        qr.pairing_secret(),
+        Some(&PairingSecret::from_hex(SECRET).unwrap())
+    );
+    let text = qr.to_string();
+    assert!(
+        text.ends_with(&format!(";FPH256:{FINGERPRINT};SPSEC:{SECRET};ENDSHIP;")),
+        "{text}"
+    );
+    assert_eq!(parse(&text), Ok(qr.clone()));
+    // Absent unless given.
+    let plain = parse(&format!("SHIP;SKI:{SKI_HEX};ID:em-1;")).unwrap();
+    assert_eq!((plain.fingerprint(), plain.pairing_secret()), (None, None));
+    // Twice is an error, as for every known key.
+    assert_eq!(
+        parse(&format!(
+            "SHIP;SKI:{SKI_HEX};ID:x;FPH256:{FINGERPRINT};FPH256:{FINGERPRINT};"
+        )),
+        Err(QrError::DuplicateKey { key: "FPH256" })
+    );
+    assert_eq!(
+        parse(&format!(
+            "SHIP;SKI:{SKI_HEX};ID:x;FPH256:{}",
+            &FINGERPRINT[..60]
+        )),
+        Err(QrError::Fingerprint)
+    );
+}
+
+/// The secret never shows: not in `Debug`, not in an error about it.
+#[test]
+fn the_pairing_secret_is_in_neither_debug_output_nor_errors() {
+    let qr = parse(&format!("SHIP;SKI:{SKI_HEX};ID:x;SPSEC:{SECRET};")).unwrap();
+    let debug = format!("{qr:?}");
+    assert!(
+        !debug.contains("7A37") && debug.contains("<redacted>"),
+        "{debug}"
+    );
+    for bad in ["7A37DCF81BDB50F8E92CFA4160CCB3DEZZ", "7A37DCF81BDB50F8E"] {
+        let error = parse(&format!("SHIP;SKI:{SKI_HEX};ID:x;SPSEC:{bad};"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("SPSEC") && !error.contains("7A37"),
+            "{error}"
+        );
+    }
+}
+
 fn text_value() -> impl Strategy<Value = Option<String>> {
     // Printable text with the characters that matter: ':' and inner spaces, non-ASCII.
     proptest::option::of("[A-Za-z0-9äöü:_./-]([A-Za-z0-9äöü :_./-]{0,8}[A-Za-z0-9:-])?")
@@ -296,6 +364,8 @@ prop_compose! {
         model in text_value(),
         serial in text_value(),
         categories in proptest::collection::vec(1u8..=255, 0..4),
+        fingerprint in proptest::option::of(any::<[u8; 32]>()),
+        secret in proptest::option::of(proptest::collection::vec(any::<u8>(), 1..=64)),
     ) -> ShipQr {
         let mut qr = ShipQr::new(Ski::from_bytes(ski), ShipId::new(id).unwrap()).unwrap();
         if let Some(hex) = pin {
@@ -305,6 +375,12 @@ prop_compose! {
         if let Some(v) = device_type { qr = qr.with_device_type(&v).unwrap(); }
         if let Some(v) = model { qr = qr.with_model(&v).unwrap(); }
         if let Some(v) = serial { qr = qr.with_serial(&v).unwrap(); }
+        if let Some(bytes) = fingerprint {
+            qr = qr.with_fingerprint(Fingerprint::from_bytes(bytes));
+        }
+        if let Some(bytes) = secret {
+            qr = qr.with_pairing_secret(PairingSecret::new(bytes).unwrap());
+        }
         qr.with_categories(categories).unwrap()
     }
 }

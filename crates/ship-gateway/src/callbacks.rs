@@ -39,6 +39,8 @@ pub(crate) struct GatewayCallbacks {
     pub(crate) ask_over_http: bool,
     /// The last `visible_services` list printed.
     pub(crate) last_visible: LastVisible,
+    /// Our own SHIP Pairing Service request (this gateway as the control unit).
+    pub(crate) pairing_request: Arc<crate::pairing_request::PairingRequests>,
 }
 
 /// The last list of visible services reported, to print a list only when it differs.
@@ -124,6 +126,8 @@ impl Callbacks for GatewayCallbacks {
             detail.error.clone(),
             tls_suite,
         );
+        self.pairing_request
+            .state(ski, state, detail.error.as_deref());
         self.log.emit(Event::State {
             ski: ski.to_string(),
             state: format!("{state:?}"),
@@ -140,9 +144,11 @@ impl Callbacks for GatewayCallbacks {
             ship_id: ship_id.map(|s| s.as_str().to_owned()),
             tls_suite,
         });
+        self.pairing_request.connected(ski);
     }
 
     fn disconnected(&self, ski: Ski, reason: &DisconnectReason) {
+        self.pairing_request.disconnected(ski);
         self.log.emit(Event::Disconnected {
             ski: ski.to_string(),
             reason: reason.to_string(),
@@ -362,7 +368,10 @@ impl Callbacks for GatewayCallbacks {
                     reason: error.to_string(),
                 }
             }
-            // The gateway never asks to be paired itself.
+            PairingServiceEvent::RequestSettled => {
+                self.pairing_request.settled();
+                return;
+            }
             _ => return,
         };
         self.log.emit(event);

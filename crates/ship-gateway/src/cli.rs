@@ -68,6 +68,25 @@ pub(crate) enum Command {
         /// reads it from stdin, keeping it off the command line.
         #[arg(long, value_name = "PIN")]
         pin: Option<String>,
+        /// Ask the peer, an energy manager, to trust this gateway through the SHIP Pairing
+        /// Service with the secret printed with it (this gateway is the control unit;
+        /// docs/pairing.md, "ship-gateway as the control unit"). Needs its SHIP ID and its
+        /// certificate's fingerprint: from --qr (ID, FPH256), or --ship-id and --fingerprint.
+        #[arg(long)]
+        pairing_service: bool,
+        /// With --pairing-service: a file holding the energy manager's pairing secret (hex);
+        /// `-` reads it from stdin (not echoed on a terminal). Not needed when the QR code
+        /// read with `--qr -` carries it (SPSEC). Never give the secret on the command line.
+        #[arg(long, value_name = "FILE", requires = "pairing_service")]
+        secret_file: Option<PathBuf>,
+        /// With --pairing-service: the SHA-256 fingerprint of the energy manager's certificate
+        /// (64 hex digits), when its QR code does not carry it (FPH256).
+        #[arg(long, value_name = "HEX", requires = "pairing_service")]
+        fingerprint: Option<String>,
+        /// With --pairing-service: seconds one connection must hold before the request is
+        /// withdrawn for good. Default 900 (the specification's 15 minutes).
+        #[arg(long, value_name = "SECS", requires = "pairing_service")]
+        settle_after: Option<u64>,
     },
     /// Remove a pairing (a running gateway closes the connection and stops dialling it).
     Unpair {

@@ -120,6 +120,9 @@ pub(crate) fn unpair(data_dir: Option<PathBuf>, ski: Ski) -> Result<(), GatewayE
                 return Err(GatewayError::NotPaired(ski));
             }
             println!("unpaired {ski}");
+            if crate::pairing_request::unpaired_offline(&dir, ski)? {
+                println!("withdrew the SHIP Pairing Service request to {ski}");
+            }
         }
     }
     Ok(())
@@ -158,9 +161,17 @@ pub(crate) fn list(data_dir: Option<PathBuf>, json: bool) -> Result<(), GatewayE
         }
         Gateway::NotRunning(_no_gateway) => {
             let stored = dir.trust_store()?.load_all()?;
+            let request = crate::pairing_request::load(&dir)?;
             let peers = stored
                 .iter()
-                .map(|p| serde_json::to_value(PeerView::stored(p)))
+                .map(|p| {
+                    let mut view = PeerView::stored(p);
+                    view.pairing_request = request
+                        .as_ref()
+                        .filter(|r| r.ski == p.ski)
+                        .map(crate::pairing_request::RequestView::stored);
+                    serde_json::to_value(view)
+                })
                 .collect::<Result<_, _>>()
                 .map_err(|e| GatewayError::Setting(e.to_string()))?;
             (peers, false)
@@ -202,6 +213,11 @@ pub(crate) fn list(data_dir: Option<PathBuf>, json: bool) -> Result<(), GatewayE
             text(&peer["name"]),
             text(&peer["last_address"]),
         );
+    }
+    for peer in &peers {
+        if let Some(line) = crate::pairing_request::words(&peer["pairing_request"]) {
+            println!("\n{line}");
+        }
     }
     Ok(())
 }

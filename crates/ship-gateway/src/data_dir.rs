@@ -9,6 +9,7 @@
 //! <data dir>/ship_id               this gateway's SHIP ID, chosen at the first `run`
 //! <data dir>/http-token            the HTTP API's own token (mode 0600), made at the first
 //!                                  `run --http` without `http_token_file`
+//! <data dir>/pairing-request       our SHIP Pairing Service request (mode 0600), if one was made
 //! ```
 //!
 //! The directory must belong to the running user and be writable by nobody else; none of these
@@ -228,6 +229,12 @@ impl DataDir {
         self.path.join("pairing-replay")
     }
 
+    /// Where the gateway's own SHIP Pairing Service request is kept (`pairing-request`, mode
+    /// 0600; see `crate::pairing_request`).
+    pub(crate) fn pairing_request_path(&self) -> PathBuf {
+        self.path.join("pairing-request")
+    }
+
     /// The digests stored in [`DataDir::replay_history_path`] (none if the file does not exist).
     pub(crate) fn replay_history(&self) -> Result<Vec<[u8; 32]>, GatewayError> {
         let path = self.replay_history_path();
@@ -273,7 +280,7 @@ pub(crate) fn store_replay_history(path: &Path, entries: &[[u8; 32]]) -> std::io
 }
 
 /// Reads `path`, refusing to follow a symbolic link there (`ELOOP`).
-fn read_no_follow(path: &Path) -> std::io::Result<String> {
+pub(crate) fn read_no_follow(path: &Path) -> std::io::Result<String> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let mut text = String::new();
@@ -287,7 +294,7 @@ fn read_no_follow(path: &Path) -> std::io::Result<String> {
 
 /// Writes `text` to `path` crash-safely: into `temporary`, created new (`O_EXCL`, so never
 /// through a link; one left by a crash is removed first), fsynced, then renamed over `path`.
-fn write_new(temporary: &Path, path: &Path, text: &str) -> std::io::Result<()> {
+pub(crate) fn write_new(temporary: &Path, path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     match fs::remove_file(temporary) {

@@ -120,6 +120,25 @@ pub(crate) enum Event {
     /// A SHIP Pairing Service request for this gateway was refused (`reason`: wrong secret,
     /// replay, malformed, a paired unit still reachable). At most one per second is reported.
     PairingServiceRefused { instance: String, reason: String },
+    /// This gateway asks an energy manager to trust it through the SHIP Pairing Service (it is
+    /// the control unit): its request is on the air (`pair --pairing-service`, or at start).
+    PairingRequestAnnounced {
+        ski: String,
+        ship_id: String,
+        fingerprint: String,
+    },
+    /// The energy manager of our request trusts this gateway: connected; the request is
+    /// withdrawn for good once this connection has held `settles_in_s`.
+    PairingRequestConnected { ski: String, settles_in_s: u64 },
+    /// The energy manager of our request refused our connection (it does not trust this
+    /// gateway yet); said once per request.
+    PairingRequestRefused { ski: String, error: Option<String> },
+    /// Our request settled: withdrawn for good, never announced again.
+    PairingRequestSettled { ski: String },
+    /// Our pending request was withdrawn before it settled (`reason`).
+    PairingRequestWithdrawn { ski: String, reason: String },
+    /// Our request could not be announced.
+    PairingRequestFailed { ski: String, error: String },
     /// The SHIP services visible on the LAN changed.
     VisibleServices { services: Vec<ServiceRow> },
     /// A data message arrived: its size in bytes and the payload itself (JSON, embedded as
@@ -238,6 +257,35 @@ impl Event {
                 "pairing request {} refused: {}",
                 Escaped(instance),
                 Escaped(reason)
+            ),
+            Event::PairingRequestAnnounced { ski, ship_id, .. } => format!(
+                "asking {ski} (SHIP ID {}) to trust this gateway through the SHIP Pairing \
+                 Service: request announced over mDNS",
+                Escaped(ship_id)
+            ),
+            Event::PairingRequestConnected { ski, settles_in_s } => format!(
+                "{ski} trusts this gateway (SHIP Pairing Service): connected; the request is \
+                 withdrawn once this connection has held {settles_in_s} s"
+            ),
+            Event::PairingRequestRefused { ski, error } => format!(
+                "{ski} refused the connection: it does not trust this gateway yet (it has not \
+                 verified the request, or the secret, SHIP ID or fingerprint is wrong){}; the \
+                 request stays announced",
+                error
+                    .as_ref()
+                    .map(|e| format!(" ({})", Escaped(e)))
+                    .unwrap_or_default()
+            ),
+            Event::PairingRequestSettled { ski } => {
+                format!("the SHIP Pairing Service request to {ski} settled: withdrawn for good")
+            }
+            Event::PairingRequestWithdrawn { ski, reason } => format!(
+                "the SHIP Pairing Service request to {ski} was withdrawn: {}",
+                Escaped(reason)
+            ),
+            Event::PairingRequestFailed { ski, error } => format!(
+                "the SHIP Pairing Service request to {ski} failed: {}",
+                Escaped(error)
             ),
             Event::VisibleServices { services } => {
                 let names: Vec<String> = services
@@ -696,6 +744,15 @@ mod tests {
             Event::PairingServiceRefused {
                 instance: h(),
                 reason: h(),
+            },
+            Event::PairingRequestAnnounced {
+                ski: "ab".into(),
+                ship_id: h(),
+                fingerprint: "AB".into(),
+            },
+            Event::PairingRequestRefused {
+                ski: "ab".into(),
+                error: Some(h()),
             },
         ]
     }

@@ -19,6 +19,7 @@ mod discover;
 mod error;
 mod escape;
 mod events;
+mod pairing_request;
 mod prompt;
 mod qr;
 mod run;
@@ -93,6 +94,31 @@ fn execute(cli: Cli) -> Result<(), GatewayError> {
         Command::Discover { seconds } => discover::discover(data_dir, seconds, json),
         Command::Qr(args) => qr::show(data_dir, *args, json),
         Command::Pair {
+            pairing_service: true,
+            ski,
+            ship_id,
+            qr,
+            name,
+            address,
+            pin,
+            secret_file,
+            fingerprint,
+            settle_after,
+        } => pairing_request::pair(
+            data_dir,
+            pairing_request::PairArgs {
+                ski,
+                ship_id,
+                qr,
+                name,
+                address,
+                pin,
+                secret_file,
+                fingerprint,
+                settle_after,
+            },
+        ),
+        Command::Pair {
             qr: Some(text),
             name,
             address,
@@ -105,6 +131,7 @@ fn execute(cli: Cli) -> Result<(), GatewayError> {
             address,
             qr: None,
             pin,
+            ..
         } => commands::pair(data_dir, ski, ship_id, name, address, pin),
         Command::Pair { .. } => Err(GatewayError::Usage(
             "pair needs a SKI or --qr (see --help)".into(),

@@ -161,6 +161,14 @@ async fn serve(
         })?,
     );
     let hub_cell: Arc<OnceLock<Hub>> = Arc::new(OnceLock::new());
+    // Our own SHIP Pairing Service request (this gateway as the control unit), if one is stored.
+    let (pairing_request, requested) = crate::pairing_request::PairingRequests::start(
+        &dir,
+        &trust,
+        settings.mdns,
+        log.clone(),
+        hub_cell.clone(),
+    )?;
     // What the gateway knows beyond the hub (live states, waiting requests, cooling-off).
     let live = Arc::new(Live::new(settings.cooling_off));
     let prompt = if settings.prompt && !settings.auto_accept && std::io::stdin().is_terminal() {
@@ -215,6 +223,7 @@ async fn serve(
         live: live.clone(),
         ask_over_http: (http.is_some() || settings.ask) && !settings.auto_accept,
         last_visible: Default::default(),
+        pairing_request: pairing_request.clone(),
     });
     let discovery: Option<Arc<dyn Discovery>> = if settings.mdns {
         let mut config = MdnsConfig::new(ski);
@@ -275,6 +284,7 @@ async fn serve(
             accept.replay_history = replay_history.clone();
             accept
         });
+        config.pairing_service.request = requested.clone();
         match Hub::start(config).await {
             Ok(hub) => {
                 started = Some(hub);
@@ -331,6 +341,7 @@ async fn serve(
             streams: Arc::new(tokio::sync::Semaphore::new(http_limits.event_streams)),
             conns,
             qr: qr.clone(),
+            pairing_request: pairing_request.clone(),
         })
     };
 
@@ -374,6 +385,7 @@ async fn serve(
         mdns: settings.mdns,
         auto_accept: settings.auto_accept,
     });
+    pairing_request.announced_at_start();
 
     for (peer, stored) in stored_peers {
         let hub_for_peer = hub.clone();

@@ -108,6 +108,9 @@ fn render(view: &Value, errors: &[String]) -> String {
             ));
         }
     }
+    if let Some(line) = crate::pairing_request::words(&status["pairing_request"]) {
+        out.push_str(&format!("\n{line}\n"));
+    }
     let requests = view["requests"].as_array().unwrap_or(&empty);
     for request in requests {
         let left = request["expires_ms"]

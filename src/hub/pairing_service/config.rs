@@ -14,7 +14,8 @@ use crate::{ShipId, Ski};
 pub struct PairingServiceConfig {
     /// The energy-manager side: verify announced requests with this device's secret.
     pub accept: Option<AcceptRequests>,
-    /// The device side: ask an energy manager to trust this node.
+    /// The device side: ask an energy manager to trust this node (or later, with
+    /// [`crate::hub::Hub::request_pairing`]).
     pub request: Option<RequestPairing>,
 }
 
@@ -74,7 +75,8 @@ pub struct RequestPairing {
     pub secret: PairingSecret,
     /// How long one connection must hold before the request is withdrawn. Default 15 min.
     pub settle_after: Duration,
-    /// The request settled in an earlier run: it is not announced again. Default `false`.
+    /// The request settled in an earlier run: it is not announced again, and the energy
+    /// manager is not paired again at start (an unpair made since sticks). Default `false`.
     pub settled: bool,
 }
 

@@ -11,10 +11,11 @@
 //!   connects. While that unit is connected, or was in the last
 //!   [`AcceptRequests::replaceable_after`], requests are not processed.
 //! * **Device side** ([`RequestPairing`]): the hub pairs the energy manager's SKI, announces the
-//!   signed request from start-up until a connection to the energy manager has held for
-//!   [`RequestPairing::settle_after`], then withdraws it and reports
-//!   [`PairingServiceEvent::RequestSettled`] (persist that: a settled request is configured with
-//!   [`RequestPairing::settled`] and never announced again).
+//!   signed request from start-up (or from [`crate::hub::Hub::request_pairing`] on) until a
+//!   connection to the energy manager has held for [`RequestPairing::settle_after`], then
+//!   withdraws it and reports [`PairingServiceEvent::RequestSettled`] (persist that: a settled
+//!   request is configured with [`RequestPairing::settled`] and never announced again). One
+//!   request at a time: a newer one replaces it.
 //!
 //! Hostile input costs little and is bounded: a request for another node is dropped after one
 //! string comparison; a re-announcement of a record already evaluated under the same instance is
@@ -23,7 +24,7 @@
 //! [`AcceptRequests::refusal_report_interval`].
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -43,13 +44,17 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// The hub's Pairing Service state (shared by the hub's tasks; its tasks are in
-/// `hub::pairing_runtime`).
+/// `hub::pairing_runtime`). Present whenever the hub has a discovery, so that a request can be
+/// made at run time.
 pub(crate) struct ServiceState {
     pub(crate) started: tokio::time::Instant,
     pub(crate) accept: Option<Mutex<AcceptState>>,
     /// Wakes the request follower when the unit's reachability changed.
     pub(crate) unit_changed: Notify,
-    pub(crate) request: Option<RequestState>,
+    /// Our own request (device side), if one was made. Replaced as a whole by a newer one; the
+    /// lock is never held while a requester's lock is taken the other way round (this one
+    /// first, then the requester's).
+    pub(crate) request: Mutex<Option<Arc<RequestState>>>,
 }
 
 pub(crate) struct AcceptState {
@@ -108,10 +113,14 @@ impl ServiceState {
         })
     }
 
+    /// Our own request, if one was made.
+    pub(crate) fn current_request(&self) -> Option<Arc<RequestState>> {
+        lock(&self.request).clone()
+    }
+
     /// Whether our own request is on the air.
     pub(crate) fn announcing(&self) -> bool {
-        self.request
-            .as_ref()
+        self.current_request()
             .is_some_and(|r| lock(&r.requester).is_announcing())
     }
 
@@ -127,7 +136,7 @@ impl ServiceState {
                 self.unit_changed.notify_one();
             }
         }
-        if let Some(request) = self.request.as_ref()
+        if let Some(request) = self.current_request()
             && request.target == ski
         {
             let mut requester = lock(&request.requester);

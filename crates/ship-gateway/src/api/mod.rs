@@ -16,6 +16,7 @@ pub(crate) mod bus;
 pub(crate) mod conns;
 pub(crate) mod live;
 mod metrics;
+mod pairing_request;
 mod prefixed;
 mod routes;
 pub(crate) use routes::PeerView;
@@ -120,6 +121,8 @@ pub(crate) struct ApiState {
     pub(crate) conns: Option<Arc<Conns>>,
     /// This gateway's SHIP installation QR code: its text and an SVG picture of it.
     pub(crate) qr: Option<(String, String)>,
+    /// Our own SHIP Pairing Service request (this gateway as the control unit).
+    pub(crate) pairing_request: Arc<crate::pairing_request::PairingRequests>,
 }
 
 /// An error answer: `{"code": "...", "message": "..."}` with a 4xx (or 5xx for a failure of

@@ -39,6 +39,10 @@ pub(crate) fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/requests/{ski}/deny", post(deny))
         .route("/api/v1/events", get(events))
         .route("/api/v1/qr.svg", get(qr_svg))
+        .route(
+            "/api/v1/pairing-request",
+            post(super::pairing_request::make),
+        )
         .route("/metrics", get(metrics::metrics))
         .route("/", get(console))
         .route("/login", get(auth::login_form).post(auth::login_submit))
@@ -80,7 +84,7 @@ async fn not_found(request: Request) -> ApiError {
 }
 
 /// A SKI from the path: 40 hex digits.
-fn ski(text: &str) -> Result<Ski, ApiError> {
+pub(super) fn ski(text: &str) -> Result<Ski, ApiError> {
     text.parse().map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -112,7 +116,10 @@ async fn json_body(state: &ApiState, request: Request) -> Result<Bytes, ApiError
         .map_err(|error| super::body_error(error, limit))
 }
 
-async fn parse<T: DeserializeOwned>(state: &ApiState, request: Request) -> Result<T, ApiError> {
+pub(super) async fn parse<T: DeserializeOwned>(
+    state: &ApiState,
+    request: Request,
+) -> Result<T, ApiError> {
     let bytes = json_body(state, request).await?;
     serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::new(
@@ -124,7 +131,7 @@ async fn parse<T: DeserializeOwned>(state: &ApiState, request: Request) -> Resul
 }
 
 /// Runs blocking work (the trust store touches the disk) off the runtime's threads.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work)
@@ -132,7 +139,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
 }
 
-fn store_error(error: impl std::fmt::Display) -> ApiError {
+pub(super) fn store_error(error: impl std::fmt::Display) -> ApiError {
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         "store",
@@ -201,6 +208,8 @@ struct Status {
     uptime_s: u64,
     auto_accept: bool,
     counters: Counters,
+    /// Our own SHIP Pairing Service request (this gateway as the control unit), `null` if none.
+    pairing_request: Option<crate::pairing_request::RequestView>,
 }
 
 #[derive(Serialize)]
@@ -244,6 +253,7 @@ async fn status(State(state): State<Arc<ApiState>>) -> Result<Json<Status>, ApiE
             handshake_failures: metrics.failures.total(),
             events: state.bus.last_id(),
         },
+        pairing_request: state.pairing_request.view(),
     }))
 }
 
@@ -280,6 +290,9 @@ pub(crate) struct PeerView {
     last_error: Option<String>,
     /// A PIN for the peer is stored (never the PIN itself).
     pin_stored: bool,
+    /// Our SHIP Pairing Service request to this peer (an energy manager), if there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) pairing_request: Option<crate::pairing_request::RequestView>,
 }
 
 impl PeerView {
@@ -302,6 +315,7 @@ impl PeerView {
             tls_suite: None,
             last_error: None,
             pin_stored: peer.pin.is_some(),
+            pairing_request: None,
         }
     }
 }
@@ -318,6 +332,7 @@ fn view(state: &ApiState, peer: &PairedPeer) -> PeerView {
     view.since_ms = live.as_ref().map(|l| l.since_ms);
     view.tls_suite = live.as_ref().and_then(|l| l.tls_suite.clone());
     view.last_error = live.and_then(|l| l.last_error);
+    view.pairing_request = state.pairing_request.view_for(&peer.ski);
     view
 }
 
@@ -385,7 +400,7 @@ struct PairRequest {
 }
 
 /// The longest name accepted for a pairing.
-const MAX_NAME: usize = 64;
+pub(super) const MAX_NAME: usize = 64;
 
 /// The answer to `POST /api/v1/peers`: the peer, and what happens next in words.
 #[derive(Serialize)]
@@ -463,6 +478,7 @@ async fn unpair(
 ) -> Result<StatusCode, ApiError> {
     let ski = ski(&text)?;
     let (trust, hub) = (state.trust.clone(), state.hub.clone());
+    let requests = state.pairing_request.clone();
     blocking(move || {
         use ship_hub::hub::TrustStore;
         if trust.get(&ski).map_err(store_error)?.is_none() {
@@ -475,7 +491,9 @@ async fn unpair(
         hub.unpair(ski).map_err(|e| match e {
             HubError::TrustStore(e) => store_error(e),
             other => ApiError::new(StatusCode::CONFLICT, "not_unpaired", other.to_string()),
-        })
+        })?;
+        requests.unpaired(ski);
+        Ok(())
     })
     .await?;
     state.live.forget(&ski);
