@@ -14,8 +14,14 @@
 //!   the [`identities::LISTENER`] identity. These cases run one after another.
 //!
 //! Each case reports [`Verdict::Pass`], [`Verdict::Fail`] with the observed evidence (bytes,
-//! timings), or [`Verdict::NotApplicable`] with the declaration that makes it so
+//! timings), [`Verdict::Deviation`] (a harmless departure from the letter of the case, with the
+//! evidence), or [`Verdict::NotApplicable`] with the declaration that makes it so
 //! ([`Declarations`]).
+//!
+//! The tool negotiates as a SHIP 1.1 device ([`ToolConfig::ship_version`]) and accepts every
+//! version SHIP allows a DUT to announce; the report names the versions seen. A DUT that trusts
+//! one remote SKI and takes one connection at a time is played with
+//! [`ToolConfig::single_identity`] and [`ToolConfig::case_gap`].
 //!
 //! After the catalogue's cases the report carries one tool check of its own, [`TLS_SUITES`]:
 //! which TLS cipher suites the DUT accepts (one handshake-only probe per suite); it fails a DUT

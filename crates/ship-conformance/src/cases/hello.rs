@@ -30,10 +30,14 @@ const READY_AFTER_PENDING: Duration = Duration::from_secs(30);
 /// After both `ready`: announceMax → the DUT (server) answers `select`.
 async fn enters_protocol_handshake(ctx: &Ctx, peer: &mut Peer) -> Result<(), String> {
     peer.send(&wire::announce_max(ctx.ship_version)).await?;
-    peer.expect("select (protocol handshake)", WAIT, |m| {
-        is_handshake(m, HandshakeType::Select)
-    })
-    .await?;
+    let select = peer
+        .expect("select (protocol handshake)", WAIT, |m| {
+            is_handshake(m, HandshakeType::Select)
+        })
+        .await?;
+    if let ShipMessage::ProtocolHandshake(h) = &select {
+        ctx.saw_select(h.version);
+    }
     Ok(())
 }
 
