@@ -120,13 +120,16 @@ pub(crate) struct Peer {
     stash: VecDeque<(Vec<u8>, ShipMessage)>,
     /// Every message the codec refused, in order (reported with the failure they caused).
     undecodable: Vec<Undecodable>,
-    /// The raw bytes of the last message of each refused kind (for a closer reading).
+    /// The raw bytes of every refused message, in order (for a closer reading).
     undecodable_bytes: Vec<Vec<u8>>,
     /// When set, every `accessMethodsRequest` of the DUT is answered at once with these bytes.
     answer_am: Option<Vec<u8>>,
     closed: Option<String>,
     label: &'static str,
 }
+
+/// How many undecodable messages a failure lists (the log has every one).
+const LISTED_UNDECODABLE: usize = 5;
 
 /// How many characters of a message's text [`show`] prints.
 const SHOW_CHARS: usize = 160;
@@ -245,11 +248,18 @@ impl Peer {
         if refused.is_empty() {
             return failure;
         }
-        let list = refused
+        let mut list = refused
             .iter()
+            .take(LISTED_UNDECODABLE)
             .map(|u| format!("{} ← {} ({})", u.stamp, u.shown, u.error))
             .collect::<Vec<_>>()
             .join("; ");
+        if refused.len() > LISTED_UNDECODABLE {
+            list.push_str(&format!(
+                "; and {} more (in the log)",
+                refused.len() - LISTED_UNDECODABLE
+            ));
+        }
         format!(
             "{failure}; meanwhile it sent {} undecodable message(s): {list}",
             refused.len()
