@@ -186,9 +186,9 @@ pub struct ToolConfig {
     /// a DUT that trusts exactly one remote SKI and takes one connection at a time. Cases run
     /// one after another (never two connections at once), TC_SHIP_TERM_001 last (it makes the
     /// DUT revoke its trust in that identity); cases that need two identities at once are not
-    /// applicable. While a case in which the tool dials runs, the DUT's own dials to the
-    /// listener are refused at once (TCP closed before TLS), so that they cannot hold the
-    /// DUT's one connection.
+    /// applicable. While a case in which the tool dials runs (and in the pause before it), the
+    /// DUT's own dials to the listener are refused at once (TCP closed before TLS), so that they
+    /// cannot hold the DUT's one connection.
     pub single_identity: bool,
     /// `--case-gap`: a pause after each case before the lane's next one, so that a DUT that
     /// closes slowly is not still busy when the next case dials. `None`: 0 s, or
@@ -469,15 +469,20 @@ pub async fn run(config: ToolConfig) -> Report {
                 .into_iter()
                 .chain(last.into_iter().map(|c| c.id)),
         ) {
-            if !first {
-                tokio::time::sleep(gap).await;
-            }
+            let pause = if first { Duration::ZERO } else { gap };
             first = false;
             let lane = CASES.iter().find(|c| c.id == case).map(|c| c.lane);
             let report = if lane == Some(Lane::Listen) {
+                tokio::time::sleep(pause).await;
                 timed(&ctx, case).await
             } else {
-                ctx.refusing_dials(timed(&ctx, case)).await
+                // The pause too: a dial of the DUT's left waiting through it would occupy the
+                // DUT's one connection just when the case dials.
+                ctx.refusing_dials(async {
+                    tokio::time::sleep(pause).await;
+                    timed(&ctx, case).await
+                })
+                .await
             };
             by_id.insert(report.id.clone(), report);
         }

@@ -179,10 +179,16 @@ async fn sec_cases_deviate_when_the_device_refuses_the_forged_ski_after_tls() {
 
 // ----- item 4: single-identity devices ----------------------------------------------------------
 
+/// Trusts one SKI, takes one connection at a time. Its own dials to the tool take that one
+/// connection only once their TLS handshake completed: a dial the tool leaves unanswered (it
+/// refuses the device's dials while a case dials) must not make the device refuse the case's
+/// connection. (A device whose unanswered dial does block it can still refuse a case's
+/// connection that arrives in the same moment: docs/conformance.md, single-identity mode.)
 fn single_connection_single_ski() -> Sabotage {
     Sabotage {
         trusts_one_ski: true,
         one_connection_at_a_time: true,
+        busy_while_dialling: false,
         ..Sabotage::default()
     }
 }

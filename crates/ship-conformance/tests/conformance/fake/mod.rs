@@ -86,6 +86,10 @@ pub struct Sabotage {
     /// Refuses a connection while another one is open (ROLE_003), and never settles double
     /// connections (CONN_001 then sees the older one kept).
     pub one_connection_at_a_time: bool,
+    /// With `one_connection_at_a_time`: its own dial takes the one connection from the TCP
+    /// connect on (true), or only once its TLS handshake completed (false: a dial the peer
+    /// never answers does not block an incoming connection).
+    pub busy_while_dialling: bool,
     /// Server: the highest SHIP version it selects (it selects the lower of this and the
     /// peer's `announceMax`).
     pub max_version: (u16, u16),
@@ -149,6 +153,7 @@ impl Default for Sabotage {
             am_wait: Duration::from_secs(10),
             never_closes_after_announce: false,
             one_connection_at_a_time: false,
+            busy_while_dialling: true,
             max_version: (1, 0),
             selects_version: None,
             close_reason: "removedConnection",
@@ -395,11 +400,17 @@ async fn dial_once(
     let Ok(tcp) = TcpStream::connect(target).await else {
         return;
     };
-    // Counted from the TCP connect on, so a concurrent incoming connection sees it at once.
-    live.fetch_add(1, Ordering::SeqCst);
-    dial_session(config, tcp, target, sabotage, revoke, trust).await;
-    tokio::time::sleep(sabotage.slow_close).await;
-    live.fetch_sub(1, Ordering::SeqCst);
+    // Counted from the TCP connect on, so a concurrent incoming connection sees it at once
+    // (unless only established connections count).
+    let early = sabotage.busy_while_dialling;
+    if early {
+        live.fetch_add(1, Ordering::SeqCst);
+    }
+    let established = dial_session(config, tcp, target, sabotage, revoke, trust, live).await;
+    if early || established {
+        tokio::time::sleep(sabotage.slow_close).await;
+        live.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 async fn dial_session(
@@ -409,14 +420,18 @@ async fn dial_session(
     sabotage: &Sabotage,
     revoke: &Arc<Revoke>,
     trust: &Trust,
-) {
+    live: &Arc<AtomicUsize>,
+) -> bool {
     let name = ServerName::try_from("ship-node.local").unwrap();
     let Ok(tls) = tokio_rustls::TlsConnector::from(config.clone())
         .connect(name, tcp)
         .await
     else {
-        return;
+        return false;
     };
+    if !sabotage.busy_while_dialling {
+        live.fetch_add(1, Ordering::SeqCst);
+    }
     let der = tls
         .get_ref()
         .1
@@ -425,7 +440,7 @@ async fn dial_session(
         .map(|c| c.as_ref().to_vec());
     if !trust.decide(sabotage, der.as_deref()) {
         // As client it closes at once: the server is not the one it dialled.
-        return;
+        return true;
     }
     let mut request = format!("wss://{target}/ship/")
         .into_client_request()
@@ -434,7 +449,7 @@ async fn dial_session(
         .headers_mut()
         .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("ship"));
     let Ok((ws, _)) = tokio_tungstenite::client_async(request, tls).await else {
-        return;
+        return true;
     };
     Script::new(
         ws,
@@ -446,6 +461,7 @@ async fn dial_session(
     )
     .run()
     .await;
+    true
 }
 
 fn control(json: &str) -> Vec<u8> {
