@@ -245,6 +245,37 @@ fn tc_ship_prot_002_client_echoes_select_then_sends_pin_state() {
     assert_eq!(tool.take_all(), vec![msg::select(), msg::pin_none()]);
 }
 
+/// A SHIP 1.1 peer: as server the engine answers an `announceMax` of 1.1 with `select` 1.0 (the
+/// lower of both) and completes when the peer echoes it; as client (it announced 1.0) a `select`
+/// of 1.1, above its offer, is a selection mismatch (error 3). ship-conformance negotiates as a
+/// 1.1 device against ship-hub (docs/conformance.md, "SHIP version").
+#[test]
+fn a_ship_1_1_peer_negotiates_1_0_with_the_engine() {
+    let v1_1 = ProtocolVersion { major: 1, minor: 1 };
+    let mut tool = Tool::through_hello(Role::Server);
+    tool.send(&ShipMessage::ProtocolHandshake(ProtocolHandshake {
+        version: v1_1,
+        ..ProtocolHandshake::ship_1_0(HandshakeType::AnnounceMax)
+    }));
+    assert_eq!(tool.next(), Some(msg::select()));
+    tool.send(&msg::select());
+    assert_eq!(tool.take_all(), vec![msg::pin_none()]);
+
+    let mut tool = Tool::through_cmi(Role::Client);
+    tool.take_all();
+    tool.send(&msg::hello_ready(60_000));
+    assert_eq!(tool.next(), Some(msg::announce_max()));
+    tool.send(&ShipMessage::ProtocolHandshake(ProtocolHandshake {
+        version: v1_1,
+        ..ProtocolHandshake::ship_1_0(HandshakeType::Select)
+    }));
+    assert_eq!(
+        tool.take_all(),
+        vec![msg::handshake_error(HandshakeErrorCode::SelectionMismatch)]
+    );
+    assert!(tool.is_closed());
+}
+
 #[test]
 fn tc_ship_prot_003_server_silent_tool_gets_error_1() {
     let mut tool = Tool::through_hello(Role::Server);

@@ -98,6 +98,13 @@ impl ToolIdentities {
         Ok(ToolIdentities { by_name })
     }
 
+    /// Only the [`LISTENER`] identity, for `--single-identity` (the DUT then trusts just that
+    /// one SKI).
+    pub fn single(mut self) -> Self {
+        self.by_name.retain(|name, _| name == LISTENER);
+        self
+    }
+
     /// The identity called `name` (see [`LISTENER`]).
     pub fn get(&self, name: &str) -> Option<&Identity> {
         self.by_name.get(name)

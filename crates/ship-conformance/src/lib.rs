@@ -14,8 +14,14 @@
 //!   the [`identities::LISTENER`] identity. These cases run one after another.
 //!
 //! Each case reports [`Verdict::Pass`], [`Verdict::Fail`] with the observed evidence (bytes,
-//! timings), or [`Verdict::NotApplicable`] with the declaration that makes it so
+//! timings), [`Verdict::Deviation`] (a harmless departure from the letter of the case, with the
+//! evidence), or [`Verdict::NotApplicable`] with the declaration that makes it so
 //! ([`Declarations`]).
+//!
+//! The tool negotiates as a SHIP 1.1 device ([`ToolConfig::ship_version`]) and accepts every
+//! version SHIP allows a DUT to announce; the report names the versions seen. A DUT that trusts
+//! one remote SKI and takes one connection at a time is played with
+//! [`ToolConfig::single_identity`] and [`ToolConfig::case_gap`].
 //!
 //! After the catalogue's cases the report carries one tool check of its own, [`TLS_SUITES`]:
 //! which TLS cipher suites the DUT accepts (one handshake-only probe per suite); it fails a DUT
@@ -24,6 +30,7 @@
 mod cases;
 pub mod catalog;
 pub mod identities;
+mod lenient;
 mod peer;
 pub mod report;
 mod script;
@@ -40,12 +47,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use ship_hub::protocol::message::ProtocolVersion;
 use ship_hub::transport::{ShipTls, TlsOptions, WsOptions, accept_websocket, dial};
 use ship_hub::{ShipId, Ski};
 
 pub use catalog::{CASES, CaseInfo, Lane};
 pub use identities::ToolIdentities;
-pub use report::{CaseReport, Report, Verdict};
+pub use report::{CaseReport, REPORT_FORMAT_VERSION, Report, ShipVersions, Verdict};
 pub use tls_suites::TLS_SUITES;
 
 use peer::{Peer, Step};
@@ -123,7 +131,8 @@ pub struct Declarations {
     /// after the handshake (AMDATA_003).
     pub client_detailed_discovery: bool,
     /// PAR_initiateClose: how the tester makes the DUT revoke its trust in a tool SKI
-    /// (TC_SHIP_TERM_001). `None`: the case is not applicable.
+    /// (TC_SHIP_TERM_001; the command line's `--revoke-command`). `None`: the case is not
+    /// applicable.
     pub revoke_trust: Option<RevokeTrust>,
     /// `--dut-pin`: the DUT requires this PIN from its peers (SHIP §13.4.4.3): EXT_PIN_001
     /// (the right PIN opens data exchange) and EXT_PIN_002 (a wrong one is refused) apply.
@@ -169,6 +178,44 @@ pub struct ToolConfig {
     pub mdns: bool,
     /// How long a listen-lane case waits for the DUT to dial (ROLE_003 allows 5 min).
     pub dial_wait: Duration,
+    /// The SHIP version the tool offers (`announceMax` as client) and selects at most (as
+    /// server): [`SHIP_1_1`] by default, as a SHIP 1.1 device negotiates; [`SHIP_1_0`] pins
+    /// the tool to 1.0 (`--ship-version 1.0`).
+    pub ship_version: ProtocolVersion,
+    /// `--single-identity`: every case uses the one tool identity [`identities::LISTENER`], for
+    /// a DUT that trusts exactly one remote SKI and takes one connection at a time. Cases run
+    /// one after another (never two connections at once), TC_SHIP_TERM_001 last (it makes the
+    /// DUT revoke its trust in that identity); cases that need two identities at once are not
+    /// applicable. While a case in which the tool dials runs (and in the pause before it), the
+    /// DUT's own dials to the listener are refused at once (TCP closed before TLS), so that they
+    /// cannot hold the DUT's one connection.
+    pub single_identity: bool,
+    /// `--case-gap`: a pause after each case before the lane's next one, so that a DUT that
+    /// closes slowly is not still busy when the next case dials. `None`: 0 s, or
+    /// [`SINGLE_IDENTITY_CASE_GAP`] with [`single_identity`](Self::single_identity).
+    pub case_gap: Option<Duration>,
+}
+
+/// SHIP 1.0, the version of SHIP TS 1.0.x.
+pub const SHIP_1_0: ProtocolVersion = ProtocolVersion { major: 1, minor: 0 };
+/// SHIP 1.1, the highest version the tool knows and offers by default.
+pub const SHIP_1_1: ProtocolVersion = ProtocolVersion { major: 1, minor: 1 };
+
+/// The default pause between cases in single-identity mode.
+pub const SINGLE_IDENTITY_CASE_GAP: Duration = Duration::from_secs(2);
+
+/// Why a `--ship-version` could not be parsed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("expected a SHIP version 1.0 or 1.1 (MAJOR.MINOR), got {0:?}")]
+pub struct ShipVersionParseError(String);
+
+/// Parses a SHIP version the tool can offer: `1.0` or `1.1`.
+pub fn parse_ship_version(text: &str) -> Result<ProtocolVersion, ShipVersionParseError> {
+    match text.trim() {
+        "1.0" => Ok(SHIP_1_0),
+        "1.1" => Ok(SHIP_1_1),
+        _ => Err(ShipVersionParseError(text.to_owned())),
+    }
 }
 
 impl ToolConfig {
@@ -185,8 +232,20 @@ impl ToolConfig {
             parallel: 6,
             mdns: false,
             dial_wait: Duration::from_secs(300),
+            ship_version: SHIP_1_1,
+            single_identity: false,
+            case_gap: None,
         }
     }
+}
+
+/// The versions seen in the protocol handshakes of one run.
+#[derive(Debug, Default)]
+struct SeenVersions {
+    /// Every `announceMax` version of the DUT (as client), in order, without repeats.
+    announced: Vec<ProtocolVersion>,
+    /// Every `select` version of the DUT (as server), in order, without repeats.
+    selected: Vec<ProtocolVersion>,
 }
 
 /// Shared state of one run.
@@ -200,13 +259,30 @@ pub(crate) struct Ctx {
     /// Set when the DUT once failed to dial within `dial_wait`: later listen-lane cases then fail
     /// at once instead of waiting again.
     never_dialled: std::sync::atomic::AtomicBool,
+    ship_version: ProtocolVersion,
+    single_identity: bool,
+    /// The pause between cases (also inside a case, between two connections one after the
+    /// other to a DUT that may take one at a time).
+    case_gap: Duration,
+    seen: std::sync::Mutex<SeenVersions>,
 }
 
 /// Timeout for the TLS + WebSocket handshakes of one tool connection.
 const TRANSPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Ctx {
+    /// The identity a case's `name` stands for: itself, or the one identity in single-identity
+    /// mode.
+    fn identity_name<'a>(&self, name: &'a str) -> &'a str {
+        if self.single_identity {
+            identities::LISTENER
+        } else {
+            name
+        }
+    }
+
     fn tls(&self, name: &str) -> Step<ShipTls> {
+        let name = self.identity_name(name);
         let identity = self
             .identities
             .get(name)
@@ -215,7 +291,52 @@ impl Ctx {
     }
 
     fn ski_of(&self, name: &str) -> Option<Ski> {
-        self.identities.get(name).map(|i| i.ski())
+        self.identities
+            .get(self.identity_name(name))
+            .map(|i| i.ski())
+    }
+
+    /// The SHIP ID the tool announces in `accessMethods` as identity `name` (one per identity:
+    /// a DUT may store the SHIP ID per SKI and refuse another one later).
+    fn ship_id_of(&self, name: &str) -> String {
+        ToolIdentities::ship_id(self.identity_name(name))
+    }
+
+    /// Records the DUT's `announceMax` version.
+    fn saw_announce(&self, version: ProtocolVersion) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if !seen.announced.contains(&version) {
+            seen.announced.push(version);
+        }
+    }
+
+    /// Records the DUT's `select` version.
+    fn saw_select(&self, version: ProtocolVersion) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if !seen.selected.contains(&version) {
+            seen.selected.push(version);
+        }
+    }
+
+    /// Runs `case` while refusing the DUT's dials to the listener (single-identity mode: a DUT
+    /// that takes one connection at a time must not spend it on a dial nobody answers).
+    async fn refusing_dials<T>(&self, case: impl std::future::Future<Output = T>) -> T {
+        let Some(listener) = &self.listener else {
+            return case.await;
+        };
+        let listener = listener.lock().await;
+        let mut case = std::pin::pin!(case);
+        loop {
+            tokio::select! {
+                out = &mut case => return out,
+                accepted = listener.accept() => {
+                    if let Ok((tcp, peer)) = accepted {
+                        tracing::debug!(%peer, "the DUT's dial refused while a dial case runs");
+                        drop(tcp);
+                    }
+                }
+            }
+        }
     }
 
     fn target(&self) -> Step<&Target> {
@@ -307,7 +428,13 @@ pub async fn run(config: ToolConfig) -> Report {
         target_text.push(format!("listening on {addr}"));
     }
     let only = config.only.clone();
-    let parallel = config.parallel.max(1);
+    let single = config.single_identity;
+    let parallel = if single { 1 } else { config.parallel.max(1) };
+    let gap = config.case_gap.unwrap_or(if single {
+        SINGLE_IDENTITY_CASE_GAP
+    } else {
+        Duration::ZERO
+    });
     let ctx = Arc::new(Ctx {
         target: config.target,
         listener: config.listener.map(tokio::sync::Mutex::new),
@@ -316,55 +443,104 @@ pub async fn run(config: ToolConfig) -> Report {
         mdns: config.mdns,
         dial_wait: config.dial_wait,
         never_dialled: std::sync::atomic::AtomicBool::new(false),
+        ship_version: config.ship_version,
+        single_identity: single,
+        case_gap: gap,
+        seen: std::sync::Mutex::new(SeenVersions::default()),
     });
     let selected: Vec<&CaseInfo> = CASES
         .iter()
         .filter(|c| catalog::matches(&only, c.id))
         .collect();
+    let with_tls_suites = catalog::matches(&only, TLS_SUITES);
 
-    let mut tasks = tokio::task::JoinSet::new();
-    // Listen lane: one task, cases in order.
-    let listen: Vec<&'static str> = catalog::LISTEN_ORDER
-        .iter()
-        .copied()
-        .filter(|id| selected.iter().any(|c| c.id == *id))
-        .collect();
-    {
-        let ctx = ctx.clone();
-        tasks.spawn(async move {
-            let mut out = Vec::new();
-            for id in listen {
-                out.push(timed(&ctx, id).await);
-            }
-            out
-        });
-    }
-    // Dial and mDNS lanes: concurrently, long cases first.
-    let mut others: Vec<&CaseInfo> = selected
-        .iter()
-        .copied()
-        .filter(|c| c.lane != Lane::Listen)
-        .collect();
-    others.sort_by_key(|c| std::cmp::Reverse(c.seconds));
-    let permits = Arc::new(Semaphore::new(parallel));
-    for case in others {
-        let ctx = ctx.clone();
-        let permits = permits.clone();
-        let id = case.id;
-        tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await;
-            vec![timed(&ctx, id).await]
-        });
-    }
     let mut by_id: HashMap<String, CaseReport> = HashMap::new();
-    while let Some(result) = tasks.join_next().await {
-        match result {
-            Ok(reports) => {
-                for report in reports {
-                    by_id.insert(report.id.clone(), report);
+    if single {
+        // One connection at a time: every case in one sequence, TERM_001 after everything else
+        // (it makes the DUT revoke its trust in the tool's only identity).
+        let (last, order): (Vec<&CaseInfo>, Vec<&CaseInfo>) = selected
+            .iter()
+            .copied()
+            .partition(|c| c.id == cases::REVOKES_TRUST);
+        let mut first = true;
+        for case in order.into_iter().map(|c| c.id).chain(
+            with_tls_suites
+                .then_some(TLS_SUITES)
+                .into_iter()
+                .chain(last.into_iter().map(|c| c.id)),
+        ) {
+            let pause = if first { Duration::ZERO } else { gap };
+            first = false;
+            let lane = CASES.iter().find(|c| c.id == case).map(|c| c.lane);
+            let report = if lane == Some(Lane::Listen) {
+                tokio::time::sleep(pause).await;
+                timed(&ctx, case).await
+            } else {
+                // The pause too: a dial of the DUT's left waiting through it would occupy the
+                // DUT's one connection just when the case dials.
+                ctx.refusing_dials(async {
+                    tokio::time::sleep(pause).await;
+                    timed(&ctx, case).await
+                })
+                .await
+            };
+            by_id.insert(report.id.clone(), report);
+        }
+    } else {
+        let mut tasks = tokio::task::JoinSet::new();
+        // Listen lane: one task, cases in order.
+        let listen: Vec<&'static str> = catalog::LISTEN_ORDER
+            .iter()
+            .copied()
+            .filter(|id| selected.iter().any(|c| c.id == *id))
+            .collect();
+        {
+            let ctx = ctx.clone();
+            tasks.spawn(async move {
+                let mut out = Vec::new();
+                for (i, id) in listen.into_iter().enumerate() {
+                    if i > 0 {
+                        tokio::time::sleep(gap).await;
+                    }
+                    out.push(timed(&ctx, id).await);
                 }
+                out
+            });
+        }
+        // Dial and mDNS lanes: concurrently, long cases first.
+        let mut others: Vec<&CaseInfo> = selected
+            .iter()
+            .copied()
+            .filter(|c| c.lane != Lane::Listen)
+            .collect();
+        others.sort_by_key(|c| std::cmp::Reverse(c.seconds));
+        let permits = Arc::new(Semaphore::new(parallel));
+        for case in others {
+            let ctx = ctx.clone();
+            let permits = permits.clone();
+            let id = case.id;
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                let report = timed(&ctx, id).await;
+                // The gap holds the permit: the next case of this slot starts after it.
+                tokio::time::sleep(gap).await;
+                vec![report]
+            });
+        }
+        while let Some(result) = tasks.join_next().await {
+            match result {
+                Ok(reports) => {
+                    for report in reports {
+                        by_id.insert(report.id.clone(), report);
+                    }
+                }
+                Err(error) => tracing::error!(%error, "a conformance case task failed"),
             }
-            Err(error) => tracing::error!(%error, "a conformance case task failed"),
+        }
+        // The tool's own check, after every case (its probes use a trusted tool identity).
+        if with_tls_suites {
+            let report = timed(&ctx, TLS_SUITES).await;
+            by_id.insert(report.id.clone(), report);
         }
     }
     let mut cases: Vec<CaseReport> = selected
@@ -379,18 +555,25 @@ pub async fn run(config: ToolConfig) -> Report {
             })
         })
         .collect();
-    // The tool's own check, after every case (its probes use a trusted tool identity).
-    if catalog::matches(&only, TLS_SUITES) {
-        let started = Instant::now();
-        let outcome = tls_suites::tls_suites(&ctx).await;
-        let mut report = CaseReport::new(TLS_SUITES, outcome.verdict, outcome.evidence);
-        report.duration_ms = started.elapsed().as_millis() as u64;
-        tracing::info!(case = TLS_SUITES, verdict = %report.verdict, "check done");
-        cases.push(report);
-    }
+    cases.extend(by_id.remove(TLS_SUITES));
+    let seen = std::mem::take(&mut *ctx.seen.lock().unwrap_or_else(|e| e.into_inner()));
     Report {
         target: target_text.join(", "),
-        format_version: 1,
+        format_version: REPORT_FORMAT_VERSION,
+        single_identity: single,
+        ship_version: ShipVersions {
+            offered: report::version_text(ctx.ship_version),
+            dut_announced: seen
+                .announced
+                .into_iter()
+                .map(report::version_text)
+                .collect(),
+            dut_selected: seen
+                .selected
+                .into_iter()
+                .map(report::version_text)
+                .collect(),
+        },
         cases,
         duration_ms: started.elapsed().as_millis() as u64,
     }
@@ -399,7 +582,13 @@ pub async fn run(config: ToolConfig) -> Report {
 async fn timed(ctx: &Ctx, id: &'static str) -> CaseReport {
     let started = Instant::now();
     tracing::info!(case = id, "case started");
-    let outcome = cases::run_case(ctx, id).await;
+    // Boxed: the cases' state machines are large, and in single-identity mode they run inside
+    // `run`'s own future rather than in tasks of their own.
+    let outcome = if id == TLS_SUITES {
+        Box::pin(tls_suites::tls_suites(ctx)).await
+    } else {
+        Box::pin(cases::run_case(ctx, id)).await
+    };
     let mut report = CaseReport::new(id, outcome.verdict, outcome.evidence);
     report.duration_ms = started.elapsed().as_millis() as u64;
     tracing::info!(case = id, verdict = %report.verdict, "case done");

@@ -8,7 +8,8 @@
 //! ```
 //!
 //! The device under test must trust every SKI printed (it pairs with the tool's identities), and
-//! for `--listen` it must dial the `listener` identity at this host's port.
+//! for `--listen` it must dial the `listener` identity at this host's port. Exit code: 0 when no
+//! case failed (with `--strict`: and none deviated), 1 otherwise, 2 for a usage error.
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
@@ -35,9 +36,26 @@ struct Args {
     /// Keep the tool's identities here (created on first use), so the DUT trusts them once.
     #[arg(long)]
     identity_dir: Option<PathBuf>,
-    /// Print the SKIs the DUT must trust and exit.
+    /// Print the SKIs the DUT must trust on stdout, one `SKI NAME` per line, and exit.
     #[arg(long)]
     print_skis: bool,
+    /// Use one tool identity (`listener`) for every case, one case at a time: for a DUT that
+    /// trusts exactly one remote SKI and takes one connection at a time. Cases that need two
+    /// identities are not applicable; TC_SHIP_TERM_001 runs last.
+    #[arg(long)]
+    single_identity: bool,
+    /// Seconds to pause after each case before the next (lets a DUT that closes slowly finish).
+    /// Default: 0, or 2 with --single-identity.
+    #[arg(long, value_name = "SECONDS")]
+    case_gap: Option<f64>,
+    /// The SHIP version the tool offers in the protocol handshake: 1.1 (default, as a SHIP 1.1
+    /// device) or 1.0.
+    #[arg(long, value_name = "VERSION", default_value = "1.1")]
+    ship_version: String,
+    /// Exit code 1 also when a case deviated (e.g. SEC_001/002: TLS completed with a forged
+    /// certificate, the peer refused afterwards).
+    #[arg(long)]
+    strict: bool,
     /// Run only the cases whose ID contains one of these comma-separated substrings.
     #[arg(long, default_value = "")]
     only: String,
@@ -123,9 +141,28 @@ async fn main() -> ExitCode {
         None => ToolIdentities::generate(dut_ski),
     };
     let identities = match identities {
+        Ok(identities) if args.single_identity => identities.single(),
         Ok(identities) => identities,
         Err(e) => return fail(format!("tool identities: {e}")),
     };
+    let ship_version = match ship_conformance::parse_ship_version(&args.ship_version) {
+        Ok(version) => version,
+        Err(e) => return fail(format!("--ship-version: {e}")),
+    };
+    let case_gap = match args.case_gap {
+        None => None,
+        Some(s) if s.is_finite() && (0.0..=3600.0).contains(&s) => {
+            Some(std::time::Duration::from_secs_f64(s))
+        }
+        Some(s) => return fail(format!("--case-gap {s}: expected 0 to 3600 seconds")),
+    };
+    if args.print_skis {
+        // Machine-readable: one `SKI NAME` per line.
+        for (name, ski) in identities.trusted() {
+            println!("{ski} {name}");
+        }
+        return ExitCode::SUCCESS;
+    }
     eprintln!("The DUT must trust these tool SKIs:");
     for (name, ski) in identities.trusted() {
         let note = if name == LISTENER {
@@ -134,9 +171,6 @@ async fn main() -> ExitCode {
             ""
         };
         eprintln!("  {ski}  {name}{note}");
-    }
-    if args.print_skis {
-        return ExitCode::SUCCESS;
     }
 
     let listener = match args.listen.as_deref().map(listen_addr) {
@@ -179,10 +213,13 @@ async fn main() -> ExitCode {
     declarations.client_detailed_discovery = args.client_detailed_discovery;
     if let Some(command) = args.revoke_command.clone() {
         declarations.revoke_trust = Some(Arc::new(move |ski: Ski| {
+            // Its output goes to stderr: stdout is the report's.
             let status = std::process::Command::new("sh")
                 .arg("-c")
                 .arg(&command)
                 .env("SHIP_SKI", ski.to_string())
+                .stdin(std::process::Stdio::null())
+                .stdout(std::io::stderr())
                 .status();
             if !matches!(status, Ok(s) if s.success()) {
                 tracing::warn!(?status, "--revoke-command failed");
@@ -197,6 +234,9 @@ async fn main() -> ExitCode {
     config.declarations = declarations;
     config.parallel = args.parallel;
     config.mdns = args.mdns;
+    config.ship_version = ship_version;
+    config.single_identity = args.single_identity;
+    config.case_gap = case_gap;
     let report = run(config).await;
 
     if args.json {
@@ -209,7 +249,12 @@ async fn main() -> ExitCode {
     {
         return fail(format!("writing {}: {e}", path.display()));
     }
-    if report.passed() {
+    let passed = if args.strict {
+        report.passed_strictly()
+    } else {
+        report.passed()
+    };
+    if passed {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

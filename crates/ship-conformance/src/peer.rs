@@ -8,8 +8,11 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use futures_util::{SinkExt, StreamExt as _};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use ship_hub::protocol::codec::decode;
 use ship_hub::protocol::message::{ConnectionHello, HelloPhase, ShipMessage};
@@ -27,35 +30,145 @@ pub(crate) enum Incoming {
     Closed(String),
 }
 
+/// A WebSocket over a TLS connection that ship-hub's own transport would not make (the forged
+/// certificates of SEC_001/002).
+pub(crate) type RawWebSocket = WebSocketStream<tokio_rustls::TlsStream<TcpStream>>;
+
+/// The connection under a [`Peer`].
+enum Link {
+    /// ship-hub's transport (the DUT's certificate checked, SKI pinned).
+    Ship(ShipSocket<TcpStream>),
+    /// A plain WebSocket on a TLS connection the tool built itself.
+    Raw(Box<RawWebSocket>),
+}
+
+/// What the link delivered next.
+enum LinkEvent {
+    Message(Vec<u8>),
+    Closed(String),
+    /// A ping, a pong or anything else that is not the DUT's SHIP message.
+    Other,
+}
+
+impl Link {
+    async fn send(&mut self, bytes: Vec<u8>) -> Result<(), String> {
+        match self {
+            Link::Ship(socket) => socket.send(bytes).await.map_err(|e| e.to_string()),
+            Link::Raw(ws) => ws
+                .send(WsMessage::binary(bytes))
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    async fn next(&mut self) -> LinkEvent {
+        match self {
+            Link::Ship(socket) => match socket.next_event().await {
+                Ok(SocketEvent::Message(bytes)) => LinkEvent::Message(bytes),
+                Ok(SocketEvent::Closed { code, reason }) => {
+                    LinkEvent::Closed(format!("WebSocket close {code:?} {reason:?}"))
+                }
+                Err(error) => LinkEvent::Closed(format!("connection ended: {error}")),
+                // Pongs, and any event a later transport adds, are not the DUT's messages.
+                Ok(_) => LinkEvent::Other,
+            },
+            Link::Raw(ws) => match ws.next().await {
+                Some(Ok(WsMessage::Binary(bytes))) => LinkEvent::Message(bytes.to_vec()),
+                Some(Ok(WsMessage::Text(text))) => LinkEvent::Message(text.as_bytes().to_vec()),
+                Some(Ok(WsMessage::Close(frame))) => LinkEvent::Closed(format!(
+                    "WebSocket close {:?} {:?}",
+                    frame.as_ref().map(|f| u16::from(f.code)),
+                    frame
+                        .as_ref()
+                        .map(|f| f.reason.to_string())
+                        .unwrap_or_default()
+                )),
+                Some(Ok(_)) => LinkEvent::Other,
+                Some(Err(error)) => LinkEvent::Closed(format!("connection ended: {error}")),
+                None => LinkEvent::Closed("connection ended: EOF".into()),
+            },
+        }
+    }
+
+    async fn close(&mut self) {
+        match self {
+            Link::Ship(socket) => {
+                let _ = socket.close(1000, "ship-conformance: case done").await;
+            }
+            Link::Raw(ws) => {
+                let _ = SinkExt::close(ws.as_mut()).await;
+            }
+        }
+    }
+}
+
+/// A message the codec refused: what was received and why.
+struct Undecodable {
+    /// When, as the log shows it.
+    stamp: String,
+    /// The bytes, as [`show`] prints them.
+    shown: String,
+    /// The codec's reason.
+    error: String,
+}
+
 /// One scripted connection to the DUT.
 pub(crate) struct Peer {
-    socket: ShipSocket<TcpStream>,
+    link: Link,
     start: Instant,
     log: Vec<String>,
     stash: VecDeque<(Vec<u8>, ShipMessage)>,
+    /// Every message the codec refused, in order (reported with the failure they caused).
+    undecodable: Vec<Undecodable>,
+    /// The raw bytes of every refused message, in order (for a closer reading).
+    undecodable_bytes: Vec<Vec<u8>>,
+    /// When set, every `accessMethodsRequest` of the DUT is answered at once with these bytes.
+    answer_am: Option<Vec<u8>>,
     closed: Option<String>,
     label: &'static str,
 }
 
-/// A short, printable form of SHIP bytes: the type byte in hex, then the JSON text (cut at 160
-/// characters), or all bytes in hex when there is no JSON. A `connectionPinInput` is shown
-/// without its PIN.
+/// How many undecodable messages a failure lists (the log has every one).
+const LISTED_UNDECODABLE: usize = 5;
+
+/// How many characters of a message's text [`show`] prints.
+const SHOW_CHARS: usize = 160;
+
+/// A short, printable form of SHIP bytes: the type byte in hex, then the text after it, or all
+/// bytes in hex when there is at most one more byte. The text is bounded ([`SHOW_CHARS`]
+/// characters, then `…`) and escaped: control characters as `\n`, `\t`, `\u{1b}`, bytes that
+/// are not UTF-8 as `\xNN`, so that what the DUT sent is shown, never interpreted. A
+/// `connectionPinInput` is shown without its PIN.
 pub(crate) fn show(bytes: &[u8]) -> String {
     match bytes.split_first() {
         Some((kind, rest)) if rest.len() > 1 => {
-            let text = String::from_utf8_lossy(rest);
             // A PIN never reaches the report, whichever side sent it.
-            if text.contains("connectionPinInput") {
+            if String::from_utf8_lossy(rest).contains("connectionPinInput") {
                 return format!("{kind:02X} connectionPinInput (PIN redacted)");
             }
-            let mut text: String = text.chars().filter(|c| !c.is_control()).collect();
-            if text.len() > 160 {
-                let mut end = 160;
-                while !text.is_char_boundary(end) {
-                    end -= 1;
+            let mut text = String::new();
+            let mut chars = 0;
+            'chunks: for chunk in rest.utf8_chunks() {
+                for c in chunk.valid().chars() {
+                    if chars == SHOW_CHARS {
+                        text.push('…');
+                        break 'chunks;
+                    }
+                    if c.is_control() {
+                        text.extend(c.escape_debug());
+                    } else {
+                        text.push(c);
+                    }
+                    chars += 1;
                 }
-                text.truncate(end);
-                text.push('…');
+                for b in chunk.invalid() {
+                    if chars == SHOW_CHARS {
+                        text.push('…');
+                        break 'chunks;
+                    }
+                    text.push_str(&format!("\\x{b:02X}"));
+                    chars += 1;
+                }
             }
             format!("{kind:02X} {text}")
         }
@@ -70,14 +183,87 @@ pub(crate) fn show(bytes: &[u8]) -> String {
 impl Peer {
     /// Wraps an established socket; the clock starts now.
     pub(crate) fn new(socket: ShipSocket<TcpStream>, label: &'static str) -> Self {
+        Self::on(Link::Ship(socket), label)
+    }
+
+    /// Wraps a WebSocket the tool built on its own TLS connection; the clock starts now.
+    pub(crate) fn raw(ws: RawWebSocket, label: &'static str) -> Self {
+        Self::on(Link::Raw(Box::new(ws)), label)
+    }
+
+    fn on(link: Link, label: &'static str) -> Self {
         Peer {
-            socket,
+            link,
             start: Instant::now(),
             log: Vec::new(),
             stash: VecDeque::new(),
+            undecodable: Vec::new(),
+            undecodable_bytes: Vec::new(),
+            answer_am: None,
             closed: None,
             label,
         }
+    }
+
+    /// From now on answers every `accessMethodsRequest` of the DUT at once with `reply`
+    /// (including one already received and kept).
+    pub(crate) async fn answer_access_methods(&mut self, reply: Vec<u8>) -> Step<()> {
+        let pending = self
+            .stash
+            .iter()
+            .position(|(_, m)| matches!(m, ShipMessage::AccessMethodsRequest));
+        if let Some(i) = pending {
+            self.stash.remove(i);
+            self.send(&reply).await?;
+        }
+        self.answer_am = Some(reply);
+        Ok(())
+    }
+
+    /// Records a message the codec refused: in the log now, and with the failure it may cause.
+    fn refused(&mut self, bytes: &[u8], error: &ship_hub::protocol::codec::DecodeError) {
+        self.note(format!("(undecodable: {error})"));
+        self.undecodable.push(Undecodable {
+            stamp: self.stamp(),
+            shown: show(bytes),
+            error: error.to_string(),
+        });
+        self.undecodable_bytes.push(bytes.to_vec());
+    }
+
+    /// How the DUT closed the connection, if it did.
+    pub(crate) fn closed_reason(&self) -> Option<&str> {
+        self.closed.as_deref()
+    }
+
+    /// The raw bytes of every message the codec refused so far.
+    pub(crate) fn undecodable(&self) -> &[Vec<u8>] {
+        &self.undecodable_bytes
+    }
+
+    /// `failure`, followed by every undecodable message received since `since` (an index into
+    /// the list): what was received and why it was refused.
+    fn with_undecodable(&self, failure: String, since: usize) -> String {
+        let refused = &self.undecodable[since.min(self.undecodable.len())..];
+        if refused.is_empty() {
+            return failure;
+        }
+        let mut list = refused
+            .iter()
+            .take(LISTED_UNDECODABLE)
+            .map(|u| format!("{} ← {} ({})", u.stamp, u.shown, u.error))
+            .collect::<Vec<_>>()
+            .join("; ");
+        if refused.len() > LISTED_UNDECODABLE {
+            list.push_str(&format!(
+                "; and {} more (in the log)",
+                refused.len() - LISTED_UNDECODABLE
+            ));
+        }
+        format!(
+            "{failure}; meanwhile it sent {} undecodable message(s): {list}",
+            refused.len()
+        )
     }
 
     /// Time since the connection was established.
@@ -108,10 +294,8 @@ impl Peer {
     /// Sends raw SHIP bytes.
     pub(crate) async fn send(&mut self, bytes: &[u8]) -> Step<()> {
         self.note(format!("→ {}", show(bytes)));
-        self.socket
-            .send(bytes.to_vec())
-            .await
-            .map_err(|e| format!("{} sending failed: {e}", self.stamp()))
+        let sent = self.link.send(bytes.to_vec()).await;
+        sent.map_err(|e| format!("{} sending failed: {e}", self.stamp()))
     }
 
     /// The next thing the DUT does within `within`; `None` when nothing happened. Pings are
@@ -122,21 +306,25 @@ impl Peer {
         }
         let deadline = Instant::now() + within;
         loop {
-            let event = match tokio::time::timeout_at(deadline, self.socket.next_event()).await {
+            let event = match tokio::time::timeout_at(deadline, self.link.next()).await {
                 Err(_) => return None,
                 Ok(event) => event,
             };
             let incoming = match event {
-                Ok(SocketEvent::Message(bytes)) => {
+                LinkEvent::Message(bytes) => {
                     self.note(format!("← {}", show(&bytes)));
+                    if let Some(reply) = self.answer_am.clone()
+                        && matches!(decode(&bytes), Ok(ShipMessage::AccessMethodsRequest))
+                    {
+                        // The DUT's own request, answered on the spot (a failure to send
+                        // shows as the close that follows).
+                        let _ = self.send(&reply).await;
+                        continue;
+                    }
                     return Some(Incoming::Message(bytes));
                 }
-                Ok(SocketEvent::Closed { code, reason }) => {
-                    format!("WebSocket close {code:?} {reason:?}")
-                }
-                Err(error) => format!("connection ended: {error}"),
-                // Pongs, and any event a later transport adds, are not the DUT's messages.
-                Ok(_) => continue,
+                LinkEvent::Closed(reason) => reason,
+                LinkEvent::Other => continue,
             };
             self.note(format!("← closed by the DUT ({incoming})"));
             self.closed = Some(incoming.clone());
@@ -172,7 +360,7 @@ impl Peer {
     fn keep(&mut self, bytes: Vec<u8>) {
         match decode(&bytes) {
             Ok(message) => self.stash.push_back((bytes, message)),
-            Err(error) => self.note(format!("(undecodable: {error})")),
+            Err(error) => self.refused(&bytes, &error),
         }
     }
 
@@ -189,27 +377,30 @@ impl Peer {
         {
             return Ok(message);
         }
+        let since = self.undecodable.len();
         let deadline = Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.next(left).await {
                 None => {
-                    return Err(format!(
+                    let failure = format!(
                         "{} no {what} within {:.1} s",
                         self.stamp(),
                         within.as_secs_f64()
-                    ));
+                    );
+                    return Err(self.with_undecodable(failure, since));
                 }
                 Some(Incoming::Closed(reason)) => {
-                    return Err(format!(
+                    let failure = format!(
                         "{} the DUT closed before sending {what} ({reason})",
                         self.stamp()
-                    ));
+                    );
+                    return Err(self.with_undecodable(failure, since));
                 }
                 Some(Incoming::Message(bytes)) => match decode(&bytes) {
                     Ok(message) if want(&message) => return Ok(message),
                     Ok(message) => self.stash.push_back((bytes, message)),
-                    Err(error) => self.note(format!("(undecodable: {error})")),
+                    Err(error) => self.refused(&bytes, &error),
                 },
             }
         }
@@ -244,7 +435,7 @@ impl Peer {
     /// Closes the connection from the tool's side (end of a case).
     pub(crate) async fn finish(&mut self) {
         if self.closed.is_none() {
-            let _ = self.socket.close(1000, "ship-conformance: case done").await;
+            self.link.close().await;
         }
     }
 }
@@ -269,5 +460,19 @@ mod tests {
         let long = [&[0x02][..], "x".repeat(500).as_bytes()].concat();
         assert!(show(&long).ends_with('…'));
         assert!(show(&long).len() < 200);
+    }
+
+    #[test]
+    fn control_characters_and_invalid_utf8_are_escaped_not_dropped() {
+        assert_eq!(
+            show(b"\x03{\"reason\":\"a\nb\x1b\"}\xff\xfe"),
+            "03 {\"reason\":\"a\\nb\\u{1b}\"}\\xFF\\xFE"
+        );
+        assert_eq!(show("\x01ü".as_bytes()), "01 ü");
+        // Bounded whatever the content: 160 characters, escapes counted as one.
+        let noise = [&[0x01][..], &[0xFF; 400][..]].concat();
+        let shown = show(&noise);
+        assert!(shown.ends_with('…'), "{shown}");
+        assert_eq!(shown.matches("\\xFF").count(), 160);
     }
 }

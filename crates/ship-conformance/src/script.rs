@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use super::identities::ToolIdentities;
+use super::Ctx;
 use super::peer::{Peer, Step};
 use super::wire;
 use ship_hub::protocol::message::{
-    ConnectionHello, HandshakeType, HelloPhase, ProtocolHandshake, ShipMessage,
+    ConnectionHello, HandshakeType, HelloPhase, ProtocolHandshake, ProtocolVersion, ShipMessage,
 };
 
 /// The generic response wait of the test tool (ECT `WaitFor`).
@@ -76,60 +76,94 @@ pub(crate) async fn hello(peer: &mut Peer) -> Step<ConnectionHello> {
     Ok(theirs)
 }
 
-/// Checks a `select`/`announceMax` offers 1.0 (or less) with `JSON-UTF8`.
-pub(crate) fn check_version(h: &ProtocolHandshake, exact: bool) -> Step<()> {
-    let v = h.version;
-    let ok_version = if exact {
-        v.major == 1 && v.minor == 0
-    } else {
-        (v.major, v.minor) <= (1, 0) && v.major >= 1
-    };
-    if !ok_version {
-        return Err(format!(
-            "version {}.{} (expected {}1.0)",
-            v.major,
-            v.minor,
-            if exact { "" } else { "≤ " }
-        ));
-    }
+pub(crate) use super::report::version_text;
+
+fn check_formats(h: &ProtocolHandshake) -> Step<()> {
     if !h.formats.iter().any(|f| f == ProtocolHandshake::JSON_UTF8) {
         return Err(format!("formats {:?} lack JSON-UTF8", h.formats));
     }
     Ok(())
 }
 
-/// Client side of the protocol handshake: announceMax → select (checked) → echo.
-pub(crate) async fn protocol_dialled(peer: &mut Peer) -> Step<()> {
-    peer.send(&wire::announce_max()).await?;
+/// Checks the DUT's `announceMax`: a SHIP version (major 1: SHIP defines no other major
+/// version; every minor version, 1.0 and 1.1 as deployed and any later one, since minor
+/// versions are backwards compatible and the server selects the lower of both) with `JSON-UTF8`.
+pub(crate) fn check_announce(h: &ProtocolHandshake) -> Step<()> {
+    if h.version.major != 1 {
+        return Err(format!(
+            "version {} (SHIP defines major version 1 only: 1.0, 1.1)",
+            version_text(h.version)
+        ));
+    }
+    check_formats(h)
+}
+
+/// Checks the DUT's `select` to the tool's `announceMax` of `offered`: major 1, not above the
+/// offer, `JSON-UTF8`.
+pub(crate) fn check_select(h: &ProtocolHandshake, offered: ProtocolVersion) -> Step<()> {
+    if h.version.major != 1 || h.version > offered {
+        return Err(format!(
+            "version {} (expected 1.x, at most the offered {})",
+            version_text(h.version),
+            version_text(offered)
+        ));
+    }
+    check_formats(h)
+}
+
+/// Client side of the protocol handshake: announceMax (the tool's version) → select (checked,
+/// recorded) → the identical select echoed. Returns the selected version.
+pub(crate) async fn protocol_dialled(ctx: &Ctx, peer: &mut Peer) -> Step<ProtocolVersion> {
+    peer.send(&wire::announce_max(ctx.ship_version)).await?;
     let select = peer
         .expect("select", WAIT, |m| is_handshake(m, HandshakeType::Select))
         .await?;
-    if let ShipMessage::ProtocolHandshake(h) = &select {
-        check_version(h, false).map_err(|e| format!("the DUT's select: {e}"))?;
-    }
-    peer.send(&wire::select()).await
+    let ShipMessage::ProtocolHandshake(h) = &select else {
+        return unreachable_message();
+    };
+    ctx.saw_select(h.version);
+    check_select(h, ctx.ship_version).map_err(|e| format!("the DUT's select: {e}"))?;
+    peer.send(&wire::select(h.version)).await?;
+    Ok(h.version)
 }
 
-/// Server side of the protocol handshake: expect announceMax (checked) → select → echo.
-pub(crate) async fn protocol_accepted(peer: &mut Peer) -> Step<()> {
+/// Server side of the protocol handshake: expect announceMax (checked, recorded) → select the
+/// lower of the DUT's and the tool's version → the echo must be identical. Returns (announced,
+/// selected).
+pub(crate) async fn protocol_accepted(
+    ctx: &Ctx,
+    peer: &mut Peer,
+) -> Step<(ProtocolVersion, ProtocolVersion)> {
     let announce = peer
         .expect("announceMax", WAIT, |m| {
             is_handshake(m, HandshakeType::AnnounceMax)
         })
         .await?;
-    if let ShipMessage::ProtocolHandshake(h) = &announce {
-        check_version(h, true).map_err(|e| format!("the DUT's announceMax: {e}"))?;
-    }
-    peer.send(&wire::select()).await?;
+    let ShipMessage::ProtocolHandshake(h) = &announce else {
+        return unreachable_message();
+    };
+    ctx.saw_announce(h.version);
+    check_announce(h).map_err(|e| format!("the DUT's announceMax: {e}"))?;
+    let announced = h.version;
+    let selected = announced.min(ctx.ship_version);
+    peer.send(&wire::select(selected)).await?;
     let echo = peer
         .expect("the select echo", WAIT, |m| {
             is_handshake(m, HandshakeType::Select)
         })
         .await?;
-    if let ShipMessage::ProtocolHandshake(h) = &echo {
-        check_version(h, true).map_err(|e| format!("the DUT's select echo: {e}"))?;
+    let sent = ShipMessage::ProtocolHandshake(ProtocolHandshake {
+        handshake_type: HandshakeType::Select,
+        version: selected,
+        formats: vec![ProtocolHandshake::JSON_UTF8.to_owned()],
+    });
+    if echo != sent {
+        return Err(format!(
+            "the select echo {echo:?} differs from the select {} sent",
+            version_text(selected)
+        ));
     }
-    Ok(())
+    Ok((announced, selected))
 }
 
 /// PIN: expect the DUT's state, send `none`.
@@ -141,14 +175,6 @@ pub(crate) async fn pin(peer: &mut Peer) -> Step<ShipMessage> {
     Ok(state)
 }
 
-/// Answers the DUT's `accessMethodsRequest` with the tool's SHIP ID for identity `name`.
-pub(crate) async fn answer_am_request(peer: &mut Peer, name: &str) -> Step<()> {
-    peer.expect("the DUT's accessMethodsRequest", WAIT, is_am_request)
-        .await?;
-    peer.send(&wire::access_methods(&ToolIdentities::ship_id(name)))
-        .await
-}
-
 /// Sends an `accessMethodsRequest` (`bytes`) and expects the `accessMethods` reply.
 pub(crate) async fn am_round_trip(peer: &mut Peer, bytes: &[u8]) -> Step<ShipMessage> {
     peer.send(bytes).await?;
@@ -157,9 +183,9 @@ pub(crate) async fn am_round_trip(peer: &mut Peer, bytes: &[u8]) -> Step<ShipMes
 
 /// CMI, hello, protocol handshake and PIN as the dialling side: data exchange is reached. The
 /// DUT's own access-methods request is left unanswered (the caller decides).
-pub(crate) async fn to_data_exchange_dialled(peer: &mut Peer) -> Step<()> {
+pub(crate) async fn to_data_exchange_dialled(ctx: &Ctx, peer: &mut Peer) -> Step<()> {
     cmi_dialled(peer).await?;
     hello(peer).await?;
-    protocol_dialled(peer).await?;
+    protocol_dialled(ctx, peer).await?;
     pin(peer).await.map(|_| ())
 }

@@ -22,6 +22,8 @@ use tokio::net::TcpStream;
 use ship_hub::Ski;
 use ship_hub::transport::FALLBACK_SERVER_NAME;
 
+use super::peer::RawWebSocket;
+
 /// A certificate whose SubjectKeyIdentifier claims `claimed` while its key is fresh: the SKI is
 /// not SHA-1 of the public key (built with rcgen's `KeyIdMethod::PreSpecified`).
 pub(crate) struct ForgedCertificate {
@@ -83,7 +85,10 @@ impl ForgedCertificate {
     /// Dials `addr` presenting the forged certificate as TLS 1.2 client. `Ok` means the DUT
     /// completed the handshake (with TLS 1.2 the client finishes only after the server's
     /// Finished, which the server sends only after accepting the client certificate).
-    pub(crate) async fn dial(&self, addr: std::net::SocketAddr) -> Result<(), String> {
+    pub(crate) async fn dial(
+        &self,
+        addr: std::net::SocketAddr,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
         let mut config = ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS12])
             .map_err(|e| e.to_string())?
@@ -98,13 +103,15 @@ impl ForgedCertificate {
         tokio_rustls::TlsConnector::from(Arc::new(config))
             .connect(name, tcp)
             .await
-            .map(|_| ())
             .map_err(|e| e.to_string())
     }
 
     /// Runs the TLS 1.2 server side on `tcp` presenting the forged certificate. `Ok` means the
     /// DUT (the client) completed the handshake, i.e. accepted the certificate.
-    pub(crate) async fn accept(&self, tcp: TcpStream) -> Result<(), String> {
+    pub(crate) async fn accept(
+        &self,
+        tcp: TcpStream,
+    ) -> Result<tokio_rustls::server::TlsStream<TcpStream>, String> {
         let config = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS12])
             .map_err(|e| e.to_string())?
@@ -113,9 +120,47 @@ impl ForgedCertificate {
         tokio_rustls::TlsAcceptor::from(Arc::new(config))
             .accept(tcp)
             .await
-            .map(|_| ())
             .map_err(|e| e.to_string())
     }
+}
+
+/// The WebSocket upgrade (subprotocol `ship`) as client on a TLS connection the tool built.
+pub(crate) async fn websocket_client(
+    tls: tokio_rustls::client::TlsStream<TcpStream>,
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> Result<RawWebSocket, String> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    use tokio_tungstenite::tungstenite::http::HeaderValue;
+    let mut request = format!("wss://{addr}{path}")
+        .into_client_request()
+        .map_err(|e| e.to_string())?;
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("ship"));
+    let (ws, _) = tokio_tungstenite::client_async(request, tokio_rustls::TlsStream::Client(tls))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(ws)
+}
+
+/// The WebSocket upgrade (subprotocol `ship`) as server on a TLS connection the tool built.
+pub(crate) async fn websocket_server(
+    tls: tokio_rustls::server::TlsStream<TcpStream>,
+) -> Result<RawWebSocket, String> {
+    use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+    use tokio_tungstenite::tungstenite::http::HeaderValue;
+    // The callback's signature (and its large error type) is tungstenite's.
+    #[allow(clippy::result_large_err)]
+    let callback = |_: &Request, mut response: Response| {
+        response
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("ship"));
+        Ok(response)
+    };
+    tokio_tungstenite::accept_hdr_async(tokio_rustls::TlsStream::Server(tls), callback)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Debug)]

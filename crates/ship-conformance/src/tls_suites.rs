@@ -31,7 +31,7 @@ pub(crate) async fn tls_suites(ctx: &Ctx) -> Outcome {
         Ok(target) => target,
         Err(why) => return Outcome::not_applicable(why),
     };
-    let Some(identity) = ctx.identities.get(PROBE_IDENTITY) else {
+    let Some(identity) = ctx.identities.get(ctx.identity_name(PROBE_IDENTITY)) else {
         return Outcome {
             verdict: Verdict::Fail,
             evidence: vec![format!("the tool has no identity {PROBE_IDENTITY:?}")],

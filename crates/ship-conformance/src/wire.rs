@@ -2,6 +2,8 @@
 //! a bug in our own encoder cannot hide a bug in the DUT, and so that deliberately wrong
 //! messages are possible.
 
+use ship_hub::protocol::message::ProtocolVersion;
+
 /// The valid CMI `00 00` (§13.4.3).
 pub(crate) const CMI: &[u8] = &[0x00, 0x00];
 /// A CMI sent with the CONTROL type byte (TC_SHIP_CMI_001/002).
@@ -38,18 +40,21 @@ pub(crate) fn hello_pending(waiting_ms: u32) -> Vec<u8> {
     ))
 }
 
-/// `messageProtocolHandshake` `announceMax` 1.0 / JSON-UTF8 (PAR_testToolShipVersion).
-pub(crate) fn announce_max() -> Vec<u8> {
-    control(
-        r#"{"messageProtocolHandshake":[{"handshakeType":"announceMax"},{"version":[{"major":1},{"minor":0}]},{"formats":[{"format":["JSON-UTF8"]}]}]}"#,
-    )
+fn handshake(kind: &str, version: ProtocolVersion) -> Vec<u8> {
+    let ProtocolVersion { major, minor } = version;
+    control(&format!(
+        r#"{{"messageProtocolHandshake":[{{"handshakeType":"{kind}"}},{{"version":[{{"major":{major}}},{{"minor":{minor}}}]}},{{"formats":[{{"format":["JSON-UTF8"]}}]}}]}}"#
+    ))
 }
 
-/// `messageProtocolHandshake` `select` 1.0 / JSON-UTF8.
-pub(crate) fn select() -> Vec<u8> {
-    control(
-        r#"{"messageProtocolHandshake":[{"handshakeType":"select"},{"version":[{"major":1},{"minor":0}]},{"formats":[{"format":["JSON-UTF8"]}]}]}"#,
-    )
+/// `messageProtocolHandshake` `announceMax` `version` / JSON-UTF8 (PAR_testToolShipVersion).
+pub(crate) fn announce_max(version: ProtocolVersion) -> Vec<u8> {
+    handshake("announceMax", version)
+}
+
+/// `messageProtocolHandshake` `select` `version` / JSON-UTF8.
+pub(crate) fn select(version: ProtocolVersion) -> Vec<u8> {
+    handshake("select", version)
 }
 
 /// `connectionPinState` `none`.
@@ -105,7 +110,7 @@ pub(crate) fn access_methods(ship_id: &str) -> Vec<u8> {
 }
 
 /// A SHIP `data` message carrying a SPINE read of `function` (TC_SHIP_AMDATA_001/002).
-pub(crate) fn spine_read(function: &str, counter: u32) -> Vec<u8> {
+pub(crate) fn spine_read(function: &str, counter: u64) -> Vec<u8> {
     let mut bytes = vec![0x02];
     bytes.extend_from_slice(
         format!(
@@ -128,8 +133,8 @@ mod tests {
             hello_ready(60_000),
             hello_prolongation_request(),
             hello_pending(120_000),
-            announce_max(),
-            select(),
+            announce_max(ProtocolVersion { major: 1, minor: 1 }),
+            select(ProtocolVersion { major: 1, minor: 0 }),
             pin_none(),
             access_methods_request(),
             access_methods("tool"),

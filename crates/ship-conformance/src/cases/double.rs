@@ -168,6 +168,13 @@ pub(crate) async fn role_003(ctx: &Ctx) -> Outcome {
     if let Some(outcome) = needs_both(ctx) {
         return outcome;
     }
+    if ctx.single_identity {
+        return Outcome::not_applicable(
+            super::NEEDS_TWO_IDENTITIES.to_owned()
+                + ": the tool dials the DUT as one identity while the DUT dials it as another, at \
+               the same time (one identity for both would be a double connection)",
+        );
+    }
     let tcp_b = match ctx.accept_tcp().await {
         Ok(tcp) => tcp,
         Err(e) => return Outcome::fail(e),
@@ -179,7 +186,7 @@ pub(crate) async fn role_003(ctx: &Ctx) -> Outcome {
             script::cmi_accepted(&mut peer).await?;
             script::hello(&mut peer).await?;
             let ready = t0.elapsed();
-            script::protocol_accepted(&mut peer).await?;
+            script::protocol_accepted(ctx, &mut peer).await?;
             script::pin(&mut peer).await?;
             Ok(ready)
         }
@@ -192,7 +199,7 @@ pub(crate) async fn role_003(ctx: &Ctx) -> Outcome {
             script::cmi_dialled(&mut peer).await?;
             script::hello(&mut peer).await?;
             let ready = t0.elapsed();
-            script::protocol_dialled(&mut peer).await?;
+            script::protocol_dialled(ctx, &mut peer).await?;
             script::pin(&mut peer).await?;
             Ok(ready)
         }

@@ -28,12 +28,16 @@ const ABORT_SLACK: Duration = Duration::from_secs(2);
 const READY_AFTER_PENDING: Duration = Duration::from_secs(30);
 
 /// After both `ready`: announceMax → the DUT (server) answers `select`.
-async fn enters_protocol_handshake(peer: &mut Peer) -> Result<(), String> {
-    peer.send(&wire::announce_max()).await?;
-    peer.expect("select (protocol handshake)", WAIT, |m| {
-        is_handshake(m, HandshakeType::Select)
-    })
-    .await?;
+async fn enters_protocol_handshake(ctx: &Ctx, peer: &mut Peer) -> Result<(), String> {
+    peer.send(&wire::announce_max(ctx.ship_version)).await?;
+    let select = peer
+        .expect("select (protocol handshake)", WAIT, |m| {
+            is_handshake(m, HandshakeType::Select)
+        })
+        .await?;
+    if let ShipMessage::ProtocolHandshake(h) = &select {
+        ctx.saw_select(h.version);
+    }
     Ok(())
 }
 
@@ -42,7 +46,7 @@ pub(crate) async fn hello_001(ctx: &Ctx) -> Outcome {
     dialled(ctx, "hello_001", async |peer: &mut Peer| {
         script::cmi_dialled(peer).await?;
         script::hello(peer).await?;
-        enters_protocol_handshake(peer).await?;
+        enters_protocol_handshake(ctx, peer).await?;
         Ok("ready/ready, then select to the tool's announceMax".into())
     })
     .await
@@ -93,7 +97,7 @@ pub(crate) async fn hello_002(ctx: &Ctx) -> Outcome {
             peer.stays_open(WAIT_AFTER_PROLONGATION).await?;
         }
         peer.send(&wire::hello_ready(script::TOOL_WAITING_MS)).await?;
-        enters_protocol_handshake(peer).await?;
+        enters_protocol_handshake(ctx, peer).await?;
         Ok(format!(
             "{PROLONGATION_ROUNDS} prolongations extended the wait; open throughout; protocol handshake after ready"
         ))
@@ -141,7 +145,7 @@ pub(crate) async fn hello_004(ctx: &Ctx) -> Outcome {
         }
         peer.send(&wire::hello_ready(script::TOOL_WAITING_MS))
             .await?;
-        enters_protocol_handshake(peer).await?;
+        enters_protocol_handshake(ctx, peer).await?;
         Ok("pending ignored for 30 s; protocol handshake after ready".into())
     })
     .await

@@ -14,6 +14,12 @@ use super::Ctx;
 use super::peer::{Peer, Step};
 use super::report::Verdict;
 
+/// The evidence of a case that is not applicable in single-identity mode.
+pub(crate) const NEEDS_TWO_IDENTITIES: &str = "not applicable: needs two identities";
+
+/// The case that makes the DUT revoke its trust in a tool identity (run last with one identity).
+pub(crate) const REVOKES_TRUST: &str = "TC_SHIP_TERM_001";
+
 /// What a case found.
 pub(crate) struct Outcome {
     pub(crate) verdict: Verdict,

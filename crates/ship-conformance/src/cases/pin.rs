@@ -21,10 +21,10 @@ fn is_pin_ok(m: &ShipMessage) -> bool {
 
 /// Through the protocol handshake; expects the DUT to require a PIN with input `ok`; sends the
 /// tool's own `none`.
-async fn to_pin_required(peer: &mut Peer) -> Step<()> {
+async fn to_pin_required(ctx: &Ctx, peer: &mut Peer) -> Step<()> {
     script::cmi_dialled(peer).await?;
     script::hello(peer).await?;
-    script::protocol_dialled(peer).await?;
+    script::protocol_dialled(ctx, peer).await?;
     match peer
         .expect("connectionPinState", WAIT, is_pin_state)
         .await?
@@ -58,7 +58,7 @@ pub(crate) async fn ext_pin_001(ctx: &Ctx) -> Outcome {
         return Outcome::not_applicable("needs --dut-pin (the DUT requires a PIN)");
     };
     dialled(ctx, "ext_pin_001", async move |peer: &mut Peer| {
-        to_pin_required(peer).await?;
+        to_pin_required(ctx, peer).await?;
         peer.send(&wire::pin_input(&pin)).await?;
         let answer = peer
             .expect("pinState pinOk", WAIT, |m| {
@@ -84,7 +84,7 @@ pub(crate) async fn ext_pin_002(ctx: &Ctx) -> Outcome {
         return Outcome::not_applicable("needs --dut-pin (the DUT requires a PIN)");
     };
     dialled(ctx, "ext_pin_002", async move |peer: &mut Peer| {
-        to_pin_required(peer).await?;
+        to_pin_required(ctx, peer).await?;
         peer.send(&wire::pin_input(&wrong_pin(&pin))).await?;
         let answer = peer
             .expect("connectionPinError or pinOk", WAIT, |m| {
@@ -111,7 +111,7 @@ pub(crate) async fn ext_pin_003(ctx: &Ctx) -> Outcome {
     dialled(ctx, "ext_pin_003", async move |peer: &mut Peer| {
         script::cmi_dialled(peer).await?;
         script::hello(peer).await?;
-        script::protocol_dialled(peer).await?;
+        script::protocol_dialled(ctx, peer).await?;
         peer.expect("connectionPinState", WAIT, is_pin_state)
             .await?;
         peer.send(&wire::pin_required()).await?;

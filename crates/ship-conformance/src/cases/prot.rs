@@ -4,11 +4,11 @@ use std::time::Duration;
 
 use super::super::Ctx;
 use super::super::peer::{Peer, Step};
-use super::super::script::{self, WAIT, is_am_reply, is_handshake, is_pin_state};
+use super::super::script::{self, WAIT, is_am_reply, is_handshake, is_pin_state, version_text};
 use super::super::wire;
 use super::{Outcome, accepted, dialled};
 use ship_hub::protocol::message::{
-    ConnectionPinState, HandshakeErrorCode, HandshakeType, PinState, ProtocolHandshake, ShipMessage,
+    ConnectionPinState, HandshakeErrorCode, HandshakeType, PinState, ShipMessage,
 };
 
 /// PROT_003/004: the tool waits up to 12 s for `error` 1.
@@ -46,47 +46,40 @@ async fn error_then_close(
     ))
 }
 
-/// TC_SHIP_PROT_001: announceMax → `select` (JSON-UTF8, version ≤ offered); echo → PIN state.
+/// TC_SHIP_PROT_001: announceMax (the tool's version) → `select` (JSON-UTF8, SHIP 1.x, version
+/// ≤ offered); echo → PIN state.
 pub(crate) async fn prot_001(ctx: &Ctx) -> Outcome {
+    let offered = version_text(ctx.ship_version);
     dialled(ctx, "prot_001", async |peer: &mut Peer| {
         script::cmi_dialled(peer).await?;
         script::hello(peer).await?;
-        script::protocol_dialled(peer).await?;
+        let selected = script::protocol_dialled(ctx, peer).await?;
         peer.expect("connectionPinState", WAIT, is_pin_state)
             .await?;
-        Ok("select 1.0/JSON-UTF8; PIN state after the echo".into())
+        Ok(format!(
+            "offered {offered}; the DUT selected {}/JSON-UTF8; PIN state after the echo",
+            version_text(selected)
+        ))
     })
     .await
 }
 
-/// TC_SHIP_PROT_002: the DUT (client) announces 1.0/JSON-UTF8; echoes the tool's `select`
-/// identically; then PIN state.
+/// TC_SHIP_PROT_002: the DUT (client) announces its SHIP version (1.0 or 1.1, any 1.x) with
+/// JSON-UTF8; the tool selects the lower of both; the DUT echoes that `select` identically;
+/// then PIN state.
 pub(crate) async fn prot_002(ctx: &Ctx) -> Outcome {
     accepted(ctx, async |peer: &mut Peer| {
         script::cmi_accepted(peer).await?;
         script::hello(peer).await?;
-        let announce = peer
-            .expect("announceMax", WAIT, |m| {
-                is_handshake(m, HandshakeType::AnnounceMax)
-            })
-            .await?;
-        if let ShipMessage::ProtocolHandshake(h) = &announce {
-            script::check_version(h, true).map_err(|e| format!("announceMax: {e}"))?;
-        }
-        peer.send(&wire::select()).await?;
-        let echo = peer
-            .expect("the select echo", WAIT, |m| {
-                is_handshake(m, HandshakeType::Select)
-            })
-            .await?;
-        let sent =
-            ShipMessage::ProtocolHandshake(ProtocolHandshake::ship_1_0(HandshakeType::Select));
-        if echo != sent {
-            return Err(format!("the echo {echo:?} differs from the select sent"));
-        }
+        let (announced, selected) = script::protocol_accepted(ctx, peer).await?;
         peer.expect("connectionPinState", WAIT, is_pin_state)
             .await?;
-        Ok("announceMax 1.0/JSON-UTF8; identical select echo; PIN state".into())
+        Ok(format!(
+            "the DUT announced SHIP {}/JSON-UTF8; the tool selected {}; identical select echo; \
+             PIN state",
+            version_text(announced),
+            version_text(selected)
+        ))
     })
     .await
 }
@@ -148,7 +141,7 @@ pub(crate) async fn pin_001(ctx: &Ctx) -> Outcome {
     dialled(ctx, "pin_001", async |peer: &mut Peer| {
         script::cmi_dialled(peer).await?;
         script::hello(peer).await?;
-        script::protocol_dialled(peer).await?;
+        script::protocol_dialled(ctx, peer).await?;
         let state = script::pin(peer).await?;
         match state {
             ShipMessage::ConnectionPinState(ConnectionPinState {

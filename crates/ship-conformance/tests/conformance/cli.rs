@@ -21,7 +21,7 @@ fn a_malformed_target_is_a_usage_error() {
 }
 
 #[test]
-fn print_skis_lists_every_identity_and_keeps_them() {
+fn print_skis_lists_every_identity_on_stdout_and_keeps_them() {
     let dir = tempfile::tempdir().unwrap();
     let dut = common::identity("dut").ski();
     let run = || {
@@ -32,13 +32,17 @@ fn print_skis_lists_every_identity_and_keeps_them() {
             .output()
             .unwrap();
         assert!(out.status.success());
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let first = run();
     let identities = ToolIdentities::load_or_create(dir.path(), Some(dut)).unwrap();
-    for (name, ski) in identities.trusted() {
-        assert!(first.contains(&format!("{ski}  {name}")), "{name}: {first}");
-    }
+    // One `SKI NAME` per line on stdout, nothing else (for scripts).
+    let expected: Vec<String> = identities
+        .trusted()
+        .iter()
+        .map(|(name, ski)| format!("{ski} {name}"))
+        .collect();
+    assert_eq!(first.lines().collect::<Vec<_>>(), expected);
     assert!(identities.get(LISTENER).unwrap().ski() < dut);
     assert_eq!(run(), first, "identities are kept in --identity-dir");
 }
@@ -95,5 +99,11 @@ async fn a_short_run_against_ship_hub_reports_json() {
             ("TC_SHIP_AM_001".to_owned(), "pass".to_owned()),
         ]
     );
-    assert_eq!(report["format_version"], 1);
+    assert_eq!(report["format_version"], 2);
+    assert_eq!(report["ship_version"]["offered"], "1.1");
+    // ship-hub selects 1.0 (the lower of both) to the tool's 1.1.
+    assert_eq!(
+        report["ship_version"]["dut_selected"],
+        serde_json::json!(["1.0"])
+    );
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use conformance_fake::{FakeDut, Sabotage};
 use ship_conformance::{
-    CaseReport, Declarations, TLS_SUITES, Target, ToolConfig, ToolIdentities, Verdict, run,
+    CaseReport, Declarations, Report, TLS_SUITES, Target, ToolConfig, ToolIdentities, Verdict, run,
 };
 use ship_hub::ShipId;
 
@@ -20,6 +20,22 @@ async fn run_against(
     listen: bool,
     declare: impl FnOnce(&mut Declarations),
 ) -> CaseReport {
+    let report = run_report(case, sabotage, listen, |tool| {
+        declare(&mut tool.declarations)
+    })
+    .await;
+    report.case(case).expect("the case ran").clone()
+}
+
+/// Runs the cases `only` against a fake device with `sabotage` (`listen`: the device dials the
+/// tool) and returns the whole report. `adjust` changes the tool's configuration last (the
+/// declarations: the fake's SHIP ID, PAR_queryAccessMethods, a revoke hook).
+pub(crate) async fn run_report(
+    only: &str,
+    sabotage: Sabotage,
+    listen: bool,
+    adjust: impl FnOnce(&mut ToolConfig),
+) -> Report {
     let listener = if listen {
         Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
     } else {
@@ -35,20 +51,19 @@ async fn run_against(
         path: "/ship/".into(),
     });
     tool.listener = listener;
-    tool.only = case.into();
+    tool.only = only.into();
     tool.dial_wait = Duration::from_secs(30);
     let mut declarations = Declarations::default();
     declarations.ship_id = Some(ShipId::new("fake-dut").unwrap());
     declarations.queries_access_methods = true;
     let revoke = dut.revoke.clone();
-    declarations.revoke_trust = Some(Arc::new(move |_| revoke.notify_waiters()));
-    declare(&mut declarations);
+    declarations.revoke_trust = Some(Arc::new(move |ski| revoke.revoke(ski)));
     tool.declarations = declarations;
-    let report = run(tool).await;
-    report.case(case).expect("the case ran").clone()
+    adjust(&mut tool);
+    run(tool).await
 }
 
-fn assert_fails(report: &CaseReport, evidence: &str) {
+pub(crate) fn assert_fails(report: &CaseReport, evidence: &str) {
     assert_fails_with_one_of(report, &[evidence]);
 }
 
@@ -138,17 +153,31 @@ async fn conn_001_fails_when_the_device_keeps_the_older_connection() {
 }
 
 #[tokio::test]
-async fn sec_001_fails_when_the_device_accepts_an_unbound_ski() {
+async fn sec_001_fails_when_the_device_trusts_an_unbound_ski() {
     let report = run_against("TC_SHIP_SEC_001", Sabotage::default(), true, |_| {}).await;
-    assert_fails(&report, "FAIL (1): the DUT completed the TLS handshake");
-    assert_fails(&report, "FAIL (2): the DUT completed the TLS handshake");
+    assert_fails(
+        &report,
+        "FAIL (1) SECURITY: the DUT completed the TLS handshake",
+    );
+    assert_fails(&report, "bound to no key and never paired");
+    assert_fails(
+        &report,
+        "FAIL (2) SECURITY: the DUT completed the TLS handshake",
+    );
 }
 
 #[tokio::test]
-async fn sec_002_fails_when_the_device_accepts_a_forged_paired_ski() {
+async fn sec_002_fails_when_the_device_believes_a_forged_paired_ski() {
     let report = run_against("TC_SHIP_SEC_002", Sabotage::default(), true, |_| {}).await;
-    assert_fails(&report, "FAIL (1): the DUT completed the TLS handshake");
-    assert_fails(&report, "FAIL (2): the DUT completed the TLS handshake");
+    assert_fails(
+        &report,
+        "FAIL (1) SECURITY: the DUT completed the TLS handshake",
+    );
+    assert_fails(&report, "it believed the forged SKI");
+    assert_fails(
+        &report,
+        "FAIL (2) SECURITY: the DUT completed the TLS handshake",
+    );
 }
 
 fn deaf() -> Sabotage {
@@ -485,6 +514,13 @@ async fn cases_that_need_an_option_are_not_applicable_with_the_reason() {
     .await;
     assert_eq!(report.verdict, Verdict::NotApplicable);
     assert!(report.evidence[0].contains("PAR_initiateClose"));
+    // It says how to supply the command.
+    assert!(
+        report.evidence[0].contains("--revoke-command 'CMD'")
+            && report.evidence[0].contains("$SHIP_SKI"),
+        "{:?}",
+        report.evidence
+    );
 }
 
 #[tokio::test]
@@ -549,7 +585,7 @@ async fn pin_case(case: &str, sabotage: Sabotage, dut_pin: bool, tool_pin: bool)
     .await
 }
 
-fn assert_passes(report: &CaseReport) {
+pub(crate) fn assert_passes(report: &CaseReport) {
     assert_eq!(
         report.verdict,
         Verdict::Pass,

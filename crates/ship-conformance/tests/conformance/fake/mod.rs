@@ -17,10 +17,13 @@ use futures_util::{SinkExt, StreamExt};
 use rustls::crypto::{CryptoProvider, ring as ring_provider};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::sign::CertifiedKey;
-use ship_hub::identity::Identity;
+use ship_hub::Ski;
+use ship_hub::identity::{CertificateError, Identity, parse_peer_certificate};
 use ship_hub::protocol::ShipMessage;
 use ship_hub::protocol::codec::decode;
-use ship_hub::protocol::message::{ClosePhase, HandshakeType, HelloPhase, PinState};
+use ship_hub::protocol::message::{
+    ClosePhase, HandshakeType, HelloPhase, PinState, ProtocolHandshake,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
@@ -83,6 +86,45 @@ pub struct Sabotage {
     /// Refuses a connection while another one is open (ROLE_003), and never settles double
     /// connections (CONN_001 then sees the older one kept).
     pub one_connection_at_a_time: bool,
+    /// With `one_connection_at_a_time`: its own dial takes the one connection from the TCP
+    /// connect on (true), or only once its TLS handshake completed (false: a dial the peer
+    /// never answers does not block an incoming connection).
+    pub busy_while_dialling: bool,
+    /// Server: the highest SHIP version it selects (it selects the lower of this and the
+    /// peer's `announceMax`).
+    pub max_version: (u16, u16),
+    /// Server: selects this version whatever the peer offered (PROT_001).
+    pub selects_version: Option<(u16, u16)>,
+    /// The `reason` of its close announce (TERM_001).
+    pub close_reason: &'static str,
+    /// Sends a hello it misspells (`"phase":"redy"`), then closes.
+    pub garbled_hello: bool,
+    /// After the TLS handshake (its TLS accepts any certificate), computes the peer's SKI from
+    /// the certificate's key: a certificate whose SKI claim differs is an unknown peer (as
+    /// server: hello `pending`; as client: it closes at once). SEC_001/002 `deviation`.
+    pub ski_from_key_after_tls: bool,
+    /// Trusts only the first SKI (computed from the key) that connects; every other one gets
+    /// hello `pending` (as server) or a close (as client).
+    pub trusts_one_ski: bool,
+    /// Holds its one connection slot this long after a connection ended (a device that closes
+    /// slowly; with `one_connection_at_a_time`).
+    pub slow_close: Duration,
+    /// Never sends its own `accessMethodsRequest`.
+    pub never_requests_am: bool,
+    /// What it does with the peer's SPINE reads (AMDATA_001/002).
+    pub spine: Spine,
+}
+
+/// The fake's SPINE behaviour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Spine {
+    /// No SPINE application: data is ignored.
+    None,
+    /// Every read is answered with a reply that references its `msgCounter`.
+    Replies,
+    /// Every read is followed by a data message of the fake's own (a read, no
+    /// `msgCounterReference`): data, but no reply.
+    OwnReadsOnly,
 }
 
 impl Default for Sabotage {
@@ -111,7 +153,85 @@ impl Default for Sabotage {
             am_wait: Duration::from_secs(10),
             never_closes_after_announce: false,
             one_connection_at_a_time: false,
+            busy_while_dialling: true,
+            max_version: (1, 0),
+            selects_version: None,
+            close_reason: "removedConnection",
+            garbled_hello: false,
+            ski_from_key_after_tls: false,
+            trusts_one_ski: false,
+            slow_close: Duration::ZERO,
+            never_requests_am: false,
+            spine: Spine::None,
         }
+    }
+}
+
+/// The revocation of the device's trust in SKIs (TERM_001): once an SKI is revoked, every
+/// connection to it in data exchange, present or later, announces its close.
+#[derive(Default)]
+pub struct Revoke {
+    revoked: std::sync::Mutex<Vec<Ski>>,
+    notify: Notify,
+}
+
+impl Revoke {
+    /// Revokes the trust in `ski` (the tool's revoke hook).
+    pub fn revoke(&self, ski: Ski) {
+        self.revoked.lock().unwrap().push(ski);
+        self.notify.notify_waiters();
+    }
+
+    /// Returns once the trust in `ski` is revoked (never for `None`).
+    async fn revoked(&self, ski: Option<Ski>) {
+        loop {
+            let notified = self.notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if ski.is_some_and(|ski| self.revoked.lock().unwrap().contains(&ski)) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// The SKI of a peer certificate computed from its key (whatever the certificate claims).
+fn computed_ski(der: Option<&[u8]>) -> Option<Ski> {
+    match der.map(parse_peer_certificate) {
+        Some(Ok(cert)) => Some(cert.ski),
+        Some(Err(CertificateError::SkiNotBoundToKey { computed, .. })) => Some(computed),
+        _ => None,
+    }
+}
+
+/// Whom the fake trusts (shared by its connections).
+#[derive(Clone, Default)]
+struct Trust {
+    first: Arc<std::sync::Mutex<Option<Ski>>>,
+}
+
+impl Trust {
+    /// Whether the peer with certificate `der` is trusted under `sabotage`.
+    fn decide(&self, sabotage: &Sabotage, der: Option<&[u8]>) -> bool {
+        let computed = computed_ski(der);
+        if sabotage.ski_from_key_after_tls
+            && !matches!(der.map(parse_peer_certificate), Some(Ok(_)))
+        {
+            return false;
+        }
+        if sabotage.trusts_one_ski {
+            let mut first = self.first.lock().unwrap();
+            return match (*first, computed) {
+                (_, None) => false,
+                (None, Some(ski)) => {
+                    *first = Some(ski);
+                    true
+                }
+                (Some(trusted), Some(ski)) => trusted == ski,
+            };
+        }
+        true
     }
 }
 
@@ -119,9 +239,9 @@ impl Default for Sabotage {
 pub struct FakeDut {
     pub identity: Identity,
     pub addr: SocketAddr,
-    /// Notified by the tool's revoke hook (TERM_001): every connection in data exchange
+    /// Set by the tool's revoke hook (TERM_001): every connection in data exchange
     /// announces its close.
-    pub revoke: Arc<Notify>,
+    pub revoke: Arc<Revoke>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -171,7 +291,7 @@ impl FakeDut {
         let key = certified(&identity);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let revoke = Arc::new(Notify::new());
+        let revoke = Arc::new(Revoke::default());
         let live = Arc::new(AtomicUsize::new(0));
         let server_config = Arc::new(
             rustls::ServerConfig::builder_with_provider(provider())
@@ -181,10 +301,12 @@ impl FakeDut {
                 .with_cert_resolver(Arc::new(Present(key.clone()))),
         );
         let mut tasks = Vec::new();
+        let trust = Trust::default();
         {
             let sabotage = sabotage.clone();
             let revoke = revoke.clone();
             let live = live.clone();
+            let trust = trust.clone();
             tasks.push(tokio::spawn(async move {
                 loop {
                     let Ok((tcp, _)) = listener.accept().await else {
@@ -194,11 +316,18 @@ impl FakeDut {
                     let sabotage = sabotage.clone();
                     let revoke = revoke.clone();
                     let live = live.clone();
+                    let trust = trust.clone();
                     tokio::spawn(async move {
                         let Ok(tls) = tokio_rustls::TlsAcceptor::from(config).accept(tcp).await
                         else {
                             return;
                         };
+                        let der = tls
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|c| c.first())
+                            .map(|c| c.as_ref().to_vec());
                         // The callback's signature (and its large error type) is tungstenite's.
                         #[allow(clippy::result_large_err)]
                         let callback = |_: &Request, mut response: Response| {
@@ -215,7 +344,13 @@ impl FakeDut {
                             return;
                         }
                         live.fetch_add(1, Ordering::SeqCst);
-                        Script::new(ws, sabotage, revoke, false).run().await;
+                        let trusted = trust.decide(&sabotage, der.as_deref());
+                        let slow_close = sabotage.slow_close;
+                        let peer = computed_ski(der.as_deref());
+                        Script::new(ws, sabotage, revoke, false, trusted, peer)
+                            .run()
+                            .await;
+                        tokio::time::sleep(slow_close).await;
                         live.fetch_sub(1, Ordering::SeqCst);
                     });
                 }
@@ -235,10 +370,11 @@ impl FakeDut {
                 config.resumption = rustls::client::Resumption::disabled();
                 Arc::new(config)
             };
+            let trust = trust.clone();
             tasks.push(tokio::spawn(async move {
                 loop {
                     if !(sabotage.one_connection_at_a_time && live.load(Ordering::SeqCst) > 0) {
-                        dial_once(&client_config, target, &sabotage, &revoke, &live).await;
+                        dial_once(&client_config, target, &sabotage, &revoke, &live, &trust).await;
                     }
                     tokio::time::sleep(Duration::from_millis(300)).await;
                 }
@@ -257,16 +393,24 @@ async fn dial_once(
     config: &Arc<rustls::ClientConfig>,
     target: SocketAddr,
     sabotage: &Sabotage,
-    revoke: &Arc<Notify>,
+    revoke: &Arc<Revoke>,
     live: &Arc<AtomicUsize>,
+    trust: &Trust,
 ) {
     let Ok(tcp) = TcpStream::connect(target).await else {
         return;
     };
-    // Counted from the TCP connect on, so a concurrent incoming connection sees it at once.
-    live.fetch_add(1, Ordering::SeqCst);
-    dial_session(config, tcp, target, sabotage, revoke).await;
-    live.fetch_sub(1, Ordering::SeqCst);
+    // Counted from the TCP connect on, so a concurrent incoming connection sees it at once
+    // (unless only established connections count).
+    let early = sabotage.busy_while_dialling;
+    if early {
+        live.fetch_add(1, Ordering::SeqCst);
+    }
+    let established = dial_session(config, tcp, target, sabotage, revoke, trust, live).await;
+    if early || established {
+        tokio::time::sleep(sabotage.slow_close).await;
+        live.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 async fn dial_session(
@@ -274,15 +418,30 @@ async fn dial_session(
     tcp: TcpStream,
     target: SocketAddr,
     sabotage: &Sabotage,
-    revoke: &Arc<Notify>,
-) {
+    revoke: &Arc<Revoke>,
+    trust: &Trust,
+    live: &Arc<AtomicUsize>,
+) -> bool {
     let name = ServerName::try_from("ship-node.local").unwrap();
     let Ok(tls) = tokio_rustls::TlsConnector::from(config.clone())
         .connect(name, tcp)
         .await
     else {
-        return;
+        return false;
     };
+    if !sabotage.busy_while_dialling {
+        live.fetch_add(1, Ordering::SeqCst);
+    }
+    let der = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.as_ref().to_vec());
+    if !trust.decide(sabotage, der.as_deref()) {
+        // As client it closes at once: the server is not the one it dialled.
+        return true;
+    }
     let mut request = format!("wss://{target}/ship/")
         .into_client_request()
         .unwrap();
@@ -290,11 +449,19 @@ async fn dial_session(
         .headers_mut()
         .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("ship"));
     let Ok((ws, _)) = tokio_tungstenite::client_async(request, tls).await else {
-        return;
+        return true;
     };
-    Script::new(ws, sabotage.clone(), revoke.clone(), true)
-        .run()
-        .await;
+    Script::new(
+        ws,
+        sabotage.clone(),
+        revoke.clone(),
+        true,
+        true,
+        computed_ski(der.as_deref()),
+    )
+    .run()
+    .await;
+    true
 }
 
 fn control(json: &str) -> Vec<u8> {
@@ -307,8 +474,12 @@ fn control(json: &str) -> Vec<u8> {
 struct Script<S> {
     ws: WebSocketStream<S>,
     sabotage: Sabotage,
-    revoke: Arc<Notify>,
+    revoke: Arc<Revoke>,
     client: bool,
+    /// The peer is trusted: hello `ready` (otherwise `pending`, never ready).
+    trusted: bool,
+    /// The peer's SKI, computed from its certificate's key.
+    peer: Option<Ski>,
     start: Instant,
 }
 
@@ -319,12 +490,21 @@ enum Got {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Script<S> {
-    fn new(ws: WebSocketStream<S>, sabotage: Sabotage, revoke: Arc<Notify>, client: bool) -> Self {
+    fn new(
+        ws: WebSocketStream<S>,
+        sabotage: Sabotage,
+        revoke: Arc<Revoke>,
+        client: bool,
+        trusted: bool,
+        peer: Option<Ski>,
+    ) -> Self {
         Script {
             ws,
             sabotage,
             revoke,
             client,
+            trusted,
+            peer,
             start: Instant::now(),
         }
     }
@@ -388,7 +568,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Script<S> {
     }
 
     fn hello_message(&self) -> Vec<u8> {
-        if self.sabotage.hello_pending {
+        if self.sabotage.hello_pending || !self.trusted {
             control(r#"{"connectionHello":[{"phase":"pending"},{"waiting":120000}]}"#)
         } else if self.sabotage.hello_without_waiting {
             control(r#"{"connectionHello":[{"phase":"ready"}]}"#)
@@ -406,6 +586,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Script<S> {
     }
 
     async fn hello(&mut self) -> bool {
+        if self.sabotage.garbled_hello {
+            self.send(control(
+                r#"{"connectionHello":[{"phase":"redy"},{"waiting":120000}]}"#,
+            ))
+            .await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            return false;
+        }
         self.send(self.hello_message()).await;
         let mut deadline = Instant::now() + Duration::from_millis(HELLO_WAIT_MS);
         loop {
@@ -421,6 +609,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Script<S> {
                 return false;
             };
             match hello.phase {
+                // An untrusted peer waits for a user who never comes.
+                HelloPhase::Ready if !self.trusted => {}
                 HelloPhase::Ready => return !self.sabotage.hello_pending,
                 HelloPhase::Pending if hello.prolongation_request == Some(true) => {
                     let now = Instant::now();
@@ -453,33 +643,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Script<S> {
     }
 
     /// Waits for a protocol-handshake message of `kind`, with the error rules.
-    async fn expect_handshake(&mut self, kind: HandshakeType) -> bool {
+    async fn expect_handshake(&mut self, kind: HandshakeType) -> Option<ProtocolHandshake> {
         let deadline = Instant::now() + self.handshake_wait();
         loop {
             match self.recv_until(deadline).await {
                 Got::Timeout => {
                     self.handshake_error(1).await;
-                    return false;
+                    return None;
                 }
-                Got::Gone => return false,
+                Got::Gone => return None,
                 Got::Bytes(bytes) => match decode(&bytes) {
                     Ok(ShipMessage::ProtocolHandshake(h)) if h.handshake_type == kind => {
-                        return true;
+                        return Some(h);
                     }
                     _ if self.sabotage.ignores_wrong_message => {}
                     _ => {
                         self.handshake_error(2).await;
-                        return false;
+                        return None;
                     }
                 },
             }
         }
     }
 
-    fn select(&self) -> Vec<u8> {
+    fn select(&self, (major, minor): (u16, u16), format: &str) -> Vec<u8> {
         control(&format!(
-            r#"{{"messageProtocolHandshake":[{{"handshakeType":"select"}},{{"version":[{{"major":1}},{{"minor":0}}]}},{{"formats":[{{"format":["{}"]}}]}}]}}"#,
-            self.sabotage.select_format
+            r#"{{"messageProtocolHandshake":[{{"handshakeType":"select"}},{{"version":[{{"major":{major}}},{{"minor":{minor}}}]}},{{"formats":[{{"format":["{format}"]}}]}}]}}"#
         ))
     }
 
@@ -490,17 +679,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Script<S> {
                 r#"{{"messageProtocolHandshake":[{{"handshakeType":"announceMax"}},{{"version":[{{"major":{major}}},{{"minor":{minor}}}]}},{{"formats":[{{"format":["JSON-UTF8"]}}]}}]}}"#
             )))
             .await;
-            if !self.expect_handshake(HandshakeType::Select).await {
+            let Some(chosen) = self.expect_handshake(HandshakeType::Select).await else {
                 return false;
-            }
-            self.send(self.select()).await;
+            };
+            // The echo is the server's select, unchanged.
+            let version = (chosen.version.major, chosen.version.minor);
+            self.send(self.select(version, "JSON-UTF8")).await;
             true
         } else {
-            if !self.expect_handshake(HandshakeType::AnnounceMax).await {
+            let Some(offer) = self.expect_handshake(HandshakeType::AnnounceMax).await else {
                 return false;
-            }
-            self.send(self.select()).await;
-            self.expect_handshake(HandshakeType::Select).await
+            };
+            let offered = (offer.version.major, offer.version.minor);
+            let version = self
+                .sabotage
+                .selects_version
+                .unwrap_or(offered.min(self.sabotage.max_version));
+            let format = self.sabotage.select_format;
+            self.send(self.select(version, format)).await;
+            self.expect_handshake(HandshakeType::Select).await.is_some()
         }
     }
 
@@ -559,21 +756,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Script<S> {
     }
 
     async fn data_exchange(&mut self) {
-        self.send(control(r#"{"accessMethodsRequest":[]}"#)).await;
+        if !self.sabotage.never_requests_am {
+            self.send(control(r#"{"accessMethodsRequest":[]}"#)).await;
+        }
         let am_deadline = Instant::now() + self.sabotage.am_wait;
-        let mut answered = false;
+        let mut answered = self.sabotage.never_requests_am;
+        let mut own_counter = 100u64;
         let mut seen_bad = false;
         let mut last_was_data = false;
         let far = Instant::now() + Duration::from_secs(600);
         loop {
             let deadline = if answered { far } else { am_deadline };
             let revoke = self.revoke.clone();
+            let peer = self.peer;
             let got = tokio::select! {
                 got = self.recv_until(deadline) => got,
-                () = revoke.notified() => {
+                () = revoke.revoked(peer) => {
+                    let reason = self.sabotage.close_reason;
                     self.send({
                         let mut b = vec![3];
-                        b.extend_from_slice(br#"{"connectionClose":[{"phase":"announce"},{"maxTime":500},{"reason":"removedConnection"}]}"#);
+                        b.extend_from_slice(format!(r#"{{"connectionClose":[{{"phase":"announce"}},{{"maxTime":500}},{{"reason":"{reason}"}}]}}"#).as_bytes());
                         b
                     }).await;
                     if self.sabotage.never_closes_after_announce {
@@ -608,6 +810,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Script<S> {
                     }
                 }
                 Ok(ShipMessage::AccessMethods(_)) => answered = true,
+                Ok(ShipMessage::Data(data)) if self.sabotage.spine != Spine::None => {
+                    own_counter += 1;
+                    let header = match (self.sabotage.spine, msg_counter(data.payload.get())) {
+                        (Spine::Replies, Some(read)) => format!(
+                            r#"{{"msgCounter":{own_counter}}},{{"msgCounterReference":{read}}},{{"cmdClassifier":"reply"}}"#
+                        ),
+                        _ => {
+                            format!(r#"{{"msgCounter":{own_counter}}},{{"cmdClassifier":"read"}}"#)
+                        }
+                    };
+                    let mut b = vec![2];
+                    b.extend_from_slice(format!(
+                        r#"{{"data":[{{"header":[{{"protocolId":"ee1.0"}}]}},{{"payload":{{"datagram":[{{"header":[{{"specificationVersion":"1.3.0"}},{header}]}},{{"payload":[{{"cmd":[[]]}}]}}]}}}}]}}"#
+                    ).as_bytes());
+                    self.send(b).await;
+                }
                 Ok(ShipMessage::ConnectionClose(c)) if c.phase == ClosePhase::Announce => {
                     let mut b = vec![3];
                     b.extend_from_slice(br#"{"connectionClose":[{"phase":"confirm"}]}"#);
@@ -618,4 +836,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Script<S> {
             }
         }
     }
+}
+
+/// The `msgCounter` of a SPINE datagram (the tool's reads carry it as `{"msgCounter":N}`).
+fn msg_counter(payload: &str) -> Option<u64> {
+    let at = payload.find("\"msgCounter\":")? + "\"msgCounter\":".len();
+    let digits: String = payload[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
 }
