@@ -746,7 +746,7 @@ mod eebus_peers {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("data");
         let secret_file = tmp.path().join("pairing-secret");
-        std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+        crate::gateway_support::write_secret(&secret_file, &format!("{SECRET}\n"));
         let mut gateway_run = run_with_mdns(
             &dir,
             &["--pairing-secret-file", secret_file.to_str().unwrap()],

@@ -326,6 +326,11 @@ fn the_api_refuses_bad_pairing_requests_with_stable_codes() {
         listening["http"].as_str().unwrap()
     );
     let own = listening["ski"].as_str().unwrap().to_owned();
+    // Every TCP listener needs the token; the gateway made its own in the data directory.
+    let bearer = format!(
+        "Bearer {}",
+        std::fs::read_to_string(dir.join("http-token")).unwrap().trim()
+    );
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
@@ -333,6 +338,7 @@ fn the_api_refuses_bad_pairing_requests_with_stable_codes() {
     let post = |body: &Value| -> (u16, Value) {
         let mut answer = agent
             .post(&url)
+            .header("Authorization", &bearer)
             .content_type("application/json")
             .send(body.to_string())
             .unwrap();
