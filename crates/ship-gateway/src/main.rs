@@ -25,6 +25,7 @@ mod run;
 mod settings;
 mod status;
 mod store;
+mod throttle;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -161,6 +161,18 @@ struct Status {
     uptime_s: u64,
     auto_accept: bool,
     counters: Counters,
+    refusals: Refusals,
+}
+
+/// Incoming connections refused by the admission caps.
+#[derive(Serialize)]
+struct Refusals {
+    /// All refused since start.
+    total: u64,
+    /// By cap, named by its limit (`max_unpaired_per_address`, …).
+    by_cap: std::collections::BTreeMap<&'static str, u64>,
+    /// The latest refusal reported (each source at most once a minute), `null` if none.
+    last: Option<crate::api::live::LastRefusal>,
 }
 
 #[derive(Serialize)]
@@ -203,6 +215,14 @@ async fn status(State(state): State<Arc<ApiState>>) -> Result<Json<Status>, ApiE
             handshakes_completed: metrics.handshakes_completed,
             handshake_failures: metrics.failures.total(),
             events: state.bus.last_id(),
+        },
+        refusals: Refusals {
+            total: metrics.refusals.total(),
+            by_cap: ship_hub::hub::AdmissionCap::ALL
+                .iter()
+                .map(|cap| (cap.limit_name(), metrics.refusals.get(*cap)))
+                .collect(),
+            last: state.live.last_refusal(),
         },
     }))
 }
