@@ -31,7 +31,8 @@ pub struct Limits {
     /// Live incoming connections of peers that are not paired (pairing requests, unknown SKIs).
     /// They count against `max_connections` too, and beyond this many they get HTTP 503, so
     /// strangers can never take the slots paired peers need (with the defaults, at least 8 of
-    /// the 10 stay for paired peers). Default 2.
+    /// the 10 stay for paired peers). A connection holds its slot until its peer is paired (then
+    /// it is given back at once, the connection goes on) or the connection ends. Default 2.
     pub max_unpaired_connections: usize,
     /// Incoming strangers' connections from one source address (IP) at once, counted like
     /// `max_unpaired_connections` (from the WebSocket upgrade until the connection ends). Beyond
@@ -286,7 +287,10 @@ pub struct HubConfig {
     /// `docs/pairing.md`. While it is on, every incoming peer is paired as its connection is
     /// admitted, so the strangers' caps (`Limits::max_unpaired_connections`,
     /// `Limits::max_unpaired_per_address`) do not apply to it; `Limits::max_connections` and
-    /// the handshake caps still do.
+    /// the handshake caps still do. With a [`HubConfig::pin_requirement`], a new peer is
+    /// trusted for the handshake at once but paired (stored) only once it sent the PIN: until
+    /// then it is a stranger (the caps above apply, and the PIN limits per source address and
+    /// in all), and nothing is stored for a key that never sent the PIN.
     pub auto_accept: bool,
     /// Where pairings are kept. Default: in memory only.
     pub trust_store: Arc<dyn TrustStore>,

@@ -322,11 +322,27 @@ impl Supervisor {
                 }
                 self.publish_addresses();
             }
-            Err(error) => tracing::error!(
-                ski = %self.ski,
-                %error,
-                "accepted pairing not stored: the request keeps waiting for approve/deny"
-            ),
+            Err(error) => {
+                tracing::error!(
+                    ski = %self.ski,
+                    %error,
+                    "accepted pairing not stored: the request keeps waiting for approve/deny"
+                );
+                // A connection that was trusted provisionally (auto-accept with a PIN) and sent
+                // the PIN is not left in data exchange unpaired: it closes, and its peer may
+                // try again.
+                if self.pairing.is_none() {
+                    let provisional: Vec<LinkId> = self
+                        .links
+                        .iter()
+                        .filter(|l| !l.awaiting_trust && l.guarded)
+                        .map(|l| l.id)
+                        .collect();
+                    for id in provisional {
+                        self.close_link(id, CloseReason::Unspecific);
+                    }
+                }
+            }
         }
         self.refresh_visible();
     }

@@ -273,8 +273,17 @@ fn guessing_pins_with_a_new_key_every_three_guesses_is_held_back_and_stores_noth
     device.wait_for("the device connected", |v| {
         v["event"] == "connected" && v["ski"] == victim.ski.as_str()
     });
-    let peers = victim.get_json("/api/v1/peers");
-    assert_eq!(peers[0]["ski"], ski.as_str(), "{peers}");
+    // Stored once its PIN was verified (the store may finish just after the device heard
+    // `connected`).
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let peers = victim.get_json("/api/v1/peers");
+        if peers[0]["ski"] == ski.as_str() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{peers}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The measurement of docs/robustness.md (long; `#[ignore]`d, run by `bash .ci/test`): 60 s of
