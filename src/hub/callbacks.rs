@@ -385,7 +385,9 @@ pub trait Callbacks: Send + Sync + 'static {
     }
 
     /// The peer sent a wrong PIN: its `attempts`-th in a row, and the penalty now running
-    /// (docs/pairing.md, "PIN verification").
+    /// (docs/pairing.md, "PIN verification"). For a peer that is not paired, `attempts` counts
+    /// on from the earlier wrong PINs of its source address (other keys' included), as its
+    /// penalty does.
     fn pin_attempt_failed(&self, ski: Ski, attempts: u32, penalty: Option<Duration>) {
         let _ = (ski, attempts, penalty);
     }

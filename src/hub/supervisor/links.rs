@@ -286,6 +286,7 @@ impl Supervisor {
         for link in &mut self.links {
             link.stranger = None;
             link.provisional = false;
+            link.guarded = false;
         }
         let waiting = self.links_awaiting_trust();
         for id in waiting {

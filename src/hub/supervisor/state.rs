@@ -36,8 +36,8 @@ pub(super) struct LinkHandle {
     /// One of the strangers' slots (an incoming connection of a peer that is not paired):
     /// given back the moment the peer is paired, or with the handle when the link ends.
     pub(super) stranger: Option<UnpairedSlot>,
-    /// The peer was not paired when this connection came in: the hub's PIN limits that span
-    /// peers (per source address, in all) apply to it.
+    /// The peer is not paired (it was not when this connection came in, and has not been
+    /// since): the hub's PIN limits that span peers (per source address, in all) apply to it.
     pub(super) guarded: bool,
     /// Auto-accepted while this node requires a PIN: trusted for the handshake, paired (stored)
     /// once its PIN is verified.
