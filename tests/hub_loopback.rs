@@ -663,7 +663,12 @@ async fn new_devices_approved_one_after_another_all_pair_with_the_default_caps()
             server.metrics().failures,
             rd.all()
         );
-        server.approve(ski).unwrap();
+        // Approved, or (every other one) paired by SKI while its request waits.
+        if i % 2 == 0 {
+            server.approve(ski).unwrap();
+        } else {
+            server.pair(ski, None).unwrap();
+        }
         assert!(
             rd.wait_for(WAIT, |s| *s == Seen::Connected(server.local_ski()))
                 .await,
