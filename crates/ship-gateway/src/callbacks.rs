@@ -49,6 +49,16 @@ pub(crate) const PIN_WARNING_INTERVAL: std::time::Duration = std::time::Duration
 /// At most this many wrong-PIN warnings per [`PIN_WARNING_INTERVAL`] in all.
 pub(crate) const PIN_WARNINGS_PER_INTERVAL: usize = 10;
 
+/// The gateway's name of an admission cap: its configuration key (`[limits]` in the file, the
+/// `--max-…` flag), which differs from the library's field name for two of them.
+pub(crate) fn cap_key(cap: AdmissionCap) -> &'static str {
+    match cap {
+        AdmissionCap::HandshakesInProgress => "max_handshakes",
+        AdmissionCap::UnpairedConnections => "max_unpaired",
+        other => other.limit_name(),
+    }
+}
+
 /// The warning for refused connections: what refused them, and what to do about it.
 fn refusal_message(refusal: &AdmissionRefusal) -> String {
     let hint = match refusal.cap {
@@ -59,12 +69,12 @@ fn refusal_message(refusal: &AdmissionRefusal) -> String {
         _ => "",
     };
     format!(
-        "refused {} incoming connection{} from {} since the last report: {} ({}){hint}",
+        "refused {} incoming connection{} from {} since the last report: {} (limit {}){hint}",
         refusal.refused,
         if refusal.refused == 1 { "" } else { "s" },
         refusal.address,
         refusal.cap,
-        refusal.cap.limit_name(),
+        cap_key(refusal.cap),
     )
 }
 
@@ -368,7 +378,7 @@ impl Callbacks for GatewayCallbacks {
         let message = refusal_message(refusal);
         self.live.refused(LastRefusal {
             address: refusal.address,
-            cap: refusal.cap.limit_name().to_owned(),
+            cap: cap_key(refusal.cap).to_owned(),
             reason: refusal.cap.to_string(),
             refused: refusal.refused,
             at_ms: now_ms(),

@@ -46,7 +46,7 @@ pub(crate) struct PendingRequest {
 pub(crate) struct LastRefusal {
     /// Where the refused connections came from.
     pub(crate) address: std::net::IpAddr,
-    /// The limit that refused them (`max_unpaired_per_address`, …).
+    /// The limit that refused them, by its configuration key (`max_unpaired_per_address`, …).
     pub(crate) cap: String,
     /// What that means, for people.
     pub(crate) reason: String,

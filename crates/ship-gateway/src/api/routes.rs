@@ -169,7 +169,7 @@ struct Status {
 struct Refusals {
     /// All refused since start.
     total: u64,
-    /// By cap, named by its limit (`max_unpaired_per_address`, …).
+    /// By cap, named by its configuration key (`max_unpaired_per_address`, …).
     by_cap: std::collections::BTreeMap<&'static str, u64>,
     /// The latest refusal reported (each source at most once a minute), `null` if none.
     last: Option<crate::api::live::LastRefusal>,
@@ -220,7 +220,7 @@ async fn status(State(state): State<Arc<ApiState>>) -> Result<Json<Status>, ApiE
             total: metrics.refusals.total(),
             by_cap: ship_hub::hub::AdmissionCap::ALL
                 .iter()
-                .map(|cap| (cap.limit_name(), metrics.refusals.get(*cap)))
+                .map(|cap| (crate::callbacks::cap_key(*cap), metrics.refusals.get(*cap)))
                 .collect(),
             last: state.live.last_refusal(),
         },
