@@ -633,6 +633,128 @@ async fn unknown_peers_cannot_take_the_slots_of_paired_peers() {
     }
 }
 
+/// Issue 23, bug 1: an approved connection kept its strangers' slot until it ended, so with the
+/// default caps (2 in all, 1 per address) the second new device from the same address, and the
+/// third from anywhere, got HTTP 503 for as long as the first ones stayed connected. Now a
+/// connection gives its slot back the moment its peer is paired: four new devices, all from
+/// 127.0.0.1, approved one after another, all end Completed and stay connected.
+#[tokio::test]
+async fn new_devices_approved_one_after_another_all_pair_with_the_default_caps() {
+    let rs = Recorder::new();
+    rs.let_wait.store(true, Ordering::SeqCst);
+    let server = start(loopback_config(identity("server"), "server", &rs)).await;
+    let mut devices = Vec::new();
+    for i in 0..4 {
+        let rd = Recorder::new();
+        let device = start(loopback_config(
+            identity(&format!("device-{i}")),
+            &format!("device-{i}"),
+            &rd,
+        ))
+        .await;
+        device
+            .pair_at(server.local_ski(), None, Some(server.local_addr()))
+            .unwrap();
+        let ski = device.local_ski();
+        assert!(
+            rs.wait_for(WAIT, |s| *s == Seen::PairingRequested(ski))
+                .await,
+            "device {i} never asked: {:?}, {:?}",
+            server.metrics().failures,
+            rd.all()
+        );
+        // Approved, or (every other one) paired by SKI while its request waits.
+        if i % 2 == 0 {
+            server.approve(ski).unwrap();
+        } else {
+            server.pair(ski, None).unwrap();
+        }
+        assert!(
+            rd.wait_for(WAIT, |s| *s == Seen::Connected(server.local_ski()))
+                .await,
+            "device {i}: {:?}",
+            rd.all()
+        );
+        devices.push((device, rd));
+    }
+    for (device, _) in &devices {
+        assert_eq!(
+            server.connection_state(device.local_ski()),
+            ConnectionState::Completed
+        );
+    }
+    assert_eq!(server.connected_peers().len(), 4);
+    assert!(
+        devices
+            .iter()
+            .all(|(_, rd)| rd.count(|s| matches!(s, Seen::Disconnected(..))) == 0)
+    );
+    for (device, _) in devices {
+        device.shutdown().await;
+    }
+    server.shutdown().await;
+}
+
+/// A refusal by an admission cap reaches the application (callbacks and event stream) at most
+/// once per source address and interval, with the count in between, and is counted by cap.
+#[tokio::test]
+async fn a_refusal_by_a_cap_is_reported_once_per_source_and_counted_by_cap() {
+    use ship_hub::hub::{AdmissionCap, HubEvent};
+    let rs = Recorder::new();
+    rs.let_wait.store(true, Ordering::SeqCst);
+    let server = start(loopback_config(identity("server"), "server", &rs)).await;
+    let mut events = server.events();
+    // A stranger waits for a decision: it holds the one strangers' slot of 127.0.0.1.
+    let rw = Recorder::new();
+    let waiting = start(loopback_config(identity("waiting"), "waiting", &rw)).await;
+    waiting
+        .pair_at(server.local_ski(), None, Some(server.local_addr()))
+        .unwrap();
+    assert!(
+        rs.wait_for(WAIT, |s| *s == Seen::PairingRequested(waiting.local_ski()))
+            .await
+    );
+    // Three more strangers from the same address: each gets 503.
+    for i in 0..3 {
+        harness::expect_503(
+            &identity("refused"),
+            server.local_addr(),
+            server.local_ski(),
+            &format!("stranger {i}"),
+        )
+        .await;
+    }
+    // Counted once the server's admission task ends, just after the client read the 503.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while server.metrics().refusals.total() < 3 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let metrics = server.metrics();
+    assert_eq!(metrics.refusals.unpaired_per_address, 3, "{metrics:?}");
+    assert_eq!(metrics.refusals.total(), 3);
+    assert_eq!(metrics.failures.refused_by_cap, 3);
+    // One report (the first refusal); the next would come a minute later with the count.
+    let report = loop {
+        match tokio::time::timeout(WAIT, events.next()).await {
+            Ok(Some(HubEvent::AdmissionRefused(report))) => break report,
+            Ok(Some(_)) => {}
+            other => panic!("no refusal reported: {other:?}"),
+        }
+    };
+    assert_eq!(report.address, std::net::IpAddr::from([127, 0, 0, 1]));
+    assert_eq!(report.cap, AdmissionCap::UnpairedPerAddress);
+    assert_eq!(report.refused, 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    while let Some(event) = events.try_next() {
+        assert!(
+            !matches!(event, HubEvent::AdmissionRefused(_)),
+            "a second report within the interval: {event:?}"
+        );
+    }
+    waiting.shutdown().await;
+    server.shutdown().await;
+}
+
 /// The full SHIP handshake and data both ways over SHIP §9's mandatory suite alone: two hubs
 /// restricted to `TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256`, and a default hub with a CBC-only hub
 /// in both dial directions (the only suite they share is CBC); two default hubs for contrast.

@@ -8,6 +8,9 @@
 //! * Strangers' slots: `max_unpaired_connections` in all, at most `max_unpaired_per_address`
 //!   from one source address; beyond them the WebSocket upgrade gets HTTP 503.
 //!
+//! * Refusal reports: at most one per source address per `refusal_report_interval`, at most
+//!   `max_refusal_reports` per interval in all ([`RefusalReports`]).
+//!
 //! Every count is taken without waiting and given back by dropping its guard. The locks inside
 //! guard a small map each, are never held across an await, and nothing does IO under them.
 
@@ -15,9 +18,13 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+use std::time::{Duration, Instant};
+
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::callbacks::AdmissionRefusal;
 use super::config::Limits;
+use super::metrics::AdmissionCap;
 use crate::Ski;
 
 /// The same host, however it is written (an IPv4 peer on a dual-stack listener arrives as an
@@ -139,25 +146,8 @@ impl KnownAddresses {
     }
 }
 
-/// Why an incoming connection got no slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum Refusal {
-    /// Every handshake slot it may take is in use.
-    #[error("too many handshakes in progress")]
-    Handshakes,
-    /// Its source address has `max_handshakes_per_address` handshakes in progress.
-    #[error("too many handshakes in progress from this address")]
-    HandshakesFromAddress,
-    /// Every strangers' slot is in use.
-    #[error("too many connections of peers that are not paired")]
-    Unpaired,
-    /// Its source address has `max_unpaired_per_address` strangers' connections.
-    #[error("too many connections of peers that are not paired from this address")]
-    UnpairedFromAddress,
-    /// Every connection slot is in use (`max_connections`).
-    #[error("connection limit reached")]
-    Connections,
-}
+/// Why an incoming connection got no slot: the cap that refused it.
+pub(crate) type Refusal = AdmissionCap;
 
 /// What an incoming connection holds while its TLS + WebSocket handshake runs.
 #[derive(Debug)]
@@ -187,6 +177,8 @@ pub(crate) struct Admission {
     unpaired_per_address: Arc<PerAddress>,
     /// Addresses of paired peers.
     pub(crate) known: KnownAddresses,
+    /// Which refusals are reported to the application.
+    pub(crate) reports: RefusalReports,
 }
 
 impl Admission {
@@ -201,6 +193,10 @@ impl Admission {
             unpaired: Arc::new(Semaphore::new(limits.max_unpaired_connections)),
             unpaired_per_address: PerAddress::new(limits.max_unpaired_per_address),
             known: KnownAddresses::default(),
+            reports: RefusalReports::new(
+                limits.refusal_report_interval,
+                limits.max_refusal_reports,
+            ),
         }
     }
 
@@ -210,7 +206,7 @@ impl Admission {
         let address = self
             .handshakes_per_address
             .try_take(ip)
-            .ok_or(Refusal::HandshakesFromAddress)?;
+            .ok_or(Refusal::HandshakesPerAddress)?;
         let reserved = if self.known.contains(ip) {
             self.reserved.clone().try_acquire_owned().ok()
         } else {
@@ -222,7 +218,7 @@ impl Admission {
                 self.open
                     .clone()
                     .try_acquire_owned()
-                    .map_err(|_| Refusal::Handshakes)?,
+                    .map_err(|_| Refusal::HandshakesInProgress)?,
                 false,
             ),
         };
@@ -238,15 +234,92 @@ impl Admission {
         let address = self
             .unpaired_per_address
             .try_take(ip)
-            .ok_or(Refusal::UnpairedFromAddress)?;
+            .ok_or(Refusal::UnpairedPerAddress)?;
         let permit = self
             .unpaired
             .clone()
             .try_acquire_owned()
-            .map_err(|_| Refusal::Unpaired)?;
+            .map_err(|_| Refusal::UnpairedConnections)?;
         Ok(UnpairedSlot {
             _permit: permit,
             _address: address,
+        })
+    }
+}
+
+/// Which refusals are reported to the application: the first from a source address, then at
+/// most one per interval from it (with the count in between), and at most `max` per interval
+/// in all. What is not reported is still counted in the metrics. Bounded: a source is
+/// remembered only once reported, so at most about `2 × max` are.
+#[derive(Debug)]
+pub(crate) struct RefusalReports {
+    interval: Duration,
+    max: usize,
+    inner: Mutex<Reports>,
+}
+
+#[derive(Debug, Default)]
+struct Reports {
+    /// Per reported source: when it was reported last, and its refusals since.
+    sources: HashMap<IpAddr, (Instant, u64)>,
+    /// The current window of `interval` (its start) and the reports made in it.
+    window: Option<Instant>,
+    made: usize,
+}
+
+impl RefusalReports {
+    pub(crate) fn new(interval: Duration, max: usize) -> Self {
+        RefusalReports {
+            interval,
+            max,
+            inner: Mutex::new(Reports::default()),
+        }
+    }
+
+    /// A connection from `ip` was refused by `cap` at `now`: the report to make, if one is due.
+    pub(crate) fn refused(
+        &self,
+        ip: IpAddr,
+        cap: AdmissionCap,
+        now: Instant,
+    ) -> Option<AdmissionRefusal> {
+        let ip = canonical(ip);
+        let interval = self.interval;
+        let mut reports = self.inner.lock().expect("refusal reports lock");
+        let reports = &mut *reports;
+        if reports
+            .window
+            .is_none_or(|start| now.saturating_duration_since(start) >= interval)
+        {
+            reports.window = Some(now);
+            reports.made = 0;
+        }
+        let budget = reports.made < self.max;
+        let refused = match reports.sources.get_mut(&ip) {
+            Some((at, count)) if now.saturating_duration_since(*at) < interval || !budget => {
+                *count += 1;
+                return None;
+            }
+            Some((at, count)) => {
+                *at = now;
+                std::mem::take(count) + 1
+            }
+            None if !budget => return None,
+            None => {
+                if reports.sources.len() >= 2 * self.max.max(1) {
+                    reports
+                        .sources
+                        .retain(|_, (at, _)| now.saturating_duration_since(*at) < interval);
+                }
+                reports.sources.insert(ip, (now, 0));
+                1
+            }
+        };
+        reports.made += 1;
+        Some(AdmissionRefusal {
+            address: ip,
+            cap,
+            refused,
         })
     }
 }
@@ -276,7 +349,7 @@ mod tests {
             .collect();
         assert_eq!(
             admission.handshake(ip(2)).unwrap_err(),
-            Refusal::HandshakesFromAddress
+            Refusal::HandshakesPerAddress
         );
         assert!(admission.handshake(ip(3)).is_ok());
         drop(held);
@@ -293,7 +366,7 @@ mod tests {
         assert!(strangers.iter().all(|slot| !slot.reserved));
         assert_eq!(
             admission.handshake(ip(20)).unwrap_err(),
-            Refusal::Handshakes
+            Refusal::HandshakesInProgress
         );
         admission
             .known
@@ -302,7 +375,10 @@ mod tests {
         let second = admission.handshake(ip(5)).unwrap();
         assert!(first.reserved && second.reserved);
         admission.known.publish(Ski::from_bytes([2; 20]), [ip(7)]);
-        assert_eq!(admission.handshake(ip(7)).unwrap_err(), Refusal::Handshakes);
+        assert_eq!(
+            admission.handshake(ip(7)).unwrap_err(),
+            Refusal::HandshakesInProgress
+        );
         drop(strangers);
         // A known address takes an open slot when the reserve is used up.
         assert!(!admission.handshake(ip(7)).unwrap().reserved);
@@ -332,7 +408,7 @@ mod tests {
         let _slot = admission.handshake(ip(9)).unwrap();
         assert_eq!(
             admission.handshake(mapped).unwrap_err(),
-            Refusal::HandshakesFromAddress
+            Refusal::HandshakesPerAddress
         );
         admission.known.publish(Ski::from_bytes([1; 20]), [mapped]);
         assert!(admission.known.contains(ip(9)));
@@ -348,13 +424,52 @@ mod tests {
         let first = admission.unpaired(ip(2)).unwrap();
         assert_eq!(
             admission.unpaired(ip(2)).unwrap_err(),
-            Refusal::UnpairedFromAddress
+            Refusal::UnpairedPerAddress
         );
         let second = admission.unpaired(ip(3)).unwrap();
-        assert_eq!(admission.unpaired(ip(4)).unwrap_err(), Refusal::Unpaired);
+        assert_eq!(
+            admission.unpaired(ip(4)).unwrap_err(),
+            Refusal::UnpairedConnections
+        );
         // A refusal for lack of room takes nothing.
         assert_eq!(admission.unpaired_per_address.held(ip(4)), 0);
         drop((first, second));
         assert!(admission.unpaired(ip(2)).is_ok());
+    }
+
+    #[test]
+    fn refusals_are_reported_once_per_source_and_interval_and_boundedly_in_all() {
+        let reports = RefusalReports::new(Duration::from_secs(60), 3);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let cap = AdmissionCap::UnpairedPerAddress;
+        let first = reports
+            .refused(ip(1), cap, at(0))
+            .expect("the first is reported");
+        assert_eq!((first.address, first.cap, first.refused), (ip(1), cap, 1));
+        for s in 1..60 {
+            assert!(reports.refused(ip(1), cap, at(s)).is_none(), "{s} s");
+        }
+        // A minute later: one report with every refusal since the last.
+        let again = reports
+            .refused(ip(1), AdmissionCap::Connections, at(61))
+            .unwrap();
+        assert_eq!((again.cap, again.refused), (AdmissionCap::Connections, 60));
+        // In all: at most 3 per minute, whatever the number of sources.
+        let reported = (10..=200)
+            .filter(|&i| reports.refused(ip(i), cap, at(62)).is_some())
+            .count();
+        assert_eq!(
+            reported, 2,
+            "the window from 61 s has one report made already"
+        );
+        let reported = (10..=200)
+            .filter(|&i| reports.refused(ip(i), cap, at(130)).is_some())
+            .count();
+        assert_eq!(reported, 3);
+        assert!(reports.inner.lock().unwrap().sources.len() <= 6);
+        // An IPv4-mapped address is the same source.
+        let mapped: IpAddr = "::ffff:192.168.1.10".parse().unwrap();
+        assert!(reports.refused(mapped, cap, at(131)).is_none());
     }
 }

@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::discovery::VisibleService;
 use crate::hub::errors::{DialError, DisconnectReason};
 use crate::hub::inbound::{Delivery, InboundTotal};
-use crate::hub::metrics::FailureCause;
+use crate::hub::metrics::{AdmissionCap, FailureCause};
 use crate::protocol::{CloseCause, ConnectionState, DetailedState, Pin};
 use crate::{ShipId, Ski};
 
@@ -282,6 +282,23 @@ pub enum PinDecision {
     Ask,
 }
 
+/// Incoming connections from one source address were refused by an admission cap
+/// ([`Callbacks::admission_refused`]). Reported at most once per source address per
+/// [`crate::hub::Limits::refusal_report_interval`] and at most
+/// [`crate::hub::Limits::max_refusal_reports`] times per interval in all, so that a flood of
+/// refused connections costs a few reports, never one per connection; every refusal is counted
+/// in [`crate::hub::MetricsSnapshot::refusals`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AdmissionRefusal {
+    /// Where the connections came from.
+    pub address: std::net::IpAddr,
+    /// The cap that refused the latest of them.
+    pub cap: AdmissionCap,
+    /// Connections from `address` refused since its last report, this one included.
+    pub refused: u64,
+}
+
 /// The application's view of the hub. Every method has a default that does nothing (or, for
 /// [`Callbacks::pairing_requested`], refuses), so an application implements only what it needs.
 ///
@@ -368,9 +385,19 @@ pub trait Callbacks: Send + Sync + 'static {
     }
 
     /// The peer sent a wrong PIN: its `attempts`-th in a row, and the penalty now running
-    /// (docs/pairing.md, "PIN verification").
+    /// (docs/pairing.md, "PIN verification"). For a peer that is not paired, `attempts` counts
+    /// on from the earlier wrong PINs of its source address (other keys' included), as its
+    /// penalty does.
     fn pin_attempt_failed(&self, ski: Ski, attempts: u32, penalty: Option<Duration>) {
         let _ = (ski, attempts, penalty);
+    }
+
+    /// Incoming connections were refused by an admission cap (HTTP 503 at the upgrade, or the
+    /// TCP connection closed before TLS): say so to a person, who may otherwise see nothing at
+    /// all (a device that cannot pair because the strangers' slots are taken). Rate-limited
+    /// per source address and in all ([`AdmissionRefusal`]).
+    fn admission_refused(&self, refusal: &AdmissionRefusal) {
+        let _ = refusal;
     }
 }
 
@@ -470,6 +497,8 @@ pub enum HubEvent {
     },
     /// [`Callbacks::visible_services_changed`].
     VisibleServices(Vec<VisibleService>),
+    /// [`Callbacks::admission_refused`].
+    AdmissionRefused(AdmissionRefusal),
     /// [`Callbacks::pairing_service`].
     PairingService(crate::hub::PairingServiceEvent),
     /// The stream was not read fast enough: this many events (never data) were dropped
@@ -592,6 +621,7 @@ pub(crate) enum CallbackEvent {
     PinVerified(Ski),
     PinAttemptFailed(Ski, u32, Option<Duration>),
     VisibleServices(Vec<VisibleService>),
+    AdmissionRefused(AdmissionRefusal),
     PairingService(crate::hub::PairingServiceEvent),
     /// A new event stream: it gets every event queued after this.
     Subscribe(Subscriber),
@@ -724,6 +754,10 @@ fn dispatch(callbacks: &dyn Callbacks, event: CallbackEvent, streams: bool) -> O
         CallbackEvent::VisibleServices(services) => {
             guarded(|| callbacks.visible_services_changed(&services));
             streams.then_some(HubEvent::VisibleServices(services))
+        }
+        CallbackEvent::AdmissionRefused(refusal) => {
+            guarded(|| callbacks.admission_refused(&refusal));
+            streams.then_some(HubEvent::AdmissionRefused(refusal))
         }
         CallbackEvent::PairingService(event) => {
             guarded(|| callbacks.pairing_service(&event));

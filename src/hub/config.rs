@@ -31,7 +31,8 @@ pub struct Limits {
     /// Live incoming connections of peers that are not paired (pairing requests, unknown SKIs).
     /// They count against `max_connections` too, and beyond this many they get HTTP 503, so
     /// strangers can never take the slots paired peers need (with the defaults, at least 8 of
-    /// the 10 stay for paired peers). Default 2.
+    /// the 10 stay for paired peers). A connection holds its slot until its peer is paired (then
+    /// it is given back at once, the connection goes on) or the connection ends. Default 2.
     pub max_unpaired_connections: usize,
     /// Incoming strangers' connections from one source address (IP) at once, counted like
     /// `max_unpaired_connections` (from the WebSocket upgrade until the connection ends). Beyond
@@ -116,6 +117,34 @@ pub struct Limits {
     /// ([`crate::hub::HubEvent::Lagged`]). Data events are bounded by the inbound budgets
     /// instead and never dropped. Default 4,096.
     pub max_queued_events: usize,
+    /// Refusals by the admission caps above are reported to the application
+    /// ([`crate::hub::Callbacks::admission_refused`]) at most once per source address per this
+    /// interval (the report counts the refusals in between). Default 60 s.
+    pub refusal_report_interval: Duration,
+    /// At most this many refusal reports per `refusal_report_interval` in all, however many
+    /// source addresses are refused (an attacker with many addresses costs this many reports,
+    /// not one per address); the rest are only counted
+    /// ([`crate::hub::MetricsSnapshot::refusals`]). Default 16.
+    pub max_refusal_reports: usize,
+    /// With a PIN requirement ([`HubConfig::pin_requirement`]): source addresses whose wrong
+    /// PINs are remembered across keys, so that a key that is not paired starts where the
+    /// last key from its address left off (the escalating penalty of
+    /// [`ProtocolConfig::pin_penalty_short`] and `pin_penalty_long` applies per source
+    /// address, not only per key). Beyond it the address remembered longest ago is forgotten;
+    /// the limit on wrong PINs in all still holds. Default 1,024.
+    pub max_pin_sources: usize,
+    /// How long a source address's wrong PINs are remembered after its last one. Default 1 h.
+    pub pin_source_memory: Duration,
+    /// With a PIN requirement: wrong PINs that keys that are not paired may send in all, at
+    /// once, before every such key's PIN input is held `busy`; one more is allowed per
+    /// `wrong_pin_interval_in_all` (a token bucket). This bounds guessing from many addresses
+    /// (with many keys) together. Paired keys are never held by it: a device that is paired
+    /// (by a person, or by sending the PIN once) keeps only its own per-key penalty.
+    /// Default 10.
+    pub max_wrong_pins_in_all: u32,
+    /// See `max_wrong_pins_in_all`. Default 30 s: at most two wrong PINs a minute, on average,
+    /// from every unpaired key together.
+    pub wrong_pin_interval_in_all: Duration,
 }
 
 impl Default for Limits {
@@ -139,6 +168,12 @@ impl Default for Limits {
             max_inbound_bytes_total: 16 * 1024 * 1024,
             max_inbound_stall: Duration::from_secs(60),
             max_queued_events: 4096,
+            refusal_report_interval: Duration::from_secs(60),
+            max_refusal_reports: 16,
+            max_pin_sources: 1024,
+            pin_source_memory: Duration::from_secs(3600),
+            max_wrong_pins_in_all: 10,
+            wrong_pin_interval_in_all: Duration::from_secs(30),
         }
     }
 }
@@ -252,7 +287,10 @@ pub struct HubConfig {
     /// `docs/pairing.md`. While it is on, every incoming peer is paired as its connection is
     /// admitted, so the strangers' caps (`Limits::max_unpaired_connections`,
     /// `Limits::max_unpaired_per_address`) do not apply to it; `Limits::max_connections` and
-    /// the handshake caps still do.
+    /// the handshake caps still do. With a [`HubConfig::pin_requirement`], a new peer is
+    /// trusted for the handshake at once but paired (stored) only once it sent the PIN: until
+    /// then it is a stranger (the caps above apply, and the PIN limits per source address and
+    /// in all), and nothing is stored for a key that never sent the PIN.
     pub auto_accept: bool,
     /// Where pairings are kept. Default: in memory only.
     pub trust_store: Arc<dyn TrustStore>,

@@ -20,6 +20,7 @@ use super::listener::accept_loop;
 use super::metrics::{HubMetrics, MetricsSnapshot};
 use super::pairing_runtime;
 use super::pairing_service::{RequestPairing, ServiceState};
+use super::pin_guard::PinGuard;
 use super::shared::{ConnectionInfo, PeerStatus, Shared};
 use super::sightings;
 use super::supervisor::route;
@@ -154,6 +155,7 @@ impl Hub {
                 stop: CancellationToken::new(),
                 abort: CancellationToken::new(),
                 auto_accept: AtomicBool::new(config.auto_accept),
+                pin_guard: PinGuard::new(&config.limits, &config.protocol),
                 seeds: Mutex::new(rand::SeedableRng::seed_from_u64(seed)),
                 trust_writes,
                 pairing_service: service.state.take(),

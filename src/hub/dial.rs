@@ -89,7 +89,7 @@ pub(crate) async fn dial(
                             socket,
                             permits: Permits {
                                 _connection: permit,
-                                _stranger: None,
+                                stranger: None,
                             },
                             remote: candidate.address,
                             started,

@@ -37,15 +37,18 @@ pub(crate) struct Handover {
     pub(crate) started: Instant,
 }
 
-/// What a connection holds for as long as it lives: a connection slot, and for an incoming
-/// connection from a peer that is not paired, one of the strangers' slots. Dropped with the
-/// link that runs it, so a slot is free again the moment the connection is gone. Nothing reads
-/// them: they are held for their drop.
+/// What a connection holds: a connection slot for as long as it lives, and for an incoming
+/// connection from a peer that is not paired, one of the strangers' slots until the peer is
+/// paired. The supervisor takes the stranger's slot out as it takes the connection over and
+/// keeps it in the link's handle: it is given back the moment the peer is paired (approved,
+/// `pair`ed, accepted, or its PIN verified under auto-accept), or when the link ends. The
+/// connection slot goes to the link task and is dropped with it, so it is free again the
+/// moment the connection is gone.
 pub(crate) struct Permits {
-    /// One of [`crate::hub::Limits::max_connections`].
+    /// One of [`crate::hub::Limits::max_connections`]. Held for its drop.
     pub(crate) _connection: OwnedSemaphorePermit,
     /// A stranger's slot (incoming connections of unpaired peers only).
-    pub(crate) _stranger: Option<UnpairedSlot>,
+    pub(crate) stranger: Option<UnpairedSlot>,
 }
 
 /// What the rest of the hub asks of a supervisor.
@@ -100,6 +103,9 @@ pub(crate) enum LinkCommand {
     EnterPin(Pin),
     /// No PIN for the peer: a peer that requires one is refused.
     RefusePin,
+    /// Hold our PIN input `busy` until then: a penalty of the hub's limits that span peers
+    /// (per source address, in all).
+    HoldPin(Instant),
 }
 
 /// What a link tells its supervisor.

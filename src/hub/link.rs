@@ -420,6 +420,7 @@ impl LinkTask {
             Some(LinkCommand::Deny) => self.engine.deny_trust(now()),
             Some(LinkCommand::EnterPin(pin)) => self.engine.enter_pin(pin, now()),
             Some(LinkCommand::RefusePin) => self.engine.refuse_pin(now()),
+            Some(LinkCommand::HoldPin(until)) => self.engine.hold_pin_input(until, now()),
             Some(LinkCommand::Close(reason)) => {
                 // Data the application queued before the close goes out first (§13.4.7).
                 if self.completed {

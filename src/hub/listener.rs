@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::admission::{HandshakeSlot, Refusal};
+use super::callbacks::CallbackEvent;
 use super::clock::now;
 use super::errors::transport_cause;
 use super::handover::{Command, Handover, Permits};
@@ -34,7 +35,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, mut listener: Box<dyn Liste
                 Err(refusal) => {
                     // Dropping the stream closes it before any TLS work.
                     tracing::debug!(%remote, %refusal, "incoming connection dropped");
-                    shared.metrics.failure(FailureCause::RefusedByCap);
+                    refused(&shared, remote, refusal);
                 }
             },
             Err(error) => {
@@ -66,14 +67,14 @@ async fn admit(shared: Arc<Shared>, tcp: BoxIo, remote: SocketAddr, slot: Handsh
         }
         // A peer we have not paired takes one of the few strangers' slots as well, so strangers
         // (pairing requests, floods of unknown SKIs) can never hold the slots paired peers need,
-        // and one address cannot hold all of them. With auto-accept on there are no strangers:
-        // the peer's supervisor pairs it as it admits the connection, before any SHIP message,
-        // so it counts as paired from the start (`max_connections` still bounds it).
+        // and one address cannot hold all of them; its supervisor gives the slot back once the
+        // peer is paired. With auto-accept on and no PIN required there are no strangers: the
+        // peer's supervisor pairs it as it admits the connection, before any SHIP message, so
+        // it counts as paired from the start (`max_connections` still bounds it). With a PIN
+        // it is paired only once it sent the PIN: a stranger until then.
         // A certificate a verified Pairing Service request named is paired here, before any
         // SHIP message (docs/pairing.md, "The SHIP Pairing Service").
-        let paired = shared
-            .auto_accept
-            .load(std::sync::atomic::Ordering::Relaxed)
+        let paired = shared.auto_accept_pairs_at_once()
             || matches!(shared.trust.get(&ski), Ok(Some(_)))
             || tls
                 .peer_certificate()
@@ -103,6 +104,11 @@ async fn admit(shared: Arc<Shared>, tcp: BoxIo, remote: SocketAddr, slot: Handsh
     drop(slot);
     let (socket, ski, permits) = match outcome {
         Ok(Ok(admitted)) => admitted,
+        Ok(Err(AdmitError::Full(refusal))) => {
+            tracing::debug!(%remote, %refusal, reserved, "incoming connection refused (503)");
+            refused(&shared, remote, refusal);
+            return;
+        }
         Ok(Err(error)) => {
             tracing::debug!(%remote, %error, reserved, "incoming connection refused");
             shared.metrics.failure(error.cause());
@@ -126,6 +132,17 @@ async fn admit(shared: Arc<Shared>, tcp: BoxIo, remote: SocketAddr, slot: Handsh
     );
 }
 
+/// An incoming connection from `remote` was refused by `cap`: counted, and reported to the
+/// application when a report is due (rate-limited per source and in all).
+fn refused(shared: &Shared, remote: SocketAddr, cap: Refusal) {
+    shared.metrics.refused(cap);
+    if let Some(report) = shared.admission.reports.refused(remote.ip(), cap, now()) {
+        shared
+            .callbacks
+            .push(CallbackEvent::AdmissionRefused(report));
+    }
+}
+
 /// Room for an upgraded connection from `remote`, taken at once or not at all (HTTP 503).
 fn admit_upgrade(shared: &Shared, remote: SocketAddr, paired: bool) -> Result<Permits, Refusal> {
     let unpaired = if paired {
@@ -140,7 +157,7 @@ fn admit_upgrade(shared: &Shared, remote: SocketAddr, paired: bool) -> Result<Pe
         .map_err(|_| Refusal::Connections)?;
     Ok(Permits {
         _connection: connection,
-        _stranger: unpaired,
+        stranger: unpaired,
     })
 }
 

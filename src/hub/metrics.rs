@@ -66,6 +66,76 @@ impl FailureCause {
     }
 }
 
+/// Which admission cap refused an incoming connection (docs/architecture.md, "How a connection
+/// flows"): one of the [`crate::hub::Limits`] of the same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AdmissionCap {
+    /// `max_handshakes_in_progress` (less the reserve for paired peers' addresses): the TCP
+    /// connection was closed before any TLS work.
+    HandshakesInProgress,
+    /// `max_handshakes_per_address`: the TCP connection was closed before any TLS work.
+    HandshakesPerAddress,
+    /// `max_unpaired_connections`: a peer that is not paired got HTTP 503 at the upgrade.
+    UnpairedConnections,
+    /// `max_unpaired_per_address`: a peer that is not paired got HTTP 503 at the upgrade.
+    UnpairedPerAddress,
+    /// `max_connections`: HTTP 503 at the upgrade.
+    Connections,
+}
+
+impl AdmissionCap {
+    /// Every cap, in the order of [`RefusalCounts`]'s fields.
+    pub const ALL: [AdmissionCap; 5] = [
+        AdmissionCap::HandshakesInProgress,
+        AdmissionCap::HandshakesPerAddress,
+        AdmissionCap::UnpairedConnections,
+        AdmissionCap::UnpairedPerAddress,
+        AdmissionCap::Connections,
+    ];
+
+    const fn index(self) -> usize {
+        match self {
+            AdmissionCap::HandshakesInProgress => 0,
+            AdmissionCap::HandshakesPerAddress => 1,
+            AdmissionCap::UnpairedConnections => 2,
+            AdmissionCap::UnpairedPerAddress => 3,
+            AdmissionCap::Connections => 4,
+        }
+    }
+
+    /// The name of the [`crate::hub::Limits`] field that sets the cap, e.g.
+    /// `max_unpaired_per_address`.
+    pub const fn limit_name(self) -> &'static str {
+        match self {
+            AdmissionCap::HandshakesInProgress => "max_handshakes_in_progress",
+            AdmissionCap::HandshakesPerAddress => "max_handshakes_per_address",
+            AdmissionCap::UnpairedConnections => "max_unpaired_connections",
+            AdmissionCap::UnpairedPerAddress => "max_unpaired_per_address",
+            AdmissionCap::Connections => "max_connections",
+        }
+    }
+}
+
+impl std::fmt::Display for AdmissionCap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AdmissionCap::HandshakesInProgress => "too many handshakes in progress",
+            AdmissionCap::HandshakesPerAddress => {
+                "too many handshakes in progress from this address"
+            }
+            AdmissionCap::UnpairedConnections => {
+                "too many connections of devices that are not paired"
+            }
+            AdmissionCap::UnpairedPerAddress => {
+                "too many connections of devices that are not paired from this address"
+            }
+            AdmissionCap::Connections => "connection limit reached",
+        })
+    }
+}
+
 /// Upper bounds (inclusive, in milliseconds) of the handshake-time buckets; one more bucket
 /// holds everything longer. A SHIP handshake on a LAN takes tens of milliseconds; one that waits
 /// for the user to approve trust can take minutes.
@@ -86,6 +156,11 @@ pub(crate) struct HubMetrics {
     handshakes_completed: AtomicU64,
     failures: [AtomicU64; FailureCause::ALL.len()],
     double_connection_replacements: AtomicU64,
+    refusals: [AtomicU64; AdmissionCap::ALL.len()],
+    pin_verified: AtomicU64,
+    pin_wrong: AtomicU64,
+    pin_held_by_address: AtomicU64,
+    pin_held_in_all: AtomicU64,
     handshake_sum_us: AtomicU64,
     handshake_min_us: AtomicU64,
     handshake_max_us: AtomicU64,
@@ -109,6 +184,11 @@ impl HubMetrics {
             handshakes_completed: ZERO,
             failures: [ZERO; FailureCause::ALL.len()],
             double_connection_replacements: ZERO,
+            refusals: [ZERO; AdmissionCap::ALL.len()],
+            pin_verified: ZERO,
+            pin_wrong: ZERO,
+            pin_held_by_address: ZERO,
+            pin_held_in_all: ZERO,
             handshake_sum_us: ZERO,
             handshake_min_us: AtomicU64::new(u64::MAX),
             handshake_max_us: ZERO,
@@ -151,6 +231,34 @@ impl HubMetrics {
         self.failures[cause.index()].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// An incoming connection was refused by `cap` (also counted as a
+    /// [`FailureCause::RefusedByCap`] failure).
+    pub(crate) fn refused(&self, cap: AdmissionCap) {
+        self.refusals[cap.index()].fetch_add(1, Ordering::Relaxed);
+        self.failure(FailureCause::RefusedByCap);
+    }
+
+    /// A peer sent this node's PIN: correctly (`verified`) or not.
+    pub(crate) fn pin_attempt(&self, verified: bool) {
+        let counter = if verified {
+            &self.pin_verified
+        } else {
+            &self.pin_wrong
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection of a key that is not paired was held busy for PIN input by the penalty of
+    /// its source address (`in_all` false) or by the hub-wide limit (`in_all` true).
+    pub(crate) fn pin_held(&self, in_all: bool) {
+        let counter = if in_all {
+            &self.pin_held_in_all
+        } else {
+            &self.pin_held_by_address
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A newer connection replaced an older one to the same SKI (§12.2.3 double connection).
     pub(crate) fn double_connection_replaced(&self) {
         self.double_connection_replacements
@@ -161,6 +269,7 @@ impl HubMetrics {
     pub(crate) fn snapshot(&self) -> MetricsSnapshot {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let failure = |cause: FailureCause| load(&self.failures[cause.index()]);
+        let refusal = |cap: AdmissionCap| load(&self.refusals[cap.index()]);
         let buckets: [u64; BUCKETS] = std::array::from_fn(|i| load(&self.handshake_buckets[i]));
         let count: u64 = buckets.iter().sum();
         let (min, max) = (load(&self.handshake_min_us), load(&self.handshake_max_us));
@@ -193,6 +302,19 @@ impl HubMetrics {
                 other: failure(FailureCause::Other),
             },
             double_connection_replacements: load(&self.double_connection_replacements),
+            refusals: RefusalCounts {
+                handshakes_in_progress: refusal(AdmissionCap::HandshakesInProgress),
+                handshakes_per_address: refusal(AdmissionCap::HandshakesPerAddress),
+                unpaired_connections: refusal(AdmissionCap::UnpairedConnections),
+                unpaired_per_address: refusal(AdmissionCap::UnpairedPerAddress),
+                connections: refusal(AdmissionCap::Connections),
+            },
+            pin: PinCounts {
+                verified: load(&self.pin_verified),
+                wrong: load(&self.pin_wrong),
+                held_by_address: load(&self.pin_held_by_address),
+                held_in_all: load(&self.pin_held_in_all),
+            },
             handshake_time,
             // Filled in by the hub, which owns the inbound budget.
             inbound_queued_bytes: 0,
@@ -261,6 +383,59 @@ impl FailureCounts {
     }
 }
 
+/// Incoming connections refused by each admission cap ([`AdmissionCap`]). Their sum is part of
+/// [`FailureCounts::refused_by_cap`] (which also counts our own dials refused by
+/// `max_connections` or by the peer's HTTP 503).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct RefusalCounts {
+    /// [`AdmissionCap::HandshakesInProgress`].
+    pub handshakes_in_progress: u64,
+    /// [`AdmissionCap::HandshakesPerAddress`].
+    pub handshakes_per_address: u64,
+    /// [`AdmissionCap::UnpairedConnections`].
+    pub unpaired_connections: u64,
+    /// [`AdmissionCap::UnpairedPerAddress`].
+    pub unpaired_per_address: u64,
+    /// [`AdmissionCap::Connections`].
+    pub connections: u64,
+}
+
+impl RefusalCounts {
+    /// The count of one cap.
+    pub fn get(&self, cap: AdmissionCap) -> u64 {
+        match cap {
+            AdmissionCap::HandshakesInProgress => self.handshakes_in_progress,
+            AdmissionCap::HandshakesPerAddress => self.handshakes_per_address,
+            AdmissionCap::UnpairedConnections => self.unpaired_connections,
+            AdmissionCap::UnpairedPerAddress => self.unpaired_per_address,
+            AdmissionCap::Connections => self.connections,
+        }
+    }
+
+    /// All refusals.
+    pub fn total(&self) -> u64 {
+        AdmissionCap::ALL.iter().map(|&c| self.get(c)).sum()
+    }
+}
+
+/// PINs peers sent to this node (only with a [`crate::hub::HubConfig::pin_requirement`]), and
+/// how often the limits that span peers held a connection's PIN input busy
+/// (docs/pairing.md, "The penalty for wrong PINs").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct PinCounts {
+    /// Correct PINs.
+    pub verified: u64,
+    /// Wrong PINs.
+    pub wrong: u64,
+    /// Connections of keys that are not paired whose PIN input was held busy by the penalty of
+    /// their source address.
+    pub held_by_address: u64,
+    /// The same, by the limit on wrong PINs in all.
+    pub held_in_all: u64,
+}
+
 /// Handshake times in microseconds; the optional figures are `None` (JSON `null`) before the
 /// first handshake completed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -296,6 +471,10 @@ pub struct MetricsSnapshot {
     pub failures: FailureCounts,
     /// Older connections replaced by a newer one to the same SKI (§12.2.3).
     pub double_connection_replacements: u64,
+    /// Incoming connections refused, by admission cap.
+    pub refusals: RefusalCounts,
+    /// PINs received, and PIN input held busy by the limits that span peers.
+    pub pin: PinCounts,
     /// How long handshakes took.
     pub handshake_time: HandshakeTimeSummary,
     /// Received data bytes charged to inbound budgets right now (queued in the hub or held by
@@ -344,6 +523,42 @@ mod tests {
             assert_eq!(snapshot.failures.get(cause), n as u64 + 1, "{cause:?}");
         }
         assert_eq!(snapshot.failures.total(), (1..=8).sum::<u64>());
+    }
+
+    #[test]
+    fn refusals_count_by_cap_and_as_failures_and_pins_by_outcome() {
+        let metrics = HubMetrics::new();
+        for (n, cap) in AdmissionCap::ALL.into_iter().enumerate() {
+            for _ in 0..=n {
+                metrics.refused(cap);
+            }
+        }
+        metrics.pin_attempt(true);
+        metrics.pin_attempt(false);
+        metrics.pin_attempt(false);
+        metrics.pin_held(false);
+        metrics.pin_held(true);
+        metrics.pin_held(true);
+        metrics.pin_held(true);
+        let snapshot = metrics.snapshot();
+        for (n, cap) in AdmissionCap::ALL.into_iter().enumerate() {
+            assert_eq!(snapshot.refusals.get(cap), n as u64 + 1, "{cap:?}");
+        }
+        assert_eq!(snapshot.refusals.total(), 15);
+        assert_eq!(snapshot.failures.refused_by_cap, 15);
+        assert_eq!(
+            snapshot.pin,
+            PinCounts {
+                verified: 1,
+                wrong: 2,
+                held_by_address: 1,
+                held_in_all: 3
+            }
+        );
+        assert_eq!(
+            AdmissionCap::UnpairedPerAddress.limit_name(),
+            "max_unpaired_per_address"
+        );
     }
 
     #[test]
@@ -442,6 +657,11 @@ mod tests {
                     "protocol": 0, "refused_by_cap": 1, "backpressure": 0, "other": 0
                 },
                 "double_connection_replacements": 0,
+                "refusals": {
+                    "handshakes_in_progress": 0, "handshakes_per_address": 0,
+                    "unpaired_connections": 0, "unpaired_per_address": 0, "connections": 0
+                },
+                "pin": {"verified": 0, "wrong": 0, "held_by_address": 0, "held_in_all": 0},
                 "handshake_time": {
                     "count": 1, "sum_us": 3000, "min_us": 3000, "max_us": 3000,
                     "mean_us": 3000, "p50_us": 3000, "p99_us": 3000

@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod net;
 mod pairing_runtime;
 pub mod pairing_service;
+mod pin_guard;
 mod shared;
 mod sightings;
 mod supervisor;
@@ -35,14 +36,17 @@ pub mod trust;
 
 pub use backoff::{Backoff, BackoffConfigError, BackoffTier, BackoffTiers};
 pub use callbacks::{
-    Callbacks, DecideLater, Failure, HubEvent, HubEvents, NoCallbacks, PairingDecision,
-    PairingRequest, PinDecision, PinRequest, StateDetail,
+    AdmissionRefusal, Callbacks, DecideLater, Failure, HubEvent, HubEvents, NoCallbacks,
+    PairingDecision, PairingRequest, PinDecision, PinRequest, StateDetail,
 };
 pub use config::{DeviceInfo, HubConfig, HubTimers, Limits};
 pub use core::{Hub, ShutdownReport};
 pub use errors::{DialError, DisconnectReason, HubError};
 pub use inbound::{Delivery, DeliveryToken};
-pub use metrics::{FailureCause, FailureCounts, HandshakeTimeSummary, MetricsSnapshot};
+pub use metrics::{
+    AdmissionCap, FailureCause, FailureCounts, HandshakeTimeSummary, MetricsSnapshot, PinCounts,
+    RefusalCounts,
+};
 #[cfg(any(test, feature = "test-util"))]
 pub use net::{MemoryLan, MemoryNetwork};
 pub use net::{Network, TcpNetwork};

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -18,8 +18,9 @@ use super::errors::HubError;
 use super::handover::Command;
 use super::metrics::HubMetrics;
 use super::pairing_service::ServiceState;
+use super::pin_guard::PinGuard;
 use super::trust::{PairedPeer, TrustStore};
-use crate::protocol::ConnectionState;
+use crate::protocol::{ConnectionState, PinRequirement};
 use crate::transport::{ShipTls, TlsSuite};
 use crate::{ShipId, Ski};
 
@@ -99,6 +100,8 @@ pub(crate) struct Shared {
     /// The shutdown deadline passed: links drop their sockets at once.
     pub(crate) abort: CancellationToken,
     pub(crate) auto_accept: AtomicBool,
+    /// The limits on PIN guessing that span peers (per source address, in all).
+    pub(crate) pin_guard: PinGuard,
     /// Seeds for the supervisors' random number generators (backoff jitter).
     pub(crate) seeds: Mutex<rand::rngs::StdRng>,
     /// Updates of stored pairings (last address, SHIP ID, last seen), applied in order by the
@@ -109,6 +112,22 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Auto-accept is on and pairs a new peer as its connection is admitted: only without a
+    /// PIN requirement. With one, a new peer is paired once it sent the PIN
+    /// ([`Shared::auto_accept_after_pin`]).
+    pub(crate) fn auto_accept_pairs_at_once(&self) -> bool {
+        self.auto_accept.load(Ordering::Relaxed)
+            && self.config.pin_requirement == PinRequirement::None
+    }
+
+    /// Auto-accept is on and this node requires a PIN: a new peer is trusted for the handshake
+    /// at once but paired (stored) only once it sent the PIN; until then it is a stranger
+    /// (docs/pairing.md, "Auto-accept").
+    pub(crate) fn auto_accept_after_pin(&self) -> bool {
+        self.auto_accept.load(Ordering::Relaxed)
+            && self.config.pin_requirement != PinRequirement::None
+    }
+
     /// Stores `ski` as paired because its pairing request was accepted ([`crate::hub::Hub::approve`], or
     /// the application's [`crate::hub::PairingDecision::Accept`]): its stored record if it has one,
     /// else a new one, with `ship_id` (the SHIP ID it proved, if any) filled in when the record

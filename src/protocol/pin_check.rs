@@ -123,6 +123,38 @@ impl Connection {
         self.pin.attempts
     }
 
+    /// Holds this node's PIN input `busy` until `until`: a penalty decided outside this
+    /// connection (an application that limits guessing over several connections, keys or
+    /// source addresses together). It works like the connection's own penalty: no PIN is
+    /// verified until then, the peer is told `busy` (now, or when the PIN step starts), `ok`
+    /// when it ends, and the PIN step's no-progress timer is paused meanwhile. A penalty that
+    /// runs as long or longer already, a verified PIN, no PIN requirement, or a time not in the
+    /// future change nothing.
+    pub fn hold_pin_input(&mut self, until: Instant, now: Instant) {
+        if until <= now
+            || self.pin.verified
+            || self.pin.requirement == PinRequirement::None
+            || self
+                .pin
+                .penalty_until
+                .is_some_and(|running| running >= until)
+        {
+            return;
+        }
+        let was_active = self.pin.penalty_active(now);
+        self.pin.penalty_until = Some(until);
+        if !matches!(self.stage, Stage::Pin | Stage::DataExchange(_)) {
+            // Before the PIN step: `start_pin` announces it.
+            return;
+        }
+        self.timers.set(Timer::PinPenalty, until);
+        self.timers.stop(Timer::PinWait);
+        if !was_active {
+            self.enter_pin_detail(DetailedState::PinCheckBusyInit);
+            self.send_own_pin_state(now);
+        }
+    }
+
     // ----- the PIN step -----------------------------------------------------------------------
 
     /// Protocol handshake done: announce our requirement and wait for the peer's.

@@ -427,6 +427,42 @@ fn accept_now_that_cannot_be_stored_leaves_the_request_waiting() {
     });
 }
 
+/// Auto-accept with a required PIN: a key that sent the PIN is paired then; when that pairing
+/// cannot be stored, the connection does not stay in data exchange unpaired: it is closed and
+/// nothing is connected.
+#[test]
+fn a_verified_pin_under_auto_accept_that_cannot_be_stored_closes_the_connection() {
+    use ship_hub::protocol::{Pin, PinRequirement};
+    paused_runtime().block_on(async {
+        let net = MemoryLan::new();
+        let (ida, idb) = (identity("a"), identity("b"));
+        let (a_ski, b_ski) = (ida.ski(), idb.ski());
+        let (ra, rb) = (Recorder::new(), Recorder::new());
+        let pin = Pin::new("FFFF0000").unwrap();
+        let mut ca = lan_config(&net, 1, ida, &ra);
+        ca.default_peer_pin = Some(pin.clone());
+        let a = start(ca).await;
+        let mut cb = lan_config(&net, 2, idb, &rb);
+        cb.trust_store = Arc::new(ReadOnly::default());
+        cb.auto_accept = true;
+        cb.pin_requirement = PinRequirement::Required(pin);
+        let b = start(cb).await;
+        a.pair_at(b_ski, None, Some(lan_addr(2))).unwrap();
+        assert!(
+            rb.wait_for(WAIT, |s| matches!(s, Seen::State(k, ConnectionState::Error | ConnectionState::None) if *k == a_ski))
+                .await,
+            "{:?}",
+            rb.all()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(b.connected_peers().is_empty(), "{:?}", rb.all());
+        assert!(b.connections(a_ski).is_empty());
+        assert!(b.metrics().pin.verified >= 1);
+        a.shutdown().await;
+        b.shutdown().await;
+    });
+}
+
 /// On a multi-threaded runtime (the callback dispatcher and the supervisor on different
 /// threads, real time), an immediate answer always lands: accept-now, and an `approve` made
 /// from inside the callback, each complete every time and store the pairing.

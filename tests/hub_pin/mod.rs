@@ -579,3 +579,257 @@ fn pin_a_peer_guessing_pins_does_not_hold_up_a_paired_peer() {
         good.hub.shutdown().await;
     });
 }
+
+// ----- limits that span keys (issue 28, item 7) --------------------------------------------------
+
+/// A victim at host 1 that requires [`PIN_A`] and auto-accepts new keys, with a paired friend
+/// at host 3 that sends the right PIN and is connected.
+async fn auto_accepting_victim(lan: &MemoryLan) -> (Node, Node) {
+    let victim = node(
+        lan,
+        1,
+        PinRequirement::Required(pin(PIN_A)),
+        None,
+        PinApp::new(vec![], None),
+    )
+    .await;
+    victim.hub.set_auto_accept(true).unwrap();
+    let friend = node(
+        lan,
+        3,
+        PinRequirement::None,
+        Some(pin(PIN_A)),
+        PinApp::new(vec![], None),
+    )
+    .await;
+    pair(&victim, &friend, 1, 3, false);
+    let (skv, skf) = (victim.hub.local_ski(), friend.hub.local_ski());
+    assert!(friend.app.wait_for(|s| *s == PinSeen::Connected(skv)).await);
+    assert!(victim.app.wait_for(|s| *s == PinSeen::Connected(skf)).await);
+    (victim, friend)
+}
+
+/// A new key at `host` (its own identity each time) that dials the victim and guesses
+/// `guesses` wrong PINs, then gives up; returns once the victim counted them and the key is
+/// shut down.
+async fn guess_with_a_new_key(lan: &MemoryLan, victim: &Node, host: u8, guesses: usize, n: u32) {
+    let before = failed_count(&victim.app);
+    let recorder = crate::common::Recorder::new();
+    let mut config = lan_config(
+        lan,
+        host,
+        identity(&format!("guesser-{host}-{n}")),
+        &recorder,
+    );
+    config.bind = std::net::SocketAddr::new(lan_addr(host).ip(), 0);
+    let app = PinApp::new(
+        vec![PinDecision::Pin(pin(WRONG)); guesses - 1],
+        Some(PinDecision::Refuse),
+    );
+    config.callbacks = app.clone();
+    config.default_peer_pin = Some(pin(WRONG));
+    let guesser = start(config).await;
+    guesser
+        .pair_at(victim.hub.local_ski(), None, Some(lan_addr(1)))
+        .unwrap();
+    let counted = victim
+        .app
+        .wait_for(|_| failed_count(&victim.app) >= before + guesses)
+        .await;
+    assert!(counted, "{:?}", victim.app.all());
+    guesser.shutdown().await;
+}
+
+fn failed_count(app: &PinApp) -> usize {
+    app.all()
+        .iter()
+        .filter(|s| matches!(s, PinSeen::Failed { .. }))
+        .count()
+}
+
+/// Issue 28, item 7: with a required PIN and auto-accept, an attacker who made a new key every
+/// three guesses was never penalised (each key started at attempt 1) and every key was stored as
+/// a pairing. Now the count and the penalty carry over from key to key of one source address,
+/// no key that did not send the PIN is stored, the keys' supervisors are gone afterwards, and
+/// the paired friend is served throughout.
+#[test]
+fn pin_new_keys_from_one_address_keep_its_penalty_and_are_never_stored() {
+    paused_runtime().block_on(async {
+        let lan = MemoryLan::new();
+        let (victim, friend) = auto_accepting_victim(&lan).await;
+        let tasks_before = victim.hub.task_count();
+        for n in 0..5 {
+            guess_with_a_new_key(&lan, &victim, 2, 3, n).await;
+        }
+        let failed: Vec<(Instant, u32, Option<Duration>)> = victim
+            .app
+            .timed()
+            .into_iter()
+            .filter_map(|(t, s)| match s {
+                PinSeen::Failed { attempts, penalty } => Some((t, attempts, penalty)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            failed.iter().map(|f| f.1).collect::<Vec<_>>(),
+            (1..=15).collect::<Vec<u32>>(),
+            "the count goes on from key to key"
+        );
+        let penalties: Vec<u64> = failed
+            .iter()
+            .map(|f| f.2.map_or(0, |d| d.as_secs()))
+            .collect();
+        assert_eq!(
+            penalties,
+            [0, 0, 15, 15, 15]
+                .into_iter()
+                .chain([90; 10])
+                .collect::<Vec<u64>>()
+        );
+        // Each wrong PIN came no earlier than the penalty before it allowed, new key or not.
+        for pair in failed.windows(2) {
+            let owed = pair[0].2.unwrap_or_default();
+            assert!(
+                pair[1].0 - pair[0].0 >= owed,
+                "attempt {} came {:?} after the one before, owed {owed:?}",
+                pair[1].1,
+                pair[1].0 - pair[0].0
+            );
+        }
+        let stored = victim.trust.load_all().unwrap();
+        assert_eq!(
+            stored.iter().map(|p| p.ski).collect::<Vec<_>>(),
+            vec![friend.hub.local_ski()],
+            "only the friend is paired"
+        );
+        // The keys' supervisors and links are gone.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while victim.hub.task_count() > tasks_before && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(victim.hub.task_count(), tasks_before);
+        let pins = victim.hub.metrics().pin;
+        assert_eq!((pins.wrong, pins.verified), (15, 1), "{pins:?}");
+        assert!(pins.held_by_address >= 4, "{pins:?}");
+        // The friend is still served.
+        let (skv, skf) = (victim.hub.local_ski(), friend.hub.local_ski());
+        friend
+            .hub
+            .send_data(skv, b"{\"still\":\"served\"}")
+            .unwrap();
+        assert!(
+            victim
+                .app
+                .wait_for(|s| *s == PinSeen::Data(skf, b"{\"still\":\"served\"}".to_vec()))
+                .await
+        );
+        victim.hub.shutdown().await;
+        friend.hub.shutdown().await;
+    });
+}
+
+/// Keys from many addresses together meet the limit in all: at most
+/// `max_wrong_pins_in_all` wrong PINs at once, then one per `wrong_pin_interval_in_all`. A
+/// paired peer is never held by it: the friend reconnects at once meanwhile.
+#[test]
+fn pin_keys_from_many_addresses_meet_the_limit_in_all_and_a_paired_peer_is_not_held() {
+    paused_runtime().block_on(async {
+        let lan = MemoryLan::new();
+        let (victim, friend) = auto_accepting_victim(&lan).await;
+        let started = Instant::now();
+        // Twenty addresses, two wrong PINs each (free per address): 40 guesses.
+        for host in 10..30u8 {
+            guess_with_a_new_key(&lan, &victim, host, 2, 0).await;
+        }
+        let elapsed = Instant::now() - started;
+        let limits = ship_hub::hub::Limits::default();
+        let allowed = u64::from(limits.max_wrong_pins_in_all)
+            + elapsed.as_secs() / limits.wrong_pin_interval_in_all.as_secs();
+        eprintln!(
+            "40 wrong PINs from 20 addresses took {elapsed:?} (virtual); the limit in all \
+             allows {allowed} by then"
+        );
+        assert!(
+            40 <= allowed + 2,
+            "40 wrong PINs in {elapsed:?}: more than the limit in all allows ({allowed})"
+        );
+        assert!(victim.hub.metrics().pin.held_in_all > 0);
+        // Meanwhile the bucket is empty; the paired friend reconnects and is not held.
+        let skf = friend.hub.local_ski();
+        let connected_before = victim
+            .app
+            .all()
+            .iter()
+            .filter(|s| **s == PinSeen::Connected(skf))
+            .count();
+        guess_with_a_new_key(&lan, &victim, 40, 1, 0).await;
+        victim.hub.disconnect(skf).unwrap();
+        let asked = Instant::now();
+        assert!(
+            victim
+                .app
+                .wait_for(|_| {
+                    victim
+                        .app
+                        .all()
+                        .iter()
+                        .filter(|s| **s == PinSeen::Connected(skf))
+                        .count()
+                        > connected_before
+                })
+                .await
+        );
+        let took = Instant::now() - asked;
+        eprintln!("the friend reconnected {took:?} (virtual) after the disconnect");
+        assert!(took < Duration::from_secs(25), "{took:?}");
+        assert_eq!(victim.trust.load_all().unwrap().len(), 1);
+        victim.hub.shutdown().await;
+        friend.hub.shutdown().await;
+    });
+}
+
+/// Under auto-accept with a PIN, a key that sends the right PIN is paired (stored) once it did,
+/// and its strangers' slot is free again: three new devices from one address pair one after
+/// another and stay connected.
+#[test]
+fn pin_auto_accepted_keys_are_paired_once_their_pin_is_verified() {
+    paused_runtime().block_on(async {
+        let lan = MemoryLan::new();
+        let (victim, friend) = auto_accepting_victim(&lan).await;
+        let skv = victim.hub.local_ski();
+        let mut devices = Vec::new();
+        for n in 0..3u8 {
+            let recorder = crate::common::Recorder::new();
+            let mut config = lan_config(&lan, 2, identity(&format!("device-{n}")), &recorder);
+            config.bind = std::net::SocketAddr::new(lan_addr(2).ip(), 4711 + u16::from(n));
+            let app = PinApp::new(vec![], None);
+            config.callbacks = app.clone();
+            config.default_peer_pin = Some(pin(PIN_A));
+            let device = start(config).await;
+            device.pair_at(skv, None, Some(lan_addr(1))).unwrap();
+            let ski = device.local_ski();
+            assert!(
+                victim.app.wait_for(|s| *s == PinSeen::Connected(ski)).await,
+                "device {n}: {:?}",
+                victim.app.all()
+            );
+            assert!(app.wait_for(|s| *s == PinSeen::Connected(skv)).await);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while victim.trust.get(&ski).unwrap().is_none() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert!(
+                victim.trust.get(&ski).unwrap().is_some(),
+                "device {n} stored"
+            );
+            devices.push(device);
+        }
+        assert_eq!(victim.hub.connected_peers().len(), 4);
+        assert_eq!(victim.trust.load_all().unwrap().len(), 4);
+        for device in devices {
+            device.shutdown().await;
+        }
+        victim.hub.shutdown().await;
+        friend.hub.shutdown().await;
+    });
+}

@@ -287,6 +287,59 @@ fn s13_4_4_3_penalty_carries_over_from_an_earlier_connection() {
     }));
 }
 
+/// A penalty imposed from outside the connection (the hub's limits per source address and in
+/// all): `busy` at once, nothing verified meanwhile, `ok` when it ends; a shorter hold than the
+/// running penalty changes nothing.
+#[test]
+fn s13_4_4_3_a_held_pin_input_is_busy_until_the_hold_ends() {
+    let mut tool = dut_requiring(Role::Server, ProtocolConfig::default());
+    let until = tool.now + 40 * SECOND;
+    tool.dut.hold_pin_input(until, tool.now);
+    tool.pump();
+    assert_eq!(tool.take_all(), vec![required_busy()]);
+    assert!(details(&tool).contains(&DetailedState::PinCheckBusyInit));
+    tool.advance(10 * SECOND);
+    tool.send(&msg::pin_input(PIN));
+    assert_eq!(
+        tool.take_all(),
+        vec![required_busy()],
+        "not verified meanwhile"
+    );
+    // A shorter hold, or one in the past, changes nothing.
+    tool.dut.hold_pin_input(tool.now + SECOND, tool.now);
+    tool.dut.hold_pin_input(tool.now, tool.now);
+    tool.pump();
+    assert!(tool.take_all().is_empty());
+    tool.advance(30 * SECOND - Duration::from_millis(1));
+    assert!(tool.take_all().is_empty(), "not before the hold ends");
+    assert!(!tool.is_closed(), "the PIN wait is paused while held");
+    tool.advance(Duration::from_millis(1));
+    assert_eq!(tool.take_all(), vec![required_ok()]);
+    tool.send(&msg::pin_input(PIN));
+    assert_eq!(tool.take_all(), vec![pin_ok(), msg::am_request()]);
+    // Once verified, a hold changes nothing.
+    tool.dut.hold_pin_input(tool.now + 40 * SECOND, tool.now);
+    tool.pump();
+    assert!(tool.take_all().is_empty());
+}
+
+/// A hold given before the PIN step starts is announced as the step starts.
+#[test]
+fn s13_4_4_3_a_hold_before_the_pin_step_starts_busy() {
+    let mut p = params(Role::Server, Trust::Trusted);
+    p.config = ProtocolConfig::default();
+    let mut tool = Tool::new(p);
+    tool.dut.set_pin(required());
+    let until = tool.now + 20 * SECOND;
+    tool.dut.hold_pin_input(until, tool.now);
+    tool.pump();
+    drive_to_pin(&mut tool, Role::Server);
+    assert_eq!(tool.next(), Some(required_busy()), "starts busy");
+    tool.send(&msg::pin_none());
+    tool.advance(20 * SECOND);
+    assert_eq!(tool.take_all(), vec![required_ok()]);
+}
+
 #[test]
 fn s13_4_4_3_pin_step_without_progress_times_out() {
     let mut tool = dut_requiring(Role::Server, ProtocolConfig::default());

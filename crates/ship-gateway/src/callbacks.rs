@@ -7,16 +7,17 @@ use std::sync::{Arc, OnceLock};
 
 use ship_hub::discovery::VisibleService;
 use ship_hub::hub::{
-    Callbacks, Delivery, DisconnectReason, Hub, PairingDecision, PairingRequest,
-    PairingServiceEvent, PinDecision, PinRequest, StateDetail,
+    AdmissionCap, AdmissionRefusal, Callbacks, Delivery, DisconnectReason, Hub, PairingDecision,
+    PairingRequest, PairingServiceEvent, PinDecision, PinRequest, StateDetail,
 };
 use ship_hub::protocol::ConnectionState;
 use ship_hub::transport::TlsSuite;
 use ship_hub::{ShipId, Ski};
 
-use crate::api::live::Live;
+use crate::api::live::{LastRefusal, Live, now_ms};
 use crate::events::{Event, EventLog, ServiceRow, instance_label};
 use crate::prompt::{PairingPrompt, PinAsk};
+use crate::throttle::Throttle;
 
 /// The gateway's callbacks.
 pub(crate) struct GatewayCallbacks {
@@ -41,6 +42,42 @@ pub(crate) struct GatewayCallbacks {
     pub(crate) last_visible: LastVisible,
     /// Our own SHIP Pairing Service request (this gateway as the control unit).
     pub(crate) pairing_request: Arc<crate::pairing_request::PairingRequests>,
+    /// Wrong-PIN warnings: one line per key and minute, ten a minute in all.
+    pub(crate) pin_warnings: Throttle,
+}
+
+/// Wrong-PIN warnings shown per key and in all per this interval.
+pub(crate) const PIN_WARNING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+/// At most this many wrong-PIN warnings per [`PIN_WARNING_INTERVAL`] in all.
+pub(crate) const PIN_WARNINGS_PER_INTERVAL: usize = 10;
+
+/// The gateway's name of an admission cap: its configuration key (`[limits]` in the file, the
+/// `--max-…` flag), which differs from the library's field name for two of them.
+pub(crate) fn cap_key(cap: AdmissionCap) -> &'static str {
+    match cap {
+        AdmissionCap::HandshakesInProgress => "max_handshakes",
+        AdmissionCap::UnpairedConnections => "max_unpaired",
+        other => other.limit_name(),
+    }
+}
+
+/// The warning for refused connections: what refused them, and what to do about it.
+fn refusal_message(refusal: &AdmissionRefusal) -> String {
+    let hint = match refusal.cap {
+        AdmissionCap::UnpairedConnections | AdmissionCap::UnpairedPerAddress => {
+            "; devices that are not paired yet hold these slots while they wait: approve or \
+             deny the waiting requests (`ship-gateway status`), or wait for them to time out"
+        }
+        _ => "",
+    };
+    format!(
+        "refused {} incoming connection{} from {} since the last report: {} (limit {}){hint}",
+        refusal.refused,
+        if refusal.refused == 1 { "" } else { "s" },
+        refusal.address,
+        refusal.cap,
+        cap_key(refusal.cap),
+    )
 }
 
 /// The last list of visible services reported, to print a list only when it differs.
@@ -320,16 +357,39 @@ impl Callbacks for GatewayCallbacks {
         }
     }
 
+    /// One warning line per key and minute, ten a minute in all: a key an attacker makes
+    /// every few guesses cannot flood the log (docs/pairing.md, "The penalty for wrong PINs").
     fn pin_attempt_failed(&self, ski: Ski, attempts: u32, penalty: Option<std::time::Duration>) {
+        let Some(shown) = self
+            .pin_warnings
+            .allow(&ski.to_string(), std::time::Instant::now())
+        else {
+            return;
+        };
         self.log.emit(Event::Warning {
             message: format!(
-                "{ski} sent a wrong PIN ({attempts} in a row){}",
+                "{ski} sent a wrong PIN ({attempts} in a row){}{}",
                 penalty.map_or(String::new(), |p| format!(
                     "; no PIN accepted for {} s",
                     p.as_secs()
-                ))
+                )),
+                shown.suffix("wrong PINs"),
             ),
         });
+    }
+
+    /// Connections refused by an admission cap (the hub reports each source at most once a
+    /// minute, sixteen sources a minute in all): a warning, and the latest for `status`.
+    fn admission_refused(&self, refusal: &AdmissionRefusal) {
+        let message = refusal_message(refusal);
+        self.live.refused(LastRefusal {
+            address: refusal.address,
+            cap: cap_key(refusal.cap).to_owned(),
+            reason: refusal.cap.to_string(),
+            refused: refusal.refused,
+            at_ms: now_ms(),
+        });
+        self.log.emit(Event::Warning { message });
     }
 
     fn ship_id_learned(&self, ski: Ski, ship_id: &ShipId) {

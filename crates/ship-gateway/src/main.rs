@@ -27,6 +27,7 @@ mod secrets;
 mod settings;
 mod status;
 mod store;
+mod throttle;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -224,6 +224,10 @@ async fn serve(
         ask_over_http: (http.is_some() || settings.ask) && !settings.auto_accept,
         last_visible: Default::default(),
         pairing_request: pairing_request.clone(),
+        pin_warnings: crate::throttle::Throttle::new(
+            crate::callbacks::PIN_WARNING_INTERVAL,
+            crate::callbacks::PIN_WARNINGS_PER_INTERVAL,
+        ),
     });
     let discovery: Option<Arc<dyn Discovery>> = if settings.mdns {
         let mut config = MdnsConfig::new(ski);

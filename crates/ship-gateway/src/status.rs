@@ -77,6 +77,9 @@ fn render(view: &Value, errors: &[String]) -> String {
         counters["pending_requests"],
         counters["visible"],
     );
+    if let Some(line) = refusals_line(&status["refusals"]) {
+        out.insert_str(out.len() - 1, &line);
+    }
     let empty = vec![];
     let peers = view["peers"].as_array().unwrap_or(&empty);
     if peers.is_empty() {
@@ -135,6 +138,40 @@ fn render(view: &Value, errors: &[String]) -> String {
         }
     }
     out
+}
+
+/// `refused N connections (…)`: the line that says admission caps refused connections, with
+/// the latest refusal; `None` when none was refused. A device that cannot pair because the
+/// strangers' slots are taken shows up here.
+fn refusals_line(refusals: &Value) -> Option<String> {
+    let total = refusals["total"].as_u64().filter(|&n| n > 0)?;
+    let by_cap: Vec<String> = refusals["by_cap"]
+        .as_object()
+        .map(|caps| {
+            caps.iter()
+                .filter_map(|(cap, n)| {
+                    n.as_u64()
+                        .filter(|&n| n > 0)
+                        .map(|n| format!("{n} {}", Escaped(cap)))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut line = format!(
+        "refused {total} incoming connection{} by admission caps ({})",
+        if total == 1 { "" } else { "s" },
+        by_cap.join(", ")
+    );
+    let last = &refusals["last"];
+    if last.is_object() {
+        line.push_str(&format!(
+            "; last from {} {} ago: {}",
+            text(&last["address"]),
+            ago(last["at_ms"].as_u64()),
+            text(&last["reason"]),
+        ));
+    }
+    Some(line)
 }
 
 fn grouped(ski: &str) -> String {
@@ -260,4 +297,43 @@ pub(crate) fn console(data_dir: Option<PathBuf>, json: bool) -> Result<(), Gatew
          gateway's name or address in place of the host."
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_a_line_of_the_status_only_when_there_were_some() {
+        let none = json!({"total": 0, "by_cap": {"max_connections": 0}, "last": null});
+        assert_eq!(refusals_line(&none), None);
+        let some = json!({
+            "total": 3,
+            "by_cap": {"max_connections": 0, "max_unpaired_per_address": 3},
+            "last": {
+                "address": "192.168.1.7", "cap": "max_unpaired_per_address",
+                "reason": "too many connections of devices that are not paired from this address",
+                "refused": 1, "at_ms": now_ms()
+            }
+        });
+        let line = refusals_line(&some).unwrap();
+        assert!(
+            line.starts_with(
+                "refused 3 incoming connections by admission caps (3 max_unpaired_per_address)"
+            ),
+            "{line}"
+        );
+        assert!(
+            line.contains("last from 192.168.1.7 0 s ago: too many"),
+            "{line}"
+        );
+        let view =
+            json!({"status": {"counters": {}, "refusals": some}, "peers": [], "requests": []});
+        let rendered = render(&view, &[]);
+        assert_eq!(
+            rendered.lines().nth(2).map(|l| l.starts_with("refused 3")),
+            Some(true),
+            "{rendered}"
+        );
+    }
 }

@@ -8,9 +8,11 @@
 //! * [`lax_tls`]: rustls verifiers that accept anything, for deliberately non-conformant peers.
 //! * [`discovery_spoof`]: an mDNS spoofer that registers thousands of `_ship._tcp` services.
 //! * [`conformance_expect`]: what a ship-conformance run against ship-hub must report.
+//! * [`pin_attack`]: a PIN guesser that makes a new key every few guesses (loopback only).
 
 pub mod common;
 pub mod conformance_expect;
 pub mod discovery_spoof;
 pub mod harness;
 pub mod lax_tls;
+pub mod pin_attack;

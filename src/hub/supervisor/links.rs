@@ -17,19 +17,28 @@ impl Supervisor {
         let id = self.next_link;
         self.next_link += 1;
         self.auto_accept();
-        let trust = if self.pairing.is_some() {
-            Trust::Trusted
-        } else {
+        // A peer that is not paired is a stranger: it keeps its strangers' slot until it is
+        // paired, gets the shorter timers, and meets the PIN limits that span peers. Under
+        // auto-accept with a PIN requirement it is trusted for the handshake but paired only
+        // once its PIN is verified.
+        let stranger = self.pairing.is_none();
+        let provisional =
+            stranger && direction == Direction::Incoming && self.shared.auto_accept_after_pin();
+        let trust = if stranger && !provisional {
             Trust::Pending
+        } else {
+            Trust::Trusted
         };
         let Handover {
             socket,
-            permits,
+            mut permits,
             remote,
             started,
         } = handover;
+        let stranger_slot = permits.stranger.take().filter(|_| stranger);
         let tls_suite = socket.tls_suite();
-        let (start, commands, data) = self.link_start(id, direction, trust, started);
+        let guard = stranger.then(|| remote.ip());
+        let (start, commands, data) = self.link_start(id, direction, trust, started, guard);
         let (state, detail) = (start.engine.state(), start.engine.detailed_state());
         self.shared.tracker.spawn(link::run(socket, permits, start));
         self.links.push(LinkHandle {
@@ -48,6 +57,9 @@ impl Supervisor {
             ponged: true,
             awaiting_trust: trust == Trust::Pending,
             restricted: false,
+            stranger: stranger_slot,
+            guarded: stranger,
+            provisional,
         });
         if self.stopping() {
             // Admitted just before the stop: run it only to close it.
@@ -57,14 +69,12 @@ impl Supervisor {
         self.arbitrate();
     }
 
-    /// With auto-accept on, a peer that is not paired is paired as its connection is taken
-    /// over (before any SHIP message).
+    /// With auto-accept on and no PIN requirement, a peer that is not paired is paired as its
+    /// connection is taken over (before any SHIP message). With a PIN requirement it is paired
+    /// once its PIN is verified (`provisional` links), so a key that never knew the PIN is
+    /// never stored.
     fn auto_accept(&mut self) {
-        let auto = self.pairing.is_none()
-            && self
-                .shared
-                .auto_accept
-                .load(std::sync::atomic::Ordering::Relaxed);
+        let auto = self.pairing.is_none() && self.shared.auto_accept_pairs_at_once();
         if auto {
             let peer = PairedPeer::new(self.ski);
             match self.shared.trust.upsert(peer.clone()) {
@@ -75,14 +85,16 @@ impl Supervisor {
     }
 
     /// The protocol engine, parameters and channels of a new link `id`, and the supervisor's
-    /// ends of its command and data channels. A stranger gets less time: a short CMI wait and a
-    /// shorter backstop (admission).
+    /// ends of its command and data channels. A stranger (`guard`: the address it came from)
+    /// gets less time: a short CMI wait and a shorter backstop (admission); and its PIN step
+    /// starts where the PIN limits that span peers stand for its address.
     fn link_start(
         &self,
         id: LinkId,
         direction: Direction,
         trust: Trust,
         started: Instant,
+        guard: Option<IpAddr>,
     ) -> (
         LinkStart,
         mpsc::UnboundedSender<LinkCommand>,
@@ -95,7 +107,7 @@ impl Supervisor {
         let limits = &self.shared.config.limits;
         let mut config = self.shared.config.protocol.clone();
         let mut handshake_deadline = limits.handshake_deadline;
-        if trust == Trust::Pending {
+        if guard.is_some() {
             config.cmi_timeout = config.cmi_timeout.min(limits.unpaired_cmi_timeout);
             handshake_deadline = handshake_deadline.min(limits.unpaired_handshake_deadline);
         }
@@ -109,7 +121,7 @@ impl Supervisor {
             },
             now(),
         );
-        engine.set_pin(self.pin_params());
+        engine.set_pin(self.pin_params(guard));
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let (data_tx, data_rx) = mpsc::channel(limits.max_queued_data.max(1));
         let setup = LinkSetup {
@@ -269,6 +281,13 @@ impl Supervisor {
             self.peer_ship_id = peer.ship_id.clone();
         }
         self.pairing = Some(peer);
+        // The peer is no stranger any more: its connections give their strangers' slots back
+        // now, not when they end (a paired device stays connected for days).
+        for link in &mut self.links {
+            link.stranger = None;
+            link.provisional = false;
+            link.guarded = false;
+        }
         let waiting = self.links_awaiting_trust();
         for id in waiting {
             self.approve_link(id);
@@ -276,9 +295,9 @@ impl Supervisor {
         self.schedule_dial();
     }
 
-    /// Stores the pairing the application accepted, off the runtime: through
-    /// `Shared::store_approval`, the code `Hub::approve` uses.
-    fn accept_now(&mut self) {
+    /// Stores the pairing the application accepted (or a provisional link's verified PIN
+    /// earned), off the runtime: through `Shared::store_approval`, the code `Hub::approve` uses.
+    pub(super) fn accept_now(&mut self) {
         if self.accepting.is_some() {
             return;
         }
@@ -297,13 +316,34 @@ impl Supervisor {
         match stored {
             Ok(peer) => {
                 self.paired(peer, false);
+                // A connection may have reached data exchange while the pairing was stored:
+                // remember where the peer was reached, as at completion.
+                if self.active_link().is_some() {
+                    self.store_reached();
+                }
                 self.publish_addresses();
             }
-            Err(error) => tracing::error!(
-                ski = %self.ski,
-                %error,
-                "accepted pairing not stored: the request keeps waiting for approve/deny"
-            ),
+            Err(error) => {
+                tracing::error!(
+                    ski = %self.ski,
+                    %error,
+                    "accepted pairing not stored: the request keeps waiting for approve/deny"
+                );
+                // A connection that was trusted provisionally (auto-accept with a PIN) and sent
+                // the PIN is not left in data exchange unpaired: it closes, and its peer may
+                // try again.
+                if self.pairing.is_none() {
+                    let provisional: Vec<LinkId> = self
+                        .links
+                        .iter()
+                        .filter(|l| !l.awaiting_trust && l.guarded)
+                        .map(|l| l.id)
+                        .collect();
+                    for id in provisional {
+                        self.close_link(id, CloseReason::Unspecific);
+                    }
+                }
+            }
         }
         self.refresh_visible();
     }
@@ -404,6 +444,12 @@ impl Supervisor {
             }
         }
         self.publish_addresses();
+        self.store_reached();
+    }
+
+    /// Stores with the pairing (if the peer is paired) where it was reached last, when, and its
+    /// SHIP ID.
+    fn store_reached(&mut self) {
         let reached = self.addresses.last_successful(&self.ski).map(|c| c.address);
         if let Some(mut peer) = self.pairing.clone() {
             if let Some(address) = reached {

@@ -1,10 +1,12 @@
 //! The supervisor's side of PIN verification (SHIP §13.4.4.3): which PIN a new link sends and
-//! requires, the peer's wrong-PIN count and penalty kept across its connections, and asking
-//! the application for a PIN.
+//! requires, the peer's wrong-PIN count and penalty kept across its connections, the hub's
+//! limits that span peers for a peer that is not paired (`hub::pin_guard`), pairing a
+//! provisional (auto-accepted) peer once its PIN is verified, and asking the application for a
+//! PIN.
 
 use super::*;
 use crate::hub::callbacks::{PinDecision, PinRequest};
-use crate::protocol::{Pin, PinParams};
+use crate::protocol::{Pin, PinParams, PinRequirement};
 
 /// What the supervisor remembers about PINs for its peer.
 #[derive(Default)]
@@ -25,8 +27,10 @@ pub(super) struct PinMemory {
 impl Supervisor {
     /// The PIN side of a new link: our requirement, the PIN to send (the one the application
     /// gave last, else the one stored for the peer, else the configured default), and
-    /// the peer's earlier wrong PINs.
-    pub(super) fn pin_params(&self) -> PinParams {
+    /// the peer's earlier wrong PINs. For a peer that is not paired (`guard`: the address its
+    /// connection came from) the count and the penalty are at least those of the hub's limits
+    /// per source address and in all.
+    pub(super) fn pin_params(&self, guard: Option<IpAddr>) -> PinParams {
         let config = &self.shared.config;
         let mut params = PinParams::new(config.pin_requirement.clone());
         params.peer_pin = self
@@ -37,6 +41,19 @@ impl Supervisor {
             .or_else(|| config.default_peer_pin.clone());
         params.failed_attempts = self.pin.attempts;
         params.penalty_until = self.pin.penalty_until;
+        if let Some(ip) = guard
+            && config.pin_requirement != PinRequirement::None
+        {
+            let spanning = self.shared.pin_guard.start(ip, now());
+            params.failed_attempts = params.failed_attempts.max(spanning.attempts);
+            params.penalty_until = params.penalty_until.max(spanning.until());
+            if spanning.address_until.is_some() {
+                self.shared.metrics.pin_held(false);
+            }
+            if spanning.in_all_until.is_some() {
+                self.shared.metrics.pin_held(true);
+            }
+        }
         params
     }
 
@@ -53,17 +70,34 @@ impl Supervisor {
                 }
             }
             LinkEvent::PinVerified => {
+                self.shared.metrics.pin_attempt(true);
                 self.pin.attempts = 0;
                 self.pin.penalty_until = None;
+                if let Some(link) = self.link_mut(id) {
+                    let (guarded, provisional, ip) =
+                        (link.guarded, link.provisional, link.remote.ip());
+                    link.provisional = false;
+                    if guarded {
+                        self.shared.pin_guard.verified(ip);
+                    }
+                    if provisional {
+                        // Auto-accept with a PIN: the key proved it knows the PIN, so it is
+                        // paired now (stored, then its strangers' slot is given back).
+                        self.accept_now();
+                    }
+                }
                 self.shared
                     .callbacks
                     .push(CallbackEvent::PinVerified(self.ski));
             }
             LinkEvent::PinAttemptFailed { attempts, penalty } => {
+                self.shared.metrics.pin_attempt(false);
+                let now = now();
                 self.pin.attempts = attempts;
                 if let Some(penalty) = penalty {
-                    self.pin.penalty_until = Some(now() + penalty);
+                    self.pin.penalty_until = Some(now + penalty);
                 }
+                self.spanning_penalty(id, now, penalty.map(|p| now + p));
                 self.shared
                     .callbacks
                     .push(CallbackEvent::PinAttemptFailed(self.ski, attempts, penalty));
@@ -75,6 +109,23 @@ impl Supervisor {
             }
             _ => {}
         }
+    }
+
+    /// A wrong PIN on link `id`: for a peer that is not paired, counted by the hub's limits
+    /// that span peers; if they owe a longer penalty than the link's own (`own`), the link is
+    /// held `busy` until then.
+    fn spanning_penalty(&mut self, id: LinkId, now: Instant, own: Option<Instant>) {
+        let Some(link) = self.links.iter().find(|l| l.id == id && l.guarded) else {
+            return;
+        };
+        let after = self.shared.pin_guard.wrong(link.remote.ip(), now);
+        let Some(until) = after.until().filter(|until| Some(*until) > own) else {
+            return;
+        };
+        self.shared
+            .metrics
+            .pin_held(after.in_all_until == Some(until));
+        let _ = link.commands.send(LinkCommand::HoldPin(until));
     }
 
     fn ask_pin(&mut self, id: LinkId, rejected: bool) {

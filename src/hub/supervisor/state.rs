@@ -3,6 +3,7 @@
 //! while the peer is shown connected; a pairing answer belongs to one link.
 
 use super::*;
+use crate::hub::admission::UnpairedSlot;
 
 /// The supervisor's record of one of its links: what it knows of the link task (its state, its
 /// flags for arbitration, trust and PIN) and the channels to it.
@@ -32,6 +33,15 @@ pub(super) struct LinkHandle {
     pub(super) awaiting_trust: bool,
     /// Our PIN is optional and the peer has not sent it (SHIP §13.4.4.3).
     pub(super) restricted: bool,
+    /// One of the strangers' slots (an incoming connection of a peer that is not paired):
+    /// given back the moment the peer is paired, or with the handle when the link ends.
+    pub(super) stranger: Option<UnpairedSlot>,
+    /// The peer is not paired (it was not when this connection came in, and has not been
+    /// since): the hub's PIN limits that span peers (per source address, in all) apply to it.
+    pub(super) guarded: bool,
+    /// Auto-accepted while this node requires a PIN: trusted for the handshake, paired (stored)
+    /// once its PIN is verified.
+    pub(super) provisional: bool,
 }
 
 /// Whether a link is on its way out.

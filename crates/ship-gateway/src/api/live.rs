@@ -40,6 +40,22 @@ pub(crate) struct PendingRequest {
     pub(crate) expires_ms: u64,
 }
 
+/// The latest refusal of an incoming connection by an admission cap, as reported by the hub
+/// (at most once per source address and minute).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub(crate) struct LastRefusal {
+    /// Where the refused connections came from.
+    pub(crate) address: std::net::IpAddr,
+    /// The limit that refused them, by its configuration key (`max_unpaired_per_address`, …).
+    pub(crate) cap: String,
+    /// What that means, for people.
+    pub(crate) reason: String,
+    /// Refused from `address` since the report before.
+    pub(crate) refused: u64,
+    /// When it was reported (milliseconds since the Unix epoch).
+    pub(crate) at_ms: u64,
+}
+
 /// Peers' states and waiting requests, bounded by the hub's own bounds (states of peers the hub
 /// reports, requests of at most `max_unpaired` connections); a request that nobody decides
 /// leaves when the peer's state moves on.
@@ -52,6 +68,8 @@ pub(crate) struct Live {
     cooling: Mutex<HashMap<Ski, (std::time::Instant, bool)>>,
     /// The cooling-off period (zero: none).
     cooling_off: Duration,
+    /// The latest refusal by an admission cap.
+    last_refusal: Mutex<Option<LastRefusal>>,
 }
 
 /// The most peers in cooling-off at once (the oldest leaves first).
@@ -221,6 +239,19 @@ impl Live {
         let first = !*said;
         *said = true;
         Some((*until - now, first))
+    }
+
+    /// The hub reported refused connections.
+    pub(crate) fn refused(&self, refusal: LastRefusal) {
+        *self.last_refusal.lock().unwrap_or_else(|e| e.into_inner()) = Some(refusal);
+    }
+
+    /// The latest refusal reported, if any.
+    pub(crate) fn last_refusal(&self) -> Option<LastRefusal> {
+        self.last_refusal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The waiting requests, oldest first.

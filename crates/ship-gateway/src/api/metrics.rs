@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use ship_hub::hub::FailureCause;
+use ship_hub::hub::{AdmissionCap, FailureCause};
 
 use super::ApiState;
 
@@ -84,6 +84,43 @@ pub(crate) async fn metrics(State(state): State<Arc<ApiState>>) -> impl IntoResp
             cause_label(cause),
             m.failures.get(cause)
         );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ship_admission_refusals_total Incoming connections refused, by the admission \
+         cap that refused them."
+    );
+    let _ = writeln!(out, "# TYPE ship_admission_refusals_total counter");
+    for cap in AdmissionCap::ALL {
+        let _ = writeln!(
+            out,
+            "ship_admission_refusals_total{{cap=\"{}\"}} {}",
+            crate::callbacks::cap_key(cap),
+            m.refusals.get(cap)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ship_pin_attempts_total PINs devices sent to this gateway, by outcome."
+    );
+    let _ = writeln!(out, "# TYPE ship_pin_attempts_total counter");
+    for (outcome, value) in [("verified", m.pin.verified), ("wrong", m.pin.wrong)] {
+        let _ = writeln!(
+            out,
+            "ship_pin_attempts_total{{outcome=\"{outcome}\"}} {value}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ship_pin_holds_total Connections of keys not paired whose PIN input was held \
+         busy by a penalty of their source address or by the limit on wrong PINs in all."
+    );
+    let _ = writeln!(out, "# TYPE ship_pin_holds_total counter");
+    for (scope, value) in [
+        ("address", m.pin.held_by_address),
+        ("all", m.pin.held_in_all),
+    ] {
+        let _ = writeln!(out, "ship_pin_holds_total{{scope=\"{scope}\"}} {value}");
     }
     let time = &m.handshake_time;
     let _ = writeln!(

@@ -210,6 +210,18 @@ struct Status {
     counters: Counters,
     /// Our own SHIP Pairing Service request (this gateway as the control unit), `null` if none.
     pairing_request: Option<crate::pairing_request::RequestView>,
+    refusals: Refusals,
+}
+
+/// Incoming connections refused by the admission caps.
+#[derive(Serialize)]
+struct Refusals {
+    /// All refused since start.
+    total: u64,
+    /// By cap, named by its configuration key (`max_unpaired_per_address`, …).
+    by_cap: std::collections::BTreeMap<&'static str, u64>,
+    /// The latest refusal reported (each source at most once a minute), `null` if none.
+    last: Option<crate::api::live::LastRefusal>,
 }
 
 #[derive(Serialize)]
@@ -254,6 +266,14 @@ async fn status(State(state): State<Arc<ApiState>>) -> Result<Json<Status>, ApiE
             events: state.bus.last_id(),
         },
         pairing_request: state.pairing_request.view(),
+        refusals: Refusals {
+            total: metrics.refusals.total(),
+            by_cap: ship_hub::hub::AdmissionCap::ALL
+                .iter()
+                .map(|cap| (crate::callbacks::cap_key(*cap), metrics.refusals.get(*cap)))
+                .collect(),
+            last: state.live.last_refusal(),
+        },
     }))
 }
 

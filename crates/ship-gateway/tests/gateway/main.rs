@@ -1,6 +1,8 @@
 //! The process tests of `ship-gateway`, as one test binary (one link instead of nine). Each
 //! module starts the real binary (`CARGO_BIN_EXE_ship-gateway`):
 //!
+//! * [`admission`]: new devices approved one after another, refusals by the caps, PIN
+//!   guessing with a new key every three guesses;
 //! * [`cli`]: the commands, every bad input, the configuration of `run`, the data directory;
 //! * [`run`]: `run` on loopback and, in the private network namespace, over mDNS;
 //! * [`e2e`]: two gateways pair, exchange data and survive a `kill -9`;
@@ -14,6 +16,7 @@
 
 mod gateway_support;
 
+mod admission;
 mod backpressure;
 mod burst;
 mod cli;
