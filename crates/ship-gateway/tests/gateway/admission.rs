@@ -30,15 +30,26 @@ fn agent() -> ureq::Agent {
 struct Served {
     running: Running,
     http: String,
+    /// `Bearer TOKEN`: every TCP listener needs the token (the gateway makes its own in the data
+    /// directory).
+    bearer: String,
     ski: String,
     address: String,
 }
 
 impl Served {
     fn start(command: Command) -> Served {
+        let args: Vec<_> = command.get_args().map(|a| a.to_owned()).collect();
+        let data_dir = args
+            .iter()
+            .position(|a| a == "--data-dir")
+            .map(|at| std::path::PathBuf::from(&args[at + 1]))
+            .expect("--data-dir");
         let mut running = Running::spawn(command);
         let listening = running.event("listening");
+        let token = std::fs::read_to_string(data_dir.join("http-token")).expect("http-token");
         Served {
+            bearer: format!("Bearer {}", token.trim()),
             http: listening["http"].as_str().expect("http address").to_owned(),
             ski: listening["ski"].as_str().unwrap().to_owned(),
             address: listening["address"].as_str().unwrap().to_owned(),
@@ -49,6 +60,7 @@ impl Served {
     fn get(&self, path: &str) -> String {
         let mut response = agent()
             .get(format!("http://{}{path}", self.http))
+            .header("Authorization", &self.bearer)
             .call()
             .unwrap_or_else(|e| panic!("GET {path}: {e}"));
         response.body_mut().read_to_string().unwrap()

@@ -329,7 +329,9 @@ fn the_api_refuses_bad_pairing_requests_with_stable_codes() {
     // Every TCP listener needs the token; the gateway made its own in the data directory.
     let bearer = format!(
         "Bearer {}",
-        std::fs::read_to_string(dir.join("http-token")).unwrap().trim()
+        std::fs::read_to_string(dir.join("http-token"))
+            .unwrap()
+            .trim()
     );
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
