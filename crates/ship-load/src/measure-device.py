@@ -11,13 +11,16 @@ JSON line per measurement:
   start       process start -> the `listening` event, first start (creates the identity) and
               N later starts on the same data dir; idle RSS (VmRSS) 3 s after `listening`
   devices     RSS with 10 and with 100 devices connected and held (`ship-load run --hold-secs`),
-              the gateway's CPU per handshake (its /proc/PID/stat, ship-load's figure)
+              the gateway's CPU per handshake (its /proc/PID/stat in 10 ms ticks, ship-load's
+              figure: meaningful with 100 handshakes, coarse with 10)
   writes      bytes the gateway wrote to storage (/proc/PID/io write_bytes) with 10 paired
               devices: the start, a reconnect round due to write `last_seen` (as every hourly
               reconnect is: `last_seen` is written at most once per 10 minutes per device, and
               these pairings' `last_seen` is a day old), S seconds idle with all 10 connected,
               their close, and an immediate second round (within 10 minutes: nothing due)
-  per_day     the extrapolation: 24 due rounds (connect + close) + 86,400 s at the idle rate
+  per_day     the extrapolation: 24 due rounds (connect + close) + 86,400 s at the idle rate;
+              the same for the bytes of event lines on stdout (what the service hands to the
+              journal, which writes them with its own overhead)
 """
 
 import argparse
@@ -108,7 +111,9 @@ def main():
     args = parser.parse_args()
     subprocess.run([LOAD, "identities", "--dir", IDS, "--count", "100"], check=True,
                    capture_output=True)
-    skis = os.path.join(IDS, "skis.txt")
+    # (`ship-load run --count N` rewrites skis.txt to its N identities: keep a copy of the 100.)
+    skis = os.path.join(args.work, "measure-device-skis.txt")
+    shutil.copyfile(os.path.join(IDS, "skis.txt"), skis)
     limits = ["--max-connections", "200", "--max-handshakes-per-address", "32"]
 
     # Start-up and idle RSS.
@@ -139,10 +144,11 @@ def main():
             idle = gw.rss_kib()
             result = devices(gw, count, 10)
             gw.stop()
+            held = result.get("held") or {}
             print(json.dumps({
                 "measure": "devices", "devices": count, "completed": result.get("completed"),
-                "idle_rss_kib": idle, "held_rss_kib": result.get("target_rss_held_kib"),
-                "per_connection_bytes": result.get("target_rss_per_connection_bytes"),
+                "idle_rss_kib": idle, "held_rss_kib": held.get("target_rss_held_kib"),
+                "per_connection_bytes": held.get("target_rss_per_connection_bytes"),
                 "cpu_us_per_handshake": result.get("target_cpu_us_per_handshake"),
                 "failures": result.get("failures")}), flush=True)
         finally:
@@ -155,7 +161,9 @@ def main():
              "--out", os.path.join(data, "pairings.json"))
         gw = Gateway(args.gateway, data, limits)
         time.sleep(3)
+        out = lambda: sum(len(line) for line in list(gw.lines))
         marks = {"start": gw.written()}
+        printed = {"start": out()}
         # Round 1 (due): connect, let the coalesced write happen, idle, close.
         client = subprocess.Popen(
             [LOAD, "run", "--target", gw.target(), "--identities", IDS, "--count", "10",
@@ -163,29 +171,44 @@ def main():
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(10)
         marks["round_connected"] = gw.written()
+        printed["round_connected"] = out()
         time.sleep(args.idle_secs)
         marks["idle"] = gw.written()
+        printed["idle"] = out()
         client.wait()
         time.sleep(3)
         marks["round_closed"] = gw.written()
+        printed["round_closed"] = out()
         # Round 2, right away: nothing due.
         devices(gw, 10, 5)
         time.sleep(3)
         marks["second_round"] = gw.written()
+        printed["second_round"] = out()
         marks["exit"] = gw.stop()
-        steps = {}
-        previous = 0
-        for name, value in marks.items():
-            steps[name] = value - previous
-            previous = value
+        printed["exit"] = out()
+
+        def steps(cumulative):
+            result, previous = {}, 0
+            for name, value in cumulative.items():
+                result[name] = value - previous
+                previous = value
+            return result
+
+        written, lines = steps(marks), steps(printed)
         print(json.dumps({"measure": "writes", "idle_secs": args.idle_secs,
-                          "cumulative": marks, "steps": steps}), flush=True)
-        due_round = steps["round_connected"] + steps["round_closed"]
-        idle_rate = steps["idle"] / args.idle_secs
+                          "written": written, "stdout_bytes": lines}), flush=True)
+        due_round = written["round_connected"] + written["round_closed"]
+        idle_rate = written["idle"] / args.idle_secs
         per_day = 24 * due_round + 86400 * idle_rate
+        # What the service hands to the journal (its stdout, --json here; the human lines are
+        # shorter): a round's lines, 24 times, plus the idle rate.
+        journal_round = lines["round_connected"] + lines["round_closed"]
+        journal_per_day = 24 * journal_round + 86400 * lines["idle"] / args.idle_secs
         print(json.dumps({"measure": "per_day", "due_round_bytes": due_round,
                           "idle_bytes_per_s": round(idle_rate, 2),
-                          "bytes_per_day": round(per_day)}), flush=True)
+                          "bytes_per_day": round(per_day),
+                          "stdout_bytes_per_round": journal_round,
+                          "stdout_bytes_per_day": round(journal_per_day)}), flush=True)
     finally:
         shutil.rmtree(data, ignore_errors=True)
 
