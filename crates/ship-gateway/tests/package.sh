@@ -342,7 +342,11 @@ DROPIN
   }
   snapshot >"$work/before"
 
-  journal() { in_ct journalctl -u "${unit:-ship-gateway}" -o cat --no-pager "$@"; }
+  # A unit's journal (unit=NAME, default the service; since=@EPOCH to start there), and grep
+  # in it: the journal is read whole first, so that a grep that stops early (-q, -m) cannot kill
+  # journalctl with SIGPIPE (a failed pipeline under pipefail).
+  journal() { in_ct journalctl -u "${unit:-ship-gateway}" -o cat --no-pager ${since:+--since "$since"}; }
+  jgrep() { local text; text=$(journal); grep "$@" <<<"$text"; }
   prop() { in_ct systemctl show -p "$1" --value "${2:-ship-gateway}"; }
 
   # 4. apt install, offline.
@@ -354,7 +358,7 @@ DROPIN
   check "apt install ./$debname succeeds offline (exit status $status)" test "$status" = 0
   ski=$(sed -n "s/^ship-gateway: this gateway's SKI is \([0-9a-f]\{40\}\)\$/\1/p" "$work/apt.out")
   check "the install prints the gateway's SKI ($ski)" test -n "$ski"
-  listening_with() { journal | grep -q "listening on $1 (SKI $ski,"; }
+  listening_with() { jgrep -q "listening on $1 (SKI $ski,"; }
   wait_for 60 listening_with '\[::\]:4711' || true
   check "the service is active after the install (systemctl is-active ship-gateway)" \
     test "$(in_ct systemctl is-active ship-gateway)" = active
@@ -363,13 +367,13 @@ DROPIN
   main=$(prop MainPID)
   hmain=$(host_pid "$main")
   interfaces() { awk -F: 'NR > 2 { gsub(/ /, "", $1); printf "%s ", $1 }' "/proc/$1/net/dev"; }
-  mdns_on_lo() { journal | grep -q 'listening on .*mDNS on)' && test "$(interfaces "$hmain")" = "lo "; }
+  mdns_on_lo() { jgrep -q 'listening on .*mDNS on)' && test "$(interfaces "$hmain")" = "lo "; }
   check "mDNS is on, and the service's only interface is the container's loopback ($(interfaces "$hmain"))" mdns_on_lo
   check "it runs as the ship-gateway user" test "$(awk '/^Uid:/ { print $2 }' "/proc/$hmain/status")" = "$(in_ct id -u ship-gateway)"
 
   # 5. It reads its configuration: port = 4712 in /etc/ship-gateway/config.toml.
-  in_ct sed -i 's/^# port = 4711$/port = 4712/' /etc/ship-gateway/config.toml
-  in_ct systemctl restart ship-gateway
+  in_ct sed -i 's/^# port = 4711$/port = 4712/' /etc/ship-gateway/config.toml || true
+  in_ct systemctl restart ship-gateway || true
   wait_for 60 listening_with '\[::\]:4712' || true
   check "it reads /etc/ship-gateway/config.toml (port = 4712 there: listening on [::]:4712)" listening_with '\[::\]:4712'
 
@@ -432,14 +436,14 @@ DROPIN
   # 7. kill -9 of the main process: Restart=on-failure, RestartSec=5.
   old=$main
   started=$(t)
-  in_ct sh -c "kill -9 $main"
+  in_ct sh -c "kill -9 $main" || true
   restarted() { main=$(prop MainPID); [ "$main" != 0 ] && [ "$main" != "$old" ] && test "$(in_ct systemctl is-active ship-gateway)" = active; }
   wait_for 60 restarted || true
   took=$(secs "$started" "$(t)")
-  in_ct journalctl -u ship-gateway -o cat --no-pager | grep -E 'code=killed|Scheduled restart' | tail -2
+  jgrep -E 'code=killed|Scheduled restart' | tail -2 || true
   check "kill -9: Restart=on-failure starts it again (after $took s; NRestarts=$(prop NRestarts), new PID $main)" \
     bash -c "test '$(prop NRestarts)' = 1 && awk -v s=$took 'BEGIN { exit !(s >= 5 && s < 30) }'"
-  listenings() { test "$(journal | grep -c "listening on \[::\]:4712 (SKI $ski,")" -ge "$1"; }
+  listenings() { test "$(jgrep -c "listening on \[::\]:4712 (SKI $ski,")" -ge "$1"; }
   wait_for 60 listenings 2 || true
   check "after the restart it listens again with the same SKI" listenings 2
 
@@ -449,17 +453,17 @@ DROPIN
   #    both ways.
   peer_ski=$(in_ct ship-gateway --data-dir /root/peer ski)
   in_ct systemd-run --quiet --unit=ship-peer --setenv=RUST_LOG=ship_hub::protocol::connection=debug \
-    /usr/bin/ship-gateway --data-dir /root/peer run --bind 127.0.0.1 --port 4713 --no-mdns --no-prompt
-  peer_up() { unit=ship-peer journal | grep -q 'listening on'; }
+    /usr/bin/ship-gateway --data-dir /root/peer run --bind 127.0.0.1 --port 4713 --no-mdns --no-prompt || true
+  peer_up() { unit=ship-peer jgrep -q 'listening on'; }
   wait_for 60 peer_up || true
-  in_ct runuser -u ship-gateway -- ship-gateway pair "$peer_ski"
-  in_ct ship-gateway --data-dir /root/peer pair "$ski" --address 127.0.0.1:4712
-  connected() { unit=ship-gateway journal | grep -q "^.* $peer_ski connected" && unit=ship-peer journal | grep -q "^.* $ski connected"; }
+  in_ct runuser -u ship-gateway -- ship-gateway pair "$peer_ski" || true
+  in_ct ship-gateway --data-dir /root/peer pair "$ski" --address 127.0.0.1:4712 || true
+  connected() { unit=ship-gateway jgrep -q "^.* $peer_ski connected" && unit=ship-peer jgrep -q "^.* $ski connected"; }
   wait_for 90 connected || true
   check "a second gateway ($peer_ski) and the service pair and connect (both journals: connected)" connected
   in_ct runuser -u ship-gateway -- ship-gateway send "$peer_ski" '{"from":"the service"}' || true
   in_ct ship-gateway --data-dir /root/peer send "$ski" '{"from":"the peer"}' || true
-  got() { unit=$1 journal | grep -q "received $2 bytes from $3"; }
+  got() { unit=$1 jgrep -q "received $2 bytes from $3"; }
   wait_for 30 got ship-peer 22 "$ski" || true
   wait_for 30 got ship-gateway 19 "$peer_ski" || true
   check "data flows from the service to the peer (ship-gateway send; the peer received 22 bytes)" got ship-peer 22 "$ski"
@@ -467,35 +471,35 @@ DROPIN
 
   # 9. systemctl stop: SIGTERM, the SHIP connection closed (connectionClose), exit in time.
   started=$(t)
-  in_ct systemctl stop ship-gateway
+  in_ct systemctl stop ship-gateway || true
   took=$(secs "$started" "$(t)")
   journal | tail -3
-  unit=ship-peer journal | grep "$ski disconnected" | tail -1
+  unit=ship-peer jgrep "$ski disconnected" | tail -1 || true
   stopped_cleanly() { test "$(prop Result)" = success && test "$(prop ExecMainStatus)" = 0 && awk -v s="$took" 'BEGIN { exit !(s < 15) }'; }
   check "systemctl stop returns in $took s (TimeoutStopSec=15), exit status 0 (Result=$(prop Result), status $(prop ExecMainStatus))" \
     stopped_cleanly
-  closed_in_time() { journal | grep -E 'stopped after|shutting down' | tail -1 | grep -qE '^.*stopped after [0-9]+ ms$'; }
+  closed_in_time() { local last; last=$(jgrep -E 'stopped after|shutting down' | tail -1); grep -qE '^.*stopped after [0-9]+ ms$' <<<"$last"; }
   check "it closed the connection in time (its last line: 'stopped after N ms', nothing late)" closed_in_time
   peer_saw_close() {
-    unit=ship-peer journal | grep -q 'connection ends cause=RemoteClosed' &&
-      unit=ship-peer journal | grep -q "$ski disconnected: closed by the peer"
+    unit=ship-peer jgrep -q 'connection ends cause=RemoteClosed' &&
+      unit=ship-peer jgrep -q "$ski disconnected: closed by the peer"
   }
   check "the peer got the SHIP close (connection ends cause=RemoteClosed; '$ski disconnected: closed by the peer')" \
     peer_saw_close
 
   # 10. A failure that persists (an unknown key in the configuration): five starts within
   #     StartLimitIntervalSec=120, then the start limit stops it with a clear status.
-  in_ct sh -c 'echo "no_such_key = 1" >>/etc/ship-gateway/config.toml'
+  in_ct sh -c 'echo "no_such_key = 1" >>/etc/ship-gateway/config.toml' || true
   in_ct systemctl reset-failed ship-gateway 2>/dev/null || true
   started=$(t)
   in_ct systemctl start ship-gateway || true
   # (systemd 252 logs the limit and keeps the last failure's Result=exit-code.)
-  limited() { test "$(prop ActiveState)" = failed && journal --since "@${started%.*}" | grep -q 'Start request repeated too quickly'; }
+  limited() { test "$(prop ActiveState)" = failed && since=@${started%.*} jgrep -q 'Start request repeated too quickly'; }
   wait_for 120 limited || true
   took=$(secs "$started" "$(t)")
   in_ct systemctl status ship-gateway --no-pager -n 10 >"$work/status" 2>&1 || true
   echo "--- systemctl status ship-gateway ($took s after the start)"; cat "$work/status"
-  tries=$(journal --since "@${started%.*}" | grep -c '^ship-gateway: .*no_such_key' || true)
+  tries=$(since=@${started%.*} jgrep -c '^ship-gateway: .*no_such_key' || true)
   limited_after_5() { limited && test "$tries" = 5; }
   check "a bad configuration: $tries failed starts, then the start limit stops it within $took s (failed, 'Start request repeated too quickly')" \
     limited_after_5
@@ -503,18 +507,18 @@ DROPIN
   # error of the tries before it, which journalctl -u shows.)
   check "systemctl status says it hit the start limit ('Start request repeated too quickly')" \
     grep -q 'Start request repeated too quickly' "$work/status"
-  journal --since "@${started%.*}" | grep -m1 '^ship-gateway: '
+  since=@${started%.*} jgrep -m1 '^ship-gateway: ' || true
   check "journalctl -u ship-gateway shows each try's one-line error (ship-gateway: config file ... no_such_key)" \
     test "$tries" -ge 1
-  in_ct sed -i '/^no_such_key = 1$/d' /etc/ship-gateway/config.toml
-  in_ct systemctl reset-failed ship-gateway
-  in_ct systemctl start ship-gateway
+  in_ct sed -i '/^no_such_key = 1$/d' /etc/ship-gateway/config.toml || true
+  in_ct systemctl reset-failed ship-gateway || true
+  in_ct systemctl start ship-gateway || true
   wait_for 60 listenings 3 || true
   check "fixed, reset-failed and started: active again" test "$(in_ct systemctl is-active ship-gateway)" = active
 
   # 11. apt purge: nothing is left but what docs/gateway.md says (the system user).
-  in_ct systemctl stop ship-peer
-  in_ct rm -rf /root/peer
+  in_ct systemctl stop ship-peer || true
+  in_ct rm -rf /root/peer || true
   in_ct apt purge -y ship-gateway >"$work/purge.out" 2>&1 && status=0 || status=$?
   echo "--- apt purge -y ship-gateway"; grep -v '^WARNING: apt does not have' "$work/purge.out"
   check "apt purge ship-gateway succeeds (exit status $status)" test "$status" = 0
