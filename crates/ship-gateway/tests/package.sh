@@ -15,6 +15,18 @@
 #                                     it creates the user, the data dir and the secret files
 #                                     (root:ship-gateway 0640, read by the service, not by
 #                                     others) and prints the SKI
+#   bash tests/package.sh boot DEB    installs DEB with `apt install` into a Debian bookworm root
+#                                     of the package's architecture booted under systemd-nspawn
+#                                     (private network: only the container's loopback), and checks
+#                                     the service with systemctl and journalctl: active, its SKI in
+#                                     the journal, its config read, the sandbox at run time, kill -9
+#                                     and Restart=, a second gateway pairs and data flows both ways,
+#                                     systemctl stop closes the SHIP connection in time, the start
+#                                     limit, apt purge. A foreign architecture (arm64 on amd64) runs
+#                                     under qemu-user through binfmt_misc. Needs root, mmdebstrap
+#                                     and systemd-nspawn; the root file system is made once and
+#                                     kept in target/nspawn/ (the container runs on a throwaway
+#                                     overlay of it).
 set -euo pipefail
 
 failed=0
@@ -30,12 +42,30 @@ MAX_EXPOSURE=2.0
 # The largest binary we ship (issue: under 10 MB on a Raspberry Pi).
 MAX_BINARY_BYTES=$((10 * 1000 * 1000))
 
-mode=${1:?usage: package.sh check|start|postinst DEB}
-deb=${2:?usage: package.sh check|start|postinst DEB}
+mode=${1:?usage: package.sh check|start|postinst|boot DEB}
+deb=${2:?usage: package.sh check|start|postinst|boot DEB}
 work=$(mktemp -d)
 pid=
+leader=
+nspawn=
+# Powers the container off (systemctl poweroff inside: under qemu-user, nspawn's own SIGTERM
+# arrives as a different real-time signal and starts rescue.target instead), then kills what is
+# left after 60 s.
+stop_container() {
+  env -i PATH=/usr/bin:/bin nsenter -t "$leader" -m -u -i -n -p -C -- systemctl poweroff >/dev/null 2>&1 || true
+  local i
+  for i in $(seq 300); do kill -0 "$nspawn" 2>/dev/null || break; sleep 0.2; done
+  if kill -0 "$nspawn" 2>/dev/null; then
+    kill -9 "$leader" 2>/dev/null || true
+    wait "$nspawn" 2>/dev/null || true
+    return
+  fi
+  wait "$nspawn" 2>/dev/null || true
+  leader=
+}
 cleanup() {
   if [ -n "$pid" ]; then kill -9 "$pid" 2>/dev/null || true; fi
+  if [ -n "$leader" ]; then stop_container; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -229,8 +259,337 @@ postinst)
   check "a second configure keeps the token and the PIN file's mode" \
     bash -c "cmp -s '$work/token.before' '$work/token.after' && grep -qx 640 '$work/pin.after'"
   ;;
+boot)
+  # The package as a user installs it: `apt install ./DEB` on a booted Debian, checked with the
+  # real systemctl and journalctl. The container: systemd-nspawn --private-network (its own
+  # network namespace with nothing but loopback, so the service's mDNS multicasts there only),
+  # --volatile=overlay (writes go to a throwaway layer, the cached root stays clean),
+  # --register=no --keep-unit (this machine has no systemd of its own), the package bound in
+  # read-only at /mnt/ship-test. Commands run in it through nsenter, from this script.
+  if [ "$(id -u)" != 0 ] || ! awk '$1 == 0 && $2 == 0 { f = 1 } END { exit !f }' /proc/self/uid_map; then
+    echo "package: SKIPPED booting the package under systemd-nspawn needs root"
+    exit 0
+  fi
+  arch=$(dpkg-deb -f "$deb" Architecture)
+  host_arch=$(dpkg --print-architecture)
+  repo=$(cd "$(dirname "$0")/../../.." && pwd)
+  root=$repo/target/nspawn/bookworm-$arch
+  t() { date +%s.%N; }
+  secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+  # Waits up to $1 seconds for a command to succeed (tried every 0.2 s).
+  wait_for() {
+    local deadline; deadline=$(awk -v n="$(t)" -v s="$1" 'BEGIN { printf "%d", n + s }'); shift
+    until "$@"; do
+      [ "$(date +%s)" -lt "$deadline" ] || return 1
+      sleep 0.2
+    done
+  }
+
+  # 1. A foreign architecture runs under qemu-user: binfmt_misc must hand its binaries to the
+  #    static emulator, with the F flag (the interpreter is opened once, so it works inside the
+  #    container, where /usr/libexec/qemu-binfmt does not exist).
+  if [ "$arch" != "$host_arch" ]; then
+    case $arch in arm64) qemu=aarch64 ;; armhf) qemu=arm ;; *) qemu=$arch ;; esac
+    mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+    update-binfmts --enable "qemu-$qemu" 2>/dev/null || true
+    check "binfmt_misc runs $arch binaries with qemu-$qemu-static (enabled, flag F)" \
+      bash -c "grep -qx enabled /proc/sys/fs/binfmt_misc/qemu-$qemu && grep -q '^flags: .*F' /proc/sys/fs/binfmt_misc/qemu-$qemu"
+  fi
+
+  # 2. The root file system, made once: Debian bookworm (minbase) with systemd as init, and
+  #    adduser, the package's one dependency beyond libc, so that `apt install ./DEB` needs no
+  #    network. Manual pages and translations are left out (40 MB).
+  recipe="mmdebstrap --variant=minbase --architectures=$arch --include=systemd,systemd-sysv,dbus,adduser bookworm"
+  if [ "$(cat "$root.recipe" 2>/dev/null)" != "$recipe" ]; then
+    rm -rf "$root" "$root.new"
+    mkdir -p "$(dirname "$root")"
+    echo "making the root file system (once; kept in $root): $recipe"
+    started=$(t)
+    if ! $recipe --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
+        --dpkgopt='path-exclude=/usr/share/info/*' "$root.new" >"$work/mmdebstrap.log" 2>&1; then
+      tail -20 "$work/mmdebstrap.log"
+      fail "mmdebstrap makes a bookworm $arch root file system (Debian's mirror reachable?)"
+      rm -rf "$root.new"
+      exit 1
+    fi
+    mv "$root.new" "$root"
+    echo "$recipe" >"$root.recipe"
+    echo "made it in $(secs "$started" "$(t)") s ($(du -sh "$root" | cut -f1))"
+  fi
+
+  # 3. Boot it.
+  mkdir "$work/mnt"
+  cp "$deb" "$work/mnt/"
+  debname=$(basename "$deb")
+  started=$(t)
+  systemd-nspawn --quiet --register=no --keep-unit --private-network --volatile=overlay \
+    --bind-ro="$work/mnt:/mnt/ship-test" --console=passive -D "$root" -b \
+    </dev/null >"$work/nspawn.log" 2>&1 &
+  nspawn=$!
+  wait_for 30 pgrep -P "$nspawn" >/dev/null || true
+  leader=$(pgrep -o -P "$nspawn" || true)
+  if [ -z "$leader" ]; then
+    cat "$work/nspawn.log"
+    fail "systemd-nspawn starts the container"
+    exit 1
+  fi
+  ct_pidns=$(readlink "/proc/$leader/ns/pid")
+  ctroot=/proc/$leader/root
+  # A command inside the container (every namespace of its init, a clean environment).
+  in_ct() {
+    env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive \
+      nsenter -t "$leader" -m -u -i -n -p -C -- "$@"
+  }
+  # The host's PID of a process the container knows as $1.
+  host_pid() {
+    local p
+    for p in /proc/[0-9]*; do
+      [ "$(readlink "$p/ns/pid" 2>/dev/null)" = "$ct_pidns" ] || continue
+      if awk -v want="$1" '/^NSpid:/ { found = ($NF == want) } END { exit !found }' "$p/status" 2>/dev/null; then
+        echo "${p#/proc/}"
+        return
+      fi
+    done
+  }
+  booted() { case $(in_ct systemctl is-system-running 2>/dev/null) in running | degraded) true ;; *) false ;; esac; }
+  wait_for 180 booted || true
+  state=$(in_ct systemctl is-system-running 2>/dev/null || true)
+  echo "booted in $(secs "$started" "$(t)") s: $(in_ct uname -m), systemd $state"
+  # Under qemu-user, units that load credentials (systemd-sysusers, systemd-tmpfiles-setup)
+  # fail ("Failed to set up credentials: Invalid argument"): the system is "degraded" there.
+  in_ct systemctl --failed --no-legend --plain --no-pager || true
+  check "the $arch container boots systemd (is-system-running: $state)" booted
+  check "the container has no network but its own loopback (/proc/net/dev: lo)" \
+    bash -c "test \"\$(awk -F: 'NR > 2 { gsub(/ /, \"\", \$1); print \$1 }' /proc/$leader/net/dev)\" = lo"
+
+  # Under qemu-user the service is a multi-threaded host process (qemu's own threads), and the
+  # kernel lets only a single-threaded process enter a new user namespace: PrivateUsers= fails
+  # ("Failed to set up user namespacing: Invalid argument", status 217/USER), and so does
+  # PrivateIPC= (226/NAMESPACE, "Failed to set up IPC namespacing: Input/output error"). The
+  # emulated run turns off these two only (docs/gateway.md, "What the containers cannot check").
+  if [ "$arch" != "$host_arch" ]; then
+    mkdir -p "$ctroot/etc/systemd/system/ship-gateway.service.d"
+    cat >"$ctroot/etc/systemd/system/ship-gateway.service.d/qemu-user.conf" <<'DROPIN'
+# package.sh boot, emulated architectures only: qemu-user cannot enter new user or IPC namespaces.
+[Service]
+PrivateUsers=no
+PrivateIPC=no
+DROPIN
+    echo "--- the emulated run's drop-in (ship-gateway.service.d/qemu-user.conf)"
+    cat "$ctroot/etc/systemd/system/ship-gateway.service.d/qemu-user.conf"
+  fi
+
+  # Every path of the file system before the install (for apt purge at the end).
+  snapshot() {
+    in_ct find / -xdev \( -path /proc -o -path /sys -o -path /dev -o -path /run -o -path /tmp \
+      -o -path /var/tmp -o -path /mnt/ship-test -o -path /var/log/journal \) -prune -o -print | sort
+  }
+  snapshot >"$work/before"
+
+  # A unit's journal (unit=NAME, default the service; since=@EPOCH to start there), and grep
+  # in it: the journal is read whole first, so that a grep that stops early (-q, -m) cannot kill
+  # journalctl with SIGPIPE (a failed pipeline under pipefail).
+  journal() { in_ct journalctl -u "${unit:-ship-gateway}" -o cat --no-pager ${since:+--since "$since"}; }
+  jgrep() { local text; text=$(journal); grep "$@" <<<"$text"; }
+  prop() { in_ct systemctl show -p "$1" --value "${2:-ship-gateway}"; }
+
+  # 4. apt install, offline.
+  started=$(t)
+  in_ct sh -c "cd /mnt/ship-test && apt install -y ./$debname" >"$work/apt.out" 2>&1 && status=0 || status=$?
+  # (apt ends lines with \r\n and redraws its progress with \r: keep what was drawn last.)
+  sed -i 's/\r$//; s/.*\r//' "$work/apt.out"
+  echo "--- apt install -y ./$debname ($(secs "$started" "$(t)") s)"; grep -v '^WARNING: apt does not have' "$work/apt.out"
+  check "apt install ./$debname succeeds offline (exit status $status)" test "$status" = 0
+  ski=$(sed -n "s/^ship-gateway: this gateway's SKI is \([0-9a-f]\{40\}\)\$/\1/p" "$work/apt.out")
+  check "the install prints the gateway's SKI ($ski)" test -n "$ski"
+  listening_with() { jgrep -q "listening on $1 (SKI $ski,"; }
+  wait_for 60 listening_with '\[::\]:4711' || true
+  check "the service is active after the install (systemctl is-active ship-gateway)" \
+    test "$(in_ct systemctl is-active ship-gateway)" = active
+  check "the journal shows it listening with that SKI (journalctl -u ship-gateway)" listening_with '\[::\]:4711'
+  check "the unit is enabled (systemctl is-enabled)" test "$(in_ct systemctl is-enabled ship-gateway)" = enabled
+  main=$(prop MainPID)
+  hmain=$(host_pid "$main")
+  interfaces() { awk -F: 'NR > 2 { gsub(/ /, "", $1); printf "%s ", $1 }' "/proc/$1/net/dev"; }
+  mdns_on_lo() { jgrep -q 'listening on .*mDNS on)' && test "$(interfaces "$hmain")" = "lo "; }
+  check "mDNS is on, and the service's only interface is the container's loopback ($(interfaces "$hmain"))" mdns_on_lo
+  check "it runs as the ship-gateway user" test "$(awk '/^Uid:/ { print $2 }' "/proc/$hmain/status")" = "$(in_ct id -u ship-gateway)"
+
+  # 5. It reads its configuration: port = 4712 in /etc/ship-gateway/config.toml.
+  in_ct sed -i 's/^# port = 4711$/port = 4712/' /etc/ship-gateway/config.toml || true
+  in_ct systemctl restart ship-gateway || true
+  wait_for 60 listening_with '\[::\]:4712' || true
+  check "it reads /etc/ship-gateway/config.toml (port = 4712 there: listening on [::]:4712)" listening_with '\[::\]:4712'
+
+  # 6. The sandbox at run time, seen from inside the service's own mount namespace (and its
+  #    user namespace where PrivateUsers= gives it one), as its user: it may write its data dir
+  #    and its private /tmp, nothing else.
+  main=$(prop MainPID)
+  hmain=$(host_pid "$main")
+  uid=$(in_ct id -u ship-gateway)
+  gid=$(in_ct id -g ship-gateway)
+  userns=()
+  [ "$(readlink "/proc/$hmain/ns/user")" = "$(readlink "/proc/$leader/ns/user")" ] || userns=(-U)
+  # (In the service's user namespace setgroups() is denied, as PrivateUsers= sets it up: the
+  # groups are left as they are there, i.e. unmapped.)
+  groups=(--clear-groups)
+  [ ${#userns[@]} = 0 ] || groups=(--keep-groups)
+  as_service() {
+    nsenter -t "$hmain" -m "${userns[@]}" -- \
+      setpriv --reuid="$uid" --regid="$gid" "${groups[@]}" --inh-caps=-all "$@"
+  }
+  echo "--- writes from the service's namespaces ($(as_service id 2>&1); ${userns[*]:-no user namespace})"
+  written=()
+  for path in /etc/ship-gateway/probe /usr/local/probe /var/lib/probe /var/log/probe /root/probe /home/probe /var/cache/probe; do
+    if out=$(as_service touch "$path" 2>&1); then
+      echo "$path: written"; written+=("$path")
+    else
+      echo "$out"
+      # Only the sandbox's answers count (not a failure of the probe itself).
+      grep -qE 'Read-only file system|Permission denied' <<<"$out" || written+=("$path?")
+    fi
+  done
+  check "the service cannot write outside its data dir: /etc, /usr, /var/lib, /var/log, /root, /home, /var/cache (${written[*]:-all refused})" \
+    test ${#written[@]} = 0
+  writes_data_dir() { as_service touch /var/lib/ship-gateway/probe && as_service rm /var/lib/ship-gateway/probe; }
+  check "it can write its data dir /var/lib/ship-gateway" writes_data_dir
+  as_service touch /tmp/ship-probe 2>/dev/null || true
+  check "its /tmp is private (a file it writes there is not in the container's /tmp)" \
+    test ! -e "$ctroot/tmp/ship-probe"
+  echo "--- the unit's sandbox as systemd applied it (/proc/$hmain/status)"
+  grep -E '^(NoNewPrivs|CapEff|CapBnd|Seccomp|Seccomp_filters):' "/proc/$hmain/status"
+  filters() { awk '/^Seccomp_filters:/ { print $2 }' "/proc/$1/status"; }
+  check "no capabilities and no new privileges (CapEff and CapBnd 0, NoNewPrivs 1)" \
+    awk '/^Cap(Eff|Bnd):/ && $2 !~ /^0+$/ { bad = 1 } /^NoNewPrivs:/ { nnp = $2 } END { exit bad || nnp != 1 }' "/proc/$hmain/status"
+  if [ "$arch" = "$host_arch" ]; then
+    check "its system-call filters are in place ($(filters "$hmain") seccomp filters; the container's init has $(filters "$leader"))" \
+      test "$(filters "$hmain")" -gt "$(filters "$leader")"
+  else
+    # systemd (at debug level): "SECCOMP features not detected in the kernel, skipping
+    # SystemCallFilter=" and the same for every setting built on seccomp: qemu-user refuses
+    # seccomp(2) for the emulated process.
+    echo "under qemu-user systemd installs no seccomp filter: $(filters "$hmain") filters, the container's init has $(filters "$leader")"
+  fi
+  echo "--- systemd-analyze security ship-gateway (inside the container, the unit as loaded)"
+  in_ct systemd-analyze security ship-gateway --no-pager >"$work/security" 2>&1 || true
+  grep -v '^✓' "$work/security"
+  exposure=$(sed -n 's/.*Overall exposure level for .*: \([0-9.]*\) .*/\1/p' "$work/security")
+  check "the loaded unit's exposure is $exposure (at most $MAX_EXPOSURE)" \
+    awk -v e="$exposure" -v m="$MAX_EXPOSURE" 'BEGIN { exit !(e != "" && e + 0 <= m + 0) }'
+
+  # 7. kill -9 of the main process: Restart=on-failure, RestartSec=5.
+  old=$main
+  started=$(t)
+  in_ct sh -c "kill -9 $main" || true
+  restarted() { main=$(prop MainPID); [ "$main" != 0 ] && [ "$main" != "$old" ] && test "$(in_ct systemctl is-active ship-gateway)" = active; }
+  wait_for 60 restarted || true
+  took=$(secs "$started" "$(t)")
+  jgrep -E 'code=killed|Scheduled restart' | tail -2 || true
+  check "kill -9: Restart=on-failure starts it again (after $took s; NRestarts=$(prop NRestarts), new PID $main)" \
+    bash -c "test '$(prop NRestarts)' = 1 && awk -v s=$took 'BEGIN { exit !(s >= 5 && s < 30) }'"
+  listenings() { test "$(jgrep -c "listening on \[::\]:4712 (SKI $ski,")" -ge "$1"; }
+  wait_for 60 listenings 2 || true
+  check "after the restart it listens again with the same SKI" listenings 2
+
+  # 8. A second gateway in the same container (a transient unit, as root, its own data dir,
+  #    the protocol engine's debug lines on): the service pairs it (as its user, through the
+  #    control socket), the peer pairs the service with its address and dials it; data flows
+  #    both ways.
+  peer_ski=$(in_ct ship-gateway --data-dir /root/peer ski)
+  in_ct systemd-run --quiet --unit=ship-peer --setenv=RUST_LOG=ship_hub::protocol::connection=debug \
+    /usr/bin/ship-gateway --data-dir /root/peer run --bind 127.0.0.1 --port 4713 --no-mdns --no-prompt || true
+  peer_up() { unit=ship-peer jgrep -q 'listening on'; }
+  wait_for 60 peer_up || true
+  in_ct runuser -u ship-gateway -- ship-gateway pair "$peer_ski" || true
+  in_ct ship-gateway --data-dir /root/peer pair "$ski" --address 127.0.0.1:4712 || true
+  connected() { unit=ship-gateway jgrep -q "^.* $peer_ski connected" && unit=ship-peer jgrep -q "^.* $ski connected"; }
+  wait_for 90 connected || true
+  check "a second gateway ($peer_ski) and the service pair and connect (both journals: connected)" connected
+  in_ct runuser -u ship-gateway -- ship-gateway send "$peer_ski" '{"from":"the service"}' || true
+  in_ct ship-gateway --data-dir /root/peer send "$ski" '{"from":"the peer"}' || true
+  got() { unit=$1 jgrep -q "received $2 bytes from $3"; }
+  wait_for 30 got ship-peer 22 "$ski" || true
+  wait_for 30 got ship-gateway 19 "$peer_ski" || true
+  check "data flows from the service to the peer (ship-gateway send; the peer received 22 bytes)" got ship-peer 22 "$ski"
+  check "data flows from the peer to the service (the service's journal: received 19 bytes)" got ship-gateway 19 "$peer_ski"
+
+  # 9. systemctl stop: SIGTERM, the SHIP connection closed (connectionClose), exit in time.
+  started=$(t)
+  in_ct systemctl stop ship-gateway || true
+  took=$(secs "$started" "$(t)")
+  journal | tail -3
+  unit=ship-peer jgrep "$ski disconnected" | tail -1 || true
+  stopped_cleanly() { test "$(prop Result)" = success && test "$(prop ExecMainStatus)" = 0 && awk -v s="$took" 'BEGIN { exit !(s < 15) }'; }
+  check "systemctl stop returns in $took s (TimeoutStopSec=15), exit status 0 (Result=$(prop Result), status $(prop ExecMainStatus))" \
+    stopped_cleanly
+  closed_in_time() { local last; last=$(jgrep -E 'stopped after|shutting down' | tail -1); grep -qE '^.*stopped after [0-9]+ ms$' <<<"$last"; }
+  check "it closed the connection in time (its last line: 'stopped after N ms', nothing late)" closed_in_time
+  peer_saw_close() {
+    unit=ship-peer jgrep -q 'connection ends cause=RemoteClosed' &&
+      unit=ship-peer jgrep -q "$ski disconnected: closed by the peer"
+  }
+  check "the peer got the SHIP close (connection ends cause=RemoteClosed; '$ski disconnected: closed by the peer')" \
+    peer_saw_close
+
+  # 10. A failure that persists (an unknown key in the configuration): five starts within
+  #     StartLimitIntervalSec=120, then the start limit stops it with a clear status.
+  in_ct sh -c 'echo "no_such_key = 1" >>/etc/ship-gateway/config.toml' || true
+  in_ct systemctl reset-failed ship-gateway 2>/dev/null || true
+  started=$(t)
+  in_ct systemctl start ship-gateway || true
+  # (systemd 252 logs the limit and keeps the last failure's Result=exit-code.)
+  limited() { test "$(prop ActiveState)" = failed && since=@${started%.*} jgrep -q 'Start request repeated too quickly'; }
+  wait_for 120 limited || true
+  took=$(secs "$started" "$(t)")
+  in_ct systemctl status ship-gateway --no-pager -n 10 >"$work/status" 2>&1 || true
+  echo "--- systemctl status ship-gateway ($took s after the start)"; cat "$work/status"
+  tries=$(since=@${started%.*} jgrep -c '^ship-gateway: .*no_such_key' || true)
+  limited_after_5() { limited && test "$tries" = 5; }
+  check "a bad configuration: $tries failed starts, then the start limit stops it within $took s (failed, 'Start request repeated too quickly')" \
+    limited_after_5
+  # (systemctl status shows the last invocation's lines: the start that was refused, not the
+  # error of the tries before it, which journalctl -u shows.)
+  check "systemctl status says it hit the start limit ('Start request repeated too quickly')" \
+    grep -q 'Start request repeated too quickly' "$work/status"
+  since=@${started%.*} jgrep -m1 '^ship-gateway: ' || true
+  check "journalctl -u ship-gateway shows each try's one-line error (ship-gateway: config file ... no_such_key)" \
+    test "$tries" -ge 1
+  in_ct sed -i '/^no_such_key = 1$/d' /etc/ship-gateway/config.toml || true
+  in_ct systemctl reset-failed ship-gateway || true
+  in_ct systemctl start ship-gateway || true
+  wait_for 60 listenings 3 || true
+  check "fixed, reset-failed and started: active again" test "$(in_ct systemctl is-active ship-gateway)" = active
+
+  # 11. apt purge: nothing is left but what docs/gateway.md says (the system user).
+  in_ct systemctl stop ship-peer || true
+  in_ct rm -rf /root/peer || true
+  in_ct apt purge -y ship-gateway >"$work/purge.out" 2>&1 && status=0 || status=$?
+  echo "--- apt purge -y ship-gateway"; grep -v '^WARNING: apt does not have' "$work/purge.out"
+  check "apt purge ship-gateway succeeds (exit status $status)" test "$status" = 0
+  snapshot >"$work/after"
+  # What may differ: dpkg's and apt's own records and logs, and the files that hold the kept user.
+  comm -13 "$work/before" "$work/after" |
+    grep -vE '^/var/(lib/dpkg|lib/apt|log|cache/(apt|debconf|ldconfig))(/|$)|^/etc/(passwd|group|shadow|gshadow|subuid|subgid)-?$|^/etc/ld\.so\.cache$' \
+    >"$work/left" || true
+  echo "--- paths that exist after apt purge and did not before ($(wc -l <"$work/left"))"; cat "$work/left"
+  check "apt purge leaves no file of the package (no new path outside dpkg/apt's records)" test ! -s "$work/left"
+  check "the data dir /var/lib/ship-gateway and /etc/ship-gateway are gone" \
+    test ! -e "$ctroot/var/lib/ship-gateway" -a ! -e "$ctroot/etc/ship-gateway"
+  unit_gone() { ! in_ct systemctl cat ship-gateway >/dev/null 2>&1 && test -z "$(find "$ctroot/etc/systemd" -name 'ship-gateway.service')"; }
+  check "the unit is gone (systemctl cat ship-gateway fails) and nothing enables it" unit_gone
+  check "the ship-gateway system user is kept, as documented" grep -q '^ship-gateway:' "$ctroot/etc/passwd"
+
+  echo "--- journalctl -u ship-gateway (the whole run)"
+  journal
+  echo "--- journalctl -u ship-peer (the second gateway)"
+  unit=ship-peer journal
+  # 12. Power off.
+  started=$(t)
+  stop_container
+  check "the container powers off (systemctl poweroff, $(secs "$started" "$(t)") s)" test -z "$leader"
+  ;;
 *)
-  echo "usage: package.sh check|start|postinst DEB" >&2
+  echo "usage: package.sh check|start|postinst|boot DEB" >&2
   exit 2
   ;;
 esac
