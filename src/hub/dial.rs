@@ -8,9 +8,9 @@
 //! once, starts them quickly, and gives up a silent one early when others are waiting:
 //!
 //! * **Order.** Candidates come from the peer's address book at each start, best first: the
-//!   address that completed a handshake before, configured ones, claims never tried (newest
-//!   first), then demoted ones (whose dials failed). A fresh sighting during an attempt is
-//!   simply the best untried candidate at the next start.
+//!   address that completed a handshake before, configured ones, claims never tried (from both
+//!   ends of the order they were learnt in), then demoted ones (whose dials failed). A fresh
+//!   sighting during an attempt is simply an untried candidate at the next start.
 //! * **Pacing.** The first candidate starts at once. Each further one starts `dial_stagger`
 //!   divided by the number of candidates in flight after the previous start (250, 125, 83, …
 //!   ms), or at once when one in flight failed: a single right answer wins alone, as in happy
@@ -22,7 +22,7 @@
 //!   milliseconds; one that is slower still gets the whole `transport_handshake_timeout` when
 //!   nothing waits for its place.
 //! * **Bounds.** At most `max_dials_in_flight` (64) sockets per attempt; the addresses started
-//!   in one attempt are remembered at most for the candidates the book still holds.
+//!   in one attempt are remembered only for about the candidates the book still holds.
 //!
 //! Every failed candidate is reported (so the book demotes it) and the attempt goes on; it fails
 //! only when no candidate is left and none is in flight. The first candidate to complete TCP +
