@@ -368,7 +368,8 @@ async fn silent_host(net: &MemoryLan, host: u8) {
 
 /// Finding: ten fake claims of a paired SKI at addresses that accept TCP and stay silent were
 /// dialled one after another (10 s each). The fakes announce first; once the real peer
-/// announces itself it is connected within 2 s.
+/// announces itself it is connected within 2 s (its claim, the latest learnt, is taken next:
+/// untried claims go from both ends of the order learnt).
 #[test]
 fn ten_silent_fakes_announced_first_do_not_delay_the_paired_peer() {
     paused_runtime().block_on(async {
@@ -405,8 +406,9 @@ fn ten_silent_fakes_announced_first_do_not_delay_the_paired_peer() {
     });
 }
 
-/// Three silent fakes announced after the real peer: the real one is the oldest, so it is the
-/// last candidate; racing the candidates with a short stagger still connects within 2 s of the
+/// Three silent fakes announced after the real peer: the registry lists the real one last (the
+/// oldest sighting), but the hub tries untried claims from both ends of the order it learnt
+/// them in, so the real one, learnt first, is dialled first; connected within 2 s of the
 /// pairing.
 #[test]
 fn silent_fakes_announced_after_the_paired_peer_do_not_delay_it() {
@@ -447,6 +449,9 @@ fn silent_fakes_announced_after_the_paired_peer_do_not_delay_it() {
 
 #[path = "hub_discovery/pairing_decision.rs"]
 mod pairing_decision;
+
+#[path = "hub_discovery/fake_claims.rs"]
+mod fake_claims;
 
 // ---- The SHIP Pairing Service, both roles, on the in-memory LAN ----------------------------
 

@@ -477,6 +477,72 @@ async fn reserved_handshake_slots_admit_a_paired_peer_when_strangers_fill_the_re
     victim.stop().await;
 }
 
+/// Row 60a, same-host lockout: silent sockets from the paired peer's own address (its host, or
+/// the NAT it is behind) held that address's `max_handshakes_per_address` (8), and the paired
+/// peer connecting from there was refused at once for as long as they were renewed. At the
+/// address of a paired peer a new connection now takes the place of the oldest one that has
+/// not sent its ClientHello (nothing was said, no TLS work done): the paired peer is admitted
+/// at its first attempt, and the silent sockets are closed in turn. (The client-hello deadline
+/// is raised to the transport deadline here, so nothing else would have closed them.)
+#[tokio::test]
+async fn silent_sockets_from_the_paired_peers_own_address_do_not_lock_it_out() {
+    let victim = Victim::start_with(|c| {
+        c.limits.client_hello_timeout = Duration::from_secs(10);
+    })
+    .await;
+    let paired = identity("paired");
+    // Its configured address (nothing listens there: the victim's dials fail, which is fine).
+    let port = std::net::TcpListener::bind("127.0.0.21:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dials = victim.hub.metrics().dial_attempts;
+    victim
+        .hub
+        .pair_at(paired.ski(), None, Some(([127, 0, 0, 21], port).into()))
+        .unwrap();
+    // A dial to it means the supervisor has taken in the address (and published it).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while victim.hub.metrics().dial_attempts == dials {
+        assert!(tokio::time::Instant::now() < deadline, "never dialled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let before = listener_count(&victim);
+    let mut silent = Vec::new();
+    for _ in 0..20 {
+        silent.push(harness::tcp_from(&victim, [127, 0, 0, 21]).await);
+    }
+    listener_took(&victim, before, 20).await;
+    let attempt = std::time::Instant::now();
+    let mut socket = harness::connect_from(&victim, &paired, [127, 0, 0, 21])
+        .await
+        .expect("the paired peer is admitted at its first attempt from its own address");
+    let delay = attempt.elapsed();
+    paired_peer_is_served(&victim, &mut socket, paired.ski()).await;
+    // The 12 oldest silent sockets gave their places to newer ones, and the oldest of the rest
+    // to the paired peer: 13 closed, long before the client-hello deadline.
+    let mut closed = 0;
+    for tcp in &mut silent {
+        let mut buf = [0u8; 1];
+        if let Ok(read) = tokio::time::timeout(Duration::from_millis(200), tcp.read(&mut buf)).await
+        {
+            assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+            closed += 1;
+        }
+    }
+    println!(
+        "SAME HOST: 20 silent sockets from the paired peer's address, {closed} closed for newer          ones; the paired peer admitted after {delay:?} (TLS + WebSocket)"
+    );
+    assert_eq!(
+        closed, 13,
+        "silent sockets closed for newer ones from their address"
+    );
+    victim.assert_serving().await;
+    drop(silent);
+    victim.stop().await;
+}
+
 /// A TCP connection that never sends its ClientHello is closed at the client-hello deadline
 /// (here 500 ms), not held for the whole transport deadline (10 s).
 #[tokio::test]

@@ -132,6 +132,8 @@ pub struct MdnsDiscovery {
     stopping: Arc<AtomicBool>,
     resubscriptions: Arc<std::sync::atomic::AtomicU64>,
     requeries: Arc<std::sync::atomic::AtomicU64>,
+    /// Set when a SKI became preferred: the browse thread browses again.
+    rebrowse: Arc<AtomicBool>,
     /// The full name of our Pairing Service request, if announced.
     pairing_registered: Mutex<Option<String>>,
     /// Pairing Service requests heard on the LAN (browsing starts on the first subscription).
@@ -178,6 +180,7 @@ impl MdnsDiscovery {
             stopping: Arc::new(AtomicBool::new(false)),
             resubscriptions: Arc::default(),
             requeries: Arc::default(),
+            rebrowse: Arc::default(),
             pairing_registered: Mutex::new(None),
             pairing_events: broadcast::channel(PAIRING_EVENT_CAPACITY).0,
             pairing_browsing: AtomicBool::new(false),
@@ -251,6 +254,7 @@ impl MdnsDiscovery {
             delay_max: self.config.resubscribe_delay_max,
             requery: Requery::new(self.config.missing_peer_requery, Instant::now()),
             requeries: self.requeries.clone(),
+            rebrowse: self.rebrowse.clone(),
             shared: self.shared.clone(),
         };
         spawn("ship-mdns-browse", move || browser.run(first, &queue))?;
@@ -285,6 +289,8 @@ struct Browser {
     delay_max: Duration,
     requery: Requery,
     requeries: Arc<std::sync::atomic::AtomicU64>,
+    /// A SKI became preferred: browse again (see [`MdnsDiscovery`]'s `set_preferred`).
+    rebrowse: Arc<AtomicBool>,
     shared: Arc<Shared>,
 }
 
@@ -295,7 +301,13 @@ impl Browser {
         loop {
             let opened = Instant::now();
             loop {
-                match subscription.recv_timeout(self.requery.tick()) {
+                let rebrowse = self.rebrowse.swap(false, Ordering::AcqRel);
+                let timeout = if rebrowse {
+                    Err(mdns_sd::RecvTimeoutError::Timeout)
+                } else {
+                    subscription.recv_timeout(self.requery.tick())
+                };
+                match timeout {
                     Ok(event) => {
                         if queue.send(event).is_err() {
                             return;
@@ -303,7 +315,7 @@ impl Browser {
                     }
                     Err(mdns_sd::RecvTimeoutError::Timeout) => {
                         let now = Instant::now();
-                        if !self.requery.due(now, self.shared.preferred_missing()) {
+                        if !rebrowse && !self.requery.due(now, self.shared.preferred_missing()) {
                             continue;
                         }
                         match self.daemon.browse(SERVICE_TYPE) {
@@ -316,10 +328,18 @@ impl Browser {
                                     }
                                 }
                                 subscription = fresh;
-                                self.requeries.fetch_add(1, Ordering::Relaxed);
-                                tracing::debug!("a paired peer is missing: mDNS browse again");
+                                if rebrowse {
+                                    tracing::debug!("a SKI was paired: mDNS browse again");
+                                } else {
+                                    self.requeries.fetch_add(1, Ordering::Relaxed);
+                                    tracing::debug!("a paired peer is missing: mDNS browse again");
+                                }
                             }
                             // A full command queue: try at the next tick.
+                            Err(mdns_sd::Error::Again) if rebrowse => {
+                                self.rebrowse.store(true, Ordering::Release);
+                                thread::sleep(Duration::from_millis(10));
+                            }
                             Err(mdns_sd::Error::Again) => self.requery.retry(),
                             Err(error) => {
                                 tracing::debug!(%error, "mDNS browse: daemon gone");
@@ -574,7 +594,12 @@ impl Discovery for MdnsDiscovery {
     }
 
     fn set_preferred(&self, skis: Vec<Ski>) {
-        self.shared.set_preferred(skis);
+        if !self.shared.set_preferred(skis).is_empty() {
+            // Browse again: the daemon reports every record in its cache, so each claim of a
+            // newly preferred SKI reaches the hub as an event of its own, also one that newer
+            // claims pushed out of the registry before the SKI was paired.
+            self.rebrowse.store(true, Ordering::Release);
+        }
     }
 
     fn announce_pairing(&self, announcement: PairingAnnouncement) -> Result<(), DiscoveryError> {

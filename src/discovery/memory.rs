@@ -275,7 +275,19 @@ impl Discovery for InMemoryDiscovery {
     }
 
     fn set_preferred(&self, skis: Vec<Ski>) {
-        self.shared.set_preferred(skis);
+        let added = self.shared.set_preferred(skis);
+        if added.is_empty() {
+            return;
+        }
+        // As `MdnsDiscovery` browses again: the records of a newly preferred SKI on the LAN are
+        // reported again, so each reaches the hub as an event of its own, also one that newer
+        // claims of that SKI pushed out of the registry before.
+        let state = self.lan.state();
+        for (_, sighting) in state.records.values() {
+            if added.contains(&sighting.txt.ski) {
+                self.shared.observe(sighting.clone());
+            }
+        }
     }
 
     fn announce_pairing(&self, announcement: PairingAnnouncement) -> Result<(), DiscoveryError> {

@@ -172,6 +172,11 @@ impl VisibleServices {
         changes.events(self)
     }
 
+    /// Whether `ski` is preferred.
+    pub fn is_preferred(&self, ski: &Ski) -> bool {
+        self.preferred.contains(ski)
+    }
+
     /// Whether a preferred SKI (a paired peer of the hub) has no record.
     pub fn preferred_missing(&self) -> bool {
         self.preferred
@@ -202,11 +207,13 @@ impl VisibleServices {
         let mut addresses = BTreeSet::new();
         let mut dial_order: Vec<SocketAddr> = Vec::new();
         let mut txt = None;
+        let mut sightings = Vec::with_capacity(by_recency.len());
         for instance in by_recency.values().rev() {
             let Some((_, sighting)) = self.records.get(instance) else {
                 continue;
             };
             txt.get_or_insert_with(|| sighting.txt.clone());
+            sightings.push(sighting.clone());
             instances.push(instance.clone());
             for address in &sighting.addresses {
                 if addresses.insert(*address) {
@@ -215,12 +222,14 @@ impl VisibleServices {
             }
         }
         instances.sort();
+        sightings.sort_by(|a, b| a.instance.cmp(&b.instance));
         Some(VisibleService {
             ski: *ski,
             txt: txt?,
             instances,
             addresses,
             dial_order,
+            sightings,
         })
     }
 

@@ -144,6 +144,10 @@ pub struct VisibleService {
     /// The same addresses in the order to dial them: those of the most recently seen instance
     /// first (a fresh announcement is the likeliest to be right), each address once.
     pub dial_order: Vec<SocketAddr>,
+    /// Each record the view is merged from (one per instance, sorted by instance name, like
+    /// `instances`): its host, TXT record (so its own `path`) and addresses. Anyone can announce
+    /// any SKI, so each is only a claim; the hub keeps and tries each one on its own.
+    pub sightings: Vec<Sighting>,
 }
 
 impl VisibleService {

@@ -45,11 +45,18 @@ impl Shared {
         }
     }
 
-    pub(super) fn set_preferred(&self, skis: Vec<Ski>) {
+    /// Replaces the preferred SKIs; returns those that were not preferred before.
+    pub(super) fn set_preferred(&self, skis: Vec<Ski>) -> Vec<Ski> {
         let mut registry = self.registry();
+        let added: Vec<Ski> = skis
+            .iter()
+            .filter(|ski| !registry.is_preferred(ski))
+            .copied()
+            .collect();
         for event in registry.set_preferred(skis) {
             self.emit(event);
         }
+        added
     }
 
     #[cfg(feature = "mdns")]

@@ -10,23 +10,33 @@
 //!   peer's last known listening port): they survive every mDNS event;
 //! * **static configuration** — addresses the user gave; they stay until the configuration
 //!   changes;
-//! * **discovery** — the addresses of an mDNS sighting (§7) with the TXT `path`; a loss event
-//!   withdraws them, but they are kept at the end of the list (a few per peer) as a last resort,
-//!   so a record that expires never leaves a paired peer with nothing to redial.
+//! * **discovery** — the addresses mDNS records (§7) claim for the peer, each with its record's
+//!   TXT `path` and SNI host name. Anyone on the LAN can announce any SKI, so each is only a
+//!   claim: the book keeps every claim it was shown (bounded per peer) and what dialling it
+//!   taught. A claim whose dial failed (refused, silent, timed out, another SKI) is *demoted*;
+//!   a loss event withdraws a record's claims, but they stay as a last resort, so a record that
+//!   expires never leaves a paired peer with nothing to redial.
 //!
 //! [`AddressBook::dial_candidates`] gives them in the order to try: last successful first (most
-//! recent first), then static (configuration order), then current sightings (newest first; IPv4,
-//! then global IPv6, then link-local IPv6), then withdrawn sightings; every address once. IPv6
-//! link-local addresses keep their scope id (zone index), without which they cannot be dialled.
+//! recent first), then static (configuration order), then claims never tried (taken alternately
+//! from both ends of the order they were learnt in: the earliest, the latest, the second
+//! earliest, …; within a record IPv4, then global IPv6, then link-local IPv6), then withdrawn
+//! ones never tried, then demoted ones (fewest failures first, then the one that failed longest
+//! ago); every address once. So a fresh claim is tried before every claim that already failed,
+//! a real claim is among the first tried whether fakes were announced before it or in reaction
+//! to it, and no claim can push the proven address back. When a peer holds more claims than its bound, demoted ones are evicted first,
+//! then withdrawn ones, then the untried ones learnt last (a claim waiting for its turn is never
+//! pushed out by later ones). IPv6 link-local addresses keep their scope id (zone index), without
+//! which they cannot be dialled.
 //!
 //! The book is a plain data structure: no clock (recency is the order of events), no I/O. It does
 //! not know who is paired; the hub asks it only about peers it means to dial and calls
-//! [`AddressBook::forget`] when a peer is unpaired. Each peer's entry is bounded, the number of
-//! peers is not: on a LAN where anyone can announce SKIs, the hub should also forget an unpaired
-//! SKI once [`AddressBook::withdraw_instance`] reports its sighting gone.
+//! `AddressBook::forget` when a peer is unpaired. Each peer's entry is bounded, the number of
+//! peers is not: on a LAN where anyone can announce SKIs, the hub keeps a book only for the peers
+//! it dials (each supervisor has its own).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::Ski;
@@ -34,9 +44,9 @@ use crate::Ski;
 /// The WebSocket path SHIP nodes announce in their TXT record unless they say otherwise (§7.3.2).
 pub(crate) const DEFAULT_SHIP_PATH: &str = "/ship/";
 
-/// How many discovered addresses a peer keeps by default, current and withdrawn each
-/// ([`AddressBook::with_max_discovered`]).
-pub(crate) const DEFAULT_MAX_DISCOVERED: usize = 8;
+/// How many addresses claimed by mDNS a peer keeps by default, current and withdrawn together
+/// ([`AddressBook::with_max_discovered`]; `Limits::max_discovered_addresses`).
+pub(crate) const DEFAULT_MAX_DISCOVERED: usize = 128;
 
 /// Where a dial candidate comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -70,6 +80,9 @@ pub(crate) struct DialCandidate {
     pub(crate) path: String,
     /// Where the address comes from.
     pub(crate) source: AddressSource,
+    /// The host name to send as SNI there: that of the mDNS record that claimed the address (or
+    /// its IP), if any.
+    pub(crate) host: Option<String>,
 }
 
 /// Why an address or path was not recorded.
@@ -174,11 +187,59 @@ struct Endpoint {
     event: u64,
 }
 
+/// One address an mDNS record claimed for a peer, with what dialling it taught us.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Sighting {
-    addresses: Vec<SocketAddr>,
+struct Claim {
+    /// The instance whose record announced it last.
+    instance: String,
+    /// That record's TXT `path`.
     path: String,
-    event: u64,
+    /// The SNI host name to use there (from the instance name).
+    host: String,
+    /// The event that first recorded the address: untried claims are tried by it (from both
+    /// ends, see `from_both_ends`). A repeated announcement does not move it, so re-announcing
+    /// cannot push a claim ahead of others.
+    learnt: u64,
+    /// Order within its sighting: IPv4, global IPv6, link-local IPv6, then as announced.
+    order: (u8, usize),
+    /// The event of the loss (goodbye, expiry) of the record that announced it, while no
+    /// record announces it any more.
+    withdrawn: Option<u64>,
+    /// Dials of this address that failed (refused, silent, timed out, wrong SKI) since it last
+    /// worked; a claim with failures is *demoted*: tried after every untried one.
+    failures: u32,
+    /// The event of its last failure (among demoted claims, the longest-failed is tried first).
+    failed: u64,
+}
+
+impl Claim {
+    fn demoted(&self) -> bool {
+        self.failures > 0
+    }
+
+    /// The order to dial in, smallest first: untried current claims (in the order learnt, then
+    /// taken from both ends),
+    /// untried withdrawn ones (most recently withdrawn first), then demoted ones (fewest failures
+    /// first, then the one that failed longest ago).
+    fn dial_rank(&self) -> (u8, u32, u64, (u8, usize)) {
+        match (self.demoted(), self.withdrawn) {
+            (false, None) => (0, 0, self.learnt, self.order),
+            (false, Some(at)) => (1, 0, u64::MAX - at, self.order),
+            (true, _) => (2, self.failures, self.failed, self.order),
+        }
+    }
+
+    /// Which claim goes first when the book is full, largest first: demoted ones (most failures,
+    /// then the one that failed longest ago), then untried withdrawn ones (withdrawn longest
+    /// ago), then untried current ones, the last learnt first: claims are tried first come,
+    /// first served, and one that waits for its turn is not pushed out by later ones.
+    fn eviction_rank(&self) -> (u8, u32, u64) {
+        match (self.demoted(), self.withdrawn) {
+            (true, _) => (2, self.failures, u64::MAX - self.failed),
+            (false, Some(at)) => (1, 0, u64::MAX - at),
+            (false, None) => (0, 0, self.learnt),
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -189,9 +250,8 @@ struct PeerAddresses {
     /// The peer's listening port and path as last learnt from any dialable source.
     listener: Option<(u16, String)>,
     statics: Vec<Endpoint>,
-    sightings: BTreeMap<String, Sighting>,
-    /// Newest first, at most the book's `max_discovered`.
-    withdrawn: VecDeque<(String, Endpoint)>,
+    /// Addresses claimed by mDNS records, at most the book's `max_discovered`.
+    claims: HashMap<SocketAddr, Claim>,
 }
 
 impl PeerAddresses {
@@ -200,64 +260,57 @@ impl PeerAddresses {
         self.last_dialled.is_none()
             && self.last_incoming.is_none()
             && self.statics.is_empty()
-            && self.sightings.is_empty()
-            && self.withdrawn.is_empty()
+            && self.claims.is_empty()
     }
 
-    fn withdraw(&mut self, instance: &str, max: usize) -> bool {
-        let Some(sighting) = self.sightings.remove(instance) else {
-            return false;
-        };
-        for address in sighting.addresses.into_iter().rev() {
-            self.withdrawn
-                .retain(|(_, endpoint)| endpoint.address != address);
-            self.withdrawn.push_front((
-                instance.to_owned(),
-                Endpoint {
-                    address,
-                    path: sighting.path.clone(),
-                    event: sighting.event,
-                },
-            ));
+    /// The record of `instance` is gone: the addresses it announced are withdrawn (they stay,
+    /// tried after the current ones). Returns whether it had any that were current.
+    fn withdraw(&mut self, instance: &str, event: u64) -> bool {
+        let mut any = false;
+        for claim in self.claims.values_mut() {
+            if claim.instance == instance && claim.withdrawn.is_none() {
+                any = true;
+                claim.withdrawn = Some(event);
+            }
         }
-        self.withdrawn.truncate(max);
-        true
+        any
     }
 
-    /// Drops addresses of the stalest sightings until at most `max` current ones remain (the
-    /// freshest sighting is trimmed last). Dropped addresses are not kept as withdrawn: they
-    /// were pushed out by fresher claims, not taken back.
-    fn evict_discovered(&mut self, max: usize) {
-        let mut total: usize = self.sightings.values().map(|s| s.addresses.len()).sum();
-        while total > max {
-            let Some(stalest) = self
-                .sightings
+    /// Drops claims until at most `max` remain, the worst first (see [`Claim::eviction_rank`]):
+    /// a demoted claim goes before any untried one, so fake claims that were tried cannot push
+    /// out one that was not tried yet.
+    fn evict(&mut self, max: usize) {
+        while self.claims.len() > max {
+            let Some(worst) = self
+                .claims
                 .iter()
-                .min_by_key(|(_, sighting)| sighting.event)
-                .map(|(name, _)| name.clone())
+                .max_by_key(|(address, claim)| (claim.eviction_rank(), **address))
+                .map(|(address, _)| *address)
             else {
                 return;
             };
-            let Some(sighting) = self.sightings.get_mut(&stalest) else {
-                return;
-            };
-            let keep = sighting.addresses.len().saturating_sub(total - max);
-            total -= sighting.addresses.len() - keep;
-            sighting.addresses.truncate(keep);
-            if sighting.addresses.is_empty() {
-                self.sightings.remove(&stalest);
-            }
+            self.claims.remove(&worst);
         }
+    }
+
+    /// The SNI host name known for `ip` from a claim, if any.
+    fn host_of(&self, ip: IpAddr) -> Option<String> {
+        self.claims
+            .iter()
+            .filter(|(address, _)| address.ip() == ip)
+            .max_by_key(|(_, claim)| claim.learnt)
+            .map(|(_, claim)| claim.host.clone())
     }
 
     fn candidates(&self) -> Vec<DialCandidate> {
         let mut out: Vec<DialCandidate> = Vec::new();
-        let mut push = |address: SocketAddr, path: &str, source: AddressSource| {
+        let mut push = |address: SocketAddr, path: &str, source: AddressSource, host| {
             if !out.iter().any(|c| c.address == address) {
                 out.push(DialCandidate {
                     address,
                     path: path.to_owned(),
                     source,
+                    host,
                 });
             }
         };
@@ -281,34 +334,77 @@ impl PeerAddresses {
         let mut successful: Vec<_> = dialled.into_iter().chain(incoming).collect();
         successful.sort_by_key(|s| Reverse(s.0));
         for (_, address, path, source) in successful {
-            push(address, path, source);
+            push(address, path, source, self.host_of(address.ip()));
         }
 
         for endpoint in &self.statics {
-            push(endpoint.address, &endpoint.path, AddressSource::Static);
+            let host = self.host_of(endpoint.address.ip());
+            push(
+                endpoint.address,
+                &endpoint.path,
+                AddressSource::Static,
+                host,
+            );
         }
 
-        let mut sightings: Vec<_> = self.sightings.iter().collect();
-        sightings.sort_by_key(|(_, sighting)| Reverse(sighting.event));
-        for (instance, sighting) in sightings {
-            let mut addresses = sighting.addresses.clone();
-            addresses.sort_by_key(family_rank);
-            for address in addresses {
-                let source = AddressSource::Discovered {
-                    instance: instance.clone(),
-                };
-                push(address, &sighting.path, source);
-            }
-        }
-
-        for (instance, endpoint) in &self.withdrawn {
-            let source = AddressSource::Withdrawn {
-                instance: instance.clone(),
+        let mut claims: Vec<_> = self.claims.iter().collect();
+        claims.sort_by_key(|(address, claim)| (claim.dial_rank(), **address));
+        for (address, claim) in from_both_ends(claims) {
+            let instance = claim.instance.clone();
+            let source = match claim.withdrawn {
+                None => AddressSource::Discovered { instance },
+                Some(_) => AddressSource::Withdrawn { instance },
             };
-            push(endpoint.address, &endpoint.path, source);
+            push(*address, &claim.path, source, Some(claim.host.clone()));
         }
         out
     }
+}
+
+/// The claims in dial order, with the untried current ones taken from both ends of the order
+/// they were learnt in, record by record: the earliest, the latest, the second earliest, the
+/// second latest, … A real device's claim is then among the first tried whether the fake ones
+/// were announced before it (they wait from the other end) or in reaction to it (they queue
+/// behind it). The rest keeps its order.
+fn from_both_ends<'a>(
+    sorted: Vec<(&'a SocketAddr, &'a Claim)>,
+) -> Vec<(&'a SocketAddr, &'a Claim)> {
+    let untried = sorted
+        .iter()
+        .take_while(|(_, claim)| !claim.demoted() && claim.withdrawn.is_none())
+        .count();
+    let mut rest = sorted;
+    let tail = rest.split_off(untried);
+    // Records: runs of claims learnt by the same event.
+    let mut records: std::collections::VecDeque<Vec<(&SocketAddr, &Claim)>> =
+        std::collections::VecDeque::new();
+    for entry in rest {
+        match records.back_mut() {
+            Some(record) if record[0].1.learnt == entry.1.learnt => record.push(entry),
+            _ => records.push_back(vec![entry]),
+        }
+    }
+    let mut out = Vec::with_capacity(untried + tail.len());
+    let mut front = true;
+    while let Some(record) = if front {
+        records.pop_front()
+    } else {
+        records.pop_back()
+    } {
+        out.extend(record);
+        front = !front;
+    }
+    out.extend(tail);
+    out
+}
+
+/// What [`AddressBook::record_sighting`] recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Recorded {
+    /// Dialable addresses of the sighting that the book holds now.
+    pub(crate) addresses: usize,
+    /// Of those, addresses the book did not hold before: never tried, so worth a dial now.
+    pub(crate) new: usize,
 }
 
 /// Every address known to reach each peer, by SKI. See the module documentation.
@@ -317,7 +413,7 @@ pub(crate) struct AddressBook {
     peers: HashMap<Ski, PeerAddresses>,
     /// Counts recorded events; stands in for time when ordering by recency.
     events: u64,
-    /// Discovered addresses kept per peer, current and withdrawn each.
+    /// Addresses claimed by mDNS kept per peer, current and withdrawn together.
     max_discovered: usize,
 }
 
@@ -334,11 +430,11 @@ impl AddressBook {
         Self::default()
     }
 
-    /// An empty book keeping at most `max` (at least 1) discovered addresses per peer from
-    /// current sightings, and as many withdrawn ones: anyone on the LAN can announce a paired
-    /// SKI, so what discovery adds to a peer's dial is bounded. When a sighting brings more,
-    /// the addresses of the stalest sightings go first. The last successful and the configured
-    /// addresses are never evicted.
+    /// An empty book keeping at most `max` (at least 1) addresses claimed by mDNS records per
+    /// peer, current and withdrawn together: anyone on the LAN can announce a paired SKI, so
+    /// what discovery adds to a peer's dial is bounded. Beyond it the worst claim goes: a
+    /// demoted one (its dials failed) before any that was never tried, then the stalest. The
+    /// last successful and the configured addresses are never evicted.
     pub(crate) fn with_max_discovered(max: usize) -> Self {
         AddressBook {
             peers: HashMap::new(),
@@ -353,7 +449,8 @@ impl AddressBook {
     }
 
     /// Records a connection we dialled to `address` (requesting `path`) that succeeded. Also the
-    /// way to restore `PairedPeer::last_address` from the trust store at start-up.
+    /// way to restore `PairedPeer::last_address` from the trust store at start-up. A claim of
+    /// that address is no longer demoted: it proved to be the peer.
     pub(crate) fn record_dialled(
         &mut self,
         ski: Ski,
@@ -371,6 +468,9 @@ impl AddressBook {
             path: path.to_owned(),
             event,
         });
+        if let Some(claim) = peer.claims.get_mut(&address) {
+            claim.failures = 0;
+        }
         Ok(())
     }
 
@@ -389,6 +489,22 @@ impl AddressBook {
         let event = self.next_event();
         self.peers.entry(ski).or_default().last_incoming = Some((remote, event));
         Ok(())
+    }
+
+    /// A dial of `address` for `ski` failed (refused, no answer, timed out, another SKI): a
+    /// claim of that address is demoted, tried after every claim not tried yet. The last
+    /// successful and configured addresses keep their place.
+    pub(crate) fn record_failure(&mut self, ski: &Ski, address: SocketAddr) {
+        let address = canonical(address);
+        let event = self.next_event();
+        if let Some(claim) = self
+            .peers
+            .get_mut(ski)
+            .and_then(|peer| peer.claims.get_mut(&address))
+        {
+            claim.failures = claim.failures.saturating_add(1);
+            claim.failed = event;
+        }
     }
 
     /// Adds a configured address; configured addresses are kept in the order added and are never
@@ -426,19 +542,24 @@ impl AddressBook {
         self.drop_if_empty(ski);
     }
 
-    /// Records an mDNS sighting (§7): service `instance` announces `ski` at `addresses` with the
-    /// TXT `path`. Replaces the previous sighting of that instance (also if it announced another
-    /// SKI before: a replaced device keeps its instance name). Addresses that cannot be dialled
-    /// are left out, and at most the book's `max_discovered` are kept (the first ones given;
-    /// older sightings of the peer make room first); returns how many were recorded. An invalid path is an error and records
-    /// nothing.
+    /// Records an mDNS sighting (§7): service `instance` claims `ski` at `addresses` with the
+    /// TXT `path`; `host` is the SNI name to use there. The record replaces the previous one of
+    /// that instance: addresses it no longer announces are withdrawn (also if the instance
+    /// announced another SKI before: a replaced device keeps its instance name). Addresses that
+    /// cannot be dialled are left out, and at most the book's `max_discovered` of one sighting
+    /// are taken. An address the book already holds keeps its place and what dialling it taught
+    /// (a claim that failed stays demoted however often it is announced); a new one is untried
+    /// and tried among the first (see `from_both_ends`), before every demoted one. A book
+    /// whose claims all wait for their first dial keeps them and has no room for a new one. An
+    /// invalid path is an error and records nothing.
     pub(crate) fn record_sighting(
         &mut self,
         ski: Ski,
         instance: &str,
+        host: &str,
         addresses: impl IntoIterator<Item = SocketAddr>,
         path: &str,
-    ) -> Result<usize, AddressError> {
+    ) -> Result<Recorded, AddressError> {
         check_path(path)?;
         let mut usable: Vec<SocketAddr> = Vec::new();
         for address in addresses.into_iter().map(canonical) {
@@ -453,50 +574,86 @@ impl AddressBook {
                 ),
             }
         }
+        usable.truncate(self.max_discovered);
+        let event = self.next_event();
         // The instance may have announced another SKI before.
-        let others: Vec<Ski> = self
-            .peers
-            .iter()
-            .filter(|(other, peer)| **other != ski && peer.sightings.contains_key(instance))
-            .map(|(other, _)| *other)
-            .collect();
-        let max = self.max_discovered;
-        for other in others {
-            if let Some(peer) = self.peers.get_mut(&other) {
-                peer.withdraw(instance, max);
+        for (other, peer) in &mut self.peers {
+            if *other != ski {
+                peer.withdraw(instance, event);
             }
         }
-        usable.truncate(max);
-        let count = usable.len();
+        let max = self.max_discovered;
+        let peer = self.peers.entry(ski).or_default();
+        // What the instance announced before and no longer does is withdrawn.
+        for (address, claim) in &mut peer.claims {
+            if claim.instance == instance && !usable.contains(address) {
+                claim.withdrawn.get_or_insert(event);
+            }
+        }
         let Some(first) = usable.first() else {
             // Nothing dialable announced any more: like a loss of the instance.
-            if let Some(peer) = self.peers.get_mut(&ski) {
-                peer.withdraw(instance, max);
-            }
-            return Ok(0);
+            return Ok(Recorded::default());
         };
-        let event = self.next_event();
-        let peer = self.peers.entry(ski).or_default();
         peer.listener = Some((first.port(), path.to_owned()));
-        // A fresh sighting supersedes a withdrawn one of the same instance.
-        peer.withdrawn.retain(|(name, _)| name != instance);
-        let sighting = Sighting {
-            addresses: usable,
-            path: path.to_owned(),
-            event,
-        };
-        peer.sightings.insert(instance.to_owned(), sighting);
-        peer.evict_discovered(max);
-        Ok(count)
+        let mut added = Vec::new();
+        for (index, address) in usable.iter().enumerate() {
+            let order = (family_rank(address), index);
+            match peer.claims.get_mut(address) {
+                Some(claim) => {
+                    claim.instance = instance.to_owned();
+                    claim.path = path.to_owned();
+                    claim.host = host.to_owned();
+                    claim.order = order;
+                    claim.withdrawn = None;
+                }
+                None => {
+                    added.push(*address);
+                    peer.claims.insert(
+                        *address,
+                        Claim {
+                            instance: instance.to_owned(),
+                            path: path.to_owned(),
+                            host: host.to_owned(),
+                            learnt: event,
+                            order,
+                            withdrawn: None,
+                            failures: 0,
+                            failed: 0,
+                        },
+                    );
+                }
+            }
+        }
+        peer.evict(max);
+        // A book full of claims that wait for their first dial has no room for more.
+        Ok(Recorded {
+            addresses: usable
+                .iter()
+                .filter(|a| peer.claims.contains_key(a))
+                .count(),
+            new: added.iter().filter(|a| peer.claims.contains_key(a)).count(),
+        })
     }
 
     /// A loss event for mDNS service `instance` (record expired or goodbye): its addresses move
-    /// to the end of the dial order. Returns the SKI whose sighting it was, if any.
+    /// behind the current ones. Returns the SKI whose sighting it was, if any.
+    #[cfg(test)]
     pub(crate) fn withdraw_instance(&mut self, instance: &str) -> Option<Ski> {
-        let max = self.max_discovered;
+        let event = self.next_event();
         self.peers
             .iter_mut()
-            .find_map(|(ski, peer)| peer.withdraw(instance, max).then_some(*ski))
+            .find_map(|(ski, peer)| peer.withdraw(instance, event).then_some(*ski))
+    }
+
+    /// Discovery lost every record of `ski`: all its claimed addresses are withdrawn (kept as a
+    /// last resort, docs/ship.md §8).
+    pub(crate) fn withdraw_all(&mut self, ski: &Ski) {
+        let event = self.next_event();
+        if let Some(peer) = self.peers.get_mut(ski) {
+            for claim in peer.claims.values_mut() {
+                claim.withdrawn.get_or_insert(event);
+            }
+        }
     }
 
     /// Forgets everything about `ski` (the peer was unpaired).
@@ -518,6 +675,21 @@ impl AddressBook {
             .get(ski)
             .map(PeerAddresses::candidates)
             .unwrap_or_default()
+    }
+
+    /// How many addresses claimed by mDNS the book holds for `ski` (at most `max_discovered`).
+    #[cfg(test)]
+    pub(crate) fn claims(&self, ski: &Ski) -> usize {
+        self.peers.get(ski).map_or(0, |peer| peer.claims.len())
+    }
+
+    /// Whether a claim of `address` for `ski` is demoted (a dial of it failed).
+    #[cfg(test)]
+    pub(crate) fn is_demoted(&self, ski: &Ski, address: SocketAddr) -> bool {
+        self.peers
+            .get(ski)
+            .and_then(|peer| peer.claims.get(&address))
+            .is_some_and(Claim::demoted)
     }
 
     /// The address of the most recent successful connection, as a dial candidate: what the hub

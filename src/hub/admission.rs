@@ -4,7 +4,11 @@
 //! * Handshake slots: `max_handshakes_in_progress` in all, of which `reserved_handshakes` only
 //!   for connections from addresses of paired peers ([`KnownAddresses`]), and at most
 //!   `max_handshakes_per_address` from one source address. A TCP connection that gets no slot
-//!   is closed at once, before any TLS work.
+//!   is closed at once, before any TLS work; except that at an address of a paired peer, a
+//!   connection that has not sent its complete TLS ClientHello yet (*silent*) gives its slot to
+//!   a newer one, the oldest silent first: sockets that say nothing cannot keep a paired peer on
+//!   the same host (or behind the same NAT) out. Nothing is lost by that: no TLS work was done
+//!   for the silent one, and a real client sends its ClientHello right after connecting.
 //! * Strangers' slots: `max_unpaired_connections` in all, at most `max_unpaired_per_address`
 //!   from one source address; beyond them the WebSocket upgrade gets HTTP 503.
 //!
@@ -16,11 +20,13 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 use super::callbacks::AdmissionRefusal;
 use super::config::Limits;
@@ -37,57 +43,101 @@ fn canonical(ip: IpAddr) -> IpAddr {
 #[derive(Debug)]
 pub(crate) struct PerAddress {
     limit: usize,
-    /// Only addresses with at least one connection: bounded by the slots that guard its users.
-    counts: Mutex<HashMap<IpAddr, usize>>,
+    /// Only addresses with at least one connection, each with its connections in the order
+    /// they came: bounded by the slots that guard its users.
+    held: Mutex<HashMap<IpAddr, Vec<Arc<Connection>>>>,
+}
+
+/// One connection counted against its source address.
+#[derive(Debug, Default)]
+pub(crate) struct Connection {
+    /// It delivered its complete TLS ClientHello: never evicted for a newer connection.
+    spoke: AtomicBool,
+    /// Cancelled when a newer connection from its address took its place.
+    evicted: CancellationToken,
+    /// The handshake slot it holds (moves to the connection that evicts it).
+    permit: Mutex<Option<(OwnedSemaphorePermit, bool)>>,
 }
 
 impl PerAddress {
     pub(crate) fn new(limit: usize) -> Arc<Self> {
         Arc::new(PerAddress {
             limit,
-            counts: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
         })
     }
 
     /// One more connection from `ip`, unless it has `limit` already.
     pub(crate) fn try_take(self: &Arc<Self>, ip: IpAddr) -> Option<AddressSlot> {
         let ip = canonical(ip);
-        let mut counts = self.counts.lock().expect("per-address lock");
-        let count = counts.entry(ip).or_insert(0);
-        if *count >= self.limit {
-            if *count == 0 {
-                counts.remove(&ip);
+        let mut held = self.held.lock().expect("per-address lock");
+        let connections = held.entry(ip).or_default();
+        if connections.len() >= self.limit {
+            if connections.is_empty() {
+                held.remove(&ip);
             }
             return None;
         }
-        *count += 1;
+        let connection = Arc::new(Connection::default());
+        connections.push(connection.clone());
         Some(AddressSlot {
             owner: self.clone(),
             ip,
+            connection,
         })
+    }
+
+    /// The place of the oldest silent connection from `ip` (one that has not delivered its
+    /// ClientHello), for a new one: the old one is told to go (its token is cancelled) and its
+    /// handshake permit is handed over. `None` if every connection from `ip` has spoken.
+    fn take_silent(
+        self: &Arc<Self>,
+        ip: IpAddr,
+    ) -> Option<(AddressSlot, Option<(OwnedSemaphorePermit, bool)>)> {
+        let ip = canonical(ip);
+        let mut held = self.held.lock().expect("per-address lock");
+        let connections = held.get_mut(&ip)?;
+        let at = connections
+            .iter()
+            .position(|c| !c.spoke.load(Ordering::Acquire) && !c.evicted.is_cancelled())?;
+        let old = connections.remove(at);
+        old.evicted.cancel();
+        let permit = old.permit.lock().expect("permit lock").take();
+        let connection = Arc::new(Connection::default());
+        connections.push(connection.clone());
+        Some((
+            AddressSlot {
+                owner: self.clone(),
+                ip,
+                connection,
+            },
+            permit,
+        ))
     }
 
     #[cfg(test)]
     fn held(&self, ip: IpAddr) -> usize {
-        let counts = self.counts.lock().expect("per-address lock");
-        counts.get(&canonical(ip)).copied().unwrap_or(0)
+        let held = self.held.lock().expect("per-address lock");
+        held.get(&canonical(ip)).map_or(0, Vec::len)
     }
 }
 
-/// One connection counted against its source address; given back on drop.
+/// One connection counted against its source address; given back on drop (unless a newer
+/// connection took its place).
 #[derive(Debug)]
 pub(crate) struct AddressSlot {
     owner: Arc<PerAddress>,
     ip: IpAddr,
+    connection: Arc<Connection>,
 }
 
 impl Drop for AddressSlot {
     fn drop(&mut self) {
-        let mut counts = self.owner.counts.lock().expect("per-address lock");
-        if let Some(count) = counts.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.ip);
+        let mut held = self.owner.held.lock().expect("per-address lock");
+        if let Some(connections) = held.get_mut(&self.ip) {
+            connections.retain(|c| !Arc::ptr_eq(c, &self.connection));
+            if connections.is_empty() {
+                held.remove(&self.ip);
             }
         }
     }
@@ -152,10 +202,25 @@ pub(crate) type Refusal = AdmissionCap;
 /// What an incoming connection holds while its TLS + WebSocket handshake runs.
 #[derive(Debug)]
 pub(crate) struct HandshakeSlot {
-    _permit: OwnedSemaphorePermit,
     _address: AddressSlot,
     /// It took one of the reserved slots.
     pub(crate) reserved: bool,
+}
+
+impl HandshakeSlot {
+    /// The connection delivered its complete ClientHello: from now on it keeps its slot.
+    pub(crate) fn spoke(&self) {
+        self._address
+            .connection
+            .spoke
+            .store(true, Ordering::Release);
+    }
+
+    /// Resolves when a newer connection from the same address took this one's place (it was
+    /// still silent): the connection is to be dropped.
+    pub(crate) fn evicted(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self._address.connection.evicted.cancelled()
+    }
 }
 
 /// What a stranger's connection holds for as long as it lives.
@@ -201,29 +266,41 @@ impl Admission {
     }
 
     /// A handshake slot for a TCP connection from `ip`, taken at once or not at all. A paired
-    /// peer's address takes a reserved slot first, so that the open ones stay for others.
+    /// peer's address takes a reserved slot first, so that the open ones stay for others; at
+    /// its per-address cap, it takes the place of its oldest silent connection (see the module
+    /// documentation).
     pub(crate) fn handshake(&self, ip: IpAddr) -> Result<HandshakeSlot, Refusal> {
-        let address = self
-            .handshakes_per_address
-            .try_take(ip)
-            .ok_or(Refusal::HandshakesPerAddress)?;
-        let reserved = if self.known.contains(ip) {
-            self.reserved.clone().try_acquire_owned().ok()
-        } else {
-            None
+        let known = self.known.contains(ip);
+        let (address, inherited) = match self.handshakes_per_address.try_take(ip) {
+            Some(address) => (address, None),
+            None if known => match self.handshakes_per_address.take_silent(ip) {
+                Some((address, permit)) => (address, permit),
+                None => return Err(Refusal::HandshakesPerAddress),
+            },
+            None => return Err(Refusal::HandshakesPerAddress),
         };
-        let (permit, reserved) = match reserved {
-            Some(permit) => (permit, true),
-            None => (
-                self.open
-                    .clone()
-                    .try_acquire_owned()
-                    .map_err(|_| Refusal::HandshakesInProgress)?,
-                false,
-            ),
+        let (permit, reserved) = match inherited {
+            Some(held) => held,
+            None => {
+                let reserved = if known {
+                    self.reserved.clone().try_acquire_owned().ok()
+                } else {
+                    None
+                };
+                match reserved {
+                    Some(permit) => (permit, true),
+                    None => (
+                        self.open
+                            .clone()
+                            .try_acquire_owned()
+                            .map_err(|_| Refusal::HandshakesInProgress)?,
+                        false,
+                    ),
+                }
+            }
         };
+        *address.connection.permit.lock().expect("permit lock") = Some((permit, reserved));
         Ok(HandshakeSlot {
-            _permit: permit,
             _address: address,
             reserved,
         })
@@ -327,6 +404,7 @@ impl RefusalReports {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::FutureExt;
 
     fn ip(last: u8) -> IpAddr {
         IpAddr::from([192, 168, 1, last])
@@ -412,6 +490,67 @@ mod tests {
         );
         admission.known.publish(Ski::from_bytes([1; 20]), [mapped]);
         assert!(admission.known.contains(ip(9)));
+    }
+
+    #[test]
+    fn at_a_paired_peers_address_a_silent_connection_gives_its_place_to_a_newer_one() {
+        let admission = Admission::new(&limits(32, 8, 4));
+        admission.known.publish(Ski::from_bytes([1; 20]), [ip(1)]);
+        let mut silent: Vec<_> = (0..4)
+            .map(|_| admission.handshake(ip(1)).unwrap())
+            .collect();
+        // The fifth takes the place of the oldest silent one, with its permit (a reserved one).
+        let newer = admission.handshake(ip(1)).unwrap();
+        assert!(newer.reserved);
+        assert!(
+            silent[0].evicted().now_or_never().is_some(),
+            "the oldest was not told to go"
+        );
+        assert!(
+            silent[1..]
+                .iter()
+                .all(|s| s.evicted().now_or_never().is_none())
+        );
+        assert_eq!(admission.handshakes_per_address.held(ip(1)), 4);
+        assert_eq!(admission.reserved.available_permits(), 4);
+        // Dropping the evicted one gives nothing back twice.
+        drop(silent.remove(0));
+        assert_eq!(admission.handshakes_per_address.held(ip(1)), 4);
+        assert_eq!(admission.reserved.available_permits(), 4);
+        drop(newer);
+        assert_eq!(admission.reserved.available_permits(), 5);
+    }
+
+    #[test]
+    fn a_connection_that_sent_its_client_hello_keeps_its_place() {
+        let admission = Admission::new(&limits(32, 8, 2));
+        admission.known.publish(Ski::from_bytes([1; 20]), [ip(1)]);
+        let first = admission.handshake(ip(1)).unwrap();
+        let second = admission.handshake(ip(1)).unwrap();
+        first.spoke();
+        // The second (silent) goes, not the first (older, but it spoke).
+        let third = admission.handshake(ip(1)).unwrap();
+        assert!(first.evicted().now_or_never().is_none());
+        assert!(second.evicted().now_or_never().is_some());
+        third.spoke();
+        assert_eq!(
+            admission.handshake(ip(1)).unwrap_err(),
+            Refusal::HandshakesPerAddress,
+            "every connection spoke: no place to take"
+        );
+    }
+
+    #[test]
+    fn at_other_addresses_silent_connections_keep_their_places() {
+        let admission = Admission::new(&limits(32, 8, 2));
+        let held: Vec<_> = (0..2)
+            .map(|_| admission.handshake(ip(2)).unwrap())
+            .collect();
+        assert_eq!(
+            admission.handshake(ip(2)).unwrap_err(),
+            Refusal::HandshakesPerAddress
+        );
+        assert!(held.iter().all(|s| s.evicted().now_or_never().is_none()));
     }
 
     #[test]

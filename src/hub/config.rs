@@ -85,11 +85,23 @@ pub struct Limits {
     /// reports back-pressure. Default 256.
     pub max_queued_data: usize,
     /// Candidate addresses one dial attempt has in TCP/TLS/WebSocket at once (the attempt
-    /// races them; the first verified one wins and the others are cancelled). Default 8.
+    /// races them; the first verified one wins and the others are cancelled): the sockets one
+    /// peer's dial may hold. Anyone can announce a paired SKI at addresses that accept TCP and
+    /// then stay silent; with 64 at once and [`Limits::dial_answer_timeout`], 100 such fakes
+    /// are all tried within about 2.5 s. Default 64 (sockets of one peer's dial, a few KiB
+    /// each).
     pub max_dials_in_flight: usize,
-    /// Addresses learnt from mDNS kept per peer, current and withdrawn each (the most recent
-    /// ones; the last successful and configured addresses are always kept besides). Bounds
-    /// what fake announcements of a paired SKI can add to its dial. Default 8.
+    /// How long a dial candidate may stay silent (no TCP connection, or not a byte in answer to
+    /// our TLS ClientHello, which a SHIP server answers within milliseconds) before it is given
+    /// up, and demoted, to make room for a candidate waiting for a place in the attempt. A
+    /// candidate that nothing waits for gets the whole `transport_handshake_timeout`, so a
+    /// slow peer alone is never cut short. Default 1 s.
+    pub dial_answer_timeout: Duration,
+    /// Addresses learnt from mDNS records kept per peer, current and withdrawn together. Each
+    /// is a claim (anyone can announce any SKI): the hub tries every one, demotes those whose
+    /// dial failed and evicts those first, then the stalest untried ones; the last successful
+    /// and configured addresses are always kept besides. Bounds the memory fake announcements
+    /// of a paired SKI can cost. Default 128.
     pub max_discovered_addresses: usize,
     /// Received data bytes of one peer that may wait inside the hub and in the application (a
     /// [`crate::hub::Delivery`] not yet dropped) before the hub stops reading that peer's
@@ -162,8 +174,9 @@ impl Default for Limits {
             transport_handshake_timeout: Duration::from_secs(10),
             handshake_deadline: Duration::from_secs(600),
             max_queued_data: 256,
-            max_dials_in_flight: 8,
-            max_discovered_addresses: 8,
+            max_dials_in_flight: 64,
+            dial_answer_timeout: Duration::from_secs(1),
+            max_discovered_addresses: 128,
             max_inbound_bytes_per_peer: 1024 * 1024,
             max_inbound_bytes_total: 16 * 1024 * 1024,
             max_inbound_stall: Duration::from_secs(60),
@@ -212,9 +225,11 @@ pub struct HubTimers {
     /// coalesced into one call with the latest list (a burst of announcements costs one list
     /// per interval). Default 1 s.
     pub visible_services_interval: Duration,
-    /// Delay between the starts of two candidate addresses of one dial attempt (happy-eyeballs
-    /// style): the next address is tried when the previous ones have not succeeded within it,
-    /// or at once when they failed. Default 250 ms.
+    /// Delay between the starts of the first two candidate addresses of one dial attempt
+    /// (happy-eyeballs style): the best candidate gets this long to win alone. After that the
+    /// delay is this divided by the number of candidates in flight (250, 125, 83, … ms), since
+    /// each one that stays silent makes waiting for the others less worthwhile; a failure
+    /// starts the next candidate at once. Default 250 ms.
     pub dial_stagger: Duration,
 }
 

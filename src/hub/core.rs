@@ -165,9 +165,12 @@ impl Hub {
         pairing_runtime::spawn(&shared, pairing_requests);
         shared.tracker.spawn(accept_loop(shared.clone(), listener));
         if let Some(discovery) = shared.config.discovery.clone() {
+            // Subscribed here, not in the task: every record seen once `start` returns reaches
+            // the supervisors as its own event, not only through the (bounded) snapshot.
+            let events = discovery.subscribe();
             shared
                 .tracker
-                .spawn(sightings::follow(shared.clone(), discovery));
+                .spawn(sightings::follow(shared.clone(), discovery, events));
         }
         shared.tracker.spawn(super::trust::writer::run(
             shared.trust.clone(),
@@ -310,14 +313,13 @@ impl Hub {
                 dial_now: true,
             },
         )?;
-        if let Some(service) = self
-            .shared
-            .config
-            .discovery
-            .as_ref()
-            .and_then(|d| d.visible_service(&ski))
-        {
-            route(&self.shared, ski, sightings::sighting_command(&service))?;
+        if let Some(discovery) = self.shared.config.discovery.as_ref() {
+            if let Some(service) = discovery.visible_service(&ski) {
+                route(&self.shared, ski, sightings::sighting_command(&service))?;
+            }
+            // Newly preferred: the discovery reports every claim of the SKI again (its registry
+            // keeps only the newest few), each as an event the supervisor learns from.
+            sightings::prefer_paired(&self.shared, discovery);
         }
         if let Some(address) = address {
             self.add_address(ski, address)?;

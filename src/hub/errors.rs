@@ -28,6 +28,11 @@ pub enum DialError {
     /// TCP + TLS + WebSocket took longer than the transport handshake timeout.
     #[error("TLS + WebSocket handshake timed out")]
     Timeout,
+    /// The address sent nothing within [`crate::hub::Limits::dial_answer_timeout`] (no TCP
+    /// connection, or no answer to our TLS ClientHello) and was given up for another candidate
+    /// waiting for its place.
+    #[error("no answer within the dial answer timeout")]
+    NoAnswer,
     /// The dial was cancelled (shutdown, unpair, or the peer dialled us first).
     #[error("dial cancelled")]
     Cancelled,
@@ -39,7 +44,7 @@ impl DialError {
         match self {
             DialError::ConnectionLimit(_) => FailureCause::RefusedByCap,
             DialError::Transport(error) => transport_cause(error),
-            DialError::Timeout => FailureCause::HandshakeTimeout,
+            DialError::Timeout | DialError::NoAnswer => FailureCause::HandshakeTimeout,
             DialError::NoAddress | DialError::Cancelled => FailureCause::Other,
         }
     }

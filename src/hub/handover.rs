@@ -74,15 +74,23 @@ pub(crate) enum Command {
     RefusePin,
     /// A configured address to dial this peer at (with the WebSocket path).
     StaticAddress(SocketAddr, String),
-    /// Discovery sees the peer: its instance, host name (for SNI), addresses and TXT path.
-    Sighting {
-        instance: String,
-        host: String,
-        addresses: Vec<SocketAddr>,
-        path: String,
-    },
+    /// Discovery sees the peer: each record claiming its SKI (oldest first).
+    Sighting(Vec<SightingRecord>),
     /// Discovery lost the peer's announcement. Its addresses stay as a last resort (§8).
     SightingLost,
+}
+
+/// One mDNS record claiming a peer's SKI, as the supervisor's address book takes it.
+#[derive(Debug, Clone)]
+pub(crate) struct SightingRecord {
+    /// The full instance name.
+    pub(crate) instance: String,
+    /// The host name to send as SNI at its addresses.
+    pub(crate) host: String,
+    /// Its addresses, in the order to try them.
+    pub(crate) addresses: Vec<SocketAddr>,
+    /// Its TXT `path`.
+    pub(crate) path: String,
 }
 
 /// Identifies one link within its supervisor.

@@ -61,6 +61,7 @@ async fn admit(shared: Arc<Shared>, tcp: BoxIo, remote: SocketAddr, slot: Handsh
         )
         .await
         .map_err(|_| AdmitError::NoClientHello)??;
+        slot.spoke();
         let (tls, ski) = hello.accept().await?;
         if ski == shared.local_ski {
             return Err(AdmitError::OwnSki);
@@ -98,6 +99,11 @@ async fn admit(shared: Arc<Shared>, tcp: BoxIo, remote: SocketAddr, slot: Handsh
     };
     let outcome = tokio::select! {
         _ = shared.stop_accepting.cancelled() => return,
+        () = slot.evicted() => {
+            tracing::debug!(%remote, "silent incoming connection dropped for a newer one from its address");
+            shared.metrics.failure(FailureCause::HandshakeTimeout);
+            return;
+        }
         outcome = tokio::time::timeout(limits.transport_handshake_timeout, work) => outcome,
     };
     let reserved = slot.reserved;

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::callbacks::CallbackEvent;
 use super::config::HubConfig;
-use super::handover::Command;
+use super::handover::{Command, SightingRecord};
 use super::shared::Shared;
 use super::supervisor::route;
 use crate::discovery::{Announcement, Discovery, DiscoveryEvent, ShipTxt, VisibleService};
@@ -59,8 +59,13 @@ pub(crate) fn announcement_of(
 /// with the list as it is then, so a burst of announcements costs one list per interval
 /// instead of one per sighting. The paired SKIs are the discovery's preferred ones (their
 /// records are never evicted for strangers); the set is refreshed with each report.
-pub(crate) async fn follow(shared: Arc<Shared>, discovery: Arc<dyn Discovery>) {
-    let mut events = discovery.subscribe();
+/// `events` is the discovery's subscription, taken before the snapshot (the order that misses
+/// nothing).
+pub(crate) async fn follow(
+    shared: Arc<Shared>,
+    discovery: Arc<dyn Discovery>,
+    mut events: tokio::sync::broadcast::Receiver<DiscoveryEvent>,
+) {
     prefer_paired(&shared, &discovery);
     let mut report = Coalesced::new(shared.config.timers.visible_services_interval);
     for service in discovery.visible() {
@@ -146,7 +151,7 @@ impl Coalesced {
 }
 
 /// Tells the discovery which SKIs are paired, so that strangers never evict their records.
-fn prefer_paired(shared: &Shared, discovery: &Arc<dyn Discovery>) {
+pub(crate) fn prefer_paired(shared: &Shared, discovery: &Arc<dyn Discovery>) {
     match shared.trust.load_all() {
         Ok(peers) => discovery.set_preferred(peers.into_iter().map(|p| p.ski).collect()),
         Err(error) => tracing::debug!(%error, "paired SKIs not readable for discovery"),
@@ -171,15 +176,36 @@ fn feed(shared: &Arc<Shared>, service: &VisibleService) {
     let _ = route(shared, service.ski, sighting_command(service));
 }
 
-/// The supervisor command for a sighting.
+/// The supervisor command for a sighting: every record of the view, the oldest first (so the
+/// book learns the newest claim last, and tries it first). The view lists its addresses by
+/// recency (`dial_order`), which orders the records.
 pub(crate) fn sighting_command(service: &VisibleService) -> Command {
-    let instance = service.instances.first().cloned().unwrap_or_default();
-    Command::Sighting {
-        host: host_label(&instance),
-        instance,
-        addresses: service.dial_order.clone(),
-        path: service.path().to_owned(),
-    }
+    let recency = |record: &crate::discovery::Sighting| {
+        record
+            .addresses
+            .iter()
+            .filter_map(|a| service.dial_order.iter().position(|d| d == a))
+            .min()
+            .unwrap_or(usize::MAX)
+    };
+    let mut records: Vec<_> = service.sightings.iter().collect();
+    records.sort_by_key(|record| std::cmp::Reverse(recency(record)));
+    Command::Sighting(
+        records
+            .into_iter()
+            .map(|record| SightingRecord {
+                instance: record.instance.clone(),
+                host: host_label(&record.instance),
+                addresses: service
+                    .dial_order
+                    .iter()
+                    .filter(|a| record.addresses.contains(a))
+                    .copied()
+                    .collect(),
+                path: record.txt.path.as_str().to_owned(),
+            })
+            .collect(),
+    )
 }
 
 /// A DNS-form SNI name from an instance name: its first label, made DNS-safe, under `.local`.

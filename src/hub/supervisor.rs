@@ -27,8 +27,7 @@ mod pin;
 mod state;
 mod visible;
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -37,15 +36,16 @@ use rand::rngs::StdRng;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::address_book::{AddressBook, AddressSource, DEFAULT_SHIP_PATH, DialCandidate};
+use super::address_book::{AddressBook, DEFAULT_SHIP_PATH, DialCandidate};
 use super::arbitration::{self, Arbitration, LinkFacts};
 use super::backoff::Backoff;
 use super::callbacks::{CallbackEvent, Failure, PairingDecision, PairingRequest, StateDetail};
 use super::clock::{now, sleep_until_opt};
-use super::dial::{self, Dialled};
+use super::dial::{Dialled, Race, RaceEvent};
 use super::errors::{DialError, DisconnectReason, HubError};
 use super::handover::{
     Command, Handover, LinkCommand, LinkEnd, LinkEvent, LinkId, LinkSetup, LinkStart,
+    SightingRecord,
 };
 use super::inbound::PeerBudget;
 use super::link;
@@ -124,10 +124,9 @@ pub(crate) struct Supervisor {
     inbound: Arc<PeerBudget>,
     pairing: Option<PairedPeer>,
     peer_ship_id: Option<ShipId>,
-    /// Every address known for this peer (one SKI's book).
+    /// Every address known for this peer (one SKI's book), with the SNI host names of the
+    /// addresses mDNS records claimed.
     addresses: AddressBook,
-    /// DNS-form host names (SNI) of discovered addresses.
-    hosts: HashMap<IpAddr, String>,
     links: Vec<LinkHandle>,
     next_link: LinkId,
     link_events_tx: mpsc::UnboundedSender<(LinkId, LinkEvent)>,
@@ -187,7 +186,6 @@ impl Supervisor {
             },
             inbound,
             addresses,
-            hosts: HashMap::new(),
             links: Vec::new(),
             next_link: 0,
             link_events_tx,
@@ -233,7 +231,7 @@ impl Supervisor {
                 },
                 Some((id, event)) = self.link_events.recv() => self.handle_link_event(id, event),
                 _ = sleep_until_opt(dial_due) => self.start_dial(),
-                result = join_dial(&mut self.dial) => self.dial_finished(result),
+                event = race(&mut self.dial, &self.addresses) => self.race_event(event),
                 _ = sleep_until_opt(self.double.grace_until) => self.grace_expired(),
                 _ = sleep_until_opt(replacement_due) => self.replacement_expired(),
                 Some((id, answer)) = wait_answer(&mut self.pending_answer) => {
@@ -321,12 +319,7 @@ impl Supervisor {
             Command::RefusePin => self.pin_refused(),
             Command::Disconnect => self.close_live_links(),
             Command::StaticAddress(address, path) => self.static_address(address, &path),
-            Command::Sighting {
-                instance,
-                host,
-                addresses,
-                path,
-            } => self.sighting(&instance, &host, addresses, &path),
+            Command::Sighting(records) => self.sighting(records),
             Command::SightingLost => self.sighting_lost(),
         }
         self.publish_addresses();
@@ -397,36 +390,46 @@ impl Supervisor {
         self.schedule_dial();
     }
 
-    /// Discovery sees the peer: its addresses are learnt, and a running dial tries them next.
-    fn sighting(&mut self, instance: &str, host: &str, addresses: Vec<SocketAddr>, path: &str) {
-        for address in &addresses {
-            self.hosts.insert(address.ip(), host.to_owned());
+    /// Discovery sees the peer: each record's addresses are learnt (a running dial tries a new
+    /// one next). A claim never tried before is worth a dial now: a waiting dial goes out at
+    /// once instead of after its backoff delay, so a fresh sighting is always tried promptly,
+    /// whatever fake claims were tried before it.
+    fn sighting(&mut self, records: Vec<SightingRecord>) {
+        let mut new = 0;
+        for record in records {
+            match self.addresses.record_sighting(
+                self.ski,
+                &record.instance,
+                &record.host,
+                record.addresses,
+                &record.path,
+            ) {
+                Ok(recorded) => new += recorded.new,
+                Err(error) => tracing::debug!(ski = %self.ski, %error, "sighting not usable"),
+            }
         }
-        if let Err(error) = self
-            .addresses
-            .record_sighting(self.ski, instance, addresses, path)
-        {
-            tracing::debug!(ski = %self.ski, %error, "sighting not usable");
-        }
-        self.feed_running_dial(instance, host);
         self.schedule_dial();
+        if new > 0 {
+            self.dial_fresh_now();
+        }
+    }
+
+    /// A waiting dial goes out now (a never-tried address was learnt). Not while a connection
+    /// of the peer is in its TLS handshake: that is the replacement a settled double connection
+    /// waits for, and a dial now would make a third connection.
+    fn dial_fresh_now(&mut self) {
+        if let DialState::Waiting(at) = self.dial {
+            let now = tokio::time::Instant::now();
+            if at > now && !self.incoming_in_tls() {
+                self.dial = DialState::Waiting(now);
+            }
+        }
     }
 
     /// Discovery lost the peer: its discovered addresses are withdrawn (they stay as a last
     /// resort, §8).
     fn sighting_lost(&mut self) {
-        let instances: Vec<String> = self
-            .addresses
-            .dial_candidates(&self.ski)
-            .into_iter()
-            .filter_map(|c| match c.source {
-                AddressSource::Discovered { instance } => Some(instance),
-                _ => None,
-            })
-            .collect();
-        for instance in instances {
-            self.addresses.withdraw_instance(&instance);
-        }
+        self.addresses.withdraw_all(&self.ski);
     }
 
     // ----- dialling ---------------------------------------------------------------------
@@ -452,55 +455,37 @@ impl Supervisor {
         self.dial = DialState::Waiting(tokio::time::Instant::now() + delay);
     }
 
-    /// The waiting dial is due: start the attempt over every candidate address.
+    /// The waiting dial is due: start an attempt that races the candidate addresses.
     fn start_dial(&mut self) {
         if self.live_links().count() > 0 || self.pairing.is_none() || self.stopping() {
             self.dial = DialState::Idle;
             return;
         }
-        let candidates = self.addresses.dial_candidates(&self.ski);
-        if candidates.is_empty() {
+        if self.addresses.dial_candidates(&self.ski).is_empty() {
             // Nothing to dial (see `schedule_dial`): not a failure.
             self.dial = DialState::Idle;
             return;
         }
-        let shared = self.shared.clone();
-        let ski = self.ski;
         self.shared.metrics.dial_attempt();
-        let (feed, more) = mpsc::unbounded_channel();
-        let task = self.shared.tracker.spawn(dial::dial(
-            shared,
-            ski,
-            candidates,
-            self.hosts.clone(),
-            more,
-        ));
-        self.dial = DialState::Running { task, feed };
+        match Race::new(self.shared.clone(), self.ski) {
+            Ok(race) => self.dial = DialState::Running(Box::new(race)),
+            Err(error) => self.dial_finished(Err(error)),
+        }
     }
 
-    /// A running dial attempt also tries the addresses of a fresh sighting, next.
-    fn feed_running_dial(&self, instance: &str, host: &str) {
-        let DialState::Running { feed, .. } = &self.dial else {
-            return;
-        };
-        let fresh: Vec<(DialCandidate, String)> = self
-            .addresses
-            .dial_candidates(&self.ski)
-            .into_iter()
-            .filter(
-                |c| matches!(&c.source, AddressSource::Discovered { instance: i } if i == instance),
-            )
-            .map(|c| (c, host.to_owned()))
-            .collect();
-        if !fresh.is_empty() {
-            let _ = feed.send(fresh);
+    /// What the running attempt reports: a failed candidate is demoted in the book (the attempt
+    /// goes on), a connection or the attempt's failure ends it.
+    fn race_event(&mut self, event: RaceEvent) {
+        match event {
+            RaceEvent::Failed(candidate) => {
+                self.addresses.record_failure(&self.ski, candidate.address);
+            }
+            RaceEvent::Won(dialled) => self.dial_finished(Ok(*dialled)),
+            RaceEvent::Exhausted(error) => self.dial_finished(Err(error)),
         }
     }
 
     fn cancel_dial(&mut self) {
-        if let DialState::Running { task, .. } = &self.dial {
-            task.abort();
-        }
         self.dial = DialState::Idle;
     }
 
@@ -634,12 +619,10 @@ impl Supervisor {
     }
 }
 
-async fn join_dial(dial: &mut DialState) -> Result<Dialled, DialError> {
+/// The running attempt's next event; never while no attempt runs.
+async fn race(dial: &mut DialState, book: &AddressBook) -> RaceEvent {
     match dial {
-        DialState::Running { task, .. } => match task.await {
-            Ok(result) => result,
-            Err(_) => Err(DialError::Cancelled),
-        },
+        DialState::Running(race) => race.next(book).await,
         _ => std::future::pending().await,
     }
 }

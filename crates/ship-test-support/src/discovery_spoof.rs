@@ -1,6 +1,8 @@
 //! An mDNS spoofer for the namespace tests: a separate `mdns-sd` daemon that registers (and so
 //! announces, and answers queries for) thousands of `_ship._tcp` services with distinct SKIs,
-//! as an attacker on the LAN could. Only for use inside a private network namespace.
+//! or many fake claims of one SKI at addresses that accept TCP and stay silent
+//! ([`Spoofer::claims`], [`SilentHosts`]), as an attacker on the LAN could. Only for use inside
+//! a private network namespace.
 
 use std::time::{Duration, Instant};
 
@@ -181,5 +183,99 @@ impl Announcer {
 impl Drop for Announcer {
     fn drop(&mut self) {
         let _ = self.daemon.shutdown();
+    }
+}
+
+/// Addresses that accept TCP and then never send a byte (the fakes of the fake-claim tests),
+/// each on its own loopback IP (`127.0.0.10` upwards) with an OS-chosen port. Counts what it
+/// accepted. Dropping it stops accepting and closes what it holds.
+pub struct SilentHosts {
+    addresses: Vec<std::net::SocketAddr>,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl SilentHosts {
+    /// Starts `count` silent listeners (at most 200).
+    pub fn start(count: u8) -> SilentHosts {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        assert!(count <= 200);
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut addresses = Vec::new();
+        for n in 0..count {
+            let ip = std::net::Ipv4Addr::new(127, 0, 0, 10 + n);
+            let listener = std::net::TcpListener::bind((ip, 0)).expect("silent listener");
+            listener.set_nonblocking(true).unwrap();
+            addresses.push(listener.local_addr().unwrap());
+            let (accepted, stop) = (accepted.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut held = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((socket, _)) => {
+                            accepted.fetch_add(1, Ordering::Relaxed);
+                            held.push(socket);
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            });
+        }
+        SilentHosts {
+            addresses,
+            accepted,
+            stop,
+        }
+    }
+
+    /// Their addresses.
+    pub fn addresses(&self) -> &[std::net::SocketAddr] {
+        &self.addresses
+    }
+
+    /// Connections accepted so far, over all of them.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for SilentHosts {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Spoofer {
+    /// Starts a spoofer daemon (it does not browse) that claims `ski`: one service
+    /// `<prefix>-<n>` per address, with a valid SHIP TXT record of that SKI, as an attacker
+    /// announcing fake instances of a paired device would.
+    pub fn claims(prefix: &str, ski: Ski, addresses: &[std::net::SocketAddr]) -> Spoofer {
+        let daemon = ServiceDaemon::new().expect("spoofer daemon");
+        for (n, address) in addresses.iter().enumerate() {
+            let name = format!("{prefix}-{n}");
+            let txt = ShipTxt::new(ShipId::new(name.clone()).unwrap(), ski);
+            let properties = txt.to_properties();
+            let info = ServiceInfo::new(
+                SERVICE_TYPE,
+                &name,
+                &format!("{name}.local."),
+                address.ip().to_string().as_str(),
+                address.port(),
+                &properties[..],
+            )
+            .expect("service info");
+            loop {
+                match daemon.register(info.clone()) {
+                    Ok(()) => break,
+                    Err(mdns_sd::Error::Again) => std::thread::sleep(Duration::from_millis(1)),
+                    Err(error) => panic!("spoofer register: {error}"),
+                }
+            }
+        }
+        Spoofer {
+            daemon: Some(daemon),
+        }
     }
 }

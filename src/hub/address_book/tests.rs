@@ -27,6 +27,19 @@ fn addresses(book: &AddressBook, ski: &Ski) -> Vec<SocketAddr> {
         .collect()
 }
 
+/// Records a sighting with the host name `<instance>.local`; returns how many addresses it
+/// holds.
+fn sight(
+    book: &mut AddressBook,
+    ski: Ski,
+    instance: &str,
+    addresses: impl IntoIterator<Item = SocketAddr>,
+    path: &str,
+) -> Result<usize, AddressError> {
+    book.record_sighting(ski, instance, &format!("{instance}.local"), addresses, path)
+        .map(|recorded| recorded.addresses)
+}
+
 fn discovered(instance: &str) -> AddressSource {
     AddressSource::Discovered {
         instance: instance.into(),
@@ -50,9 +63,7 @@ fn an_unknown_peer_has_no_candidates() {
 #[test]
 fn a_sighting_gives_its_addresses_with_the_txt_path() {
     let mut book = AddressBook::new();
-    let n = book
-        .record_sighting(ski(1), "wallbox", [v4(5, 4712)], "/ship/v2/")
-        .unwrap();
+    let n = sight(&mut book, ski(1), "wallbox", [v4(5, 4712)], "/ship/v2/").unwrap();
     assert_eq!(n, 1);
     assert_eq!(
         book.dial_candidates(&ski(1)),
@@ -60,6 +71,7 @@ fn a_sighting_gives_its_addresses_with_the_txt_path() {
             address: v4(5, 4712),
             path: "/ship/v2/".into(),
             source: discovered("wallbox"),
+            host: Some("wallbox.local".into()),
         }]
     );
 }
@@ -67,11 +79,9 @@ fn a_sighting_gives_its_addresses_with_the_txt_path() {
 #[test]
 fn order_is_successful_then_static_then_discovered_then_withdrawn() {
     let mut book = AddressBook::new();
-    book.record_sighting(ski(1), "old", [v4(30, 4712)], "/ship/")
-        .unwrap();
+    sight(&mut book, ski(1), "old", [v4(30, 4712)], "/ship/").unwrap();
     book.withdraw_instance("old");
-    book.record_sighting(ski(1), "mdns", [v4(20, 4712)], "/ship/")
-        .unwrap();
+    sight(&mut book, ski(1), "mdns", [v4(20, 4712)], "/ship/").unwrap();
     book.add_static(ski(1), v4(10, 4712), "/ship/").unwrap();
     book.record_dialled(ski(1), v4(1, 4712), "/ship/").unwrap();
     let sources: Vec<_> = book
@@ -93,8 +103,14 @@ fn order_is_successful_then_static_then_discovered_then_withdrawn() {
 #[test]
 fn each_address_appears_once_under_its_best_source() {
     let mut book = AddressBook::new();
-    book.record_sighting(ski(1), "mdns", [v4(1, 4712), v4(1, 4712)], "/ship/")
-        .unwrap();
+    sight(
+        &mut book,
+        ski(1),
+        "mdns",
+        [v4(1, 4712), v4(1, 4712)],
+        "/ship/",
+    )
+    .unwrap();
     book.add_static(ski(1), v4(1, 4712), "/ship/").unwrap();
     book.add_static(ski(1), v4(1, 4712), "/ship/").unwrap();
     book.record_dialled(ski(1), v4(1, 4712), "/ship/").unwrap();
@@ -106,8 +122,7 @@ fn each_address_appears_once_under_its_best_source() {
 #[test]
 fn an_expired_record_never_leaves_a_connected_peer_without_an_address() {
     let mut book = AddressBook::new();
-    book.record_sighting(ski(1), "wallbox", [v4(5, 4712)], "/ship/")
-        .unwrap();
+    sight(&mut book, ski(1), "wallbox", [v4(5, 4712)], "/ship/").unwrap();
     book.record_dialled(ski(1), v4(5, 4712), "/ship/").unwrap();
     assert_eq!(book.withdraw_instance("wallbox"), Some(ski(1)));
     let candidates = book.dial_candidates(&ski(1));
@@ -119,8 +134,14 @@ fn an_expired_record_never_leaves_a_connected_peer_without_an_address() {
 #[test]
 fn a_withdrawn_sighting_stays_as_a_last_resort() {
     let mut book = AddressBook::new();
-    book.record_sighting(ski(1), "wallbox", [v4(5, 4712), global_v6(4712)], "/x/")
-        .unwrap();
+    sight(
+        &mut book,
+        ski(1),
+        "wallbox",
+        [v4(5, 4712), global_v6(4712)],
+        "/x/",
+    )
+    .unwrap();
     book.withdraw_instance("wallbox");
     let candidates = book.dial_candidates(&ski(1));
     assert_eq!(
@@ -130,38 +151,37 @@ fn a_withdrawn_sighting_stays_as_a_last_resort() {
                 address: v4(5, 4712),
                 path: "/x/".into(),
                 source: withdrawn("wallbox"),
+                host: Some("wallbox.local".into()),
             },
             DialCandidate {
                 address: global_v6(4712),
                 path: "/x/".into(),
                 source: withdrawn("wallbox"),
+                host: Some("wallbox.local".into()),
             },
         ]
     );
-    // Seen again: back to a current sighting, not listed twice.
-    book.record_sighting(ski(1), "wallbox", [v4(5, 4712)], "/x/")
-        .unwrap();
+    // Seen again: back to a current sighting, not listed twice; what it no longer announces
+    // stays withdrawn.
+    sight(&mut book, ski(1), "wallbox", [v4(5, 4712)], "/x/").unwrap();
     let sources: Vec<_> = book
         .dial_candidates(&ski(1))
         .into_iter()
         .map(|c| c.source)
         .collect();
-    assert_eq!(sources, vec![discovered("wallbox")]);
+    assert_eq!(sources, vec![discovered("wallbox"), withdrawn("wallbox")]);
 }
 
 #[test]
 fn withdrawn_addresses_are_bounded_newest_first() {
-    let mut book = AddressBook::new();
+    let mut book = AddressBook::with_max_discovered(8);
     for i in 0..20u8 {
         let instance = format!("instance-{i}");
-        book.record_sighting(ski(1), &instance, [v4(i + 1, 4712)], "/ship/")
-            .unwrap();
+        sight(&mut book, ski(1), &instance, [v4(i + 1, 4712)], "/ship/").unwrap();
         book.withdraw_instance(&instance);
     }
     let got = addresses(&book, &ski(1));
-    let expected: Vec<_> = (0..DEFAULT_MAX_DISCOVERED as u8)
-        .map(|i| v4(20 - i, 4712))
-        .collect();
+    let expected: Vec<_> = (0..8u8).map(|i| v4(20 - i, 4712)).collect();
     assert_eq!(got, expected);
 }
 
@@ -169,11 +189,9 @@ fn withdrawn_addresses_are_bounded_newest_first() {
 fn static_addresses_survive_every_discovery_event() {
     let mut book = AddressBook::new();
     book.add_static(ski(1), v4(9, 4711), "/ship/").unwrap();
-    book.record_sighting(ski(1), "wallbox", [v4(5, 4712)], "/ship/")
-        .unwrap();
+    sight(&mut book, ski(1), "wallbox", [v4(5, 4712)], "/ship/").unwrap();
     book.withdraw_instance("wallbox");
-    book.record_sighting(ski(1), "wallbox", std::iter::empty(), "/ship/")
-        .unwrap();
+    sight(&mut book, ski(1), "wallbox", std::iter::empty(), "/ship/").unwrap();
     assert_eq!(addresses(&book, &ski(1))[0], v4(9, 4711));
     book.clear_static(&ski(1));
     assert_eq!(addresses(&book, &ski(1)), vec![v4(5, 4712)]);
@@ -182,8 +200,7 @@ fn static_addresses_survive_every_discovery_event() {
 #[test]
 fn an_incoming_connection_from_a_new_ip_is_dialled_at_the_known_port() {
     let mut book = AddressBook::new();
-    book.record_sighting(ski(1), "wallbox", [v4(5, 4712)], "/ship/")
-        .unwrap();
+    sight(&mut book, ski(1), "wallbox", [v4(5, 4712)], "/ship/").unwrap();
     book.record_dialled(ski(1), v4(5, 4712), "/ship/").unwrap();
     book.withdraw_instance("wallbox");
     // The peer got a new address and connected to us from an ephemeral port.
@@ -204,16 +221,14 @@ fn an_incoming_connection_without_a_known_port_gives_no_candidate_yet() {
     book.record_incoming(ski(1), v4(77, 51234)).unwrap();
     assert!(book.contains(&ski(1)));
     assert!(book.dial_candidates(&ski(1)).is_empty());
-    book.record_sighting(ski(1), "wallbox", [v4(5, 4712)], "/ship/")
-        .unwrap();
+    sight(&mut book, ski(1), "wallbox", [v4(5, 4712)], "/ship/").unwrap();
     assert_eq!(addresses(&book, &ski(1)), vec![v4(77, 4712), v4(5, 4712)]);
 }
 
 #[test]
 fn ipv4_mapped_addresses_count_as_ipv4() {
     let mut book = AddressBook::new();
-    book.record_sighting(ski(1), "wallbox", [v4(5, 4712)], "/ship/")
-        .unwrap();
+    sight(&mut book, ski(1), "wallbox", [v4(5, 4712)], "/ship/").unwrap();
     let mapped: SocketAddr = "[::ffff:192.168.1.5]:50000".parse().unwrap();
     book.record_incoming(ski(1), mapped).unwrap();
     assert_eq!(addresses(&book, &ski(1)), vec![v4(5, 4712)]);
@@ -222,7 +237,8 @@ fn ipv4_mapped_addresses_count_as_ipv4() {
 #[test]
 fn within_a_sighting_ipv4_then_global_ipv6_then_link_local() {
     let mut book = AddressBook::new();
-    book.record_sighting(
+    sight(
+        &mut book,
         ski(1),
         "wallbox",
         [link_local(3, 4712), global_v6(4712), v4(5, 4712)],
@@ -238,7 +254,8 @@ fn within_a_sighting_ipv4_then_global_ipv6_then_link_local() {
 #[test]
 fn link_local_addresses_keep_their_scope_and_differ_by_it() {
     let mut book = AddressBook::new();
-    book.record_sighting(
+    sight(
+        &mut book,
         ski(1),
         "wallbox",
         [link_local(2, 4712), link_local(3, 4712)],
@@ -254,25 +271,102 @@ fn link_local_addresses_keep_their_scope_and_differ_by_it() {
 }
 
 #[test]
-fn newer_sightings_come_first() {
+fn claims_are_tried_in_the_order_learnt_and_announcing_again_does_not_move_one_ahead() {
     let mut book = AddressBook::new();
-    book.record_sighting(ski(1), "a", [v4(1, 4712)], "/ship/")
-        .unwrap();
-    book.record_sighting(ski(1), "b", [v4(2, 4712)], "/ship/")
-        .unwrap();
-    assert_eq!(addresses(&book, &ski(1)), vec![v4(2, 4712), v4(1, 4712)]);
-    book.record_sighting(ski(1), "a", [v4(1, 4712)], "/ship/")
-        .unwrap();
+    sight(&mut book, ski(1), "a", [v4(1, 4712)], "/ship/").unwrap();
+    sight(&mut book, ski(1), "b", [v4(2, 4712)], "/ship/").unwrap();
     assert_eq!(addresses(&book, &ski(1)), vec![v4(1, 4712), v4(2, 4712)]);
+    // Announced again (a fake can re-announce as often as it likes): no move.
+    sight(&mut book, ski(1), "b", [v4(2, 4712)], "/ship/").unwrap();
+    assert_eq!(addresses(&book, &ski(1)), vec![v4(1, 4712), v4(2, 4712)]);
+    // A new address of an instance is a new claim; the old one is withdrawn.
+    sight(&mut book, ski(1), "a", [v4(3, 4712)], "/ship/").unwrap();
+    assert_eq!(
+        addresses(&book, &ski(1)),
+        vec![v4(2, 4712), v4(3, 4712), v4(1, 4712)]
+    );
+    assert_eq!(book.dial_candidates(&ski(1))[2].source, withdrawn("a"));
+}
+
+#[test]
+fn untried_claims_are_taken_from_both_ends_of_the_order_learnt() {
+    // A real claim with fakes announced before it and in reaction to it.
+    let mut book = AddressBook::new();
+    for i in 1..=3u8 {
+        sight(
+            &mut book,
+            ski(1),
+            &format!("before-{i}"),
+            [v4(i, 4712)],
+            "/ship/",
+        )
+        .unwrap();
+    }
+    sight(
+        &mut book,
+        ski(1),
+        "real",
+        [v4(100, 4712), global_v6(4712)],
+        "/ship/",
+    )
+    .unwrap();
+    let order = |book: &AddressBook| addresses(book, &ski(1));
+    // The real one is the latest: second.
+    assert_eq!(
+        order(&book),
+        vec![
+            v4(1, 4712),
+            v4(100, 4712),
+            global_v6(4712),
+            v4(2, 4712),
+            v4(3, 4712)
+        ]
+    );
+    for i in 10..=12u8 {
+        sight(
+            &mut book,
+            ski(1),
+            &format!("after-{i}"),
+            [v4(i, 4712)],
+            "/ship/",
+        )
+        .unwrap();
+    }
+    // Earliest, latest, second earliest, second latest, …
+    assert_eq!(
+        order(&book),
+        vec![
+            v4(1, 4712),
+            v4(12, 4712),
+            v4(2, 4712),
+            v4(11, 4712),
+            v4(3, 4712),
+            v4(10, 4712),
+            v4(100, 4712),
+            global_v6(4712),
+        ]
+    );
+    // Alone with fakes announced in reaction to it, the real claim is first.
+    let mut book = AddressBook::new();
+    sight(&mut book, ski(1), "real", [v4(100, 4712)], "/ship/").unwrap();
+    for i in 1..=100u8 {
+        sight(
+            &mut book,
+            ski(1),
+            &format!("after-{i}"),
+            [v4(i, 4712)],
+            "/ship/",
+        )
+        .unwrap();
+    }
+    assert_eq!(order(&book)[0], v4(100, 4712));
 }
 
 #[test]
 fn an_instance_that_now_announces_another_ski_moves_to_it() {
     let mut book = AddressBook::new();
-    book.record_sighting(ski(1), "wallbox", [v4(5, 4712)], "/ship/")
-        .unwrap();
-    book.record_sighting(ski(2), "wallbox", [v4(6, 4712)], "/ship/")
-        .unwrap();
+    sight(&mut book, ski(1), "wallbox", [v4(5, 4712)], "/ship/").unwrap();
+    sight(&mut book, ski(2), "wallbox", [v4(6, 4712)], "/ship/").unwrap();
     assert_eq!(
         book.dial_candidates(&ski(1))[0].source,
         withdrawn("wallbox")
@@ -308,14 +402,16 @@ fn undialable_addresses_are_typed_errors() {
     );
     assert!(book.record_incoming(ski(1), link_local(0, 5000)).is_err());
     // In a sighting, undialable addresses are left out and the rest is kept.
-    let n = book
-        .record_sighting(ski(1), "w", [link_local(0, 4712), v4(5, 4712)], "/ship/")
-        .unwrap();
+    let n = sight(
+        &mut book,
+        ski(1),
+        "w",
+        [link_local(0, 4712), v4(5, 4712)],
+        "/ship/",
+    )
+    .unwrap();
     assert_eq!(n, 1);
-    assert!(
-        book.record_sighting(ski(1), "w", [v4(5, 4712)], "ship")
-            .is_err()
-    );
+    assert!(sight(&mut book, ski(1), "w", [v4(5, 4712)], "ship").is_err());
     assert_eq!(addresses(&book, &ski(1)), vec![v4(5, 4712)]);
 }
 
@@ -323,10 +419,8 @@ fn undialable_addresses_are_typed_errors() {
 fn forget_removes_everything_about_a_peer() {
     let mut book = AddressBook::new();
     book.add_static(ski(1), v4(9, 4711), "/ship/").unwrap();
-    book.record_sighting(ski(1), "wallbox", [v4(5, 4712)], "/ship/")
-        .unwrap();
-    book.record_sighting(ski(2), "other", [v4(6, 4712)], "/ship/")
-        .unwrap();
+    sight(&mut book, ski(1), "wallbox", [v4(5, 4712)], "/ship/").unwrap();
+    sight(&mut book, ski(2), "other", [v4(6, 4712)], "/ship/").unwrap();
     book.forget(&ski(1));
     assert!(!book.contains(&ski(1)));
     assert!(book.dial_candidates(&ski(1)).is_empty());
@@ -387,8 +481,7 @@ proptest::proptest! {
                         book.add_static(ski(p), host(h), "/ship/").is_ok();
                 }
                 Op::Sighting(p, i, hs) => {
-                    let n = book
-                        .record_sighting(ski(p), &format!("i{i}"), hs.into_iter().map(host), "/s/")
+                    let n = sight(&mut book, ski(p), &format!("i{i}"), hs.into_iter().map(host), "/s/")
                         .unwrap();
                     reachable[p as usize] |= n > 0;
                 }
@@ -415,38 +508,177 @@ proptest::proptest! {
 }
 
 #[test]
-fn discovered_addresses_are_capped_evicting_the_stalest_never_the_successful_or_static() {
+fn discovered_addresses_are_capped_never_the_successful_or_static() {
     let mut book = AddressBook::with_max_discovered(4);
     book.record_dialled(ski(1), v4(200, 4711), "/ship/")
         .unwrap();
     book.add_static(ski(1), v4(201, 4711), "/ship/").unwrap();
-    // Ten claims, one address each: only the four newest stay.
+    // Ten claims, one address each, none tried yet: the first four wait for their turn and
+    // keep their places.
     for i in 0..10u8 {
-        book.record_sighting(ski(1), &format!("fake-{i}"), [v4(i + 1, 4712)], "/ship/")
-            .unwrap();
+        let n = sight(
+            &mut book,
+            ski(1),
+            &format!("fake-{i}"),
+            [v4(i + 1, 4712)],
+            "/ship/",
+        )
+        .unwrap();
+        assert_eq!(n, usize::from(i < 4));
     }
     assert_eq!(
         addresses(&book, &ski(1)),
         vec![
             v4(200, 4711),
             v4(201, 4711),
-            v4(10, 4712),
-            v4(9, 4712),
-            v4(8, 4712),
-            v4(7, 4712)
+            v4(1, 4712),
+            v4(4, 4712),
+            v4(2, 4712),
+            v4(3, 4712)
         ]
     );
-    // One sighting with many addresses keeps its first four.
+    // Once they were tried and failed, one sighting with many addresses takes their places,
+    // at most four of them.
+    for i in 1..=4u8 {
+        book.record_failure(&ski(1), v4(i, 4712));
+    }
     let many: Vec<_> = (20..40u8).map(|i| v4(i, 4712)).collect();
-    assert_eq!(
-        book.record_sighting(ski(1), "many", many, "/ship/")
-            .unwrap(),
-        4
-    );
+    assert_eq!(sight(&mut book, ski(1), "many", many, "/ship/").unwrap(), 4);
     let got = addresses(&book, &ski(1));
     assert_eq!(got.len(), 6, "{got:?}");
     assert_eq!(
         &got[2..],
         &[v4(20, 4712), v4(21, 4712), v4(22, 4712), v4(23, 4712)]
     );
+}
+
+#[test]
+fn a_failed_claim_is_demoted_behind_every_untried_one_and_announcing_it_again_does_not_help() {
+    let mut book = AddressBook::new();
+    book.record_dialled(ski(1), v4(100, 4711), "/ship/")
+        .unwrap();
+    for i in 1..=3u8 {
+        sight(
+            &mut book,
+            ski(1),
+            &format!("fake-{i}"),
+            [v4(i, 4712)],
+            "/ship/",
+        )
+        .unwrap();
+    }
+    // The newest fake fails twice, the oldest once.
+    book.record_failure(&ski(1), v4(3, 4712));
+    book.record_failure(&ski(1), v4(3, 4712));
+    book.record_failure(&ski(1), v4(1, 4712));
+    assert!(book.is_demoted(&ski(1), v4(3, 4712)));
+    // Re-announced: still demoted.
+    sight(&mut book, ski(1), "fake-3", [v4(3, 4712)], "/ship/").unwrap();
+    // A fresh claim goes before the demoted ones.
+    sight(&mut book, ski(1), "real", [v4(50, 4712)], "/ship/").unwrap();
+    assert_eq!(
+        addresses(&book, &ski(1)),
+        vec![
+            v4(100, 4711), // proven: first, whatever failed
+            v4(2, 4712),   // untried: the earliest, the latest
+            v4(50, 4712),
+            v4(1, 4712), // demoted: fewest failures first
+            v4(3, 4712),
+        ]
+    );
+    // The proven address failing keeps its place.
+    book.record_failure(&ski(1), v4(100, 4711));
+    assert_eq!(addresses(&book, &ski(1))[0], v4(100, 4711));
+    // A claim that worked is no longer demoted.
+    book.record_dialled(ski(1), v4(3, 4712), "/ship/").unwrap();
+    assert!(!book.is_demoted(&ski(1), v4(3, 4712)));
+    assert_eq!(addresses(&book, &ski(1))[0], v4(3, 4712));
+}
+
+#[test]
+fn among_demoted_claims_the_one_that_failed_longest_ago_comes_first() {
+    let mut book = AddressBook::new();
+    for i in 1..=3u8 {
+        sight(
+            &mut book,
+            ski(1),
+            &format!("fake-{i}"),
+            [v4(i, 4712)],
+            "/ship/",
+        )
+        .unwrap();
+    }
+    for i in [2u8, 1, 3] {
+        book.record_failure(&ski(1), v4(i, 4712));
+    }
+    assert_eq!(
+        addresses(&book, &ski(1)),
+        vec![v4(2, 4712), v4(1, 4712), v4(3, 4712)]
+    );
+}
+
+#[test]
+fn demoted_claims_are_evicted_before_any_untried_one() {
+    let mut book = AddressBook::with_max_discovered(4);
+    // The real claim first, then three fakes that are tried and fail.
+    sight(&mut book, ski(1), "real", [v4(200, 4712)], "/ship/").unwrap();
+    for i in 1..=3u8 {
+        sight(
+            &mut book,
+            ski(1),
+            &format!("fake-{i}"),
+            [v4(i, 4712)],
+            "/ship/",
+        )
+        .unwrap();
+        book.record_failure(&ski(1), v4(i, 4712));
+    }
+    // Three fresh fakes take the places of the demoted ones, not of the untried real claim.
+    for i in 10..13u8 {
+        sight(
+            &mut book,
+            ski(1),
+            &format!("fake-{i}"),
+            [v4(i, 4712)],
+            "/ship/",
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        addresses(&book, &ski(1)),
+        vec![v4(200, 4712), v4(12, 4712), v4(10, 4712), v4(11, 4712)]
+    );
+    // Once every claim waits for its first dial, a new one finds no room (the limit of the
+    // bound): the real claim, learnt first, keeps its place and goes first.
+    assert_eq!(
+        sight(&mut book, ski(1), "fake-13", [v4(13, 4712)], "/ship/").unwrap(),
+        0
+    );
+    assert_eq!(book.claims(&ski(1)), 4);
+    assert_eq!(addresses(&book, &ski(1))[0], v4(200, 4712));
+}
+
+#[test]
+fn a_flood_of_claims_stays_within_the_bound() {
+    let mut book = AddressBook::with_max_discovered(128);
+    book.record_dialled(ski(1), v4(250, 4711), "/ship/")
+        .unwrap();
+    for n in 0..10_000u32 {
+        let ip = std::net::Ipv4Addr::from(0x0a00_0000 + n);
+        let address = SocketAddr::from((ip, 4712));
+        book.record_sighting(
+            ski(1),
+            &format!("fake-{n}"),
+            "fake.local",
+            [address],
+            "/ship/",
+        )
+        .unwrap();
+        if n % 3 == 0 {
+            book.record_failure(&ski(1), address);
+        }
+        assert!(book.claims(&ski(1)) <= 128);
+    }
+    assert_eq!(addresses(&book, &ski(1))[0], v4(250, 4711));
+    assert_eq!(book.dial_candidates(&ski(1)).len(), 129);
 }

@@ -4,6 +4,7 @@
 use super::visible::{failure_of, reason_of};
 use super::*;
 use crate::hub::inbound::Delivery;
+use std::net::IpAddr;
 
 impl Supervisor {
     /// Takes over a connection of this peer (accepted or dialled) as a new link: builds its

@@ -7,6 +7,7 @@
 use super::*;
 use crate::hub::callbacks::{PinDecision, PinRequest};
 use crate::protocol::{Pin, PinParams, PinRequirement};
+use std::net::IpAddr;
 
 /// What the supervisor remembers about PINs for its peer.
 #[derive(Default)]

@@ -88,13 +88,8 @@ pub(super) enum DialState {
     Idle,
     /// The next dial goes out at this instant.
     Waiting(tokio::time::Instant),
-    /// A dial attempt runs.
-    Running {
-        /// The attempt's task.
-        task: JoinHandle<Result<Dialled, DialError>>,
-        /// Hands fresh sightings to the attempt, which tries them next.
-        feed: mpsc::UnboundedSender<Vec<(DialCandidate, String)>>,
-    },
+    /// A dial attempt runs (the supervisor polls it with the peer's address book).
+    Running(Box<Race>),
 }
 
 impl DialState {

@@ -9,8 +9,8 @@
 //! * [`http`]: the HTTP API and the web console (the browser tests in the namespace);
 //! * [`backpressure`]: slow and hostile peers and a stalled event reader;
 //! * [`pair_crash`]: `pair` killed at every point leaves a consistent store;
-//! * [`burst`] and [`pairing_service`]: mDNS floods and the SHIP Pairing Service, in the
-//!   namespace;
+//! * [`burst`], [`fake_claims`] and [`pairing_service`]: mDNS floods, fake claims of a paired
+//!   device and the SHIP Pairing Service, in the namespace;
 //! * [`conformance`]: the full ship-conformance run against an in-process hub and against the
 //!   gateway process, side by side.
 
@@ -22,6 +22,7 @@ mod burst;
 mod cli;
 mod conformance;
 mod e2e;
+mod fake_claims;
 mod http;
 mod pair_crash;
 mod pairing_service;
