@@ -154,10 +154,14 @@ pub(crate) struct RunArgs {
     /// Most incoming TLS/WebSocket handshakes in progress at once.
     #[arg(long, value_name = "N")]
     pub(crate) max_handshakes: Option<usize>,
-    /// After a person unpaired or denied a device, its pairing requests are refused without
-    /// asking for this many seconds (it still trusts us and redials). 0 = never. Default 600.
+    /// After a person unpaired a device, its pairing requests are refused without asking for
+    /// this many seconds (it still trusts us and redials). 0 = never. Default 600.
     #[arg(long, value_name = "SECS")]
     pub(crate) cooling_off: Option<u64>,
+    /// After a person denied a device, its pairing requests are refused without asking (one
+    /// line each) for this many seconds. 0 (the default) = until a person pairs it.
+    #[arg(long, value_name = "SECS")]
+    pub(crate) remember_denial: Option<u64>,
     /// Let pairing requests wait (up to their hello timeout) for `ship-gateway approve`/`deny`
     /// even without a terminal or `--http` (a gateway run as a service).
     #[arg(long)]

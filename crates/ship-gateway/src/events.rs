@@ -92,12 +92,23 @@ pub(crate) enum Event {
     /// A connected peer is no longer connected.
     Disconnected { ski: String, reason: String },
     /// An unknown peer asks to be trusted; `decision` is `accepted` (auto-accept), `asking` (on
-    /// the terminal) or `refused`.
+    /// the terminal, over the API) or `refused`; `reason` says why it is refused and how to pair
+    /// it instead (`null` otherwise).
     PairingRequested {
         ski: String,
         address: SocketAddr,
         name: Option<String>,
         decision: String,
+        reason: Option<String>,
+    },
+    /// A paired device requires a PIN the gateway does not have (`rejected`: the one sent was
+    /// wrong); it waits up to `wait_s` seconds; `answer` says how to give it.
+    PinRequested {
+        ski: String,
+        name: Option<String>,
+        rejected: bool,
+        wait_s: u64,
+        answer: String,
     },
     /// A pairing was added (by `pair`, a prompt, or a static peer).
     Paired { ski: String, by: String },
@@ -135,6 +146,9 @@ pub(crate) enum Event {
     ShipId { ski: String, ship_id: String },
     /// A warning the operator should see (for example auto-accept on).
     Warning { message: String },
+    /// Something that went as it should, worth a line (a PIN sent, a request answered
+    /// elsewhere).
+    Info { message: String },
     /// Stdout was not read fast enough and `count` non-data events were dropped (data events
     /// are never dropped: they hold the peer back instead). See docs/gateway.md, "Output".
     EventsDropped { count: u64 },
@@ -205,11 +219,34 @@ impl Event {
                 address,
                 name,
                 decision,
+                reason,
             } => format!(
-                "{ski} asks to pair from {address}{}: {decision}",
+                "{ski} asks to pair from {address}{}: {decision}{}",
                 name.as_ref()
                     .map(|n| format!(" ({})", Escaped(n)))
+                    .unwrap_or_default(),
+                reason
+                    .as_ref()
+                    .map(|r| format!(" ({})", Escaped(r)))
                     .unwrap_or_default()
+            ),
+            Event::PinRequested {
+                ski,
+                name,
+                rejected,
+                wait_s,
+                answer,
+            } => format!(
+                "{ski}{} requires a PIN{}: {} (within {wait_s} s)",
+                name.as_ref()
+                    .map(|n| format!(" ({})", Escaped(n)))
+                    .unwrap_or_default(),
+                if *rejected {
+                    " (the one sent was wrong)"
+                } else {
+                    ""
+                },
+                Escaped(answer)
             ),
             Event::Paired { ski, by } => format!("{ski} paired ({by})"),
             Event::Unpaired { ski } => format!("{ski} unpaired"),
@@ -254,6 +291,7 @@ impl Event {
             Event::DataSent { ski, bytes } => format!("sent {bytes} bytes to {ski}"),
             Event::ShipId { ski, ship_id } => format!("{ski} has SHIP ID {}", Escaped(ship_id)),
             Event::Warning { message } => format!("WARNING: {}", Escaped(message)),
+            Event::Info { message } => Escaped(message).to_string(),
             Event::EventsDropped { count } => {
                 format!("WARNING: stdout is not read fast enough: {count} events dropped")
             }
@@ -665,7 +703,16 @@ mod tests {
                 address: "127.0.0.1:1".parse().unwrap(),
                 name: Some(h()),
                 decision: "asking".into(),
+                reason: None,
             },
+            Event::PinRequested {
+                ski: "ab".into(),
+                name: Some(h()),
+                rejected: false,
+                wait_s: 1,
+                answer: "x".into(),
+            },
+            Event::Info { message: h() },
             Event::VisibleServices {
                 services: vec![ServiceRow {
                     name: h(),

@@ -34,6 +34,7 @@ const LOCK_PATIENCE: Duration = Duration::from_secs(3);
 /// Runs the gateway until SIGINT or SIGTERM.
 pub(crate) fn run(settings: RunSettings) -> Result<(), GatewayError> {
     let dir = DataDir::open(settings.data_dir.clone(), true)?;
+    dir.writable("`run`")?;
     let _running = take_gateway_lock(&dir)?;
     let name = settings.device.name.as_deref().unwrap_or("ship-gateway");
     let identity = dir.identity(&data_dir::subject(name, &settings.device.brand))?;
@@ -164,7 +165,7 @@ async fn serve(
     );
     let hub_cell: Arc<OnceLock<Hub>> = Arc::new(OnceLock::new());
     // What the gateway knows beyond the hub (live states, waiting requests, cooling-off).
-    let live = Arc::new(Live::new(settings.cooling_off));
+    let live = Arc::new(Live::new(settings.cooling_off, settings.remember_denial));
     let prompt = if settings.prompt && !settings.auto_accept && std::io::stdin().is_terminal() {
         Some(
             prompt::start(hub_cell.clone(), log.clone(), live.clone()).map_err(|source| {
@@ -211,6 +212,8 @@ async fn serve(
         live: live.clone(),
         ask_over_http: (http.is_some() || settings.ask) && !settings.auto_accept,
         last_visible: Default::default(),
+        trust: trust.clone(),
+        command: data_dir::command_for(dir.path()),
     });
     let discovery: Option<Arc<dyn Discovery>> = if settings.mdns {
         let mut config = MdnsConfig::new(ski);
@@ -412,6 +415,8 @@ async fn serve(
         let _ = std::fs::remove_file(&control_path);
     }
     let report = hub.shutdown().await;
+    // A PIN question on the screen turned the terminal's echo off: back on before we go.
+    prompt::restore_terminal();
     log.emit(Event::Stopped {
         connections_closed_in_time: report.connections_closed_in_time,
         elapsed_ms: report.elapsed.as_millis(),
