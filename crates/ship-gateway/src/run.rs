@@ -459,7 +459,12 @@ fn check_interfaces(names: &[String]) -> Result<(), GatewayError> {
 /// This gateway's QR code (text, SVG) for the console; `None` (with a warning on stderr) if
 /// its device values cannot be written into one.
 fn qr_of(ski: ship_hub::Ski, ship_id: &ShipId, settings: &RunSettings) -> Option<(String, String)> {
-    let text = match crate::qr::code_of(ski, ship_id.clone(), &settings.device) {
+    let text = match crate::qr::code_of(
+        ski,
+        ship_id.clone(),
+        &settings.device,
+        &settings.pin_requirement,
+    ) {
         Ok(code) => code.to_string(),
         Err(error) => {
             tracing::warn!("the console shows no QR code: {error}");

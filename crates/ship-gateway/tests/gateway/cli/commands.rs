@@ -366,6 +366,23 @@ fn qr_follows_the_config_file_and_the_stored_ship_id() {
     assert_one_line_error(&output, 1, "another");
 }
 
+/// Finding (issue 23): with `pin` configured the code left the PIN out, although the SHIP QR
+/// format requires it when the device requires one. It carries it (and the picture decodes to
+/// the same text).
+#[test]
+fn qr_carries_the_pin_the_gateway_requires() {
+    use ship_hub::ShipQr;
+    let tmp = tempdir();
+    let config = tmp.path().join("gateway.toml");
+    std::fs::write(&config, "pin = \"5555 AAAA FF\"\n").unwrap();
+    let text = qr_text_of(tmp.path(), &["--config", config.to_str().unwrap()]);
+    let code: ShipQr = text.parse().unwrap();
+    assert_eq!(code.pin().map(|p| p.expose()), Some("5555AAAAFF"), "{text}");
+    // Without a PIN setting there is none in the code.
+    let code: ShipQr = qr_text_of(tmp.path(), &[]).parse().unwrap();
+    assert!(code.pin().is_none());
+}
+
 /// `pair --qr` stores the code's SKI, its SHIP ID, its PIN and, without `--name`, its brand and
 /// model as the name. The PIN is never printed.
 #[test]
