@@ -435,16 +435,14 @@ async fn serve(
 }
 
 /// Refuses an `--interface` that does not exist (mDNS would otherwise run on no interface at all
-/// and the gateway would be invisible without a word), naming the ones that do. Where the list
-/// cannot be read (not Linux), the names are passed on unchecked.
+/// and the gateway would be invisible without a word), naming the ones that do. The list is this
+/// process's network namespace's (`/proc/self/net/dev`): `/sys/class/net` shows the namespace
+/// that mounted sysfs, which inside a container or a test namespace is the host's. Where neither
+/// can be read (not Linux), the names are passed on unchecked.
 fn check_interfaces(names: &[String]) -> Result<(), GatewayError> {
-    let Ok(entries) = std::fs::read_dir("/sys/class/net") else {
+    let Some(mut existing) = namespace_interfaces() else {
         return Ok(());
     };
-    let mut existing: Vec<String> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
     existing.sort();
     match names.iter().find(|name| !existing.contains(name)) {
         None => Ok(()),
@@ -454,6 +452,28 @@ fn check_interfaces(names: &[String]) -> Result<(), GatewayError> {
             existing.join(", ")
         ))),
     }
+}
+
+/// The network interfaces of this process's network namespace.
+fn namespace_interfaces() -> Option<Vec<String>> {
+    if let Ok(text) = std::fs::read_to_string("/proc/self/net/dev") {
+        // Two header lines, then `  NAME: counters…` per interface.
+        return Some(
+            text.lines()
+                .skip(2)
+                .filter_map(|line| line.split_once(':'))
+                .map(|(name, _)| name.trim().to_owned())
+                .filter(|name| !name.is_empty())
+                .collect(),
+        );
+    }
+    let entries = std::fs::read_dir("/sys/class/net").ok()?;
+    Some(
+        entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+    )
 }
 
 /// This gateway's QR code (text, SVG) for the console; `None` (with a warning on stderr) if

@@ -1003,7 +1003,60 @@ fn an_interface_that_does_not_exist_is_refused_with_the_list_of_those_that_do() 
     );
     assert_one_line_error(&output, 1, "no network interface \"eth7\"");
     let text = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(text.contains("(it has: ") && text.contains("lo"), "{text}");
+    assert!(text.contains("(it has: lo)"), "{text}");
+    // Finding (issue 23): the list came from /sys/class/net, which in a network namespace shows
+    // the host's interfaces: `--interface eth0` was accepted in a namespace that has only `lo`
+    // (and mDNS then ran on nothing). Every interface sysfs shows but this namespace lacks is
+    // refused.
+    let here = std::fs::read_to_string("/proc/self/net/dev").unwrap();
+    let host_only: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| !here.contains(&format!("{name}:")))
+                .collect()
+        })
+        .unwrap_or_default();
+    println!("interfaces sysfs shows that this namespace lacks: {host_only:?}");
+    for name in host_only {
+        let mut child = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(tmp.path())
+            .args([
+                "run",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--interface",
+                &name,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + PATIENCE;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("--interface {name} (not in this namespace) was accepted");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert_eq!(status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!("no network interface \"{name}\"")),
+            "{stderr}"
+        );
+    }
 }
 
 /// Drains what the terminal showed so far (for a moment), into `seen_lines`.
