@@ -82,13 +82,15 @@ pub(crate) enum Command {
     /// A live view of the running gateway (states, pairing requests, recent errors), drawn
     /// again whenever something happens; until the gateway stops or Ctrl-C.
     Watch,
-    /// Approve a waiting pairing request (the running gateway must be asking: `--http` or
-    /// `--ask`).
+    /// Approve a waiting pairing request. The running gateway lets requests wait when it asks
+    /// on its terminal, serves the console (`--http`), or runs with `--ask` (`ask = true`);
+    /// otherwise it refuses them at once and says how to pair the device (`pair SKI`).
     Approve {
         /// The requesting device's SKI.
         ski: Ski,
     },
-    /// Deny a waiting pairing request.
+    /// Deny a waiting pairing request: the device is then refused without asking until it is
+    /// paired (`remember_denial_secs`).
     Deny {
         /// The requesting device's SKI.
         ski: Ski,

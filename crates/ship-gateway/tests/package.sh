@@ -52,6 +52,7 @@ check)
   check "the config is a conffile" bash -c "dpkg-deb -e '$deb' '$work/control' && grep -qx /etc/ship-gateway/config.toml '$work/control/conffiles'"
   check "postinst creates the user and prints the SKI" grep -q 'ship-gateway ski' "$work/control/postinst"
   check "the package depends on adduser" grep -qE '^ Depends:.*adduser' "$work/info"
+  check "the OpenAPI description is installed" has ' \./usr/share/doc/ship-gateway/openapi\.json$'
 
   dpkg-deb -x "$deb" "$work/root"
   bin="$work/root/usr/bin/ship-gateway"

@@ -607,3 +607,16 @@ fn pair_with_a_pin_stores_it_and_a_bad_pin_is_refused() {
     let rows = json_lines(&list);
     assert_eq!(rows[0]["pin_stored"], true);
 }
+
+/// Finding (issue 23): `approve --help` named only `--http` and `--ask`, not the terminal (and
+/// not what happens otherwise).
+#[test]
+fn approve_help_names_every_way_a_request_waits() {
+    let tmp = tempdir();
+    let output = gateway(tmp.path(), &["approve", "--help"]);
+    assert_ok(&output);
+    let help = stdout(&output);
+    for needle in ["terminal", "--http", "--ask", "ask = true", "pair SKI"] {
+        assert!(help.contains(needle), "{needle}: {help}");
+    }
+}
