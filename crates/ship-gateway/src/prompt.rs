@@ -240,10 +240,12 @@ fn prompt_loop(inputs: &mpsc::Receiver<Input>, terminal: &mut impl Terminal, gra
                 }
                 if wait_until_known(terminal, &request, grace) == Liveness::Pending {
                     let since = Instant::now();
-                    terminal.show(&question(&request));
+                    // Echo off before the question appears: whatever is typed once it is on
+                    // the screen is never shown.
                     if request.pin.is_some() {
                         terminal.secret_input(true);
                     }
+                    terminal.show(&question(&request));
                     shown = Some((request, since));
                     break;
                 }
