@@ -2,8 +2,9 @@
 //!
 //! The examples are at `target/<profile>/examples/NAME` (beside the test binaries' `deps/`);
 //! `cargo test` builds them, and a test that finds one missing builds it with `cargo build
-//! --example`. `energy_manager` and `state_callbacks` use loopback only; `lan_pairing` uses mDNS
-//! and is `#[ignore]`d here: `bash .ci/test` runs it inside a private network namespace.
+//! --example`. `energy_manager` and `state_callbacks` use loopback only; `lan_pairing` and
+//! `readme` (the README's library example, which must also equal the README's code block) use
+//! mDNS and are `#[ignore]`d here: `bash .ci/test` runs them inside a private network namespace.
 
 use ship_test_support::common;
 use std::path::PathBuf;
@@ -172,4 +173,72 @@ fn event_stream_approves_greets_and_hears_the_device_answer() {
         "{out}"
     );
     assert!(out.trim_end().ends_with("done"), "{out}");
+}
+
+/// The README's library example is `examples/readme.rs` from its first `use` on, character for
+/// character: the README shows a program that compiles and runs (finding, issue 23: it had
+/// rustdoc `#` lines and no `main`, and without discovery its `pair` never dialled).
+#[test]
+fn the_readme_shows_the_readme_example_as_it_is() {
+    let readme = include_str!("../README.md");
+    let example = include_str!("../examples/readme.rs");
+    let body = &example[example.find("\nuse ").expect("a use line") + 1..];
+    let block = readme
+        .split("```rust,no_run\n")
+        .skip(1)
+        .map(|rest| &rest[..rest.find("```").expect("the block's end")])
+        .find(|block| block.contains("Hub::start"))
+        .expect("the README's library example");
+    assert_eq!(
+        block, body,
+        "README.md and examples/readme.rs differ: copy the file (from its first `use`) into the README"
+    );
+}
+
+/// The README's example, run: it pairs with a device it finds over mDNS (a hub of this test,
+/// which trusts whoever connects and echoes data), sends it a datagram and prints the answer.
+#[test]
+#[ignore = "needs a private network namespace: run via .ci/test"]
+fn readme_example_pairs_with_a_device_it_finds_over_mdns_in_a_private_namespace() {
+    use ship_hub::discovery::{MdnsConfig, MdnsDiscovery};
+    common::assert_private_namespace();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let device = runtime.block_on(async {
+        let identity = common::identity("readme-device");
+        let mut config =
+            ship_hub::HubConfig::new(identity.clone(), ship_hub::ShipId::new("Device-1").unwrap());
+        config.bind = "127.0.0.1:0".parse().unwrap();
+        config.auto_accept = true;
+        config.discovery = Some(std::sync::Arc::new(
+            MdnsDiscovery::new(MdnsConfig::new(identity.ski())).unwrap(),
+        ));
+        let hub = ship_hub::Hub::start(config).await.unwrap();
+        let mut events = hub.events();
+        let echo = hub.clone();
+        tokio::spawn(async move {
+            while let Some(event) = events.next().await {
+                if let ship_hub::HubEvent::Data(message) = event {
+                    let _ = echo.send_data(message.ski(), br#"{"echo":true}"#);
+                }
+            }
+        });
+        hub
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("ems");
+    let device_ski = device.local_ski().to_string();
+    let (_, out) = run("readme", &[data_dir.to_str().unwrap(), &device_ski]);
+    assert!(out.starts_with("this node's SKI: "), "{out}");
+    assert!(
+        out.trim_end()
+            .ends_with(&format!("{device_ski} sent 13 bytes")),
+        "{out}"
+    );
+    assert!(
+        std::fs::read_to_string(data_dir.join("pairings.json"))
+            .unwrap()
+            .contains(&device_ski),
+        "the pairing is stored"
+    );
+    runtime.block_on(device.shutdown());
 }

@@ -86,11 +86,14 @@ use lax_tls::Lax as AnyServer;
 use ship_test_support::lax_tls;
 
 fn raw_builder() -> rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert> {
-    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_protocol_versions(&[&rustls::version::TLS12])
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyServer))
+    rustls::ClientConfig::builder_with_provider(Arc::new(ship_hub::transport::ring_provider(
+        rustls::crypto::ring::DEFAULT_CIPHER_SUITES.to_vec(),
+        rustls::crypto::ring::DEFAULT_KX_GROUPS.to_vec(),
+    )))
+    .with_protocol_versions(&[&rustls::version::TLS12])
+    .unwrap()
+    .dangerous()
+    .with_custom_certificate_verifier(Arc::new(AnyServer))
 }
 
 fn client_with(cert: Vec<u8>, key: Vec<u8>) -> rustls::ClientConfig {
@@ -271,12 +274,15 @@ async fn certificate_of_a_paired_device_without_its_key_is_refused() {
     let owner = identity("owner");
     let thief = identity("thief");
     victim.hub.pair(owner.ski(), None).unwrap();
-    let thief_key = rustls::crypto::ring::default_provider()
-        .key_provider
-        .load_private_key(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
-            thief.private_key_der().to_vec(),
-        )))
-        .unwrap();
+    let thief_key = ship_hub::transport::ring_provider(
+        rustls::crypto::ring::DEFAULT_CIPHER_SUITES.to_vec(),
+        rustls::crypto::ring::DEFAULT_KX_GROUPS.to_vec(),
+    )
+    .key_provider
+    .load_private_key(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+        thief.private_key_der().to_vec(),
+    )))
+    .unwrap();
     // CertifiedKey::new does not check that the key matches: exactly what a thief needs.
     let stolen = rustls::sign::CertifiedKey::new(
         vec![CertificateDer::from(owner.certificate_der().to_vec())],

@@ -21,6 +21,7 @@
 mod cbc;
 mod dial;
 mod error;
+mod provider;
 mod socket;
 mod suites;
 mod tls;
@@ -29,6 +30,7 @@ mod websocket;
 
 pub use dial::{dial, dial_host};
 pub use error::{TlsError, TransportError, WebSocketError};
+pub use provider::ring_provider;
 pub(crate) use socket::Outgoing;
 pub use socket::{ShipSocket, SocketEvent, SocketReader, SocketWriter};
 pub use suites::{TlsSuite, UnknownTlsSuite, parse_tls_suites};

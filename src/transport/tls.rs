@@ -114,11 +114,10 @@ impl ShipTls {
             cipher_suites.push(ring_provider::cipher_suite::TLS13_AES_128_GCM_SHA256);
         }
         cipher_suites.extend(tls12_suites.iter().map(|suite| suite.rustls_suite()));
-        let provider = Arc::new(CryptoProvider {
+        let provider = Arc::new(super::provider::ring_provider(
             cipher_suites,
-            kx_groups: vec![ring_provider::kx_group::SECP256R1],
-            ..ring_provider::default_provider()
-        });
+            vec![ring_provider::kx_group::SECP256R1],
+        ));
         let versions = if options.offer_tls13 {
             TLS12_AND_13
         } else {

@@ -47,6 +47,8 @@ enum PinSeen {
 struct PinApp {
     seen: Mutex<Vec<(Instant, PinSeen)>>,
     answers: Mutex<VecDeque<PinDecision>>,
+    /// Every state with its `error` text, in order.
+    details: Mutex<Vec<(ConnectionState, Option<String>)>>,
     /// When the script is empty.
     then: Mutex<Option<PinDecision>>,
     changed: Notify,
@@ -94,7 +96,11 @@ impl PinApp {
 }
 
 impl Callbacks for PinApp {
-    fn state_changed(&self, _ski: Ski, state: ConnectionState, _detail: &StateDetail) {
+    fn state_changed(&self, _ski: Ski, state: ConnectionState, detail: &StateDetail) {
+        self.details
+            .lock()
+            .unwrap()
+            .push((state, detail.error.clone()));
         self.push(PinSeen::State(state));
     }
     fn connected(&self, ski: Ski, _ship_id: Option<&ship_hub::ShipId>) {
@@ -388,6 +394,33 @@ fn pin_refused_by_the_application_does_not_pair() {
                 .iter()
                 .any(|s| matches!(s, PinSeen::Connected(_)))
         );
+        // Finding (issue 23): the Error state came with `error: null`, so `list` showed no
+        // cause. Every Error carries its cause, on the side that refused and on the other.
+        let refuser = b.app.details.lock().unwrap().clone();
+        let errors: Vec<_> = refuser
+            .iter()
+            .filter(|(s, _)| *s == ConnectionState::Error)
+            .collect();
+        assert!(!errors.is_empty(), "{refuser:?}");
+        for (_, error) in &errors {
+            let text = error
+                .as_deref()
+                .unwrap_or_else(|| panic!("no cause: {refuser:?}"));
+            assert!(text.contains("PIN"), "{text}");
+        }
+        assert!(
+            a.app
+                .wait_for(|s| *s == PinSeen::State(ConnectionState::Error))
+                .await,
+            "{:?}",
+            a.app.all()
+        );
+        let requirer = a.app.details.lock().unwrap().clone();
+        for (state, error) in &requirer {
+            if *state == ConnectionState::Error {
+                assert!(error.is_some(), "no cause: {requirer:?}");
+            }
+        }
         a.hub.shutdown().await;
         b.hub.shutdown().await;
     });

@@ -53,11 +53,14 @@ use ship_test_support::lax_tls;
 
 fn raw_client_builder()
 -> rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert> {
-    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_protocol_versions(&[&rustls::version::TLS12])
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAnyServer))
+    rustls::ClientConfig::builder_with_provider(Arc::new(ship_hub::transport::ring_provider(
+        rustls::crypto::ring::DEFAULT_CIPHER_SUITES.to_vec(),
+        rustls::crypto::ring::DEFAULT_KX_GROUPS.to_vec(),
+    )))
+    .with_protocol_versions(&[&rustls::version::TLS12])
+    .unwrap()
+    .dangerous()
+    .with_custom_certificate_verifier(Arc::new(AcceptAnyServer))
 }
 
 /// Runs a raw rustls client against a SHIP server and returns the server's result.
@@ -159,7 +162,10 @@ impl rustls::client::ResolvesClientCert for StolenCertificate {
 async fn client_presenting_a_certificate_it_has_no_key_for_fails_and_is_not_observed() {
     let victim = identity("victim");
     let thief = identity("thief");
-    let provider = rustls::crypto::ring::default_provider();
+    let provider = ship_hub::transport::ring_provider(
+        rustls::crypto::ring::DEFAULT_CIPHER_SUITES.to_vec(),
+        rustls::crypto::ring::DEFAULT_KX_GROUPS.to_vec(),
+    );
     let thief_key = provider
         .key_provider
         .load_private_key(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
@@ -361,9 +367,10 @@ async fn client_never_resumes_a_session() {
     // A server that would resume if asked (rustls defaults: session cache, TLS 1.2 session ids).
     let server_id = identity("server");
     let server_config = Arc::new(
-        rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
+        rustls::ServerConfig::builder_with_provider(Arc::new(ship_hub::transport::ring_provider(
+            rustls::crypto::ring::DEFAULT_CIPHER_SUITES.to_vec(),
+            rustls::crypto::ring::DEFAULT_KX_GROUPS.to_vec(),
+        )))
         .with_protocol_versions(&[&rustls::version::TLS12])
         .unwrap()
         .with_no_client_auth()

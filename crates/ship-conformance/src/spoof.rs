@@ -35,11 +35,10 @@ pub(crate) struct ForgedCertificate {
 }
 
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(CryptoProvider {
-        cipher_suites: vec![ring_provider::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256],
-        kx_groups: vec![ring_provider::kx_group::SECP256R1],
-        ..ring_provider::default_provider()
-    })
+    Arc::new(ship_hub::transport::ring_provider(
+        vec![ring_provider::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256],
+        vec![ring_provider::kx_group::SECP256R1],
+    ))
 }
 
 impl ForgedCertificate {

@@ -1,6 +1,8 @@
 //! The gateway's [`Callbacks`]: every event goes to the [`EventLog`]; pairing requests are
-//! accepted at once with auto-accept, asked on the terminal prompt (when there is one), or
-//! refused at once; `--echo` answers data.
+//! accepted at once with auto-accept, asked on the terminal prompt (when there is one) and over
+//! the API (`--http`, `--ask`), or refused at once, saying how to pair the device; a device
+//! that a person denied (or unpaired, for the cooling-off period) is refused in one line; a PIN
+//! a paired device requires is asked for everywhere it can be answered; `--echo` answers data.
 
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
@@ -14,9 +16,10 @@ use ship_hub::protocol::ConnectionState;
 use ship_hub::transport::TlsSuite;
 use ship_hub::{ShipId, Ski};
 
-use crate::api::live::{LastRefusal, Live, now_ms};
+use crate::api::live::{LastRefusal, Live, Refusal, now_ms};
 use crate::events::{Event, EventLog, ServiceRow, instance_label};
 use crate::prompt::{PairingPrompt, PinAsk};
+use crate::store::LockedTrustStore;
 use crate::throttle::Throttle;
 
 /// The gateway's callbacks.
@@ -44,6 +47,11 @@ pub(crate) struct GatewayCallbacks {
     pub(crate) pairing_request: Arc<crate::pairing_request::PairingRequests>,
     /// Wrong-PIN warnings: one line per key and minute, ten a minute in all.
     pub(crate) pin_warnings: Throttle,
+    /// The pairings (for a device's stored name).
+    pub(crate) trust: Arc<LockedTrustStore>,
+    /// The command line that reaches this gateway as its user, e.g. `sudo -u ship-gateway
+    /// ship-gateway` under the packaged service: how to pair a device or give its PIN.
+    pub(crate) command: String,
 }
 
 /// Wrong-PIN warnings shown per key and in all per this interval.
@@ -109,6 +117,18 @@ fn decision(auto_accept: bool, prompting: bool) -> PairingDecision {
 }
 
 impl GatewayCallbacks {
+    /// The name a person knows a paired device by: the one stored with its pairing, else the
+    /// one it announces over mDNS, else its SHIP ID.
+    fn device_name(&self, ski: Ski) -> Option<String> {
+        use ship_hub::hub::TrustStore;
+        let stored = self.trust.get(&ski).ok().flatten();
+        stored
+            .as_ref()
+            .and_then(|p| p.name.clone())
+            .or_else(|| self.announced_name(ski))
+            .or_else(|| stored.and_then(|p| p.ship_id.map(|id| id.to_string())))
+    }
+
     /// The name a peer announces over mDNS, if it is visible.
     fn announced_name(&self, ski: Ski) -> Option<String> {
         let hub = self.hub.get()?;
@@ -156,15 +176,29 @@ impl Callbacks for GatewayCallbacks {
         let tls_suite = (state == ConnectionState::Completed)
             .then(|| self.tls_suite_of(ski).map(|s| s.name().to_owned()))
             .flatten();
+        // Our own hello wait ran out (nobody answered), or the handshake's backstop.
+        let timed_out = matches!(
+            &detail.failure,
+            Some(ship_hub::hub::Failure::Protocol(cause)) if cause.is_timeout()
+        ) || matches!(
+            detail.failure,
+            Some(ship_hub::hub::Failure::HandshakeDeadline)
+        );
         self.live.state(
             ski,
             state,
             detailed.clone(),
             detail.error.clone(),
             tls_suite,
+            timed_out,
         );
         self.pairing_request
             .state(ski, state, detail.error.as_deref());
+        // A device refused without asking (denied, or cooling off after an unpair) is said in
+        // one line per request (`pairing_requested`), not with the states of each attempt.
+        if self.live.is_refused(&ski) {
+            return;
+        }
         self.log.emit(Event::State {
             ski: ski.to_string(),
             state: format!("{state:?}"),
@@ -194,24 +228,35 @@ impl Callbacks for GatewayCallbacks {
 
     fn pairing_requested(&self, request: &PairingRequest) -> PairingDecision {
         let name = request.instance_name.as_deref().map(instance_label);
-        // A peer a person unpaired or denied is refused without asking again for a while (it
-        // still trusts us and redials); said once, then quietly.
-        if let Some((left, first)) = self.live.cooling_off(&request.ski) {
-            if first {
+        let ski = request.ski;
+        // A device a person denied is refused without asking until a person pairs it; one
+        // unpaired is refused for the cooling-off period (it still trusts us and redials). Each
+        // refusal of a denied device is one line; a cooling-off is said once, then quietly.
+        if let Some(refusal) = self.live.refusal(&ski) {
+            let reason = match refusal {
+                Refusal::Denied { at_ms } => Some(format!(
+                    "denied here on {} UTC: refused without asking until it is paired; \
+                     `{} pair {ski}` trusts it",
+                    crate::commands::utc(
+                        std::time::UNIX_EPOCH + std::time::Duration::from_millis(at_ms)
+                    ),
+                    self.command
+                )),
+                Refusal::CoolingOff { left, first: true } => Some(format!(
+                    "unpaired here: refused without asking for another {} s (cooling_off); \
+                     `{} pair {ski}` trusts it again at once",
+                    left.as_secs(),
+                    self.command
+                )),
+                Refusal::CoolingOff { first: false, .. } => None,
+            };
+            if let Some(reason) = reason {
                 self.log.emit(Event::PairingRequested {
-                    ski: request.ski.to_string(),
+                    ski: ski.to_string(),
                     address: request.address,
                     name,
                     decision: "refused".into(),
-                });
-                self.log.emit(Event::Warning {
-                    message: format!(
-                        "{} was unpaired or denied here: its pairing requests are refused \
-                         without asking for another {} s (cooling_off); `ship-gateway pair` \
-                         trusts it again at once",
-                        request.ski,
-                        left.as_secs()
-                    ),
+                    reason: Some(reason),
                 });
             }
             return PairingDecision::Refuse;
@@ -229,6 +274,15 @@ impl Callbacks for GatewayCallbacks {
                 ship_hub::protocol::ProtocolConfig::default().hello_init,
             );
         }
+        // Nobody is asked (no terminal, no `ask`, no console): say how to pair it.
+        let reason = (decided == PairingDecision::Refuse).then(|| {
+            format!(
+                "nobody is asked here (no terminal, `ask` is off, no console): to trust it, run \
+                 `{} pair {ski}`, or approve it on the console (`http`), or set `ask = true` \
+                 and run `{} approve {ski}` while it asks",
+                self.command, self.command
+            )
+        });
         // The event goes out before the question is asked, so it always precedes the answer.
         self.log.emit(Event::PairingRequested {
             ski: request.ski.to_string(),
@@ -240,6 +294,7 @@ impl Callbacks for GatewayCallbacks {
                 _ => "refused",
             }
             .into(),
+            reason,
         });
         let Some(prompt) = self
             .prompt
@@ -309,52 +364,51 @@ impl Callbacks for GatewayCallbacks {
         }
     }
 
-    /// A peer requires a PIN the gateway does not have (none stored with the pairing): asked on
-    /// the terminal when there is one, refused otherwise. The PIN never reaches the event log.
+    /// A paired peer requires a PIN the gateway does not have (none stored with the pairing,
+    /// or the one sent was wrong). It waits (up to `pin_wait`) for a person: on the terminal
+    /// when there is one, and always through `ship-gateway pair SKI --pin -` and the API
+    /// (`status`, `watch` and the console show it). The PIN never reaches the event log.
     fn pin_requested(&self, request: &PinRequest) -> PinDecision {
-        let asking = self.prompt.is_some();
-        self.log.emit(Event::Warning {
-            message: format!(
-                "{} requires a PIN{}: {}",
-                request.ski,
-                if request.rejected {
-                    " (the one sent was wrong)"
+        let ski = request.ski;
+        let name = self.device_name(ski);
+        let wait = ship_hub::protocol::ProtocolConfig::default().pin_wait;
+        self.live.pin_requested(ski, request.rejected, wait);
+        let asked = self.prompt.as_ref().is_some_and(|prompt| {
+            let address = self
+                .hub
+                .get()
+                .and_then(|hub| hub.connections(ski).first().map(|c| c.remote))
+                .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+            prompt
+                .send(PairingPrompt {
+                    ski,
+                    address,
+                    name: name.clone(),
+                    brand: None,
+                    model: None,
+                    device_type: None,
+                    pin: Some(PinAsk {
+                        rejected: request.rejected,
+                    }),
+                })
+                .is_ok()
+        });
+        self.log.emit(Event::PinRequested {
+            ski: ski.to_string(),
+            name,
+            rejected: request.rejected,
+            wait_s: wait.as_secs(),
+            answer: format!(
+                "{}`{} pair {ski} --pin -`",
+                if asked {
+                    "type it on the terminal, or run "
                 } else {
-                    ""
+                    "run "
                 },
-                if asking {
-                    "asking on the terminal"
-                } else {
-                    "refused (no terminal to ask; see docs/pairing.md, \"PIN verification\")"
-                }
+                self.command
             ),
         });
-        let Some(prompt) = &self.prompt else {
-            return PinDecision::Refuse;
-        };
-        let address = self
-            .hub
-            .get()
-            .and_then(|hub| hub.connections(request.ski).first().map(|c| c.remote))
-            .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
-        let asked = prompt
-            .send(PairingPrompt {
-                ski: request.ski,
-                address,
-                name: self.announced_name(request.ski),
-                brand: None,
-                model: None,
-                device_type: None,
-                pin: Some(PinAsk {
-                    rejected: request.rejected,
-                }),
-            })
-            .is_ok();
-        if asked {
-            PinDecision::Ask
-        } else {
-            PinDecision::Refuse
-        }
+        PinDecision::Ask
     }
 
     /// One warning line per key and minute, ten a minute in all: a key an attacker makes
@@ -382,7 +436,7 @@ impl Callbacks for GatewayCallbacks {
     /// minute, sixteen sources a minute in all): a warning, and the latest for `status`.
     fn admission_refused(&self, refusal: &AdmissionRefusal) {
         let message = refusal_message(refusal);
-        self.live.refused(LastRefusal {
+        self.live.record_refusal(LastRefusal {
             address: refusal.address,
             cap: cap_key(refusal.cap).to_owned(),
             reason: refusal.cap.to_string(),

@@ -101,13 +101,15 @@ pub(crate) enum Command {
     /// A live view of the running gateway (states, pairing requests, recent errors), drawn
     /// again whenever something happens; until the gateway stops or Ctrl-C.
     Watch,
-    /// Approve a waiting pairing request (the running gateway must be asking: `--http` or
-    /// `--ask`).
+    /// Approve a waiting pairing request. The running gateway lets requests wait when it asks
+    /// on its terminal, serves the console (`--http`), or runs with `--ask` (`ask = true`);
+    /// otherwise it refuses them at once and says how to pair the device (`pair SKI`).
     Approve {
         /// The requesting device's SKI.
         ski: Ski,
     },
-    /// Deny a waiting pairing request.
+    /// Deny a waiting pairing request: the device is then refused without asking until it is
+    /// paired (`remember_denial_secs`).
     Deny {
         /// The requesting device's SKI.
         ski: Ski,
@@ -176,10 +178,14 @@ pub(crate) struct RunArgs {
     /// Most incoming TLS/WebSocket handshakes in progress at once.
     #[arg(long, value_name = "N")]
     pub(crate) max_handshakes: Option<usize>,
-    /// After a person unpaired or denied a device, its pairing requests are refused without
-    /// asking for this many seconds (it still trusts us and redials). 0 = never. Default 600.
+    /// After a person unpaired a device, its pairing requests are refused without asking for
+    /// this many seconds (it still trusts us and redials). 0 = never. Default 600.
     #[arg(long, value_name = "SECS")]
     pub(crate) cooling_off: Option<u64>,
+    /// After a person denied a device, its pairing requests are refused without asking (one
+    /// line each) for this many seconds. 0 (the default) = until a person pairs it.
+    #[arg(long, value_name = "SECS")]
+    pub(crate) remember_denial: Option<u64>,
     /// Let pairing requests wait (up to their hello timeout) for `ship-gateway approve`/`deny`
     /// even without a terminal or `--http` (a gateway run as a service).
     #[arg(long)]

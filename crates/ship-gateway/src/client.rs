@@ -29,20 +29,28 @@ pub(crate) struct Answer {
 pub(crate) enum Gateway {
     /// It runs: a connection to its control socket.
     Running(UnixStream),
-    /// None runs; the shared lock keeps one from starting until it is dropped.
-    NotRunning(FileLock),
+    /// None runs; the shared lock keeps one from starting until it is dropped (`None`: root
+    /// reads another user's data dir and takes no lock, which would create a file there).
+    NotRunning(Option<FileLock>),
 }
 
 /// Connects to the running gateway's control socket, or takes the gateway lock shared when none
 /// runs (see `crate::control`).
 pub(crate) fn reach(dir: &DataDir) -> Result<Gateway, GatewayError> {
+    if dir.is_foreign() {
+        // Read only: the socket answers if a gateway runs; no lock file is touched.
+        return Ok(match UnixStream::connect(dir.control_path()) {
+            Ok(stream) => Gateway::Running(stream),
+            Err(_) => Gateway::NotRunning(None),
+        });
+    }
     let lock_path = dir.gateway_lock_path();
     let lock = FileLock::try_acquire(&lock_path, false).map_err(|source| GatewayError::Io {
         what: format!("locking {}", lock_path.display()),
         source,
     })?;
     if let Some(lock) = lock {
-        return Ok(Gateway::NotRunning(lock));
+        return Ok(Gateway::NotRunning(Some(lock)));
     }
     let path = dir.control_path();
     let started = Instant::now();

@@ -93,6 +93,7 @@ pub(crate) fn pair(
             println!("{}", Escaped(next));
         }
         Gateway::NotRunning(_no_gateway) => {
+            dir.writable("`pair` (no gateway runs, so it writes pairings.json itself)")?;
             dir.trust_store()?
                 .store_pairing(ski, ship_id, name, address, pin)?;
             println!("paired {ski}; the gateway dials it when it runs");
@@ -115,6 +116,7 @@ pub(crate) fn unpair(data_dir: Option<PathBuf>, ski: Ski) -> Result<(), GatewayE
             }
         }
         Gateway::NotRunning(_no_gateway) => {
+            dir.writable("`unpair` (no gateway runs, so it writes pairings.json itself)")?;
             let trust = dir.trust_store()?;
             if !trust.locked(true, |store| store.remove(&ski))? {
                 return Err(GatewayError::NotPaired(ski));

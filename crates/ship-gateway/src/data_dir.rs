@@ -14,6 +14,13 @@
 //!
 //! The directory must belong to the running user and be writable by nobody else; none of these
 //! files (nor their temporary files) is ever opened through a symbolic link.
+//!
+//! One exception: root may *read* the data dir of another user (the packaged service's
+//! `/var/lib/ship-gateway`, owned by `ship-gateway`): `ski`, `list`, `qr`, `status` and the
+//! commands that only talk to the running gateway work, and nothing is written there (a file
+//! root created would be unreadable for the service). Whatever would write (`run`, creating an
+//! identity, storing a SHIP ID, `pair` without a running gateway) is refused with the command to
+//! run instead, as the directory's owner (`sudo -u ship-gateway ship-gateway …`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -55,6 +62,45 @@ pub(crate) fn default_data_dir() -> PathBuf {
     }
 }
 
+/// The name of the user with `uid` in `/etc/passwd`, if it has one.
+pub(crate) fn user_name(uid: u32) -> Option<String> {
+    let passwd = fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let found: u32 = fields.nth(1)?.parse().ok()?;
+        (found == uid && !name.is_empty()).then(|| name.to_owned())
+    })
+}
+
+/// How a person reaches the gateway that runs on `dir` from a shell: `ship-gateway`, with
+/// `sudo -u USER` when it runs as a service user (under systemd), and with `--data-dir DIR`
+/// when `dir` is not that user's default. Used in the hints the gateway prints ("run `… pair
+/// SKI`").
+pub(crate) fn command_for(dir: &Path) -> String {
+    let uid = rustix::process::geteuid().as_raw();
+    let service = std::env::var_os("INVOCATION_ID").is_some()
+        || std::env::var_os("STATE_DIRECTORY").is_some();
+    let mut command = match user_name(uid) {
+        Some(user) if service && uid != 0 => format!("sudo -u {user} ship-gateway"),
+        _ => "ship-gateway".to_owned(),
+    };
+    let same = |a: &Path, b: &Path| match (fs::canonicalize(a), fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
+    // The service user's own default is /var/lib/ship-gateway (it owns it).
+    let default = if service {
+        PathBuf::from(SYSTEM_DATA_DIR)
+    } else {
+        default_data_dir()
+    };
+    if !same(dir, &default) {
+        command.push_str(&format!(" --data-dir {}", dir.display()));
+    }
+    command
+}
+
 fn owned_by_me(path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (fs::metadata(path), fs::metadata("/proc/self")) {
@@ -74,6 +120,8 @@ fn is_root() -> bool {
 #[derive(Debug, Clone)]
 pub(crate) struct DataDir {
     path: PathBuf,
+    /// Root reads the data dir of this other user: nothing may be written there.
+    foreign: Option<String>,
 }
 
 impl DataDir {
@@ -106,8 +154,34 @@ impl DataDir {
             Err(e) => return Err(error(e.to_string())),
         }
         fs::read_dir(&path).map_err(|e| error(format!("cannot read it: {e}")))?;
-        check_private(&path)?;
-        Ok(DataDir { path })
+        let foreign = check_private(&path)?;
+        Ok(DataDir { path, foreign })
+    }
+
+    /// When root reads another user's data dir: an error saying that `what` would write there,
+    /// and the command to run instead as its owner.
+    pub(crate) fn writable(&self, what: &str) -> Result<(), GatewayError> {
+        match &self.foreign {
+            None => Ok(()),
+            Some(_) => Err(self.refusal(what)),
+        }
+    }
+
+    fn refusal(&self, what: &str) -> GatewayError {
+        let owner = self.foreign.as_deref().unwrap_or("its owner");
+        GatewayError::DataDir {
+            path: self.path.clone(),
+            reason: format!(
+                "belongs to the user {owner}, and {what} would write there as root (the files \
+                 would then be unreadable for {owner}); run it as {owner}: `{}`",
+                as_owner(owner)
+            ),
+        }
+    }
+
+    /// Root reads another user's data dir (nothing may be written there).
+    pub(crate) fn is_foreign(&self) -> bool {
+        self.foreign.is_some()
     }
 
     /// The directory.
@@ -115,8 +189,15 @@ impl DataDir {
         &self.path
     }
 
-    /// The identity, created on first use.
+    /// The identity, created on first use (read only, never created, in another user's data
+    /// dir read by root).
     pub(crate) fn identity(&self, subject: &CertificateSubject) -> Result<Identity, GatewayError> {
+        if self.is_foreign() {
+            return match self.existing_identity()? {
+                Some(identity) => Ok(identity),
+                None => Err(self.refusal("creating the identity")),
+            };
+        }
         Identity::load_or_create(&self.path, subject).map_err(|source| GatewayError::Identity {
             dir: self.path.clone(),
             source,
@@ -180,6 +261,10 @@ impl DataDir {
                     Some(id) => id.clone(),
                     None => derived()?,
                 };
+                if self.is_foreign() {
+                    // Read by root: the SHIP ID the owner's first `run` will store, unstored.
+                    return Ok(id);
+                }
                 write_new(
                     &self.path.join(".ship_id.tmp"),
                     &path,
@@ -315,11 +400,35 @@ pub(crate) fn write_new(temporary: &Path, path: &Path, text: &str) -> std::io::R
     Ok(())
 }
 
+/// `sudo -u OWNER ship-gateway <the arguments of this command>`, quoted for a shell.
+fn as_owner(owner: &str) -> String {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .map(|arg| {
+            if !arg.is_empty()
+                && arg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-./:=@,+".contains(c))
+            {
+                arg
+            } else {
+                format!("'{}'", arg.replace('\'', "'\\''"))
+            }
+        })
+        .collect();
+    format!("sudo -u {owner} ship-gateway {}", args.join(" "))
+        .trim_end()
+        .to_owned()
+}
+
 /// Refuses a directory that someone other than the running user could change: one owned by
 /// another user, or writable by its group or by everyone. Whoever can write into the data dir
 /// can replace files there, or plant links where the gateway writes (the library never follows
 /// them, but the pairings and the identity would still be theirs to change).
-fn check_private(path: &Path) -> Result<(), GatewayError> {
+///
+/// Root may read another user's directory (`Some(owner)`: nothing is written there); anyone
+/// else is told to run the command as its owner, never to take the directory over.
+fn check_private(path: &Path) -> Result<Option<String>, GatewayError> {
     use std::os::unix::fs::MetadataExt;
     let meta = fs::metadata(path).map_err(|e| GatewayError::DataDir {
         path: path.to_owned(),
@@ -332,14 +441,19 @@ fn check_private(path: &Path) -> Result<(), GatewayError> {
         problem,
         fix,
     };
+    let mut foreign = None;
     if meta.uid() != me {
-        return Err(insecure(
-            format!(
-                "is owned by uid {}, not by the running user (uid {me})",
-                meta.uid()
-            ),
-            format!("chown {me} {shown} && chmod 700 {shown}"),
-        ));
+        let owner = user_name(meta.uid()).unwrap_or_else(|| meta.uid().to_string());
+        if me != 0 {
+            return Err(insecure(
+                format!(
+                    "belongs to the user {owner} (uid {}), not to the running user (uid {me})",
+                    meta.uid()
+                ),
+                as_owner(&owner),
+            ));
+        }
+        foreign = Some(owner);
     }
     let mode = meta.mode() & 0o7777;
     if mode & 0o022 != 0 {
@@ -353,7 +467,7 @@ fn check_private(path: &Path) -> Result<(), GatewayError> {
             format!("chmod 700 {shown}"),
         ));
     }
-    Ok(())
+    Ok(foreign)
 }
 
 /// The subject written into a new certificate.
@@ -402,22 +516,35 @@ mod tests {
         }
     }
 
+    /// Finding (issue 23): the fix offered for a data dir of another user was `chown <me> …`:
+    /// as root on the packaged service's directory that is `chown 0 /var/lib/ship-gateway`,
+    /// which breaks the service. Root reads such a directory (and writes nothing there); anyone
+    /// else is told to run the command as its owner.
     #[test]
-    fn a_data_dir_of_another_user_is_refused_naming_the_fix() {
+    fn a_data_dir_of_another_user_is_read_by_root_and_otherwise_refused_naming_its_owner() {
         let me = rustix::process::geteuid().as_raw();
         let tmp = tempfile::tempdir().unwrap();
-        // As root, give a directory away; otherwise `/` belongs to someone else already.
-        let dir = if me == 0 {
+        if me == 0 {
             let dir = tmp.path().join("theirs");
             fs::create_dir(&dir).unwrap();
-            std::os::unix::fs::chown(&dir, Some(4242), None).unwrap();
-            dir
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+            std::os::unix::fs::chown(&dir, Some(65534), None).unwrap();
+            let opened = DataDir::open(Some(dir.clone()), false).unwrap();
+            assert!(opened.is_foreign());
+            let refused = opened.writable("pair").unwrap_err().to_string();
+            assert!(
+                refused.contains("sudo -u") && !refused.contains("chown"),
+                "{refused}"
+            );
+            let identity = opened.identity(&subject("x", "y")).unwrap_err().to_string();
+            assert!(identity.contains("sudo -u"), "{identity}");
+            assert_eq!(fs::read_dir(&dir).unwrap().count(), 0, "nothing written");
         } else {
-            PathBuf::from("/")
-        };
-        let (problem, fix) = refusal(&dir);
-        assert!(problem.contains("not by the running user"), "{problem}");
-        assert!(fix.starts_with(&format!("chown {me} ")), "{fix}");
+            // `/` belongs to root.
+            let (problem, fix) = refusal(Path::new("/"));
+            assert!(problem.contains("belongs to the user root"), "{problem}");
+            assert!(fix.starts_with("sudo -u root ship-gateway"), "{fix}");
+        }
     }
 
     #[test]

@@ -92,12 +92,23 @@ pub(crate) enum Event {
     /// A connected peer is no longer connected.
     Disconnected { ski: String, reason: String },
     /// An unknown peer asks to be trusted; `decision` is `accepted` (auto-accept), `asking` (on
-    /// the terminal) or `refused`.
+    /// the terminal, over the API) or `refused`; `reason` says why it is refused and how to pair
+    /// it instead (`null` otherwise).
     PairingRequested {
         ski: String,
         address: SocketAddr,
         name: Option<String>,
         decision: String,
+        reason: Option<String>,
+    },
+    /// A paired device requires a PIN the gateway does not have (`rejected`: the one sent was
+    /// wrong); it waits up to `wait_s` seconds; `answer` says how to give it.
+    PinRequested {
+        ski: String,
+        name: Option<String>,
+        rejected: bool,
+        wait_s: u64,
+        answer: String,
     },
     /// A pairing was added (by `pair`, a prompt, or a static peer).
     Paired { ski: String, by: String },
@@ -154,9 +165,15 @@ pub(crate) enum Event {
     ShipId { ski: String, ship_id: String },
     /// A warning the operator should see (for example auto-accept on).
     Warning { message: String },
-    /// Stdout was not read fast enough and `count` non-data events were dropped (data events
-    /// are never dropped: they hold the peer back instead). See docs/gateway.md, "Output".
-    EventsDropped { count: u64 },
+    /// Something that went as it should, worth a line (a PIN sent, a request answered
+    /// elsewhere).
+    Info { message: String },
+    /// Stdout was not read fast enough: `count` events were dropped (warnings, `info`,
+    /// `visible_services`, `data_sent`, refused Pairing Service requests) and `coalesced`
+    /// lines of a device (`state`, `connected`, `disconnected`, `ship_id`) were replaced by a
+    /// later line of the same kind and device (data and pairing events are never dropped). See
+    /// docs/gateway.md, "Output".
+    EventsDropped { count: u64, coalesced: u64 },
     /// A signal arrived: the phased shutdown starts.
     Stopping { signal: String },
     /// The shutdown finished (the last event).
@@ -224,11 +241,34 @@ impl Event {
                 address,
                 name,
                 decision,
+                reason,
             } => format!(
-                "{ski} asks to pair from {address}{}: {decision}",
+                "{ski} asks to pair from {address}{}: {decision}{}",
                 name.as_ref()
                     .map(|n| format!(" ({})", Escaped(n)))
+                    .unwrap_or_default(),
+                reason
+                    .as_ref()
+                    .map(|r| format!(" ({})", Escaped(r)))
                     .unwrap_or_default()
+            ),
+            Event::PinRequested {
+                ski,
+                name,
+                rejected,
+                wait_s,
+                answer,
+            } => format!(
+                "{ski}{} requires a PIN{}: {} (within {wait_s} s)",
+                name.as_ref()
+                    .map(|n| format!(" ({})", Escaped(n)))
+                    .unwrap_or_default(),
+                if *rejected {
+                    " (the one sent was wrong)"
+                } else {
+                    ""
+                },
+                Escaped(answer)
             ),
             Event::Paired { ski, by } => format!("{ski} paired ({by})"),
             Event::Unpaired { ski } => format!("{ski} unpaired"),
@@ -302,9 +342,11 @@ impl Event {
             Event::DataSent { ski, bytes } => format!("sent {bytes} bytes to {ski}"),
             Event::ShipId { ski, ship_id } => format!("{ski} has SHIP ID {}", Escaped(ship_id)),
             Event::Warning { message } => format!("WARNING: {}", Escaped(message)),
-            Event::EventsDropped { count } => {
-                format!("WARNING: stdout is not read fast enough: {count} events dropped")
-            }
+            Event::Info { message } => Escaped(message).to_string(),
+            Event::EventsDropped { count, coalesced } => format!(
+                "WARNING: stdout is not read fast enough: {count} events dropped, {coalesced} \
+                 lines of a device replaced by its latest"
+            ),
             Event::Stopping { signal } => format!("{signal}: shutting down"),
             Event::Stopped {
                 connections_closed_in_time,
@@ -335,14 +377,65 @@ pub(crate) fn waiting_words(detailed: &str) -> Option<String> {
     })
 }
 
+/// How a line is treated when stdout falls behind (docs/gateway.md, "Output overflow").
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Class {
+    /// Never dropped below the hard bound: pairing events, the gateway's life cycle.
+    Keep,
+    /// A device's latest line of this kind is what counts: once the queue is full, a new one
+    /// replaces the device's queued line of the same kind (the key: SKI and kind).
+    Latest(String, &'static str),
+    /// Dropped (and counted) once the queue is full.
+    Droppable,
+}
+
+impl Event {
+    fn class(&self) -> Class {
+        match self {
+            Event::State { ski, .. } => Class::Latest(ski.clone(), "state"),
+            Event::Connected { ski, .. } => Class::Latest(ski.clone(), "connected"),
+            Event::Disconnected { ski, .. } => Class::Latest(ski.clone(), "disconnected"),
+            Event::ShipId { ski, .. } => Class::Latest(ski.clone(), "ship_id"),
+            Event::VisibleServices { .. }
+            | Event::DataSent { .. }
+            | Event::Warning { .. }
+            | Event::Info { .. }
+            | Event::PairingServiceRefused { .. } => Class::Droppable,
+            Event::Listening { .. }
+            | Event::PairingRequested { .. }
+            | Event::PinRequested { .. }
+            | Event::Paired { .. }
+            | Event::Unpaired { .. }
+            | Event::PairedByService { .. }
+            | Event::PairingServiceRequest { .. }
+            | Event::PairingRequestAnnounced { .. }
+            | Event::PairingRequestConnected { .. }
+            | Event::PairingRequestRefused { .. }
+            | Event::PairingRequestSettled { .. }
+            | Event::PairingRequestWithdrawn { .. }
+            | Event::PairingRequestFailed { .. }
+            | Event::Data { .. }
+            | Event::EventsDropped { .. }
+            | Event::Stopping { .. }
+            | Event::Stopped { .. } => Class::Keep,
+        }
+    }
+}
+
 fn now() -> Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
 }
 
-/// Non-data lines that may wait for stdout; beyond this they are dropped and counted.
+/// Non-data lines that may wait for stdout; beyond this droppable lines are dropped and counted
+/// and a device's lines are coalesced (its latest of each kind).
 pub(crate) const MAX_QUEUED_LINES: usize = 1024;
+
+/// The hard bound on waiting non-data lines: beyond it every line but the life cycle's
+/// (`stopping`, `stopped`) is dropped and counted, whatever its kind (a flood of new devices
+/// while stdout is not read must not fill the memory).
+pub(crate) const MAX_KEPT_LINES: usize = 16 * 1024;
 
 /// How long the writer lets lines gather after it was woken from an empty queue (a line may
 /// reach stdout this much later; a burst of events costs a wake-up per this interval).
@@ -366,8 +459,13 @@ const FLUSH_STALL: Duration = Duration::from_millis(500);
 ///   (docs/architecture.md, "Backpressure"), never dropped, and a blocked stdout slows the
 ///   peers down instead of filling memory;
 /// * every other line is queued while fewer than [`MAX_QUEUED_LINES`] such lines wait;
-///   beyond that it is dropped and counted, and one `events_dropped` line with the count is
-///   written before the next line that fits again (or as soon as the queue has drained).
+///   beyond that, a device's `state`, `connected`, `disconnected` or `ship_id` line replaces
+///   the same device's queued line of that kind (which leaves its place: the latest goes last,
+///   so the order of what is written stays that of the latest lines), pairing events and the
+///   life cycle are kept, and other lines (warnings, `info`, `visible_services`, `data_sent`)
+///   are dropped; all of it counted, and one `events_dropped` line with the counts is written
+///   once the queue has room again. Beyond [`MAX_KEPT_LINES`] every line but `stopping` and
+///   `stopped` is dropped and counted.
 ///
 /// Events that happen before `listening` (a paired peer queued while the hub starts) are held
 /// back and written right after it, so `listening` is always the first line.
@@ -393,10 +491,17 @@ struct Shared {
 #[derive(Debug, Default)]
 struct Queue {
     lines: VecDeque<Line>,
-    /// Lines without a token in `lines`.
+    /// Lines without a token in `lines` (not counting replaced ones).
     others: usize,
     /// Lines dropped since the last `events_dropped`.
     dropped: u64,
+    /// Lines replaced by a later one of the same device since the last `events_dropped`.
+    coalesced: u64,
+    /// The sequence number of the next line queued at the back (`listening`, at the front, is
+    /// 0): `lines` are in sequence order.
+    next_seq: u64,
+    /// A device's newest queued line of each coalescible kind: its sequence number.
+    latest: std::collections::HashMap<(String, &'static str), u64>,
     /// `listening` was queued (at the front): the writer may start.
     started: bool,
     /// The writer is writing a line right now.
@@ -412,6 +517,73 @@ struct Line {
     text: String,
     /// For a `data` line: the peer's budget share, released once the line is written.
     token: Option<DeliveryToken>,
+    /// Its place in the queue's order (see [`Queue::next_seq`]).
+    seq: u64,
+    /// For a device's coalescible line: its SKI and kind.
+    key: Option<(String, &'static str)>,
+    /// Replaced by a later line of the same device and kind: not written.
+    replaced: bool,
+}
+
+impl Queue {
+    /// Queues `text` at the back.
+    fn push(
+        &mut self,
+        text: String,
+        token: Option<DeliveryToken>,
+        key: Option<(String, &'static str)>,
+    ) {
+        if self.next_seq == 0 {
+            self.next_seq = 1;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if token.is_none() {
+            self.others += 1;
+        }
+        if let Some(key) = &key {
+            self.latest.insert(key.clone(), seq);
+        }
+        self.lines.push_back(Line {
+            text,
+            token,
+            seq,
+            key,
+            replaced: false,
+        });
+    }
+
+    /// Marks the queued line of `key` (if any) replaced; whether there was one.
+    fn replace(&mut self, key: &(String, &'static str)) -> bool {
+        let Some(seq) = self.latest.remove(key) else {
+            return false;
+        };
+        let Ok(index) = self.lines.binary_search_by_key(&seq, |l| l.seq) else {
+            return false;
+        };
+        let line = &mut self.lines[index];
+        line.replaced = true;
+        line.text = String::new();
+        self.others -= 1;
+        self.coalesced += 1;
+        true
+    }
+
+    /// Takes the front line, keeping the index of the latest lines in step.
+    fn pop(&mut self) -> Option<Line> {
+        let line = self.lines.pop_front()?;
+        if !line.replaced {
+            if line.token.is_none() {
+                self.others -= 1;
+            }
+            if let Some(key) = &line.key
+                && self.latest.get(key) == Some(&line.seq)
+            {
+                self.latest.remove(key);
+            }
+        }
+        Some(line)
+    }
 }
 
 impl EventLog {
@@ -494,6 +666,7 @@ impl EventLog {
     fn queue(&self, event: Event, token: Option<DeliveryToken>) {
         let listening = matches!(event, Event::Listening { .. });
         let lifecycle = matches!(event, Event::Stopping { .. } | Event::Stopped { .. });
+        let class = event.class();
         let text = match self.shared.bus.get().filter(|bus| bus.wanted()) {
             Some(bus) => {
                 let json = self.shared.json_text(&event);
@@ -510,27 +683,48 @@ impl EventLog {
         if listening {
             queue.started = true;
             queue.others += 1;
-            queue.lines.push_front(Line { text, token: None });
+            queue.lines.push_front(Line {
+                text,
+                token: None,
+                seq: 0,
+                key: None,
+                replaced: false,
+            });
         } else if token.is_some() {
-            queue.lines.push_back(Line { text, token });
-        } else if queue.others >= MAX_QUEUED_LINES && !lifecycle {
+            queue.push(text, token, None);
+        } else if lifecycle {
             // `stopping` and `stopped` are never dropped (they happen once): a reader that
-            // fell behind during a burst still learns how the gateway ended.
-            queue.dropped += 1;
-            return;
-        } else {
-            if lifecycle && queue.dropped > 0 {
-                // What was lost is reported before the end, so `stopped` stays the last line.
-                let count = std::mem::take(&mut queue.dropped);
-                let dropped = self.shared.format(&Event::EventsDropped { count });
-                queue.others += 1;
-                queue.lines.push_back(Line {
-                    text: dropped,
-                    token: None,
+            // fell behind during a burst still learns how the gateway ended. What was lost is
+            // reported before the end, so `stopped` stays the last line.
+            if queue.dropped > 0 || queue.coalesced > 0 {
+                let report = self.shared.format(&Event::EventsDropped {
+                    count: std::mem::take(&mut queue.dropped),
+                    coalesced: std::mem::take(&mut queue.coalesced),
                 });
+                queue.push(report, None, None);
             }
-            queue.others += 1;
-            queue.lines.push_back(Line { text, token: None });
+            queue.push(text, None, None);
+        } else {
+            let full = queue.others >= MAX_QUEUED_LINES;
+            let droppable = class == Class::Droppable;
+            let key = match class {
+                Class::Latest(ski, kind) => Some((ski, kind)),
+                _ => None,
+            };
+            if full && let Some(key) = &key {
+                // The device's earlier line of this kind is superseded: it leaves its place.
+                queue.replace(key);
+            }
+            let keep = if droppable {
+                !full
+            } else {
+                queue.others < MAX_KEPT_LINES
+            };
+            if !keep {
+                queue.dropped += 1;
+                return;
+            }
+            queue.push(text, None, key);
         }
         self.shared.notify(&queue);
     }
@@ -604,11 +798,11 @@ impl Shared {
                         // load that is one system call for many lines instead of one each.
                         let mut size = 0;
                         while size < MAX_BATCH_BYTES {
-                            let Some(line) = queue.lines.pop_front() else {
+                            let Some(line) = queue.pop() else {
                                 break;
                             };
-                            if line.token.is_none() {
-                                queue.others -= 1;
+                            if line.replaced {
+                                continue;
                             }
                             size += line.text.len() + 1;
                             batch.push(line);
@@ -647,11 +841,12 @@ impl Shared {
     /// right after a batch was written, before anyone waiting for the queue to drain (see
     /// [`EventLog::flush`]) can see it empty.
     fn report_dropped(&self, queue: &mut Queue) {
-        if queue.dropped > 0 && queue.others < MAX_QUEUED_LINES {
-            let count = std::mem::take(&mut queue.dropped);
-            let text = self.format(&Event::EventsDropped { count });
-            queue.others += 1;
-            queue.lines.push_back(Line { text, token: None });
+        if (queue.dropped > 0 || queue.coalesced > 0) && queue.others < MAX_QUEUED_LINES {
+            let text = self.format(&Event::EventsDropped {
+                count: std::mem::take(&mut queue.dropped),
+                coalesced: std::mem::take(&mut queue.coalesced),
+            });
+            queue.push(text, None, None);
         }
     }
 
@@ -713,7 +908,16 @@ mod tests {
                 address: "127.0.0.1:1".parse().unwrap(),
                 name: Some(h()),
                 decision: "asking".into(),
+                reason: None,
             },
+            Event::PinRequested {
+                ski: "ab".into(),
+                name: Some(h()),
+                rejected: false,
+                wait_s: 1,
+                answer: "x".into(),
+            },
+            Event::Info { message: h() },
             Event::VisibleServices {
                 services: vec![ServiceRow {
                     name: h(),
@@ -881,6 +1085,93 @@ mod tests {
             "after",
             "reported where the lines were lost"
         );
+    }
+
+    /// Finding (issue 23): at start-up with 3,000 pairings the gateway dropped 1,971 `state`
+    /// lines although stdout was a file, so some devices' last state never appeared. A device's
+    /// lines are coalesced instead (its latest of each kind is written), and pairing events are
+    /// never dropped.
+    #[test]
+    fn a_burst_keeps_every_devices_latest_state_and_every_pairing_event() {
+        let out = Gated::default();
+        let log = EventLog::with_output(true, Box::new(out.clone())).unwrap();
+        log.emit(Event::Listening {
+            address: "127.0.0.1:1".parse().unwrap(),
+            http: None,
+            ski: "ab".into(),
+            ship_id: "id".into(),
+            data_dir: "d".into(),
+            mdns: false,
+            auto_accept: false,
+        });
+        let ski = |n: usize| format!("{n:040}");
+        let state = |n: usize, state: &str| Event::State {
+            ski: ski(n),
+            state: state.into(),
+            detailed: None,
+            error: None,
+        };
+        for name in ["Queued", "Initiated", "InProgress"] {
+            for n in 0..3_000 {
+                log.emit(state(n, name));
+                if n % 100 == 0 && name == "Initiated" {
+                    log.emit(Event::PairingRequested {
+                        ski: ski(n),
+                        address: "127.0.0.1:2".parse().unwrap(),
+                        name: None,
+                        decision: "asking".into(),
+                        reason: None,
+                    });
+                }
+            }
+        }
+        for n in 0..3_000 {
+            log.emit(state(n, "Completed"));
+            log.emit(Event::Connected {
+                ski: ski(n),
+                ship_id: None,
+                tls_suite: None,
+            });
+        }
+        *out.open.0.lock().unwrap() = true;
+        out.open.1.notify_all();
+        log.flush(Duration::from_secs(10));
+        let written = String::from_utf8(out.written.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = written
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let mut last_state = std::collections::HashMap::new();
+        let mut connected = std::collections::HashSet::new();
+        for line in &lines {
+            match line["event"].as_str().unwrap() {
+                "state" => {
+                    last_state.insert(line["ski"].as_str().unwrap().to_owned(), line.clone());
+                }
+                "connected" => {
+                    // Connected after its Completed state, as emitted.
+                    let ski = line["ski"].as_str().unwrap();
+                    assert_eq!(last_state[ski]["state"], "Completed", "{line}");
+                    connected.insert(ski.to_owned());
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(last_state.len(), 3_000);
+        assert!(last_state.values().all(|l| l["state"] == "Completed"));
+        assert_eq!(connected.len(), 3_000);
+        let requests = lines
+            .iter()
+            .filter(|l| l["event"] == "pairing_requested")
+            .count();
+        assert_eq!(requests, 30, "pairing events are never dropped");
+        let report: Vec<&serde_json::Value> = lines
+            .iter()
+            .filter(|l| l["event"] == "events_dropped")
+            .collect();
+        assert_eq!(report.len(), 1, "{report:?}");
+        assert_eq!(report[0]["count"], 0, "nothing dropped, only coalesced");
+        assert!(report[0]["coalesced"].as_u64().unwrap() > 0);
     }
 
     /// Finding (measuring a 3,000-handshake burst): a reader that fell behind filled the queue,

@@ -9,10 +9,15 @@
 //!
 //! Only live requests are shown: a request whose peer gave up (closed, timed out, was paired
 //! another way) while it waited in the queue is dropped without a question, and a request that
-//! ends while its question is on the screen is announced as ended and the next one is shown. So
-//! a burst of short-lived strangers costs the user no questions. An answer counts only for the
-//! question on the screen: a line typed before a question was shown is ignored, so a `y` meant
-//! for one device never approves the next.
+//! ends while its question is on the screen is announced, saying what happened (approved with
+//! `ship-gateway approve`, paired with `pair`, denied, timed out, the device gave up), and the
+//! next one is shown. So a burst of short-lived strangers costs the user no questions. An
+//! answer counts only for the question on the screen: a line typed before a question was shown
+//! is ignored, so a `y` meant for one device never approves the next.
+//!
+//! A PIN question is never dropped: once trust is settled the hub asks for the PIN, and that
+//! question replaces the device's trust question (on the screen or queued), and goes first. The
+//! PIN is typed without echo.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, Write};
@@ -25,6 +30,7 @@ use ship_hub::Ski;
 use ship_hub::hub::Hub;
 use ship_hub::protocol::{ConnectionState, Pin};
 
+use crate::api::live::RequestEnd;
 use crate::escape::Escaped;
 use crate::events::{Event, EventLog};
 
@@ -112,13 +118,51 @@ fn question(request: &PairingPrompt) -> String {
     )
 }
 
-/// The notice shown when the request on the screen ends before it was answered.
-fn ended_notice(request: &PairingPrompt) -> String {
-    format!(
-        "\nThe pairing request from {} ended before it was answered (the device gave up); \
-         ignoring it.",
-        grouped(request.ski)
-    )
+/// The notice shown when the request on the screen ends before it was answered: what happened
+/// (`end`, as far as it is known), and whether that is worth a warning (nobody decided it).
+fn ended_notice(request: &PairingPrompt, end: Option<RequestEnd>, paired: bool) -> (String, bool) {
+    let ski = grouped(request.ski);
+    if request.pin.is_some() {
+        return if paired {
+            (
+                format!("\nThe PIN request of {ski} was answered elsewhere; it is connected."),
+                false,
+            )
+        } else {
+            (
+                format!(
+                    "\nThe PIN request of {ski} ended before it was answered (it timed out or \
+                     the device closed the connection)."
+                ),
+                true,
+            )
+        };
+    }
+    match end {
+        Some(end) => (
+            format!(
+                "\nThe pairing request from {ski} {}{}",
+                end.words(),
+                if end.decided() {
+                    "; no need to answer it here."
+                } else {
+                    "."
+                }
+            ),
+            !end.decided(),
+        ),
+        None if paired => (
+            format!("\nThe pairing request from {ski} was settled elsewhere: it is paired."),
+            false,
+        ),
+        None => (
+            format!(
+                "\nThe pairing request from {ski} {}.",
+                RequestEnd::Left.words()
+            ),
+            true,
+        ),
+    }
 }
 
 /// What the prompt thread waits for.
@@ -173,6 +217,8 @@ trait Terminal {
     }
     /// Reports a request that ended while it was on the screen.
     fn ended(&mut self, request: &PairingPrompt);
+    /// Input is secret (a PIN): not echoed while `on`.
+    fn secret_input(&mut self, _on: bool) {}
 }
 
 /// The prompt's loop: runs until every sender of `inputs` is gone.
@@ -194,6 +240,11 @@ fn prompt_loop(inputs: &mpsc::Receiver<Input>, terminal: &mut impl Terminal, gra
                 }
                 if wait_until_known(terminal, &request, grace) == Liveness::Pending {
                     let since = Instant::now();
+                    // Echo off before the question appears: whatever is typed once it is on
+                    // the screen is never shown.
+                    if request.pin.is_some() {
+                        terminal.secret_input(true);
+                    }
                     terminal.show(&question(&request));
                     shown = Some((request, since));
                     break;
@@ -214,6 +265,20 @@ fn prompt_loop(inputs: &mpsc::Receiver<Input>, terminal: &mut impl Terminal, gra
             }
         };
         match input {
+            Some(Input::Ask(request)) if request.pin.is_some() => {
+                // The hub asks for a PIN only once trust is settled: the device's trust question
+                // (queued, or on the screen) is over, and so is an earlier PIN question of it.
+                queue.retain(|q| q.ski != request.ski);
+                if let Some((old, _)) = shown.take_if(|(s, _)| s.ski == request.ski) {
+                    if old.pin.is_some() {
+                        terminal.secret_input(false);
+                    } else {
+                        terminal.ended(&old);
+                    }
+                }
+                // A PIN wait is short (`pin_wait`): it goes first.
+                queue.push_front(request);
+            }
             Some(Input::Ask(request)) => {
                 let duplicate = shown.as_ref().is_some_and(|(s, _)| s.ski == request.ski)
                     || queue.iter().any(|q| q.ski == request.ski);
@@ -223,6 +288,7 @@ fn prompt_loop(inputs: &mpsc::Receiver<Input>, terminal: &mut impl Terminal, gra
             }
             Some(Input::Line(text, at)) => match shown.take() {
                 Some((request, since)) if at >= since && request.pin.is_some() => {
+                    terminal.secret_input(false);
                     terminal.answer_pin(&request, Some(&text));
                 }
                 Some((request, since)) if at >= since => {
@@ -236,6 +302,7 @@ fn prompt_loop(inputs: &mpsc::Receiver<Input>, terminal: &mut impl Terminal, gra
                 closed = true;
                 if let Some((request, _)) = shown.take() {
                     if request.pin.is_some() {
+                        terminal.secret_input(false);
                         terminal.answer_pin(&request, None);
                     } else {
                         terminal.answer(&request, false);
@@ -246,6 +313,9 @@ fn prompt_loop(inputs: &mpsc::Receiver<Input>, terminal: &mut impl Terminal, gra
                 if let Some((request, _)) = &shown
                     && terminal.liveness(request) == Liveness::Ended
                 {
+                    if request.pin.is_some() {
+                        terminal.secret_input(false);
+                    }
                     terminal.ended(request);
                     shown = None;
                 }
@@ -309,9 +379,13 @@ impl Terminal for GatewayTerminal {
                 })
             }
             Ok(()) => {
-                self.live.start_cooling(request.ski);
-                self.log.emit(Event::Warning {
-                    message: format!("pairing with {} refused", request.ski),
+                self.live.denied(request.ski);
+                self.log.emit(Event::Info {
+                    message: format!(
+                        "denied {}: its pairing requests are refused without asking until it \
+                         is paired (`ship-gateway pair {}`)",
+                        request.ski, request.ski
+                    ),
                 })
             }
             Err(error) => self.log.emit(Event::Warning {
@@ -323,6 +397,7 @@ impl Terminal for GatewayTerminal {
     /// The PIN goes to the hub and nowhere else: the events name the peer only.
     fn answer_pin(&mut self, request: &PairingPrompt, line: Option<&str>) {
         let Some(hub) = self.hub.get() else { return };
+        self.live.pin_answered(&request.ski);
         let typed = line.map(str::trim).filter(|l| !l.is_empty());
         let result = match typed.map(Pin::new) {
             Some(Ok(pin)) => hub.enter_pin(request.ski, pin).map(|()| true),
@@ -335,10 +410,10 @@ impl Terminal for GatewayTerminal {
             None => hub.refuse_pin(request.ski).map(|()| false),
         };
         match result {
-            Ok(true) => self.log.emit(Event::Warning {
+            Ok(true) => self.log.emit(Event::Info {
                 message: format!("PIN for {} sent", request.ski),
             }),
-            Ok(false) => self.log.emit(Event::Warning {
+            Ok(false) => self.log.emit(Event::Info {
                 message: format!("no PIN for {}: refused", request.ski),
             }),
             Err(error) => self.log.emit(Event::Warning {
@@ -348,14 +423,62 @@ impl Terminal for GatewayTerminal {
     }
 
     fn ended(&mut self, request: &PairingPrompt) {
-        self.show(&ended_notice(request));
-        self.log.emit(Event::Warning {
-            message: format!(
-                "the pairing request from {} ended before it was answered",
-                request.ski
-            ),
+        use ConnectionState as S;
+        let paired = self.hub.get().is_some_and(|hub| {
+            matches!(
+                hub.connection_state(request.ski),
+                S::Trusted | S::Pin | S::Completed
+            )
+        });
+        let end = self.live.request_end(&request.ski);
+        let (notice, warn) = ended_notice(request, end, paired);
+        self.show(&notice);
+        let message = notice
+            .trim()
+            .replace(&grouped(request.ski), &request.ski.to_string());
+        self.log.emit(if warn {
+            Event::Warning { message }
+        } else {
+            Event::Info { message }
         });
     }
+
+    fn secret_input(&mut self, on: bool) {
+        echo(!on);
+    }
+}
+
+/// The terminal's settings before the prompt turned echo off (to restore them exactly).
+static SAVED_TERMIOS: std::sync::Mutex<Option<rustix::termios::Termios>> =
+    std::sync::Mutex::new(None);
+
+/// Turns the echo of typed input on stdin (a terminal) off or back on: a PIN is not shown
+/// while it is typed. The line end is still echoed, so the screen moves on.
+fn echo(on: bool) {
+    use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+    let stdin = std::io::stdin();
+    let mut saved = SAVED_TERMIOS.lock().unwrap_or_else(|e| e.into_inner());
+    if on {
+        if let Some(original) = saved.take() {
+            let _ = tcsetattr(&stdin, OptionalActions::Now, &original);
+        }
+        return;
+    }
+    let Ok(current) = tcgetattr(&stdin) else {
+        return;
+    };
+    let mut quiet = current.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    quiet.local_modes.insert(LocalModes::ECHONL);
+    if tcsetattr(&stdin, OptionalActions::Now, &quiet).is_ok() && saved.is_none() {
+        *saved = Some(current);
+    }
+}
+
+/// Puts the terminal back as it was (echo on), if a PIN question turned echo off: called when
+/// the gateway stops.
+pub(crate) fn restore_terminal() {
+    echo(true);
 }
 
 /// Starts the prompt thread; it ends when every sender is dropped.
@@ -404,6 +527,7 @@ pub(crate) fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::live::Via;
     use std::collections::HashMap;
 
     #[test]
@@ -599,6 +723,62 @@ mod tests {
         assert_eq!(terminal.shown, [request(1, None).ski]);
         // Stdin closed with the question unanswered: refused.
         assert_eq!(terminal.answers, [(request(1, None).ski, false)]);
+    }
+
+    /// Finding (issue 23): a device that requires a PIN first asked to be trusted; once that
+    /// request was satisfied elsewhere (`approve`, `pair`), the hub asked for the PIN, and the
+    /// prompt dropped that question as a duplicate of the trust question still on the screen.
+    #[test]
+    fn a_pin_question_replaces_the_trust_question_of_the_same_device() {
+        let (tx, rx) = mpsc::channel();
+        let (shown_tx, shown_rx) = mpsc::channel();
+        let mut terminal = Recording {
+            on_show: Some(shown_tx),
+            ..Recording::default()
+        };
+        let trust = request(1, Some("Heat pump"));
+        let mut pin = request(1, Some("Heat pump"));
+        pin.pin = Some(PinAsk { rejected: false });
+        terminal.pending.lock().unwrap().insert(trust.ski, true);
+        let user = std::thread::spawn(move || {
+            tx.send(Input::Ask(trust)).unwrap();
+            assert_eq!(shown_rx.recv().unwrap(), request(1, None).ski);
+            // Approved elsewhere: the hub asks for the PIN at once (the trust question is
+            // still on the screen).
+            tx.send(Input::Ask(pin)).unwrap();
+            assert_eq!(shown_rx.recv().unwrap(), request(1, None).ski);
+            tx.send(Input::Line("5555AAAAFF\n".into(), Instant::now()))
+                .unwrap();
+        });
+        prompt_loop(&rx, &mut terminal, Duration::from_millis(50));
+        user.join().unwrap();
+        assert_eq!(terminal.shown.len(), 2, "the PIN question was shown");
+        assert_eq!(
+            terminal.ended,
+            [request(1, None).ski],
+            "the trust question ended"
+        );
+        assert_eq!(
+            terminal.pins,
+            [(request(1, None).ski, Some("5555AAAAFF\n".to_owned()))]
+        );
+        assert!(terminal.answers.is_empty());
+    }
+
+    #[test]
+    fn the_ended_notice_says_what_happened() {
+        let asked = request(1, None);
+        let (text, warn) = ended_notice(&asked, Some(RequestEnd::Approved(Via::Command)), true);
+        assert!(
+            text.contains("was approved with `ship-gateway approve`") && !warn,
+            "{text}"
+        );
+        let (text, warn) = ended_notice(&asked, Some(RequestEnd::Paired(Via::Http)), true);
+        assert!(text.contains("paired over the HTTP API") && !warn, "{text}");
+        let (text, warn) = ended_notice(&asked, Some(RequestEnd::TimedOut), false);
+        assert!(text.contains("timed out") && warn, "{text}");
+        let (text, warn) = ended_notice(&asked, None, false);
+        assert!(text.contains("the device gave up") && warn, "{text}");
     }
 
     #[test]

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use qrcode::QrCode;
 use qrcode::render::{svg, unicode::Dense1x2};
-use ship_hub::qr::{QrError, ShipQr};
+use ship_hub::protocol::PinRequirement;
+use ship_hub::qr::{QrError, QrPin, ShipQr};
 use ship_hub::{ShipId, Ski};
 
 use crate::cli::{QrArgs, RunArgs};
@@ -50,7 +51,7 @@ pub(crate) fn show(
     let ski = identity.ski();
     // Stored at first use exactly as `run` stores it: the code must carry the SHIP ID peers see.
     let ship_id = dir.ship_id(device.ship_id.as_ref(), || default_ship_id(ski))?;
-    let text = code_of(ski, ship_id, device)
+    let text = code_of(ski, ship_id, device, &settings.pin_requirement)
         .map_err(|e| GatewayError::Setting(format!("this gateway's QR code: {e}")))?
         .to_string();
     let code = QrCode::new(text.as_bytes())
@@ -103,9 +104,19 @@ pub(crate) fn terminal_picture(code: &QrCode, invert: bool) -> String {
         .build()
 }
 
-/// This gateway's code: SKI, SHIP ID, and what it announces over mDNS.
-pub(crate) fn code_of(ski: Ski, ship_id: ShipId, device: &Device) -> Result<ShipQr, QrError> {
-    let mut code = ShipQr::new(ski, ship_id)?
+/// This gateway's code: SKI, SHIP ID, the PIN it requires (if `pin` is set: the SHIP QR format
+/// then requires it), and what it announces over mDNS.
+pub(crate) fn code_of(
+    ski: Ski,
+    ship_id: ShipId,
+    device: &Device,
+    pin: &PinRequirement,
+) -> Result<ShipQr, QrError> {
+    let mut code = ShipQr::new(ski, ship_id)?;
+    if let PinRequirement::Required(pin) | PinRequirement::Optional(pin) = pin {
+        code = code.with_pin(QrPin::new(pin.reveal()).map_err(QrError::Pin)?);
+    }
+    let mut code = code
         .with_brand(&device.brand)?
         .with_device_type(&device.device_type)?
         .with_model(&device.model)?

@@ -34,6 +34,7 @@ const LOCK_PATIENCE: Duration = Duration::from_secs(3);
 /// Runs the gateway until SIGINT or SIGTERM.
 pub(crate) fn run(settings: RunSettings) -> Result<(), GatewayError> {
     let dir = DataDir::open(settings.data_dir.clone(), true)?;
+    dir.writable("`run`")?;
     let _running = take_gateway_lock(&dir)?;
     let name = settings.device.name.as_deref().unwrap_or("ship-gateway");
     let identity = dir.identity(&data_dir::subject(name, &settings.device.brand))?;
@@ -170,7 +171,7 @@ async fn serve(
         hub_cell.clone(),
     )?;
     // What the gateway knows beyond the hub (live states, waiting requests, cooling-off).
-    let live = Arc::new(Live::new(settings.cooling_off));
+    let live = Arc::new(Live::new(settings.cooling_off, settings.remember_denial));
     let prompt = if settings.prompt && !settings.auto_accept && std::io::stdin().is_terminal() {
         Some(
             prompt::start(hub_cell.clone(), log.clone(), live.clone()).map_err(|source| {
@@ -228,6 +229,8 @@ async fn serve(
             crate::callbacks::PIN_WARNING_INTERVAL,
             crate::callbacks::PIN_WARNINGS_PER_INTERVAL,
         ),
+        trust: trust.clone(),
+        command: data_dir::command_for(dir.path()),
     });
     let discovery: Option<Arc<dyn Discovery>> = if settings.mdns {
         let mut config = MdnsConfig::new(ski);
@@ -445,6 +448,8 @@ async fn serve(
         let _ = std::fs::remove_file(&control_path);
     }
     let report = hub.shutdown().await;
+    // A PIN question on the screen turned the terminal's echo off: back on before we go.
+    prompt::restore_terminal();
     log.emit(Event::Stopped {
         connections_closed_in_time: report.connections_closed_in_time,
         elapsed_ms: report.elapsed.as_millis(),
@@ -463,16 +468,14 @@ async fn serve(
 }
 
 /// Refuses an `--interface` that does not exist (mDNS would otherwise run on no interface at all
-/// and the gateway would be invisible without a word), naming the ones that do. Where the list
-/// cannot be read (not Linux), the names are passed on unchecked.
+/// and the gateway would be invisible without a word), naming the ones that do. The list is this
+/// process's network namespace's (`/proc/self/net/dev`): `/sys/class/net` shows the namespace
+/// that mounted sysfs, which inside a container or a test namespace is the host's. Where neither
+/// can be read (not Linux), the names are passed on unchecked.
 fn check_interfaces(names: &[String]) -> Result<(), GatewayError> {
-    let Ok(entries) = std::fs::read_dir("/sys/class/net") else {
+    let Some(mut existing) = namespace_interfaces() else {
         return Ok(());
     };
-    let mut existing: Vec<String> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
     existing.sort();
     match names.iter().find(|name| !existing.contains(name)) {
         None => Ok(()),
@@ -484,10 +487,37 @@ fn check_interfaces(names: &[String]) -> Result<(), GatewayError> {
     }
 }
 
+/// The network interfaces of this process's network namespace.
+fn namespace_interfaces() -> Option<Vec<String>> {
+    if let Ok(text) = std::fs::read_to_string("/proc/self/net/dev") {
+        // Two header lines, then `  NAME: counters…` per interface.
+        return Some(
+            text.lines()
+                .skip(2)
+                .filter_map(|line| line.split_once(':'))
+                .map(|(name, _)| name.trim().to_owned())
+                .filter(|name| !name.is_empty())
+                .collect(),
+        );
+    }
+    let entries = std::fs::read_dir("/sys/class/net").ok()?;
+    Some(
+        entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+    )
+}
+
 /// This gateway's QR code (text, SVG) for the console; `None` (with a warning on stderr) if
 /// its device values cannot be written into one.
 fn qr_of(ski: ship_hub::Ski, ship_id: &ShipId, settings: &RunSettings) -> Option<(String, String)> {
-    let text = match crate::qr::code_of(ski, ship_id.clone(), &settings.device) {
+    let text = match crate::qr::code_of(
+        ski,
+        ship_id.clone(),
+        &settings.device,
+        &settings.pin_requirement,
+    ) {
         Ok(code) => code.to_string(),
         Err(error) => {
             tracing::warn!("the console shows no QR code: {error}");

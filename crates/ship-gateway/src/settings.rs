@@ -11,7 +11,8 @@
 //! prompt = true
 //! peers = []   # "SKI@HOST:PORT"; stored as a pairing at the first start
 //! ask = false   # pairing requests wait for `approve`/`deny` without a terminal
-//! cooling_off_secs = 600   # a device unpaired or denied is refused without asking this long
+//! cooling_off_secs = 600   # a device unpaired is refused without asking this long
+//! remember_denial_secs = 0   # a device denied is refused without asking this long; 0 = until paired
 //! http = "127.0.0.1:4780"   # the HTTP API and console; off when absent
 //! http_token_file = "/etc/ship-gateway/http-token"   # required unless `http` is loopback
 //! tls_suites = ["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256"]
@@ -95,6 +96,7 @@ struct FileConfig {
     http_token_file: Option<PathBuf>,
     ask: Option<bool>,
     cooling_off_secs: Option<u64>,
+    remember_denial_secs: Option<u64>,
     #[serde(default)]
     device: DeviceSection,
     #[serde(default)]
@@ -236,8 +238,11 @@ pub(crate) struct RunSettings {
     pub(crate) warnings: Vec<String>,
     /// Pairing requests wait for `approve`/`deny` without a terminal.
     pub(crate) ask: bool,
-    /// How long a device a person unpaired or denied is refused without asking.
+    /// How long a device a person unpaired is refused without asking.
     pub(crate) cooling_off: Duration,
+    /// How long a device a person denied is refused without asking (`None`: until a person
+    /// pairs it).
+    pub(crate) remember_denial: Option<Duration>,
 }
 
 impl RunSettings {
@@ -290,7 +295,8 @@ impl RunSettings {
             (Some(text), None, _) => {
                 if !text.is_empty() {
                     warnings.push(
-                        "the PIN given with --pin can be read by every user of this machine                          (in the process list): keep it in pin_file instead (docs/gateway.md,                          \"Secrets\")"
+                        "the PIN given with --pin can be read by every user of this machine (in the process \
+                         list): keep it in pin_file instead (docs/gateway.md, \"Secrets\")"
                             .to_owned(),
                     );
                 }
@@ -481,6 +487,10 @@ impl RunSettings {
                     .or(file.cooling_off_secs)
                     .unwrap_or(DEFAULT_COOLING_OFF_SECS),
             ),
+            remember_denial: match args.remember_denial.or(file.remember_denial_secs) {
+                None | Some(0) => None,
+                Some(secs) => Some(Duration::from_secs(secs)),
+            },
             control: ControlLimits {
                 max_connections: limit(
                     args.control_connections,
@@ -854,7 +864,7 @@ mod tests {
     /// The settings that have a fixed default, as text, to compare two resolutions.
     fn defaults_of(s: &RunSettings) -> String {
         format!(
-            "{} {} {} {} {} {} {} {} {:?} {:?} {:?} {} {:?} {} {:?} {} {:?} {:?} {:?} {:?}",
+            "{} {} {} {} {} {} {} {} {:?} {:?} {:?} {} {:?} {} {:?} {} {:?} {:?} {:?} {:?} {:?}",
             s.port,
             s.mdns,
             s.auto_accept,
@@ -875,6 +885,7 @@ mod tests {
             s.pin_requirement,
             s.ask,
             s.cooling_off,
+            s.remember_denial,
             {
                 let mut limits = Limits::default();
                 s.admission.apply(&mut limits);
@@ -936,6 +947,7 @@ mod tests {
             "pin_optional",
             "ask",
             "cooling_off_secs",
+            "remember_denial_secs",
             "http",
             "http_token_file",
             "max_handshakes_per_address",

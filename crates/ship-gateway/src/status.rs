@@ -65,7 +65,7 @@ fn render(view: &Value, errors: &[String]) -> String {
     let counters = &status["counters"];
     let mut out = format!(
         "ship-gateway {} · up {} · SKI {} · SHIP ID {}\n{} paired, {} connected, {} waiting to \
-         pair, {} visible\n\n",
+         pair, {} waiting for a PIN, {} visible\n\n",
         text(&status["version"]),
         ago(status["uptime_s"]
             .as_u64()
@@ -75,6 +75,7 @@ fn render(view: &Value, errors: &[String]) -> String {
         counters["paired"],
         counters["connected"],
         counters["pending_requests"],
+        counters["pin_requests"],
         counters["visible"],
     );
     if let Some(line) = refusals_line(&status["refusals"]) {
@@ -113,6 +114,30 @@ fn render(view: &Value, errors: &[String]) -> String {
     }
     if let Some(line) = crate::pairing_request::words(&status["pairing_request"]) {
         out.push_str(&format!("\n{line}\n"));
+    }
+    for peer in peers.iter().filter(|p| p["pin_request"].is_object()) {
+        let wait = &peer["pin_request"];
+        let left = wait["expires_ms"]
+            .as_u64()
+            .unwrap_or(0)
+            .saturating_sub(now_ms())
+            / 1000;
+        out.push_str(&format!(
+            "\nPIN REQUEST: {} ({}) requires a PIN{}, {left} s left: give the one on its \
+             label\n  ship-gateway pair {} --pin -   (then type the PIN)\n",
+            text(if peer["name"].is_null() {
+                &peer["ship_id"]
+            } else {
+                &peer["name"]
+            }),
+            grouped(peer["ski"].as_str().unwrap_or("")),
+            if wait["rejected"] == true {
+                " (the one sent was wrong)"
+            } else {
+                ""
+            },
+            text(&peer["ski"]),
+        ));
     }
     let requests = view["requests"].as_array().unwrap_or(&empty);
     for request in requests {
@@ -182,9 +207,18 @@ fn grouped(ski: &str) -> String {
         .join(" ")
 }
 
+/// At most this many views a second are drawn while events arrive; the last state of a burst
+/// is always drawn (a trailing redraw once the burst is over).
+const REDRAW_THROTTLE: Duration = Duration::from_millis(200);
+
+/// On a terminal, the view is drawn again this often without events, so that its durations
+/// ("up 5 s", how long a device has been in its state, the seconds left to answer) tick.
+const TICK: Duration = Duration::from_secs(1);
+
 /// `watch`: the `status` view, drawn again whenever something happens (on a terminal the
 /// screen is redrawn; otherwise each view is printed after a blank line), until the gateway
-/// stops or Ctrl-C.
+/// stops or Ctrl-C. Events are followed on a thread of their own, so a burst of them is drawn
+/// once it is over (never left on a stale frame), and on a terminal the view ticks every second.
 pub(crate) fn watch(data_dir: Option<PathBuf>, json: bool) -> Result<(), GatewayError> {
     let dir = DataDir::open(data_dir, false)?;
     let terminal = std::io::stdout().is_terminal() && !json;
@@ -205,39 +239,67 @@ pub(crate) fn watch(data_dir: Option<PathBuf>, json: bool) -> Result<(), Gateway
         let _ = out.flush();
         Ok(())
     };
+    // The event stream on its thread; the channel closes when the stream ends (the gateway
+    // stopped) or breaks.
+    let (events_tx, events) = std::sync::mpsc::channel::<Option<Value>>();
+    let follow_dir = dir.clone();
+    let follower = std::thread::Builder::new()
+        .name("watch-events".into())
+        .spawn(move || client::follow(&follow_dir, |event| events_tx.send(event).is_ok()))
+        .map_err(|source| GatewayError::Io {
+            what: "starting the event reader".into(),
+            source,
+        })?;
     draw(&errors)?;
-    let mut last = Instant::now();
+    let mut drawn = Instant::now();
     let mut dirty = false;
-    client::follow(&dir, |event| {
-        if let Some(event) = &event
-            && event["event"] == "state"
-            && let Some(error) = event["error"].as_str()
-        {
-            errors.push(format!(
-                "{} {}: {}",
-                text(&event["ski"]),
-                text(&event["state"]),
-                Escaped(error)
-            ));
-            if errors.len() > 5 {
-                errors.remove(0);
+    loop {
+        let next = if dirty {
+            drawn + REDRAW_THROTTLE
+        } else if terminal {
+            drawn + TICK
+        } else {
+            drawn + Duration::from_secs(3600)
+        };
+        match events.recv_timeout(next.saturating_duration_since(Instant::now())) {
+            Ok(event) => {
+                if let Some(event) = &event
+                    && event["event"] == "state"
+                    && let Some(error) = event["error"].as_str()
+                {
+                    errors.push(format!(
+                        "{} {}: {}",
+                        text(&event["ski"]),
+                        text(&event["state"]),
+                        Escaped(error)
+                    ));
+                    if errors.len() > 5 {
+                        errors.remove(0);
+                    }
+                }
+                dirty = true;
             }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }
-        dirty = true;
-        // At most five views a second.
-        if last.elapsed() >= Duration::from_millis(200) {
+        let due =
+            (dirty && drawn.elapsed() >= REDRAW_THROTTLE) || (terminal && drawn.elapsed() >= TICK);
+        if due {
             dirty = false;
-            last = Instant::now();
+            drawn = Instant::now();
             if draw(&errors).is_err() {
-                return false;
+                // The gateway is gone (its stream ends too): done, as when the stream ends.
+                return Ok(());
             }
         }
-        true
-    })?;
+    }
     if dirty {
         let _ = draw(&errors);
     }
-    Ok(())
+    match follower.join() {
+        Ok(result) => result,
+        Err(_) => Err(GatewayError::Refused("the event reader failed".into())),
+    }
 }
 
 /// `approve`, `deny`: decides a waiting pairing request.

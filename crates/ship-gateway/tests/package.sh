@@ -84,6 +84,7 @@ check)
   check "the config is a conffile" bash -c "dpkg-deb -e '$deb' '$work/control' && grep -qx /etc/ship-gateway/config.toml '$work/control/conffiles'"
   check "postinst creates the user and prints the SKI" grep -q 'ship-gateway ski' "$work/control/postinst"
   check "the package depends on adduser" grep -qE '^ Depends:.*adduser' "$work/info"
+  check "the OpenAPI description is installed" has ' \./usr/share/doc/ship-gateway/openapi\.json$'
 
   dpkg-deb -x "$deb" "$work/root"
   bin="$work/root/usr/bin/ship-gateway"
@@ -258,6 +259,77 @@ postinst)
     grep -q '"event":"listening"' "$work/run.out"
   check "a second configure keeps the token and the PIN file's mode" \
     bash -c "cmp -s '$work/token.before' '$work/token.after' && grep -qx 640 '$work/pin.after'"
+
+  # Issue 23: the README's first command run as root (before the package) creates
+  # /var/lib/ship-gateway owned by root; the postinst then printed "Permission denied" on key.pem,
+  # succeeded, and the service could not read its key. The postinst gives the directory's files
+  # to the service's user and keeps the identity. Then root's `ski`, `list`, `qr` and `status`
+  # work on the service's directory without writing there, and what would write says to run it
+  # as the service's user (never `chown 0`).
+  mkdir -p "$work/r/etc" "$work/r/bin"
+  cp "$work/root/usr/bin/ship-gateway" "$work/r/bin/"
+  unshare --mount --propagation private bash -uo pipefail -c '
+    work=$1
+    mount -t tmpfs tmpfs "$work/r/etc"
+    mkdir "$work/r/etc/upper" "$work/r/etc/work"
+    mount -t overlay overlay -o "lowerdir=/etc,upperdir=$work/r/etc/upper,workdir=$work/r/etc/work" /etc
+    mkdir -p /etc/ship-gateway
+    cp "$work/root/etc/ship-gateway/config.toml" /etc/ship-gateway/
+    mount -t tmpfs tmpfs /var/lib
+    mount -t overlay overlay -o "lowerdir=$work/r/bin:/usr/bin" /usr/bin
+    mount -t overlay overlay \
+      -o "lowerdir=$work/root/usr/lib/systemd/system:/usr/lib/systemd/system" /usr/lib/systemd/system
+    export DPKG_MAINTSCRIPT_PACKAGE=ship-gateway DPKG_MAINTSCRIPT_NAME=postinst
+    # The README'"'"'s first command, as root, before the package (on loopback, no mDNS).
+    ship-gateway run --no-mdns --bind 127.0.0.1 --port 0 >"$work/r/run.out" 2>&1 </dev/null &
+    pid=$!
+    for _ in $(seq 300); do grep -q "listening on" "$work/r/run.out" && break; sleep 0.1; done
+    kill -TERM "$pid"; wait "$pid"
+    sed -n "s/.*(SKI \([0-9a-f]\{40\}\),.*/\1/p" "$work/r/run.out" >"$work/r/root-ski"
+    stat -c "%U %n" /var/lib/ship-gateway/* >"$work/r/before"
+    sh "$work/control/postinst" configure >"$work/r/postinst.out" 2>&1 || echo "exit status $?" >>"$work/r/postinst.out"
+    echo "--- postinst configure after a run as root"; cat "$work/r/postinst.out"
+    find /var/lib/ship-gateway ! -user ship-gateway >"$work/r/not-theirs"
+    runuser -u ship-gateway -- ship-gateway ski >"$work/r/service-ski" 2>&1 || true
+    # The service runs (as its user); root looks at it.
+    runuser -u ship-gateway -- ship-gateway --data-dir /var/lib/ship-gateway run --no-mdns \
+      --bind 127.0.0.1 --port 0 >"$work/r/service.out" 2>&1 </dev/null &
+    service=$!
+    for _ in $(seq 300); do grep -q "listening on" "$work/r/service.out" && break; sleep 0.1; done
+    for command in ski list "qr --config /etc/ship-gateway/config.toml" status; do
+      # shellcheck disable=SC2086
+      ship-gateway $command >"$work/r/as-root-$(echo $command | cut -d" " -f1)" 2>&1
+      echo "$command: $?" >>"$work/r/exits"
+    done
+    kill -TERM "$service"; wait "$service"
+    # Without a running gateway `pair` would write pairings.json: it says how to run it.
+    ship-gateway pair 0101010101010101010101010101010101010101 >"$work/r/as-root-pair" 2>&1
+    echo "pair: $?" >>"$work/r/exits"
+    find /var/lib/ship-gateway ! -user ship-gateway >"$work/r/not-theirs-after"
+  ' _ "$work"
+  echo "--- files after the run as root"; cat "$work/r/before"
+  echo "--- as root on the service's data dir (exit statuses)"; cat "$work/r/exits"
+  for f in "$work"/r/as-root-*; do echo "--- $f"; cat "$f"; done
+  root_ski=$(cat "$work/r/root-ski")
+  check "a run as root before the package creates /var/lib/ship-gateway owned by root" \
+    grep -q '^root /var/lib/ship-gateway/key.pem$' "$work/r/before"
+  check "postinst after a run as root exits with status 0" \
+    bash -c "! grep -q '^exit status' '$work/r/postinst.out'"
+  check "postinst keeps the identity root created ($root_ski)" \
+    grep -qx "ship-gateway: this gateway's SKI is $root_ski" "$work/r/postinst.out"
+  check "postinst gives every file in the data dir to ship-gateway" test ! -s "$work/r/not-theirs"
+  check "the service's user reads the identity" grep -qx "$root_ski" "$work/r/service-ski"
+  check "root's ski, list, qr and status work on the service's data dir" \
+    bash -c "grep -qx 'ski: 0' '$work/r/exits' && grep -qx 'list: 0' '$work/r/exits' \
+      && grep -qx 'qr --config /etc/ship-gateway/config.toml: 0' '$work/r/exits' \
+      && grep -qx 'status: 0' '$work/r/exits'"
+  check "root's ski prints the service's SKI" grep -qx "$root_ski" "$work/r/as-root-ski"
+  check "root's status shows the running service" grep -q "ship-gateway .* SKI $root_ski" "$work/r/as-root-status"
+  check "root's pair without a gateway fails and says to run it as ship-gateway" \
+    bash -c "grep -qx 'pair: 1' '$work/r/exits' \
+      && grep -q 'run it as ship-gateway: .sudo -u ship-gateway ship-gateway pair' '$work/r/as-root-pair'"
+  check "nothing advises chown" bash -c "! grep -qi chown '$work'/r/as-root-*"
+  check "root wrote nothing into the service's data dir" test ! -s "$work/r/not-theirs-after"
   ;;
 boot)
   # The package as a user installs it: `apt install ./DEB` on a booted Debian, checked with the

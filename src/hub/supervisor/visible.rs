@@ -72,9 +72,14 @@ pub(super) fn derive(inputs: &VisibleInputs<'_>) -> Visible {
         return visible(ConnectionState::Completed, None, None, false);
     }
     if let Some(link) = live().max_by_key(|l| l.started) {
-        if link.state == ConnectionState::RemoteDeniedTrust {
-            // The handshake ended in hello and the link is closing: whether the peer said
-            // no or went away is known when the link ends; it is said then, once, in words.
+        if matches!(
+            link.state,
+            ConnectionState::RemoteDeniedTrust | ConnectionState::Error
+        ) {
+            // The handshake ended and the link is closing. For the end of hello, whether the
+            // peer said no or went away is known when the link ends; for an error, its cause
+            // (the engine reports the state before the cause). Either is said then, once, in
+            // words: an `Error` is never shown without its cause.
             return visible(inputs.shown, link.detail, None, false);
         }
         return visible(link.state, link.detail, None, false);
@@ -370,6 +375,33 @@ mod tests {
             ..inputs(&links)
         });
         assert_eq!(visible.state, ConnectionState::Trusted);
+    }
+
+    /// Finding (issue 23): a link's engine reports `Error` before its cause, so the peer was
+    /// shown `Error` with no words (`list`: `last_error: null`). The state is held until the
+    /// link ends and its failure, with the cause, is shown.
+    #[test]
+    fn an_error_is_shown_when_the_link_ends_with_its_cause_not_before() {
+        let links = [link(ConnectionState::Error, 0)];
+        let visible = derive(&VisibleInputs {
+            shown: ConnectionState::Pin,
+            ..inputs(&links)
+        });
+        assert_eq!(visible.state, ConnectionState::Pin);
+        let failure = LastFailure {
+            failure: Failure::Protocol(crate::protocol::CloseCause::PinRequired(
+                crate::protocol::message::PinState::Required,
+            )),
+            detailed: None,
+        };
+        let visible = derive(&VisibleInputs {
+            shown: ConnectionState::Pin,
+            last_failure: Some(&failure),
+            queued: true,
+            ..inputs(&[])
+        });
+        assert_eq!(visible.state, ConnectionState::Error);
+        assert!(visible.detail.error.unwrap().contains("PIN"));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! What the gateway knows right now that the hub does not keep for it: each peer's latest
-//! state (with since when and its last error) and the pairing requests that wait for a person.
-//! Fed by the callbacks, read by the HTTP API.
+//! state (with since when and its last error), the pairing requests and the PIN requests that
+//! wait for a person, how each pairing request ended, and the devices whose requests are refused
+//! without asking (denied, or cooling off after an unpair). Fed by the callbacks, read by the
+//! HTTP API and the terminal prompt.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -56,6 +58,95 @@ pub(crate) struct LastRefusal {
     pub(crate) at_ms: u64,
 }
 
+/// A paired device that waits for the PIN it requires from us (SHIP §13.4.4.3): answered with
+/// `ship-gateway pair SKI --pin -`, `POST /api/v1/peers/{ski}/pin`, or on the terminal.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct PinWait {
+    /// The device rejected the PIN sent before.
+    pub(crate) rejected: bool,
+    /// When it asked (milliseconds since the Unix epoch).
+    pub(crate) since_ms: u64,
+    /// When its PIN wait times out unless a PIN is given (milliseconds since the Unix epoch).
+    pub(crate) expires_ms: u64,
+}
+
+/// Where a person's decision came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Via {
+    /// The command line (`ship-gateway approve`, `pair`, `deny` over the control socket).
+    Command,
+    /// The HTTP API (the console, or a program).
+    Http,
+}
+
+/// How a pairing request ended, for whoever asked about it elsewhere (the terminal prompt).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RequestEnd {
+    /// Approved (`approve`, the console).
+    Approved(Via),
+    /// Satisfied by a pairing of the device (`pair`).
+    Paired(Via),
+    /// Denied (`deny`, the console).
+    Denied(Via),
+    /// Nobody answered before the device's hello wait ran out on our side.
+    TimedOut,
+    /// The device gave up: it closed the connection or went away.
+    Left,
+}
+
+impl RequestEnd {
+    /// What happened, in words: "approved with `ship-gateway approve`".
+    pub(crate) fn words(self) -> String {
+        let by = |via: Via, command: &str| match via {
+            Via::Command => format!("with `ship-gateway {command}`"),
+            Via::Http => "over the HTTP API (the console)".to_owned(),
+        };
+        match self {
+            RequestEnd::Approved(via) => format!("was approved {}", by(via, "approve")),
+            RequestEnd::Paired(via) => {
+                format!("was satisfied: the device was paired {}", by(via, "pair"))
+            }
+            RequestEnd::Denied(via) => format!("was denied {}", by(via, "deny")),
+            RequestEnd::TimedOut => format!(
+                "timed out: nobody answered within {} s",
+                ship_hub::protocol::ProtocolConfig::default()
+                    .hello_init
+                    .as_secs()
+            ),
+            RequestEnd::Left => "ended: the device gave up (it closed the connection)".to_owned(),
+        }
+    }
+
+    /// A person decided it (somewhere else): nothing went wrong.
+    pub(crate) fn decided(self) -> bool {
+        !matches!(self, RequestEnd::TimedOut | RequestEnd::Left)
+    }
+}
+
+/// Why a pairing request is refused without asking anybody.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// A person denied the device (at this time, milliseconds since the Unix epoch): refused
+    /// until a person pairs it (or `remember_denial_secs` pass).
+    Denied { at_ms: u64 },
+    /// A person unpaired the device: refused for the cooling-off period, with this much left;
+    /// `first`: the first refusal since (said once).
+    CoolingOff { left: Duration, first: bool },
+}
+
+/// A device whose pairing requests are refused without asking.
+#[derive(Debug, Clone, Copy)]
+struct Refused {
+    /// Until when (`None`: until a person pairs it).
+    until: Option<std::time::Instant>,
+    /// Denied (at this time, ms since the Unix epoch), else unpaired (cooling off).
+    denied_at_ms: Option<u64>,
+    /// A refusal was said already (cooling off: said once).
+    said: bool,
+    /// When it was added (the oldest leaves first when the map is full).
+    added: std::time::Instant,
+}
+
 /// Peers' states and waiting requests, bounded by the hub's own bounds (states of peers the hub
 /// reports, requests of at most `max_unpaired` connections); a request that nobody decides
 /// leaves when the peer's state moves on.
@@ -63,17 +154,26 @@ pub(crate) struct LastRefusal {
 pub(crate) struct Live {
     peers: Mutex<HashMap<Ski, PeerLive>>,
     requests: Mutex<HashMap<Ski, PendingRequest>>,
-    /// Peers a person unpaired or denied: their pairing requests are refused without asking
-    /// until the cooling-off period ends (value: until when, and whether that was said).
-    cooling: Mutex<HashMap<Ski, (std::time::Instant, bool)>>,
-    /// The cooling-off period (zero: none).
+    /// Paired devices waiting for their PIN.
+    pins: Mutex<HashMap<Ski, PinWait>>,
+    /// How the last pairing request of a device ended (until its next request).
+    ends: Mutex<HashMap<Ski, RequestEnd>>,
+    /// Devices a person unpaired or denied: their pairing requests are refused without asking
+    /// (an unpaired one for the cooling-off period, a denied one until it is paired).
+    refused: Mutex<HashMap<Ski, Refused>>,
+    /// The cooling-off period after an unpair (zero: none).
     cooling_off: Duration,
     /// The latest refusal by an admission cap.
     last_refusal: Mutex<Option<LastRefusal>>,
+    /// How long a denial is remembered (`None`: until a person pairs the device).
+    remember_denial: Option<Duration>,
 }
 
-/// The most peers in cooling-off at once (the oldest leaves first).
-const MAX_COOLING: usize = 1024;
+/// The most devices refused without asking at once (the oldest leaves first).
+const MAX_REFUSED: usize = 1024;
+
+/// The most request endings kept (the oldest leaves first).
+const MAX_ENDS: usize = 1024;
 
 /// The most peer states kept (a peer not paired that never comes back is forgotten first).
 const MAX_PEERS: usize = 10_000;
@@ -86,13 +186,26 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 impl Live {
-    /// Nothing known yet; a person's unpair or deny cools a peer off for `cooling_off` (zero:
-    /// not at all).
-    pub(crate) fn new(cooling_off: Duration) -> Self {
+    /// Nothing known yet; a person's unpair cools a peer off for `cooling_off` (zero: not at
+    /// all), a deny is remembered for `remember_denial` (`None`: until the device is paired).
+    pub(crate) fn new(cooling_off: Duration, remember_denial: Option<Duration>) -> Self {
         Live {
             cooling_off,
+            remember_denial,
             ..Live::default()
         }
+    }
+
+    fn refused(&self) -> std::sync::MutexGuard<'_, HashMap<Ski, Refused>> {
+        self.refused.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn pins(&self) -> std::sync::MutexGuard<'_, HashMap<Ski, PinWait>> {
+        self.pins.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn ends(&self) -> std::sync::MutexGuard<'_, HashMap<Ski, RequestEnd>> {
+        self.ends.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn peers(&self) -> std::sync::MutexGuard<'_, HashMap<Ski, PeerLive>> {
@@ -105,6 +218,9 @@ impl Live {
 
     /// A state change of `ski`; `tls_suite` is the suite of the connection that reached
     /// Completed (set in the same step, so a reader never sees Completed without it).
+    ///
+    /// A pairing request of `ski` that is over now and that nobody decided here ended by itself:
+    /// `timed_out` says whether our hello wait ran out (else the device gave up).
     pub(crate) fn state(
         &self,
         ski: Ski,
@@ -112,6 +228,7 @@ impl Live {
         detailed: Option<String>,
         error: Option<String>,
         tls_suite: Option<String>,
+        timed_out: bool,
     ) {
         let name = format!("{state:?}");
         {
@@ -149,8 +266,31 @@ impl Live {
         if !matches!(
             state,
             ConnectionState::ReceivedPairingRequest | ConnectionState::InProgress
+        ) && self.requests().remove(&ski).is_some()
+        {
+            let mut ends = self.ends();
+            if !ends.contains_key(&ski) {
+                let end = if timed_out {
+                    RequestEnd::TimedOut
+                } else if matches!(
+                    state,
+                    ConnectionState::Trusted | ConnectionState::Pin | ConnectionState::Completed
+                ) {
+                    // Trusted without a decision here: a pairing through the library itself
+                    // (say, the trust store changed); the terminal says "paired".
+                    RequestEnd::Paired(Via::Command)
+                } else {
+                    RequestEnd::Left
+                };
+                bounded_insert(&mut ends, ski, end, MAX_ENDS);
+            }
+        }
+        // A PIN wait is over once the connection is no longer in the PIN step (or before it).
+        if !matches!(
+            state,
+            ConnectionState::Pin | ConnectionState::Trusted | ConnectionState::InProgress
         ) {
-            self.requests().remove(&ski);
+            self.pins().remove(&ski);
         }
     }
 
@@ -170,6 +310,7 @@ impl Live {
     pub(crate) fn forget(&self, ski: &Ski) {
         self.peers().remove(ski);
         self.requests().remove(ski);
+        self.pins().remove(ski);
         self.start_cooling(*ski);
     }
 
@@ -182,6 +323,7 @@ impl Live {
         wait: Duration,
     ) {
         let since_ms = now_ms();
+        self.ends().remove(&ski);
         self.requests().insert(
             ski,
             PendingRequest {
@@ -194,55 +336,139 @@ impl Live {
         );
     }
 
-    /// The request of `ski` was decided.
-    pub(crate) fn decided(&self, ski: &Ski) {
+    /// Whether a pairing request of `ski` waits for a decision.
+    pub(crate) fn is_pending(&self, ski: &Ski) -> bool {
+        self.requests().contains_key(ski)
+    }
+
+    /// The request of `ski` is being decided here (`end`): said before the hub is told, so
+    /// that whoever sees the request end (the terminal prompt) knows why. `undo` it if the hub
+    /// refused the decision.
+    pub(crate) fn decided(&self, ski: &Ski, end: RequestEnd) {
+        bounded_insert(&mut self.ends(), *ski, end, MAX_ENDS);
         self.requests().remove(ski);
     }
 
-    /// A person unpaired or denied `ski`: its requests are refused without asking for the
-    /// cooling-off period.
+    /// The decision recorded by [`Live::decided`] did not happen.
+    pub(crate) fn undo(&self, ski: &Ski) {
+        self.ends().remove(ski);
+    }
+
+    /// How the last pairing request of `ski` ended, if it did.
+    pub(crate) fn request_end(&self, ski: &Ski) -> Option<RequestEnd> {
+        self.ends().get(ski).copied()
+    }
+
+    /// A person unpaired `ski`: its requests are refused without asking for the cooling-off
+    /// period.
     pub(crate) fn start_cooling(&self, ski: Ski) {
         let period = self.cooling_off;
         if period.is_zero() {
             return;
         }
         let now = std::time::Instant::now();
-        let mut cooling = self.cooling.lock().unwrap_or_else(|e| e.into_inner());
-        cooling.retain(|_, (until, _)| *until > now);
-        if cooling.len() >= MAX_COOLING
-            && !cooling.contains_key(&ski)
-            && let Some(oldest) = cooling.iter().min_by_key(|(_, (u, _))| *u).map(|(s, _)| *s)
-        {
-            cooling.remove(&oldest);
-        }
-        cooling.insert(ski, (now + period, false));
+        self.refuse(
+            ski,
+            Refused {
+                until: Some(now + period),
+                denied_at_ms: None,
+                said: false,
+                added: now,
+            },
+        );
     }
 
-    /// A person paired or approved `ski`: no cooling-off any more.
-    pub(crate) fn end_cooling(&self, ski: &Ski) {
-        self.cooling
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(ski);
-    }
-
-    /// Whether `ski` is cooling off: the time left, and whether this is the first request
-    /// refused for it (to say so once).
-    pub(crate) fn cooling_off(&self, ski: &Ski) -> Option<(Duration, bool)> {
+    /// A person denied `ski`: its requests are refused without asking until a person pairs
+    /// it (or `remember_denial` passes).
+    pub(crate) fn denied(&self, ski: Ski) {
         let now = std::time::Instant::now();
-        let mut cooling = self.cooling.lock().unwrap_or_else(|e| e.into_inner());
-        let (until, said) = cooling.get_mut(ski)?;
-        if *until <= now {
-            cooling.remove(ski);
+        self.refuse(
+            ski,
+            Refused {
+                until: self.remember_denial.map(|d| now + d),
+                denied_at_ms: Some(now_ms()),
+                said: false,
+                added: now,
+            },
+        );
+    }
+
+    fn refuse(&self, ski: Ski, entry: Refused) {
+        let now = std::time::Instant::now();
+        let mut refused = self.refused();
+        refused.retain(|_, r| r.until.is_none_or(|u| u > now));
+        if refused.len() >= MAX_REFUSED
+            && !refused.contains_key(&ski)
+            && let Some(oldest) = refused.iter().min_by_key(|(_, r)| r.added).map(|(s, _)| *s)
+        {
+            refused.remove(&oldest);
+        }
+        refused.insert(ski, entry);
+    }
+
+    /// A person paired or approved `ski`: its requests are no longer refused.
+    pub(crate) fn end_cooling(&self, ski: &Ski) {
+        self.refused().remove(ski);
+    }
+
+    /// Whether a request of `ski` is refused without asking, and why (counts as said).
+    pub(crate) fn refusal(&self, ski: &Ski) -> Option<Refusal> {
+        let now = std::time::Instant::now();
+        let mut refused = self.refused();
+        let entry = refused.get_mut(ski)?;
+        if entry.until.is_some_and(|u| u <= now) {
+            refused.remove(ski);
             return None;
         }
-        let first = !*said;
-        *said = true;
-        Some((*until - now, first))
+        let first = !entry.said;
+        entry.said = true;
+        Some(match entry.denied_at_ms {
+            Some(at_ms) => Refusal::Denied { at_ms },
+            None => Refusal::CoolingOff {
+                left: entry.until.map_or(Duration::ZERO, |u| u - now),
+                first,
+            },
+        })
+    }
+
+    /// Whether requests of `ski` are refused without asking right now (nothing counts as said).
+    pub(crate) fn is_refused(&self, ski: &Ski) -> bool {
+        let now = std::time::Instant::now();
+        self.refused()
+            .get(ski)
+            .is_some_and(|r| r.until.is_none_or(|u| u > now))
+    }
+
+    /// `ski` waits for a PIN (`rejected`: it refused the one sent); its wait ends after `wait`.
+    pub(crate) fn pin_requested(&self, ski: Ski, rejected: bool, wait: Duration) {
+        let since_ms = now_ms();
+        self.pins().insert(
+            ski,
+            PinWait {
+                rejected,
+                since_ms,
+                expires_ms: since_ms + wait.as_millis() as u64,
+            },
+        );
+    }
+
+    /// The PIN wait of `ski` was answered.
+    pub(crate) fn pin_answered(&self, ski: &Ski) {
+        self.pins().remove(ski);
+    }
+
+    /// The PIN wait of `ski`, if it waits.
+    pub(crate) fn pin_wait(&self, ski: &Ski) -> Option<PinWait> {
+        self.pins().get(ski).cloned()
+    }
+
+    /// How many devices wait for a PIN.
+    pub(crate) fn pin_waits(&self) -> usize {
+        self.pins().len()
     }
 
     /// The hub reported refused connections.
-    pub(crate) fn refused(&self, refusal: LastRefusal) {
+    pub(crate) fn record_refusal(&self, refusal: LastRefusal) {
         *self.last_refusal.lock().unwrap_or_else(|e| e.into_inner()) = Some(refusal);
     }
 
@@ -262,37 +488,114 @@ impl Live {
     }
 }
 
+/// Inserts into a map of at most `max` entries (an arbitrary one leaves when it is full: these
+/// maps only hold what a person looks at soon, so which one goes hardly matters).
+fn bounded_insert<V>(map: &mut HashMap<Ski, V>, ski: Ski, value: V, max: usize) {
+    if map.len() >= max
+        && !map.contains_key(&ski)
+        && let Some(any) = map.keys().next().copied()
+    {
+        map.remove(&any);
+    }
+    map.insert(ski, value);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn an_unpaired_or_denied_peer_cools_off_once_said_and_pairing_ends_it() {
+    fn an_unpaired_peer_cools_off_once_said_and_pairing_ends_it() {
         let ski = Ski::from_bytes([7; 20]);
-        let without = Live::new(Duration::ZERO);
+        let without = Live::new(Duration::ZERO, None);
         without.start_cooling(ski);
         assert!(
-            without.cooling_off(&ski).is_none(),
+            without.refusal(&ski).is_none(),
             "no period set: no cooling-off"
         );
-        let live = Live::new(Duration::from_secs(60));
+        let live = Live::new(Duration::from_secs(60), None);
         live.start_cooling(ski);
-        let (left, first) = live.cooling_off(&ski).unwrap();
+        let Some(Refusal::CoolingOff { left, first }) = live.refusal(&ski) else {
+            panic!("cooling off")
+        };
         assert!(first && left <= Duration::from_secs(60));
-        let (_, first) = live.cooling_off(&ski).unwrap();
+        let Some(Refusal::CoolingOff { first, .. }) = live.refusal(&ski) else {
+            panic!("cooling off")
+        };
         assert!(!first, "said once");
         live.end_cooling(&ski);
-        assert!(live.cooling_off(&ski).is_none());
+        assert!(live.refusal(&ski).is_none());
+    }
+
+    /// Finding (issue 23): a denied device was asked about again after the cooling-off period.
+    #[test]
+    fn a_denial_is_remembered_until_the_device_is_paired_or_the_configured_period() {
+        let ski = Ski::from_bytes([8; 20]);
+        let live = Live::new(Duration::ZERO, None);
+        live.denied(ski);
+        for _ in 0..3 {
+            assert!(matches!(live.refusal(&ski), Some(Refusal::Denied { .. })));
+        }
+        assert!(live.is_refused(&ski));
+        live.end_cooling(&ski);
+        assert!(live.refusal(&ski).is_none() && !live.is_refused(&ski));
+        let brief = Live::new(Duration::ZERO, Some(Duration::ZERO));
+        brief.denied(ski);
+        assert!(brief.refusal(&ski).is_none(), "a period that has passed");
     }
 
     #[test]
-    fn cooling_off_is_bounded() {
-        let live = Live::new(Duration::from_secs(60));
-        for n in 0..(MAX_COOLING + 10) {
+    fn refusals_are_bounded() {
+        let live = Live::new(Duration::from_secs(60), None);
+        for n in 0..(MAX_REFUSED + 10) {
             let mut bytes = [0u8; 20];
             bytes[..8].copy_from_slice(&(n as u64).to_be_bytes());
-            live.start_cooling(Ski::from_bytes(bytes));
+            live.denied(Ski::from_bytes(bytes));
         }
-        assert!(live.cooling.lock().unwrap().len() <= MAX_COOLING);
+        assert!(live.refused.lock().unwrap().len() <= MAX_REFUSED);
+    }
+
+    #[test]
+    fn a_request_that_ends_by_itself_says_whether_it_timed_out_or_the_device_left() {
+        let ski = Ski::from_bytes([9; 20]);
+        let addr = "127.0.0.1:1".parse().unwrap();
+        let live = Live::new(Duration::ZERO, None);
+        live.request(ski, addr, None, Duration::from_secs(120));
+        live.state(ski, ConnectionState::None, None, None, None, false);
+        assert_eq!(live.request_end(&ski), Some(RequestEnd::Left));
+        live.request(ski, addr, None, Duration::from_secs(120));
+        assert_eq!(live.request_end(&ski), None, "a new request");
+        live.state(
+            ski,
+            ConnectionState::Error,
+            None,
+            Some("t".into()),
+            None,
+            true,
+        );
+        assert_eq!(live.request_end(&ski), Some(RequestEnd::TimedOut));
+        live.request(ski, addr, None, Duration::from_secs(120));
+        live.decided(&ski, RequestEnd::Approved(Via::Command));
+        live.state(ski, ConnectionState::Trusted, None, None, None, false);
+        assert_eq!(
+            live.request_end(&ski),
+            Some(RequestEnd::Approved(Via::Command))
+        );
+        assert!(
+            RequestEnd::Approved(Via::Command)
+                .words()
+                .contains("`ship-gateway approve`")
+        );
+    }
+
+    #[test]
+    fn a_pin_wait_lasts_while_the_connection_is_in_the_pin_step() {
+        let ski = Ski::from_bytes([10; 20]);
+        let live = Live::new(Duration::ZERO, None);
+        live.pin_requested(ski, false, Duration::from_secs(120));
+        live.state(ski, ConnectionState::Pin, None, None, None, false);
+        assert!(live.pin_wait(&ski).is_some());
+        live.state(ski, ConnectionState::Completed, None, None, None, false);
+        assert!(live.pin_wait(&ski).is_none());
     }
 }

@@ -20,7 +20,7 @@ use ship_hub::hub::{Hub, HubError, PairedPeer};
 use ship_hub::protocol::Pin;
 use ship_hub::{ShipId, Ski};
 
-use super::live::PendingRequest;
+use super::live::{PendingRequest, PinWait, RequestEnd, Via};
 use super::{ApiError, ApiState, auth, metrics};
 use crate::error::GatewayError;
 use crate::events::{Event, ServiceRow};
@@ -33,6 +33,8 @@ pub(crate) fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/peers/{ski}", axum::routing::delete(unpair))
         .route("/api/v1/peers/{ski}/data", post(send))
         .route("/api/v1/peers/{ski}/disconnect", post(disconnect))
+        .route("/api/v1/peers/{ski}/pin", post(answer_pin))
+        .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/visible", get(visible))
         .route("/api/v1/requests", get(requests))
         .route("/api/v1/requests/{ski}/approve", post(approve))
@@ -49,6 +51,7 @@ pub(crate) fn router(state: Arc<ApiState>) -> Router {
         .route("/logout", post(auth::logout))
         .route("/api/v1/login-link", post(login_link))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(state.limits.max_body))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -73,6 +76,29 @@ async fn console() -> Response {
         include_str!("console.html"),
     )
         .into_response()
+}
+
+/// `GET /api/v1/openapi.json`: the OpenAPI 3 description of this API (`docs/openapi.json`).
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("../../../../docs/openapi.json"),
+    )
+        .into_response()
+}
+
+/// A route that exists, asked with another method: 405 with the usual JSON error (axum adds
+/// the `Allow` header).
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} is not allowed on {}",
+            request.method(),
+            request.uri().path()
+        ),
+    )
 }
 
 async fn not_found(request: Request) -> ApiError {
@@ -229,6 +255,8 @@ struct Counters {
     paired: usize,
     connected: usize,
     pending_requests: usize,
+    /// Paired devices waiting for the PIN they require.
+    pin_requests: usize,
     visible: usize,
     incoming_accepted: u64,
     dial_attempts: u64,
@@ -258,6 +286,7 @@ async fn status(State(state): State<Arc<ApiState>>) -> Result<Json<Status>, ApiE
             paired,
             connected: state.hub.connected_peers().len(),
             pending_requests: state.live.pending().len(),
+            pin_requests: state.live.pin_waits(),
             visible: state.hub.visible_services().len(),
             incoming_accepted: metrics.incoming_accepted,
             dial_attempts: metrics.dial_attempts,
@@ -313,6 +342,9 @@ pub(crate) struct PeerView {
     /// Our SHIP Pairing Service request to this peer (an energy manager), if there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) pairing_request: Option<crate::pairing_request::RequestView>,
+    /// The device waits for the PIN it requires (`POST /api/v1/peers/{ski}/pin` answers it);
+    /// `null` when it does not.
+    pin_request: Option<PinWait>,
 }
 
 impl PeerView {
@@ -336,6 +368,7 @@ impl PeerView {
             last_error: None,
             pin_stored: peer.pin.is_some(),
             pairing_request: None,
+            pin_request: None,
         }
     }
 }
@@ -353,6 +386,7 @@ fn view(state: &ApiState, peer: &PairedPeer) -> PeerView {
     view.tls_suite = live.as_ref().and_then(|l| l.tls_suite.clone());
     view.last_error = live.and_then(|l| l.last_error);
     view.pairing_request = state.pairing_request.view_for(&peer.ski);
+    view.pin_request = state.live.pin_wait(&peer.ski);
     view
 }
 
@@ -450,11 +484,17 @@ async fn pair_inner(state: Arc<ApiState>, request: Request) -> Result<Paired, Ap
         .map(ShipId::new)
         .transpose()
         .map_err(|e| bad("bad_ship_id", format!("not a SHIP ID: {e}")))?;
-    let address = body
-        .address
-        .map(|a| a.parse::<SocketAddr>())
-        .transpose()
-        .map_err(|e| bad("bad_address", format!("not an address (HOST:PORT): {e}")))?;
+    // HOST:PORT as the command line takes it: an IP address or a name (`localhost:4712`).
+    let address = match body.address {
+        Some(text) => Some(
+            blocking(move || {
+                crate::settings::resolve_address(&text)
+                    .map_err(|e| bad("bad_address", format!("not an address (HOST:PORT): {e}")))
+            })
+            .await?,
+        ),
+        None => None,
+    };
     if let Some(name) = &body.name
         && (name.chars().count() > MAX_NAME || name.chars().any(char::is_control))
     {
@@ -470,24 +510,47 @@ async fn pair_inner(state: Arc<ApiState>, request: Request) -> Result<Paired, Ap
         .transpose()
         .map_err(|e| bad("bad_pin", format!("not a PIN: {e}")))?;
     let (trust, hub, name) = (state.trust.clone(), state.hub.clone(), body.name);
+    // A pairing request of the device that waits is satisfied by this pairing: said first, so
+    // that the terminal (if it asks about it) says what happened.
+    let satisfied = state.live.is_pending(&ski);
+    if satisfied {
+        state.live.decided(&ski, RequestEnd::Paired(via(&state)));
+    }
+    let given = pin.clone();
     let peer = blocking(move || {
         store_and_pair(&trust, &hub, ski, ship_id, name, address, pin).map_err(|e| match e {
             GatewayError::TrustStore(e) => store_error(e),
             other => ApiError::new(StatusCode::CONFLICT, "not_paired", other.to_string()),
         })
     })
-    .await?;
+    .await
+    .inspect_err(|_| {
+        if satisfied {
+            state.live.undo(&ski);
+        }
+    })?;
+    // A connection of the device that waits for this PIN gets it at once (else the hub keeps
+    // it for the next connection; the stored one is used from then on).
+    let mut pin_given = false;
+    if let Some(pin) = given {
+        pin_given = state.live.pin_wait(&ski).is_some() && state.hub.enter_pin(ski, pin).is_ok();
+        state.live.pin_answered(&ski);
+    }
     state.live.end_cooling(&ski);
     state.log.emit(Event::Paired {
         ski: ski.to_string(),
-        by: match state.access {
-            auth::Access::Socket => "pair command",
-            auth::Access::Http => "HTTP API",
+        by: match via(&state) {
+            Via::Command => "pair command",
+            Via::Http => "HTTP API",
         }
         .into(),
     });
     Ok(Paired {
-        next: what_happens_next(&state.hub, &peer),
+        next: if pin_given {
+            format!("paired {ski}; the PIN went to its connection, which waited for it")
+        } else {
+            what_happens_next(&state.hub, &peer)
+        },
         peer: view(&state, &peer),
     })
 }
@@ -646,6 +709,14 @@ async fn deny(
     decide(state, text, false).await
 }
 
+/// Where a request came from: the command line (the control socket) or the HTTP API.
+fn via(state: &ApiState) -> Via {
+    match state.access {
+        crate::api::auth::Access::Socket => Via::Command,
+        _ => Via::Http,
+    }
+}
+
 async fn decide(
     state: Arc<ApiState>,
     text: String,
@@ -653,7 +724,21 @@ async fn decide(
 ) -> Result<Json<Decided>, ApiError> {
     let ski = ski(&text)?;
     let hub = state.hub.clone();
-    blocking(move || {
+    // Said before the hub is told, so that the terminal (if it asks about the same request)
+    // says what happened; undone if the hub refuses.
+    let by = via(&state);
+    let pending = state.live.is_pending(&ski);
+    if pending {
+        state.live.decided(
+            &ski,
+            if accept {
+                RequestEnd::Approved(by)
+            } else {
+                RequestEnd::Denied(by)
+            },
+        );
+    }
+    let decided = blocking(move || {
         let result = if accept {
             hub.approve(ski)
         } else {
@@ -669,21 +754,115 @@ async fn decide(
             other => ApiError::new(StatusCode::CONFLICT, "not_decided", other.to_string()),
         })
     })
-    .await?;
-    state.live.decided(&ski);
+    .await;
+    if let Err(error) = decided {
+        if pending {
+            state.live.undo(&ski);
+        }
+        return Err(error);
+    }
     if accept {
         state.live.end_cooling(&ski);
         state.log.emit(Event::Paired {
             ski: ski.to_string(),
-            by: "approved over the HTTP API".into(),
+            by: match by {
+                Via::Command => "approve command",
+                Via::Http => "HTTP API",
+            }
+            .into(),
         });
     } else {
-        state.live.start_cooling(ski);
+        state.live.denied(ski);
+        state.log.emit(Event::Info {
+            message: format!(
+                "denied {ski} ({}): its pairing requests are refused without asking until it is \
+                 paired",
+                match by {
+                    Via::Command => "deny command",
+                    Via::Http => "HTTP API",
+                }
+            ),
+        });
     }
     Ok(Json(Decided {
         ski: ski.to_string(),
         decision: if accept { "approved" } else { "denied" },
     }))
+}
+
+// ----- PIN requests -------------------------------------------------------------------------
+
+/// `POST /api/v1/peers/{ski}/pin`: answers a device that waits for the PIN it requires.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PinAnswer {
+    /// The PIN (8 to 16 hex digits; spaces ignored).
+    pin: Option<String>,
+    /// `true`: there is no PIN; the connection fails.
+    #[serde(default)]
+    refuse: bool,
+}
+
+#[derive(Serialize)]
+struct PinAnswered {
+    ski: String,
+    /// `sent` or `refused`.
+    pin: &'static str,
+}
+
+async fn answer_pin(
+    State(state): State<Arc<ApiState>>,
+    Path(text): Path<String>,
+    request: Request,
+) -> Result<(StatusCode, Json<PinAnswered>), ApiError> {
+    let ski = ski(&text)?;
+    let body: PinAnswer = parse(&state, request).await?;
+    let bad = |code, message: String| ApiError::new(StatusCode::BAD_REQUEST, code, message);
+    let pin = match (body.pin, body.refuse) {
+        (Some(_), true) | (None, false) => {
+            return Err(bad(
+                "bad_request",
+                "give either {\"pin\": \"…\"} or {\"refuse\": true}".into(),
+            ));
+        }
+        // The error never repeats the text: it is a PIN.
+        (Some(text), false) => {
+            Some(Pin::new(&text).map_err(|e| bad("bad_pin", format!("not a PIN: {e}")))?)
+        }
+        (None, true) => None,
+    };
+    let none_waits = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_pin_request",
+            format!(
+                "no connection of {ski} waits for a PIN (to store one for its next connection: \
+                 `ship-gateway pair {ski} --pin -`, or POST /api/v1/peers with \"pin\")"
+            ),
+        )
+    };
+    if state.live.pin_wait(&ski).is_none() {
+        return Err(none_waits());
+    }
+    let answered = match pin {
+        Some(pin) => state.hub.enter_pin(ski, pin).map(|()| "sent"),
+        None => state.hub.refuse_pin(ski).map(|()| "refused"),
+    }
+    .map_err(|_| none_waits())?;
+    state.live.pin_answered(&ski);
+    state.log.emit(Event::Info {
+        message: match answered {
+            "sent" => format!("PIN for {ski} sent"),
+            _ => format!("no PIN for {ski}: refused"),
+        },
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(PinAnswered {
+            ski: ski.to_string(),
+            pin: answered,
+        }),
+    ))
 }
 
 // ----- events -----------------------------------------------------------------------------

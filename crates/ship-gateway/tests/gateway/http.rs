@@ -216,6 +216,11 @@ fn every_operation_of_the_openapi_description_is_served() {
     assert_eq!(operations, 15);
     // And what is not described is not served.
     gateway.assert_error("GET", "/api/v1/nothing", None, 404, "not_found");
+    // Finding (issue 23): a route asked with another method got a 405 without a JSON body.
+    gateway.assert_error("DELETE", "/api/v1/status", None, 405, "method_not_allowed");
+    // Finding (issue 23): the description was neither served nor packaged.
+    let (status, served) = gateway.call("GET", "/api/v1/openapi.json", None);
+    assert_eq!((status, &served), (200, &spec));
 }
 
 #[test]
@@ -308,6 +313,31 @@ fn every_route_answers_and_every_bad_input_gets_a_4xx_with_a_stable_code() {
         )),
         400,
         "bad_address",
+    );
+    // Finding (issue 23): the CLI took `localhost:4712`, the API refused it.
+    let (status, paired) = gateway.call(
+        "POST",
+        "/api/v1/peers",
+        Some(
+            "{\"ski\":\"0404040404040404040404040404040404040404\",\"address\":\"localhost:4712\"}",
+        ),
+    );
+    assert_eq!(status, 201, "{paired}");
+    assert!(
+        paired["last_address"]
+            .as_str()
+            .is_some_and(|a| a.ends_with(":4712")),
+        "{paired}"
+    );
+    assert_eq!(
+        gateway
+            .call(
+                "DELETE",
+                "/api/v1/peers/0404040404040404040404040404040404040404",
+                None
+            )
+            .0,
+        204
     );
     gateway.assert_error(
         "POST",
@@ -515,6 +545,86 @@ fn a_pairing_request_waits_for_the_api_and_approve_connects_the_device() {
     assert_eq!(status, 204);
     let peers = a.call("GET", "/api/v1/peers", None).1;
     assert_eq!(peers, Value::Array(vec![]));
+}
+
+/// Issue 23: what a console needs for a device that waits for the PIN it requires: `GET
+/// /api/v1/peers` shows the wait (`pin_request`), `POST /api/v1/peers/{ski}/pin` answers it at
+/// once (or refuses it: then `last_error` says why); bad answers get a 4xx with a stable code.
+#[test]
+fn a_device_waiting_for_its_pin_is_shown_and_answered_over_the_api() {
+    const PIN: &str = "A1B2 C3D4";
+    let tmp = tempdir();
+    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    let b_ski = ski_of(&b_dir);
+    assert_ok(&gateway(&a_dir, &["pair", &b_ski]));
+    let a = Gateway::start(&a_dir, &[]);
+    let a_address = a.running_address();
+    let _b = Running::start(
+        &b_dir,
+        &["--peer", &format!("{}@{a_address}", a.ski), "--pin", PIN],
+    );
+    let peers = a.poll("/api/v1/peers", "B waits for its PIN", |v| {
+        v[0]["pin_request"].is_object()
+    });
+    let wait = &peers[0]["pin_request"];
+    assert_eq!(wait["rejected"], false, "{wait}");
+    assert!(
+        wait["expires_ms"].as_u64() > wait["since_ms"].as_u64(),
+        "{wait}"
+    );
+    let path = format!("/api/v1/peers/{b_ski}/pin");
+    a.assert_error("POST", &path, Some("{\"pin\":\"nope\"}"), 400, "bad_pin");
+    a.assert_error("POST", &path, Some("{}"), 400, "bad_request");
+    a.assert_error(
+        "POST",
+        &path,
+        Some("{\"pin\":\"A1B2C3D4\",\"refuse\":true}"),
+        400,
+        "bad_request",
+    );
+    a.assert_error(
+        "POST",
+        &format!("/api/v1/peers/{OTHER_SKI}/pin"),
+        Some("{\"pin\":\"A1B2C3D4\"}"),
+        404,
+        "no_pin_request",
+    );
+    // Refused: the connection fails, and the peer's last error says why (issue 23: it was
+    // `null`). B dials again and waits again.
+    let (status, answered) = a.call("POST", &path, Some("{\"refuse\":true}"));
+    assert_eq!(
+        (status, answered["pin"].as_str()),
+        (202, Some("refused")),
+        "{answered}"
+    );
+    a.poll("/api/v1/peers", "the refusal's cause", |v| {
+        v[0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("PIN"))
+    });
+    // (B may be waiting again already: a new wait, of its next connection.)
+    let first_wait = wait["since_ms"].as_u64();
+    a.poll("/api/v1/peers", "B waits for its PIN again", |v| {
+        v[0]["pin_request"].is_object() && v[0]["pin_request"]["since_ms"].as_u64() != first_wait
+    });
+    let (status, answered) = a.call("POST", &path, Some(&json!({ "pin": PIN }).to_string()));
+    assert_eq!(
+        (status, answered["pin"].as_str()),
+        (202, Some("sent")),
+        "{answered}"
+    );
+    let peers = a.poll("/api/v1/peers", "B Completed", |v| {
+        v[0]["state"] == "Completed"
+    });
+    assert!(peers[0]["pin_request"].is_null(), "{peers}");
+    // Nothing waits any more.
+    a.assert_error(
+        "POST",
+        &path,
+        Some("{\"refuse\":true}"),
+        404,
+        "no_pin_request",
+    );
 }
 
 #[test]
@@ -1298,11 +1408,133 @@ fn watch_shows_the_view_again_when_something_happens() {
     assert!(status.success(), "{status:?}");
 }
 
-/// Finding (a new user): after `unpair` or a deny on our side, the device (which still trusts
-/// us) redialled every few seconds and was asked about again and again. Now it is refused
-/// without asking for the cooling-off period, said once; `pair` ends the cooling-off at once.
+/// `ship-gateway watch` on a terminal (a pseudo-terminal made by `script`), its output read
+/// frame by frame (each view starts by clearing the screen).
+struct WatchOnTerminal {
+    child: std::process::Child,
+    output: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl WatchOnTerminal {
+    fn start(dir: &Path) -> WatchOnTerminal {
+        use std::process::{Command, Stdio};
+        let command = format!("{BIN} --data-dir {} watch", dir.display());
+        let mut child = Command::new("script")
+            .args(["-qfec", &command, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("script (util-linux) makes the terminal for this test");
+        let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = output.clone();
+        let mut out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        });
+        WatchOnTerminal { child, output }
+    }
+
+    /// The views drawn so far (the last one may still be arriving).
+    fn frames(&self) -> Vec<String> {
+        self.output
+            .lock()
+            .unwrap()
+            .split("\x1b[H\x1b[2J")
+            .skip(1)
+            .map(|frame| frame.replace('\r', ""))
+            .collect()
+    }
+
+    /// Waits until the latest view satisfies `f`, and returns it.
+    fn wait_frame(&self, what: &str, f: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(last) = self.frames().last()
+                && f(last)
+            {
+                return last.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no view with {what}; the last: {:?}",
+                self.frames().last()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for WatchOnTerminal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Finding (issue 23): `watch` throttled its redraws to 5 a second with no redraw after the
+/// last event, so a burst (a device connecting) left it on a stale view (`Initiated`, `0
+/// connected`) while the device was `Completed`; and its durations never moved. On a terminal
+/// it draws the last state of a burst and ticks every second.
 #[test]
-fn a_denied_device_that_keeps_dialling_is_refused_without_asking_and_said_once() {
+fn watch_on_a_terminal_draws_the_last_state_of_a_burst_and_ticks_every_second() {
+    let tmp = tempdir();
+    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    let a_ski = ski_of(&a_dir);
+    let b_ski = ski_of(&b_dir);
+    assert_ok(&gateway(&a_dir, &["pair", &b_ski]));
+    let mut a = Running::start(&a_dir, &[]);
+    let a_address = a.address();
+    let watch = WatchOnTerminal::start(&a_dir);
+    watch.wait_frame("the first view", |f| f.contains("1 paired, 0 connected"));
+    // B connects: a burst of events on A within milliseconds, then nothing.
+    let _b = Running::start(&b_dir, &["--peer", &format!("{a_ski}@{a_address}")]);
+    a.wait_for("B connected", |v| {
+        v["event"] == "connected" && v["ski"] == b_ski.as_str()
+    });
+    watch.wait_frame("B Completed", |f| {
+        f.contains("1 paired, 1 connected")
+            && f.lines()
+                .any(|l| l.starts_with(&b_ski) && l.contains("Completed"))
+    });
+    // No event now: the view still ticks, counting the seconds.
+    let uptime = |frame: &str| -> Option<u64> {
+        let rest = frame.split(" · up ").nth(1)?;
+        rest.split(" s ·").next()?.parse().ok()
+    };
+    let before = watch.frames().len();
+    std::thread::sleep(Duration::from_millis(3500));
+    let frames = watch.frames();
+    assert!(
+        frames.len() >= before + 2,
+        "{} views in 3.5 s without events",
+        frames.len() - before
+    );
+    let ups: Vec<u64> = frames[before - 1..frames.len() - 1]
+        .iter()
+        .filter_map(|f| uptime(f))
+        .collect();
+    assert!(
+        ups.len() >= 2 && ups.last() > ups.first(),
+        "the uptime does not tick: {ups:?}"
+    );
+}
+
+/// Finding (a new user): after a deny on our side, the device (which still trusts us) redialled
+/// every few seconds and was asked about again and again. Then (issue 23): after the cooling-off
+/// period it was asked about again, each attempt with three state lines and a WARNING. A denial
+/// is remembered until a person pairs the device (past the cooling-off, which is for unpairs),
+/// and each later refusal is one line that says so; `pair` trusts it at once.
+#[test]
+fn a_denied_device_that_keeps_dialling_is_refused_in_one_line_each_until_it_is_paired() {
     let tmp = tempdir();
     let a_dir = tmp.path().join("a");
     let Asking {
@@ -1310,11 +1542,11 @@ fn a_denied_device_that_keeps_dialling_is_refused_without_asking_and_said_once()
         mut b,
         a_ski,
         b_ski,
-    } = b_asks_a(tmp.path(), &["--cooling-off", "3600"]);
+    } = b_asks_a(tmp.path(), &["--cooling-off", "1"]);
     assert_ok(&gateway(&a_dir, &["deny", &b_ski]));
-    // B keeps dialling: wait for three refusals on its side.
+    // B keeps dialling: wait for four refusals on its side (well past the cooling-off).
     let refusals = |b: &mut Running, n: usize| {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             let seen = b
                 .seen
@@ -1334,41 +1566,44 @@ fn a_denied_device_that_keeps_dialling_is_refused_without_asking_and_said_once()
             }
         }
     };
-    refusals(&mut b, 3);
-    let warning = a.wait_for("the cooling-off warning", |v| {
-        v["event"] == "warning"
-            && v["message"]
-                .as_str()
-                .is_some_and(|m| m.contains(&b_ski) && m.contains("cooling_off"))
-    });
-    assert!(
-        warning["message"]
-            .as_str()
-            .unwrap()
-            .contains("refused without asking")
-    );
-    // Collect what A said meanwhile: one question, then one refusal, never another question.
+    refusals(&mut b, 4);
+    // Collect what A said meanwhile: one question, then one line per refusal, never another
+    // question, no warning, and no state lines for the refused attempts.
     while let Ok(v) = a.events.recv_timeout(Duration::from_millis(300)) {
         a.seen.push(v);
     }
-    let requests: Vec<&str> = a
+    let requests: Vec<&Value> = a
         .seen
         .iter()
         .filter(|v| v["event"] == "pairing_requested" && v["ski"] == b_ski.as_str())
+        .collect();
+    let decisions: Vec<&str> = requests
+        .iter()
         .map(|v| v["decision"].as_str().unwrap())
         .collect();
-    assert_eq!(requests, ["asking", "refused"], "{requests:?}");
-    let warnings = a
+    assert_eq!(decisions[0], "asking", "{decisions:?}");
+    assert!(decisions.len() >= 3, "{decisions:?}");
+    for refused in &requests[1..] {
+        assert_eq!(refused["decision"], "refused", "{refused}");
+        assert!(
+            refused["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("denied here") && r.contains(&format!("pair {b_ski}"))),
+            "{refused}"
+        );
+    }
+    let first_refusal = a
         .seen
         .iter()
+        .position(|v| v["event"] == "pairing_requested" && v["decision"] == "refused")
+        .unwrap();
+    let noise: Vec<&Value> = a.seen[first_refusal..]
+        .iter()
         .filter(|v| {
-            v["event"] == "warning"
-                && v["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains("cooling_off"))
+            v["event"] == "warning" || (v["event"] == "state" && v["ski"] == b_ski.as_str())
         })
-        .count();
-    assert_eq!(warnings, 1, "said once");
+        .collect();
+    assert!(noise.is_empty(), "{noise:#?}");
     let view: Value =
         serde_json::from_str(stdout(&gateway(&a_dir, &["--json", "status"])).trim()).unwrap();
     assert_eq!(view["requests"], Value::Array(vec![]), "nothing waits");

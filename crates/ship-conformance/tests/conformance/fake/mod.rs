@@ -256,11 +256,10 @@ impl Drop for FakeDut {
 const HELLO_WAIT_MS: u64 = 120_000;
 
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(CryptoProvider {
-        cipher_suites: vec![ring_provider::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256],
-        kx_groups: vec![ring_provider::kx_group::SECP256R1],
-        ..ring_provider::default_provider()
-    })
+    Arc::new(ship_hub::transport::ring_provider(
+        vec![ring_provider::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256],
+        vec![ring_provider::kx_group::SECP256R1],
+    ))
 }
 
 fn certified(identity: &Identity) -> Arc<CertifiedKey> {
@@ -280,7 +279,11 @@ impl FakeDut {
     /// Starts the device: it accepts on 127.0.0.1 and, with `dial`, dials the tool's listener
     /// again and again (like a DUT redialling a paired peer).
     pub async fn start(sabotage: Sabotage, dial: Option<SocketAddr>) -> FakeDut {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        let _ = ship_hub::transport::ring_provider(
+            rustls::crypto::ring::DEFAULT_CIPHER_SUITES.to_vec(),
+            rustls::crypto::ring::DEFAULT_KX_GROUPS.to_vec(),
+        )
+        .install_default();
         let identity =
             ship_hub::identity::Identity::generate(&ship_hub::identity::CertificateSubject {
                 common_name: "fake dut".into(),

@@ -366,6 +366,23 @@ fn qr_follows_the_config_file_and_the_stored_ship_id() {
     assert_one_line_error(&output, 1, "another");
 }
 
+/// Finding (issue 23): with `pin` configured the code left the PIN out, although the SHIP QR
+/// format requires it when the device requires one. It carries it (and the picture decodes to
+/// the same text).
+#[test]
+fn qr_carries_the_pin_the_gateway_requires() {
+    use ship_hub::ShipQr;
+    let tmp = tempdir();
+    let config = tmp.path().join("gateway.toml");
+    std::fs::write(&config, "pin = \"5555 AAAA FF\"\n").unwrap();
+    let text = qr_text_of(tmp.path(), &["--config", config.to_str().unwrap()]);
+    let code: ShipQr = text.parse().unwrap();
+    assert_eq!(code.pin().map(|p| p.expose()), Some("5555AAAAFF"), "{text}");
+    // Without a PIN setting there is none in the code.
+    let code: ShipQr = qr_text_of(tmp.path(), &[]).parse().unwrap();
+    assert!(code.pin().is_none());
+}
+
 /// `pair --qr` stores the code's SKI, its SHIP ID, its PIN and, without `--name`, its brand and
 /// model as the name. The PIN is never printed.
 #[test]
@@ -589,4 +606,17 @@ fn pair_with_a_pin_stores_it_and_a_bad_pin_is_refused() {
     assert!(!text.contains("5555"), "{text}");
     let rows = json_lines(&list);
     assert_eq!(rows[0]["pin_stored"], true);
+}
+
+/// Finding (issue 23): `approve --help` named only `--http` and `--ask`, not the terminal (and
+/// not what happens otherwise).
+#[test]
+fn approve_help_names_every_way_a_request_waits() {
+    let tmp = tempdir();
+    let output = gateway(tmp.path(), &["approve", "--help"]);
+    assert_ok(&output);
+    let help = stdout(&output);
+    for needle in ["terminal", "--http", "--ask", "ask = true", "pair SKI"] {
+        assert!(help.contains(needle), "{needle}: {help}");
+    }
 }
