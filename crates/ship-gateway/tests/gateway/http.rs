@@ -213,7 +213,7 @@ fn every_operation_of_the_openapi_description_is_served() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 15);
+    assert_eq!(operations, 17);
     // And what is not described is not served.
     gateway.assert_error("GET", "/api/v1/nothing", None, 404, "not_found");
     // Finding (issue 23): a route asked with another method got a 405 without a JSON body.
