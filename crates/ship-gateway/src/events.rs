@@ -1026,14 +1026,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_blocked_output_never_blocks_emit_and_reports_what_it_dropped() {
-        let out = Gated::default();
-        let log = EventLog::with_output(true, Box::new(out.clone())).unwrap();
-        log.emit(Event::Warning {
-            message: "before listening".into(),
-        });
-        log.emit(Event::Listening {
+    /// The first line every log writes: the gateway listens.
+    fn listening() -> Event {
+        Event::Listening {
             address: "127.0.0.1:1".parse().unwrap(),
             http: None,
             ski: "ab".into(),
@@ -1041,7 +1036,17 @@ mod tests {
             data_dir: "d".into(),
             mdns: false,
             auto_accept: false,
+        }
+    }
+
+    #[test]
+    fn a_blocked_output_never_blocks_emit_and_reports_what_it_dropped() {
+        let out = Gated::default();
+        let log = EventLog::with_output(true, Box::new(out.clone())).unwrap();
+        log.emit(Event::Warning {
+            message: "before listening".into(),
         });
+        log.emit(listening());
         let started = Instant::now();
         for n in 0..3_000 {
             log.emit(Event::Warning {
@@ -1095,15 +1100,7 @@ mod tests {
     fn a_burst_keeps_every_devices_latest_state_and_every_pairing_event() {
         let out = Gated::default();
         let log = EventLog::with_output(true, Box::new(out.clone())).unwrap();
-        log.emit(Event::Listening {
-            address: "127.0.0.1:1".parse().unwrap(),
-            http: None,
-            ski: "ab".into(),
-            ship_id: "id".into(),
-            data_dir: "d".into(),
-            mdns: false,
-            auto_accept: false,
-        });
+        log.emit(listening());
         let ski = |n: usize| format!("{n:040}");
         let state = |n: usize, state: &str| Event::State {
             ski: ski(n),
@@ -1181,15 +1178,7 @@ mod tests {
     fn stopping_and_stopped_are_never_dropped() {
         let out = Gated::default();
         let log = EventLog::with_output(true, Box::new(out.clone())).unwrap();
-        log.emit(Event::Listening {
-            address: "127.0.0.1:1".parse().unwrap(),
-            http: None,
-            ski: "ab".into(),
-            ship_id: "id".into(),
-            data_dir: "d".into(),
-            mdns: false,
-            auto_accept: false,
-        });
+        log.emit(listening());
         for n in 0..2 * MAX_QUEUED_LINES {
             log.emit(Event::Warning {
                 message: n.to_string(),
