@@ -607,3 +607,105 @@ fn pairing_again_while_connected_does_not_skip_the_next_backoff() {
         a.shutdown().await;
     });
 }
+
+/// The survivor refused the peer's first connection (not paired yet), then paired the peer and
+/// dialled it: while the refused connection is still closing (hello `aborted`, then the close
+/// after `abort_close_delay`, here 5 s) the peer is connected on the new one. The peer shuts
+/// down: the survivor's one `disconnected` carries the peer's close at once, not the refused
+/// connection's own end ("closed locally") when it finally ends; and the peer is still
+/// redialled once the refused connection is gone. Both SKI orders, 50 seeds each (connection
+/// set-up latencies drawn from the seed).
+#[test]
+fn a_refused_connection_still_closing_does_not_speak_for_the_peer_that_leaves() {
+    for survivor_is_bigger in [true, false] {
+        for seed in 0..50u64 {
+            paused_runtime().block_on(refused_then_dialled_then_peer_leaves(
+                seed,
+                survivor_is_bigger,
+            ));
+        }
+    }
+}
+
+async fn refused_then_dialled_then_peer_leaves(seed: u64, survivor_is_bigger: bool) {
+    let lan = MemoryLan::with_latency(seed, Duration::from_millis(40));
+    let (small, big) = ordered_identities();
+    let (survivor_id, peer_id) = if survivor_is_bigger {
+        (big, small)
+    } else {
+        (small, big)
+    };
+    let (survivor_ski, peer_ski) = (survivor_id.ski(), peer_id.ski());
+    let (rs, rp) = (Recorder::new(), Recorder::new());
+    let mut config = lan_config(&lan, 1, survivor_id, &rs);
+    let abort_close_delay = Duration::from_secs(5);
+    config.protocol.abort_close_delay = abort_close_delay;
+    config.rng_seed = Some(seed);
+    let mut peer_config = lan_config(&lan, 2, peer_id, &rp);
+    peer_config.rng_seed = Some(seed);
+    let survivor = start(config).await;
+    let peer = start(peer_config).await;
+    // The peer dials; the survivor does not know it and its application refuses.
+    peer.pair_at(survivor_ski, None, Some(lan_addr(1))).unwrap();
+    assert!(
+        rs.wait_for(Duration::from_secs(5), |s| *s
+            == Seen::PairingRequested(peer_ski))
+            .await
+    );
+    // Then the survivor pairs the peer and dials it at once.
+    survivor.pair_at(peer_ski, None, Some(lan_addr(2))).unwrap();
+    assert!(
+        rs.wait_for(Duration::from_secs(5), |s| *s == Seen::Connected(peer_ski))
+            .await
+    );
+    let held = survivor.connections(peer_ski);
+    assert_eq!(
+        held.len(),
+        2,
+        "the refused connection is still closing: {held:?}"
+    );
+    assert!(held.iter().any(|c| c.closing), "{held:?}");
+
+    let left = tokio::time::Instant::now();
+    peer.shutdown().await;
+    assert!(
+        rs.wait_for(Duration::from_secs(10), |s| matches!(
+            s,
+            Seen::Disconnected(..)
+        ))
+        .await
+    );
+    let (at, reason) = rs
+        .timed()
+        .into_iter()
+        .find_map(|(at, s)| match s {
+            Seen::Disconnected(_, reason) => Some((at, reason)),
+            _ => None,
+        })
+        .unwrap();
+    let context = format!(
+        "seed {seed}, survivor bigger: {survivor_is_bigger}: {:?}",
+        rs.all()
+    );
+    assert_eq!(reason, "closed by the peer (unspecific)", "{context}");
+    assert!(
+        at - left < abort_close_delay,
+        "{context}: reported {:?} after the peer left, held back by the refused connection",
+        at - left
+    );
+    // The refused connection ends; the paired peer is redialled (it is down: the dial fails).
+    tokio::time::sleep(abort_close_delay + Duration::from_secs(10)).await;
+    assert!(survivor.connections(peer_ski).is_empty(), "{context}");
+    assert!(survivor.metrics().dial_attempts >= 2, "{context}");
+    assert_eq!(
+        rs.count(|s| *s == Seen::Connected(peer_ski)),
+        1,
+        "{context}"
+    );
+    assert_eq!(
+        rs.count(|s| matches!(s, Seen::Disconnected(..))),
+        1,
+        "{context}"
+    );
+    survivor.shutdown().await;
+}

@@ -586,3 +586,63 @@ async fn a_peer_that_leaves_during_hello_is_told_apart_from_one_that_refuses() {
     victim.assert_serving().await;
     victim.stop().await;
 }
+
+/// A trusted peer that completes the PIN step but never answers our access-methods request:
+/// when the wait (`access_methods_wait`) runs out, the application sees the peer in Error with
+/// its cause, typed (`Failure::Protocol(Timeout(AccessMethods))`) and in words, in every Error
+/// state change it hears; never an Error without a cause.
+#[tokio::test]
+async fn a_peer_that_never_answers_access_methods_is_in_error_with_its_cause() {
+    use ship_hub::hub::Failure;
+    use ship_hub::protocol::{CloseCause, ConnectionState, Timer};
+    let victim = Victim::start_with(|config| {
+        config.protocol.access_methods_wait = Duration::from_millis(500);
+    })
+    .await;
+    let mut events = victim.hub.events();
+    let (mut socket, ski) = trusted_client(&victim, "mute").await;
+    advance(&mut socket, Stage::ExpectPinState).await;
+    socket.send(msg::pin_none()).await.unwrap();
+    harness::expect_message(&mut socket, "connectionPinState").await;
+    harness::expect_message(&mut socket, "accessMethodsRequest").await;
+    // No answer; the connection ends from the victim's side.
+    let _ = ending(&mut socket).await;
+    let error = Seen::State(ski, ConnectionState::Error);
+    assert!(
+        victim.rec.wait_for(WAIT, |s| *s == error).await,
+        "{:?}",
+        victim.rec.all()
+    );
+    let details = victim.rec.details_of(ski, ConnectionState::Error);
+    assert!(!details.is_empty());
+    for detail in &details {
+        assert_eq!(
+            detail.failure,
+            Some(Failure::Protocol(CloseCause::Timeout(Timer::AccessMethods))),
+            "{details:?}"
+        );
+        let words = detail.error.clone().unwrap_or_default();
+        assert!(words.contains("access"), "{words:?}");
+    }
+    // The event stream says the same (the dispatcher feeds it just after the callback).
+    let mut in_error = Vec::new();
+    while in_error.len() < details.len() {
+        let event = tokio::time::timeout(WAIT, events.next())
+            .await
+            .expect("the Error state change in the event stream")
+            .expect("the hub is running");
+        if let ship_hub::hub::HubEvent::StateChanged {
+            ski: k,
+            state: ConnectionState::Error,
+            detail,
+        } = event
+            && k == ski
+        {
+            in_error.push(detail);
+        }
+    }
+    assert_eq!(in_error, details);
+    victim.hub.unpair(ski).unwrap();
+    victim.assert_serving().await;
+    victim.stop().await;
+}

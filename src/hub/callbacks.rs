@@ -142,7 +142,9 @@ impl std::fmt::Display for Failure {
                 f,
                 "the other device closed the connection ({}) before confirming trust: no \
                  answer, not a refusal",
-                reason.map_or("no reason given", |r| r.as_str())
+                reason
+                    .as_ref()
+                    .map_or("no reason given".to_owned(), ToString::to_string)
             ),
             Failure::Hello(CloseCause::TransportClosed) => f.write_str(
                 "the connection was lost while we waited for the other device to confirm \

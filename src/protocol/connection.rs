@@ -10,7 +10,7 @@ use crate::ShipId;
 
 use super::codec;
 use super::config::{ConnectionParams, ProtocolConfig, Role, Trust};
-use super::event::{CloseCause, Event, SendDataError, Transmit};
+use super::event::{CloseCause, Event, PeerCloseReason, SendDataError, Transmit};
 use super::message::{
     ClosePhase, CloseReason, ConnectionClose, Data, ProtocolHandshake, ShipMessage,
 };
@@ -131,14 +131,24 @@ impl Connection {
     }
 
     /// Feeds one complete WebSocket binary message from the peer.
+    ///
+    /// A `connectionClose` `announce` is accepted even where the codec refuses it for a value
+    /// SHIP does not define (a reason such as "User close", a `maxTime` that is no number): the
+    /// peer wants to close, so we confirm and close, and report the reason as received
+    /// ([`super::PeerCloseReason`]).
     pub fn handle_message(&mut self, message: &[u8], now: Instant) {
         let received = codec::decode(message);
-        if let Ok(ShipMessage::ConnectionClose(ConnectionClose {
-            phase: ClosePhase::Announce,
-            reason,
-            ..
-        })) = &received
-            && self.on_close_announce(*reason)
+        let announce = match &received {
+            Ok(ShipMessage::ConnectionClose(ConnectionClose {
+                phase: ClosePhase::Announce,
+                reason,
+                ..
+            })) => Some(reason.map(PeerCloseReason::Known)),
+            Ok(_) => None,
+            Err(_) => codec::lenient_close_announce(message),
+        };
+        if let Some(reason) = announce
+            && self.on_close_announce(reason)
         {
             return;
         }
@@ -385,7 +395,7 @@ impl Connection {
     }
 
     /// A `connectionClose` `announce` arrived. Returns whether it was handled here.
-    fn on_close_announce(&mut self, reason: Option<CloseReason>) -> bool {
+    fn on_close_announce(&mut self, reason: Option<PeerCloseReason>) -> bool {
         let confirm = ShipMessage::ConnectionClose(ConnectionClose {
             phase: ClosePhase::Confirm,
             max_time: None,

@@ -122,10 +122,10 @@ pub enum CloseCause {
         received: ShipId,
     },
     /// The peer announced the close (§13.4.7); we confirmed.
-    #[error("closed by the peer ({})", reason.map_or("no reason", |r| r.as_str()))]
+    #[error("closed by the peer ({})", no_reason_or(.reason))]
     RemoteClosed {
-        /// The reason it gave.
-        reason: Option<CloseReason>,
+        /// The reason it gave, as received (one SHIP does not define is kept too).
+        reason: Option<PeerCloseReason>,
     },
     /// We closed on the application's request (§13.4.7).
     #[error("closed locally ({})", .0.as_str())]
@@ -181,6 +181,66 @@ impl CloseCause {
             self,
             CloseCause::RemoteClosed { .. } | CloseCause::LocalClose(_)
         )
+    }
+}
+
+/// The `reason` of a peer's `connectionClose` announce, as received (§13.4.7).
+///
+/// SHIP defines two reasons ([`CloseReason`]); a peer may send another (a real device sends
+/// "User close"). Such an announce is accepted all the same — confirmed, and the connection
+/// closed — and its reason is kept exactly as received: [`PeerCloseReason::Unknown`] holds the
+/// text, and `Display` shows it quoted and escaped ([`crate::text::Quoted`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PeerCloseReason {
+    /// A reason SHIP defines.
+    Known(CloseReason),
+    /// Any other value, exactly as received (a JSON string's text; any other JSON value as its
+    /// JSON text).
+    Unknown(String),
+}
+
+impl PeerCloseReason {
+    /// The reason, if it is one SHIP defines.
+    pub fn known(&self) -> Option<CloseReason> {
+        match self {
+            PeerCloseReason::Known(reason) => Some(*reason),
+            PeerCloseReason::Unknown(_) => None,
+        }
+    }
+
+    /// The reason as the peer sent it: the wire name of a known one, the exact text of another.
+    pub fn as_received(&self) -> &str {
+        match self {
+            PeerCloseReason::Known(reason) => reason.as_str(),
+            PeerCloseReason::Unknown(text) => text,
+        }
+    }
+}
+
+impl From<CloseReason> for PeerCloseReason {
+    fn from(reason: CloseReason) -> Self {
+        PeerCloseReason::Known(reason)
+    }
+}
+
+/// A known reason by its wire name; another as `unknown reason "…"`, quoted and escaped.
+impl std::fmt::Display for PeerCloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerCloseReason::Known(reason) => f.write_str(reason.as_str()),
+            PeerCloseReason::Unknown(text) => {
+                write!(f, "unknown reason {}", crate::text::Quoted(text))
+            }
+        }
+    }
+}
+
+/// A peer's close reason as an error message shows it, or "no reason".
+fn no_reason_or(reason: &Option<PeerCloseReason>) -> String {
+    match reason {
+        Some(reason) => reason.to_string(),
+        None => "no reason".to_owned(),
     }
 }
 

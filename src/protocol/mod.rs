@@ -108,7 +108,7 @@ mod timer;
 pub use codec::DecodeError;
 pub use config::{ConnectionParams, ProtocolConfig, Role, Trust};
 pub use connection::Connection;
-pub use event::{CloseCause, Event, SendDataError, Transmit};
+pub use event::{CloseCause, Event, PeerCloseReason, SendDataError, Transmit};
 pub use message::{CloseReason, ShipMessage};
 pub use pin::{Pin, PinError, PinParams, PinRequirement, pin_penalty};
 pub use state::{ConnectionState, DetailedState};

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ship_hub::protocol::message::*;
 use ship_hub::protocol::{
-    CloseCause, ConnectionState, DetailedState, Event, Role, SendDataError, Trust,
+    CloseCause, ConnectionState, DetailedState, Event, PeerCloseReason, Role, SendDataError, Trust,
 };
 use support::{Pair, Side, Tool, msg, params, ship_id};
 
@@ -547,7 +547,7 @@ fn close_announce_confirm() {
     assert_eq!(
         pair.server.closed_cause(),
         Some(&CloseCause::RemoteClosed {
-            reason: Some(CloseReason::Unspecific)
+            reason: Some(PeerCloseReason::Known(CloseReason::Unspecific))
         })
     );
     assert_eq!(pair.client.close.as_ref().map(|c| c.0), Some(1000));
@@ -557,6 +557,100 @@ fn close_announce_confirm() {
     assert!(pair.client.conn.is_closed() && pair.server.conn.is_closed());
     assert_closed_once_last(&pair.client);
     assert_closed_once_last(&pair.server);
+}
+
+/// A `connectionClose` announce whose `reason` SHIP does not define (a real device sends
+/// "User close"), whose `maxTime` is no number, or whose reason is no string, in the EEBus and
+/// the plain JSON form: the engine confirms at once (no time passes on the virtual clock),
+/// closes with 1000 and reports the reason exactly as received, shown escaped. In hello it is
+/// the end of hello (RemoteDeniedTrust), as for a known reason.
+#[test]
+fn close_announce_with_a_reason_ship_does_not_define_is_confirmed_and_reported_as_received() {
+    let unknown = |text: &str| Some(PeerCloseReason::Unknown(text.to_owned()));
+    let cases: [(&str, Option<PeerCloseReason>); 6] = [
+        (
+            r#"{"connectionClose":[{"phase":"announce"},{"maxTime":500},{"reason":"User close"}]}"#,
+            unknown("User close"),
+        ),
+        (
+            r#"{"connectionClose":{"phase":"announce","maxTime":500,"reason":"User close"}}"#,
+            unknown("User close"),
+        ),
+        (
+            r#"{"connectionClose":[{"phase":"announce"},{"reason":"bye\u001b[2J\u202e"}]}"#,
+            unknown("bye\u{1b}[2J\u{202e}"),
+        ),
+        (
+            r#"{"connectionClose":[{"phase":"announce"},{"reason":7}]}"#,
+            unknown("7"),
+        ),
+        (
+            r#"{"connectionClose":[{"phase":"announce"},{"maxTime":"soon"},{"reason":"unspecific"}]}"#,
+            Some(PeerCloseReason::Known(CloseReason::Unspecific)),
+        ),
+        (
+            r#"{"connectionClose":[{"phase":"announce"},{"maxTime":-1}]}"#,
+            None,
+        ),
+    ];
+    for (json, reason) in cases {
+        let bytes = [&[3u8][..], json.as_bytes(), &[0]].concat();
+        assert!(
+            ship_hub::protocol::codec::decode(&bytes).is_err(),
+            "the codec stays strict: {json}"
+        );
+        let mut tool = Tool::established(Role::Server);
+        tool.send_bytes(&bytes);
+        assert_eq!(tool.take_all(), vec![msg::close_confirm()], "{json}");
+        assert_eq!(tool.close.as_ref().map(|c| c.0), Some(1000), "{json}");
+        let expected = CloseCause::RemoteClosed {
+            reason: reason.clone(),
+        };
+        assert_eq!(tool.closed_cause(), Some(&expected), "{json}");
+        assert!(expected.is_graceful());
+        assert_eq!(tool.state(), ConnectionState::None, "{json}");
+    }
+    // Shown escaped and quoted (the library's text policy), kept exact.
+    let reason = PeerCloseReason::Unknown("bye\u{1b}[2J\u{202e}".to_owned());
+    assert_eq!(
+        CloseCause::RemoteClosed {
+            reason: Some(reason.clone())
+        }
+        .to_string(),
+        r#"closed by the peer (unknown reason "bye\x1b[2J\u{202e}")"#
+    );
+    assert_eq!(reason.as_received(), "bye\u{1b}[2J\u{202e}");
+    assert_eq!(reason.known(), None);
+    assert_eq!(
+        CloseCause::RemoteClosed {
+            reason: Some(CloseReason::RemovedConnection.into())
+        }
+        .to_string(),
+        "closed by the peer (removedConnection)"
+    );
+
+    // In hello: the end of hello, confirmed too.
+    let mut tool = Tool::through_cmi(Role::Client);
+    assert!(matches!(tool.next(), Some(ShipMessage::ConnectionHello(_))));
+    let json = r#"{"connectionClose":[{"phase":"announce"},{"reason":"User close"}]}"#;
+    tool.send_bytes(&[&[3u8][..], json.as_bytes()].concat());
+    assert_eq!(tool.take_all(), vec![msg::close_confirm()]);
+    assert_eq!(tool.state(), ConnectionState::RemoteDeniedTrust);
+    assert_eq!(
+        tool.closed_cause(),
+        Some(&CloseCause::RemoteClosed {
+            reason: unknown("User close")
+        })
+    );
+
+    // What stays refused: a confirm we did not wait for, another message with a bad value.
+    let mut tool = Tool::established(Role::Client);
+    tool.send_bytes(
+        b"\x03{\"connectionClose\":[{\"phase\":\"confirm\"},{\"reason\":\"User close\"}]}",
+    );
+    tool.send_bytes(b"\x03{\"connectionClose\":[{\"phase\":\"bye\"}]}");
+    tool.advance(10 * SECOND);
+    assert!(!tool.is_closed(), "{:?}", tool.events);
 }
 
 #[test]

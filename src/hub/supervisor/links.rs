@@ -490,6 +490,13 @@ impl Supervisor {
 
     /// Link `id` ended. Unless a twin in data exchange lives on or a replacement is underway,
     /// the peer lost its connection: its failure is shown and it is redialled.
+    ///
+    /// While the application sees the peer connected, the report is not held back for links
+    /// that are only closing (a refused connection, the loser of a double connection): the
+    /// link that was in data exchange, live, when it ended was the peer's connection, and
+    /// `disconnected` carries its reason at once. A closing link that reached data exchange
+    /// (closed by us: `disconnect`, shutdown, replaced) is still waited for when the link that
+    /// ended was not the live connection, so its own end gives the reason.
     pub(super) fn link_ended(&mut self, id: LinkId, end: LinkEnd) {
         let Some(index) = self.links.iter().position(|l| l.id == id) else {
             return;
@@ -521,7 +528,15 @@ impl Supervisor {
                 return;
             }
         }
-        if !self.links.is_empty() {
+        // The ended link was the peer's live connection in data exchange.
+        let was_the_connection = link.completed && !link.closing();
+        let wait = if self.presence.connected() {
+            self.live_links().count() > 0
+                || (!was_the_connection && self.links.iter().any(|l| l.completed))
+        } else {
+            !self.links.is_empty()
+        };
+        if wait {
             return;
         }
         if let Some(failure) = failure {

@@ -125,7 +125,11 @@ impl Supervisor {
                 self.schedule_dial();
             }
         }
-        self.double.settled = false;
+        // Links still closing (reported before they ended) decide the redial when the last of
+        // them ends: a settled double connection is remembered until then.
+        if self.links.is_empty() {
+            self.double.settled = false;
+        }
     }
 
     /// Arbitration left nothing (two rules, crossing clocks): not a failure to back off from

@@ -16,6 +16,7 @@ mod decode;
 mod encode;
 
 pub use decode::decode;
+pub(crate) use decode::lenient_close_announce;
 pub use encode::{data_message_len, encode, encode_into};
 
 #[cfg(doc)]
