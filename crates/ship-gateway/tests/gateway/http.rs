@@ -1139,19 +1139,19 @@ fn with_a_token_every_request_needs_it_and_the_login_sets_a_strict_cookie() {
 // namespace: `bash .ci/test` installs both and runs these) ------------------------------------
 
 mod attack;
-mod webdriver;
+pub(crate) mod webdriver;
 
 use webdriver::Browser;
 
 /// A one-time login link for the console of the gateway in `dir` (`ship-gateway console`).
-fn login_link(dir: &Path) -> String {
+pub(crate) fn login_link(dir: &Path) -> String {
     let output = gateway(dir, &["--json", "console"]);
     assert_ok(&output);
     json_line(&output)["url"].as_str().unwrap().to_owned()
 }
 
 /// Where the tests write their screenshots (the latest are copied to docs/screenshots/).
-fn screenshot_path(name: &str) -> std::path::PathBuf {
+pub(crate) fn screenshot_path(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("screenshots")
         .join(format!("{name}.png"))
