@@ -8,11 +8,12 @@ const api = "/api/v1";
 function grouped(ski) { return (ski || "").match(/.{1,4}/g)?.join(" ") ?? ""; }
 
 // Peer-supplied text as it may be shown: a backslash doubled, and every control character (a
-// newline could forge a second line), bidi control (could reorder what follows) and invisible
-// character written as an escape (`\n`, `\u{202e}`), as the gateway's terminal does.
+// newline could forge a second line), format character (bidi controls could reorder what
+// follows; zero-width ones hide) and line or paragraph separator written as an escape (`\n`,
+// `\u{202e}`), as the gateway's terminal and the library's `Display` do.
 function neutral(text) {
   return String(text ?? "").replace(
-    /[\\\u0000-\u001f\u007f-\u009f\u00ad\u061c\u115f\u1160\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]/g,
+    /[\\\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu,
     c => {
       if (c === "\\") return "\\\\";
       if (c === "\n") return "\\n";

@@ -1326,8 +1326,8 @@ fn console_shows_a_hostile_mdns_name_as_text() {
     let _ = c.terminate();
 }
 
-/// Issue 28 item 5: a device's mDNS name with a newline, a forged "SKI …" line and a bidi
-/// override. The pair and unpair confirmations are in-page dialogs whose SKI element holds
+/// Issue 28 item 5: a device's mDNS name with a newline, a forged "SKI …" line, a bidi
+/// override and a zero-width space. The pair and unpair confirmations are in-page dialogs whose SKI element holds
 /// exactly the real SKI; the name is shown as text, in a `<bdi>`, with the newline and the
 /// override as visible escapes. And an inline script put into the page does not run (the
 /// Content-Security-Policy forbids inline script; the page has none). Old code: `confirm()`
@@ -1344,11 +1344,11 @@ fn console_dialogs_keep_the_ski_apart_from_a_forged_name_and_inline_script_canno
     a.event("listening");
     let real = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
     let forged = "0000 1111 2222 3333 4444 5555 6666 7777 8888 9999";
-    let hostile = format!("P\nSKI {forged}\u{202e}gpj");
+    let hostile = format!("P\nSKI {forged}\u{202e}g\u{200b}");
     assert!(hostile.len() <= 63, "one DNS label");
     let _device = Announcer::announce_as(&hostile, "hostile-device", real.parse().unwrap(), 9);
     // How the console shows it: the newline and the override as escapes.
-    let shown = format!("P\\nSKI {forged}\\u{{202e}}gpj");
+    let shown = format!("P\\nSKI {forged}\\u{{202e}}g\\u{{200b}}");
     let browser = Browser::start(DESKTOP.0, DESKTOP.1);
     browser.goto(&login_link(&a_dir));
     let card = format!(".visible[data-ski='{real}']");
