@@ -321,7 +321,13 @@ async function refresh() {
   }
   if (visible && peers) renderVisible(visible, new Set(peers.map(p => p.ski)));
 }
+// After an event: at once (100 ms, to batch a burst), and once more when things have settled
+// (1.5 s after the last event: what the gateway stores after a connection, its SHIP ID and last
+// seen, comes without an event of its own).
+let settling = null;
 function refreshSoon() {
+  clearTimeout(settling);
+  settling = setTimeout(() => { settling = null; refresh(); }, 1500);
   if (refreshing) return;
   refreshing = setTimeout(() => { refreshing = null; refresh(); }, 100);
 }

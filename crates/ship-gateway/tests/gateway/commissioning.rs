@@ -48,19 +48,36 @@ fn address(k: u8) -> String {
     format!("10.77.0.{k}")
 }
 
-fn add_addresses() {
-    for k in 1..=12 {
-        let status = Command::new("ip")
-            .args([
-                "addr",
-                "replace",
-                &format!("{}/32", address(k)),
-                "dev",
-                "lo",
-            ])
-            .status()
-            .expect("ip");
-        assert!(status.success());
+/// The addresses `10.77.0.1` to `10.77.0.12` on the namespace's loopback, removed again when
+/// dropped (the namespace is shared with the tests that run after this one).
+struct Addresses;
+
+impl Addresses {
+    fn add() -> Addresses {
+        for k in 1..=12 {
+            let status = Command::new("ip")
+                .args([
+                    "addr",
+                    "replace",
+                    &format!("{}/32", address(k)),
+                    "dev",
+                    "lo",
+                ])
+                .status()
+                .expect("ip");
+            assert!(status.success());
+        }
+        Addresses
+    }
+}
+
+impl Drop for Addresses {
+    fn drop(&mut self) {
+        for k in 1..=12 {
+            let _ = Command::new("ip")
+                .args(["addr", "del", &format!("{}/32", address(k)), "dev", "lo"])
+                .status();
+        }
     }
 }
 
@@ -171,7 +188,7 @@ impl Drop for Watch {
 fn an_installer_commissions_ten_devices_in_a_row_through_the_console() {
     assert_private_namespace();
     let _turn = MULTICAST.blocking_read();
-    add_addresses();
+    let _addresses = Addresses::add();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
