@@ -1338,6 +1338,7 @@ fn console_shows_a_hostile_mdns_name_as_text() {
 fn console_dialogs_keep_the_ski_apart_from_a_forged_name_and_inline_script_cannot_run() {
     use ship_test_support::discovery_spoof::Announcer;
     common_namespace();
+    let _turn = ship_test_support::common::MULTICAST.blocking_read();
     let tmp = tempdir();
     let a_dir = tmp.path().join("a");
     let mut a = start_with_mdns(&a_dir, "Console gateway", &["--http", "127.0.0.1:0"]);
@@ -1347,6 +1348,12 @@ fn console_dialogs_keep_the_ski_apart_from_a_forged_name_and_inline_script_canno
     let hostile = format!("P\nSKI {forged}\u{202e}g\u{200b}");
     assert!(hostile.len() <= 63, "one DNS label");
     let _device = Announcer::announce_as(&hostile, "hostile-device", real.parse().unwrap(), 9);
+    a.wait_for("the hostile device visible", |v| {
+        v["event"] == "visible_services"
+            && v["services"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|s| s["ski"] == real))
+    });
     // How the console shows it: the newline and the override as escapes.
     let shown = format!("P\\nSKI {forged}\\u{{202e}}g\\u{{200b}}");
     let browser = Browser::start(DESKTOP.0, DESKTOP.1);
@@ -1533,6 +1540,15 @@ fn console_commissions_by_ski_qr_text_and_pin_and_disconnects_with_mdns_off() {
     browser.wait_for(&format!("{d_card} .badge.Completed"), PATIENCE);
     browser.wait_gone(&format!("{d_card} .pin-input"), PATIENCE);
     browser.wait_for(&format!("{b_card} .badge.Completed"), PATIENCE);
+    // What the gateway stores after the connection (SHIP ID, last seen) shows without an event.
+    let deadline = Instant::now() + PATIENCE;
+    while !browser
+        .text_css(&format!("{d_card} .last-seen"), PATIENCE)
+        .contains("Last seen")
+    {
+        assert!(Instant::now() < deadline, "no last seen on D's card");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     browser.screenshot(&screenshot_path("console-desktop-commissioned"));
     // Never the placeholder "Device" on any card.
     for card in [&b_card, &c_card, &d_card] {

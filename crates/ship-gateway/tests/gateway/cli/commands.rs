@@ -374,7 +374,8 @@ fn qr_carries_the_pin_the_gateway_requires() {
     use ship_hub::ShipQr;
     let tmp = tempdir();
     let config = tmp.path().join("gateway.toml");
-    std::fs::write(&config, "pin = \"5555 AAAA FF\"\n").unwrap();
+    // A config with a secret must not be readable by every user (docs/gateway.md, "Secrets").
+    write_secret(&config, "pin = \"5555 AAAA FF\"\n");
     let text = qr_text_of(tmp.path(), &["--config", config.to_str().unwrap()]);
     let code: ShipQr = text.parse().unwrap();
     assert_eq!(code.pin().map(|p| p.expose()), Some("5555AAAAFF"), "{text}");
