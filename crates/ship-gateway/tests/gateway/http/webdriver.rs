@@ -265,10 +265,34 @@ impl Browser {
         self.wait_gone("dialog#confirm[open]", Duration::from_secs(10));
     }
 
-    /// Types `text` into the element `css` (found first).
+    /// Types `text` into the (empty) input `css`, found first; again if the element was
+    /// replaced meanwhile (the console re-renders its lists as events arrive), until the input
+    /// on the page holds exactly `text`.
     pub fn type_css(&self, css: &str, text: &str) {
-        let element = self.wait_for(css, Duration::from_secs(10));
-        self.type_into(&element, text);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let element = self.wait_for(css, Duration::from_secs(10));
+            let answer = self.post(
+                &format!("/element/{element}/value"),
+                json!({ "text": text }),
+            );
+            let value = self.run(
+                "const e = document.querySelector(arguments[0]); return e && e.value;",
+                json!([css]),
+            );
+            if answer.get("error").is_none() && value == json!(text) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "typing into {css:?}: {answer}, the input holds {value}"
+            );
+            self.run(
+                "const e = document.querySelector(arguments[0]); if (e) e.value = '';",
+                json!([css]),
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Saves a PNG screenshot of the window at `path`.
