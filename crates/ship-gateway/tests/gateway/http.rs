@@ -1289,6 +1289,7 @@ fn console_a_request_appears_is_approved_reaches_completed_and_unpair_removes_it
 #[ignore = "needs chromium and chromedriver and a private network namespace: run by .ci/test"]
 fn console_shows_a_hostile_mdns_name_as_text() {
     common_namespace();
+    let _turn = ship_test_support::common::MULTICAST.blocking_read();
     let tmp = tempdir();
     let mut a = start_with_mdns(
         &tmp.path().join("a"),
