@@ -332,6 +332,7 @@ async fn serve(
         .as_ref()
         .map(|(_, address, auth)| (*address, auth.clone()));
     let http_limits = settings.http_limits;
+    let mdns = settings.mdns;
     let api_state = |access: Access, conns: Option<Arc<api::conns::Conns>>| {
         Arc::new(ApiState {
             hub: hub.clone(),
@@ -349,6 +350,7 @@ async fn serve(
             conns,
             qr: qr.clone(),
             pairing_request: pairing_request.clone(),
+            mdns,
         })
     };
 

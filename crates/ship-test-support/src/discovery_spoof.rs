@@ -178,6 +178,26 @@ impl Announcer {
         daemon.register(info).expect("register");
         Announcer { daemon }
     }
+
+    /// Registers a service of SHIP ID `ship_id` under the instance name `instance`, taken as it
+    /// is (a hostile device may announce any bytes: newlines, bidi overrides; the library's
+    /// own announcements refuse such names).
+    pub fn announce_as(instance: &str, ship_id: &str, ski: Ski, port: u16) -> Announcer {
+        let daemon = ServiceDaemon::new().expect("announcer daemon");
+        let txt = ShipTxt::new(ShipId::new(ship_id).unwrap(), ski);
+        let properties = txt.to_properties();
+        let info = ServiceInfo::new(
+            SERVICE_TYPE,
+            instance,
+            &format!("{ship_id}.local."),
+            "127.0.0.1",
+            port,
+            &properties[..],
+        )
+        .expect("service info");
+        daemon.register(info).expect("register");
+        Announcer { daemon }
+    }
 }
 
 impl Drop for Announcer {

@@ -123,6 +123,9 @@ pub(crate) struct ApiState {
     pub(crate) qr: Option<(String, String)>,
     /// Our own SHIP Pairing Service request (this gateway as the control unit).
     pub(crate) pairing_request: Arc<crate::pairing_request::PairingRequests>,
+    /// mDNS discovery is on (`false` with `--no-mdns`): the console then says so instead of
+    /// "no devices visible".
+    pub(crate) mdns: bool,
 }
 
 /// An error answer: `{"code": "...", "message": "..."}` with a 4xx (or 5xx for a failure of

@@ -47,6 +47,8 @@ pub(crate) fn router(state: Arc<ApiState>) -> Router {
         )
         .route("/metrics", get(metrics::metrics))
         .route("/", get(console))
+        .route("/console.js", get(console_js))
+        .route("/console.css", get(console_css))
         .route("/login", get(auth::login_form).post(auth::login_submit))
         .route("/logout", post(auth::logout))
         .route("/api/v1/login-link", post(login_link))
@@ -57,23 +59,62 @@ pub(crate) fn router(state: Arc<ApiState>) -> Router {
             state.clone(),
             auth::check,
         ))
+        .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)
 }
 
-/// `GET /`: the web console, one page embedded in the binary. Everything a peer supplies is
-/// put into the page as text (never as markup), and the page loads nothing from elsewhere.
+/// The Content-Security-Policy of every answer (the console, its script and style, the login
+/// form, the API): scripts and styles only from the gateway's own files (`/console.js`,
+/// `/console.css`), never inline, so markup that ever reached a page could not run script;
+/// nothing is loaded from elsewhere; no framing.
+pub(crate) const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+    connect-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; \
+    base-uri 'none'";
+
+/// Adds the security headers ([`CSP`], no framing, no type sniffing) to every answer.
+async fn security_headers(request: Request, next: axum::middleware::Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(CSP),
+    );
+    headers.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+/// `GET /`: the web console, one page embedded in the binary, with its script and style in
+/// separate files (no inline script: [`CSP`]). Everything a peer supplies is put into the page
+/// as text (never as markup), and the page loads nothing from elsewhere.
 async fn console() -> Response {
     (
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
-                 connect-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-            ),
-            (header::X_FRAME_OPTIONS, "DENY"),
-        ],
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
         include_str!("console.html"),
+    )
+        .into_response()
+}
+
+/// `GET /console.js`: the console's script.
+async fn console_js() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("console.js"),
+    )
+        .into_response()
+}
+
+/// `GET /console.css`: the console's style.
+async fn console_css() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("console.css"),
     )
         .into_response()
 }
@@ -233,6 +274,9 @@ struct Status {
     version: &'static str,
     uptime_s: u64,
     auto_accept: bool,
+    /// mDNS discovery is on; `false` with `--no-mdns` (nothing is then ever visible: pair by
+    /// SKI and address, or by QR text).
+    mdns: bool,
     counters: Counters,
     /// Our own SHIP Pairing Service request (this gateway as the control unit), `null` if none.
     pairing_request: Option<crate::pairing_request::RequestView>,
@@ -282,6 +326,7 @@ async fn status(State(state): State<Arc<ApiState>>) -> Result<Json<Status>, ApiE
         version: env!("CARGO_PKG_VERSION"),
         uptime_s: state.started.elapsed().as_secs(),
         auto_accept: state.hub.auto_accept(),
+        mdns: state.mdns,
         counters: Counters {
             paired,
             connected: state.hub.connected_peers().len(),
@@ -445,7 +490,11 @@ fn what_happens_next(hub: &Hub, peer: &PairedPeer) -> String {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PairRequest {
-    ski: String,
+    /// The SKI; or give `qr` instead.
+    ski: Option<String>,
+    /// The text of the device's SHIP QR code (`SHIP;SKI:…;ENDSHIP;`): its SKI, SHIP ID, PIN
+    /// (if any) and, unless `name` is given, its brand and model as the name.
+    qr: Option<String>,
     ship_id: Option<String>,
     name: Option<String>,
     address: Option<String>,
@@ -473,9 +522,36 @@ async fn pair(State(state): State<Arc<ApiState>>, request: Request) -> Response 
 }
 
 async fn pair_inner(state: Arc<ApiState>, request: Request) -> Result<Paired, ApiError> {
-    let body: PairRequest = parse(&state, request).await?;
-    let ski = ski(&body.ski)?;
+    let mut body: PairRequest = parse(&state, request).await?;
     let bad = |code, message: String| ApiError::new(StatusCode::BAD_REQUEST, code, message);
+    let ski = match (body.ski.take(), body.qr.take()) {
+        (Some(text), None) => ski(&text)?,
+        (None, Some(text)) => {
+            // The error names the field, never the text: a code may carry a PIN.
+            let code: ship_hub::qr::ShipQr = text
+                .trim()
+                .parse()
+                .map_err(|e| bad("bad_qr", format!("not a SHIP QR code: {e}")))?;
+            if body.ship_id.is_none() {
+                body.ship_id = Some(code.ship_id().as_str().to_owned());
+            }
+            if body.name.is_none() {
+                let parts: Vec<&str> = [code.brand(), code.model()].into_iter().flatten().collect();
+                let name: String = parts.join(" ").chars().take(MAX_NAME).collect();
+                body.name = (!name.is_empty()).then_some(name);
+            }
+            if body.pin.is_none() {
+                body.pin = code.pin().map(|pin| pin.expose().to_owned());
+            }
+            code.ski()
+        }
+        _ => {
+            return Err(bad(
+                "bad_request",
+                "give either \"ski\" or \"qr\" (the text of the device's SHIP QR code)".into(),
+            ));
+        }
+    };
     if ski == state.hub.local_ski() {
         return Err(bad("own_ski", format!("{ski} is this gateway's own SKI")));
     }

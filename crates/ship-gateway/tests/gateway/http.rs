@@ -547,6 +547,126 @@ fn a_pairing_request_waits_for_the_api_and_approve_connects_the_device() {
     assert_eq!(peers, Value::Array(vec![]));
 }
 
+/// Issue 23 (the console pairs by QR text, and says when mDNS is off): `POST /api/v1/peers`
+/// takes the text of a device's SHIP QR code instead of a SKI, storing its SHIP ID, PIN and
+/// brand and model as the name; an unreadable code is a 400 `bad_qr` that does not repeat the
+/// text; `GET /api/v1/status` says `mdns: false` under `--no-mdns`.
+#[test]
+fn a_device_is_paired_by_its_qr_text_over_the_api_and_the_status_says_mdns_is_off() {
+    let tmp = tempdir();
+    let a = Gateway::start(&tmp.path().join("a"), &[]);
+    assert_eq!(a.call("GET", "/api/v1/status", None).1["mdns"], false);
+    let c_ski = "c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0";
+    let qr = format!("SHIP;SKI:{c_ski};ID:Acme-Box-7;PIN:C0FFEE12;BRAND:Acme;MODEL:Box;ENDSHIP;");
+    let (status, paired) = a.call(
+        "POST",
+        "/api/v1/peers",
+        Some(&json!({ "qr": qr }).to_string()),
+    );
+    assert_eq!(status, 201, "{paired}");
+    assert_eq!(paired["ski"], c_ski);
+    assert_eq!(paired["ship_id"], "Acme-Box-7", "{paired}");
+    assert_eq!(paired["name"], "Acme Box", "brand and model: {paired}");
+    assert_eq!(paired["pin_stored"], true, "the code's PIN: {paired}");
+    let secret = "SHIP;SKI:nope;PIN:DEADBEEF;ENDSHIP;";
+    let (status, error) = a.call(
+        "POST",
+        "/api/v1/peers",
+        Some(&json!({ "qr": secret }).to_string()),
+    );
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (400, Some("bad_qr")),
+        "{error}"
+    );
+    assert!(!error.to_string().contains("DEADBEEF"), "{error}");
+    a.assert_error(
+        "POST",
+        "/api/v1/peers",
+        Some(&json!({ "qr": qr, "ski": c_ski }).to_string()),
+        400,
+        "bad_request",
+    );
+    a.assert_error("POST", "/api/v1/peers", Some("{}"), 400, "bad_request");
+}
+
+/// Issue 28 item 5: every answer (the console, its script and style, the login form, the API)
+/// carries a Content-Security-Policy that allows script and style only from the gateway's own
+/// files, never inline; the console page has no inline script, style or event attribute. Old
+/// code: `script-src 'unsafe-inline'` and the script inside the page.
+#[test]
+fn the_console_is_served_with_a_csp_that_forbids_inline_script_and_has_none() {
+    let tmp = tempdir();
+    let a = Gateway::start(tmp.path(), &[]);
+    let csp_of = |response: &ureq::http::Response<ureq::Body>| {
+        response
+            .headers()
+            .get("content-security-policy")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let mut page = a.get("/");
+    assert_eq!(page.status().as_u16(), 200);
+    let csp = csp_of(&page);
+    let directive = |name: &str| {
+        csp.split(';')
+            .map(str::trim)
+            .find(|d| d.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} in {csp:?}"))
+            .to_owned()
+    };
+    assert_eq!(directive("script-src"), "script-src 'self'", "{csp}");
+    assert_eq!(directive("style-src"), "style-src 'self'", "{csp}");
+    assert_eq!(directive("default-src"), "default-src 'none'", "{csp}");
+    assert!(!csp.contains("unsafe"), "{csp}");
+    let html = page.body_mut().read_to_string().unwrap();
+    let scripts: Vec<&str> = html.split("<script").skip(1).collect();
+    assert!(!scripts.is_empty());
+    for script in scripts {
+        let tag = &script[..script.find('>').unwrap()];
+        assert!(tag.contains(" src="), "an inline script: <script{tag}>");
+        assert!(script[tag.len() + 1..].starts_with("</script>"), "{script}");
+    }
+    assert!(
+        !html.contains("<style") && !html.contains(" style="),
+        "inline style"
+    );
+    assert!(
+        !html.contains(" onclick=") && !html.contains(" onload=") && !html.contains(" onerror="),
+        "event attributes"
+    );
+    for (path, kind) in [
+        ("/console.js", "text/javascript"),
+        ("/console.css", "text/css"),
+    ] {
+        let mut response = a.get(path);
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(content_type.starts_with(kind), "{path}: {content_type}");
+        assert_eq!(csp_of(&response), csp, "{path}");
+        assert!(!response.body_mut().read_to_string().unwrap().is_empty());
+    }
+    // The script never builds markup from strings.
+    let script = a.get("/console.js").body_mut().read_to_string().unwrap();
+    for sink in [
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "confirm(",
+    ] {
+        assert!(!script.contains(sink), "console.js uses {sink}");
+    }
+    // The login form and the API carry it too.
+    let login = a.agent.get(a.url("/login")).call().unwrap();
+    assert_eq!(csp_of(&login), csp);
+    assert_eq!(csp_of(&a.get("/api/v1/status")), csp);
+}
+
 /// Issue 23: what a console needs for a device that waits for the PIN it requires: `GET
 /// /api/v1/peers` shows the wait (`pin_request`), `POST /api/v1/peers/{ski}/pin` answers it at
 /// once (or refuses it: then `last_error` says why); bad answers get a 4xx with a stable code.
@@ -1019,19 +1139,19 @@ fn with_a_token_every_request_needs_it_and_the_login_sets_a_strict_cookie() {
 // namespace: `bash .ci/test` installs both and runs these) ------------------------------------
 
 mod attack;
-mod webdriver;
+pub(crate) mod webdriver;
 
 use webdriver::Browser;
 
 /// A one-time login link for the console of the gateway in `dir` (`ship-gateway console`).
-fn login_link(dir: &Path) -> String {
+pub(crate) fn login_link(dir: &Path) -> String {
     let output = gateway(dir, &["--json", "console"]);
     assert_ok(&output);
     json_line(&output)["url"].as_str().unwrap().to_owned()
 }
 
 /// Where the tests write their screenshots (the latest are copied to docs/screenshots/).
-fn screenshot_path(name: &str) -> std::path::PathBuf {
+pub(crate) fn screenshot_path(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("screenshots")
         .join(format!("{name}.png"))
@@ -1142,7 +1262,9 @@ fn console_a_request_appears_is_approved_reaches_completed_and_unpair_removes_it
 
     // Unpair, confirmed in the dialog: the device disappears and A does not dial it.
     browser.click_css(&format!(".peer[data-ski='{b_ski}'] .unpair"), PATIENCE);
-    browser.accept_dialog();
+    let (_, _, ski) = browser.confirmation();
+    assert_eq!(ski, grouped(&b_ski), "the dialog shows the SKI");
+    browser.answer_confirmation(true);
     browser.wait_gone(&format!(".peer[data-ski='{b_ski}']"), PATIENCE);
     a.running.wait_for("unpaired", |v| {
         v["event"] == "unpaired" && v["ski"] == b_ski.as_str()
@@ -1167,6 +1289,7 @@ fn console_a_request_appears_is_approved_reaches_completed_and_unpair_removes_it
 #[ignore = "needs chromium and chromedriver and a private network namespace: run by .ci/test"]
 fn console_shows_a_hostile_mdns_name_as_text() {
     common_namespace();
+    let _turn = ship_test_support::common::MULTICAST.blocking_read();
     let tmp = tempdir();
     let mut a = start_with_mdns(
         &tmp.path().join("a"),
@@ -1195,10 +1318,245 @@ fn console_shows_a_hostile_mdns_name_as_text() {
     browser.screenshot(&screenshot_path("console-desktop-visible"));
     // "Pair" on a visible device pairs it (after the confirmation).
     browser.click_css(&format!(".visible[data-ski='{c_ski}'] .pair"), PATIENCE);
-    browser.accept_dialog();
+    let (_, name, ski) = browser.confirmation();
+    assert_eq!(ski, grouped(&c_ski), "the dialog shows the SKI");
+    assert_eq!(name, hostile, "the name as text");
+    browser.answer_confirmation(true);
     browser.wait_for(&format!(".peer[data-ski='{c_ski}']"), PATIENCE);
     assert_no_console_errors(&browser);
     let _ = c.terminate();
+}
+
+/// Issue 28 item 5: a device's mDNS name with a newline, a forged "SKI …" line, a bidi
+/// override and a zero-width space. The pair and unpair confirmations are in-page dialogs whose SKI element holds
+/// exactly the real SKI; the name is shown as text, in a `<bdi>`, with the newline and the
+/// override as visible escapes. And an inline script put into the page does not run (the
+/// Content-Security-Policy forbids inline script; the page has none). Old code: `confirm()`
+/// with the name and SKI in one text (the forged line above the real one), and a CSP with
+/// `script-src 'unsafe-inline'`.
+#[test]
+#[ignore = "needs chromium and chromedriver and a private network namespace: run by .ci/test"]
+fn console_dialogs_keep_the_ski_apart_from_a_forged_name_and_inline_script_cannot_run() {
+    use ship_test_support::discovery_spoof::Announcer;
+    common_namespace();
+    let _turn = ship_test_support::common::MULTICAST.blocking_read();
+    let tmp = tempdir();
+    let a_dir = tmp.path().join("a");
+    let mut a = start_with_mdns(&a_dir, "Console gateway", &["--http", "127.0.0.1:0"]);
+    a.event("listening");
+    let real = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
+    let forged = "0000 1111 2222 3333 4444 5555 6666 7777 8888 9999";
+    let hostile = format!("P\nSKI {forged}\u{202e}g\u{200b}");
+    assert!(hostile.len() <= 63, "one DNS label");
+    let _device = Announcer::announce_as(&hostile, "hostile-device", real.parse().unwrap(), 9);
+    a.wait_for("the hostile device visible", |v| {
+        v["event"] == "visible_services"
+            && v["services"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|s| s["ski"] == real))
+    });
+    // How the console shows it: the newline and the override as escapes.
+    let shown = format!("P\\nSKI {forged}\\u{{202e}}g\\u{{200b}}");
+    let browser = Browser::start(DESKTOP.0, DESKTOP.1);
+    browser.goto(&login_link(&a_dir));
+    let card = format!(".visible[data-ski='{real}']");
+    let text = browser.text_css(&format!("{card} .name"), PATIENCE);
+    assert_eq!(text, shown, "the name as text, neutralised");
+    // Pair: the dialog's SKI element holds the real SKI, the name its own element.
+    browser.click_css(&format!("{card} .pair"), PATIENCE);
+    let (question, name, ski) = browser.confirmation();
+    assert_eq!(
+        ski,
+        grouped(real),
+        "the SKI element holds exactly the real SKI"
+    );
+    assert_eq!(name, shown, "the name, as text");
+    assert!(!question.contains(forged), "{question}");
+    assert_eq!(
+        browser.run(
+            "const n = document.getElementById('confirm-name'); \
+             return [n.tagName, n.childNodes.length, n.firstChild.nodeType];",
+            json!([])
+        ),
+        json!(["BDI", 1, 3]),
+        "the name is one text node in an isolating <bdi>"
+    );
+    browser.screenshot(&screenshot_path("console-desktop-confirm"));
+    browser.answer_confirmation(true);
+    let peer = format!(".peer[data-ski='{real}']");
+    browser.wait_for(&peer, PATIENCE);
+    // Unpair: the same; Cancel keeps the pairing.
+    browser.click_css(&format!("{peer} .unpair"), PATIENCE);
+    let (_, name, ski) = browser.confirmation();
+    assert_eq!(ski, grouped(real));
+    assert_eq!(name, shown);
+    browser.answer_confirmation(false);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(browser.find(&peer).is_some(), "Cancel keeps it");
+    assert!(stdout(&gateway(&a_dir, &["--json", "list"])).contains(real));
+    // An inline script that got into the page does not run; the page has none of its own.
+    assert_eq!(
+        browser.run(
+            "const s = document.createElement('script'); s.textContent = 'window.injected = 1'; \
+             document.body.append(s); return window.injected === undefined;",
+            json!([])
+        ),
+        Value::Bool(true),
+        "the CSP blocked the inline script"
+    );
+    assert_eq!(
+        browser.run(
+            "return [...document.scripts].filter(s => !s.src).length + \
+             document.querySelectorAll('style, [style]').length;",
+            json!([])
+        ),
+        json!(1),
+        "only the injected script is inline"
+    );
+    let errors: Vec<_> = browser
+        .console()
+        .into_iter()
+        .filter(|(level, m)| {
+            (level == "SEVERE" || level == "WARNING") && !m.contains("Content Security Policy")
+        })
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+}
+
+/// Issue 23, the console as a commissioning tool, on a gateway without mDNS (one browser
+/// session): "mDNS is off" (and `mdns: false` in the status) instead of "no devices visible";
+/// pair B by SKI and address typed into the console; durations that tick every second and
+/// "last seen"; one name for the device (never the placeholder "Device"); disconnect with an
+/// in-page confirmation; pair C, which asks, by its QR text typed into the console; D, which
+/// requires a PIN, paired by SKI, its PIN typed into its card. Old code had none of these.
+#[test]
+#[ignore = "needs chromium and chromedriver and a private network namespace: run by .ci/test"]
+fn console_commissions_by_ski_qr_text_and_pin_and_disconnects_with_mdns_off() {
+    const PIN: &str = "C0FFEE12";
+    common_namespace();
+    let tmp = tempdir();
+    let a_dir = tmp.path().join("a");
+    let mut a = Gateway::start(&a_dir, &[]);
+    let a_address = a.running_address();
+    let browser = Browser::start(DESKTOP.0, DESKTOP.1);
+    browser.goto(&login_link(&a_dir));
+    let off = browser.text_css("#visible .mdns-off", PATIENCE);
+    assert!(off.contains("mDNS is off"), "{off}");
+    assert_eq!(a.call("GET", "/api/v1/status", None).1["mdns"], false);
+
+    // B, by SKI and address.
+    let b_dir = tmp.path().join("b");
+    let b_ski = ski_of(&b_dir);
+    let mut b = Running::start(&b_dir, &["--auto-accept"]);
+    let b_address = b.address();
+    browser.type_css("#pair-ski", &grouped(&b_ski));
+    browser.type_css("#pair-address", &b_address);
+    browser.click_css("#pair-ski-submit", PATIENCE);
+    let b_card = format!(".peer[data-ski='{b_ski}']");
+    browser.wait_for(&format!("{b_card} .badge.Completed"), PATIENCE);
+    let notice = browser.text_css("#notice", PATIENCE);
+    assert!(notice.contains(&b_ski), "{notice}");
+    b.wait_for("B connected", |v| v["event"] == "connected");
+    let peers = a.poll("/api/v1/peers", "B's SHIP ID and last seen", |v| {
+        v[0]["ship_id"].is_string() && v[0]["last_seen_ms"].is_u64()
+    });
+    let b_id = peers[0]["ship_id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + PATIENCE;
+    while !browser
+        .text_css(&format!("{b_card} .last-seen"), PATIENCE)
+        .contains("Last seen")
+    {
+        assert!(Instant::now() < deadline, "no last seen on the card");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        browser.text_css(&format!("{b_card} .name"), PATIENCE),
+        b_id,
+        "the device's name once known: its SHIP ID"
+    );
+    // Durations tick every second, with nothing else happening.
+    let read = || browser.text_css(&format!("{b_card} .tick"), PATIENCE);
+    let first = read();
+    std::thread::sleep(Duration::from_millis(2200));
+    let later = read();
+    assert_ne!(first, later, "the duration ticks");
+
+    // Disconnect, confirmed in the page: B stays paired.
+    browser.click_css(&format!("{b_card} .disconnect"), PATIENCE);
+    let (_, _, ski) = browser.confirmation();
+    assert_eq!(ski, grouped(&b_ski));
+    browser.answer_confirmation(true);
+    a.running.wait_for("B disconnected", |v| {
+        v["event"] == "disconnected" && v["ski"] == b_ski.as_str()
+    });
+    assert!(browser.find(&b_card).is_some(), "still paired");
+
+    // C asks; paired by its QR text typed into the console.
+    let c_dir = tmp.path().join("c");
+    let c_ski = ski_of(&c_dir);
+    let qr = qr_text_of(&c_dir, &[]);
+    let _c = Running::start(&c_dir, &["--peer", &format!("{}@{a_address}", a.ski)]);
+    browser.wait_for(&format!(".request[data-ski='{c_ski}']"), PATIENCE);
+    assert_eq!(
+        browser.text_css(&format!(".request[data-ski='{c_ski}'] .name"), PATIENCE),
+        "Unknown device"
+    );
+    browser.type_css("#pair-qr", &qr);
+    browser.click_css("#pair-qr-submit", PATIENCE);
+    let c_card = format!(".peer[data-ski='{c_ski}']");
+    browser.wait_for(&format!("{c_card} .badge.Completed"), PATIENCE);
+    let c_name = browser.text_css(&format!("{c_card} .name"), PATIENCE);
+    let (_, peers) = a.call("GET", "/api/v1/peers", None);
+    let c_view = peers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["ski"] == c_ski.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        c_name,
+        c_view["name"].as_str().unwrap(),
+        "the QR code's name"
+    );
+    assert!(c_view["ship_id"].is_string(), "{c_view}");
+
+    // D requires a PIN: paired by SKI, its PIN typed into its card.
+    let d_dir = tmp.path().join("d");
+    let d_ski = ski_of(&d_dir);
+    let _d = Running::start(
+        &d_dir,
+        &["--peer", &format!("{}@{a_address}", a.ski), "--pin", PIN],
+    );
+    browser.wait_for(&format!(".request[data-ski='{d_ski}']"), PATIENCE);
+    browser.type_css("#pair-ski", &d_ski);
+    browser.click_css("#pair-ski-submit", PATIENCE);
+    let d_card = format!(".peer[data-ski='{d_ski}']");
+    browser.wait_for(&format!("{d_card} .pin-input"), PATIENCE);
+    let text = browser.text_css(&format!("{d_card} .pin-box"), PATIENCE);
+    assert!(text.contains("waits for its PIN"), "{text}");
+    browser.type_css(&format!("{d_card} .pin-input"), PIN);
+    browser.screenshot(&screenshot_path("console-desktop-pin"));
+    browser.click_css(&format!("{d_card} .pin-send"), PATIENCE);
+    browser.wait_for(&format!("{d_card} .badge.Completed"), PATIENCE);
+    browser.wait_gone(&format!("{d_card} .pin-input"), PATIENCE);
+    browser.wait_for(&format!("{b_card} .badge.Completed"), PATIENCE);
+    // What the gateway stores after the connection (SHIP ID, last seen) shows without an event.
+    let deadline = Instant::now() + PATIENCE;
+    while !browser
+        .text_css(&format!("{d_card} .last-seen"), PATIENCE)
+        .contains("Last seen")
+    {
+        assert!(Instant::now() < deadline, "no last seen on D's card");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    browser.screenshot(&screenshot_path("console-desktop-commissioned"));
+    // Never the placeholder "Device" on any card.
+    for card in [&b_card, &c_card, &d_card] {
+        let name = browser.text_css(&format!("{card} .name"), PATIENCE);
+        assert_ne!(name, "Device", "{card}");
+    }
+    assert_no_console_errors(&browser);
 }
 
 #[test]

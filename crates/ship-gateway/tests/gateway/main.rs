@@ -11,6 +11,8 @@
 //! * [`pair_crash`]: `pair` killed at every point leaves a consistent store;
 //! * [`burst`], [`fake_claims`] and [`pairing_service`]: mDNS floods, fake claims of a paired
 //!   device and the SHIP Pairing Service, in the namespace;
+//! * [`commissioning`]: ten devices commissioned in a row through the web console (issue 23),
+//!   in the namespace;
 //! * [`conformance`]: the full ship-conformance run against an in-process hub and against the
 //!   gateway process, side by side.
 
@@ -20,6 +22,7 @@ mod admission;
 mod backpressure;
 mod burst;
 mod cli;
+mod commissioning;
 mod conformance;
 mod e2e;
 mod fake_claims;

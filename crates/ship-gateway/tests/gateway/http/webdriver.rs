@@ -240,16 +240,57 @@ impl Browser {
         );
     }
 
-    /// Accepts the open `confirm()` dialog.
-    pub fn accept_dialog(&self) {
+    /// Waits for the console's in-page confirmation dialog (`#confirm`) to be open; its question,
+    /// the device's name and the SKI, each as its own element shows it.
+    pub fn confirmation(&self) -> (String, String, String) {
+        self.wait_for("dialog#confirm[open]", Duration::from_secs(10));
+        let text = |css: &str| self.text_css(css, Duration::from_secs(10));
+        (
+            text("#confirm-title"),
+            text("#confirm-name"),
+            text("#confirm-ski"),
+        )
+    }
+
+    /// Answers the open in-page confirmation dialog: OK (`accept`) or Cancel; waits until it
+    /// is closed.
+    pub fn answer_confirmation(&self, accept: bool) {
+        self.wait_for("dialog#confirm[open]", Duration::from_secs(10));
+        let button = if accept {
+            "#confirm-ok"
+        } else {
+            "#confirm-cancel"
+        };
+        self.click_css(button, Duration::from_secs(10));
+        self.wait_gone("dialog#confirm[open]", Duration::from_secs(10));
+    }
+
+    /// Types `text` into the (empty) input `css`, found first; again if the element was
+    /// replaced meanwhile (the console re-renders its lists as events arrive), until the input
+    /// on the page holds exactly `text`.
+    pub fn type_css(&self, css: &str, text: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let text = self.send("GET", "/alert/text", None);
-            if text.is_string() {
-                self.post("/alert/accept", json!({}));
+            let element = self.wait_for(css, Duration::from_secs(10));
+            let answer = self.post(
+                &format!("/element/{element}/value"),
+                json!({ "text": text }),
+            );
+            let value = self.run(
+                "const e = document.querySelector(arguments[0]); return e && e.value;",
+                json!([css]),
+            );
+            if answer.get("error").is_none() && value == json!(text) {
                 return;
             }
-            assert!(Instant::now() < deadline, "no dialog opened");
+            assert!(
+                Instant::now() < deadline,
+                "typing into {css:?}: {answer}, the input holds {value}"
+            );
+            self.run(
+                "const e = document.querySelector(arguments[0]); if (e) e.value = '';",
+                json!([css]),
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
