@@ -2,7 +2,6 @@
 //! SHIP Pairing Service (`ship-gateway pair --pairing-service` on a running gateway; see
 //! `crate::pairing_request`). The secret is read from the body and never answered back.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use ship_hub::ShipId;
 use ship_hub::pairing_service::{DEFAULT_SETTLE_AFTER, PairingSecret};
 
-use super::routes::{MAX_NAME, blocking, parse, ski};
+use super::routes::{address, blocking, check_name, parse, pin, ski};
 use super::{ApiError, ApiState};
 use crate::pairing_request::{MakeError, NewRequest, RequestView, next_words, parse_fingerprint};
 
@@ -63,24 +62,9 @@ async fn make_inner(state: Arc<ApiState>, request: Request) -> Result<Made, ApiE
     // The error never repeats the text: it is the secret.
     let secret = PairingSecret::from_hex(&body.secret)
         .map_err(|e| bad("bad_secret", format!("not a pairing secret: {e}")))?;
-    let address = body
-        .address
-        .map(|a| a.parse::<SocketAddr>())
-        .transpose()
-        .map_err(|e| bad("bad_address", format!("not an address (IP:PORT): {e}")))?;
-    if let Some(name) = &body.name
-        && (name.chars().count() > MAX_NAME || name.chars().any(char::is_control))
-    {
-        return Err(bad(
-            "bad_name",
-            format!("a name is one line of at most {MAX_NAME} characters"),
-        ));
-    }
-    let pin = body
-        .pin
-        .map(|text| ship_hub::protocol::Pin::new(&text))
-        .transpose()
-        .map_err(|e| bad("bad_pin", format!("not a PIN: {e}")))?;
+    let address = address(body.address).await?;
+    check_name(body.name.as_deref())?;
+    let pin = pin(body.pin)?;
     let settle_after = match body.settle_after_s {
         Some(0) => {
             return Err(bad(

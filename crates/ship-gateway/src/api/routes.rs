@@ -465,12 +465,16 @@ fn store_and_pair(
     Ok(peer)
 }
 
-/// What a new pairing leads to, said as it will happen: the gateway dials only an address it
-/// knows (given, stored, or seen over mDNS); otherwise it waits for the device.
-fn what_happens_next(hub: &Hub, peer: &PairedPeer) -> String {
+/// What a new pairing leads to, said as it will happen: a connection of the device that waited
+/// for the decision goes on; else the gateway dials only an address it knows (given, stored, or
+/// seen over mDNS), or waits for the device.
+fn what_happens_next(hub: &Hub, peer: &PairedPeer, waited: bool) -> String {
     let ski = peer.ski;
     if hub.connection_state(ski) == ship_hub::protocol::ConnectionState::Completed {
         return format!("paired {ski}; it is connected");
+    }
+    if waited {
+        return format!("paired {ski}; its connection, which waited for this, goes on now");
     }
     if let Some(address) = peer.last_address {
         return format!("paired {ski}; the running gateway dials it now at {address}");
@@ -504,6 +508,51 @@ struct PairRequest {
 
 /// The longest name accepted for a pairing.
 pub(super) const MAX_NAME: usize = 64;
+
+/// A body's `address`: HOST:PORT as the command line takes it, an IP address or a name
+/// (`localhost:4712`), resolved off the runtime.
+pub(super) async fn address(text: Option<String>) -> Result<Option<SocketAddr>, ApiError> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    blocking(move || {
+        crate::settings::resolve_address(&text)
+            .map(Some)
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_address",
+                    format!("not an address (HOST:PORT): {e}"),
+                )
+            })
+    })
+    .await
+}
+
+/// A body's `name`: one line of at most [`MAX_NAME`] characters.
+pub(super) fn check_name(name: Option<&str>) -> Result<(), ApiError> {
+    match name {
+        Some(name) if name.chars().count() > MAX_NAME || name.chars().any(char::is_control) => {
+            Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_name",
+                format!("a name is one line of at most {MAX_NAME} characters"),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A body's `pin`. The error never repeats the text: it may be a PIN.
+pub(super) fn pin(text: Option<String>) -> Result<Option<Pin>, ApiError> {
+    text.map(|text| Pin::new(&text)).transpose().map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_pin",
+            format!("not a PIN: {e}"),
+        )
+    })
+}
 
 /// The answer to `POST /api/v1/peers`: the peer, and what happens next in words.
 #[derive(Serialize)]
@@ -560,31 +609,9 @@ async fn pair_inner(state: Arc<ApiState>, request: Request) -> Result<Paired, Ap
         .map(ShipId::new)
         .transpose()
         .map_err(|e| bad("bad_ship_id", format!("not a SHIP ID: {e}")))?;
-    // HOST:PORT as the command line takes it: an IP address or a name (`localhost:4712`).
-    let address = match body.address {
-        Some(text) => Some(
-            blocking(move || {
-                crate::settings::resolve_address(&text)
-                    .map_err(|e| bad("bad_address", format!("not an address (HOST:PORT): {e}")))
-            })
-            .await?,
-        ),
-        None => None,
-    };
-    if let Some(name) = &body.name
-        && (name.chars().count() > MAX_NAME || name.chars().any(char::is_control))
-    {
-        return Err(bad(
-            "bad_name",
-            format!("a name is one line of at most {MAX_NAME} characters"),
-        ));
-    }
-    // The error never repeats the text: it may be a PIN.
-    let pin = body
-        .pin
-        .map(|text| ship_hub::protocol::Pin::new(&text))
-        .transpose()
-        .map_err(|e| bad("bad_pin", format!("not a PIN: {e}")))?;
+    let address = address(body.address).await?;
+    check_name(body.name.as_deref())?;
+    let pin = pin(body.pin)?;
     let (trust, hub, name) = (state.trust.clone(), state.hub.clone(), body.name);
     // A pairing request of the device that waits is satisfied by this pairing: said first, so
     // that the terminal (if it asks about it) says what happened.
@@ -625,7 +652,7 @@ async fn pair_inner(state: Arc<ApiState>, request: Request) -> Result<Paired, Ap
         next: if pin_given {
             format!("paired {ski}; the PIN went to its connection, which waited for it")
         } else {
-            what_happens_next(&state.hub, &peer)
+            what_happens_next(&state.hub, &peer, satisfied)
         },
         peer: view(&state, &peer),
     })

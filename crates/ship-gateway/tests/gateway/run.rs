@@ -1086,11 +1086,15 @@ fn on_a_terminal_the_pin_question_follows_a_pairing_request_satisfied_by_pair() 
     let peer = format!("{a_ski}@{}", listening["address"].as_str().unwrap());
     let mut b = Running::start(&b_dir, &["--peer", &peer, "--pin", PIN]);
     a.wait_question(&b_ski);
-    // Satisfied elsewhere while the trust question is on the screen.
-    assert_ok(&gateway(
-        &a_dir,
-        &["pair", &b_ski, "--name", "Cellar heat pump"],
-    ));
+    // Satisfied elsewhere while the trust question is on the screen. `pair` says that the
+    // waiting connection goes on (it said "no address is known yet" before).
+    let paired = gateway(&a_dir, &["pair", &b_ski, "--name", "Cellar heat pump"]);
+    assert_ok(&paired);
+    assert!(
+        stdout(&paired).contains("its connection, which waited for this, goes on now"),
+        "{}",
+        stdout(&paired)
+    );
     a.wait_line("the PIN question", |l| {
         l.contains("The device Cellar heat pump at")
     });
