@@ -51,6 +51,23 @@ fn no_follow(options: &mut OpenOptions) -> &mut OpenOptions {
     options
 }
 
+/// Opens (creating it with mode 0600 if needed) the lock file at `path`, never through a
+/// symbolic link, and takes an exclusive `flock` on it, waiting for another holder. The lock is
+/// held until the returned file is dropped. A `flock` belongs to the open file, so two handles
+/// of one process exclude each other too: never take it twice on one path in one call chain.
+pub(crate) fn lock_exclusive(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = no_follow(&mut options).open(path)?;
+    file.lock()?;
+    Ok(file)
+}
+
 /// Whether `path` itself (not what it may point to) is a symbolic link. A missing path is not.
 pub(crate) fn is_symlink(path: &Path) -> io::Result<bool> {
     match fs::symlink_metadata(path) {

@@ -535,3 +535,30 @@ fn a_link_in_place_of_the_key_or_the_certificate_is_never_followed() {
         );
     }
 }
+
+/// Finding (commissioning end-to-end test): `ship-gateway ski` run while `ship-gateway run`
+/// created the identity in the same directory failed with "creating cert.pem.tmp: File exists",
+/// and two creators that both found no identity could each save their own, so the one that
+/// saved first went on with a SKI no longer on disk. Creators in parallel (threads here; a
+/// `flock` is per open file, so threads contend for it exactly as processes do) all get the
+/// one identity that ends up stored, and none fails.
+#[test]
+fn parallel_creators_all_get_the_one_stored_identity() {
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let creators: Vec<_> = (0..6)
+            .map(|_| {
+                let path = dir.path().to_owned();
+                std::thread::spawn(move || Identity::load_or_create(&path, &subject()))
+            })
+            .collect();
+        let skis: Vec<_> = creators
+            .into_iter()
+            .map(|c| c.join().unwrap().map(|identity| identity.ski()))
+            .collect();
+        let stored = Identity::load(dir.path()).unwrap().ski();
+        for ski in skis {
+            assert_eq!(ski.as_ref().ok(), Some(&stored), "round {round}: {ski:?}");
+        }
+    }
+}

@@ -12,6 +12,11 @@
 //! which [`Identity::load_existing`] and [`Identity::load_or_create`] complete; or the new pair.
 //! None of these files is ever opened through a symbolic link
 //! ([`IdentityError::Symlink`]).
+//!
+//! Creating and saving hold an exclusive `flock` on `identity.lock` in the directory, so that
+//! processes that start at the same time (`ship-gateway ski` while the service creates its
+//! identity) never interleave their renames: the first creates the identity, the others load
+//! it.
 
 use std::fs;
 use std::io::Write;
@@ -271,11 +276,12 @@ impl Identity {
     /// [`Identity::load_or_create`] finds it. Fails with [`IdentityError::Symlink`], touching
     /// nothing, when either file or temporary file is a symbolic link.
     pub fn save(&self, dir: &Path) -> Result<(), IdentityError> {
-        fs::create_dir_all(dir).map_err(|source| IdentityError::Io {
-            action: "creating",
-            path: dir.to_owned(),
-            source,
-        })?;
+        let _lock = lock(dir)?;
+        self.save_locked(dir)
+    }
+
+    /// [`Identity::save`] under the directory's lock, taken by the caller.
+    fn save_locked(&self, dir: &Path) -> Result<(), IdentityError> {
         let certificate_path = dir.join(CERTIFICATE_FILE);
         let key_path = dir.join(KEY_FILE);
         for path in [&certificate_path, &key_path] {
@@ -374,12 +380,20 @@ impl Identity {
     /// without its key (a creation interrupted before its last step) is replaced. If `key.pem`
     /// exists without `cert.pem`, fails with [`IdentityError::Incomplete`] rather than
     /// overwriting the key.
+    ///
+    /// Safe against other creators in other processes (or threads): they wait for the
+    /// directory's lock, and all get the one identity that is stored.
     pub fn load_or_create(dir: &Path, subject: &CertificateSubject) -> Result<Self, IdentityError> {
         if let Some(identity) = Self::load_existing(dir)? {
             return Ok(identity);
         }
+        let _lock = lock(dir)?;
+        // Another creator may have stored one while we waited for the lock.
+        if let Some(identity) = Self::load_existing(dir)? {
+            return Ok(identity);
+        }
         let identity = Self::generate(subject)?;
-        identity.save(dir)?;
+        identity.save_locked(dir)?;
         tracing::info!(ski = %identity.ski, dir = %dir.display(), "created a new SHIP identity");
         Ok(identity)
     }
@@ -453,6 +467,20 @@ fn refuse_symlink(path: &Path) -> Result<(), IdentityError> {
         }),
         Err(source) => Err(io_error("looking at", path, source)),
     }
+}
+
+/// The lock file that creators and savers of the identity in `dir` hold (created with `dir`).
+const LOCK_FILE: &str = "identity.lock";
+
+/// Creates `dir` if needed and takes its identity lock (see the module documentation).
+fn lock(dir: &Path) -> Result<fs::File, IdentityError> {
+    fs::create_dir_all(dir).map_err(|source| IdentityError::Io {
+        action: "creating",
+        path: dir.to_owned(),
+        source,
+    })?;
+    let path = dir.join(LOCK_FILE);
+    safe_file::lock_exclusive(&path).map_err(|source| io_error("locking", &path, source))
 }
 
 /// `<path>.tmp`.
