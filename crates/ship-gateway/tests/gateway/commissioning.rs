@@ -16,29 +16,27 @@
 //! `#[ignore]`d in a plain `cargo test`; `bash .ci/test` runs it inside `unshare -n` after
 //! `tests/netns-setup.sh`. It fails (never skips) outside such a namespace.
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use eebus::cert::{self as eebus_cert, CertParams};
 use eebus::mdns::Mdns as TheirMdns;
-use eebus::runtime::{Hub as TheirHub, Node, TrustStore as TheirTrust};
+use eebus::runtime::{Hub as TheirHub, TrustStore as TheirTrust};
 use eebus::ship::Ski as TheirSki;
 use eebus::ship::pairing::{
     Nonce as TheirNonce, PairingRequest as TheirRequest, PairingSecret as TheirSecret,
 };
-use eebus::tls::ShipTls as TheirTls;
 use serde_json::Value;
 use ship_test_support::common::{MULTICAST, assert_private_namespace};
 
 use crate::gateway_support::{
-    BIN, PATIENCE, Running, gateway, grouped, json_line, qr_text_of, ski_of, tempdir, write_secret,
+    BIN, PATIENCE, Running, WatchOnTerminal, gateway, grouped, json_line, qr_text_of, ski_of,
+    tempdir, write_secret,
 };
 use crate::http::webdriver::Browser;
 use crate::http::{login_link, screenshot_path};
+use crate::pairing_service::eebus_peers::{spine_engine, their_node};
 
 const SECRET: &str = "5B1E0C4F7A2D93E8B6C10F4A7D2E9B38";
 const PIN: &str = "0BAD CAFE";
@@ -100,87 +98,9 @@ fn our_hub(dir: &Path, k: u8, extra: &[&str]) -> Running {
     Running::spawn(command)
 }
 
-fn their_node(ship_id: &str, trust: TheirTrust) -> Node {
-    let identity = eebus_cert::self_signed(CertParams::new(ship_id)).expect("eebus identity");
-    Node::new(ship_id, TheirTls::new(identity), trust)
-}
-
-fn spine_engine(unique: &str) -> eebus::spine::Engine {
-    use eebus::model::{DeviceType, EntityType, FeatureType, Role as SpineRole};
-    use eebus::spine::{Engine, LocalDevice, LocalEntity, LocalFeature};
-    let mut device = LocalDevice::new("i:46925", unique, DeviceType::EnergyManagementSystem)
-        .expect("a valid device address");
-    device
-        .add_entity(
-            LocalEntity::new([1], EntityType::CEM).with_feature(LocalFeature::new(
-                1,
-                FeatureType::Generic,
-                SpineRole::Client,
-            )),
-        )
-        .expect("an entity");
-    Engine::new(device)
-}
-
 /// Drives an eebus hub (its links, keepalive, SPINE) until the task is aborted.
 fn drive(runtime: &tokio::runtime::Runtime, mut hub: TheirHub) -> tokio::task::JoinHandle<()> {
     runtime.spawn(async move { while hub.next().await.is_ok() {} })
-}
-
-/// `ship-gateway watch` on a pseudo-terminal (`script`): everything it draws.
-struct Watch {
-    child: std::process::Child,
-    screen: Arc<Mutex<String>>,
-}
-
-impl Watch {
-    fn start(dir: &Path) -> Watch {
-        let command = format!("{BIN} --data-dir {} watch", dir.display());
-        let mut child = Command::new("script")
-            .args(["-qfec", &command, "/dev/null"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("script (util-linux)");
-        let screen = Arc::new(Mutex::new(String::new()));
-        let mut out = child.stdout.take().unwrap();
-        let into = screen.clone();
-        std::thread::spawn(move || {
-            let mut buffer = [0u8; 4096];
-            while let Ok(n) = out.read(&mut buffer) {
-                if n == 0 {
-                    break;
-                }
-                into.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
-            }
-        });
-        Watch { child, screen }
-    }
-
-    /// The counters line of the last frame drawn (`N paired, N connected, …`).
-    fn last_counters(&self) -> String {
-        let screen = self.screen.lock().unwrap();
-        let Some(at) = screen.rfind(" paired, ") else {
-            return String::new();
-        };
-        let start = screen[..at]
-            .rfind(|c: char| !c.is_ascii_digit())
-            .map_or(0, |i| i + 1);
-        let end = screen[at..]
-            .find(['\r', '\n'])
-            .map_or(screen.len(), |i| at + i);
-        screen[start..end].to_owned()
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]
@@ -231,7 +151,7 @@ fn an_installer_commissions_ten_devices_in_a_row_through_the_console() {
         .unwrap();
     let http = listening["http"].as_str().unwrap().to_owned();
     let g_at = |k: u8| format!("{g_ski}@{}:{g_port}", address(k));
-    let watch = Watch::start(&g_dir);
+    let watch = WatchOnTerminal::start(&g_dir);
     let browser = Browser::start(1280, 900);
     browser.goto(&login_link(&g_dir));
     browser.wait_for("#peers .empty", PATIENCE);
@@ -371,15 +291,9 @@ fn an_installer_commissions_ten_devices_in_a_row_through_the_console() {
     browser.run("window.scrollTo(0, 0);", serde_json::json!([]));
     browser.screenshot(&screenshot_path("console-desktop-ten"));
     // `watch` shows the last state: ten connected.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !watch.last_counters().starts_with("10 paired, 10 connected") {
-        assert!(
-            Instant::now() < deadline,
-            "watch shows {:?}",
-            watch.last_counters()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    watch.wait_frame("ten connected", |frame| {
+        frame.contains("10 paired, 10 connected")
+    });
     // No warning, no disconnection of a commissioned device.
     let events: Vec<Value> = g.seen.iter().cloned().chain(g.events.try_iter()).collect();
     let warnings: Vec<&Value> = events.iter().filter(|v| v["event"] == "warning").collect();

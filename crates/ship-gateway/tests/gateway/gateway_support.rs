@@ -2,11 +2,11 @@
 //! JSON events, asserting one-line errors.
 #![allow(dead_code, unreachable_pub)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -467,4 +467,77 @@ pub fn qr_text_of(dir: &Path, args: &[&str]) -> String {
         "the terminal picture does not read back to the text"
     );
     text.to_owned()
+}
+
+/// `ship-gateway watch` on a terminal (a pseudo-terminal made by `script`), its output read
+/// frame by frame (each view starts by clearing the screen).
+pub struct WatchOnTerminal {
+    child: std::process::Child,
+    output: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl WatchOnTerminal {
+    /// Starts `ship-gateway watch` for `dir` on a pseudo-terminal.
+    pub fn start(dir: &Path) -> WatchOnTerminal {
+        use std::process::{Command, Stdio};
+        let command = format!("{BIN} --data-dir {} watch", dir.display());
+        let mut child = Command::new("script")
+            .args(["-qfec", &command, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("script (util-linux) makes the terminal for this test");
+        let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = output.clone();
+        let mut out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        });
+        WatchOnTerminal { child, output }
+    }
+
+    /// The views drawn so far (the last one may still be arriving).
+    pub fn frames(&self) -> Vec<String> {
+        self.output
+            .lock()
+            .unwrap()
+            .split("\x1b[H\x1b[2J")
+            .skip(1)
+            .map(|frame| frame.replace('\r', ""))
+            .collect()
+    }
+
+    /// Waits until the latest view satisfies `f`, and returns it.
+    pub fn wait_frame(&self, what: &str, f: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(last) = self.frames().last()
+                && f(last)
+            {
+                return last.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no view with {what}; the last: {:?}",
+                self.frames().last()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for WatchOnTerminal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

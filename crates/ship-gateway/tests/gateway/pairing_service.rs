@@ -136,7 +136,7 @@ async fn the_gateway_pairs_a_device_through_the_pairing_service_over_mdns() {
 /// mDNS in the private namespace: an eebus control unit pairs itself with the gateway (energy
 /// manager), and the gateway (control unit, `pair --pairing-service`) pairs itself with an
 /// eebus energy manager; data flows both ways after each pairing.
-mod eebus_peers {
+pub(crate) mod eebus_peers {
     use super::*;
     use eebus::cert::{self as eebus_cert, CertParams};
     use eebus::mdns::Mdns as TheirMdns;
@@ -162,12 +162,15 @@ mod eebus_peers {
     const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
     const THEIR_EM: &str = "i:46925_u:their-em";
 
-    fn their_node(ship_id: &str, trust: TheirTrust) -> Node {
+    /// An `eebus` crate node with a new identity (SHIP ID `ship_id`) that trusts `trust`.
+    pub(crate) fn their_node(ship_id: &str, trust: TheirTrust) -> Node {
         let identity = eebus_cert::self_signed(CertParams::new(ship_id)).expect("eebus identity");
         Node::new(ship_id, TheirTls::new(identity), trust)
     }
 
-    fn spine_engine(unique: &str) -> eebus::spine::Engine {
+    /// A minimal SPINE device (one CEM entity with a generic client feature) for an `eebus`
+    /// crate hub.
+    pub(crate) fn spine_engine(unique: &str) -> eebus::spine::Engine {
         use eebus::model::{DeviceType, EntityType, FeatureType, Role as SpineRole};
         use eebus::spine::{Engine, LocalDevice, LocalEntity, LocalFeature};
         let mut device = LocalDevice::new("i:46925", unique, DeviceType::EnergyManagementSystem)
