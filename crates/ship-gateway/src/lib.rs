@@ -30,6 +30,7 @@ mod prompt;
 mod qr;
 mod run;
 mod secrets;
+mod serve;
 mod settings;
 mod status;
 mod store;

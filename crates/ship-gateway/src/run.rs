@@ -20,7 +20,6 @@ use ship_hub::hub::{
 use ship_hub::identity::Identity;
 use ship_hub::pairing_service::PairingSecret;
 use ship_hub::{ShipId, Ski};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::auth::{Access, Auth};
@@ -28,13 +27,14 @@ use crate::api::bus::{BusLimits, EventBus};
 use crate::api::live::Live;
 use crate::api::{self, ApiState};
 use crate::callbacks::GatewayCallbacks;
-use crate::control::{self, ControlServer};
+use crate::control::{self, ControlServer, SocketFront};
 use crate::data_dir::{self, DataDir};
 use crate::device::{default_ship_id, device_info};
 use crate::error::GatewayError;
 use crate::events::{Event, EventLog};
 use crate::pairing_request::PairingRequests;
 use crate::prompt::{self, PairingPrompt};
+use crate::serve::Serving;
 use crate::settings::{Settings, StaticPeer};
 use crate::store::{FileLock, LockedTrustStore};
 
@@ -51,7 +51,8 @@ pub struct Gateway {
     log: Arc<EventLog>,
     /// Cancelled by [`Gateway::stop`]: the HTTP API and the control socket stop serving.
     shutdown: CancellationToken,
-    servers: Vec<JoinHandle<()>>,
+    /// The HTTP API's fronts (TCP, the control socket).
+    servers: Vec<Serving>,
     /// The control socket, removed at the stop (`None`: it could not be bound).
     control_path: Option<PathBuf>,
     http: Option<SocketAddr>,
@@ -164,15 +165,22 @@ impl Gateway {
                 qr: qr.clone(),
                 pairing_request: pairing.requests.clone(),
                 mdns: settings.mdns,
+                shutdown: shutdown.clone(),
             })
         };
         let mut servers = Vec::new();
-        let control_path = serve_control(&settings, &home.dir, &log, &mut servers, || {
-            api_state(Access::Socket, None)
-        });
+        let control_path =
+            serve_control(&settings, &home.dir, &log, &shutdown, &mut servers, || {
+                api_state(Access::Socket, None)
+            });
         let http_address = http.map(|front| {
             let conns = api::conns(&settings.http_limits);
-            serve_http(front, api_state(Access::Http, Some(conns)), &mut servers)
+            serve_http(
+                front,
+                api_state(Access::Http, Some(conns)),
+                &shutdown,
+                &mut servers,
+            )
         });
 
         log.emit(Event::Listening {
@@ -225,23 +233,26 @@ impl Gateway {
     pub async fn stop(self, why: &str) -> StopReport {
         let signalled = std::time::Instant::now();
         self.log.emit(Event::Stopping { signal: why.into() });
+        // The fronts close their listeners and finish the requests in flight while the hub
+        // shuts down; what is still busy at the shutdown deadline is dropped.
         self.shutdown.cancel();
-        for server in &self.servers {
-            server.abort();
-        }
         if let Some(path) = &self.control_path {
             let _ = std::fs::remove_file(path);
         }
-        let report = self.hub.shutdown().await;
+        let deadline = HubTimers::default().shutdown_deadline;
+        let servers = futures_util::future::join_all(
+            self.servers
+                .into_iter()
+                .map(|server| server.finish(deadline.saturating_sub(signalled.elapsed()))),
+        );
+        let (report, _) = tokio::join!(self.hub.shutdown(), servers);
         // A PIN question on the screen turned the terminal's echo off: back on before we go.
         prompt::restore_terminal();
         self.log.emit(Event::Stopped {
             connections_closed_in_time: report.connections_closed_in_time,
             elapsed_ms: report.elapsed.as_millis(),
         });
-        let left = HubTimers::default()
-            .shutdown_deadline
-            .saturating_sub(signalled.elapsed());
+        let left = deadline.saturating_sub(signalled.elapsed());
         let log = self.log.clone();
         let _ =
             tokio::task::spawn_blocking(move || log.flush(left.max(Duration::from_millis(100))))
@@ -532,17 +543,18 @@ fn serve_control(
     settings: &Settings,
     dir: &DataDir,
     log: &EventLog,
-    servers: &mut Vec<JoinHandle<()>>,
+    shutdown: &CancellationToken,
+    servers: &mut Vec<Serving>,
     state: impl FnOnce() -> Arc<ApiState>,
 ) -> Option<PathBuf> {
     let control_path = dir.control_path();
     match control::bind(&control_path) {
         Ok(listener) => {
-            let server = Arc::new(ControlServer {
+            let front = SocketFront::new(ControlServer {
                 limits: settings.control,
                 api: api::router(state()),
             });
-            servers.push(tokio::spawn(server.serve(listener)));
+            servers.push(crate::serve::serve(listener, front, shutdown.clone()));
             Some(control_path)
         }
         Err(error) => {
@@ -561,9 +573,10 @@ fn serve_control(
 fn serve_http(
     front: HttpFront,
     state: Arc<ApiState>,
-    servers: &mut Vec<JoinHandle<()>>,
+    shutdown: &CancellationToken,
+    servers: &mut Vec<Serving>,
 ) -> SocketAddr {
-    servers.push(tokio::spawn(api::serve(front.listener, state)));
+    servers.extend(api::serve(front.listener, state, shutdown.clone()));
     front.address
 }
 

@@ -1011,8 +1011,11 @@ async fn events(
     let bus = state.bus.clone();
     let mut changes = bus.subscribe();
     let mut last = resume.unwrap_or_else(|| bus.last_id());
+    let shutdown = state.shutdown.clone();
     let stream = async_stream(move |yielder| async move {
         let _permit = permit;
+        // Once the gateway stops, what is in the bus is sent and the stream ends.
+        let mut stopping = false;
         loop {
             let batch = bus.after(last);
             if batch.lost > 0 {
@@ -1025,8 +1028,16 @@ async fn events(
                     .await;
             }
             if batch.events.is_empty() {
-                if changes.changed().await.is_err() {
+                if stopping {
                     return;
+                }
+                tokio::select! {
+                    changed = changes.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                    }
+                    () = shutdown.cancelled() => stopping = true,
                 }
                 continue;
             }

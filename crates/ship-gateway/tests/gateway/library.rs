@@ -85,6 +85,11 @@ async fn a_gateway_started_in_process_stops_through_its_shutdown_and_leaves_no_t
     .unwrap();
     assert!(line.starts_with("HTTP/1.1 200"), "{line}");
 
+    // Idle connections on both fronts, left open across the stop: they must not keep a task.
+    let idle_http = std::net::TcpStream::connect(http).unwrap();
+    let idle_socket = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
     let report = tokio::time::timeout(STOP_BOUND, gateway.stop("test"))
         .await
         .expect("the stop completes within its bound");
@@ -95,6 +100,7 @@ async fn a_gateway_started_in_process_stops_through_its_shutdown_and_leaves_no_t
     assert_eq!(
         tasks_left_after(Duration::from_secs(5)).await,
         0,
-        "every task of the gateway ended"
+        "every task of the gateway ended (its idle connections included)"
     );
+    drop((idle_http, idle_socket));
 }
