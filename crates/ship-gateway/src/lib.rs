@@ -14,7 +14,6 @@
 #![warn(missing_docs)]
 
 mod api;
-mod callbacks;
 pub mod cli;
 mod client;
 mod commands;
@@ -25,6 +24,7 @@ mod discover;
 mod error;
 mod escape;
 mod events;
+mod hub_events;
 mod pairing_request;
 mod prompt;
 mod qr;

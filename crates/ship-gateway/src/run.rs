@@ -2,20 +2,22 @@
 //!
 //! [`Gateway::start`] is a sequence of named steps, each of which may fail with a one-line
 //! error before anything is announced: [`open_data_dir`], [`pairing_service`], the event log,
-//! [`start_prompt`], [`bind_http`], the event bus, [`callbacks`], [`discovery`],
-//! [`store_static_peers`], [`start_hub`]; then, with the hub running, [`say_warnings`],
+//! [`bind_http`], the event bus, [`decider`], [`discovery`], [`store_static_peers`],
+//! [`start_hub`] (with the hub's event stream), [`start_prompt`]; then, with the hub running,
+//! [`follow_hub`] (the one task that reads the hub's events), [`say_warnings`],
 //! [`serve_control`], [`serve_http`], the `listening` event and [`pair_static_peers`].
-//! [`Gateway::stop`] cancels the one shutdown token the servers watch, shuts the hub down and
-//! writes the last events.
+//! [`Gateway::stop`] cancels the one shutdown token the servers watch, shuts the hub down,
+//! waits for the events task to write the hub's last events and writes its own.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ship_hub::discovery::{Discovery, InterfaceSelection, MdnsConfig, MdnsDiscovery};
 use ship_hub::hub::{
-    AcceptRequests, DeviceInfo, Hub, HubConfig, HubError, HubTimers, RequestPairing, TrustStore,
+    AcceptRequests, DeviceInfo, Hub, HubConfig, HubError, HubEvents, HubTimers, RequestPairing,
+    TrustStore,
 };
 use ship_hub::identity::Identity;
 use ship_hub::pairing_service::PairingSecret;
@@ -26,12 +28,12 @@ use crate::api::auth::{Access, Auth};
 use crate::api::bus::{BusLimits, EventBus};
 use crate::api::live::Live;
 use crate::api::{self, ApiState};
-use crate::callbacks::GatewayCallbacks;
 use crate::control::{self, ControlServer, SocketFront};
 use crate::data_dir::{self, DataDir};
 use crate::device::{default_ship_id, device_info};
 use crate::error::GatewayError;
 use crate::events::{Event, EventLog};
+use crate::hub_events::{Decider, Follower, Notes};
 use crate::pairing_request::PairingRequests;
 use crate::prompt::{self, PairingPrompt};
 use crate::serve::Serving;
@@ -49,6 +51,9 @@ const LOCK_PATIENCE: Duration = Duration::from_secs(3);
 pub struct Gateway {
     hub: Hub,
     log: Arc<EventLog>,
+    /// The one task that reads the hub's events ([`follow_hub`]); it ends after the hub's
+    /// shutdown, once every event is written.
+    events: tokio::task::JoinHandle<()>,
     /// Cancelled by [`Gateway::stop`]: the HTTP API and the control socket stop serving.
     shutdown: CancellationToken,
     /// The HTTP API's fronts (TCP, the control socket).
@@ -116,11 +121,9 @@ impl Gateway {
                 source,
             })?,
         );
-        let hub_cell: Arc<OnceLock<Hub>> = Arc::new(OnceLock::new());
-        let pairing = pairing_service(&settings, &home, secret, replay_history, &log, &hub_cell)?;
+        let pairing = pairing_service(&settings, &home, secret, replay_history, &log)?;
         // What the gateway knows beyond the hub (live states, waiting requests, cooling-off).
         let live = Arc::new(Live::new(settings.cooling_off, settings.remember_denial));
-        let prompt = start_prompt(&settings, &hub_cell, &log, &live)?;
         // The HTTP API: its token and its socket before anything else starts, so that a bad
         // token file or a taken port is a clear error at once.
         let http = bind_http(&settings, &home.dir, &log).await?;
@@ -130,13 +133,22 @@ impl Gateway {
             bus.keep_history();
         }
         log.publish_to(bus.clone());
-        let callbacks = callbacks(
-            &settings, &home, &log, &hub_cell, prompt, &live, &pairing, &http,
-        );
+        let notes = Arc::new(Notes::default());
+        let decider = decider(&settings, &live, &notes, &http);
         let discovery = discovery(&settings, ski)?;
         let stored_peers = store_static_peers(&settings, &home.trust).await;
-        let hub = start_hub(&settings, &home, device, discovery, callbacks, &pairing).await?;
-        let _ = hub_cell.set(hub.clone());
+        let (hub, hub_events) =
+            start_hub(&settings, &home, device, discovery, decider, &pairing).await?;
+        let prompt = match start_prompt(&settings, &hub, &log, &live) {
+            Ok(prompt) => prompt,
+            Err(error) => {
+                hub.shutdown().await;
+                return Err(error);
+            }
+        };
+        let events = follow_hub(
+            &settings, &home, &hub, hub_events, &log, prompt, &live, &pairing, &http, notes,
+        );
         say_warnings(&settings, &log);
 
         let shutdown = CancellationToken::new();
@@ -192,11 +204,12 @@ impl Gateway {
             mdns: settings.mdns,
             auto_accept: settings.auto_accept,
         });
-        pairing.requests.announced_at_start();
+        pairing.requests.announced_at_start(&hub);
         pair_static_peers(&hub, &log, stored_peers).await;
         Ok(Gateway {
             hub,
             log,
+            events,
             shutdown,
             servers,
             control_path,
@@ -246,6 +259,9 @@ impl Gateway {
                 .map(|server| server.finish(deadline.saturating_sub(signalled.elapsed()))),
         );
         let (report, _) = tokio::join!(self.hub.shutdown(), servers);
+        // The hub's last events (its peers' last states) are written before `stopped`.
+        let _ =
+            tokio::time::timeout(deadline.saturating_sub(signalled.elapsed()), self.events).await;
         // A PIN question on the screen turned the terminal's echo off: back on before we go.
         prompt::restore_terminal();
         self.log.emit(Event::Stopped {
@@ -317,15 +333,9 @@ fn pairing_service(
     secret: Option<PairingSecret>,
     replay_history: Vec<[u8; 32]>,
     log: &Arc<EventLog>,
-    hub: &Arc<OnceLock<Hub>>,
 ) -> Result<PairingSetup, GatewayError> {
-    let (requests, requested) = PairingRequests::start(
-        &home.dir,
-        &home.trust,
-        settings.mdns,
-        log.clone(),
-        hub.clone(),
-    )?;
+    let (requests, requested) =
+        PairingRequests::start(&home.dir, &home.trust, settings.mdns, log.clone())?;
     Ok(PairingSetup {
         secret,
         replay_history,
@@ -334,16 +344,21 @@ fn pairing_service(
     })
 }
 
-/// Step: the terminal prompt for pairing requests and PINs, when stdin is a terminal, prompting
-/// is on and auto-accept is off.
+/// Whether the terminal prompt asks about pairing requests and PINs: stdin is a terminal,
+/// prompting is on and auto-accept is off.
+fn prompting(settings: &Settings) -> bool {
+    use std::io::IsTerminal;
+    settings.prompt && !settings.auto_accept && std::io::stdin().is_terminal()
+}
+
+/// Step: the terminal prompt for pairing requests and PINs, when [`prompting`].
 fn start_prompt(
     settings: &Settings,
-    hub: &Arc<OnceLock<Hub>>,
+    hub: &Hub,
     log: &Arc<EventLog>,
     live: &Arc<Live>,
 ) -> Result<Option<std::sync::mpsc::Sender<PairingPrompt>>, GatewayError> {
-    use std::io::IsTerminal;
-    if !(settings.prompt && !settings.auto_accept && std::io::stdin().is_terminal()) {
+    if !prompting(settings) {
         return Ok(None);
     }
     prompt::start(hub.clone(), log.clone(), live.clone())
@@ -386,39 +401,66 @@ async fn bind_http(
     }))
 }
 
-/// Step: the hub's callbacks (`crate::callbacks`).
+/// Step: the hub's callbacks: the [`Decider`] of pairing and PIN requests, which answers from
+/// the gateway's own state and never calls the hub.
+fn decider(
+    settings: &Settings,
+    live: &Arc<Live>,
+    notes: &Arc<Notes>,
+    http: &Option<HttpFront>,
+) -> Arc<Decider> {
+    Arc::new(Decider {
+        live: live.clone(),
+        auto_accept: settings.auto_accept,
+        asking: prompting(settings) || ask_over_http(settings, http),
+        notes: notes.clone(),
+    })
+}
+
+/// Pairing requests wait for a decision over the API (the console, `approve`) even without a
+/// terminal.
+fn ask_over_http(settings: &Settings, http: &Option<HttpFront>) -> bool {
+    (http.is_some() || settings.ask) && !settings.auto_accept
+}
+
+/// Step: the one task that reads the hub's events (`crate::hub_events`) and feeds the event
+/// log, the live state of the API and the console, the terminal prompt and our own Pairing
+/// Service request.
 #[allow(clippy::too_many_arguments)]
-fn callbacks(
+fn follow_hub(
     settings: &Settings,
     home: &Home,
+    hub: &Hub,
+    events: HubEvents,
     log: &Arc<EventLog>,
-    hub: &Arc<OnceLock<Hub>>,
     prompt: Option<std::sync::mpsc::Sender<PairingPrompt>>,
     live: &Arc<Live>,
     pairing: &PairingSetup,
     http: &Option<HttpFront>,
-) -> Arc<GatewayCallbacks> {
-    Arc::new(GatewayCallbacks {
-        log: log.clone(),
+    notes: Arc<Notes>,
+) -> tokio::task::JoinHandle<()> {
+    let follower = Follower {
         hub: hub.clone(),
+        log: log.clone(),
         prompt,
-        auto_accept: settings.auto_accept,
         echo: settings.echo,
         replay_file: pairing
             .secret
             .is_some()
             .then(|| home.dir.replay_history_path()),
         live: live.clone(),
-        ask_over_http: (http.is_some() || settings.ask) && !settings.auto_accept,
+        ask_over_http: ask_over_http(settings, http),
         last_visible: Default::default(),
         pairing_request: pairing.requests.clone(),
         pin_warnings: crate::throttle::Throttle::new(
-            crate::callbacks::PIN_WARNING_INTERVAL,
-            crate::callbacks::PIN_WARNINGS_PER_INTERVAL,
+            crate::hub_events::PIN_WARNING_INTERVAL,
+            crate::hub_events::PIN_WARNINGS_PER_INTERVAL,
         ),
         trust: home.trust.clone(),
         command: data_dir::command_for(home.dir.path()),
-    })
+        notes,
+    };
+    tokio::spawn(crate::hub_events::follow(follower, events))
 }
 
 /// Step: mDNS discovery, unless it is off (`--no-mdns`); refuses an interface that does not
@@ -461,15 +503,15 @@ async fn store_static_peers(settings: &Settings, trust: &Arc<LockedTrustStore>) 
 }
 
 /// Step: starts the hub on the configured address, or on `[::]` and else `0.0.0.0` (a host
-/// without IPv6).
+/// without IPv6), with its event stream (subscribed before anything happens).
 async fn start_hub(
     settings: &Settings,
     home: &Home,
     device: DeviceInfo,
     discovery: Option<Arc<dyn Discovery>>,
-    callbacks: Arc<GatewayCallbacks>,
+    decider: Arc<Decider>,
     pairing: &PairingSetup,
-) -> Result<Hub, GatewayError> {
+) -> Result<(Hub, HubEvents), GatewayError> {
     let binds: Vec<SocketAddr> = match settings.bind {
         Some(ip) => vec![SocketAddr::new(ip, settings.port)],
         None => vec![
@@ -485,7 +527,11 @@ async fn start_hub(
         config.auto_accept = settings.auto_accept;
         config.pin_requirement = settings.pin_requirement.clone();
         config.trust_store = home.trust.clone();
-        config.callbacks = callbacks.clone();
+        config.callbacks = decider.clone();
+        // The gateway's one event stream never drops an event (what the callbacks' queue gave
+        // before): its data events hold their peers' inbound budgets, and the other events are
+        // few per connection and written (or coalesced) by the event log at once.
+        config.limits.max_queued_events = usize::MAX;
         if let Some(n) = settings.max_connections {
             config.limits.max_connections = n;
         }
@@ -503,8 +549,8 @@ async fn start_hub(
             accept
         });
         config.pairing_service.request = pairing.requested.clone();
-        match Hub::start(config).await {
-            Ok(hub) => return Ok(hub),
+        match Hub::start_with_events(config).await {
+            Ok(started) => return Ok(started),
             Err(HubError::Bind { addr, source })
                 if source.kind() == std::io::ErrorKind::AddrInUse =>
             {
