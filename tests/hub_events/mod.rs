@@ -211,9 +211,9 @@ async fn a_data_event_holds_the_inbound_budget_until_it_is_dropped() {
 
 /// `Hub::start_with_events`: the stream is subscribed before the hub runs anything, so it
 /// yields everything the callbacks hear from the very first event: here a paired peer that
-/// the hub dials as it starts (a stream taken with `events()` after `start` may miss its
-/// first states).
-#[tokio::test]
+/// the hub dials as it starts, on a multi-threaded runtime (a stream taken with `events()`
+/// after `start` and 50 ms of other work misses its first state, `Queued`: 10 of 10 runs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_from_the_start_sees_every_event_from_the_first() {
     use ship_hub::hub::{Hub, MemoryTrustStore, PairedPeer, TrustStore};
     let rb = Recorder::new();
@@ -228,6 +228,9 @@ async fn a_stream_from_the_start_sees_every_event_from_the_first() {
     ca.trust_store = trust;
     b.pair(ca.identity.ski(), None).unwrap();
     let (a, mut events) = Hub::start_with_events(ca).await.expect("hub starts");
+    // The application does other things before it reads (the gateway starts its prompt and
+    // its events task): the hub's other workers dial meanwhile.
+    std::thread::sleep(std::time::Duration::from_millis(50));
     assert!(ra.wait_for(WAIT, |s| *s == Seen::Connected(b_ski)).await);
     a.shutdown().await;
     b.shutdown().await;

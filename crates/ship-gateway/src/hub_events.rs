@@ -623,6 +623,45 @@ mod tests {
         assert!(last.changed(&[]));
     }
 
+    /// The decider answers from the gateway's own state alone, and leaves the events task a
+    /// note per request saying why a device was refused without asking (the words depend on
+    /// the state at decision time: a cooling-off is said once).
+    #[test]
+    fn the_decider_refuses_denied_and_cooling_off_devices_and_notes_why_per_request() {
+        let live = Arc::new(Live::new(std::time::Duration::from_secs(60), None));
+        let notes = Arc::new(Notes::default());
+        let decider = Decider {
+            live: live.clone(),
+            auto_accept: false,
+            asking: true,
+            notes: notes.clone(),
+        };
+        let (denied, cooling, stranger) = (
+            Ski::from_bytes([1; 20]),
+            Ski::from_bytes([2; 20]),
+            Ski::from_bytes([3; 20]),
+        );
+        live.denied(denied);
+        live.start_cooling(cooling);
+        let address = "127.0.0.1:4711".parse().unwrap();
+        let ask = |ski| decider.pairing_requested(&PairingRequest::new(ski, address));
+        assert_eq!(ask(stranger), PairingDecision::Ask);
+        assert_eq!(ask(denied), PairingDecision::Refuse);
+        assert_eq!(ask(cooling), PairingDecision::Refuse);
+        assert_eq!(ask(cooling), PairingDecision::Refuse);
+        assert_eq!(notes.take(stranger), None);
+        assert!(matches!(notes.take(denied), Some(Refusal::Denied { .. })));
+        assert!(matches!(
+            notes.take(cooling),
+            Some(Refusal::CoolingOff { first: true, .. })
+        ));
+        assert!(matches!(
+            notes.take(cooling),
+            Some(Refusal::CoolingOff { first: false, .. })
+        ));
+        assert_eq!(notes.take(cooling), None, "one note per request");
+    }
+
     #[test]
     fn auto_accept_accepts_a_terminal_asks_and_otherwise_refuses() {
         assert_eq!(decision(true, false), PairingDecision::Accept);
