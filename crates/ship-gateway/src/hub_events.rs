@@ -3,8 +3,8 @@
 //! the console's live state ([`Live`]: peers' states, waiting requests and PIN waits, the last
 //! admission refusal), the terminal prompt and our own Pairing Service request. The stream is
 //! subscribed before the hub runs anything (`Hub::start_with_events`) and is unbounded (the
-//! gateway raises `Limits::max_queued_events`): it never lags, so every line the callbacks used
-//! to write is written, in the hub's order.
+//! gateway raises `Limits::max_queued_events`): it never lags, so every happening of the hub is
+//! said, in the hub's order (the event log coalesces a slow stdout's lines as it always did).
 //!
 //! The hub still asks for two decisions synchronously: the [`Decider`] answers them from the
 //! gateway's own state (auto-accept, whether anybody can be asked, the devices a person denied
@@ -162,7 +162,10 @@ impl Callbacks for Decider {
 
 /// The one reader of the hub's event stream.
 pub(crate) struct Follower {
+    /// The hub, for what an event does not carry (a peer's TLS suite, its announced name) and
+    /// for `--echo`.
     pub(crate) hub: Hub,
+    /// Where every event is said (stdout, and the API's event bus).
     pub(crate) log: Arc<EventLog>,
     /// The terminal prompt, when stdin is a terminal and prompting is on.
     pub(crate) prompt: Option<mpsc::Sender<PairingPrompt>>,
