@@ -98,6 +98,28 @@ impl Hub {
     /// announcement) runs before anything is spawned, so a start that fails leaves no listening
     /// socket and no task behind.
     pub async fn start(config: HubConfig) -> Result<Hub, HubError> {
+        Ok(Hub::launch(config, false).await?.0)
+    }
+
+    /// [`Hub::start`], with an event stream ([`Hub::events`]) subscribed before anything is
+    /// spawned: it sees every event of the hub's life, including those of the peers dialled,
+    /// the connections accepted and the services seen before `start` returns (a stream from
+    /// [`Hub::events`] called after `start` may miss those). For an application whose one
+    /// view of the hub is its event stream.
+    pub async fn start_with_events(
+        config: HubConfig,
+    ) -> Result<(Hub, super::callbacks::HubEvents), HubError> {
+        let (hub, events) = Hub::launch(config, true).await?;
+        let events = events.unwrap_or_else(|| hub.events());
+        Ok((hub, events))
+    }
+
+    /// Starts the hub; with `subscribe`, also an event stream that sees everything from the
+    /// start.
+    async fn launch(
+        config: HubConfig,
+        subscribe: bool,
+    ) -> Result<(Hub, Option<super::callbacks::HubEvents>), HubError> {
         let local_ski = config.identity.ski();
         let mut service = pairing_runtime::prepare(&config, local_ski)?;
         let pairing_requests = service.take_requests();
@@ -132,6 +154,8 @@ impl Hub {
             config.limits.max_inbound_bytes_total,
             config.limits.max_queued_events,
         );
+        // Queued before any task that reports can run: the stream misses nothing.
+        let events = subscribe.then(|| callbacks.subscribe());
         let seed = config.rng_seed.unwrap_or_else(rand::random);
         let (trust_writes, trust_queue) = mpsc::unbounded_channel();
         let shared = Arc::new_cyclic(|weak: &Weak<Shared>| {
@@ -194,14 +218,15 @@ impl Hub {
             );
         }
         tracing::info!(ski = %local_ski, addr = %local_addr, "hub started");
-        Ok(Hub {
+        let hub = Hub {
             _last_handle: Arc::new(StopOnDrop {
                 shared: shared.clone(),
             }),
             shared,
             local_addr,
             callbacks_done: Arc::new(Mutex::new(Some(callbacks_done))),
-        })
+        };
+        Ok((hub, events))
     }
 
     /// A stream of everything the [`super::Callbacks`] hear, as [`super::HubEvent`]s, in the

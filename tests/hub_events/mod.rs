@@ -208,3 +208,45 @@ async fn a_data_event_holds_the_inbound_budget_until_it_is_dropped() {
     b.shutdown().await;
     a.shutdown().await;
 }
+
+/// `Hub::start_with_events`: the stream is subscribed before the hub runs anything, so it
+/// yields everything the callbacks hear from the very first event: here a paired peer that
+/// the hub dials as it starts, on a multi-threaded runtime (a stream taken with `events()`
+/// after `start` and 50 ms of other work misses its first state, `Queued`: 10 of 10 runs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_from_the_start_sees_every_event_from_the_first() {
+    use ship_hub::hub::{Hub, MemoryTrustStore, PairedPeer, TrustStore};
+    let rb = Recorder::new();
+    let b = start(loopback_config(identity("b"), "node-b", &rb)).await;
+    let b_ski = b.local_ski();
+    let ra = Recorder::new();
+    let mut ca = loopback_config(identity("a"), "node-a", &ra);
+    let trust = std::sync::Arc::new(MemoryTrustStore::new());
+    let mut peer = PairedPeer::new(b_ski);
+    peer.last_address = Some(b.local_addr());
+    trust.upsert(peer).unwrap();
+    ca.trust_store = trust;
+    b.pair(ca.identity.ski(), None).unwrap();
+    let (a, mut events) = Hub::start_with_events(ca).await.expect("hub starts");
+    // The application does other things before it reads (the gateway starts its prompt and
+    // its events task): the hub's other workers dial meanwhile.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert!(ra.wait_for(WAIT, |s| *s == Seen::Connected(b_ski)).await);
+    a.shutdown().await;
+    b.shutdown().await;
+    let mut streamed = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        while let Some(event) = events.next().await {
+            streamed.extend(seen(&event));
+        }
+    })
+    .await
+    .expect("the stream ends after shutdown");
+    let called: Vec<Seen> = ra.all().into_iter().filter(|s| about(b_ski, s)).collect();
+    let streamed: Vec<Seen> = streamed.into_iter().filter(|s| about(b_ski, s)).collect();
+    assert!(
+        matches!(called.first(), Some(Seen::State(_, _))),
+        "{called:?}"
+    );
+    assert_eq!(streamed, called);
+}

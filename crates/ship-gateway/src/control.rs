@@ -51,7 +51,7 @@ pub(crate) const DEFAULT_CONTROL_CONNECTIONS: usize = 16;
 /// Default of [`ControlLimits::idle_timeout`].
 pub(crate) const DEFAULT_CONTROL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The running gateway's side: serves the API on the socket until the task is dropped.
+/// The running gateway's side: the API on the socket ([`SocketFront`] serves it).
 pub(crate) struct ControlServer {
     pub(crate) limits: ControlLimits,
     /// The HTTP API (`crate::api`), with socket access rules.
@@ -88,64 +88,77 @@ pub(crate) fn bind(path: &Path) -> Result<tokio::net::UnixListener, GatewayError
     Ok(listener)
 }
 
-impl ControlServer {
-    /// Accepts connections. At most [`ControlLimits::max_connections`] are served at once (one
-    /// more gets `503 busy` and is closed at once), and each must send its request headers
-    /// within [`ControlLimits::idle_timeout`] (else `408 idle_timeout`): silent clients cannot
-    /// hold file descriptors the gateway needs for its peers.
-    pub(crate) async fn serve(self: Arc<Self>, listener: tokio::net::UnixListener) {
-        let slots = Arc::new(tokio::sync::Semaphore::new(self.limits.max_connections));
-        loop {
-            let stream = match listener.accept().await {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    // Out of file descriptors, for example: do not spin.
-                    tracing::warn!(%error, "control socket: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
+/// Accepts connections (through [`crate::serve`]). At most [`ControlLimits::max_connections`]
+/// are served at once (one more gets `503 busy` and is closed at once), and each must send its
+/// request headers within [`ControlLimits::idle_timeout`] (else `408 idle_timeout`): silent
+/// clients cannot hold file descriptors the gateway needs for its peers.
+pub(crate) struct SocketFront {
+    server: ControlServer,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl SocketFront {
+    /// The front of `server`.
+    pub(crate) fn new(server: ControlServer) -> Arc<SocketFront> {
+        Arc::new(SocketFront {
+            slots: Arc::new(tokio::sync::Semaphore::new(server.limits.max_connections)),
+            server,
+        })
+    }
+}
+
+impl crate::serve::Front<tokio::net::UnixListener> for SocketFront {
+    fn connection(
+        self: &Arc<Self>,
+        stream: tokio::net::UnixStream,
+        _addr: tokio::net::unix::SocketAddr,
+        stop: crate::serve::Stop,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            answer_now(
+                &stream,
+                "503 Service Unavailable",
+                "busy",
+                &format!(
+                    "the gateway is busy: {} control connections are open; try again",
+                    self.server.limits.max_connections
+                ),
+            );
+            return None;
+        };
+        let api = self.server.api.clone();
+        let idle_timeout = self.server.limits.idle_timeout;
+        Some(async move {
+            let _slot = slot;
+            // hyper closes a connection whose headers are late without a word: wait for the
+            // first byte here to tell a silent client why it is closed.
+            let mut stream = stream;
+            let mut first = [0u8; 1];
+            let read = tokio::select! {
+                read = tokio::time::timeout(idle_timeout, stream.read(&mut first)) => read,
+                // The gateway stops: nothing was asked yet, nothing to finish.
+                () = stop.graceful.cancelled() => return,
             };
-            let Ok(slot) = slots.clone().try_acquire_owned() else {
-                answer_now(
+            match read {
+                Err(_elapsed) => answer_now(
                     &stream,
-                    "503 Service Unavailable",
-                    "busy",
-                    &format!(
-                        "the gateway is busy: {} control connections are open; try again",
-                        self.limits.max_connections
-                    ),
-                );
-                continue;
-            };
-            let server = self.clone();
-            tokio::spawn(async move {
-                let _slot = slot;
-                let idle_timeout = server.limits.idle_timeout;
-                // hyper closes a connection whose headers are late without a word: wait for the
-                // first byte here to tell a silent client why it is closed.
-                let mut stream = stream;
-                let mut first = [0u8; 1];
-                let read = tokio::time::timeout(idle_timeout, stream.read(&mut first)).await;
-                match read {
-                    Err(_elapsed) => answer_now(
-                        &stream,
-                        "408 Request Timeout",
-                        "idle_timeout",
-                        &format!("no request within {} s: closed", idle_timeout.as_secs_f64()),
-                    ),
-                    Ok(Ok(0)) | Ok(Err(_)) => {}
-                    Ok(Ok(_)) => {
-                        crate::api::serve_socket_connection(
-                            stream,
-                            first.to_vec(),
-                            server.api.clone(),
-                            idle_timeout,
-                            idle_timeout,
-                        )
-                        .await;
-                    }
+                    "408 Request Timeout",
+                    "idle_timeout",
+                    &format!("no request within {} s: closed", idle_timeout.as_secs_f64()),
+                ),
+                Ok(Ok(0)) | Ok(Err(_)) => {}
+                Ok(Ok(_)) => {
+                    crate::api::serve_socket_connection(
+                        stream,
+                        first.to_vec(),
+                        api,
+                        idle_timeout,
+                        idle_timeout,
+                        &stop,
+                    )
+                    .await;
                 }
-            });
-        }
+            }
+        })
     }
 }

@@ -10,7 +10,7 @@ use ship_hub::identity::IdentityError;
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub(crate) enum GatewayError {
+pub enum GatewayError {
     /// The command line could not be parsed (clap's first line).
     #[error("{0}")]
     Usage(String),
@@ -105,7 +105,7 @@ pub(crate) enum GatewayError {
 
 impl GatewayError {
     /// The process exit status: 2 for command-line errors, 1 for everything else.
-    pub(crate) fn exit_code(&self) -> u8 {
+    pub fn exit_code(&self) -> u8 {
         match self {
             GatewayError::Usage(_) => 2,
             _ => 1,

@@ -8,36 +8,14 @@
 //! status: 2 for a command line that cannot be parsed, 1 for everything else.
 #![forbid(unsafe_code)]
 
-mod api;
-mod callbacks;
-mod cli;
-mod client;
-mod commands;
-mod control;
-mod data_dir;
-mod discover;
-mod error;
-mod escape;
-mod events;
-mod pairing_request;
-mod prompt;
-mod qr;
-mod run;
-mod secrets;
-mod settings;
-mod status;
-mod store;
-mod throttle;
-
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 use clap::error::ErrorKind;
 
-use cli::{Cli, Command};
-use error::GatewayError;
-use settings::{RunSettings, one_line};
+use ship_gateway::cli::{Cli, Command, usage_line};
+use ship_gateway::{Gateway, GatewayError, Settings, one_line};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -55,26 +33,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// A command-line error as one line: clap's first line, with the items it lists below a line
-/// that ends in `:` (the missing arguments, say) brought up into it.
-fn usage_line(text: &str) -> String {
-    let mut lines = text.lines();
-    let first = lines
-        .next()
-        .unwrap_or("invalid command line")
-        .trim_start_matches("error: ");
-    let mut line = first.to_owned();
-    if first.ends_with(':') {
-        let items: Vec<&str> = lines
-            .take_while(|l| l.starts_with(char::is_whitespace) && !l.trim().is_empty())
-            .map(str::trim)
-            .collect();
-        line.push(' ');
-        line.push_str(&items.join(", "));
-    }
-    format!("{line} (see --help)")
-}
-
 fn fail(error: &GatewayError) -> ExitCode {
     eprintln!("ship-gateway: {}", one_line(&error.to_string()));
     ExitCode::from(error.exit_code())
@@ -90,63 +48,32 @@ fn execute(cli: Cli) -> Result<(), GatewayError> {
     } = cli;
     init_logging(verbose, quiet);
     match command.unwrap_or_else(|| Command::Run(Box::default())) {
-        Command::Run(args) => run::run(RunSettings::resolve(*args, data_dir, json)?),
-        Command::Ski => commands::ski(data_dir, json),
-        Command::Discover { seconds } => discover::discover(data_dir, seconds, json),
-        Command::Qr(args) => qr::show(data_dir, *args, json),
-        Command::Pair {
-            pairing_service: true,
-            ski,
-            ship_id,
-            qr,
-            name,
-            address,
-            pin,
-            secret_file,
-            fingerprint,
-            settle_after,
-        } => pairing_request::pair(
-            data_dir,
-            pairing_request::PairArgs {
-                ski,
-                ship_id,
-                qr,
-                name,
-                address,
-                pin,
-                secret_file,
-                fingerprint,
-                settle_after,
-            },
-        ),
-        Command::Pair {
-            qr: Some(text),
-            name,
-            address,
-            ..
-        } => qr::pair(data_dir, &text, name, address),
-        Command::Pair {
-            ski: Some(ski),
-            ship_id,
-            name,
-            address,
-            qr: None,
-            pin,
-            ..
-        } => commands::pair(data_dir, ski, ship_id, name, address, pin),
-        Command::Pair { .. } => Err(GatewayError::Usage(
-            "pair needs a SKI or --qr (see --help)".into(),
-        )),
-        Command::Unpair { ski } => commands::unpair(data_dir, ski),
-        Command::List => commands::list(data_dir, json),
-        Command::Status => status::status(data_dir, json),
-        Command::Watch => status::watch(data_dir, json),
-        Command::Approve { ski } => status::decide(data_dir, ski, true),
-        Command::Deny { ski } => status::decide(data_dir, ski, false),
-        Command::Disconnect { ski } => status::disconnect(data_dir, ski),
-        Command::Console => status::console(data_dir, json),
-        Command::Send { ski, payload } => commands::send(data_dir, ski, payload),
+        Command::Run(args) => run(Settings::resolve(*args, data_dir, json)?),
+        command => ship_gateway::execute(command, data_dir, json),
     }
+}
+
+/// `run`: starts the gateway and stops it at SIGINT or SIGTERM.
+fn run(settings: Settings) -> Result<(), GatewayError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| GatewayError::Io {
+            what: "starting the tokio runtime".into(),
+            source,
+        })?;
+    runtime.block_on(async {
+        // Before anything is announced: a signal that arrives once `listening` is out must
+        // start the phased shutdown, not kill the process.
+        let signals = Signals::install().map_err(|source| GatewayError::Io {
+            what: "installing the SIGINT/SIGTERM handlers".into(),
+            source,
+        })?;
+        let gateway = Gateway::start(settings).await?;
+        let signal = signals.wait().await;
+        gateway.stop(signal).await;
+        Ok(())
+    })
 }
 
 /// Diagnostics (the library's `tracing` output) on stderr. The level: `-q` errors only, `-v` info,
@@ -172,6 +99,30 @@ fn init_logging(verbose: u8, quiet: bool) {
         .with_ansi(colour)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// SIGINT and SIGTERM, caught from installation on.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Waits for either and names it.
+    async fn wait(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
+    }
 }
 
 #[cfg(test)]

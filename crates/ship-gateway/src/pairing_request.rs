@@ -18,7 +18,7 @@
 use std::io::{BufRead, IsTerminal, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -270,11 +270,10 @@ pub(crate) enum MakeError {
     Hub(String),
 }
 
-/// The running gateway's request, shared by the callbacks and the API.
+/// The running gateway's request, shared by the events task and the API.
 pub(crate) struct PairingRequests {
     path: PathBuf,
     log: Arc<EventLog>,
-    hub: Arc<OnceLock<Hub>>,
     mdns: bool,
     state: Mutex<Slot>,
 }
@@ -297,7 +296,6 @@ impl PairingRequests {
         trust: &LockedTrustStore,
         mdns: bool,
         log: Arc<EventLog>,
-        hub: Arc<OnceLock<Hub>>,
     ) -> Result<(Arc<PairingRequests>, Option<RequestPairing>), GatewayError> {
         let path = dir.pairing_request_path();
         let mut request = load(dir)?;
@@ -331,7 +329,6 @@ impl PairingRequests {
         let requests = Arc::new(PairingRequests {
             path,
             log,
-            hub,
             mdns,
             state: Mutex::new(Slot {
                 request,
@@ -346,10 +343,7 @@ impl PairingRequests {
     }
 
     /// After the hub started: says that the stored request is on the air.
-    pub(crate) fn announced_at_start(&self) {
-        let Some(hub) = self.hub.get() else {
-            return;
-        };
+    pub(crate) fn announced_at_start(&self, hub: &Hub) {
         if !hub.pairing_request_announced() {
             return;
         }
@@ -359,16 +353,11 @@ impl PairingRequests {
     }
 
     /// The request as `status` and the API show it.
-    pub(crate) fn view(&self) -> Option<RequestView> {
+    pub(crate) fn view(&self, hub: &Hub) -> Option<RequestView> {
         let slot = self.slot();
         let request = slot.request.as_ref()?;
         let mut view = RequestView::stored(request);
-        if !request.settled()
-            && self
-                .hub
-                .get()
-                .is_some_and(|hub| hub.pairing_request_announced())
-        {
+        if !request.settled() && hub.pairing_request_announced() {
             view.state = "announced";
             if let Some(since) = slot.connected_since_ms {
                 view.state = "connected";
@@ -379,8 +368,8 @@ impl PairingRequests {
     }
 
     /// The request, if it asks the energy manager `ski`.
-    pub(crate) fn view_for(&self, ski: &Ski) -> Option<RequestView> {
-        self.view().filter(|v| v.ski == ski.to_string())
+    pub(crate) fn view_for(&self, hub: &Hub, ski: &Ski) -> Option<RequestView> {
+        self.view(hub).filter(|v| v.ski == ski.to_string())
     }
 
     /// Makes (or replaces) the request at run time: stored, the energy manager paired, the
@@ -456,7 +445,9 @@ impl PairingRequests {
                 settles_in_s: request.settle_after.as_secs(),
             });
         }
-        Ok(self.view().unwrap_or_else(|| RequestView::stored(&request)))
+        Ok(self
+            .view(hub)
+            .unwrap_or_else(|| RequestView::stored(&request)))
     }
 
     /// The hub reported that our request settled: stored as settled (the secret erased), so

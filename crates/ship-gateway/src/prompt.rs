@@ -1,8 +1,8 @@
 //! Asking the user on the terminal whether to trust a peer that wants to pair.
 //!
-//! The hub's callbacks run on the tokio runtime and must not block, so
-//! [`crate::callbacks::GatewayCallbacks`] hands each request to this thread and returns at once
-//! (the peer waits in hello `pending`). The thread shows the peer's SKI, and the name, brand,
+//! The gateway's events task runs on the tokio runtime and must not block, so
+//! [`crate::hub_events::Follower`] hands each request to this thread and reads on (the peer
+//! waits in hello `pending`). The thread shows the peer's SKI, and the name, brand,
 //! model and type its mDNS record announces when they are known, reads `y`/`n`
 //! from stdin and answers with [`Hub::approve`] or [`Hub::deny`]. Only used when stdin is a
 //! terminal.
@@ -22,8 +22,8 @@
 use std::collections::VecDeque;
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::mpsc;
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use ship_hub::Ski;
@@ -187,10 +187,7 @@ enum Liveness {
     Unknown,
 }
 
-fn liveness(hub: &OnceLock<Hub>, request: &PairingPrompt) -> Liveness {
-    let Some(hub) = hub.get() else {
-        return Liveness::Unknown;
-    };
+fn liveness(hub: &Hub, request: &PairingPrompt) -> Liveness {
     use ConnectionState as S;
     match (request.pin.is_some(), hub.connection_state(request.ski)) {
         // A trust question waits in hello `pending`, a PIN question in the PIN step.
@@ -344,7 +341,7 @@ fn wait_until_known(
 
 /// The gateway's terminal: stderr for the questions, the hub for the answers.
 struct GatewayTerminal {
-    hub: Arc<OnceLock<Hub>>,
+    hub: Hub,
     log: Arc<EventLog>,
     /// Where a "no" starts the peer's cooling-off.
     live: Arc<crate::api::live::Live>,
@@ -364,7 +361,7 @@ impl Terminal for GatewayTerminal {
     }
 
     fn answer(&mut self, request: &PairingPrompt, approve: bool) {
-        let Some(hub) = self.hub.get() else { return };
+        let hub = &self.hub;
         let result = if approve {
             hub.approve(request.ski)
         } else {
@@ -396,7 +393,7 @@ impl Terminal for GatewayTerminal {
 
     /// The PIN goes to the hub and nowhere else: the events name the peer only.
     fn answer_pin(&mut self, request: &PairingPrompt, line: Option<&str>) {
-        let Some(hub) = self.hub.get() else { return };
+        let hub = &self.hub;
         self.live.pin_answered(&request.ski);
         let typed = line.map(str::trim).filter(|l| !l.is_empty());
         let result = match typed.map(Pin::new) {
@@ -424,12 +421,10 @@ impl Terminal for GatewayTerminal {
 
     fn ended(&mut self, request: &PairingPrompt) {
         use ConnectionState as S;
-        let paired = self.hub.get().is_some_and(|hub| {
-            matches!(
-                hub.connection_state(request.ski),
-                S::Trusted | S::Pin | S::Completed
-            )
-        });
+        let paired = matches!(
+            self.hub.connection_state(request.ski),
+            S::Trusted | S::Pin | S::Completed
+        );
         let end = self.live.request_end(&request.ski);
         let (notice, warn) = ended_notice(request, end, paired);
         self.show(&notice);
@@ -483,7 +478,7 @@ pub(crate) fn restore_terminal() {
 
 /// Starts the prompt thread; it ends when every sender is dropped.
 pub(crate) fn start(
-    hub: Arc<OnceLock<Hub>>,
+    hub: Hub,
     log: Arc<EventLog>,
     live: Arc<crate::api::live::Live>,
 ) -> std::io::Result<mpsc::Sender<PairingPrompt>> {

@@ -11,9 +11,9 @@ use ship_hub::{ShipId, Ski};
 use crate::cli::{QrArgs, RunArgs};
 use crate::commands;
 use crate::data_dir::{self, DataDir};
+use crate::device::{DEVICE_CATEGORIES, default_ship_id};
 use crate::error::GatewayError;
-use crate::run::{DEVICE_CATEGORIES, default_ship_id};
-use crate::settings::{Device, RunSettings};
+use crate::settings::{Device, Settings};
 
 /// `qr`: prints the code on the terminal (or writes it as SVG) and its text.
 pub(crate) fn show(
@@ -43,7 +43,7 @@ pub(crate) fn show(
         ship_id,
         ..RunArgs::default()
     };
-    let settings = RunSettings::resolve(run_args, data_dir, json)?;
+    let settings = Settings::resolve(run_args, data_dir, json)?;
     let dir = DataDir::open(settings.data_dir.clone(), true)?;
     let device = &settings.device;
     let cn = device.name.as_deref().unwrap_or("ship-gateway");

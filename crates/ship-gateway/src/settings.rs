@@ -199,9 +199,11 @@ pub(crate) struct Device {
     pub(crate) ship_id: Option<ShipId>,
 }
 
-/// Everything `run` needs, resolved.
+/// Everything `run` needs, resolved: the configuration file merged with the flags, checked.
+/// Build it with [`Settings::from_command_line`] or [`Settings::resolve`]; start a gateway with
+/// it with [`crate::Gateway::start`].
 #[derive(Debug, Clone)]
-pub(crate) struct RunSettings {
+pub struct Settings {
     pub(crate) data_dir: Option<PathBuf>,
     pub(crate) bind: Option<IpAddr>,
     pub(crate) port: u16,
@@ -245,13 +247,70 @@ pub(crate) struct RunSettings {
     pub(crate) remember_denial: Option<Duration>,
 }
 
-impl RunSettings {
+impl Settings {
+    /// The settings of `ship-gateway run ARGS…`: `args` are what follows `run` on the command
+    /// line (its flags, and the global `--data-dir` and `--json`), e.g.
+    /// `["--data-dir", "/tmp/gw", "--no-mdns", "--port", "0"]`. The configuration file named by
+    /// `--config` is read and the flags applied over it, as [`Settings::resolve`] does; a
+    /// command line that cannot be parsed is [`GatewayError::Usage`].
+    pub fn from_command_line<I, T>(args: I) -> Result<Settings, GatewayError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::Parser;
+        let argv = ["ship-gateway".into(), "run".into()]
+            .into_iter()
+            .chain(args.into_iter().map(Into::into));
+        let cli = crate::cli::Cli::try_parse_from(argv)
+            .map_err(|error| GatewayError::Usage(crate::cli::usage_line(&error.to_string())))?;
+        match cli.command {
+            Some(crate::cli::Command::Run(args)) => {
+                Settings::resolve(*args, cli.data_dir, cli.json)
+            }
+            _ => Err(GatewayError::Usage(
+                "not the flags of `run` (see --help)".into(),
+            )),
+        }
+    }
+
+    /// The data directory (`None`: the default one, [`Settings::resolve`] leaves it to the
+    /// gateway).
+    pub fn data_dir(&self) -> Option<&std::path::Path> {
+        self.data_dir.as_deref()
+    }
+
+    /// The SHIP port (0: one the system picks).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The address the SHIP listener binds (`None`: every address, IPv6 and IPv4).
+    pub fn bind(&self) -> Option<IpAddr> {
+        self.bind
+    }
+
+    /// Whether mDNS (announcing and discovery) is on.
+    pub fn mdns(&self) -> bool {
+        self.mdns
+    }
+
+    /// Where the HTTP API is served (`None`: it is not).
+    pub fn http(&self) -> Option<SocketAddr> {
+        self.http
+    }
+
+    /// Whether the events are JSON lines (else text for people).
+    pub fn json(&self) -> bool {
+        self.json
+    }
+
     /// Reads `--config` (if given) and applies the flags over it.
-    pub(crate) fn resolve(
+    pub fn resolve(
         args: RunArgs,
         data_dir: Option<PathBuf>,
         json: bool,
-    ) -> Result<RunSettings, GatewayError> {
+    ) -> Result<Settings, GatewayError> {
         let file = match &args.config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
@@ -400,7 +459,7 @@ impl RunSettings {
             Some(pin) if pin_optional => PinRequirement::Optional(pin),
             Some(pin) => PinRequirement::Required(pin),
         };
-        Ok(RunSettings {
+        Ok(Settings {
             pin_requirement,
             http_limits,
             auth_limits,
@@ -550,7 +609,7 @@ fn read_file(path: &PathBuf) -> Result<FileConfig, GatewayError> {
 }
 
 /// Joins a multi-line message (toml shows the offending line under the message) into one line.
-pub(crate) fn one_line(text: &str) -> String {
+pub fn one_line(text: &str) -> String {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
@@ -630,7 +689,7 @@ mod tests {
         )
         .unwrap();
         let other = "0202020202020202020202020202020202020202";
-        let settings = RunSettings::resolve(
+        let settings = Settings::resolve(
             args(&[
                 "--config",
                 file.to_str().unwrap(),
@@ -658,7 +717,7 @@ mod tests {
 
     #[test]
     fn defaults_without_a_file() {
-        let settings = RunSettings::resolve(args(&[]), None, false).unwrap();
+        let settings = Settings::resolve(args(&[]), None, false).unwrap();
         assert_eq!(settings.port, ship_hub::hub::config::DEFAULT_PORT);
         assert!(settings.mdns && settings.prompt && !settings.auto_accept && !settings.json);
         assert_eq!(settings.bind, None);
@@ -677,7 +736,7 @@ mod tests {
              max_unpaired_per_address = 4\nmax_inbound_bytes_per_peer = 2000\n",
         )
         .unwrap();
-        let settings = RunSettings::resolve(
+        let settings = Settings::resolve(
             args(&[
                 "--config",
                 file.to_str().unwrap(),
@@ -700,7 +759,7 @@ mod tests {
         // Not configured: the library's defaults stay.
         let defaults = Limits::default();
         let mut untouched = Limits::default();
-        RunSettings::resolve(args(&[]), None, false)
+        Settings::resolve(args(&[]), None, false)
             .unwrap()
             .admission
             .apply(&mut untouched);
@@ -713,7 +772,7 @@ mod tests {
             defaults.max_unpaired_connections
         );
         for flag in ["--max-unpaired", "--max-handshakes-per-address"] {
-            let error = RunSettings::resolve(args(&[flag, "0"]), None, false).unwrap_err();
+            let error = Settings::resolve(args(&[flag, "0"]), None, false).unwrap_err();
             assert!(error.to_string().contains("must be at least 1"), "{error}");
         }
     }
@@ -728,7 +787,7 @@ mod tests {
         )
         .unwrap();
         let path = file.to_str().unwrap();
-        let settings = RunSettings::resolve(args(&["--config", path]), None, false).unwrap();
+        let settings = Settings::resolve(args(&["--config", path]), None, false).unwrap();
         assert_eq!(settings.control.max_connections, 4);
         assert_eq!(settings.control.idle_timeout, Duration::from_secs(7));
         let flags = [
@@ -739,7 +798,7 @@ mod tests {
             "--control-idle-timeout",
             "1",
         ];
-        let settings = RunSettings::resolve(args(&flags), None, false).unwrap();
+        let settings = Settings::resolve(args(&flags), None, false).unwrap();
         assert_eq!(settings.control.max_connections, 2);
         assert_eq!(settings.control.idle_timeout, Duration::from_secs(1));
         for zero in [
@@ -747,25 +806,25 @@ mod tests {
             ["--control-idle-timeout", "0"],
         ] {
             assert!(
-                RunSettings::resolve(args(&zero), None, false).is_err(),
+                Settings::resolve(args(&zero), None, false).is_err(),
                 "{zero:?}"
             );
         }
     }
 
     /// Resolves `text` as the `--config` file (mode 0600), with no flags.
-    fn resolve_text(text: &str) -> Result<RunSettings, GatewayError> {
+    fn resolve_text(text: &str) -> Result<Settings, GatewayError> {
         resolve_mode(text, 0o600)
     }
 
     /// Resolves `text` as the `--config` file with `mode`, with no flags.
-    fn resolve_mode(text: &str, mode: u32) -> Result<RunSettings, GatewayError> {
+    fn resolve_mode(text: &str, mode: u32) -> Result<Settings, GatewayError> {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("config.toml");
         std::fs::write(&file, text).unwrap();
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
-        RunSettings::resolve(args(&["--config", file.to_str().unwrap()]), None, false)
+        Settings::resolve(args(&["--config", file.to_str().unwrap()]), None, false)
     }
 
     /// Finding (audit, round 3): the PIN sat in a configuration file every user could read.
@@ -793,8 +852,8 @@ mod tests {
             settings.pin_requirement,
             PinRequirement::Required(_)
         ));
-        let flag = RunSettings::resolve(args(&["--pin-file", pin.to_str().unwrap()]), None, false)
-            .unwrap();
+        let flag =
+            Settings::resolve(args(&["--pin-file", pin.to_str().unwrap()]), None, false).unwrap();
         assert!(matches!(flag.pin_requirement, PinRequirement::Required(_)));
         // Readable by everyone: refused.
         std::fs::set_permissions(&pin, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -817,7 +876,7 @@ mod tests {
                 .contains("not both")
         );
         // On the command line: accepted, with a warning (every user sees a command line).
-        let flag = RunSettings::resolve(args(&["--pin", "0123abcd"]), None, false).unwrap();
+        let flag = Settings::resolve(args(&["--pin", "0123abcd"]), None, false).unwrap();
         assert!(
             flag.warnings.iter().any(|w| w.contains("--pin")),
             "{:?}",
@@ -862,7 +921,7 @@ mod tests {
     }
 
     /// The settings that have a fixed default, as text, to compare two resolutions.
-    fn defaults_of(s: &RunSettings) -> String {
+    fn defaults_of(s: &Settings) -> String {
         format!(
             "{} {} {} {} {} {} {} {} {:?} {:?} {:?} {} {:?} {} {:?} {} {:?} {:?} {:?} {:?} {:?}",
             s.port,
@@ -908,7 +967,7 @@ mod tests {
     /// lines shows the real default: uncommenting all of them still gives the defaults.
     #[test]
     fn the_packaged_config_lists_every_key_with_its_default() {
-        let plain = RunSettings::resolve(args(&[]), None, false).unwrap();
+        let plain = Settings::resolve(args(&[]), None, false).unwrap();
         let packaged = resolve_text(PACKAGED).unwrap();
         assert_eq!(defaults_of(&packaged), defaults_of(&plain));
         assert!(packaged.peers.is_empty() && packaged.device.ship_id.is_none());
@@ -1012,9 +1071,9 @@ mod tests {
         )
         .unwrap();
         let path = file.to_str().unwrap();
-        let from_file = RunSettings::resolve(args(&["--config", path]), None, false).unwrap();
+        let from_file = Settings::resolve(args(&["--config", path]), None, false).unwrap();
         assert_eq!(from_file.tls_suites, Some(vec![TlsSuite::Aes128CbcSha256]));
-        let flag = RunSettings::resolve(
+        let flag = Settings::resolve(
             args(&[
                 "--config",
                 path,
@@ -1030,11 +1089,11 @@ mod tests {
             Some(vec![TlsSuite::Aes128GcmSha256, TlsSuite::Aes128CbcSha256])
         );
         for bad in ["TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8", ",", ""] {
-            let error = RunSettings::resolve(args(&["--tls-suites", bad]), None, false);
+            let error = Settings::resolve(args(&["--tls-suites", bad]), None, false);
             assert!(matches!(error, Err(GatewayError::Setting(_))), "{bad:?}");
         }
         assert_eq!(
-            RunSettings::resolve(args(&[]), None, false)
+            Settings::resolve(args(&[]), None, false)
                 .unwrap()
                 .tls_suites,
             None
@@ -1059,7 +1118,7 @@ mod tests {
             optional.pin_requirement,
             PinRequirement::Optional(_)
         ));
-        let flag = RunSettings::resolve(args(&["--pin", "0123abcd"]), None, false).unwrap();
+        let flag = Settings::resolve(args(&["--pin", "0123abcd"]), None, false).unwrap();
         assert!(matches!(flag.pin_requirement, PinRequirement::Required(_)));
         let error = resolve_text("pin = \"SECRETxx1\"\n")
             .unwrap_err()
@@ -1072,6 +1131,64 @@ mod tests {
         assert_eq!(
             resolve_text("pin = \"\"\n").unwrap().pin_requirement,
             PinRequirement::None
+        );
+    }
+
+    /// The library's entry: `run`'s flags as a list, resolved without a process.
+    #[test]
+    fn from_the_command_line_with_defaults_and_getters() {
+        let settings = Settings::from_command_line(["--data-dir", "/tmp/gw"]).unwrap();
+        assert_eq!(settings.data_dir(), Some(std::path::Path::new("/tmp/gw")));
+        assert_eq!(settings.port(), ship_hub::hub::config::DEFAULT_PORT);
+        assert_eq!(settings.bind(), None);
+        assert!(settings.mdns() && !settings.json());
+        assert_eq!(settings.http(), None);
+        assert_eq!(settings.http_limits, HttpLimits::default());
+        assert_eq!(
+            settings.cooling_off,
+            Duration::from_secs(DEFAULT_COOLING_OFF_SECS)
+        );
+        let loopback = Settings::from_command_line([
+            "--no-mdns",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--http",
+            "127.0.0.1:0",
+            "--json",
+        ])
+        .unwrap();
+        assert_eq!(loopback.data_dir(), None);
+        assert_eq!(loopback.port(), 0);
+        assert_eq!(loopback.bind(), Some(IpAddr::from([127, 0, 0, 1])));
+        assert!(!loopback.mdns() && loopback.json());
+        assert_eq!(loopback.http(), Some("127.0.0.1:0".parse().unwrap()));
+    }
+
+    #[test]
+    fn from_the_command_line_refuses_bad_flags_and_values_with_typed_errors() {
+        let usage = Settings::from_command_line(["--frobnicate"]).unwrap_err();
+        assert!(
+            matches!(&usage, GatewayError::Usage(line) if line.contains("--frobnicate")),
+            "{usage:?}"
+        );
+        assert_eq!(usage.exit_code(), 2);
+        let port = Settings::from_command_line(["--port", "70000"]).unwrap_err();
+        assert!(matches!(port, GatewayError::Usage(_)), "{port:?}");
+        let zero = Settings::from_command_line(["--max-connections", "0"]).unwrap_err();
+        assert!(
+            matches!(&zero, GatewayError::Setting(m) if m.contains("max_connections")),
+            "{zero:?}"
+        );
+        assert_eq!(zero.exit_code(), 1);
+        let peer = Settings::from_command_line(["--peer", "nonsense"]).unwrap_err();
+        assert!(matches!(peer, GatewayError::Setting(_)), "{peer:?}");
+        let missing = Settings::from_command_line(["--config", "/nonexistent/ship-gateway.toml"])
+            .unwrap_err();
+        assert!(
+            matches!(missing, GatewayError::Config { .. }),
+            "{missing:?}"
         );
     }
 }

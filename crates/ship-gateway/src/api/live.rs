@@ -1,8 +1,17 @@
 //! What the gateway knows right now that the hub does not keep for it: each peer's latest
 //! state (with since when and its last error), the pairing requests and the PIN requests that
 //! wait for a person, how each pairing request ended, and the devices whose requests are refused
-//! without asking (denied, or cooling off after an unpair). Fed by the callbacks, read by the
-//! HTTP API and the terminal prompt.
+//! without asking (denied, or cooling off after an unpair). Read by the HTTP API and the terminal
+//! prompt.
+//!
+//! Two writers, each for its own part. What mirrors the hub (each peer's state, the pairing and
+//! PIN requests it reports, the admission refusals) is written only by the task that reads the
+//! hub's events (`crate::hub_events`), in the hub's order. What is the gateway's own is written
+//! where a person decides (the API's handlers, the terminal prompt): how a request ended and
+//! through which channel ([`Live::decided`], [`Via`]), the denials and cooling-offs
+//! ([`Live::denied`], [`Live::unpaired`]), and that a question put to a person was answered
+//! (the request or PIN wait leaves the lists at once, so a read right after the answer does not
+//! show it; the hub's next state would remove it too).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -306,9 +315,9 @@ impl Live {
         self.peers().get(ski).cloned()
     }
 
-    /// Forgets `ski` (unpaired by a person: it cools off).
-    pub(crate) fn forget(&self, ski: &Ski) {
-        self.peers().remove(ski);
+    /// A person unpaired `ski`: the questions about it are over and it cools off. Its latest
+    /// state stays the one the hub reported last.
+    pub(crate) fn unpaired(&self, ski: &Ski) {
         self.requests().remove(ski);
         self.pins().remove(ski);
         self.start_cooling(*ski);

@@ -95,7 +95,7 @@ pub(crate) async fn metrics(State(state): State<Arc<ApiState>>) -> impl IntoResp
         let _ = writeln!(
             out,
             "ship_admission_refusals_total{{cap=\"{}\"}} {}",
-            crate::callbacks::cap_key(cap),
+            crate::hub_events::cap_key(cap),
             m.refusals.get(cap)
         );
     }

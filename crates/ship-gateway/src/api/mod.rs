@@ -126,6 +126,8 @@ pub(crate) struct ApiState {
     /// mDNS discovery is on (`false` with `--no-mdns`): the console then says so instead of
     /// "no devices visible".
     pub(crate) mdns: bool,
+    /// The gateway's shutdown: event streams end when it is cancelled.
+    pub(crate) shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// An error answer: `{"code": "...", "message": "..."}` with a 4xx (or 5xx for a failure of
@@ -301,6 +303,7 @@ pub(crate) async fn serve_socket_connection(
     router: axum::Router,
     header_timeout: Duration,
     body_timeout: Duration,
+    stop: &crate::serve::Stop,
 ) {
     use hyper_util::rt::TokioIo;
     use hyper_util::service::TowerToHyperService;
@@ -311,9 +314,8 @@ pub(crate) async fn serve_socket_connection(
             let inner = inner.clone();
             async move { call_with_deadline(&inner, request, body_timeout).await }
         });
-    let _ = connection_builder(header_timeout)
-        .serve_connection(TokioIo::new(io), service)
-        .await;
+    let connection = connection_builder(header_timeout).serve_connection(TokioIo::new(io), service);
+    crate::serve::drive(connection, stop).await;
 }
 
 /// The router (for the control socket, which serves it itself).
@@ -340,39 +342,29 @@ pub(crate) fn conns(limits: &HttpLimits) -> Arc<Conns> {
     Arc::new(Conns::new(limits.conn_limits()))
 }
 
-/// Serves the API on `listener` until the task is dropped. `state.auth` and `state.conns` must
-/// be set.
-pub(crate) async fn serve(listener: tokio::net::TcpListener, state: Arc<ApiState>) {
-    use hyper_util::rt::TokioIo;
-    use hyper_util::service::TowerToHyperService;
+/// The TCP front of the API (`--http`): connection slots per credential and source address
+/// (`conns.rs`), each request judged on its headers (`auth.rs`).
+struct TcpFront {
+    router: axum::Router,
+    auth: Arc<Auth>,
+    conns: Arc<Conns>,
+    limits: HttpLimits,
+}
 
-    let (Some(auth), Some(conns)) = (state.auth.clone(), state.conns.clone()) else {
-        return;
-    };
-    let router = routes::router(state.clone());
-    // Failures of sources that stopped guessing are said once a minute.
-    let reporter = {
-        let auth = auth.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(attempts::REPORT_EVERY);
-            loop {
-                every.tick().await;
-                auth.report_overdue();
-            }
-        })
-    };
-    let _reporter = AbortOnDrop(reporter);
-    loop {
-        let Ok((stream, peer)) = listener.accept().await else {
-            // Out of file descriptors or similar: try again shortly rather than spin.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let admitted = conns.admit(peer.ip());
-        let (conns, auth, limits) = (conns.clone(), auth.clone(), state.limits);
-        let inner = Arc::new(TowerToHyperService::new(router.clone()));
+impl crate::serve::Front<tokio::net::TcpListener> for TcpFront {
+    fn connection(
+        self: &Arc<Self>,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        stop: crate::serve::Stop,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        use hyper_util::rt::TokioIo;
+        use hyper_util::service::TowerToHyperService;
+        let admitted = self.conns.admit(peer.ip());
+        let (conns, auth, limits) = (self.conns.clone(), self.auth.clone(), self.limits);
+        let inner = Arc::new(TowerToHyperService::new(self.router.clone()));
         let id = admitted.id;
-        tokio::spawn(async move {
+        Some(async move {
             let service = {
                 let conns = conns.clone();
                 hyper::service::service_fn(
@@ -394,21 +386,43 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, state: Arc<ApiState
             let connection = connection_builder(limits.header_timeout)
                 .serve_connection(TokioIo::new(stream), service);
             tokio::select! {
-                _ = connection => {}
+                () = crate::serve::drive(connection, &stop) => {}
                 () = admitted.evicted.notified() => {}
             }
             conns.leave(id);
-        });
-        // Let the new connection read the headers it may already have sent before the next
-        // connection is admitted (and could take its place).
-        tokio::task::yield_now().await;
+        })
     }
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
+/// Serves the API on `listener` until `shutdown` is cancelled ([`crate::serve`]).
+/// `state.auth` and `state.conns` must be set.
+pub(crate) fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<ApiState>,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Option<crate::serve::Serving> {
+    let (Some(auth), Some(conns)) = (state.auth.clone(), state.conns.clone()) else {
+        return None;
+    };
+    // Failures of sources that stopped guessing are said once a minute.
+    {
+        let auth = auth.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(attempts::REPORT_EVERY);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    _ = every.tick() => auth.report_overdue(),
+                }
+            }
+        });
     }
+    let front = Arc::new(TcpFront {
+        router: routes::router(state.clone()),
+        auth,
+        conns,
+        limits: state.limits,
+    });
+    Some(crate::serve::serve(listener, front, shutdown))
 }

@@ -339,12 +339,12 @@ async fn status(State(state): State<Arc<ApiState>>) -> Result<Json<Status>, ApiE
             handshake_failures: metrics.failures.total(),
             events: state.bus.last_id(),
         },
-        pairing_request: state.pairing_request.view(),
+        pairing_request: state.pairing_request.view(&state.hub),
         refusals: Refusals {
             total: metrics.refusals.total(),
             by_cap: ship_hub::hub::AdmissionCap::ALL
                 .iter()
-                .map(|cap| (crate::callbacks::cap_key(*cap), metrics.refusals.get(*cap)))
+                .map(|cap| (crate::hub_events::cap_key(*cap), metrics.refusals.get(*cap)))
                 .collect(),
             last: state.live.last_refusal(),
         },
@@ -430,7 +430,7 @@ fn view(state: &ApiState, peer: &PairedPeer) -> PeerView {
     view.since_ms = live.as_ref().map(|l| l.since_ms);
     view.tls_suite = live.as_ref().and_then(|l| l.tls_suite.clone());
     view.last_error = live.and_then(|l| l.last_error);
-    view.pairing_request = state.pairing_request.view_for(&peer.ski);
+    view.pairing_request = state.pairing_request.view_for(&state.hub, &peer.ski);
     view.pin_request = state.live.pin_wait(&peer.ski);
     view
 }
@@ -682,7 +682,7 @@ async fn unpair(
         Ok(())
     })
     .await?;
-    state.live.forget(&ski);
+    state.live.unpaired(&ski);
     state.log.emit(Event::Unpaired {
         ski: ski.to_string(),
     });
@@ -1011,8 +1011,11 @@ async fn events(
     let bus = state.bus.clone();
     let mut changes = bus.subscribe();
     let mut last = resume.unwrap_or_else(|| bus.last_id());
+    let shutdown = state.shutdown.clone();
     let stream = async_stream(move |yielder| async move {
         let _permit = permit;
+        // Once the gateway stops, what is in the bus is sent and the stream ends.
+        let mut stopping = false;
         loop {
             let batch = bus.after(last);
             if batch.lost > 0 {
@@ -1025,8 +1028,16 @@ async fn events(
                     .await;
             }
             if batch.events.is_empty() {
-                if changes.changed().await.is_err() {
+                if stopping {
                     return;
+                }
+                tokio::select! {
+                    changed = changes.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                    }
+                    () = shutdown.cancelled() => stopping = true,
                 }
                 continue;
             }

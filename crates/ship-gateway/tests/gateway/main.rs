@@ -13,6 +13,7 @@
 //!   device and the SHIP Pairing Service, in the namespace;
 //! * [`commissioning`]: ten devices commissioned in a row through the web console (issue 23),
 //!   in the namespace;
+//! * [`library`]: the gateway started and stopped in this process through the library;
 //! * [`conformance`]: the full ship-conformance run against an in-process hub and against the
 //!   gateway process, side by side.
 
@@ -27,6 +28,7 @@ mod conformance;
 mod e2e;
 mod fake_claims;
 mod http;
+mod library;
 mod pair_crash;
 mod pairing_service;
 mod run;

@@ -1,16 +1,28 @@
-//! The gateway's [`Callbacks`]: every event goes to the [`EventLog`]; pairing requests are
-//! accepted at once with auto-accept, asked on the terminal prompt (when there is one) and over
-//! the API (`--http`, `--ask`), or refused at once, saying how to pair the device; a device
-//! that a person denied (or unpaired, for the cooling-off period) is refused in one line; a PIN
-//! a paired device requires is asked for everywhere it can be answered; `--echo` answers data.
+//! The gateway's one view of its hub: the stream of [`HubEvent`]s, read by one task
+//! ([`follow`]) that feeds the event log (and through it the API's event bus), the API's and
+//! the console's live state ([`Live`]: peers' states, waiting requests and PIN waits, the last
+//! admission refusal), the terminal prompt and our own Pairing Service request. The stream is
+//! subscribed before the hub runs anything (`Hub::start_with_events`) and is unbounded (the
+//! gateway raises `Limits::max_queued_events`): it never lags, so every happening of the hub is
+//! said, in the hub's order (the event log coalesces a slow stdout's lines as it always did).
+//!
+//! The hub still asks for two decisions synchronously: the [`Decider`] answers them from the
+//! gateway's own state (auto-accept, whether anybody can be asked, the devices a person denied
+//! or unpaired) and never touches the hub. Pairing requests are accepted at once with
+//! auto-accept, asked on the terminal prompt (when there is one) and over the API (`--http`,
+//! `--ask`), or refused at once, saying how to pair the device; a device that a person denied
+//! (or unpaired, for the cooling-off period) is refused in one line; a PIN a paired device
+//! requires is asked for everywhere it can be answered; `--echo` answers data.
 
+use std::collections::VecDeque;
 use std::sync::mpsc;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use ship_hub::discovery::VisibleService;
 use ship_hub::hub::{
-    AdmissionCap, AdmissionRefusal, Callbacks, Delivery, DisconnectReason, Hub, PairingDecision,
-    PairingRequest, PairingServiceEvent, PinDecision, PinRequest, StateDetail,
+    AdmissionCap, AdmissionRefusal, Callbacks, Delivery, DisconnectReason, Hub, HubEvent,
+    HubEvents, PairingDecision, PairingRequest, PairingServiceEvent, PinDecision, PinRequest,
+    StateDetail,
 };
 use ship_hub::protocol::ConnectionState;
 use ship_hub::transport::TlsSuite;
@@ -22,42 +34,14 @@ use crate::prompt::{PairingPrompt, PinAsk};
 use crate::store::LockedTrustStore;
 use crate::throttle::Throttle;
 
-/// The gateway's callbacks.
-pub(crate) struct GatewayCallbacks {
-    pub(crate) log: Arc<EventLog>,
-    /// Set right after the hub started (callbacks only need it once peers connect).
-    pub(crate) hub: Arc<OnceLock<Hub>>,
-    /// The terminal prompt, when stdin is a terminal and prompting is on.
-    pub(crate) prompt: Option<mpsc::Sender<PairingPrompt>>,
-    /// Auto-accept is on. The hub then pairs every peer as it connects, before any question;
-    /// a request that reaches the callbacks anyway (the hub could not store the pairing then)
-    /// is accepted through the same decision.
-    pub(crate) auto_accept: bool,
-    /// Answer every data message with the same payload (test aid).
-    pub(crate) echo: bool,
-    /// Where the SHIP Pairing Service's replay guard is stored after each accepted request.
-    pub(crate) replay_file: Option<std::path::PathBuf>,
-    /// Peers' latest states and the waiting pairing requests, for the HTTP API.
-    pub(crate) live: Arc<Live>,
-    /// Pairing requests wait for a decision over the HTTP API even without a terminal.
-    pub(crate) ask_over_http: bool,
-    /// The last `visible_services` list printed.
-    pub(crate) last_visible: LastVisible,
-    /// Our own SHIP Pairing Service request (this gateway as the control unit).
-    pub(crate) pairing_request: Arc<crate::pairing_request::PairingRequests>,
-    /// Wrong-PIN warnings: one line per key and minute, ten a minute in all.
-    pub(crate) pin_warnings: Throttle,
-    /// The pairings (for a device's stored name).
-    pub(crate) trust: Arc<LockedTrustStore>,
-    /// The command line that reaches this gateway as its user, e.g. `sudo -u ship-gateway
-    /// ship-gateway` under the packaged service: how to pair a device or give its PIN.
-    pub(crate) command: String,
-}
-
 /// Wrong-PIN warnings shown per key and in all per this interval.
 pub(crate) const PIN_WARNING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 /// At most this many wrong-PIN warnings per [`PIN_WARNING_INTERVAL`] in all.
 pub(crate) const PIN_WARNINGS_PER_INTERVAL: usize = 10;
+
+/// The most decisions noted for the events task at once ([`Notes`]); never reached while the
+/// task reads the stream (one note per request, taken as its event is read).
+const MAX_NOTES: usize = 4096;
 
 /// The gateway's name of an admission cap: its configuration key (`[limits]` in the file, the
 /// `--max-…` flag), which differs from the library's field name for two of them.
@@ -116,7 +100,106 @@ fn decision(auto_accept: bool, prompting: bool) -> PairingDecision {
     }
 }
 
-impl GatewayCallbacks {
+/// What the [`Decider`] saw when it refused a device without asking (a person denied it, or it
+/// cools off after an unpair), for the events task to say: the words depend on the gateway's
+/// state at decision time. One note per pairing request, in the order of the requests (the
+/// order of their [`HubEvent::PairingRequested`]).
+#[derive(Default)]
+pub(crate) struct Notes(Mutex<VecDeque<(Ski, Option<Refusal>)>>);
+
+impl Notes {
+    fn push(&self, ski: Ski, refusal: Option<Refusal>) {
+        let mut notes = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if notes.len() >= MAX_NOTES {
+            notes.pop_front();
+        }
+        notes.push_back((ski, refusal));
+    }
+
+    /// The note of the request of `ski` whose event is read now.
+    fn take(&self, ski: Ski) -> Option<Refusal> {
+        let mut notes = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let at = notes.iter().position(|(s, _)| *s == ski)?;
+        notes.remove(at).and_then(|(_, refusal)| refusal)
+    }
+}
+
+/// The hub's callbacks: only the two decisions the hub waits for. Everything else the gateway
+/// hears from its event stream ([`follow`]). It never calls the hub (it answers from within
+/// the hub's dispatcher).
+pub(crate) struct Decider {
+    /// The devices refused without asking (denied, cooling off).
+    pub(crate) live: Arc<Live>,
+    /// Auto-accept is on. The hub then pairs every peer as it connects, before any question;
+    /// a request that reaches the decider anyway (the hub could not store the pairing then)
+    /// is accepted through the same decision.
+    pub(crate) auto_accept: bool,
+    /// Somebody can be asked: the terminal prompt runs, or the API (`--http`, `--ask`) lists
+    /// the waiting requests.
+    pub(crate) asking: bool,
+    /// What the events task is to say about each request.
+    pub(crate) notes: Arc<Notes>,
+}
+
+impl Callbacks for Decider {
+    fn pairing_requested(&self, request: &PairingRequest) -> PairingDecision {
+        // A device a person denied is refused without asking until a person pairs it; one
+        // unpaired is refused for the cooling-off period (it still trusts us and redials).
+        if let Some(refusal) = self.live.refusal(&request.ski) {
+            self.notes.push(request.ski, Some(refusal));
+            return PairingDecision::Refuse;
+        }
+        self.notes.push(request.ski, None);
+        decision(self.auto_accept, self.asking)
+    }
+
+    /// A paired peer requires a PIN the gateway does not have: it waits (up to `pin_wait`) for
+    /// a person ([`Follower`] asks).
+    fn pin_requested(&self, _request: &PinRequest) -> PinDecision {
+        PinDecision::Ask
+    }
+}
+
+/// The one reader of the hub's event stream.
+pub(crate) struct Follower {
+    /// The hub, for what an event does not carry (a peer's TLS suite, its announced name) and
+    /// for `--echo`.
+    pub(crate) hub: Hub,
+    /// Where every event is said (stdout, and the API's event bus).
+    pub(crate) log: Arc<EventLog>,
+    /// The terminal prompt, when stdin is a terminal and prompting is on.
+    pub(crate) prompt: Option<mpsc::Sender<PairingPrompt>>,
+    /// Answer every data message with the same payload (test aid).
+    pub(crate) echo: bool,
+    /// Where the SHIP Pairing Service's replay guard is stored after each accepted request.
+    pub(crate) replay_file: Option<std::path::PathBuf>,
+    /// Peers' latest states and the waiting pairing requests, for the HTTP API.
+    pub(crate) live: Arc<Live>,
+    /// Pairing requests wait for a decision over the HTTP API even without a terminal.
+    pub(crate) ask_over_http: bool,
+    /// The last `visible_services` list printed.
+    pub(crate) last_visible: LastVisible,
+    /// Our own SHIP Pairing Service request (this gateway as the control unit).
+    pub(crate) pairing_request: Arc<crate::pairing_request::PairingRequests>,
+    /// Wrong-PIN warnings: one line per key and minute, ten a minute in all.
+    pub(crate) pin_warnings: Throttle,
+    /// The pairings (for a device's stored name).
+    pub(crate) trust: Arc<LockedTrustStore>,
+    /// The command line that reaches this gateway as its user, e.g. `sudo -u ship-gateway
+    /// ship-gateway` under the packaged service: how to pair a device or give its PIN.
+    pub(crate) command: String,
+    /// What the decider saw.
+    pub(crate) notes: Arc<Notes>,
+}
+
+/// Reads `events` until the hub has shut down and every event was handled.
+pub(crate) async fn follow(follower: Follower, mut events: HubEvents) {
+    while let Some(event) = events.next().await {
+        follower.handle(event);
+    }
+}
+
+impl Follower {
     /// The name a person knows a paired device by: the one stored with its pairing, else the
     /// one it announces over mDNS, else its SHIP ID.
     fn device_name(&self, ski: Ski) -> Option<String> {
@@ -131,8 +214,8 @@ impl GatewayCallbacks {
 
     /// The name a peer announces over mDNS, if it is visible.
     fn announced_name(&self, ski: Ski) -> Option<String> {
-        let hub = self.hub.get()?;
-        hub.visible_services()
+        self.hub
+            .visible_services()
             .into_iter()
             .find(|s| s.ski == ski)
             .and_then(|s| s.instances.first().map(|i| instance_label(i)))
@@ -141,7 +224,7 @@ impl GatewayCallbacks {
     /// The TLS cipher suite of the peer's active connection: the one in data exchange (the
     /// first live one if none is there yet).
     fn tls_suite_of(&self, ski: Ski) -> Option<TlsSuite> {
-        let connections = self.hub.get()?.connections(ski);
+        let connections = self.hub.connections(ski);
         connections
             .iter()
             .find(|c| c.state == ConnectionState::Completed && !c.closing)
@@ -150,15 +233,15 @@ impl GatewayCallbacks {
     }
 }
 
-impl GatewayCallbacks {
+impl Follower {
     /// Persists the Pairing Service's replay guard; a failure is a warning (the guard in memory
     /// still holds until the next restart).
     fn store_replay_history(&self) {
-        let (Some(path), Some(hub)) = (&self.replay_file, self.hub.get()) else {
+        let Some(path) = &self.replay_file else {
             return;
         };
         if let Err(error) =
-            crate::data_dir::store_replay_history(path, &hub.pairing_replay_history())
+            crate::data_dir::store_replay_history(path, &self.hub.pairing_replay_history())
         {
             self.log.emit(Event::Warning {
                 message: format!(
@@ -170,7 +253,39 @@ impl GatewayCallbacks {
     }
 }
 
-impl Callbacks for GatewayCallbacks {
+impl Follower {
+    /// Handles one event of the hub.
+    fn handle(&self, event: HubEvent) {
+        match event {
+            HubEvent::StateChanged { ski, state, detail } => {
+                self.state_changed(ski, state, &detail);
+            }
+            HubEvent::Connected { ski, ship_id } => self.connected(ski, ship_id.as_ref()),
+            HubEvent::Disconnected { ski, reason } => self.disconnected(ski, &reason),
+            HubEvent::PairingRequested { request, decision } => {
+                self.pairing_requested(&request, decision);
+            }
+            HubEvent::Data(delivery) => self.data_delivered(delivery),
+            HubEvent::ShipIdLearned { ski, ship_id } => self.ship_id_learned(ski, &ship_id),
+            HubEvent::PinRequested { request, .. } => self.pin_requested(&request),
+            HubEvent::PinAttemptFailed {
+                ski,
+                attempts,
+                penalty,
+            } => self.pin_attempt_failed(ski, attempts, penalty),
+            HubEvent::VisibleServices(services) => self.visible_services_changed(&services),
+            HubEvent::AdmissionRefused(refusal) => self.admission_refused(&refusal),
+            HubEvent::PairingService(event) => self.pairing_service(&event),
+            // Never with the gateway's unbounded stream; said should it ever happen.
+            HubEvent::Lagged { missed } => self.log.emit(Event::Warning {
+                message: format!(
+                    "{missed} events of the hub were not shown (the gateway fell behind)"
+                ),
+            }),
+            _ => {}
+        }
+    }
+
     fn state_changed(&self, ski: Ski, state: ConnectionState, detail: &StateDetail) {
         let detailed = detail.detailed.map(|d| format!("{d:?}"));
         let tls_suite = (state == ConnectionState::Completed)
@@ -226,13 +341,13 @@ impl Callbacks for GatewayCallbacks {
         });
     }
 
-    fn pairing_requested(&self, request: &PairingRequest) -> PairingDecision {
+    /// A pairing request and the decider's answer: said in one line (a device refused without
+    /// asking: one line per request if denied, once if cooling off), listed for the API while
+    /// it waits, and asked on the terminal.
+    fn pairing_requested(&self, request: &PairingRequest, decided: PairingDecision) {
         let name = request.instance_name.as_deref().map(instance_label);
         let ski = request.ski;
-        // A device a person denied is refused without asking until a person pairs it; one
-        // unpaired is refused for the cooling-off period (it still trusts us and redials). Each
-        // refusal of a denied device is one line; a cooling-off is said once, then quietly.
-        if let Some(refusal) = self.live.refusal(&ski) {
+        if let Some(refusal) = self.notes.take(ski) {
             let reason = match refusal {
                 Refusal::Denied { at_ms } => Some(format!(
                     "denied here on {} UTC: refused without asking until it is paired; \
@@ -259,16 +374,12 @@ impl Callbacks for GatewayCallbacks {
                     reason: Some(reason),
                 });
             }
-            return PairingDecision::Refuse;
+            return;
         }
-        let decided = decision(
-            self.auto_accept,
-            self.prompt.is_some() || self.ask_over_http,
-        );
         if decided == PairingDecision::Ask {
             // Listed for the HTTP API (and its console) until decided or over.
             self.live.request(
-                request.ski,
+                ski,
                 request.address,
                 name.clone(),
                 ship_hub::protocol::ProtocolConfig::default().hello_init,
@@ -285,7 +396,7 @@ impl Callbacks for GatewayCallbacks {
         });
         // The event goes out before the question is asked, so it always precedes the answer.
         self.log.emit(Event::PairingRequested {
-            ski: request.ski.to_string(),
+            ski: ski.to_string(),
             address: request.address,
             name: name.clone(),
             decision: match decided {
@@ -301,11 +412,11 @@ impl Callbacks for GatewayCallbacks {
             .as_ref()
             .filter(|_| decided == PairingDecision::Ask)
         else {
-            return decided;
+            return;
         };
         let asked = prompt
             .send(PairingPrompt {
-                ski: request.ski,
+                ski,
                 address: request.address,
                 name,
                 brand: request.brand.clone(),
@@ -314,13 +425,12 @@ impl Callbacks for GatewayCallbacks {
                 pin: None,
             })
             .is_ok();
-        if asked || self.ask_over_http {
-            PairingDecision::Ask
-        } else {
+        if !asked && !self.ask_over_http {
+            // Nobody can answer it now: refused, as the decider would have.
             self.log.emit(Event::Warning {
-                message: format!("the pairing prompt is gone: {} refused", request.ski),
+                message: format!("the pairing prompt is gone: {ski} refused"),
             });
-            PairingDecision::Refuse
+            let _ = self.hub.deny(ski);
         }
     }
 
@@ -340,10 +450,8 @@ impl Callbacks for GatewayCallbacks {
             },
             token,
         );
-        if self.echo
-            && let Some(hub) = self.hub.get()
-        {
-            match hub.send_data(ski, &payload) {
+        if self.echo {
+            match self.hub.send_data(ski, &payload) {
                 Ok(()) => self.log.emit(Event::DataSent {
                     ski: ski.to_string(),
                     bytes: payload.len(),
@@ -368,7 +476,7 @@ impl Callbacks for GatewayCallbacks {
     /// or the one sent was wrong). It waits (up to `pin_wait`) for a person: on the terminal
     /// when there is one, and always through `ship-gateway pair SKI --pin -` and the API
     /// (`status`, `watch` and the console show it). The PIN never reaches the event log.
-    fn pin_requested(&self, request: &PinRequest) -> PinDecision {
+    fn pin_requested(&self, request: &PinRequest) {
         let ski = request.ski;
         let name = self.device_name(ski);
         let wait = ship_hub::protocol::ProtocolConfig::default().pin_wait;
@@ -376,8 +484,9 @@ impl Callbacks for GatewayCallbacks {
         let asked = self.prompt.as_ref().is_some_and(|prompt| {
             let address = self
                 .hub
-                .get()
-                .and_then(|hub| hub.connections(ski).first().map(|c| c.remote))
+                .connections(ski)
+                .first()
+                .map(|c| c.remote)
                 .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
             prompt
                 .send(PairingPrompt {
@@ -408,7 +517,6 @@ impl Callbacks for GatewayCallbacks {
                 self.command
             ),
         });
-        PinDecision::Ask
     }
 
     /// One warning line per key and minute, ten a minute in all: a key an attacker makes
@@ -516,6 +624,45 @@ mod tests {
         assert!(!last.changed(&[row("a")]), "the same again: not reported");
         assert!(last.changed(&[row("b")]));
         assert!(last.changed(&[]));
+    }
+
+    /// The decider answers from the gateway's own state alone, and leaves the events task a
+    /// note per request saying why a device was refused without asking (the words depend on
+    /// the state at decision time: a cooling-off is said once).
+    #[test]
+    fn the_decider_refuses_denied_and_cooling_off_devices_and_notes_why_per_request() {
+        let live = Arc::new(Live::new(std::time::Duration::from_secs(60), None));
+        let notes = Arc::new(Notes::default());
+        let decider = Decider {
+            live: live.clone(),
+            auto_accept: false,
+            asking: true,
+            notes: notes.clone(),
+        };
+        let (denied, cooling, stranger) = (
+            Ski::from_bytes([1; 20]),
+            Ski::from_bytes([2; 20]),
+            Ski::from_bytes([3; 20]),
+        );
+        live.denied(denied);
+        live.start_cooling(cooling);
+        let address = "127.0.0.1:4711".parse().unwrap();
+        let ask = |ski| decider.pairing_requested(&PairingRequest::new(ski, address));
+        assert_eq!(ask(stranger), PairingDecision::Ask);
+        assert_eq!(ask(denied), PairingDecision::Refuse);
+        assert_eq!(ask(cooling), PairingDecision::Refuse);
+        assert_eq!(ask(cooling), PairingDecision::Refuse);
+        assert_eq!(notes.take(stranger), None);
+        assert!(matches!(notes.take(denied), Some(Refusal::Denied { .. })));
+        assert!(matches!(
+            notes.take(cooling),
+            Some(Refusal::CoolingOff { first: true, .. })
+        ));
+        assert!(matches!(
+            notes.take(cooling),
+            Some(Refusal::CoolingOff { first: false, .. })
+        ));
+        assert_eq!(notes.take(cooling), None, "one note per request");
     }
 
     #[test]
