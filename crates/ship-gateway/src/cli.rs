@@ -49,49 +49,7 @@ pub enum Command {
     /// for an installer to scan, and its text.
     Qr(Box<QrArgs>),
     /// Trust a peer: store its SKI as paired (a running gateway dials it at once).
-    Pair {
-        /// The peer's SKI: 40 hex digits (spaces, '-' and ':' are ignored).
-        #[arg(required_unless_present = "qr")]
-        ski: Option<Ski>,
-        /// The peer's SHIP ID, if known (a different one later closes with 4450).
-        #[arg(long, value_name = "ID")]
-        ship_id: Option<ShipId>,
-        /// The text of the peer's SHIP installation QR code (`SHIP;SKI:…;ID:…;…ENDSHIP;`), as a
-        /// scanner reads it: pairs its SKI and stores its SHIP ID. Instead of SKI and --ship-id.
-        /// `-` reads the text from stdin (keeps a PIN out of the shell history).
-        #[arg(long, value_name = "TEXT", conflicts_with_all = ["ski", "ship_id"])]
-        qr: Option<String>,
-        /// A name for the peer, shown by `list`.
-        #[arg(long, value_name = "NAME")]
-        name: Option<String>,
-        /// Where to dial the peer (when mDNS does not find it).
-        #[arg(long, value_name = "HOST:PORT")]
-        address: Option<String>,
-        /// The PIN the peer requires (8 to 16 hex digits, from its label), stored with the
-        /// pairing and sent when the peer asks (SHIP PIN verification, docs/pairing.md). `-`
-        /// reads it from stdin, keeping it off the command line.
-        #[arg(long, value_name = "PIN")]
-        pin: Option<String>,
-        /// Ask the peer, an energy manager, to trust this gateway through the SHIP Pairing
-        /// Service with the secret printed with it (this gateway is the control unit;
-        /// docs/pairing.md, "ship-gateway as the control unit"). Needs its SHIP ID and its
-        /// certificate's fingerprint: from --qr (ID, FPH256), or --ship-id and --fingerprint.
-        #[arg(long)]
-        pairing_service: bool,
-        /// With --pairing-service: a file holding the energy manager's pairing secret (hex);
-        /// `-` reads it from stdin (not echoed on a terminal). Not needed when the QR code
-        /// read with `--qr -` carries it (SPSEC). Never give the secret on the command line.
-        #[arg(long, value_name = "FILE", requires = "pairing_service")]
-        secret_file: Option<PathBuf>,
-        /// With --pairing-service: the SHA-256 fingerprint of the energy manager's certificate
-        /// (64 hex digits), when its QR code does not carry it (FPH256).
-        #[arg(long, value_name = "HEX", requires = "pairing_service")]
-        fingerprint: Option<String>,
-        /// With --pairing-service: seconds one connection must hold before the request is
-        /// withdrawn for good. Default 900 (the specification's 15 minutes).
-        #[arg(long, value_name = "SECS", requires = "pairing_service")]
-        settle_after: Option<u64>,
-    },
+    Pair(Box<PairArgs>),
     /// Remove a pairing (a running gateway closes the connection and stops dialling it).
     Unpair {
         /// The peer's SKI.
@@ -265,6 +223,53 @@ pub struct RunArgs {
     /// Test aid: answer every data message with the same payload.
     #[arg(long, hide = true)]
     pub echo: bool,
+}
+
+/// Flags of `pair`: a SKI (or `--qr`), and with `--pairing-service` what the SHIP Pairing
+/// Service needs.
+#[derive(Debug, Args, Default)]
+pub struct PairArgs {
+    /// The peer's SKI: 40 hex digits (spaces, '-' and ':' are ignored).
+    #[arg(required_unless_present = "qr")]
+    pub ski: Option<Ski>,
+    /// The peer's SHIP ID, if known (a different one later closes with 4450).
+    #[arg(long, value_name = "ID")]
+    pub ship_id: Option<ShipId>,
+    /// The text of the peer's SHIP installation QR code (`SHIP;SKI:…;ID:…;…ENDSHIP;`), as a
+    /// scanner reads it: pairs its SKI and stores its SHIP ID. Instead of SKI and --ship-id.
+    /// `-` reads the text from stdin (keeps a PIN out of the shell history).
+    #[arg(long, value_name = "TEXT", conflicts_with_all = ["ski", "ship_id"])]
+    pub qr: Option<String>,
+    /// A name for the peer, shown by `list`.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Where to dial the peer (when mDNS does not find it).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub address: Option<String>,
+    /// The PIN the peer requires (8 to 16 hex digits, from its label), stored with the
+    /// pairing and sent when the peer asks (SHIP PIN verification, docs/pairing.md). `-`
+    /// reads it from stdin, keeping it off the command line.
+    #[arg(long, value_name = "PIN")]
+    pub pin: Option<String>,
+    /// Ask the peer, an energy manager, to trust this gateway through the SHIP Pairing
+    /// Service with the secret printed with it (this gateway is the control unit;
+    /// docs/pairing.md, "ship-gateway as the control unit"). Needs its SHIP ID and its
+    /// certificate's fingerprint: from --qr (ID, FPH256), or --ship-id and --fingerprint.
+    #[arg(long)]
+    pub pairing_service: bool,
+    /// With --pairing-service: a file holding the energy manager's pairing secret (hex);
+    /// `-` reads it from stdin (not echoed on a terminal). Not needed when the QR code
+    /// read with `--qr -` carries it (SPSEC). Never give the secret on the command line.
+    #[arg(long, value_name = "FILE", requires = "pairing_service")]
+    pub secret_file: Option<PathBuf>,
+    /// With --pairing-service: the SHA-256 fingerprint of the energy manager's certificate
+    /// (64 hex digits), when its QR code does not carry it (FPH256).
+    #[arg(long, value_name = "HEX", requires = "pairing_service")]
+    pub fingerprint: Option<String>,
+    /// With --pairing-service: seconds one connection must hold before the request is
+    /// withdrawn for good. Default 900 (the specification's 15 minutes).
+    #[arg(long, value_name = "SECS", requires = "pairing_service")]
+    pub settle_after: Option<u64>,
 }
 
 /// Flags of `qr`. The device settings are those of `run` (same flags, same `--config`), so the

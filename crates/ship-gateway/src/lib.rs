@@ -42,7 +42,7 @@ pub use error::GatewayError;
 pub use run::{Gateway, StopReport};
 pub use settings::{Settings, one_line};
 
-use cli::Command;
+use cli::{Command, PairArgs};
 
 /// Runs one subcommand other than `run` (`ski`, `discover`, `qr`, `pair`, `unpair`, `list`,
 /// `status`, `watch`, `approve`, `deny`, `disconnect`, `console`, `send`) on the data directory
@@ -61,49 +61,26 @@ pub fn execute(
         Command::Ski => commands::ski(data_dir, json),
         Command::Discover { seconds } => discover::discover(data_dir, seconds, json),
         Command::Qr(args) => qr::show(data_dir, *args, json),
-        Command::Pair {
-            pairing_service: true,
-            ski,
-            ship_id,
-            qr,
-            name,
-            address,
-            pin,
-            secret_file,
-            fingerprint,
-            settle_after,
-        } => pairing_request::pair(
-            data_dir,
-            pairing_request::PairArgs {
-                ski,
+        Command::Pair(args) if args.pairing_service => pairing_request::pair(data_dir, *args),
+        Command::Pair(args) => match *args {
+            PairArgs {
+                qr: Some(text),
+                name,
+                address,
+                ..
+            } => qr::pair(data_dir, &text, name, address),
+            PairArgs {
+                ski: Some(ski),
                 ship_id,
-                qr,
                 name,
                 address,
                 pin,
-                secret_file,
-                fingerprint,
-                settle_after,
-            },
-        ),
-        Command::Pair {
-            qr: Some(text),
-            name,
-            address,
-            ..
-        } => qr::pair(data_dir, &text, name, address),
-        Command::Pair {
-            ski: Some(ski),
-            ship_id,
-            name,
-            address,
-            qr: None,
-            pin,
-            ..
-        } => commands::pair(data_dir, ski, ship_id, name, address, pin),
-        Command::Pair { .. } => Err(GatewayError::Usage(
-            "pair needs a SKI or --qr (see --help)".into(),
-        )),
+                ..
+            } => commands::pair(data_dir, ski, ship_id, name, address, pin),
+            PairArgs { .. } => Err(GatewayError::Usage(
+                "pair needs a SKI or --qr (see --help)".into(),
+            )),
+        },
         Command::Unpair { ski } => commands::unpair(data_dir, ski),
         Command::List => commands::list(data_dir, json),
         Command::Status => status::status(data_dir, json),

@@ -29,6 +29,7 @@ use ship_hub::qr::{QrError, ShipQr};
 use ship_hub::{ShipId, Ski};
 
 use crate::api::live::now_ms;
+use crate::cli::PairArgs;
 use crate::client::{self, Gateway};
 use crate::data_dir::{self, DataDir};
 use crate::error::GatewayError;
@@ -578,20 +579,6 @@ pub(crate) fn unpaired_offline(dir: &DataDir, ski: Ski) -> Result<bool, GatewayE
 }
 
 // ----- the command line: `pair --pairing-service` ------------------------------------------
-
-/// What `pair --pairing-service` was given.
-#[derive(Debug, Default)]
-pub(crate) struct PairArgs {
-    pub(crate) ski: Option<Ski>,
-    pub(crate) ship_id: Option<ShipId>,
-    pub(crate) qr: Option<String>,
-    pub(crate) name: Option<String>,
-    pub(crate) address: Option<String>,
-    pub(crate) pin: Option<String>,
-    pub(crate) secret_file: Option<PathBuf>,
-    pub(crate) fingerprint: Option<String>,
-    pub(crate) settle_after: Option<u64>,
-}
 
 fn setting(message: impl Into<String>) -> GatewayError {
     GatewayError::Setting(message.into())
