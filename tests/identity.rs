@@ -22,7 +22,7 @@ fn subject() -> CertificateSubject {
     }
 }
 
-/// SHA-1 with ring: independent of the `sha1` crate that `Ski::of_public_key` uses.
+/// SHA-1 computed here, not through `Ski::of_public_key` (whose provider is ring by default).
 fn sha1(bytes: &[u8]) -> Vec<u8> {
     ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, bytes)
         .as_ref()

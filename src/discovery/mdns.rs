@@ -50,9 +50,9 @@ use super::pairing::{PAIRING_EVENT_CAPACITY, PairingAnnouncement, PairingEvent};
 use super::registry::DiscoveryLimits;
 use super::service::{Announcement, DiscoveryEvent, Sighting, VisibleService, dialable_address};
 use super::shared::Shared;
-use super::txt::{SERVICE_TYPE, ShipTxt, TxtError};
 use super::{Discovery, DiscoveryError};
 use crate::Ski;
+use ship_proto::txt::{SERVICE_TYPE, ShipTxt, TxtError};
 
 /// Which network interfaces mDNS uses, for both announcing and browsing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -15,9 +15,9 @@ use super::pairing::{PAIRING_EVENT_CAPACITY, PairingAnnouncement, PairingEvent, 
 use super::registry::DiscoveryLimits;
 use super::service::{Announcement, DiscoveryEvent, Sighting, VisibleService, dialable_address};
 use super::shared::Shared;
-use super::txt::SERVICE_TYPE;
 use super::{Discovery, DiscoveryError};
 use crate::Ski;
+use ship_proto::txt::SERVICE_TYPE;
 
 /// A simulated LAN. Cloning gives another handle to the same LAN.
 #[derive(Debug, Clone, Default)]

@@ -13,8 +13,8 @@
 //! * `InMemoryLan` / `InMemoryDiscovery` (feature `test-util`): several discoveries attached to
 //!   one simulated LAN, with expiry on command, for Hub tests.
 //!
-//! The pure parts, usable on their own: the TXT codec ([`ShipTxt`]) and the registry of visible
-//! services ([`VisibleServices`]).
+//! The pure parts, usable on their own: the TXT codec ([`ShipTxt`], from `ship-proto`) and the
+//! registry of visible services ([`VisibleServices`]).
 //!
 //! Security: the `ski` of a TXT record is only a claim. A dial to a sighted address must
 //! expect that SKI and TLS must enforce it (SHIP §9, `docs/discovery.md`).
@@ -30,7 +30,6 @@ mod registry;
 mod service;
 #[cfg(any(feature = "mdns", test, feature = "test-util"))]
 mod shared;
-mod txt;
 
 #[cfg(feature = "mdns")]
 pub use mdns::{InterfaceSelection, MdnsConfig, MdnsDiscovery};
@@ -42,7 +41,7 @@ pub use service::{
     Announcement, DiscoveryEvent, InstanceName, InstanceNameError, Sighting, VisibleService,
     dialable_address,
 };
-pub use txt::{
+pub use ship_proto::txt::{
     DeviceCategories, SERVICE_TYPE, ServicePath, ShipTxt, TXT_VERSION, TxtError, TxtField, TxtValue,
 };
 

@@ -36,11 +36,7 @@ impl Ski {
     /// The SKI of a P-256 public key given as the 65-byte uncompressed point (`04 ‖ X ‖ Y`):
     /// SHA-1 over those bytes.
     pub fn of_public_key(uncompressed_point: &[u8]) -> Self {
-        use sha1::{Digest, Sha1};
-        let digest = Sha1::digest(uncompressed_point);
-        let mut out = [0u8; 20];
-        out.copy_from_slice(&digest);
-        Ski(out)
+        Ski(crate::crypto::sha1(uncompressed_point))
     }
 
     /// The raw bytes.

@@ -19,16 +19,15 @@
 //!   written by an earlier version unreadable, for a character that is harmless once shown
 //!   escaped.
 //! * **Kept exactly**: the value as the peer sent it stays available, unchanged, for comparing,
-//!   storing and sending: `as_str()` of [`crate::ShipId`], [`crate::discovery::TxtValue`],
-//!   [`crate::discovery::ServicePath`] and [`crate::discovery::InstanceName`], the fields of
-//!   the error types that carry a found value, and the public `String` fields that carry a
-//!   peer's names and values: [`crate::hub::PairingRequest`], [`crate::discovery::Sighting`],
-//!   [`crate::discovery::VisibleService`], [`crate::discovery::DiscoveryEvent`] and the
-//!   pairing-service events (instance and host names, TXT values copied as text). JSON made
-//!   from these carries the exact text (serde escapes what JSON does not allow raw).
+//!   storing and sending: `as_str()` of [`crate::ShipId`], [`crate::txt::TxtValue`] and
+//!   [`crate::txt::ServicePath`] (and of the runtime's instance names), the fields of the error
+//!   types that carry a found value, and the public `String` fields that carry a peer's names
+//!   and values (the runtime's pairing requests, sightings, visible services, discovery and
+//!   pairing-service events). JSON made from these carries the exact text (serde escapes what
+//!   JSON does not allow raw).
 //! * **Shown escaped**: everything the library formats for people — the `Display` of those
-//!   types, every error message that quotes a peer's value, the `error` text of
-//!   [`crate::hub::StateDetail`] and the library's log lines — shows every character
+//!   types, every error message that quotes a peer's value, the error text of the runtime's
+//!   connection states and the library's log lines — shows every character
 //!   [`needs_escape`] names as a visible escape (`\n`, `\x1b`, `\u{202e}`, `\u{200b}`), a
 //!   backslash as `\\` so that an escape cannot be forged, and a value quoted inside an error
 //!   message ([`Quoted`]) in quotes, cut after [`QUOTE_MAX_CHARS`] characters. An application
@@ -44,7 +43,7 @@ use std::fmt::{self, Write};
 pub const QUOTE_MAX_CHARS: usize = 64;
 
 /// How many characters of a parser's message (which may quote a peer's text) an error keeps.
-pub(crate) const MESSAGE_MAX_CHARS: usize = 200;
+pub const MESSAGE_MAX_CHARS: usize = 200;
 
 /// Whether `c` is shown escaped: control characters (C0, DEL, C1), the characters of Unicode's
 /// "format" category that a terminal or a browser does not show as themselves (bidi controls
@@ -142,7 +141,7 @@ impl fmt::Display for Quoted<'_> {
 /// the value it did not expect), with every character [`needs_escape`] names escaped and cut
 /// after `max_chars` characters (with `…`). Backslashes stay single: a message is not a value
 /// to read back, and a parser's own escapes (`"1\u{202e}"`) stay readable.
-pub(crate) fn escaped_message(message: &str, max_chars: usize) -> String {
+pub fn escaped_message(message: &str, max_chars: usize) -> String {
     let mut out = String::with_capacity(message.len().min(max_chars * 2));
     let mut chars = message.chars();
     for c in chars.by_ref().take(max_chars) {

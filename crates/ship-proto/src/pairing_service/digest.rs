@@ -9,8 +9,6 @@
 
 use std::fmt;
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use super::record::{PairingRequest, SignedRequest};
@@ -119,10 +117,9 @@ pub fn digest(request: &PairingRequest, secret: &PairingSecret) -> [u8; 32] {
     let mut key = Vec::with_capacity(secret.as_bytes().len() + 16);
     key.extend_from_slice(secret.as_bytes());
     key.extend_from_slice(request.nonce.as_bytes());
-    let mut mac = <Hmac<Sha256>>::new_from_slice(&key).expect("HMAC takes keys of any length");
+    let digest = crate::crypto::hmac_sha256(&key, digest_message(request).as_bytes());
     key.iter_mut().for_each(|b| *b = 0);
-    mac.update(digest_message(request).as_bytes());
-    mac.finalize().into_bytes().into()
+    digest
 }
 
 /// Signs `request`: the record the requesting device announces.

@@ -1,18 +1,16 @@
 //! The policy for peer text ([`crate::text`]), checked on every type and message that carries
 //! text a peer chose: bidi overrides and isolates, zero-width characters, the byte-order mark,
 //! newlines and escape sequences, and overlong values. Each shows no hostile character raw, its
-//! exact value stays available, and a quoted value is cut.
+//! exact value stays available, and a quoted value is cut. (The runtime's own types, instance
+//! names and WebSocket errors, are checked the same way in ship-hub.)
 
 use super::tests::HOSTILE;
 use super::{QUOTE_MAX_CHARS, needs_escape};
 use crate::ShipId;
-use crate::discovery::{
-    DeviceCategories, InstanceName, ServicePath, ShipTxt, TxtError, TxtField, TxtValue,
-};
 use crate::pairing_service::SignedRequest;
 use crate::protocol::codec::decode;
 use crate::protocol::{CloseCause, DecodeError};
-use crate::transport::WebSocketError;
+use crate::txt::{DeviceCategories, ServicePath, ShipTxt, TxtError, TxtField, TxtValue};
 
 /// `shown` contains no character the policy escapes, and `escape` in its escaped form.
 #[track_caller]
@@ -52,7 +50,7 @@ fn ship_ids_keep_the_exact_value_and_display_escaped() {
 }
 
 #[test]
-fn txt_values_paths_and_instance_names_keep_the_exact_value_and_display_escaped() {
+fn txt_values_and_paths_keep_the_exact_value_and_display_escaped() {
     for (c, escape) in invisible() {
         let text = format!("Wall{c}box/");
         let value = TxtValue::new(TxtField::Brand, text.clone()).unwrap();
@@ -61,16 +59,12 @@ fn txt_values_paths_and_instance_names_keep_the_exact_value_and_display_escaped(
         let path = ServicePath::new(text.clone()).unwrap();
         assert_eq!(path.as_str(), text);
         shows_escaped(&path.to_string(), escape);
-        let name = InstanceName::new(text.clone()).unwrap();
-        assert_eq!(name.as_str(), text);
-        shows_escaped(&name.to_string(), escape);
     }
     assert_eq!(
         TxtValue::new(TxtField::Model, "a\nb"),
         Err(TxtError::ControlCharacter { key: "model" })
     );
     assert!(ServicePath::new("/a\n").is_err());
-    assert!(InstanceName::new("a\nb").is_err());
     let overlong = "\u{200b}".repeat(11);
     assert_eq!(
         TxtValue::new(TxtField::Brand, overlong.clone())
@@ -79,7 +73,6 @@ fn txt_values_paths_and_instance_names_keep_the_exact_value_and_display_escaped(
         "the value of TXT key `brand` is 33 bytes long, at most 32 are allowed"
     );
     assert!(ServicePath::new(format!("/{overlong}")).is_err());
-    assert!(InstanceName::new("\u{202e}".repeat(22)).is_err());
 }
 
 /// A TXT record whose mandatory keys are valid except `key`, which is `value`.
@@ -207,23 +200,14 @@ fn protocol_errors_quote_peer_values_escaped_and_cut() {
 }
 
 #[test]
-fn pairing_record_and_websocket_errors_quote_peer_values_escaped_and_cut() {
+fn pairing_record_errors_quote_peer_values_escaped_and_cut() {
     for (c, escape) in HOSTILE {
         let value = format!("v{c}");
         let pairs = vec![
             ("txtvers".to_owned(), "1".to_owned()),
-            ("parType".to_owned(), value.clone()),
+            ("parType".to_owned(), value),
         ];
         let error = SignedRequest::from_pairs(&pairs).unwrap_err();
         shows_escaped(&error.to_string(), &format!("v{escape}"));
-
-        let error = WebSocketError::WrongSubprotocol(value.clone());
-        shows_escaped(&error.to_string(), &format!("\"v{escape}\""));
-        let error = WebSocketError::Protocol(format!("bad header {value}"));
-        shows_escaped(&error.to_string(), &format!("v{escape}"));
     }
-    let shown = WebSocketError::WrongSubprotocol("s".repeat(8_000)).to_string();
-    assert!(shown.len() < 200, "{shown}");
-    let shown = WebSocketError::Protocol("p".repeat(8_000)).to_string();
-    assert!(shown.len() < 300, "{shown}");
 }

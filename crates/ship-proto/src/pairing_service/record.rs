@@ -16,8 +16,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use sha2::{Digest as _, Sha256};
-
 use crate::{ShipId, ShipIdError};
 
 /// The DNS-SD service type of the Pairing Service, with the domain.
@@ -104,7 +102,7 @@ pub struct Fingerprint([u8; 32]);
 impl Fingerprint {
     /// The fingerprint of a DER certificate.
     pub fn of_certificate(der: &[u8]) -> Self {
-        Fingerprint(Sha256::digest(der).into())
+        Fingerprint(crate::crypto::sha256(der))
     }
 
     /// Wraps raw bytes.
@@ -153,7 +151,7 @@ impl Nonce {
 
     /// A fresh nonce from the operating system's random generator.
     pub fn random() -> Self {
-        Nonce(rand::random())
+        Nonce(crate::crypto::random())
     }
 
     /// The raw bytes.
