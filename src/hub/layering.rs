@@ -8,6 +8,10 @@
 //! hub's `mod.rs` re-exports (`super::Shared`, `crate::hub::DisconnectReason`) counts as the
 //! module that defines it. `mod.rs` itself is the root: it declares and re-exports everything,
 //! so its own paths are not edges.
+//!
+//! The boundary between the protocol core and the runtime needs no such test: it is the crate
+//! boundary of `ship-proto`, which cannot name tokio, rustls or any runtime module. The hub's
+//! modules share one crate, so their order is checked here.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
