@@ -8,30 +8,17 @@
 //!   async stream of [`HubEvent`]s.
 //! * [`TrustStore`] — where pairings live; [`Backoff`] — reconnect delays (§8).
 
-pub(crate) mod address_book;
-mod admission;
-mod arbitration;
 pub mod backoff;
 pub mod callbacks;
-mod clock;
 pub mod config;
 mod core;
-mod dial;
 mod errors;
-mod handover;
-mod inbound;
 #[cfg(test)]
 mod layering;
-mod link;
-mod listener;
 pub mod metrics;
 pub mod net;
-mod pairing_runtime;
 pub mod pairing_service;
-mod pin_guard;
-mod shared;
-mod sightings;
-mod supervisor;
+mod runtime;
 pub mod trust;
 
 pub use backoff::{Backoff, BackoffConfigError, BackoffTier, BackoffTiers};
@@ -42,7 +29,6 @@ pub use callbacks::{
 pub use config::{DeviceInfo, HubConfig, HubTimers, Limits};
 pub use core::{Hub, ShutdownReport};
 pub use errors::{DialError, DisconnectReason, HubError};
-pub use inbound::{Delivery, DeliveryToken};
 pub use metrics::{
     AdmissionCap, FailureCause, FailureCounts, HandshakeTimeSummary, MetricsSnapshot, PinCounts,
     RefusalCounts,
@@ -53,5 +39,6 @@ pub use net::{Network, TcpNetwork};
 pub use pairing_service::{
     AcceptRequests, PairingServiceConfig, PairingServiceEvent, RequestPairing,
 };
-pub use shared::{ConnectionInfo, Direction};
+pub use runtime::inbound::{Delivery, DeliveryToken};
+pub use runtime::shared::{ConnectionInfo, Direction};
 pub use trust::{FileTrustStore, MemoryTrustStore, PairedPeer, TrustStore, TrustStoreError};

@@ -17,9 +17,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::admission::UnpairedSlot;
 use super::inbound::{Charge, PeerBudget};
-use super::net::BoxIo;
-use super::trust::PairedPeer;
 use crate::ShipId;
+use crate::hub::net::BoxIo;
+use crate::hub::trust::PairedPeer;
 use crate::protocol::{self, CloseCause, CloseReason, ConnectionState, DetailedState, Pin};
 use crate::transport::ShipSocket;
 

@@ -10,19 +10,19 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, broadcast};
 
-use super::callbacks::CallbackEvent;
-use super::config::HubConfig;
-use super::errors::HubError;
 use super::handover::Command;
-use super::pairing_service::{
-    AcceptState, PairingServiceEvent, Pending, RequestPairing, RequestState, ServiceState, lock,
-};
 use super::shared::Shared;
 use super::sightings;
 use super::supervisor::route;
-use super::trust::PairedPeer;
 use crate::Ski;
 use crate::discovery::{DiscoveryError, PairingAnnouncement, PairingEvent, PairingSighting};
+use crate::hub::callbacks::CallbackEvent;
+use crate::hub::config::HubConfig;
+use crate::hub::errors::HubError;
+use crate::hub::pairing_service::{
+    AcceptState, PairingServiceEvent, Pending, RequestPairing, RequestState, ServiceState, lock,
+};
+use crate::hub::trust::PairedPeer;
 use crate::pairing_service::{
     Fingerprint, Nonce, PairingRequest, Receiver, ReceiverConfig, Refusal, ReplayGuard, Requester,
     UnitReachability, sign,

@@ -30,7 +30,7 @@ use tokio::time::{Instant, sleep_until};
 
 use super::clock::{now, sleep_until_opt};
 use super::handover::{LinkCommand, LinkEnd, LinkEvent, LinkId, LinkSetup, LinkStart, Permits};
-use super::net::BoxIo;
+use crate::hub::net::BoxIo;
 use crate::protocol::{self, CloseCause, CloseReason, ConnectionState, Event, Transmit};
 use crate::transport::{Outgoing, ShipSocket, SocketEvent, SocketReader, SocketWriter};
 

@@ -12,12 +12,12 @@ use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 
-use super::callbacks::CallbackEvent;
-use super::config::HubConfig;
 use super::handover::{Command, SightingRecord};
 use super::shared::Shared;
 use super::supervisor::route;
 use crate::discovery::{Announcement, Discovery, DiscoveryEvent, ShipTxt, VisibleService};
+use crate::hub::callbacks::CallbackEvent;
+use crate::hub::config::HubConfig;
 
 /// Builds our announcement from the configuration (`register` = auto-accept).
 pub(crate) fn announcement(shared: &Shared, port: u16) -> Announcement {
@@ -28,7 +28,7 @@ pub(crate) fn announcement(shared: &Shared, port: u16) -> Announcement {
 }
 
 /// Our announcement, before the hub's shared state exists (the first one, made by
-/// [`super::Hub::start`] before it spawns anything).
+/// [`crate::hub::Hub::start`] before it spawns anything).
 pub(crate) fn announcement_of(
     config: &HubConfig,
     local_ski: crate::Ski,
@@ -55,7 +55,7 @@ pub(crate) fn announcement_of(
 ///
 /// A sighting of a paired SKI reaches its supervisor at once. The application's
 /// `visible_services_changed` is coalesced: at most one call per
-/// [`HubTimers::visible_services_interval`](super::config::HubTimers::visible_services_interval),
+/// [`HubTimers::visible_services_interval`](crate::hub::config::HubTimers::visible_services_interval),
 /// with the list as it is then, so a burst of announcements costs one list per interval
 /// instead of one per sighting. The paired SKIs are the discovery's preferred ones (their
 /// records are never evicted for strangers); the set is refreshed with each report.

@@ -28,10 +28,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::callbacks::AdmissionRefusal;
-use super::config::Limits;
-use super::metrics::AdmissionCap;
 use crate::Ski;
+use crate::hub::callbacks::AdmissionRefusal;
+use crate::hub::config::Limits;
+use crate::hub::metrics::AdmissionCap;
 
 /// The same host, however it is written (an IPv4 peer on a dual-stack listener arrives as an
 /// IPv4-mapped IPv6 address).

@@ -18,7 +18,7 @@
 use std::time::Instant;
 
 use crate::Ski;
-use crate::hub::handover::LinkId;
+use crate::hub::runtime::handover::LinkId;
 
 /// What the arbitration needs to know about one live link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

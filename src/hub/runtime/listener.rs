@@ -7,15 +7,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::admission::{HandshakeSlot, Refusal};
-use super::callbacks::CallbackEvent;
 use super::clock::now;
-use super::errors::transport_cause;
 use super::handover::{Command, Handover, Permits};
-use super::metrics::FailureCause;
-use super::net::{BoxIo, Listener};
 use super::pairing_runtime;
 use super::shared::Shared;
 use super::supervisor::route;
+use crate::hub::callbacks::CallbackEvent;
+use crate::hub::errors::transport_cause;
+use crate::hub::metrics::FailureCause;
+use crate::hub::net::{BoxIo, Listener};
 use crate::transport;
 
 /// Accepts until the hub's accept token is cancelled (shutdown phase 1).

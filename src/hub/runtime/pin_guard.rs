@@ -25,7 +25,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::config::Limits;
+use crate::hub::config::Limits;
 use crate::protocol::{ProtocolConfig, pin_penalty};
 
 /// Where a connection of a key that is not paired starts its PIN step.

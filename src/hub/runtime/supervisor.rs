@@ -38,11 +38,8 @@ use tokio::task::JoinHandle;
 
 use super::address_book::{AddressBook, DEFAULT_SHIP_PATH, DialCandidate};
 use super::arbitration::{self, Arbitration, LinkFacts};
-use super::backoff::Backoff;
-use super::callbacks::{CallbackEvent, Failure, PairingDecision, PairingRequest, StateDetail};
 use super::clock::{now, sleep_until_opt};
 use super::dial::{Dialled, Race, RaceEvent};
-use super::errors::{DialError, DisconnectReason, HubError};
 use super::handover::{
     Command, Handover, LinkCommand, LinkEnd, LinkEvent, LinkId, LinkSetup, LinkStart,
     SightingRecord,
@@ -50,7 +47,10 @@ use super::handover::{
 use super::inbound::PeerBudget;
 use super::link;
 use super::shared::{ConnectionInfo, Direction, PeerEntry, PeerStatus, Shared};
-use super::trust::PairedPeer;
+use crate::hub::backoff::Backoff;
+use crate::hub::callbacks::{CallbackEvent, Failure, PairingDecision, PairingRequest, StateDetail};
+use crate::hub::errors::{DialError, DisconnectReason, HubError};
+use crate::hub::trust::PairedPeer;
 use crate::protocol::{
     self, CloseReason, ConnectionParams, ConnectionState, DetailedState, Role, Trust,
 };

@@ -3,7 +3,7 @@
 //! while the peer is shown connected; a pairing answer belongs to one link.
 
 use super::*;
-use crate::hub::admission::UnpairedSlot;
+use crate::hub::runtime::admission::UnpairedSlot;
 
 /// The supervisor's record of one of its links: what it knows of the link task (its state, its
 /// flags for arbitration, trust and PIN) and the channels to it.

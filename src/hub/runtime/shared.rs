@@ -12,14 +12,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::admission::Admission;
-use super::callbacks::CallbackQueue;
-use super::config::HubConfig;
-use super::errors::HubError;
 use super::handover::Command;
-use super::metrics::HubMetrics;
-use super::pairing_service::ServiceState;
 use super::pin_guard::PinGuard;
-use super::trust::{PairedPeer, TrustStore};
+use crate::hub::callbacks::CallbackQueue;
+use crate::hub::config::HubConfig;
+use crate::hub::errors::HubError;
+use crate::hub::metrics::HubMetrics;
+use crate::hub::pairing_service::ServiceState;
+use crate::hub::trust::{PairedPeer, TrustStore};
 use crate::protocol::{ConnectionState, PinRequirement};
 use crate::transport::{ShipTls, TlsSuite};
 use crate::{ShipId, Ski};
@@ -164,7 +164,7 @@ impl Shared {
 
 impl Shared {
     /// Delivers a command to the existing supervisor of `ski` (never creates one: that is
-    /// [`crate::hub::supervisor::route`]).
+    /// [`crate::hub::runtime::supervisor::route`]).
     pub(crate) fn route_existing(&self, ski: Ski, command: Command) -> Result<(), HubError> {
         let registry = self.registry.lock().expect("registry lock");
         match registry.get(&ski) {

@@ -3,7 +3,7 @@
 
 use super::visible::{failure_of, reason_of};
 use super::*;
-use crate::hub::inbound::Delivery;
+use crate::hub::runtime::inbound::Delivery;
 use std::net::IpAddr;
 
 impl Supervisor {

@@ -45,11 +45,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::address_book::{AddressBook, DialCandidate};
 use super::clock::now;
-use super::errors::DialError;
 use super::handover::{Handover, Permits};
-use super::net::BoxIo;
 use super::shared::Shared;
 use crate::Ski;
+use crate::hub::errors::DialError;
+use crate::hub::net::BoxIo;
 use crate::transport::{self, TransportError};
 
 /// A dial that reached a WebSocket: ready to be taken over as a link.
@@ -296,7 +296,7 @@ async fn attempt(
     }
 }
 
-/// TCP (through the hub's [`super::net::Network`]) + TLS expecting `ski` + WebSocket at `path`.
+/// TCP (through the hub's [`crate::hub::net::Network`]) + TLS expecting `ski` + WebSocket at `path`.
 /// Like ship-go, a server that answers the upgrade at `path` with an HTTP error is tried once
 /// more at `/`. `answered` is set by the first byte the server sends.
 async fn dial_once(
