@@ -45,11 +45,11 @@ use mdns_sd::{
 };
 use tokio::sync::broadcast;
 
-use super::mdns_pairing;
-use super::pairing::{PAIRING_EVENT_CAPACITY, PairingAnnouncement, PairingEvent};
 use super::registry::DiscoveryLimits;
 use super::service::{Announcement, DiscoveryEvent, Sighting, VisibleService, dialable_address};
 use super::shared::Shared;
+use super::shippairing::daemon;
+use super::shippairing::{PAIRING_EVENT_CAPACITY, PairingAnnouncement, PairingEvent};
 use super::{Discovery, DiscoveryError};
 use crate::Ski;
 use ship_proto::txt::{SERVICE_TYPE, ShipTxt, TxtError};
@@ -605,7 +605,7 @@ impl Discovery for MdnsDiscovery {
     fn announce_pairing(&self, announcement: PairingAnnouncement) -> Result<(), DiscoveryError> {
         let ski = self.config.own_ski.to_string();
         let host = format!("ship-{}.local.", &ski[..12]);
-        let info = mdns_pairing::service_info(&announcement, &host, &self.config.interfaces)?;
+        let info = daemon::service_info(&announcement, &host, &self.config.interfaces)?;
         let fullname = info.get_fullname().to_owned();
         let mut registered = lock(&self.pairing_registered);
         self.daemon.register(info).map_err(daemon_error)?;
@@ -632,7 +632,7 @@ impl Discovery for MdnsDiscovery {
             let stopping = self.stopping.clone();
             let events = self.pairing_events.clone();
             spawn("ship-mdns-pairing", move || {
-                mdns_pairing::browse(daemon, stopping, events);
+                daemon::browse(daemon, stopping, events);
             })?;
         }
         Ok(receiver)

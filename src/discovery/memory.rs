@@ -11,10 +11,12 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use futures_util::future::BoxFuture;
 use tokio::sync::broadcast;
 
-use super::pairing::{PAIRING_EVENT_CAPACITY, PairingAnnouncement, PairingEvent, PairingSighting};
 use super::registry::DiscoveryLimits;
 use super::service::{Announcement, DiscoveryEvent, Sighting, VisibleService, dialable_address};
 use super::shared::Shared;
+use super::shippairing::{
+    PAIRING_EVENT_CAPACITY, PairingAnnouncement, PairingEvent, PairingSighting,
+};
 use super::{Discovery, DiscoveryError};
 use crate::Ski;
 use ship_proto::txt::SERVICE_TYPE;

@@ -21,21 +21,18 @@
 
 #[cfg(feature = "mdns")]
 mod mdns;
-#[cfg(feature = "mdns")]
-mod mdns_pairing;
 #[cfg(any(test, feature = "test-util"))]
 mod memory;
-mod pairing;
 mod registry;
 mod service;
 #[cfg(any(feature = "mdns", test, feature = "test-util"))]
 mod shared;
+mod shippairing;
 
 #[cfg(feature = "mdns")]
 pub use mdns::{InterfaceSelection, MdnsConfig, MdnsDiscovery};
 #[cfg(any(test, feature = "test-util"))]
 pub use memory::{InMemoryDiscovery, InMemoryLan};
-pub use pairing::{PAIRING_EVENT_CAPACITY, PairingAnnouncement, PairingEvent, PairingSighting};
 pub use registry::{DiscoveryLimits, VisibleServices};
 pub use service::{
     Announcement, DiscoveryEvent, InstanceName, InstanceNameError, Sighting, VisibleService,
@@ -44,6 +41,7 @@ pub use service::{
 pub use ship_proto::txt::{
     DeviceCategories, SERVICE_TYPE, ServicePath, ShipTxt, TXT_VERSION, TxtError, TxtField, TxtValue,
 };
+pub use shippairing::{PAIRING_EVENT_CAPACITY, PairingAnnouncement, PairingEvent, PairingSighting};
 
 use futures_util::future::BoxFuture;
 use tokio::sync::broadcast;

@@ -14,13 +14,14 @@ use super::callbacks::{CallbackEvent, start_dispatcher};
 use super::config::HubConfig;
 use super::errors::HubError;
 use super::metrics::{HubMetrics, MetricsSnapshot};
-use super::pairing_service::{RequestPairing, ServiceState};
+use super::pairing_config::RequestPairing;
 use super::runtime::address_book::{DEFAULT_SHIP_PATH, check_dialable};
 use super::runtime::admission::Admission;
 use super::runtime::handover::Command;
 use super::runtime::listener::accept_loop;
-use super::runtime::pairing_runtime;
+use super::runtime::pairing_agent;
 use super::runtime::pin_guard::PinGuard;
+use super::runtime::shared::ServiceState;
 use super::runtime::shared::{ConnectionInfo, PeerStatus, Shared};
 use super::runtime::sightings;
 use super::runtime::supervisor::route;
@@ -99,7 +100,7 @@ impl Hub {
     /// socket and no task behind.
     pub async fn start(config: HubConfig) -> Result<Hub, HubError> {
         let local_ski = config.identity.ski();
-        let mut service = pairing_runtime::prepare(&config, local_ski)?;
+        let mut service = pairing_agent::prepare(&config, local_ski)?;
         let pairing_requests = service.take_requests();
         let paired = config.trust_store.load_all()?;
         let tls = ShipTls::new(&config.identity, config.tls.clone()).map_err(HubError::Tls)?;
@@ -162,7 +163,7 @@ impl Hub {
                 config,
             }
         });
-        pairing_runtime::spawn(&shared, pairing_requests);
+        pairing_agent::spawn(&shared, pairing_requests);
         shared.tracker.spawn(accept_loop(shared.clone(), listener));
         if let Some(discovery) = shared.config.discovery.clone() {
             // Subscribed here, not in the task: every record seen once `start` returns reaches
@@ -255,7 +256,7 @@ impl Hub {
                 Some(request.energy_manager_id.clone()),
             )?;
         }
-        pairing_runtime::request(&self.shared, request)
+        pairing_agent::request(&self.shared, request)
     }
 
     /// The digests of the SHIP Pairing Service requests this hub honoured, oldest first (at
@@ -342,7 +343,7 @@ impl Hub {
     /// `removedConnection`). It is not redialled.
     pub fn unpair(&self, ski: Ski) -> Result<(), HubError> {
         self.shared.trust.remove(&ski)?;
-        pairing_runtime::unpaired(&self.shared, ski);
+        pairing_agent::unpaired(&self.shared, ski);
         match self.shared.route_existing(ski, Command::Unpaired) {
             Ok(()) | Err(HubError::NotConnected(_)) => Ok(()),
             Err(error) => Err(error),
@@ -542,7 +543,7 @@ impl Hub {
         self.shared.stop_accepting.cancel();
         report.listener_stopped = true;
         // Phase 2: withdraw the mDNS announcements (goodbye).
-        pairing_runtime::shutdown(&self.shared);
+        pairing_agent::shutdown(&self.shared);
         if let Some(discovery) = &self.shared.config.discovery {
             report.announcement_withdrawn = matches!(
                 tokio::time::timeout_at(deadline, discovery.withdraw()).await,

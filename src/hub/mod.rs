@@ -17,7 +17,7 @@ mod errors;
 mod layering;
 pub mod metrics;
 pub mod net;
-pub mod pairing_service;
+pub mod pairing_config;
 mod runtime;
 pub mod trust;
 
@@ -36,7 +36,7 @@ pub use metrics::{
 #[cfg(any(test, feature = "test-util"))]
 pub use net::{MemoryLan, MemoryNetwork};
 pub use net::{Network, TcpNetwork};
-pub use pairing_service::{
+pub use pairing_config::{
     AcceptRequests, PairingServiceConfig, PairingServiceEvent, RequestPairing,
 };
 pub use runtime::inbound::{Delivery, DeliveryToken};

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::admission::{HandshakeSlot, Refusal};
 use super::clock::now;
 use super::handover::{Command, Handover, Permits};
-use super::pairing_runtime;
+use super::pairing_agent;
 use super::shared::Shared;
 use super::supervisor::route;
 use crate::hub::callbacks::CallbackEvent;
@@ -79,7 +79,7 @@ async fn admit(shared: Arc<Shared>, tcp: BoxIo, remote: SocketAddr, slot: Handsh
             || matches!(shared.trust.get(&ski), Ok(Some(_)))
             || tls
                 .peer_certificate()
-                .is_some_and(|certificate| pairing_runtime::claim(&shared, ski, certificate));
+                .is_some_and(|certificate| pairing_agent::claim(&shared, ski, certificate));
         // Set by the upgrade callback: the room taken, or why there was none.
         let mut room = None;
         let upgraded = transport::accept_websocket(tls, &shared.config.websocket, || {

@@ -6,7 +6,7 @@
 //! * one `supervisor` task per peer owns its links, double-connection `arbitration` and
 //!   visible state; one `link` task per connection drives the protocol engine;
 //! * `inbound` budgets received data, `sightings` feeds mDNS sightings to supervisors,
-//!   `pin_guard` limits PIN attempts, `pairing_runtime` runs the Pairing Service exchanges,
+//!   `pin_guard` limits PIN attempts, `pairing_agent` runs the Pairing Service exchanges,
 //!   `clock` is the one time source (paused in tests).
 
 pub(crate) mod address_book;
@@ -18,7 +18,7 @@ pub(crate) mod handover;
 pub(crate) mod inbound;
 pub(crate) mod link;
 pub(crate) mod listener;
-pub(crate) mod pairing_runtime;
+pub(crate) mod pairing_agent;
 pub(crate) mod pin_guard;
 pub(crate) mod shared;
 pub(crate) mod sightings;

@@ -1,3 +1,28 @@
+//! The SHIP Pairing Service in the hub, both roles, over the hub's
+//! [`Discovery`](crate::discovery::Discovery): its settings and the events it reports (`docs/pairing.md`, "The SHIP Pairing Service";
+//! the sans-IO rules are in [`crate::pairing_service`]; the hub's tasks that run it are in
+//! `runtime::pairing_agent`).
+//!
+//! * **Energy-manager side** ([`AcceptRequests`]): the hub browses `_shippairing._tcp` and
+//!   evaluates every request for it with the secret printed with this device. A verified request
+//!   names the fingerprint of the control unit's certificate; when a TLS client presenting that
+//!   certificate connects, its SKI is stored as paired (flagged `paired_by_service`) before any
+//!   SHIP message, and the connection goes on like that of any paired peer. At most one control
+//!   unit is paired through the service: a newer one replaces it (it is unpaired) when it
+//!   connects. While that unit is connected, or was in the last
+//!   [`AcceptRequests::replaceable_after`], requests are not processed.
+//! * **Device side** ([`RequestPairing`]): the hub pairs the energy manager's SKI, announces the
+//!   signed request from start-up (or from [`crate::hub::Hub::request_pairing`] on) until a
+//!   connection to the energy manager has held for [`RequestPairing::settle_after`], then
+//!   withdraws it and reports [`PairingServiceEvent::RequestSettled`] (persist that: a settled
+//!   request is configured with [`RequestPairing::settled`] and never announced again). One
+//!   request at a time: a newer one replaces it.
+//!
+//! Hostile input costs little and is bounded: a request for another node is dropped after one
+//! string comparison; a re-announcement of a record already evaluated under the same instance is
+//! skipped ([`AcceptRequests::max_tracked_requests`] instances remembered); at most one HMAC is
+//! computed per new record; refusals are reported to the application at most once per
+//! [`AcceptRequests::refusal_report_interval`].
 //! What an application configures for the SHIP Pairing Service, and what it is told.
 
 use std::time::Duration;

@@ -1,7 +1,8 @@
 //! The SHIP Pairing Service at work in the hub: checking its configuration and announcing our
 //! request at start ([`prepare`]), following and evaluating the requests of others, pairing the
 //! certificate a verified request named when it connects ([`claim`]), and withdrawing our request
-//! once it settled. Its state and its public types are in [`crate::hub::pairing_service`].
+//! once it settled. Its state is in [`super::shared`] (the hub's tasks share it), its settings
+//! and events in [`crate::hub::pairing_config`].
 
 use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
@@ -12,6 +13,7 @@ use tokio::sync::{Notify, broadcast};
 
 use super::handover::Command;
 use super::shared::Shared;
+use super::shared::{AcceptState, Pending, RequestState, ServiceState, lock};
 use super::sightings;
 use super::supervisor::route;
 use crate::Ski;
@@ -19,9 +21,7 @@ use crate::discovery::{DiscoveryError, PairingAnnouncement, PairingEvent, Pairin
 use crate::hub::callbacks::CallbackEvent;
 use crate::hub::config::HubConfig;
 use crate::hub::errors::HubError;
-use crate::hub::pairing_service::{
-    AcceptState, PairingServiceEvent, Pending, RequestPairing, RequestState, ServiceState, lock,
-};
+use crate::hub::pairing_config::{PairingServiceEvent, RequestPairing};
 use crate::hub::trust::PairedPeer;
 use crate::pairing_service::{
     Fingerprint, Nonce, PairingRequest, Receiver, ReceiverConfig, Refusal, ReplayGuard, Requester,
