@@ -445,7 +445,7 @@ fn the_reader_sees_the_imports_it_must_see() {
     let graph = sibling_graph(&hub_dir());
     // Known edges, so that a reader that found nothing cannot pass the test above.
     for (from, to) in [
-        ("core", "supervisor"),
+        ("handle", "supervisor"),
         ("supervisor", "dial"),
         ("listener", "admission"),
     ] {
@@ -476,11 +476,11 @@ fn the_reader_resolves_paths_and_groups() {
         vec![Some("a".into()), Some("b".into()), Some("Shared".into())]
     );
     let exported = re_exports(&self::tokens(
-        "pub use core::{Hub, HubError as E};\npub(crate) use core::Shared;\nmod x;",
+        "pub use handle::{Hub, HubError as E};\npub(crate) use handle::Shared;\nmod x;",
     ));
-    assert_eq!(exported.get("Shared").map(String::as_str), Some("core"));
-    assert_eq!(exported.get("E").map(String::as_str), Some("core"));
-    assert_eq!(exported.get("Hub").map(String::as_str), Some("core"));
+    assert_eq!(exported.get("Shared").map(String::as_str), Some("handle"));
+    assert_eq!(exported.get("E").map(String::as_str), Some("handle"));
+    assert_eq!(exported.get("Hub").map(String::as_str), Some("handle"));
 }
 
 #[test]

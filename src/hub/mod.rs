@@ -11,8 +11,8 @@
 pub mod backoff;
 pub mod callbacks;
 pub mod config;
-mod core;
 mod errors;
+mod handle;
 #[cfg(test)]
 mod layering;
 pub mod metrics;
@@ -27,8 +27,8 @@ pub use callbacks::{
     PairingDecision, PairingRequest, PinDecision, PinRequest, StateDetail,
 };
 pub use config::{DeviceInfo, HubConfig, HubTimers, Limits};
-pub use core::{Hub, ShutdownReport};
 pub use errors::{DialError, DisconnectReason, HubError};
+pub use handle::{Hub, ShutdownReport};
 pub use metrics::{
     AdmissionCap, FailureCause, FailureCounts, HandshakeTimeSummary, MetricsSnapshot, PinCounts,
     RefusalCounts,
