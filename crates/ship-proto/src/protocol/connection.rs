@@ -12,9 +12,9 @@ use super::codec;
 use super::config::{ConnectionParams, ProtocolConfig, Role, Trust};
 use super::event::{CloseCause, Event, PeerCloseReason, SendDataError, Transmit};
 use super::message::{
-    ClosePhase, CloseReason, ConnectionClose, Data, ProtocolHandshake, ShipMessage,
+    ClosePhase, CloseReason, ConnectionClose, Data, PinState, ProtocolHandshake, ShipMessage,
 };
-use super::pin_check::PinSide;
+use super::pin::{Pin, PinParams, PinRequirement};
 use super::state::{ConnectionState, DetailedState};
 use super::timer::{Timer, TimerTable};
 
@@ -93,6 +93,67 @@ pub(super) enum LocalHello {
 pub(super) enum AccessMethodsProgress {
     Requested,
     Answered,
+}
+
+/// The PIN bookkeeping of one connection (kept after the PIN step for optional PINs).
+#[derive(Debug, Default)]
+pub(super) struct PinSide {
+    /// This node's requirement.
+    pub(super) requirement: PinRequirement,
+    /// The peer sent our PIN.
+    pub(super) verified: bool,
+    /// The PIN we send when the peer asks for one.
+    pub(super) peer_pin: Option<Pin>,
+    /// The peer's consecutive wrong PINs.
+    pub(super) attempts: u32,
+    /// Our penalty runs until then: input is `busy`.
+    pub(super) penalty_until: Option<Instant>,
+    /// The peer's last PIN state, once one arrived.
+    pub(super) peer_state: Option<PinState>,
+    /// The peer announced `inputPermission` `busy`.
+    pub(super) peer_busy: bool,
+    /// A PIN of ours awaits the peer's verdict.
+    pub(super) sent: bool,
+    /// The application was asked for a PIN and has not answered.
+    pub(super) asked: bool,
+    /// The peer rejected the last PIN we sent.
+    pub(super) rejected: bool,
+}
+
+impl PinSide {
+    pub(super) fn new(params: PinParams) -> Self {
+        PinSide {
+            requirement: params.requirement,
+            peer_pin: params.peer_pin,
+            attempts: params.failed_attempts,
+            penalty_until: params.penalty_until,
+            ..PinSide::default()
+        }
+    }
+
+    /// Our `pinState`.
+    pub(super) fn own_state(&self) -> PinState {
+        match self.requirement {
+            PinRequirement::None => PinState::None,
+            _ if self.verified => PinState::PinOk,
+            PinRequirement::Required(_) => PinState::Required,
+            PinRequirement::Optional(_) => PinState::Optional,
+        }
+    }
+
+    pub(super) fn penalty_active(&self, now: Instant) -> bool {
+        self.penalty_until.is_some_and(|until| until > now)
+    }
+
+    /// Whether PIN messages belong to this connection at all (otherwise, in data exchange, they
+    /// are unexpected as before PIN verification existed).
+    pub(super) fn in_play(&self) -> bool {
+        self.requirement != PinRequirement::None
+            || matches!(
+                self.peer_state,
+                Some(PinState::Required | PinState::Optional | PinState::PinOk)
+            )
+    }
 }
 
 impl Connection {

@@ -11,7 +11,7 @@
 use std::time::Instant;
 
 use super::codec::DecodeError;
-use super::connection::{Connection, Stage};
+use super::connection::{Connection, PinSide, Stage};
 use super::event::{CloseCause, Event};
 use super::message::{
     ConnectionPinError, ConnectionPinInput, ConnectionPinState, MessageKind, PinInputPermission,
@@ -20,67 +20,6 @@ use super::message::{
 use super::pin::{Pin, PinParams, PinRequirement, pin_penalty};
 use super::state::DetailedState;
 use super::timer::Timer;
-
-/// The PIN bookkeeping of one connection (kept after the PIN step for optional PINs).
-#[derive(Debug, Default)]
-pub(super) struct PinSide {
-    /// This node's requirement.
-    requirement: PinRequirement,
-    /// The peer sent our PIN.
-    verified: bool,
-    /// The PIN we send when the peer asks for one.
-    peer_pin: Option<Pin>,
-    /// The peer's consecutive wrong PINs.
-    attempts: u32,
-    /// Our penalty runs until then: input is `busy`.
-    penalty_until: Option<Instant>,
-    /// The peer's last PIN state, once one arrived.
-    peer_state: Option<PinState>,
-    /// The peer announced `inputPermission` `busy`.
-    peer_busy: bool,
-    /// A PIN of ours awaits the peer's verdict.
-    sent: bool,
-    /// The application was asked for a PIN and has not answered.
-    asked: bool,
-    /// The peer rejected the last PIN we sent.
-    rejected: bool,
-}
-
-impl PinSide {
-    pub(super) fn new(params: PinParams) -> Self {
-        PinSide {
-            requirement: params.requirement,
-            peer_pin: params.peer_pin,
-            attempts: params.failed_attempts,
-            penalty_until: params.penalty_until,
-            ..PinSide::default()
-        }
-    }
-
-    /// Our `pinState`.
-    fn own_state(&self) -> PinState {
-        match self.requirement {
-            PinRequirement::None => PinState::None,
-            _ if self.verified => PinState::PinOk,
-            PinRequirement::Required(_) => PinState::Required,
-            PinRequirement::Optional(_) => PinState::Optional,
-        }
-    }
-
-    fn penalty_active(&self, now: Instant) -> bool {
-        self.penalty_until.is_some_and(|until| until > now)
-    }
-
-    /// Whether PIN messages belong to this connection at all (otherwise, in data exchange, they
-    /// are unexpected as before PIN verification existed).
-    fn in_play(&self) -> bool {
-        self.requirement != PinRequirement::None
-            || matches!(
-                self.peer_state,
-                Some(PinState::Required | PinState::Optional | PinState::PinOk)
-            )
-    }
-}
 
 impl Connection {
     /// Sets this connection's PIN side (our requirement, the PIN we send, the peer's earlier
