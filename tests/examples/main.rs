@@ -180,8 +180,8 @@ fn event_stream_approves_greets_and_hears_the_device_answer() {
 /// rustdoc `#` lines and no `main`, and without discovery its `pair` never dialled).
 #[test]
 fn the_readme_shows_the_readme_example_as_it_is() {
-    let readme = include_str!("../README.md");
-    let example = include_str!("../examples/readme.rs");
+    let readme = include_str!("../../README.md");
+    let example = include_str!("../../examples/readme.rs");
     let body = &example[example.find("\nuse ").expect("a use line") + 1..];
     let block = readme
         .split("```rust,no_run\n")

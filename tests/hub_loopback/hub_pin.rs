@@ -1,7 +1,7 @@
 //! PIN verification (SHIP §13.4.4.3) between two hubs on the in-memory LAN under tokio's paused
 //! clock: pairing with a PIN both ways, a wrong PIN (no pairing, and the escalating penalty
 //! observed in virtual time), asking the application, an optional PIN. Included by
-//! tests/hub_loopback.rs.
+//! tests/hub_loopback/main.rs.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};

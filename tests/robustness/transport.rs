@@ -1,5 +1,5 @@
 //! Hostile inputs below SHIP, on real loopback sockets: TCP garbage, TLS without or with odd
-//! client certificates (SHIP §9). WebSocket-level rows are in `robustness_websocket.rs`. Each
+//! client certificates (SHIP §9). WebSocket-level rows are in `websocket.rs`. Each
 //! test ends by checking that the victim hub still exchanges data with its paired friend.
 //! The table of these rows is in docs/robustness.md.
 
@@ -198,7 +198,7 @@ async fn dated_certificate_of_a_trusted_ski_is_accepted(from_year: i32, to_year:
 #[tokio::test]
 async fn rsa_certificate_is_refused() {
     let victim = Victim::start().await;
-    let key = KeyPair::from_pem(include_str!("robustness/rsa-2048.pem")).unwrap();
+    let key = KeyPair::from_pem(include_str!("rsa-2048.pem")).unwrap();
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
     params.key_identifier_method = KeyIdMethod::PreSpecified(vec![0x11; 20]);
     let cert = params.self_signed(&key).unwrap();

@@ -2,7 +2,7 @@
 //! an eebus node that requires a PIN pairs with our hub (which sends the PIN stored for it), and
 //! our hub requiring a PIN pairs with an eebus node that knows it; data then flows both ways.
 //! With a wrong PIN no data exchange opens on the requiring side. Included by
-//! tests/interop_eebus.rs.
+//! tests/interop_eebus/main.rs.
 
 use eebus::ship::{HandshakeConfig, PinRequirement as TheirPinRequirement};
 use ship_hub::hub::HubConfig;

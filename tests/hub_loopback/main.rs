@@ -1,16 +1,17 @@
 //! The Hub over real TCP on 127.0.0.1 (OS-chosen ports): pairing, pairing requests, data both
 //! ways, the connection cap, silent clients, re-entrant callbacks, unpair and shutdown; the
-//! event stream.
+//! event stream; how often the trust store is rewritten (`trust_writes`).
 
 use ship_test_support::{common, harness};
 
 /// PIN verification between two hubs (in-memory LAN, paused clock).
-#[path = "hub_pin/mod.rs"]
 mod hub_pin;
 
 /// `Hub::events`, the async event stream.
-#[path = "hub_events/mod.rs"]
 mod hub_events;
+
+/// How often a running hub rewrites its trust store while a peer keeps reconnecting.
+mod trust_writes;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -581,7 +582,7 @@ async fn unknown_peers_cannot_take_the_slots_of_paired_peers() {
     let mut config = loopback_config(identity("server"), "server", &rs);
     // Every stranger dials from 127.0.0.1: allow both strangers' slots to one address, so that
     // the cap in all is what refuses the third (the per-address cap is tested in
-    // robustness_websocket.rs).
+    // tests/robustness/websocket.rs).
     config.limits.max_unpaired_per_address = 2;
     let server = start(config).await;
     let mut strangers = Vec::new();

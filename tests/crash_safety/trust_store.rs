@@ -3,7 +3,7 @@
 //! changing.
 //!
 //! The writer is this same test binary, re-run as a child process with `--exact
-//! writer_process_reports_each_step_and_leaves_the_model_state` and the environment variable
+//! trust_store::writer_process_reports_each_step_and_leaves_the_model_state` and the environment variable
 //! `SHIP_HUB_TRUST_WRITER_PATH` set; without the variable that test checks the writer's loop
 //! in-process (so it is an honest test in every run, never an empty one). `Child::kill` is SIGKILL on Unix and TerminateProcess on Windows:
 //! either way the writer gets no chance to clean up.
@@ -188,7 +188,7 @@ fn spawn_writer(path: &Path, start: u64) -> (Writer, mpsc::Receiver<String>) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "writer_process_reports_each_step_and_leaves_the_model_state",
+            "trust_store::writer_process_reports_each_step_and_leaves_the_model_state",
             "--nocapture",
         ])
         .args(["--test-threads", "1"])

@@ -10,7 +10,6 @@
 use ship_test_support::common;
 
 /// PIN verification against the eebus crate.
-#[path = "interop_eebus_pin/mod.rs"]
 mod interop_eebus_pin;
 
 use std::net::SocketAddr;

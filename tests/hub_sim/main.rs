@@ -1,8 +1,11 @@
 //! Hub behaviour on a simulated LAN under tokio's paused clock: every timer (backoff, grace
 //! period, keepalive, SHIP timers) runs in virtual time, so minutes of protocol time take
-//! milliseconds and every run with one seed is the same run.
+//! milliseconds and every run with one seed is the same run. Also (`start`) how a hub starts.
 
 use ship_test_support::common;
+
+/// Starting a hub and creating its supervisors (all-or-nothing start, slow trust store).
+mod start;
 
 use std::io;
 use std::net::SocketAddr;

@@ -12,13 +12,9 @@ use ship_hub::transport::{
 };
 use tokio::net::{TcpListener, TcpStream};
 
-#[path = "transport/openssl.rs"]
 mod openssl;
-#[path = "transport/suites.rs"]
 mod suites;
-#[path = "transport/tls_refusals.rs"]
 mod tls_refusals;
-#[path = "transport/websocket_refusals.rs"]
 mod websocket_refusals;
 
 fn identity(name: &str) -> Identity {

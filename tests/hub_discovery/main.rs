@@ -447,10 +447,8 @@ fn silent_fakes_announced_after_the_paired_peer_do_not_delay_it() {
     });
 }
 
-#[path = "hub_discovery/pairing_decision.rs"]
 mod pairing_decision;
 
-#[path = "hub_discovery/fake_claims.rs"]
 mod fake_claims;
 
 // ---- The SHIP Pairing Service, both roles, on the in-memory LAN ----------------------------

@@ -3,7 +3,7 @@
 //! succeeds, with either the previous complete identity or a complete new one.
 //!
 //! The process is this same test binary, re-run as a child with `--exact
-//! identity_writer_reports_each_step` and `SHIP_HUB_IDENTITY_WRITER_DIR` set; without the
+//! identity::identity_writer_reports_each_step` and `SHIP_HUB_IDENTITY_WRITER_DIR` set; without the
 //! variable that test runs the child's loop in-process for a few steps (an honest test in every
 //! run, never an empty one). `Child::kill` is SIGKILL on Unix: the child gets no chance to clean
 //! up.
@@ -143,7 +143,7 @@ fn spawn_writer(dir: &Path, mode: &str, start: u64) -> (Writer, mpsc::Receiver<S
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "identity_writer_reports_each_step",
+            "identity::identity_writer_reports_each_step",
             "--nocapture",
         ])
         .args(["--test-threads", "1"])
