@@ -81,9 +81,9 @@ async fn half_a_client_hello_then_silence_is_dropped_at_the_transport_deadline()
     victim.stop().await;
 }
 
-use lax_tls::Lax as AnyServer;
 /// Accepts any server certificate: the hostile clients are deliberately not SHIP clients.
-use ship_test_support::lax_tls;
+const ANY_SERVER: AcceptAnything = AcceptAnything::EVERY_SCHEME;
+use ship_test_support::AcceptAnything;
 
 fn raw_builder() -> rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert> {
     rustls::ClientConfig::builder_with_provider(Arc::new(ship_hub::transport::ring_provider(
@@ -93,7 +93,7 @@ fn raw_builder() -> rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::
     .with_protocol_versions(&[&rustls::version::TLS12])
     .unwrap()
     .dangerous()
-    .with_custom_certificate_verifier(Arc::new(AnyServer))
+    .with_custom_certificate_verifier(Arc::new(ANY_SERVER))
 }
 
 fn client_with(cert: Vec<u8>, key: Vec<u8>) -> rustls::ClientConfig {
