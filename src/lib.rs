@@ -23,6 +23,7 @@ pub mod discovery;
 pub mod hub;
 pub mod identity;
 mod safe_file;
+mod sync;
 #[cfg(test)]
 mod text_policy_tests;
 pub mod transport;

@@ -34,7 +34,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -52,6 +52,7 @@ use super::shippairing::daemon;
 use super::shippairing::{PAIRING_EVENT_CAPACITY, PairingAnnouncement, PairingEvent};
 use super::{Discovery, DiscoveryError};
 use crate::Ski;
+use crate::sync::lock;
 use ship_proto::txt::{SERVICE_TYPE, ShipTxt, TxtError};
 
 /// Which network interfaces mDNS uses, for both announcing and browsing.
@@ -159,10 +160,6 @@ struct Announced {
 
 fn daemon_error(error: mdns_sd::Error) -> DiscoveryError {
     DiscoveryError::Daemon(error.to_string())
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl MdnsDiscovery {

@@ -19,6 +19,7 @@ use super::shippairing::{
 };
 use super::{Discovery, DiscoveryError};
 use crate::Ski;
+use crate::sync::lock;
 use ship_proto::txt::SERVICE_TYPE;
 
 /// A simulated LAN. Cloning gives another handle to the same LAN.
@@ -96,7 +97,7 @@ impl InMemoryLan {
     }
 
     fn state(&self) -> MutexGuard<'_, LanState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 
     /// Attaches a node with SKI `own_ski` whose announcements are reachable at `ips` (the port
@@ -196,7 +197,7 @@ pub struct InMemoryDiscovery {
 
 impl InMemoryDiscovery {
     fn current(&self) -> MutexGuard<'_, Option<String>> {
-        self.current.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.current)
     }
 }
 
@@ -307,10 +308,7 @@ impl Discovery for InMemoryDiscovery {
                 .map(|(k, v)| (k.as_str(), Some(v.as_bytes()))),
         );
         state.publish_pairing(Some(self.id), sighting);
-        let mut current = self
-            .pairing_current
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut current = lock(&self.pairing_current);
         if let Some(old) = current.replace(instance.clone())
             && old != instance
         {
@@ -321,12 +319,7 @@ impl Discovery for InMemoryDiscovery {
 
     fn withdraw_pairing(&self) -> Result<(), DiscoveryError> {
         let mut state = self.lan.state();
-        if let Some(instance) = self
-            .pairing_current
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+        if let Some(instance) = lock(&self.pairing_current).take() {
             state.remove_pairing(&instance);
         }
         Ok(())

@@ -27,6 +27,7 @@ use super::runtime::sightings;
 use super::runtime::supervisor::route;
 use super::trust::PairedPeer;
 use crate::protocol::{ConnectionState, Pin};
+use crate::sync::lock;
 use crate::transport::ShipTls;
 use crate::{ShipId, Ski};
 
@@ -441,7 +442,7 @@ impl Hub {
                 message_limit,
             });
         }
-        let registry = self.shared.registry.lock().expect("registry lock");
+        let registry = lock(&self.shared.registry);
         let entry = registry.get(&ski).ok_or(HubError::NotConnected(ski))?;
         if !entry.status.borrow().connected {
             return Err(HubError::NotConnected(ski));
@@ -466,7 +467,7 @@ impl Hub {
 
     /// The peers in data exchange, with their SHIP IDs where known, sorted by SKI.
     pub fn connected_peers(&self) -> Vec<(Ski, Option<ShipId>)> {
-        let registry = self.shared.registry.lock().expect("registry lock");
+        let registry = lock(&self.shared.registry);
         let mut peers: Vec<(Ski, Option<ShipId>)> = registry
             .iter()
             .filter_map(|(ski, entry)| {
@@ -551,7 +552,7 @@ impl Hub {
             );
         }
         // Phases 3 and 4: supervisors cancel dials and close their links gracefully.
-        report.peers_stopped = self.shared.registry.lock().expect("registry lock").len();
+        report.peers_stopped = lock(&self.shared.registry).len();
         self.shared.stop.cancel();
         self.shared.tracker.close();
         report.connections_closed_in_time =
@@ -566,7 +567,7 @@ impl Hub {
         // Last: the callback dispatcher delivers what is queued, then ends. A callback that never
         // returns cannot be ended from here; it is reported instead of waited for forever.
         self.shared.callbacks.push(CallbackEvent::Stop);
-        let done = self.callbacks_done.lock().expect("callbacks lock").take();
+        let done = lock(&self.callbacks_done).take();
         if let Some(done) = done {
             let grace = deadline.saturating_duration_since(tokio::time::Instant::now())
                 + Duration::from_secs(1);

@@ -26,6 +26,7 @@ use super::error::{TransportError, WebSocketError, from_tungstenite};
 use super::suites::TlsSuite;
 use super::tls::TlsStream;
 use crate::Ski;
+use crate::sync::lock;
 
 /// Close code for a text frame (RFC 6455 "unsupported data").
 const CLOSE_UNSUPPORTED_DATA: u16 = 1003;
@@ -66,9 +67,7 @@ where
 {
     fn lock(&self) -> MutexGuard<'_, WebSocketStream<TlsStream<S>>> {
         // A panic while polling leaves the WebSocket no worse than an I/O error would.
-        self.socket
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.socket)
     }
 
     fn poll_next_message(

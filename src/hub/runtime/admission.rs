@@ -32,6 +32,7 @@ use crate::Ski;
 use crate::hub::callbacks::AdmissionRefusal;
 use crate::hub::config::Limits;
 use crate::hub::metrics::AdmissionCap;
+use crate::sync::lock;
 
 /// The same host, however it is written (an IPv4 peer on a dual-stack listener arrives as an
 /// IPv4-mapped IPv6 address).
@@ -70,7 +71,7 @@ impl PerAddress {
     /// One more connection from `ip`, unless it has `limit` already.
     pub(crate) fn try_take(self: &Arc<Self>, ip: IpAddr) -> Option<AddressSlot> {
         let ip = canonical(ip);
-        let mut held = self.held.lock().expect("per-address lock");
+        let mut held = lock(&self.held);
         let connections = held.entry(ip).or_default();
         if connections.len() >= self.limit {
             if connections.is_empty() {
@@ -95,14 +96,14 @@ impl PerAddress {
         ip: IpAddr,
     ) -> Option<(AddressSlot, Option<(OwnedSemaphorePermit, bool)>)> {
         let ip = canonical(ip);
-        let mut held = self.held.lock().expect("per-address lock");
+        let mut held = lock(&self.held);
         let connections = held.get_mut(&ip)?;
         let at = connections
             .iter()
             .position(|c| !c.spoke.load(Ordering::Acquire) && !c.evicted.is_cancelled())?;
         let old = connections.remove(at);
         old.evicted.cancel();
-        let permit = old.permit.lock().expect("permit lock").take();
+        let permit = lock(&old.permit).take();
         let connection = Arc::new(Connection::default());
         connections.push(connection.clone());
         Some((
@@ -117,7 +118,7 @@ impl PerAddress {
 
     #[cfg(test)]
     fn held(&self, ip: IpAddr) -> usize {
-        let held = self.held.lock().expect("per-address lock");
+        let held = lock(&self.held);
         held.get(&canonical(ip)).map_or(0, Vec::len)
     }
 }
@@ -133,7 +134,7 @@ pub(crate) struct AddressSlot {
 
 impl Drop for AddressSlot {
     fn drop(&mut self) {
-        let mut held = self.owner.held.lock().expect("per-address lock");
+        let mut held = lock(&self.owner.held);
         if let Some(connections) = held.get_mut(&self.ip) {
             connections.retain(|c| !Arc::ptr_eq(c, &self.connection));
             if connections.is_empty() {
@@ -163,7 +164,7 @@ impl KnownAddresses {
         let mut ips: Vec<IpAddr> = ips.into_iter().map(canonical).collect();
         ips.sort_unstable();
         ips.dedup();
-        let mut known = self.inner.lock().expect("known addresses lock");
+        let mut known = lock(&self.inner);
         if known
             .by_peer
             .get(&ski)
@@ -191,7 +192,7 @@ impl KnownAddresses {
 
     /// Whether a paired peer is known at `ip`.
     pub(crate) fn contains(&self, ip: IpAddr) -> bool {
-        let known = self.inner.lock().expect("known addresses lock");
+        let known = lock(&self.inner);
         known.peers_at.contains_key(&canonical(ip))
     }
 }
@@ -299,7 +300,7 @@ impl Admission {
                 }
             }
         };
-        *address.connection.permit.lock().expect("permit lock") = Some((permit, reserved));
+        *lock(&address.connection.permit) = Some((permit, reserved));
         Ok(HandshakeSlot {
             _address: address,
             reserved,
@@ -362,7 +363,7 @@ impl RefusalReports {
     ) -> Option<AdmissionRefusal> {
         let ip = canonical(ip);
         let interval = self.interval;
-        let mut reports = self.inner.lock().expect("refusal reports lock");
+        let mut reports = lock(&self.inner);
         let reports = &mut *reports;
         if reports
             .window

@@ -13,7 +13,7 @@ use tokio::sync::{Notify, broadcast};
 
 use super::handover::Command;
 use super::shared::Shared;
-use super::shared::{AcceptState, Pending, RequestState, ServiceState, lock};
+use super::shared::{AcceptState, Pending, RequestState, ServiceState};
 use super::sightings;
 use super::supervisor::route;
 use crate::Ski;
@@ -27,6 +27,7 @@ use crate::pairing_service::{
     Fingerprint, Nonce, PairingRequest, Receiver, ReceiverConfig, Refusal, ReplayGuard, Requester,
     UnitReachability, sign,
 };
+use crate::sync::lock;
 
 /// What [`prepare`] leaves for [`spawn`].
 pub(crate) struct Prepared {
@@ -215,10 +216,7 @@ pub(crate) fn request(shared: &Arc<Shared>, request: RequestPairing) -> Result<(
 
 /// Whether `ski` is shown connected (in data exchange).
 fn peer_connected(shared: &Shared, ski: Ski) -> bool {
-    shared
-        .registry
-        .lock()
-        .expect("registry lock")
+    lock(&shared.registry)
         .get(&ski)
         .is_some_and(|entry| entry.status.borrow().connected)
 }

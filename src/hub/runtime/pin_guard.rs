@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use crate::hub::config::Limits;
 use crate::protocol::{ProtocolConfig, pin_penalty};
+use crate::sync::lock;
 
 /// Where a connection of a key that is not paired starts its PIN step.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -87,7 +88,7 @@ impl PinGuard {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 
     /// The hold of the limit in all at `now`, if the bucket is empty.

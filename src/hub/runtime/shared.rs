@@ -5,7 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
@@ -24,6 +24,7 @@ use crate::hub::pairing_config::AcceptRequests;
 use crate::hub::trust::{PairedPeer, TrustStore};
 use crate::pairing_service::{Fingerprint, Receiver, Requester};
 use crate::protocol::{ConnectionState, PinRequirement};
+use crate::sync::lock;
 use crate::transport::{ShipTls, TlsSuite};
 use crate::{ShipId, Ski};
 
@@ -160,7 +161,7 @@ impl Shared {
 
     /// The status the supervisor of `ski` published last, if it has one.
     pub(crate) fn status(&self, ski: &Ski) -> Option<PeerStatus> {
-        let registry = self.registry.lock().expect("registry lock");
+        let registry = lock(&self.registry);
         registry.get(ski).map(|entry| entry.status.borrow().clone())
     }
 }
@@ -169,7 +170,7 @@ impl Shared {
     /// Delivers a command to the existing supervisor of `ski` (never creates one: that is
     /// [`crate::hub::runtime::supervisor::route`]).
     pub(crate) fn route_existing(&self, ski: Ski, command: Command) -> Result<(), HubError> {
-        let registry = self.registry.lock().expect("registry lock");
+        let registry = lock(&self.registry);
         match registry.get(&ski) {
             Some(entry) => entry
                 .commands
@@ -178,12 +179,6 @@ impl Shared {
             None => Err(HubError::NotConnected(ski)),
         }
     }
-}
-
-/// Locks `mutex`, also when a panic poisoned it (the state stays consistent: every change
-/// is made in one go under the lock).
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The hub's Pairing Service state (shared by the hub's tasks; its tasks are in

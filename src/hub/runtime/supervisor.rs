@@ -54,6 +54,7 @@ use crate::hub::trust::PairedPeer;
 use crate::protocol::{
     self, CloseReason, ConnectionParams, ConnectionState, DetailedState, Role, Trust,
 };
+use crate::sync::lock;
 use crate::transport::TlsSuite;
 use crate::{ShipId, Ski};
 use state::{
@@ -67,7 +68,7 @@ pub(crate) fn route(shared: &Arc<Shared>, ski: Ski, command: Command) -> Result<
     if ski == shared.local_ski {
         return Err(HubError::OwnSki(ski));
     }
-    let mut registry = shared.registry.lock().expect("registry lock");
+    let mut registry = lock(&shared.registry);
     let command = Box::new(command);
     let command = match registry.get(&ski) {
         Some(entry) => match entry.commands.send(command) {
@@ -93,7 +94,7 @@ pub(crate) fn route(shared: &Arc<Shared>, ski: Ski, command: Command) -> Result<
     });
     let seed = {
         use rand::Rng;
-        shared.seeds.lock().expect("seed lock").next_u64()
+        lock(&shared.seeds).next_u64()
     };
     let supervisor = Supervisor::new(ski, shared.clone(), commands_rx, status_tx, data_rx, seed);
     let _ = commands_tx.send(command);
@@ -547,7 +548,7 @@ impl Supervisor {
         if !idle {
             return false;
         }
-        let mut registry = self.shared.registry.lock().expect("registry lock");
+        let mut registry = lock(&self.shared.registry);
         if !self.commands.is_empty() {
             return false;
         }
