@@ -29,39 +29,29 @@ mod visible;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::address_book::{AddressBook, DEFAULT_SHIP_PATH, DialCandidate};
-use super::arbitration::{self, Arbitration, LinkFacts};
-use super::clock::{now, sleep_until_opt};
+use super::address_book::{AddressBook, DEFAULT_SHIP_PATH};
+use super::clock::sleep_until_opt;
 use super::dial::{Dialled, Race, RaceEvent};
-use super::handover::{
-    Command, Handover, LinkCommand, LinkEnd, LinkEvent, LinkId, LinkSetup, LinkStart,
-    SightingRecord,
-};
+use super::handover::{Command, Handover, LinkEvent, LinkId, SightingRecord};
 use super::inbound::PeerBudget;
-use super::link;
-use super::shared::{ConnectionInfo, Direction, PeerEntry, PeerStatus, Shared};
+use super::shared::{Direction, PeerEntry, PeerStatus, Shared};
 use crate::hub::backoff::Backoff;
-use crate::hub::callbacks::{CallbackEvent, Failure, PairingDecision, PairingRequest, StateDetail};
+use crate::hub::callbacks::{Failure, PairingDecision};
 use crate::hub::errors::{DialError, DisconnectReason, HubError};
 use crate::hub::trust::PairedPeer;
-use crate::protocol::{
-    self, CloseReason, ConnectionParams, ConnectionState, DetailedState, Role, Trust,
-};
+use crate::protocol::{CloseReason, ConnectionState};
 use crate::sync::lock;
-use crate::transport::TlsSuite;
 use crate::{ShipId, Ski};
 use state::{
     DialState, DoubleConnection, Ending, LastFailure, Lifecycle, LinkHandle, Outgoing,
-    PendingAnswer, Presence, Replacement,
+    PendingAnswer, Presence,
 };
-use visible::LinkView;
 
 /// Delivers a command to the supervisor of `ski`, creating the supervisor on first sight.
 pub(crate) fn route(shared: &Arc<Shared>, ski: Ski, command: Command) -> Result<(), HubError> {

@@ -1,10 +1,27 @@
 //! The supervisor's links: taking a handover over as a link, settling double connections, the
 //! pairing decision, and what happens when a link reaches data exchange or ends.
 
-use super::visible::{failure_of, reason_of};
-use super::*;
-use crate::hub::runtime::inbound::Delivery;
 use std::net::IpAddr;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::Supervisor;
+use super::state::{Ending, LastFailure, LinkHandle, PendingAnswer, Presence, Replacement};
+use super::visible::{failure_of, reason_of};
+use crate::ShipId;
+use crate::hub::callbacks::{CallbackEvent, PairingDecision, PairingRequest};
+use crate::hub::runtime::address_book::{DEFAULT_SHIP_PATH, DialCandidate};
+use crate::hub::runtime::arbitration::{self, Arbitration, LinkFacts};
+use crate::hub::runtime::clock::now;
+use crate::hub::runtime::handover::{
+    Handover, LinkCommand, LinkEnd, LinkEvent, LinkId, LinkSetup, LinkStart,
+};
+use crate::hub::runtime::inbound::Delivery;
+use crate::hub::runtime::link;
+use crate::hub::runtime::shared::Direction;
+use crate::hub::trust::PairedPeer;
+use crate::protocol::{self, CloseReason, ConnectionParams, ConnectionState, Role, Trust};
 
 impl Supervisor {
     /// Takes over a connection of this peer (accepted or dialled) as a new link: builds its

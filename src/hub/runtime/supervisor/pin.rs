@@ -4,10 +4,16 @@
 //! provisional (auto-accepted) peer once its PIN is verified, and asking the application for a
 //! PIN.
 
-use super::*;
-use crate::hub::callbacks::{PinDecision, PinRequest};
-use crate::protocol::{Pin, PinParams, PinRequirement};
 use std::net::IpAddr;
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+
+use super::Supervisor;
+use crate::hub::callbacks::{CallbackEvent, PinDecision, PinRequest};
+use crate::hub::runtime::clock::now;
+use crate::hub::runtime::handover::{LinkCommand, LinkEvent, LinkId};
+use crate::protocol::{Pin, PinParams, PinRequirement};
 
 /// What the supervisor remembers about PINs for its peer.
 #[derive(Default)]

@@ -2,8 +2,21 @@
 //! waits, runs (with the feed for fresh sightings) or does not exist; a replacement exists only
 //! while the peer is shown connected; a pairing answer belongs to one link.
 
-use super::*;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::visible::LinkView;
+use crate::hub::callbacks::{Failure, PairingDecision};
+use crate::hub::errors::DisconnectReason;
+use crate::hub::runtime::address_book::DialCandidate;
 use crate::hub::runtime::admission::UnpairedSlot;
+use crate::hub::runtime::dial::Race;
+use crate::hub::runtime::handover::{LinkCommand, LinkId};
+use crate::hub::runtime::shared::Direction;
+use crate::protocol::{ConnectionState, DetailedState};
+use crate::transport::TlsSuite;
 
 /// The supervisor's record of one of its links: what it knows of the link task (its state, its
 /// flags for arbitration, trust and PIN) and the channels to it.

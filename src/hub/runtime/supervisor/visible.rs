@@ -6,7 +6,15 @@
 //! the newest live link's state; otherwise the last failure, once; otherwise Initiated while a
 //! dial runs, Queued for a paired peer waiting to be dialled, None for anything else.
 
-use super::*;
+use std::time::Instant;
+
+use super::Supervisor;
+use super::state::{DialState, LastFailure, LinkHandle, Presence};
+use crate::hub::callbacks::{CallbackEvent, Failure, StateDetail};
+use crate::hub::errors::DisconnectReason;
+use crate::hub::runtime::handover::LinkEnd;
+use crate::hub::runtime::shared::ConnectionInfo;
+use crate::protocol::{ConnectionState, DetailedState};
 
 /// One link, as the visible-state derivation sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
