@@ -2,8 +2,10 @@
 //!
 //! * [`Hub`] — the handle: start, pair/unpair, approve/deny, send data, shutdown.
 //! * one supervisor task per remote SKI owns that peer's dial loop, links, double-connection
-//!   arbitration and visible state (`supervisor`); one link task per connection drives the
-//!   sans-IO protocol engine over the socket (`link`); the listener only admits (`listener`).
+//!   arbitration and visible state (`runtime::supervisor`); one link task per connection drives
+//!   the sans-IO protocol engine over the socket (`runtime::link`); the listener only admits
+//!   (`runtime::listener`). The tasks and their shared state are in `runtime`, none of it
+//!   public; the modules beside it are the hub's public face.
 //! * [`Callbacks`] — how the application hears about it all; [`Hub::events`] — the same as an
 //!   async stream of [`HubEvent`]s.
 //! * [`TrustStore`] — where pairings live; [`Backoff`] — reconnect delays (§8).
