@@ -5,7 +5,7 @@
 //! cargo run --example readme -- /var/lib/my-ems 5F2A91C077E40B3DA8126C95E0F12D48B7A30C6E
 //! ```
 //!
-//! The README shows this file from `use` on (`tests/examples.rs` checks that both are the same,
+//! The README shows this file from `use` on (`tests/examples/main.rs` checks both are the same,
 //! and runs it against a device over mDNS in a private network namespace). mDNS is multicast:
 //! run it on your LAN, or in a private namespace (`unshare -r -n sh -c 'ip link set lo up &&
 //! …'`).

@@ -1,37 +1,35 @@
 //! ship-hub: find, pair with and stay connected to SHIP (EEBus "Smart Home IP") peers.
 //!
-//! Layers, bottom up (see `docs/architecture.md`):
+//! The protocol core without IO lives in its own crate, `ship-proto`, re-exported here under
+//! the same paths: [`ski`], [`ship_id`] (the [`Ski`] and [`ShipId`] newtypes), [`text`] (the
+//! one policy for text a peer chose), [`protocol`] (the sans-IO SHIP engine: message model,
+//! EEBus-JSON codec, handshake state machine with PIN), [`pairing_service`] (the SHIP Pairing
+//! Service's records, digest and decisions), [`qr`] ([`ShipQr`]) and the TXT codec
+//! ([`discovery::ShipTxt`]). This crate is the runtime on top of it, layers bottom up (see
+//! `docs/architecture.md`):
 //!
-//! * [`ski`], [`ship_id`] — the [`Ski`] and [`ShipId`] newtypes that identify every node.
-//! * [`qr`] — the SHIP installation QR code text ([`ShipQr`]).
 //! * [`identity`] — certificate creation and loading, lenient SKI extraction from peer
 //!   certificates.
-//! * [`protocol`] — the sans-IO SHIP engine: message model, EEBus-JSON codec, handshake state
-//!   machine and timers. No tokio, no sockets, no clock, no randomness.
 //! * [`transport`] — rustls configurations and verifiers for SHIP, and the WebSocket layer.
-//! * [`discovery`] — mDNS announcement and browsing (`_ship._tcp`), TXT codec, visible services.
+//! * [`discovery`] — mDNS announcement and browsing (`_ship._tcp`), visible services.
+//! * [`hub`] — the [`Hub`]: listener, dialler, admission, one task per peer, trust store.
 //!
-//! Each layer only uses the ones below it. [`text`] is the one policy for text a peer chose
-//! (SHIP IDs, TXT values, names, values quoted in errors): the exact value is kept, and shown
-//! with control and invisible characters escaped.
+//! Each layer only uses the ones below it; the protocol core uses none of them (the crate
+//! boundary enforces it).
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod discovery;
 pub mod hub;
 pub mod identity;
-pub mod pairing_service;
-pub mod protocol;
-pub mod qr;
 mod safe_file;
-pub mod ship_id;
-pub mod ski;
-pub mod text;
+mod sync;
+#[cfg(test)]
+mod text_policy_tests;
 pub mod transport;
 
-pub use qr::ShipQr;
-pub use ship_id::{ShipId, ShipIdError};
-pub use ski::{Ski, SkiParseError};
+pub use ship_proto::{ShipId, ShipIdError, ShipQr, Ski, SkiParseError};
+pub use ship_proto::{pairing_service, protocol, qr, ship_id, ski, text};
 
 // What an embedder uses first, at the root: `use ship_hub::{Hub, HubConfig, ...}`.
 pub use hub::{

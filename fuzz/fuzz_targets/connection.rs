@@ -7,8 +7,8 @@
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use ship_hub::ShipId;
-use ship_hub::protocol::{
+use ship_proto::ShipId;
+use ship_proto::protocol::{
     CloseReason, Connection, ConnectionParams, Event, ProtocolConfig, Role, Transmit, Trust,
 };
 

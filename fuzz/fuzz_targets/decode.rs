@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ship_hub::protocol::codec;
+use ship_proto::protocol::codec;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(message) = codec::decode(data) {

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ship_hub::discovery::ShipTxt;
+use ship_proto::txt::ShipTxt;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(txt) = ShipTxt::from_rdata(data) {

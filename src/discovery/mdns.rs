@@ -34,7 +34,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -45,14 +45,15 @@ use mdns_sd::{
 };
 use tokio::sync::broadcast;
 
-use super::mdns_pairing;
-use super::pairing::{PAIRING_EVENT_CAPACITY, PairingAnnouncement, PairingEvent};
 use super::registry::DiscoveryLimits;
 use super::service::{Announcement, DiscoveryEvent, Sighting, VisibleService, dialable_address};
 use super::shared::Shared;
-use super::txt::{SERVICE_TYPE, ShipTxt, TxtError};
+use super::shippairing::daemon;
+use super::shippairing::{PAIRING_EVENT_CAPACITY, PairingAnnouncement, PairingEvent};
 use super::{Discovery, DiscoveryError};
 use crate::Ski;
+use crate::sync::lock;
+use ship_proto::txt::{SERVICE_TYPE, ShipTxt, TxtError};
 
 /// Which network interfaces mDNS uses, for both announcing and browsing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -159,10 +160,6 @@ struct Announced {
 
 fn daemon_error(error: mdns_sd::Error) -> DiscoveryError {
     DiscoveryError::Daemon(error.to_string())
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl MdnsDiscovery {
@@ -605,7 +602,7 @@ impl Discovery for MdnsDiscovery {
     fn announce_pairing(&self, announcement: PairingAnnouncement) -> Result<(), DiscoveryError> {
         let ski = self.config.own_ski.to_string();
         let host = format!("ship-{}.local.", &ski[..12]);
-        let info = mdns_pairing::service_info(&announcement, &host, &self.config.interfaces)?;
+        let info = daemon::service_info(&announcement, &host, &self.config.interfaces)?;
         let fullname = info.get_fullname().to_owned();
         let mut registered = lock(&self.pairing_registered);
         self.daemon.register(info).map_err(daemon_error)?;
@@ -632,7 +629,7 @@ impl Discovery for MdnsDiscovery {
             let stopping = self.stopping.clone();
             let events = self.pairing_events.clone();
             spawn("ship-mdns-pairing", move || {
-                mdns_pairing::browse(daemon, stopping, events);
+                daemon::browse(daemon, stopping, events);
             })?;
         }
         Ok(receiver)

@@ -11,13 +11,16 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use futures_util::future::BoxFuture;
 use tokio::sync::broadcast;
 
-use super::pairing::{PAIRING_EVENT_CAPACITY, PairingAnnouncement, PairingEvent, PairingSighting};
 use super::registry::DiscoveryLimits;
 use super::service::{Announcement, DiscoveryEvent, Sighting, VisibleService, dialable_address};
 use super::shared::Shared;
-use super::txt::SERVICE_TYPE;
+use super::shippairing::{
+    PAIRING_EVENT_CAPACITY, PairingAnnouncement, PairingEvent, PairingSighting,
+};
 use super::{Discovery, DiscoveryError};
 use crate::Ski;
+use crate::sync::lock;
+use ship_proto::txt::SERVICE_TYPE;
 
 /// A simulated LAN. Cloning gives another handle to the same LAN.
 #[derive(Debug, Clone, Default)]
@@ -94,7 +97,7 @@ impl InMemoryLan {
     }
 
     fn state(&self) -> MutexGuard<'_, LanState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 
     /// Attaches a node with SKI `own_ski` whose announcements are reachable at `ips` (the port
@@ -194,7 +197,7 @@ pub struct InMemoryDiscovery {
 
 impl InMemoryDiscovery {
     fn current(&self) -> MutexGuard<'_, Option<String>> {
-        self.current.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.current)
     }
 }
 
@@ -305,10 +308,7 @@ impl Discovery for InMemoryDiscovery {
                 .map(|(k, v)| (k.as_str(), Some(v.as_bytes()))),
         );
         state.publish_pairing(Some(self.id), sighting);
-        let mut current = self
-            .pairing_current
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut current = lock(&self.pairing_current);
         if let Some(old) = current.replace(instance.clone())
             && old != instance
         {
@@ -319,12 +319,7 @@ impl Discovery for InMemoryDiscovery {
 
     fn withdraw_pairing(&self) -> Result<(), DiscoveryError> {
         let mut state = self.lan.state();
-        if let Some(instance) = self
-            .pairing_current
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+        if let Some(instance) = lock(&self.pairing_current).take() {
             state.remove_pairing(&instance);
         }
         Ok(())

@@ -13,38 +13,35 @@
 //! * `InMemoryLan` / `InMemoryDiscovery` (feature `test-util`): several discoveries attached to
 //!   one simulated LAN, with expiry on command, for Hub tests.
 //!
-//! The pure parts, usable on their own: the TXT codec ([`ShipTxt`]) and the registry of visible
-//! services ([`VisibleServices`]).
+//! The pure parts, usable on their own: the TXT codec ([`ShipTxt`], from `ship-proto`) and the
+//! registry of visible services ([`VisibleServices`]).
 //!
 //! Security: the `ski` of a TXT record is only a claim. A dial to a sighted address must
 //! expect that SKI and TLS must enforce it (SHIP §9, `docs/discovery.md`).
 
 #[cfg(feature = "mdns")]
 mod mdns;
-#[cfg(feature = "mdns")]
-mod mdns_pairing;
 #[cfg(any(test, feature = "test-util"))]
 mod memory;
-mod pairing;
 mod registry;
 mod service;
 #[cfg(any(feature = "mdns", test, feature = "test-util"))]
 mod shared;
-mod txt;
+mod shippairing;
 
 #[cfg(feature = "mdns")]
 pub use mdns::{InterfaceSelection, MdnsConfig, MdnsDiscovery};
 #[cfg(any(test, feature = "test-util"))]
 pub use memory::{InMemoryDiscovery, InMemoryLan};
-pub use pairing::{PAIRING_EVENT_CAPACITY, PairingAnnouncement, PairingEvent, PairingSighting};
 pub use registry::{DiscoveryLimits, VisibleServices};
 pub use service::{
     Announcement, DiscoveryEvent, InstanceName, InstanceNameError, Sighting, VisibleService,
     dialable_address,
 };
-pub use txt::{
+pub use ship_proto::txt::{
     DeviceCategories, SERVICE_TYPE, ServicePath, ShipTxt, TXT_VERSION, TxtError, TxtField, TxtValue,
 };
+pub use shippairing::{PAIRING_EVENT_CAPACITY, PairingAnnouncement, PairingEvent, PairingSighting};
 
 use futures_util::future::BoxFuture;
 use tokio::sync::broadcast;

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 
-use super::txt::{ShipTxt, TxtError};
 use crate::Ski;
+use ship_proto::txt::{ShipTxt, TxtError};
 
 /// Why an instance name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

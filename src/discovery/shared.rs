@@ -8,6 +8,7 @@ use tokio::sync::broadcast;
 use super::registry::{DiscoveryLimits, VisibleServices};
 use super::service::{DiscoveryEvent, Sighting, VisibleService};
 use crate::Ski;
+use crate::sync::lock;
 
 /// How many events a slow subscriber may fall behind before it sees `Lagged`.
 const EVENT_CAPACITY: usize = 256;
@@ -28,7 +29,7 @@ impl Shared {
 
     fn registry(&self) -> MutexGuard<'_, VisibleServices> {
         // The registry holds no invariant a panicking holder could break halfway.
-        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.registry)
     }
 
     pub(super) fn observe(&self, sighting: Sighting) {

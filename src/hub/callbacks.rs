@@ -35,8 +35,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::discovery::VisibleService;
 use crate::hub::errors::{DialError, DisconnectReason};
-use crate::hub::inbound::{Delivery, InboundTotal};
 use crate::hub::metrics::{AdmissionCap, FailureCause};
+use crate::hub::runtime::inbound::{Delivery, InboundTotal};
 use crate::protocol::{CloseCause, ConnectionState, DetailedState, Pin};
 use crate::{ShipId, Ski};
 

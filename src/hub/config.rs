@@ -10,7 +10,7 @@ use crate::discovery::{DeviceCategories, Discovery, InstanceName, ServicePath, T
 use crate::hub::backoff::BackoffTiers;
 use crate::hub::callbacks::{Callbacks, NoCallbacks};
 use crate::hub::net::{Network, TcpNetwork};
-use crate::hub::pairing_service::PairingServiceConfig;
+use crate::hub::pairing_config::PairingServiceConfig;
 use crate::hub::trust::{MemoryTrustStore, TrustStore};
 use crate::identity::Identity;
 use crate::protocol::{Pin, PinRequirement, ProtocolConfig};

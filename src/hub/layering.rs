@@ -4,16 +4,36 @@
 //! The graph is read from the source files under `src/hub`, comments and literals left out:
 //! every path that starts with `crate::hub::` or with `super::` and leaves its own module counts
 //! as an edge from the file's sibling module (a child such as `supervisor/links.rs`, or an
-//! inline `mod tests`, belongs to its parent's sibling) to the sibling it reaches. A name the
-//! hub's `mod.rs` re-exports (`super::Shared`, `crate::hub::DisconnectReason`) counts as the
-//! module that defines it. `mod.rs` itself is the root: it declares and re-exports everything,
-//! so its own paths are not edges.
+//! inline `mod tests`, belongs to its parent's sibling) to the sibling it reaches. The modules
+//! of the `runtime` folder are siblings of the public ones (`runtime/link.rs` is the node
+//! `link`): the folder says who may see a module, not where it sits in the order. A name the
+//! hub's `mod.rs` re-exports (`crate::hub::DisconnectReason`, `runtime::inbound::Delivery`)
+//! counts as the module that defines it. `mod.rs` and `runtime/mod.rs` are roots: they declare
+//! and re-export everything, so their own paths are not edges.
+//!
+//! The boundary between the protocol core and the runtime needs no such test: it is the crate
+//! boundary of `ship-proto`, which cannot name tokio, rustls or any runtime module. The hub's
+//! modules share one crate, so their order is checked here.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Sibling module → the siblings it names.
 type Graph = BTreeMap<String, BTreeSet<String>>;
+
+/// The folder of the hub's task internals, whose modules count as siblings of the public ones.
+const RUNTIME: &str = "runtime";
+
+/// The node of the graph a module path (relative to `hub`) belongs to: its first segment, or
+/// its second inside the `runtime` folder; none for the roots (`mod.rs`, `runtime/mod.rs`).
+fn node(module: &[String]) -> Option<String> {
+    match module {
+        [] => None,
+        [first] if first == RUNTIME => None,
+        [first, second, ..] if first == RUNTIME => Some(second.clone()),
+        [first, ..] => Some(first.clone()),
+    }
+}
 
 /// One token of Rust source, as much as this reader needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,12 +201,22 @@ fn re_exports(root: &[Token]) -> BTreeMap<String, String> {
         if *token != Token::Ident("use".into()) {
             continue;
         }
-        let (Some(module), Some(Token::PathSep)) = (ident(root, i + 1), root.get(i + 2)) else {
+        let (Some(mut module), Some(Token::PathSep)) = (ident(root, i + 1), root.get(i + 2)) else {
             continue;
         };
+        let mut start = i + 3;
+        if module == RUNTIME {
+            // `use runtime::inbound::{…}`: the module inside the folder defines them.
+            let (Some(inner), Some(Token::PathSep)) = (ident(root, start), root.get(start + 1))
+            else {
+                continue;
+            };
+            module = inner;
+            start += 2;
+        }
         // The last name of each item (`A`, `a::B`, `C as D` re-export D).
         let mut last = None;
-        for token in &root[i + 3..] {
+        for token in &root[start..] {
             match token {
                 Token::Ident(name) => last = Some(name.clone()),
                 Token::Punct(',' | '}' | ';') => {
@@ -240,10 +270,9 @@ fn sibling_graph(dir: &Path) -> Graph {
     let sibling_of = |name: &str| -> String { exported.get(name).cloned().unwrap_or(name.into()) };
     let mut graph = Graph::new();
     for (path, module) in files {
-        if module.is_empty() {
+        let Some(from) = node(&module) else {
             continue;
-        }
-        let from = module[0].clone();
+        };
         graph.entry(from.clone()).or_default();
         let source = std::fs::read_to_string(&path).expect("read a hub source file");
         let tokens = tokens(&source);
@@ -295,14 +324,23 @@ fn sibling_graph(dir: &Path) -> Graph {
                     target = Some(here);
                 }
             }
-            if let Some(prefix) = target {
-                let targets: Vec<String> = match prefix.first() {
-                    Some(sibling) => vec![sibling.clone()],
-                    None => first_segments(&tokens, j)
+            if let Some(mut prefix) = target {
+                // `crate::hub::runtime::x` and `super::runtime::x` name `x`.
+                if prefix.is_empty()
+                    && ident(&tokens, j) == Some(RUNTIME)
+                    && tokens.get(j + 1) == Some(&Token::PathSep)
+                {
+                    prefix.push(RUNTIME.into());
+                    j += 2;
+                }
+                let targets: Vec<String> = match node(&prefix) {
+                    Some(sibling) => vec![sibling],
+                    None if prefix.is_empty() => first_segments(&tokens, j)
                         .into_iter()
                         .flatten()
                         .map(|name| sibling_of(&name))
                         .collect(),
+                    None => first_segments(&tokens, j).into_iter().flatten().collect(),
                 };
                 for to in targets {
                     if to != from {
@@ -407,7 +445,7 @@ fn the_reader_sees_the_imports_it_must_see() {
     let graph = sibling_graph(&hub_dir());
     // Known edges, so that a reader that found nothing cannot pass the test above.
     for (from, to) in [
-        ("core", "supervisor"),
+        ("handle", "supervisor"),
         ("supervisor", "dial"),
         ("listener", "admission"),
     ] {
@@ -438,11 +476,29 @@ fn the_reader_resolves_paths_and_groups() {
         vec![Some("a".into()), Some("b".into()), Some("Shared".into())]
     );
     let exported = re_exports(&self::tokens(
-        "pub use core::{Hub, HubError as E};\npub(crate) use core::Shared;\nmod x;",
+        "pub use handle::{Hub, HubError as E};\npub(crate) use handle::Shared;\nmod x;",
     ));
-    assert_eq!(exported.get("Shared").map(String::as_str), Some("core"));
-    assert_eq!(exported.get("E").map(String::as_str), Some("core"));
-    assert_eq!(exported.get("Hub").map(String::as_str), Some("core"));
+    assert_eq!(exported.get("Shared").map(String::as_str), Some("handle"));
+    assert_eq!(exported.get("E").map(String::as_str), Some("handle"));
+    assert_eq!(exported.get("Hub").map(String::as_str), Some("handle"));
+}
+
+#[test]
+fn the_runtime_folder_holds_siblings() {
+    let path = |p: &str| -> Vec<String> { p.split('/').map(String::from).collect() };
+    assert_eq!(node(&path("runtime/link")), Some("link".into()));
+    assert_eq!(
+        node(&path("runtime/supervisor/links")),
+        Some("supervisor".into())
+    );
+    assert_eq!(node(&path("config")), Some("config".into()));
+    assert_eq!(node(&path("runtime")), None);
+    assert_eq!(node(&[]), None);
+    let exported = re_exports(&tokens("pub use runtime::inbound::{Delivery, Token};"));
+    assert_eq!(
+        exported.get("Delivery").map(String::as_str),
+        Some("inbound")
+    );
 }
 
 #[test]

@@ -2,36 +2,25 @@
 //!
 //! * [`Hub`] — the handle: start, pair/unpair, approve/deny, send data, shutdown.
 //! * one supervisor task per remote SKI owns that peer's dial loop, links, double-connection
-//!   arbitration and visible state (`supervisor`); one link task per connection drives the
-//!   sans-IO protocol engine over the socket (`link`); the listener only admits (`listener`).
+//!   arbitration and visible state (`runtime::supervisor`); one link task per connection drives
+//!   the sans-IO protocol engine over the socket (`runtime::link`); the listener only admits
+//!   (`runtime::listener`). The tasks and their shared state are in `runtime`, none of it
+//!   public; the modules beside it are the hub's public face.
 //! * [`Callbacks`] — how the application hears about it all; [`Hub::events`] — the same as an
 //!   async stream of [`HubEvent`]s.
 //! * [`TrustStore`] — where pairings live; [`Backoff`] — reconnect delays (§8).
 
-pub(crate) mod address_book;
-mod admission;
-mod arbitration;
 pub mod backoff;
 pub mod callbacks;
-mod clock;
 pub mod config;
-mod core;
-mod dial;
 mod errors;
-mod handover;
-mod inbound;
+mod handle;
 #[cfg(test)]
 mod layering;
-mod link;
-mod listener;
 pub mod metrics;
 pub mod net;
-mod pairing_runtime;
-pub mod pairing_service;
-mod pin_guard;
-mod shared;
-mod sightings;
-mod supervisor;
+pub mod pairing_config;
+mod runtime;
 pub mod trust;
 
 pub use backoff::{Backoff, BackoffConfigError, BackoffTier, BackoffTiers};
@@ -40,9 +29,8 @@ pub use callbacks::{
     PairingDecision, PairingRequest, PinDecision, PinRequest, StateDetail,
 };
 pub use config::{DeviceInfo, HubConfig, HubTimers, Limits};
-pub use core::{Hub, ShutdownReport};
 pub use errors::{DialError, DisconnectReason, HubError};
-pub use inbound::{Delivery, DeliveryToken};
+pub use handle::{Hub, ShutdownReport};
 pub use metrics::{
     AdmissionCap, FailureCause, FailureCounts, HandshakeTimeSummary, MetricsSnapshot, PinCounts,
     RefusalCounts,
@@ -50,8 +38,9 @@ pub use metrics::{
 #[cfg(any(test, feature = "test-util"))]
 pub use net::{MemoryLan, MemoryNetwork};
 pub use net::{Network, TcpNetwork};
-pub use pairing_service::{
+pub use pairing_config::{
     AcceptRequests, PairingServiceConfig, PairingServiceEvent, RequestPairing,
 };
-pub use shared::{ConnectionInfo, Direction};
+pub use runtime::inbound::{Delivery, DeliveryToken};
+pub use runtime::shared::{ConnectionInfo, Direction};
 pub use trust::{FileTrustStore, MemoryTrustStore, PairedPeer, TrustStore, TrustStoreError};

@@ -24,10 +24,11 @@ use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::Mutex;
 use std::time::SystemTime;
 
 use crate::protocol::Pin;
+use crate::sync::lock;
 use crate::{ShipId, Ski};
 
 /// What the hub remembers about one paired peer.
@@ -174,12 +175,6 @@ impl TrustStoreError {
             | TrustStoreError::Symlink { path } => path,
         }
     }
-}
-
-/// Recovers the data of a poisoned mutex: every critical section here leaves the data valid
-/// before anything can panic.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A trust store in memory, for tests and for applications that keep pairings elsewhere.

@@ -2,6 +2,9 @@
 
 use std::io;
 
+use tokio_tungstenite::tungstenite;
+use tokio_tungstenite::tungstenite::http::StatusCode;
+
 use crate::Ski;
 use crate::identity::CertificateError;
 
@@ -200,6 +203,37 @@ pub(crate) fn from_rustls(error: &rustls::Error) -> TlsError {
         }
         other => TlsError::Other(other.to_string()),
     }
+}
+
+/// Maps a tungstenite error to ours.
+pub(crate) fn from_tungstenite(error: tungstenite::Error) -> TransportError {
+    use tungstenite::Error;
+    use tungstenite::error::{CapacityError, ProtocolError, SubProtocolError};
+    let ws = match error {
+        Error::Io(io) => return from_tls_io(io),
+        Error::ConnectionClosed | Error::AlreadyClosed => WebSocketError::Closed,
+        Error::Capacity(CapacityError::MessageTooLong { size, max_size }) => {
+            WebSocketError::MessageTooLarge {
+                size,
+                max: max_size,
+            }
+        }
+        Error::Http(response) => match response.status() {
+            StatusCode::SERVICE_UNAVAILABLE => WebSocketError::ServiceUnavailable,
+            status => WebSocketError::Http(status.as_u16()),
+        },
+        Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+            WebSocketError::ResetWithoutClose
+        }
+        Error::Protocol(ProtocolError::SecWebSocketSubProtocolError(
+            SubProtocolError::NoSubProtocol,
+        )) => WebSocketError::MissingSubprotocol,
+        Error::Protocol(ProtocolError::SecWebSocketSubProtocolError(other)) => {
+            WebSocketError::WrongSubprotocol(other.to_string())
+        }
+        other => WebSocketError::Protocol(other.to_string()),
+    };
+    TransportError::WebSocket(ws)
 }
 
 #[cfg(test)]

@@ -22,11 +22,11 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use super::error::{TransportError, WebSocketError};
+use super::error::{TransportError, WebSocketError, from_tungstenite};
 use super::suites::TlsSuite;
 use super::tls::TlsStream;
-use super::websocket::{WsOptions, from_tungstenite, truncate};
 use crate::Ski;
+use crate::sync::lock;
 
 /// Close code for a text frame (RFC 6455 "unsupported data").
 const CLOSE_UNSUPPORTED_DATA: u16 = 1003;
@@ -67,9 +67,7 @@ where
 {
     fn lock(&self) -> MutexGuard<'_, WebSocketStream<TlsStream<S>>> {
         // A panic while polling leaves the WebSocket no worse than an I/O error would.
-        self.socket
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.socket)
     }
 
     fn poll_next_message(
@@ -216,7 +214,7 @@ where
     pub(crate) fn new(
         inner: WebSocketStream<TlsStream<S>>,
         peer_ski: Ski,
-        options: &WsOptions,
+        max_message_size: usize,
     ) -> Self {
         let tls = inner.get_ref();
         let link = Arc::new(Link {
@@ -225,7 +223,7 @@ where
             tls_suite: tls.tls_suite(),
             socket: Mutex::new(inner),
             peer_ski,
-            max_message_size: options.max_message_size,
+            max_message_size,
         });
         ShipSocket {
             reader: SocketReader {
@@ -414,5 +412,31 @@ where
         frame: &mut Outgoing,
     ) -> Poll<Result<(), TransportError>> {
         self.link.poll_outgoing(cx, frame)
+    }
+}
+
+/// `text` cut to at most `max` bytes, on a char boundary.
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_reasons_are_truncated_on_a_char_boundary() {
+        assert_eq!(truncate("short", 123), "short");
+        let long = "ä".repeat(100); // 200 bytes
+        let cut = truncate(&long, 123);
+        assert_eq!(cut.len(), 122);
+        assert!(long.starts_with(cut));
     }
 }

@@ -10,13 +10,12 @@
 use std::borrow::Cow;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode, header};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use super::error::{TransportError, WebSocketError, from_tls_io};
+use super::error::{TransportError, WebSocketError, from_tungstenite};
 use super::socket::ShipSocket;
 use super::tls::TlsStream;
 
@@ -159,7 +158,7 @@ where
         tokio_tungstenite::accept_hdr_async_with_config(tls, callback, Some(options.config()))
             .await;
     match (result, refusal) {
-        (Ok(inner), _) => Ok(ShipSocket::new(inner, peer_ski, options)),
+        (Ok(inner), _) => Ok(ShipSocket::new(inner, peer_ski, options.max_message_size)),
         (Err(_), Some(Refusal::MissingSubprotocol)) => {
             Err(WebSocketError::MissingSubprotocol.into())
         }
@@ -213,63 +212,12 @@ where
             .await
             .map_err(from_tungstenite)?;
     tracing::debug!(peer = %peer_ski, %url, "WebSocket connected");
-    Ok(ShipSocket::new(inner, peer_ski, options))
-}
-
-pub(crate) fn truncate(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
-/// Maps a tungstenite error to ours.
-pub(crate) fn from_tungstenite(error: tungstenite::Error) -> TransportError {
-    use tungstenite::Error;
-    use tungstenite::error::{CapacityError, ProtocolError, SubProtocolError};
-    let ws = match error {
-        Error::Io(io) => return from_tls_io(io),
-        Error::ConnectionClosed | Error::AlreadyClosed => WebSocketError::Closed,
-        Error::Capacity(CapacityError::MessageTooLong { size, max_size }) => {
-            WebSocketError::MessageTooLarge {
-                size,
-                max: max_size,
-            }
-        }
-        Error::Http(response) => match response.status() {
-            StatusCode::SERVICE_UNAVAILABLE => WebSocketError::ServiceUnavailable,
-            status => WebSocketError::Http(status.as_u16()),
-        },
-        Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
-            WebSocketError::ResetWithoutClose
-        }
-        Error::Protocol(ProtocolError::SecWebSocketSubProtocolError(
-            SubProtocolError::NoSubProtocol,
-        )) => WebSocketError::MissingSubprotocol,
-        Error::Protocol(ProtocolError::SecWebSocketSubProtocolError(other)) => {
-            WebSocketError::WrongSubprotocol(other.to_string())
-        }
-        other => WebSocketError::Protocol(other.to_string()),
-    };
-    TransportError::WebSocket(ws)
+    Ok(ShipSocket::new(inner, peer_ski, options.max_message_size))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn close_reasons_are_truncated_on_a_char_boundary() {
-        assert_eq!(truncate("short", 123), "short");
-        let long = "ä".repeat(100); // 200 bytes
-        let cut = truncate(&long, 123);
-        assert_eq!(cut.len(), 122);
-        assert!(long.starts_with(cut));
-    }
 
     #[test]
     fn read_buffer_is_small_but_messages_may_be_large() {

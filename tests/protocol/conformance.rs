@@ -4,7 +4,6 @@
 use crate::support;
 
 /// PIN verification (§13.4.4.3).
-#[path = "../protocol_pin/mod.rs"]
 mod pin;
 
 use std::time::Duration;

@@ -48,8 +48,7 @@ async fn unexpected_ski_aborts_during_tls_before_any_websocket_byte() {
     }
 }
 
-use lax_tls::Lax as AcceptAnyServer;
-use ship_test_support::lax_tls;
+use ship_test_support::AcceptAnything;
 
 fn raw_client_builder()
 -> rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert> {
@@ -60,7 +59,7 @@ fn raw_client_builder()
     .with_protocol_versions(&[&rustls::version::TLS12])
     .unwrap()
     .dangerous()
-    .with_custom_certificate_verifier(Arc::new(AcceptAnyServer))
+    .with_custom_certificate_verifier(Arc::new(AcceptAnything::EVERY_SCHEME))
 }
 
 /// Runs a raw rustls client against a SHIP server and returns the server's result.

@@ -27,6 +27,7 @@
 //! which TLS cipher suites the DUT accepts (one handshake-only probe per suite); it fails a DUT
 //! without SHIP §9's mandatory `TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256`.
 
+pub mod accept_anything;
 mod cases;
 pub mod catalog;
 pub mod identities;
@@ -51,6 +52,7 @@ use ship_hub::protocol::message::ProtocolVersion;
 use ship_hub::transport::{ShipTls, TlsOptions, WsOptions, accept_websocket, dial};
 use ship_hub::{ShipId, Ski};
 
+pub use accept_anything::AcceptAnything;
 pub use catalog::{CASES, CaseInfo, Lane};
 pub use identities::ToolIdentities;
 pub use report::{CaseReport, REPORT_FORMAT_VERSION, Report, ShipVersions, Verdict};

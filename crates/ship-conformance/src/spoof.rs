@@ -9,20 +9,17 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose,
     PKCS_ECDSA_P256_SHA256,
 };
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, ring as ring_provider};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::sign::CertifiedKey;
-use rustls::{
-    ClientConfig, DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme,
-};
+use rustls::{ClientConfig, ServerConfig, SignatureScheme};
 use tokio::net::TcpStream;
 
 use ship_hub::Ski;
 use ship_hub::transport::FALLBACK_SERVER_NAME;
 
 use super::peer::RawWebSocket;
+use crate::accept_anything::AcceptAnything;
 
 /// A certificate whose SubjectKeyIdentifier claims `claimed` while its key is fresh: the SKI is
 /// not SHA-1 of the public key (built with rcgen's `KeyIdMethod::PreSpecified`).
@@ -92,7 +89,7 @@ impl ForgedCertificate {
             .with_protocol_versions(&[&rustls::version::TLS12])
             .map_err(|e| e.to_string())?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnything))
+            .with_custom_certificate_verifier(Arc::new(AcceptAnything::SHIP))
             .with_client_cert_resolver(Arc::new(Present(self.key.clone())));
         config.resumption = rustls::client::Resumption::disabled();
         let tcp = TcpStream::connect(addr)
@@ -114,7 +111,7 @@ impl ForgedCertificate {
         let config = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS12])
             .map_err(|e| e.to_string())?
-            .with_client_cert_verifier(Arc::new(AcceptAnything))
+            .with_client_cert_verifier(Arc::new(AcceptAnything::SHIP))
             .with_cert_resolver(Arc::new(Present(self.key.clone())));
         tokio_rustls::TlsAcceptor::from(Arc::new(config))
             .accept(tcp)
@@ -177,81 +174,6 @@ impl rustls::client::ResolvesClientCert for Present {
 impl rustls::server::ResolvesServerCert for Present {
     fn resolve(&self, _: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.0.clone())
-    }
-}
-
-/// Accepts every peer certificate and signature: the tool judges the DUT by whether it
-/// completes the handshake, not the other way round.
-#[derive(Debug)]
-struct AcceptAnything;
-
-const SCHEMES: &[SignatureScheme] = &[
-    SignatureScheme::ECDSA_NISTP256_SHA256,
-    SignatureScheme::ECDSA_NISTP384_SHA384,
-];
-
-impl ServerCertVerifier for AcceptAnything {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-    fn verify_tls13_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        SCHEMES.to_vec()
-    }
-}
-
-impl ClientCertVerifier for AcceptAnything {
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        &[]
-    }
-    fn verify_client_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        Ok(ClientCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-    fn verify_tls13_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        SCHEMES.to_vec()
     }
 }
 

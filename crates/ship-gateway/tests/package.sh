@@ -582,7 +582,7 @@ DROPIN
   #    control socket), the peer pairs the service with its address and dials it; data flows
   #    both ways.
   peer_ski=$(in_ct ship-gateway --data-dir /root/peer ski)
-  in_ct systemd-run --quiet --unit=ship-peer --setenv=RUST_LOG=ship_hub::protocol::connection=debug \
+  in_ct systemd-run --quiet --unit=ship-peer --setenv=RUST_LOG=ship_proto::protocol::connection=debug \
     /usr/bin/ship-gateway --data-dir /root/peer run --bind 127.0.0.1 --port 4713 --no-mdns --no-prompt || true
   peer_up() { unit=ship-peer jgrep -q 'listening on'; }
   wait_for 60 peer_up || true

@@ -5,7 +5,8 @@
 //! * [`common`]: a recording [`ship_hub::Callbacks`] implementation, identities and hub builders
 //!   for loopback and for the in-memory LAN, the namespace check of the mDNS tests.
 //! * [`harness`]: the victim hub of the hostile-input tests and scripted SHIP clients.
-//! * [`lax_tls`]: rustls verifiers that accept anything, for deliberately non-conformant peers.
+//! * [`AcceptAnything`]: the rustls verifier that accepts anything, for deliberately
+//!   non-conformant peers (ship-conformance's, re-exported).
 //! * [`discovery_spoof`]: an mDNS spoofer that registers thousands of `_ship._tcp` services.
 //! * [`conformance_expect`]: what a ship-conformance run against ship-hub must report.
 //! * [`pin_attack`]: a PIN guesser that makes a new key every few guesses (loopback only).
@@ -14,5 +15,6 @@ pub mod common;
 pub mod conformance_expect;
 pub mod discovery_spoof;
 pub mod harness;
-pub mod lax_tls;
 pub mod pin_attack;
+
+pub use ship_conformance::AcceptAnything;

@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 use tokio::sync::mpsc;
 
 use super::{BoxIo, Listener, Network};
+use crate::sync::lock;
 
 /// An in-memory LAN. Each host gets a [`MemoryNetwork`] handle with its own IP.
 #[derive(Clone, Default)]
@@ -49,8 +50,7 @@ impl MemoryLan {
     pub fn with_latency(seed: u64, max: std::time::Duration) -> Self {
         use rand::SeedableRng;
         let lan = Self::default();
-        lan.inner.lock().expect("lan lock").jitter =
-            Some((rand::rngs::StdRng::seed_from_u64(seed), max));
+        lock(&lan.inner).jitter = Some((rand::rngs::StdRng::seed_from_u64(seed), max));
         lan
     }
 
@@ -66,7 +66,7 @@ impl MemoryLan {
     /// Cuts `a` off from `b`: new connections fail, and existing ones silently swallow
     /// everything (like a pulled cable: neither side sees a close).
     pub fn partition(&self, a: IpAddr, b: IpAddr) {
-        let mut state = self.inner.lock().expect("lan lock");
+        let mut state = lock(&self.inner);
         state.partitions.push((a, b));
         for (x, y, fault) in &state.pipes {
             if (*x == a && *y == b) || (*x == b && *y == a) {
@@ -78,13 +78,13 @@ impl MemoryLan {
     /// Removes every partition. Black-holed connections stay dead (as TCP connections would);
     /// new ones work.
     pub fn heal(&self) {
-        self.inner.lock().expect("lan lock").partitions.clear();
+        lock(&self.inner).partitions.clear();
     }
 
     /// Simulates a power loss of `ip`: its listeners vanish and every pipe to it is
     /// black-holed (its peers see no close). Its hub should be dropped by the caller.
     pub fn crash(&self, ip: IpAddr) {
-        let mut state = self.inner.lock().expect("lan lock");
+        let mut state = lock(&self.inner);
         state.listeners.retain(|addr, _| addr.ip() != ip);
         for (x, y, fault) in &state.pipes {
             if *x == ip || *y == ip {
@@ -133,7 +133,7 @@ impl Network for MemoryNetwork {
         let lan = self.lan.clone();
         Box::pin(async move {
             let (tx, rx) = mpsc::unbounded_channel();
-            let mut state = lan.inner.lock().expect("lan lock");
+            let mut state = lock(&lan.inner);
             if state.listeners.get(&addr).is_some_and(|l| !l.is_closed()) {
                 return Err(io::Error::new(
                     io::ErrorKind::AddrInUse,
@@ -151,7 +151,7 @@ impl Network for MemoryNetwork {
         Box::pin(async move {
             let delay = {
                 use rand::RngExt;
-                let mut state = lan.inner.lock().expect("lan lock");
+                let mut state = lock(&lan.inner);
                 match &mut state.jitter {
                     Some((rng, max)) => {
                         let nanos = rng.random_range(0..=max.as_nanos() as u64);
@@ -163,7 +163,7 @@ impl Network for MemoryNetwork {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            let mut state = lan.inner.lock().expect("lan lock");
+            let mut state = lock(&lan.inner);
             if MemoryLan::partitioned(&state, local.ip(), addr.ip()) {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,

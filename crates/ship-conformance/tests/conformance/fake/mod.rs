@@ -34,7 +34,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
-use tls::{Lax, Present};
+use tls::{LAX, Present};
 
 /// The one thing the fake device does wrong (all off: it conforms, except for its lax TLS).
 #[derive(Clone, Debug)]
@@ -300,7 +300,7 @@ impl FakeDut {
             rustls::ServerConfig::builder_with_provider(provider())
                 .with_protocol_versions(&[&rustls::version::TLS12])
                 .unwrap()
-                .with_client_cert_verifier(Arc::new(Lax))
+                .with_client_cert_verifier(Arc::new(LAX))
                 .with_cert_resolver(Arc::new(Present(key.clone()))),
         );
         let mut tasks = Vec::new();
@@ -368,7 +368,7 @@ impl FakeDut {
                     .with_protocol_versions(&[&rustls::version::TLS12])
                     .unwrap()
                     .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(Lax))
+                    .with_custom_certificate_verifier(Arc::new(LAX))
                     .with_client_cert_resolver(Arc::new(Present(key.clone())));
                 config.resumption = rustls::client::Resumption::disabled();
                 Arc::new(config)

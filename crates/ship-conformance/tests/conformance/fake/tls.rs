@@ -23,6 +23,6 @@ impl rustls::server::ResolvesServerCert for Present {
     }
 }
 
-pub(super) use lax_tls::Lax;
 /// Accepts every certificate: the fake's deliberate TLS defect.
-use ship_test_support::lax_tls;
+pub(super) const LAX: AcceptAnything = AcceptAnything::EVERY_SCHEME;
+use ship_test_support::AcceptAnything;

@@ -1,0 +1,514 @@
+//! One link: the task that runs one connection to a peer once its supervisor took it over. It
+//! pumps bytes between the connection's [`ShipSocket`] and the sans-IO [`protocol::Connection`],
+//! keeps the connection alive with WebSocket pings, and reports to its supervisor.
+//!
+//! The task owns the socket and the protocol state; its supervisor talks to it only through a
+//! command channel and hears from it only through the event channel. When the task ends it
+//! sends exactly one [`LinkEvent::Ended`] and drops its admission permits, so a connection slot
+//! is free again the moment the connection is gone.
+//!
+//! Full duplex: a write the peer does not take yet is one branch of the task's `select!`
+//! ([`SocketWriter::poll_send`]), so while it waits the link goes on reading, obeying commands
+//! and keeping its timers. Outgoing bytes stay bounded: the link takes the next frame (from the
+//! engine, or the next payload from the application's queue) only once the last is out, and it
+//! stops reading while a second frame waits behind the one in flight (a peer that sends
+//! requests but takes no answers cannot make them pile up). A write that takes no bytes for
+//! `keepalive_timeout` ends the link like a missing pong.
+//!
+//! Backpressure (docs/architecture.md): every data payload read is charged to the peer's inbound
+//! budget and the charge travels with it to the application. While the budget is used up the
+//! link does not read its socket (TCP flow control then holds the sender back); it keeps
+//! writing, keeps its timers and obeys commands. Its keepalive is not held against the peer for
+//! the time it did not read; but a peer it could not read for `stall_limit` while a ping of ours
+//! is unanswered is closed as [`LinkEnd::Backpressure`].
+
+use std::future::poll_fn;
+use std::task::{Context, Poll};
+
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+
+use super::clock::{now, sleep_until_opt};
+use super::handover::{LinkCommand, LinkEnd, LinkEvent, LinkId, LinkSetup, LinkStart, Permits};
+use crate::hub::net::BoxIo;
+use crate::protocol::{self, CloseCause, CloseReason, ConnectionState, Event, Transmit};
+use crate::transport::{Outgoing, ShipSocket, SocketEvent, SocketReader, SocketWriter};
+
+/// Runs one link until it ends. `permits` (the connection's admission permits) are dropped when
+/// it returns.
+pub(crate) async fn run(socket: ShipSocket<BoxIo>, permits: Permits, start: LinkStart) {
+    let mut link = LinkTask::new(socket, start);
+    loop {
+        link.pump_writes().await;
+        link.report_events();
+        if link.concluded() {
+            break;
+        }
+        if !link.socket_open {
+            // The transport is gone but the engine has not concluded yet: tell it, once.
+            if link.transport_reported {
+                break;
+            }
+            link.transport_reported = true;
+            link.engine.handle_transport_closed(now());
+            continue;
+        }
+        link.wait_and_handle().await;
+    }
+    link.finish(permits).await;
+}
+
+/// What a frame in flight is, for what its completion means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sending {
+    /// A SHIP message from the engine.
+    Message,
+    /// A WebSocket ping of ours (keepalive, or the supervisor's liveness check).
+    Ping,
+    /// The WebSocket close frame, the engine's last transmit.
+    Close,
+}
+
+/// The frame the socket is sending, and since when (the write bound counts from then).
+struct Write {
+    frame: Outgoing,
+    sending: Sending,
+    since: Instant,
+}
+
+/// A link's task: its connection, its channels and where its keepalive and backpressure stand.
+struct LinkTask {
+    reader: SocketReader<BoxIo>,
+    writer: SocketWriter<BoxIo>,
+    /// The sans-IO protocol engine.
+    engine: protocol::Connection,
+    setup: LinkSetup,
+    commands: mpsc::UnboundedReceiver<LinkCommand>,
+    data: mpsc::Receiver<Vec<u8>>,
+    events: mpsc::UnboundedSender<(LinkId, LinkEvent)>,
+    /// How the engine said the connection closed.
+    cause: Option<CloseCause>,
+    /// Why the task ends, when the hub (not the engine) decided it.
+    end: Option<LinkEnd>,
+    socket_open: bool,
+    /// The engine was told the transport closed.
+    transport_reported: bool,
+    commands_open: bool,
+    /// Data exchange is open: data flows and keepalive pings run.
+    completed: bool,
+    /// The peer's restriction last reported (our PIN optional, not sent yet).
+    restricted: bool,
+    /// The frame in flight: handed to the socket, not yet all out.
+    writing: Option<Write>,
+    /// The engine's next transmit, taken out while a frame is in flight so the link knows more
+    /// waits: until the frame in flight is out, nothing more is read (what the peer sends next
+    /// could only add to it).
+    queued: Option<Transmit>,
+    /// A ping is due and waits for the frame in flight.
+    ping_wanted: bool,
+    next_ping: Instant,
+    pong_deadline: Option<Instant>,
+    /// When the last keepalive ping went out (its pong still owed).
+    ping_sent: Option<Instant>,
+    /// Since when the socket has been left unread because the peer's budget is used up.
+    paused_since: Option<Instant>,
+}
+
+impl LinkTask {
+    fn new(socket: ShipSocket<BoxIo>, start: LinkStart) -> Self {
+        let LinkStart {
+            engine,
+            setup,
+            commands,
+            data,
+            events,
+        } = start;
+        let next_ping = Instant::now() + setup.keepalive_interval;
+        let (reader, writer) = socket.split();
+        LinkTask {
+            reader,
+            writer,
+            engine,
+            setup,
+            commands,
+            data,
+            events,
+            cause: None,
+            end: None,
+            socket_open: true,
+            transport_reported: false,
+            commands_open: true,
+            completed: false,
+            restricted: false,
+            writing: None,
+            queued: None,
+            ping_wanted: false,
+            next_ping,
+            pong_deadline: None,
+            ping_sent: None,
+            paused_since: None,
+        }
+    }
+
+    /// Tells the supervisor.
+    fn report(&self, event: LinkEvent) {
+        let _ = self.events.send((self.setup.id, event));
+    }
+
+    /// Step 1: sends what can be sent without waiting, in order: the frame in flight, then the
+    /// next (a due ping first, then the engine's transmits), until one has to wait for the peer.
+    async fn pump_writes(&mut self) {
+        poll_fn(|cx| {
+            self.pump(cx);
+            Poll::Ready(())
+        })
+        .await;
+    }
+
+    fn pump(&mut self, cx: &mut Context<'_>) {
+        loop {
+            if let Some(write) = self.writing.as_mut() {
+                match self.writer.poll_send(cx, &mut write.frame) {
+                    Poll::Ready(result) => self.sent(result.is_ok()),
+                    Poll::Pending => {
+                        if self.queued.is_none() {
+                            self.queued = self.engine.poll_transmit();
+                        }
+                        return;
+                    }
+                }
+            }
+            if !self.socket_open {
+                // Nothing can go out any more (the engine learns the transport closed).
+                self.ping_wanted = false;
+                self.queued = None;
+                while self.engine.poll_transmit().is_some() {}
+                return;
+            }
+            let Some(write) = self.next_write(true) else {
+                return;
+            };
+            self.writing = Some(write);
+        }
+    }
+
+    /// The next frame to send: a due ping (if `ping`), else the engine's next transmit.
+    fn next_write(&mut self, ping: bool) -> Option<Write> {
+        let (frame, sending) = if ping && self.ping_wanted {
+            self.ping_wanted = false;
+            (Outgoing::ping(Vec::new()), Sending::Ping)
+        } else {
+            match self.queued.take().or_else(|| self.engine.poll_transmit())? {
+                Transmit::Message(bytes) => (Outgoing::binary(bytes), Sending::Message),
+                Transmit::Close { code, reason } => {
+                    (Outgoing::close(code, &reason), Sending::Close)
+                }
+            }
+        };
+        Some(Write {
+            frame,
+            sending,
+            since: Instant::now(),
+        })
+    }
+
+    /// The frame in flight is out (`ok`) or the socket failed.
+    fn sent(&mut self, ok: bool) {
+        let Some(write) = self.writing.take() else {
+            return;
+        };
+        match (write.sending, ok) {
+            (Sending::Close, _) => self.socket_open = false,
+            (_, false) => {
+                self.socket_open = false;
+                self.engine.handle_transport_closed(now());
+            }
+            (Sending::Ping, true) => {
+                if self.pong_deadline.is_none() {
+                    self.ping_sent = Some(Instant::now());
+                    self.pong_deadline = Some(Instant::now() + self.setup.keepalive_timeout);
+                }
+            }
+            (Sending::Message, true) => {}
+        }
+    }
+
+    /// A ping is due or on its way out.
+    fn ping_pending(&self) -> bool {
+        self.ping_wanted
+            || self
+                .writing
+                .as_ref()
+                .is_some_and(|write| write.sending == Sending::Ping)
+    }
+
+    /// Step 2: everything that happened, to the supervisor (and whether the peer's restriction
+    /// changed).
+    fn report_events(&mut self) {
+        while let Some(event) = self.engine.poll_event() {
+            match event {
+                Event::StateChanged { state, detail } => {
+                    if state == ConnectionState::Completed {
+                        self.completed = true;
+                    }
+                    self.report(LinkEvent::State(state, detail));
+                }
+                Event::PeerShipId(ship_id) => self.report(LinkEvent::PeerShipId(ship_id)),
+                Event::Data(payload) => {
+                    // Data from the peer proves data exchange is open (before Completed while
+                    // our access-methods request is unanswered): we may send too.
+                    self.completed = true;
+                    let charge = self.setup.budget.charge(payload.len());
+                    self.report(LinkEvent::Data(payload, charge));
+                }
+                Event::PinRequested { rejected } => {
+                    self.report(LinkEvent::PinRequested { rejected });
+                }
+                Event::PinAccepted => self.report(LinkEvent::PinAccepted),
+                Event::PinVerified => self.report(LinkEvent::PinVerified),
+                Event::PinAttemptFailed { attempts, penalty } => {
+                    self.report(LinkEvent::PinAttemptFailed { attempts, penalty });
+                }
+                Event::Closed(c) => self.cause = Some(c),
+                // `Event` is `#[non_exhaustive]` in ship-proto: an event this runtime does not
+                // know yet is logged, not reported.
+                other => tracing::debug!(event = ?other, "engine event not handled"),
+            }
+        }
+        if self.engine.peer_restricted() != self.restricted {
+            self.restricted = !self.restricted;
+            self.report(LinkEvent::Restricted(self.restricted));
+        }
+    }
+
+    /// The engine closed, or the hub decided the link ends.
+    fn concluded(&self) -> bool {
+        self.engine.is_closed() || self.end.is_some()
+    }
+
+    /// Backpressure: whether the peer's budget lets the socket be read now (handshake messages
+    /// are never held back), keeping `paused_since` and the pong deadline in step. Registering
+    /// `released` for the release signal before the second look means a release in between
+    /// cannot be missed.
+    fn budget_readable(
+        &mut self,
+        released: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+    ) -> bool {
+        let budget = &self.setup.budget;
+        let mut readable = !self.completed || budget.may_read(self.setup.max_message);
+        if !readable {
+            released.enable();
+            readable = budget.may_read(self.setup.max_message);
+        }
+        match (readable, self.paused_since) {
+            (false, None) => self.paused_since = Some(Instant::now()),
+            (true, Some(since)) => {
+                // The pong may have waited behind unread data: the time we did not read is
+                // not the peer's.
+                self.paused_since = None;
+                if let Some(deadline) = self.pong_deadline.as_mut() {
+                    *deadline += since.elapsed();
+                }
+            }
+            _ => {}
+        }
+        readable
+    }
+
+    /// When the link gives up on its peer, and why: a peer it cannot read (budget used up)
+    /// while a ping is owed, or a write that took no bytes for the keepalive timeout, whichever
+    /// comes first.
+    fn give_up_at(&self) -> Option<(Instant, LinkEnd)> {
+        let stall = match (self.paused_since, self.ping_sent) {
+            (Some(paused), Some(sent)) => Some((
+                paused.max(sent) + self.setup.stall_limit,
+                LinkEnd::Backpressure,
+            )),
+            _ => None,
+        };
+        let write = self.writing.as_ref().map(|write| {
+            (
+                write.since + self.setup.keepalive_timeout,
+                LinkEnd::KeepaliveTimeout,
+            )
+        });
+        match (stall, write) {
+            (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Step 3: waits for the next thing to happen — the frame in flight going out, the socket,
+    /// a command, outgoing data, a timer, the abort — and handles it.
+    async fn wait_and_handle(&mut self) {
+        let timeout = self.engine.poll_timeout().map(Instant::from_std);
+        let deadline = Instant::from_std(self.setup.handshake_deadline);
+        let budget = self.setup.budget.clone();
+        let released = budget.total().released().notified();
+        tokio::pin!(released);
+        let budget_readable = self.budget_readable(released.as_mut());
+        // Reading goes on while a frame is in flight, but not while another waits behind it.
+        let readable = budget_readable && self.queued.is_none();
+        let give_up = self.give_up_at();
+        let writing = self.writing.is_some();
+        let idle = !writing && self.completed;
+        let may_ping = self.completed && self.pong_deadline.is_none() && !self.ping_pending();
+        let abort = self.setup.abort.clone();
+        let (writer, write) = (&self.writer, &mut self.writing);
+        tokio::select! {
+            biased;
+            _ = abort.cancelled() => {
+                self.end = Some(LinkEnd::Aborted);
+            }
+            _ = &mut released, if !budget_readable => {}
+            result = poll_fn(|cx| match write.as_mut() {
+                Some(write) => writer.poll_send(cx, &mut write.frame),
+                None => Poll::Pending,
+            }), if writing => self.sent(result.is_ok()),
+            _ = sleep_until_opt(give_up.as_ref().map(|(at, _)| *at)) => {
+                if let Some((_, end)) = give_up {
+                    if matches!(end, LinkEnd::Backpressure) {
+                        tracing::debug!(
+                            queued = self.setup.budget.queued(),
+                            "inbound budget used up for the stall limit with a ping unanswered: \
+                             closing"
+                        );
+                    } else {
+                        tracing::debug!("the peer took no bytes for the keepalive timeout");
+                    }
+                    self.end = Some(end);
+                }
+            }
+            event = self.reader.next_event(), if readable => match event {
+                Ok(SocketEvent::Message(bytes)) => self.engine.handle_message(&bytes, now()),
+                Ok(SocketEvent::Pong(_)) => {
+                    self.pong_deadline = None;
+                    self.ping_sent = None;
+                    self.report(LinkEvent::Pong);
+                }
+                Ok(SocketEvent::Closed { .. }) | Err(_) => {
+                    self.socket_open = false;
+                    self.engine.handle_transport_closed(now());
+                }
+            },
+            command = self.commands.recv(), if self.commands_open => self.obey(command),
+            // The next payload only once the last frame is out: the application's queue
+            // (`max_queued_data`) is what holds outgoing data back.
+            payload = self.data.recv(), if idle => {
+                if let Some(payload) = payload
+                    && let Err(error) = self.engine.send_data(&payload, now())
+                {
+                    tracing::debug!(%error, "dropping outgoing data");
+                }
+            }
+            _ = sleep_until_opt(timeout) => self.engine.handle_timeout(now()),
+            _ = sleep_until(deadline), if !self.completed => {
+                self.end = Some(LinkEnd::HandshakeDeadline);
+            }
+            _ = sleep_until(self.next_ping), if may_ping => {
+                // Sent once the frame in flight is out; the pong is owed from then.
+                self.next_ping = Instant::now() + self.setup.keepalive_interval;
+                self.ping_wanted = true;
+            }
+            _ = sleep_until_opt(self.pong_deadline), if self.paused_since.is_none() => {
+                self.end = Some(LinkEnd::KeepaliveTimeout);
+            }
+        }
+    }
+
+    /// A command from the supervisor (`None`: the supervisor is gone, so close politely).
+    fn obey(&mut self, command: Option<LinkCommand>) {
+        match command {
+            Some(LinkCommand::Approve) => self.engine.approve_trust(now()),
+            Some(LinkCommand::Deny) => self.engine.deny_trust(now()),
+            Some(LinkCommand::EnterPin(pin)) => self.engine.enter_pin(pin, now()),
+            Some(LinkCommand::RefusePin) => self.engine.refuse_pin(now()),
+            Some(LinkCommand::HoldPin(until)) => self.engine.hold_pin_input(until, now()),
+            Some(LinkCommand::Close(reason)) => {
+                // Data the application queued before the close goes out first (§13.4.7).
+                if self.completed {
+                    while let Ok(payload) = self.data.try_recv() {
+                        if let Err(error) = self.engine.send_data(&payload, now()) {
+                            tracing::debug!(%error, "dropping outgoing data at close");
+                        }
+                    }
+                }
+                self.engine.close(reason, now());
+            }
+            Some(LinkCommand::Ping) => {
+                if !self.ping_pending() {
+                    self.ping_wanted = true;
+                }
+            }
+            None => {
+                self.commands_open = false;
+                self.engine.close(CloseReason::Unspecific, now());
+            }
+        }
+    }
+
+    /// Sends the frame in flight and the engine's last transmits (its close frame), each bounded
+    /// like any write: the engine concluded, so nothing is read any more.
+    async fn drain_writes(&mut self) {
+        loop {
+            if self.writing.is_none() {
+                self.writing = self.next_write(false);
+            }
+            let Some(write) = self.writing.as_mut() else {
+                return;
+            };
+            let writer = &self.writer;
+            let send = poll_fn(|cx| writer.poll_send(cx, &mut write.frame));
+            match unstalled(&self.setup, send).await {
+                Ok(result) => self.sent(result.is_ok()),
+                Err(stall) => {
+                    self.end = Some(stall);
+                    return;
+                }
+            }
+            if !self.socket_open {
+                return;
+            }
+        }
+    }
+
+    /// Step 4: sends the engine's last frames, closes what is left of the socket, frees the
+    /// admission permits and reports the link's end, the last event it sends.
+    async fn finish(mut self, permits: Permits) {
+        if self.end.is_none() && self.socket_open {
+            self.drain_writes().await;
+        }
+        if matches!(self.end, Some(LinkEnd::HandshakeDeadline)) && self.socket_open {
+            let close = self.writer.close(4001, "handshake deadline");
+            let _ = unstalled(&self.setup, close).await;
+        }
+        let end = self.end.take().unwrap_or_else(|| {
+            LinkEnd::Protocol(self.cause.take().unwrap_or(CloseCause::TransportClosed))
+        });
+        let LinkTask {
+            reader,
+            writer,
+            events,
+            setup,
+            ..
+        } = self;
+        drop((reader, writer));
+        drop(permits);
+        let _ = events.send((setup.id, LinkEvent::Ended(Box::new(end))));
+    }
+}
+
+/// Runs one write to the socket unless the hub aborts first or the peer takes no data for
+/// `keepalive_timeout` (a peer that stops reading is as dead as one that stops answering pings:
+/// without this a full socket buffer would hold the link, its permit and the shutdown forever).
+async fn unstalled<F: std::future::Future>(
+    setup: &LinkSetup,
+    write: F,
+) -> Result<F::Output, LinkEnd> {
+    tokio::select! {
+        biased;
+        _ = setup.abort.cancelled() => Err(LinkEnd::Aborted),
+        _ = tokio::time::sleep(setup.keepalive_timeout) => Err(LinkEnd::KeepaliveTimeout),
+        output = write => Ok(output),
+    }
+}
