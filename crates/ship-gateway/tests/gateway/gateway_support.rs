@@ -227,7 +227,7 @@ pub fn tempdir() -> tempfile::TempDir {
 /// The dialling side's first attempt ended refused: RemoteDeniedTrust, or Error while the
 /// refusing side is still in CMI. (A deny that comes before the hello phase is not turned into a
 /// hello `aborted` by the library yet: the dialler then sees the connection close with Error; the
-/// same gap makes `tests/hub_loopback.rs` `pairing_request_refused_when_the_callback_says_no`
+/// same gap makes `tests/hub_loopback/` `pairing_request_refused_when_the_callback_says_no`
 /// fail. Either way the attempt must end without reaching data exchange.)
 pub fn assert_refused(b: &mut Running, a_ski: &str) {
     let end = b.wait_for("refused", |v| {
