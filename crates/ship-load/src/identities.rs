@@ -5,8 +5,10 @@
 //!
 //! * `identities.txt` — one identity per line: certificate DER and PKCS#8 key DER, both in hex,
 //!   separated by a space;
-//! * `skis.txt` — the SKIs of those identities, one per line (40 hex digits), in the same order:
-//!   the file a target reads to pre-pair them (`ship-load serve --skis`).
+//! * `skis.txt` — the SKIs of all those identities, one per line (40 hex digits), in the same
+//!   order: the file a target reads to pre-pair them (`ship-load serve --skis`). It only grows,
+//!   never shrinks to one run's `--count`;
+//! * `identities.lock` — locked while a run reads and extends the cache.
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -17,6 +19,8 @@ use ship_hub::identity::{CertificateSubject, Identity};
 const IDENTITIES_FILE: &str = "identities.txt";
 /// The SKI list beside the identities.
 pub(crate) const SKIS_FILE: &str = "skis.txt";
+/// Held while a run reads and extends the cache.
+const LOCK_FILE: &str = "identities.lock";
 
 /// What can go wrong with the identity cache.
 #[derive(Debug, thiserror::Error)]
@@ -46,11 +50,32 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) ->
     }
 }
 
-/// Returns `count` identities from `dir`, generating (in parallel) and appending any missing,
-/// and rewrites `skis.txt` to list exactly the returned ones.
+/// Returns `count` identities from `dir`, generating (in parallel) and appending any missing.
+///
+/// `skis.txt` lists every identity of the cache, in order, and only ever grows: a run with a
+/// smaller `count` than an earlier one leaves it as it is, so a target started with it stays
+/// paired with every client any run may use. The directory is locked (`identities.lock`) while
+/// the cache is read and extended, so runs started at the same time never interleave their
+/// appends.
 pub(crate) fn load_or_generate(dir: &Path, count: usize) -> Result<Vec<Identity>, CacheError> {
     fs::create_dir_all(dir).map_err(io_error("creating", dir))?;
+    let lock_path = dir.join(LOCK_FILE);
+    let lock = fs::File::create(&lock_path).map_err(io_error("creating", &lock_path))?;
+    lock.lock().map_err(io_error("locking", &lock_path))?;
     let path = dir.join(IDENTITIES_FILE);
+    let skis_path = dir.join(SKIS_FILE);
+    let cached = count_lines(&path)?;
+    // A SKI list that does not match the cache (missing, or cut to a count by an older
+    // ship-load) is written again from the whole cache, once.
+    let listed = match fs::read_to_string(&skis_path) {
+        Ok(_) => read_skis(&skis_path)?.len(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(error) => return Err(io_error("reading", &skis_path)(error)),
+    };
+    if listed != cached {
+        let all = read_cache(&path, cached)?;
+        write_skis(&skis_path, &all, false)?;
+    }
     let mut identities = read_cache(&path, count)?;
     if identities.len() < count {
         let missing = count - identities.len();
@@ -69,15 +94,45 @@ pub(crate) fn load_or_generate(dir: &Path, count: usize) -> Result<Vec<Identity>
         }
         file.write_all(text.as_bytes())
             .map_err(io_error("writing", &path))?;
+        write_skis(&skis_path, &fresh, true)?;
         identities.extend(fresh);
     }
+    drop(lock);
+    Ok(identities)
+}
+
+/// Writes the SKIs of `identities` to `path`, one per line: appended, or as the whole file.
+fn write_skis(path: &Path, identities: &[Identity], append: bool) -> Result<(), CacheError> {
     let skis: String = identities
         .iter()
         .map(|identity| format!("{}\n", identity.ski()))
         .collect();
-    let skis_path = dir.join(SKIS_FILE);
-    fs::write(&skis_path, skis).map_err(io_error("writing", &skis_path))?;
-    Ok(identities)
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(path)
+        .map_err(io_error("opening", path))?;
+    file.write_all(skis.as_bytes())
+        .map_err(io_error("writing", path))
+}
+
+/// The number of identities in the cache file (its non-empty lines; 0 if there is none).
+fn count_lines(path: &Path) -> Result<usize, CacheError> {
+    match fs::File::open(path) {
+        Ok(file) => {
+            let mut lines = 0;
+            for line in BufReader::new(file).lines() {
+                if !line.map_err(io_error("reading", path))?.is_empty() {
+                    lines += 1;
+                }
+            }
+            Ok(lines)
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(error) => Err(io_error("opening", path)(error)),
+    }
 }
 
 fn read_cache(path: &Path, count: usize) -> Result<Vec<Identity>, CacheError> {
@@ -207,5 +262,41 @@ mod tests {
         assert_eq!(first[1].ski(), again[1].ski());
         let skis = read_skis(&dir.path().join(SKIS_FILE)).unwrap();
         assert_eq!(skis, again.iter().map(|i| i.ski()).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_smaller_count_never_shrinks_the_ski_list_a_target_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let five = load_or_generate(dir.path(), 5).unwrap();
+        let two = load_or_generate(dir.path(), 2).unwrap();
+        assert_eq!(two.len(), 2);
+        let skis = read_skis(&dir.path().join(SKIS_FILE)).unwrap();
+        assert_eq!(skis, five.iter().map(|i| i.ski()).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_ski_list_cut_by_an_older_run_is_written_again_from_the_whole_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let four = load_or_generate(dir.path(), 4).unwrap();
+        let skis_path = dir.path().join(SKIS_FILE);
+        fs::write(&skis_path, format!("{}\n", four[0].ski())).unwrap();
+        load_or_generate(dir.path(), 1).unwrap();
+        let skis = read_skis(&skis_path).unwrap();
+        assert_eq!(skis, four.iter().map(|i| i.ski()).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn runs_at_the_same_time_do_not_interleave_their_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        std::thread::scope(|scope| {
+            for count in [3, 6, 9, 12] {
+                let dir = dir.path();
+                scope.spawn(move || load_or_generate(dir, count).unwrap());
+            }
+        });
+        let all = load_or_generate(dir.path(), 12).unwrap();
+        let skis = read_skis(&dir.path().join(SKIS_FILE)).unwrap();
+        assert_eq!(skis, all.iter().map(|i| i.ski()).collect::<Vec<_>>());
+        assert_eq!(count_lines(&dir.path().join(IDENTITIES_FILE)).unwrap(), 12);
     }
 }
