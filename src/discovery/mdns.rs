@@ -162,6 +162,34 @@ fn daemon_error(error: mdns_sd::Error) -> DiscoveryError {
     DiscoveryError::Daemon(error.to_string())
 }
 
+/// How long a register or unregister waits for room in the daemon's command queue.
+const COMMAND_QUEUE_WAIT: Duration = Duration::from_millis(250);
+
+/// How long a shutdown keeps trying, from a thread of its own, to get into a full queue.
+const SHUTDOWN_QUEUE_WAIT: Duration = Duration::from_secs(30);
+
+/// Hands a command to the daemon, waiting up to `wait` for room in its command queue.
+///
+/// `mdns-sd`'s command queue holds 100 commands. It is full while the daemon's thread is behind
+/// (busy with a flood of packets) and the daemon queues commands to itself when a send fails,
+/// so `Again` is a passing state, not an error: a shutdown that gave up on it would leave the
+/// daemon's thread running, still announcing a hub that has stopped. Any other error, and
+/// `Again` after `wait`, is returned.
+fn until_queued<T>(
+    wait: Duration,
+    mut command: impl FnMut() -> Result<T, mdns_sd::Error>,
+) -> Result<T, mdns_sd::Error> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match command() {
+            Err(mdns_sd::Error::Again) if Instant::now() < deadline => {
+                thread::sleep(Duration::from_millis(1));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl MdnsDiscovery {
     /// Starts the mDNS daemon and browsing. Joins multicast on the network (see the module
     /// documentation).
@@ -535,7 +563,8 @@ impl Discovery for MdnsDiscovery {
             .filter(|old| old.registered.eq_ignore_ascii_case(&fullname));
         // Re-announcing under the same name keeps a name the daemon chose after a conflict.
         let in_use = same_name.map_or_else(|| fullname.clone(), |old| old.in_use.clone());
-        self.daemon.register(info).map_err(daemon_error)?;
+        until_queued(COMMAND_QUEUE_WAIT, || self.daemon.register(info.clone()))
+            .map_err(daemon_error)?;
         let previous = announced.replace(Announced {
             registered: fullname.clone(),
             in_use,
@@ -546,9 +575,10 @@ impl Discovery for MdnsDiscovery {
             // A new name: goodbye under the old one, after the new one is out, so that peers
             // never see our SKI lost. Its status is not awaited.
             drop(
-                self.daemon
-                    .unregister(&old.registered)
-                    .map_err(daemon_error)?,
+                until_queued(COMMAND_QUEUE_WAIT, || {
+                    self.daemon.unregister(&old.registered)
+                })
+                .map_err(daemon_error)?,
             );
         }
         Ok(())
@@ -559,10 +589,10 @@ impl Discovery for MdnsDiscovery {
             let Some(announced) = lock(&self.announced).take() else {
                 return Ok(());
             };
-            let status = self
-                .daemon
-                .unregister(&announced.registered)
-                .map_err(daemon_error)?;
+            let status = until_queued(COMMAND_QUEUE_WAIT, || {
+                self.daemon.unregister(&announced.registered)
+            })
+            .map_err(daemon_error)?;
             match status.recv_async().await {
                 Ok(UnregisterStatus::OK) => Ok(()),
                 Ok(UnregisterStatus::NotFound) => {
@@ -605,11 +635,15 @@ impl Discovery for MdnsDiscovery {
         let info = daemon::service_info(&announcement, &host, &self.config.interfaces)?;
         let fullname = info.get_fullname().to_owned();
         let mut registered = lock(&self.pairing_registered);
-        self.daemon.register(info).map_err(daemon_error)?;
+        until_queued(COMMAND_QUEUE_WAIT, || self.daemon.register(info.clone()))
+            .map_err(daemon_error)?;
         if let Some(old) = registered.replace(fullname.clone())
             && !old.eq_ignore_ascii_case(&fullname)
         {
-            drop(self.daemon.unregister(&old).map_err(daemon_error)?);
+            drop(
+                until_queued(COMMAND_QUEUE_WAIT, || self.daemon.unregister(&old))
+                    .map_err(daemon_error)?,
+            );
         }
         Ok(())
     }
@@ -617,7 +651,10 @@ impl Discovery for MdnsDiscovery {
     fn withdraw_pairing(&self) -> Result<(), DiscoveryError> {
         if let Some(fullname) = lock(&self.pairing_registered).take() {
             // The goodbye goes out in the background; its status is not awaited.
-            drop(self.daemon.unregister(&fullname).map_err(daemon_error)?);
+            drop(
+                until_queued(COMMAND_QUEUE_WAIT, || self.daemon.unregister(&fullname))
+                    .map_err(daemon_error)?,
+            );
         }
         Ok(())
     }
@@ -639,8 +676,21 @@ impl Discovery for MdnsDiscovery {
 impl Drop for MdnsDiscovery {
     fn drop(&mut self) {
         self.stopping.store(true, Ordering::Release);
-        if let Err(error) = self.daemon.shutdown() {
-            tracing::debug!(%error, "mDNS daemon shutdown");
+        match self.daemon.shutdown() {
+            Ok(_) => {}
+            // The queue is full for the moment: keep trying without blocking the dropper.
+            Err(mdns_sd::Error::Again) => {
+                let daemon = self.daemon.clone();
+                let spawned = spawn("ship-mdns-shutdown", move || {
+                    if let Err(error) = until_queued(SHUTDOWN_QUEUE_WAIT, || daemon.shutdown()) {
+                        tracing::warn!(%error, "mDNS daemon did not take the shutdown");
+                    }
+                });
+                if let Err(error) = spawned {
+                    tracing::warn!(%error, "mDNS daemon shutdown");
+                }
+            }
+            Err(error) => tracing::debug!(%error, "mDNS daemon shutdown"),
         }
     }
 }
@@ -650,6 +700,37 @@ mod tests {
     use super::*;
 
     const MINUTE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn a_full_command_queue_is_waited_for_and_other_errors_are_returned_at_once() {
+        // `Again` twice, then taken.
+        let mut calls = 0;
+        let taken = until_queued(Duration::from_secs(5), || {
+            calls += 1;
+            if calls < 3 {
+                Err(mdns_sd::Error::Again)
+            } else {
+                Ok(calls)
+            }
+        });
+        assert_eq!(taken.unwrap(), 3);
+        // A queue that stays full: `Again` once the wait is over.
+        let mut calls = 0;
+        let full = until_queued(Duration::from_millis(20), || {
+            calls += 1;
+            Err::<(), _>(mdns_sd::Error::Again)
+        });
+        assert!(matches!(full, Err(mdns_sd::Error::Again)));
+        assert!(calls > 1, "tried once only");
+        // A daemon that is gone: no waiting.
+        let mut calls = 0;
+        let gone = until_queued(Duration::from_secs(5), || {
+            calls += 1;
+            Err::<(), _>(mdns_sd::Error::DaemonShutdown)
+        });
+        assert!(matches!(gone, Err(mdns_sd::Error::DaemonShutdown)));
+        assert_eq!(calls, 1);
+    }
 
     #[test]
     fn a_missing_paired_peer_is_queried_again_every_interval() {

@@ -349,10 +349,10 @@ async fn ipv6_link_local_addresses_keep_their_scope_id() {
 
 /// Browses with a bare `mdns-sd` daemon to look at the record as it came off the wire.
 fn raw_browser() -> (
-    mdns_sd::ServiceDaemon,
+    ship_test_support::discovery_spoof::OwnedDaemon,
     mdns_sd::Receiver<mdns_sd::ServiceEvent>,
 ) {
-    let daemon = mdns_sd::ServiceDaemon::new().expect("start raw mDNS daemon");
+    let daemon = ship_test_support::discovery_spoof::OwnedDaemon::new();
     let events = daemon.browse("_ship._tcp.local.").expect("browse");
     (daemon, events)
 }
@@ -400,7 +400,7 @@ async fn txtvers_is_the_first_txt_string_on_the_wire() {
             "txtvers", "id", "path", "ski", "brand", "model", "type", "register", "serial", "cat"
         ]
     );
-    let _ = raw.shutdown();
+    drop(raw);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -410,7 +410,7 @@ async fn a_record_with_a_bad_txt_is_refused_and_not_visible() {
     assert_private_namespace();
     let b = start(ski(0xb8));
     let mut b_events = b.subscribe();
-    let raw = mdns_sd::ServiceDaemon::new().expect("start raw mDNS daemon");
+    let raw = ship_test_support::discovery_spoof::OwnedDaemon::new();
     let properties = [
         ("txtvers", "2".to_owned()),
         ("id", "bad-version".to_owned()),
@@ -444,7 +444,7 @@ async fn a_record_with_a_bad_txt_is_refused_and_not_visible() {
         ship_hub::discovery::TxtError::UnsupportedVersion { found: "2".into() }
     );
     assert!(b.visible_service(&ski(0xa8)).is_none());
-    let _ = raw.shutdown();
+    drop(raw);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

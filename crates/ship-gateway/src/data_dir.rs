@@ -525,10 +525,23 @@ mod tests {
         let me = rustix::process::geteuid().as_raw();
         let tmp = tempfile::tempdir().unwrap();
         if me == 0 {
-            let dir = tmp.path().join("theirs");
-            fs::create_dir(&dir).unwrap();
-            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
-            std::os::unix::fs::chown(&dir, Some(65534), None).unwrap();
+            let theirs = tmp.path().join("theirs");
+            fs::create_dir(&theirs).unwrap();
+            fs::set_permissions(&theirs, fs::Permissions::from_mode(0o700)).unwrap();
+            let dir = match std::os::unix::fs::chown(&theirs, Some(65534), None) {
+                Ok(()) => theirs,
+                // Root of a user namespace that maps no other user (`unshare --map-root-user`:
+                // the test command of a non-root user). There, files of unmapped users show as
+                // the overflow user 65534, and `/` is one of them.
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                    use std::os::unix::fs::MetadataExt;
+                    let owner = fs::metadata("/").unwrap().uid();
+                    assert_ne!(owner, me, "a user namespace that maps only root, as root");
+                    PathBuf::from("/")
+                }
+                Err(e) => panic!("chown: {e}"),
+            };
+            let before = fs::read_dir(&dir).unwrap().count();
             let opened = DataDir::open(Some(dir.clone()), false).unwrap();
             assert!(opened.is_foreign());
             let refused = opened.writable("pair").unwrap_err().to_string();
@@ -538,7 +551,11 @@ mod tests {
             );
             let identity = opened.identity(&subject("x", "y")).unwrap_err().to_string();
             assert!(identity.contains("sudo -u"), "{identity}");
-            assert_eq!(fs::read_dir(&dir).unwrap().count(), 0, "nothing written");
+            assert_eq!(
+                fs::read_dir(&dir).unwrap().count(),
+                before,
+                "nothing written"
+            );
         } else {
             // `/` belongs to root.
             let (problem, fix) = refusal(Path::new("/"));

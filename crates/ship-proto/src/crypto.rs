@@ -1,4 +1,5 @@
-//! The crypto provider: the few primitives the protocol core needs, from `ring` or `aws-lc-rs`
+//! The crypto primitives the protocol core needs: SHA-1 for SKIs from the `sha1` crate, and
+//! SHA-256, HMAC-SHA256 and random bytes from the crypto provider, `ring` or `aws-lc-rs`
 //! (features of the same names; aws-lc-rs when both are on).
 
 #[cfg(not(any(feature = "ring", feature = "aws-lc-rs")))]
@@ -19,10 +20,12 @@ pub const CRYPTO_PROVIDER: &str = if cfg!(feature = "aws-lc-rs") {
     "ring"
 };
 
-/// SHA-1 of `data` (the SKI of a public key; SHA-1 is what SHIP prescribes there).
+/// SHA-1 of `data` (the SKI of a public key; SHA-1 is what SHIP prescribes there), by the
+/// `sha1` crate: the same with either provider, and the one SHA-1 the whole dependency tree
+/// already carries (the WebSocket handshake's accept key uses it too).
 pub(crate) fn sha1(data: &[u8]) -> [u8; 20] {
-    let hash = digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, data);
-    hash.as_ref().try_into().expect("SHA-1 has 20 bytes")
+    use sha1::Digest as _;
+    sha1::Sha1::digest(data).into()
 }
 
 /// SHA-256 of `data`.

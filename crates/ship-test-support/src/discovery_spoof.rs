@@ -27,7 +27,12 @@ impl Spoofer {
     /// closed port, each with a valid SHIP TXT record of its own SKI. Returns once every
     /// registration is handed to the daemon, with the time that took.
     pub fn burst(count: u32) -> (Spoofer, Duration) {
-        let daemon = ServiceDaemon::new().expect("spoofer daemon");
+        // Owned by the `Spoofer` from the start: a panic halfway still shuts the daemon down
+        // (a dropped `ServiceDaemon` handle alone leaves its thread answering queries).
+        let spoofer = Spoofer {
+            daemon: Some(ServiceDaemon::new().expect("spoofer daemon")),
+        };
+        let daemon = spoofer.daemon.as_ref().expect("just set");
         let started = Instant::now();
         for n in 0..count {
             let txt = ShipTxt::new(ShipId::new(format!("spoof-{n}")).unwrap(), spoofed_ski(n));
@@ -50,12 +55,8 @@ impl Spoofer {
                 }
             }
         }
-        (
-            Spoofer {
-                daemon: Some(daemon),
-            },
-            started.elapsed(),
-        )
+        let took = started.elapsed();
+        (spoofer, took)
     }
 
     /// Ends the burst: shuts the spoofer's daemon down, which says goodbye for its services (a
@@ -67,18 +68,43 @@ impl Spoofer {
     /// peer is found *after* a burst stops the spoofer first.
     pub fn stop(mut self) -> Quiet {
         if let Some(daemon) = self.daemon.take() {
-            let status = daemon.shutdown().expect("spoofer shutdown");
-            // The daemon answers once it has sent its goodbyes and closed its sockets.
-            let _ = status.recv_timeout(Duration::from_secs(120));
+            // Its command queue (100) may still be full of registrations, or of the commands
+            // it queues to itself when a send fails: `shut_down` waits for room (a shutdown refused with `Again` once left the daemon running,
+            // answering the next tests' queries with 10,000 records).
+            shut_down(&daemon);
         }
         wait_quiet(Duration::from_secs(2), Duration::from_secs(120))
     }
 }
 
 impl Drop for Spoofer {
+    /// Shuts the daemon down and waits until it has said its goodbyes and closed its sockets
+    /// (at most 120 s), so that a test that fails with a spoofer running does not leave it
+    /// answering the next test's queries.
     fn drop(&mut self) {
         if let Some(daemon) = self.daemon.take() {
-            let _ = daemon.shutdown();
+            shut_down(&daemon);
+        }
+    }
+}
+
+/// Shuts `daemon` down and waits (at most 120 s in all) until it has said its goodbyes and its
+/// thread has ended. The command queue may be full for a while (a burst still being worked
+/// through, commands the daemon queues to itself when a send fails): `Again` is retried.
+fn shut_down(daemon: &ServiceDaemon) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match daemon.shutdown() {
+            Ok(status) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let _ = status.recv_timeout(left);
+                return;
+            }
+            // The command queue is full (a burst still being handed over): wait for room.
+            Err(mdns_sd::Error::Again) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1))
+            }
+            Err(_) => return,
         }
     }
 }
@@ -201,8 +227,9 @@ impl Announcer {
 }
 
 impl Drop for Announcer {
+    /// Shuts the daemon down and waits until its thread has ended (see [`Spoofer`]'s drop).
     fn drop(&mut self) {
-        let _ = self.daemon.shutdown();
+        shut_down(&self.daemon);
     }
 }
 
@@ -272,7 +299,10 @@ impl Spoofer {
     /// `<prefix>-<n>` per address, with a valid SHIP TXT record of that SKI, as an attacker
     /// announcing fake instances of a paired device would.
     pub fn claims(prefix: &str, ski: Ski, addresses: &[std::net::SocketAddr]) -> Spoofer {
-        let daemon = ServiceDaemon::new().expect("spoofer daemon");
+        let spoofer = Spoofer {
+            daemon: Some(ServiceDaemon::new().expect("spoofer daemon")),
+        };
+        let daemon = spoofer.daemon.as_ref().expect("just set");
         for (n, address) in addresses.iter().enumerate() {
             let name = format!("{prefix}-{n}");
             let txt = ShipTxt::new(ShipId::new(name.clone()).unwrap(), ski);
@@ -294,8 +324,39 @@ impl Spoofer {
                 }
             }
         }
-        Spoofer {
-            daemon: Some(daemon),
-        }
+        spoofer
+    }
+}
+
+/// A bare `mdns-sd` daemon for a test (a raw browser, a hand-made record) that is shut down,
+/// and waited for, when it is dropped: also when the test panics first. A dropped
+/// `ServiceDaemon` handle alone leaves its thread running, answering the next test's queries
+/// with this test's records.
+pub struct OwnedDaemon(ServiceDaemon);
+
+impl OwnedDaemon {
+    /// Starts a daemon (panics if it cannot: the namespace tests need one).
+    pub fn new() -> OwnedDaemon {
+        OwnedDaemon(ServiceDaemon::new().expect("mDNS daemon"))
+    }
+}
+
+impl Default for OwnedDaemon {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::ops::Deref for OwnedDaemon {
+    type Target = ServiceDaemon;
+
+    fn deref(&self) -> &ServiceDaemon {
+        &self.0
+    }
+}
+
+impl Drop for OwnedDaemon {
+    fn drop(&mut self) {
+        shut_down(&self.0);
     }
 }

@@ -270,9 +270,6 @@ impl LinkTask {
                     self.report(LinkEvent::PinAttemptFailed { attempts, penalty });
                 }
                 Event::Closed(c) => self.cause = Some(c),
-                // `Event` is `#[non_exhaustive]` in ship-proto: an event this runtime does not
-                // know yet is logged, not reported.
-                other => tracing::debug!(event = ?other, "engine event not handled"),
             }
         }
         if self.engine.peer_restricted() != self.restricted {

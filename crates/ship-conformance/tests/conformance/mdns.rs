@@ -47,7 +47,7 @@ async fn ship_hub_announces_a_conforming_txt_record() {
 async fn a_nonconforming_txt_record_fails() {
     assert_private_namespace();
     let ski = identity("bad").ski();
-    let daemon = mdns_sd::ServiceDaemon::new().expect("mDNS daemon");
+    let daemon = ship_test_support::discovery_spoof::OwnedDaemon::new();
     let long_brand = "b".repeat(40);
     let ski_text = ski.to_string();
     let properties = [
@@ -74,7 +74,7 @@ async fn a_nonconforming_txt_record_fails() {
         path: "/ship/".into(),
     })
     .await;
-    let _ = daemon.shutdown();
+    drop(daemon);
     assert_eq!(report.verdict, Verdict::Fail, "{:?}", report.evidence);
     for problem in ["txtvers", "register missing", "brand longer than 32 bytes"] {
         assert!(

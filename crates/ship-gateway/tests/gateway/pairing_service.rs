@@ -344,7 +344,8 @@ pub(crate) mod eebus_peers {
     /// A raw `mdns-sd` browser of `_shippairing._tcp` (and `_ship._tcp`), to see the gateway's
     /// request on the LAN as any energy manager would.
     struct LanWatch {
-        daemon: mdns_sd::ServiceDaemon,
+        /// Shut down (and waited for) when the watch is dropped.
+        _daemon: ship_test_support::discovery_spoof::OwnedDaemon,
         requests: mdns_sd::Receiver<mdns_sd::ServiceEvent>,
         services: mdns_sd::Receiver<mdns_sd::ServiceEvent>,
     }
@@ -362,13 +363,13 @@ pub(crate) mod eebus_peers {
     impl LanWatch {
         fn new() -> LanWatch {
             assert_private_namespace();
-            let daemon = mdns_sd::ServiceDaemon::new().expect("raw mDNS daemon");
+            let daemon = ship_test_support::discovery_spoof::OwnedDaemon::new();
             let requests = daemon
                 .browse("_shippairing._tcp.local.")
                 .expect("browse requests");
             let services = daemon.browse("_ship._tcp.local.").expect("browse services");
             LanWatch {
-                daemon,
+                _daemon: daemon,
                 requests,
                 services,
             }
@@ -428,12 +429,6 @@ pub(crate) mod eebus_peers {
                 }
             }
             seen
-        }
-    }
-
-    impl Drop for LanWatch {
-        fn drop(&mut self) {
-            let _ = self.daemon.shutdown();
         }
     }
 

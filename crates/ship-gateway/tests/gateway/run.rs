@@ -487,7 +487,7 @@ fn peer_supplied_mdns_names_are_escaped_in_discover_and_the_human_log() {
     let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
     let hostile = "Evil\n{\"event\":\"connected\"}\x1b[2J\u{202e}";
     let ski = "0505050505050505050505050505050505050505";
-    let daemon = mdns_sd::ServiceDaemon::new().unwrap();
+    let daemon = ship_test_support::discovery_spoof::OwnedDaemon::new();
     let properties = [
         ("txtvers", "1"),
         ("id", "Evil-1"),
@@ -568,7 +568,7 @@ fn peer_supplied_mdns_names_are_escaped_in_discover_and_the_human_log() {
         .expect("the hostile service in the JSON output");
     assert_eq!(row["name"], hostile, "JSON keeps the exact text");
     assert_eq!(row["brand"], "Br\u{202e}and");
-    daemon.shutdown().ok();
+    drop(daemon);
 }
 
 /// The terminal's question names the device as its mDNS record announces it (name, brand,

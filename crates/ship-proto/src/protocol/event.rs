@@ -24,8 +24,12 @@ pub enum Transmit {
 }
 
 /// Something the application should hear about, in order.
+///
+/// Deliberately not `#[non_exhaustive]`: a runtime must act on every event the engine emits
+/// (a PIN request left unanswered stalls the connection until its timer ends), so a new event
+/// is a breaking change that stops every runtime's build at its `match` rather than falling
+/// into a catch-all.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Event {
     /// The state changed (emitted for every detailed state entered).
     StateChanged {
