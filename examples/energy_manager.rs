@@ -13,8 +13,9 @@
 //! N seconds: nothing leaves the machine, so it is what the test suite runs.
 //!
 //! The manager does not announce itself over mDNS here (see `lan_pairing` for discovery):
-//! devices dial it at its address, or it dials them with `Hub::pair_at`.
+//! devices dial it at its address, or it dials them with `Hub::pair` and their address.
 
+use ship_hub::hub::PairedPeer;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -205,7 +206,7 @@ async fn main() {
             let _ = wallbox.hub.set(device.clone());
             println!("simulated wallbox {} dials the manager", device.local_ski());
             device
-                .pair_at(hub.local_ski(), None, Some(hub.local_addr()))
+                .pair(PairedPeer::new(hub.local_ski()).with_address(hub.local_addr()))
                 .expect("pairing the wallbox with the manager");
             Some(device)
         }

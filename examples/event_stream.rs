@@ -11,6 +11,7 @@
 //! "device" trusts the controller, dials it, and answers every message with one of its own,
 //! also from its event stream. Nothing leaves the machine.
 
+use ship_hub::hub::PairedPeer;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,7 +56,7 @@ async fn main() {
     println!("device     {}", device_hub.local_ski());
     let answering = tokio::spawn(device(device_hub.clone()));
     device_hub
-        .pair_at(controller.local_ski(), None, Some(controller.local_addr()))
+        .pair(PairedPeer::new(controller.local_ski()).with_address(controller.local_addr()))
         .expect("pairing the controller on the device");
 
     let run = async {

@@ -17,6 +17,7 @@
 //! (as a non-root user: `unshare -r -n sh -c '…'`). It refuses to run outside such a namespace
 //! unless given `--real-lan`, which announces both hubs on your real network.
 
+use ship_hub::hub::PairedPeer;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -245,7 +246,7 @@ async fn main() {
         }
         // 3. Pair: stored as trusted, dialled at the address mDNS gave.
         controller
-            .pair(service.ski, Some(service.txt.id.clone()))
+            .pair(PairedPeer::new(service.ski).with_ship_id(service.txt.id.clone()))
             .map_err(|_| "pair failed")?;
         let mut connected = 0;
         while connected < 2 {

@@ -36,8 +36,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = HubConfig::new(identity.clone(), ShipId::new("ACME-EMS-0001")?);
     config.trust_store = Arc::new(FileTrustStore::open(data_dir.join("pairings.json"))?);
     // mDNS (`_ship._tcp`): announces this node and finds the device's address. Without a
-    // discovery, `pair` alone never dials: give the address with `hub.pair_at(ski, None,
-    // Some(address))` instead (or wait for the device to dial in).
+    // discovery, `pair` alone never dials: give the address with
+    // `hub.pair(PairedPeer::new(ski).with_address(address))` instead (or wait for the device to
+    // dial in).
     config.discovery = Some(Arc::new(MdnsDiscovery::new(MdnsConfig::new(
         identity.ski(),
     ))?));
@@ -46,7 +47,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Trust the device (stored in pairings.json): it is dialled as soon as mDNS shows it, and
     // it connects once it trusts this node's SKI too.
-    hub.pair(device, None)?;
+    hub.pair(device)?;
     while let Some(event) = events.next().await {
         match event {
             HubEvent::Connected { ski, .. } => hub.send_data(ski, br#"{"datagram":[]}"#)?,

@@ -11,6 +11,7 @@
 //! "node b" (connectionClose, reason removedConnection) and both shut down. Nothing leaves the
 //! machine. `--demo-seconds N` bounds the whole run.
 
+use ship_hub::hub::PairedPeer;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -158,8 +159,8 @@ async fn main() {
     println!("node b {} on {}", b.local_ski(), b.local_addr());
 
     let script = async {
-        b.pair(a.local_ski(), None).expect("b trusts a");
-        a.pair_at(b.local_ski(), None, Some(b.local_addr()))
+        b.pair(a.local_ski()).expect("b trusts a");
+        a.pair(PairedPeer::new(b.local_ski()).with_address(b.local_addr()))
             .expect("a pairs with b");
         wait_for(
             &mut milestones,

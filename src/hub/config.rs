@@ -285,7 +285,7 @@ pub struct HubConfig {
     /// What is announced over mDNS.
     pub device: DeviceInfo,
     /// How the hub announces itself and finds peers; `None` = no discovery (peers are dialled
-    /// at addresses given with [`crate::hub::Hub::pair_at`] or [`crate::hub::Hub::add_address`]).
+    /// at addresses given with [`crate::hub::Hub::pair`] or [`crate::hub::Hub::add_address`]).
     pub discovery: Option<Arc<dyn Discovery>>,
     /// Admission limits.
     pub limits: Limits,

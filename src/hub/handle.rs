@@ -20,6 +20,7 @@ use super::runtime::admission::Admission;
 use super::runtime::handover::Command;
 use super::runtime::listener::accept_loop;
 use super::runtime::pairing_agent;
+use super::runtime::pairings::Pairings;
 use super::runtime::pin_guard::PinGuard;
 use super::runtime::shared::ServiceState;
 use super::runtime::shared::{ConnectionInfo, PeerStatus, Shared};
@@ -171,7 +172,7 @@ impl Hub {
                 local_ski,
                 tls,
                 registry: Mutex::new(HashMap::new()),
-                trust: config.trust_store.clone(),
+                pairings: Pairings::new(paired.clone(), trust_writes),
                 callbacks,
                 connections: Arc::new(Semaphore::new(config.limits.max_connections)),
                 admission: Admission::new(&config.limits),
@@ -183,7 +184,6 @@ impl Hub {
                 auto_accept: AtomicBool::new(config.auto_accept),
                 pin_guard: PinGuard::new(&config.limits, &config.protocol),
                 seeds: Mutex::new(rand::SeedableRng::seed_from_u64(seed)),
-                trust_writes,
                 pairing_service: service.state.take(),
                 config,
             }
@@ -199,7 +199,7 @@ impl Hub {
                 .spawn(sightings::follow(shared.clone(), discovery, events));
         }
         shared.tracker.spawn(super::trust::writer::run(
-            shared.trust.clone(),
+            shared.config.trust_store.clone(),
             trust_queue,
             shared.stop.clone(),
             shared.config.timers.last_seen_write_interval,
@@ -278,8 +278,8 @@ impl Hub {
         }
         if !request.settled {
             self.pair(
-                request.energy_manager_ski,
-                Some(request.energy_manager_id.clone()),
+                PairedPeer::new(request.energy_manager_ski)
+                    .with_ship_id(request.energy_manager_id.clone()),
             )?;
         }
         pairing_agent::request(&self.shared, request)
@@ -307,31 +307,40 @@ impl Hub {
         self.local_addr
     }
 
-    /// Pairs with `ski`: stores it in the trust store and dials it whenever an address is known.
-    /// A pairing request from this peer that is waiting is approved.
-    pub fn pair(&self, ski: Ski, ship_id: Option<ShipId>) -> Result<(), HubError> {
-        self.pair_at(ski, ship_id, None)
-    }
-
-    /// Like [`Hub::pair`], with an address to dial the peer at (kept as a static address).
-    pub fn pair_at(
-        &self,
-        ski: Ski,
-        ship_id: Option<ShipId>,
-        address: Option<SocketAddr>,
-    ) -> Result<(), HubError> {
+    /// Pairs with a peer, given as its [`Ski`] or as a [`PairedPeer`] with what is known of it:
+    /// stores the pairing and dials the peer whenever an address is known. A pairing request of
+    /// the peer that waits is approved. One call stores and routes; it never waits for the
+    /// disk: the pairing is in the hub's index at once (admission, routing and
+    /// [`Hub::pairing`] see it) and written to the trust store in the background, in order with
+    /// every other change. Await [`Hub::pairings_saved`] to know it is on disk.
+    ///
+    /// A field of `peer` that is set replaces the stored one; a field left empty keeps what is
+    /// stored (so pairing again never forgets a name or PIN), and `paired_by_service` stays
+    /// set once set. An address (`last_address`) is also dialled as a configured address, as
+    /// [`Hub::add_address`] does, and is refused with [`HubError::Address`] (nothing stored)
+    /// when it cannot be dialled.
+    ///
+    /// ```no_run
+    /// # fn demo(hub: &ship_hub::hub::Hub, ski: ship_hub::Ski) -> Result<(), ship_hub::hub::HubError> {
+    /// use ship_hub::hub::PairedPeer;
+    /// hub.pair(ski)?;
+    /// hub.pair(PairedPeer::new(ski).with_name("Heat pump").with_address(([192, 168, 1, 20], 4712).into()))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn pair(&self, peer: impl Into<PairedPeer>) -> Result<(), HubError> {
+        let given: PairedPeer = peer.into();
+        let ski = given.ski;
         if ski == self.shared.local_ski {
             return Err(HubError::OwnSki(ski));
         }
-        let mut peer = self
-            .shared
-            .trust
-            .get(&ski)?
-            .unwrap_or_else(|| PairedPeer::new(ski));
-        if ship_id.is_some() {
-            peer.ship_id = ship_id;
+        let address = given.last_address;
+        if let Some(address) = address {
+            check_dialable(address).map_err(|e| HubError::Address(e.to_string()))?;
         }
-        self.shared.trust.upsert(peer.clone())?;
+        let peer = self
+            .shared
+            .pairings
+            .change(ski, |stored| stored.take_given(given));
         route(
             &self.shared,
             ski,
@@ -354,6 +363,30 @@ impl Hub {
         Ok(())
     }
 
+    /// The pairing of `ski` as the hub keeps it now (what it learnt included), if `ski` is
+    /// paired. From memory: it never touches the disk.
+    pub fn pairing(&self, ski: Ski) -> Option<PairedPeer> {
+        self.shared.pairings.get(&ski)
+    }
+
+    /// Every pairing as the hub keeps it now, sorted by SKI. From memory.
+    pub fn pairings(&self) -> Vec<PairedPeer> {
+        self.shared.pairings.all()
+    }
+
+    /// Waits until every pairing change made so far (by the application or by the hub) is
+    /// applied to the trust store. `Err` with the first write that failed since the previous
+    /// call ([`HubError::TrustStore`]; the change stays in the hub's memory and is written
+    /// again with the peer's next change), or [`HubError::ShutDown`] once the hub's trust
+    /// writer has ended.
+    pub async fn pairings_saved(&self) -> Result<(), HubError> {
+        let answer = self.shared.pairings.saved().ok_or(HubError::ShutDown)?;
+        answer
+            .await
+            .map_err(|_| HubError::ShutDown)?
+            .map_err(HubError::TrustStore)
+    }
+
     /// Tells the hub where `ski` can be dialled (a static address, e.g. from a configuration
     /// file; WebSocket path `/ship/`). Only paired peers are dialled.
     pub fn add_address(&self, ski: Ski, address: SocketAddr) -> Result<(), HubError> {
@@ -366,9 +399,10 @@ impl Hub {
     }
 
     /// Removes the pairing of `ski` and closes its connections (connectionClose with reason
-    /// `removedConnection`). It is not redialled.
+    /// `removedConnection`). It is not redialled. Removed from the hub's index at once and
+    /// from the trust store in the background (see [`Hub::pairings_saved`]).
     pub fn unpair(&self, ski: Ski) -> Result<(), HubError> {
-        self.shared.trust.remove(&ski)?;
+        self.shared.pairings.remove(&ski);
         pairing_agent::unpaired(&self.shared, ski);
         match self.shared.route_existing(ski, Command::Unpaired) {
             Ok(()) | Err(HubError::NotConnected(_)) => Ok(()),
@@ -376,11 +410,11 @@ impl Hub {
         }
     }
 
-    /// Approves the waiting pairing request of `ski`: it is stored as paired and its hello
-    /// turns `ready`.
+    /// Approves the waiting pairing request of `ski`: it is paired (stored as [`Hub::pair`]
+    /// stores, never waiting for the disk) and its hello turns `ready`.
     pub fn approve(&self, ski: Ski) -> Result<(), HubError> {
         let status = self.pending_request(ski)?;
-        let peer = self.shared.store_approval(ski, status.ship_id)?;
+        let peer = self.shared.store_approval(ski, status.ship_id);
         self.shared.route_existing(
             ski,
             Command::Paired {
@@ -404,13 +438,15 @@ impl Hub {
     }
 
     /// Stores (or with `None` removes) the PIN sent to the paired peer `ski` when it requires
-    /// one (SHIP §13.4.4.3); used from its next connection on.
+    /// one (SHIP §13.4.4.3); used from its next connection on. Stored as [`Hub::pair`] stores.
     pub fn set_peer_pin(&self, ski: Ski, pin: Option<Pin>) -> Result<(), HubError> {
-        let Some(mut peer) = self.shared.trust.get(&ski)? else {
+        let Some(peer) = self
+            .shared
+            .pairings
+            .change_existing(ski, |peer| peer.pin = pin)
+        else {
             return Err(HubError::NotPaired(ski));
         };
-        peer.pin = pin;
-        self.shared.trust.upsert(peer.clone())?;
         route(
             &self.shared,
             ski,

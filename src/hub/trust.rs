@@ -16,9 +16,14 @@
 //!   A file that cannot be read as a trust store is reported with its path and is never
 //!   overwritten: losing every pairing silently is worse than refusing to start.
 //!
-//! The methods are synchronous and may touch the disk. The hub calls them where blocking for a
-//! few milliseconds is acceptable (at start-up, or through `tokio::task::spawn_blocking`), never
-//! directly on an async worker in the middle of a connection.
+//! The methods are synchronous and may touch the disk. The hub reads the store once, at start
+//! ([`TrustStore::load_all`]), into an index in memory; from then on the hub's pairings are that
+//! index, and every change (the application's [`crate::hub::Hub::pair`], `unpair`, `approve`,
+//! `set_peer_pin`; the hub's own decisions; what it learns about a peer) is written back by one
+//! background task, in order, through `tokio::task::spawn_blocking`. Admission, routing and
+//! approval never touch the disk. So while a hub runs, change its pairings through the hub, not
+//! in the store behind its back: a change written to the store directly is not seen until the
+//! next start (the gateway's command line goes through the running gateway for that reason).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -70,6 +75,73 @@ impl PairedPeer {
             paired_by_service: false,
             pin: None,
         }
+    }
+
+    /// With the SHIP ID the peer is known by.
+    #[must_use]
+    pub fn with_ship_id(mut self, ship_id: ShipId) -> Self {
+        self.ship_id = Some(ship_id);
+        self
+    }
+
+    /// With a human name.
+    #[must_use]
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// With an address to dial the peer at ([`crate::hub::Hub::pair`] dials it as a configured
+    /// address).
+    #[must_use]
+    pub fn with_address(mut self, address: SocketAddr) -> Self {
+        self.last_address = Some(address);
+        self
+    }
+
+    /// With the PIN to send when the peer requires one.
+    #[must_use]
+    pub fn with_pin(mut self, pin: Pin) -> Self {
+        self.pin = Some(pin);
+        self
+    }
+
+    /// Takes into this stored record what `given` sets ([`crate::hub::Hub::pair`]): each field
+    /// that is set replaces the stored one, an empty one keeps it; `paired_by_service` stays
+    /// set once set.
+    pub(crate) fn take_given(&mut self, given: PairedPeer) {
+        let PairedPeer {
+            ski: _,
+            ship_id,
+            name,
+            last_address,
+            last_seen,
+            paired_by_service,
+            pin,
+        } = given;
+        if ship_id.is_some() {
+            self.ship_id = ship_id;
+        }
+        if name.is_some() {
+            self.name = name;
+        }
+        if last_address.is_some() {
+            self.last_address = last_address;
+        }
+        if last_seen.is_some() {
+            self.last_seen = last_seen;
+        }
+        self.paired_by_service |= paired_by_service;
+        if pin.is_some() {
+            self.pin = pin;
+        }
+    }
+}
+
+impl From<Ski> for PairedPeer {
+    /// A pairing with nothing known yet but the SKI ([`PairedPeer::new`]).
+    fn from(ski: Ski) -> Self {
+        PairedPeer::new(ski)
     }
 }
 
@@ -166,6 +238,33 @@ pub enum TrustStoreError {
 }
 
 impl TrustStoreError {
+    /// The same error once more, for a second waiter (`io::Error` is not `Clone`: its kind and
+    /// message are kept).
+    pub(crate) fn duplicate(&self) -> TrustStoreError {
+        match self {
+            TrustStoreError::Io {
+                path,
+                operation,
+                source,
+            } => TrustStoreError::Io {
+                path: path.clone(),
+                operation,
+                source: io::Error::new(source.kind(), source.to_string()),
+            },
+            TrustStoreError::Corrupt { path, detail } => TrustStoreError::Corrupt {
+                path: path.clone(),
+                detail: detail.clone(),
+            },
+            TrustStoreError::Symlink { path } => TrustStoreError::Symlink { path: path.clone() },
+            TrustStoreError::UnsupportedVersion { path, found } => {
+                TrustStoreError::UnsupportedVersion {
+                    path: path.clone(),
+                    found: found.clone(),
+                }
+            }
+        }
+    }
+
     /// The file the error is about.
     pub fn path(&self) -> &Path {
         match self {

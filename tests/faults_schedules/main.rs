@@ -14,6 +14,7 @@
 //! 2,000 schedules are spread over four test functions. A failing schedule panics with its seed
 //! and steps; `FAULT_SEED=<seed> cargo test --test faults_schedules` replays just that seed.
 
+use ship_hub::hub::PairedPeer;
 use ship_test_support::common;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -278,7 +279,7 @@ async fn run_schedule(seed: u64, schedule: Schedule) -> (Duration, u64) {
                 let ski = world.nodes[b].identity.ski();
                 world.nodes[a]
                     .hub
-                    .pair_at(ski, None, Some(lan_addr(b as u8 + 1)))
+                    .pair(PairedPeer::new(ski).with_address(lan_addr(b as u8 + 1)))
                     .unwrap();
             }
         }

@@ -90,7 +90,7 @@ async fn pair_of_hubs(
     let mut ca = lan_config(net, 1, ida, &ra);
     ca.discovery = Some(Arc::new(mdns.attach(a_ski, vec![lan_addr(1).ip()])));
     let a = start(ca).await;
-    a.pair(b_ski, None).unwrap();
+    a.pair(b_ski).unwrap();
     // A follows its discovery before anything is announced.
     tokio::time::sleep(Duration::from_millis(100)).await;
     (a, ra, a_ski, b_ski, Recorder::new(), idb)
@@ -104,7 +104,7 @@ async fn start_b(
     a_ski: Ski,
 ) -> Hub {
     let b = start(lan_config(net, 200, idb, rb)).await;
-    b.pair(a_ski, None).unwrap();
+    b.pair(a_ski).unwrap();
     b
 }
 
@@ -280,7 +280,7 @@ fn a_peer_paired_while_a_hundred_fakes_claim_its_ski_is_still_found() {
         );
 
         let paired = tokio::time::Instant::now();
-        a.pair(b_ski, None).unwrap();
+        a.pair(b_ski).unwrap();
         assert!(
             ra.wait_for(Duration::from_secs(120), |s| *s == Seen::Connected(b_ski))
                 .await,

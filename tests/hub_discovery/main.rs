@@ -2,6 +2,7 @@
 //! peers found by announcement only, expired records, TXT records that lie about the SKI, and
 //! (in `hub_discovery/pairing_decision.rs`) the application's pairing decision.
 
+use ship_hub::hub::PairedPeer;
 use ship_test_support::common;
 
 use std::collections::BTreeSet;
@@ -39,8 +40,8 @@ fn hubs_found_by_announcement_pair_and_exchange_data() {
                 .collect::<Vec<_>>(),
             vec![b_ski]
         );
-        b.pair(a_ski, None).unwrap();
-        a.pair(b_ski, None).unwrap();
+        b.pair(a_ski).unwrap();
+        a.pair(b_ski).unwrap();
         assert!(
             ra.wait_for(Duration::from_secs(10), |s| *s == Seen::Connected(b_ski))
                 .await,
@@ -81,8 +82,8 @@ fn paired_peer_with_expired_record_is_still_redialled() {
         cb.trust_store = b_trust.clone();
         let a = start(ca).await;
         let b = start(cb).await;
-        b.pair(a_ski, None).unwrap();
-        a.pair(b_ski, None).unwrap();
+        b.pair(a_ski).unwrap();
+        a.pair(b_ski).unwrap();
         assert!(
             ra.wait_for(Duration::from_secs(10), |s| *s == Seen::Connected(b_ski))
                 .await
@@ -144,7 +145,7 @@ fn peer_whose_txt_ski_lies_is_never_connected() {
             txt: ShipTxt::new(ShipId::new("liar").unwrap(), claimed),
             addresses: BTreeSet::from([lan_addr(2)]),
         });
-        a.pair(claimed, None).unwrap();
+        a.pair(claimed).unwrap();
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert_eq!(ra.count(|s| matches!(s, Seen::Connected(_))), 0);
         assert_ne!(a.connection_state(claimed), ConnectionState::Completed);
@@ -217,12 +218,14 @@ fn auto_accept_pairs_unknown_peers_only_when_switched_on() {
         cb.trust_store = trust_b.clone();
         let b = start(cb).await;
         // Off: A's pairing request is refused (the recorder says no), nothing stored.
-        a.pair_at(b_ski, None, Some(lan_addr(2))).unwrap();
+        a.pair(PairedPeer::new(b_ski).with_address(lan_addr(2)))
+            .unwrap();
         assert!(
             rb.wait_for(Duration::from_secs(10), |s| *s
                 == Seen::PairingRequested(a_ski))
                 .await
         );
+        b.pairings_saved().await.unwrap();
         assert!(trust_b.get(&a_ski).unwrap().is_none());
         assert_eq!(rb.count(|s| matches!(s, Seen::Connected(_))), 0);
         // On: the next dial is accepted without a question.
@@ -235,6 +238,7 @@ fn auto_accept_pairs_unknown_peers_only_when_switched_on() {
             rb.all()
         );
         assert_eq!(rb.count(|s| matches!(s, Seen::PairingRequested(_))), asked);
+        b.pairings_saved().await.unwrap();
         assert!(trust_b.get(&a_ski).unwrap().is_some());
         a.shutdown().await;
         b.shutdown().await;
@@ -323,7 +327,7 @@ fn a_paired_peer_announced_after_a_10000_service_burst_is_connected() {
         let mut ca = lan_config(&net, 1, ida, &ra);
         ca.discovery = Some(Arc::new(mdns.attach(a_ski, vec![lan_addr(1).ip()])));
         let a = start(ca).await;
-        a.pair(b_ski, None).unwrap();
+        a.pair(b_ski).unwrap();
         let wall = std::time::Instant::now();
         spoof_burst(&mdns, 10_000, 100, Duration::from_millis(10)).await;
         let burst_wall = wall.elapsed();
@@ -332,7 +336,7 @@ fn a_paired_peer_announced_after_a_10000_service_burst_is_connected() {
         let mut cb = lan_config(&net, 2, idb, &rb);
         cb.discovery = Some(Arc::new(mdns.attach(b_ski, vec![lan_addr(2).ip()])));
         let b = start(cb).await;
-        b.pair(a_ski, None).unwrap();
+        b.pair(a_ski).unwrap();
         let announced = tokio::time::Instant::now();
         assert!(
             ra.wait_for(Duration::from_secs(10), |s| *s == Seen::Connected(b_ski))
@@ -381,7 +385,7 @@ fn ten_silent_fakes_announced_first_do_not_delay_the_paired_peer() {
         let mut ca = lan_config(&net, 1, ida, &ra);
         ca.discovery = Some(Arc::new(mdns.attach(a_ski, vec![lan_addr(1).ip()])));
         let a = start(ca).await;
-        a.pair(b_ski, None).unwrap();
+        a.pair(b_ski).unwrap();
         for host in 20..30 {
             silent_host(&net, host).await;
             mdns.inject(claim(&format!("fake-{host}"), b_ski, lan_addr(host)));
@@ -391,7 +395,7 @@ fn ten_silent_fakes_announced_first_do_not_delay_the_paired_peer() {
         // The real peer sorts after every fake (10.0.0.200). It knows no address of A, so only
         // A's dial can connect them; its announcement is injected.
         let b = start(lan_config(&net, 200, idb, &rb)).await;
-        b.pair(a_ski, None).unwrap();
+        b.pair(a_ski).unwrap();
         mdns.inject(claim("real", b_ski, lan_addr(200)));
         let announced = tokio::time::Instant::now();
         assert!(
@@ -423,7 +427,7 @@ fn silent_fakes_announced_after_the_paired_peer_do_not_delay_it() {
         let a = start(ca).await;
         // B knows no address of A, so only A's dial can connect them.
         let b = start(lan_config(&net, 200, idb, &rb)).await;
-        b.pair(a_ski, None).unwrap();
+        b.pair(a_ski).unwrap();
         mdns.inject(claim("real", b_ski, lan_addr(200)));
         for host in 20..23 {
             silent_host(&net, host).await;
@@ -434,7 +438,7 @@ fn silent_fakes_announced_after_the_paired_peer_do_not_delay_it() {
         let order = a.visible_services()[0].dial_order.clone();
         assert_eq!(order.last(), Some(&lan_addr(200)), "{order:?}");
         let paired = tokio::time::Instant::now();
-        a.pair(b_ski, None).unwrap();
+        a.pair(b_ski).unwrap();
         assert!(
             ra.wait_for(Duration::from_secs(120), |s| *s == Seen::Connected(b_ski))
                 .await
@@ -599,6 +603,8 @@ mod pairing_service {
                     .wait_for(WAIT, |s| *s == Seen::Connected(em.ski))
                     .await
             );
+            em.hub.pairings_saved().await.unwrap();
+            dev.hub.pairings_saved().await.unwrap();
             let stored = em.trust.get(&dev.ski).unwrap().expect("stored as paired");
             assert!(stored.paired_by_service);
             assert!(dev.trust.get(&em.ski).unwrap().is_some());
@@ -815,6 +821,7 @@ mod pairing_service {
                 reports <= allowed,
                 "{reports} refusals reported in {elapsed:?}"
             );
+            em.hub.pairings_saved().await.unwrap();
             assert!(
                 em.trust.load_all().unwrap().len() == 1,
                 "nothing else trusted"
@@ -877,6 +884,7 @@ mod pairing_service {
             let wrong = PairingSecret::from_hex("00112233445566778899AABBCCDDEEFF").unwrap();
             dev.hub.request_pairing(request_to(&em_key, wrong)).unwrap();
             assert!(dev.hub.pairing_request_announced());
+            dev.hub.pairings_saved().await.unwrap();
             assert!(
                 dev.trust.get(&em.ski).unwrap().is_some(),
                 "the energy manager is paired"
@@ -940,8 +948,8 @@ mod pairing_service {
             let em_key = em_id.clone();
             let em = energy_manager(&net, &mdns, em_id).await;
             let dev = plain_device(&net, &mdns, 2, dev_id).await;
-            em.hub.pair(dev.ski, None).unwrap();
-            dev.hub.pair(em.ski, None).unwrap();
+            em.hub.pair(dev.ski).unwrap();
+            dev.hub.pair(em.ski).unwrap();
             assert!(
                 dev.recorder
                     .wait_for(WAIT, |s| *s == Seen::Connected(em.ski))
@@ -1104,6 +1112,7 @@ mod pairing_service {
                     ship_id: ShipId::new("test-node-3").unwrap(),
                     displaced: Some(old.ski),
                 })));
+            em.hub.pairings_saved().await.unwrap();
             assert!(
                 em.trust.get(&old.ski).unwrap().is_none(),
                 "the old unit is unpaired"

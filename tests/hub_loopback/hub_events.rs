@@ -1,5 +1,6 @@
 //! `Hub::events`: the async event stream next to the callbacks, over real TCP on 127.0.0.1.
 
+use ship_hub::hub::PairedPeer;
 use std::time::Duration;
 
 use crate::common::{Recorder, Seen, identity, loopback_config, start};
@@ -56,8 +57,9 @@ async fn an_event_stream_sees_what_the_callbacks_see_in_the_same_order() {
     let mut events = a.events();
     let b = start(loopback_config(identity("b"), "node-b", &rb)).await;
     let b_ski = b.local_ski();
-    b.pair(a.local_ski(), None).unwrap();
-    a.pair_at(b_ski, None, Some(b.local_addr())).unwrap();
+    b.pair(a.local_ski()).unwrap();
+    a.pair(PairedPeer::new(b_ski).with_address(b.local_addr()))
+        .unwrap();
     assert!(ra.wait_for(WAIT, |s| *s == Seen::Connected(b_ski)).await);
     for n in 0..3 {
         b.send_data(a.local_ski(), format!("{{\"n\":{n}}}").as_bytes())
@@ -100,7 +102,7 @@ async fn a_pairing_request_is_decided_from_the_stream() {
     let a = start(ca).await;
     let mut events = a.events();
     let b = start(loopback_config(identity("b"), "node-b", &rb)).await;
-    b.pair_at(a.local_ski(), None, Some(a.local_addr()))
+    b.pair(PairedPeer::new(a.local_ski()).with_address(a.local_addr()))
         .unwrap();
     let request = next_until(&mut events, |e| {
         matches!(e, HubEvent::PairingRequested { .. })
@@ -145,7 +147,7 @@ async fn an_unread_stream_drops_events_beyond_its_cap_and_says_how_many() {
     let changes = |ra: &Recorder| ra.count(|s| matches!(s, Seen::State(k, _) if *k == nowhere));
     for step in 0..20 {
         if step % 2 == 0 {
-            a.pair(nowhere, None).unwrap();
+            a.pair(nowhere).unwrap();
         } else {
             a.unpair(nowhere).unwrap();
         }
@@ -164,7 +166,7 @@ async fn an_unread_stream_drops_events_beyond_its_cap_and_says_how_many() {
     }
     assert_eq!(kept.len(), 3, "{kept:?}");
     // Room again: the next event comes after a count of the dropped ones.
-    a.pair(nowhere, None).unwrap();
+    a.pair(nowhere).unwrap();
     let lagged = next_until(&mut events, |_| true).await;
     let HubEvent::Lagged { missed } = lagged else {
         panic!("expected Lagged, got {lagged:?}")
@@ -186,8 +188,8 @@ async fn a_data_event_holds_the_inbound_budget_until_it_is_dropped() {
     let a = start(loopback_config(identity("a"), "node-a", &ra)).await;
     let mut events = a.events();
     let b = start(loopback_config(identity("b"), "node-b", &rb)).await;
-    b.pair(a.local_ski(), None).unwrap();
-    a.pair_at(b.local_ski(), None, Some(b.local_addr()))
+    b.pair(a.local_ski()).unwrap();
+    a.pair(PairedPeer::new(b.local_ski()).with_address(b.local_addr()))
         .unwrap();
     assert!(
         ra.wait_for(WAIT, |s| *s == Seen::Connected(b.local_ski()))
@@ -226,7 +228,7 @@ async fn a_stream_from_the_start_sees_every_event_from_the_first() {
     peer.last_address = Some(b.local_addr());
     trust.upsert(peer).unwrap();
     ca.trust_store = trust;
-    b.pair(ca.identity.ski(), None).unwrap();
+    b.pair(ca.identity.ski()).unwrap();
     let (a, mut events) = Hub::start_with_events(ca).await.expect("hub starts");
     // The application does other things before it reads (the gateway starts its prompt and
     // its events task): the hub's other workers dial meanwhile.

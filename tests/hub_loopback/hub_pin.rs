@@ -3,6 +3,7 @@
 //! observed in virtual time), asking the application, an optional PIN. Included by
 //! tests/hub_loopback/main.rs.
 
+use ship_hub::hub::PairedPeer;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -155,14 +156,14 @@ async fn node(
 /// `a` dials `b` (or the other way round); both trust each other.
 fn pair(a: &Node, b: &Node, a_host: u8, b_host: u8, a_dials: bool) {
     if a_dials {
-        b.hub.pair(a.hub.local_ski(), None).unwrap();
+        b.hub.pair(a.hub.local_ski()).unwrap();
         a.hub
-            .pair_at(b.hub.local_ski(), None, Some(lan_addr(b_host)))
+            .pair(PairedPeer::new(b.hub.local_ski()).with_address(lan_addr(b_host)))
             .unwrap();
     } else {
-        a.hub.pair(b.hub.local_ski(), None).unwrap();
+        a.hub.pair(b.hub.local_ski()).unwrap();
         b.hub
-            .pair_at(a.hub.local_ski(), None, Some(lan_addr(a_host)))
+            .pair(PairedPeer::new(a.hub.local_ski()).with_address(lan_addr(a_host)))
             .unwrap();
     }
 }
@@ -663,7 +664,7 @@ async fn guess_with_a_new_key(lan: &MemoryLan, victim: &Node, host: u8, guesses:
     config.default_peer_pin = Some(pin(WRONG));
     let guesser = start(config).await;
     guesser
-        .pair_at(victim.hub.local_ski(), None, Some(lan_addr(1)))
+        .pair(PairedPeer::new(victim.hub.local_ski()).with_address(lan_addr(1)))
         .unwrap();
     let counted = victim
         .app
@@ -839,7 +840,9 @@ fn pin_auto_accepted_keys_are_paired_once_their_pin_is_verified() {
             config.callbacks = app.clone();
             config.default_peer_pin = Some(pin(PIN_A));
             let device = start(config).await;
-            device.pair_at(skv, None, Some(lan_addr(1))).unwrap();
+            device
+                .pair(PairedPeer::new(skv).with_address(lan_addr(1)))
+                .unwrap();
             let ski = device.local_ski();
             assert!(
                 victim.app.wait_for(|s| *s == PinSeen::Connected(ski)).await,

@@ -2,6 +2,7 @@
 //! ways, the connection cap, silent clients, re-entrant callbacks, unpair and shutdown; the
 //! event stream; how often the trust store is rewritten (`trust_writes`).
 
+use ship_hub::hub::PairedPeer;
 use ship_test_support::{common, harness};
 
 /// PIN verification between two hubs (in-memory LAN, paused clock).
@@ -12,6 +13,9 @@ mod hub_events;
 
 /// How often a running hub rewrites its trust store while a peer keeps reconnecting.
 mod trust_writes;
+
+/// Pairings in memory: nothing at run time waits for the trust store.
+mod pairings;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -34,8 +38,8 @@ async fn two_hubs_pair_and_exchange_data_both_ways() {
     ca.trust_store = trust_a.clone();
     let a = start(ca).await;
     let b = start(loopback_config(identity("b"), "node-b", &rb)).await;
-    b.pair(a.local_ski(), None).unwrap();
-    a.pair_at(b.local_ski(), None, Some(b.local_addr()))
+    b.pair(a.local_ski()).unwrap();
+    a.pair(PairedPeer::new(b.local_ski()).with_address(b.local_addr()))
         .unwrap();
 
     assert!(
@@ -84,6 +88,7 @@ async fn two_hubs_pair_and_exchange_data_both_ways() {
         .await
     );
     // The trust store is updated in the background: wait for it.
+    a.pairings_saved().await.unwrap();
     let mut stored = trust_a.get(&b.local_ski()).unwrap().expect("paired");
     for _ in 0..100 {
         if stored.ship_id.is_some() && stored.last_address.is_some() {
@@ -110,7 +115,7 @@ async fn pairing_request_refused_when_the_callback_says_no() {
     let (ra, rb) = (Recorder::new(), Recorder::new());
     let a = start(loopback_config(identity("a"), "node-a", &ra)).await;
     let b = start(loopback_config(identity("b"), "node-b", &rb)).await;
-    a.pair_at(b.local_ski(), None, Some(b.local_addr()))
+    a.pair(PairedPeer::new(b.local_ski()).with_address(b.local_addr()))
         .unwrap();
     assert!(
         rb.wait_for(WAIT, |s| *s == Seen::PairingRequested(a.local_ski()))
@@ -146,7 +151,7 @@ async fn pending_request() -> PendingRequest {
     let mut cb = loopback_config(identity("b"), "node-b", &rb);
     cb.trust_store = trust_b.clone();
     let b = start(cb).await;
-    a.pair_at(b.local_ski(), None, Some(b.local_addr()))
+    a.pair(PairedPeer::new(b.local_ski()).with_address(b.local_addr()))
         .unwrap();
     let request = Seen::State(a.local_ski(), ConnectionState::ReceivedPairingRequest);
     assert!(rb.wait_for(WAIT, |s| *s == request).await, "{:?}", rb.all());
@@ -187,6 +192,7 @@ async fn pending_pairing_request_then_approve() {
         "{:?}",
         ra.all()
     );
+    b.pairings_saved().await.unwrap();
     assert!(trust_b.get(&a.local_ski()).unwrap().is_some());
     assert!(matches!(
         b.approve(a.local_ski()),
@@ -214,6 +220,7 @@ async fn pending_pairing_request_then_deny() {
         "{:?}",
         ra.all()
     );
+    b.pairings_saved().await.unwrap();
     assert!(trust_b.get(&a.local_ski()).unwrap().is_none());
     assert_eq!(rb.count(|s| matches!(s, Seen::Connected(_))), 0);
     a.shutdown().await;
@@ -237,8 +244,8 @@ async fn callback_calling_back_into_the_hub() {
         let _ = a_handle.metrics();
         *record.lock().unwrap() = Some((state, peers, sent));
     }));
-    b.pair(a.local_ski(), None).unwrap();
-    a.pair_at(b.local_ski(), None, Some(b.local_addr()))
+    b.pair(a.local_ski()).unwrap();
+    a.pair(PairedPeer::new(b.local_ski()).with_address(b.local_addr()))
         .unwrap();
     assert!(
         rb.wait_for(WAIT, |s| *s
@@ -270,9 +277,9 @@ async fn eleventh_incoming_connection_gets_503_and_the_ten_keep_working() {
             &rc,
         ))
         .await;
-        server.pair(client.local_ski(), None).unwrap();
+        server.pair(client.local_ski()).unwrap();
         client
-            .pair_at(server.local_ski(), None, Some(server.local_addr()))
+            .pair(PairedPeer::new(server.local_ski()).with_address(server.local_addr()))
             .unwrap();
         assert!(
             rc.wait_for(WAIT, |s| *s == Seen::Connected(server.local_ski()))
@@ -291,7 +298,7 @@ async fn eleventh_incoming_connection_gets_503_and_the_ten_keep_working() {
 
     // The 11th: a raw dial, so the 503 itself is visible.
     let extra = identity("extra");
-    server.pair(extra.ski(), None).unwrap();
+    server.pair(extra.ski()).unwrap();
     harness::expect_503(
         &extra,
         server.local_addr(),
@@ -329,8 +336,8 @@ async fn silent_tcp_clients_are_dropped_at_the_deadline_and_paired_peers_are_una
     ca.limits.max_handshakes_per_address = 300;
     let a = start(ca).await;
     let b = start(loopback_config(identity("b"), "node-b", &rb)).await;
-    a.pair(b.local_ski(), None).unwrap();
-    b.pair_at(a.local_ski(), None, Some(a.local_addr()))
+    a.pair(b.local_ski()).unwrap();
+    b.pair(PairedPeer::new(a.local_ski()).with_address(a.local_addr()))
         .unwrap();
     assert!(
         ra.wait_for(WAIT, |s| *s == Seen::Connected(b.local_ski()))
@@ -376,7 +383,7 @@ async fn unpair_during_a_handshake_closes_and_stops_redialling() {
     rb.let_wait.store(true, Ordering::SeqCst);
     let a = start(loopback_config(identity("a"), "node-a", &ra)).await;
     let b = start(loopback_config(identity("b"), "node-b", &rb)).await;
-    a.pair_at(b.local_ski(), None, Some(b.local_addr()))
+    a.pair(PairedPeer::new(b.local_ski()).with_address(b.local_addr()))
         .unwrap();
     assert!(
         rb.wait_for(WAIT, |s| *s == Seen::PairingRequested(a.local_ski()))
@@ -410,10 +417,10 @@ async fn shutdown_mid_handshake_and_data_is_graceful_and_bounded() {
     let a = start(loopback_config(identity("a"), "node-a", &ra)).await;
     let b = start(loopback_config(identity("b"), "node-b", &rb)).await;
     let c = start(loopback_config(identity("c"), "node-c", &rc)).await;
-    b.pair(a.local_ski(), None).unwrap();
-    a.pair_at(b.local_ski(), None, Some(b.local_addr()))
+    b.pair(a.local_ski()).unwrap();
+    a.pair(PairedPeer::new(b.local_ski()).with_address(b.local_addr()))
         .unwrap();
-    a.pair_at(c.local_ski(), None, Some(c.local_addr()))
+    a.pair(PairedPeer::new(c.local_ski()).with_address(c.local_addr()))
         .unwrap();
     assert!(
         rb.wait_for(WAIT, |s| *s == Seen::Connected(a.local_ski()))
@@ -466,10 +473,7 @@ async fn own_ski_is_refused() {
     let me = identity("me");
     let twin = me.clone();
     let a = start(loopback_config(me, "node-a", &ra)).await;
-    assert!(matches!(
-        a.pair(a.local_ski(), None),
-        Err(HubError::OwnSki(_))
-    ));
+    assert!(matches!(a.pair(a.local_ski()), Err(HubError::OwnSki(_))));
     let tls = ShipTls::new(&twin, TlsOptions::default()).unwrap();
     let result = transport::dial(
         &tls,
@@ -491,8 +495,8 @@ async fn connected_pair() -> (Hub, Hub, Arc<Recorder>, Arc<Recorder>) {
     let (ra, rb) = (Recorder::new(), Recorder::new());
     let a = start(loopback_config(identity("a"), "node-a", &ra)).await;
     let b = start(loopback_config(identity("b"), "node-b", &rb)).await;
-    b.pair(a.local_ski(), None).unwrap();
-    a.pair_at(b.local_ski(), None, Some(b.local_addr()))
+    b.pair(a.local_ski()).unwrap();
+    a.pair(PairedPeer::new(b.local_ski()).with_address(b.local_addr()))
         .unwrap();
     assert!(
         ra.wait_for(WAIT, |s| *s == Seen::Connected(b.local_ski()))
@@ -595,7 +599,7 @@ async fn unknown_peers_cannot_take_the_slots_of_paired_peers() {
         ))
         .await;
         stranger
-            .pair_at(server.local_ski(), None, Some(server.local_addr()))
+            .pair(PairedPeer::new(server.local_ski()).with_address(server.local_addr()))
             .unwrap();
         let ski = stranger.local_ski();
         assert!(
@@ -615,9 +619,9 @@ async fn unknown_peers_cannot_take_the_slots_of_paired_peers() {
 
     let rp = Recorder::new();
     let paired = start(loopback_config(identity("paired"), "paired", &rp)).await;
-    server.pair(paired.local_ski(), None).unwrap();
+    server.pair(paired.local_ski()).unwrap();
     paired
-        .pair_at(server.local_ski(), None, Some(server.local_addr()))
+        .pair(PairedPeer::new(server.local_ski()).with_address(server.local_addr()))
         .unwrap();
     assert!(
         rp.wait_for(WAIT, |s| *s == Seen::Connected(server.local_ski()))
@@ -654,7 +658,7 @@ async fn new_devices_approved_one_after_another_all_pair_with_the_default_caps()
         ))
         .await;
         device
-            .pair_at(server.local_ski(), None, Some(server.local_addr()))
+            .pair(PairedPeer::new(server.local_ski()).with_address(server.local_addr()))
             .unwrap();
         let ski = device.local_ski();
         assert!(
@@ -668,7 +672,7 @@ async fn new_devices_approved_one_after_another_all_pair_with_the_default_caps()
         if i % 2 == 0 {
             server.approve(ski).unwrap();
         } else {
-            server.pair(ski, None).unwrap();
+            server.pair(ski).unwrap();
         }
         assert!(
             rd.wait_for(WAIT, |s| *s == Seen::Connected(server.local_ski()))
@@ -709,7 +713,7 @@ async fn a_refusal_by_a_cap_is_reported_once_per_source_and_counted_by_cap() {
     let rw = Recorder::new();
     let waiting = start(loopback_config(identity("waiting"), "waiting", &rw)).await;
     waiting
-        .pair_at(server.local_ski(), None, Some(server.local_addr()))
+        .pair(PairedPeer::new(server.local_ski()).with_address(server.local_addr()))
         .unwrap();
     assert!(
         rs.wait_for(WAIT, |s| *s == Seen::PairingRequested(waiting.local_ski()))
@@ -778,8 +782,8 @@ async fn hubs_restricted_to_the_cbc_suite_pair_and_exchange_data() {
         cb.tls.cipher_suites = b_suites;
         let a = start(ca).await;
         let b = start(cb).await;
-        b.pair(a.local_ski(), None).unwrap();
-        a.pair_at(b.local_ski(), None, Some(b.local_addr()))
+        b.pair(a.local_ski()).unwrap();
+        a.pair(PairedPeer::new(b.local_ski()).with_address(b.local_addr()))
             .unwrap();
         for (recorder, peer) in [(&ra, b.local_ski()), (&rb, a.local_ski())] {
             assert!(
@@ -830,7 +834,8 @@ async fn a_failed_dial_reaches_the_application_typed() {
         .local_addr()
         .unwrap();
     let nobody = identity("nobody").ski();
-    a.pair_at(nobody, None, Some(closed)).unwrap();
+    a.pair(PairedPeer::new(nobody).with_address(closed))
+        .unwrap();
     assert!(
         ra.wait_for(WAIT, |s| *s == Seen::State(nobody, ConnectionState::Error))
             .await,

@@ -53,8 +53,8 @@ async fn two_hubs_discover_pair_and_exchange_data_over_mdns() {
     cb.discovery = Some(mdns(b_ski));
     let a = start(ca).await;
     let b = start(cb).await;
-    a.pair(b_ski, None).unwrap();
-    b.pair(a_ski, None).unwrap();
+    a.pair(b_ski).unwrap();
+    b.pair(a_ski).unwrap();
 
     // Default names: both visible to each other.
     assert!(
@@ -163,7 +163,7 @@ async fn a_paired_peer_is_connected_after_a_burst_of_10000_spoofed_services() {
     let mut ca = loopback_config(ida, "burst-node-a", &ra);
     ca.discovery = Some(discovery_a.clone());
     let a = start(ca).await;
-    a.pair(b_ski, None).unwrap();
+    a.pair(b_ski).unwrap();
     let rss_before = rss_kib();
     let since_start = std::time::Instant::now();
 
@@ -269,7 +269,7 @@ async fn fake_claims_run(claims: u8, case: FakeClaims) -> (Duration, usize) {
     ca.discovery = Some(discovery_a.clone());
     let a = start(ca).await;
     if case != FakeClaims::BeforePairing {
-        a.pair(b_ski, None).unwrap();
+        a.pair(b_ski).unwrap();
     }
     let mut cb = loopback_config(idb, "fake-claims-b", &rb);
     cb.auto_accept = true;
@@ -316,7 +316,7 @@ async fn fake_claims_run(claims: u8, case: FakeClaims) -> (Duration, usize) {
                 "the fakes did not push B's record out of A's registry"
             );
             let started = std::time::Instant::now();
-            a.pair(b_ski, None).unwrap();
+            a.pair(b_ski).unwrap();
             (spoofer, started, announcer)
         }
     };

@@ -2,6 +2,7 @@
 //! period, keepalive, SHIP timers) runs in virtual time, so minutes of protocol time take
 //! milliseconds and every run with one seed is the same run. Also (`start`) how a hub starts.
 
+use ship_hub::hub::PairedPeer;
 use ship_test_support::common;
 
 /// Starting a hub and creating its supervisors (all-or-nothing start, slow trust store).
@@ -51,8 +52,10 @@ async fn crossing_dials(seed: u64) {
     }
     let hs = start(cs).await;
     let hb = start(cb).await;
-    hs.pair_at(big_ski, None, Some(lan_addr(2))).unwrap();
-    hb.pair_at(small_ski, None, Some(lan_addr(1))).unwrap();
+    hs.pair(PairedPeer::new(big_ski).with_address(lan_addr(2)))
+        .unwrap();
+    hb.pair(PairedPeer::new(small_ski).with_address(lan_addr(1)))
+        .unwrap();
 
     tokio::time::sleep(Duration::from_secs(5)).await;
 
@@ -196,8 +199,10 @@ async fn late_replacement(seed: u64, fast_is_bigger: bool) {
     }
     let fast = start(cf).await;
     let slow = start(cs).await;
-    fast.pair_at(slow_ski, None, Some(lan_addr(2))).unwrap();
-    slow.pair_at(fast_ski, None, Some(lan_addr(1))).unwrap();
+    fast.pair(PairedPeer::new(slow_ski).with_address(lan_addr(2)))
+        .unwrap();
+    slow.pair(PairedPeer::new(fast_ski).with_address(lan_addr(1)))
+        .unwrap();
 
     tokio::time::sleep(Duration::from_secs(15)).await;
 
@@ -268,8 +273,9 @@ fn paired_peer_without_an_address_waits_quietly_until_one_is_learnt() {
         let (ra, rb) = (Recorder::new(), Recorder::new());
         let a = start(lan_config(&lan, 1, a_id, &ra)).await;
         let b = start(lan_config(&lan, 2, b_id, &rb)).await;
-        a.pair(b_ski, None).unwrap();
-        b.pair_at(a_ski, None, Some(lan_addr(1))).unwrap();
+        a.pair(b_ski).unwrap();
+        b.pair(PairedPeer::new(a_ski).with_address(lan_addr(1)))
+            .unwrap();
         assert!(
             ra.wait_for(Duration::from_secs(10), |s| *s == Seen::Connected(b_ski))
                 .await
@@ -307,7 +313,7 @@ fn paired_peer_without_an_address_waits_quietly_until_one_is_learnt() {
         // The peer is back but does not dial; we learn its address and dial it.
         let rb2 = Recorder::new();
         let b2 = start(lan_config(&lan, 2, b_key, &rb2)).await;
-        b2.pair(a_ski, None).unwrap();
+        b2.pair(a_ski).unwrap();
         a.add_address(b_ski, lan_addr(2)).unwrap();
         assert!(
             ra.wait_for(Duration::from_secs(25), |_| ra
@@ -350,10 +356,10 @@ async fn zombie(survivor_is_bigger: bool) {
     config.trust_store = restarter_trust.clone();
     let restarter = start(config).await;
     survivor
-        .pair_at(restarter_ski, None, Some(lan_addr(2)))
+        .pair(PairedPeer::new(restarter_ski).with_address(lan_addr(2)))
         .unwrap();
     restarter
-        .pair_at(survivor_ski, None, Some(lan_addr(1)))
+        .pair(PairedPeer::new(survivor_ski).with_address(lan_addr(1)))
         .unwrap();
     assert!(
         rs.wait_for(Duration::from_secs(10), |s| *s
@@ -411,8 +417,10 @@ fn partition_then_heal_reconnects_within_the_tier_bound() {
         let (ra, rb) = (Recorder::new(), Recorder::new());
         let a = start(lan_config(&lan, 1, a_id, &ra)).await;
         let b = start(lan_config(&lan, 2, b_id, &rb)).await;
-        a.pair_at(b_ski, None, Some(lan_addr(2))).unwrap();
-        b.pair_at(a_ski, None, Some(lan_addr(1))).unwrap();
+        a.pair(PairedPeer::new(b_ski).with_address(lan_addr(2)))
+            .unwrap();
+        b.pair(PairedPeer::new(a_ski).with_address(lan_addr(1)))
+            .unwrap();
         assert!(
             ra.wait_for(Duration::from_secs(10), |s| *s == Seen::Connected(b_ski))
                 .await
@@ -473,7 +481,8 @@ fn peer_down_ten_minutes_is_redialled_inside_the_tiers() {
         let b_key = b_id.clone();
         let ra = Recorder::new();
         let a = start(lan_config(&lan, 1, a_id, &ra)).await;
-        a.pair_at(b_ski, None, Some(lan_addr(2))).unwrap();
+        a.pair(PairedPeer::new(b_ski).with_address(lan_addr(2)))
+            .unwrap();
         let down_until = tokio::time::Instant::now() + Duration::from_secs(600);
         tokio::time::sleep_until(down_until).await;
 
@@ -504,7 +513,7 @@ fn peer_down_ten_minutes_is_redialled_inside_the_tiers() {
 
         let rb = Recorder::new();
         let b = start(lan_config(&lan, 2, b_key, &rb)).await;
-        b.pair(a_ski, None).unwrap();
+        b.pair(a_ski).unwrap();
         let back = tokio::time::Instant::now();
         assert!(
             ra.wait_for(Duration::from_secs(21), |s| *s == Seen::Connected(b_ski))
@@ -530,14 +539,16 @@ fn outgoing_dial_beyond_the_connection_cap_fails_with_a_typed_error() {
         let a = start(ca).await;
         let b = start(lan_config(&lan, 2, idb, &rb)).await;
         let c = start(lan_config(&lan, 3, idc, &rc)).await;
-        b.pair(a_ski, None).unwrap();
-        c.pair(a_ski, None).unwrap();
-        a.pair_at(b_ski, None, Some(lan_addr(2))).unwrap();
+        b.pair(a_ski).unwrap();
+        c.pair(a_ski).unwrap();
+        a.pair(PairedPeer::new(b_ski).with_address(lan_addr(2)))
+            .unwrap();
         assert!(
             ra.wait_for(Duration::from_secs(10), |s| *s == Seen::Connected(b_ski))
                 .await
         );
-        a.pair_at(c_ski, None, Some(lan_addr(3))).unwrap();
+        a.pair(PairedPeer::new(c_ski).with_address(lan_addr(3)))
+            .unwrap();
         tokio::time::sleep(Duration::from_secs(30)).await;
         assert_ne!(a.connection_state(c_ski), ConnectionState::Completed);
         assert!(a.metrics().failures.get(FailureCause::RefusedByCap) >= 1);
@@ -571,15 +582,16 @@ fn pairing_again_while_connected_does_not_skip_the_next_backoff() {
         let a = start(config).await;
         let rb = Recorder::new();
         let b = start(lan_config(&lan, 2, b_id, &rb)).await;
-        b.pair(a_ski, None).unwrap();
-        a.pair_at(b_ski, None, Some(lan_addr(2))).unwrap();
+        b.pair(a_ski).unwrap();
+        a.pair(PairedPeer::new(b_ski).with_address(lan_addr(2)))
+            .unwrap();
         assert!(
             ra.wait_for(Duration::from_secs(30), |s| *s == Seen::Connected(b_ski))
                 .await,
             "{:?}",
             ra.all()
         );
-        a.pair(b_ski, None).unwrap();
+        a.pair(b_ski).unwrap();
         tokio::time::sleep(Duration::from_secs(1)).await;
         b.shutdown().await;
         assert!(
@@ -649,14 +661,17 @@ async fn refused_then_dialled_then_peer_leaves(seed: u64, survivor_is_bigger: bo
     let survivor = start(config).await;
     let peer = start(peer_config).await;
     // The peer dials; the survivor does not know it and its application refuses.
-    peer.pair_at(survivor_ski, None, Some(lan_addr(1))).unwrap();
+    peer.pair(PairedPeer::new(survivor_ski).with_address(lan_addr(1)))
+        .unwrap();
     assert!(
         rs.wait_for(Duration::from_secs(5), |s| *s
             == Seen::PairingRequested(peer_ski))
             .await
     );
     // Then the survivor pairs the peer and dials it at once.
-    survivor.pair_at(peer_ski, None, Some(lan_addr(2))).unwrap();
+    survivor
+        .pair(PairedPeer::new(peer_ski).with_address(lan_addr(2)))
+        .unwrap();
     assert!(
         rs.wait_for(Duration::from_secs(5), |s| *s == Seen::Connected(peer_ski))
             .await

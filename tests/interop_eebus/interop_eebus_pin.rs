@@ -36,7 +36,7 @@ async fn eebus_requiring_a_pin_pairs_with_our_hub_both_directions() {
         let (hub, recorder) = pin_hub(|_| {}).await;
         let node = their_node(&hub, TheirPinRequirement::Required(PIN.into()), None);
         let their_ski = ours(node.ski());
-        hub.pair(their_ski, None).unwrap();
+        hub.pair(their_ski).unwrap();
         hub.set_peer_pin(their_ski, Some(Pin::new(PIN).unwrap()))
             .unwrap();
         let connection = if we_dial {
@@ -69,7 +69,7 @@ async fn our_hub_requiring_a_pin_pairs_with_eebus_both_directions() {
         .await;
         let node = their_node(&hub, TheirPinRequirement::None, Some(PIN));
         let their_ski = ours(node.ski());
-        hub.pair(their_ski, None).unwrap();
+        hub.pair(their_ski).unwrap();
         let connection = if we_dial {
             let node = Arc::new(node);
             let listener = node.listen("127.0.0.1:0").await.unwrap();
@@ -100,7 +100,7 @@ async fn eebus_with_a_wrong_pin_does_not_reach_data_exchange_with_our_hub() {
     .await;
     let node = their_node(&hub, TheirPinRequirement::None, Some("12345678"));
     let their_ski = ours(node.ski());
-    hub.pair(their_ski, None).unwrap();
+    hub.pair(their_ski).unwrap();
     // Their own requirement (none) is met, so their side opens; ours must not.
     let connection = tokio::time::timeout(WAIT, node.connect(hub.local_addr()))
         .await
@@ -128,7 +128,7 @@ async fn our_wrong_pin_does_not_open_an_eebus_node_that_requires_one() {
     .await;
     let node = their_node(&hub, TheirPinRequirement::Required(PIN.into()), None);
     let their_ski = ours(node.ski());
-    hub.pair(their_ski, None).unwrap();
+    hub.pair(their_ski).unwrap();
     let result = tokio::time::timeout(WAIT, node.connect(hub.local_addr()))
         .await
         .expect("in time");

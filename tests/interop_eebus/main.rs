@@ -7,6 +7,7 @@
 //! messages (asserted byte for byte) and a typed SPINE datagram (asserted by value on their
 //! side, byte for byte on ours). See docs/interop.md.
 
+use ship_hub::hub::PairedPeer;
 use ship_test_support::common;
 
 /// PIN verification against the eebus crate.
@@ -354,7 +355,7 @@ fn assert_agreed(connection: &ShipConnection) {
 async fn eebus_dials_us(hub: &Hub, recorder: &Recorder) -> (TheirSide, Ski) {
     let node = eebus_node(EebusTrust::with([theirs(hub.local_ski())]));
     let their_ski = ours(node.ski());
-    hub.pair(their_ski, None).expect("pair");
+    hub.pair(their_ski).expect("pair");
     let connection = tokio::time::timeout(WAIT, node.connect(hub.local_addr()))
         .await
         .expect("their dial in time")
@@ -406,8 +407,8 @@ async fn we_dial_eebus(hub: &Hub, recorder: &Recorder) -> (TheirSide, Ski) {
     let trust = EebusTrust::with([theirs(hub.local_ski())]);
     let (node, address, acceptor, _pending) = eebus_listening(trust).await;
     let their_ski = ours(node.ski());
-    hub.pair_at(their_ski, None, Some(address))
-        .expect("pair_at");
+    hub.pair(PairedPeer::new(their_ski).with_address(address))
+        .expect("pair with an address");
     let connection = tokio::time::timeout(WAIT, acceptor)
         .await
         .expect("their accept in time")
@@ -606,6 +607,7 @@ async fn unknown_eebus_node_accepted_at_once_by_our_application() {
         recorder.count(|s| *s == Seen::PairingRequested(their_ski)),
         1
     );
+    hub.pairings_saved().await.unwrap();
     assert!(trust.get(&their_ski).unwrap().is_some(), "not stored");
     hub.shutdown().await;
 }
@@ -620,8 +622,8 @@ async fn our_hub_waits_in_eebus_pending_hello_until_they_approve() {
     let trust = EebusTrust::new();
     let (node, address, acceptor, mut pending) = eebus_listening(trust.clone()).await;
     let their_ski = ours(node.ski());
-    hub.pair_at(their_ski, None, Some(address))
-        .expect("pair_at");
+    hub.pair(PairedPeer::new(their_ski).with_address(address))
+        .expect("pair with an address");
     let asking = tokio::time::timeout(WAIT, pending.recv())
         .await
         .expect("eebus reports a pending peer in time")
@@ -894,15 +896,15 @@ async fn spine_discovery_through_our_hub(they_dial: bool) {
     // Their runtime, driven by their own event loop in a task of its own.
     let mut their_hub = EebusHub::new(node, spine_engine("eebus-side"));
     if they_dial {
-        hub.pair(their_ski, None).expect("pair");
+        hub.pair(their_ski).expect("pair");
         their_hub.dial(hub.local_addr());
     } else {
         let address = their_hub
             .listen("127.0.0.1:0")
             .await
             .expect("their listener");
-        hub.pair_at(their_ski, None, Some(address))
-            .expect("pair_at");
+        hub.pair(PairedPeer::new(their_ski).with_address(address))
+            .expect("pair with an address");
     }
     let (event_tx, mut their_events) = mpsc::unbounded_channel();
     let their_loop = tokio::spawn(async move {
@@ -1008,7 +1010,7 @@ async fn data_sent_before_answering_our_access_methods_request_is_delivered() {
     let (hub, recorder) = our_hub().await;
     let node = eebus_node(EebusTrust::with([theirs(hub.local_ski())]));
     let their_ski = ours(node.ski());
-    hub.pair(their_ski, None).expect("pair");
+    hub.pair(their_ski).expect("pair");
     let mut connection = tokio::time::timeout(WAIT, node.connect(hub.local_addr()))
         .await
         .expect("their dial in time")

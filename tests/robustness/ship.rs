@@ -23,7 +23,7 @@ use common::{Seen, identity};
 /// A trusted scripted client of the victim (its SKI is paired, no address known).
 async fn trusted_client(victim: &Victim, name: &str) -> (ShipSocket<TcpStream>, ship_hub::Ski) {
     let who = identity(name);
-    victim.hub.pair(who.ski(), None).unwrap();
+    victim.hub.pair(who.ski()).unwrap();
     (connect(victim, &who).await, who.ski())
 }
 
@@ -200,7 +200,7 @@ async fn data_before_completed_is_closed_and_never_delivered() {
 async fn close_storm_leaves_the_friend_untouched() {
     let victim = Victim::start().await;
     let who = identity("stormer");
-    victim.hub.pair(who.ski(), None).unwrap();
+    victim.hub.pair(who.ski()).unwrap();
     let tls = harness::tls(&who);
     let mut tasks = Vec::new();
     for i in 0..50 {

@@ -3,6 +3,7 @@
 //! test ends by checking that the victim hub still exchanges data with its paired friend.
 //! The table of these rows is in docs/robustness.md.
 
+use ship_hub::hub::PairedPeer;
 use ship_test_support::common;
 use ship_test_support::harness;
 
@@ -178,7 +179,7 @@ async fn dated_certificate_of_a_trusted_ski_is_accepted(from_year: i32, to_year:
     params.not_after = rcgen::date_time_ymd(to_year, 1, 1);
     let (cert, key, ski) = certificate(params, &rcgen::PKCS_ECDSA_P256_SHA256);
     let dated = Identity::from_der(cert, key).unwrap();
-    victim.hub.pair(ski, None).unwrap();
+    victim.hub.pair(ski).unwrap();
     let mut socket = connect(&victim, &dated).await;
     harness::advance(&mut socket, harness::Stage::DataExchange).await;
     socket.send(msg::data(r#"{"dated":true}"#)).await.unwrap();
@@ -217,7 +218,7 @@ async fn p384_certificate_is_refused() {
     let params = CertificateParams::new(Vec::<String>::new()).unwrap();
     let (cert, key, ski) = certificate(params, &rcgen::PKCS_ECDSA_P384_SHA384);
     // Even trusted: SHIP keys are P-256 (docs/ship.md §1).
-    victim.hub.pair(ski, None).unwrap();
+    victim.hub.pair(ski).unwrap();
     refused_at_tls(&victim, client_with(cert, key)).await;
     victim.assert_serving().await;
     victim.stop().await;
@@ -273,7 +274,7 @@ async fn certificate_of_a_paired_device_without_its_key_is_refused() {
     // A certificate is public (every peer sees it in TLS); the key is not.
     let owner = identity("owner");
     let thief = identity("thief");
-    victim.hub.pair(owner.ski(), None).unwrap();
+    victim.hub.pair(owner.ski()).unwrap();
     let thief_key = ship_hub::transport::ring_provider(
         rustls::crypto::ring::DEFAULT_CIPHER_SUITES.to_vec(),
         rustls::crypto::ring::DEFAULT_KX_GROUPS.to_vec(),
@@ -382,7 +383,7 @@ async fn paired_peer_is_served(
 async fn idle_sockets_from_one_address_do_not_lock_out_a_paired_peer() {
     let victim = Victim::start().await;
     let paired = identity("paired");
-    victim.hub.pair(paired.ski(), None).unwrap();
+    victim.hub.pair(paired.ski()).unwrap();
     let before = listener_count(&victim);
     let opened = std::time::Instant::now();
     let mut idle = Vec::new();
@@ -439,7 +440,7 @@ async fn reserved_handshake_slots_admit_a_paired_peer_when_strangers_fill_the_re
     let dials = victim.hub.metrics().dial_attempts;
     victim
         .hub
-        .pair_at(paired.ski(), None, Some(([127, 0, 0, 20], port).into()))
+        .pair(PairedPeer::new(paired.ski()).with_address(([127, 0, 0, 20], port).into()))
         .unwrap();
     // A dial to it means the supervisor has taken in the address (and published it).
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -506,7 +507,7 @@ async fn silent_sockets_from_the_paired_peers_own_address_do_not_lock_it_out() {
     let dials = victim.hub.metrics().dial_attempts;
     victim
         .hub
-        .pair_at(paired.ski(), None, Some(([127, 0, 0, 21], port).into()))
+        .pair(PairedPeer::new(paired.ski()).with_address(([127, 0, 0, 21], port).into()))
         .unwrap();
     // A dial to it means the supervisor has taken in the address (and published it).
     let deadline = tokio::time::Instant::now() + WAIT;

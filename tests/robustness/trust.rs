@@ -156,8 +156,13 @@ async fn auto_accept_off_pairs_only_on_an_explicit_decision() {
     let received = harness::ending(&mut socket).await.1;
     assert!(!received.iter().any(|m| is_data(m)));
     assert!(
-        trust.get(&ski).unwrap().is_none(),
+        victim.hub.pairing(ski).is_none(),
         "paired without a decision"
+    );
+    victim.hub.pairings_saved().await.unwrap();
+    assert!(
+        trust.get(&ski).unwrap().is_none(),
+        "stored without a decision"
     );
     assert_eq!(victim.rec.count(|s| *s == Seen::Connected(ski)), 0);
 
@@ -187,6 +192,7 @@ async fn auto_accept_off_pairs_only_on_an_explicit_decision() {
         "{:?}",
         victim.rec.all()
     );
+    victim.hub.pairings_saved().await.unwrap();
     assert!(trust.get(&ski).unwrap().is_some());
     victim.assert_serving().await;
     drop(socket);
@@ -216,7 +222,7 @@ async fn unpaired_ski_is_untrusted_again() {
     let victim = Victim::start().await;
     let former = identity("former");
     let ski: Ski = former.ski();
-    victim.hub.pair(ski, None).unwrap();
+    victim.hub.pair(ski).unwrap();
     let mut socket = connect(&victim, &former).await;
     harness::advance(&mut socket, harness::Stage::DataExchange).await;
     assert!(

@@ -51,7 +51,7 @@ async fn raw_websocket(
 
 async fn http_status(victim: &Victim, subprotocol: Option<&str>) -> u16 {
     let who = identity("upgrader");
-    victim.hub.pair(who.ski(), None).unwrap();
+    victim.hub.pair(who.ski()).unwrap();
     match raw_websocket(victim, &who, subprotocol).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
         other => panic!("expected an HTTP refusal, got {:?}", other.map(|_| ())),
@@ -128,7 +128,7 @@ async fn close_code(
 async fn text_frame_is_closed_with_1003() {
     let victim = Victim::start().await;
     let who = identity("texter");
-    victim.hub.pair(who.ski(), None).unwrap();
+    victim.hub.pair(who.ski()).unwrap();
     let mut ws = raw_websocket(&victim, &who, Some("ship")).await.unwrap();
     ws.send(Message::Text("\u{0}\u{0}".into())).await.unwrap();
     assert_eq!(close_code(&mut ws).await, Some(1003));
@@ -140,7 +140,7 @@ async fn text_frame_is_closed_with_1003() {
 async fn oversize_frame_is_closed_with_1009() {
     let victim = Victim::start().await;
     let who = identity("big");
-    victim.hub.pair(who.ski(), None).unwrap();
+    victim.hub.pair(who.ski()).unwrap();
     let mut ws = raw_websocket(&victim, &who, Some("ship")).await.unwrap();
     let _ = ws.send(Message::Binary(vec![2u8; 200 * 1024].into())).await;
     assert_eq!(close_code(&mut ws).await, Some(1009));
@@ -153,7 +153,7 @@ async fn oversize_frame_is_closed_with_1009() {
 async fn fragmented_message_within_the_limit_is_reassembled() {
     let victim = Victim::start().await;
     let who = identity("fragments");
-    victim.hub.pair(who.ski(), None).unwrap();
+    victim.hub.pair(who.ski()).unwrap();
     let mut ws = raw_websocket(&victim, &who, Some("ship")).await.unwrap();
     ws.send(Message::Frame(Frame::message(
         vec![0u8],
@@ -184,7 +184,7 @@ async fn fragmented_message_within_the_limit_is_reassembled() {
 async fn fragmented_message_over_the_limit_is_closed_with_1009() {
     let victim = Victim::start().await;
     let who = identity("fragments");
-    victim.hub.pair(who.ski(), None).unwrap();
+    victim.hub.pair(who.ski()).unwrap();
     let mut ws = raw_websocket(&victim, &who, Some("ship")).await.unwrap();
     let piece = vec![2u8; 40 * 1024];
     let _ = ws
@@ -214,7 +214,7 @@ async fn fragmented_message_over_the_limit_is_closed_with_1009() {
 async fn connection_over_the_cap_gets_503() {
     let victim = Victim::start_with(|c| c.limits.max_connections = 1).await;
     let who = identity("one-too-many");
-    victim.hub.pair(who.ski(), None).unwrap();
+    victim.hub.pair(who.ski()).unwrap();
     let before = failures(&victim, FailureCause::RefusedByCap);
     harness::expect_503(
         &who,
@@ -234,7 +234,7 @@ async fn connection_over_the_cap_gets_503() {
 async fn silent_peer_after_the_upgrade_is_closed_by_the_cmi_timer() {
     let victim = Victim::start_with(|c| c.protocol.cmi_timeout = Duration::from_secs(1)).await;
     let who = identity("silent");
-    victim.hub.pair(who.ski(), None).unwrap();
+    victim.hub.pair(who.ski()).unwrap();
     let mut socket = connect(&victim, &who).await;
     let (ending, _) = harness::ending(&mut socket).await;
     assert!(
@@ -257,7 +257,7 @@ async fn slow_loris_upgrade_is_dropped_at_the_transport_deadline() {
     })
     .await;
     let who = identity("loris");
-    victim.hub.pair(who.ski(), None).unwrap();
+    victim.hub.pair(who.ski()).unwrap();
     let before = failures(&victim, FailureCause::HandshakeTimeout);
     let tcp = TcpStream::connect(victim.addr()).await.unwrap();
     let mut stream = tls(&who)
@@ -291,7 +291,7 @@ async fn slow_loris_upgrade_is_dropped_at_the_transport_deadline() {
 async fn ping_flood_is_answered_and_the_link_stays_up() {
     let victim = Victim::start().await;
     let who = identity("pinger");
-    victim.hub.pair(who.ski(), None).unwrap();
+    victim.hub.pair(who.ski()).unwrap();
     let mut socket = connect(&victim, &who).await;
     harness::advance(&mut socket, harness::Stage::DataExchange).await;
     let (mut reader, writer) = socket.split();

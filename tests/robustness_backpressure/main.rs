@@ -8,6 +8,7 @@
 //! by TCP flow control must not give up, so that the test sees every message through. (A real
 //! device may close such a connection itself; what it had sent until then still arrives.)
 
+use ship_hub::hub::PairedPeer;
 use ship_test_support::common;
 
 use std::collections::HashMap;
@@ -159,8 +160,8 @@ async fn flood(f: Flood) {
         config.limits.max_queued_data = 4;
         config.timers.keepalive_timeout = Duration::from_secs(600);
         let peer = start(config).await;
-        victim.pair(peer.local_ski(), None).unwrap();
-        peer.pair_at(victim.local_ski(), None, Some(victim.local_addr()))
+        victim.pair(peer.local_ski()).unwrap();
+        peer.pair(PairedPeer::new(victim.local_ski()).with_address(victim.local_addr()))
             .unwrap();
         peers.push(peer);
     }
@@ -372,8 +373,8 @@ async fn a_consumer_that_takes_nothing_gets_its_peer_closed_for_backpressure() {
     config.limits.max_queued_data = 4;
     config.timers.keepalive_timeout = Duration::from_secs(600);
     let peer = start(config).await;
-    victim.pair(peer.local_ski(), None).unwrap();
-    peer.pair_at(victim.local_ski(), None, Some(victim.local_addr()))
+    victim.pair(peer.local_ski()).unwrap();
+    peer.pair(PairedPeer::new(victim.local_ski()).with_address(victim.local_addr()))
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while stuck.connected.load(Ordering::SeqCst) == 0 {
@@ -538,8 +539,9 @@ async fn hold_each_other_back(keepalive_interval: Option<Duration>) {
     }
     let (a, b) = (hubs[0].clone(), hubs[1].clone());
     // One side dials (no crossing dials to settle).
-    a.pair_at(b_ski, None, Some(lan_addr(2))).unwrap();
-    b.pair(a_ski, None).unwrap();
+    a.pair(PairedPeer::new(b_ski).with_address(lan_addr(2)))
+        .unwrap();
+    b.pair(a_ski).unwrap();
     let connected = tokio::time::Instant::now() + Duration::from_secs(30);
     while apps
         .iter()
@@ -664,7 +666,7 @@ async fn pings_without_reading() {
     config.timers.keepalive_timeout = Duration::from_secs(600);
     let victim = start(config).await;
     let peer = identity("sloth");
-    victim.pair(peer.ski(), None).unwrap();
+    victim.pair(peer.ski()).unwrap();
     let io = lan
         .host(lan_addr(2).ip())
         .connect(lan_addr(1))

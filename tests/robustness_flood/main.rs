@@ -2,6 +2,7 @@
 //! exchange data, and 1,000 half-open TCP connections. Bounds here are failure bounds, never
 //! performance claims; the measured figures are printed and recorded in docs/robustness.md.
 
+use ship_hub::hub::PairedPeer;
 use ship_test_support::common;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -119,8 +120,8 @@ async fn unknown_ski_flood_while_ten_paired_peers_exchange_data() {
         config.callbacks = echo.clone();
         let peer = start(config).await;
         let _ = echo.hub.set(peer.clone());
-        victim.pair(peer.local_ski(), None).unwrap();
-        peer.pair_at(victim.local_ski(), None, Some(victim.local_addr()))
+        victim.pair(peer.local_ski()).unwrap();
+        peer.pair(PairedPeer::new(victim.local_ski()).with_address(victim.local_addr()))
             .unwrap();
         peers.push(peer);
         echoes.push(echo);
@@ -300,9 +301,9 @@ async fn counted(victim: &Hub, causes: &[FailureCause], n: u64) {
 async fn friend_of(victim: &Hub, rec: &Arc<Recorder>) -> (Hub, Arc<Recorder>) {
     let friend_rec = Recorder::new();
     let friend = start(loopback_config(identity("friend"), "friend", &friend_rec)).await;
-    victim.pair(friend.local_ski(), None).unwrap();
+    victim.pair(friend.local_ski()).unwrap();
     friend
-        .pair_at(victim.local_ski(), None, Some(victim.local_addr()))
+        .pair(PairedPeer::new(victim.local_ski()).with_address(victim.local_addr()))
         .unwrap();
     assert!(
         rec.wait_for(WAIT, |s| *s == Seen::Connected(friend.local_ski()))

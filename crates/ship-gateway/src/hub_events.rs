@@ -31,7 +31,6 @@ use ship_hub::{ShipId, Ski};
 use crate::api::live::{LastRefusal, Live, Refusal, now_ms};
 use crate::events::{Event, EventLog, ServiceRow, instance_label};
 use crate::prompt::{PairingPrompt, PinAsk};
-use crate::store::LockedTrustStore;
 use crate::throttle::Throttle;
 
 /// Wrong-PIN warnings shown per key and in all per this interval.
@@ -183,13 +182,30 @@ pub(crate) struct Follower {
     pub(crate) pairing_request: Arc<crate::pairing_request::PairingRequests>,
     /// Wrong-PIN warnings: one line per key and minute, ten a minute in all.
     pub(crate) pin_warnings: Throttle,
-    /// The pairings (for a device's stored name).
-    pub(crate) trust: Arc<LockedTrustStore>,
     /// The command line that reaches this gateway as its user, e.g. `sudo -u ship-gateway
     /// ship-gateway` under the packaged service: how to pair a device or give its PIN.
     pub(crate) command: String,
     /// What the decider saw.
     pub(crate) notes: Arc<Notes>,
+}
+
+/// The name a peer announces over mDNS, if it is visible.
+fn announced_name(hub: &Hub, ski: Ski) -> Option<String> {
+    hub.visible_services()
+        .into_iter()
+        .find(|s| s.ski == ski)
+        .and_then(|s| s.instances.first().map(|i| instance_label(i)))
+}
+
+/// Stores the name a just approved device announces over mDNS with its pairing, unless the
+/// pairing has a name already: the device is then known by that name after a restart too, and
+/// wherever the gateway shows it.
+pub(crate) fn remember_announced_name(hub: &Hub, ski: Ski) {
+    if hub.pairing(ski).is_some_and(|p| p.name.is_none())
+        && let Some(name) = announced_name(hub, ski)
+    {
+        let _ = hub.pair(ship_hub::hub::PairedPeer::new(ski).with_name(name));
+    }
 }
 
 /// Reads `events` until the hub has shut down and every event was handled.
@@ -203,22 +219,12 @@ impl Follower {
     /// The name a person knows a paired device by: the one stored with its pairing, else the
     /// one it announces over mDNS, else its SHIP ID.
     fn device_name(&self, ski: Ski) -> Option<String> {
-        use ship_hub::hub::TrustStore;
-        let stored = self.trust.get(&ski).ok().flatten();
+        let stored = self.hub.pairing(ski);
         stored
             .as_ref()
             .and_then(|p| p.name.clone())
-            .or_else(|| self.announced_name(ski))
+            .or_else(|| announced_name(&self.hub, ski))
             .or_else(|| stored.and_then(|p| p.ship_id.map(|id| id.to_string())))
-    }
-
-    /// The name a peer announces over mDNS, if it is visible.
-    fn announced_name(&self, ski: Ski) -> Option<String> {
-        self.hub
-            .visible_services()
-            .into_iter()
-            .find(|s| s.ski == ski)
-            .and_then(|s| s.instances.first().map(|i| instance_label(i)))
     }
 
     /// The TLS cipher suite of the peer's active connection: the one in data exchange (the

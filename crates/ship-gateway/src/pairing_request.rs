@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use ship_hub::hub::{Hub, RequestPairing, TrustStore};
+use ship_hub::hub::{Hub, PairedPeer, RequestPairing, TrustStore};
 use ship_hub::pairing_service::{DEFAULT_SETTLE_AFTER, Fingerprint, PairingSecret};
 use ship_hub::protocol::{ConnectionState, Pin};
 use ship_hub::qr::{QrError, ShipQr};
@@ -378,7 +378,6 @@ impl PairingRequests {
     pub(crate) fn make(
         &self,
         hub: &Hub,
-        trust: &LockedTrustStore,
         new: NewRequest,
         by: &str,
     ) -> Result<RequestView, MakeError> {
@@ -397,23 +396,16 @@ impl PairingRequests {
         let store_error =
             |e: &dyn std::fmt::Display| MakeError::Store(format!("{}: {e}", self.path.display()));
         store(&self.path, &request).map_err(|e| store_error(&e))?;
-        if let Err(error) = trust.store_pairing(
-            new.ski,
-            Some(new.ship_id.clone()),
-            new.name,
-            new.address,
-            new.pin,
-        ) {
-            restore(&self.path, previous.as_ref());
-            return Err(MakeError::Store(error.to_string()));
-        }
+        // Paired through the hub (it stores the pairing in the background; the route waits for
+        // the disk): the extras, and an address to dial, in one call.
+        let mut peer = PairedPeer::new(new.ski).with_ship_id(new.ship_id.clone());
+        peer.name = new.name;
+        peer.last_address = new.address;
+        peer.pin = new.pin;
         let hub_request = request.for_hub().expect("a new request is pending");
         let made = hub
-            .request_pairing(hub_request)
-            .and_then(|()| match new.address {
-                Some(address) => hub.add_address(new.ski, address),
-                None => Ok(()),
-            });
+            .pair(peer)
+            .and_then(|()| hub.request_pairing(hub_request));
         if let Err(error) = made {
             restore(&self.path, previous.as_ref());
             self.log.emit(Event::PairingRequestFailed {

@@ -369,6 +369,7 @@ impl Terminal for GatewayTerminal {
         };
         match result {
             Ok(()) if approve => {
+                crate::hub_events::remember_announced_name(hub, request.ski);
                 self.live.end_cooling(&request.ski);
                 self.log.emit(Event::Paired {
                     ski: request.ski.to_string(),

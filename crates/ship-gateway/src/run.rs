@@ -9,6 +9,7 @@
 //! [`Gateway::stop`] cancels the one shutdown token the servers watch, shuts the hub down,
 //! waits for the events task to write the hub's last events and writes its own.
 
+use ship_hub::hub::PairedPeer;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -160,7 +161,6 @@ impl Gateway {
         let api_state = |access: Access, conns: Option<Arc<api::conns::Conns>>| {
             Arc::new(ApiState {
                 hub: hub.clone(),
-                trust: home.trust.clone(),
                 log: log.clone(),
                 live: live.clone(),
                 bus: bus.clone(),
@@ -456,7 +456,6 @@ fn follow_hub(
             crate::hub_events::PIN_WARNING_INTERVAL,
             crate::hub_events::PIN_WARNINGS_PER_INTERVAL,
         ),
-        trust: home.trust.clone(),
         command: data_dir::command_for(home.dir.path()),
         notes,
     };
@@ -635,7 +634,7 @@ async fn pair_static_peers(hub: &Hub, log: &EventLog, stored_peers: Vec<StoredPe
         let outcome = match stored {
             Ok(Ok(new)) => tokio::task::spawn_blocking(move || {
                 hub_for_peer
-                    .pair_at(peer.ski, None, Some(peer.address))
+                    .pair(PairedPeer::new(peer.ski).with_address(peer.address))
                     .map(|()| new)
                     .map_err(GatewayError::from)
             })

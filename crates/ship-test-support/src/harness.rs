@@ -4,6 +4,7 @@
 //! Every hostile-input test ends with [`Victim::assert_serving`]: the friend and the victim
 //! exchange data both ways after the hostile input, and the friend never saw a disconnect.
 
+use ship_hub::hub::PairedPeer;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,9 +45,9 @@ impl Victim {
         adjust(&mut config);
         let hub = start(config).await;
         let friend = start(loopback_config(identity("friend"), "friend", &friend_rec)).await;
-        hub.pair(friend.local_ski(), None).unwrap();
+        hub.pair(friend.local_ski()).unwrap();
         friend
-            .pair_at(hub.local_ski(), None, Some(hub.local_addr()))
+            .pair(PairedPeer::new(hub.local_ski()).with_address(hub.local_addr()))
             .unwrap();
         let (hub_ski, friend_ski) = (hub.local_ski(), friend.local_ski());
         assert!(

@@ -76,7 +76,7 @@ async fn admit(shared: Arc<Shared>, tcp: BoxIo, remote: SocketAddr, slot: Handsh
         // A certificate a verified Pairing Service request named is paired here, before any
         // SHIP message (docs/pairing.md, "The SHIP Pairing Service").
         let paired = shared.auto_accept_pairs_at_once()
-            || matches!(shared.trust.get(&ski), Ok(Some(_)))
+            || shared.pairings.contains(&ski)
             || tls
                 .peer_certificate()
                 .is_some_and(|certificate| pairing_agent::claim(&shared, ski, certificate));

@@ -7,7 +7,9 @@
 //!   visible state; one `link` task per connection drives the protocol engine;
 //! * `inbound` budgets received data, `sightings` feeds mDNS sightings to supervisors,
 //!   `pin_guard` limits PIN attempts, `pairing_agent` runs the Pairing Service exchanges,
-//!   `clock` is the one time source (paused in tests).
+//!   `clock` is the one time source (paused in tests);
+//! * `pairings` is the pairings in memory, read and changed by all of them without the disk
+//!   (the trust writer persists the changes in the background).
 
 pub(crate) mod address_book;
 pub(crate) mod admission;
@@ -19,6 +21,7 @@ pub(crate) mod inbound;
 pub(crate) mod link;
 pub(crate) mod listener;
 pub(crate) mod pairing_agent;
+pub(crate) mod pairings;
 pub(crate) mod pin_guard;
 pub(crate) mod shared;
 pub(crate) mod sightings;

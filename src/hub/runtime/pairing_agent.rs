@@ -400,21 +400,18 @@ pub(crate) fn claim(shared: &Arc<Shared>, ski: Ski, certificate: &[u8]) -> bool 
     let mut peer = PairedPeer::new(ski);
     peer.ship_id = state.pending.as_ref().map(|p| p.ship_id.clone());
     peer.paired_by_service = true;
-    if let Err(error) = shared.trust.upsert(peer.clone()) {
-        tracing::warn!(%ski, %error, "pairing service: cannot store the pairing");
-        return false;
-    }
     let Some(pending) = state.pending.take() else {
         return false;
     };
+    let peer = shared
+        .pairings
+        .change(ski, |stored| stored.take_given(peer));
     let displaced = state.unit.replace(ski).filter(|old| *old != ski);
     state.unit_connected = false;
     state.unit_last_exchange = service.now();
     drop(state);
     if let Some(old) = displaced {
-        if let Err(error) = shared.trust.remove(&old) {
-            tracing::warn!(ski = %old, %error, "pairing service: cannot unpair the replaced unit");
-        }
+        shared.pairings.remove(&old);
         let _ = shared.route_existing(old, Command::Unpaired);
     }
     let _ = route(

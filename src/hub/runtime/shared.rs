@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use super::admission::Admission;
 use super::handover::Command;
+use super::pairings::Pairings;
 use super::pin_guard::PinGuard;
 use crate::discovery::PairingSighting;
 use crate::hub::callbacks::CallbackQueue;
@@ -21,7 +22,7 @@ use crate::hub::config::HubConfig;
 use crate::hub::errors::HubError;
 use crate::hub::metrics::HubMetrics;
 use crate::hub::pairing_config::AcceptRequests;
-use crate::hub::trust::{PairedPeer, TrustStore};
+use crate::hub::trust::PairedPeer;
 use crate::pairing_service::{Fingerprint, Receiver, Requester};
 use crate::protocol::{ConnectionState, PinRequirement};
 use crate::sync::lock;
@@ -89,7 +90,9 @@ pub(crate) struct Shared {
     pub(crate) local_ski: Ski,
     pub(crate) tls: ShipTls,
     pub(crate) registry: Mutex<HashMap<Ski, PeerEntry>>,
-    pub(crate) trust: Arc<dyn TrustStore>,
+    /// The pairings in memory: every read and change of a pairing at run time goes here, never
+    /// to the disk (the trust writer persists the changes).
+    pub(crate) pairings: Pairings,
     pub(crate) callbacks: CallbackQueue,
     pub(crate) connections: Arc<Semaphore>,
     /// Handshake and strangers' slots of incoming connections, and the addresses of paired
@@ -108,9 +111,6 @@ pub(crate) struct Shared {
     pub(crate) pin_guard: PinGuard,
     /// Seeds for the supervisors' random number generators (backoff jitter).
     pub(crate) seeds: Mutex<rand::rngs::StdRng>,
-    /// Updates of stored pairings (last address, SHIP ID, last seen), applied in order by the
-    /// trust writer task.
-    pub(crate) trust_writes: mpsc::UnboundedSender<PairedPeer>,
     /// The SHIP Pairing Service, when configured.
     pub(crate) pairing_service: Option<ServiceState>,
 }
@@ -132,31 +132,17 @@ impl Shared {
             && self.config.pin_requirement != PinRequirement::None
     }
 
-    /// Stores `ski` as paired because its pairing request was accepted ([`crate::hub::Hub::approve`], or
-    /// the application's [`crate::hub::PairingDecision::Accept`]): its stored record if it has one,
+    /// Pairs `ski` because its pairing request was accepted ([`crate::hub::Hub::approve`], or
+    /// the application's [`crate::hub::PairingDecision::Accept`]): its pairing if it has one,
     /// else a new one, with `ship_id` (the SHIP ID it proved, if any) filled in when the record
-    /// has none. Written before the peer is told: a pairing accepted either way survives a
-    /// restart alike.
-    pub(crate) fn store_approval(
-        &self,
-        ski: Ski,
-        ship_id: Option<ShipId>,
-    ) -> Result<PairedPeer, HubError> {
-        let mut peer = self
-            .trust
-            .get(&ski)?
-            .unwrap_or_else(|| PairedPeer::new(ski));
-        if peer.ship_id.is_none() {
-            peer.ship_id = ship_id;
-        }
-        self.trust.upsert(peer.clone())?;
-        Ok(peer)
-    }
-
-    /// Queues an update of a stored pairing for the trust writer. The update is skipped if
-    /// the pairing was removed meanwhile (an unpair is never undone by a late update).
-    pub(crate) fn store_later(&self, peer: PairedPeer) {
-        let _ = self.trust_writes.send(peer);
+    /// has none. In the index before the peer is told, and queued for the trust writer: a
+    /// pairing accepted either way is stored alike.
+    pub(crate) fn store_approval(&self, ski: Ski, ship_id: Option<ShipId>) -> PairedPeer {
+        self.pairings.change(ski, |peer| {
+            if peer.ship_id.is_none() {
+                peer.ship_id = ship_id;
+            }
+        })
     }
 
     /// The status the supervisor of `ski` published last, if it has one.

@@ -152,10 +152,7 @@ impl Coalesced {
 
 /// Tells the discovery which SKIs are paired, so that strangers never evict their records.
 pub(crate) fn prefer_paired(shared: &Shared, discovery: &Arc<dyn Discovery>) {
-    match shared.trust.load_all() {
-        Ok(peers) => discovery.set_preferred(peers.into_iter().map(|p| p.ski).collect()),
-        Err(error) => tracing::debug!(%error, "paired SKIs not readable for discovery"),
-    }
+    discovery.set_preferred(shared.pairings.skis());
 }
 
 /// Tells the application what is visible now (deduplicated by SKI, sorted by SKI).
@@ -170,7 +167,7 @@ fn feed(shared: &Arc<Shared>, service: &VisibleService) {
     if service.ski == shared.local_ski {
         return;
     }
-    if !matches!(shared.trust.get(&service.ski), Ok(Some(_))) {
+    if !shared.pairings.contains(&service.ski) {
         return;
     }
     let _ = route(shared, service.ski, sighting_command(service));

@@ -33,7 +33,6 @@ use std::sync::Arc;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 
 use super::address_book::{AddressBook, DEFAULT_SHIP_PATH};
 use super::clock::sleep_until_opt;
@@ -130,9 +129,6 @@ pub(crate) struct Supervisor {
     double: DoubleConnection,
     /// The application is being asked whether to pair the peer.
     pending_answer: Option<PendingAnswer>,
-    /// The application accepted a pairing request: its pairing is being stored (on the
-    /// blocking pool, as the trust store may touch the disk); the peer is paired once it is.
-    accepting: Option<JoinHandle<Result<PairedPeer, HubError>>>,
     /// The state the application was shown last.
     shown: ConnectionState,
     presence: Presence,
@@ -187,7 +183,6 @@ impl Supervisor {
             dial_soon: false,
             double: DoubleConnection::default(),
             pending_answer: None,
-            accepting: None,
             shown: ConnectionState::None,
             presence: Presence::Absent,
             last_failure: None,
@@ -199,7 +194,7 @@ impl Supervisor {
     /// The supervisor's task. Returns when the peer needs no owner any more (not paired, no
     /// link) or the hub shut down.
     pub(crate) async fn run(mut self) {
-        self.load_pairing().await;
+        self.load_pairing();
         if self.shared.stop.is_cancelled() {
             self.begin_stop();
         }
@@ -228,7 +223,6 @@ impl Supervisor {
                 Some((id, answer)) = wait_answer(&mut self.pending_answer) => {
                     self.pairing_answered(id, answer)
                 }
-                stored = join_accepting(&mut self.accepting) => self.acceptance_stored(stored),
                 Some((id, decision)) = pin::wait_pin_answer(&mut self.pin.answer) => {
                     self.pin_answered(id, decision)
                 }
@@ -249,41 +243,23 @@ impl Supervisor {
 
     /// Learns the peer's pairing before any other command is handled. A supervisor created by
     /// a pairing (restored at start, or made by the user) gets the record with that command;
-    /// any other reads it from the trust store, here on the blocking pool, never in
-    /// [`route`]: that holds the registry lock, and a slow trust store must not
-    /// stall every other peer's routing and the [`crate::hub::Hub`] methods.
-    async fn load_pairing(&mut self) {
+    /// any other looks it up in the hub's pairings in memory (never the trust store).
+    fn load_pairing(&mut self) {
         let first = self.commands.try_recv().ok();
         if !first
             .as_deref()
             .is_some_and(|command| matches!(command, Command::Paired { .. }))
         {
-            self.read_pairing().await;
+            self.read_pairing();
         }
         if let Some(command) = first {
             self.handle_command(*command);
         }
     }
 
-    async fn read_pairing(&mut self) {
-        let trust = self.shared.trust.clone();
+    fn read_pairing(&mut self) {
         let ski = self.ski;
-        let read = tokio::task::spawn_blocking(move || trust.get(&ski));
-        let pairing = tokio::select! {
-            result = read => match result {
-                Ok(Ok(pairing)) => pairing,
-                Ok(Err(error)) => {
-                    tracing::warn!(%ski, %error, "could not read the pairing");
-                    None
-                }
-                Err(error) => {
-                    tracing::warn!(%ski, %error, "reading the pairing panicked");
-                    None
-                }
-            },
-            _ = self.shared.abort.cancelled() => None,
-        };
-        let Some(peer) = pairing else {
+        let Some(peer) = self.shared.pairings.get(&ski) else {
             return;
         };
         if let Some(address) = peer.last_address {
@@ -534,7 +510,7 @@ impl Supervisor {
         // An acceptance being stored makes the peer paired: wait for it (unless stopping).
         let idle = self.links.is_empty()
             && self.dial.is_idle()
-            && (self.stopping() || (self.pairing.is_none() && self.accepting.is_none()));
+            && (self.stopping() || self.pairing.is_none());
         if !idle {
             return false;
         }
@@ -626,18 +602,6 @@ async fn wait_answer(pending: &mut Option<PendingAnswer>) -> Option<(LinkId, Pai
             let decision = answer.await.unwrap_or(PairingDecision::Refuse);
             Some((*link, decision))
         }
-        None => std::future::pending().await,
-    }
-}
-
-async fn join_accepting(
-    accepting: &mut Option<JoinHandle<Result<PairedPeer, HubError>>>,
-) -> Result<PairedPeer, String> {
-    match accepting {
-        Some(handle) => match handle.await {
-            Ok(result) => result.map_err(|error| error.to_string()),
-            Err(error) => Err(format!("storing the pairing panicked: {error}")),
-        },
         None => std::future::pending().await,
     }
 }

@@ -1,6 +1,8 @@
-//! The hub's trust writer: applies what the supervisors learn about paired peers (SHIP ID, last
-//! address, last seen) to the trust store, in the background, in batches, and without wearing
-//! out the disk.
+//! The hub's trust writer: persists the hub's pairing changes (see
+//! [`crate::hub::runtime::pairings`]) to the trust store, in order, in the background, in
+//! batches, and without wearing out the disk: pairings stored and removed (by the application
+//! or by the hub's own decisions) and what the supervisors learn about paired peers (SHIP ID,
+//! last address, last seen).
 //!
 //! Every reconnect of a peer brings a new `last_seen`. Writing each one would replace the store
 //! file (two fsyncs) per reconnect, for a value only shown to the user: so `last_seen` is
@@ -17,68 +19,150 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{PairedPeer, TrustStore, TrustStoreError};
 use crate::Ski;
 
-/// Applies pairing updates in order, in batches, off the runtime's worker threads: once an
-/// update arrives, everything that arrives within `delay` goes into the same batch (the latest
-/// update per SKI, so a batch holds at most one record per paired peer). Ends at shutdown once
-/// the queue is empty; at shutdown a pending batch is applied at once.
+/// One change for the trust writer, in the order the index took it.
+#[derive(Debug)]
+pub(crate) enum TrustWrite {
+    /// A pairing made or changed (by the application, or by the hub's own decision): the
+    /// whole record, stored as it is ([`crate::hub::TrustStore::upsert`]).
+    Store(PairedPeer),
+    /// A pairing removed ([`crate::hub::TrustStore::remove`]).
+    Remove(Ski),
+    /// What a supervisor learnt about a paired peer (SHIP ID, last address, last seen, an
+    /// accepted PIN): merged into the stored record if it still exists
+    /// ([`crate::hub::TrustStore::update_existing`]), `last_seen` at most once per interval.
+    Learned(PairedPeer),
+    /// Answer once everything queued before is applied: `Err` with the first write that
+    /// failed since the previous answer.
+    Saved(oneshot::Sender<Result<(), TrustStoreError>>),
+}
+
+/// What one batch holds: pairings stored and removed, in order; what the supervisors learnt
+/// (the latest per SKI); who waits for the answer.
+#[derive(Default)]
+struct Batch {
+    ordered: Vec<TrustWrite>,
+    learned: BTreeMap<Ski, PairedPeer>,
+    answers: Vec<oneshot::Sender<Result<(), TrustStoreError>>>,
+}
+
+impl Batch {
+    /// Takes `write` in; `true` if someone waits for this batch (apply it now).
+    fn push(&mut self, write: TrustWrite) -> bool {
+        match write {
+            TrustWrite::Learned(peer) => {
+                self.learned.insert(peer.ski, peer);
+            }
+            TrustWrite::Saved(answer) => {
+                self.answers.push(answer);
+                return true;
+            }
+            other => self.ordered.push(other),
+        }
+        false
+    }
+}
+
+/// Applies the hub's pairing changes in order, in batches, off the runtime's worker threads:
+/// once a change arrives, everything that arrives within `delay` goes into the same batch (the
+/// latest learnt update per SKI, so learnt updates rewrite a file store about once per delay).
+/// A batch someone waits for ([`TrustWrite::Saved`]) is applied at once. A failed write is
+/// logged and given to the next waiter. Ends at shutdown once the queue is empty; at shutdown
+/// a pending batch is applied at once.
 pub(crate) async fn run(
     trust: Arc<dyn TrustStore>,
-    mut queue: mpsc::UnboundedReceiver<PairedPeer>,
+    mut queue: mpsc::UnboundedReceiver<TrustWrite>,
     stop: CancellationToken,
     last_seen_interval: Duration,
     delay: Duration,
 ) {
+    let mut failed: Option<TrustStoreError> = None;
     loop {
-        let peer = tokio::select! {
+        let write = tokio::select! {
             biased;
-            peer = queue.recv() => match peer {
-                Some(peer) => peer,
+            write = queue.recv() => match write {
+                Some(write) => write,
                 None => return,
             },
             _ = stop.cancelled() => match queue.try_recv() {
-                Ok(peer) => peer,
+                Ok(write) => write,
                 Err(_) => return,
             },
         };
-        // Each update is a whole record, sent in order: the latest per SKI wins. A file store
-        // then rewrites its file once per batch, not once per update (docs/performance.md).
-        let mut batch = BTreeMap::new();
-        batch.insert(peer.ski, peer);
+        let mut batch = Batch::default();
+        let mut now = batch.push(write);
         let deadline = tokio::time::Instant::now() + delay;
-        loop {
+        while !now {
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => break,
                 // Before the queue: a queue that never runs dry must not hold the batch back.
                 _ = tokio::time::sleep_until(deadline) => break,
                 next = queue.recv() => match next {
-                    Some(next) => {
-                        batch.insert(next.ski, next);
-                    }
+                    Some(next) => now = batch.push(next),
                     None => break,
                 },
             }
         }
-        while let Ok(next) = queue.try_recv() {
-            batch.insert(next.ski, next);
+        while !now && let Ok(next) = queue.try_recv() {
+            now = batch.push(next);
         }
+        let answers = std::mem::take(&mut batch.answers);
         let trust = trust.clone();
         let result =
-            tokio::task::spawn_blocking(move || apply(&*trust, &batch, last_seen_interval)).await;
+            tokio::task::spawn_blocking(move || apply_batch(&*trust, batch, last_seen_interval))
+                .await;
         match result {
             Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!(%error, "could not update the trust store"),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "could not update the trust store");
+                failed.get_or_insert(error);
+            }
             Err(error) => tracing::warn!(%error, "trust store update panicked"),
+        }
+        if !answers.is_empty() {
+            // Told to every waiter of this batch; the next waiter hears only of later failures.
+            let failure = failed.take();
+            for answer in answers {
+                let _ = answer.send(match failure.as_ref() {
+                    Some(error) => Err(error.duplicate()),
+                    None => Ok(()),
+                });
+            }
         }
     }
 }
 
+/// Applies one batch: the pairings stored and removed, in order (each tried even if one
+/// before failed), then what was learnt, in one [`apply`]. The first failure is returned.
+fn apply_batch(
+    trust: &dyn TrustStore,
+    batch: Batch,
+    last_seen_interval: Duration,
+) -> Result<(), TrustStoreError> {
+    let mut first = None;
+    for write in batch.ordered {
+        let result = match write {
+            TrustWrite::Store(peer) => trust.upsert(peer),
+            TrustWrite::Remove(ski) => trust.remove(&ski).map(drop),
+            TrustWrite::Learned(_) | TrustWrite::Saved(_) => Ok(()),
+        };
+        if let Err(error) = result {
+            first.get_or_insert(error);
+        }
+    }
+    if !batch.learned.is_empty()
+        && let Err(error) = apply(trust, &batch.learned, last_seen_interval)
+    {
+        first.get_or_insert(error);
+    }
+    first.map_or(Ok(()), Err)
+}
 /// Applies one batch (the latest update per SKI) to the pairings that still exist, in one
 /// atomic [`TrustStore::update_existing`] call: a pairing removed meanwhile stays removed.
 pub(crate) fn apply(
@@ -162,11 +246,11 @@ mod tests {
             peer
         };
         for (n, ski) in skis.iter().enumerate().take(50) {
-            queue.send(update(*ski, n)).unwrap();
+            queue.send(TrustWrite::Learned(update(*ski, n))).unwrap();
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
         for (n, ski) in skis.iter().enumerate().skip(50) {
-            queue.send(update(*ski, n)).unwrap();
+            queue.send(TrustWrite::Learned(update(*ski, n))).unwrap();
         }
         drop(queue);
         writer.await.unwrap();
@@ -197,7 +281,7 @@ mod tests {
         ));
         let mut peer = PairedPeer::new(ski);
         peer.last_address = Some(SocketAddr::from(([192, 168, 1, 1], 4712)));
-        queue.send(peer.clone()).unwrap();
+        queue.send(TrustWrite::Learned(peer.clone())).unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
         stop.cancel();
         tokio::time::timeout(Duration::from_secs(10), writer)

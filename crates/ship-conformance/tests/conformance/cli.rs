@@ -55,7 +55,7 @@ async fn a_short_run_against_ship_hub_reports_json() {
     let recorder = common::Recorder::new();
     let hub = common::start(common::loopback_config(dut, "cli-dut", &recorder)).await;
     for (_, ski) in identities.trusted() {
-        hub.pair(ski, None).unwrap();
+        hub.pair(ski).unwrap();
     }
     let target = format!("{}@{}", hub.local_ski(), hub.local_addr());
     let out = tokio::process::Command::new(BIN)

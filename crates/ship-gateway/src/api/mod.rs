@@ -34,7 +34,6 @@ use ship_hub::ShipId;
 use ship_hub::hub::Hub;
 
 use crate::events::EventLog;
-use crate::store::LockedTrustStore;
 use auth::{Access, Auth, Peer, Verdict};
 use bus::EventBus;
 use conns::{ConnLimits, Conns};
@@ -101,7 +100,6 @@ const CONNECTION_BUFFER: usize = 16 * 1024;
 /// What every handler reaches.
 pub(crate) struct ApiState {
     pub(crate) hub: Hub,
-    pub(crate) trust: Arc<LockedTrustStore>,
     pub(crate) log: Arc<EventLog>,
     pub(crate) live: Arc<Live>,
     pub(crate) bus: Arc<EventBus>,

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use ship_hub::ShipId;
 use ship_hub::pairing_service::{DEFAULT_SETTLE_AFTER, PairingSecret};
 
-use super::routes::{address, blocking, check_name, parse, pin, ski};
+use super::routes::{address, blocking, check_name, parse, pin, ski, store_error};
 use super::{ApiError, ApiState};
 use crate::pairing_request::{MakeError, NewRequest, RequestView, next_words, parse_fingerprint};
 
@@ -89,42 +89,38 @@ async fn make_inner(state: Arc<ApiState>, request: Request) -> Result<Made, ApiE
         crate::api::auth::Access::Socket => "pair --pairing-service",
         _ => "pairing request over the HTTP API",
     };
-    let (requests, hub, trust) = (
-        state.pairing_request.clone(),
-        state.hub.clone(),
-        state.trust.clone(),
-    );
+    let (requests, hub) = (state.pairing_request.clone(), state.hub.clone());
     let view = blocking(move || {
-        requests
-            .make(&hub, &trust, new, by)
-            .map_err(|error| match error {
-                MakeError::NoMdns => ApiError::new(
-                    StatusCode::CONFLICT,
-                    "no_mdns",
-                    "this gateway runs without mDNS: the SHIP Pairing Service needs it; nothing \
+        requests.make(&hub, new, by).map_err(|error| match error {
+            MakeError::NoMdns => ApiError::new(
+                StatusCode::CONFLICT,
+                "no_mdns",
+                "this gateway runs without mDNS: the SHIP Pairing Service needs it; nothing \
                      was stored",
-                ),
-                MakeError::OwnSki(ski) => ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "own_ski",
-                    format!("{ski} is this gateway's own SKI"),
-                ),
-                MakeError::Pending(message) => {
-                    ApiError::new(StatusCode::CONFLICT, "request_pending", message)
-                }
-                MakeError::Store(message) => ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "store",
-                    format!("the request could not be stored: {message}"),
-                ),
-                MakeError::Hub(message) => ApiError::new(
-                    StatusCode::CONFLICT,
-                    "not_requested",
-                    format!("the request could not be announced: {message}"),
-                ),
-            })
+            ),
+            MakeError::OwnSki(ski) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "own_ski",
+                format!("{ski} is this gateway's own SKI"),
+            ),
+            MakeError::Pending(message) => {
+                ApiError::new(StatusCode::CONFLICT, "request_pending", message)
+            }
+            MakeError::Store(message) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "store",
+                format!("the request could not be stored: {message}"),
+            ),
+            MakeError::Hub(message) => ApiError::new(
+                StatusCode::CONFLICT,
+                "not_requested",
+                format!("the request could not be announced: {message}"),
+            ),
+        })
     })
     .await?;
+    // The pairing the request made is on disk before the answer says so.
+    state.hub.pairings_saved().await.map_err(store_error)?;
     state.live.end_cooling(&ski);
     Ok(Made {
         next: next_words(&state.hub, &view, address),

@@ -22,9 +22,7 @@ use ship_hub::{ShipId, Ski};
 
 use super::live::{PendingRequest, PinWait, RequestEnd, Via};
 use super::{ApiError, ApiState, auth, metrics};
-use crate::error::GatewayError;
 use crate::events::{Event, ServiceRow};
-use crate::store::LockedTrustStore;
 
 pub(crate) fn router(state: Arc<ApiState>) -> Router {
     Router::new()
@@ -197,7 +195,7 @@ pub(super) async fn parse<T: DeserializeOwned>(
     })
 }
 
-/// Runs blocking work (the trust store touches the disk) off the runtime's threads.
+/// Runs blocking work (files of the data directory) off the runtime's threads.
 pub(super) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -310,13 +308,7 @@ struct Counters {
 }
 
 async fn status(State(state): State<Arc<ApiState>>) -> Result<Json<Status>, ApiError> {
-    let trust = state.trust.clone();
-    let paired = blocking(move || {
-        use ship_hub::hub::TrustStore;
-        trust.load_all().map_err(store_error)
-    })
-    .await?
-    .len();
+    let paired = state.hub.pairings().len();
     let metrics = state.hub.metrics();
     Ok(Json(Status {
         ski: state.hub.local_ski().to_string(),
@@ -436,33 +428,39 @@ fn view(state: &ApiState, peer: &PairedPeer) -> PeerView {
 }
 
 async fn peers(State(state): State<Arc<ApiState>>) -> Result<Json<Vec<PeerView>>, ApiError> {
-    let trust = state.trust.clone();
-    let stored = blocking(move || {
-        use ship_hub::hub::TrustStore;
-        trust.load_all().map_err(store_error)
-    })
-    .await?;
-    Ok(Json(stored.iter().map(|p| view(&state, p)).collect()))
+    let paired = state.hub.pairings();
+    Ok(Json(paired.iter().map(|p| view(&state, p)).collect()))
 }
 
-/// Stores a pairing with its extras (SHIP ID, name, address, the PIN to send) and hands it to
-/// the hub, which dials it when it knows an address. Blocking (the store touches the disk).
-fn store_and_pair(
-    trust: &LockedTrustStore,
+/// Pairs through the hub with the extras that are given (SHIP ID, name, address, the PIN to
+/// send; what is not given keeps what is stored), which dials it when it knows an address, and
+/// waits until the pairing is on disk. Returns the pairing as the hub keeps it.
+async fn pair_with_extras(
     hub: &Hub,
     ski: Ski,
     ship_id: Option<ShipId>,
     name: Option<String>,
     address: Option<SocketAddr>,
     pin: Option<Pin>,
-) -> Result<PairedPeer, GatewayError> {
+) -> Result<PairedPeer, ApiError> {
+    let refused = |e: HubError| ApiError::new(StatusCode::CONFLICT, "not_paired", e.to_string());
     if ski == hub.local_ski() {
-        return Err(GatewayError::OwnSki(ski));
+        return Err(refused(HubError::OwnSki(ski)));
     }
-    // Store the extras first: pair_at hands the stored record to the peer's supervisor.
-    let peer = trust.store_pairing(ski, ship_id.clone(), name, address, pin)?;
-    hub.pair_at(ski, ship_id, address)?;
-    Ok(peer)
+    let mut peer = PairedPeer::new(ski);
+    peer.ship_id = ship_id;
+    peer.name = name;
+    peer.last_address = address;
+    peer.pin = pin;
+    hub.pair(peer).map_err(refused)?;
+    hub.pairings_saved().await.map_err(store_error)?;
+    hub.pairing(ski).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "not_paired",
+            format!("{ski} was unpaired at the same time"),
+        )
+    })
 }
 
 /// What a new pairing leads to, said as it will happen: a connection of the device that waited
@@ -612,7 +610,7 @@ async fn pair_inner(state: Arc<ApiState>, request: Request) -> Result<Paired, Ap
     let address = address(body.address).await?;
     check_name(body.name.as_deref())?;
     let pin = pin(body.pin)?;
-    let (trust, hub, name) = (state.trust.clone(), state.hub.clone(), body.name);
+    let name = body.name;
     // A pairing request of the device that waits is satisfied by this pairing: said first, so
     // that the terminal (if it asks about it) says what happened.
     let satisfied = state.live.is_pending(&ski);
@@ -620,18 +618,13 @@ async fn pair_inner(state: Arc<ApiState>, request: Request) -> Result<Paired, Ap
         state.live.decided(&ski, RequestEnd::Paired(via(&state)));
     }
     let given = pin.clone();
-    let peer = blocking(move || {
-        store_and_pair(&trust, &hub, ski, ship_id, name, address, pin).map_err(|e| match e {
-            GatewayError::TrustStore(e) => store_error(e),
-            other => ApiError::new(StatusCode::CONFLICT, "not_paired", other.to_string()),
-        })
-    })
-    .await
-    .inspect_err(|_| {
-        if satisfied {
-            state.live.undo(&ski);
-        }
-    })?;
+    let peer = pair_with_extras(&state.hub, ski, ship_id, name, address, pin)
+        .await
+        .inspect_err(|_| {
+            if satisfied {
+                state.live.undo(&ski);
+            }
+        })?;
     // A connection of the device that waits for this PIN gets it at once (else the hub keeps
     // it for the next connection; the stored one is used from then on).
     let mut pin_given = false;
@@ -663,25 +656,24 @@ async fn unpair(
     Path(text): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let ski = ski(&text)?;
-    let (trust, hub) = (state.trust.clone(), state.hub.clone());
+    if state.hub.pairing(ski).is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_paired",
+            format!("{ski} is not paired"),
+        ));
+    }
+    state
+        .hub
+        .unpair(ski)
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, "not_unpaired", e.to_string()))?;
     let requests = state.pairing_request.clone();
     blocking(move || {
-        use ship_hub::hub::TrustStore;
-        if trust.get(&ski).map_err(store_error)?.is_none() {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_paired",
-                format!("{ski} is not paired"),
-            ));
-        }
-        hub.unpair(ski).map_err(|e| match e {
-            HubError::TrustStore(e) => store_error(e),
-            other => ApiError::new(StatusCode::CONFLICT, "not_unpaired", other.to_string()),
-        })?;
         requests.unpaired(ski);
         Ok(())
     })
     .await?;
+    state.hub.pairings_saved().await.map_err(store_error)?;
     state.live.unpaired(&ski);
     state.log.emit(Event::Unpaired {
         ski: ski.to_string(),
@@ -841,23 +833,20 @@ async fn decide(
             },
         );
     }
-    let decided = blocking(move || {
-        let result = if accept {
-            hub.approve(ski)
-        } else {
-            hub.deny(ski)
-        };
-        result.map_err(|e| match e {
-            HubError::NoPendingRequest(_) => ApiError::new(
-                StatusCode::NOT_FOUND,
-                "no_request",
-                format!("no pairing request of {ski} waits (decided, or timed out)"),
-            ),
-            HubError::TrustStore(e) => store_error(e),
-            other => ApiError::new(StatusCode::CONFLICT, "not_decided", other.to_string()),
-        })
-    })
-    .await;
+    // Neither touches the disk: the hub stores an approval in the background.
+    let result = if accept {
+        hub.approve(ski)
+    } else {
+        hub.deny(ski)
+    };
+    let decided = result.map_err(|e| match e {
+        HubError::NoPendingRequest(_) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_request",
+            format!("no pairing request of {ski} waits (decided, or timed out)"),
+        ),
+        other => ApiError::new(StatusCode::CONFLICT, "not_decided", other.to_string()),
+    });
     if let Err(error) = decided {
         if pending {
             state.live.undo(&ski);
@@ -865,6 +854,8 @@ async fn decide(
         return Err(error);
     }
     if accept {
+        crate::hub_events::remember_announced_name(&state.hub, ski);
+        state.hub.pairings_saved().await.map_err(store_error)?;
         state.live.end_cooling(&ski);
         state.log.emit(Event::Paired {
             ski: ski.to_string(),

@@ -9,6 +9,7 @@
 //! The peers are library hubs in this process; loopback only.
 
 use crate::gateway_support;
+use ship_hub::hub::PairedPeer;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -135,7 +136,7 @@ async fn a_gateway_whose_stdout_is_never_read_keeps_serving_and_obeys_sigterm() 
     // Patient: held back by TCP flow control, it does not give up.
     config.timers.keepalive_timeout = Duration::from_secs(600);
     let a = start(config).await;
-    a.pair_at(gw, None, Some(address)).unwrap();
+    a.pair(PairedPeer::new(gw).with_address(address)).unwrap();
     assert!(a_rec.wait_for(WAIT, |s| *s == Seen::Connected(gw)).await);
     // Lines of ~100 bytes: a pipe buffer (64 KiB) holds some 600, the peer's budget (1 MiB at
     // 256 bytes of bookkeeping per message) some 3,800 more.
@@ -163,7 +164,7 @@ async fn a_gateway_whose_stdout_is_never_read_keeps_serving_and_obeys_sigterm() 
     let b_rec = Recorder::new();
     let b = start(loopback_config(b_id, "b", &b_rec)).await;
     let dialled = Instant::now();
-    b.pair_at(gw, None, Some(address)).unwrap();
+    b.pair(PairedPeer::new(gw).with_address(address)).unwrap();
     assert!(
         b_rec
             .wait_for(Duration::from_secs(20), |s| *s == Seen::Connected(gw))
@@ -322,7 +323,7 @@ async fn gateway_flood(peers: usize, secs: u64, line_ms: u64) -> (u64, u64, u64)
         // Patient senders: held back by TCP flow control for seconds, they do not give up.
         config.timers.keepalive_timeout = Duration::from_secs(600);
         let hub = start(config).await;
-        hub.pair_at(gw, None, Some(address)).unwrap();
+        hub.pair(PairedPeer::new(gw).with_address(address)).unwrap();
         hubs.push(hub);
         apps.push(app);
     }

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use gateway_support::{BIN, Running, assert_ok, gateway, ski_of, tempdir};
 use ship_conformance::identities::LISTENER;
 use ship_conformance::{Declarations, Target, ToolConfig, ToolIdentities, Verdict, run};
-use ship_hub::hub::Hub;
+use ship_hub::hub::{Hub, PairedPeer};
 use ship_hub::{ShipId, Ski};
 
 use ship_test_support::conformance_expect;
@@ -58,7 +58,11 @@ pub async fn hub_and_tool_with(
     let listen_addr = listener.local_addr().unwrap();
     for (name, ski) in identities.trusted() {
         let address = (name == LISTENER).then_some(listen_addr);
-        hub.pair_at(ski, None, address).expect("pair");
+        let peer = match address {
+            Some(address) => PairedPeer::new(ski).with_address(address),
+            None => PairedPeer::new(ski),
+        };
+        hub.pair(peer).expect("pair");
     }
     let mut tool = ToolConfig::new(identities);
     tool.target = Some(Target {

@@ -576,7 +576,8 @@ fn peer_supplied_mdns_names_are_escaped_in_discover_and_the_human_log() {
 /// private network namespace.
 #[test]
 #[ignore = "needs a private network namespace: run via .ci/test"]
-fn on_a_terminal_the_question_shows_the_announced_name_brand_and_model() {
+fn on_a_terminal_the_question_shows_the_announced_name_brand_and_model_and_approval_stores_the_name()
+ {
     let _turn = ship_test_support::common::MULTICAST.blocking_read();
     assert_private_namespace();
     let tmp = tempdir();
@@ -624,7 +625,30 @@ fn on_a_terminal_the_question_shows_the_announced_name_brand_and_model() {
         l.contains("Pairing request from Garage wallbox (TestBrand TestModel, EVSE) at")
     });
     a.wait_question(&b_ski);
-    a.answer("n\n");
+    a.answer("y\n");
+    a.wait_for("paired", |v| {
+        v["event"] == "paired" && v["ski"] == b_ski.as_str() && v["by"] == "prompt"
+    });
+    // The announced name is stored with the pairing (the hub writes it in the background).
+    let store = a_dir.join("pairings.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let stored_name = loop {
+        let text = std::fs::read_to_string(&store).unwrap_or_default();
+        let stored: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let name = stored["peers"]
+            .as_array()
+            .and_then(|peers| peers.iter().find(|p| p["ski"] == b_ski.as_str()))
+            .map(|p| p["name"].clone());
+        if name.as_ref().is_some_and(|n| !n.is_null()) || std::time::Instant::now() > deadline {
+            break name;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(
+        stored_name,
+        Some(Value::from("Garage wallbox")),
+        "{store:?}"
+    );
     let _ = b.kill();
     let _ = b.wait();
 }

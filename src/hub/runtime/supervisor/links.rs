@@ -94,11 +94,7 @@ impl Supervisor {
     fn auto_accept(&mut self) {
         let auto = self.pairing.is_none() && self.shared.auto_accept_pairs_at_once();
         if auto {
-            let peer = PairedPeer::new(self.ski);
-            match self.shared.trust.upsert(peer.clone()) {
-                Ok(()) => self.pairing = Some(peer),
-                Err(error) => tracing::warn!(%error, "auto-accept: could not store the pairing"),
-            }
+            self.pairing = Some(self.shared.pairings.change(self.ski, |_| {}));
         }
     }
 
@@ -313,56 +309,21 @@ impl Supervisor {
         self.schedule_dial();
     }
 
-    /// Stores the pairing the application accepted (or a provisional link's verified PIN
-    /// earned), off the runtime: through `Shared::store_approval`, the code `Hub::approve` uses.
+    /// Pairs the peer the application accepted (or whose provisional link's verified PIN earned
+    /// it), through `Shared::store_approval`, the code `Hub::approve` uses: in the hub's index
+    /// at once (the trust writer stores it in the background), then its waiting request is
+    /// approved, as after `Hub::approve`.
     pub(super) fn accept_now(&mut self) {
-        if self.accepting.is_some() {
-            return;
+        let peer = self
+            .shared
+            .store_approval(self.ski, self.peer_ship_id.clone());
+        self.paired(peer, false);
+        // A connection may have reached data exchange before the decision: remember where the
+        // peer was reached, as at completion.
+        if self.active_link().is_some() {
+            self.store_reached();
         }
-        let shared = self.shared.clone();
-        let (ski, ship_id) = (self.ski, self.peer_ship_id.clone());
-        self.accepting = Some(tokio::task::spawn_blocking(move || {
-            shared.store_approval(ski, ship_id)
-        }));
-    }
-
-    /// The accepted pairing is stored (then the peer is paired and its waiting request
-    /// approved, as after `Hub::approve`), or could not be (then nothing changes: the request
-    /// keeps waiting for `approve`/`deny` or the end of the hello wait).
-    pub(super) fn acceptance_stored(&mut self, stored: Result<PairedPeer, String>) {
-        self.accepting = None;
-        match stored {
-            Ok(peer) => {
-                self.paired(peer, false);
-                // A connection may have reached data exchange while the pairing was stored:
-                // remember where the peer was reached, as at completion.
-                if self.active_link().is_some() {
-                    self.store_reached();
-                }
-                self.publish_addresses();
-            }
-            Err(error) => {
-                tracing::error!(
-                    ski = %self.ski,
-                    %error,
-                    "accepted pairing not stored: the request keeps waiting for approve/deny"
-                );
-                // A connection that was trusted provisionally (auto-accept with a PIN) and sent
-                // the PIN is not left in data exchange unpaired: it closes, and its peer may
-                // try again.
-                if self.pairing.is_none() {
-                    let provisional: Vec<LinkId> = self
-                        .links
-                        .iter()
-                        .filter(|l| !l.awaiting_trust && l.guarded)
-                        .map(|l| l.id)
-                        .collect();
-                    for id in provisional {
-                        self.close_link(id, CloseReason::Unspecific);
-                    }
-                }
-            }
-        }
+        self.publish_addresses();
         self.refresh_visible();
     }
 
@@ -499,10 +460,11 @@ impl Supervisor {
             .push(CallbackEvent::ShipIdLearned(self.ski, ship_id));
     }
 
-    /// Persists a pairing update without blocking the runtime on the file system (the hub's
-    /// trust writer applies updates one at a time, in order).
+    /// Takes what the supervisor learnt about its paired peer into the hub's pairings (the
+    /// trust writer persists it in the background, in order; nothing if it was unpaired
+    /// meanwhile).
     pub(super) fn store(&self, peer: PairedPeer) {
-        self.shared.store_later(peer);
+        self.shared.pairings.learned(peer);
     }
 
     /// Link `id` ended. Unless a twin in data exchange lives on or a replacement is underway,
