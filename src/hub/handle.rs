@@ -340,7 +340,7 @@ impl Hub {
         let peer = self
             .shared
             .pairings
-            .change(ski, |stored| stored.take_given(given));
+            .change(ski, |stored| stored.merge(given));
         route(
             &self.shared,
             ski,

@@ -106,10 +106,10 @@ impl PairedPeer {
         self
     }
 
-    /// Takes into this stored record what `given` sets ([`crate::hub::Hub::pair`]): each field
-    /// that is set replaces the stored one, an empty one keeps it; `paired_by_service` stays
-    /// set once set.
-    pub(crate) fn take_given(&mut self, given: PairedPeer) {
+    /// Takes into this (stored) record what `given` sets, as [`crate::hub::Hub::pair`] does:
+    /// each field that is set replaces the stored one, an empty one keeps it;
+    /// `paired_by_service` stays set once set. The SKI stays this record's.
+    pub fn merge(&mut self, given: PairedPeer) {
         let PairedPeer {
             ski: _,
             ship_id,

@@ -360,36 +360,6 @@ fn the_request_is_pending_before_the_application_is_asked() {
     });
 }
 
-/// A trust store that refuses every write.
-#[derive(Default)]
-struct ReadOnly(MemoryTrustStore);
-
-impl TrustStore for ReadOnly {
-    fn load_all(&self) -> Result<Vec<PairedPeer>, TrustStoreError> {
-        self.0.load_all()
-    }
-    fn get(&self, ski: &Ski) -> Result<Option<PairedPeer>, TrustStoreError> {
-        self.0.get(ski)
-    }
-    fn upsert(&self, _: PairedPeer) -> Result<(), TrustStoreError> {
-        Err(TrustStoreError::Io {
-            path: "read-only".into(),
-            operation: "write",
-            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
-        })
-    }
-    fn remove(&self, ski: &Ski) -> Result<bool, TrustStoreError> {
-        self.0.remove(ski)
-    }
-    fn update_existing(
-        &self,
-        skis: &[Ski],
-        update: &mut dyn FnMut(&mut PairedPeer),
-    ) -> Result<(), TrustStoreError> {
-        self.0.update_existing(skis, update)
-    }
-}
-
 /// An acceptance whose write fails still pairs the peer (the hub's pairings are in memory;
 /// admission and approval never wait for the disk): it connects, and the failed write is
 /// reported, with the store's error, to the next `pairings_saved`.
@@ -403,7 +373,9 @@ fn accept_now_with_a_store_that_fails_pairs_and_reports_the_failed_write() {
         *rb.decision.lock().unwrap() = Some(PairingDecision::Accept);
         let a = start(lan_config(&net, 1, ida, &ra)).await;
         let mut cb = lan_config(&net, 2, idb, &rb);
-        cb.trust_store = Arc::new(ReadOnly::default());
+        cb.trust_store = Arc::new(ship_test_support::stores::TestStore::failing_upserts(
+            "read-only",
+        ));
         let b = start(cb).await;
         a.pair(PairedPeer::new(b_ski).with_address(lan_addr(2)))
             .unwrap();
@@ -440,7 +412,9 @@ fn a_verified_pin_under_auto_accept_pairs_even_when_the_write_fails() {
         ca.default_peer_pin = Some(pin.clone());
         let a = start(ca).await;
         let mut cb = lan_config(&net, 2, idb, &rb);
-        cb.trust_store = Arc::new(ReadOnly::default());
+        cb.trust_store = Arc::new(ship_test_support::stores::TestStore::failing_upserts(
+            "read-only",
+        ));
         cb.auto_accept = true;
         cb.pin_requirement = PinRequirement::Required(pin);
         let b = start(cb).await;

@@ -2,72 +2,16 @@
 //! wait for the trust store, which is written in the background, in order; `pairings_saved`
 //! waits for the disk and reports a store that failed. Real loopback sockets.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ship_hub::Ski;
 use ship_hub::hub::{HubError, MemoryTrustStore, PairedPeer, TrustStore, TrustStoreError};
 use ship_test_support::common::{Recorder, Seen, identity, loopback_config, start};
+use ship_test_support::stores::TestStore;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// A trust store that, after the hub loaded it, blocks every call until its gate opens (a
-/// disk that hangs), and counts the reads the hub makes.
-#[derive(Default)]
-struct GatedStore {
-    inner: MemoryTrustStore,
-    open: Mutex<bool>,
-    opened: Condvar,
-    reads: AtomicUsize,
-    loads: AtomicUsize,
-}
-
-impl GatedStore {
-    fn wait(&self) {
-        let mut open = self.open.lock().unwrap();
-        while !*open {
-            open = self.opened.wait(open).unwrap();
-        }
-    }
-
-    fn open(&self) {
-        *self.open.lock().unwrap() = true;
-        self.opened.notify_all();
-    }
-}
-
-impl TrustStore for GatedStore {
-    fn load_all(&self) -> Result<Vec<PairedPeer>, TrustStoreError> {
-        self.loads.fetch_add(1, Ordering::SeqCst);
-        self.inner.load_all()
-    }
-
-    fn get(&self, ski: &Ski) -> Result<Option<PairedPeer>, TrustStoreError> {
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        self.wait();
-        self.inner.get(ski)
-    }
-
-    fn upsert(&self, peer: PairedPeer) -> Result<(), TrustStoreError> {
-        self.wait();
-        self.inner.upsert(peer)
-    }
-
-    fn remove(&self, ski: &Ski) -> Result<bool, TrustStoreError> {
-        self.wait();
-        self.inner.remove(ski)
-    }
-
-    fn update_existing(
-        &self,
-        skis: &[Ski],
-        update: &mut dyn FnMut(&mut PairedPeer),
-    ) -> Result<(), TrustStoreError> {
-        self.wait();
-        self.inner.update_existing(skis, update)
-    }
-}
 
 /// With the store hanging from the start on: a peer paired before the start is admitted and
 /// connects, a new peer's request is approved and it connects, another is paired and unpaired;
@@ -77,7 +21,7 @@ impl TrustStore for GatedStore {
 async fn admission_routing_and_approve_never_wait_for_a_hanging_trust_store() {
     let known = identity("known");
     let newcomer = identity("newcomer");
-    let store = Arc::new(GatedStore::default());
+    let store = Arc::new(TestStore::hanging());
     store.inner.upsert(PairedPeer::new(known.ski())).unwrap();
     let rec = Recorder::new();
     rec.let_wait.store(true, Ordering::SeqCst);
@@ -124,8 +68,8 @@ async fn admission_routing_and_approve_never_wait_for_a_hanging_trust_store() {
     assert_eq!(hub.pairing(gone), None);
 
     // Nothing reached the disk yet, and nothing waited for it.
-    assert_eq!(store.reads.load(Ordering::SeqCst), 0, "a read after start");
-    assert_eq!(store.loads.load(Ordering::SeqCst), 1);
+    assert_eq!(store.reads(), 0, "a read after start");
+    assert_eq!(store.loads(), 1);
     assert_eq!(store.inner.get(&n_ski).unwrap(), None);
     let saved = tokio::spawn({
         let hub = hub.clone();
@@ -142,46 +86,10 @@ async fn admission_routing_and_approve_never_wait_for_a_hanging_trust_store() {
     );
     assert_eq!(store.inner.get(&gone).unwrap(), None, "unpair stored last");
     assert!(store.inner.get(&k_ski).unwrap().is_some());
-    assert_eq!(store.reads.load(Ordering::SeqCst), 0);
+    assert_eq!(store.reads(), 0);
     k.shutdown().await;
     n.shutdown().await;
     hub.shutdown().await;
-}
-
-/// A trust store whose writes fail.
-#[derive(Default)]
-struct FailingStore {
-    inner: MemoryTrustStore,
-}
-
-impl TrustStore for FailingStore {
-    fn load_all(&self) -> Result<Vec<PairedPeer>, TrustStoreError> {
-        self.inner.load_all()
-    }
-
-    fn get(&self, ski: &Ski) -> Result<Option<PairedPeer>, TrustStoreError> {
-        self.inner.get(ski)
-    }
-
-    fn upsert(&self, _peer: PairedPeer) -> Result<(), TrustStoreError> {
-        Err(TrustStoreError::Io {
-            path: "/nowhere/pairings.json".into(),
-            operation: "write",
-            source: std::io::Error::from(std::io::ErrorKind::StorageFull),
-        })
-    }
-
-    fn remove(&self, ski: &Ski) -> Result<bool, TrustStoreError> {
-        self.inner.remove(ski)
-    }
-
-    fn update_existing(
-        &self,
-        skis: &[Ski],
-        update: &mut dyn FnMut(&mut PairedPeer),
-    ) -> Result<(), TrustStoreError> {
-        self.inner.update_existing(skis, update)
-    }
 }
 
 /// A failed write keeps the pairing in the hub's memory, is reported to the next
@@ -190,7 +98,7 @@ impl TrustStore for FailingStore {
 async fn a_failed_write_is_reported_to_the_next_waiter_once() {
     let rec = Recorder::new();
     let mut config = loopback_config(identity("hub"), "hub", &rec);
-    config.trust_store = Arc::new(FailingStore::default());
+    config.trust_store = Arc::new(TestStore::failing_upserts("/nowhere/pairings.json"));
     let hub = start(config).await;
     let ski = Ski::from_bytes([0x42; 20]);
     hub.pair(PairedPeer::new(ski).with_name("Heat pump"))

@@ -138,20 +138,12 @@ impl LockedTrustStore {
         address: Option<std::net::SocketAddr>,
         pin: Option<ship_hub::protocol::Pin>,
     ) -> Result<PairedPeer, TrustStoreError> {
-        self.merge(ski, |peer| {
-            if ship_id.is_some() {
-                peer.ship_id = ship_id;
-            }
-            if name.is_some() {
-                peer.name = name;
-            }
-            if address.is_some() {
-                peer.last_address = address;
-            }
-            if pin.is_some() {
-                peer.pin = pin;
-            }
-        })
+        let mut given = PairedPeer::new(ski);
+        given.ship_id = ship_id;
+        given.name = name;
+        given.last_address = address;
+        given.pin = pin;
+        self.merge(ski, |peer| peer.merge(given))
     }
 
     /// Adds or updates a pairing, keeping what is already stored where `update` leaves a field

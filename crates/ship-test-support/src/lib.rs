@@ -10,11 +10,13 @@
 //! * [`discovery_spoof`]: an mDNS spoofer that registers thousands of `_ship._tcp` services.
 //! * [`conformance_expect`]: what a ship-conformance run against ship-hub must report.
 //! * [`pin_attack`]: a PIN guesser that makes a new key every few guesses (loopback only).
+//! * [`stores`]: a trust store that hangs or fails its writes on demand.
 
 pub mod common;
 pub mod conformance_expect;
 pub mod discovery_spoof;
 pub mod harness;
 pub mod pin_attack;
+pub mod stores;
 
 pub use ship_conformance::AcceptAnything;

@@ -403,9 +403,7 @@ pub(crate) fn claim(shared: &Arc<Shared>, ski: Ski, certificate: &[u8]) -> bool 
     let Some(pending) = state.pending.take() else {
         return false;
     };
-    let peer = shared
-        .pairings
-        .change(ski, |stored| stored.take_given(peer));
+    let peer = shared.pairings.change(ski, |stored| stored.merge(peer));
     let displaced = state.unit.replace(ski).filter(|old| *old != ski);
     state.unit_connected = false;
     state.unit_last_exchange = service.now();
