@@ -37,6 +37,7 @@ use crate::discovery::VisibleService;
 use crate::hub::errors::{DialError, DisconnectReason};
 use crate::hub::metrics::{AdmissionCap, FailureCause};
 use crate::hub::runtime::inbound::{Delivery, InboundTotal};
+use crate::hub::trust::TrustStoreError;
 use crate::protocol::{CloseCause, ConnectionState, DetailedState, Pin};
 use crate::{ShipId, Ski};
 
@@ -401,6 +402,14 @@ pub trait Callbacks: Send + Sync + 'static {
     fn admission_refused(&self, refusal: &AdmissionRefusal) {
         let _ = refusal;
     }
+
+    /// The hub could not write its pairing changes to the trust store (the disk is full, read
+    /// only, gone). The pairings stay in effect in the hub's memory and are written with their
+    /// next change; until then a restart loses them: say so to a person. Once per failed
+    /// batch of writes (see [`crate::hub::Hub::pairings_saved`]).
+    fn trust_store_failed(&self, error: &TrustStoreError) {
+        let _ = error;
+    }
 }
 
 /// Callbacks that do nothing and refuse every pairing request.
@@ -503,6 +512,8 @@ pub enum HubEvent {
     AdmissionRefused(AdmissionRefusal),
     /// [`Callbacks::pairing_service`].
     PairingService(crate::hub::PairingServiceEvent),
+    /// [`Callbacks::trust_store_failed`].
+    TrustStoreFailed(Arc<TrustStoreError>),
     /// The stream was not read fast enough: this many events (never data) were dropped
     /// before this one ([`crate::hub::Limits::max_queued_events`]). Read the current state from the
     /// [`crate::hub::Hub`] (`connection_state`, `connected_peers`, `visible_services`).
@@ -625,6 +636,7 @@ pub(crate) enum CallbackEvent {
     VisibleServices(Vec<VisibleService>),
     AdmissionRefused(AdmissionRefusal),
     PairingService(crate::hub::PairingServiceEvent),
+    TrustStoreFailed(Arc<TrustStoreError>),
     /// A new event stream: it gets every event queued after this.
     Subscribe(Subscriber),
     /// The hub shut down: deliver what is queued before this, then end the thread.
@@ -764,6 +776,10 @@ fn dispatch(callbacks: &dyn Callbacks, event: CallbackEvent, streams: bool) -> O
         CallbackEvent::PairingService(event) => {
             guarded(|| callbacks.pairing_service(&event));
             streams.then_some(HubEvent::PairingService(event))
+        }
+        CallbackEvent::TrustStoreFailed(error) => {
+            guarded(|| callbacks.trust_store_failed(&error));
+            streams.then_some(HubEvent::TrustStoreFailed(error))
         }
         CallbackEvent::Subscribe(_) | CallbackEvent::Stop => None,
     }

@@ -198,12 +198,16 @@ impl Hub {
                 .tracker
                 .spawn(sightings::follow(shared.clone(), discovery, events));
         }
+        let reports = shared.callbacks.clone();
         shared.tracker.spawn(super::trust::writer::run(
             shared.config.trust_store.clone(),
             trust_queue,
             shared.stop.clone(),
             shared.config.timers.last_seen_write_interval,
             shared.config.timers.trust_write_delay,
+            move |error: &super::trust::TrustStoreError| {
+                reports.push(CallbackEvent::TrustStoreFailed(Arc::new(error.duplicate())));
+            },
         ));
         for peer in paired {
             if peer.ski == local_ski {

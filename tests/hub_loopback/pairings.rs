@@ -93,13 +93,13 @@ async fn admission_routing_and_approve_never_wait_for_a_hanging_trust_store() {
 }
 
 /// A failed write keeps the pairing in the hub's memory, is reported to the next
-/// `pairings_saved` (with the file), once.
+/// `pairings_saved` (with the file), once, and to the application as an event.
 #[tokio::test]
-async fn a_failed_write_is_reported_to_the_next_waiter_once() {
+async fn a_failed_write_is_reported_to_the_next_waiter_once_and_as_an_event() {
     let rec = Recorder::new();
     let mut config = loopback_config(identity("hub"), "hub", &rec);
     config.trust_store = Arc::new(TestStore::failing_upserts("/nowhere/pairings.json"));
-    let hub = start(config).await;
+    let (hub, mut events) = ship_hub::hub::Hub::start_with_events(config).await.unwrap();
     let ski = Ski::from_bytes([0x42; 20]);
     hub.pair(PairedPeer::new(ski).with_name("Heat pump"))
         .unwrap();
@@ -114,6 +114,21 @@ async fn a_failed_write_is_reported_to_the_next_waiter_once() {
         other => panic!("{other:?}"),
     }
     hub.pairings_saved().await.expect("reported once");
+    let reported = tokio::time::timeout(WAIT, async {
+        loop {
+            match events.next().await {
+                Some(ship_hub::hub::HubEvent::TrustStoreFailed(error)) => break error,
+                Some(_) => {}
+                None => panic!("the stream ended without the failure"),
+            }
+        }
+    })
+    .await
+    .expect("the failure is an event");
+    assert_eq!(
+        reported.path(),
+        std::path::Path::new("/nowhere/pairings.json")
+    );
     hub.shutdown().await;
     assert!(matches!(
         hub.pairings_saved().await,

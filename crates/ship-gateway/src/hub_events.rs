@@ -282,6 +282,13 @@ impl Follower {
             HubEvent::VisibleServices(services) => self.visible_services_changed(&services),
             HubEvent::AdmissionRefused(refusal) => self.admission_refused(&refusal),
             HubEvent::PairingService(event) => self.pairing_service(&event),
+            HubEvent::TrustStoreFailed(error) => self.log.emit(Event::Warning {
+                message: format!(
+                    "the pairings could not be saved: {error}. They stay in effect while the \
+                     gateway runs and are saved with their next change; a restart before that \
+                     loses them"
+                ),
+            }),
             // Never with the gateway's unbounded stream; said should it ever happen.
             HubEvent::Lagged { missed } => self.log.emit(Event::Warning {
                 message: format!(

@@ -72,7 +72,7 @@ impl Batch {
 /// once a change arrives, everything that arrives within `delay` goes into the same batch (the
 /// latest learnt update per SKI, so learnt updates rewrite a file store about once per delay).
 /// A batch someone waits for ([`TrustWrite::Saved`]) is applied at once. A failed write is
-/// logged and given to the next waiter. Ends at shutdown once the queue is empty; at shutdown
+/// logged, given to `report` (the application's `trust_store_failed`) and to the next waiter. Ends at shutdown once the queue is empty; at shutdown
 /// a pending batch is applied at once.
 pub(crate) async fn run(
     trust: Arc<dyn TrustStore>,
@@ -80,6 +80,7 @@ pub(crate) async fn run(
     stop: CancellationToken,
     last_seen_interval: Duration,
     delay: Duration,
+    report: impl Fn(&TrustStoreError) + Send + 'static,
 ) {
     let mut failed: Option<TrustStoreError> = None;
     loop {
@@ -121,6 +122,7 @@ pub(crate) async fn run(
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
                 tracing::warn!(%error, "could not update the trust store");
+                report(&error);
                 failed.get_or_insert(error);
             }
             Err(error) => tracing::warn!(%error, "trust store update panicked"),
@@ -239,6 +241,7 @@ mod tests {
             CancellationToken::new(),
             Duration::from_secs(600),
             Duration::from_secs(5),
+            |_: &TrustStoreError| {},
         ));
         let update = |ski: Ski, n: usize| {
             let mut peer = PairedPeer::new(ski);
@@ -278,6 +281,7 @@ mod tests {
             stop.clone(),
             Duration::from_secs(600),
             Duration::from_secs(3600),
+            |_: &TrustStoreError| {},
         ));
         let mut peer = PairedPeer::new(ski);
         peer.last_address = Some(SocketAddr::from(([192, 168, 1, 1], 4712)));
