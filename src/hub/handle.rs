@@ -362,7 +362,12 @@ impl Hub {
             sightings::prefer_paired(&self.shared, discovery);
         }
         if let Some(address) = address {
-            self.add_address(ski, address)?;
+            // Checked above: routed as `add_address` routes it.
+            route(
+                &self.shared,
+                ski,
+                Command::StaticAddress(address, DEFAULT_SHIP_PATH.to_owned()),
+            )?;
         }
         Ok(())
     }

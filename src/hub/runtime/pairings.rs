@@ -61,12 +61,7 @@ impl Pairings {
     pub(crate) fn change(&self, ski: Ski, change: impl FnOnce(&mut PairedPeer)) -> PairedPeer {
         let mut peers = lock(&self.peers);
         let peer = peers.entry(ski).or_insert_with(|| PairedPeer::new(ski));
-        change(peer);
-        peer.ski = ski;
-        let peer = peer.clone();
-        // Queued under the lock: the writer sees the changes in the index's order.
-        let _ = self.writes.send(TrustWrite::Store(peer.clone()));
-        peer
+        self.store(ski, peer, change)
     }
 
     /// Changes the pairing of `ski` with `change` if `ski` is paired (never pairs it), and
@@ -78,11 +73,22 @@ impl Pairings {
     ) -> Option<PairedPeer> {
         let mut peers = lock(&self.peers);
         let peer = peers.get_mut(&ski)?;
+        Some(self.store(ski, peer, change))
+    }
+
+    /// Applies `change` to `peer` (the record of `ski`, under the index's lock) and queues it:
+    /// under the lock, so the writer sees the changes in the index's order.
+    fn store(
+        &self,
+        ski: Ski,
+        peer: &mut PairedPeer,
+        change: impl FnOnce(&mut PairedPeer),
+    ) -> PairedPeer {
         change(peer);
         peer.ski = ski;
         let peer = peer.clone();
         let _ = self.writes.send(TrustWrite::Store(peer.clone()));
-        Some(peer)
+        peer
     }
 
     /// Removes the pairing of `ski` and queues the removal; returns whether it was paired.
@@ -103,18 +109,12 @@ impl Pairings {
         let Some(peer) = peers.get_mut(&update.ski) else {
             return;
         };
-        if update.ship_id.is_some() {
-            peer.ship_id.clone_from(&update.ship_id);
-        }
-        if update.last_address.is_some() {
-            peer.last_address = update.last_address;
-        }
-        if update.pin.is_some() {
-            peer.pin.clone_from(&update.pin);
-        }
-        if update.last_seen.is_some() {
-            peer.last_seen = update.last_seen;
-        }
+        // The learnt fields only: the name and `paired_by_service` are not the supervisor's.
+        peer.merge(PairedPeer {
+            name: None,
+            paired_by_service: false,
+            ..update.clone()
+        });
         let _ = self.writes.send(TrustWrite::Learned(update));
     }
 

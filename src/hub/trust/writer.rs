@@ -72,8 +72,8 @@ impl Batch {
 /// once a change arrives, everything that arrives within `delay` goes into the same batch (the
 /// latest learnt update per SKI, so learnt updates rewrite a file store about once per delay).
 /// A batch someone waits for ([`TrustWrite::Saved`]) is applied at once. A failed write is
-/// logged, given to `report` (the application's `trust_store_failed`) and to the next waiter. Ends at shutdown once the queue is empty; at shutdown
-/// a pending batch is applied at once.
+/// logged, given to `report` (the application's `trust_store_failed`) and to the next waiter.
+/// Ends at shutdown once the queue is empty; at shutdown a pending batch is applied at once.
 pub(crate) async fn run(
     trust: Arc<dyn TrustStore>,
     mut queue: mpsc::UnboundedReceiver<TrustWrite>,

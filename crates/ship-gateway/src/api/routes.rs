@@ -444,9 +444,6 @@ async fn pair_with_extras(
     pin: Option<Pin>,
 ) -> Result<PairedPeer, ApiError> {
     let refused = |e: HubError| ApiError::new(StatusCode::CONFLICT, "not_paired", e.to_string());
-    if ski == hub.local_ski() {
-        return Err(refused(HubError::OwnSki(ski)));
-    }
     let mut peer = PairedPeer::new(ski);
     peer.ship_id = ship_id;
     peer.name = name;
