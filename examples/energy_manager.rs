@@ -23,7 +23,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use clap::Parser;
-use ship_hub::hub::{Callbacks, DisconnectReason, Hub, HubConfig, PairingDecision, PairingRequest};
+use ship_hub::hub::{Callbacks, EndCause, Hub, HubConfig, PairingDecision, PairingRequest};
 use ship_hub::identity::{CertificateSubject, Identity};
 use ship_hub::{ShipId, Ski};
 
@@ -90,7 +90,7 @@ impl Callbacks for Manager {
         println!("device {ski} connected (SHIP ID {id})");
     }
 
-    fn disconnected(&self, ski: Ski, reason: &DisconnectReason) {
+    fn disconnected(&self, ski: Ski, reason: &EndCause) {
         println!("device {ski} disconnected: {reason}");
     }
 

@@ -65,10 +65,10 @@ async fn main() {
                 HubEvent::StateChanged {
                     ski,
                     state,
-                    detail: StateDetail { error, .. },
+                    detail: StateDetail { failure, .. },
                     ..
-                } => match error {
-                    Some(error) => println!("{ski}: {state:?} ({error})"),
+                } => match failure {
+                    Some(failure) => println!("{ski}: {state:?} ({failure})"),
                     None => println!("{ski}: {state:?}"),
                 },
                 HubEvent::PairingRequested { request, .. } => {

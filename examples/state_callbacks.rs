@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use ship_hub::discovery::VisibleService;
 use ship_hub::hub::{
-    Callbacks, DisconnectReason, Hub, HubConfig, PairingDecision, PairingRequest, StateDetail,
+    Callbacks, EndCause, Hub, HubConfig, PairingDecision, PairingRequest, StateDetail,
 };
 use ship_hub::identity::{CertificateSubject, Identity};
 use ship_hub::protocol::ConnectionState;
@@ -63,8 +63,8 @@ impl Printer {
 
 impl Callbacks for Printer {
     fn state_changed(&self, ski: Ski, state: ConnectionState, detail: &StateDetail) {
-        match (&detail.detailed, &detail.error) {
-            (_, Some(error)) => self.say(Some(ski), format_args!("state {state:?}: {error}")),
+        match (&detail.detailed, &detail.failure) {
+            (_, Some(failure)) => self.say(Some(ski), format_args!("state {state:?}: {failure}")),
             (Some(detailed), None) => {
                 self.say(Some(ski), format_args!("state {state:?} ({detailed:?})"))
             }
@@ -77,7 +77,7 @@ impl Callbacks for Printer {
         let _ = self.milestones.send(Milestone::Connected(self.node));
     }
 
-    fn disconnected(&self, ski: Ski, reason: &DisconnectReason) {
+    fn disconnected(&self, ski: Ski, reason: &EndCause) {
         self.say(Some(ski), format_args!("disconnected: {reason}"));
         let _ = self.milestones.send(Milestone::Disconnected(self.node));
     }

@@ -33,7 +33,7 @@ pub use ship_proto::{pairing_service, protocol, qr, ship_id, ski, text};
 
 // What an embedder uses first, at the root: `use ship_hub::{Hub, HubConfig, ...}`.
 pub use hub::{
-    Callbacks, DecideLater, DisconnectReason, FileTrustStore, Hub, HubConfig, HubError, HubEvent,
+    Callbacks, DecideLater, EndCause, FileTrustStore, Hub, HubConfig, HubError, HubEvent,
     HubEvents, MemoryTrustStore, NoCallbacks, PairedPeer, PairingDecision, PairingRequest,
     StateDetail, TrustStore,
 };

@@ -34,11 +34,11 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::discovery::VisibleService;
-use crate::hub::errors::{DialError, DisconnectReason};
-use crate::hub::metrics::{AdmissionCap, FailureCause};
+use crate::hub::errors::EndCause;
+use crate::hub::metrics::AdmissionCap;
 use crate::hub::runtime::inbound::{Delivery, InboundTotal};
 use crate::hub::trust::TrustStoreError;
-use crate::protocol::{CloseCause, ConnectionState, DetailedState, Pin};
+use crate::protocol::{ConnectionState, DetailedState, Pin};
 use crate::{ShipId, Ski};
 
 /// Extra information with a state change.
@@ -49,117 +49,8 @@ pub struct StateDetail {
     /// where there is one.
     pub detailed: Option<DetailedState>,
     /// For [`ConnectionState::Error`] and [`ConnectionState::RemoteDeniedTrust`]: what happened,
-    /// in words for people. Match on [`StateDetail::failure`] instead.
-    pub error: Option<String>,
-    /// For [`ConnectionState::Error`] and [`ConnectionState::RemoteDeniedTrust`]: what happened,
-    /// typed.
-    pub failure: Option<Failure>,
-}
-
-/// What ended a dial or a connection, typed ([`StateDetail::failure`]).
-///
-/// Two values are equal when they are the same kind with equal contents; two dial failures are
-/// equal only when they are the same failure (the same `Arc`), as transport errors carry
-/// operating-system and TLS errors that cannot be compared.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum Failure {
-    /// A dial failed before SHIP began: no address, the connection cap, TCP, TLS or WebSocket.
-    Dial(Arc<DialError>),
-    /// The SHIP connection ended with this cause (a protocol error or a timeout).
-    Protocol(crate::protocol::CloseCause),
-    /// The handshake ended while we waited in hello for the peer to confirm trust
-    /// ([`ConnectionState::RemoteDeniedTrust`]), with this cause: an explicit denial
-    /// ([`crate::protocol::CloseCause::RemoteDeniedTrust`], hello `aborted`), or no answer: the
-    /// peer closed ([`crate::protocol::CloseCause::RemoteClosed`]) or vanished
-    /// ([`crate::protocol::CloseCause::TransportClosed`]).
-    Hello(crate::protocol::CloseCause),
-    /// No pong within the keepalive timeout.
-    KeepaliveTimeout,
-    /// Closed because the application did not consume the peer's data
-    /// ([`crate::hub::Limits::max_inbound_stall`]).
-    Backpressure,
-    /// The handshake did not reach data exchange within
-    /// [`crate::hub::Limits::handshake_deadline`].
-    HandshakeDeadline,
-}
-
-impl PartialEq for Failure {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (Failure::Dial(a), Failure::Dial(b)) => Arc::ptr_eq(a, b),
-            (Failure::Protocol(a), Failure::Protocol(b))
-            | (Failure::Hello(a), Failure::Hello(b)) => a == b,
-            (Failure::KeepaliveTimeout, Failure::KeepaliveTimeout)
-            | (Failure::Backpressure, Failure::Backpressure)
-            | (Failure::HandshakeDeadline, Failure::HandshakeDeadline) => true,
-            _ => false,
-        }
-    }
-}
-
-impl Eq for Failure {}
-
-impl Failure {
-    /// The state the application sees for it: RemoteDeniedTrust for the end of hello and for a
-    /// denial, Error otherwise.
-    pub(crate) fn state(&self) -> ConnectionState {
-        match self {
-            Failure::Hello(_) => ConnectionState::RemoteDeniedTrust,
-            Failure::Protocol(cause) if cause.is_remote_denied_trust() => {
-                ConnectionState::RemoteDeniedTrust
-            }
-            _ => ConnectionState::Error,
-        }
-    }
-
-    /// What the metrics count it as; only an explicit denial is a trust denial.
-    pub(crate) fn metric(&self) -> FailureCause {
-        match self {
-            Failure::Dial(error) => error.cause(),
-            Failure::Hello(cause) | Failure::Protocol(cause) if cause.is_remote_denied_trust() => {
-                FailureCause::TrustDenied
-            }
-            Failure::Hello(CloseCause::RemoteClosed { .. } | CloseCause::TransportClosed)
-            | Failure::KeepaliveTimeout => FailureCause::Other,
-            Failure::Protocol(cause) if cause.is_timeout() => FailureCause::HandshakeTimeout,
-            Failure::Hello(_) | Failure::Protocol(_) => FailureCause::Protocol,
-            Failure::Backpressure => FailureCause::Backpressure,
-            Failure::HandshakeDeadline => FailureCause::HandshakeTimeout,
-        }
-    }
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::Dial(error) => write!(f, "{error}"),
-            Failure::Protocol(cause) => write!(f, "{cause}"),
-            Failure::Hello(CloseCause::RemoteDeniedTrust) => f.write_str(
-                "the other device refused to trust us (hello aborted: its user or its policy \
-                 said no)",
-            ),
-            Failure::Hello(CloseCause::RemoteClosed { reason }) => write!(
-                f,
-                "the other device closed the connection ({}) before confirming trust: no \
-                 answer, not a refusal",
-                reason
-                    .as_ref()
-                    .map_or("no reason given".to_owned(), ToString::to_string)
-            ),
-            Failure::Hello(CloseCause::TransportClosed) => f.write_str(
-                "the connection was lost while we waited for the other device to confirm \
-                 trust: no answer, not a refusal (it may have crashed, restarted or lost its \
-                 network)",
-            ),
-            Failure::Hello(other) => write!(f, "{other}"),
-            Failure::KeepaliveTimeout => f.write_str("no pong within the keepalive timeout"),
-            Failure::Backpressure => f.write_str(
-                "closed for backpressure: the application did not consume the peer's data",
-            ),
-            Failure::HandshakeDeadline => f.write_str("handshake deadline passed"),
-        }
-    }
+    /// typed. Its `Display` says it in words for people (`failure.to_string()`).
+    pub failure: Option<EndCause>,
 }
 
 /// What the hub knows about a peer that asks to be trusted.
@@ -321,7 +212,7 @@ pub trait Callbacks: Send + Sync + 'static {
     }
 
     /// `ski`, previously reported as connected, has no connection in data exchange any more.
-    fn disconnected(&self, ski: Ski, reason: &DisconnectReason) {
+    fn disconnected(&self, ski: Ski, reason: &EndCause) {
         let _ = (ski, reason);
     }
 
@@ -463,7 +354,7 @@ pub enum HubEvent {
         /// The peer.
         ski: Ski,
         /// Why.
-        reason: DisconnectReason,
+        reason: EndCause,
     },
     /// [`Callbacks::pairing_requested`], with the answer the callbacks gave: with
     /// [`PairingDecision::Ask`] (see [`DecideLater`]) the request waits for
@@ -626,7 +517,7 @@ impl Subscriber {
 pub(crate) enum CallbackEvent {
     StateChanged(Ski, ConnectionState, StateDetail),
     Connected(Ski, Option<ShipId>),
-    Disconnected(Ski, DisconnectReason),
+    Disconnected(Ski, EndCause),
     PairingRequested(PairingRequest, oneshot::Sender<PairingDecision>),
     DataReceived(Delivery),
     ShipIdLearned(Ski, ShipId),

@@ -118,7 +118,7 @@ pub struct Limits {
     /// How long a connection may be left unread because its peer's inbound budget is used up,
     /// counted from when a keepalive ping of ours went out unanswered (or from when reading
     /// stopped, if later), before it is closed with
-    /// [`crate::hub::DisconnectReason::Backpressure`]: the peer's pong (or its close) cannot be
+    /// [`crate::hub::EndCause::Backpressure`]: the peer's pong (or its close) cannot be
     /// seen behind unread data, and an application that consumes nothing for this long cannot
     /// serve the peer. While the application makes progress the link reads again and the
     /// keepalive is not held against the peer for the time it was not read. Default 60 s (the

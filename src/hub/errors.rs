@@ -1,7 +1,7 @@
-//! How things go wrong, as the application hears it: why a dial failed ([`DialError`]), why a
-//! connected peer is no longer connected ([`DisconnectReason`]) and what a [`crate::hub::Hub`]
-//! method refuses ([`HubError`]). A leaf of the hub: these types name nothing else of it except
-//! the trust store's and the metrics' own types.
+//! How things go wrong, as the application hears it: why a dial or a connection ended
+//! ([`EndCause`], with a failed dial's [`DialError`]), what a [`crate::hub::Hub`] method refuses
+//! ([`HubError`]) and why an address cannot be dialled ([`AddressError`]). A leaf of the hub:
+//! these types name nothing else of it except the trust store's and the metrics' own types.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::metrics::FailureCause;
 use super::trust::TrustStoreError;
 use crate::Ski;
-use crate::protocol::CloseCause;
+use crate::protocol::{CloseCause, ConnectionState};
 use crate::transport::TransportError;
 
 /// Why a dial failed.
@@ -50,44 +50,206 @@ impl DialError {
     }
 }
 
-/// Why a connected peer is no longer connected.
+/// Why a dial or a connection ended: the one cause the application hears, in
+/// [`crate::hub::StateDetail::failure`] (a failure shown as the peer's state) and in
+/// [`crate::hub::Callbacks::disconnected`] / [`crate::hub::HubEvent::Disconnected`] (why a
+/// connected peer is no longer connected).
+///
+/// The detail is nested where there is more to say: a dial's [`DialError`], the protocol
+/// engine's [`CloseCause`]. `Display` gives the words for people (the gateway prints them);
+/// match on the variants instead of the words. What the hub's metrics count it as is a
+/// [`FailureCause`].
+///
+/// Two values are equal when they are the same kind with equal contents; two dial failures are
+/// equal only when they are the same failure (the same `Arc`), as transport errors carry
+/// operating-system and TLS errors that cannot be compared.
+///
+/// More causes may be added; match with a wildcard arm.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
-pub enum DisconnectReason {
-    /// We closed it (disconnect, unpair).
+pub enum EndCause {
+    /// We closed the connection (disconnect, unpair, a graceful shutdown). Only a
+    /// disconnect's reason, never a failure.
     Local,
-    /// The hub shut down.
+    /// The hub's shutdown deadline passed and the connection was dropped without a SHIP close.
+    /// Only a disconnect's reason, never a failure.
     Shutdown,
-    /// No pong within the keepalive timeout: the peer or the network is gone.
+    /// A dial failed before SHIP began: no address, the connection cap, TCP, TLS or WebSocket.
+    /// As a disconnect's reason: the connection was being replaced (the peer restarted, or a
+    /// double connection was settled) and the dial that should have replaced it failed.
+    Dial(Arc<DialError>),
+    /// The SHIP connection ended with this cause: the peer closed, a protocol error, a
+    /// timeout, …
+    Protocol(CloseCause),
+    /// The handshake ended while we waited in hello for the peer to confirm trust
+    /// ([`ConnectionState::RemoteDeniedTrust`]), with this cause: an explicit denial
+    /// ([`CloseCause::RemoteDeniedTrust`], hello `aborted`), or no answer: the peer closed
+    /// ([`CloseCause::RemoteClosed`]) or vanished ([`CloseCause::TransportClosed`]).
+    Hello(CloseCause),
+    /// No pong within the keepalive timeout (or the peer took no bytes of a write for as
+    /// long): the peer or the network is gone.
     KeepaliveTimeout,
     /// The application did not consume the peer's data: its inbound budget stayed used up for
     /// [`crate::hub::Limits::max_inbound_stall`] while a ping was unanswered
     /// (docs/architecture.md, "Backpressure").
     Backpressure,
-    /// The SHIP connection ended, with the protocol's cause (the peer closed, a timeout, …).
-    Protocol(CloseCause),
     /// The handshake of a connection did not reach data exchange within
     /// [`crate::hub::Limits::handshake_deadline`].
     HandshakeDeadline,
-    /// The connection was being replaced (the peer restarted, or a double connection was
-    /// settled) and the dial that should have replaced it failed.
-    Dial(Arc<DialError>),
 }
 
-impl std::fmt::Display for DisconnectReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DisconnectReason::Local => f.write_str("closed locally"),
-            DisconnectReason::Shutdown => f.write_str("hub shut down"),
-            DisconnectReason::KeepaliveTimeout => f.write_str("keepalive timeout"),
-            DisconnectReason::Backpressure => {
-                f.write_str("closed for backpressure: the application did not consume its data")
-            }
-            DisconnectReason::Protocol(cause) => write!(f, "{cause}"),
-            DisconnectReason::HandshakeDeadline => f.write_str("handshake deadline"),
-            DisconnectReason::Dial(error) => write!(f, "{error}"),
+impl PartialEq for EndCause {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (EndCause::Dial(a), EndCause::Dial(b)) => Arc::ptr_eq(a, b),
+            (EndCause::Protocol(a), EndCause::Protocol(b))
+            | (EndCause::Hello(a), EndCause::Hello(b)) => a == b,
+            (EndCause::Local, EndCause::Local)
+            | (EndCause::Shutdown, EndCause::Shutdown)
+            | (EndCause::KeepaliveTimeout, EndCause::KeepaliveTimeout)
+            | (EndCause::Backpressure, EndCause::Backpressure)
+            | (EndCause::HandshakeDeadline, EndCause::HandshakeDeadline) => true,
+            _ => false,
         }
     }
+}
+
+impl Eq for EndCause {}
+
+impl EndCause {
+    /// The state the application sees for it as a failure: RemoteDeniedTrust for the end of
+    /// hello and for a denial, Error otherwise.
+    pub(crate) fn state(&self) -> ConnectionState {
+        match self {
+            EndCause::Hello(_) => ConnectionState::RemoteDeniedTrust,
+            EndCause::Protocol(cause) if cause.is_remote_denied_trust() => {
+                ConnectionState::RemoteDeniedTrust
+            }
+            _ => ConnectionState::Error,
+        }
+    }
+
+    /// What the metrics count it as; only an explicit denial is a trust denial. (A local close
+    /// and a shutdown are never counted as failures; they would be `Other`.)
+    pub(crate) fn metric(&self) -> FailureCause {
+        match self {
+            EndCause::Dial(error) => error.cause(),
+            EndCause::Hello(cause) | EndCause::Protocol(cause)
+                if cause.is_remote_denied_trust() =>
+            {
+                FailureCause::TrustDenied
+            }
+            EndCause::Hello(CloseCause::RemoteClosed { .. } | CloseCause::TransportClosed)
+            | EndCause::KeepaliveTimeout
+            | EndCause::Local
+            | EndCause::Shutdown => FailureCause::Other,
+            EndCause::Protocol(cause) if cause.is_timeout() => FailureCause::HandshakeTimeout,
+            EndCause::Hello(_) | EndCause::Protocol(_) => FailureCause::Protocol,
+            EndCause::Backpressure => FailureCause::Backpressure,
+            EndCause::HandshakeDeadline => FailureCause::HandshakeTimeout,
+        }
+    }
+}
+
+impl std::fmt::Display for EndCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EndCause::Local => f.write_str("closed locally"),
+            EndCause::Shutdown => f.write_str("hub shut down"),
+            EndCause::Dial(error) => write!(f, "{error}"),
+            EndCause::Protocol(cause) => write!(f, "{cause}"),
+            EndCause::Hello(CloseCause::RemoteDeniedTrust) => f.write_str(
+                "the other device refused to trust us (hello aborted: its user or its policy \
+                 said no)",
+            ),
+            EndCause::Hello(CloseCause::RemoteClosed { reason }) => write!(
+                f,
+                "the other device closed the connection ({}) before confirming trust: no \
+                 answer, not a refusal",
+                reason
+                    .as_ref()
+                    .map_or("no reason given".to_owned(), ToString::to_string)
+            ),
+            EndCause::Hello(CloseCause::TransportClosed) => f.write_str(
+                "the connection was lost while we waited for the other device to confirm \
+                 trust: no answer, not a refusal (it may have crashed, restarted or lost its \
+                 network)",
+            ),
+            EndCause::Hello(other) => write!(f, "{other}"),
+            EndCause::KeepaliveTimeout => f.write_str("no pong within the keepalive timeout"),
+            EndCause::Backpressure => f.write_str(
+                "closed for backpressure: the application did not consume the peer's data",
+            ),
+            EndCause::HandshakeDeadline => f.write_str("handshake deadline passed"),
+        }
+    }
+}
+
+/// Its `Display` already says the dial's error: the source is the dial error's own source.
+impl std::error::Error for EndCause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            EndCause::Dial(error) => error.source(),
+            _ => None,
+        }
+    }
+}
+
+impl From<Arc<DialError>> for EndCause {
+    fn from(error: Arc<DialError>) -> Self {
+        EndCause::Dial(error)
+    }
+}
+
+impl From<DialError> for EndCause {
+    fn from(error: DialError) -> Self {
+        EndCause::Dial(Arc::new(error))
+    }
+}
+
+impl From<CloseCause> for EndCause {
+    /// The SHIP connection ended with `cause` ([`EndCause::Protocol`]).
+    fn from(cause: CloseCause) -> Self {
+        EndCause::Protocol(cause)
+    }
+}
+
+/// Why an address was not taken: it cannot be dialled ([`HubError::Address`]), or an announced
+/// record's WebSocket path is not a path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AddressError {
+    /// 0.0.0.0 or :: cannot be dialled.
+    #[error("{address} is unspecified and cannot be dialled")]
+    Unspecified {
+        /// The address given.
+        address: SocketAddr,
+    },
+    /// Port 0 cannot be dialled.
+    #[error("{address} has port 0 and cannot be dialled")]
+    PortZero {
+        /// The address given.
+        address: SocketAddr,
+    },
+    /// A multicast or broadcast address is not a peer.
+    #[error("{address} is a multicast or broadcast address, not a peer")]
+    NotUnicast {
+        /// The address given.
+        address: SocketAddr,
+    },
+    /// An IPv6 link-local address needs a scope id (zone index, e.g. `%eth0` / `%2`).
+    #[error("{address} is IPv6 link-local without a scope id (write it as [fe80::…%2]:port)")]
+    LinkLocalWithoutScope {
+        /// The address given.
+        address: SocketAddr,
+    },
+    /// A WebSocket path must start with `/` (the `path` of an mDNS record; the hub's methods
+    /// always use `/ship/`).
+    #[error("WebSocket path {path:?} does not start with '/'")]
+    BadPath {
+        /// The path given.
+        path: String,
+    },
 }
 
 /// Errors of [`crate::hub::Hub`] methods.
@@ -143,7 +305,7 @@ pub enum HubError {
     TrustStore(#[from] TrustStoreError),
     /// The address cannot be dialled (unspecified, port 0, multicast, link-local without scope).
     #[error("address not usable: {0}")]
-    Address(String),
+    Address(#[from] AddressError),
     /// The discovery refused the announcement.
     #[error("discovery: {0}")]
     Discovery(crate::discovery::DiscoveryError),
@@ -162,5 +324,149 @@ pub(crate) fn transport_cause(error: &TransportError) -> FailureCause {
         }
         TransportError::WebSocket(_) => FailureCause::WebSocket,
         _ => FailureCause::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Timer;
+
+    /// The words people read (the gateway prints them as a peer's `error` and a disconnect's
+    /// `reason`), one per cause.
+    #[test]
+    fn every_cause_says_what_happened_in_words() {
+        let cases = [
+            (EndCause::Local, "closed locally"),
+            (EndCause::Shutdown, "hub shut down"),
+            (
+                EndCause::from(DialError::NoAddress),
+                "no address known for the peer",
+            ),
+            (
+                EndCause::from(CloseCause::Timeout(Timer::AccessMethods)),
+                "timed out waiting (access methods)",
+            ),
+            (
+                EndCause::Hello(CloseCause::RemoteDeniedTrust),
+                "the other device refused to trust us (hello aborted: its user or its policy said \
+                 no)",
+            ),
+            (
+                EndCause::Hello(CloseCause::RemoteClosed { reason: None }),
+                "the other device closed the connection (no reason given) before confirming \
+                 trust: no answer, not a refusal",
+            ),
+            (
+                EndCause::Hello(CloseCause::TransportClosed),
+                "the connection was lost while we waited for the other device to confirm trust: \
+                 no answer, not a refusal (it may have crashed, restarted or lost its network)",
+            ),
+            (
+                EndCause::Hello(CloseCause::Timeout(Timer::HelloWait)),
+                "timed out waiting (hello wait)",
+            ),
+            (
+                EndCause::KeepaliveTimeout,
+                "no pong within the keepalive timeout",
+            ),
+            (
+                EndCause::Backpressure,
+                "closed for backpressure: the application did not consume the peer's data",
+            ),
+            (EndCause::HandshakeDeadline, "handshake deadline passed"),
+        ];
+        for (cause, words) in cases {
+            assert_eq!(cause.to_string(), words, "{cause:?}");
+        }
+    }
+
+    #[test]
+    fn dial_failures_are_equal_only_when_they_are_the_same_failure() {
+        let failure = EndCause::from(DialError::Cancelled);
+        assert_eq!(failure, failure.clone());
+        assert_ne!(failure, EndCause::from(DialError::Cancelled));
+        assert_eq!(
+            EndCause::Protocol(CloseCause::TransportClosed),
+            EndCause::from(CloseCause::TransportClosed)
+        );
+        assert_ne!(
+            EndCause::Protocol(CloseCause::TransportClosed),
+            EndCause::Hello(CloseCause::TransportClosed)
+        );
+        assert_eq!(EndCause::Local, EndCause::Local);
+        assert_ne!(EndCause::Local, EndCause::Shutdown);
+    }
+
+    #[test]
+    fn the_end_of_hello_and_a_denial_show_as_remote_denied_trust() {
+        let denied = [
+            EndCause::Hello(CloseCause::TransportClosed),
+            EndCause::Hello(CloseCause::RemoteDeniedTrust),
+            EndCause::Protocol(CloseCause::RemoteDeniedTrust),
+        ];
+        for cause in denied {
+            assert_eq!(
+                cause.state(),
+                ConnectionState::RemoteDeniedTrust,
+                "{cause:?}"
+            );
+        }
+        let errors = [
+            EndCause::Protocol(CloseCause::TransportClosed),
+            EndCause::from(DialError::NoAddress),
+            EndCause::KeepaliveTimeout,
+            EndCause::Backpressure,
+            EndCause::HandshakeDeadline,
+        ];
+        for cause in errors {
+            assert_eq!(cause.state(), ConnectionState::Error, "{cause:?}");
+        }
+    }
+
+    /// Only an explicit denial counts as a trust denial; the end of hello without an answer is
+    /// not one.
+    #[test]
+    fn the_metrics_count_each_cause_in_its_bucket() {
+        let cases = [
+            (
+                EndCause::from(DialError::ConnectionLimit(1)),
+                FailureCause::RefusedByCap,
+            ),
+            (
+                EndCause::Hello(CloseCause::RemoteDeniedTrust),
+                FailureCause::TrustDenied,
+            ),
+            (
+                EndCause::Protocol(CloseCause::RemoteDeniedTrust),
+                FailureCause::TrustDenied,
+            ),
+            (
+                EndCause::Hello(CloseCause::RemoteClosed { reason: None }),
+                FailureCause::Other,
+            ),
+            (
+                EndCause::Hello(CloseCause::TransportClosed),
+                FailureCause::Other,
+            ),
+            (
+                EndCause::Hello(CloseCause::Timeout(Timer::HelloWait)),
+                FailureCause::Protocol,
+            ),
+            (
+                EndCause::Protocol(CloseCause::Timeout(Timer::AccessMethods)),
+                FailureCause::HandshakeTimeout,
+            ),
+            (
+                EndCause::Protocol(CloseCause::TransportClosed),
+                FailureCause::Protocol,
+            ),
+            (EndCause::KeepaliveTimeout, FailureCause::Other),
+            (EndCause::Backpressure, FailureCause::Backpressure),
+            (EndCause::HandshakeDeadline, FailureCause::HandshakeTimeout),
+        ];
+        for (cause, bucket) in cases {
+            assert_eq!(cause.metric(), bucket, "{cause:?}");
+        }
     }
 }

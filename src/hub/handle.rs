@@ -339,7 +339,7 @@ impl Hub {
         }
         let address = given.last_address;
         if let Some(address) = address {
-            check_dialable(address).map_err(|e| HubError::Address(e.to_string()))?;
+            check_dialable(address)?;
         }
         let peer = self
             .shared
@@ -399,7 +399,7 @@ impl Hub {
     /// Tells the hub where `ski` can be dialled (a static address, e.g. from a configuration
     /// file; WebSocket path `/ship/`). Only paired peers are dialled.
     pub fn add_address(&self, ski: Ski, address: SocketAddr) -> Result<(), HubError> {
-        check_dialable(address).map_err(|e| HubError::Address(e.to_string()))?;
+        check_dialable(address)?;
         route(
             &self.shared,
             ski,

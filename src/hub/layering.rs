@@ -7,7 +7,7 @@
 //! inline `mod tests`, belongs to its parent's sibling) to the sibling it reaches. The modules
 //! of the `runtime` folder are siblings of the public ones (`runtime/link.rs` is the node
 //! `link`): the folder says who may see a module, not where it sits in the order. A name the
-//! hub's `mod.rs` re-exports (`crate::hub::DisconnectReason`, `runtime::inbound::Delivery`)
+//! hub's `mod.rs` re-exports (`crate::hub::EndCause`, `runtime::inbound::Delivery`)
 //! counts as the module that defines it. `mod.rs` and `runtime/mod.rs` are roots: they declare
 //! and re-export everything, so their own paths are not edges.
 //!

@@ -25,11 +25,11 @@ pub mod trust;
 
 pub use backoff::{Backoff, BackoffConfigError, BackoffTier, BackoffTiers};
 pub use callbacks::{
-    AdmissionRefusal, Callbacks, DecideLater, Failure, HubEvent, HubEvents, NoCallbacks,
-    PairingDecision, PairingRequest, PinDecision, PinRequest, StateDetail,
+    AdmissionRefusal, Callbacks, DecideLater, HubEvent, HubEvents, NoCallbacks, PairingDecision,
+    PairingRequest, PinDecision, PinRequest, StateDetail,
 };
 pub use config::{DeviceInfo, HubConfig, HubTimers, Limits};
-pub use errors::{DialError, DisconnectReason, HubError};
+pub use errors::{AddressError, DialError, EndCause, HubError};
 pub use handle::{Hub, ShutdownReport};
 pub use metrics::{
     AdmissionCap, FailureCause, FailureCounts, HandshakeTimeSummary, MetricsSnapshot, PinCounts,

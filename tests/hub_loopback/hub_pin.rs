@@ -101,7 +101,7 @@ impl Callbacks for PinApp {
         self.details
             .lock()
             .unwrap()
-            .push((state, detail.error.clone()));
+            .push((state, detail.failure.as_ref().map(ToString::to_string)));
         self.push(PinSeen::State(state));
     }
     fn connected(&self, ski: Ski, _ship_id: Option<&ship_hub::ShipId>) {

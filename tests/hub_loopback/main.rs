@@ -821,11 +821,11 @@ async fn hubs_restricted_to_the_cbc_suite_pair_and_exchange_data() {
     }
 }
 
-/// A failed dial reaches the application typed: `StateDetail::failure` is `Failure::Dial` with
-/// the `DialError` (here a refused TCP connection), and the words are its text.
+/// A failed dial reaches the application typed: `StateDetail::failure` is `EndCause::Dial` with
+/// the `DialError` (here a refused TCP connection), and its words are the dial error's.
 #[tokio::test]
 async fn a_failed_dial_reaches_the_application_typed() {
-    use ship_hub::hub::{DialError, Failure};
+    use ship_hub::hub::{DialError, EndCause};
     let ra = Recorder::new();
     let a = start(loopback_config(identity("a"), "node-a", &ra)).await;
     // A port nobody listens on.
@@ -843,10 +843,10 @@ async fn a_failed_dial_reaches_the_application_typed() {
         ra.all()
     );
     let detail = ra.details_of(nobody, ConnectionState::Error)[0].clone();
-    let Some(Failure::Dial(error)) = &detail.failure else {
+    let Some(failure @ EndCause::Dial(error)) = &detail.failure else {
         panic!("{detail:?}")
     };
     assert!(matches!(**error, DialError::Transport(_)), "{error:?}");
-    assert_eq!(detail.error, Some(error.to_string()));
+    assert_eq!(failure.to_string(), error.to_string());
     a.shutdown().await;
 }

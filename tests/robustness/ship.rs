@@ -507,24 +507,24 @@ async fn a_peer_that_leaves_during_hello_is_told_apart_from_one_that_refuses() {
     use ship_hub::hub::metrics::FailureCause;
     use ship_hub::protocol::{ConnectionState, DetailedState};
     let victim = Victim::start().await;
-    use ship_hub::hub::Failure;
+    use ship_hub::hub::EndCause;
     use ship_hub::protocol::CloseCause;
-    type Typed = fn(&Option<Failure>) -> bool;
+    type Typed = fn(&Option<EndCause>) -> bool;
     let cases: [(&str, Option<Vec<u8>>, &str, Typed); 3] = [
         (
             "refuser",
             Some(msg::hello_aborted()),
             "refused to trust us",
-            |f| matches!(f, Some(Failure::Hello(CloseCause::RemoteDeniedTrust))),
+            |f| matches!(f, Some(EndCause::Hello(CloseCause::RemoteDeniedTrust))),
         ),
         (
             "closer",
             Some(msg::close_announce()),
             "closed the connection",
-            |f| matches!(f, Some(Failure::Hello(CloseCause::RemoteClosed { .. }))),
+            |f| matches!(f, Some(EndCause::Hello(CloseCause::RemoteClosed { .. }))),
         ),
         ("crasher", None, "connection was lost", |f| {
-            matches!(f, Some(Failure::Hello(CloseCause::TransportClosed)))
+            matches!(f, Some(EndCause::Hello(CloseCause::TransportClosed)))
         }),
     ];
     for (name, last, words, typed) in cases {
@@ -551,7 +551,11 @@ async fn a_peer_that_leaves_during_hello_is_told_apart_from_one_that_refuses() {
             .rec
             .details_of(ski, ConnectionState::RemoteDeniedTrust);
         assert_eq!(details.len(), 1, "{name}: {details:?}");
-        let error = details[0].error.clone().unwrap_or_default();
+        let error = details[0]
+            .failure
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         assert!(error.contains(words), "{name}: {error:?}");
         assert!(
             typed(&details[0].failure),
@@ -589,11 +593,11 @@ async fn a_peer_that_leaves_during_hello_is_told_apart_from_one_that_refuses() {
 
 /// A trusted peer that completes the PIN step but never answers our access-methods request:
 /// when the wait (`access_methods_wait`) runs out, the application sees the peer in Error with
-/// its cause, typed (`Failure::Protocol(Timeout(AccessMethods))`) and in words, in every Error
+/// its cause, typed (`EndCause::Protocol(Timeout(AccessMethods))`) and in words, in every Error
 /// state change it hears; never an Error without a cause.
 #[tokio::test]
 async fn a_peer_that_never_answers_access_methods_is_in_error_with_its_cause() {
-    use ship_hub::hub::Failure;
+    use ship_hub::hub::EndCause;
     use ship_hub::protocol::{CloseCause, ConnectionState, Timer};
     let victim = Victim::start_with(|config| {
         config.protocol.access_methods_wait = Duration::from_millis(500);
@@ -618,10 +622,16 @@ async fn a_peer_that_never_answers_access_methods_is_in_error_with_its_cause() {
     for detail in &details {
         assert_eq!(
             detail.failure,
-            Some(Failure::Protocol(CloseCause::Timeout(Timer::AccessMethods))),
+            Some(EndCause::Protocol(CloseCause::Timeout(
+                Timer::AccessMethods
+            ))),
             "{details:?}"
         );
-        let words = detail.error.clone().unwrap_or_default();
+        let words = detail
+            .failure
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         assert!(words.contains("access"), "{words:?}");
     }
     // The event stream says the same (the dispatcher feeds it just after the callback).

@@ -21,7 +21,7 @@ use common::{
     start,
 };
 use ship_hub::Ski;
-use ship_hub::hub::{Callbacks, Delivery, DisconnectReason};
+use ship_hub::hub::{Callbacks, Delivery, EndCause};
 use ship_hub::{ShipId, protocol::ConnectionState};
 use tokio::sync::mpsc;
 
@@ -75,7 +75,7 @@ impl Callbacks for Slow {
     fn connected(&self, _: Ski, _: Option<&ShipId>) {
         self.connected.fetch_add(1, Ordering::SeqCst);
     }
-    fn disconnected(&self, ski: Ski, reason: &DisconnectReason) {
+    fn disconnected(&self, ski: Ski, reason: &EndCause) {
         self.disconnects
             .lock()
             .unwrap()
@@ -338,10 +338,10 @@ impl Callbacks for Stuck {
     fn connected(&self, _: Ski, _: Option<&ShipId>) {
         self.connected.fetch_add(1, Ordering::SeqCst);
     }
-    fn disconnected(&self, _: Ski, reason: &DisconnectReason) {
+    fn disconnected(&self, _: Ski, reason: &EndCause) {
         self.calls.lock().unwrap().push(None);
         self.reasons.lock().unwrap().push(match reason {
-            DisconnectReason::Backpressure => "Backpressure".to_owned(),
+            EndCause::Backpressure => "Backpressure".to_owned(),
             other => other.to_string(),
         });
     }
@@ -463,7 +463,7 @@ impl Callbacks for Pausable {
     fn connected(&self, _: Ski, _: Option<&ShipId>) {
         self.connected.fetch_add(1, Ordering::SeqCst);
     }
-    fn disconnected(&self, _: Ski, reason: &DisconnectReason) {
+    fn disconnected(&self, _: Ski, reason: &EndCause) {
         self.disconnects.lock().unwrap().push(reason.to_string());
     }
     fn data_delivered(&self, delivery: Delivery) {

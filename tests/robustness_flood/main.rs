@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{Recorder, Seen, identity, loopback_config, start};
 use ship_hub::hub::{
-    Callbacks, DisconnectReason, FailureCause, Hub, PairingDecision, PairingRequest, StateDetail,
+    Callbacks, EndCause, FailureCause, Hub, PairingDecision, PairingRequest, StateDetail,
 };
 use ship_hub::protocol::ConnectionState;
 use ship_hub::transport::{ShipTls, TlsOptions, WsOptions};
@@ -33,7 +33,7 @@ impl Callbacks for Echo {
     fn connected(&self, _: Ski, _: Option<&ShipId>) {
         self.connected.fetch_add(1, Ordering::SeqCst);
     }
-    fn disconnected(&self, _: Ski, _: &DisconnectReason) {
+    fn disconnected(&self, _: Ski, _: &EndCause) {
         self.disconnects.fetch_add(1, Ordering::SeqCst);
     }
     fn pairing_requested(&self, _: &PairingRequest) -> PairingDecision {

@@ -20,9 +20,8 @@ use std::sync::{Arc, Mutex};
 
 use ship_hub::discovery::VisibleService;
 use ship_hub::hub::{
-    AdmissionCap, AdmissionRefusal, Callbacks, Delivery, DisconnectReason, Hub, HubEvent,
-    HubEvents, PairingDecision, PairingRequest, PairingServiceEvent, PinDecision, PinRequest,
-    StateDetail,
+    AdmissionCap, AdmissionRefusal, Callbacks, Delivery, EndCause, Hub, HubEvent, HubEvents,
+    PairingDecision, PairingRequest, PairingServiceEvent, PinDecision, PinRequest, StateDetail,
 };
 use ship_hub::protocol::ConnectionState;
 use ship_hub::transport::TlsSuite;
@@ -307,21 +306,18 @@ impl Follower {
         // Our own hello wait ran out (nobody answered), or the handshake's backstop.
         let timed_out = matches!(
             &detail.failure,
-            Some(ship_hub::hub::Failure::Protocol(cause)) if cause.is_timeout()
-        ) || matches!(
-            detail.failure,
-            Some(ship_hub::hub::Failure::HandshakeDeadline)
-        );
+            Some(EndCause::Protocol(cause)) if cause.is_timeout()
+        ) || matches!(detail.failure, Some(EndCause::HandshakeDeadline));
+        let error = detail.failure.as_ref().map(ToString::to_string);
         self.live.state(
             ski,
             state,
             detailed.clone(),
-            detail.error.clone(),
+            error.clone(),
             tls_suite,
             timed_out,
         );
-        self.pairing_request
-            .state(ski, state, detail.error.as_deref());
+        self.pairing_request.state(ski, state, error.as_deref());
         // A device refused without asking (denied, or cooling off after an unpair) is said in
         // one line per request (`pairing_requested`), not with the states of each attempt.
         if self.live.is_refused(&ski) {
@@ -331,7 +327,7 @@ impl Follower {
             ski: ski.to_string(),
             state: format!("{state:?}"),
             detailed,
-            error: detail.error.clone(),
+            error,
         });
     }
 
@@ -346,7 +342,7 @@ impl Follower {
         self.pairing_request.connected(ski);
     }
 
-    fn disconnected(&self, ski: Ski, reason: &DisconnectReason) {
+    fn disconnected(&self, ski: Ski, reason: &EndCause) {
         self.pairing_request.disconnected(ski);
         self.log.emit(Event::Disconnected {
             ski: ski.to_string(),

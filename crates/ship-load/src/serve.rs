@@ -79,7 +79,7 @@ impl Callbacks for ServeCallbacks {
         }
     }
 
-    fn disconnected(&self, _ski: Ski, _reason: &ship_hub::hub::DisconnectReason) {
+    fn disconnected(&self, _ski: Ski, _reason: &ship_hub::hub::EndCause) {
         self.disconnected.fetch_add(1, Ordering::Relaxed);
     }
 

@@ -6,8 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use ship_hub::hub::{
-    Callbacks, DisconnectReason, Hub, HubConfig, MemoryLan, PairingDecision, PairingRequest,
-    StateDetail,
+    Callbacks, EndCause, Hub, HubConfig, MemoryLan, PairingDecision, PairingRequest, StateDetail,
 };
 use ship_hub::identity::{CertificateSubject, Identity};
 use ship_hub::protocol::ConnectionState;
@@ -128,7 +127,7 @@ impl Callbacks for Recorder {
             f(ski);
         }
     }
-    fn disconnected(&self, ski: Ski, reason: &DisconnectReason) {
+    fn disconnected(&self, ski: Ski, reason: &EndCause) {
         self.push(Seen::Disconnected(ski, reason.to_string()));
     }
     fn pairing_requested(&self, request: &PairingRequest) -> PairingDecision {

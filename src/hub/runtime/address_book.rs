@@ -40,6 +40,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::Ski;
+use crate::hub::errors::AddressError;
 
 /// The WebSocket path SHIP nodes announce in their TXT record unless they say otherwise (§7.3.2).
 pub(crate) const DEFAULT_SHIP_PATH: &str = "/ship/";
@@ -83,42 +84,6 @@ pub(crate) struct DialCandidate {
     /// The host name to send as SNI there: that of the mDNS record that claimed the address (or
     /// its IP), if any.
     pub(crate) host: Option<String>,
-}
-
-/// Why an address or path was not recorded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub(crate) enum AddressError {
-    /// 0.0.0.0 or :: cannot be dialled.
-    #[error("{address} is unspecified and cannot be dialled")]
-    Unspecified {
-        /// The address given.
-        address: SocketAddr,
-    },
-    /// Port 0 cannot be dialled.
-    #[error("{address} has port 0 and cannot be dialled")]
-    PortZero {
-        /// The address given.
-        address: SocketAddr,
-    },
-    /// A multicast or broadcast address is not a peer.
-    #[error("{address} is a multicast or broadcast address, not a peer")]
-    NotUnicast {
-        /// The address given.
-        address: SocketAddr,
-    },
-    /// An IPv6 link-local address needs a scope id (zone index, e.g. `%eth0` / `%2`).
-    #[error("{address} is IPv6 link-local without a scope id (write it as [fe80::…%2]:port)")]
-    LinkLocalWithoutScope {
-        /// The address given.
-        address: SocketAddr,
-    },
-    /// A WebSocket path must start with `/`.
-    #[error("WebSocket path {path:?} does not start with '/'")]
-    BadPath {
-        /// The path given.
-        path: String,
-    },
 }
 
 fn is_ipv6_link_local(ip: &IpAddr) -> bool {

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::admission::UnpairedSlot;
 use super::inbound::{Charge, PeerBudget};
 use crate::ShipId;
+use crate::hub::errors::EndCause;
 use crate::hub::net::BoxIo;
 use crate::hub::trust::PairedPeer;
 use crate::protocol::{self, CloseCause, CloseReason, ConnectionState, DetailedState, Pin};
@@ -159,6 +160,21 @@ pub(crate) enum LinkEnd {
     /// The peer's inbound budget stayed used up (the application did not consume its data) for
     /// the stall limit while a ping of ours was unanswered: it could not be served.
     Backpressure,
+}
+
+/// The cause the application hears for a link's end, as far as the end alone tells it: a
+/// dropped link is the hub's shutdown ([`EndCause::Shutdown`]). Whether a close was ours
+/// ([`EndCause::Local`]) or the end of hello ([`EndCause::Hello`]) the supervisor knows.
+impl From<LinkEnd> for EndCause {
+    fn from(end: LinkEnd) -> Self {
+        match end {
+            LinkEnd::Protocol(cause) => EndCause::Protocol(cause),
+            LinkEnd::KeepaliveTimeout => EndCause::KeepaliveTimeout,
+            LinkEnd::HandshakeDeadline => EndCause::HandshakeDeadline,
+            LinkEnd::Aborted => EndCause::Shutdown,
+            LinkEnd::Backpressure => EndCause::Backpressure,
+        }
+    }
 }
 
 /// Parameters of a link's task.

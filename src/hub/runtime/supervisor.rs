@@ -41,8 +41,8 @@ use super::handover::{Command, Handover, LinkEvent, LinkId, SightingRecord};
 use super::inbound::PeerBudget;
 use super::shared::{Direction, PeerEntry, PeerStatus, Shared};
 use crate::hub::backoff::Backoff;
-use crate::hub::callbacks::{Failure, PairingDecision};
-use crate::hub::errors::{DialError, DisconnectReason, HubError};
+use crate::hub::callbacks::PairingDecision;
+use crate::hub::errors::{DialError, EndCause, HubError};
 use crate::hub::trust::PairedPeer;
 use crate::protocol::{CloseReason, ConnectionState};
 use crate::sync::lock;
@@ -470,15 +470,14 @@ impl Supervisor {
             }
             Err(error) => {
                 tracing::debug!(ski = %self.ski, %error, "dial failed");
-                let error = Arc::new(error);
-                let failure = Failure::Dial(error.clone());
+                let failure = EndCause::from(error);
                 self.shared.metrics.failure(failure.metric());
                 self.last_failure = Some(LastFailure {
-                    failure,
+                    failure: failure.clone(),
                     detailed: None,
                 });
                 if self.presence.replacing() && self.links.is_empty() && !self.incoming_in_tls() {
-                    self.connection_lost(DisconnectReason::Dial(error));
+                    self.connection_lost(failure);
                 } else {
                     self.schedule_dial();
                 }

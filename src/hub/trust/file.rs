@@ -67,32 +67,26 @@ impl RecordV1 {
         }
     }
 
-    fn into_peer(self) -> Result<PairedPeer, String> {
+    fn into_peer(self) -> Result<PairedPeer, RecordError> {
+        let ski = self.ski;
         let last_address = match self.last_address {
             None => None,
-            Some(text) => Some(text.parse::<SocketAddr>().map_err(|e| {
-                format!(
-                    "peer {}: last_address {text:?} is not an address: {e}",
-                    self.ski
-                )
-            })?),
+            Some(text) => Some(
+                text.parse::<SocketAddr>()
+                    .map_err(|source| RecordError::LastAddress { ski, text, source })?,
+            ),
         };
         let last_seen = match self.last_seen {
             None => None,
             Some(secs) => Some(
                 UNIX_EPOCH
                     .checked_add(Duration::from_secs(secs))
-                    .ok_or_else(|| {
-                        format!("peer {}: last_seen {secs} is out of range", self.ski)
-                    })?,
+                    .ok_or(RecordError::LastSeen { ski, secs })?,
             ),
         };
         let pin = match self.pin {
             None => None,
-            // The error names the peer, never the PIN.
-            Some(text) => Some(
-                Pin::new(&text).map_err(|e| format!("peer {}: pin is not valid: {e}", self.ski))?,
-            ),
+            Some(text) => Some(Pin::new(&text).map_err(|source| RecordError::Pin { ski, source })?),
         };
         Ok(PairedPeer {
             ski: self.ski,
@@ -104,6 +98,27 @@ impl RecordV1 {
             pin,
         })
     }
+}
+
+/// Why a peer's record in the file is not a pairing (said in [`TrustStoreError::Corrupt`]).
+#[derive(Debug, thiserror::Error)]
+enum RecordError {
+    /// `last_address` is not a socket address.
+    #[error("peer {ski}: last_address {text:?} is not an address: {source}")]
+    LastAddress {
+        ski: Ski,
+        text: String,
+        source: std::net::AddrParseError,
+    },
+    /// `last_seen` is beyond what the system time holds.
+    #[error("peer {ski}: last_seen {secs} is out of range")]
+    LastSeen { ski: Ski, secs: u64 },
+    /// `pin` is not a SHIP PIN. The error names the peer, never the PIN.
+    #[error("peer {ski}: pin is not valid: {source}")]
+    Pin {
+        ski: Ski,
+        source: crate::protocol::PinError,
+    },
 }
 
 /// A trust store in one JSON file, replaced atomically on every change.
@@ -341,7 +356,9 @@ impl FileTrustStore {
         let mut peers = BTreeMap::new();
         for record in file.peers {
             let ski = record.ski;
-            let peer = record.into_peer().map_err(|detail| self.corrupt(detail))?;
+            let peer = record
+                .into_peer()
+                .map_err(|error| self.corrupt(error.to_string()))?;
             if peers.insert(ski, peer).is_some() {
                 return Err(self.corrupt(format!("peer {ski} is listed twice")));
             }

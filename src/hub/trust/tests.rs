@@ -179,6 +179,32 @@ fn corrupt_files_are_typed_errors_and_never_overwritten() {
     }
 }
 
+/// A record that is not a pairing names the peer and the field in the error's words.
+#[test]
+fn a_bad_record_says_which_peer_and_field() {
+    let good_ski = "0101010101010101010101010101010101010101";
+    for (record, words) in [
+        (
+            r#""last_address":"nowhere""#,
+            format!(
+                "peer {good_ski}: last_address \"nowhere\" is not an address: invalid socket \
+                 address syntax"
+            ),
+        ),
+        (
+            &format!(r#""last_seen":{}"#, u64::MAX),
+            format!("peer {good_ski}: last_seen {} is out of range", u64::MAX),
+        ),
+    ] {
+        let content = format!("{{\"version\":1,\"peers\":[{{\"ski\":\"{good_ski}\",{record}}}]}}");
+        let error = assert_refused_and_untouched(&content);
+        let TrustStoreError::Corrupt { detail, .. } = &error else {
+            panic!("{content:?} gave {error:?}");
+        };
+        assert_eq!(detail, &words);
+    }
+}
+
 #[test]
 fn unknown_versions_are_typed_errors_and_never_overwritten() {
     for (content, found) in [

@@ -486,7 +486,7 @@ impl Supervisor {
         if let Some(failure) = &failure {
             self.shared.metrics.failure(failure.metric());
         }
-        let reason = reason_of(&end, link.closing());
+        let reason = reason_of(end, link.closing());
         if self.links.iter().any(|l| l.completed && !l.closing()) {
             // A twin in data exchange lives on: this one merely lost the arbitration.
             return;

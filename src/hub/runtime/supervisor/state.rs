@@ -8,8 +8,8 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 use super::visible::LinkView;
-use crate::hub::callbacks::{Failure, PairingDecision};
-use crate::hub::errors::DisconnectReason;
+use crate::hub::callbacks::PairingDecision;
+use crate::hub::errors::EndCause;
 use crate::hub::runtime::address_book::DialCandidate;
 use crate::hub::runtime::admission::UnpairedSlot;
 use crate::hub::runtime::dial::Race;
@@ -152,7 +152,7 @@ pub(super) enum Presence {
 /// connection's end) is reported if the replacement fails.
 pub(super) struct Replacement {
     pub(super) deadline: tokio::time::Instant,
-    pub(super) reason: DisconnectReason,
+    pub(super) reason: EndCause,
 }
 
 impl Presence {
@@ -194,7 +194,7 @@ pub(super) enum Lifecycle {
 /// state and the words follow from the failure.
 #[derive(Debug, Clone)]
 pub(super) struct LastFailure {
-    pub(super) failure: Failure,
+    pub(super) failure: EndCause,
     /// The detailed state the link's handshake ended in.
     pub(super) detailed: Option<DetailedState>,
 }

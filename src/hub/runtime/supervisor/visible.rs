@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use super::Supervisor;
 use super::state::{DialState, LastFailure, LinkHandle, Presence};
-use crate::hub::callbacks::{CallbackEvent, Failure, StateDetail};
-use crate::hub::errors::DisconnectReason;
+use crate::hub::callbacks::{CallbackEvent, StateDetail};
+use crate::hub::errors::EndCause;
 use crate::hub::runtime::handover::LinkEnd;
 use crate::hub::runtime::shared::ConnectionInfo;
 use crate::protocol::{ConnectionState, DetailedState};
@@ -61,13 +61,9 @@ pub(super) struct Visible {
 
 /// The visible state, from the supervisor's state alone (no I/O, no clock).
 pub(super) fn derive(inputs: &VisibleInputs<'_>) -> Visible {
-    let visible = |state: ConnectionState, detailed, failure: Option<Failure>, consumed| Visible {
+    let visible = |state: ConnectionState, detailed, failure: Option<EndCause>, consumed| Visible {
         state,
-        detail: StateDetail {
-            detailed,
-            error: failure.as_ref().map(ToString::to_string),
-            failure,
-        },
+        detail: StateDetail { detailed, failure },
         failure_consumed: consumed,
         becomes_connected: state == ConnectionState::Completed && !inputs.connected,
     };
@@ -110,7 +106,7 @@ pub(super) fn derive(inputs: &VisibleInputs<'_>) -> Visible {
 
 impl Supervisor {
     /// The last connection is gone and no replacement is underway: report it and redial.
-    pub(super) fn connection_lost(&mut self, reason: DisconnectReason) {
+    pub(super) fn connection_lost(&mut self, reason: EndCause) {
         self.double.grace_until = None;
         let (was_connected, reason) = match std::mem::replace(&mut self.presence, Presence::Absent)
         {
@@ -257,35 +253,30 @@ impl Supervisor {
 
 /// How a link's end shows to the application, if it is a failure. `ended_in` is the state the
 /// link's handshake ended in: `RemoteDeniedTrust` when it ended while we waited in hello for
-/// the peer ([`Failure::Hello`]: a denial, a close without an answer, or a lost connection).
+/// the peer ([`EndCause::Hello`]: a denial, a close without an answer, or a lost connection).
 pub(super) fn failure_of(
     end: &LinkEnd,
     closed_by_us: bool,
     ended_in: ConnectionState,
-) -> Option<Failure> {
+) -> Option<EndCause> {
     match end {
+        // Dropped at the shutdown deadline, or closed by us: not a failure.
         LinkEnd::Aborted => None,
-        LinkEnd::KeepaliveTimeout => Some(Failure::KeepaliveTimeout),
-        LinkEnd::Backpressure => Some(Failure::Backpressure),
-        LinkEnd::HandshakeDeadline => Some(Failure::HandshakeDeadline),
         LinkEnd::Protocol(_) if closed_by_us => None,
         LinkEnd::Protocol(cause) if ended_in == ConnectionState::RemoteDeniedTrust => {
-            Some(Failure::Hello(cause.clone()))
+            Some(EndCause::Hello(cause.clone()))
         }
         // An orderly connectionClose by the peer: not a failure.
         LinkEnd::Protocol(cause) if cause.is_graceful() => None,
-        LinkEnd::Protocol(cause) => Some(Failure::Protocol(cause.clone())),
+        end => Some(end.clone().into()),
     }
 }
 
-pub(super) fn reason_of(end: &LinkEnd, closed_by_us: bool) -> DisconnectReason {
+/// Why the peer is no longer connected, if the link's end is the end of its connection.
+pub(super) fn reason_of(end: LinkEnd, closed_by_us: bool) -> EndCause {
     match end {
-        LinkEnd::Aborted => DisconnectReason::Shutdown,
-        LinkEnd::KeepaliveTimeout => DisconnectReason::KeepaliveTimeout,
-        LinkEnd::Backpressure => DisconnectReason::Backpressure,
-        LinkEnd::HandshakeDeadline => DisconnectReason::HandshakeDeadline,
-        LinkEnd::Protocol(_) if closed_by_us => DisconnectReason::Local,
-        LinkEnd::Protocol(cause) => DisconnectReason::Protocol(cause.clone()),
+        LinkEnd::Protocol(_) if closed_by_us => EndCause::Local,
+        end => end.into(),
     }
 }
 
@@ -320,7 +311,7 @@ mod tests {
 
     fn keepalive_failure() -> LastFailure {
         LastFailure {
-            failure: Failure::KeepaliveTimeout,
+            failure: EndCause::KeepaliveTimeout,
             detailed: None,
         }
     }
@@ -401,7 +392,7 @@ mod tests {
         });
         assert_eq!(visible.state, ConnectionState::Pin);
         let failure = LastFailure {
-            failure: Failure::Protocol(crate::protocol::CloseCause::PinRequired(
+            failure: EndCause::Protocol(crate::protocol::CloseCause::PinRequired(
                 crate::protocol::message::PinState::Required,
             )),
             detailed: None,
@@ -413,7 +404,7 @@ mod tests {
             ..inputs(&[])
         });
         assert_eq!(visible.state, ConnectionState::Error);
-        assert!(visible.detail.error.unwrap().contains("PIN"));
+        assert!(visible.detail.failure.unwrap().to_string().contains("PIN"));
     }
 
     #[test]
@@ -425,8 +416,11 @@ mod tests {
             ..inputs(&[])
         });
         assert_eq!(visible.state, ConnectionState::Error);
-        assert_eq!(visible.detail.failure, Some(Failure::KeepaliveTimeout));
-        assert!(visible.detail.error.is_some());
+        assert_eq!(visible.detail.failure, Some(EndCause::KeepaliveTimeout));
+        assert_eq!(
+            visible.detail.failure.unwrap().to_string(),
+            "no pong within the keepalive timeout"
+        );
         assert!(visible.failure_consumed);
         // Already shown: consumed, and the peer moves on.
         let visible = derive(&VisibleInputs {
@@ -468,5 +462,51 @@ mod tests {
         assert_eq!(none.state, ConnectionState::None);
         assert!(!none.failure_consumed && !none.becomes_connected);
         assert_eq!(none.detail.failure, None);
+    }
+
+    /// A link's end as a failure and as a disconnect's reason: the hub's own closes are no
+    /// failure, the end of hello is `Hello`, an orderly close by the peer only a reason.
+    #[test]
+    fn a_links_end_is_a_failure_and_a_reason() {
+        use crate::protocol::{CloseCause, CloseReason};
+        let error = ConnectionState::Error;
+        let denied = ConnectionState::RemoteDeniedTrust;
+        let lost = LinkEnd::Protocol(CloseCause::TransportClosed);
+        let graceful = LinkEnd::Protocol(CloseCause::RemoteClosed { reason: None });
+        let ours = LinkEnd::Protocol(CloseCause::LocalClose(CloseReason::Unspecific));
+        assert_eq!(
+            failure_of(&lost, false, error),
+            Some(EndCause::Protocol(CloseCause::TransportClosed))
+        );
+        assert_eq!(
+            failure_of(&lost, false, denied),
+            Some(EndCause::Hello(CloseCause::TransportClosed))
+        );
+        assert_eq!(failure_of(&lost, true, error), None);
+        assert_eq!(failure_of(&graceful, false, error), None);
+        assert_eq!(failure_of(&LinkEnd::Aborted, false, error), None);
+        assert_eq!(
+            failure_of(&LinkEnd::KeepaliveTimeout, true, error),
+            Some(EndCause::KeepaliveTimeout)
+        );
+        assert_eq!(
+            failure_of(&LinkEnd::Backpressure, false, error),
+            Some(EndCause::Backpressure)
+        );
+        assert_eq!(
+            failure_of(&LinkEnd::HandshakeDeadline, false, error),
+            Some(EndCause::HandshakeDeadline)
+        );
+
+        assert_eq!(reason_of(ours, true), EndCause::Local);
+        assert_eq!(
+            reason_of(graceful, false),
+            EndCause::Protocol(CloseCause::RemoteClosed { reason: None })
+        );
+        assert_eq!(reason_of(LinkEnd::Aborted, true), EndCause::Shutdown);
+        assert_eq!(
+            reason_of(LinkEnd::KeepaliveTimeout, false),
+            EndCause::KeepaliveTimeout
+        );
     }
 }
