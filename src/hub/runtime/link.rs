@@ -23,7 +23,7 @@
 //! is unanswered is closed as [`LinkEnd::Backpressure`].
 
 use std::future::poll_fn;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -32,7 +32,9 @@ use super::clock::{now, sleep_until_opt};
 use super::handover::{LinkCommand, LinkEnd, LinkEvent, LinkId, LinkSetup, LinkStart, Permits};
 use crate::hub::net::BoxIo;
 use crate::protocol::{self, CloseCause, CloseReason, ConnectionState, Event, Transmit};
-use crate::transport::{Outgoing, ShipSocket, SocketEvent, SocketReader, SocketWriter};
+use crate::transport::{
+    Outgoing, ShipSocket, SocketEvent, SocketReader, SocketWriter, TransportError,
+};
 
 /// Runs one link until it ends. `permits` (the connection's admission permits) are dropped when
 /// it returns.
@@ -179,6 +181,9 @@ impl LinkTask {
 
     fn pump(&mut self, cx: &mut Context<'_>) {
         loop {
+            if self.feed_if_more_follow(cx) {
+                continue;
+            }
             if let Some(write) = self.writing.as_mut() {
                 match self.writer.poll_send(cx, &mut write.frame) {
                     Poll::Ready(result) => self.sent(result.is_ok()),
@@ -201,6 +206,32 @@ impl LinkTask {
                 return;
             };
             self.writing = Some(write);
+        }
+    }
+
+    /// When the frame in flight is a SHIP message that has not gone out yet and the engine has
+    /// another message ready, hands the frame to the WebSocket without a flush and returns true:
+    /// the flush of the last message of the batch writes them all at once (one TLS record, one
+    /// system call) instead of one write per message. A ping or close frame is sent alone.
+    fn feed_if_more_follow(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(write) = self.writing.as_mut() else {
+            return false;
+        };
+        if write.sending != Sending::Message || !write.frame.is_unsent() || self.ping_wanted {
+            return false;
+        }
+        if self.queued.is_none() {
+            self.queued = self.engine.poll_transmit();
+        }
+        if !matches!(self.queued, Some(Transmit::Message(_))) {
+            return false;
+        }
+        match self.writer.poll_feed(cx, &mut write.frame) {
+            Poll::Ready(result) => {
+                self.sent(result.is_ok());
+                true
+            }
+            Poll::Pending => false,
         }
     }
 
@@ -392,18 +423,10 @@ impl LinkTask {
                     self.end = Some(end);
                 }
             }
-            event = self.reader.next_event(), if readable => match event {
-                Ok(SocketEvent::Message(bytes)) => self.engine.handle_message(&bytes, now()),
-                Ok(SocketEvent::Pong(_)) => {
-                    self.pong_deadline = None;
-                    self.ping_sent = None;
-                    self.report(LinkEvent::Pong);
-                }
-                Ok(SocketEvent::Closed { .. }) | Err(_) => {
-                    self.socket_open = false;
-                    self.engine.handle_transport_closed(now());
-                }
-            },
+            event = self.reader.next_event(), if readable => {
+                self.on_socket_event(event);
+                self.read_ahead();
+            }
             command = self.commands.recv(), if self.commands_open => self.obey(command),
             // The next payload only once the last frame is out: the application's queue
             // (`max_queued_data`) is what holds outgoing data back.
@@ -415,6 +438,51 @@ impl LinkTask {
                 }
             }
             _ = sleep_until_opt(timers.next()) => self.timer_due(timers),
+        }
+    }
+
+    /// What the socket delivered.
+    fn on_socket_event(&mut self, event: Result<SocketEvent, TransportError>) {
+        match event {
+            Ok(SocketEvent::Message(bytes)) => self.engine.handle_message(&bytes, now()),
+            Ok(SocketEvent::Pong(_)) => {
+                self.pong_deadline = None;
+                self.ping_sent = None;
+                self.report(LinkEvent::Pong);
+            }
+            Ok(SocketEvent::Closed { .. }) | Err(_) => {
+                self.socket_open = false;
+                self.engine.handle_transport_closed(now());
+            }
+        }
+    }
+
+    /// Takes in the messages that arrived with the one just read, up to [`READ_AHEAD`], as
+    /// long as they are already here (decrypted or in the socket's buffer, no waiting) and the
+    /// link may read: the engine answers them all before the link writes, so answers to
+    /// messages that came together leave together (one write instead of one per message).
+    fn read_ahead(&mut self) {
+        let mut cx = Context::from_waker(Waker::noop());
+        for _ in 0..READ_AHEAD {
+            // What the last message did (data charged to the budget, data exchange open) counts
+            // for whether the next may be read.
+            self.report_events();
+            let budget = &self.setup.budget;
+            let may_read = self.socket_open
+                && !self.concluded()
+                && self.queued.is_none()
+                && self.end.is_none()
+                && (!self.completed || budget.may_read(self.setup.max_message));
+            if !may_read {
+                return;
+            }
+            // A pending poll leaves the noop waker registered with the socket; the link's next
+            // wait polls the socket again with its own.
+            let next = std::pin::pin!(self.reader.next_event()).poll(&mut cx);
+            match next {
+                Poll::Ready(event) => self.on_socket_event(event),
+                Poll::Pending => return,
+            }
         }
     }
 
@@ -520,6 +588,10 @@ impl LinkTask {
         let _ = events.send((setup.id, LinkEvent::Ended(Box::new(end))));
     }
 }
+
+/// How many messages that arrived together with one the link read it takes in before it writes
+/// the answers ([`LinkTask::read_ahead`]).
+const READ_AHEAD: usize = 8;
 
 /// The link's timers other than its give-up time, in the order they are served when several
 /// are due at once: the engine's timeout, the handshake deadline, the next keepalive ping, the
