@@ -97,6 +97,24 @@ where
         socket.poll_flush(cx)
     }
 
+    /// Hands `message` to the WebSocket once it is ready for it, without a flush: it goes out
+    /// with the next flush, together with whatever else was handed over until then.
+    fn poll_feed(
+        &self,
+        cx: &mut Context<'_>,
+        message: &mut Option<Message>,
+    ) -> Poll<Result<(), tungstenite::Error>> {
+        let mut socket = self.lock();
+        let mut socket = std::pin::Pin::new(&mut *socket);
+        if message.is_some() {
+            ready!(socket.as_mut().poll_ready(cx))?;
+            if let Some(next) = message.take() {
+                socket.as_mut().start_send(next)?;
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
     /// Queues `message` and flushes it.
     async fn send(&self, message: Message) -> Result<(), tungstenite::Error> {
         let mut message = Some(message);
@@ -145,6 +163,11 @@ pub(crate) struct Outgoing {
 }
 
 impl Outgoing {
+    /// Whether the frame is still here, not yet handed to the WebSocket.
+    pub(crate) fn is_unsent(&self) -> bool {
+        self.message.is_some()
+    }
+
     /// One SHIP message, as a binary frame.
     pub(crate) fn binary(message: Vec<u8>) -> Outgoing {
         Outgoing {
@@ -412,6 +435,20 @@ where
         frame: &mut Outgoing,
     ) -> Poll<Result<(), TransportError>> {
         self.link.poll_outgoing(cx, frame)
+    }
+
+    /// Hands `frame` to the WebSocket without a flush: `Ready(Ok)` once it is in the
+    /// WebSocket's write buffer, from where the next [`poll_send`](Self::poll_send) writes it
+    /// together with its own frame: messages that are ready at once leave in one write. Like
+    /// `poll_send` it keeps the frame in `frame` while it is pending.
+    pub(crate) fn poll_feed(
+        &self,
+        cx: &mut Context<'_>,
+        frame: &mut Outgoing,
+    ) -> Poll<Result<(), TransportError>> {
+        self.link
+            .poll_feed(cx, &mut frame.message)
+            .map_err(from_tungstenite)
     }
 }
 

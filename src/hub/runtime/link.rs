@@ -23,39 +23,53 @@
 //! is unanswered is closed as [`LinkEnd::Backpressure`].
 
 use std::future::poll_fn;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use tokio::sync::mpsc;
-use tokio::time::{Instant, sleep_until};
+use tokio::time::Instant;
 
 use super::clock::{now, sleep_until_opt};
 use super::handover::{LinkCommand, LinkEnd, LinkEvent, LinkId, LinkSetup, LinkStart, Permits};
 use crate::hub::net::BoxIo;
 use crate::protocol::{self, CloseCause, CloseReason, ConnectionState, Event, Transmit};
-use crate::transport::{Outgoing, ShipSocket, SocketEvent, SocketReader, SocketWriter};
+use crate::transport::{
+    Outgoing, ShipSocket, SocketEvent, SocketReader, SocketWriter, TransportError,
+};
 
 /// Runs one link until it ends. `permits` (the connection's admission permits) are dropped when
 /// it returns.
-pub(crate) async fn run(socket: ShipSocket<BoxIo>, permits: Permits, start: LinkStart) {
+///
+/// Not an `async fn`: the task's future holds the [`LinkTask`] alone, not also the parts it was
+/// built from (an `async fn` keeps its arguments for the whole run), and [`LinkTask::finish`]
+/// works on it in place. A held connection's task is the largest allocation of a link
+/// (docs/performance.md, "Memory per held connection").
+pub(crate) fn run(
+    socket: ShipSocket<BoxIo>,
+    permits: Permits,
+    start: LinkStart,
+) -> impl Future<Output = ()> + Send + 'static {
     let mut link = LinkTask::new(socket, start);
-    loop {
-        link.pump_writes().await;
-        link.report_events();
-        if link.concluded() {
-            break;
-        }
-        if !link.socket_open {
-            // The transport is gone but the engine has not concluded yet: tell it, once.
-            if link.transport_reported {
+    async move {
+        loop {
+            link.pump_writes().await;
+            link.report_events();
+            if link.concluded() {
                 break;
             }
-            link.transport_reported = true;
-            link.engine.handle_transport_closed(now());
-            continue;
+            if !link.socket_open {
+                // The transport is gone but the engine has not concluded yet: tell it, once.
+                if link.transport_reported {
+                    break;
+                }
+                link.transport_reported = true;
+                link.engine.handle_transport_closed(now());
+                continue;
+            }
+            link.wait_and_handle().await;
         }
-        link.wait_and_handle().await;
+        link.finish().await;
+        link.close(permits);
     }
-    link.finish(permits).await;
 }
 
 /// What a frame in flight is, for what its completion means.
@@ -167,6 +181,9 @@ impl LinkTask {
 
     fn pump(&mut self, cx: &mut Context<'_>) {
         loop {
+            if self.feed_if_more_follow(cx) {
+                continue;
+            }
             if let Some(write) = self.writing.as_mut() {
                 match self.writer.poll_send(cx, &mut write.frame) {
                     Poll::Ready(result) => self.sent(result.is_ok()),
@@ -189,6 +206,32 @@ impl LinkTask {
                 return;
             };
             self.writing = Some(write);
+        }
+    }
+
+    /// When the frame in flight is a SHIP message that has not gone out yet and the engine has
+    /// another message ready, hands the frame to the WebSocket without a flush and returns true:
+    /// the flush of the last message of the batch writes them all at once (one TLS record, one
+    /// system call) instead of one write per message. A ping or close frame is sent alone.
+    fn feed_if_more_follow(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(write) = self.writing.as_mut() else {
+            return false;
+        };
+        if write.sending != Sending::Message || !write.frame.is_unsent() || self.ping_wanted {
+            return false;
+        }
+        if self.queued.is_none() {
+            self.queued = self.engine.poll_transmit();
+        }
+        if !matches!(self.queued, Some(Transmit::Message(_))) {
+            return false;
+        }
+        match self.writer.poll_feed(cx, &mut write.frame) {
+            Poll::Ready(result) => {
+                self.sent(result.is_ok());
+                true
+            }
+            Poll::Pending => false,
         }
     }
 
@@ -338,8 +381,6 @@ impl LinkTask {
     /// Step 3: waits for the next thing to happen — the frame in flight going out, the socket,
     /// a command, outgoing data, a timer, the abort — and handles it.
     async fn wait_and_handle(&mut self) {
-        let timeout = self.engine.poll_timeout().map(Instant::from_std);
-        let deadline = Instant::from_std(self.setup.handshake_deadline);
         let budget = self.setup.budget.clone();
         let released = budget.total().released().notified();
         tokio::pin!(released);
@@ -351,6 +392,12 @@ impl LinkTask {
         let idle = !writing && self.completed;
         let may_ping = self.completed && self.pong_deadline.is_none() && !self.ping_pending();
         let abort = self.setup.abort.clone();
+        let timers = Timers([
+            self.engine.poll_timeout().map(Instant::from_std),
+            (!self.completed).then(|| Instant::from_std(self.setup.handshake_deadline)),
+            may_ping.then_some(self.next_ping),
+            self.pong_deadline.filter(|_| self.paused_since.is_none()),
+        ]);
         let (writer, write) = (&self.writer, &mut self.writing);
         tokio::select! {
             biased;
@@ -376,18 +423,10 @@ impl LinkTask {
                     self.end = Some(end);
                 }
             }
-            event = self.reader.next_event(), if readable => match event {
-                Ok(SocketEvent::Message(bytes)) => self.engine.handle_message(&bytes, now()),
-                Ok(SocketEvent::Pong(_)) => {
-                    self.pong_deadline = None;
-                    self.ping_sent = None;
-                    self.report(LinkEvent::Pong);
-                }
-                Ok(SocketEvent::Closed { .. }) | Err(_) => {
-                    self.socket_open = false;
-                    self.engine.handle_transport_closed(now());
-                }
-            },
+            event = self.reader.next_event(), if readable => {
+                self.on_socket_event(event);
+                self.read_ahead();
+            }
             command = self.commands.recv(), if self.commands_open => self.obey(command),
             // The next payload only once the last frame is out: the application's queue
             // (`max_queued_data`) is what holds outgoing data back.
@@ -398,18 +437,67 @@ impl LinkTask {
                     tracing::debug!(%error, "dropping outgoing data");
                 }
             }
-            _ = sleep_until_opt(timeout) => self.engine.handle_timeout(now()),
-            _ = sleep_until(deadline), if !self.completed => {
-                self.end = Some(LinkEnd::HandshakeDeadline);
+            _ = sleep_until_opt(timers.next()) => self.timer_due(timers),
+        }
+    }
+
+    /// What the socket delivered.
+    fn on_socket_event(&mut self, event: Result<SocketEvent, TransportError>) {
+        match event {
+            Ok(SocketEvent::Message(bytes)) => self.engine.handle_message(&bytes, now()),
+            Ok(SocketEvent::Pong(_)) => {
+                self.pong_deadline = None;
+                self.ping_sent = None;
+                self.report(LinkEvent::Pong);
             }
-            _ = sleep_until(self.next_ping), if may_ping => {
+            Ok(SocketEvent::Closed { .. }) | Err(_) => {
+                self.socket_open = false;
+                self.engine.handle_transport_closed(now());
+            }
+        }
+    }
+
+    /// Takes in the messages that arrived with the one just read, up to [`READ_AHEAD`], as
+    /// long as they are already here (decrypted or in the socket's buffer, no waiting) and the
+    /// link may read: the engine answers them all before the link writes, so answers to
+    /// messages that came together leave together (one write instead of one per message).
+    fn read_ahead(&mut self) {
+        let mut cx = Context::from_waker(Waker::noop());
+        for _ in 0..READ_AHEAD {
+            // What the last message did (data charged to the budget, data exchange open) counts
+            // for whether the next may be read.
+            self.report_events();
+            let budget = &self.setup.budget;
+            let may_read = self.socket_open
+                && !self.concluded()
+                && self.queued.is_none()
+                && self.end.is_none()
+                && (!self.completed || budget.may_read(self.setup.max_message));
+            if !may_read {
+                return;
+            }
+            // A pending poll leaves the noop waker registered with the socket; the link's next
+            // wait polls the socket again with its own.
+            let next = std::pin::pin!(self.reader.next_event()).poll(&mut cx);
+            match next {
+                Poll::Ready(event) => self.on_socket_event(event),
+                Poll::Pending => return,
+            }
+        }
+    }
+
+    /// One of the timers of [`Timers`] is due: handles the first due in their order.
+    fn timer_due(&mut self, timers: Timers) {
+        match timers.first_due(Instant::now()) {
+            Some(Timer::Engine) => self.engine.handle_timeout(now()),
+            Some(Timer::HandshakeDeadline) => self.end = Some(LinkEnd::HandshakeDeadline),
+            Some(Timer::Ping) => {
                 // Sent once the frame in flight is out; the pong is owed from then.
                 self.next_ping = Instant::now() + self.setup.keepalive_interval;
                 self.ping_wanted = true;
             }
-            _ = sleep_until_opt(self.pong_deadline), if self.paused_since.is_none() => {
-                self.end = Some(LinkEnd::KeepaliveTimeout);
-            }
+            Some(Timer::Pong) => self.end = Some(LinkEnd::KeepaliveTimeout),
+            None => {}
         }
     }
 
@@ -469,9 +557,8 @@ impl LinkTask {
         }
     }
 
-    /// Step 4: sends the engine's last frames, closes what is left of the socket, frees the
-    /// admission permits and reports the link's end, the last event it sends.
-    async fn finish(mut self, permits: Permits) {
+    /// Step 4: sends the engine's last frames and closes what is left of the socket.
+    async fn finish(&mut self) {
         if self.end.is_none() && self.socket_open {
             self.drain_writes().await;
         }
@@ -479,19 +566,77 @@ impl LinkTask {
             let close = self.writer.close(4001, "handshake deadline");
             let _ = unstalled(&self.setup, close).await;
         }
-        let end = self.end.take().unwrap_or_else(|| {
-            LinkEnd::Protocol(self.cause.take().unwrap_or(CloseCause::TransportClosed))
-        });
+    }
+
+    /// Step 5: drops the socket, frees the admission permits and reports the link's end, the
+    /// last event it sends.
+    fn close(self, permits: Permits) {
         let LinkTask {
             reader,
             writer,
             events,
             setup,
+            mut end,
+            mut cause,
             ..
         } = self;
+        let end = end.take().unwrap_or_else(|| {
+            LinkEnd::Protocol(cause.take().unwrap_or(CloseCause::TransportClosed))
+        });
         drop((reader, writer));
         drop(permits);
         let _ = events.send((setup.id, LinkEvent::Ended(Box::new(end))));
+    }
+}
+
+/// How many messages that arrived together with one the link read it takes in before it writes
+/// the answers ([`LinkTask::read_ahead`]).
+const READ_AHEAD: usize = 8;
+
+/// The link's timers other than its give-up time, in the order they are served when several
+/// are due at once: the engine's timeout, the handshake deadline, the next keepalive ping, the
+/// pong deadline (`None`: not running). One sleep waits for the earliest of them instead of one
+/// per timer: a smaller task and fewer timer registrations per wait.
+#[derive(Debug, Clone, Copy)]
+struct Timers([Option<Instant>; 4]);
+
+/// Which of [`Timers`] fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    Engine,
+    HandshakeDeadline,
+    Ping,
+    Pong,
+}
+
+impl Timers {
+    const ORDER: [Timer; 4] = [
+        Timer::Engine,
+        Timer::HandshakeDeadline,
+        Timer::Ping,
+        Timer::Pong,
+    ];
+
+    /// When the earliest runs out.
+    fn next(&self) -> Option<Instant> {
+        self.0.iter().flatten().min().copied()
+    }
+
+    /// The first in order that is due at `now`; else the earliest (a sleep for it ended, so it
+    /// is due whatever `now` says).
+    fn first_due(&self, now: Instant) -> Option<Timer> {
+        let due = Self::ORDER
+            .iter()
+            .zip(self.0)
+            .find(|(_, at)| at.is_some_and(|at| at <= now));
+        let earliest = || {
+            let next = self.next()?;
+            Self::ORDER
+                .iter()
+                .zip(self.0)
+                .find(|(_, at)| *at == Some(next))
+        };
+        due.or_else(earliest).map(|(timer, _)| *timer)
     }
 }
 
@@ -507,5 +652,54 @@ async fn unstalled<F: std::future::Future>(
         _ = setup.abort.cancelled() => Err(LinkEnd::Aborted),
         _ = tokio::time::sleep(setup.keepalive_timeout) => Err(LinkEnd::KeepaliveTimeout),
         output = write => Ok(output),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use super::{Timer, Timers};
+
+    #[test]
+    fn the_one_sleep_waits_for_the_earliest_timer_and_none_without_timers() {
+        let t0 = Instant::now();
+        let at = |ms| Some(t0 + Duration::from_millis(ms));
+        assert_eq!(Timers([None; 4]).next(), None);
+        assert_eq!(Timers([at(30), None, at(10), at(20)]).next(), at(10));
+    }
+
+    #[test]
+    fn timers_due_together_are_served_in_their_order_and_a_fired_sleep_always_names_one() {
+        let t0 = Instant::now();
+        let at = |ms| Some(t0 + Duration::from_millis(ms));
+        let timers = Timers([at(20), at(10), at(10), at(5)]);
+        // All due: the engine's timeout first, as the order says.
+        assert_eq!(
+            timers.first_due(t0 + Duration::from_millis(20)),
+            Some(Timer::Engine)
+        );
+        // Deadline and ping due at the same instant: the deadline first.
+        let timers = Timers([at(20), at(10), at(10), None]);
+        assert_eq!(
+            timers.first_due(t0 + Duration::from_millis(10)),
+            Some(Timer::HandshakeDeadline)
+        );
+        assert_eq!(
+            Timers([None, None, at(10), at(15)]).first_due(t0 + Duration::from_millis(15)),
+            Some(Timer::Ping)
+        );
+        assert_eq!(
+            Timers([None, None, None, at(15)]).first_due(t0 + Duration::from_millis(15)),
+            Some(Timer::Pong)
+        );
+        // The clock read after the sleep ended is before every timer: the earliest is served.
+        assert_eq!(
+            Timers([at(20), None, at(10), None]).first_due(t0),
+            Some(Timer::Ping)
+        );
+        assert_eq!(Timers([None; 4]).first_due(t0), None);
     }
 }

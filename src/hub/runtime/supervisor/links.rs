@@ -59,6 +59,9 @@ impl Supervisor {
         let (start, commands, data) = self.link_start(id, direction, trust, started, guard);
         let (state, detail) = (start.engine.state(), start.engine.detailed_state());
         self.shared.tracker.spawn(link::run(socket, permits, start));
+        // Room for this one link only: a peer mostly has one, and `push` would make room for
+        // four (a kilobyte per supervisor that holds a connection).
+        self.links.reserve_exact(1);
         self.links.push(LinkHandle {
             id,
             direction,
