@@ -86,15 +86,7 @@ where
         cx: &mut Context<'_>,
         message: &mut Option<Message>,
     ) -> Poll<Result<(), tungstenite::Error>> {
-        let mut socket = self.lock();
-        let mut socket = std::pin::Pin::new(&mut *socket);
-        if message.is_some() {
-            ready!(socket.as_mut().poll_ready(cx))?;
-            if let Some(next) = message.take() {
-                socket.as_mut().start_send(next)?;
-            }
-        }
-        socket.poll_flush(cx)
+        self.poll_write(cx, message, true)
     }
 
     /// Hands `message` to the WebSocket once it is ready for it, without a flush: it goes out
@@ -104,6 +96,16 @@ where
         cx: &mut Context<'_>,
         message: &mut Option<Message>,
     ) -> Poll<Result<(), tungstenite::Error>> {
+        self.poll_write(cx, message, false)
+    }
+
+    /// [`Self::poll_send`] (`flush`) or [`Self::poll_feed`], under one lock of the socket.
+    fn poll_write(
+        &self,
+        cx: &mut Context<'_>,
+        message: &mut Option<Message>,
+        flush: bool,
+    ) -> Poll<Result<(), tungstenite::Error>> {
         let mut socket = self.lock();
         let mut socket = std::pin::Pin::new(&mut *socket);
         if message.is_some() {
@@ -112,7 +114,11 @@ where
                 socket.as_mut().start_send(next)?;
             }
         }
-        Poll::Ready(Ok(()))
+        if flush {
+            socket.poll_flush(cx)
+        } else {
+            Poll::Ready(Ok(()))
+        }
     }
 
     /// Queues `message` and flushes it.
