@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::admission::UnpairedSlot;
 use super::inbound::{Charge, PeerBudget};
+use super::inbox::InboxReceiver;
 use crate::ShipId;
 use crate::hub::errors::EndCause;
 use crate::hub::net::BoxIo;
@@ -204,10 +205,8 @@ pub(crate) struct LinkStart {
     pub(crate) engine: protocol::Connection,
     /// Timers, limits and the abort token.
     pub(crate) setup: LinkSetup,
-    /// Commands from the supervisor.
-    pub(crate) commands: mpsc::UnboundedReceiver<LinkCommand>,
-    /// Data the application sends to the peer.
-    pub(crate) data: mpsc::Receiver<Vec<u8>>,
+    /// Commands from the supervisor, and the data the application sends to the peer.
+    pub(crate) inbox: InboxReceiver<LinkCommand>,
     /// Events to the supervisor, tagged with the link's id.
     pub(crate) events: mpsc::UnboundedSender<(LinkId, LinkEvent)>,
 }

@@ -2,9 +2,9 @@
 //! pumps bytes between the connection's [`ShipSocket`] and the sans-IO [`protocol::Connection`],
 //! keeps the connection alive with WebSocket pings, and reports to its supervisor.
 //!
-//! The task owns the socket and the protocol state; its supervisor talks to it only through a
-//! command channel and hears from it only through the event channel. When the task ends it
-//! sends exactly one [`LinkEvent::Ended`] and drops its admission permits, so a connection slot
+//! The task owns the socket and the protocol state; its supervisor talks to it only through its
+//! inbox (commands, and the application's data) and hears from it only through the event
+//! channel. When the task ends it sends exactly one [`LinkEvent::Ended`] and drops its admission permits, so a connection slot
 //! is free again the moment the connection is gone.
 //!
 //! Full duplex: a write the peer does not take yet is one branch of the task's `select!`
@@ -30,6 +30,7 @@ use tokio::time::Instant;
 
 use super::clock::{now, sleep_until_opt};
 use super::handover::{LinkCommand, LinkEnd, LinkEvent, LinkId, LinkSetup, LinkStart, Permits};
+use super::inbox::InboxReceiver;
 use crate::hub::net::BoxIo;
 use crate::protocol::{self, CloseCause, CloseReason, ConnectionState, Event, Transmit};
 use crate::transport::{
@@ -97,8 +98,8 @@ struct LinkTask {
     /// The sans-IO protocol engine.
     engine: protocol::Connection,
     setup: LinkSetup,
-    commands: mpsc::UnboundedReceiver<LinkCommand>,
-    data: mpsc::Receiver<Vec<u8>>,
+    /// Commands from the supervisor and the application's data.
+    inbox: InboxReceiver<LinkCommand>,
     events: mpsc::UnboundedSender<(LinkId, LinkEvent)>,
     /// How the engine said the connection closed.
     cause: Option<CloseCause>,
@@ -133,8 +134,7 @@ impl LinkTask {
         let LinkStart {
             engine,
             setup,
-            commands,
-            data,
+            inbox,
             events,
         } = start;
         let next_ping = Instant::now() + setup.keepalive_interval;
@@ -144,8 +144,7 @@ impl LinkTask {
             writer,
             engine,
             setup,
-            commands,
-            data,
+            inbox,
             events,
             cause: None,
             end: None,
@@ -427,10 +426,12 @@ impl LinkTask {
                 self.on_socket_event(event);
                 self.read_ahead();
             }
-            command = self.commands.recv(), if self.commands_open => self.obey(command),
+            command = poll_fn(|cx| self.inbox.poll_command(cx)), if self.commands_open => {
+                self.obey(command)
+            }
             // The next payload only once the last frame is out: the application's queue
             // (`max_queued_data`) is what holds outgoing data back.
-            payload = self.data.recv(), if idle => {
+            payload = poll_fn(|cx| self.inbox.poll_data(cx)), if idle => {
                 if let Some(payload) = payload
                     && let Err(error) = self.engine.send_data(&payload, now())
                 {
@@ -512,7 +513,7 @@ impl LinkTask {
             Some(LinkCommand::Close(reason)) => {
                 // Data the application queued before the close goes out first (§13.4.7).
                 if self.completed {
-                    while let Ok(payload) = self.data.try_recv() {
+                    while let Some(payload) = self.inbox.try_data() {
                         if let Err(error) = self.engine.send_data(&payload, now()) {
                             tracing::debug!(%error, "dropping outgoing data at close");
                         }

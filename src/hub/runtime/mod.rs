@@ -18,6 +18,7 @@ pub(crate) mod clock;
 pub(crate) mod dial;
 pub(crate) mod handover;
 pub(crate) mod inbound;
+pub(crate) mod inbox;
 pub(crate) mod link;
 pub(crate) mod listener;
 pub(crate) mod pairing_agent;

@@ -37,8 +37,9 @@ use tokio::sync::{mpsc, watch};
 use super::address_book::{AddressBook, DEFAULT_SHIP_PATH};
 use super::clock::sleep_until_opt;
 use super::dial::{Dialled, Race, RaceEvent};
-use super::handover::{Command, Handover, LinkEvent, LinkId, SightingRecord};
+use super::handover::{Command, Handover, LinkCommand, LinkEvent, LinkId, SightingRecord};
 use super::inbound::PeerBudget;
+use super::inbox::Room;
 use super::shared::{Direction, PeerEntry, PeerStatus, Shared};
 use crate::hub::backoff::Backoff;
 use crate::hub::callbacks::PairingDecision;
@@ -207,7 +208,7 @@ impl Supervisor {
             }
             let dial_due = self.dial.due();
             let replacement_due = self.presence.replacement_deadline();
-            let active_data = self.active_link().map(|l| l.data.clone());
+            let active_data = self.active_link().map(|l| l.inbox.room());
             let stop = self.shared.stop.clone();
             let stopping = self.stopping();
             tokio::select! {
@@ -231,9 +232,13 @@ impl Supervisor {
                 {
                     self.outgoing.held = payload;
                 }
-                permit = reserve(active_data.as_ref()), if self.outgoing.held.is_some() => {
-                    if let (Some(permit), Some(payload)) = (permit, self.outgoing.held.take()) {
-                        permit.send(payload);
+                ready = room(active_data.as_ref()), if self.outgoing.held.is_some() => {
+                    // Room (the link only takes payloads out meanwhile), or the link is gone and
+                    // the payload with it.
+                    if let (true, Some(room), Some(payload)) =
+                        (ready, &active_data, self.outgoing.held.take())
+                    {
+                        let _ = room.try_data(payload);
                     }
                 }
                 _ = stop.cancelled(), if !stopping => self.begin_stop(),
@@ -542,14 +547,14 @@ impl Supervisor {
         let Some(link) = self.links.iter().find(|l| l.id == id) else {
             return;
         };
-        let sender = link.data.clone();
+        let sender = link.inbox.room();
         let Outgoing { queue, held } = &mut self.outgoing;
         for payload in held
             .take()
             .into_iter()
             .chain(std::iter::from_fn(|| queue.try_recv().ok()))
         {
-            if sender.try_send(payload).is_err() {
+            if sender.try_data(payload).is_err() {
                 tracing::warn!(ski = %self.ski, "outgoing queue full at close: data dropped");
             }
         }
@@ -605,9 +610,11 @@ async fn wait_answer(pending: &mut Option<PendingAnswer>) -> Option<(LinkId, Pai
     }
 }
 
-async fn reserve(sender: Option<&mpsc::Sender<Vec<u8>>>) -> Option<mpsc::Permit<'_, Vec<u8>>> {
-    match sender {
-        Some(sender) => sender.reserve().await.ok(),
+/// Waits until the active link's inbox has room for a payload (`true`) or the link is gone
+/// (`false`); forever without an active link.
+async fn room(room: Option<&Room<LinkCommand>>) -> bool {
+    match room {
+        Some(room) => std::future::poll_fn(|cx| room.poll_room(cx)).await,
         None => std::future::pending().await,
     }
 }

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::Supervisor;
 use super::state::{Ending, LastFailure, LinkHandle, PendingAnswer, Presence, Replacement};
@@ -18,6 +18,7 @@ use crate::hub::runtime::handover::{
     Handover, LinkCommand, LinkEnd, LinkEvent, LinkId, LinkSetup, LinkStart,
 };
 use crate::hub::runtime::inbound::Delivery;
+use crate::hub::runtime::inbox::{Inbox, inbox};
 use crate::hub::runtime::link;
 use crate::hub::runtime::shared::Direction;
 use crate::hub::trust::PairedPeer;
@@ -56,7 +57,7 @@ impl Supervisor {
         let stranger_slot = permits.stranger.take().filter(|_| stranger);
         let tls_suite = socket.tls_suite();
         let guard = stranger.then(|| remote.ip());
-        let (start, commands, data) = self.link_start(id, direction, trust, started, guard);
+        let (start, inbox) = self.link_start(id, direction, trust, started, guard);
         let (state, detail) = (start.engine.state(), start.engine.detailed_state());
         self.shared.tracker.spawn(link::run(socket, permits, start));
         // Room for this one link only: a peer mostly has one, and `push` would make room for
@@ -69,8 +70,7 @@ impl Supervisor {
             remote,
             tls_suite,
             dialled,
-            commands,
-            data,
+            inbox,
             state,
             detail: Some(detail),
             completed: false,
@@ -112,11 +112,7 @@ impl Supervisor {
         trust: Trust,
         started: Instant,
         guard: Option<IpAddr>,
-    ) -> (
-        LinkStart,
-        mpsc::UnboundedSender<LinkCommand>,
-        mpsc::Sender<Vec<u8>>,
-    ) {
+    ) -> (LinkStart, Inbox<LinkCommand>) {
         let role = match direction {
             Direction::Incoming => Role::Server,
             Direction::Outgoing => Role::Client,
@@ -139,8 +135,7 @@ impl Supervisor {
             now(),
         );
         engine.set_pin(self.pin_params(guard));
-        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
-        let (data_tx, data_rx) = mpsc::channel(limits.max_queued_data.max(1));
+        let (inbox, inbox_rx) = inbox(limits.max_queued_data);
         let setup = LinkSetup {
             id,
             keepalive_interval: self.shared.config.timers.keepalive_interval,
@@ -154,11 +149,10 @@ impl Supervisor {
         let start = LinkStart {
             engine,
             setup,
-            commands: commands_rx,
-            data: data_rx,
+            inbox: inbox_rx,
             events: self.link_events_tx.clone(),
         };
-        (start, commands_tx, data_tx)
+        (start, inbox)
     }
 
     /// What the arbitration needs to know about the live links.
@@ -191,7 +185,7 @@ impl Supervisor {
                 for id in ids {
                     if let Some(link) = self.link_mut(id) {
                         link.ponged = false;
-                        let _ = link.commands.send(LinkCommand::Ping);
+                        let _ = link.inbox.command(LinkCommand::Ping);
                     }
                 }
                 self.double.grace_until = Some(
@@ -252,7 +246,7 @@ impl Supervisor {
     pub(super) fn approve_link(&mut self, id: LinkId) {
         if let Some(link) = self.link_mut(id) {
             link.awaiting_trust = false;
-            let _ = link.commands.send(LinkCommand::Approve);
+            let _ = link.inbox.command(LinkCommand::Approve);
         }
         self.forget_answer(id);
     }
@@ -261,7 +255,7 @@ impl Supervisor {
         if let Some(link) = self.link_mut(id) {
             link.awaiting_trust = false;
             link.ending = Ending::Closing;
-            let _ = link.commands.send(LinkCommand::Deny);
+            let _ = link.inbox.command(LinkCommand::Deny);
         }
         self.forget_answer(id);
     }
@@ -338,7 +332,7 @@ impl Supervisor {
             && !link.closing()
         {
             link.ending = Ending::Closing;
-            let _ = link.commands.send(LinkCommand::Close(reason));
+            let _ = link.inbox.command(LinkCommand::Close(reason));
         }
     }
 

@@ -132,7 +132,7 @@ impl Supervisor {
         self.shared
             .metrics
             .pin_held(after.in_all_until == Some(until));
-        let _ = link.commands.send(LinkCommand::HoldPin(until));
+        let _ = link.inbox.command(LinkCommand::HoldPin(until));
     }
 
     fn ask_pin(&mut self, id: LinkId, rejected: bool) {
@@ -203,7 +203,7 @@ impl Supervisor {
 
     fn send_pin_command(&mut self, id: LinkId, command: LinkCommand) {
         if let Some(link) = self.link_mut(id) {
-            let _ = link.commands.send(command);
+            let _ = link.inbox.command(command);
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::hub::runtime::address_book::DialCandidate;
 use crate::hub::runtime::admission::UnpairedSlot;
 use crate::hub::runtime::dial::Race;
 use crate::hub::runtime::handover::{LinkCommand, LinkId};
+use crate::hub::runtime::inbox::Inbox;
 use crate::hub::runtime::shared::Direction;
 use crate::protocol::{ConnectionState, DetailedState};
 use crate::transport::TlsSuite;
@@ -29,10 +30,8 @@ pub(super) struct LinkHandle {
     pub(super) tls_suite: Option<TlsSuite>,
     /// For a link we dialled: the candidate that worked.
     pub(super) dialled: Option<DialCandidate>,
-    /// Commands to the link task.
-    pub(super) commands: mpsc::UnboundedSender<LinkCommand>,
-    /// The application's data to the link task.
-    pub(super) data: mpsc::Sender<Vec<u8>>,
+    /// Commands and the application's data to the link task.
+    pub(super) inbox: Inbox<LinkCommand>,
     /// The link's protocol state, as last reported.
     pub(super) state: ConnectionState,
     pub(super) detail: Option<DetailedState>,

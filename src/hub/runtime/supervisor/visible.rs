@@ -184,16 +184,18 @@ impl Supervisor {
     /// Derives the visible state and publishes what changed: `state_changed`, the status the
     /// [`crate::hub::Hub`] reads (state, pending request, connections), `connected`.
     pub(super) fn refresh_visible(&mut self) {
-        let links: Vec<LinkView> = self.links.iter().map(LinkHandle::view).collect();
-        let visible = derive(&VisibleInputs {
-            links: &links,
-            shown: self.shown,
-            connected: self.presence.connected(),
-            replacing: self.presence.replacing(),
-            last_failure: self.last_failure.as_ref(),
-            dialling: self.dial.is_running(),
-            queued: self.pairing.is_some() && !self.stopping(),
-        });
+        let inputs = |links: &[LinkView]| {
+            derive(&VisibleInputs {
+                links,
+                shown: self.shown,
+                connected: self.presence.connected(),
+                replacing: self.presence.replacing(),
+                last_failure: self.last_failure.as_ref(),
+                dialling: self.dial.is_running(),
+                queued: self.pairing.is_some() && !self.stopping(),
+            })
+        };
+        let visible = with_views(&self.links, inputs);
         if visible.failure_consumed {
             self.last_failure = None;
         }
@@ -230,24 +232,41 @@ impl Supervisor {
     }
 
     /// Publishes the peer's connections for [`crate::hub::Hub::connections`], if they changed.
+    ///
+    /// Runs after every event of the supervisor, so it compares in place and builds the list
+    /// only when it changed (docs/performance.md, "Fewer allocations per handshake").
     fn publish_connections(&self) {
-        let connections: Vec<ConnectionInfo> = self
-            .links
-            .iter()
-            .map(|l| ConnectionInfo {
-                direction: l.direction,
-                remote: l.remote,
-                state: l.state,
-                closing: l.closing(),
-                tls_suite: l.tls_suite,
-                pin_restricted: l.restricted,
-            })
-            .collect();
+        let info = |l: &LinkHandle| ConnectionInfo {
+            direction: l.direction,
+            remote: l.remote,
+            state: l.state,
+            closing: l.closing(),
+            tls_suite: l.tls_suite,
+            pin_restricted: l.restricted,
+        };
         self.status.send_if_modified(|s| {
-            let changed = s.connections != connections;
-            s.connections = connections;
-            changed
+            let same = s.connections.len() == self.links.len()
+                && s.connections
+                    .iter()
+                    .zip(&self.links)
+                    .all(|(shown, link)| *shown == info(link));
+            if !same {
+                s.connections = self.links.iter().map(info).collect();
+            }
+            !same
         });
+    }
+}
+
+/// Calls `f` with the views of `links`, on the stack for the usual one or two links:
+/// [`Supervisor::refresh_visible`] runs after every event of a supervisor, and a vector per call
+/// was most of a handshake's allocations in the hub (docs/performance.md).
+fn with_views<R>(links: &[LinkHandle], f: impl FnOnce(&[LinkView]) -> R) -> R {
+    match links {
+        [] => f(&[]),
+        [a] => f(&[a.view()]),
+        [a, b] => f(&[a.view(), b.view()]),
+        more => f(&more.iter().map(LinkHandle::view).collect::<Vec<_>>()),
     }
 }
 
