@@ -49,10 +49,11 @@ impl Default for WsOptions {
 /// in full on every read, so each idle connection kept 128 KiB resident and every read paid a
 /// 128 KiB memset (docs/performance.md). The buffer lives as long as the connection and is
 /// refilled from the TLS layer's own buffer of decrypted data, so a smaller one costs copies
-/// within the process, not reads from the network: 1 KiB holds every SHIP handshake message in
-/// one read, and a larger message (up to [`WsOptions::max_message_size`]) still arrives, over
-/// more reads (docs/performance.md, "Memory per held connection").
-const READ_BUFFER_SIZE: usize = 1024;
+/// within the process, not reads from the network: 512 bytes hold a SHIP handshake message
+/// (ours are under 200 bytes) in one read, and a larger message (up to
+/// [`WsOptions::max_message_size`]) still arrives, over more reads (docs/performance.md,
+/// "Memory per held connection").
+const READ_BUFFER_SIZE: usize = 512;
 
 /// tungstenite's write-buffer threshold (its default): frames are collected up to this size
 /// before they are written, and every flush writes them all.

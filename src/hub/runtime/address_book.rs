@@ -375,7 +375,9 @@ pub(crate) struct Recorded {
 /// Every address known to reach each peer, by SKI. See the module documentation.
 #[derive(Debug, Clone)]
 pub(crate) struct AddressBook {
-    peers: HashMap<Ski, PeerAddresses>,
+    /// Boxed: a supervisor's book holds its one peer, and a map makes room for four entries at
+    /// its first insert (four 208-byte records unboxed, most of a kilobyte per peer).
+    peers: HashMap<Ski, Box<PeerAddresses>>,
     /// Counts recorded events; stands in for time when ordering by recency.
     events: u64,
     /// Addresses claimed by mDNS kept per peer, current and withdrawn together.
@@ -638,7 +640,7 @@ impl AddressBook {
     pub(crate) fn dial_candidates(&self, ski: &Ski) -> Vec<DialCandidate> {
         self.peers
             .get(ski)
-            .map(PeerAddresses::candidates)
+            .map(|peer| peer.candidates())
             .unwrap_or_default()
     }
 
