@@ -631,7 +631,7 @@ impl AddressBook {
 
     #[cfg(test)]
     fn drop_if_empty(&mut self, ski: &Ski) {
-        if self.peers.get(ski).is_some_and(PeerAddresses::is_empty) {
+        if self.peers.get(ski).is_some_and(|peer| peer.is_empty()) {
             self.peers.remove(ski);
         }
     }
